@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything the tests need into .venv and runs the whole suite on the CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh test
+VENV=${VENV:-.venv}
+# The web front end's browser test drives Debian's Chromium; install it where we can.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; the browser test will be skipped"
+fi
+exec "$VENV/bin/python" -m pytest "$@"
