@@ -3,6 +3,7 @@ use it to describe work without loading a model."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -86,3 +87,8 @@ def batch_key(width: int, height: int, steps: int, strength: float) -> str:
     """
     n = scheduled_steps(steps, strength)
     return f"{width}x{height}:{n}:{denoising_steps(n, strength)}"
+
+
+def random_seed(rng: random.Random | None = None) -> int:
+    """A seed for a job that did not name one; reported back so the member can repeat it."""
+    return (rng or random).randrange(2**32)

@@ -1,0 +1,710 @@
+"""The one API every front end calls: submit, status, cancel, me, set tier, and results.
+
+Front ends pass plain data in (who, where to answer, picture bytes, command text) and register a
+FrontEnd to receive progress and results for the jobs they own. The service owns the queue, the
+store and the delivery schedule; the worker feeds the engine through `claim_batch`/`complete`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import random
+import secrets
+import shutil
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from PIL import Image
+
+from bot.clock import Clock, utc_day
+from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
+from bot.config import Config, TierSettings
+from bot.queue import QueuedJob, TierQueue, compute_rank
+from bot.store import JobRecord, Store, StoreError
+from engine.api import EngineJob, EngineOutput, batch_key, random_seed, scheduled_steps
+from engine.pictures import PictureError, encode_picture, prepare_picture
+
+log = logging.getLogger("bot.service")
+
+UPGRADE_HINT = "Upgrade with /upgrade to skip the queue and get more."
+# How many of the first waiting jobs hear about their new position after each batch; the rest
+# are far back, and telling thousands of members "you moved up one" would only hit rate limits.
+NOTIFY_HEAD = 10
+# Delivery retries: a platform outage must not lose a result, but nor should it spin.
+DELIVERY_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0, 900.0)
+DEFAULT_BATCH_SECONDS = 8.0
+
+
+@dataclass(frozen=True)
+class Member:
+    platform: str  # "telegram" | "discord" | "web"
+    user_id: str
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job_id: str
+    position: int  # waiting jobs ahead of this one; 0 = next
+    eta_s: float  # rough seconds until the result is delivered
+    tier: str
+    strength: float
+    seed: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str  # command | picture | quota | queue_limit | steps | flood | storage | not_found | not_yours
+    message: str  # written for the member
+    upgrade_hint: bool = False
+    quiet: bool = False  # the member was already told; the front end should say nothing
+
+    @property
+    def text(self) -> str:
+        return f"{self.message} {UPGRADE_HINT}" if self.upgrade_hint else self.message
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: str
+    platform: str
+    user_id: str
+    reply: dict[str, Any]
+    prompt: str
+    negative_prompt: str | None
+    strength: float
+    seed: int
+    steps: int
+    output_format: str | None
+    tier: str
+    status: str  # queued | running | done | failed | cancelled
+    width: int
+    height: int
+    created_at: float
+    position: int | None = None  # while queued
+    eta_s: float | None = None  # while queued or running
+    progress: float | None = None  # 0..1 while running
+    seconds: float | None = None  # engine time, when done
+    error: str | None = None  # for the member, when failed
+
+
+@dataclass(frozen=True)
+class Delivery:
+    job: JobView
+    input_path: Path  # the picture as the engine saw it (PNG)
+    result_path: Path  # the result (PNG)
+
+
+@dataclass(frozen=True)
+class MemberView:
+    tier: str
+    tier_expires_at: float | None
+    used_today: int
+    daily_quota: int
+    max_queued: int
+    active_jobs: list[JobView]
+
+
+class DeliveryFailed(Exception):
+    """Raised by a front end that could not deliver. `permanent`: retrying cannot help (the
+    member blocked the bot); the result stays on disk and is tried again after a restart."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class FrontEnd(Protocol):
+    platform: str
+
+    async def job_updated(self, job: JobView) -> None:
+        """Position or progress changed. Best effort; may be throttled by the front end."""
+        ...
+
+    async def deliver_result(self, delivery: Delivery) -> None:
+        """Send the result. Return only once it is sent; raise to have it retried."""
+        ...
+
+    async def deliver_failure(self, job: JobView) -> None:
+        """Tell the member their job failed (job.error). Raise to have it retried."""
+        ...
+
+
+class FloodGuard:
+    """At most `limit` commands per member in `window_s`; the first refusal is said, later ones
+    in the same window are quiet, so a flood costs one message."""
+
+    def __init__(self, limit: int = 10, window_s: float = 10.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._recent: dict[str, deque[float]] = {}
+        self._warned_until: dict[str, float] = {}
+
+    def check(self, member_key: str, now: float) -> Refused | None:
+        recent = self._recent.setdefault(member_key, deque())
+        while recent and recent[0] <= now - self.window_s:
+            recent.popleft()
+        if len(recent) < self.limit:
+            recent.append(now)
+            return None
+        quiet = self._warned_until.get(member_key, 0.0) > now
+        self._warned_until[member_key] = recent[0] + self.window_s
+        return Refused(
+            "flood",
+            f"You are sending commands too fast. Wait {int(recent[0] + self.window_s - now) + 1} s and try again.",
+            quiet=quiet,
+        )
+
+
+class RestyleService:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Clock,
+        *,
+        rng: random.Random | None = None,
+        flood_guard: FloodGuard | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.flood = flood_guard or FloodGuard()
+        self.queue = TierQueue()
+        self._frontends: dict[str, FrontEnd] = {}
+        self._work = asyncio.Event()
+        self._seq = 0
+        self._progress: dict[str, float] = {}
+        self._batch_seconds: deque[float] = deque(maxlen=config.queue.eta_window)
+        self._deliveries: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._interrupt_engine: Callable[[], None] | None = None
+        self._accepting = True
+        self.delivery_failures = 0
+        self.batch_sizes: deque[int] = deque(maxlen=1000)
+
+    # Start and stop ----------------------------------------------------------------------------
+
+    def register(self, frontend: FrontEnd) -> None:
+        self._frontends[frontend.platform] = frontend
+
+    def set_engine_interrupt(self, interrupt: Callable[[], None]) -> None:
+        self._interrupt_engine = interrupt
+
+    async def start(self) -> None:
+        """Rebuild the queue from the store and resume deliveries left from the last run."""
+        self._seq = await self.store.max_seq()
+        self._batch_seconds.extend(reversed(await self.store.recent_seconds(self._batch_seconds.maxlen or 20)))
+        active = await self.store.active_jobs()
+        running = [job.id for job in active if job.status == "running"]
+        if running:
+            await self.store.requeue(running)
+        for job in active:
+            self.queue.put(QueuedJob(job.id, job.account_id, job.tier, job.rank, job.seq, job.batch_key))
+        if active:
+            log.info("resumed %d waiting jobs (%d were running when the bot stopped)", len(active), len(running))
+            self._work.set()
+        for job in await self.store.undelivered_jobs():
+            self._schedule_delivery(job.id)
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    async def close(self) -> None:
+        for task in list(self._deliveries.values()) + list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._deliveries.values(), *self._background, return_exceptions=True)
+        self._work.set()  # wake a waiting worker so it can see the stop
+
+    # Members ---------------------------------------------------------------------------------
+
+    async def _account_and_tier(self, member: Member) -> tuple[int, TierSettings]:
+        now = self.clock.now()
+        account = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        return account.id, self.config.tier(account.effective_tier(now))
+
+    async def me(self, member: Member) -> MemberView:
+        now = self.clock.now()
+        account = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        tier = self.config.tier(account.effective_tier(now))
+        jobs = await self.store.jobs(self.queue.member_job_ids(account.id))
+        return MemberView(
+            tier=tier.name,
+            tier_expires_at=account.tier_expires_at if tier.name != "free" else None,
+            used_today=await self.store.used_today(account.id, utc_day(now)),
+            daily_quota=tier.daily_quota,
+            max_queued=tier.max_queued,
+            active_jobs=[self._view(job) for job in jobs],
+        )
+
+    async def set_tier(
+        self, member: Member, tier: str, expires_at: float | None, *, reason: str, changed_by: str
+    ) -> MemberView:
+        """Change a member's tier (payment, code or admin), audited; waiting jobs are re-ranked."""
+        if tier not in self.config.tiers:
+            raise ValueError(f"unknown tier {tier!r}")
+        now = self.clock.now()
+        account = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        await self.store.set_tier(account.id, tier, expires_at, reason=reason, changed_by=changed_by, now=now)
+        await self._rerank_member(account.id, self.config.tier(tier))
+        return await self.me(member)
+
+    async def _rerank_member(self, account_id: int, tier: TierSettings) -> None:
+        jobs = await self.store.jobs(self.queue.member_job_ids(account_id))
+        waiting = sorted((job for job in jobs if job.status == "queued"), key=lambda job: job.seq)
+        last: float | None = None
+        for job in jobs:
+            if job.status == "running":
+                last = job.rank if last is None else max(last, job.rank)
+        ranks: dict[str, float] = {}
+        for job in waiting:
+            last = compute_rank(
+                arrival=job.created_at,
+                tier_rank=tier.rank,
+                aging_s=self.config.queue.aging_s,
+                member_last_rank=last,
+                member_gap_s=self.config.queue.member_gap_s,
+            )
+            ranks[job.id] = last
+        if ranks:
+            await self.store.set_ranks(ranks, tier.name)
+            for job_id, rank in ranks.items():
+                queued = self.queue.remove(job_id)
+                if queued is not None:
+                    self.queue.put(replace(queued, rank=rank, tier=tier.name))
+
+    # Submitting ------------------------------------------------------------------------------
+
+    async def submit(
+        self, member: Member, picture: bytes, command: str | RestyleCommand, reply: dict[str, Any]
+    ) -> Accepted | Refused:
+        """Check, prepare and queue one request. Never raises for anything the member did."""
+        if isinstance(command, str):
+            try:
+                command = parse_restyle(command)
+            except CommandError as exc:
+                return Refused("command", str(exc))
+        return await self._submit(member, command, reply, picture=picture)
+
+    async def again(
+        self, member: Member, job_id: str, reply: dict[str, Any], *, strength_delta: float = 0.0
+    ) -> Accepted | Refused:
+        """Run a finished job's picture and prompt again with a new seed (and, for Subtler and
+        Stronger, another strength). No new upload: the prepared input is reused."""
+        job = await self.store.job(job_id)
+        if job is None or not self.store.input_path(job_id).exists():
+            return Refused("not_found", "That job is gone; send the picture again with /restyle.")
+        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
+            return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
+        command = RestyleCommand(
+            prompt=job.prompt,
+            strength=with_strength_delta(job.strength, strength_delta),
+            seed=None,
+            steps=job.steps if job.steps != self.config.engine.steps else None,
+            negative_prompt=job.negative_prompt,
+            output_format=job.output_format,
+        )
+        return await self._submit(member, command, reply, source_job=job)
+
+    async def _submit(
+        self,
+        member: Member,
+        command: RestyleCommand,
+        reply: dict[str, Any],
+        *,
+        picture: bytes | None = None,
+        source_job: JobRecord | None = None,
+    ) -> Accepted | Refused:
+        now = self.clock.now()
+        if not self._accepting:
+            return Refused("storage", "The bot is restarting; send your request again in a minute.")
+        flood = self.flood.check(member.key, now)
+        if flood is not None:
+            return flood
+        try:
+            account_id, tier = await self._account_and_tier(member)
+            steps = command.steps if command.steps is not None else self.config.engine.steps
+            if steps > tier.max_steps:
+                return Refused(
+                    "steps",
+                    f"The {tier.name} tier allows up to {tier.max_steps} steps; use steps={tier.max_steps} or fewer.",
+                    upgrade_hint=tier.name != self._top_tier(),
+                )
+            if len(self.queue.member_job_ids(account_id)) >= tier.max_queued:
+                return Refused(
+                    "queue_limit",
+                    f"You already have {tier.max_queued} job(s) waiting, the most the {tier.name} tier allows. "
+                    "Wait for one to finish, or /cancel one.",
+                    upgrade_hint=tier.name != self._top_tier(),
+                )
+            day = utc_day(now)
+            if await self.store.used_today(account_id, day) >= tier.daily_quota:
+                return self._quota_refusal(tier)
+
+            if picture is not None:
+                try:
+                    prepared = await asyncio.to_thread(
+                        prepare_picture,
+                        picture,
+                        max_side=tier.max_side,
+                        max_bytes=int(self.config.bot.max_upload_mb * 1_000_000),
+                    )
+                except PictureError as exc:
+                    return Refused("picture", str(exc))
+                width, height = prepared.size
+            else:
+                assert source_job is not None
+                prepared = None
+                width, height = source_job.width, source_job.height
+
+            strength = command.strength if command.strength is not None else self.config.bot.default_strength
+            seed = command.seed if command.seed is not None else random_seed(self.rng)
+            steps = scheduled_steps(steps, strength)
+            job_id = self._new_job_id()
+            self._seq += 1
+            rank = compute_rank(
+                arrival=now,
+                tier_rank=tier.rank,
+                aging_s=self.config.queue.aging_s,
+                member_last_rank=self.queue.member_last_rank(account_id),
+                member_gap_s=self.config.queue.member_gap_s,
+            )
+            record = JobRecord(
+                id=job_id,
+                account_id=account_id,
+                platform=member.platform,
+                platform_user_id=member.user_id,
+                reply=reply,
+                prompt=command.prompt,
+                negative_prompt=command.negative_prompt,
+                strength=strength,
+                seed=seed,
+                steps=steps,
+                output_format=command.output_format,
+                width=width,
+                height=height,
+                batch_key=batch_key(width, height, steps, strength),
+                tier=tier.name,
+                rank=rank,
+                seq=self._seq,
+                status="queued",
+                created_at=now,
+                quota_day=day,
+                parent_job_id=source_job.id if source_job else None,
+            )
+            input_path = self.store.input_path(job_id)
+            if prepared is not None:
+                png = await asyncio.to_thread(_png_bytes, prepared)
+                await asyncio.to_thread(self.store.write_picture, input_path, png)
+            else:
+                await asyncio.to_thread(shutil.copyfile, self.store.input_path(source_job.id), input_path)
+            try:
+                added = await self.store.add_job(record, quota_limit=tier.daily_quota)
+            except BaseException:
+                input_path.unlink(missing_ok=True)
+                raise
+            if not added:
+                input_path.unlink(missing_ok=True)
+                return self._quota_refusal(tier)
+        except (StoreError, OSError) as exc:
+            log.error("could not accept a request from %s: %s", member.key, exc)
+            return Refused("storage", "The bot cannot save new requests right now. Try again in a few minutes.")
+
+        self.queue.put(QueuedJob(job_id, account_id, tier.name, rank, record.seq, record.batch_key))
+        self._work.set()
+        position = self.queue.position(job_id) or 0
+        log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, rank, position)
+        return Accepted(job_id, position, self._eta(record, position), tier.name, strength, seed, steps)
+
+    def _quota_refusal(self, tier: TierSettings) -> Refused:
+        return Refused(
+            "quota",
+            f"You have used all {tier.daily_quota} restyles of the {tier.name} tier today. "
+            "The count starts again at midnight UTC.",
+            upgrade_hint=tier.name != self._top_tier(),
+        )
+
+    def _top_tier(self) -> str:
+        return max(self.config.tiers.values(), key=lambda t: t.rank).name
+
+    def _new_job_id(self) -> str:
+        # Short enough for Telegram's 64-byte button data, unguessable enough for links.
+        return secrets.token_hex(5)
+
+    # Looking and cancelling ------------------------------------------------------------------
+
+    async def job(self, job_id: str) -> JobView | None:
+        record = await self.store.job(job_id)
+        return self._view(record) if record else None
+
+    async def cancel(self, member: Member, job_id: str | None = None) -> list[str]:
+        """Cancel one of the member's jobs, or all of them waiting or running; returns the ids."""
+        now = self.clock.now()
+        account = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        mine = self.queue.member_job_ids(account.id)
+        targets = [job_id] if job_id is not None else mine
+        cancelled = []
+        for target in targets:
+            if target not in mine:
+                continue
+            if await self.store.mark_cancelled(target, now):
+                cancelled.append(target)
+                if self.queue.remove(target) is None:
+                    self._interrupt_if_alone(target)
+                log.info("job %s cancelled by %s", target, member.key)
+        return cancelled
+
+    def _interrupt_if_alone(self, job_id: str) -> None:
+        """A running job was cancelled: stop the engine only if no other job shares the batch."""
+        running = self.queue.running
+        if self._interrupt_engine and [job.job_id for job in running] == [job_id]:
+            self._interrupt_engine()
+
+    def _eta(self, job: JobRecord, position: int | None) -> float:
+        batch_s = sum(self._batch_seconds) / len(self._batch_seconds) if self._batch_seconds else DEFAULT_BATCH_SECONDS
+        max_batch = self.config.engine.max_batch
+        ahead = (position or 0) // max_batch + (1 if self.queue.running else 0)
+        eta = batch_s * (ahead + (1 if job.status == "queued" else 0.5))
+        turnaround = self.config.tier(job.tier).min_turnaround_s
+        return max(eta, job.created_at + turnaround - self.clock.now())
+
+    def _view(self, job: JobRecord) -> JobView:
+        position = self.queue.position(job.id) if job.status == "queued" else None
+        active = job.status in ("queued", "running")
+        return JobView(
+            id=job.id,
+            platform=job.platform,
+            user_id=job.platform_user_id,
+            reply=job.reply,
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            strength=job.strength,
+            seed=job.seed,
+            steps=job.steps,
+            output_format=job.output_format,
+            tier=job.tier,
+            status=job.status,
+            width=job.width,
+            height=job.height,
+            created_at=job.created_at,
+            position=position,
+            eta_s=self._eta(job, position) if active else None,
+            progress=self._progress.get(job.id) if job.status == "running" else None,
+            seconds=job.seconds,
+            error=job.error,
+        )
+
+    async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
+        """A front end records where it answered (status message ids), so it can find it again
+        after a restart."""
+        await self.store.update_reply(job_id, reply)
+
+    async def result_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
+        """The stored result converted to png / jpeg / webp; no new GPU work."""
+        job = await self.store.job(job_id)
+        path = self.store.result_path(job_id)
+        if job is None or job.status != "done" or not path.exists():
+            return Refused("not_found", "That result is no longer kept; run /restyle again.")
+        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
+            return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
+        return await asyncio.to_thread(_convert_file, path, fmt, max_bytes)
+
+    def queue_lengths(self) -> dict[str, int]:
+        counts = {name: 0 for name in self.config.tiers}
+        counts.update(self.queue.count_by_tier())
+        return counts
+
+    # The worker's side -----------------------------------------------------------------------
+
+    async def claim_batch(self, max_batch: int) -> list[EngineJob]:
+        """Wait for work, then take the best job and compatible companions, marked running."""
+        while True:
+            if not self._accepting:  # shutting down: what waits stays on disk for the next start
+                return []
+            batch = self.queue.take_batch(max_batch)
+            if batch:
+                break
+            self._work.clear()
+            await self._work.wait()
+            if not self._accepting:
+                return []
+        ids = [job.job_id for job in batch]
+        try:
+            await self.store.mark_running(ids, self.clock.now())
+            records = await self.store.jobs(ids)
+            pictures = await asyncio.to_thread(lambda: [_load_png(self.store.input_path(i)) for i in ids])
+        except Exception:
+            log.exception("could not start jobs %s; they go back in the queue", ", ".join(ids))
+            for job_id in ids:
+                self.queue.finish(job_id)
+            await self._safe(self.store.requeue(ids))
+            for job in batch:
+                self.queue.put(job)
+            raise
+        self.batch_sizes.append(len(ids))
+        self._notify_head()
+        for record in records:
+            self._progress[record.id] = 0.0
+            self._notify(record.id)
+        return [
+            EngineJob(
+                job_id=r.id,
+                picture=picture,
+                prompt=r.prompt,
+                strength=r.strength,
+                seed=r.seed,
+                steps=r.steps,
+                negative_prompt=r.negative_prompt,
+            )
+            for r, picture in zip(records, pictures)
+        ]
+
+    def report_progress(self, job_id: str, fraction: float) -> None:
+        """Called on the event loop (the worker hops threads) as the engine steps."""
+        if job_id in self._progress:
+            self._progress[job_id] = fraction
+            self._notify(job_id)
+
+    async def complete(self, outputs: list[EngineOutput]) -> None:
+        """Store what the engine made and schedule delivery. One failed job fails alone."""
+        now = self.clock.now()
+        if outputs:
+            self._batch_seconds.append(max(o.seconds for o in outputs))
+        for output in outputs:
+            self._progress.pop(output.job_id, None)
+            self.queue.finish(output.job_id)
+            try:
+                if output.picture is not None:
+                    record = await self.store.job(output.job_id)
+                    png = await asyncio.to_thread(_png_bytes, output.picture)
+                    await asyncio.to_thread(self.store.write_picture, self.store.result_path(output.job_id), png)
+                    deliver_after = record.created_at + self.config.tier(record.tier).min_turnaround_s
+                    if await self.store.mark_done(
+                        output.job_id, seed=output.seed, steps=output.steps, seconds=output.seconds,
+                        deliver_after=deliver_after, now=now,
+                    ):  # fmt: skip
+                        log.info("job %s done in %.2f s", output.job_id, output.seconds)
+                        self._schedule_delivery(output.job_id)
+                    else:
+                        log.info("job %s finished after it was cancelled; result dropped", output.job_id)
+                        self.store.result_path(output.job_id).unlink(missing_ok=True)
+                else:
+                    error = output.error or "The picture engine failed on this job; try again."
+                    log.warning("job %s failed: %s", output.job_id, error)
+                    if await self.store.mark_failed(output.job_id, error, now):
+                        self._schedule_delivery(output.job_id)
+            except (StoreError, OSError):
+                # The job stays 'running' in the database: the next start queues it again, so
+                # it is never marked done without its result on disk.
+                log.exception("could not store the result of job %s; it will run again after a restart", output.job_id)
+
+    # Delivery --------------------------------------------------------------------------------
+
+    def _schedule_delivery(self, job_id: str) -> None:
+        if job_id in self._deliveries:
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver(job_id), name=f"deliver-{job_id}")
+        self._deliveries[job_id] = task
+        task.add_done_callback(lambda _: self._deliveries.pop(job_id, None))
+
+    async def _deliver(self, job_id: str) -> None:
+        record = await self.store.job(job_id)
+        if record is None or record.delivered_at is not None:
+            return
+        wait = (record.deliver_after or 0.0) - self.clock.now()
+        if wait > 0:
+            await self.clock.sleep(wait)
+        for attempt, backoff in enumerate((*DELIVERY_BACKOFF_S, None)):
+            frontend = self._frontends.get(record.platform)
+            if frontend is None:
+                log.warning("job %s: no %s front end is running; delivery waits for a restart", job_id, record.platform)
+                return
+            record = await self.store.job(job_id)
+            if record is None or record.delivered_at is not None:
+                return
+            view = self._view(record)
+            try:
+                if record.status == "done":
+                    await frontend.deliver_result(
+                        Delivery(view, self.store.input_path(job_id), self.store.result_path(job_id))
+                    )
+                else:
+                    await frontend.deliver_failure(view)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.delivery_failures += 1
+                permanent = isinstance(exc, DeliveryFailed) and exc.permanent
+                if permanent or backoff is None:
+                    log.error("job %s: delivery gave up after %d tries (%s); it is retried at the next start",
+                              job_id, attempt + 1, exc)  # fmt: skip
+                    return
+                log.warning("job %s: delivery failed (%s); retrying in %.0f s", job_id, exc, backoff)
+                await self.clock.sleep(backoff)
+                continue
+            await self.store.mark_delivered(job_id, self.clock.now())
+            log.info("job %s delivered", job_id)
+            return
+
+    async def wait_delivered(self) -> None:
+        """For tests and shutdown: wait until scheduled deliveries have run."""
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries.values()), return_exceptions=True)
+
+    # Notifications ---------------------------------------------------------------------------
+
+    def _notify_head(self) -> None:
+        for queued in self.queue.waiting(NOTIFY_HEAD):
+            self._notify(queued.job_id)
+
+    def _notify(self, job_id: str) -> None:
+        if not self._frontends:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_update(job_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_update(self, job_id: str) -> None:
+        record = await self.store.job(job_id)
+        if record is None:
+            return
+        frontend = self._frontends.get(record.platform)
+        if frontend is None:
+            return
+        try:
+            await frontend.job_updated(self._view(record))
+        except Exception:
+            # Progress is cosmetic: the result still arrives through _deliver.
+            log.warning("job %s: progress update failed", job_id, exc_info=True)
+
+    @staticmethod
+    async def _safe(awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("store update failed")
+
+
+def _png_bytes(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _load_png(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def _convert_file(path: Path, fmt: str, max_bytes: int | None) -> bytes:
+    return encode_picture(_load_png(path), fmt, max_bytes)

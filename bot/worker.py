@@ -1,0 +1,72 @@
+"""Feeds the engine: claim a batch of compatible jobs, run it off the event loop, hand back the
+outputs. The seam is plain data both ways (EngineJob in, EngineOutput out), so a worker on
+another machine can sit behind the same two calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol, Sequence
+
+from engine.api import EngineJob, EngineOutput, RestyleEngine
+
+log = logging.getLogger("bot.worker")
+
+ENGINE_FAILED = "The picture engine failed on this job; try again in a moment."
+
+
+class BatchSource(Protocol):
+    async def claim_batch(self, max_batch: int) -> list[EngineJob]: ...
+
+    def report_progress(self, job_id: str, fraction: float) -> None: ...
+
+    async def complete(self, outputs: list[EngineOutput]) -> None: ...
+
+
+class Worker:
+    """One engine, one batch at a time."""
+
+    def __init__(self, source: BatchSource, engine: RestyleEngine) -> None:
+        self.source = source
+        self.engine = engine
+        self.busy = False
+        self._stopping = False
+
+    def interrupt(self) -> None:
+        self.engine.interrupt()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from run()."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        while not self._stopping:
+            batch = await self.source.claim_batch(self.engine.max_batch)
+            if not batch:  # the service stopped accepting work
+                break
+            await self.run_batch(batch)
+
+    async def run_batch(self, batch: Sequence[EngineJob]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_progress(job_id: str, fraction: float) -> None:
+            loop.call_soon_threadsafe(self.source.report_progress, job_id, fraction)
+
+        self.busy = True
+        try:
+            outputs = await asyncio.to_thread(self.engine.run, list(batch), on_progress)
+        except Exception:
+            ids = ", ".join(job.job_id for job in batch)
+            log.exception("engine crashed on jobs %s; they fail, the worker carries on", ids)
+            outputs = [
+                EngineOutput(job_id=job.job_id, seed=job.seed, steps=job.steps or 0, seconds=0.0, error=ENGINE_FAILED)
+                for job in batch
+            ]
+        finally:
+            self.busy = False
+        returned = {output.job_id for output in outputs}
+        missing = [job for job in batch if job.job_id not in returned]
+        for job in missing:  # an engine that drops a job must not leave it running forever
+            log.error("engine returned nothing for job %s", job.job_id)
+            outputs.append(EngineOutput(job.job_id, job.seed, job.steps or 0, 0.0, error=ENGINE_FAILED))
+        await self.source.complete(outputs)
