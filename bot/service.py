@@ -219,6 +219,7 @@ class RestyleService:
 
     def stop_accepting(self) -> None:
         self._accepting = False
+        self._work.set()  # a worker waiting for work wakes, sees the stop and returns
 
     async def close(self) -> None:
         for task in list(self._deliveries.values()) + list(self._background):
@@ -289,6 +290,9 @@ class RestyleService:
         self, member: Member, picture: bytes, command: str | RestyleCommand, reply: dict[str, Any]
     ) -> Accepted | Refused:
         """Check, prepare and queue one request. Never raises for anything the member did."""
+        flood = self.flood.check(member.key, self.clock.now())
+        if flood is not None:
+            return flood
         if isinstance(command, str):
             try:
                 command = parse_restyle(command)
@@ -301,6 +305,9 @@ class RestyleService:
     ) -> Accepted | Refused:
         """Run a finished job's picture and prompt again with a new seed (and, for Subtler and
         Stronger, another strength). No new upload: the prepared input is reused."""
+        flood = self.flood.check(member.key, self.clock.now())
+        if flood is not None:
+            return flood
         job = await self.store.job(job_id)
         if job is None or not self.store.input_path(job_id).exists():
             return Refused("not_found", "That job is gone; send the picture again with /restyle.")
@@ -328,9 +335,6 @@ class RestyleService:
         now = self.clock.now()
         if not self._accepting:
             return Refused("storage", "The bot is restarting; send your request again in a minute.")
-        flood = self.flood.check(member.key, now)
-        if flood is not None:
-            return flood
         try:
             account_id, tier = await self._account_and_tier(member)
             steps = command.steps if command.steps is not None else self.config.engine.steps

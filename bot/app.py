@@ -1,0 +1,167 @@
+"""Puts the house together: config → store → service → front ends, and the engine and worker.
+
+This is the one module that knows every room; it passes data and objects between them so that
+none of the rooms has to import another across a line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bot.adapters import Adapter
+from bot.clock import Clock, SystemClock
+from bot.config import Config
+from bot.service import RestyleService
+from bot.store import Store
+from bot.worker import Worker
+from engine.api import RestyleEngine
+
+log = logging.getLogger("bot")
+
+EngineFactory = Callable[[Config], RestyleEngine]
+
+
+def load_diffusers_engine(config: Config) -> RestyleEngine:
+    """The real engine; imported here, not at the top, so the core never imports torch."""
+    from engine.pipeline import DiffusersEngine
+
+    e = config.engine
+    return DiffusersEngine.load(
+        e.model,
+        device=e.device,
+        dtype=e.dtype,
+        steps=e.steps,
+        guidance_scale=e.guidance_scale,
+        max_batch=e.max_batch,
+        turbo=e.turbo,
+        local_files_only=e.local_files_only,
+    )
+
+
+@dataclass
+class Health:
+    """What /readyz reports; the app flips these as it starts and stops."""
+
+    engine_ready: bool = False
+    store_open: bool = True
+    engine_error: str | None = None
+
+
+def build_adapters(config: Config, service: RestyleService, health: Health) -> list[Adapter]:
+    """The front ends the config asks for; each platform library is imported only when used."""
+    adapters: list[Adapter] = []
+    if config.telegram.token:
+        from bot.adapters.telegram import TelegramAdapter
+
+        adapters.append(TelegramAdapter(config, service))
+    if config.discord.token:
+        from bot.adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(config, service))
+    if config.web_enabled:
+        from bot.adapters.web import WebAdapter
+
+        adapters.append(WebAdapter(config, service, health))
+    return adapters
+
+
+@dataclass
+class App:
+    config: Config
+    service: RestyleService
+    store: Store
+    adapters: list[Adapter]
+    engine_factory: EngineFactory
+    worker: Worker | None = None
+    health: Health = field(default_factory=Health)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    async def create(
+        cls,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        engine_factory: EngineFactory = load_diffusers_engine,
+        adapters: Callable[[Config, RestyleService, Health], list[Adapter]] = build_adapters,
+    ) -> "App":
+        store = await Store.open(config.bot.data_dir)
+        service = RestyleService(config, store, clock or SystemClock())
+        health = Health()
+        return cls(config, service, store, adapters(config, service, health), engine_factory, health=health)
+
+    async def start(self) -> None:
+        """Front ends first, so members get answers (and places in the queue) while the model
+        is still loading; the worker starts once the engine is ready."""
+        for adapter in self.adapters:
+            self.service.register(adapter)
+        await self.service.start()
+        for adapter in self.adapters:
+            await adapter.start()
+            log.info("%s front end started", adapter.platform)
+        self._tasks.append(asyncio.create_task(self._load_engine_and_work(), name="engine"))
+
+    async def _load_engine_and_work(self) -> None:
+        try:
+            engine = await asyncio.to_thread(self.engine_factory, self.config)
+        except Exception as exc:
+            self.health.engine_error = str(exc)
+            raise
+        self.worker = Worker(self.service, engine)
+        self.service.set_engine_interrupt(self.worker.interrupt)
+        self.health.engine_ready = True
+        log.info("engine ready; the worker is taking jobs")
+        await self.worker.run()
+
+    async def stop(self) -> None:
+        """Stop taking work, let the running batch finish (bounded), keep the queue on disk."""
+        self.service.stop_accepting()
+        if self.worker:
+            self.worker.stop()
+        grace = self.config.queue.shutdown_grace_s
+        engine_task = self._tasks[0] if self._tasks else None
+        if engine_task and not engine_task.done():
+            done, _ = await asyncio.wait([engine_task], timeout=grace)
+            if not done:
+                log.warning("the running batch did not finish within %.0f s; it runs again at the next start", grace)
+                engine_task.cancel()
+        for adapter in reversed(self.adapters):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("%s front end did not stop cleanly", adapter.platform)
+        await self.service.close()
+        await self.store.close()
+        self.health.store_open = False
+
+    async def run_until_signalled(self) -> None:
+        """Run until SIGTERM or SIGINT; a second signal exits at once."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set():
+                log.warning("second signal: exiting now; waiting jobs stay queued on disk")
+                os._exit(1)
+            log.info("signal %s: finishing the running batch, then stopping", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await self.start()
+        engine_task = self._tasks[0]
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopper, engine_task], return_when=asyncio.FIRST_COMPLETED)
+        if engine_task.done() and not stop.is_set():
+            stopper.cancel()
+            exc = engine_task.exception()
+            await self.stop()
+            if exc is not None:
+                raise exc
+            return
+        await self.stop()

@@ -1,0 +1,97 @@
+"""Stand-ins the tests control: a fast engine and a front end that records what it was told."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from PIL import Image, ImageOps
+
+from bot.service import Delivery, DeliveryFailed, JobView
+from engine.api import EngineJob, EngineOutput, ProgressCallback, scheduled_steps
+
+
+class FakeEngine:
+    """Inverts the picture. Records every batch; can fail chosen prompts or hold a batch."""
+
+    def __init__(self, max_batch: int = 4, seconds: float = 0.0, default_steps: int = 4) -> None:
+        self.max_batch = max_batch
+        self.seconds = seconds
+        self.default_steps = default_steps
+        self.batches: list[list[str]] = []
+        self.fail_prompts: set[str] = set()
+        self.crash_next = False
+        self.gate: threading.Event | None = None  # set() it to let a held batch finish
+        self.started = threading.Event()
+        self._interrupted = threading.Event()
+
+    def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
+        self.batches.append([job.job_id for job in jobs])
+        self._interrupted.clear()
+        self.started.set()
+        if self.crash_next:
+            self.crash_next = False
+            raise RuntimeError("CUDA out of memory (fake)")
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.seconds:
+            time.sleep(self.seconds)
+        outputs = []
+        for job in jobs:
+            steps = scheduled_steps(job.steps or self.default_steps, job.strength)
+            if on_progress:
+                on_progress(job.job_id, 1.0)
+            if self._interrupted.is_set():
+                outputs.append(EngineOutput(job.job_id, job.seed, steps, self.seconds, error="This job was stopped before it finished."))
+            elif job.prompt in self.fail_prompts:
+                outputs.append(EngineOutput(job.job_id, job.seed, steps, self.seconds, error="The picture engine failed on this job; try again."))
+            else:
+                outputs.append(EngineOutput(job.job_id, job.seed, steps, self.seconds, picture=ImageOps.invert(job.picture)))
+        return outputs
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+        if self.gate is not None:
+            self.gate.set()
+
+
+@dataclass
+class RecordingFrontEnd:
+    platform: str = "test"
+    results: list[Delivery] = field(default_factory=list)
+    failures: list[JobView] = field(default_factory=list)
+    updates: list[JobView] = field(default_factory=list)
+    fail_next_deliveries: int = 0
+    delivered_at: list[float] = field(default_factory=list)
+    clock: object | None = None
+
+    async def job_updated(self, job: JobView) -> None:
+        self.updates.append(job)
+
+    async def deliver_result(self, delivery: Delivery) -> None:
+        if self.fail_next_deliveries:
+            self.fail_next_deliveries -= 1
+            raise DeliveryFailed("network down (fake)")
+        assert delivery.result_path.exists()
+        self.results.append(delivery)
+        if self.clock is not None:
+            self.delivered_at.append(self.clock.now())
+
+    async def deliver_failure(self, job: JobView) -> None:
+        self.failures.append(job)
+
+
+def picture_bytes(size: tuple[int, int] = (64, 64), color: tuple[int, int, int] = (200, 40, 40), fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let background tasks (notifications, deliveries) run."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
