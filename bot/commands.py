@@ -1,0 +1,321 @@
+"""The /restyle grammar, shared by every front end.
+
+`parse_restyle` turns what a chat member typed into a `RestyleCommand`, or raises `CommandError`
+with a message meant to be sent back to that member as-is. Pure and stdlib-only, so adapters and
+tests can call it without a model, a network or an event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, NoReturn
+
+MIN_STRENGTH = 0.05  # below this img2img barely runs a denoising step: the picture comes back unchanged
+MAX_STRENGTH = 1.0
+MAX_SEED = 2**32 - 1  # torch generators take any int, but 32 bits is what people can copy and share
+MIN_STEPS = 1
+MAX_STEPS = 50
+MAX_PROMPT_CHARS = 500  # CLIP only reads ~77 tokens anyway; this keeps logs and captions readable
+FORMATS: Mapping[str, str] = MappingProxyType({"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"})
+
+STRENGTH_PHRASES: Mapping[str, float] = MappingProxyType(
+    {"low strength": 0.25, "medium strength": 0.5, "high strength": 0.8}
+)
+
+EXAMPLE = "/restyle rainy night with neon signs strength=0.5"
+
+USAGE = f"""\
+Send or reply to a picture with /restyle and a description of the new style.
+
+  {EXAMPLE}
+  /restyle oil painting, thick brush strokes, low strength
+  /restyle pencil sketch strength=0.8 seed=42 no="colour, text"
+
+How much of the picture changes (strength=, from {MIN_STRENGTH} to {MAX_STRENGTH}):
+  0.2-0.3  keeps the layout and nudges colours   (or say "low strength")
+  0.4-0.6  clear new style, shapes kept          (or "medium strength")
+  0.7-0.9  heavy rework                          (or "high strength")
+
+Other options: seed=N (0 to {MAX_SEED}, same seed = same result), steps=N ({MIN_STEPS} to {MAX_STEPS}, capped by your tier),
+no="things to avoid", format=png|jpeg|webp. Quote values with spaces: no="text, watermark".
+"""
+
+
+class CommandError(ValueError):
+    """A /restyle that cannot be run; str(error) is written for the chat member who sent it."""
+
+
+@dataclass(frozen=True)
+class RestyleCommand:
+    prompt: str
+    strength: float | None = None  # None: the configured default
+    seed: int | None = None  # None: a random seed, reported back so the result can be repeated
+    steps: int | None = None  # None: the engine's default
+    negative_prompt: str | None = None
+    output_format: str | None = None  # "png" | "jpeg" | "webp"; None: the front end's choice
+
+
+# Every spelling of an option, mapped to the field it sets.
+_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "strength": "strength",
+        "s": "strength",
+        "denoise": "strength",
+        "seed": "seed",
+        "steps": "steps",
+        "no": "negative_prompt",
+        "negative": "negative_prompt",
+        "format": "output_format",
+    }
+)
+
+# How options are called in messages: the name people see in USAGE.
+_DISPLAY = {"strength": "strength", "seed": "seed", "steps": "steps", "negative_prompt": "no", "output_format": "format"}
+
+# Phone keyboards type curly quotes; accept the common pairs so "no=“text”" does what it looks like.
+_QUOTES = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "„": "“", "«": "»"}
+
+_KEY_ALT = "|".join(sorted(map(re.escape, _KEYS), key=len, reverse=True))
+# An option starts a word (start of text or after whitespace) so that "e=mc2" or "?s=1" in a URL
+# never count; `key=` must be written without spaces, as USAGE shows.
+_OPTION_RE = re.compile(rf"(?<!\S)(?P<key>{_KEY_ALT})=", re.IGNORECASE)
+# An unquoted value runs to the next whitespace, minus trailing punctuation that separates it from
+# the rest of the sentence ("strength=0.5, at night").
+_BARE_VALUE_RE = re.compile(r"\S*?(?=[,;.!?]*(?:\s|$))")
+# Spaced "strength = 0.5" is almost surely meant as an option; say how to write it instead of
+# silently painting the words. Short aliases (s, no) are left alone: too common in prose.
+_SPACED_RE = re.compile(r"(?<!\S)(?P<key>strength|denoise|seed|steps|negative|format)(?:\s+=\s*|=\s+)\S", re.IGNORECASE)
+_PHRASE_RE = re.compile(
+    r"(?<!\w)(?P<phrase>" + "|".join(p.replace(" ", r"\s+") for p in STRENGTH_PHRASES) + r")(?![\w=])",
+    re.IGNORECASE,
+)
+_COMMAND_RE = re.compile(r"/restyle(?:@\w+)?(?=\s|$)", re.IGNORECASE)
+_DECIMAL_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_INTEGER_RE = re.compile(r"[0-9]+")
+
+
+def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleCommand:
+    """Parse "/restyle <prompt> [key=value ...]", "/restyle@Bot ..." or the bare prompt text.
+
+    `bot_username` (without "@") lets a leading "@Bot" mention be dropped from bare text, as in
+    a group message "@Bot watercolor". Any "/restyle@Name" is accepted: adapters decide whether a
+    command addressed to another bot is theirs to answer.
+    """
+    body = _strip_command(_clean(text), bot_username)
+    values: dict[str, object] = {}
+    given_as: dict[str, str] = {}  # field -> the key it was first given with, for "given twice"
+    cuts: list[tuple[int, int]] = []
+
+    for start, end, key, raw in _find_options(body):
+        field = _KEYS[key.lower()]
+        if field in values:
+            raise CommandError(_twice(field, given_as[field], key))
+        values[field] = _convert(field, raw)
+        given_as[field] = key
+        cuts.append((start, end))
+
+    phrases = [m for m in _PHRASE_RE.finditer(body) if not _inside(m.start(), cuts)]
+    if len(phrases) > 1:
+        said = " and ".join(f'"{_squash(m.group("phrase"))}"' for m in phrases)
+        raise CommandError(f"Please pick one strength: you wrote {said}.")
+    if phrases:
+        phrase = _squash(phrases[0].group("phrase"))
+        if "strength" in values:
+            raise CommandError(
+                f'You wrote both "{phrase}" and {given_as["strength"]}=; please keep just one of them.'
+            )
+        values["strength"] = STRENGTH_PHRASES[phrase.lower()]
+        cuts.append(phrases[0].span())
+
+    prompt = _remove_spans(body, cuts)
+    _check_spaced_options(prompt)
+    if not prompt:
+        raise CommandError(f"Please describe the new style after /restyle, for example:\n{EXAMPLE}")
+    _check_length("Your prompt", prompt)
+    negative = values.get("negative_prompt")
+    if isinstance(negative, str):
+        _check_length("Your no= text", negative)
+    return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]
+
+
+def describe_strength(s: float) -> str:
+    """One word for a strength, for captions: "subtle", "clear" or "heavy"."""
+    if s < 0.35:
+        return "subtle"
+    if s < 0.65:
+        return "clear"
+    return "heavy"
+
+
+def with_strength_delta(strength: float, delta: float) -> float:
+    """The strength a Subtler/Stronger button asks for: moved by `delta`, kept in range."""
+    # Round before and after clamping: 0.5 + 0.1 is 0.6000000000000001 in binary floats.
+    return round(min(MAX_STRENGTH, max(MIN_STRENGTH, round(strength + delta, 2))), 2)
+
+
+def _clean(text: str) -> str:
+    # Collapse every run of whitespace (newlines included) first, then drop what is left of the
+    # control characters. Format characters (Cf: zero-width joiners in emoji, right-to-left marks)
+    # are kept: they are part of what the member wrote.
+    collapsed = re.sub(r"\s+", " ", text)
+    return "".join(c for c in collapsed if unicodedata.category(c) != "Cc").strip()
+
+
+def _strip_command(text: str, bot_username: str | None) -> str:
+    match = _COMMAND_RE.match(text)
+    if match:
+        return text[match.end() :].strip()
+    if bot_username:
+        mention = "@" + bot_username.lstrip("@")
+        if text[: len(mention)].lower() == mention.lower() and text[len(mention) : len(mention) + 1] in ("", " "):
+            return text[len(mention) :].strip()
+    return text
+
+
+def _check_spaced_options(prompt: str) -> None:
+    match = _SPACED_RE.search(prompt)
+    if match:
+        _spaced_error(match.group("key"))
+
+
+def _spaced_error(key: str) -> NoReturn:
+    name = _DISPLAY[_KEYS[key.lower()]]
+    raise CommandError(f"Please write options without spaces around =, like {name}={_example_value(name)}.")
+
+
+def _find_options(body: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, key, raw value) of each option, in order."""
+    found = []
+    pos = 0
+    while match := _OPTION_RE.search(body, pos):
+        key = match.group("key")
+        value_start = match.end()
+        opener = body[value_start : value_start + 1]
+        if opener and opener in _QUOTES:
+            closer = _QUOTES[opener]
+            close = body.find(closer, value_start + 1)
+            if close < 0:
+                raise CommandError(
+                    f"The quote after {key}= is never closed; write it like {key}={opener}{_example_value(key)}{closer}."
+                )
+            raw, end = body[value_start + 1 : close], close + 1
+        else:
+            bare = _BARE_VALUE_RE.match(body, value_start)
+            assert bare is not None  # \S*? matches the empty string at worst
+            raw, end = bare.group(), bare.end()
+            if not raw and body[end : end + 1] == " ":
+                _spaced_error(key)
+        found.append((match.start(), end, key, raw))
+        pos = end
+    return found
+
+
+def _convert(field: str, raw: str) -> object:
+    key = _DISPLAY[field]  # messages use the name USAGE teaches, whichever alias was typed
+    value = raw.strip()
+    if field == "strength":
+        return _number(key, value, MIN_STRENGTH, MAX_STRENGTH)
+    if field == "seed":
+        return _whole(key, value, 0, MAX_SEED)
+    if field == "steps":
+        return _whole(key, value, MIN_STEPS, MAX_STEPS)
+    if field == "output_format":
+        if value.lower() not in FORMATS:
+            raise CommandError(f"{key} must be png, jpeg or webp, like format=png — got {_shown(value)}.")
+        return FORMATS[value.lower()]
+    # negative_prompt: free text, cleaned like the prompt.
+    if not value:
+        raise CommandError(f'{key}= needs the things to avoid, like no="text, watermark".')
+    return value
+
+
+def _number(key: str, value: str, lo: float, hi: float) -> float:
+    wanted = f"{key} must be a number from {lo} to {hi}, like {key}=0.5"
+    if re.fullmatch(r"[0-9]*,[0-9]+", value):
+        # Decimal commas are common outside English; say exactly what to change.
+        raise CommandError(f"{wanted} — got {_shown(value)}. Use a dot: {key}={value.replace(',', '.')}.")
+    if not _DECIMAL_RE.fullmatch(value):
+        raise CommandError(f"{wanted} — got {_shown(value)}.")
+    number = float(value)
+    if not lo <= number <= hi:
+        raise CommandError(f"{wanted} — got {_shown(value)}.")
+    return number
+
+
+def _whole(key: str, value: str, lo: int, hi: int) -> int:
+    wanted = f"{key} must be a whole number from {lo} to {hi}, like {key}={_example_value(key)}"
+    if not _INTEGER_RE.fullmatch(value) or not lo <= int(value) <= hi:
+        raise CommandError(f"{wanted} — got {_shown(value)}.")
+    return int(value)
+
+
+def _example_value(key: str) -> str:
+    field = _KEYS[key.lower()]
+    return {"strength": "0.5", "seed": "42", "steps": "8", "negative_prompt": "text, watermark", "output_format": "png"}[
+        field
+    ]
+
+
+def _twice(field: str, first: str, second: str) -> str:
+    name = _DISPLAY[field]
+    if first.lower() == second.lower():
+        return f"{name} is given twice; please keep just one {first}=."
+    return f"{name} is given twice ({first}= and {second}= mean the same); please keep just one."
+
+
+def _check_length(what: str, text: str) -> None:
+    if len(text) > MAX_PROMPT_CHARS:
+        raise CommandError(
+            f"{what} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
+        )
+
+
+def _remove_spans(body: str, cuts: list[tuple[int, int]]) -> str:
+    """`body` without the option and phrase spans, each taken out with one separating comma."""
+    keep = [True] * len(body)
+    for start, end in cuts:
+        start, end = _widen_to_separator(body, start, end)
+        for i in range(start, end):
+            keep[i] = False
+    kept = "".join(c for c, k in zip(body, keep) if k)
+    return re.sub(r" +", " ", kept).strip()
+
+
+def _widen_to_separator(body: str, start: int, end: int) -> tuple[int, int]:
+    # Take a clause out without leaving ", ," or a stray "." behind:
+    #   "a, low strength, b"     -> "a, b"          (the comma before goes with it)
+    #   "a cat strength=1."      -> "a cat."        (attached punctuation rejoins the word before)
+    #   "strength=0.5, a cat"    -> "a cat"         (at the start, the comma after goes)
+    before = start
+    while before > 0 and body[before - 1] == " ":
+        before -= 1
+    if before > 0 and body[before - 1] in ",;":
+        return before - 1, end
+    if before > 0 and body[end : end + 1] in tuple(",;.!?"):
+        return before, end
+    after = end
+    while after < len(body) and body[after] == " ":
+        after += 1
+    while after < len(body) and body[after] in ",;.!?":
+        after += 1
+    if after > end and body[after - 1] != " ":
+        return start, after
+    return start, end
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(start <= pos < end for start, end in spans)
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _shown(value: str) -> str:
+    # Echo what was typed so the member sees the mistake, but never a wall of text.
+    if not value:
+        return "nothing"
+    return f"'{value if len(value) <= 30 else value[:29] + '…'}'"
