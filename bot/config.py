@@ -1,0 +1,514 @@
+"""Loading and validating config.toml.
+
+Every setting has a default, so no file at all is a working setup (the web page on 127.0.0.1).
+Mistakes are refused at start-up with a `ConfigError` naming the file, the section and the key,
+rather than surfacing later as a confusing failure deep inside an adapter. config.example.toml
+documents every key; tests keep the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+# Environment variables that supply secrets, so they can stay out of the file (and out of git).
+ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "RESTYLE_TELEGRAM_TOKEN": ("telegram", "token"),
+        "RESTYLE_DISCORD_TOKEN": ("discord", "token"),
+        "RESTYLE_WEB_TOKEN": ("web", "access_token"),
+    }
+)
+
+ADMIN_PLATFORMS = ("telegram", "discord", "web")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; str(error) names the file, section and key to fix."""
+
+
+@dataclass(frozen=True)
+class TierSettings:
+    name: str  # "free" | "pro" | "max"
+    rank: int  # higher runs first: 0 free, 1 pro, 2 max by default
+    min_turnaround_s: float  # a result is delivered no sooner than this after the request
+    max_queued: int  # waiting + running jobs per member
+    daily_quota: int  # jobs per UTC day
+    max_side: int  # longest side of the prepared picture, in pixels
+    max_steps: int  # cap on steps=
+
+
+DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
+    {
+        "free": TierSettings("free", rank=0, min_turnaround_s=40.0, max_queued=2, daily_quota=20, max_side=512, max_steps=8),
+        "pro": TierSettings("pro", rank=1, min_turnaround_s=0.0, max_queued=5, daily_quota=200, max_side=768, max_steps=20),
+        "max": TierSettings("max", rank=2, min_turnaround_s=0.0, max_queued=10, daily_quota=1000, max_side=1024, max_steps=50),
+    }
+)
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    data_dir: Path = Path("data")  # load_config makes it absolute (relative to the config file)
+    admins: tuple[str, ...] = ()  # "telegram:12345", "discord:67890", "web:local"
+    default_strength: float = 0.5
+    max_upload_mb: float = 20.0
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    model: str = "stabilityai/sd-turbo"  # hub id or local folder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto | float16 | bfloat16 | float32
+    steps: int = 4  # 1..50
+    guidance_scale: float | None = None  # None: 0 for turbo models, 7.5 otherwise
+    max_batch: int = 4  # 1..64
+    turbo: bool | None = None  # None: guess from the model name
+    local_files_only: bool = False  # true: never try the hub
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    aging_s: float = 30.0  # a waiting job climbs one tier per aging_s (> 0)
+    member_gap_s: float = 30.0  # a member's next waiting job ranks this far behind their previous one (>= 0)
+    eta_window: int = 20  # recent jobs in the rolling mean used for ETAs (1..1000)
+    shutdown_grace_s: float = 60.0  # on SIGTERM, how long the running batch may finish (>= 0)
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    token: str | None = None
+    base_url: str | None = None  # e.g. "http://127.0.0.1:8081/bot" for a self-hosted Bot API server
+    base_file_url: str | None = None
+    webhook_url: str | None = None  # None: long polling
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    max_download_mb: float = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    token: str | None = None
+    api_base: str | None = None  # e.g. "http://127.0.0.1:9000/api/v10"
+    gateway_url: str | None = None  # e.g. "ws://127.0.0.1:9000/"
+    guild_ids: tuple[int, ...] = ()  # sync commands to these guilds (instant); empty: global
+    message_replies: bool = False  # "@bot prompt" replies; needs the message-content intent
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    enabled: bool | None = None  # None: on when no chat token is configured
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0..65535
+    access_token: str | None = None  # required when host is not loopback
+    tier: str = "free"  # the tier of the page's member; must be a defined tier
+
+
+@dataclass(frozen=True)
+class Config:
+    # Every part defaults, so Config() is the all-defaults configuration (handy in tests).
+    bot: BotSettings = field(default_factory=BotSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    tiers: dict[str, TierSettings] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    path: Path | None = None  # the file it was loaded from
+
+    def tier(self, name: str) -> TierSettings:
+        """The named tier; an unknown name (say, one removed from the config) gets "free"."""
+        return self.tiers.get(name) or self.tiers["free"]
+
+    @property
+    def web_enabled(self) -> bool:
+        # Without a chat token the web page is the only way in, so it turns itself on.
+        if self.web.enabled is not None:
+            return self.web.enabled
+        return not (self.telegram.token or self.discord.token)
+
+
+def is_admin(config: Config, platform: str, user_id: str | int) -> bool:
+    """Whether this member is listed in [bot] admins (as "platform:id")."""
+    return f"{platform.strip().lower()}:{str(user_id).strip()}" in config.bot.admins
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check `path` (None: all defaults); tokens in `env` (default os.environ) win."""
+    env = os.environ if env is None else env
+    where = str(path) if path is not None else "config"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_toml(path)
+    loader = _Loader(where)
+    config = loader.build(raw, env)
+    base = path.resolve().parent if path is not None else Path.cwd()
+    data_dir = config.bot.data_dir.expanduser()
+    if not data_dir.is_absolute():
+        # Relative to the file, not to wherever the bot happens to be started from, so a service
+        # manager and a shell find the same database.
+        data_dir = base / data_dir
+    return replace(config, bot=replace(config.bot, data_dir=data_dir), path=path)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: file not found. Copy config.example.toml to start one, or leave --config out for the defaults."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror}.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already says "(at line N, column M)".
+        raise ConfigError(f"{path}: not valid TOML: {exc}.") from None
+
+
+# --- Validation -------------------------------------------------------------------------------
+
+class _Invalid(Exception):
+    """A value was refused; args[0] says what it must be ("must be a number >= 0").
+
+    `whole`: the reason already quotes the offending part (one entry of a list), so the usual
+    ", got <value>" is left off.
+    """
+
+    def __init__(self, reason: str, *, whole: bool = False) -> None:
+        super().__init__(reason)
+        self.whole = whole
+
+
+Check = Callable[[Any], Any]
+
+
+def _shown(value: Any) -> str:
+    # Echo values the way they look in TOML, so the reader can find them in the file.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) <= 60 else f"'{value[:59]}…'"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value[:5]) + (", …]" if len(value) > 5 else "]")
+    return str(value)
+
+
+def _fmt(n: float) -> str:
+    return str(int(n)) if isinstance(n, int) else str(n)
+
+
+def _number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Check:
+    if above is not None:
+        rule = f"a number > {_fmt(above)}"
+    elif hi is None:
+        rule = f"a number >= {_fmt(lo)}"  # type: ignore[arg-type]
+    else:
+        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"  # type: ignore[arg-type]
+
+    def check(value: Any) -> float:
+        # TOML allows nan and inf; neither is a usable duration or size.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _Invalid(f"must be {rule}")
+        if (above is not None and value <= above) or (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise _Invalid(f"must be {rule}")
+        return float(value)
+
+    return check
+
+
+def _whole(lo: int, hi: int | None = None) -> Check:
+    rule = f"a whole number from {lo} to {hi}" if hi is not None else f"a whole number >= {lo}"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+            raise _Invalid(f"must be {rule}")
+        return value
+
+    return check
+
+
+def _any_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("must be a whole number")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false (without quotes)")
+    return value
+
+
+def _text(*, choices: tuple[str, ...] = (), pattern: str | None = None, hint: str = "") -> Check:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise _Invalid("must be a non-empty text in quotes" + (f" ({hint})" if hint else ""))
+        if choices and value not in choices:
+            raise _Invalid("must be one of " + ", ".join(f'"{c}"' for c in choices))
+        if pattern and not re.fullmatch(pattern, value):
+            raise _Invalid(f"must be {hint}")
+        return value
+
+    return check
+
+
+def _optional_text(*, schemes: tuple[str, ...] = ()) -> Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, str):
+            raise _Invalid("must be a text in quotes (or leave the line out)")
+        # token = "" is how templates often say "not set"; treat it like a missing line.
+        if not value.strip():
+            return None
+        if schemes and not value.startswith(tuple(s + "://" for s in schemes)):
+            raise _Invalid("must be a URL starting with " + " or ".join(s + "://" for s in schemes))
+        return value.strip()
+
+    return check
+
+
+def _admins(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Invalid('must be a list like ["telegram:12345", "discord:67890", "web:local"]')
+    out = []
+    for entry in value:
+        platform, _, member = entry.strip().partition(":")
+        if platform not in ADMIN_PLATFORMS or not member.strip():
+            raise _Invalid(
+                f'entry {_shown(entry)} must be "platform:id" with platform telegram, discord or web,'
+                ' like "telegram:12345".',
+                whole=True,
+            )
+        if platform in ("telegram", "discord") and not member.isdigit():
+            # Adapters compare numeric ids; a @username would silently never match.
+            raise _Invalid(
+                f'entry {_shown(entry)} must use the numeric {platform} user id, like "{platform}:12345";'
+                " a name would never match.",
+                whole=True,
+            )
+        out.append(f"{platform}:{member.strip()}")
+    return tuple(out)
+
+
+def _guild_ids(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise _Invalid("must be a list of Discord server ids, like [123456789012345678]")
+    out = []
+    for v in value:
+        # Accept quoted ids too: people copy them from Discord as text.
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise _Invalid(
+                f"entry {_shown(v)} must be a Discord server id (a number), like [123456789012345678].", whole=True
+            )
+        out.append(v)
+    return tuple(out)
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("must be a folder path in quotes")
+    return Path(value)
+
+
+_SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
+    "bot": (
+        BotSettings,
+        {
+            "data_dir": _path,
+            "admins": _admins,
+            "default_strength": _number(0.05, 1.0),
+            "max_upload_mb": _number(above=0),
+        },
+    ),
+    "engine": (
+        EngineSettings,
+        {
+            "model": _text(hint="a hub id like stabilityai/sd-turbo or a local folder"),
+            "device": _text(pattern=r"auto|cpu|cuda|cuda:[0-9]+|mps", hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'),
+            "dtype": _text(choices=("auto", "float16", "bfloat16", "float32")),
+            "steps": _whole(1, 50),
+            "guidance_scale": _number(0, 50),
+            "max_batch": _whole(1, 64),
+            "turbo": _flag,
+            "local_files_only": _flag,
+        },
+    ),
+    "queue": (
+        QueueSettings,
+        {
+            "aging_s": _number(above=0),
+            "member_gap_s": _number(0),
+            "eta_window": _whole(1, 1000),
+            "shutdown_grace_s": _number(0),
+        },
+    ),
+    "telegram": (
+        TelegramSettings,
+        {
+            "token": _optional_text(),
+            "base_url": _optional_text(schemes=("http", "https")),
+            "base_file_url": _optional_text(schemes=("http", "https")),
+            "webhook_url": _optional_text(schemes=("http", "https")),
+            "webhook_listen": _text(hint="an address to listen on, like 127.0.0.1"),
+            "webhook_port": _whole(1, 65535),
+            "max_download_mb": _number(above=0),
+        },
+    ),
+    "discord": (
+        DiscordSettings,
+        {
+            "token": _optional_text(),
+            "api_base": _optional_text(schemes=("http", "https")),
+            "gateway_url": _optional_text(schemes=("ws", "wss")),
+            "guild_ids": _guild_ids,
+            "message_replies": _flag,
+        },
+    ),
+    "web": (
+        WebSettings,
+        {
+            "enabled": _flag,
+            "host": _text(hint="an address to listen on, like 127.0.0.1"),
+            "port": _whole(0, 65535),
+            "access_token": _optional_text(),
+            "tier": _text(),  # checked against the tiers once they are known
+        },
+    ),
+}
+
+_TIER_KEYS: dict[str, Check] = {
+    "rank": _any_int,
+    "min_turnaround_s": _number(0),
+    "max_queued": _whole(1),
+    "daily_quota": _whole(1),
+    "max_side": _whole(64, 2048),  # the multiple-of-8 rule is checked (and explained) separately
+    "max_steps": _whole(1, 50),
+}
+
+ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "telegram", "discord", "web")
+
+
+def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class _Loader:
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, section: str, message: str) -> ConfigError:
+        label = f"[{section}] " if section else ""
+        return ConfigError(f"{self.where}: {label}{message}")
+
+    def build(self, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
+        for name, value in raw.items():
+            if name not in ALL_SECTIONS:
+                home = [s for s, (_, checks) in _SECTIONS.items() if name in checks]
+                if home and not isinstance(value, dict):
+                    raise self.fail("", f"'{name}' must go inside a section: put it under [{home[0]}].")
+                raise self.fail(
+                    "",
+                    f"unknown section [{name}].{_suggest(name, ALL_SECTIONS)} Sections are: "
+                    + ", ".join(f"[{s}]" for s in ALL_SECTIONS)
+                    + ".",
+                )
+            if not isinstance(value, dict):
+                raise self.fail("", f"'{name}' must be a section written [{name}], got {_shown(value)}.")
+
+        parts: dict[str, Any] = {}
+        for section, (cls, checks) in _SECTIONS.items():
+            parts[section] = cls(**self.section(section, raw.get(section, {}), checks))
+        for var, (section, key) in ENV_TOKENS.items():
+            token = env.get(var, "").strip()
+            if token:  # an empty variable is "not set", not "no token"
+                parts[section] = replace(parts[section], **{key: token})
+        tiers = self.tiers(raw.get("tiers", {}))
+        config = Config(tiers=tiers, **parts)
+        self.cross_checks(config)
+        return config
+
+    def section(self, section: str, table: dict[str, Any], checks: dict[str, Check]) -> dict[str, Any]:
+        out = {}
+        for key, value in table.items():
+            if key not in checks:
+                # A near-miss spelling in this section is the likelier mistake; else maybe the
+                # right key in the wrong section.
+                elsewhere = [f"[{s}]" for s, (_, c) in _SECTIONS.items() if key in c and s != section]
+                hint = _suggest(key, tuple(checks)) or (f" It belongs in {' or '.join(elsewhere)}." if elsewhere else "")
+                raise self.fail(section, f"unknown key '{key}'.{hint} Valid keys: {', '.join(checks)}.")
+            try:
+                out[key] = checks[key](value)
+            except _Invalid as exc:
+                got = "" if exc.whole else f", got {_shown(value)}."
+                raise self.fail(section, f"{key} {exc.args[0]}{got}") from None
+        return out
+
+    def tiers(self, table: dict[str, Any]) -> dict[str, TierSettings]:
+        tiers = dict(DEFAULT_TIERS)
+        for name, overrides in table.items():
+            if name not in DEFAULT_TIERS:
+                raise self.fail(
+                    "tiers",
+                    f"unknown tier '{name}'.{_suggest(name, tuple(DEFAULT_TIERS))} The tiers are free, pro and max.",
+                )
+            if not isinstance(overrides, dict):
+                raise self.fail("tiers", f"'{name}' must be a section written [tiers.{name}], got {_shown(overrides)}.")
+            # Only the keys given change; the rest keep that tier's defaults.
+            values = self.section(f"tiers.{name}", overrides, _TIER_KEYS)
+            if "max_side" in values and values["max_side"] % 8:
+                raise self.fail(
+                    f"tiers.{name}",
+                    f"max_side must be a multiple of 8 (the model works on 8-pixel blocks), got {values['max_side']};"
+                    f" try {values['max_side'] // 8 * 8}.",
+                )
+            tiers[name] = replace(tiers[name], **values)
+        ranks: dict[int, str] = {}
+        for tier in tiers.values():
+            if tier.rank in ranks:
+                raise self.fail(
+                    f"tiers.{tier.name}",
+                    f"rank {tier.rank} is also the rank of [tiers.{ranks[tier.rank]}]; each tier needs its own rank"
+                    " (higher runs first).",
+                )
+            ranks[tier.rank] = tier.name
+        return tiers
+
+    def cross_checks(self, config: Config) -> None:
+        if config.web.tier not in config.tiers:
+            raise self.fail(
+                "web",
+                f"tier must be one of {', '.join(config.tiers)}, got {_shown(config.web.tier)}."
+                + _suggest(config.web.tier, tuple(config.tiers)),
+            )
+        if config.web_enabled and not config.web.access_token and not _is_loopback(config.web.host):
+            raise self.fail(
+                "web",
+                f"access_token is required when host is {_shown(config.web.host)}: without it the web UI would be"
+                " open to anyone on the network. Set access_token (or RESTYLE_WEB_TOKEN), or use host = \"127.0.0.1\".",
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
