@@ -196,14 +196,20 @@ class Store:
             ) from exc
         try:
             db = await aiosqlite.connect(data_dir / "restyle.sqlite3", timeout=10.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"The database in {data_dir} cannot be opened: {exc}.") from exc
+        try:
             db.row_factory = sqlite3.Row
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA foreign_keys=ON")
             store = cls(db, data_dir)
             await store._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"The database in {data_dir} cannot be opened: {exc}.") from exc
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"The database in {data_dir} cannot be opened: {exc}.") from exc
+            raise
         return store
 
     async def close(self) -> None:
