@@ -181,6 +181,10 @@ class RestyleService:
         self.rng = rng or random.Random()
         self.flood = flood_guard or FloodGuard()
         self.queue = TierQueue()
+        # Head starts count tier levels (0, 1, 2 in rank order), whatever numbers the ranks are.
+        self._tier_level = {
+            tier.name: level for level, tier in enumerate(sorted(config.tiers.values(), key=lambda t: t.rank))
+        }
         self._frontends: dict[str, FrontEnd] = {}
         self._work = asyncio.Event()
         self._seq = 0
@@ -271,7 +275,7 @@ class RestyleService:
         for job in waiting:
             last = compute_rank(
                 arrival=job.created_at,
-                tier_rank=tier.rank,
+                tier_rank=self._tier_level[tier.name],
                 aging_s=self.config.queue.aging_s,
                 member_last_rank=last,
                 member_gap_s=self.config.queue.member_gap_s,
@@ -378,7 +382,7 @@ class RestyleService:
             self._seq += 1
             rank = compute_rank(
                 arrival=now,
-                tier_rank=tier.rank,
+                tier_rank=self._tier_level[tier.name],
                 aging_s=self.config.queue.aging_s,
                 member_last_rank=self.queue.member_last_rank(account_id),
                 member_gap_s=self.config.queue.member_gap_s,
