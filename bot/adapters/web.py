@@ -1,0 +1,607 @@
+"""The local web page: the bot's face when no chat token is set, and /healthz, /readyz, /metrics.
+
+One member, "web:local", whose tier comes from `[web] tier`. The page (bot/adapters/web_static)
+talks to a small JSON API:
+
+    GET  /api/session                      tier, today's quota, defaults for the form
+    POST /api/jobs                         multipart: picture, prompt, strength, seed, no, steps
+    GET  /api/jobs/<id>                    the job's state (also streamed by .../events as SSE)
+    GET  /api/jobs/<id>/original.png       the picture as the engine saw it
+    GET  /api/jobs/<id>/result.<fmt>       png | webp | jpeg (?download=1 for an attachment)
+    POST /api/jobs/<id>/again              {"change": "again" | "subtler" | "stronger"}
+    POST /api/jobs/<id>/cancel
+
+Errors are {"error": "<text for the member>"}; refusals carry the service's own words, the same
+as in chat. With `[web] access_token` set every request needs it: `?token=` once (it becomes a
+cookie and the address loses it), the cookie, or `Authorization: Bearer <token>`.
+
+`WebAdapter(..., page=False)` serves only /healthz, /readyz and /metrics, for chat-only
+deployments; it answers to platform "web-ops", so it never claims web jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from bot.commands import CommandError, RestyleCommand, describe_strength, parse_restyle
+from bot.config import Config
+from bot.metrics import (
+    BATCH_SIZE_BUCKETS,
+    CONTENT_TYPE as METRICS_CONTENT_TYPE,
+    JOB_SECONDS_BUCKETS,
+    Histogram,
+    render_service_metrics,
+)
+from bot.service import Accepted, Delivery, JobView, Member, Refused, RestyleService
+
+log = logging.getLogger("bot.web")
+
+STATIC_DIR = Path(__file__).with_name("web_static")
+STATIC_FILES = {
+    "style.css": "text/css",
+    "app.js": "text/javascript",
+    "icon.svg": "image/svg+xml",
+}
+WEB_MEMBER = Member("web", "local", "Web")
+COOKIE = "restyle_web"
+COOKIE_MAX_AGE = 30 * 24 * 3600
+# Subtler / Stronger move strength by this much (the same step as the chat buttons should use).
+STRENGTH_STEP = 0.1
+CHANGES = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
+FORMATS = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
+MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+# Room for the form's text fields and multipart framing above the picture itself.
+FORM_SLACK_BYTES = 64 * 1024
+TERMINAL = ("ready", "failed", "cancelled")
+# How often a live stream re-sends a waiting job's state (ETA countdown), in seconds.
+STREAM_REFRESH_S = 1.0
+REFUSAL_STATUS = {
+    "command": 400,
+    "picture": 400,
+    "steps": 400,
+    "quota": 429,
+    "queue_limit": 429,
+    "flood": 429,
+    "storage": 503,
+    "not_found": 404,
+    "not_yours": 403,
+    "rules": 400,
+    "banned": 403,
+    "place": 403,
+    "not_admin": 403,
+}
+JOB_ID_RE = re.compile(r"[0-9a-f]{1,40}")
+GONE = "That picture is not kept any more; pick it again and press Run."
+# The page's own words, for what chat never has to say.
+NO_PICTURE = "Pick or drop a picture first."
+NOT_READY = "The result is not ready yet; it appears here as soon as it is."
+CROSS_SITE = "This request came from another website, so it was refused."
+NEEDS_TOKEN = "This page needs its access token: open it once as /?token=<your [web] access_token>."
+
+
+class ApiError(Exception):
+    """Answered as {"error": text} with this HTTP status."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+class WebStartError(RuntimeError):
+    """The web server could not listen; the message says which setting to change."""
+
+
+def _json_error(status: int, text: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": text, **extra}, status=status)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_without_port(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
+    if size_bytes:
+        return f"That picture is {size_bytes / 1_000_000:.1f} MB; the most the bot takes is {limit_mb:g} MB."
+    return f"That picture is too big; the most the bot takes is {limit_mb:g} MB."
+
+
+def command_from_form(fields: dict[str, str]) -> RestyleCommand:
+    """The prompt box goes through the chat grammar, so it may carry options too (a typed
+    strength=0.8 wins over the slider); the form's own fields are checked with the same words."""
+    command = parse_restyle(fields.get("prompt", ""))
+    options: dict[str, Any] = {}
+    for key, field in (("strength", "strength"), ("seed", "seed"), ("steps", "steps"), ("no", "negative_prompt")):
+        raw = " ".join(str(fields.get(key, "")).split())
+        if not raw or getattr(command, field) is not None:
+            continue
+        if key == "no":
+            raw = "“" + raw.replace("”", "'") + "”"
+        options[field] = getattr(parse_restyle(f"x {key}={raw}"), field)
+    return replace(command, **options)
+
+
+class WebAdapter:
+    """The page and its API (page=True), or only the health and metrics endpoints."""
+
+    def __init__(
+        self,
+        config: Config,
+        service: RestyleService,
+        health: Any,
+        *,
+        page: bool = True,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.health = health
+        self.page = page
+        self.platform = "web" if page else "web-ops"
+        self.member = WEB_MEMBER
+        self.host = host if host is not None else config.web.host
+        self.port = port if port is not None else config.web.port
+        self.url: str | None = None  # once started: the address to open (real port when port 0)
+        self.max_upload_bytes = int(config.bot.max_upload_mb * 1_000_000)
+        token = config.web.access_token
+        self._token = token
+        self._cookie_value = hashlib.sha256(f"restyle-web:{token}".encode()).hexdigest() if token else None
+        self._runner: web.AppRunner | None = None
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._closing: asyncio.Event | None = None
+        # Jobs delivered (or failed) in this run; the service marks them in the store just after
+        # deliver_result returns, so the page must not wait for that write to show the result.
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+
+    # The FrontEnd side -----------------------------------------------------------------------
+
+    async def job_updated(self, job: JobView) -> None:
+        self._wake(job.id)
+
+    async def deliver_result(self, delivery: Delivery) -> None:
+        # The page fetches the result itself; being told is all "delivery" means here.
+        self._mark_delivered(delivery.job.id)
+
+    async def deliver_failure(self, job: JobView) -> None:
+        self._mark_delivered(job.id)
+
+    def _mark_delivered(self, job_id: str) -> None:
+        self._delivered[job_id] = None
+        while len(self._delivered) > 10_000:
+            self._delivered.popitem(last=False)
+        self._wake(job_id)
+
+    def _wake(self, job_id: str) -> None:
+        for event in self._watchers.get(job_id, ()):
+            event.set()
+
+    # Start and stop --------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application (tests may serve it themselves)."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        app = web.Application(
+            client_max_size=self.max_upload_bytes + FORM_SLACK_BYTES,
+            middlewares=[self._errors, self._guard],
+        )
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        if self.page:
+            app.router.add_get("/", self.index)
+            app.router.add_get("/static/{name}", self.static)
+            app.router.add_get("/api/session", self.session)
+            app.router.add_post("/api/jobs", self.submit)
+            app.router.add_get("/api/jobs/{id}", self.job_state)
+            app.router.add_get("/api/jobs/{id}/events", self.events)
+            app.router.add_get("/api/jobs/{id}/original.png", self.original)
+            app.router.add_get("/api/jobs/{id}/result.{fmt}", self.result)
+            app.router.add_post("/api/jobs/{id}/again", self.again)
+            app.router.add_post("/api/jobs/{id}/cancel", self.cancel)
+        return app
+
+    async def start(self) -> None:
+        if self.page:
+            await self._apply_config_tier()
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise WebStartError(
+                f"The web page cannot listen on {self.host}:{self.port}: {exc.strerror or exc}. "
+                "Set [web] port to a free port (0 picks any), or stop what is using it."
+            ) from exc
+        port = self._runner.addresses[0][1] if self._runner.addresses else self.port
+        shown_host = self.host
+        if shown_host in ("0.0.0.0", "::", ""):
+            shown_host = "127.0.0.1"
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"
+        self.url = f"http://{shown_host}:{port}"
+        if self.page:
+            hint = " (add ?token=<your [web] access_token> the first time)" if self._token else ""
+            message = f"Open {self.url} in a browser{hint}"
+            print(message, flush=True)
+            log.info("%s", message)
+        else:
+            log.info("health and metrics on %s (/healthz, /readyz, /metrics)", self.url)
+
+    async def stop(self) -> None:
+        if self._closing is not None:
+            self._closing.set()  # live streams end, so the server can close at once
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _apply_config_tier(self) -> None:
+        wanted = self.config.web.tier
+        view = await self.service.me(self.member)
+        if view.tier != wanted:
+            await self.service.set_tier(self.member, wanted, None, reason="config", changed_by="config")
+            log.info("the web page's member now has the %s tier ([web] tier)", wanted)
+
+    # Middlewares -----------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = _json_error(exc.status, exc.text)
+        except web.HTTPRequestEntityTooLarge as exc:
+            # aiohttp stops reading at the limit; the declared length (when sent) is the real size.
+            response = _json_error(413, too_big_message(request.content_length, self.config.bot.max_upload_mb))
+        except web.HTTPException as exc:
+            if not (request.path.startswith("/api/") and exc.status >= 400):
+                raise
+            text = {404: "There is nothing here.", 405: "That method is not allowed here."}.get(exc.status, exc.reason)
+            response = _json_error(exc.status, text)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("web request %s %s failed", request.method, request.path)
+            if not request.path.startswith("/api/"):
+                raise
+            response = _json_error(500, "Something went wrong on the bot's side; try again in a moment.")
+        if not response.prepared:
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if self._token is None:
+            # No token: the page is only on loopback (config insists). Refuse names other than
+            # loopback ones, so a web site cannot reach it by pointing its own name at 127.0.0.1.
+            if self.page and _is_loopback(self.host) and not _is_loopback(_host_without_port(request.host)):
+                return _json_error(403, "Open this page as http://127.0.0.1 (or localhost).")
+        else:
+            given = request.query.get("token")
+            if given is not None and hmac.compare_digest(given.encode(), self._token.encode()):
+                if request.method in ("GET", "HEAD"):
+                    # Trade the token in the address for a cookie, and drop it from the address
+                    # bar and history.
+                    rest = [(k, v) for k, v in request.query.items() if k != "token"]
+                    location = str(request.rel_url.with_query(rest))
+                    response = web.Response(status=303, headers={"Location": location})
+                    response.set_cookie(
+                        COOKIE, self._cookie_value, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict", path="/"
+                    )
+                    return response
+            elif not self._authorized(request):
+                if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics"):
+                    response = _json_error(401, NEEDS_TOKEN)
+                else:
+                    response = web.Response(status=401, text=NEEDS_TOKEN + "\n", content_type="text/plain")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="restyle-bot"'
+                return response
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("Origin")
+            if origin is not None and origin != "null":
+                # Browsers send Origin on cross-site posts: another site must not spend quota.
+                origin_host = origin.split("://", 1)[-1].lower()
+                if origin_host != request.host.lower():
+                    return _json_error(403, CROSS_SITE)
+            elif origin == "null":
+                return _json_error(403, CROSS_SITE)
+        return await handler(request)
+
+    def _authorized(self, request: web.Request) -> bool:
+        assert self._token is not None and self._cookie_value is not None
+        header = request.headers.get("Authorization", "")
+        if header[:7].lower() == "bearer " and hmac.compare_digest(header[7:].strip().encode(), self._token.encode()):
+            return True
+        cookie = request.cookies.get(COOKIE)
+        return cookie is not None and hmac.compare_digest(cookie.encode(), self._cookie_value.encode())
+
+    # Health and metrics ----------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        reasons = []
+        if not getattr(self.health, "store_open", True):
+            reasons.append("store closed")
+        error = getattr(self.health, "engine_error", None)
+        if error:
+            reasons.append(f"engine failed to load: {error}")
+        elif not getattr(self.health, "engine_ready", False):
+            reasons.append("engine loading")
+        if reasons:
+            return web.Response(status=503, text="not ready: " + "; ".join(reasons) + "\n")
+        return web.Response(text="ready\n")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        service = self.service
+        try:
+            by_status = await service.store.count_by_status()
+        except Exception:
+            log.warning("metrics: could not count jobs in the store", exc_info=True)
+            by_status = {}
+        job_seconds = getattr(service, "job_seconds", None)
+        if not isinstance(job_seconds, Histogram):
+            # Until the service keeps a cumulative histogram (see the report), rebuild it from
+            # the store's finished jobs: every done job counts once, so it only grows.
+            try:
+                seconds = await service.store.recent_seconds(1_000_000)
+            except Exception:
+                seconds = []
+            job_seconds = Histogram.of(seconds, JOB_SECONDS_BUCKETS)
+        batch_sizes = getattr(service, "batch_size_histogram", None)
+        if not isinstance(batch_sizes, Histogram):
+            batch_sizes = Histogram.of(service.batch_sizes, BATCH_SIZE_BUCKETS)
+        text = render_service_metrics(
+            queue_lengths=service.queue_lengths(),
+            jobs_by_status=by_status,
+            job_seconds=job_seconds,
+            batch_sizes=batch_sizes,
+            delivery_failures=service.delivery_failures,
+            engine_ready=bool(getattr(self.health, "engine_ready", False)),
+            running_jobs=len(service.queue.running),
+        )
+        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    # The page ----------------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return self._static_file("index.html", "text/html")
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in STATIC_FILES:
+            raise web.HTTPNotFound()
+        return self._static_file(name, STATIC_FILES[name])
+
+    def _static_file(self, name: str, media_type: str) -> web.Response:
+        body = (STATIC_DIR / name).read_bytes()
+        response = web.Response(body=body, content_type=media_type, charset="utf-8" if media_type.startswith("text") else None)
+        response.headers["Cache-Control"] = "no-cache"
+        if name == "index.html":
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+            )
+        return response
+
+    async def session(self, request: web.Request) -> web.Response:
+        view = await self.service.me(self.member)
+        tier = self.config.tier(view.tier)
+        return web.json_response(
+            {
+                "tier": view.tier,
+                "used_today": view.used_today,
+                "daily_quota": view.daily_quota,
+                "max_queued": view.max_queued,
+                "max_side": tier.max_side,
+                "default_strength": self.config.bot.default_strength,
+                "strength_step": STRENGTH_STEP,
+                "max_upload_mb": self.config.bot.max_upload_mb,
+                "max_upload_bytes": self.max_upload_bytes,
+                "active_jobs": [job.id for job in view.active_jobs],
+                "engine_ready": bool(getattr(self.health, "engine_ready", False)),
+            }
+        )
+
+    # Jobs ----------------------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.Response:
+        if not (request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"):
+            return _json_error(400, "Send the picture as multipart/form-data, with the file in a field named picture.")
+        form = await request.post()
+        picture = form.get("picture")
+        if not isinstance(picture, web.FileField):
+            return _json_error(400, NO_PICTURE)
+        data = picture.file.read()
+        if not data:
+            return _json_error(400, NO_PICTURE)
+        if len(data) > self.max_upload_bytes:
+            return _json_error(413, too_big_message(len(data), self.config.bot.max_upload_mb))
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            command = command_from_form(fields)
+        except CommandError as exc:
+            return _json_error(400, str(exc))
+        outcome = await self.service.submit(self.member, data, command, {"page": True})
+        return await self._answer(outcome)
+
+    async def again(self, request: web.Request) -> web.Response:
+        job_id = await self._own_job_id(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            body = {}
+        change = str((body or {}).get("change", "again")).lower()
+        if change not in CHANGES:
+            return _json_error(400, 'change must be "again", "subtler" or "stronger".')
+        outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=CHANGES[change])
+        return await self._answer(outcome)
+
+    async def _answer(self, outcome: Accepted | Refused) -> web.Response:
+        if isinstance(outcome, Refused):
+            return _json_error(REFUSAL_STATUS.get(outcome.reason, 400), outcome.text, reason=outcome.reason)
+        state = await self._state(outcome.job_id)
+        return web.json_response({"job": state}, status=202)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        job_id = await self._own_job_id(request)
+        cancelled = await self.service.cancel(self.member, job_id)
+        return web.json_response({"cancelled": bool(cancelled), "job": await self._state(job_id)})
+
+    async def job_state(self, request: web.Request) -> web.Response:
+        job_id = await self._own_job_id(request)
+        return web.json_response(await self._state(job_id))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the job's state now and at every change, until it ends."""
+        job_id = await self._own_job_id(request)
+        state = await self._state(job_id)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        wake = asyncio.Event()
+        self._watchers.setdefault(job_id, set()).add(wake)
+        closing = self._closing
+        try:
+            await response.write(b"retry: 1000\n\n")
+            last: dict[str, Any] | None = None
+            while state is not None and not (closing and closing.is_set()):
+                if state != last:
+                    await response.write(f"data: {json.dumps(state)}\n\n".encode())
+                    last = state
+                if state["status"] in TERMINAL:
+                    break
+                try:
+                    await asyncio.wait_for(wake.wait(), STREAM_REFRESH_S)
+                except asyncio.TimeoutError:
+                    pass
+                wake.clear()
+                state = await self._state(job_id)
+        except ConnectionResetError:
+            pass
+        finally:
+            watchers = self._watchers.get(job_id)
+            if watchers is not None:
+                watchers.discard(wake)
+                if not watchers:
+                    self._watchers.pop(job_id, None)
+        return response
+
+    async def original(self, request: web.Request) -> web.StreamResponse:
+        job_id = await self._own_job_id(request)
+        path = self.service.store.input_path(job_id)
+        if not path.exists():
+            return _json_error(404, GONE)
+        return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
+
+    async def result(self, request: web.Request) -> web.Response:
+        job_id = await self._own_job_id(request)
+        fmt = FORMATS.get(request.match_info["fmt"].lower())
+        if fmt is None:
+            return _json_error(404, "Results come as .png, .webp or .jpeg.")
+        state = await self._state(job_id)
+        if state is None or state["status"] != "ready":
+            status = state["status"] if state else "gone"
+            if status in ("queued", "running", "finishing"):
+                return _json_error(409, NOT_READY)
+            return _json_error(404, state.get("error") or GONE if state else GONE)
+        data = await self.service.result_file(self.member, job_id, fmt)
+        if isinstance(data, Refused):
+            return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
+        ext = "jpg" if fmt == "jpeg" else fmt
+        disposition = "attachment" if request.query.get("download") else "inline"
+        return web.Response(
+            body=data,
+            headers={
+                "Content-Type": MEDIA_TYPES[fmt],
+                "Content-Disposition": f'{disposition}; filename="restyle-{job_id}-seed{state["seed"]}.{ext}"',
+                "Cache-Control": "private, max-age=3600",
+            },
+        )
+
+    async def _own_job_id(self, request: web.Request) -> str:
+        """The job id in the path, if it names one of the page member's jobs (404 otherwise: other
+        members' jobs are not the page's business, not even whether they exist)."""
+        job_id = request.match_info["id"]
+        if JOB_ID_RE.fullmatch(job_id):
+            view = await self.service.job(job_id)
+            if view is not None and (view.platform, view.user_id) == (self.member.platform, self.member.user_id):
+                return job_id
+        raise ApiError(404, GONE)
+
+    async def _state(self, job_id: str) -> dict[str, Any] | None:
+        """What the page shows for a job: queued, running, finishing (done, held back by the
+        tier's turnaround), ready, failed or cancelled."""
+        view = await self.service.job(job_id)
+        if view is None or (view.platform, view.user_id) != (self.member.platform, self.member.user_id):
+            return None
+        status, eta = view.status, view.eta_s
+        if status == "done":
+            status = "ready"
+            if job_id not in self._delivered:
+                record = await self.service.store.job(job_id)
+                if record is not None and record.delivered_at is None:
+                    status = "finishing"
+                    now = self.service.clock.now()
+                    eta = max(0.0, (record.deliver_after or now) - now)
+        base = f"/api/jobs/{job_id}"
+        state: dict[str, Any] = {
+            "id": job_id,
+            "status": status,
+            "position": view.position,
+            "eta_s": round(eta, 1) if eta is not None else None,
+            "progress": round(view.progress, 3) if view.progress is not None else None,
+            "prompt": view.prompt,
+            "negative_prompt": view.negative_prompt,
+            "strength": view.strength,
+            "strength_word": describe_strength(view.strength),
+            "seed": view.seed,
+            "steps": view.steps,
+            "tier": view.tier,
+            "width": view.width,
+            "height": view.height,
+            "seconds": round(view.seconds, 2) if view.seconds is not None else None,
+            "error": view.error,
+            "original_url": f"{base}/original.png",
+            "result_url": None,
+            "downloads": None,
+        }
+        if status == "ready":
+            state["result_url"] = f"{base}/result.png"
+            state["downloads"] = {fmt: f"{base}/result.{fmt}?download=1" for fmt in ("png", "webp", "jpeg")}
+        return state

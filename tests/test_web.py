@@ -1,0 +1,428 @@
+"""The web page's HTTP API, health and metrics, through the whole app on a real port (port 0)
+with a stand-in engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.adapters.web import WebAdapter, WebStartError, command_from_form
+from bot.app import App, Health
+from bot.clock import FakeClock
+from bot.commands import CommandError, parse_restyle
+from bot.config import load_config
+from bot.metrics import Histogram, render_histogram
+from bot.service import Member
+from tests.fakes import FakeEngine, picture_bytes
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def write_config(tmp_path: Path, web: str = "", extra: str = "", tier: str = "pro") -> Path:
+    # The pro tier has no minimum turnaround, so results show as soon as the engine is done.
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n{extra}\n'
+        f'[web]\nport = 0\ntier = "{tier}"\n{web}\n'
+    )
+    return path
+
+
+class Site:
+    """The whole bot (App) with a FakeEngine, and an HTTP client pointed at its page."""
+
+    def __init__(self, app: App, engine: FakeEngine, session: aiohttp.ClientSession) -> None:
+        self.app = app
+        self.engine = engine
+        self.http = session
+        self.web = next(a for a in app.adapters if isinstance(a, WebAdapter))
+        self.url = self.web.url
+
+    async def submit(self, prompt: str = "oil painting", picture: bytes | None = None, **fields: str) -> tuple[int, dict]:
+        form = aiohttp.FormData()
+        form.add_field("picture", picture if picture is not None else picture_bytes(), filename="in.png",
+                       content_type="image/png")  # fmt: skip
+        form.add_field("prompt", prompt)
+        for key, value in fields.items():
+            form.add_field(key, value)
+        async with self.http.post(f"{self.url}/api/jobs", data=form) as response:
+            return response.status, await response.json()
+
+    async def get_json(self, path: str) -> tuple[int, Any]:
+        async with self.http.get(f"{self.url}{path}") as response:
+            return response.status, await response.json()
+
+    async def wait(self, job_id: str, statuses: tuple[str, ...] = ("ready",), timeout: float = 5.0) -> dict:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status, state = await self.get_json(f"/api/jobs/{job_id}")
+            assert status == 200, state
+            if state["status"] in statuses:
+                return state
+            assert asyncio.get_running_loop().time() < deadline, f"job stuck at {state}"
+            await asyncio.sleep(0.02)
+
+
+async def open_site(tmp_path: Path, web: str = "", extra: str = "", *, tier: str = "pro", clock=None,
+                    engine: FakeEngine | None = None, headers: dict[str, str] | None = None) -> Site:  # fmt: skip
+    config = load_config(write_config(tmp_path, web, extra, tier), env={})
+    engine = engine or FakeEngine()
+    app = await App.create(config, engine_factory=lambda _: engine, clock=clock)
+    await app.start()
+    for _ in range(200):  # the engine "loads" in a thread
+        if app.health.engine_ready:
+            break
+        await asyncio.sleep(0.005)
+    # unsafe=True: keep cookies from an IP address (127.0.0.1), as browsers do.
+    session = aiohttp.ClientSession(headers=headers, cookie_jar=aiohttp.CookieJar(unsafe=True))
+    return Site(app, engine, session)
+
+
+@pytest.fixture
+async def site(tmp_path):
+    s = await open_site(tmp_path)
+    yield s
+    await s.http.close()
+    await s.app.stop()
+
+
+# The page ---------------------------------------------------------------------------------------
+
+
+async def test_page_and_its_files_are_served_locally_with_a_strict_policy(site):
+    async with site.http.get(f"{site.url}/") as response:
+        assert response.status == 200
+        html = await response.text()
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "Restyle a picture" in html and 'type="range"' in html
+    assert "http://" not in html and "https://" not in html  # nothing from a CDN
+    for name, kind in (("app.js", "javascript"), ("style.css", "text/css"), ("icon.svg", "svg")):
+        async with site.http.get(f"{site.url}/static/{name}") as response:
+            assert response.status == 200 and kind in response.headers["Content-Type"]
+    async with site.http.get(f"{site.url}/static/../web.py") as response:
+        assert response.status == 404
+
+
+async def test_session_reports_the_config_tier_and_form_defaults(site):
+    status, session = await site.get_json("/api/session")
+    assert status == 200
+    assert session["tier"] == "pro" and session["daily_quota"] == 200
+    assert session["default_strength"] == 0.5 and session["max_upload_mb"] == 20.0
+    assert session["engine_ready"] is True
+
+
+# Jobs -------------------------------------------------------------------------------------------
+
+
+async def test_submitted_picture_runs_to_ready_and_downloads_in_each_format(site):
+    status, body = await site.submit("watercolor", strength="0.35", seed="42")
+    assert status == 202, body
+    job = body["job"]
+    assert job["status"] in ("queued", "running", "ready")
+    assert (job["strength"], job["seed"], job["strength_word"]) == (0.35, 42, "clear")
+    ready = await site.wait(job["id"])
+    assert ready["downloads"].keys() == {"png", "webp", "jpeg"}
+
+    magic = {"png": lambda b: b.startswith(PNG_MAGIC), "jpeg": lambda b: b.startswith(JPEG_MAGIC),
+             "webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"}  # fmt: skip
+    for fmt, url in ready["downloads"].items():
+        async with site.http.get(f"{site.url}{url}") as response:
+            assert response.status == 200
+            data = await response.read()
+            assert magic[fmt](data), fmt
+            assert response.headers["Content-Disposition"].startswith("attachment;")
+            assert f"seed42.{'jpg' if fmt == 'jpeg' else fmt}" in response.headers["Content-Disposition"]
+    async with site.http.get(f"{site.url}{ready['result_url']}") as response:
+        assert response.headers["Content-Disposition"].startswith("inline;")
+    async with site.http.get(f"{site.url}{ready['original_url']}") as response:
+        assert response.status == 200 and (await response.read()).startswith(PNG_MAGIC)
+
+
+async def test_live_events_stream_the_job_until_its_result_is_ready(site):
+    site.engine.gate = threading.Event()  # hold the batch so the stream sees it wait and run
+    _, body = await site.submit()
+    job_id = body["job"]["id"]
+    seen = []
+    async with site.http.get(f"{site.url}/api/jobs/{job_id}/events") as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if not line.startswith("data: "):
+                continue
+            state = json.loads(line[6:])
+            seen.append(state["status"])
+            if state["status"] == "running":
+                site.engine.gate.set()
+    # The stream ends by itself once the job is ready, and says so last.
+    assert seen[-1] == "ready" and "running" in seen
+    assert set(seen) <= {"queued", "running", "ready"}
+
+
+async def test_again_subtler_and_stronger_rerun_the_same_picture(site):
+    _, body = await site.submit("pencil sketch", strength="0.5")
+    first = await site.wait(body["job"]["id"])
+    strengths = {}
+    for change in ("again", "subtler", "stronger"):
+        async with site.http.post(f"{site.url}/api/jobs/{first['id']}/again", json={"change": change}) as response:
+            assert response.status == 202, await response.text()
+            job = (await response.json())["job"]
+        assert job["id"] != first["id"] and job["prompt"] == "pencil sketch"
+        strengths[change] = job["strength"]
+        await site.wait(job["id"])
+    assert strengths == {"again": 0.5, "subtler": 0.4, "stronger": 0.6}
+    async with site.http.post(f"{site.url}/api/jobs/{first['id']}/again", json={"change": "louder"}) as response:
+        assert response.status == 400 and "subtler" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize(
+    "prompt, fields",
+    [
+        ("", {}),
+        ("   ", {}),
+        ("cat strength=2", {}),
+        ("cat strength = 0.5", {}),
+        ("cat", {"seed": "-4"}),
+        ("cat", {"strength": "1,5"}),
+        ("x" * 501, {}),
+    ],
+)
+async def test_bad_commands_are_refused_in_the_same_words_as_chat(site, prompt, fields):
+    status, body = await site.submit(prompt, **fields)
+    assert status == 400
+    if fields:
+        key, value = next(iter(fields.items()))
+        text = f"/restyle {prompt} {key}={value}"
+    else:
+        text = f"/restyle {prompt}"
+    with pytest.raises(CommandError) as chat:
+        parse_restyle(text)
+    assert body == {"error": str(chat.value)} or body["error"] == str(chat.value)
+
+
+def test_options_typed_in_the_prompt_win_over_the_form():
+    command = command_from_form({"prompt": "cat strength=0.8 seed=3", "strength": "0.3", "seed": "9", "no": 'a "b"'})
+    assert (command.prompt, command.strength, command.seed) == ("cat", 0.8, 3)
+    assert command.negative_prompt == 'a "b"'  # kept as typed
+    command = command_from_form({"prompt": "cat", "strength": "0.3", "seed": "", "steps": "6"})
+    assert (command.strength, command.seed, command.steps) == (0.3, None, 6)
+
+
+async def test_a_file_that_is_not_a_picture_is_refused_with_the_services_words(site):
+    status, body = await site.submit("cat", picture=b"%PDF-1.4 not a picture at all" * 10)
+    assert status == 400
+    refused = await site.app.service.submit(Member("test", "x"), b"%PDF-1.4 not a picture at all" * 10, "/restyle cat", {})
+    assert body["error"] == refused.text and body["reason"] == "picture"
+
+
+async def test_missing_picture_and_non_multipart_posts_get_json_errors(site):
+    form = aiohttp.FormData()
+    form.add_field("prompt", "cat")
+    async with site.http.post(f"{site.url}/api/jobs", data=form) as response:
+        assert response.status == 400 and (await response.json())["error"] == "Pick or drop a picture first."
+    async with site.http.post(f"{site.url}/api/jobs", json={"prompt": "cat"}) as response:
+        assert response.status == 400 and "multipart" in (await response.json())["error"]
+    status, body = await site.get_json("/api/jobs/0123456789")
+    assert status == 404 and "pick it again" in body["error"]
+    status, body = await site.get_json("/api/nothing-here")
+    assert status == 404 and body == {"error": "There is nothing here."}
+
+
+async def test_an_upload_over_the_limit_gets_a_clear_json_413(tmp_path):
+    site = await open_site(tmp_path, extra="max_upload_mb = 0.05")
+    try:
+        status, body = await site.submit("cat", picture=b"\x89PNG" + bytes(200_000))
+        assert status == 413
+        assert body["error"] == "That picture is 0.2 MB; the most the bot takes is 0.05 MB."
+        status, body = await site.submit("cat")  # a small one still goes through afterwards
+        assert status == 202, body
+    finally:
+        await site.http.close()
+        await site.app.stop()
+
+
+async def test_waiting_job_can_be_cancelled(site):
+    site.engine.gate = threading.Event()
+    _, first = await site.submit("first")
+    await site.wait(first["job"]["id"], ("running",))
+    _, second = await site.submit("second")
+    async with site.http.post(f"{site.url}/api/jobs/{second['job']['id']}/cancel") as response:
+        body = await response.json()
+    assert body["cancelled"] is True and body["job"]["status"] == "cancelled"
+    site.engine.gate.set()
+    await site.wait(first["job"]["id"])
+
+
+async def test_other_members_jobs_are_invisible_to_the_page(site):
+    accepted = await site.app.service.submit(Member("telegram", "77", "Tom"), picture_bytes(), "/restyle secret", {})
+    for path in ("", "/original.png", "/result.png", "/events"):
+        async with site.http.get(f"{site.url}/api/jobs/{accepted.job_id}{path}") as response:
+            assert response.status == 404, path
+    async with site.http.post(f"{site.url}/api/jobs/{accepted.job_id}/again", json={}) as response:
+        assert response.status == 404
+
+
+async def test_free_tier_result_is_held_back_until_its_turnaround(tmp_path):
+    clock = FakeClock()
+    site = await open_site(tmp_path, tier="free", clock=clock)
+    try:
+        status, body = await site.submit()
+        assert status == 202 and body["job"]["tier"] == "free"
+        state = await site.wait(body["job"]["id"], ("finishing",))
+        assert 39 <= state["eta_s"] <= 40 and state["result_url"] is None
+        async with site.http.get(f"{site.url}/api/jobs/{state['id']}/result.png") as response:
+            assert response.status == 409 and "not ready" in (await response.json())["error"]
+        await clock.advance(41)
+        await site.wait(state["id"])
+    finally:
+        await site.http.close()
+        await site.app.stop()
+
+
+async def test_config_tier_is_given_to_the_page_member_at_start(tmp_path):
+    site = await open_site(tmp_path, tier="max")
+    try:
+        assert (await site.app.service.me(site.web.member)).tier == "max"
+        _, session = await site.get_json("/api/session")
+        assert session["tier"] == "max"
+    finally:
+        await site.http.close()
+        await site.app.stop()
+
+
+# Access ---------------------------------------------------------------------------------------------
+
+
+async def test_access_token_is_required_for_every_request_when_configured(tmp_path):
+    site = await open_site(tmp_path, web='access_token = "s3cret-token"')
+    try:
+        for path in ("/", "/api/session", "/healthz", "/metrics", "/static/app.js"):
+            async with site.http.get(f"{site.url}{path}") as response:
+                assert response.status == 401, path
+        status, body = await site.get_json("/api/session")
+        assert "token" in body["error"]
+        async with site.http.get(f"{site.url}/?token=wrong") as response:
+            assert response.status == 401
+        bearer = {"Authorization": "Bearer s3cret-token"}
+        async with site.http.get(f"{site.url}/api/session", headers=bearer) as response:
+            assert response.status == 200
+        # ?token= once: a cookie, and an address without the token.
+        async with site.http.get(f"{site.url}/?token=s3cret-token", allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/"
+            assert "HttpOnly" in response.headers["Set-Cookie"] and "s3cret" not in response.headers["Set-Cookie"]
+        async with site.http.get(f"{site.url}/api/session") as response:
+            assert response.status == 200
+        status, body = await site.submit()
+        assert status == 202
+    finally:
+        await site.http.close()
+        await site.app.stop()
+
+
+async def test_posts_from_other_sites_and_foreign_host_names_are_refused(site):
+    form = aiohttp.FormData()
+    form.add_field("picture", picture_bytes(), filename="a.png")
+    form.add_field("prompt", "cat")
+    async with site.http.post(f"{site.url}/api/jobs", data=form, headers={"Origin": "https://evil.example"}) as response:
+        assert response.status == 403 and "another website" in (await response.json())["error"]
+    async with site.http.get(f"{site.url}/api/session", headers={"Host": "evil.example"}) as response:
+        assert response.status == 403
+    host = site.url.split("://")[1]
+    async with site.http.get(f"{site.url}/api/session", headers={"Origin": f"http://{host}"}) as response:
+        assert response.status == 200
+
+
+async def test_a_busy_port_stops_start_with_a_message_naming_the_setting(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = load_config(write_config(tmp_path), env={})
+        adapter = WebAdapter(config, None, Health(), page=False, port=port)  # type: ignore[arg-type]
+        with pytest.raises(WebStartError, match=r"\[web\] port"):
+            await adapter.start()
+
+
+# Health and metrics --------------------------------------------------------------------------------
+
+
+async def test_healthz_readyz_and_metrics(site):
+    async with site.http.get(f"{site.url}/healthz") as response:
+        assert response.status == 200 and await response.text() == "ok\n"
+    async with site.http.get(f"{site.url}/readyz") as response:
+        assert response.status == 200 and (await response.text()).startswith("ready")
+    _, body = await site.submit()
+    await site.wait(body["job"]["id"])
+    async with site.http.get(f"{site.url}/metrics") as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await response.text()
+    for line in (
+        'restyle_queue_length{tier="free"} 0',
+        'restyle_queue_length{tier="pro"} 0',
+        'restyle_jobs{status="done"} 1',
+        'restyle_jobs{status="failed"} 0',
+        'restyle_batch_size_bucket{le="1"} 1',
+        "restyle_batch_size_count 1",
+        'restyle_job_seconds_bucket{le="+Inf"} 1',
+        "restyle_job_seconds_count 1",
+        "restyle_delivery_failures_total 0",
+        "restyle_engine_ready 1",
+        "# TYPE restyle_job_seconds histogram",
+        "# TYPE restyle_delivery_failures counter",
+    ):
+        assert line in text.splitlines(), line
+
+
+async def test_readyz_says_why_it_is_not_ready(tmp_path):
+    config = load_config(write_config(tmp_path), env={})
+    health = Health()
+    app = await App.create(config, engine_factory=lambda _: FakeEngine(), adapters=lambda c, s, h: [])
+    adapter = WebAdapter(config, app.service, health, page=False)
+    await adapter.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def readyz() -> tuple[int, str]:
+                async with http.get(f"{adapter.url}/readyz") as response:
+                    return response.status, await response.text()
+
+            assert await readyz() == (503, "not ready: engine loading\n")
+            health.engine_error = "no model at /nowhere"
+            assert await readyz() == (503, "not ready: engine failed to load: no model at /nowhere\n")
+            health.engine_error, health.engine_ready, health.store_open = None, True, False
+            assert await readyz() == (503, "not ready: store closed\n")
+            health.store_open = True
+            assert await readyz() == (200, "ready\n")
+            # Health-only mode: no page, no API.
+            for path in ("/", "/api/session", "/static/app.js"):
+                async with http.get(f"{adapter.url}{path}") as response:
+                    assert response.status == 404, path
+            async with http.get(f"{adapter.url}/metrics") as response:
+                assert response.status == 200 and "restyle_queue_length" in await response.text()
+        assert adapter.platform != "web"  # never claims the page's jobs
+    finally:
+        await adapter.stop()
+        await app.store.close()
+
+
+def test_histogram_renders_cumulative_buckets():
+    histogram = Histogram.of([0.1, 0.3, 0.3, 5.0, 1000.0], (0.25, 0.5, 10.0))
+    text = render_histogram("x_seconds", "Help.", histogram)
+    assert text.splitlines() == [
+        "# HELP x_seconds Help.",
+        "# TYPE x_seconds histogram",
+        'x_seconds_bucket{le="0.25"} 1',
+        'x_seconds_bucket{le="0.5"} 3',
+        'x_seconds_bucket{le="10"} 4',
+        'x_seconds_bucket{le="+Inf"} 5',
+        "x_seconds_sum 1005.7",
+        "x_seconds_count 5",
+    ]
