@@ -426,3 +426,14 @@ def test_histogram_renders_cumulative_buckets():
         "x_seconds_sum 1005.7",
         "x_seconds_count 5",
     ]
+
+
+async def test_stopping_ends_open_live_streams_at_once(site):
+    site.engine.gate = threading.Event()
+    _, body = await site.submit()
+    async with site.http.get(f"{site.url}/api/jobs/{body['job']['id']}/events") as response:
+        await response.content.readline()  # the stream is open
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(site.web.stop(), 5)
+        assert asyncio.get_running_loop().time() - started < 2
+    site.engine.gate.set()

@@ -113,7 +113,12 @@ function pick(file) {
 }
 
 function showPreview(src) {
-  $("preview-img").src = src;
+  const img = $("preview-img");
+  img.onload = () => {
+    // Shown as large as the compare view will be, so the picture does not jump when it is done.
+    if (img.naturalHeight) $("preview-frame").style.setProperty("--ratio-num", String(img.naturalWidth / img.naturalHeight));
+  };
+  img.src = src;
   $("drop").hidden = true;
   $("compare-wrap").hidden = true;
   $("preview").hidden = false;
@@ -228,7 +233,7 @@ function statusLine(job) {
     case "running":
       return job.progress ? `Restyling… ${Math.round(job.progress * 100)}%` : "Restyling…";
     case "finishing":
-      return `Done. The ${job.tier} tier shows it in ${seconds(job.eta_s)}`;
+      return `Done. ${job.tier[0].toUpperCase()}${job.tier.slice(1)} tier results appear in ${seconds(job.eta_s)}`;
     default:
       return "";
   }
@@ -280,7 +285,7 @@ function showCompare(job) {
   $("change-picture").hidden = false;
 
   const bits = [`seed ${job.seed}`, `strength ${job.strength} (${job.strength_word})`, `${job.steps} steps`];
-  if (job.seconds != null) bits.push(`${job.seconds} s`);
+  if (job.seconds) bits.push(`${job.seconds < 10 ? job.seconds.toFixed(1) : Math.round(job.seconds)} s`);
   $("result-info").textContent = bits.join(" · ");
 
   $("dl-png").href = job.downloads.png;

@@ -1,0 +1,170 @@
+"""End to end in headless Chromium (Debian's `chromium` package, driven by Playwright): pick a
+picture, run it, compare, download — the way a person uses the page."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from bot.adapters.web import WebAdapter
+from bot.app import App
+from bot.config import load_config
+from tests.fakes import FakeEngine
+
+CHROMIUM = Path(os.environ.get("RESTYLE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path("/tmp/web_screenshot.png")
+PHONE_SCREENSHOT = Path("/tmp/web_screenshot_phone.png")
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def landscape(path: Path, size: tuple[int, int] = (320, 240)) -> Path:
+    """A small picture with shapes, so the compare view shows something a person can judge."""
+    w, h = size
+    img = Image.new("RGB", size)
+    draw = ImageDraw.Draw(img)
+    for y in range(h):
+        t = y / h
+        draw.line([(0, y), (w, y)], fill=(int(70 + 120 * t), int(130 + 80 * t), int(220 - 40 * t)))
+    draw.ellipse([w * 0.65, h * 0.12, w * 0.85, h * 0.38], fill=(255, 214, 90))
+    draw.polygon([(0, h * 0.75), (w * 0.3, h * 0.45), (w * 0.6, h * 0.8), (0, h)], fill=(46, 110, 70))
+    draw.polygon([(w * 0.35, h), (w * 0.7, h * 0.5), (w, h * 0.7), (w, h)], fill=(30, 85, 60))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.fixture
+async def running_bot(tmp_path):
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(f'[bot]\ndata_dir = "{tmp_path / "data"}"\n[web]\nport = 0\ntier = "pro"\n')
+    config = load_config(config_path, env={})
+    # TODO: the tiny real model (tests/engine_fixtures.py) once engine/pipeline.py lands.
+    app = await App.create(config, engine_factory=lambda _: FakeEngine())
+    await app.start()
+    yield app
+    await app.stop()
+
+
+async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    web = next(a for a in running_bot.adapters if isinstance(a, WebAdapter))
+    picture = landscape(tmp_path / "landscape.png")
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 820}, accept_downloads=True)
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # (A refused request also logs "Failed to load resource"; that one is expected.)
+            page.on(
+                "console",
+                lambda msg: errors.append(msg.text)
+                if msg.type == "error" and "Failed to load resource" not in msg.text
+                else None,
+            )
+
+            # Predicates are written as functions: a bare expression is eval()ed in the page,
+            # which its Content-Security-Policy (rightly) forbids.
+            await page.goto(web.url)
+            await page.wait_for_selector("#account .badge")
+            assert await page.input_value("#strength") == "0.5"
+
+            # An empty prompt is refused with the chat's words, shown in the page.
+            await page.set_input_files("#picture", str(picture))
+            await page.click("#run")
+            await page.wait_for_selector("#error:not([hidden])")
+            assert "Please describe the new style" in await page.inner_text("#error")
+
+            await page.fill("#prompt", "oil painting, thick brush strokes")
+            await page.click("#tick-subtle")  # the labels set the slider
+            assert await page.input_value("#strength") == "0.25"
+            await page.focus("#strength")
+            await page.keyboard.press("ArrowRight")  # and the keyboard moves it
+            assert await page.input_value("#strength") == "0.3"
+            await page.click("#run")
+
+            await page.wait_for_selector("#compare-wrap:not([hidden])", timeout=10_000)
+            assert await page.is_hidden("#error")
+            await page.wait_for_function(
+                "() => ['compare-before', 'compare-after'].every(id => document.getElementById(id).naturalWidth > 0)"
+            )
+            clip = "getComputedStyle(document.getElementById('compare-after')).clipPath"
+            assert await page.evaluate(clip) == "inset(0px 0px 0px 50%)"
+            assert "strength 0.3 (subtle)" in await page.inner_text("#result-info")
+
+            # Drag the handle to the right: more of the original shows.
+            box = await page.locator("#compare").bounding_box()
+            assert box is not None
+            y = box["y"] + box["height"] / 2
+            await page.mouse.move(box["x"] + box["width"] * 0.5, y)
+            await page.mouse.down()
+            await page.mouse.move(box["x"] + box["width"] * 0.8, y, steps=5)
+            await page.mouse.up()
+            dragged = await page.evaluate(clip)
+            percent = float(dragged.split()[-1].rstrip("%)"))
+            assert 75 <= percent <= 85, dragged
+            line_left = await page.evaluate("document.getElementById('compare-line').getBoundingClientRect().left")
+            assert abs(line_left - (box["x"] + box["width"] * percent / 100)) < 3
+            # Keyboard: the compare slider is a real range input.
+            await page.focus("#compare-range")
+            await page.keyboard.press("Home")
+            assert await page.evaluate(clip) == "inset(0px 0px 0px 0%)"
+            await page.keyboard.press("End")
+            await page.keyboard.press("ArrowLeft")
+            assert await page.evaluate(clip) == "inset(0px 0px 0px 99%)"
+
+            async with page.expect_download() as download_info:
+                await page.click("#dl-png")
+            download = await download_info.value
+            assert download.suggested_filename.endswith(".png")
+            data = Path(await download.path()).read_bytes()
+            assert data.startswith(b"\x89PNG\r\n\x1a\n")
+            width, height = Image.open(io.BytesIO(data)).size  # as prepared: sides multiples of 8
+            assert abs(width / height - 320 / 240) < 0.05
+
+            await page.focus("#compare-range")
+            await page.keyboard.press("Home")
+            for _ in range(40):
+                await page.keyboard.press("ArrowRight")
+            await page.locator("#prompt").blur()
+            await page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # Stronger runs the same picture again, and the new result replaces the old one.
+            first_result = await page.get_attribute("#compare-after", "src")
+            await page.click('[data-change="stronger"]')
+            await page.wait_for_function(
+                f"() => document.getElementById('compare-after').getAttribute('src') !== {first_result!r}"
+                " && !document.getElementById('compare-wrap').hidden",
+                timeout=10_000,
+            )
+            assert "strength 0.4 (clear)" in await page.inner_text("#result-info")
+
+            # A phone's width: one column, nothing wider than the screen.
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await asyncio.sleep(0.1)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, width
+            await page.screenshot(path=str(PHONE_SCREENSHOT), full_page=True)
+            assert not errors, errors
+        finally:
+            await browser.close()
