@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from bot.adapters.web import WebAdapter
 from bot.app import App
 from bot.config import load_config
-from tests.fakes import FakeEngine
+from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
 
 CHROMIUM = Path(os.environ.get("RESTYLE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -49,12 +49,17 @@ def landscape(path: Path, size: tuple[int, int] = (320, 240)) -> Path:
 
 
 @pytest.fixture
-async def running_bot(tmp_path):
+async def running_bot(tmp_path, tiny_model_dir):
+    """The whole bot as `python -m bot` runs it, on the tiny random-weight model (real diffusers,
+    real from_pretrained through the app's default engine factory)."""
     config_path = tmp_path / "config.toml"
-    config_path.write_text(f'[bot]\ndata_dir = "{tmp_path / "data"}"\n[web]\nport = 0\ntier = "pro"\n')
+    config_path.write_text(
+        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[engine]\nmodel = "{tiny_model_dir}"\nlocal_files_only = true\ndevice = "cpu"\nsteps = 4\n'
+        '[web]\nport = 0\ntier = "pro"\n'
+    )
     config = load_config(config_path, env={})
-    # TODO: the tiny real model (tests/engine_fixtures.py) once engine/pipeline.py lands.
-    app = await App.create(config, engine_factory=lambda _: FakeEngine())
+    app = await App.create(config)
     await app.start()
     yield app
     await app.stop()
@@ -103,7 +108,7 @@ async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot,
             assert await page.input_value("#strength") == "0.3"
             await page.click("#run")
 
-            await page.wait_for_selector("#compare-wrap:not([hidden])", timeout=10_000)
+            await page.wait_for_selector("#compare-wrap:not([hidden])", timeout=30_000)
             assert await page.is_hidden("#error")
             await page.wait_for_function(
                 "() => ['compare-before', 'compare-after'].every(id => document.getElementById(id).naturalWidth > 0)"
@@ -155,7 +160,7 @@ async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot,
             await page.wait_for_function(
                 f"() => document.getElementById('compare-after').getAttribute('src') !== {first_result!r}"
                 " && !document.getElementById('compare-wrap').hidden",
-                timeout=10_000,
+                timeout=30_000,
             )
             assert "strength 0.4 (clear)" in await page.inner_text("#result-info")
 

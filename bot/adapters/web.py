@@ -252,8 +252,8 @@ class WebAdapter:
         if self.page:
             hint = " (add ?token=<your [web] access_token> the first time)" if self._token else ""
             message = f"Open {self.url} in a browser{hint}"
-            print(message, flush=True)
-            log.info("%s", message)
+            print(message, flush=True)  # stdout, so it shows whatever the log level
+            log.debug("%s", message)
         else:
             log.info("health and metrics on %s (/healthz, /readyz, /metrics)", self.url)
 
@@ -305,16 +305,15 @@ class WebAdapter:
     @web.middleware
     async def _guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if self._token is None:
-            # No token: the page is only on loopback (config insists). Refuse names other than
-            # loopback ones, so a web site cannot reach it by pointing its own name at 127.0.0.1.
-            if self.page and _is_loopback(self.host) and not _is_loopback(_host_without_port(request.host)):
-                return _json_error(403, "Open this page as http://127.0.0.1 (or localhost).")
+            refusal = self._loopback_only(request)
+            if refusal is not None:
+                return refusal
         else:
             given = request.query.get("token")
             if given is not None and hmac.compare_digest(given.encode(), self._token.encode()):
                 if request.method in ("GET", "HEAD"):
                     # Trade the token in the address for a cookie, and drop it from the address
-                    # bar and history.
+                    # bar and the history.
                     rest = [(k, v) for k, v in request.query.items() if k != "token"]
                     location = str(request.rel_url.with_query(rest))
                     response = web.Response(status=303, headers={"Location": location})
@@ -329,16 +328,22 @@ class WebAdapter:
                     response = web.Response(status=401, text=NEEDS_TOKEN + "\n", content_type="text/plain")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="restyle-bot"'
                 return response
+            # With a token, the cookie is SameSite=Strict: other sites' requests carry no cookie.
+        return await handler(request)
+
+    def _loopback_only(self, request: web.Request) -> web.Response | None:
+        """Without a token the page is only on loopback (config insists), where any web site the
+        member visits could still reach it. Refuse host names other than loopback ones (a site
+        pointing its own name at 127.0.0.1) and posts from other origins (spending quota)."""
+        if not (self.page and _is_loopback(self.host)):
+            return None
+        if not _is_loopback(_host_without_port(request.host)):
+            return _json_error(403, "Open this page as http://127.0.0.1 (or localhost).")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("Origin")
-            if origin is not None and origin != "null":
-                # Browsers send Origin on cross-site posts: another site must not spend quota.
-                origin_host = origin.split("://", 1)[-1].lower()
-                if origin_host != request.host.lower():
-                    return _json_error(403, CROSS_SITE)
-            elif origin == "null":
+            if origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower():
                 return _json_error(403, CROSS_SITE)
-        return await handler(request)
+        return None
 
     def _authorized(self, request: web.Request) -> bool:
         assert self._token is not None and self._cookie_value is not None
@@ -446,7 +451,10 @@ class WebAdapter:
         picture = form.get("picture")
         if not isinstance(picture, web.FileField):
             return _json_error(400, NO_PICTURE)
-        data = picture.file.read()
+        try:
+            data = picture.file.read()
+        finally:
+            picture.file.close()
         if not data:
             return _json_error(400, NO_PICTURE)
         if len(data) > self.max_upload_bytes:
@@ -465,7 +473,9 @@ class WebAdapter:
             body = await request.json() if request.can_read_body else {}
         except ValueError:
             body = {}
-        change = str((body or {}).get("change", "again")).lower()
+        if not isinstance(body, dict):
+            body = {}
+        change = str(body.get("change") or "again").lower()
         if change not in CHANGES:
             return _json_error(400, 'change must be "again", "subtler" or "stronger".')
         outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=CHANGES[change])
