@@ -1,0 +1,1006 @@
+"""Discord front end (discord.py 2): /restyle, the "Restyle image" message menu, buttons.
+
+How a request travels:
+  slash command / menu + form / "@bot prompt" reply
+    → checks that need no network (file type and size, the grammar): an ephemeral answer at once
+    → defer (Discord wants an answer within 3 s), download the picture (its link is signed and
+      expires), service.submit
+    → the deferred response becomes the status message ("Queued #2", "Restyling 40%", Cancel),
+      edited as the service reports (throttled)
+    → the result: original and restyled picture as two files in that same message, with
+      Again / Subtler / Stronger / PNG / WebP / JPEG buttons.
+
+Everything needed to answer later lives in the job's `reply` dict (stored in SQLite), so a
+restart loses nothing: the interaction's application id and token with the time it arrived, the
+channel, the member, the status message id and the upload limit. Buttons carry the job id in
+their custom_id ("restyle:again:<job>") and are handled by a DynamicItem, so they keep working
+after a restart. An interaction token lives 15 minutes: a job that finishes later is posted in
+the channel mentioning the member, or sent by DM when the channel is gone or closed to the bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands, ui
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from PIL import Image
+
+from bot.commands import (
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_STRENGTH,
+    MIN_STEPS,
+    MIN_STRENGTH,
+    CommandError,
+    RestyleCommand,
+    describe_strength,
+    parse_restyle,
+)
+from bot.config import Config
+from bot.service import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, RestyleService
+from engine.pictures import PictureError, encode_picture
+
+log = logging.getLogger("bot.discord")
+
+PLATFORM = "discord"
+TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
+TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
+DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
+STRENGTH_STEP = 0.1  # Subtler / Stronger, as on the web page
+STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
+STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
+NOT_YOURS = "Only the member who asked for this picture can use its buttons."
+BROKE = "Something went wrong on my side; please try again in a minute."
+
+HELP = f"""\
+**Restyle a picture**
+• `/restyle` — attach a picture, describe the new style, pick a strength:
+  `{EXAMPLE}`
+• Right-click (long-press) any message with a picture → **Apps → Restyle image**, then fill in the form.
+• `/me` — your tier, today's count and your waiting jobs · `/cancel` — stop your waiting jobs.
+
+**Strength** (how much of the picture changes, {MIN_STRENGTH} to {MAX_STRENGTH}):
+  0.2–0.3 keeps the layout and nudges colours (subtle)
+  0.4–0.6 clear new style, shapes kept (clear)
+  0.7–0.9 heavy rework (heavy)
+Optional: `seed` (same seed, same result), `steps` ({MIN_STEPS} to {MAX_STEPS}, capped by your tier).
+In the form's prompt you may also add `seed=42`, `no="text, watermark"` or `format=webp`.
+
+Under a result: **Again** (new seed), **Subtler** / **Stronger** (strength ∓{STRENGTH_STEP}), and the \
+result as a **PNG**, **WebP** or **JPEG** file."""
+
+_BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
+    "again": ("Again", discord.ButtonStyle.primary, 0),
+    "subtler": ("Subtler", discord.ButtonStyle.secondary, 0),
+    "stronger": ("Stronger", discord.ButtonStyle.secondary, 0),
+    "png": ("PNG", discord.ButtonStyle.secondary, 1),
+    "webp": ("WebP", discord.ButtonStyle.secondary, 1),
+    "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
+    "cancel": ("Cancel", discord.ButtonStyle.danger, 0),
+}
+_DELTAS = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
+
+
+class DiscordStartError(RuntimeError):
+    """The bot could not connect; the message says what to check."""
+
+
+class _Unusable(Exception):
+    """A request we refuse before it reaches the service; args[0] is for the member."""
+
+
+# Buttons ---------------------------------------------------------------------------------------
+
+
+class JobButton(
+    ui.DynamicItem[ui.Button],
+    template=r"restyle:(?P<action>again|subtler|stronger|png|webp|jpeg|cancel):(?P<job>[0-9A-Za-z_-]{1,64})",
+):
+    """One button of a job. Rebuilt from its custom_id on every click, so it outlives restarts."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        label, style, row = _BUTTONS[action]
+        super().__init__(ui.Button(label=label, style=style, custom_id=f"restyle:{action}:{job_id}"), row=row)
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> "JobButton":
+        return cls(match["action"], match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter: DiscordAdapter | None = getattr(interaction.client, "restyle_adapter", None)
+        if adapter is not None:
+            with adapter._handling():
+                await adapter.on_button(interaction, self.action, self.job_id)
+
+
+def result_view(job_id: str) -> ui.View:
+    view = ui.View(timeout=None)
+    for action in ("again", "subtler", "stronger", "png", "webp", "jpeg"):
+        view.add_item(JobButton(action, job_id))
+    return view
+
+
+def status_view(job_id: str) -> ui.View:
+    view = ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job_id))
+    return view
+
+
+class RestyleModal(ui.Modal, title="Restyle image"):
+    """The form behind the "Restyle image" message menu."""
+
+    prompt: ui.TextInput = ui.TextInput(
+        label="Prompt: the new style",
+        custom_id="prompt",
+        placeholder="rainy night with neon signs",
+        style=discord.TextStyle.paragraph,
+        max_length=MAX_PROMPT_CHARS,
+    )
+    strength: ui.TextInput = ui.TextInput(
+        label=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
+        custom_id="strength",
+        placeholder="0.25 subtle · 0.5 clear · 0.8 heavy (empty: default)",
+        required=False,
+        max_length=20,
+    )
+
+    def __init__(self, adapter: "DiscordAdapter", picture: "_Picture") -> None:
+        super().__init__(timeout=TOKEN_TTL_S)
+        self.adapter = adapter
+        self.picture = picture
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        with self.adapter._handling():
+            await self.adapter.on_modal_submit(interaction, self.picture, str(self.prompt.value), str(self.strength.value))
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        log.error("the Restyle image form failed", exc_info=error)
+        await self.adapter._tell(interaction, BROKE)
+
+
+class RestyleClient(discord.Client):
+    def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
+        super().__init__(**options)
+        self.restyle_adapter = adapter
+        self.tree = app_commands.CommandTree(self)
+        self.connected = asyncio.Event()
+
+    async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
+        self.connected.set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        with self.restyle_adapter._handling():
+            await self.restyle_adapter.on_message(message)
+
+
+# State kept per job while it waits --------------------------------------------------------------
+
+
+@dataclass
+class _Status:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    finished: bool = False  # delivered, failed or cancelled: no more status edits
+    dirty: bool = False
+    last_text: str = ""
+    last_at: float = -1e9  # loop time of the last edit
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True)
+class _Picture:
+    url: str
+    filename: str
+    size: int | None  # bytes, when Discord told us
+    content_type: str | None
+
+
+# The adapter -------------------------------------------------------------------------------------
+
+
+class DiscordAdapter:
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        config: Config,
+        service: RestyleService,
+        *,
+        ready_timeout_s: float = 60.0,
+        request_timeout_s: float = 60.0,
+        edit_interval_s: float = 1.5,
+        download_timeout_s: float = 30.0,
+        max_ratelimit_wait_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.ready_timeout_s = ready_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.edit_interval_s = edit_interval_s
+        self.download_timeout_s = download_timeout_s
+        self.max_ratelimit_wait_s = max_ratelimit_wait_s
+        self.client: RestyleClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ready = asyncio.Event()
+        self._status: dict[str, _Status] = {}
+        self._saved_urls: tuple[str, yarl.URL] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @contextlib.contextmanager
+    def _handling(self):
+        """Marks the running event handler, so stop() can end it before the store closes."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    @property
+    def max_picture_bytes(self) -> int:
+        return int(self.config.bot.max_upload_mb * 1_000_000)
+
+    def _now(self) -> float:
+        return self.service.clock.now()
+
+    # Start and stop ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.config.discord
+        if not settings.token:
+            raise DiscordStartError("No Discord token: set [discord] token or RESTYLE_DISCORD_TOKEN.")
+        self._point_library_at(settings.api_base, settings.gateway_url)
+        intents = discord.Intents.default()
+        intents.message_content = settings.message_replies
+        client = RestyleClient(
+            self,
+            intents=intents,
+            max_ratelimit_timeout=self.max_ratelimit_wait_s,
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.client = client
+        client.add_dynamic_items(JobButton)
+        self._add_commands(client.tree)
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.download_timeout_s))
+        self._task = asyncio.create_task(client.start(settings.token), name="discord-client")
+        waiter = asyncio.create_task(client.connected.wait())
+        try:
+            done, _ = await asyncio.wait({self._task, waiter}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if self._task in done:
+                raise self._start_error(self._task.exception())
+            if waiter not in done:
+                raise DiscordStartError(
+                    f"Discord did not answer within {self.ready_timeout_s:.0f} s (no READY from the gateway"
+                    f"{' at ' + settings.gateway_url if settings.gateway_url else ''}). Check the network,"
+                    " or [discord] api_base / gateway_url if you use a proxy."
+                )
+        except BaseException:
+            waiter.cancel()
+            await self.stop()
+            raise
+        self._ready.set()
+        log.info("connected to Discord as %s", client.user)
+        await self._sync_commands(client.tree)
+
+    @staticmethod
+    def _start_error(exc: BaseException | None) -> DiscordStartError:
+        if isinstance(exc, discord.LoginFailure):
+            return DiscordStartError("Discord refused the bot token (401). Check [discord] token or RESTYLE_DISCORD_TOKEN.")
+        if isinstance(exc, discord.PrivilegedIntentsRequired):
+            return DiscordStartError(
+                "Discord refused the message-content intent that [discord] message_replies needs. Turn on"
+                " 'Message Content Intent' for the bot in the Developer Portal, or set message_replies = false."
+            )
+        return DiscordStartError(f"Could not connect to Discord: {exc!r}")
+
+    async def stop(self) -> None:
+        self._ready.clear()
+        for task in list(self._tasks) + [s.task for s in self._status.values() if s.task]:
+            task.cancel()
+        if self.client is not None and not self.client.is_closed():
+            await self.client.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except BaseException:  # it was reported at start, or it ends with the close
+                self._task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._restore_library_urls()
+
+    def _point_library_at(self, api_base: str | None, gateway_url: str | None) -> None:
+        """discord.py reads its REST base and gateway from class attributes; point them at the
+        configured proxy (or a test's fake server) and put them back on stop."""
+        if not api_base and not gateway_url:
+            return
+        self._saved_urls = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+        if api_base:
+            Route.BASE = api_base.rstrip("/")
+        if gateway_url:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+    def _restore_library_urls(self) -> None:
+        if self._saved_urls is not None:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved_urls
+            self._saved_urls = None
+
+    async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
+        guild_ids = self.config.discord.guild_ids
+        try:
+            if guild_ids:
+                for guild_id in guild_ids:
+                    guild = discord.Object(id=guild_id)
+                    tree.copy_global_to(guild=guild)
+                    await tree.sync(guild=guild)
+                log.info("commands synced to %d server(s)", len(guild_ids))
+            else:
+                await tree.sync()
+                log.info("commands synced globally (they can take up to an hour to appear)")
+        except discord.Forbidden:
+            log.error(
+                "Discord refused to register the commands (403): invite the bot with the applications.commands"
+                " scope to the servers in [discord] guild_ids (%s).",
+                ", ".join(map(str, guild_ids)) or "global",
+            )
+        except Exception as exc:  # a network hiccup must not stop the bot: old registrations still work
+            log.error("could not register the commands (%r); the ones registered before still work", exc)
+
+    # Commands ------------------------------------------------------------------------------------
+
+    def _add_commands(self, tree: app_commands.CommandTree) -> None:
+        adapter = self
+
+        @tree.command(name="restyle", description="Restyle a picture with a text prompt")
+        @app_commands.describe(
+            image="The picture to restyle (PNG, JPEG, WebP or GIF)",
+            prompt="The new style, e.g. rainy night with neon signs",
+            strength=f"How much changes: {STRENGTH_HINT}",
+            seed="Same seed, same result (optional)",
+            steps=f"Denoising steps, {MIN_STEPS} to {MAX_STEPS}, capped by your tier (optional)",
+        )
+        async def restyle(
+            interaction: discord.Interaction,
+            image: discord.Attachment,
+            prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+            strength: app_commands.Range[float, MIN_STRENGTH, MAX_STRENGTH],
+            seed: Optional[app_commands.Range[int, 0, MAX_SEED]] = None,
+            steps: Optional[app_commands.Range[int, MIN_STEPS, MAX_STEPS]] = None,
+        ) -> None:
+            with adapter._handling():
+                await adapter.on_restyle(interaction, image, prompt, strength, seed, steps)
+
+        @restyle.autocomplete("strength")
+        async def strength_hints(interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[float]]:
+            return [
+                app_commands.Choice(name="0.25 · subtle: keeps the layout, nudges colours", value=0.25),
+                app_commands.Choice(name="0.5 · clear: new style, shapes kept", value=0.5),
+                app_commands.Choice(name="0.8 · heavy: a rework", value=0.8),
+            ]
+
+        async def restyle_message(interaction: discord.Interaction, message: discord.Message) -> None:
+            with adapter._handling():
+                await adapter.on_restyle_message(interaction, message)
+
+        tree.add_command(app_commands.ContextMenu(name="Restyle image", callback=restyle_message))
+
+        @tree.command(name="me", description="Your tier, today's restyles and your waiting jobs")
+        async def me(interaction: discord.Interaction) -> None:
+            with adapter._handling():
+                await adapter.on_me(interaction)
+
+        @tree.command(name="help", description="How to restyle a picture")
+        async def help_(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message(HELP, ephemeral=True)
+
+        @tree.command(name="cancel", description="Cancel your waiting and running jobs")
+        async def cancel(interaction: discord.Interaction) -> None:
+            with adapter._handling():
+                await adapter.on_cancel(interaction)
+
+        @tree.error
+        async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
+            await adapter._tell(interaction, BROKE)
+
+    @staticmethod
+    def _member(user: discord.abc.User) -> Member:
+        return Member(PLATFORM, str(user.id), user.name)
+
+    async def on_restyle(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: str,
+        strength: float,
+        seed: int | None,
+        steps: int | None,
+    ) -> None:
+        picture = _Picture(image.url, image.filename, image.size, image.content_type)
+        try:
+            self._check_picture(picture)
+            command = _command_from_options(prompt, strength, seed, steps)
+        except _Unusable as exc:
+            await self._tell(interaction, exc.args[0])
+            return
+        await self._request(interaction, picture, command)
+
+    async def on_restyle_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        pictures = _pictures_in(message)
+        if not pictures:
+            await self._tell(
+                interaction,
+                "That message has no picture. Use **Restyle image** on a message with an attached or embedded"
+                f" picture, or attach one to `/restyle`, for example:\n`{EXAMPLE}`",
+            )
+            return
+        try:
+            self._check_picture(pictures[0])
+        except _Unusable as exc:
+            await self._tell(interaction, exc.args[0])
+            return
+        await interaction.response.send_modal(RestyleModal(self, pictures[0]))
+
+    async def on_modal_submit(self, interaction: discord.Interaction, picture: _Picture, prompt: str, strength: str) -> None:
+        text = prompt
+        strength = strength.strip()
+        if strength:
+            value = STRENGTH_WORDS.get(strength.lower(), strength)
+            text = f"{prompt} strength={value}"
+        try:
+            command = parse_restyle(text)
+        except CommandError as exc:
+            await self._tell(interaction, f"{exc}\nFor example: prompt `rainy night with neon signs`, strength `0.5`.")
+            return
+        await self._request(interaction, picture, command)
+
+    async def _request(self, interaction: discord.Interaction, picture: _Picture, command: RestyleCommand) -> None:
+        """Defer, download, submit, and turn the deferred response into the status message."""
+        message_id = await self._defer(interaction)
+        try:
+            data = await self._download(picture)
+        except _Unusable as exc:
+            await self._refuse_deferred(interaction, exc.args[0])
+            return
+        reply = self._interaction_reply(interaction, message_id)
+        outcome = await self.service.submit(self._member(interaction.user), data, command, reply)
+        await self._after_submit(interaction, outcome)
+
+    async def _defer(self, interaction: discord.Interaction) -> int | None:
+        response = await interaction.response.defer(thinking=True)
+        message_id = getattr(response, "message_id", None)
+        if message_id is None:
+            try:
+                message_id = (await interaction.original_response()).id
+            except discord.HTTPException:
+                log.warning("could not learn the id of a deferred response; edits go to @original")
+        return message_id
+
+    def _interaction_reply(self, interaction: discord.Interaction, message_id: int | None) -> dict[str, Any]:
+        return {
+            "kind": "interaction",
+            "application_id": str(interaction.application_id),
+            "token": interaction.token,
+            "interaction_at": self._now(),
+            "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
+            "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+            "user_id": str(interaction.user.id),
+            "message_id": str(message_id) if message_id else None,
+            "size_limit": int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT),
+        }
+
+    async def _after_submit(self, interaction: discord.Interaction, outcome: Accepted | Refused) -> None:
+        if isinstance(outcome, Refused):
+            if outcome.quiet:
+                await self._delete_original(interaction)
+            else:
+                await self._refuse_deferred(interaction, _refusal_text(outcome))
+            return
+        await self._edit_status_now(outcome.job_id)
+
+    async def _refuse_deferred(self, interaction: discord.Interaction, text: str) -> None:
+        """A deferred ("thinking") response is public; a refusal is for the member alone, so the
+        public one goes and an ephemeral follow-up says why."""
+        await self._delete_original(interaction)
+        await interaction.followup.send(text, ephemeral=True)
+
+    @staticmethod
+    async def _delete_original(interaction: discord.Interaction) -> None:
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.info("could not delete a deferred response: %s", exc)
+
+    async def _tell(self, interaction: discord.Interaction, text: str) -> None:
+        """An ephemeral answer, whether or not the interaction was answered already."""
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not answer %s: %s", interaction.user, exc)
+
+    async def on_me(self, interaction: discord.Interaction) -> None:
+        view = await self.service.me(self._member(interaction.user))
+        lines = [f"Tier: **{view.tier}**" + (f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else "")]
+        lines.append(f"Restyles today: {view.used_today} of {view.daily_quota} (the count starts again at midnight UTC)")
+        lines.append(f"Jobs waiting or running: {len(view.active_jobs)} of {view.max_queued}")
+        for job in view.active_jobs:
+            lines.append(f"• “{_short(job.prompt, 60)}” — {_progress_words(job)}")
+        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+    async def on_cancel(self, interaction: discord.Interaction) -> None:
+        cancelled = await self.service.cancel(self._member(interaction.user))
+        if not cancelled:
+            await interaction.response.send_message("You have no waiting or running jobs.", ephemeral=True)
+            return
+        await interaction.response.send_message(f"Cancelled {len(cancelled)} job(s).", ephemeral=True)
+        for job_id in cancelled:
+            await self._finish_status(job_id, "✖️ Cancelled with /cancel.")
+
+    # Buttons -------------------------------------------------------------------------------------
+
+    async def on_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+        try:
+            member = self._member(interaction.user)
+            if action == "cancel":
+                await self._cancel_button(interaction, member, job_id)
+            elif action in _DELTAS:
+                await self._again_button(interaction, member, job_id, _DELTAS[action])
+            else:
+                await self._file_button(interaction, member, job_id, action)
+        except Exception:
+            log.exception("button %s on job %s failed", action, job_id)
+            await self._tell(interaction, BROKE)
+
+    async def _owned_job(self, interaction: discord.Interaction, member: Member, job_id: str) -> JobView | None:
+        job = await self.service.job(job_id)
+        if job is None:
+            await self._tell(interaction, "That job is gone; start a new one with /restyle.")
+            return None
+        if (job.platform, job.user_id) != (member.platform, member.user_id):
+            await self._tell(interaction, NOT_YOURS)
+            return None
+        return job
+
+    async def _cancel_button(self, interaction: discord.Interaction, member: Member, job_id: str) -> None:
+        if await self._owned_job(interaction, member, job_id) is None:
+            return
+        state = self._state(job_id)
+        state.finished = True
+        if await self.service.cancel(member, job_id):
+            await interaction.response.edit_message(content="✖️ Cancelled.", view=None)
+            self._status.pop(job_id, None)
+        else:
+            await self._tell(interaction, "That job has already finished.")
+
+    async def _again_button(self, interaction: discord.Interaction, member: Member, job_id: str, delta: float) -> None:
+        if await self._owned_job(interaction, member, job_id) is None:
+            return  # answered before deferring, so a stranger's click leaves no trace in the channel
+        message_id = await self._defer(interaction)
+        reply = self._interaction_reply(interaction, message_id)
+        outcome = await self.service.again(member, job_id, reply, strength_delta=delta)
+        await self._after_submit(interaction, outcome)
+
+    async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
+        if await self._owned_job(interaction, member, job_id) is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
+        try:
+            data = await self.service.result_file(member, job_id, fmt, limit)
+        except PictureError as exc:
+            await interaction.followup.send(str(exc), ephemeral=True)
+            return
+        if isinstance(data, Refused):
+            await interaction.followup.send(data.text, ephemeral=True)
+            return
+        name = f"restyled-{job_id}.{_suffix(fmt)}"
+        await interaction.followup.send(file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)
+
+    # "@bot prompt" replies (optional, needs the message-content intent) --------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        client = self.client
+        if not self.config.discord.message_replies or client is None or client.user is None:
+            return
+        if message.author.bot or client.user not in message.mentions:
+            return
+        try:
+            await self._mention_request(message, client.user.id)
+        except Exception:
+            log.exception("an @mention request failed")
+            await self._safe_reply(message, BROKE)
+
+    async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
+        text = re.sub(rf"<@!?{bot_id}>", " ", message.content).strip()
+        pictures = _pictures_in(message)
+        if not pictures and message.reference and message.reference.message_id:
+            source = message.reference.resolved
+            if not isinstance(source, discord.Message):
+                try:
+                    source = await message.channel.fetch_message(message.reference.message_id)
+                except discord.HTTPException:
+                    source = None
+            if source is not None:
+                pictures = _pictures_in(source)
+        if not pictures:
+            await self._safe_reply(
+                message, "Reply to a message with a picture (or attach one) and write a style, like `@me watercolor strength=0.5`."
+            )
+            return
+        try:
+            command = parse_restyle(text)
+            data = await self._download(pictures[0])
+        except CommandError as exc:
+            await self._safe_reply(message, f"{exc}\nFor example: `@me rainy night with neon signs strength=0.5`")
+            return
+        except _Unusable as exc:
+            await self._safe_reply(message, exc.args[0])
+            return
+        status = await message.reply("⏳ Got it…", mention_author=False)
+        reply = {
+            "kind": "message",
+            "channel_id": str(message.channel.id),
+            "guild_id": str(message.guild.id) if message.guild else None,
+            "user_id": str(message.author.id),
+            "message_id": str(status.id),
+            "size_limit": DEFAULT_FILE_LIMIT,
+        }
+        outcome = await self.service.submit(self._member(message.author), data, command, reply)
+        if isinstance(outcome, Refused):
+            if outcome.quiet:
+                await status.delete()
+            else:
+                await status.edit(content=_refusal_text(outcome, example="`@me rainy night with neon signs strength=0.5`"))
+            return
+        await self._edit_status_now(outcome.job_id)
+
+    @staticmethod
+    async def _safe_reply(message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(text, mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("could not reply in channel %s: %s", message.channel.id, exc)
+
+    # Pictures in -----------------------------------------------------------------------------------
+
+    def _check_picture(self, picture: _Picture) -> None:
+        ctype = (picture.content_type or "").split(";")[0].strip().lower()
+        if ctype and not ctype.startswith("image/"):
+            raise _Unusable(
+                f"**{picture.filename}** is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
+            )
+        if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
+            raise _Unusable(f"**{picture.filename}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`")
+        if picture.size is not None and picture.size > self.max_picture_bytes:
+            raise _Unusable(
+                f"That picture is {picture.size / 1_000_000:.1f} MB; the limit is {self.max_picture_bytes / 1_000_000:g} MB."
+                f" Send a smaller one, for example a screenshot of it:\n`{EXAMPLE}`"
+            )
+
+    async def _download(self, picture: _Picture) -> bytes:
+        """The picture's bytes, fetched now: Discord's attachment links are signed and expire."""
+        assert self._session is not None
+        limit = self.max_picture_bytes
+        try:
+            async with self._session.get(picture.url) as response:
+                if response.status != 200:
+                    raise _Unusable(
+                        f"I could not download the picture (HTTP {response.status}); the link may have expired."
+                        " Please send it again."
+                    )
+                ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
+                    raise _Unusable(f"That link is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`")
+                data = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    data.extend(chunk)
+                    if len(data) > limit:
+                        raise _Unusable(f"That picture is over the {limit / 1_000_000:g} MB limit. Send a smaller one.")
+                return bytes(data)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("download of %s failed: %r", picture.filename, exc)
+            raise _Unusable("I could not download the picture in time. Please try again.") from None
+
+    # Status messages ---------------------------------------------------------------------------------
+
+    def _state(self, job_id: str) -> _Status:
+        state = self._status.get(job_id)
+        if state is None:
+            state = self._status[job_id] = _Status()
+        return state
+
+    async def job_updated(self, job: JobView) -> None:
+        if job.status not in ("queued", "running") or not self._ready.is_set():
+            return
+        state = self._state(job.id)
+        if state.finished:
+            return
+        state.dirty = True
+        if state.task is None or state.task.done():
+            state.task = asyncio.create_task(self._status_loop(job.id, state), name=f"discord-status-{job.id}")
+
+    async def _status_loop(self, job_id: str, state: _Status) -> None:
+        """Edit the status message at most once per edit_interval_s, always ending on the latest
+        state (a throttled update is sent when the interval is over, not dropped)."""
+        loop = asyncio.get_running_loop()
+        while state.dirty and not state.finished:
+            wait = state.last_at + self.edit_interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            state.dirty = False
+            if not await self._edit_status(job_id, state):
+                break
+        if state.finished or not state.dirty:
+            job = await self.service.job(job_id)
+            if job is None or job.status not in ("queued", "running"):
+                self._status.pop(job_id, None)
+
+    async def _edit_status_now(self, job_id: str) -> None:
+        await self._edit_status(job_id, self._state(job_id))
+
+    async def _edit_status(self, job_id: str, state: _Status) -> bool:
+        """Show the job's current state; False when there is nothing more to show."""
+        async with state.lock:
+            if state.finished:
+                return False
+            job = await self.service.job(job_id)
+            if job is None or job.status not in ("queued", "running"):
+                return False
+            text = _status_text(job)
+            if text == state.last_text:
+                return True
+            reply = job.reply
+            if reply.get("kind") == "interaction" and not self._token_fresh(reply):
+                return False  # the status can no longer be edited; the result comes by message
+            try:
+                await self._edit(reply, content=text, view=status_view(job_id))
+            except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                log.warning("job %s: status edit failed: %r", job_id, exc)
+                return True  # best effort; the next update tries again
+            state.last_text = text
+            state.last_at = asyncio.get_running_loop().time()
+            return True
+
+    async def _finish_status(self, job_id: str, text: str) -> None:
+        """The job ended without a result message (cancelled): say so where the status was."""
+        state = self._state(job_id)
+        state.finished = True
+        if state.task is not None and not state.lock.locked():
+            state.task.cancel()
+        async with state.lock:
+            job = await self.service.job(job_id)
+            if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
+                try:
+                    await self._edit(job.reply, content=text, view=None)
+                except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    log.info("job %s: could not mark the status message: %r", job_id, exc)
+        self._status.pop(job_id, None)
+
+    def _token_fresh(self, reply: dict[str, Any]) -> bool:
+        return self._now() - float(reply.get("interaction_at") or 0) < TOKEN_TTL_S - TOKEN_MARGIN_S
+
+    async def _edit(self, reply: dict[str, Any], **fields: Any) -> None:
+        """Edit the job's status message: through the interaction token, or as the bot."""
+        client = self._client()
+        message_id = reply.get("message_id")
+        if reply.get("kind") == "interaction":
+            hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
+            if message_id is None:
+                raise discord.DiscordException("the status message id is unknown")
+            await self._timed(hook.edit_message(int(message_id), **fields))
+        else:
+            channel = client.get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
+            await self._timed(channel.get_partial_message(int(message_id)).edit(**fields))
+
+    async def _timed(self, awaitable: Awaitable[Any]) -> Any:
+        # discord.py sleeps through any 429 on webhooks, however long: bound every call, so a
+        # stuck request turns into a retry (results) or a logged miss (status) instead of a hang.
+        return await asyncio.wait_for(awaitable, self.request_timeout_s)
+
+    def _client(self) -> RestyleClient:
+        if self.client is None or not self._ready.is_set():
+            raise DeliveryFailed("the Discord connection is not up yet")
+        return self.client
+
+    # Results -----------------------------------------------------------------------------------------
+
+    async def deliver_result(self, delivery: Delivery) -> None:
+        await self._wait_ready()
+        job = delivery.job
+        limit = int(job.reply.get("size_limit") or DEFAULT_FILE_LIMIT)
+        try:
+            pictures = await asyncio.to_thread(_result_files, delivery, limit)
+        except (OSError, PictureError) as exc:
+            raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
+
+        def files() -> list[discord.File]:
+            return [discord.File(io.BytesIO(data), filename=name) for name, data in pictures]
+
+        await self._send_outcome(job, _result_text(job), files, result_view(job.id))
+
+    async def deliver_failure(self, job: JobView) -> None:
+        await self._wait_ready()
+        text = f"❌ {job.error or 'The picture engine failed on this job; try again.'}\n“{_short(job.prompt, 200)}”"
+        await self._send_outcome(job, text, lambda: [], None)
+
+    async def _wait_ready(self) -> None:
+        # Deliveries left from the last run start before the connection is up.
+        try:
+            await asyncio.wait_for(self._ready.wait(), self.ready_timeout_s)
+        except asyncio.TimeoutError:
+            raise DeliveryFailed("the Discord connection is not up") from None
+
+    async def _send_outcome(
+        self, job: JobView, text: str, files: Callable[[], list[discord.File]], view: ui.View | None
+    ) -> None:
+        """Where the member will see it: the status message while it can be edited, else a new
+        message in the channel mentioning them, else a DM. Raises DeliveryFailed to be retried."""
+        state = self._state(job.id)
+        state.finished = True
+        if state.task is not None and not state.lock.locked():
+            state.task.cancel()
+        reply = job.reply
+        user_id = int(reply["user_id"])
+        try:
+            async with state.lock:
+                note = ""
+                can_edit = reply.get("message_id") and (reply.get("kind") != "interaction" or self._token_fresh(reply))
+                if can_edit:
+                    try:
+                        await self._edit(reply, content=text, attachments=files(), view=view)
+                        return
+                    except (discord.NotFound, discord.Forbidden) as exc:
+                        log.info("job %s: the status message is gone (%s); posting anew", job.id, exc)
+                    except discord.HTTPException as exc:
+                        if exc.status != 401:  # 401: the token expired early; anything else: retry
+                            raise
+                if reply.get("channel_id"):
+                    channel = self._client().get_partial_messageable(
+                        int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
+                    )
+                    try:
+                        await self._timed(
+                            channel.send(
+                                content=f"<@{user_id}> {text}",
+                                files=files(),
+                                view=view if view is not None else discord.utils.MISSING,
+                                allowed_mentions=discord.AllowedMentions(
+                                    everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
+                                ),
+                            )
+                        )
+                        return
+                    except discord.Forbidden:
+                        note = f"(I am not allowed to post in <#{reply['channel_id']}>, so here it is.)\n"
+                        log.info("job %s: no permission to post in channel %s; sending a DM", job.id, reply["channel_id"])
+                    except discord.NotFound:
+                        note = "(The channel you asked in is gone, so here it is.)\n"
+                        log.info("job %s: channel %s is gone; sending a DM", job.id, reply["channel_id"])
+                try:
+                    dm = await self._timed(self._client().create_dm(discord.Object(user_id)))
+                    await self._timed(dm.send(content=note + text, files=files(), view=view if view is not None else discord.utils.MISSING))
+                except (discord.Forbidden, discord.NotFound) as exc:
+                    raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+        except DeliveryFailed:
+            raise
+        except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            # Rate limited past our patience, a 5xx, the network: the service retries later.
+            state.finished = False
+            raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
+        finally:
+            if state.finished:
+                self._status.pop(job.id, None)
+
+
+# Text and files --------------------------------------------------------------------------------------
+
+
+def _command_from_options(prompt: str, strength: float, seed: int | None, steps: int | None) -> RestyleCommand:
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise _Unusable(f"Please describe the new style, for example:\n`{EXAMPLE}`")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _Unusable(f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it.")
+    if not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+        raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
+    return RestyleCommand(prompt=prompt, strength=round(float(strength), 3), seed=seed, steps=steps)
+
+
+def _refusal_text(refused: Refused, example: str = f"`{EXAMPLE}`") -> str:
+    if refused.reason in ("command", "picture"):
+        return f"{refused.text}\nFor example: {example}"
+    return refused.text
+
+
+def _pictures_in(message: discord.Message) -> list[_Picture]:
+    found = []
+    for attachment in message.attachments:
+        ctype = attachment.content_type or ""
+        if ctype.startswith("image/") or (not ctype and attachment.filename.lower().endswith(PICTURE_SUFFIXES)):
+            found.append(_Picture(attachment.url, attachment.filename, attachment.size, attachment.content_type))
+    for embed in message.embeds:
+        for media in (embed.image, embed.thumbnail):
+            url = media.proxy_url or media.url
+            if url:
+                found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
+                break
+    return found
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value else None
+
+
+def _suffix(fmt: str) -> str:
+    return "jpg" if fmt in ("jpeg", "jpg") else fmt
+
+
+def _seconds(s: float) -> str:
+    s = max(1, round(s))
+    return f"{s} s" if s < 90 else f"{round(s / 60)} min"
+
+
+def _progress_words(job: JobView) -> str:
+    if job.status == "running":
+        return f"restyling, {int((job.progress or 0) * 100)}%"
+    position = (job.position or 0) + 1
+    eta = f", about {_seconds(job.eta_s)}" if job.eta_s else ""
+    return f"queued, #{position} in line{eta}"
+
+
+def _status_text(job: JobView) -> str:
+    what = f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
+    if job.status == "running":
+        done = max(0.0, min(1.0, job.progress or 0.0))
+        bar = "▰" * round(done * 10) + "▱" * (10 - round(done * 10))
+        return f"🎨 Restyling… {bar} {int(done * 100)}%\n{what}"
+    position = (job.position or 0) + 1
+    eta = f" — about {_seconds(job.eta_s)}" if job.eta_s else ""
+    return f"⏳ Queued: #{position} in line{eta}\n{what}"
+
+
+def _result_text(job: JobView) -> str:
+    took = f" · {job.seconds:.1f} s" if job.seconds else ""
+    return (
+        f"✨ “{_short(job.prompt, 300)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
+        f" · seed {job.seed} · {job.steps} steps{took}"
+    )
+
+
+def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
+    """Original and result, each re-encoded to fit half the upload limit (both go in one message)."""
+    job = delivery.job
+    fmt = job.output_format or "png"
+    budget = max(64 * 1024, limit // 2 - 16 * 1024)
+    with Image.open(delivery.input_path) as img:
+        original = encode_picture(img.convert("RGB"), "png", budget)
+    with Image.open(delivery.result_path) as img:
+        result = encode_picture(img.convert("RGB"), fmt, budget)
+    return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{_suffix(fmt)}", result)]

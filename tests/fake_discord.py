@@ -1,0 +1,614 @@
+"""A fake Discord: REST API + gateway on 127.0.0.1, enough for discord.py 2.7 to run a bot.
+
+The bot under test is the real discord.py client, pointed here with `api_base` and
+`gateway_url`. The fake records every REST call (`calls`) and every gateway frame the bot sent
+(`gateway_frames`) so tests assert on what the bot did; tests drive it by dispatching gateway
+events (`slash`, `context_menu`, `modal_submit`, `click`, `message_create`), injecting errors
+into any route (`fail`), expiring interaction tokens after 15 minutes on a clock the test owns,
+and forcing the gateway to reconnect (`force_reconnect`).
+
+Wire facts discord.py depends on (see /work/shared/NOTES.md): JSON answers carry exactly
+`Content-Type: application/json`; the interaction callback answers
+`{"interaction": ..., "resource": ...}`; a 429 needs a `Via` header and `retry_after` in the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import WSMsgType, web
+
+API = "/api/v10"
+TOKEN_TTL_S = 15 * 60
+DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
+
+# Message flags
+EPHEMERAL = 64
+LOADING = 128
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # without the /api/v10 prefix
+    json: Any = None  # the JSON body, or the multipart "payload_json"
+    files: list[tuple[str, bytes, str]] = field(default_factory=list)  # (filename, bytes, content type)
+    query: dict[str, str] = field(default_factory=dict)
+    status: int = 200  # what the fake answered
+
+    @property
+    def content(self) -> str | None:
+        return (self.json or {}).get("content") if isinstance(self.json, dict) else None
+
+    @property
+    def flags(self) -> int:
+        if not isinstance(self.json, dict):
+            return 0
+        return int(self.json.get("flags") or (self.json.get("data") or {}).get("flags") or 0)
+
+    @property
+    def custom_ids(self) -> list[str]:
+        """The custom_id of every component in the body (buttons of a message, inputs of a modal)."""
+        body = self.json if isinstance(self.json, dict) else {}
+        if "data" in body and isinstance(body["data"], dict) and "components" in body["data"]:
+            body = body["data"]
+        return [c["custom_id"] for c in _walk_components(body.get("components") or []) if "custom_id" in c]
+
+
+@dataclass
+class Failure:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    body: dict[str, Any]
+    times: int  # how many matching calls fail; -1 = all
+    headers: dict[str, str]
+    when: Callable[[Call], bool] | None = None
+
+
+def _walk_components(components: list[dict[str, Any]]):
+    for component in components:
+        yield component
+        yield from _walk_components(component.get("components") or [])
+        if isinstance(component.get("component"), dict):
+            yield from _walk_components([component["component"]])
+
+
+class FakeDiscord:
+    def __init__(self, *, clock: Any = None, app_id: int = 4242, bot_id: int = 4242, size_limit: int = DEFAULT_SIZE_LIMIT):
+        self.clock = clock  # with now(): interaction tokens expire TOKEN_TTL_S after they were dispatched
+        self.app_id = app_id
+        self.bot_user = {"id": str(bot_id), "username": "restyle", "discriminator": "0", "avatar": None, "bot": True,
+                         "global_name": "Restyle"}  # fmt: skip
+        self.size_limit = size_limit
+        self.calls: list[Call] = []
+        self.failures: list[Failure] = []
+        self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/<name>
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.deleted_channels: set[int] = set()
+        self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
+        self.gateway_frames: list[dict[str, Any]] = []  # what the bot sent on the gateway
+        self.identifies = 0
+        self.resumes = 0
+        self._ids = itertools.count(900_000_000_000_000_001)
+        self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
+        self._ws: web.WebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._seq = 0
+        self._session_id = "fake-session"
+        self._sent: list[tuple[int, dict[str, Any]]] = []  # (seq, frame) for RESUME replays
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # Life --------------------------------------------------------------------------------------
+
+    async def start(self) -> "FakeDiscord":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/", self._gateway)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/files/{name}", self._file)
+        app.router.add_route("*", API + "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def close(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.url + API
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def now(self) -> float:
+        return self.clock.now() if self.clock is not None else 0.0
+
+    # Test controls -----------------------------------------------------------------------------
+
+    def fail(self, method: str, path_regex: str, status: int, *, times: int = 1, retry_after: float = 0.05,
+             code: int = 0, message: str = "", when: Callable[[Call], bool] | None = None) -> None:  # fmt: skip
+        """The next `times` calls of `method` whose path matches `path_regex` (and `when`, given the
+        call) get `status`."""
+        headers: dict[str, str] = {}
+        body: dict[str, Any] = {"message": message or {403: "Missing Permissions", 404: "Unknown Channel",
+                                                        429: "You are being rate limited."}.get(status, "error"),
+                                "code": code or {403: 50013, 404: 10003}.get(status, 0)}  # fmt: skip
+        if status == 429:
+            body = {"message": body["message"], "retry_after": retry_after, "global": False}
+            headers = {"Retry-After": str(retry_after), "X-RateLimit-Scope": "user"}
+        self.failures.append(Failure(method.upper(), re.compile(path_regex), status, body, times, headers, when))
+
+    def serve_file(self, name: str, data: bytes, content_type: str = "image/png") -> str:
+        self.files[name] = (data, content_type)
+        return f"{self.url}/files/{name}"
+
+    def delete_channel(self, channel_id: int) -> None:
+        self.deleted_channels.add(int(channel_id))
+
+    def delete_message(self, message_id: int) -> None:
+        self.messages.pop(int(message_id), None)
+
+    def expire_token(self, token: str) -> None:
+        self._tokens[token]["expired"] = True
+
+    async def force_reconnect(self, *, op7: bool = True) -> None:
+        """Tell the bot to reconnect (op 7 RECONNECT), or drop the socket (close code 4000)."""
+        ws = self._ws
+        assert ws is not None
+        self._connected.clear()
+        if op7:
+            await ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
+        else:
+            await ws.close(code=4000, message=b"fake reset")
+
+    async def wait_connected(self, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+        """Poll until predicate() is truthy; returns its value."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out waiting for {what or predicate}; calls: {self.summary()}")
+            await asyncio.sleep(0.01)
+
+    def summary(self) -> list[str]:
+        return [f"{c.method} {c.path} -> {c.status}" for c in self.calls]
+
+    def find(self, method: str, path_regex: str, *, ok: bool = True) -> list[Call]:
+        pattern = re.compile(path_regex)
+        return [c for c in self.calls if c.method == method and pattern.search(c.path) and (not ok or c.status < 300)]
+
+    # Gateway -------------------------------------------------------------------------------
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._sent.append((self._seq, frame))
+        if self._ws is not None and not self._ws.closed and self._connected.is_set():
+            await self._ws.send_str(json.dumps(frame))
+        # else: it is replayed when the bot RESUMEs, like the real gateway
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        previous, self._ws = self._ws, ws
+        if previous is not None and not previous.closed:
+            await previous.close()
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            frame = json.loads(msg.data)
+            self.gateway_frames.append(frame)
+            op = frame.get("op")
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
+            elif op == 2:
+                self.identifies += 1
+                self._seq = 0
+                self._sent.clear()
+                self._connected.set()
+                await self.dispatch("READY", {
+                    "v": 10,
+                    "user": self.bot_user,
+                    "guilds": [],
+                    "session_id": self._session_id,
+                    "resume_gateway_url": self.gateway_url,
+                    "shard": [0, 1],
+                    "application": {"id": str(self.app_id), "flags": 0},
+                })  # fmt: skip
+            elif op == 6:
+                self.resumes += 1
+                last = frame["d"].get("seq") or 0
+                self._connected.set()
+                for seq, sent in list(self._sent):
+                    if seq > last:
+                        await ws.send_str(json.dumps(sent))
+                await self.dispatch("RESUMED", {})
+        if self._ws is ws:
+            self._connected.clear()
+        return ws
+
+    # Payloads ------------------------------------------------------------------------------
+
+    def user(self, user_id: int, name: str = "member") -> dict[str, Any]:
+        return {"id": str(user_id), "username": name, "discriminator": "0", "avatar": None, "global_name": name}
+
+    def attachment(self, data: bytes, *, filename: str = "photo.png", content_type: str | None = "image/png",
+                   size: int | None = None) -> dict[str, Any]:  # fmt: skip
+        att_id = self.new_id()
+        url = self.serve_file(f"{att_id}-{filename}", data, content_type or "application/octet-stream")
+        payload = {"id": str(att_id), "filename": filename, "size": len(data) if size is None else size,
+                   "url": url, "proxy_url": url}  # fmt: skip
+        if content_type:
+            payload["content_type"] = content_type
+        return payload
+
+    def message(self, channel_id: int, *, content: str = "", author: dict[str, Any] | None = None,
+                attachments: list[dict[str, Any]] | None = None, embeds: list[dict[str, Any]] | None = None,
+                guild_id: int | None = None, components: list[dict[str, Any]] | None = None,
+                message_id: int | None = None, flags: int = 0, store: bool = True) -> dict[str, Any]:  # fmt: skip
+        msg = {
+            "id": str(message_id or self.new_id()),
+            "channel_id": str(channel_id),
+            "type": 0,
+            "content": content,
+            "author": author or self.bot_user,
+            "embeds": embeds or [],
+            "attachments": attachments or [],
+            "mentions": [],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
+            "timestamp": "2027-01-15T12:00:00.000000+00:00",
+            "edited_timestamp": None,
+            "flags": flags,
+            "components": components or [],
+        }
+        if guild_id:
+            msg["guild_id"] = str(guild_id)
+        if store:
+            self.messages[int(msg["id"])] = msg
+        return msg
+
+    def _interaction(self, itype: int, data: dict[str, Any], *, user_id: int, guild_id: int | None,
+                     channel_id: int, message: dict[str, Any] | None = None, name: str = "member",
+                     size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
+        interaction_id = self.new_id()
+        token = f"itoken-{interaction_id}"
+        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id}
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.app_id),
+            "type": itype,
+            "data": data,
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel_id),
+            "channel": {"id": str(channel_id), "type": 0 if guild_id else 1, "name": "pictures", "position": 0,
+                        "permission_overwrites": [], "nsfw": False},  # fmt: skip
+            "app_permissions": "562949953421311",
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)},
+            "context": 0 if guild_id else 1,
+            "attachment_size_limit": size_limit or self.size_limit,
+        }
+        user = self.user(user_id, name)
+        if guild_id:
+            payload["guild_id"] = str(guild_id)
+            payload["channel"]["guild_id"] = str(guild_id)
+            payload["guild_locale"] = "en-US"
+            payload["member"] = {"user": user, "roles": [], "joined_at": "2026-01-01T00:00:00+00:00", "deaf": False,
+                                 "mute": False, "flags": 0, "permissions": "562949953421311"}  # fmt: skip
+        else:
+            payload["user"] = user
+        if message is not None:
+            payload["message"] = message
+            self._tokens[token]["message"] = int(message["id"])
+        return payload
+
+    async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: int = 1001,
+                    guild_id: int | None = 777, channel_id: int = 555, attachment: dict[str, Any] | None = None,
+                    size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """A slash command. Option types are guessed: an attachment dict → 11, float → 10, int → 4, str → 3."""
+        opts = []
+        resolved: dict[str, Any] = {}
+        for key, value in (options or {}).items():
+            if isinstance(value, dict):  # an attachment payload
+                opts.append({"name": key, "type": 11, "value": value["id"]})
+                resolved.setdefault("attachments", {})[value["id"]] = value
+            elif isinstance(value, bool):
+                opts.append({"name": key, "type": 5, "value": value})
+            elif isinstance(value, float):
+                opts.append({"name": key, "type": 10, "value": value})
+            elif isinstance(value, int):
+                opts.append({"name": key, "type": 4, "value": value})
+            else:
+                opts.append({"name": key, "type": 3, "value": value})
+        data: dict[str, Any] = {"id": str(self._command_id(name)), "name": name, "type": 1, "options": opts}
+        if resolved:
+            data["resolved"] = resolved
+        payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
+                                    size_limit=size_limit)  # fmt: skip
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def autocomplete(self, name: str, options: dict[str, Any], focused: str, *, user_id: int = 1001,
+                           guild_id: int | None = 777, channel_id: int = 555) -> dict[str, Any]:  # fmt: skip
+        opts = []
+        for key, value in options.items():
+            kind = 10 if isinstance(value, float) else 4 if isinstance(value, int) else 3
+            opt = {"name": key, "type": kind, "value": value}
+            if key == focused:
+                opt["focused"] = True
+            opts.append(opt)
+        data = {"id": str(self._command_id(name)), "name": name, "type": 1, "options": opts}
+        payload = self._interaction(4, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def context_menu(self, target: dict[str, Any], *, name: str = "Restyle image", user_id: int = 1001,
+                           guild_id: int | None = 777) -> dict[str, Any]:  # fmt: skip
+        channel_id = int(target["channel_id"])
+        data = {"id": str(self._command_id(name)), "name": name, "type": 3, "target_id": target["id"],
+                "resolved": {"messages": {target["id"]: target}}}  # fmt: skip
+        payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def modal_submit(self, modal_call: Call, values: dict[str, str], *, user_id: int = 1001,
+                           guild_id: int | None = 777, channel_id: int = 555) -> dict[str, Any]:  # fmt: skip
+        """Submit the modal the bot opened in `modal_call` (its interaction callback, type 9)."""
+        modal = modal_call.json["data"]
+        rows = []
+        for component in _walk_components(modal["components"]):
+            if component.get("type") == 4:
+                rows.append({"type": 1, "components": [{"type": 4, "custom_id": component["custom_id"],
+                                                        "value": values.get(component["custom_id"], "")}]})  # fmt: skip
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        payload = self._interaction(5, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def click(self, message: dict[str, Any], custom_id: str, *, user_id: int = 1001,
+                    guild_id: int | None = 777) -> dict[str, Any]:  # fmt: skip
+        """Click the button `custom_id` on `message` (a message dict as the fake stored it)."""
+        ids = [c.get("custom_id") for c in _walk_components(message.get("components") or [])]
+        assert custom_id in ids, f"{custom_id} is not on the message; it has {ids}"
+        data = {"custom_id": custom_id, "component_type": 2}
+        payload = self._interaction(3, data, user_id=user_id, guild_id=guild_id, channel_id=int(message["channel_id"]),
+                                    message=message)  # fmt: skip
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def message_create(self, msg: dict[str, Any]) -> None:
+        await self.dispatch("MESSAGE_CREATE", msg)
+
+    def original(self, interaction: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored original response of an interaction (as last edited)."""
+        message_id = self._tokens[interaction["token"]]["original"]
+        return self.messages.get(message_id) if message_id else None
+
+    def _command_id(self, name: str) -> int:
+        for commands in self.commands.values():
+            for command in commands:
+                if command["name"] == name:
+                    return int(command["id"])
+        return 1
+
+    # REST --------------------------------------------------------------------------------------
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.calls.append(Call("GET", f"/files/{name}"))
+        if name not in self.files:
+            return web.Response(status=404)
+        data, content_type = self.files[name]
+        return web.Response(body=data, content_type=content_type)
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        body, files = await self._read_body(request)
+        call = Call(request.method, path, body, files, dict(request.query))
+        self.calls.append(call)
+        for failure in self.failures:
+            if (failure.times and failure.method == request.method and failure.pattern.search(path)
+                    and (failure.when is None or failure.when(call))):  # fmt: skip
+                if failure.times > 0:
+                    failure.times -= 1
+                call.status = failure.status
+                return self._json(failure.body, failure.status, failure.headers)
+        try:
+            status, answer = self._handle(request.method, path, body, files)
+        except _Error as exc:
+            status, answer = exc.status, {"message": exc.message, "code": exc.code}
+        call.status = status
+        if status == 204:
+            return web.Response(status=204)
+        return self._json(answer, status)
+
+    @staticmethod
+    def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        # Exactly application/json: discord.py reads anything else as text.
+        response = web.Response(body=json.dumps(data).encode(), status=status, headers={"Via": "1.1 fake", **(headers or {})})
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    @staticmethod
+    async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
+        files: list[tuple[str, bytes, str]] = []
+        if request.content_type.startswith("multipart/"):
+            body: Any = None
+            reader = await request.multipart()
+            async for part in reader:
+                data = await part.read()  # type: ignore[union-attr]
+                if part.name == "payload_json":  # type: ignore[union-attr]
+                    body = json.loads(data)
+                else:
+                    files.append((part.filename or "", bytes(data), part.headers.get("Content-Type", "")))  # type: ignore[union-attr]
+            return body, files
+        raw = await request.read()
+        return (json.loads(raw) if raw else None), files
+
+    def _handle(self, method: str, path: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        route = (method, *parts)
+        if route == ("GET", "users", "@me"):
+            return 200, self.bot_user
+        if route == ("GET", "oauth2", "applications", "@me"):
+            return 200, {"id": str(self.app_id), "name": "restyle", "description": "", "icon": None, "bot_public": True,
+                         "bot_require_code_grant": False, "verify_key": "00", "owner": self.user(1, "owner"),
+                         "flags": 0}  # fmt: skip
+        if route == ("GET", "gateway", "bot"):
+            return 200, {"url": self.gateway_url, "shards": 1,
+                         "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
+        if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
+            scope = parts[3] if len(parts) == 5 else "global"
+            synced = [{"description": "", **c, "id": str(self.new_id()), "application_id": str(self.app_id), "version": "1",
+                       "default_member_permissions": None, **({"guild_id": scope} if scope != "global" else {})}
+                      for c in body or []]  # fmt: skip
+            self.commands[scope] = synced
+            return 200, synced
+        if method == "GET" and parts[0] == "applications" and parts[-1] == "commands":
+            return 200, self.commands.get(parts[3] if len(parts) == 5 else "global", [])
+        if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
+            return self._callback(parts[2], body, files)
+        if parts[0] == "webhooks":
+            return self._webhook(method, parts, body, files)
+        if parts[0] == "channels":
+            return self._channel(method, parts, body, files)
+        if route == ("POST", "users", "@me", "channels"):
+            user_id = int(body["recipient_id"])
+            channel_id = self.dm_channels.setdefault(user_id, self.new_id())
+            return 200, {"id": str(channel_id), "type": 1, "recipients": [self.user(user_id)], "last_message_id": None}
+        if method == "GET" and parts[0] == "users":
+            return 200, self.user(int(parts[1]))
+        raise _Error(404, f"the fake has no route {method} {path}", 0)
+
+    def _callback(self, token: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
+        info = self._token(token)
+        ctype = body["type"]
+        data = body.get("data") or {}
+        interaction: dict[str, Any] = {"id": "0", "type": ctype}
+        resource: dict[str, Any] = {"type": ctype}
+        if ctype in (4, 5):  # a new message: the original response
+            flags = int(data.get("flags") or 0) | (LOADING if ctype == 5 else 0)
+            msg = self.message(info["channel_id"], content=data.get("content") or "", guild_id=info["guild_id"],
+                               components=data.get("components"), flags=flags,
+                               attachments=self._attachments(files))  # fmt: skip
+            info["original"] = int(msg["id"])
+            interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
+                               response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
+            resource["message"] = msg
+        elif ctype == 7:  # update the message the component is on
+            msg = self.messages.get(info.get("message") or 0)
+            if msg is None:
+                raise _Error(404, "Unknown Message", 10008)
+            resource["message"] = self._edit(msg, data, files)
+        return 200, {"interaction": interaction, "resource": resource}
+
+    def _token(self, token: str) -> dict[str, Any]:
+        info = self._tokens.get(token)
+        if info is None or info.get("expired") or self.now() - info["created"] > TOKEN_TTL_S:
+            raise _Error(401, "Invalid Webhook Token", 50027)
+        return info
+
+    def _attachments(self, files: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
+        out = []
+        for name, data, ctype in files:
+            out.append({"id": str(self.new_id()), "filename": name, "size": len(data), "url": f"{self.url}/files/x",
+                        "proxy_url": f"{self.url}/files/x", "content_type": ctype})  # fmt: skip
+        return out
+
+    def _webhook(self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
+        # /webhooks/{app}/{token}[/messages/{id|@original}]
+        info = self._token(parts[2])
+        if len(parts) == 3 and method == "POST":  # follow-up
+            body = body or {}
+            msg = self.message(info["channel_id"], content=body.get("content") or "", guild_id=info["guild_id"],
+                               components=body.get("components"), flags=int(body.get("flags") or 0),
+                               attachments=self._attachments(files))  # fmt: skip
+            return 200, msg
+        if len(parts) == 5 and parts[3] == "messages":
+            message_id = info["original"] if parts[4] in ("@original", "%40original") else int(parts[4])
+            msg = self.messages.get(message_id) if message_id else None
+            if msg is None:
+                raise _Error(404, "Unknown Message", 10008)
+            if method == "GET":
+                return 200, msg
+            if method == "DELETE":
+                self.messages.pop(message_id, None)
+                return 204, None
+            if method == "PATCH":
+                return 200, self._edit(msg, body or {}, files)
+        raise _Error(405, "method not allowed", 0)
+
+    def _edit(self, msg: dict[str, Any], body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> dict[str, Any]:
+        if "content" in body:
+            msg["content"] = body["content"] or ""
+        if "components" in body:
+            msg["components"] = body["components"] or []
+        if "attachments" in body or files:
+            msg["attachments"] = self._attachments(files)
+        msg["flags"] = msg["flags"] & ~LOADING
+        msg["edited_timestamp"] = "2027-01-15T12:00:01.000000+00:00"
+        return msg
+
+    def _channel(self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
+        channel_id = int(parts[1])
+        if channel_id in self.deleted_channels:
+            raise _Error(404, "Unknown Channel", 10003)
+        if len(parts) == 3 and parts[2] == "messages" and method == "POST":
+            body = body or {}
+            return 200, self.message(channel_id, content=body.get("content") or "", components=body.get("components"),
+                                     attachments=self._attachments(files))  # fmt: skip
+        if len(parts) == 4 and parts[2] == "messages":
+            msg = self.messages.get(int(parts[3]))
+            if msg is None or int(msg["channel_id"]) != channel_id:
+                raise _Error(404, "Unknown Message", 10008)
+            if method == "GET":
+                return 200, msg
+            if method == "PATCH":
+                return 200, self._edit(msg, body or {}, files)
+            if method == "DELETE":
+                self.messages.pop(int(parts[3]), None)
+                return 204, None
+        if len(parts) == 3 and parts[2] == "typing":
+            return 204, None
+        raise _Error(405, "method not allowed", 0)
+
+
+class _Error(Exception):
+    def __init__(self, status: int, message: str, code: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code

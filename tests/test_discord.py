@@ -1,0 +1,590 @@
+"""The Discord front end end to end: the real discord.py client, the whole app in-process (real
+SQLite in tmp_path, FakeEngine, FakeClock), and a fake Discord (REST + gateway) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from PIL import Image
+
+from bot.adapters.discord import DiscordAdapter, DiscordStartError, _status_text
+from bot.app import App
+from bot.clock import FakeClock
+from bot.config import load_config
+from tests.fake_discord import EPHEMERAL, FakeDiscord
+from tests.fakes import FakeEngine, picture_bytes
+
+USER = 1001
+OTHER = 2002
+GUILD = 777
+CHANNEL = 555
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.clock = FakeClock()
+        self.engine = FakeEngine(max_batch=1)
+        self.fake = FakeDiscord(clock=self.clock)
+        self.app: App | None = None
+        self.adapter: DiscordAdapter | None = None
+
+    async def start(self, extra: str = "", **adapter_kw: Any) -> "Harness":
+        await self.fake.start()
+        path = self.tmp_path / "config.toml"
+        path.write_text(
+            f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n'
+            f'[discord]\ntoken = "fake-token"\napi_base = "{self.fake.api_base}"\n'
+            f'gateway_url = "{self.fake.gateway_url}"\nguild_ids = [{GUILD}]\n{extra}\n'
+            "[tiers.free]\nmin_turnaround_s = 0\n"
+        )
+        config = load_config(path, env={})
+        options = {"edit_interval_s": 0.0, "request_timeout_s": 2.0, "ready_timeout_s": 5.0, **adapter_kw}
+
+        def adapters(config, service, health):
+            self.adapter = DiscordAdapter(config, service, **options)
+            return [self.adapter]
+
+        self.app = await App.create(config, clock=self.clock, engine_factory=lambda c: self.engine, adapters=adapters)
+        await self.app.start()
+        return self
+
+    async def close(self) -> None:
+        if self.engine.gate is not None:
+            self.engine.gate.set()
+        if self.app is not None:
+            await self.app.stop()
+        await self.fake.close()
+
+    @property
+    def service(self):
+        assert self.app is not None
+        return self.app.service
+
+    def hold_engine(self) -> threading.Event:
+        self.engine.gate = threading.Event()
+        return self.engine.gate
+
+    async def jobs(self) -> list:
+        rows = await self.app.store.jobs([j for j in await self._job_ids()])
+        return sorted(rows, key=lambda j: j.seq)
+
+    async def _job_ids(self) -> list[str]:
+        async with self.app.store._db.execute("SELECT id FROM jobs") as cursor:  # test-only peek
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def restyle(self, prompt: str = "oil painting", strength: float = 0.5, *, user_id: int = USER, **more: Any):
+        image = more.pop("image", None) or self.fake.attachment(picture_bytes())
+        return await self.fake.slash("restyle", {"image": image, "prompt": prompt, "strength": strength, **more},
+                                     user_id=user_id)  # fmt: skip
+
+    async def result_of(self, interaction: dict[str, Any]) -> dict[str, Any]:
+        """Wait until the interaction's response holds the two pictures; return that message."""
+        return await self.fake.wait_for(
+            lambda: (m := self.fake.original(interaction)) and len(m["attachments"]) == 2 and m,
+            what="the result in the original response",
+        )
+
+
+@pytest.fixture
+async def h(tmp_path):
+    harness = Harness(tmp_path)
+    yield harness
+    await harness.close()
+
+
+def callbacks(fake: FakeDiscord, ctype: int | None = None):
+    return [c for c in fake.find("POST", r"^/interactions/\d+/[^/]+/callback$") if ctype is None or c.json["type"] == ctype]
+
+
+def result_edits(fake: FakeDiscord):
+    return [c for c in fake.find("PATCH", r"^/webhooks/") if len(c.files) == 2]
+
+
+def ephemerals(fake: FakeDiscord) -> list[str]:
+    """Every text the members saw privately: ephemeral callbacks and ephemeral follow-ups."""
+    out = [c.json["data"].get("content") for c in callbacks(fake, 4) if c.flags & EPHEMERAL]
+    out += [c.content for c in fake.find("POST", r"^/webhooks/\d+/[^/]+$") if c.flags & EPHEMERAL]
+    return [t for t in out if t]
+
+
+def size_of(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+# Start ---------------------------------------------------------------------------------------------
+
+
+async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild(h):
+    await h.start()
+    assert h.fake.identifies == 1
+    names = sorted(c["name"] for c in h.fake.commands[str(GUILD)])
+    assert names == ["Restyle image", "cancel", "help", "me", "restyle"]
+    restyle = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "restyle")
+    options = {o["name"]: o for o in restyle["options"]}
+    assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image", "prompt", "strength"]
+    assert options["strength"]["min_value"] == 0.05 and options["strength"]["max_value"] == 1.0
+    assert "subtle" in options["strength"]["description"] and options["strength"]["autocomplete"]
+    menu = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "Restyle image")
+    assert menu["type"] == 3  # a message context menu
+
+
+async def test_library_urls_point_at_the_config_while_running_and_are_restored_on_stop(h):
+    before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    await h.start()
+    assert Route.BASE == h.fake.api_base
+    await h.app.stop()
+    h.app = None
+    assert (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY) == before
+
+
+async def test_a_refused_token_fails_start_with_a_clear_error(h):
+    h.fake.fail("GET", r"^/users/@me$", 401, message="401: Unauthorized")
+    with pytest.raises(DiscordStartError, match="refused the bot token"):
+        await h.start()
+    h.app = None
+    assert Route.BASE.startswith("https://discord.com")
+
+
+async def test_no_ready_from_the_gateway_fails_start_within_the_timeout(h, monkeypatch):
+    async def silent(self, request):  # accepts the socket, never says HELLO
+        from aiohttp import web
+
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await asyncio.sleep(5)
+        return ws
+
+    monkeypatch.setattr(FakeDiscord, "_gateway", silent)
+    with pytest.raises(DiscordStartError, match="did not answer within"):
+        await h.start(ready_timeout_s=0.5)
+    h.app = None
+
+
+# /restyle ------------------------------------------------------------------------------------------
+
+
+async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_original_and_result_with_buttons(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle("oil painting", 0.5, seed=42)
+
+    # Deferred at once (a public "thinking" response), the picture fetched from its signed link.
+    await h.fake.wait_for(lambda: callbacks(h.fake, 5), what="the defer")
+    assert not callbacks(h.fake, 5)[0].flags & EPHEMERAL
+    assert h.fake.find("GET", r"^/files/")
+    # The status message shows the running job with a Cancel button.
+    status = await h.fake.wait_for(
+        lambda: [c for c in h.fake.find("PATCH", r"^/webhooks/") if "Restyling" in (c.content or "")],
+        what="a progress edit",
+    )
+    job_id = status[-1].custom_ids[0].split(":")[2]
+    assert status[-1].custom_ids == [f"restyle:cancel:{job_id}"]
+    gate.set()
+
+    message = await h.result_of(interaction)
+    assert [a["filename"] for a in message["attachments"]] == [f"original-{job_id}.png", f"restyled-{job_id}.png"]
+    assert "oil painting" in message["content"] and "seed 42" in message["content"]
+    assert [c for c in h.fake.messages[int(message["id"])]["components"][0]["components"]][0]["custom_id"] == f"restyle:again:{job_id}"
+    edit = result_edits(h.fake)[-1]
+    assert edit.custom_ids == [f"restyle:{a}:{job_id}" for a in ("again", "subtler", "stronger", "png", "webp", "jpeg")]
+    original, result = (data for _, data, _ in edit.files)
+    assert size_of(original) == size_of(result) == (256, 256)
+    job = (await h.jobs())[0]
+    assert job.strength == 0.5 and job.seed == 42 and job.reply["kind"] == "interaction"
+    assert len(result_edits(h.fake)) == 1
+
+
+async def test_queue_position_is_shown_while_waiting(h):
+    await h.start()
+    gate = h.hold_engine()
+    await h.restyle("first", user_id=USER)
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    second = await h.restyle("second", user_id=OTHER)
+    await h.fake.wait_for(
+        lambda: any("Queued: #1" in (c.content or "") for c in h.fake.find("PATCH", rf"/webhooks/\d+/{second['token']}/")),
+        what="the queue position",
+    )
+    gate.set()
+    await h.result_of(second)
+
+
+async def test_a_file_that_is_not_a_picture_gets_an_ephemeral_explanation_with_an_example_and_no_defer(h):
+    await h.start()
+    pdf = h.fake.attachment(b"%PDF-1.4", filename="notes.pdf", content_type="application/pdf")
+    await h.restyle(image=pdf)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="an ephemeral answer")
+    text = ephemerals(h.fake)[0]
+    assert "not a picture" in text and "/restyle image:" in text
+    assert not callbacks(h.fake, 5) and not h.fake.find("GET", r"^/files/")
+
+
+async def test_a_picture_over_the_size_limit_is_refused_before_downloading(h):
+    await h.start()
+    big = h.fake.attachment(picture_bytes(), size=30_000_000)
+    await h.restyle(image=big)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="an ephemeral answer")
+    assert "30.0 MB" in ephemerals(h.fake)[0]
+    assert not h.fake.find("GET", r"^/files/")
+
+
+async def test_a_service_refusal_after_the_defer_replaces_the_public_response_with_an_ephemeral_one(h):
+    await h.start()
+    interaction = await h.restyle(steps=20)  # the free tier allows 8
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "up to 8 steps" in ephemerals(h.fake)[0]
+    assert h.fake.find("DELETE", rf"^/webhooks/\d+/{interaction['token']}/messages/@original$")
+    assert h.fake.original(interaction) is None
+    assert await h.jobs() == []
+
+
+async def test_a_damaged_picture_is_explained_with_an_example(h):
+    await h.start()
+    await h.restyle(image=h.fake.attachment(b"\x89PNG\r\n\x1a\n broken", filename="cut.png"))
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "For example: `/restyle image:" in ephemerals(h.fake)[0]
+
+
+# "Restyle image" on a message -------------------------------------------------------------------------
+
+
+async def test_context_menu_opens_a_form_and_its_submission_restyles_the_messages_picture(h):
+    await h.start()
+    target = h.fake.message(CHANNEL, author=h.fake.user(3003, "poster"), guild_id=GUILD,
+                            attachments=[h.fake.attachment(picture_bytes((96, 64)), filename="cat.jpg", content_type="image/jpeg")])  # fmt: skip
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    assert sorted(modal_call.custom_ids) == ["prompt", "strength"]
+    submit = await h.fake.modal_submit(modal_call, {"prompt": "watercolor seed=7", "strength": "heavy"})
+    message = await h.result_of(submit)
+    job = (await h.jobs())[0]
+    assert (job.prompt, job.strength, job.seed) == ("watercolor", 0.8, 7)
+    assert message["attachments"][1]["filename"] == f"restyled-{job.id}.png"
+
+
+async def test_context_menu_takes_an_embedded_picture(h):
+    await h.start()
+    url = h.fake.serve_file("linked.png", picture_bytes())
+    target = h.fake.message(CHANNEL, guild_id=GUILD, content=url,
+                            embeds=[{"type": "image", "url": url, "thumbnail": {"url": url, "proxy_url": url}}])  # fmt: skip
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    submit = await h.fake.modal_submit(modal_call, {"prompt": "pencil sketch", "strength": ""})
+    await h.result_of(submit)
+    assert (await h.jobs())[0].strength == 0.5  # the configured default
+
+
+async def test_context_menu_on_a_message_without_a_picture_explains(h):
+    await h.start()
+    await h.fake.context_menu(h.fake.message(CHANNEL, content="just words", guild_id=GUILD))
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the explanation")
+    assert "no picture" in ephemerals(h.fake)[0] and "/restyle image:" in ephemerals(h.fake)[0]
+
+
+async def test_a_bad_strength_in_the_form_gets_the_grammars_words(h):
+    await h.start()
+    target = h.fake.message(CHANNEL, guild_id=GUILD, attachments=[h.fake.attachment(picture_bytes())])
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    await h.fake.modal_submit(modal_call, {"prompt": "watercolor", "strength": "0,5"})
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "Use a dot: strength=0.5" in ephemerals(h.fake)[0]
+    assert not h.fake.find("GET", r"^/files/")
+
+
+# Buttons ------------------------------------------------------------------------------------------------
+
+
+async def test_again_and_stronger_run_new_jobs_from_the_same_picture(h):
+    await h.start()
+    first = await h.result_of(await h.restyle("oil painting", 0.5))
+    job_id = (await h.jobs())[0].id
+    again = await h.fake.click(first, f"restyle:again:{job_id}")
+    await h.result_of(again)
+    stronger = await h.fake.click(first, f"restyle:stronger:{job_id}")
+    await h.result_of(stronger)
+    jobs = await h.jobs()
+    assert [j.strength for j in jobs] == [0.5, 0.5, 0.6]
+    assert jobs[1].parent_job_id == jobs[2].parent_job_id == job_id
+    assert jobs[1].seed != jobs[0].seed
+    assert len(h.fake.find("GET", r"^/files/")) == 1  # no new download
+
+
+async def test_png_button_sends_the_result_file_privately(h):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    await h.fake.click(first, f"restyle:jpeg:{job_id}")
+    sent = await h.fake.wait_for(lambda: [c for c in h.fake.find("POST", r"^/webhooks/\d+/[^/]+$") if c.files],
+                                 what="the file")  # fmt: skip
+    assert sent[0].flags & EPHEMERAL
+    name, data, _ = sent[0].files[0]
+    assert name == f"restyled-{job_id}.jpg" and data[:3] == b"\xff\xd8\xff"
+
+
+async def test_buttons_answer_only_the_member_who_made_the_job(h):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    for action in ("again", "png", "stronger"):
+        await h.fake.click(first, f"restyle:{action}:{job_id}", user_id=OTHER)
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="three refusals")
+    assert set(ephemerals(h.fake)) == {"Only the member who asked for this picture can use its buttons."}
+    assert len(await h.jobs()) == 1
+    assert not callbacks(h.fake, 5)[1:]  # nothing public for a stranger's click
+
+
+async def test_buttons_keep_working_after_a_restart(h, tmp_path):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    await h.app.stop()
+    await h.fake.close()
+    h2 = Harness(tmp_path)
+    try:
+        await h2.start()
+        again = await h2.fake.click({**first, "id": str(h2.fake.new_id())}, f"restyle:again:{job_id}")
+        await h2.result_of(again)
+        assert len(await h2.jobs()) == 2
+    finally:
+        h.app = None
+        await h2.close()
+
+
+async def test_cancel_button_on_the_status_stops_the_job(h):
+    await h.start()
+    gate = h.hold_engine()
+    await h.restyle("first")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    second = await h.restyle("second")
+    status = await h.fake.wait_for(lambda: (m := h.fake.original(second)) and m["components"] and m, what="status")
+    job_id = (await h.jobs())[1].id
+    await h.fake.click(status, f"restyle:cancel:{job_id}", user_id=OTHER)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="a refusal for a stranger")
+    await h.fake.click(status, f"restyle:cancel:{job_id}")
+    await h.fake.wait_for(lambda: h.fake.original(second)["content"] == "✖️ Cancelled.", what="cancelled")
+    assert h.fake.original(second)["components"] == []
+    assert (await h.jobs())[1].status == "cancelled"
+    gate.set()
+    await asyncio.sleep(0.2)
+    assert h.fake.original(second)["content"] == "✖️ Cancelled."  # no late status edit
+
+
+# /me, /help, /cancel ----------------------------------------------------------------------------------
+
+
+async def test_me_help_and_cancel_answer_privately(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle("first")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.slash("me", {})
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 1, what="/me")
+    assert "Tier: **free**" in ephemerals(h.fake)[0] and "restyling" in ephemerals(h.fake)[0]
+    await h.fake.slash("help", {})
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="/help")
+    assert "0.7–0.9 heavy rework" in ephemerals(h.fake)[1]
+    await h.fake.slash("cancel", {})
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="/cancel")
+    assert ephemerals(h.fake)[2] == "Cancelled 1 job(s)."
+    await h.fake.wait_for(lambda: "Cancelled with /cancel" in h.fake.original(interaction)["content"], what="status")
+    gate.set()
+
+
+# Tokens, faults -----------------------------------------------------------------------------------------
+
+
+async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_mentioning_the_member(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
+    await h.clock.advance(16 * 60)
+    gate.set()
+    posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a channel post")
+    call = posted[0]
+    assert call.content.startswith(f"<@{USER}> ✨") and len(call.files) == 2
+    assert call.json["allowed_mentions"] == {"parse": [], "users": [USER]}  # the member only
+    assert call.custom_ids[0].startswith("restyle:again:")
+    # The expired token was never used for the result.
+    assert not result_edits(h.fake)
+
+
+async def test_a_deleted_channel_after_the_token_expired_sends_the_result_by_dm(h):
+    await h.start()
+    gate = h.hold_engine()
+    await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    h.fake.delete_channel(CHANNEL)
+    gate.set()
+    dm_channel = await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM channel")
+    dm = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{dm_channel}/messages$"), what="the DM")
+    assert "channel you asked in is gone" in dm[0].content and len(dm[0].files) == 2
+
+
+async def test_missing_permission_in_the_channel_sends_the_result_by_dm_saying_why(h):
+    await h.start()
+    gate = h.hold_engine()
+    await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    h.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 403, times=-1)
+    gate.set()
+    dm_channel = await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM channel")
+    dm = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{dm_channel}/messages$"), what="the DM")
+    assert "not allowed to post in" in dm[0].content
+
+
+async def test_a_deleted_status_message_gets_the_result_as_a_new_channel_message(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
+    h.fake.delete_message(h.fake.original(interaction)["id"])
+    gate.set()
+    posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a channel post")
+    assert posted[0].content.startswith(f"<@{USER}>") and len(posted[0].files) == 2
+
+
+async def test_a_member_who_cannot_be_reached_at_all_is_a_permanent_failure_not_a_loop(h):
+    await h.start()
+    gate = h.hold_engine()
+    await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    h.fake.delete_channel(CHANNEL)
+    h.fake.fail("POST", r"^/channels/\d+/messages$", 403, times=-1, code=50007, message="Cannot send messages to this user")
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM attempt")
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
+    await asyncio.sleep(0.1)
+    assert h.service.delivery_failures == 1  # permanent: not retried now
+
+
+async def test_a_short_rate_limit_on_the_result_is_waited_out(h):
+    await h.start()
+    h.fake.fail("PATCH", r"^/webhooks/", 429, retry_after=0.05, times=1, when=lambda call: bool(call.files))
+    interaction = await h.restyle()
+    await h.result_of(interaction)
+    assert any(c.status == 429 for c in h.fake.calls)
+
+
+async def test_a_long_rate_limit_becomes_a_retried_delivery_not_a_silent_hang(h):
+    await h.start(request_timeout_s=0.3)
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
+    h.fake.fail("PATCH", r"^/webhooks/", 429, retry_after=30, times=1, when=lambda call: bool(call.files))
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the delivery to give up this try")
+    assert not result_edits(h.fake)
+    await h.clock.advance(2)  # the service's first retry
+    await h.result_of(interaction)
+
+
+async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.force_reconnect(op7=True)
+    await h.fake.wait_for(lambda: h.fake.resumes == 1, what="a RESUME")
+    gate.set()
+    await h.result_of(interaction)
+    await h.fake.force_reconnect(op7=False)  # a dropped socket, too
+    await h.fake.wait_for(lambda: h.fake.resumes == 2, what="a second RESUME")
+    # The gateway keeps working: a new command after the reconnects is answered.
+    second = await h.restyle("after the reconnect")
+    await h.result_of(second)
+    assert h.fake.identifies == 1
+    assert len(result_edits(h.fake)) == 2
+    assert all(j.delivered_at is not None for j in await h.jobs())
+
+
+async def test_an_event_sent_while_disconnected_is_replayed_on_resume(h):
+    await h.start()
+    await h.fake.force_reconnect(op7=False)
+    interaction = await h.restyle()  # queued by the fake until the bot resumes
+    await h.result_of(interaction)
+    assert h.fake.resumes == 1
+
+
+async def test_status_edits_are_throttled_and_end_on_the_latest_state(h):
+    await h.start(edit_interval_s=0.2)
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
+    job_id = (await h.jobs())[0].id
+    before = len(h.fake.find("PATCH", r"^/webhooks/"))
+    for step in range(1, 21):
+        h.service.report_progress(job_id, step / 20)
+        await asyncio.sleep(0.01)
+    await h.fake.wait_for(lambda: "100%" in h.fake.original(interaction)["content"], what="the last progress")
+    edits = len(h.fake.find("PATCH", r"^/webhooks/")) - before
+    assert 1 <= edits <= 4
+    gate.set()
+    await h.result_of(interaction)
+
+
+async def test_a_failed_job_tells_the_member(h):
+    await h.start()
+    h.engine.fail_prompts.add("doomed")
+    interaction = await h.restyle("doomed")
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["content"].startswith("❌"), what="failure")
+    assert h.fake.original(interaction)["components"] == []
+
+
+# "@bot prompt" replies -----------------------------------------------------------------------------------
+
+
+async def test_a_mention_replying_to_a_picture_restyles_it_when_enabled(h):
+    await h.start("message_replies = true")
+    identify = next(f for f in h.fake.gateway_frames if f["op"] == 2)
+    assert identify["d"]["intents"] & (1 << 15)  # message content
+    picture = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(3003, "poster"),
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                             content=f"<@{h.fake.bot_user['id']}> watercolor strength=0.3")  # fmt: skip
+    mention["mentions"] = [h.fake.bot_user]
+    mention["message_reference"] = {"message_id": picture["id"], "channel_id": str(CHANNEL), "guild_id": str(GUILD)}
+    mention["referenced_message"] = picture
+    await h.fake.message_create(mention)
+    status = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the reply")
+    status_id = int(h.fake.messages[max(h.fake.messages)]["id"])
+    assert str(status[0].json["message_reference"]["message_id"]) == mention["id"]
+    await h.fake.wait_for(lambda: len(h.fake.messages.get(status_id, {}).get("attachments", [])) == 2, what="the result")
+    job = (await h.jobs())[0]
+    assert (job.prompt, job.strength, job.reply["kind"]) == ("watercolor", 0.3, "message")
+
+
+async def test_mentions_are_ignored_when_replies_are_off(h):
+    await h.start()
+    mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER), content=f"<@{h.fake.bot_user['id']}> hi",
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    mention["mentions"] = [h.fake.bot_user]
+    await h.fake.message_create(mention)
+    await asyncio.sleep(0.2)
+    assert not h.fake.find("POST", r"^/channels/")
+
+
+def test_status_text_names_position_and_progress():
+    from bot.service import JobView
+
+    base = dict(id="j", platform="discord", user_id="1", reply={}, prompt="oil", negative_prompt=None, strength=0.8,
+                seed=1, steps=4, output_format=None, tier="free", width=64, height=64, created_at=0.0)  # fmt: skip
+    assert _status_text(JobView(status="queued", position=2, eta_s=40, **base)).startswith("⏳ Queued: #3 in line — about 40 s")
+    assert "40%" in _status_text(JobView(status="running", progress=0.4, **base))
+    assert "(heavy)" in _status_text(JobView(status="running", progress=0.4, **base))
