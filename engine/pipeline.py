@@ -1,0 +1,529 @@
+"""The real engine: one diffusers image-to-image pipeline, loaded once, fed in batches.
+
+Imports torch and diffusers; the bot imports this module only where it builds the engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from engine.api import (
+    EngineJob,
+    EngineOutput,
+    ModelLoadError,
+    ProgressCallback,
+    batch_key,
+    random_seed,
+    scheduled_steps,
+)
+from engine.pictures import PictureError, encode_picture, prepare_picture
+
+log = logging.getLogger("engine")
+
+STOPPED = "This job was stopped before it finished."
+FAILED = "The picture engine failed on this job; try again."
+BLOCKED = "The model's safety filter blocked this result; try another prompt or picture."
+BAD_STRENGTH = "The strength must be more than 0 and at most 1."
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+DEFAULT_MODEL = "stabilityai/sd-turbo"
+DEFAULT_GUIDANCE = 7.5  # classic Stable Diffusion; turbo-class models use 0 (no CFG)
+SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+# Settings ----------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → cuda, then mps, then cpu; a named device is checked. ModelLoadError if unusable."""
+    name = device.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if _mps_available():
+            return "mps"
+        return "cpu"
+    if name == "cpu":
+        return "cpu"
+    if name == "mps":
+        if not _mps_available():
+            raise ModelLoadError(
+                "[engine] device is 'mps' but this machine has no usable Apple GPU; set [engine] device to 'auto' or 'cpu'."
+            )
+        return "mps"
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if index and not index.isdigit():
+            raise ModelLoadError(f"[engine] device '{device}' is not a device name; use 'cuda' or 'cuda:N' (N a GPU number).")
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"[engine] device is '{device}' but no CUDA GPU is usable here (is the CUDA build of torch installed?); "
+                "set [engine] device to 'auto' or 'cpu'."
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"[engine] device is '{device}' but this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                "numbered from 0; fix [engine] device."
+            )
+        return name
+    raise ModelLoadError(f"[engine] device '{device}' is not one of auto, cpu, cuda, cuda:N or mps; fix [engine] device.")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto' → float16 on CUDA, float32 elsewhere (CPU half precision is slow or unsupported,
+    and float16 on Apple GPUs can give black pictures with some VAEs)."""
+    name = dtype.strip().lower()
+    aliases = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
+    name = aliases.get(name, name)
+    if name == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    if name not in DTYPES:
+        raise ModelLoadError(f"[engine] dtype '{dtype}' is not one of auto, float16, bfloat16 or float32; fix [engine] dtype.")
+    if name == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ModelLoadError("[engine] dtype is bfloat16 but this GPU does not support it; set [engine] dtype to float16 or auto.")
+    if name == "float16" and device == "cpu":
+        log.warning("[engine] dtype float16 on the CPU is slow and some layers may not support it; float32 is the usual choice")
+    return DTYPES[name]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+def looks_turbo(model: str, scheduler_config: Any) -> bool:
+    """Turbo-class (few-step, distilled) models: 'turbo' in the name or folder, or a scheduler
+    saved with trailing timestep spacing (sd-turbo and sdxl-turbo ship that way)."""
+    return "turbo" in model.lower() or scheduler_config.get("timestep_spacing") == "trailing"
+
+
+# Loading -----------------------------------------------------------------------------------------
+
+
+def _looks_like_path(model: str) -> bool:
+    """Hub ids are 'name' or 'owner/name'; anything else with a slash is meant as a folder."""
+    return (
+        model.startswith(("/", ".", "~", "\\"))
+        or model.count("/") > 1
+        or "\\" in model
+        or (len(model) > 1 and model[1] == ":")  # C:\models
+    )
+
+
+def _hub_error(exc: BaseException, name: str) -> bool:
+    """Whether exc, or anything it was raised from, is huggingface_hub's error `name`."""
+    try:
+        from huggingface_hub import errors as hub_errors
+    except ImportError:  # older huggingface_hub: the classes lived in utils
+        from huggingface_hub import utils as hub_errors  # type: ignore[no-redef]
+    cls = getattr(hub_errors, name, None)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if cls is not None and isinstance(seen, cls):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _chain_text(exc: BaseException) -> str:
+    parts = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 8:
+        parts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts).lower()
+
+
+def _hub_offline(local_files_only: bool) -> bool:
+    if local_files_only:
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except (ImportError, AttributeError):
+        return False
+
+
+def _load_failure(model: str, local: Path | None, exc: BaseException, local_files_only: bool) -> ModelLoadError:
+    """One sentence for the operator, naming the setting to change."""
+    where = f"the model '{model}' set in [engine] model"
+    text = _chain_text(exc)
+    if isinstance(exc, ValueError) and "autopipeline can't find a pipeline" in text:
+        kind = _pipeline_class(local) if local else None
+        what = f"a {kind}" if kind else "a kind of pipeline"
+        return ModelLoadError(
+            f"Could not load {where}: it is {what}, which cannot restyle pictures; "
+            f"set [engine] model to an image model such as {DEFAULT_MODEL}."
+        )
+    if _is_out_of_memory(exc):
+        return ModelLoadError(
+            f"Could not load {where}: the device ran out of memory; "
+            "set [engine] dtype to float16, [engine] device to another GPU, or [engine] model to a smaller model."
+        )
+    if local is not None:
+        return ModelLoadError(
+            f"Could not load {where}: the folder is incomplete or damaged ({_first_line(exc)}); "
+            "save the pipeline there again, or set [engine] model to another folder or hub id."
+        )
+    if _hub_error(exc, "HFValidationError"):
+        return ModelLoadError(
+            f"Could not load {where}: it is neither a folder on this machine nor a model hub id like {DEFAULT_MODEL}; "
+            "fix [engine] model."
+        )
+    if _hub_error(exc, "GatedRepoError"):
+        return ModelLoadError(
+            f"Could not load {where}: the model hub only gives it to accounts that accept its licence; "
+            "accept it on huggingface.co and run `hf auth login`, or set [engine] model to another model."
+        )
+    if _hub_error(exc, "RepositoryNotFoundError"):
+        return ModelLoadError(
+            f"Could not load {where}: the model hub has no such model (or it is private); check the spelling of [engine] model."
+        )
+    if _hub_error(exc, "LocalEntryNotFoundError") or "couldn't connect" in text or "offline" in text:
+        if _hub_offline(local_files_only):
+            return ModelLoadError(
+                f"Could not load {where}: it is not on this machine and [engine] local_files_only (or HF_HUB_OFFLINE) "
+                "forbids downloading it; download it once with network access, or set [engine] model to a local folder."
+            )
+        return ModelLoadError(
+            f"Could not load {where}: it is not on this machine and the model hub cannot be reached; "
+            "download it once with network access, or set [engine] model to a local folder."
+        )
+    if _hub_error(exc, "EntryNotFoundError") or "model_index.json" in text:
+        return ModelLoadError(
+            f"Could not load {where}: it is not a diffusers pipeline (it has no model_index.json); "
+            f"set [engine] model to a diffusers image model such as {DEFAULT_MODEL}."
+        )
+    return ModelLoadError(f"Could not load {where} ({_first_line(exc)}); check [engine] model.")
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _pipeline_class(folder: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
+
+
+def _check_folder(model: str) -> Path | None:
+    """The local folder `model` names, if it names one; ModelLoadError for a path that leads nowhere."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"Could not load the model '{model}' set in [engine] model: that folder has no model_index.json, "
+                "so it is not a diffusers pipeline; point [engine] model at a folder saved with save_pretrained, "
+                f"or at a hub id such as {DEFAULT_MODEL}."
+            )
+        return path
+    if path.exists():
+        raise ModelLoadError(
+            f"Could not load the model '{model}' set in [engine] model: that is a file, not a model folder; "
+            "set [engine] model to the pipeline's folder (the one holding model_index.json) or to a hub id."
+        )
+    if _looks_like_path(model):
+        raise ModelLoadError(
+            f"Could not load the model '{model}' set in [engine] model: there is no such folder; "
+            f"fix the path, or set [engine] model to a hub id such as {DEFAULT_MODEL}."
+        )
+    return None
+
+
+# The engine --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A job with its place in the input and its effective settings."""
+
+    index: int
+    job: EngineJob
+    steps: int  # scheduled (raised where strength x steps < 1)
+
+
+class DiffusersEngine:
+    """A RestyleEngine on one diffusers image-to-image pipeline that stays loaded.
+
+    `run` is blocking and serialised (one pipeline call at a time); call it off the event loop.
+    `interrupt` may be called from any thread."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        model: str,
+        device: str,
+        steps: int = 4,
+        guidance_scale: float = 0.0,
+        max_batch: int = 4,
+        turbo: bool = False,
+    ) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.pipe = pipe
+        self.model = model
+        self.device = device
+        self.steps = steps
+        self.guidance_scale = float(guidance_scale)
+        self.max_batch = max_batch
+        self.turbo = turbo
+        self._base_scheduler = pipe.scheduler  # never run; each call gets a deep copy
+        self._call_lock = threading.Lock()
+        self._stop = threading.Event()
+        # Seeds should mean the same noise on any machine of a kind; Apple's GPU generator is
+        # less settled than CPU's, so MPS draws its noise on the CPU.
+        self._generator_device = "cpu" if device == "mps" else device
+
+    @classmethod
+    def load(
+        cls,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        steps: int = 4,
+        guidance_scale: float | None = None,
+        max_batch: int = 4,
+        turbo: bool | None = None,
+        local_files_only: bool = False,
+    ) -> "DiffusersEngine":
+        """Load `model` (a hub id or a local folder) for image-to-image.
+
+        Raises ModelLoadError (one sentence naming the setting to change, cause chained) for any
+        model that cannot be had or cannot restyle pictures."""
+        from diffusers import AutoPipelineForImage2Image
+
+        model = str(model).strip()
+        if not model:
+            raise ModelLoadError(f"[engine] model is empty; set it to a hub id such as {DEFAULT_MODEL} or a local folder.")
+        resolved_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, resolved_device)
+        local = _check_folder(model)
+        started = time.perf_counter()
+        try:
+            with warnings.catch_warnings():  # newer diffusers call it `dtype`; older know only this
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # hub-internal noise
+                pipe = AutoPipelineForImage2Image.from_pretrained(
+                    str(local) if local else model, torch_dtype=torch_dtype, local_files_only=local_files_only
+                )
+            pipe = pipe.to(resolved_device)
+        except Exception as exc:
+            raise _load_failure(model, local, exc, local_files_only) from exc
+        pipe.set_progress_bar_config(disable=True)
+
+        is_turbo = looks_turbo(model, pipe.scheduler.config) if turbo is None else turbo
+        if is_turbo and pipe.scheduler.config.get("timestep_spacing") != "trailing":
+            # Distilled few-step models are trained on the last timesteps; "leading" spacing
+            # with 1-2 steps barely changes the picture.
+            pipe.scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+        if guidance_scale is None:
+            guidance_scale = 0.0 if is_turbo else DEFAULT_GUIDANCE
+        engine = cls(
+            pipe,
+            model=model,
+            device=resolved_device,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            max_batch=max_batch,
+            turbo=is_turbo,
+        )
+        log.info("engine loaded in %.1f s: %s", time.perf_counter() - started, engine.settings_summary())
+        return engine
+
+    # Facts --------------------------------------------------------------------------------------
+
+    @property
+    def dtype_name(self) -> str:
+        return _dtype_name(self.pipe.unet.dtype) if hasattr(self.pipe, "unet") else str(self.pipe.dtype)
+
+    @property
+    def uses_cfg(self) -> bool:
+        """Classifier-free guidance (doubles the UNet batch, takes negative prompts)."""
+        unet_config = getattr(getattr(self.pipe, "unet", None), "config", None)
+        guidance_embedded = getattr(unet_config, "time_cond_proj_dim", None) is not None  # LCM-style
+        return self.guidance_scale > 1.0 and not guidance_embedded
+
+    def settings_summary(self) -> str:
+        return (
+            f"model={self.model} device={self.device} dtype={self.dtype_name} steps={self.steps} "
+            f"guidance={self.guidance_scale:g} turbo={'yes' if self.turbo else 'no'} max_batch={self.max_batch} "
+            f"scheduler={type(self._base_scheduler).__name__}"
+        )
+
+    # Running ------------------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Stop the run in progress: the current pipeline call ends after its current step, the
+        rest of the run is skipped, and all its unfinished jobs come back with STOPPED."""
+        self._stop.set()
+
+    def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
+        """One output per job, in input order. Jobs are grouped by api.batch_key and each group
+        is cut into chunks of max_batch; one pipeline call per chunk. A chunk that fails fails
+        only its own jobs."""
+        self._stop.clear()  # an interrupt aimed at an earlier run must not stop this one
+        outputs: dict[int, EngineOutput] = {}
+        groups: dict[str, list[_Planned]] = {}
+        for index, job in enumerate(jobs):
+            steps = job.steps or self.steps
+            try:
+                key = batch_key(job.picture.width, job.picture.height, steps, job.strength)
+                planned = _Planned(index, job, scheduled_steps(steps, job.strength))
+            except ValueError:
+                outputs[index] = EngineOutput(job.job_id, job.seed, steps, 0.0, error=BAD_STRENGTH)
+                continue
+            groups.setdefault(key, []).append(planned)
+        for group in groups.values():
+            for start in range(0, len(group), self.max_batch):
+                chunk = group[start : start + self.max_batch]
+                for planned, output in zip(chunk, self._run_chunk(chunk, on_progress)):
+                    outputs[planned.index] = output
+        return [outputs[index] for index in range(len(jobs))]
+
+    def _run_chunk(self, chunk: list[_Planned], on_progress: ProgressCallback | None) -> list[EngineOutput]:
+        if self._stop.is_set():
+            return [_failed(p, 0.0, STOPPED) for p in chunk]
+        started = time.perf_counter()
+        try:
+            result = self._call_pipeline(chunk, on_progress)
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            if _is_out_of_memory(exc) and len(chunk) > 1:
+                log.warning("out of memory on a batch of %d; trying it in halves", len(chunk))
+                _free_device_memory()
+                half = len(chunk) // 2
+                return self._run_chunk(chunk[:half], on_progress) + self._run_chunk(chunk[half:], on_progress)
+            if self._stop.is_set():
+                return [_failed(p, seconds, STOPPED) for p in chunk]
+            log.exception("engine failed on jobs %s", ", ".join(p.job.job_id for p in chunk))
+            if _is_out_of_memory(exc):
+                _free_device_memory()
+            return [_failed(p, seconds, FAILED) for p in chunk]
+        seconds = time.perf_counter() - started
+        if self._stop.is_set():
+            return [_failed(p, seconds, STOPPED) for p in chunk]
+        flagged = getattr(result, "nsfw_content_detected", None) or [False] * len(chunk)
+        return [
+            _failed(p, seconds, BLOCKED)
+            if blocked
+            else EngineOutput(p.job.job_id, p.job.seed, p.steps, seconds, picture=picture)
+            for p, picture, blocked in zip(chunk, result.images, flagged)
+        ]
+
+    def _call_pipeline(self, chunk: list[_Planned], on_progress: ProgressCallback | None) -> Any:
+        """One pipeline call. Strength is the first job's: jobs share a batch key, so the same
+        number of denoising steps from the same first timestep (see api.batch_key)."""
+        first = chunk[0]
+        job_ids = [p.job.job_id for p in chunk]
+        generators = [torch.Generator(self._generator_device).manual_seed(p.job.seed) for p in chunk]
+
+        def step_end(pipe: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            if on_progress is not None:
+                total = getattr(pipe, "_num_timesteps", None) or 1
+                fraction = min(1.0, (step + 1) / total)
+                for job_id in job_ids:
+                    try:
+                        on_progress(job_id, fraction)
+                    except Exception:  # a listener's bug must not fail the pictures
+                        log.exception("progress callback failed for job %s", job_id)
+            if self._stop.is_set():
+                pipe._interrupt = True  # diffusers skips the remaining steps (it still decodes)
+            return tensors
+
+        kwargs: dict[str, Any] = {
+            "prompt": [p.job.prompt for p in chunk],
+            "image": [_rgb(p.job.picture) for p in chunk],
+            "strength": first.job.strength,
+            "num_inference_steps": first.steps,
+            "guidance_scale": self.guidance_scale,
+            # One job: one generator, exactly as diffusers is called by hand with a seed.
+            "generator": generators[0] if len(chunk) == 1 else generators,
+            "output_type": "pil",
+            "callback_on_step_end": step_end,
+        }
+        if self.uses_cfg:
+            kwargs["negative_prompt"] = [p.job.negative_prompt or "" for p in chunk]
+        with self._call_lock:
+            # Schedulers keep per-run state: every call starts from a pristine copy.
+            self.pipe.scheduler = copy.deepcopy(self._base_scheduler)
+            return self.pipe(**kwargs)
+
+
+def _rgb(picture: Any) -> Any:
+    return picture if picture.mode == "RGB" else picture.convert("RGB")
+
+
+def _failed(planned: _Planned, seconds: float, error: str) -> EngineOutput:
+    return EngineOutput(planned.job.job_id, planned.job.seed, planned.steps, seconds, error=error)
+
+
+def _free_device_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# The admin's one-off restyle --------------------------------------------------------------------
+
+
+def restyle_file(
+    engine: DiffusersEngine,
+    in_path: Path,
+    out_path: Path,
+    *,
+    prompt: str,
+    strength: float,
+    seed: int | None,
+    steps: int | None,
+    max_side: int = 512,
+) -> EngineOutput:
+    """Restyle one picture file into another; the output format follows out_path's suffix
+    (.png, .jpg, .jpeg, .webp). Returns the engine's output (with the seed used); writes
+    nothing if the job failed. PictureError for an unreadable input or an unknown suffix."""
+    in_path, out_path = Path(in_path), Path(out_path)
+    fmt = SUFFIX_FORMATS.get(out_path.suffix.lower())
+    if fmt is None:
+        raise PictureError(f"Can't write '{out_path.name}': name the output .png, .jpg, .jpeg or .webp.")
+    picture = prepare_picture(in_path.read_bytes(), max_side=max_side, max_bytes=1_000_000_000)
+    job = EngineJob(
+        job_id="cli",
+        picture=picture,
+        prompt=prompt,
+        strength=strength,
+        seed=random_seed() if seed is None else seed,
+        steps=steps,
+    )
+    (output,) = engine.run([job])
+    if output.picture is not None:
+        out_path.write_bytes(encode_picture(output.picture, fmt))
+    return output
