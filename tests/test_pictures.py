@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import random
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -283,3 +285,10 @@ def test_encode_picture_without_budget_and_unknown_format():
 def test_encode_picture_refuses_an_impossible_budget():
     with pytest.raises(PictureError):
         encode_picture(noise(64, 64), "png", 50)
+
+
+def test_engine_api_and_pictures_do_not_import_torch():
+    code = "import sys, engine, engine.api, engine.pictures; print(sorted({'torch', 'diffusers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
