@@ -1,0 +1,992 @@
+"""Telegram front end (python-telegram-bot 22).
+
+Members reply to a picture with `/restyle <prompt> [options]` (or put the command in a photo's
+caption). The adapter downloads the picture, hands it to the service, answers at once with a
+status message that it edits as the job moves, and delivers the result as an album (original +
+result) followed by one message of buttons: Again, Subtler, Stronger and the file as PNG / WebP /
+JPEG.
+
+Everything the adapter needs to answer later (chat, message to reply to, status message, the
+original picture's file_id) lives in the job's `reply` dict, which the service keeps in SQLite:
+a restart loses nothing. Delivery steps already done (album, buttons) are recorded there too, so
+a retried delivery does not send the album twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    InputMediaPhoto,
+    Message,
+    PhotoSize,
+    ReplyParameters,
+    Update,
+    User,
+)
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+from telegram.request import BaseRequest
+
+from bot.commands import EXAMPLE, USAGE, CommandError, describe_strength, parse_restyle, with_strength_delta
+from bot.config import Config
+from bot.logs import RedactingFilter
+from bot.service import (
+    Accepted,
+    Delivery,
+    DeliveryFailed,
+    JobView,
+    Member,
+    MemberView,
+    Refused,
+    RestyleService,
+)
+
+log = logging.getLogger("bot.telegram")
+
+PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
+PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
+DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
+CAPTION_LIMIT = 1024
+EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
+GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
+STRENGTH_STEP = 0.15
+RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+COMMANDS = [
+    BotCommand("restyle", "Reply to a picture: /restyle <new style>"),
+    BotCommand("me", "Your tier and what is left today"),
+    BotCommand("upgrade", "Skip the queue and get more restyles"),
+    BotCommand("cancel", "Cancel your waiting jobs"),
+    BotCommand("help", "How to use the bot, with examples"),
+]
+
+# A caption that is a /restyle command (CommandHandler ignores captions). Group 1: the bot it
+# is addressed to, if any.
+CAPTION_COMMAND = re.compile(r"^/restyle(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
+BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file):")
+FORMATS = {"png": ("PNG", "png"), "webp": ("WebP", "webp"), "jpeg": ("JPEG", "jpg")}
+
+NO_PICTURE = (
+    "Reply to a picture with /restyle and the new style, or send a picture with the command as "
+    f"its caption. For example:\n{EXAMPLE}"
+)
+NOT_A_PICTURE = (
+    "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
+    f"/restyle and the new style. For example:\n{EXAMPLE}"
+)
+START_TEXT = (
+    "Hi! I restyle pictures with a diffusion model.\n\n"
+    f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
+    "/help shows every option, /me your tier and what is left today."
+)
+
+
+@dataclass
+class _Status:
+    """A status message we edit as its job moves."""
+
+    chat_id: int
+    message_id: int
+    group: bool
+    shown: str = ""
+    last_edit: float = 0.0  # time.monotonic() of the last edit
+    wanted: tuple[str, bool] | None = None  # (text, with Cancel button) to show next
+    task: asyncio.Task[None] | None = None
+    final: bool = False
+
+
+@dataclass
+class _Picture:
+    file_id: str
+    kind: str  # "photo" | "document"
+    size: int | None
+
+
+@dataclass
+class _JobState:
+    """Per-job bookkeeping that must agree between the handler and delivery."""
+
+    reply_changes: dict[str, Any] = field(default_factory=dict)
+    status_pending: bool = False  # the status message is being sent
+    finished_text: str | None = None  # the job ended before its status message was known
+    early_view: JobView | None = None  # an update that came while the status was being sent
+
+
+class _TokenFilter(RedactingFilter):
+    """bot.logs' filter, plus tracebacks: exception text can carry a URL too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        super().filter(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _redact(record.exc_text, self.secrets)
+        return True
+
+
+def _token_forms(token: str) -> tuple[str, ...]:
+    from urllib.parse import quote
+
+    forms = [token, quote(token, safe="")]
+    _, _, secret = token.partition(":")
+    if len(secret) >= 16:
+        forms.append(secret)
+    return tuple(dict.fromkeys(forms))
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    from bot.logs import redact
+
+    return redact(text, secrets)
+
+
+class TelegramAdapter:
+    platform = "telegram"
+
+    def __init__(
+        self,
+        config: Config,
+        service: RestyleService,
+        *,
+        request: BaseRequest | None = None,
+        get_updates_request: BaseRequest | None = None,
+        edit_interval_s: float = EDIT_INTERVAL_S,
+        group_edit_interval_s: float = GROUP_EDIT_INTERVAL_S,
+        photo_limit_bytes: int = PHOTO_LIMIT_BYTES,
+        poll_timeout_s: float = 10.0,
+        reconnect_delays_s: tuple[float, ...] = RECONNECT_DELAYS_S,
+        ready_wait_s: float = 30.0,
+    ) -> None:
+        settings = config.telegram
+        if not settings.token:
+            raise ValueError("TelegramAdapter needs [telegram] token (or RESTYLE_TELEGRAM_TOKEN)")
+        self.config = config
+        self.service = service
+        self.token = settings.token
+        self.max_download_bytes = int(settings.max_download_mb * 1_000_000)
+        self.edit_interval_s = edit_interval_s
+        self.group_edit_interval_s = group_edit_interval_s
+        self.photo_limit_bytes = photo_limit_bytes
+        self.poll_timeout_s = poll_timeout_s
+        self.reconnect_delays_s = reconnect_delays_s
+        self.ready = False  # connected: getMe answered and updates are coming in
+        self._ready_event = asyncio.Event()
+        self.ready_wait_s = ready_wait_s
+        self._statuses: dict[str, _Status] = {}
+        self._jobs: dict[str, _JobState] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._webhook_runner: Any = None
+        self._initialized = False
+        self._stopping = False
+        # The file download URL carries the token with its colon escaped (%3A): hide that form
+        # and the secret half on its own too.
+        self._log_filter = _TokenFilter(_token_forms(self.token))
+        self._filtered_loggers: list[logging.Logger] = []
+        self._install_log_filter()  # before building: the Bot logs its URLs as it is made
+        self.application = self._build(request, get_updates_request)
+
+    # Building ----------------------------------------------------------------------------------
+
+    def _build(self, request: BaseRequest | None, get_updates_request: BaseRequest | None) -> Application:
+        settings = self.config.telegram
+        builder = (
+            ApplicationBuilder()
+            .token(self.token)
+            # Waits out 429s (retry_after) and keeps under Telegram's flood limits.
+            .rate_limiter(AIORateLimiter(max_retries=3))
+            # One member's slow download must not hold up everyone else's answer.
+            .concurrent_updates(64)
+        )
+        if settings.base_url:
+            builder = builder.base_url(settings.base_url)
+        if settings.base_file_url:
+            builder = builder.base_file_url(settings.base_file_url)
+        if request is not None:
+            builder = builder.request(request)
+        else:
+            builder = builder.connect_timeout(10).read_timeout(20).write_timeout(20).media_write_timeout(60)
+        if get_updates_request is not None:
+            builder = builder.get_updates_request(get_updates_request)
+        else:
+            builder = builder.get_updates_connect_timeout(10).get_updates_read_timeout(10)
+        app = builder.build()
+
+        only_new = filters.UpdateType.MESSAGE  # an edited message is not a new request
+        app.add_handler(CommandHandler("restyle", self._on_restyle, filters=only_new))
+        app.add_handler(MessageHandler(only_new & filters.CaptionRegex(CAPTION_COMMAND), self._on_restyle))
+        app.add_handler(CommandHandler("start", self._on_start, filters=only_new))
+        app.add_handler(CommandHandler("help", self._on_help, filters=only_new))
+        app.add_handler(CommandHandler("me", self._on_me, filters=only_new))
+        app.add_handler(CommandHandler("cancel", self._on_cancel, filters=only_new))
+        app.add_handler(CommandHandler("upgrade", self._on_upgrade, filters=only_new))
+        app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
+        app.add_error_handler(self._on_error)
+        return app
+
+    @property
+    def bot(self) -> Any:
+        return self.application.bot
+
+    # Start and stop ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and take updates. If Telegram cannot be reached, keep trying in the
+        background and return anyway: the rest of the bot (and its queue) runs meanwhile."""
+        self._stopping = False
+        self._install_log_filter()
+        try:
+            await self._connect()
+        except InvalidToken:
+            log.error("Telegram refused the bot token; check [telegram] token or RESTYLE_TELEGRAM_TOKEN. "
+                      "The Telegram front end stays off.")  # fmt: skip
+            return
+        except (TelegramError, OSError) as exc:
+            log.warning("Telegram is not reachable (%s); retrying in the background", _short(exc))
+            self._connect_task = asyncio.create_task(self._connect_forever(), name="telegram-connect")
+
+    async def _connect(self) -> None:
+        if not self._initialized:
+            await self.application.initialize()  # getMe
+            self._initialized = True
+        if not self.application.running:
+            await self.application.start()
+        if self.config.telegram.webhook_url:
+            await self._start_webhook()
+        elif not self.application.updater.running:  # type: ignore[union-attr]
+            await self.application.updater.start_polling(  # type: ignore[union-attr]
+                poll_interval=0.0,
+                timeout=int(self.poll_timeout_s),
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,  # requests sent while the bot was down still count
+                error_callback=self._on_poll_error,
+            )
+        self.ready = True
+        self._ready_event.set()
+        log.info("Telegram connected as @%s (%s)", self.bot.username,
+                 "webhook" if self.config.telegram.webhook_url else "long polling")  # fmt: skip
+        self._spawn(self._register_commands())
+
+    async def _connect_forever(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            delay = self.reconnect_delays_s[min(attempt, len(self.reconnect_delays_s) - 1)]
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                await self._connect()
+                return
+            except InvalidToken:
+                log.error("Telegram refused the bot token; the Telegram front end stays off.")
+                return
+            except (TelegramError, OSError) as exc:
+                log.warning("Telegram still not reachable (%s); next try in %.0f s", _short(exc),
+                            self.reconnect_delays_s[min(attempt, len(self.reconnect_delays_s) - 1)])  # fmt: skip
+
+    async def _register_commands(self) -> None:
+        for delay in (0.0, *self.reconnect_delays_s):
+            await asyncio.sleep(delay)
+            try:
+                await self.bot.set_my_commands(COMMANDS)
+                return
+            except TelegramError as exc:
+                log.warning("could not register the command list (%s); retrying", _short(exc))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.ready = False
+        self._ready_event.clear()
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            await asyncio.gather(self._connect_task, return_exceptions=True)
+        if self._webhook_runner is not None:
+            await self._webhook_runner.cleanup()
+            self._webhook_runner = None
+        updater = self.application.updater
+        if updater is not None and updater.running:
+            await updater.stop()
+        if self.application.running:
+            await self.application.stop()
+        for status in self._statuses.values():
+            if status.task:
+                status.task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *(s.task for s in self._statuses.values() if s.task), return_exceptions=True)
+        if self._initialized:
+            await self.application.shutdown()
+            self._initialized = False
+        self._remove_log_filter()
+
+    def _install_log_filter(self) -> None:
+        # Logger filters see every record those libraries create, whatever handlers the host
+        # set up; bot.logs.hide_secrets covers the handlers of `python -m bot` as well.
+        names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("telegram", "httpx", "httpcore")]
+        for name in ["telegram", "httpx", "httpcore", *names, "bot.telegram"]:
+            logger = logging.getLogger(name)
+            if self._log_filter not in logger.filters:
+                logger.addFilter(self._log_filter)
+                self._filtered_loggers.append(logger)
+
+    def _remove_log_filter(self) -> None:
+        for logger in self._filtered_loggers:
+            logger.removeFilter(self._log_filter)
+        self._filtered_loggers.clear()
+
+    def _on_poll_error(self, exc: TelegramError) -> None:
+        log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", _short(exc))
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("error while handling a Telegram update: %s", _short(context.error), exc_info=context.error)
+
+    # Webhook -----------------------------------------------------------------------------------
+
+    async def _start_webhook(self) -> None:
+        """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
+        secret token header, derived from the bot token so restarts agree."""
+        from aiohttp import web
+
+        settings = self.config.telegram
+        assert settings.webhook_url
+        secret = hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
+        path = urlsplit(settings.webhook_url).path or "/"
+
+        async def receive(request: web.Request) -> web.Response:
+            if request.headers.get("X-Telegram-Bot-Api-Secret-Token") != secret:
+                return web.Response(status=403)
+            try:
+                data = await request.json()
+                update = Update.de_json(data, self.bot)
+            except Exception:
+                return web.Response(status=400)
+            await self.application.update_queue.put(update)
+            return web.Response(status=200)
+
+        if self._webhook_runner is None:
+            server = web.Application()
+            server.router.add_post(path, receive)
+            runner = web.AppRunner(server, handle_signals=False, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
+            self._webhook_runner = runner
+        await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+
+    # Members' requests -------------------------------------------------------------------------
+
+    @staticmethod
+    def _member(user: User) -> Member:
+        return Member("telegram", str(user.id), user.full_name or user.username or "")
+
+    async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        text = message.text or message.caption or ""
+        caption_form = message.text is None
+        if caption_form:
+            match = CAPTION_COMMAND.match(text)
+            addressed = match.group(1) if match else None
+            if addressed and addressed.lower() != (self.bot.username or "").lower():
+                return  # /restyle@SomeOtherBot: not ours
+        picture, problem = self._find_picture(message if caption_form else _replied(message), caption_form)
+        if picture is None:
+            await self._answer(message, problem)
+            return
+        try:
+            parse_restyle(text)  # refuse a bad command before downloading anything
+        except CommandError as exc:
+            await self._answer(message, _with_example(str(exc)))
+            return
+        try:
+            tg_file = await self.bot.get_file(picture.file_id)
+            if tg_file.file_size and tg_file.file_size > self.max_download_bytes:
+                await self._answer(message, self._too_big(tg_file.file_size))
+                return
+            data = bytes(await tg_file.download_as_bytearray())
+        except BadRequest as exc:
+            if "too big" in str(exc).lower():
+                await self._answer(message, self._too_big(picture.size))
+            else:
+                await self._answer(message, "Telegram would not give me that picture; send it again.")
+            return
+        except TelegramError as exc:
+            log.warning("download failed: %s", _short(exc))
+            await self._answer(message, "I could not download that picture from Telegram; try again in a minute.")
+            return
+        reply = {
+            "chat_id": message.chat.id,
+            "message_id": message.message_id,
+            "thread_id": message.message_thread_id if message.is_topic_message else None,
+            "group": message.chat.type != "private",
+            "picture_file_id": picture.file_id,
+            "picture_kind": picture.kind,
+            "lang": user.language_code,
+        }
+        result = await self.service.submit(self._member(user), data, text, reply)
+        await self._after_submit(result, reply, message)
+
+    def _find_picture(self, source: Message | None, caption_form: bool) -> tuple[_Picture | None, str]:
+        if source is None:
+            return None, NO_PICTURE
+        picture = _picture_of(source)
+        if picture is None:
+            return None, NOT_A_PICTURE if not caption_form else (
+                "That file is not a picture. Send a photo, or a picture file (PNG, JPEG, WebP), with "
+                f"/restyle as its caption. For example:\n{EXAMPLE}"
+            )
+        if picture.size is not None and picture.size > self.max_download_bytes:
+            return None, self._too_big(picture.size)
+        return picture, ""
+
+    def _too_big(self, size: int | None) -> str:
+        got = f" is {size / 1_000_000:.1f} MB" if size else " is too big"
+        return (
+            f"That picture{got}; I can download up to {self.max_download_bytes / 1_000_000:g} MB. "
+            "Send it as a photo (Telegram makes photos smaller) or a smaller file, then reply to it with "
+            f"/restyle. For example:\n{EXAMPLE}"
+        )
+
+    async def _after_submit(self, result: Accepted | Refused, reply: dict[str, Any], message: Message) -> None:
+        """Say "Queued" (with a Cancel button) or why not, and remember the status message."""
+        if isinstance(result, Refused):
+            if not result.quiet:
+                await self._answer(message, result.text)
+            return
+        job_id = result.job_id
+        state = self._jobs.setdefault(job_id, _JobState())
+        state.status_pending = True
+        text = f"Queued: #{result.position + 1} in line, {eta_text(result.eta_s)}"
+        try:
+            sent = await self.bot.send_message(
+                reply["chat_id"],
+                text,
+                reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
+                reply_markup=_cancel_markup(job_id),
+                message_thread_id=reply.get("thread_id"),
+            )
+        except TelegramError as exc:
+            # The result still arrives; only the progress messages are lost.
+            log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
+            state.status_pending = False
+            return
+        status = _Status(sent.chat.id, sent.message_id, bool(reply.get("group")), shown=text, last_edit=time.monotonic())
+        self._statuses[job_id] = status
+        state.status_pending = False
+        await self._save_reply(job_id, reply, status_id=sent.message_id)
+        if state.finished_text is not None:  # it was delivered while we were saying "Queued"
+            await self._finish_status(job_id, state.finished_text)
+            self._forget(job_id)
+        elif state.early_view is not None:
+            view, state.early_view = state.early_view, None
+            await self.job_updated(view)
+
+    async def _answer(self, message: Message, text: str) -> None:
+        try:
+            await self.bot.send_message(
+                message.chat.id,
+                text,
+                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+                message_thread_id=message.message_thread_id if message.is_topic_message else None,
+            )
+        except TelegramError as exc:
+            log.warning("could not answer a member (%s)", _short(exc))
+
+    async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message:
+            await self._answer(update.effective_message, START_TEXT)
+
+    async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message:
+            await self._answer(update.effective_message, USAGE)
+
+    async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # Payments (Telegram Stars) are their own piece of work; until then, say what exists.
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        view = await self.service.me(self._member(user))
+        tiers = sorted(self.config.tiers.values(), key=lambda t: t.rank)
+        lines = [f"You are on the {view.tier} tier.", ""]
+        for tier in tiers:
+            lines.append(f"{tier.name}: {tier.daily_quota} restyles a day, up to {tier.max_side} px, "
+                         f"{tier.max_queued} waiting at once")  # fmt: skip
+        lines += ["", "Upgrades are not on sale in this chat yet; ask the bot's admin."]
+        await self._answer(message, "\n".join(lines))
+
+    async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        await self._answer(message, me_text(await self.service.me(self._member(user))))
+
+    async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        cancelled = await self.service.cancel(self._member(user))
+        for job_id in cancelled:
+            await self._finish_status(job_id, "Cancelled.")
+        if not cancelled:
+            await self._answer(message, "You have no jobs waiting.")
+        else:
+            await self._answer(message, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}.")
+
+    # Buttons -----------------------------------------------------------------------------------
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or not query.data:
+            return
+        action, _, rest = query.data.partition(":")
+        fmt = None
+        if action == "file":
+            fmt, _, rest = rest.partition(":")
+        job_id = rest
+        job = await self.service.job(job_id)
+        if job is None:
+            await _quietly(query.answer("That job is gone; send the picture again with /restyle.", show_alert=True))
+            return
+        if job.user_id != str(query.from_user.id):
+            await _quietly(query.answer("Only the member who asked for this picture can use its buttons.", show_alert=True))
+            return
+        member = self._member(query.from_user)
+        message = query.message
+        if action == "cancel":
+            cancelled = await self.service.cancel(member, job_id)
+            if cancelled:
+                await _quietly(query.answer("Cancelled."))
+                await self._finish_status(job_id, "Cancelled.")
+            else:
+                await _quietly(query.answer("Too late to cancel: that job has already finished."))
+            return
+        if action == "file" and fmt in FORMATS:
+            label, ext = FORMATS[fmt]
+            await _quietly(query.answer(f"Sending the {label} file…"))
+            data = await self.service.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
+            if message is None:
+                return
+            reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
+            try:
+                if isinstance(data, Refused):
+                    await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to)
+                else:
+                    await self.bot.send_document(
+                        message.chat.id,
+                        InputFile(data, filename=f"restyle-{job_id}.{ext}"),
+                        reply_parameters=reply_to,
+                        message_thread_id=job.reply.get("thread_id"),
+                    )
+            except TelegramError as exc:
+                log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
+            return
+        delta = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}.get(action)
+        if delta is None or message is None:
+            await _quietly(query.answer())
+            return
+        reply = {
+            "chat_id": message.chat.id,
+            "message_id": message.message_id,  # the buttons message: the new result answers it
+            "thread_id": job.reply.get("thread_id"),
+            "group": job.reply.get("group", False),
+            "picture_file_id": job.reply.get("picture_file_id"),
+            "picture_kind": job.reply.get("picture_kind"),
+            "lang": job.reply.get("lang"),
+            "parent": job_id,
+        }
+        result = await self.service.again(member, job_id, reply, strength_delta=delta)
+        if isinstance(result, Refused):
+            await _quietly(query.answer(result.text if not result.quiet else None, show_alert=not result.quiet))
+            return
+        await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
+        await self._after_submit(result, reply, message)  # type: ignore[arg-type]
+
+    # The service's side (FrontEnd) -------------------------------------------------------------
+
+    async def job_updated(self, job: JobView) -> None:
+        """Edit the job's status message, at most once per interval and only on a change."""
+        if job.status not in ("queued", "running"):
+            return
+        state = self._jobs.get(job.id)
+        if state is not None and state.status_pending:
+            state.early_view = job
+            return
+        status = self._status_of(job)
+        if status is None or status.final:
+            return
+        status.wanted = status_text(job)
+        if status.task is None or status.task.done():
+            status.task = asyncio.create_task(self._edit_soon(job.id, status), name=f"tg-status-{job.id}")
+
+    def _status_of(self, job: JobView) -> _Status | None:
+        status = self._statuses.get(job.id)
+        if status is None and job.reply.get("status_id"):
+            # After a restart: the status message we sent in the last run.
+            status = _Status(int(job.reply["chat_id"]), int(job.reply["status_id"]), bool(job.reply.get("group")))
+            self._statuses[job.id] = status
+        return status
+
+    async def _edit_soon(self, job_id: str, status: _Status) -> None:
+        interval = self.group_edit_interval_s if status.group else self.edit_interval_s
+        while not status.final and status.wanted is not None:
+            wait = status.last_edit + interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # a newer text may have come meanwhile: show the latest
+            text, cancel = status.wanted
+            status.wanted = None
+            if text == status.shown or status.final:
+                continue
+            status.last_edit = time.monotonic()
+            try:
+                await self.bot.edit_message_text(
+                    text, chat_id=status.chat_id, message_id=status.message_id,
+                    reply_markup=_cancel_markup(job_id) if cancel else None,
+                )  # fmt: skip
+                status.shown = text
+            except BadRequest as exc:
+                if "not modified" in str(exc).lower():
+                    status.shown = text
+                elif "not found" in str(exc).lower():
+                    status.final = True  # the member deleted it; stop editing
+                else:
+                    log.info("job %s: status edit refused (%s)", job_id, _short(exc))
+            except TelegramError as exc:
+                log.info("job %s: status edit failed (%s)", job_id, _short(exc))  # best effort
+
+    async def deliver_result(self, delivery: Delivery) -> None:
+        job = delivery.job
+        await self._deliver(job, lambda reply, steps: self._send_result(delivery, reply, steps))
+        await self._finish_status(job.id, "Done ✓")
+
+    async def deliver_failure(self, job: JobView) -> None:
+        async def send(reply: dict[str, Any], steps: set[str]) -> None:
+            if "failure" not in steps:
+                await self.bot.send_message(
+                    reply["chat_id"],
+                    f"Sorry, that restyle did not work: {job.error or 'the picture engine failed.'}",
+                    reply_parameters=_reply_to(reply),
+                    message_thread_id=reply.get("thread_id"),
+                )
+                await self._mark_step(job, "failure")
+
+        await self._deliver(job, send)
+        await self._finish_status(job.id, "Failed.")
+
+    async def _deliver(self, job: JobView, send: Callable[[dict[str, Any], set[str]], Awaitable[None]]) -> None:
+        """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
+        if not self.ready:
+            # The service resumes deliveries before front ends start, and Telegram may be down
+            # for a moment: wait a little before handing the job back to the retry schedule.
+            try:
+                await asyncio.wait_for(self._ready_event.wait(), self.ready_wait_s)
+            except asyncio.TimeoutError:
+                raise DeliveryFailed("Telegram is not connected") from None
+        reply = {**job.reply, **self._state(job.id).reply_changes}
+        steps = set(reply.get("sent", []))
+        for _ in range(2):  # a second go only after a group became a supergroup
+            try:
+                await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
+                return
+            except ChatMigrated as exc:
+                await self._save_reply(job.id, job.reply, chat_id=exc.new_chat_id)
+                reply = {**reply, "chat_id": exc.new_chat_id}
+            except Forbidden as exc:
+                log.warning("job %s: the member blocked the bot or left the chat (%s); the result is kept",
+                            job.id, _short(exc))  # fmt: skip
+                raise DeliveryFailed(f"forbidden: {_short(exc)}", permanent=True) from None
+            except BadRequest as exc:
+                if "chat not found" in str(exc).lower():
+                    raise DeliveryFailed(f"chat gone: {_short(exc)}", permanent=True) from None
+                log.error("job %s: Telegram refused the delivery (%s)", job.id, _short(exc))
+                raise DeliveryFailed(f"refused: {_short(exc)}") from None
+            except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
+                raise DeliveryFailed(f"network: {_short(exc)}") from None
+            except TelegramError as exc:
+                raise DeliveryFailed(_short(exc)) from None
+        raise DeliveryFailed("the chat moved twice")
+
+    async def _send_result(self, delivery: Delivery, reply: dict[str, Any], steps: set[str]) -> None:
+        job = delivery.job
+        chat_id, thread = reply["chat_id"], reply.get("thread_id")
+        if "album" not in steps:
+            result_bytes, result_name = await asyncio.to_thread(self._photo_payload, delivery.result_path)
+            caption = result_caption(job)
+
+            async def album(original: Any) -> None:
+                media = [
+                    InputMediaPhoto(original, filename="original.png" if isinstance(original, bytes) else None),
+                    InputMediaPhoto(result_bytes, caption=caption, filename=result_name),
+                ]
+                await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread)
+
+            file_id = reply.get("picture_file_id") if reply.get("picture_kind") == "photo" else None
+            try:
+                if file_id:
+                    try:
+                        await album(file_id)  # no re-upload of the original
+                    except BadRequest as exc:
+                        if "file" not in str(exc).lower() and "media" not in str(exc).lower():
+                            raise
+                        log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, _short(exc))
+                        await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
+                else:
+                    await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
+            except BadRequest as exc:
+                if "replied not found" not in str(exc).lower():
+                    raise
+                reply = {**reply, "message_id": None}  # should not happen with allow_sending_without_reply
+                await album(file_id or await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
+            await self._mark_step(job, "album")
+        if "buttons" not in steps:
+            await self.bot.send_message(
+                chat_id,
+                "More from this picture:",
+                reply_parameters=_reply_to(reply),
+                reply_markup=result_buttons(job),
+                message_thread_id=thread,
+            )
+            await self._mark_step(job, "buttons")
+        if job.output_format and "file" not in steps:
+            label, ext = FORMATS[job.output_format]
+            data = await self.service.result_file(
+                Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
+            )
+            if not isinstance(data, Refused):
+                await self.bot.send_document(
+                    chat_id, InputFile(data, filename=f"restyle-{job.id}.{ext}"),
+                    reply_parameters=_reply_to(reply), message_thread_id=thread,
+                )  # fmt: skip
+            await self._mark_step(job, "file")
+
+    def _photo_payload(self, path: Path) -> tuple[bytes, str]:
+        """The picture as Telegram will take it as a photo: the PNG as stored when it fits,
+        else re-encoded as JPEG under the upload limit."""
+        from PIL import Image
+
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if len(data) <= self.photo_limit_bytes and width + height <= PHOTO_MAX_SIDES:
+                return data, path.stem + ".png"
+            picture = img.convert("RGB")
+        if width + height > PHOTO_MAX_SIDES:
+            scale = (PHOTO_MAX_SIDES - 8) / (width + height)
+            picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.LANCZOS)
+        from engine.pictures import encode_picture
+
+        return encode_picture(picture, "jpeg", self.photo_limit_bytes), path.stem + ".jpg"
+
+    def _photo_payload_bytes(self, path: Path) -> bytes:
+        return self._photo_payload(path)[0]
+
+    async def _mark_step(self, job: JobView, step: str) -> None:
+        state = self._state(job.id)
+        done = sorted(set(job.reply.get("sent", [])) | set(state.reply_changes.get("sent", [])) | {step})
+        await self._save_reply(job.id, job.reply, sent=done)
+
+    async def _save_reply(self, job_id: str, base: dict[str, Any], **changes: Any) -> None:
+        """Add to a job's reply dict in SQLite; the handler and delivery both write it, so
+        every write carries every change made so far."""
+        state = self._state(job_id)
+        state.reply_changes.update(changes)
+        try:
+            await self.service.update_reply(job_id, {**base, **state.reply_changes})
+        except Exception:
+            log.warning("job %s: could not save its reply data", job_id, exc_info=True)
+
+    def _state(self, job_id: str) -> _JobState:
+        return self._jobs.setdefault(job_id, _JobState())
+
+    def _forget(self, job_id: str) -> None:
+        state = self._jobs.get(job_id)
+        if state is not None and not state.status_pending:
+            del self._jobs[job_id]
+
+    async def _finish_status(self, job_id: str, text: str) -> None:
+        """The job is over: delete its status message (or, if Telegram will not, say `text`)."""
+        state = self._jobs.get(job_id)
+        status = self._statuses.pop(job_id, None)
+        if status is None:
+            job = await self.service.job(job_id)
+            if job is not None:
+                status = self._status_of(job)
+                self._statuses.pop(job_id, None)
+        if status is None:
+            if state is not None and state.status_pending:
+                state.finished_text = text
+            self._forget(job_id)
+            return
+        self._forget(job_id)
+        status.final = True
+        if status.task is not None and status.task is not asyncio.current_task():
+            status.task.cancel()
+        try:
+            if text == "Done ✓":
+                await self.bot.delete_message(status.chat_id, status.message_id)
+            else:
+                await self.bot.edit_message_text(text, chat_id=status.chat_id, message_id=status.message_id)
+        except TelegramError as exc:
+            if text == "Done ✓":
+                try:
+                    await self.bot.edit_message_text(text, chat_id=status.chat_id, message_id=status.message_id)
+                except TelegramError:
+                    pass
+            log.info("job %s: could not finish its status message (%s)", job_id, _short(exc))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+# Texts and buttons (pure) ------------------------------------------------------------------------
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "soon"
+    if seconds < 60:
+        return f"about {max(5, int(round(seconds / 5.0)) * 5)} s"
+    return f"about {max(1, round(seconds / 60))} min"
+
+
+def status_text(job: JobView) -> tuple[str, bool]:
+    """(text, with Cancel button) for a job's status message."""
+    if job.status == "queued":
+        return f"Queued: #{(job.position or 0) + 1} in line, {eta_text(job.eta_s)}", True
+    if job.status == "running":
+        if job.progress:
+            return f"Restyling… {int(job.progress * 100)}%", True
+        return "Restyling…", True
+    return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
+
+
+def result_caption(job: JobView) -> str:
+    facts = f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed} · {job.steps} steps"
+    if job.seconds is not None:
+        facts += f" · {job.seconds:.1f} s"
+    negative = f"\nno: {job.negative_prompt}" if job.negative_prompt else ""
+    room = CAPTION_LIMIT - len(facts) - len(negative) - 4
+    prompt = job.prompt if len(job.prompt) <= room else job.prompt[: room - 1] + "…"
+    return f"“{prompt}”{negative}\n{facts}"[:CAPTION_LIMIT]
+
+
+def result_buttons(job: JobView) -> InlineKeyboardMarkup:
+    subtler = with_strength_delta(job.strength, -STRENGTH_STEP)
+    stronger = with_strength_delta(job.strength, STRENGTH_STEP)
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("🎲 Again", callback_data=f"again:{job.id}"),
+                InlineKeyboardButton(f"Subtler {subtler:g}", callback_data=f"subtler:{job.id}"),
+                InlineKeyboardButton(f"Stronger {stronger:g}", callback_data=f"stronger:{job.id}"),
+            ],
+            [
+                InlineKeyboardButton(label, callback_data=f"file:{fmt}:{job.id}")
+                for fmt, (label, _) in FORMATS.items()
+            ],
+        ]
+    )
+
+
+def me_text(view: MemberView) -> str:
+    expiry = ""
+    if view.tier_expires_at:
+        when = datetime.fromtimestamp(view.tier_expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        expiry = f", until {when}"
+    left = max(0, view.daily_quota - view.used_today)
+    lines = [
+        f"Tier: {view.tier}{expiry}",
+        f"Today: {view.used_today} of {view.daily_quota} restyles used, {left} left (the count restarts at midnight UTC)",
+    ]
+    if view.active_jobs:
+        jobs = [
+            f"#{(j.position or 0) + 1} in line" if j.status == "queued" else "restyling now" for j in view.active_jobs
+        ]
+        lines.append(f"Your jobs: {', '.join(jobs)} (up to {view.max_queued} at once)")
+    else:
+        lines.append(f"No jobs waiting (up to {view.max_queued} at once).")
+    return "\n".join(lines)
+
+
+def _cancel_markup(job_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[InlineKeyboardButton("✖ Cancel", callback_data=f"cancel:{job_id}")]])
+
+
+def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
+    if not reply.get("message_id"):
+        return None
+    return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
+
+
+def _replied(message: Message) -> Message | None:
+    """The message a command replies to; in forum topics every message 'replies' to the topic's
+    first service message, which is not a real reply."""
+    replied = message.reply_to_message
+    if replied is not None and replied.forum_topic_created is not None:
+        replied = None
+    if replied is None and message.external_reply is not None:
+        return message.external_reply  # type: ignore[return-value]  # has .photo / .document too
+    return replied
+
+
+def _picture_of(message: Any) -> _Picture | None:
+    photos: tuple[PhotoSize, ...] = tuple(getattr(message, "photo", None) or ())
+    if photos:
+        largest = max(photos, key=lambda p: (p.width * p.height, p.file_size or 0))
+        return _Picture(largest.file_id, "photo", largest.file_size)
+    document = getattr(message, "document", None)
+    if document is not None and (document.mime_type or "").startswith("image/"):
+        return _Picture(document.file_id, "document", document.file_size)
+    return None
+
+
+def _with_example(error: str) -> str:
+    return error if EXAMPLE in error else f"{error}\nFor example: {EXAMPLE}"
+
+
+def _short(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except TelegramError as exc:
+        log.info("Telegram call failed (%s)", _short(exc))

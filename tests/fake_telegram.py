@@ -1,0 +1,598 @@
+"""A fake Telegram Bot API server on 127.0.0.1, for driving the real bot (python-telegram-bot)
+in tests.
+
+It speaks the wire format python-telegram-bot uses: `POST /bot<TOKEN>/<method>` with form or
+multipart bodies (each non-string value JSON-encoded, uploads referred to by `attach://name` in
+sendMediaGroup), answers `{"ok": true, "result": ...}` or `{"ok": false, "error_code": N,
+"description": ..., "parameters": {"retry_after": S}}`, and serves files at
+`/file/bot<TOKEN>/<path>`. `getUpdates` is a real long poll: it holds the request until an update
+arrives or its timeout passes.
+
+Tests push what members do (`message`, `press`), read what the bot did (`calls`, `sent`,
+`wait_for`), and inject faults (`fail_next`, `blocked`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+# Values python-telegram-bot sends as plain strings (everything else is JSON-encoded).
+_STRING_KEYS = {
+    "text", "caption", "callback_query_id", "file_id", "url", "secret_token", "parse_mode",
+    "description", "short_description", "language_code", "filename", "photo", "document",
+    "emoji", "name", "title",
+}  # fmt: skip
+
+SEND_METHODS = {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup"}
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes]  # multipart uploads by part name
+    at: float  # time.monotonic() when it arrived
+    failed: bool = False
+    done: bool = False  # answered (a long poll is in progress until then)
+
+
+@dataclass
+class _Failure:
+    status: int
+    description: str
+    retry_after: int | None = None
+    drop: bool = False  # close the connection without an answer
+
+
+@dataclass
+class StoredFile:
+    file_id: str
+    data: bytes
+    size: int  # what getFile / the message report (may exceed len(data) to fake a big file)
+    path: str
+
+
+@dataclass
+class FakeTelegram:
+    token: str
+    bot_id: int = 777000111
+    bot_username: str = "RestyleTestBot"
+    download_limit: int = 20_000_000  # getFile refuses bigger files, like the cloud Bot API
+    photo_upload_limit: int = 10_000_000
+    calls: list[Call] = field(default_factory=list)
+    blocked: set[int] = field(default_factory=set)  # chats whose member blocked the bot
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    deleted: set[tuple[int, int]] = field(default_factory=set)
+    webhook: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
+        self._file_ids = itertools.count(1)
+        self._query_ids = itertools.count(1)
+        self._group_ids = itertools.count(1)
+        self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.closed = False
+
+    # Running ---------------------------------------------------------------------------------
+
+    async def start(self) -> "FakeTelegram":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def close(self) -> None:
+        self.closed = True
+        async with self._changed:
+            self._changed.notify_all()
+        if self._runner:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    @property
+    def bot_user(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Restyle", "username": self.bot_username}
+
+    # Faults ----------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        status: int = 500,
+        *,
+        retry_after: int | None = None,
+        description: str | None = None,
+        drop: bool = False,
+        times: int = 1,
+    ) -> None:
+        """The next `times` calls of `method` fail: an HTTP error (429 with retry_after, 403...)
+        or, with drop=True, a connection closed without an answer."""
+        if description is None:
+            description = {
+                429: f"Too Many Requests: retry after {retry_after}",
+                403: "Forbidden: bot was blocked by the user",
+                400: "Bad Request: something is wrong",
+                502: "Bad Gateway",
+            }.get(status, "Internal Server Error")
+        for _ in range(times):
+            self._failures[method].append(_Failure(status, description, retry_after, drop))
+
+    # What members do -------------------------------------------------------------------------
+
+    @staticmethod
+    def user(user_id: int = 1001, first_name: str = "Ana", language_code: str = "en") -> dict[str, Any]:
+        return {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code}
+
+    @staticmethod
+    def private_chat(user: dict[str, Any]) -> dict[str, Any]:
+        return {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+
+    @staticmethod
+    def group_chat(chat_id: int = -1001234567890, title: str = "Painters") -> dict[str, Any]:
+        return {"id": chat_id, "type": "supergroup", "title": title}
+
+    def add_file(self, data: bytes, *, size: int | None = None, suffix: str = "jpg") -> str:
+        n = next(self._file_ids)
+        file_id = f"FILE{n:04d}" + "x" * 20
+        self.files[file_id] = StoredFile(file_id, data, len(data) if size is None else size, f"files/file_{n}.{suffix}")
+        return file_id
+
+    def _photo_sizes(self, data: bytes, size: int | None = None) -> list[dict[str, Any]]:
+        """A thumbnail and the full picture, smallest first, as Telegram lists them."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            thumb = img.convert("RGB")
+            thumb.thumbnail((16, 16))
+            buffer = io.BytesIO()
+            thumb.save(buffer, format="JPEG")
+        small_id = self.add_file(buffer.getvalue())
+        big_id = self.add_file(data, size=size)
+        return [
+            {"file_id": small_id, "file_unique_id": "u" + small_id, "width": thumb.width, "height": thumb.height,
+             "file_size": len(buffer.getvalue())},
+            {"file_id": big_id, "file_unique_id": "u" + big_id, "width": width, "height": height,
+             "file_size": self.files[big_id].size},
+        ]  # fmt: skip
+
+    def message(
+        self,
+        user: dict[str, Any],
+        chat: dict[str, Any] | None = None,
+        *,
+        text: str | None = None,
+        caption: str | None = None,
+        photo: bytes | None = None,
+        document: bytes | None = None,
+        mime_type: str = "image/png",
+        file_size: int | None = None,
+        reply_to: dict[str, Any] | None = None,
+        push: bool = True,
+    ) -> dict[str, Any]:
+        """A member sends a message (pushed as an update unless push=False); returns it."""
+        chat = chat or self.private_chat(user)
+        msg: dict[str, Any] = {
+            "message_id": next(self._message_ids[chat["id"]]),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": user,
+        }
+        if text is not None:
+            msg["text"] = text
+            entities = _command_entities(text)
+            if entities:
+                msg["entities"] = entities
+        if caption is not None:
+            msg["caption"] = caption
+            entities = _command_entities(caption)
+            if entities:
+                msg["caption_entities"] = entities
+        if photo is not None:
+            msg["photo"] = self._photo_sizes(photo, file_size)
+        if document is not None:
+            file_id = self.add_file(document, size=file_size, suffix=mime_type.rpartition("/")[2])
+            msg["document"] = {"file_id": file_id, "file_unique_id": "u" + file_id, "file_name": "picture." + mime_type.rpartition("/")[2],
+                               "mime_type": mime_type, "file_size": self.files[file_id].size}  # fmt: skip
+        if reply_to is not None:
+            msg["reply_to_message"] = _shallow(reply_to)
+        self.messages[(chat["id"], msg["message_id"])] = msg
+        if push:
+            self.push({"message": msg})
+        return msg
+
+    def press(self, user: dict[str, Any], message: dict[str, Any], data: str) -> str:
+        """A member presses an inline button with `data` on a bot message; returns the query id."""
+        query_id = f"Q{next(self._query_ids)}"
+        self.push({"callback_query": {"id": query_id, "from": user, "message": _shallow(message),
+                                      "chat_instance": "ci" + str(message["chat"]["id"]), "data": data}})  # fmt: skip
+        return query_id
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """A member (or an admin) deletes a message."""
+        self.deleted.add((chat_id, message_id))
+
+    def push(self, update: dict[str, Any]) -> int:
+        update = {"update_id": next(self._update_ids), **update}
+        self._updates.append(update)
+        asyncio.get_running_loop().create_task(self._notify())
+        return update["update_id"]
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # What the bot did ------------------------------------------------------------------------
+
+    def calls_to(self, method: str, *, ok_only: bool = False) -> list[Call]:
+        """Calls of `method`; ok_only: answered successfully."""
+        return [c for c in self.calls if c.method == method and not (ok_only and (c.failed or not c.done))]
+
+    def sent(self, chat_id: int | None = None) -> list[dict[str, Any]]:
+        """Messages the bot sent (in order), optionally in one chat, deleted ones included."""
+        return [m for m in self.messages.values() if m["from"].get("id") == self.bot_id
+                and (chat_id is None or m["chat"]["id"] == chat_id)]  # fmt: skip
+
+    def live(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The current state of a message (after edits), or None when deleted."""
+        key = (message["chat"]["id"], message["message_id"])
+        return None if key in self.deleted else self.messages.get(key)
+
+    async def wait_for(
+        self,
+        method: str,
+        count: int = 1,
+        *,
+        timeout: float = 5.0,
+        where: Callable[[Call], bool] | None = None,
+    ) -> list[Call]:
+        """Wait until `count` successful calls of `method` (matching `where`) were answered;
+        for getUpdates, until that many long polls began."""
+
+        def matching() -> list[Call]:
+            calls = self.calls_to(method) if method == "getUpdates" else self.calls_to(method, ok_only=True)
+            return [c for c in calls if where is None or where(c)]
+
+        async def waiter() -> list[Call]:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(matching()) >= count)
+            return matching()
+
+        try:
+            return await asyncio.wait_for(waiter(), timeout)
+        except asyncio.TimeoutError:
+            seen = [(c.method, c.failed) for c in self.calls[-15:]]
+            raise AssertionError(f"waited {timeout} s for {count} x {method}; got {len(matching())}. Last calls: {seen}") from None
+
+    async def wait_until(self, predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
+        async def waiter() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        try:
+            await asyncio.wait_for(waiter(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"condition not met in {timeout} s; last calls: {[c.method for c in self.calls[-15:]]}") from None
+
+    # The HTTP side ---------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        method = request.match_info["method"]
+        params, files = await _read_params(request)
+        call = Call(method, params, files, time.monotonic())
+        self.calls.append(call)
+        try:
+            return await self._answer(call, request)
+        finally:
+            call.done = True
+            await self._notify()
+
+    async def _answer(self, call: Call, request: web.Request) -> web.StreamResponse:
+        method, params, files = call.method, call.params, call.files
+        if method == "getUpdates":
+            await self._notify()  # a long poll began
+        failure = self._failures[method].popleft() if self._failures[method] else None
+        if failure is None and method in SEND_METHODS | {"editMessageText"} and _chat_id(params) in self.blocked:
+            failure = _Failure(403, "Forbidden: bot was blocked by the user")
+        if failure is not None:
+            call.failed = True
+            if failure.drop:
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("dropped by the fake")
+            return _error(failure.status, failure.description, failure.retry_after)
+        handler = getattr(self, "_m_" + method, None)
+        if handler is None:
+            call.failed = True
+            return _error(404, "Not Found: method not found")
+        try:
+            result = await handler(params, files)
+        except _ApiError as exc:
+            call.failed = True
+            return _error(exc.status, exc.description)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        for stored in self.files.values():
+            if stored.path == path:
+                return web.Response(body=stored.data, content_type="application/octet-stream")
+        return web.Response(status=404)
+
+    # Methods ---------------------------------------------------------------------------------
+
+    async def _m_getMe(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False,
+                "supports_inline_queries": False}  # fmt: skip
+
+    async def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = None
+        return True
+
+    async def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        self.webhook = params
+        return True
+
+    async def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return True
+
+    async def _m_getUpdates(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if self.webhook:
+            raise _ApiError(409, "Conflict: can't use getUpdates method while webhook is active")
+        offset = int(params.get("offset") or 0)
+        timeout = float(params.get("timeout") or 0)
+        limit = int(params.get("limit") or 100)
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if not self._updates and timeout > 0 and not self.closed:
+            try:
+                async with self._changed:
+                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._updates) or self.closed), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self._updates[:limit]
+
+    async def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        stored = self.files.get(str(params.get("file_id")))
+        if stored is None:
+            raise _ApiError(400, "Bad Request: invalid file_id")
+        if stored.size > self.download_limit:
+            raise _ApiError(400, "Bad Request: file is too big")
+        return {"file_id": stored.file_id, "file_unique_id": "u" + stored.file_id, "file_size": stored.size,
+                "file_path": stored.path}  # fmt: skip
+
+    async def _m_sendMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return self._bot_message(params, text=str(params["text"]))
+
+    async def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return self._bot_message(params, photo=self._media(params.get("photo"), files, "photo", photo=True))
+
+    async def _m_sendDocument(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        file_id = self._media(params.get("document"), files, "document", photo=False)
+        stored = self.files[file_id]
+        name = _filename(files, "document") or "file"
+        return self._bot_message(params, document={"file_id": file_id, "file_unique_id": "u" + file_id,
+                                                   "file_name": name, "file_size": stored.size})  # fmt: skip
+
+    async def _m_sendMediaGroup(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _ApiError(400, "Bad Request: wrong number of media in the album")
+        self._reply_target(params)  # fail before anything is "sent"
+        group_id = str(next(self._group_ids))
+        prepared = []
+        for item in media:
+            if item.get("type") != "photo":
+                raise _ApiError(400, "Bad Request: this fake only takes photo albums")
+            sizes = self._media(item["media"], files, None, photo=True)
+            prepared.append((sizes, item.get("caption")))
+        out = []
+        for sizes, caption in prepared:
+            extra: dict[str, Any] = {"photo": sizes, "media_group_id": group_id}
+            if caption is not None:
+                extra["caption"] = caption
+            out.append(self._bot_message(params, **extra))
+        return out
+
+    async def _m_editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        msg = self._bot_owned(params, "edit")
+        markup = params.get("reply_markup")
+        if msg.get("text") == params["text"] and msg.get("reply_markup") == markup:
+            raise _ApiError(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message")
+        msg["text"] = str(params["text"])
+        msg["edit_date"] = int(time.time())
+        _set_markup(msg, markup)
+        return msg
+
+    async def _m_editMessageReplyMarkup(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        msg = self._bot_owned(params, "edit")
+        _set_markup(msg, params.get("reply_markup"))
+        return msg
+
+    async def _m_deleteMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        msg = self._bot_owned(params, "delete")
+        self.deleted.add((msg["chat"]["id"], msg["message_id"]))
+        return True
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return True
+
+    # Helpers ---------------------------------------------------------------------------------
+
+    def _bot_owned(self, params: dict[str, Any], verb: str) -> dict[str, Any]:
+        key = (_chat_id(params), int(params.get("message_id", 0)))
+        msg = self.messages.get(key)
+        if msg is None or key in self.deleted:
+            raise _ApiError(400, f"Bad Request: message to {verb} not found")
+        if msg["from"].get("id") != self.bot_id and verb == "edit":
+            raise _ApiError(400, "Bad Request: message can't be edited")
+        return msg
+
+    def _reply_target(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        chat_id = _chat_id(params)
+        reply = params.get("reply_parameters") or {}
+        message_id = reply.get("message_id") or params.get("reply_to_message_id")
+        if not message_id:
+            return None
+        target = self.messages.get((chat_id, int(message_id)))
+        if target is None or (chat_id, int(message_id)) in self.deleted:
+            allow = reply.get("allow_sending_without_reply", params.get("allow_sending_without_reply", False))
+            if allow:
+                return None
+            raise _ApiError(400, "Bad Request: message to be replied not found")
+        return target
+
+    def _bot_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
+        chat_id = _chat_id(params)
+        chat = next((m["chat"] for (c, _), m in self.messages.items() if c == chat_id), None)
+        if chat is None:
+            raise _ApiError(400, "Bad Request: chat not found")
+        target = self._reply_target(params)
+        msg: dict[str, Any] = {"message_id": next(self._message_ids[chat_id]), "date": int(time.time()),
+                               "chat": chat, "from": self.bot_user, **content}  # fmt: skip
+        if target is not None:
+            msg["reply_to_message"] = _shallow(target)
+        _set_markup(msg, params.get("reply_markup"))
+        if "caption" in params and "caption" not in msg:
+            msg["caption"] = params["caption"]
+        self.messages[(chat_id, msg["message_id"])] = msg
+        return msg
+
+    def _media(self, value: Any, files: dict[str, bytes], part: str | None, *, photo: bool) -> Any:
+        """Resolve a file_id, an attach://name or an uploaded part; photos get sizes."""
+        data: bytes | None = None
+        if isinstance(value, str) and value.startswith("attach://"):
+            data = files.get(value[len("attach://"):])
+            if data is None:
+                raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        elif isinstance(value, str) and value:
+            stored = self.files.get(value)
+            if stored is None:
+                raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            if photo:
+                return self._photo_sizes(stored.data, stored.size)
+            return value
+        elif part is not None and part in files:
+            data = files[part]
+        if data is None:
+            raise _ApiError(400, "Bad Request: there is no file in the request")
+        if photo:
+            if len(data) > self.photo_upload_limit:
+                raise _ApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
+            try:
+                return self._photo_sizes(data)
+            except Exception:
+                raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+        return self.add_file(data)
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=status)
+
+
+def _decode(key: str, value: str) -> Any:
+    if key in _STRING_KEYS:
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    params: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    ctype = request.content_type
+    if ctype.startswith("multipart/"):
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            data = await part.read()  # type: ignore[union-attr]
+            if part.filename is not None:  # type: ignore[union-attr]
+                files[part.name] = bytes(data)  # type: ignore[union-attr,index]
+                files.setdefault(f"{part.name}#filename", part.filename.encode())  # type: ignore[union-attr,index]
+            else:
+                params[part.name] = _decode(part.name, data.decode())  # type: ignore[union-attr,arg-type]
+    elif ctype == "application/json":
+        params = await request.json()
+    else:
+        form = await request.post()
+        params = {k: _decode(k, str(v)) for k, v in form.items()}
+        params.update({k: _decode(k, v) for k, v in request.query.items()})
+    return params, files
+
+
+def _filename(files: dict[str, bytes], part: str) -> str | None:
+    raw = files.get(f"{part}#filename")
+    return raw.decode() if raw else None
+
+
+def _chat_id(params: dict[str, Any]) -> int:
+    try:
+        return int(params.get("chat_id", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _set_markup(msg: dict[str, Any], markup: Any) -> None:
+    if markup:
+        msg["reply_markup"] = markup
+    else:
+        msg.pop("reply_markup", None)
+
+
+def _shallow(msg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in msg.items() if k != "reply_to_message"}
+
+
+def _command_entities(text: str) -> list[dict[str, Any]]:
+    if not text.startswith("/"):
+        return []
+    length = len(text.split(None, 1)[0]) if text.strip() else 1
+    return [{"type": "bot_command", "offset": 0, "length": length}]
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inline buttons of a message, flattened."""
+    markup = message.get("reply_markup") or {}
+    return [b for row in markup.get("inline_keyboard", []) for b in row]

@@ -1,0 +1,661 @@
+"""The Telegram front end, driven for real: the whole App (service, SQLite in tmp_path, worker
+with a stand-in engine) and python-telegram-bot, talking over HTTP to a fake Bot API server on
+127.0.0.1 (tests/fake_telegram.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from bot.adapters.telegram import TelegramAdapter, eta_text, result_caption
+from bot.app import App
+from bot.clock import FakeClock
+from bot.commands import USAGE
+from bot.config import load_config
+from tests.fake_telegram import FakeTelegram, buttons
+from tests.fakes import FakeEngine, picture_bytes
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+ANA = FakeTelegram.user(1001, "Ana")
+BEN = FakeTelegram.user(1002, "Ben")
+GROUP = FakeTelegram.group_chat()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def write_config(tmp_path: Path, fake: FakeTelegram, telegram: str = "", extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n{telegram}\n'
+        # Results as soon as the engine is done; a held batch gives up quickly at stop.
+        "[tiers.free]\nmin_turnaround_s = 0\n[queue]\nshutdown_grace_s = 0.3\n"
+        f"{extra}\n"
+    )
+    return path
+
+
+class Bot:
+    def __init__(self, app: App, engine: FakeEngine, clock: FakeClock) -> None:
+        self.app = app
+        self.engine = engine
+        self.clock = clock
+        self.adapter: TelegramAdapter = app.adapters[0]  # type: ignore[assignment]
+        self.stopped = False
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            await self.app.stop()  # a held batch stays 'running' on disk, like a crash mid-batch
+            if self.engine.gate is not None:
+                self.engine.gate.set()  # let the engine's thread end
+
+    async def job(self, job_id: str) -> Any:
+        return await self.app.store.job(job_id)
+
+
+@pytest.fixture
+async def fake():
+    server = await FakeTelegram(TOKEN).start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def start_bot(tmp_path, fake):
+    started: list[Bot] = []
+
+    async def start(
+        *,
+        engine: FakeEngine | None = None,
+        clock: FakeClock | None = None,
+        telegram: str = "",
+        extra: str = "",
+        wait_polling: bool = True,
+        **adapter_kwargs: Any,
+    ) -> Bot:
+        config = load_config(write_config(tmp_path, fake, telegram, extra), env={})
+        engine = engine or FakeEngine()
+        clock = clock or FakeClock()
+        adapter_kwargs.setdefault("edit_interval_s", 0.2)
+        adapter_kwargs.setdefault("poll_timeout_s", 5)
+        app = await App.create(
+            config,
+            engine_factory=lambda _: engine,
+            clock=clock,
+            adapters=lambda c, s, h: [TelegramAdapter(c, s, **adapter_kwargs)],
+        )
+        polls = len(fake.calls_to("getUpdates"))
+        await app.start()
+        bot = Bot(app, engine, clock)
+        started.append(bot)
+        if wait_polling:
+            await fake.wait_for("getUpdates", polls + 1)
+        return bot
+
+    yield start
+    for bot in reversed(started):
+        await bot.stop()
+
+
+def photo_message(fake: FakeTelegram, user=ANA, chat=None, picture: bytes | None = None) -> dict[str, Any]:
+    """A photo the member posted earlier (not pushed: only the reply to it is an update)."""
+    return fake.message(user, chat, photo=picture or picture_bytes((96, 64)), push=False)
+
+
+def replies_to(fake: FakeTelegram, message: dict[str, Any], method: str = "sendMessage") -> list[Any]:
+    return [
+        c for c in fake.calls_to(method, ok_only=True)
+        if (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]
+        and c.params.get("chat_id") == message["chat"]["id"]
+    ]  # fmt: skip
+
+
+async def wait_reply(fake: FakeTelegram, message: dict[str, Any], count: int = 1, method: str = "sendMessage") -> list[Any]:
+    await fake.wait_until(lambda: len(replies_to(fake, message, method)) >= count)
+    return replies_to(fake, message, method)
+
+
+def album_pictures(call) -> list[bytes]:
+    """The uploaded parts of a sendMediaGroup call, in media order (None for a file_id)."""
+    out = []
+    for item in call.params["media"]:
+        ref = item["media"]
+        out.append(call.files[ref[len("attach://"):]] if ref.startswith("attach://") else None)
+    return out
+
+
+async def finish(bot: Bot, fake: FakeTelegram, n_albums: int = 1) -> None:
+    """Wait until n albums, their buttons messages and the status clean-ups went out."""
+    await fake.wait_for("sendMediaGroup", n_albums)
+    await bot.app.service.wait_delivered()
+
+
+# The whole flow -------------------------------------------------------------------------------
+
+
+async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake):
+    bot = await start_bot()
+    photo = photo_message(fake)
+    sent_at = time.monotonic()
+    request = fake.message(ANA, text="/restyle oil painting strength=0.6 seed=42", reply_to=photo)
+
+    [status_call] = await wait_reply(fake, request)
+    latency = status_call.at - sent_at
+    print(f"\nupdate -> status message: {latency * 1000:.0f} ms")
+    assert latency < 1.0
+    assert status_call.params["text"].startswith("Queued: #1 in line, about")
+    [cancel] = status_call.params["reply_markup"]["inline_keyboard"][0]
+    assert cancel["callback_data"].startswith("cancel:")
+    job_id = cancel["callback_data"].split(":")[1]
+    # The largest photo size was downloaded.
+    assert [c.params["file_id"] for c in fake.calls_to("getFile")] == [photo["photo"][-1]["file_id"]]
+
+    await finish(bot, fake)
+    [album] = fake.calls_to("sendMediaGroup")
+    assert album.params["reply_parameters"] == {"message_id": request["message_id"], "allow_sending_without_reply": True}
+    original, result = album.params["media"]
+    assert original["media"] == photo["photo"][-1]["file_id"]  # reused, not uploaded again
+    assert "caption" not in original
+    caption = result["caption"]
+    assert "“oil painting”" in caption and "strength 0.6" in caption and "seed 42" in caption and " s" in caption
+    [_, result_png] = album_pictures(album)
+    assert result_png.startswith(PNG_MAGIC)
+    with Image.open(io.BytesIO(result_png)) as img:  # the stand-in engine inverts the picture
+        assert img.convert("RGB").getpixel((0, 0)) == (55, 215, 215)
+
+    [_, buttons_call] = await wait_reply(fake, request, 2)
+    data = [b["callback_data"] for row in buttons_call.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert data == [f"again:{job_id}", f"subtler:{job_id}", f"stronger:{job_id}",
+                    f"file:png:{job_id}", f"file:webp:{job_id}", f"file:jpeg:{job_id}"]  # fmt: skip
+    assert all(len(d.encode()) < 64 for d in data)
+    labels = [b["text"] for row in buttons_call.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert "Subtler 0.45" in labels and "Stronger 0.75" in labels
+
+    status = fake.messages[(ANA["id"], status_call_message_id(fake, status_call))]
+    assert fake.live(status) is None  # the status message is cleaned up
+    record = await bot.job(job_id)
+    assert record.delivered_at is not None and record.status == "done"
+    assert [c.method for c in fake.calls if c.method == "setMyCommands"] == ["setMyCommands"]
+    commands = [c["command"] for c in fake.calls_to("setMyCommands")[0].params["commands"]]
+    assert commands == ["restyle", "me", "upgrade", "cancel", "help"]
+
+
+def status_call_message_id(fake: FakeTelegram, call) -> int:
+    """The message a sendMessage call created (matched by its text and time)."""
+    sent = [m for m in fake.sent(call.params["chat_id"]) if m.get("text") == call.params["text"] or "edit_date" in m]
+    return min(m["message_id"] for m in sent)
+
+
+async def test_photo_with_restyle_caption_is_a_request(start_bot, fake):
+    bot = await start_bot()
+    request = fake.message(ANA, caption="/restyle watercolor, soft edges", photo=picture_bytes((64, 64)))
+    [status] = await wait_reply(fake, request)
+    assert status.params["text"].startswith("Queued")
+    await finish(bot, fake)
+    [album] = fake.calls_to("sendMediaGroup")
+    assert album.params["media"][0]["media"] == request["photo"][-1]["file_id"]
+    assert "watercolor, soft edges" in album.params["media"][1]["caption"]
+
+
+async def test_reply_to_picture_sent_as_file_uploads_the_prepared_original(start_bot, fake):
+    bot = await start_bot()
+    document = fake.message(ANA, document=picture_bytes((80, 48), fmt="PNG"), mime_type="image/png", push=False)
+    request = fake.message(ANA, text="/restyle pencil sketch", reply_to=document)
+    await wait_reply(fake, request)
+    assert fake.calls_to("getFile")[0].params["file_id"] == document["document"]["file_id"]
+    await finish(bot, fake)
+    [album] = fake.calls_to("sendMediaGroup")
+    original, result = album_pictures(album)
+    assert original is not None and result is not None  # a document's file_id can't be a photo
+    with Image.open(io.BytesIO(original)) as img:  # the prepared input, as the engine saw it
+        assert abs(img.width / img.height - 80 / 48) < 0.1
+
+
+async def test_commands_for_another_bot_are_ignored_in_groups(start_bot, fake):
+    bot = await start_bot(group_edit_interval_s=0.2)
+    photo = photo_message(fake, chat=GROUP)
+    fake.message(ANA, GROUP, text="/restyle@OtherBot oil painting", reply_to=photo)
+    fake.message(ANA, GROUP, caption="/restyle@OtherBot oil painting", photo=picture_bytes())
+    ours = fake.message(ANA, GROUP, text="/restyle@RestyleTestBot oil painting", reply_to=photo)
+    await wait_reply(fake, ours)
+    await finish(bot, fake)
+    await asyncio.sleep(0.1)
+    assert len(fake.calls_to("getFile")) == 1
+    assert len(fake.calls_to("sendMediaGroup")) == 1
+    assert all(c.params["reply_parameters"]["message_id"] == ours["message_id"] for c in fake.calls_to("sendMessage"))
+
+
+# Requests that can't run ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("no reply", "Reply to a picture with /restyle"),
+        ("reply to text", "That message has no picture"),
+        ("reply to a pdf", "That message has no picture"),
+        ("bad option", "strength must be a number from 0.05 to 1.0, like strength=0.5"),
+        ("no prompt", "Please describe the new style"),
+        ("file too big", "That picture is 25.0 MB; I can download up to 20 MB"),
+        ("caption on a pdf", "That file is not a picture"),
+    ],
+)
+async def test_unusable_request_gets_a_short_reply_with_an_example(start_bot, fake, case, expected):
+    await start_bot()
+    photo = photo_message(fake)
+    if case == "no reply":
+        request = fake.message(ANA, text="/restyle oil painting")
+    elif case == "reply to text":
+        request = fake.message(ANA, text="/restyle oil painting", reply_to=fake.message(ANA, text="hello", push=False))
+    elif case == "reply to a pdf":
+        pdf = fake.message(ANA, document=b"%PDF-1.4", mime_type="application/pdf", push=False)
+        request = fake.message(ANA, text="/restyle oil painting", reply_to=pdf)
+    elif case == "bad option":
+        request = fake.message(ANA, text="/restyle oil painting strength=2", reply_to=photo)
+    elif case == "no prompt":
+        request = fake.message(ANA, text="/restyle", reply_to=photo)
+    elif case == "file too big":
+        big = fake.message(ANA, document=picture_bytes(), mime_type="image/png", file_size=25_000_000, push=False)
+        request = fake.message(ANA, text="/restyle oil painting", reply_to=big)
+    else:
+        request = fake.message(ANA, caption="/restyle oil painting", document=b"%PDF-1.4", mime_type="application/pdf")
+    [answer] = await wait_reply(fake, request)
+    text = answer.params["text"]
+    assert expected in text
+    assert "/restyle" in text and ("example" in text.lower() or "like " in text)  # one example
+    assert len(text) < 400
+    assert fake.calls_to("getFile") == []  # nothing downloaded for a request that can't run
+    assert "reply_markup" not in answer.params
+
+
+async def test_download_limit_comes_from_config(start_bot, fake):
+    await start_bot(telegram="max_download_mb = 0.001")
+    noise = io.BytesIO()
+    Image.effect_noise((64, 64), 100).save(noise, format="PNG")  # about 4 KB
+    photo = photo_message(fake, picture=noise.getvalue())
+    # The photo's reported size is unknown to the check before download; getFile tells.
+    photo["photo"][-1].pop("file_size")
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo)
+    [answer] = await wait_reply(fake, request)
+    assert "I can download up to 0.001 MB" in answer.params["text"]
+    assert fake.calls_to("getFile") and not any("files/" in str(c.params) for c in fake.calls_to("sendMediaGroup"))
+
+
+async def test_failed_job_is_reported_to_the_member(start_bot, fake):
+    engine = FakeEngine()
+    engine.fail_prompts.add("doomed")
+    bot = await start_bot(engine=engine)
+    request = fake.message(ANA, text="/restyle doomed", reply_to=photo_message(fake))
+    [status, failure] = await wait_reply(fake, request, 2)
+    await bot.app.service.wait_delivered()
+    assert failure.params["text"].startswith("Sorry, that restyle did not work: The picture engine failed")
+    status_msg = next(m for m in fake.sent(ANA["id"]) if m.get("text") == "Failed.")
+    assert "reply_markup" not in status_msg
+
+
+# Buttons --------------------------------------------------------------------------------------
+
+
+async def delivered_buttons(bot: Bot, fake: FakeTelegram, text: str = "/restyle oil painting") -> tuple[dict, str]:
+    request = fake.message(ANA, text=text, reply_to=photo_message(fake))
+    await wait_reply(fake, request, 2)
+    await bot.app.service.wait_delivered()
+    message = next(m for m in fake.sent(ANA["id"]) if m.get("text") == "More from this picture:")
+    job_id = buttons(message)[0]["callback_data"].split(":")[1]
+    return message, job_id
+
+
+async def test_again_and_stronger_buttons_restyle_the_same_picture(start_bot, fake):
+    bot = await start_bot()
+    message, job_id = await delivered_buttons(bot, fake)
+    first = await bot.job(job_id)
+    uploads_before = len(fake.calls_to("getFile"))
+
+    fake.press(ANA, message, f"again:{job_id}")
+    [again_status] = await wait_reply(fake, message)
+    assert again_status.params["text"].startswith("Queued")
+    await finish(bot, fake, 2)
+    fake.press(ANA, message, f"stronger:{job_id}")
+    await finish(bot, fake, 3)
+
+    albums = fake.calls_to("sendMediaGroup")
+    assert len(albums) == 3
+    # Same original (its file_id), no new download.
+    assert {a.params["media"][0]["media"] for a in albums} == {albums[0].params["media"][0]["media"]}
+    assert len(fake.calls_to("getFile")) == uploads_before
+    assert "strength 0.5 " in albums[1].params["media"][1]["caption"]
+    assert f"seed {first.seed}" not in albums[1].params["media"][1]["caption"]
+    assert "strength 0.65" in albums[2].params["media"][1]["caption"]
+    answers = [c.params.get("text") for c in fake.calls_to("answerCallbackQuery")]
+    assert answers == ["Queued: #1 in line", "Queued: #1 in line"]
+
+
+async def test_format_button_sends_the_result_converted_as_a_file(start_bot, fake):
+    bot = await start_bot()
+    message, job_id = await delivered_buttons(bot, fake)
+    fake.press(ANA, message, f"file:webp:{job_id}")
+    [doc] = await fake.wait_for("sendDocument")
+    data = doc.files["document"]
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    assert doc.files["document#filename"] == f"restyle-{job_id}.webp".encode()
+    fake.press(ANA, message, f"file:jpeg:{job_id}")
+    [_, jpeg] = await fake.wait_for("sendDocument", 2)
+    assert jpeg.files["document"].startswith(JPEG_MAGIC)
+    assert len(fake.calls_to("sendMediaGroup")) == 1  # no new GPU work
+
+
+async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
+    bot = await start_bot()
+    message, job_id = await delivered_buttons(bot, fake)
+    for data in (f"again:{job_id}", f"file:png:{job_id}", f"cancel:{job_id}"):
+        fake.press(BEN, message, data)
+    answers = await fake.wait_for("answerCallbackQuery", 3)
+    assert all(a.params["show_alert"] is True and "Only the member who asked" in a.params["text"] for a in answers)
+    await asyncio.sleep(0.1)
+    assert len(fake.calls_to("sendMediaGroup")) == 1 and fake.calls_to("sendDocument") == []
+    assert len(await bot.app.store.active_jobs()) == 0
+
+
+async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.gate = threading.Event()
+    bot = await start_bot(engine=engine)
+    photo = photo_message(fake)
+    first = fake.message(ANA, text="/restyle first", reply_to=photo)
+    await wait_reply(fake, first)
+    await asyncio.to_thread(engine.started.wait, 5)
+    second = fake.message(ANA, text="/restyle second", reply_to=photo)
+    [status_call] = await wait_reply(fake, second)
+    assert status_call.params["text"].startswith("Queued: #1 in line")
+    status = next(m for m in fake.sent(ANA["id"]) if m.get("text", "").startswith("Queued") and
+                  m["reply_to_message"]["message_id"] == second["message_id"])  # fmt: skip
+    fake.press(ANA, status, buttons(status)[0]["callback_data"])
+    [answer] = await fake.wait_for("answerCallbackQuery")
+    assert answer.params["text"] == "Cancelled."
+    await fake.wait_until(lambda: fake.live(status).get("text") == "Cancelled.")
+    assert "reply_markup" not in fake.live(status)
+    engine.gate.set()
+    await finish(bot, fake, 1)
+    await asyncio.sleep(0.1)
+    assert len(fake.calls_to("sendMediaGroup")) == 1
+    assert "first" in fake.calls_to("sendMediaGroup")[0].params["media"][1]["caption"]
+
+
+# Commands -------------------------------------------------------------------------------------
+
+
+async def test_me_help_start_and_cancel_commands(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.gate = threading.Event()
+    await start_bot(engine=engine)
+    help_ = fake.message(ANA, text="/help")
+    [answer] = await wait_reply(fake, help_)
+    assert answer.params["text"] == USAGE
+    start = fake.message(ANA, text="/start")
+    [answer] = await wait_reply(fake, start)
+    assert "Reply to a photo with /restyle" in answer.params["text"]
+
+    photo = photo_message(fake)
+    jobs = [fake.message(ANA, text=f"/restyle style {i}", reply_to=photo) for i in range(2)]
+    for job in jobs:
+        await wait_reply(fake, job)
+    me = fake.message(ANA, text="/me")
+    [answer] = await wait_reply(fake, me)
+    assert answer.params["text"].startswith("Tier: free\nToday: 2 of 20 restyles used, 18 left")
+    assert "Your jobs:" in answer.params["text"]
+
+    cancel = fake.message(ANA, text="/cancel")
+    [answer] = await wait_reply(fake, cancel)
+    assert answer.params["text"] == "Cancelled 2 jobs."
+    statuses = [m for m in fake.sent(ANA["id"]) if m.get("reply_to_message", {}).get("message_id") in {j["message_id"] for j in jobs}]
+    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled." for s in statuses))
+    again = fake.message(ANA, text="/cancel")
+    [answer] = await wait_reply(fake, again)
+    assert answer.params["text"] == "You have no jobs waiting."
+    upgrade = fake.message(ANA, text="/upgrade")
+    [answer] = await wait_reply(fake, upgrade)
+    assert "free" in answer.params["text"]
+
+
+# Progress -------------------------------------------------------------------------------------
+
+
+async def test_status_edits_are_throttled_and_show_the_latest(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.gate = threading.Event()
+    bot = await start_bot(engine=engine, edit_interval_s=0.4)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    [status_call] = await wait_reply(fake, request)
+    await asyncio.to_thread(engine.started.wait, 5)
+    job_id = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    for step in range(1, 11):
+        bot.app.service.report_progress(job_id, step / 10)
+        await asyncio.sleep(0.01)
+    await fake.wait_until(lambda: any(c.params.get("text") == "Restyling… 100%" for c in fake.calls_to("editMessageText")))
+    await asyncio.sleep(0.5)
+    edits = [c for c in fake.calls_to("editMessageText")]
+    assert 1 <= len(edits) <= 2, [e.params["text"] for e in edits]  # not one per step
+    gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
+    assert all(g >= 0.35 for g in gaps)
+    assert edits[-1].params["reply_markup"]["inline_keyboard"][0][0]["text"] == "✖ Cancel"
+
+
+# Faults ---------------------------------------------------------------------------------------
+
+
+async def test_rate_limited_album_is_retried_after_retry_after(start_bot, fake):
+    bot = await start_bot()
+    fake.fail_next("sendMediaGroup", 429, retry_after=1)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    await finish(bot, fake)
+    calls = fake.calls_to("sendMediaGroup")
+    assert [c.failed for c in calls] == [True, False]
+    assert calls[1].at - calls[0].at >= 1.0
+    assert bot.app.service.delivery_failures == 0  # the rate limiter waited it out
+
+
+async def test_blocked_member_keeps_the_result_for_the_next_start(start_bot, fake, caplog):
+    bot = await start_bot()
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    [status_call] = await wait_reply(fake, request)
+    job_id = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    fake.blocked.add(ANA["id"])
+    await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMediaGroup")))
+    await bot.app.service.wait_delivered()
+    assert len(fake.calls_to("sendMediaGroup")) == 1  # a 403 is not retried now
+    assert "blocked the bot" in caplog.text
+    record = await bot.job(job_id)
+    assert record.status == "done" and record.delivered_at is None
+    assert bot.app.store.result_path(job_id).exists()
+
+    await bot.stop()
+    fake.blocked.clear()  # the member unblocked the bot
+    bot2 = await start_bot()
+    await fake.wait_for("sendMediaGroup", 1)
+    await bot2.app.service.wait_delivered()
+    assert (await bot2.job(job_id)).delivered_at is not None
+
+
+async def test_deleted_request_gets_the_result_without_a_reply(start_bot, fake):
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    bot = await start_bot(engine=engine)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    fake.delete_message(ANA["id"], request["message_id"])
+    engine.gate.set()
+    await finish(bot, fake)
+    [album] = fake.calls_to("sendMediaGroup")
+    assert album.params["reply_parameters"]["allow_sending_without_reply"] is True
+    assert not any("reply_to_message" in m for m in fake.sent(ANA["id"]) if m.get("media_group_id"))
+    assert bot.app.service.delivery_failures == 0
+
+
+async def test_network_error_is_retried_later_and_delivered_once(start_bot, fake):
+    clock = FakeClock()
+    bot = await start_bot(clock=clock)
+    fake.fail_next("sendMediaGroup", drop=True)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMediaGroup")))
+    for _ in range(100):  # the service has logged the failure and sleeps on the clock
+        if bot.app.service.delivery_failures:
+            break
+        await asyncio.sleep(0.01)
+    assert bot.app.service.delivery_failures == 1
+    assert fake.calls_to("sendMediaGroup", ok_only=True) == []
+    await clock.advance(2.0)
+    await finish(bot, fake)
+    assert [c.failed for c in fake.calls_to("sendMediaGroup")] == [True, False]
+    await wait_reply(fake, request, 2)  # the buttons message, once
+    assert len(replies_to(fake, request)) == 2
+
+
+async def test_buttons_failure_retry_does_not_send_the_album_twice(start_bot, fake):
+    clock = FakeClock()
+    bot = await start_bot(clock=clock)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    fake.fail_next("sendMessage", 502)  # the buttons message after the album
+    await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMessage")))
+    for _ in range(100):
+        if bot.app.service.delivery_failures:
+            break
+        await asyncio.sleep(0.01)
+    await clock.advance(2.0)
+    await wait_reply(fake, request, 2)
+    await bot.app.service.wait_delivered()
+    assert len(fake.calls_to("sendMediaGroup")) == 1
+
+
+async def test_result_over_the_photo_limit_is_sent_as_a_smaller_jpeg(start_bot, fake):
+    limit = 40_000
+    fake.photo_upload_limit = limit
+    bot = await start_bot(photo_limit_bytes=limit)
+    noise = Image.effect_noise((256, 256), 120).convert("RGB")
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake, picture=buffer.getvalue()))
+    await wait_reply(fake, request)
+    await finish(bot, fake)
+    [album] = fake.calls_to("sendMediaGroup")
+    result = album_pictures(album)[1]
+    assert result.startswith(JPEG_MAGIC) and len(result) <= limit
+    assert not album.failed
+
+
+async def test_restart_with_jobs_waiting_delivers_each_once(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.gate = threading.Event()
+    bot = await start_bot(engine=engine)
+    photo_a, photo_b = photo_message(fake), photo_message(fake, BEN)
+    requests = [
+        fake.message(ANA, text="/restyle one", reply_to=photo_a),
+        fake.message(ANA, text="/restyle two", reply_to=photo_a),
+        fake.message(BEN, text="/restyle three", reply_to=photo_b),
+    ]
+    for request in requests:
+        await wait_reply(fake, request)
+    await asyncio.to_thread(engine.started.wait, 5)
+    statuses = [m for m in fake.sent() if m.get("text", "").startswith("Queued")]
+    assert len(statuses) == 3
+    await bot.stop()  # one job was running, two waiting
+    assert fake.calls_to("sendMediaGroup") == []
+
+    bot2 = await start_bot()
+    await finish(bot2, fake, 3)
+    await asyncio.sleep(0.2)
+    albums = fake.calls_to("sendMediaGroup")
+    captions = sorted(a.params["media"][1]["caption"].split("”")[0].strip("“") for a in albums)
+    assert captions == ["one", "three", "two"]
+    for request in requests:  # each answers its own request
+        assert len(replies_to(fake, request, "sendMediaGroup")) == 1
+    await fake.wait_until(lambda: all(fake.live(s) is None for s in statuses))  # status ids survived
+
+
+# Start-up, webhook, logs ----------------------------------------------------------------------
+
+
+async def test_start_returns_when_telegram_is_down_and_connects_later(start_bot, fake):
+    fake.fail_next("getMe", drop=True)
+    fake.fail_next("getMe", 502)
+    began = time.monotonic()
+    bot = await start_bot(wait_polling=False, reconnect_delays_s=(0.05,))
+    assert time.monotonic() - began < 2.0
+    await fake.wait_for("getUpdates")
+    assert bot.adapter.ready
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    await finish(bot, fake)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_webhook_mode_takes_updates_signed_with_the_secret(start_bot, fake):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram-hook"
+    bot = await start_bot(wait_polling=False,
+                          telegram=f'webhook_url = "{url}"\nwebhook_listen = "127.0.0.1"\nwebhook_port = {port}')  # fmt: skip
+    assert fake.webhook is not None and fake.webhook["url"] == url
+    secret = fake.webhook["secret_token"]
+    assert TOKEN not in secret and TOKEN.split(":")[1] not in secret
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake), push=False)
+    update = {"update_id": 1, "message": request}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as response:
+            assert response.status == 403
+        async with http.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}) as response:
+            assert response.status == 200
+    await wait_reply(fake, request)
+    await finish(bot, fake)
+    assert fake.calls_to("getUpdates") == []
+
+
+async def test_the_token_never_appears_in_logs(start_bot, fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake.fail_next("getUpdates", drop=True)  # a polling error, logged with its traceback
+    bot = await start_bot(wait_polling=False)
+    await fake.wait_for("getUpdates", 1)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    fake.fail_next("sendMediaGroup", 429, retry_after=1)
+    await wait_reply(fake, request)
+    await finish(bot, fake)
+    await bot.stop()
+    assert any(r.name == "httpx" for r in caplog.records)  # URLs were logged...
+    text = caplog.text + "".join(str(r.exc_text or "") for r in caplog.records)
+    assert TOKEN not in text and TOKEN.split(":")[1] not in text  # ...without the token
+    assert "<token>" in text
+
+
+# Pure helpers ---------------------------------------------------------------------------------
+
+
+def test_eta_and_caption_texts():
+    assert [eta_text(s) for s in (None, 1, 12, 59, 61, 600)] == ["soon", "about 5 s", "about 10 s", "about 60 s", "about 1 min", "about 10 min"]
+    from bot.service import JobView
+
+    job = JobView(id="abcdef0123", platform="telegram", user_id="1", reply={}, prompt="x" * 2000, negative_prompt="text",
+                  strength=0.3, seed=7, steps=4, output_format=None, tier="free", status="done", width=64, height=64,
+                  created_at=0.0, seconds=1.234)  # fmt: skip
+    caption = result_caption(job)
+    assert len(caption) <= 1024 and caption.endswith("strength 0.3 (subtle) · seed 7 · 4 steps · 1.2 s")
+    assert "\nno: text\n" in caption
