@@ -36,13 +36,13 @@ class Harness:
         self.app: App | None = None
         self.adapter: DiscordAdapter | None = None
 
-    async def start(self, extra: str = "", **adapter_kw: Any) -> "Harness":
+    async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", **adapter_kw: Any) -> "Harness":
         await self.fake.start()
         path = self.tmp_path / "config.toml"
         path.write_text(
             f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n'
             f'[discord]\ntoken = "fake-token"\napi_base = "{self.fake.api_base}"\n'
-            f'gateway_url = "{self.fake.gateway_url}"\nguild_ids = [{GUILD}]\n{extra}\n'
+            f'gateway_url = "{self.fake.gateway_url}"\nguild_ids = {guilds}\n{extra}\n'
             "[tiers.free]\nmin_turnaround_s = 0\n"
         )
         config = load_config(path, env={})
@@ -137,6 +137,11 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
     assert menu["type"] == 3  # a message context menu
 
 
+async def test_without_guild_ids_commands_are_synced_globally(h):
+    await h.start(guilds="[]")
+    assert sorted(c["name"] for c in h.fake.commands["global"]) == ["Restyle image", "cancel", "help", "me", "restyle"]
+
+
 async def test_library_urls_point_at_the_config_while_running_and_are_restored_on_stop(h):
     before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     await h.start()
@@ -201,6 +206,17 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     job = (await h.jobs())[0]
     assert job.strength == 0.5 and job.seed == 42 and job.reply["kind"] == "interaction"
     assert len(result_edits(h.fake)) == 1
+
+
+async def test_slash_restyle_in_a_dm_with_the_bot_works_the_same(h):
+    await h.start()
+    interaction = await h.fake.slash(
+        "restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil painting", "strength": 0.3},
+        guild_id=None, channel_id=4444,
+    )
+    await h.result_of(interaction)
+    job = (await h.jobs())[0]
+    assert job.reply["guild_id"] is None and job.reply["channel_id"] == "4444" and job.strength == 0.3
 
 
 async def test_queue_position_is_shown_while_waiting(h):
@@ -408,7 +424,10 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     interaction = await h.restyle()
     await asyncio.to_thread(h.engine.started.wait, 5)
     await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
-    await h.clock.advance(16 * 60)
+    await h.clock.advance(11 * 60)
+    h.service.report_progress((await h.jobs())[0].id, 0.5)
+    await h.fake.wait_for(lambda: "post it in this channel" in h.fake.original(interaction)["content"], what="the note")
+    await h.clock.advance(5 * 60)
     gate.set()
     posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a channel post")
     call = posted[0]

@@ -58,6 +58,9 @@ PLATFORM = "discord"
 TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
+# Past this, the status says where the result will go once this message can't be edited any more.
+LATE_NOTE_AFTER_S = 10 * 60
+LATE_NOTE = "_This is taking a while: when it is ready I will post it in this channel and mention you._"
 STRENGTH_STEP = 0.1  # Subtler / Stronger, as on the web page
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -769,12 +772,15 @@ class DiscordAdapter:
             job = await self.service.job(job_id)
             if job is None or job.status not in ("queued", "running"):
                 return False
+            reply = job.reply
             text = _status_text(job)
+            if reply.get("kind") == "interaction":
+                if not self._token_fresh(reply):
+                    return False  # the status can no longer be edited; the result comes by message
+                if self._now() - float(reply.get("interaction_at") or 0) > LATE_NOTE_AFTER_S:
+                    text += "\n" + LATE_NOTE
             if text == state.last_text:
                 return True
-            reply = job.reply
-            if reply.get("kind") == "interaction" and not self._token_fresh(reply):
-                return False  # the status can no longer be edited; the result comes by message
             try:
                 await self._edit(reply, content=text, view=status_view(job_id))
             except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
