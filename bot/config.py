@@ -113,6 +113,23 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    telegram_chats: tuple[int, ...] = ()  # chat ids where the bot works; empty: everywhere
+    discord_guilds: tuple[int, ...] = ()  # server ids where the bot works; empty: every server
+    discord_channels: tuple[int, ...] = ()  # channel ids; empty: every channel of allowed servers
+    direct_messages: bool = True  # whether the bot works in private chats / DMs
+
+
+@dataclass(frozen=True)
+class ModerationSettings:
+    blocked_words: tuple[str, ...] = ()  # whole words or phrases, case- and accent-insensitive
+    blocked_patterns: tuple[str, ...] = ()  # regular expressions, matched on the folded prompt
+    retention_days: float = 30.0  # jobs and their pictures are purged this long after they end
+    safety_checker: str | None = None  # hub id or folder of diffusers' safety checker; None: off
+    exempt_age_restricted: bool = False  # Discord age-restricted channels skip the safety check
+
+
+@dataclass(frozen=True)
 class Config:
     # Every part defaults, so Config() is the all-defaults configuration (handy in tests).
     bot: BotSettings = field(default_factory=BotSettings)
@@ -122,6 +139,8 @@ class Config:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    moderation: ModerationSettings = field(default_factory=ModerationSettings)
     path: Path | None = None  # the file it was loaded from
 
     def tier(self, name: str) -> TierSettings:
@@ -303,20 +322,40 @@ def _admins(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _guild_ids(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list):
-        raise _Invalid("must be a list of Discord server ids, like [123456789012345678]")
-    out = []
-    for v in value:
-        # Accept quoted ids too: people copy them from Discord as text.
-        if isinstance(v, str) and v.strip().isdigit():
-            v = int(v)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise _Invalid(
-                f"entry {_shown(v)} must be a Discord server id (a number), like [123456789012345678].", whole=True
-            )
-        out.append(v)
-    return tuple(out)
+def _ids(what: str, example: str, *, negative: bool = False) -> Check:
+    def check(value: Any) -> tuple[int, ...]:
+        if not isinstance(value, list):
+            raise _Invalid(f"must be a list of {what} ids, like [{example}]")
+        out = []
+        for v in value:
+            # Accept quoted ids too: people copy them from the apps as text.
+            if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int) or (v <= 0 and not negative) or v == 0:
+                raise _Invalid(f"entry {_shown(v)} must be a {what} id (a number), like [{example}].", whole=True)
+            out.append(v)
+        return tuple(out)
+
+    return check
+
+
+_guild_ids = _ids("Discord server", "123456789012345678")
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Invalid('must be a list of words or phrases, like ["gore", "real person"]')
+    return tuple(v.strip() for v in value)
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    words = _words(value)
+    for pattern in words:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _Invalid(f"entry {_shown(pattern)} is not a valid regular expression ({exc}).", whole=True) from None
+    return words
 
 
 def _path(value: Any) -> Path:
@@ -389,6 +428,26 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "tier": _text(),  # checked against the tiers once they are known
         },
     ),
+    "access": (
+        AccessSettings,
+        {
+            # Telegram group ids are negative (-100...), so negatives are allowed there.
+            "telegram_chats": _ids("Telegram chat", "-1001234567890", negative=True),
+            "discord_guilds": _guild_ids,
+            "discord_channels": _ids("Discord channel", "123456789012345678"),
+            "direct_messages": _flag,
+        },
+    ),
+    "moderation": (
+        ModerationSettings,
+        {
+            "blocked_words": _words,
+            "blocked_patterns": _patterns,
+            "retention_days": _number(above=0),
+            "safety_checker": _optional_text(),
+            "exempt_age_restricted": _flag,
+        },
+    ),
 }
 
 _TIER_KEYS: dict[str, Check] = {
@@ -400,7 +459,7 @@ _TIER_KEYS: dict[str, Check] = {
     "max_steps": _whole(1, 50),
 }
 
-ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "telegram", "discord", "web")
+ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "telegram", "discord", "web", "access", "moderation")
 
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:

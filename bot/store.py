@@ -87,6 +87,23 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE bans (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+        reason TEXT NOT NULL,
+        banned_by TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE admin_actions (
+        id INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,
+        account_id INTEGER REFERENCES accounts(id),
+        detail TEXT NOT NULL,
+        done_by TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX jobs_finished ON jobs (finished_at);
+    """,
 ]
 
 ACTIVE = ("queued", "running")
@@ -304,6 +321,59 @@ class Store:
             "SELECT from_tier, to_tier, expires_at, reason, changed_by, at FROM tier_changes "
             "WHERE account_id = ? ORDER BY id",
             (account_id,),
+        ) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    # Bans ------------------------------------------------------------------------------------
+
+    @_serialized
+    async def set_ban(self, account_id: int, banned: bool, *, reason: str, by: str, now: float) -> None:
+        """Ban or unban, and record it in the audit of admin actions."""
+        if banned:
+            await self._db.execute(
+                "INSERT INTO bans (account_id, reason, banned_by, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account_id) DO UPDATE SET reason = excluded.reason, banned_by = excluded.banned_by, "
+                "at = excluded.at",
+                (account_id, reason, by, now),
+            )
+        else:
+            await self._db.execute("DELETE FROM bans WHERE account_id = ?", (account_id,))
+        await self._db.execute(
+            "INSERT INTO admin_actions (action, account_id, detail, done_by, at) VALUES (?, ?, ?, ?, ?)",
+            ("ban" if banned else "unban", account_id, reason, by, now),
+        )
+        await self._db.commit()
+
+    async def is_banned(self, account_id: int) -> bool:
+        async with self._db.execute("SELECT 1 FROM bans WHERE account_id = ?", (account_id,)) as cur:
+            return await cur.fetchone() is not None
+
+    async def admin_actions(self, account_id: int) -> list[dict[str, Any]]:
+        async with self._db.execute(
+            "SELECT action, detail, done_by, at FROM admin_actions WHERE account_id = ? ORDER BY id", (account_id,)
+        ) as cur:
+            return [dict(row) for row in await cur.fetchall()]
+
+    # Retention -------------------------------------------------------------------------------
+
+    @_serialized
+    async def purge_finished(self, before: float) -> list[str]:
+        """Forget jobs that ended before `before`; returns their ids so their pictures can be
+        deleted. Daily usage rows stay: they hold no prompt or picture."""
+        async with self._db.execute(
+            "SELECT id FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ?", (before,)
+        ) as cur:
+            ids = [row["id"] for row in await cur.fetchall()]
+        await self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
+        await self._db.commit()
+        return ids
+
+    async def job_log(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest jobs with who asked, where, what and how it ended, for complaints."""
+        async with self._db.execute(
+            "SELECT id, platform, platform_user_id, reply_json, prompt, status, error, created_at, finished_at "
+            "FROM jobs ORDER BY created_at DESC LIMIT ?",
+            (limit,),
         ) as cur:
             return [dict(row) for row in await cur.fetchall()]
 

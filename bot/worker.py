@@ -52,7 +52,13 @@ class Worker:
         def on_progress(job_id: str, fraction: float) -> None:
             loop.call_soon_threadsafe(self.source.report_progress, job_id, fraction)
 
-        self.busy = True
+        self.busy = True  # until the outputs are stored, not just computed
+        try:
+            await self._run_and_complete(batch, on_progress)
+        finally:
+            self.busy = False
+
+    async def _run_and_complete(self, batch: Sequence[EngineJob], on_progress) -> None:
         try:
             outputs = await asyncio.to_thread(self.engine.run, list(batch), on_progress)
         except Exception:
@@ -62,8 +68,6 @@ class Worker:
                 EngineOutput(job_id=job.job_id, seed=job.seed, steps=job.steps or 0, seconds=0.0, error=ENGINE_FAILED)
                 for job in batch
             ]
-        finally:
-            self.busy = False
         returned = {output.job_id for output in outputs}
         missing = [job for job in batch if job.job_id not in returned]
         for job in missing:  # an engine that drops a job must not leave it running forever

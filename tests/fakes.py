@@ -92,6 +92,7 @@ def picture_bytes(size: tuple[int, int] = (64, 64), color: tuple[int, int, int] 
 
 
 async def settle(rounds: int = 20) -> None:
-    """Let background tasks (notifications, deliveries) run."""
+    """Let background tasks (notifications, deliveries) run; they hop to SQLite's thread, so
+    yielding once is not enough."""
     for _ in range(rounds):
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.002)

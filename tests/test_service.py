@@ -1,0 +1,373 @@
+"""The core with a real SQLite file in a temp dir, a fake clock and a stand-in engine."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.config import load_config
+from bot.service import Accepted, Member, Refused, RestyleService
+from bot.store import Store
+from bot.worker import Worker
+from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes, settle
+
+FREE = Member("test", "free-1", "Fay")
+FREE2 = Member("test", "free-2", "Fred")
+PRO = Member("test", "pro-1", "Paula")
+MAX = Member("test", "max-1", "Max")
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[bot]\ndata_dir = "{tmp_path / "data"}"\n{extra}\n')
+    return path
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, extra_config: str = "", clock: FakeClock | None = None, max_batch: int = 1):
+        self.config = load_config(write_config(tmp_path, extra_config), env={})
+        self.clock = clock or FakeClock()
+        self.engine = FakeEngine(max_batch=max_batch)
+        self.frontend = RecordingFrontEnd(clock=self.clock)
+        self.service: RestyleService
+        self.worker_task: asyncio.Task | None = None
+
+    async def open(self) -> "Harness":
+        self.store = await Store.open(self.config.bot.data_dir)
+        self.service = RestyleService(self.config, self.store, self.clock, rng=random.Random(7))
+        self.service.register(self.frontend)
+        await self.service.start()
+        self.worker = Worker(self.service, self.engine)
+        self.service.set_engine_interrupt(self.worker.interrupt)
+        return self
+
+    def start_worker(self) -> None:
+        self.worker_task = asyncio.create_task(self.worker.run())
+
+    async def drain(self, advance: float = 0.0) -> None:
+        """Run until the queue is empty and nothing is running, then deliver what is due."""
+        for _ in range(500):
+            await asyncio.sleep(0.005)
+            if not self.service.queue and not self.service.queue.running and not self.worker.busy:
+                break
+        await settle()
+        if advance:
+            await self.clock.advance(advance)
+        await settle()
+
+    async def close(self) -> None:
+        self.service.stop_accepting()
+        self.worker.stop()
+        await self.service.close()
+        if self.worker_task:
+            await asyncio.wait_for(self.worker_task, 5)
+        await self.store.close()
+
+    async def submit(self, member: Member, text: str = "/restyle oil painting", picture: bytes | None = None):
+        return await self.service.submit(member, picture or picture_bytes(), text, {"chat": member.user_id})
+
+
+async def make(tmp_path, **kwargs) -> Harness:
+    h = Harness(tmp_path, **kwargs)
+    await h.open()
+    for member, tier in ((PRO, "pro"), (MAX, "max")):
+        await h.service.set_tier(member, tier, None, reason="admin", changed_by="test")
+    return h
+
+
+def delivered_prompts(h: Harness) -> list[str]:
+    return [d.job.prompt for d in h.frontend.results]
+
+
+async def test_max_before_pro_before_free(tmp_path):
+    h = await make(tmp_path)
+    await h.submit(FREE, "/restyle free one")
+    await h.submit(PRO, "/restyle pro one")
+    await h.submit(MAX, "/restyle max one")
+    h.start_worker()
+    await h.drain(advance=60)
+    assert [h.service.store and p for p in delivered_prompts(h)] == ["max one", "pro one", "free one"]
+    await h.close()
+
+
+async def test_free_job_waits_behind_pro_job_that_came_later(tmp_path):
+    h = await make(tmp_path)
+    free = await h.submit(FREE, "/restyle free")
+    await h.clock.advance(10)
+    pro = await h.submit(PRO, "/restyle pro")
+    assert isinstance(free, Accepted) and isinstance(pro, Accepted)
+    assert pro.position == 0
+    assert (await h.service.job(free.job_id)).position == 1
+    h.start_worker()
+    await h.drain(advance=60)
+    assert [batch for batch in h.engine.batches] == [[pro.job_id], [free.job_id]]
+    await h.close()
+
+
+async def test_free_job_aged_past_a_tier_runs_before_newer_pro_job(tmp_path):
+    h = await make(tmp_path, extra_config="[queue]\naging_s = 30")
+    free = await h.submit(FREE, "/restyle patient")
+    await h.clock.advance(31)
+    pro = await h.submit(PRO, "/restyle hurried")
+    assert (await h.service.job(free.job_id)).position == 0
+    assert (await h.service.job(pro.job_id)).position == 1
+    await h.close()
+
+
+async def test_one_member_with_many_jobs_takes_turns_with_others(tmp_path):
+    h = await make(tmp_path, extra_config="[tiers.free]\nmax_queued = 5")
+    for i in range(3):
+        await h.submit(FREE, f"/restyle fay {i}")
+    await h.clock.advance(1)
+    await h.submit(FREE2, "/restyle fred 0")
+    h.start_worker()
+    await h.drain(advance=120)
+    assert delivered_prompts(h) == ["fay 0", "fred 0", "fay 1", "fay 2"]
+    await h.close()
+
+
+async def test_free_result_is_delivered_no_sooner_than_min_turnaround_but_gpu_is_not_held(tmp_path):
+    h = await make(tmp_path)
+    accepted = await h.submit(FREE)
+    h.start_worker()
+    await h.drain()
+    assert h.engine.batches == [[accepted.job_id]]  # the engine ran at once
+    assert h.frontend.results == []  # ...but the member waits for the rest of the 40 s
+    await h.clock.advance(39)
+    await settle()
+    assert h.frontend.results == []
+    await h.clock.advance(1.5)
+    await settle()
+    assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
+    assert h.frontend.delivered_at[0] - (await h.service.job(accepted.job_id)).created_at >= 40
+    await h.close()
+
+
+async def test_pro_result_is_delivered_at_once(tmp_path):
+    h = await make(tmp_path)
+    await h.submit(PRO)
+    h.start_worker()
+    await h.drain()
+    assert len(h.frontend.results) == 1
+    await h.close()
+
+
+async def test_member_cannot_queue_more_than_max_queued(tmp_path):
+    h = await make(tmp_path)  # free: max_queued 2
+    assert isinstance(await h.submit(FREE), Accepted)
+    assert isinstance(await h.submit(FREE), Accepted)
+    refused = await h.submit(FREE)
+    assert isinstance(refused, Refused) and refused.reason == "queue_limit"
+    assert "2" in refused.message and refused.upgrade_hint and "/upgrade" in refused.text
+    await h.close()
+
+
+async def test_daily_quota_refuses_and_failed_or_cancelled_jobs_give_their_unit_back(tmp_path):
+    h = await make(tmp_path, extra_config="[tiers.free]\ndaily_quota = 2\nmax_queued = 5")
+    h.engine.fail_prompts.add("doomed")
+    first = await h.submit(FREE, "/restyle doomed")
+    second = await h.submit(FREE, "/restyle cancel me")
+    refused = await h.submit(FREE, "/restyle one too many")
+    assert isinstance(refused, Refused) and refused.reason == "quota"
+    assert await h.service.cancel(FREE, second.job_id) == [second.job_id]
+    h.start_worker()
+    await h.drain(advance=60)
+    assert [j.id for j in h.frontend.failures] == [first.job_id]
+    assert "failed" in h.frontend.failures[0].error
+    assert (await h.service.me(FREE)).used_today == 0
+    assert isinstance(await h.submit(FREE, "/restyle now it fits"), Accepted)
+    await h.close()
+
+
+async def test_quota_starts_again_the_next_utc_day(tmp_path):
+    h = await make(tmp_path, extra_config="[tiers.free]\ndaily_quota = 1")
+    h.start_worker()
+    assert isinstance(await h.submit(FREE), Accepted)
+    await h.drain(advance=60)
+    assert (await h.submit(FREE)).reason == "quota"
+    await h.clock.advance(86400)
+    assert isinstance(await h.submit(FREE), Accepted)
+    await h.close()
+
+
+async def test_a_failing_job_does_not_stop_the_next(tmp_path):
+    h = await make(tmp_path)
+    h.engine.crash_next = True
+    bad = await h.submit(PRO, "/restyle first")
+    good = await h.submit(MAX, "/restyle second")
+    h.start_worker()
+    await h.drain()
+    assert [j.id for j in h.frontend.failures] == [good.job_id] or [j.id for j in h.frontend.failures] == [bad.job_id]
+    assert len(h.frontend.results) == 1
+    await h.close()
+
+
+async def test_batch_fills_with_compatible_jobs_in_rank_order(tmp_path):
+    h = await make(tmp_path, max_batch=2, extra_config="[tiers.free]\nmax_queued = 5")
+    small = picture_bytes((64, 64))
+    wide = picture_bytes((128, 64))
+    a = await h.submit(MAX, "/restyle a", small)
+    b = await h.submit(PRO, "/restyle b", wide)
+    c = await h.submit(FREE, "/restyle c", small)
+    d = await h.submit(FREE2, "/restyle d", small)
+    h.start_worker()
+    await h.drain(advance=60)
+    assert h.engine.batches == [[a.job_id, c.job_id], [b.job_id], [d.job_id]]
+    await h.close()
+
+
+async def test_bad_command_and_bad_picture_are_refused_before_the_queue(tmp_path):
+    h = await make(tmp_path)
+    refused = await h.submit(FREE, "/restyle strength=7")
+    assert isinstance(refused, Refused) and refused.reason == "command" and "1.0" in refused.message
+    refused = await h.submit(FREE, "/restyle fine prompt", picture=b"this is not a picture")
+    assert isinstance(refused, Refused) and refused.reason == "picture"
+    assert len(h.service.queue) == 0 and (await h.service.me(FREE)).used_today == 0
+    await h.close()
+
+
+async def test_steps_over_the_tier_cap_are_refused_with_upgrade_hint(tmp_path):
+    h = await make(tmp_path)
+    refused = await h.submit(FREE, "/restyle x steps=40")
+    assert refused.reason == "steps" and refused.upgrade_hint
+    assert isinstance(await h.submit(MAX, "/restyle x steps=40"), Accepted)
+    await h.close()
+
+
+async def test_upgrade_re_ranks_waiting_jobs_and_is_audited(tmp_path):
+    h = await make(tmp_path)
+    other = await h.submit(FREE2)
+    await h.clock.advance(5)
+    mine = await h.submit(FREE)
+    assert (await h.service.job(mine.job_id)).position == 1
+    view = await h.service.set_tier(FREE, "pro", h.clock.now() + 30 * 86400, reason="payment", changed_by="stars:abc")
+    assert view.tier == "pro"
+    assert (await h.service.job(mine.job_id)).position == 0
+    assert (await h.service.job(other.job_id)).position == 1
+    account = await h.store.account_for("test", FREE.user_id, h.clock.now())
+    changes = await h.store.tier_changes(account.id)
+    assert changes[-1]["from_tier"] == "free" and changes[-1]["to_tier"] == "pro" and changes[-1]["reason"] == "payment"
+    await h.close()
+
+
+async def test_expired_tier_reads_as_free(tmp_path):
+    h = await make(tmp_path)
+    await h.service.set_tier(FREE, "max", h.clock.now() + 100, reason="admin", changed_by="test")
+    assert (await h.service.me(FREE)).tier == "max"
+    await h.clock.advance(101)
+    assert (await h.service.me(FREE)).tier == "free"
+    await h.close()
+
+
+async def test_cancel_removes_only_the_members_waiting_jobs(tmp_path):
+    h = await make(tmp_path)
+    mine = await h.submit(FREE)
+    theirs = await h.submit(FREE2)
+    assert await h.service.cancel(FREE2, mine.job_id) == []
+    assert await h.service.cancel(FREE) == [mine.job_id]
+    assert (await h.service.job(mine.job_id)).status == "cancelled"
+    assert (await h.service.job(theirs.job_id)).position == 0
+    await h.close()
+
+
+async def test_service_dropped_mid_run_and_reopened_loses_nothing_and_sends_nothing_twice(tmp_path):
+    clock = FakeClock()
+    h = Harness(tmp_path, clock=clock, extra_config="[tiers.free]\nmax_queued = 5")
+    await h.open()
+    delivered_first = await h.submit(FREE, "/restyle delivered before the stop")
+    h.start_worker()
+    await h.drain(advance=60)
+    assert len(h.frontend.results) == 1
+    done_not_delivered = await h.submit(FREE, "/restyle done but waiting for the 40 s")
+    await h.drain()
+    waiting = [await h.submit(FREE2, f"/restyle waiting {i}") for i in range(3)]
+    # The process dies: no close(), the worker is simply gone.
+    h.worker_task.cancel()
+    await asyncio.gather(h.worker_task, return_exceptions=True)
+    for task in list(h.service._deliveries.values()):
+        task.cancel()
+    await settle()
+    await h.store.close()
+
+    h2 = Harness(tmp_path, clock=clock, extra_config="[tiers.free]\nmax_queued = 5")
+    await h2.open()
+    h2.start_worker()
+    await h2.drain(advance=60)
+    await h2.drain(advance=60)
+    got = [d.job.id for d in h2.frontend.results]
+    assert sorted(got) == sorted([done_not_delivered.job_id] + [w.job_id for w in waiting])
+    assert delivered_first.job_id not in got
+    assert [d.job.prompt for d in h2.frontend.results if d.job.id in {w.job_id for w in waiting}] == [
+        "waiting 0", "waiting 1", "waiting 2"
+    ]
+    await h2.close()
+
+
+async def test_job_running_at_a_crash_runs_again_after_restart(tmp_path):
+    import threading
+
+    h = Harness(tmp_path)
+    await h.open()
+    h.engine.gate = threading.Event()  # hold the batch
+    accepted = await h.submit(PRO, "/restyle interrupted")
+    h.start_worker()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    assert (await h.service.job(accepted.job_id)).status == "running"
+    h.worker_task.cancel()
+    await settle()
+    await h.store.close()
+    h.engine.gate.set()
+
+    h2 = Harness(tmp_path, clock=h.clock)
+    await h2.open()
+    assert h2.service.queue.position(accepted.job_id) == 0
+    h2.start_worker()
+    await h2.drain(advance=60)
+    assert [d.job.id for d in h2.frontend.results] == [accepted.job_id]
+    await h2.close()
+
+
+async def test_delivery_is_retried_until_the_front_end_takes_it(tmp_path):
+    h = await make(tmp_path)
+    h.frontend.fail_next_deliveries = 2
+    await h.submit(PRO)
+    h.start_worker()
+    await h.drain()
+    assert h.frontend.results == []
+    await h.clock.advance(2)
+    await settle()
+    await h.clock.advance(5)
+    await settle()
+    assert len(h.frontend.results) == 1
+    await h.close()
+
+
+async def test_again_reuses_the_picture_with_a_new_seed_and_stronger(tmp_path):
+    h = await make(tmp_path)
+    first = await h.submit(PRO, "/restyle ink drawing strength=0.5 seed=1")
+    h.start_worker()
+    await h.drain()
+    again = await h.service.again(PRO, first.job_id, {"chat": "x"}, strength_delta=0.15)
+    assert isinstance(again, Accepted)
+    assert again.strength == pytest.approx(0.65) and again.seed != 1
+    refused = await h.service.again(FREE, first.job_id, {})
+    assert refused.reason == "not_yours"
+    await h.drain()
+    assert [d.job.prompt for d in h.frontend.results] == ["ink drawing", "ink drawing"]
+    png = await h.service.result_file(PRO, first.job_id, "webp")
+    assert png[:4] == b"RIFF"
+    await h.close()
+
+
+async def test_flood_is_limited_with_one_message(tmp_path):
+    h = await make(tmp_path)
+    answers = [await h.submit(FREE, "/restyle") for _ in range(30)]  # bad commands still count
+    floods = [a for a in answers if isinstance(a, Refused) and a.reason == "flood"]
+    assert len(floods) == 20
+    assert sum(1 for a in floods if not a.quiet) == 1
+    assert isinstance(await h.submit(FREE2), Accepted)
+    await h.close()
