@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -106,8 +107,9 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def looks_turbo(model: str, scheduler_config: Any) -> bool:
-    """Turbo-class (few-step, distilled) models: 'turbo' in the name or folder, or a scheduler
-    saved with trailing timestep spacing (sd-turbo and sdxl-turbo ship that way)."""
+    """Turbo-class (few-step, distilled) models: 'turbo' anywhere in the hub id or folder path
+    (the hub cache keeps 'models--stabilityai--sd-turbo' in its paths), or a scheduler saved with
+    trailing timestep spacing. A wrong guess is what [engine] turbo = true/false is for."""
     return "turbo" in model.lower() or scheduler_config.get("timestep_spacing") == "trailing"
 
 
@@ -165,11 +167,10 @@ def _load_failure(model: str, local: Path | None, exc: BaseException, local_file
     """One sentence for the operator, naming the setting to change."""
     where = f"the model '{model}' set in [engine] model"
     text = _chain_text(exc)
-    if isinstance(exc, ValueError) and "autopipeline can't find a pipeline" in text:
-        kind = _pipeline_class(local) if local else None
-        what = f"a {kind}" if kind else "a kind of pipeline"
+    unsupported = re.search(r"AutoPipeline can't find a pipeline linked to (\w+)", str(exc))
+    if isinstance(exc, ValueError) and unsupported:
         return ModelLoadError(
-            f"Could not load {where}: it is {what}, which cannot restyle pictures; "
+            f"Could not load {where}: it is a {unsupported.group(1)}, which cannot restyle pictures; "
             f"set [engine] model to an image model such as {DEFAULT_MODEL}."
         )
     if _is_out_of_memory(exc):
@@ -217,15 +218,6 @@ def _load_failure(model: str, local: Path | None, exc: BaseException, local_file
 def _first_line(exc: BaseException, limit: int = 160) -> str:
     line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _pipeline_class(folder: Path) -> str | None:
-    import json
-
-    try:
-        return json.loads((folder / "model_index.json").read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -365,7 +357,8 @@ class DiffusersEngine:
 
     @property
     def dtype_name(self) -> str:
-        return _dtype_name(self.pipe.unet.dtype) if hasattr(self.pipe, "unet") else str(self.pipe.dtype)
+        dtype = self.pipe.dtype
+        return _dtype_name(dtype) if dtype in DTYPES.values() else str(dtype)
 
     @property
     def uses_cfg(self) -> bool:
@@ -385,7 +378,8 @@ class DiffusersEngine:
 
     def interrupt(self) -> None:
         """Stop the run in progress: the current pipeline call ends after its current step, the
-        rest of the run is skipped, and all its unfinished jobs come back with STOPPED."""
+        rest of the run is skipped, and all its unfinished jobs come back with STOPPED. An
+        interrupt while nothing runs is forgotten when the next run starts."""
         self._stop.set()
 
     def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
