@@ -79,6 +79,7 @@ def _restyle_file(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _run_bot(config: Config) -> int:
+    from bot.adapters import AdapterStartError
     from bot.app import App
     from bot.store import StoreError
     from engine.api import ModelLoadError
@@ -90,7 +91,7 @@ async def _run_bot(config: Config) -> int:
         return 2
     try:
         await app.run_until_signalled()
-    except ModelLoadError as exc:
+    except (ModelLoadError, AdapterStartError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     return 0

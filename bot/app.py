@@ -67,6 +67,12 @@ def build_adapters(config: Config, service: RestyleService, health: Health) -> l
         from bot.adapters.web import WebAdapter
 
         adapters.append(WebAdapter(config, service, health))
+    elif config.web.enabled is None:
+        # Chat-only: still serve /healthz, /readyz and /metrics on [web] host:port, without the
+        # page; `[web] enabled = false` turns the listener off entirely.
+        from bot.adapters.web import WebAdapter
+
+        adapters.append(WebAdapter(config, service, health, page=False))
     return adapters
 
 

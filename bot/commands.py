@@ -150,6 +150,10 @@ def describe_strength(s: float) -> str:
     return "heavy"
 
 
+# How far the Subtler and Stronger buttons move strength, on every front end.
+STRENGTH_STEP = 0.15
+
+
 def with_strength_delta(strength: float, delta: float) -> float:
     """The strength a Subtler/Stronger button asks for: moved by `delta`, kept in range."""
     # Round before and after clamping: 0.5 + 0.1 is 0.6000000000000001 in binary floats.

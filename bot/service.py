@@ -21,6 +21,7 @@ from typing import Any, Callable, Protocol
 from PIL import Image
 
 from bot.clock import Clock, utc_day
+from bot.metrics import BATCH_SIZE_BUCKETS, JOB_SECONDS_BUCKETS, Histogram
 from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
 from bot.config import Config, TierSettings, is_admin
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
@@ -99,6 +100,8 @@ class JobView:
     progress: float | None = None  # 0..1 while running
     seconds: float | None = None  # engine time, when done
     error: str | None = None  # for the member, when failed
+    deliver_after: float | None = None  # when done: the result is held back until then
+    delivered: bool = False  # the member has been sent the result (or the failure)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ class RestyleService:
         self._interrupt_engine: Callable[[], None] | None = None
         self._accepting = True
         self.delivery_failures = 0
-        self.batch_sizes: deque[int] = deque(maxlen=1000)
+        self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
+        self.job_seconds = Histogram(JOB_SECONDS_BUCKETS)
 
     # Start and stop ----------------------------------------------------------------------------
 
@@ -563,6 +567,8 @@ class RestyleService:
             progress=self._progress.get(job.id) if job.status == "running" else None,
             seconds=job.seconds,
             error=job.error,
+            deliver_after=job.deliver_after,
+            delivered=job.delivered_at is not None,
         )
 
     async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
@@ -579,6 +585,13 @@ class RestyleService:
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
             return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
         return await asyncio.to_thread(_convert_file, path, fmt, max_bytes)
+
+    def input_path(self, job_id: str) -> Path:
+        """The prepared picture of a job (PNG), for front ends that show the original."""
+        return self.store.input_path(job_id)
+
+    async def jobs_by_status(self) -> dict[str, int]:
+        return await self.store.count_by_status()
 
     def queue_lengths(self) -> dict[str, int]:
         counts = {name: 0 for name in self.config.tiers}
@@ -612,7 +625,7 @@ class RestyleService:
             for job in batch:
                 self.queue.put(job)
             raise
-        self.batch_sizes.append(len(ids))
+        self.batch_sizes.observe(len(ids))
         self._notify_head()
         for record in records:
             self._progress[record.id] = 0.0
@@ -659,6 +672,7 @@ class RestyleService:
                         deliver_after=deliver_after, now=now,
                     ):  # fmt: skip
                         log.info("job %s done in %.2f s", output.job_id, output.seconds)
+                        self.job_seconds.observe(output.seconds)
                         self._schedule_delivery(output.job_id)
                     else:
                         log.info("job %s finished after it was cancelled; result dropped", output.job_id)

@@ -12,6 +12,11 @@ from typing import Protocol
 from bot.service import FrontEnd
 
 
+class AdapterStartError(RuntimeError):
+    """A front end could not start (port taken, token refused...); the message is one sentence
+    for the admin, naming the setting to change."""
+
+
 class Adapter(FrontEnd, Protocol):
     async def start(self) -> None:
         """Connect and begin taking events; return once running (not when stopped)."""

@@ -35,15 +35,11 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from bot.commands import CommandError, RestyleCommand, describe_strength, parse_restyle
+from bot.adapters import AdapterStartError
+from bot.commands import STRENGTH_STEP, CommandError, RestyleCommand, describe_strength, parse_restyle
 from bot.config import Config
-from bot.metrics import (
-    BATCH_SIZE_BUCKETS,
-    CONTENT_TYPE as METRICS_CONTENT_TYPE,
-    JOB_SECONDS_BUCKETS,
-    Histogram,
-    render_service_metrics,
-)
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.metrics import render_service_metrics
 from bot.service import Accepted, Delivery, JobView, Member, Refused, RestyleService
 
 log = logging.getLogger("bot.web")
@@ -58,7 +54,6 @@ WEB_MEMBER = Member("web", "local", "Web")
 COOKIE = "restyle_web"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 # Subtler / Stronger move strength by this much (the same step as the chat buttons should use).
-STRENGTH_STEP = 0.1
 CHANGES = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
 FORMATS = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
 MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
@@ -100,7 +95,7 @@ class ApiError(Exception):
         self.text = text
 
 
-class WebStartError(RuntimeError):
+class WebStartError(AdapterStartError):
     """The web server could not listen; the message says which setting to change."""
 
 
@@ -282,7 +277,7 @@ class WebAdapter:
             response = await handler(request)
         except ApiError as exc:
             response = _json_error(exc.status, exc.text)
-        except web.HTTPRequestEntityTooLarge as exc:
+        except web.HTTPRequestEntityTooLarge:
             # aiohttp stops reading at the limit; the declared length (when sent) is the real size.
             response = _json_error(413, too_big_message(request.content_length, self.config.bot.max_upload_mb))
         except web.HTTPException as exc:
@@ -374,22 +369,12 @@ class WebAdapter:
     async def metrics(self, request: web.Request) -> web.Response:
         service = self.service
         try:
-            by_status = await service.store.count_by_status()
+            by_status = await service.jobs_by_status()
         except Exception:
             log.warning("metrics: could not count jobs in the store", exc_info=True)
             by_status = {}
-        job_seconds = getattr(service, "job_seconds", None)
-        if not isinstance(job_seconds, Histogram):
-            # Until the service keeps a cumulative histogram (see the report), rebuild it from
-            # the store's finished jobs: every done job counts once, so it only grows.
-            try:
-                seconds = await service.store.recent_seconds(1_000_000)
-            except Exception:
-                seconds = []
-            job_seconds = Histogram.of(seconds, JOB_SECONDS_BUCKETS)
-        batch_sizes = getattr(service, "batch_size_histogram", None)
-        if not isinstance(batch_sizes, Histogram):
-            batch_sizes = Histogram.of(service.batch_sizes, BATCH_SIZE_BUCKETS)
+        job_seconds = service.job_seconds
+        batch_sizes = service.batch_sizes
         text = render_service_metrics(
             queue_lengths=service.queue_lengths(),
             jobs_by_status=by_status,
@@ -534,7 +519,7 @@ class WebAdapter:
 
     async def original(self, request: web.Request) -> web.StreamResponse:
         job_id = await self._own_job_id(request)
-        path = self.service.store.input_path(job_id)
+        path = self.service.input_path(job_id)
         if not path.exists():
             return _json_error(404, GONE)
         return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
@@ -583,12 +568,10 @@ class WebAdapter:
         status, eta = view.status, view.eta_s
         if status == "done":
             status = "ready"
-            if job_id not in self._delivered:
-                record = await self.service.store.job(job_id)
-                if record is not None and record.delivered_at is None:
-                    status = "finishing"
-                    now = self.service.clock.now()
-                    eta = max(0.0, (record.deliver_after or now) - now)
+            if job_id not in self._delivered and not view.delivered:
+                status = "finishing"
+                now = self.service.clock.now()
+                eta = max(0.0, (view.deliver_after or now) - now)
         base = f"/api/jobs/{job_id}"
         state: dict[str, Any] = {
             "id": job_id,
