@@ -304,12 +304,13 @@ class FakeTelegram:
     # The HTTP side ---------------------------------------------------------------------------
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
-        if request.match_info["token"] != self.token:
-            return _error(401, "Unauthorized")
         method = request.match_info["method"]
         params, files = await _read_params(request)
         call = Call(method, params, files, time.monotonic())
         self.calls.append(call)
+        if request.match_info["token"] != self.token:
+            call.failed = call.done = True
+            return _error(401, "Unauthorized")
         try:
             return await self._answer(call, request)
         finally:

@@ -10,6 +10,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bot.adapters.telegram import TelegramAdapter, eta_text, result_caption
+from bot.adapters.telegram import TelegramAdapter, eta_text, result_caption, status_text
 from bot.app import App
 from bot.clock import FakeClock
 from bot.commands import USAGE
@@ -453,6 +454,39 @@ async def test_status_edits_are_throttled_and_show_the_latest(start_bot, fake):
     assert edits[-1].params["reply_markup"]["inline_keyboard"][0][0]["text"] == "✖ Cancel"
 
 
+class Turnstile:
+    """A gate for FakeEngine that lets one batch through per set()."""
+
+    def __init__(self) -> None:
+        self._passes = threading.Semaphore(0)
+
+    def wait(self, timeout: float) -> bool:
+        return self._passes.acquire(timeout=timeout)
+
+    def set(self) -> None:
+        self._passes.release()
+
+
+async def test_status_message_follows_the_queue_position(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.gate = Turnstile()  # type: ignore[assignment]
+    await start_bot(engine=engine)
+    carl = FakeTelegram.user(1003, "Carl")
+    first = fake.message(BEN, text="/restyle first", reply_to=photo_message(fake, BEN))
+    await wait_reply(fake, first)
+    await asyncio.to_thread(engine.started.wait, 5)
+    second = fake.message(carl, text="/restyle second", reply_to=photo_message(fake, carl))
+    await wait_reply(fake, second)
+    third = fake.message(ANA, text="/restyle third", reply_to=photo_message(fake))
+    [status_call] = await wait_reply(fake, third)
+    assert status_call.params["text"].startswith("Queued: #2 in line")
+    status = next(m for m in fake.sent(ANA["id"]) if m.get("text", "").startswith("Queued"))
+
+    engine.gate.set()  # the first job finishes, the second starts: the third moves up
+    await fake.wait_until(lambda: fake.live(status)["text"].startswith("Queued: #1 in line"))
+    assert buttons(fake.live(status))[0]["text"] == "✖ Cancel"
+
+
 # Faults ---------------------------------------------------------------------------------------
 
 
@@ -603,6 +637,16 @@ async def test_start_returns_when_telegram_is_down_and_connects_later(start_bot,
     await finish(bot, fake)
 
 
+async def test_wrong_token_is_logged_and_telegram_stays_off(start_bot, fake, caplog):
+    fake.token = "999999:SomeOtherBotTokenThatTelegramKnows00"  # the server answers 401 to ours
+    bot = await start_bot(wait_polling=False, reconnect_delays_s=(0.05,))
+    await asyncio.sleep(0.2)
+    assert not bot.adapter.ready
+    assert "Telegram refused the bot token" in caplog.text
+    assert len(fake.calls_to("getMe")) == 1  # no retry loop hammering Telegram with a bad token
+    await bot.stop()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -658,3 +702,6 @@ def test_eta_and_caption_texts():
     caption = result_caption(job)
     assert len(caption) <= 1024 and caption.endswith("strength 0.3 (subtle) · seed 7 · 4 steps · 1.2 s")
     assert "\nno: text\n" in caption
+    waiting = replace(job, status="queued", position=2, eta_s=95.0)  # position = jobs ahead
+    assert status_text(waiting) == ("Queued: #3 in line, about 2 min", True)
+    assert status_text(replace(job, status="running", progress=0.6)) == ("Restyling… 60%", True)
