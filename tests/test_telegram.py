@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from bot.adapters import AdapterStartError
 from bot.adapters.telegram import TelegramAdapter, eta_text, result_caption, status_text
 from bot.app import App
 from bot.clock import FakeClock
@@ -99,9 +100,9 @@ async def start_bot(tmp_path, fake):
             adapters=lambda c, s, h: [TelegramAdapter(c, s, **adapter_kwargs)],
         )
         polls = len(fake.calls_to("getUpdates"))
-        await app.start()
         bot = Bot(app, engine, clock)
-        started.append(bot)
+        started.append(bot)  # stopped at teardown even if start fails
+        await app.start()
         if wait_polling:
             await fake.wait_for("getUpdates", polls + 1)
         return bot
@@ -637,14 +638,21 @@ async def test_start_returns_when_telegram_is_down_and_connects_later(start_bot,
     await finish(bot, fake)
 
 
-async def test_wrong_token_is_logged_and_telegram_stays_off(start_bot, fake, caplog):
+async def test_wrong_token_stops_the_start_with_a_clear_message(start_bot, fake):
     fake.token = "999999:SomeOtherBotTokenThatTelegramKnows00"  # the server answers 401 to ours
-    bot = await start_bot(wait_polling=False, reconnect_delays_s=(0.05,))
-    await asyncio.sleep(0.2)
-    assert not bot.adapter.ready
-    assert "Telegram refused the bot token" in caplog.text
+    with pytest.raises(AdapterStartError, match=r"refused the bot token; check \[telegram\] token"):
+        await start_bot(wait_polling=False, reconnect_delays_s=(0.05,))
+    await asyncio.sleep(0.1)
     assert len(fake.calls_to("getMe")) == 1  # no retry loop hammering Telegram with a bad token
-    await bot.stop()
+
+
+async def test_webhook_port_in_use_stops_the_start_with_a_clear_message(start_bot, fake):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(AdapterStartError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await start_bot(wait_polling=False, telegram=f'webhook_url = "https://example.org/hook"\nwebhook_port = {port}')
 
 
 def free_port() -> int:

@@ -37,6 +37,7 @@ async def test_bot_process_answers_a_reply_to_a_photo_with_the_tiny_model(tmp_pa
         f'[engine]\nmodel = "{tiny_model_dir}"\ndevice = "cpu"\nsteps = 2\nlocal_files_only = true\n'
         f'[telegram]\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n'
         "[tiers.free]\nmin_turnaround_s = 0\n[queue]\nshutdown_grace_s = 5\n"
+        "[web]\nport = 0\n"  # the health endpoints of a chat-only bot, on a free port
     )
     log_path = tmp_path / "bot.log"
     env = {**os.environ, "RESTYLE_TELEGRAM_TOKEN": TOKEN, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -59,6 +59,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
+from bot.adapters import AdapterStartError
 from bot.commands import EXAMPLE, USAGE, CommandError, describe_strength, parse_restyle, with_strength_delta
 from bot.config import Config
 from bot.logs import RedactingFilter
@@ -265,15 +266,22 @@ class TelegramAdapter:
 
     async def start(self) -> None:
         """Connect and take updates. If Telegram cannot be reached, keep trying in the
-        background and return anyway: the rest of the bot (and its queue) runs meanwhile."""
+        background and return anyway: the rest of the bot (and its queue) runs meanwhile.
+        A refused token or a webhook port that can't be had raise AdapterStartError: no
+        amount of retrying fixes those."""
         self._stopping = False
         self._install_log_filter()
         try:
             await self._connect()
         except InvalidToken:
-            log.error("Telegram refused the bot token; check [telegram] token or RESTYLE_TELEGRAM_TOKEN. "
-                      "The Telegram front end stays off.")  # fmt: skip
-            return
+            await self.stop()
+            raise AdapterStartError(
+                "Telegram refused the bot token; check [telegram] token (or RESTYLE_TELEGRAM_TOKEN) "
+                "against the one @BotFather gave you."
+            ) from None
+        except AdapterStartError:
+            await self.stop()
+            raise
         except (TelegramError, OSError) as exc:
             log.warning("Telegram is not reachable (%s); retrying in the background", _short(exc))
             self._connect_task = asyncio.create_task(self._connect_forever(), name="telegram-connect")
@@ -310,7 +318,10 @@ class TelegramAdapter:
                 await self._connect()
                 return
             except InvalidToken:
-                log.error("Telegram refused the bot token; the Telegram front end stays off.")
+                log.error("Telegram refused the bot token; the Telegram front end stays off until a restart.")
+                return
+            except AdapterStartError as exc:
+                log.error("%s The Telegram front end stays off until a restart.", exc)
                 return
             except (TelegramError, OSError) as exc:
                 log.warning("Telegram still not reachable (%s); next try in %.0f s", _short(exc),
@@ -400,7 +411,14 @@ class TelegramAdapter:
             server.router.add_post(path, receive)
             runner = web.AppRunner(server, handle_signals=False, access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
+            try:
+                await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise AdapterStartError(
+                    f"The Telegram webhook cannot listen on {settings.webhook_listen}:{settings.webhook_port} "
+                    f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
+                ) from None
             self._webhook_runner = runner
         await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
