@@ -577,6 +577,18 @@ async def test_buttons_failure_retry_does_not_send_the_album_twice(start_bot, fa
     assert len(fake.calls_to("sendMediaGroup")) == 1
 
 
+async def test_refused_file_id_of_the_original_is_replaced_by_an_upload(start_bot, fake):
+    bot = await start_bot()
+    fake.fail_next("sendMediaGroup", 400, description="Bad Request: wrong file identifier/HTTP URL specified")
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    await finish(bot, fake)
+    failed, sent = fake.calls_to("sendMediaGroup")
+    assert failed.failed and not sent.failed
+    assert album_pictures(sent)[0] is not None  # the original, uploaded this time
+    assert bot.app.service.delivery_failures == 0
+
+
 async def test_result_over_the_photo_limit_is_sent_as_a_smaller_jpeg(start_bot, fake):
     limit = 40_000
     fake.photo_upload_limit = limit

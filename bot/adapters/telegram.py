@@ -60,7 +60,15 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
-from bot.commands import EXAMPLE, USAGE, CommandError, describe_strength, parse_restyle, with_strength_delta
+from bot.commands import (
+    EXAMPLE,
+    STRENGTH_STEP,
+    USAGE,
+    CommandError,
+    describe_strength,
+    parse_restyle,
+    with_strength_delta,
+)
 from bot.config import Config
 from bot.logs import RedactingFilter
 from bot.service import (
@@ -82,7 +90,6 @@ DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
-STRENGTH_STEP = 0.15
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 ALLOWED_UPDATES = ["message", "callback_query"]
 
@@ -771,22 +778,17 @@ class TelegramAdapter:
                 await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread)
 
             file_id = reply.get("picture_file_id") if reply.get("picture_kind") == "photo" else None
-            try:
-                if file_id:
-                    try:
-                        await album(file_id)  # no re-upload of the original
-                    except BadRequest as exc:
-                        if "file" not in str(exc).lower() and "media" not in str(exc).lower():
-                            raise
-                        log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, _short(exc))
-                        await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
-                else:
+            if file_id:
+                try:
+                    await album(file_id)  # no re-upload of the original
+                except BadRequest as exc:
+                    if not _stale_file_id(exc):
+                        raise
+                    # A file_id from another bot token, or one Telegram has forgotten.
+                    log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, _short(exc))
                     await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
-            except BadRequest as exc:
-                if "replied not found" not in str(exc).lower():
-                    raise
-                reply = {**reply, "message_id": None}  # should not happen with allow_sending_without_reply
-                await album(file_id or await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
+            else:
+                await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
             await self._mark_step(job, "album")
         if "buttons" not in steps:
             await self.bot.send_message(
@@ -990,6 +992,11 @@ def _picture_of(message: Any) -> _Picture | None:
     if document is not None and (document.mime_type or "").startswith("image/"):
         return _Picture(document.file_id, "document", document.file_size)
     return None
+
+
+def _stale_file_id(exc: BadRequest) -> bool:
+    text = str(exc).lower()
+    return "file identifier" in text or "file_id" in text or "remote file" in text
 
 
 def _with_example(error: str) -> str:
