@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,22 @@ async def test_slash_restyle_in_a_dm_with_the_bot_works_the_same(h):
     await h.result_of(interaction)
     job = (await h.jobs())[0]
     assert job.reply["guild_id"] is None and job.reply["channel_id"] == "4444" and job.strength == 0.3
+
+
+async def test_result_files_are_re_encoded_to_fit_the_interactions_upload_limit(h):
+    await h.start()
+    noise = Image.frombytes("RGB", (256, 256), bytes(random.Random(3).randbytes(256 * 256 * 3)))
+    buffer = io.BytesIO()
+    noise.save(buffer, format="PNG")
+    assert len(buffer.getvalue()) > 150_000
+    interaction = await h.fake.slash(
+        "restyle", {"image": h.fake.attachment(buffer.getvalue()), "prompt": "static", "strength": 0.5},
+        size_limit=300_000,
+    )
+    await h.result_of(interaction)
+    files = result_edits(h.fake)[-1].files
+    assert sum(len(data) for _, data, _ in files) <= 300_000
+    assert all(data[:4] == b"\x89PNG" for _, data, _ in files)
 
 
 async def test_queue_position_is_shown_while_waiting(h):
@@ -491,6 +508,39 @@ async def test_a_member_who_cannot_be_reached_at_all_is_a_permanent_failure_not_
     assert h.service.delivery_failures == 1  # permanent: not retried now
 
 
+async def test_a_result_left_undelivered_at_shutdown_is_delivered_after_a_restart(h, tmp_path):
+    await h.start()
+    h.fake.fail("PATCH", r"^/webhooks/", 403, times=-1, when=lambda call: bool(call.files))
+    h.fake.fail("POST", r"^/channels/", 403, times=-1)
+    await h.restyle()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the delivery to fail")
+    await h.app.stop()
+    await h.fake.close()
+    h.app = None
+    h2 = Harness(tmp_path)
+    try:
+        await h2.start()  # the service schedules the delivery before Discord is connected
+        posted = await h2.fake.wait_for(
+            lambda: [c for c in h2.fake.find("POST", rf"^/channels/{CHANNEL}/messages$") if len(c.files) == 2],
+            what="the result after the restart",
+        )
+        assert posted[0].content.startswith(f"<@{USER}>")  # the old token is unknown here: 401, so a channel post
+        await asyncio.wait_for(h2.service.wait_delivered(), 5)
+        assert all(j.delivered_at for j in await h2.jobs())
+    finally:
+        await h2.close()
+
+
+async def test_an_expired_attachment_link_is_explained(h):
+    await h.start()
+    image = h.fake.attachment(picture_bytes())
+    h.fake.files.clear()
+    await h.restyle(image=image)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the explanation")
+    assert "could not download the picture (HTTP 404)" in ephemerals(h.fake)[0]
+    assert await h.jobs() == []
+
+
 async def test_a_short_rate_limit_on_the_result_is_waited_out(h):
     await h.start()
     h.fake.fail("PATCH", r"^/webhooks/", 429, retry_after=0.05, times=1, when=lambda call: bool(call.files))
@@ -529,6 +579,7 @@ async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
     await h.result_of(second)
     assert h.fake.identifies == 1
     assert len(result_edits(h.fake)) == 2
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
     assert all(j.delivered_at is not None for j in await h.jobs())
 
 
