@@ -286,6 +286,19 @@ async def test_a_damaged_picture_is_explained_with_an_example(h):
     assert "For example: `/restyle image:" in ephemerals(h.fake)[0]
 
 
+async def test_a_crash_on_our_side_leaves_no_public_thinking_message_and_says_so_privately(h, monkeypatch):
+    await h.start()
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire (fake)")
+
+    monkeypatch.setattr(h.service, "submit", broken)
+    interaction = await h.restyle()
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the apology")
+    assert "Something went wrong on my side" in ephemerals(h.fake)[0]
+    assert h.fake.original(interaction) is None
+
+
 # "Restyle image" on a message -------------------------------------------------------------------------
 
 

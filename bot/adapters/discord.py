@@ -174,7 +174,7 @@ class RestyleModal(ui.Modal, title="Restyle image"):
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         log.error("the Restyle image form failed", exc_info=error)
-        await self.adapter._tell(interaction, BROKE)
+        await self.adapter._broke(interaction)
 
 
 class RestyleClient(discord.Client):
@@ -293,7 +293,7 @@ class DiscordAdapter:
                 raise self._start_error(self._task.exception())
             if waiter not in done:
                 raise DiscordStartError(
-                    f"Discord did not answer within {self.ready_timeout_s:.0f} s (no READY from the gateway"
+                    f"Discord did not answer within {self.ready_timeout_s:g} s (no READY from the gateway"
                     f"{' at ' + settings.gateway_url if settings.gateway_url else ''}). Check the network,"
                     " or [discord] api_base / gateway_url if you use a proxy."
                 )
@@ -302,8 +302,17 @@ class DiscordAdapter:
             await self.stop()
             raise
         self._ready.set()
+        self._task.add_done_callback(self._connection_ended)
         log.info("connected to Discord as %s", client.user)
         await self._sync_commands(client.tree)
+
+    def _connection_ended(self, task: asyncio.Task[None]) -> None:
+        # discord.py reconnects by itself; it only gives up on what a retry cannot fix (a revoked
+        # token, a refused intent). Say so loudly: results then wait in the store for a restart.
+        if self._ready.is_set() and not task.cancelled():
+            self._ready.clear()
+            exc = task.exception()
+            log.error("the Discord connection ended for good: %s", self._start_error(exc) if exc else "closed by Discord")
 
     @staticmethod
     def _start_error(exc: BaseException | None) -> DiscordStartError:
@@ -424,7 +433,7 @@ class DiscordAdapter:
         @tree.error
         async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
             log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
-            await adapter._tell(interaction, BROKE)
+            await adapter._broke(interaction)
 
     @staticmethod
     def _member(user: discord.abc.User) -> Member:
@@ -490,6 +499,7 @@ class DiscordAdapter:
         await self._after_submit(interaction, outcome)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
+        interaction.extras.setdefault("received_at", self._now())  # the token's 15 minutes start now
         response = await interaction.response.defer(thinking=True)
         message_id = getattr(response, "message_id", None)
         if message_id is None:
@@ -504,7 +514,7 @@ class DiscordAdapter:
             "kind": "interaction",
             "application_id": str(interaction.application_id),
             "token": interaction.token,
-            "interaction_at": self._now(),
+            "interaction_at": interaction.extras.get("received_at", self._now()),
             "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
             "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
             "user_id": str(interaction.user.id),
@@ -519,7 +529,15 @@ class DiscordAdapter:
             else:
                 await self._refuse_deferred(interaction, _refusal_text(outcome))
             return
+        interaction.extras["job_id"] = outcome.job_id  # the response is now the job's status message
         await self._edit_status_now(outcome.job_id)
+
+    async def _broke(self, interaction: discord.Interaction) -> None:
+        """Something failed on our side: never leave a public "thinking…" behind, say so privately."""
+        deferred = interaction.response.type == discord.InteractionResponseType.deferred_channel_message
+        if deferred and "job_id" not in interaction.extras:
+            await self._delete_original(interaction)
+        await self._tell(interaction, BROKE)
 
     async def _refuse_deferred(self, interaction: discord.Interaction, text: str) -> None:
         """A deferred ("thinking") response is public; a refusal is for the member alone, so the
@@ -575,7 +593,7 @@ class DiscordAdapter:
                 await self._file_button(interaction, member, job_id, action)
         except Exception:
             log.exception("button %s on job %s failed", action, job_id)
-            await self._tell(interaction, BROKE)
+            await self._broke(interaction)
 
     async def _owned_job(self, interaction: discord.Interaction, member: Member, job_id: str) -> JobView | None:
         job = await self.service.job(job_id)
