@@ -653,6 +653,20 @@ async def test_a_mention_replying_to_a_picture_restyles_it_when_enabled(h):
     assert (job.prompt, job.strength, job.reply["kind"]) == ("watercolor", 0.3, "message")
 
 
+async def test_a_mention_where_the_bot_may_not_post_is_answered_by_dm(h):
+    await h.start("message_replies = true")
+    h.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 403, times=-1)
+    mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                             content=f"<@{h.fake.bot_user['id']}> watercolor",
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    mention["mentions"] = [h.fake.bot_user]
+    await h.fake.message_create(mention)
+    dm_channel = await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM channel")
+    dm = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{dm_channel}/messages$"), what="the DM")
+    assert "not allowed to post in" in dm[0].content
+    assert await h.jobs() == []
+
+
 async def test_mentions_are_ignored_when_replies_are_off(h):
     await h.start()
     mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER), content=f"<@{h.fake.bot_user['id']}> hi",

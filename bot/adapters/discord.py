@@ -666,21 +666,23 @@ class DiscordAdapter:
                     source = None
             if source is not None:
                 pictures = _pictures_in(source)
+        example = f"`@{self.client.user.name if self.client and self.client.user else 'bot'} rainy night with neon signs strength=0.5`"
         if not pictures:
-            await self._safe_reply(
-                message, "Reply to a message with a picture (or attach one) and write a style, like `@me watercolor strength=0.5`."
-            )
+            await self._safe_reply(message, f"Reply to a message with a picture (or attach one) and describe a style, like {example}.")
             return
         try:
             command = parse_restyle(text)
+            self._check_picture(pictures[0])
             data = await self._download(pictures[0])
         except CommandError as exc:
-            await self._safe_reply(message, f"{exc}\nFor example: `@me rainy night with neon signs strength=0.5`")
+            await self._safe_reply(message, f"{exc}\nFor example: {example}")
             return
         except _Unusable as exc:
             await self._safe_reply(message, exc.args[0])
             return
-        status = await message.reply("⏳ Got it…", mention_author=False)
+        status = await self._safe_reply(message, "⏳ Got it…")
+        if status is None:
+            return
         reply = {
             "kind": "message",
             "channel_id": str(message.channel.id),
@@ -694,16 +696,26 @@ class DiscordAdapter:
             if outcome.quiet:
                 await status.delete()
             else:
-                await status.edit(content=_refusal_text(outcome, example="`@me rainy night with neon signs strength=0.5`"))
+                await status.edit(content=_refusal_text(outcome, example=example))
             return
         await self._edit_status_now(outcome.job_id)
 
-    @staticmethod
-    async def _safe_reply(message: discord.Message, text: str) -> None:
+    async def _safe_reply(self, message: discord.Message, text: str) -> discord.Message | None:
+        """Reply in the channel; where the bot may not post, tell the member by DM instead."""
         try:
-            await message.reply(text, mention_author=False)
+            return await message.reply(text, mention_author=False)
+        except discord.Forbidden:
+            log.info("no permission to reply in channel %s; telling %s by DM", message.channel.id, message.author.id)
+            try:
+                await message.author.send(
+                    f"I am not allowed to post in <#{message.channel.id}>, so I cannot restyle pictures there."
+                    " Ask a moderator to let me send messages and attach files, or use /restyle."
+                )
+            except discord.HTTPException as exc:
+                log.warning("could not DM %s either: %s", message.author.id, exc)
         except discord.HTTPException as exc:
             log.warning("could not reply in channel %s: %s", message.channel.id, exc)
+        return None
 
     # Pictures in -----------------------------------------------------------------------------------
 
