@@ -612,12 +612,14 @@ async def test_status_edits_are_throttled_and_end_on_the_latest_state(h):
     await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
     job_id = (await h.jobs())[0].id
     before = len(h.fake.find("PATCH", r"^/webhooks/"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     for step in range(1, 21):
         h.service.report_progress(job_id, step / 20)
         await asyncio.sleep(0.01)
     await h.fake.wait_for(lambda: "100%" in h.fake.original(interaction)["content"], what="the last progress")
     edits = len(h.fake.find("PATCH", r"^/webhooks/")) - before
-    assert 1 <= edits <= 4
+    assert 1 <= edits <= (loop.time() - started) / 0.2 + 2  # at most one per interval, plus the last
     gate.set()
     await h.result_of(interaction)
 

@@ -271,6 +271,9 @@ class DiscordAdapter:
         if not settings.token:
             raise DiscordStartError("No Discord token: set [discord] token or RESTYLE_DISCORD_TOKEN.")
         self._point_library_at(settings.api_base, settings.gateway_url)
+        # The bot never joins voice: silence discord.py's warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = settings.message_replies
         client = RestyleClient(
