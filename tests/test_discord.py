@@ -300,6 +300,17 @@ async def test_a_crash_on_our_side_leaves_no_public_thinking_message_and_says_so
     assert h.fake.original(interaction) is None
 
 
+async def test_outside_the_allowed_channels_restyle_is_refused_privately(h):
+    await h.start(f"[access]\ndiscord_channels = [{CHANNEL + 1}]")
+    await h.restyle()
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "not enabled in this chat" in ephemerals(h.fake)[0]
+    assert not callbacks(h.fake, 5) and not h.fake.find("GET", r"^/files/")
+    await h.fake.context_menu(h.fake.message(CHANNEL, guild_id=GUILD, attachments=[h.fake.attachment(picture_bytes())]))
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="the second refusal")
+    assert not callbacks(h.fake, 9)
+
+
 # "Restyle image" on a message -------------------------------------------------------------------------
 
 
@@ -359,7 +370,7 @@ async def test_again_and_stronger_run_new_jobs_from_the_same_picture(h):
     stronger = await h.fake.click(first, f"restyle:stronger:{job_id}")
     await h.result_of(stronger)
     jobs = await h.jobs()
-    assert [j.strength for j in jobs] == [0.5, 0.5, 0.6]
+    assert [j.strength for j in jobs] == [0.5, 0.5, 0.65]  # STRENGTH_STEP
     assert jobs[1].parent_job_id == jobs[2].parent_job_id == job_id
     assert jobs[1].seed != jobs[0].seed
     assert len(h.fake.find("GET", r"^/files/")) == 1  # no new download

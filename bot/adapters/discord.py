@@ -36,6 +36,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
+from bot.adapters import AdapterStartError
 from bot.commands import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -43,12 +44,14 @@ from bot.commands import (
     MAX_STRENGTH,
     MIN_STEPS,
     MIN_STRENGTH,
+    STRENGTH_STEP,
     CommandError,
     RestyleCommand,
     describe_strength,
     parse_restyle,
 )
 from bot.config import Config
+from bot.moderation import Place
 from bot.service import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, RestyleService
 from engine.pictures import PictureError, encode_picture
 
@@ -61,7 +64,6 @@ DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit
 # Past this, the status says where the result will go once this message can't be edited any more.
 LATE_NOTE_AFTER_S = 10 * 60
 LATE_NOTE = "_This is taking a while: when it is ready I will post it in this channel and mention you._"
-STRENGTH_STEP = 0.1  # Subtler / Stronger, as on the web page
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
@@ -98,7 +100,7 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
 _DELTAS = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
 
 
-class DiscordStartError(RuntimeError):
+class DiscordStartError(AdapterStartError):
     """The bot could not connect; the message says what to check."""
 
 
@@ -438,6 +440,17 @@ class DiscordAdapter:
             log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
             await adapter._broke(interaction)
 
+    async def _allowed_here(self, interaction: discord.Interaction) -> bool:
+        """[access] allow-lists: outside them, say so privately (an interaction must be answered,
+        and an ephemeral answer bothers no one else, so it is said every time)."""
+        guild_id = interaction.guild_id
+        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None)
+        refused = self.service.check_place(place)
+        if refused is None:
+            return True
+        await self._tell(interaction, refused.message)
+        return False
+
     @staticmethod
     def _member(user: discord.abc.User) -> Member:
         return Member(PLATFORM, str(user.id), user.name)
@@ -451,6 +464,8 @@ class DiscordAdapter:
         seed: int | None,
         steps: int | None,
     ) -> None:
+        if not await self._allowed_here(interaction):
+            return
         picture = _Picture(image.url, image.filename, image.size, image.content_type)
         try:
             self._check_picture(picture)
@@ -461,6 +476,8 @@ class DiscordAdapter:
         await self._request(interaction, picture, command)
 
     async def on_restyle_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        if not await self._allowed_here(interaction):
+            return
         pictures = _pictures_in(message)
         if not pictures:
             await self._tell(
@@ -622,6 +639,8 @@ class DiscordAdapter:
     async def _again_button(self, interaction: discord.Interaction, member: Member, job_id: str, delta: float) -> None:
         if await self._owned_job(interaction, member, job_id) is None:
             return  # answered before deferring, so a stranger's click leaves no trace in the channel
+        if not await self._allowed_here(interaction):
+            return
         message_id = await self._defer(interaction)
         reply = self._interaction_reply(interaction, message_id)
         outcome = await self.service.again(member, job_id, reply, strength_delta=delta)
@@ -658,6 +677,12 @@ class DiscordAdapter:
             await self._safe_reply(message, BROKE)
 
     async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
+        guild_id = message.guild.id if message.guild else None
+        refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id, private=guild_id is None))
+        if refused is not None:
+            if not refused.quiet:
+                await self._safe_reply(message, refused.text)
+            return
         text = re.sub(rf"<@!?{bot_id}>", " ", message.content).strip()
         pictures = _pictures_in(message)
         if not pictures and message.reference and message.reference.message_id:
