@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import quote
 
 # Telegram tokens look like 123456789:AAE...; Discord tokens are three dot-separated base64 parts.
 _TOKEN_PATTERNS = [
-    re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b"),
+    # No \b before the digits: in ".../bot123456:AAE..." there is no word boundary.
+    re.compile(r"(?<![0-9])\d{5,}(?::|%3A)[A-Za-z0-9_-]{30,}"),
     re.compile(r"\b[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{20,}\b"),
 ]
 
@@ -15,7 +17,8 @@ _TOKEN_PATTERNS = [
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
-            text = text.replace(secret, "<token>")
+            # URLs carry it percent-encoded too (Telegram's file URLs: 123%3AABC...).
+            text = text.replace(secret, "<token>").replace(quote(secret, safe=""), "<token>")
     for pattern in _TOKEN_PATTERNS:
         text = pattern.sub("<token>", text)
     return text
@@ -31,12 +34,20 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message, self.secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        # Tracebacks are formatted later by the handler; format and clean them here.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
         return True
 
 
 def hide_secrets(secrets: tuple[str, ...] = ()) -> None:
-    """Install the filter on every handler of the root logger (call after logging is set up)."""
+    """Install the filter on every handler of the root logger (call after logging is set up);
+    calling it again replaces the filter, with the secrets known by then."""
     for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
         handler.addFilter(RedactingFilter(secrets))
     # httpx logs every request line at INFO, URL (and token) included; keep those at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -68,7 +68,8 @@ class Harness:
         await self.store.close()
 
     async def submit(self, member: Member, text: str = "/restyle oil painting", picture: bytes | None = None):
-        return await self.service.submit(member, picture or picture_bytes(), text, {"chat": member.user_id})
+        picture = picture_bytes() if picture is None else picture
+        return await self.service.submit(member, picture, text, {"chat": member.user_id})
 
 
 async def make(tmp_path, **kwargs) -> Harness:
