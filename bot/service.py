@@ -526,6 +526,7 @@ class RestyleService:
                 cancelled.append(target)
                 if self.queue.remove(target) is None:
                     self._interrupt_if_alone(target)
+                self._notify(target)  # the owning front end replaces its status with "Cancelled"
                 log.info("job %s cancelled by %s", target, member.key)
         return cancelled
 

@@ -794,6 +794,10 @@ class DiscordAdapter:
         return state
 
     async def job_updated(self, job: JobView) -> None:
+        if job.status == "cancelled" and job.id in self._status and not self._status[job.id].finished:
+            # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
+            await self._finish_status(job.id, "Cancelled.")
+            return
         if job.status not in ("queued", "running") or not self._ready.is_set():
             return
         state = self._state(job.id)

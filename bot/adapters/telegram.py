@@ -662,6 +662,10 @@ class TelegramAdapter:
 
     async def job_updated(self, job: JobView) -> None:
         """Edit the job's status message, at most once per interval and only on a change."""
+        if job.status == "cancelled" and job.id in self._statuses:
+            # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
+            await self._finish_status(job.id, "Cancelled.")
+            return
         if job.status not in ("queued", "running"):
             return
         state = self._jobs.get(job.id)
