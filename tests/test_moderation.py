@@ -1,0 +1,140 @@
+"""Access and moderation in the core: allow-lists, bans, the prompt blocklist, the safety check
+on results, and purging old jobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import AccessSettings, ModerationSettings
+from bot.moderation import NOT_HERE, NO_DMS, Blocklist, Place, place_refusal
+from bot.service import Accepted, Member, Refused
+from tests.fakes import picture_bytes
+from tests.test_service import FREE, FREE2, PRO, Harness, make
+
+ADMIN = Member("web", "admin-1", "Ada")
+
+
+@pytest.mark.parametrize(
+    "prompt, blocked",
+    [
+        ("a cat in the rain", True),
+        ("A CAT in the rain", True),
+        ("cat.", True),
+        ("category theory diagram", False),  # a blocked word inside a longer word
+        ("concatenate", False),
+        ("gore", True),  # and the accent in the list does not hide it either
+        ("Gôre and more", True),  # accents do not hide a word
+        ("a REAL   person", True),  # a phrase across extra spaces
+        ("a realistic person", False),
+        ("nudes", True),  # pattern
+        ("denuded hills", False),
+    ],
+)
+def test_blocklist_matches_whole_words_ignoring_case_and_accents(prompt, blocked):
+    blocklist = Blocklist.from_settings(
+        ModerationSettings(blocked_words=("cat", "gôre", "real person"), blocked_patterns=(r"\bnude\w*",))
+    )
+    assert blocklist.blocks(prompt) is blocked
+
+
+@pytest.mark.parametrize(
+    "access, place, refused",
+    [
+        (AccessSettings(), Place("telegram", chat_id=-100), None),
+        (AccessSettings(telegram_chats=(-100,)), Place("telegram", chat_id=-100), None),
+        (AccessSettings(telegram_chats=(-100,)), Place("telegram", chat_id=-200), NOT_HERE),
+        (AccessSettings(discord_guilds=(1,)), Place("discord", chat_id=5, guild_id=2), NOT_HERE),
+        (AccessSettings(discord_guilds=(1,), discord_channels=(5,)), Place("discord", chat_id=5, guild_id=1), None),
+        (AccessSettings(discord_guilds=(1,), discord_channels=(5,)), Place("discord", chat_id=6, guild_id=1), NOT_HERE),
+        (AccessSettings(direct_messages=False), Place("discord", private=True), NO_DMS),
+        (AccessSettings(telegram_chats=(-100,)), Place("telegram", chat_id=42, private=True), None),
+    ],
+)
+def test_allow_lists_on_both_platforms(access, place, refused):
+    assert place_refusal(access, place) == refused
+
+
+async def test_outside_the_allow_list_the_bot_answers_once_then_stays_quiet(tmp_path):
+    h = await make(tmp_path, extra_config="[access]\ntelegram_chats = [-100]")
+    elsewhere = Place("telegram", chat_id=-200)
+    first = h.service.check_place(elsewhere)
+    second = h.service.check_place(elsewhere)
+    assert isinstance(first, Refused) and not first.quiet and "not enabled" in first.message
+    assert second is not None and second.quiet
+    assert h.service.check_place(Place("telegram", chat_id=-100)) is None
+    await h.close()
+
+
+async def test_blocked_prompt_is_refused_by_the_rules_without_quota_or_queue(tmp_path):
+    h = await make(tmp_path, extra_config='[moderation]\nblocked_words = ["gore"]')
+    answer = await h.submit(PRO, "/restyle lots of GORE please")
+    assert isinstance(answer, Refused) and answer.reason == "rules"
+    assert "gore" not in answer.message.lower() and "rules" in answer.message
+    assert len(h.service.queue) == 0 and (await h.service.me(PRO)).used_today == 0
+    assert isinstance(await h.submit(PRO, "/restyle gorge at dawn"), Accepted)
+    await h.close()
+
+
+async def test_ban_cancels_waiting_jobs_refuses_new_ones_and_unban_lifts_it(tmp_path):
+    h = await make(tmp_path, extra_config='admins = ["web:admin-1"]')  # lands in [bot]
+    waiting = await h.submit(FREE)
+    assert (await h.service.ban(FREE2, FREE, "spam")).reason == "not_admin"
+    assert await h.service.ban(ADMIN, FREE, "spam") == [waiting.job_id]
+    assert (await h.service.job(waiting.job_id)).status == "cancelled"
+    refused = await h.submit(FREE)
+    assert isinstance(refused, Refused) and refused.reason == "banned"
+    assert await h.service.ban(ADMIN, FREE, "appeal accepted", banned=False) == []
+    assert isinstance(await h.submit(FREE), Accepted)
+    account = await h.store.account_for("test", FREE.user_id, h.clock.now())
+    actions = await h.store.admin_actions(account.id)
+    assert [(a["action"], a["detail"], a["done_by"]) for a in actions] == [
+        ("ban", "spam", "web:admin-1"),
+        ("unban", "appeal accepted", "web:admin-1"),
+    ]
+    await h.close()
+
+
+async def test_flagged_result_is_not_sent_costs_no_quota_and_the_member_is_told(tmp_path):
+    h = Harness(tmp_path)
+    await h.open()
+    h.service.safety_check = lambda picture: True  # a checker the test controls: flags everything
+    await h.service.set_tier(PRO, "pro", None, reason="admin", changed_by="test")
+    answer = await h.submit(PRO)
+    h.start_worker()
+    await h.drain()
+    assert h.frontend.results == []
+    assert [j.id for j in h.frontend.failures] == [answer.job_id]
+    assert "safety filter" in h.frontend.failures[0].error
+    assert (await h.service.me(PRO)).used_today == 0
+    assert not h.service.input_path(answer.job_id).with_name(f"{answer.job_id}.out.png").exists()
+    await h.close()
+
+
+async def test_age_restricted_channel_may_be_exempt_from_the_safety_check(tmp_path):
+    h = Harness(tmp_path, extra_config="[moderation]\nexempt_age_restricted = true")
+    await h.open()
+    h.service.safety_check = lambda picture: True
+    await h.service.set_tier(PRO, "pro", None, reason="admin", changed_by="test")
+    answer = await h.service.submit(PRO, picture_bytes(), "/restyle x", {"age_restricted": True})
+    h.start_worker()
+    await h.drain()
+    assert [d.job.id for d in h.frontend.results] == [answer.job_id]
+    await h.close()
+
+
+async def test_jobs_and_pictures_are_purged_after_the_retention_period(tmp_path):
+    h = await make(tmp_path, extra_config="[moderation]\nretention_days = 7")
+    old = await h.submit(PRO, "/restyle old")
+    h.start_worker()
+    await h.drain()
+    await h.clock.advance(6 * 86400)
+    recent = await h.submit(PRO, "/restyle recent")
+    await h.drain()
+    assert await h.service.purge_expired() == 0
+    await h.clock.advance(1.5 * 86400)
+    assert await h.service.purge_expired() == 1
+    assert await h.service.job(old.job_id) is None
+    assert not h.service.input_path(old.job_id).exists()
+    assert (await h.service.job(recent.job_id)).status == "done"
+    assert h.service.input_path(recent.job_id).exists()
+    await h.close()
