@@ -24,6 +24,7 @@ from engine.api import RestyleEngine
 log = logging.getLogger("bot")
 
 EngineFactory = Callable[[Config], RestyleEngine]
+PURGE_INTERVAL_S = 3600.0  # jobs past [moderation] retention_days are deleted this often
 
 
 def load_diffusers_engine(config: Config) -> RestyleEngine:
@@ -86,6 +87,7 @@ class App:
     worker: Worker | None = None
     health: Health = field(default_factory=Health)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _purge_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def create(
@@ -111,6 +113,16 @@ class App:
             await adapter.start()
             log.info("%s front end started", adapter.platform)
         self._tasks.append(asyncio.create_task(self._load_engine_and_work(), name="engine"))
+        self._purge_task = asyncio.create_task(self._purge_expired_periodically(), name="purge")
+
+    async def _purge_expired_periodically(self) -> None:
+        """Delete jobs and pictures past the retention period: at start, then every hour."""
+        while True:
+            try:
+                await self.service.purge_expired()
+            except Exception:
+                log.exception("could not purge expired jobs; trying again in an hour")
+            await self.service.clock.sleep(PURGE_INTERVAL_S)
 
     async def _load_engine_and_work(self) -> None:
         try:
@@ -136,6 +148,9 @@ class App:
             if not done:
                 log.warning("the running batch did not finish within %.0f s; it runs again at the next start", grace)
                 engine_task.cancel()
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            await asyncio.gather(self._purge_task, return_exceptions=True)
         for adapter in reversed(self.adapters):
             try:
                 await adapter.stop()

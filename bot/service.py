@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import random
 import secrets
@@ -505,6 +506,28 @@ class RestyleService:
     def waiting_summary(self, limit: int = 20) -> list[tuple[str, str, int]]:
         """For admins' /queue: (job id, tier, position) of the first waiting jobs."""
         return [(job.job_id, job.tier, i) for i, job in enumerate(self.queue.waiting(limit))]
+
+    async def job_log(self, admin: Member, limit: int = 20) -> list[dict[str, Any]] | Refused:
+        """For admins answering a complaint: the latest jobs, newest first, as plain dicts (id,
+        platform, user_id, reply (where it was asked), prompt, status, error, created_at,
+        finished_at)."""
+        if not self.is_admin(admin):
+            return Refused("not_admin", "Only the bot's admins can do that.")
+        rows = await self.store.job_log(limit)
+        return [
+            {
+                "id": row["id"],
+                "platform": row["platform"],
+                "user_id": row["platform_user_id"],
+                "reply": json.loads(row["reply_json"] or "{}"),
+                "prompt": row["prompt"],
+                "status": row["status"],
+                "error": row["error"],
+                "created_at": row["created_at"],
+                "finished_at": row["finished_at"],
+            }
+            for row in rows
+        ]
 
     # Looking and cancelling ------------------------------------------------------------------
 

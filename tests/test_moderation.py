@@ -3,6 +3,8 @@ on results, and purging old jobs."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.config import AccessSettings, ModerationSettings
@@ -138,3 +140,46 @@ async def test_jobs_and_pictures_are_purged_after_the_retention_period(tmp_path)
     assert (await h.service.job(recent.job_id)).status == "done"
     assert h.service.input_path(recent.job_id).exists()
     await h.close()
+
+
+async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path):
+    from bot.app import PURGE_INTERVAL_S, App
+    from bot.clock import FakeClock
+    from bot.config import load_config
+    from tests.fakes import FakeEngine, settle
+    from tests.test_service import write_config
+
+    config = load_config(write_config(tmp_path, "[moderation]\nretention_days = 1"), env={})
+    clock = FakeClock()
+    app = await App.create(config, clock=clock, engine_factory=lambda c: FakeEngine(), adapters=lambda c, s, h: [])
+    purged: list[int] = []
+    purge = app.service.purge_expired
+
+    async def counting() -> int:
+        purged.append(await purge())
+        return purged[-1]
+
+    app.service.purge_expired = counting  # type: ignore[method-assign]
+    try:
+        await app.start()
+        await settle()
+        assert purged == [0]  # at start
+        old = await app.service.submit(PRO, picture_bytes(), "/restyle old", {})
+        for _ in range(200):
+            if (await app.service.job(old.job_id)).status == "done":
+                break
+            await asyncio.sleep(0.01)
+        await clock.advance(PURGE_INTERVAL_S - 1)
+        await settle()
+        assert purged == [0]  # not before the hour
+        await clock.advance(1)
+        await settle()
+        assert purged == [0, 0]  # the job is younger than a day
+        await clock.advance(86400)
+        await settle()
+        assert purged == [0, 0, 1]
+        assert await app.service.job(old.job_id) is None
+        assert not app.service.input_path(old.job_id).exists()
+    finally:
+        await app.stop()
+    assert app._purge_task is not None and app._purge_task.done()
