@@ -162,7 +162,7 @@ async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot,
                 " && !document.getElementById('compare-wrap').hidden",
                 timeout=30_000,
             )
-            assert "strength 0.4 (clear)" in await page.inner_text("#result-info")
+            assert "strength 0.45 (clear)" in await page.inner_text("#result-info")  # 0.3 + STRENGTH_STEP
 
             # A phone's width: one column, nothing wider than the screen.
             await page.set_viewport_size({"width": 390, "height": 844})
