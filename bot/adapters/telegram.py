@@ -71,6 +71,7 @@ from bot.commands import (
 )
 from bot.config import Config
 from bot.logs import RedactingFilter
+from bot.moderation import Place
 from bot.service import (
     Accepted,
     Delivery,
@@ -115,6 +116,13 @@ NOT_A_PICTURE = (
     "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
     f"/restyle and the new style. For example:\n{EXAMPLE}"
 )
+NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
+BAN_USAGE = (
+    "Reply to the member's message with /{command} and a reason, or give their Telegram id:\n"
+    "/{command} 123456789 {example}"
+)
+QUEUE_LOG_LIMIT = 20  # jobs /queue log lists by default (at most 50)
+TEXT_LIMIT = 4096  # Telegram's message length
 START_TEXT = (
     "Hi! I restyle pictures with a diffusion model.\n\n"
     f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
@@ -261,6 +269,10 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("me", self._on_me, filters=only_new))
         app.add_handler(CommandHandler("cancel", self._on_cancel, filters=only_new))
         app.add_handler(CommandHandler("upgrade", self._on_upgrade, filters=only_new))
+        # Admins only (not in COMMANDS: members are not shown them).
+        app.add_handler(CommandHandler("ban", self._on_ban, filters=only_new))
+        app.add_handler(CommandHandler("unban", self._on_unban, filters=only_new))
+        app.add_handler(CommandHandler("queue", self._on_queue, filters=only_new))
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
         app.add_error_handler(self._on_error)
         return app
@@ -446,6 +458,11 @@ class TelegramAdapter:
             addressed = match.group(1) if match else None
             if addressed and addressed.lower() != (self.bot.username or "").lower():
                 return  # /restyle@SomeOtherBot: not ours
+        refused = self._place_refusal(message)
+        if refused is not None:
+            if not refused.quiet:
+                await self._answer(message, refused.text)
+            return
         picture, problem = self._find_picture(message if caption_form else _replied(message), caption_form)
         if picture is None:
             await self._answer(message, problem)
@@ -589,6 +606,78 @@ class TelegramAdapter:
         else:
             await self._answer(message, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}.")
 
+    def _place_refusal(self, message: Message) -> Refused | None:
+        """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat."""
+        chat = message.chat
+        return self.service.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"))
+
+    # Admins ------------------------------------------------------------------------------------
+
+    async def _on_ban(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._ban_command(update, context, banned=True)
+
+    async def _on_unban(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._ban_command(update, context, banned=False)
+
+    async def _ban_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE, *, banned: bool) -> None:
+        """/ban [id] reason… or /unban [id] [reason…]: by Telegram id, or as a reply to the
+        member's message. A ban cancels the member's waiting jobs."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        command = "ban" if banned else "unban"
+        admin = self._member(user)
+        if not self.service.is_admin(admin):
+            await self._answer(message, NOT_ADMIN.format(command=command))
+            return
+        args = list(context.args or [])
+        target: Member | None = None
+        replied = _replied(message)
+        author = getattr(replied, "from_user", None)  # an external reply has none
+        if author is not None and not author.is_bot:
+            target = self._member(author)  # every word after the command is the reason
+        elif args and args[0].isdigit():
+            target = Member("telegram", args.pop(0))
+        if target is None:
+            example = "spamming the group" if banned else "appeal accepted"
+            await self._answer(message, BAN_USAGE.format(command=command, example=example))
+            return
+        reason = " ".join(args).strip()
+        result = await self.service.ban(admin, target, reason, banned=banned)
+        if isinstance(result, Refused):
+            await self._answer(message, result.text)
+            return
+        for job_id in result:
+            await self._finish_status(job_id, "Cancelled.")
+        who = f"{target.name} ({target.user_id})" if target.name else target.user_id
+        if banned:
+            jobs = f"Cancelled {len(result)} waiting job{'s' if len(result) != 1 else ''}."
+            text = f"Banned {who}: {reason or 'no reason given'}. {jobs}"
+        else:
+            text = f"Unbanned {who}; they can use the bot again."
+        await self._answer(message, text)
+
+    async def _on_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/queue: who is waiting, per tier. /queue log [n]: the latest jobs, for complaints."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        admin = self._member(user)
+        if not self.service.is_admin(admin):
+            await self._answer(message, NOT_ADMIN.format(command="queue"))
+            return
+        args = [a.lower() for a in context.args or []]
+        if args and args[0] == "log":
+            limit = min(50, int(args[1])) if len(args) > 1 and args[1].isdigit() else QUEUE_LOG_LIMIT
+            entries = await self.service.job_log(admin, max(1, limit))
+            text = entries.text if isinstance(entries, Refused) else job_log_text(entries)
+        else:
+            waiting = []
+            for job_id, tier, position in self.service.waiting_summary(20):
+                waiting.append((position, tier, job_id, await self.service.job(job_id)))
+            text = queue_text(self.service.queue_lengths(), waiting, self.service.clock.now())
+        await self._answer(message, text)
+
     # Buttons -----------------------------------------------------------------------------------
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -640,6 +729,10 @@ class TelegramAdapter:
         delta = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}.get(action)
         if delta is None or message is None:
             await _quietly(query.answer())
+            return
+        refused = self._place_refusal(message)  # type: ignore[arg-type]
+        if refused is not None:
+            await _quietly(query.answer(refused.text if not refused.quiet else None, show_alert=not refused.quiet))
             return
         reply = {
             "chat_id": message.chat.id,
@@ -964,6 +1057,64 @@ def me_text(view: MemberView) -> str:
     else:
         lines.append(f"No jobs waiting (up to {view.max_queued} at once).")
     return "\n".join(lines)
+
+
+def queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float) -> str:
+    """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
+    counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
+    if not waiting:
+        return f"Nobody is waiting ({counts}).\n/queue log shows the latest jobs."
+    lines = [f"Waiting: {counts}"]
+    for position, tier, job_id, job in waiting:
+        who = f"{job.platform}:{job.user_id} · {_waited(now - job.created_at)} · “{_clip(job.prompt, 60)}”" if job else ""
+        lines.append(f"#{position + 1} {tier} · job {job_id} · {who}".rstrip(" ·"))
+    lines.append("/queue log shows the latest jobs.")
+    return _fit(lines)
+
+
+def job_log_text(entries: list[dict[str, Any]]) -> str:
+    """/queue log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
+    if not entries:
+        return "No jobs in the log."
+    lines = [f"Latest {len(entries)} job{'s' if len(entries) != 1 else ''}, newest first (times UTC):"]
+    for entry in entries:
+        when = datetime.fromtimestamp(entry["created_at"], timezone.utc).strftime("%m-%d %H:%M")
+        outcome = entry["status"] + (f" ({_clip(entry['error'], 60)})" if entry.get("error") else "")
+        lines.append(f"{when} · {entry['platform']}:{entry['user_id']} in {_where(entry)} · "
+                     f"“{_clip(entry['prompt'], 60)}” · {outcome} · job {entry['id']}")  # fmt: skip
+    return _fit(lines)
+
+
+def _where(entry: dict[str, Any]) -> str:
+    reply = entry.get("reply") or {}
+    if reply.get("chat_id") is not None:  # Telegram
+        return f"chat {reply['chat_id']}" if reply.get("group") else "a private chat"
+    if reply.get("channel_id"):  # Discord
+        guild = reply.get("guild_id")
+        return f"channel {reply['channel_id']} of server {guild}" if guild else "a DM"
+    return entry.get("platform") or "?"
+
+
+def _waited(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"waiting {seconds} s" if seconds < 90 else f"waiting {round(seconds / 60)} min"
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _fit(lines: list[str]) -> str:
+    """Lines joined, cut at whole lines to fit one Telegram message."""
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        more = f"…and {len(lines) - i} more lines"
+        if sum(len(x) + 1 for x in out) + len(line) + len(more) + 1 > TEXT_LIMIT:
+            out.append(more)
+            break
+        out.append(line)
+    return "\n".join(out)
 
 
 def _cancel_markup(job_id: str) -> InlineKeyboardMarkup:
