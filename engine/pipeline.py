@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
+# transformers warns at import time about torchvision-less image processors that an
+# image-to-image pipeline never uses; an admin reading the start-up log needs none of it.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
 
 from engine.api import (
     EngineJob,
