@@ -2,6 +2,8 @@
 
     python -m bot [--config PATH]                     run the bot (chat front ends, web page, worker)
     python -m bot restyle IN OUT --prompt "..."       restyle one file, to check a model and a GPU
+    python -m bot codes mint --tier pro --days 30 --count 10 [--valid-days 90]
+                                                      print new single-use redeem codes
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     restyle.add_argument("--steps", type=int, default=None)
     restyle.add_argument("--max-side", type=int, default=None, help="longest side (default: the max tier's)")
     restyle.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    codes = sub.add_parser("codes", help="redeem codes for /upgrade CODE")
+    codes_sub = codes.add_subparsers(dest="codes_command", required=True)
+    mint = codes_sub.add_parser("mint", help="make new single-use codes and print them, one a line")
+    mint.add_argument("--tier", required=True, help="the tier a code gives: pro or max")
+    mint.add_argument("--days", type=int, required=True, help="how long the tier lasts once redeemed")
+    mint.add_argument("--count", type=int, default=1, help="how many codes (default 1)")
+    mint.add_argument("--valid-days", type=float, default=90.0, help="days a code can be redeemed in (default 90)")
+    mint.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     return parser
 
 
@@ -78,6 +88,34 @@ def _restyle_file(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _mint_codes(config: Config, args: argparse.Namespace) -> int:
+    from bot.clock import SystemClock
+    from bot.service import RestyleService
+    from bot.store import Store, StoreError
+
+    paid = [t for t in config.tiers if t != "free"]
+    if args.tier not in paid:
+        print(f"--tier must be one of {', '.join(paid)}", file=sys.stderr)
+        return 2
+    if not 1 <= args.days <= 3650 or not 1 <= args.count <= 10000 or args.valid_days <= 0:
+        print("--days must be 1 to 3650, --count 1 to 10000 and --valid-days above 0", file=sys.stderr)
+        return 2
+    try:
+        store = await Store.open(config.bot.data_dir)
+    except StoreError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    try:
+        service = RestyleService(config, store, SystemClock())
+        codes = await service.mint_codes(args.tier, args.days, args.count, args.valid_days)
+    finally:
+        await store.close()
+    print("\n".join(codes))
+    print(f"{len(codes)} code(s) for {args.days} days of {args.tier}, redeemable for {args.valid_days:g} days "
+          "with /upgrade CODE. Only their hashes are stored: keep this list.", file=sys.stderr)
+    return 0
+
+
 async def _run_bot(config: Config) -> int:
     from bot.adapters import AdapterStartError
     from bot.app import App
@@ -114,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     hide_secrets(tuple(t for t in (config.telegram.token, config.discord.token, config.web.access_token) if t))
     if args.command == "restyle":
         return _restyle_file(config, args)
+    if args.command == "codes":
+        return asyncio.run(_mint_codes(config, args))
     try:
         return asyncio.run(_run_bot(config))
     except KeyboardInterrupt:

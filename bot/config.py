@@ -130,6 +130,28 @@ class ModerationSettings:
 
 
 @dataclass(frozen=True)
+class PlanSettings:
+    """One thing members can buy: a tier for a period ([plans.<name>])."""
+
+    name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
+    tier: str  # "pro" | "max" (a defined tier other than free)
+    days: int  # length of the period, 1..3650
+    stars: int | None = None  # price in Telegram Stars (1..10000); None: not on sale on Telegram
+    subscription: bool = False  # a monthly Stars subscription (needs days = 30)
+    discord_sku: int | None = None  # Discord SKU id; None: not on sale on Discord
+
+
+@dataclass(frozen=True)
+class PaymentSettings:
+    terms: str = (
+        "Upgrades give a higher tier for the period bought. Payments are final, except where the admin refunds "
+        "them; a refund ends the tier it paid for. The service may change or stop; unused paid time is refunded then."
+    )
+    support: str = "For help with a payment, write to the bot's admin and give the date and the charge id."
+    secret: str | None = None  # signs invoice payloads; None: derived from the Telegram token
+
+
+@dataclass(frozen=True)
 class Config:
     # Every part defaults, so Config() is the all-defaults configuration (handy in tests).
     bot: BotSettings = field(default_factory=BotSettings)
@@ -141,6 +163,8 @@ class Config:
     web: WebSettings = field(default_factory=WebSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     moderation: ModerationSettings = field(default_factory=ModerationSettings)
+    plans: dict[str, PlanSettings] = field(default_factory=dict)  # by name, in file order
+    payments: PaymentSettings = field(default_factory=PaymentSettings)
     path: Path | None = None  # the file it was loaded from
 
     def tier(self, name: str) -> TierSettings:
@@ -448,6 +472,14 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "exempt_age_restricted": _flag,
         },
     ),
+    "payments": (
+        PaymentSettings,
+        {
+            "terms": _text(hint="the text /terms shows"),
+            "support": _text(hint="the text /paysupport shows"),
+            "secret": _optional_text(),
+        },
+    ),
 }
 
 _TIER_KEYS: dict[str, Check] = {
@@ -459,7 +491,27 @@ _TIER_KEYS: dict[str, Check] = {
     "max_steps": _whole(1, 50),
 }
 
-ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "telegram", "discord", "web", "access", "moderation")
+def _sku(value: Any) -> int:
+    # Accept a quoted id too: the developer portal shows it as text to copy.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _Invalid("must be a Discord SKU id (a number from the developer portal's Monetization page)")
+    return value
+
+
+_PLAN_KEYS: dict[str, Check] = {
+    "tier": _text(),  # checked against the tiers once they are known
+    "days": _whole(1, 3650),
+    "stars": _whole(1, 10000),
+    "subscription": _flag,
+    "discord_sku": _sku,
+}
+PLAN_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 30 days, no other period
+
+ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "telegram", "discord", "web", "access", "moderation", "plans",
+                "payments")
 
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
@@ -498,7 +550,8 @@ class _Loader:
             if token:  # an empty variable is "not set", not "no token"
                 parts[section] = replace(parts[section], **{key: token})
         tiers = self.tiers(raw.get("tiers", {}))
-        config = Config(tiers=tiers, **parts)
+        plans = self.plans(raw.get("plans", {}), tiers)
+        config = Config(tiers=tiers, plans=plans, **parts)
         self.cross_checks(config)
         return config
 
@@ -547,6 +600,39 @@ class _Loader:
                 )
             ranks[tier.rank] = tier.name
         return tiers
+
+    def plans(self, table: dict[str, Any], tiers: dict[str, TierSettings]) -> dict[str, PlanSettings]:
+        plans: dict[str, PlanSettings] = {}
+        skus: dict[int, str] = {}
+        paid = [t.name for t in sorted(tiers.values(), key=lambda t: t.rank) if t.name != "free"]
+        for name, values in table.items():
+            where = f"plans.{name}"
+            if not isinstance(values, dict):
+                raise self.fail("plans", f"'{name}' must be a section written [plans.{name}], got {_shown(values)}.")
+            if not PLAN_NAME.fullmatch(name):
+                raise self.fail(where, "the plan name must be 1 to 32 of a-z, 0-9, _ and - (it goes into invoices).")
+            checked = self.section(where, values, _PLAN_KEYS)
+            for key in ("tier", "days"):
+                if key not in checked:
+                    raise self.fail(where, f"{key} is required (a plan sells a tier for a number of days).")
+            if checked["tier"] not in paid:
+                raise self.fail(where, f"tier must be one of {', '.join(paid)}, got {_shown(checked['tier'])}.")
+            plan = PlanSettings(name=name, **checked)
+            if plan.subscription and plan.stars is None:
+                raise self.fail(where, "subscription = true needs stars (a Telegram Stars subscription has a price).")
+            if plan.subscription and plan.days != SUBSCRIPTION_DAYS:
+                raise self.fail(
+                    where, f"a subscription renews every {SUBSCRIPTION_DAYS} days (Telegram's only period): set days ="
+                    f" {SUBSCRIPTION_DAYS}, got {plan.days}."
+                )
+            if plan.stars is None and plan.discord_sku is None:
+                raise self.fail(where, "set stars (Telegram) or discord_sku (Discord), or both: otherwise nobody can buy it.")
+            if plan.discord_sku is not None:
+                if plan.discord_sku in skus:
+                    raise self.fail(where, f"discord_sku {plan.discord_sku} is also used by [plans.{skus[plan.discord_sku]}].")
+                skus[plan.discord_sku] = name
+            plans[name] = plan
+        return plans
 
     def cross_checks(self, config: Config) -> None:
         if config.web.tier not in config.tiers:

@@ -8,6 +8,7 @@ store and the delivery schedule; the worker feeds the engine through `claim_batc
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ import secrets
 import shutil
 from collections import deque
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -24,10 +26,30 @@ from PIL import Image
 from bot.clock import Clock, utc_day
 from bot.metrics import BATCH_SIZE_BUCKETS, JOB_SECONDS_BUCKETS, Histogram
 from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
-from bot.config import Config, TierSettings, is_admin
+from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
 from bot.queue import QueuedJob, TierQueue, compute_rank
 from bot.store import JobRecord, Store, StoreError
+from bot.upgrades import (
+    DAY_S,
+    LINK_CODE_TTL_S,
+    GuessGuard,
+    PlanView,
+    code_hash,
+    extended,
+    merged,
+    new_link_code,
+    new_redeem_code,
+    payload_key,
+    plan_for_sku,
+    plan_view,
+    plans_on,
+    read_payload,
+    reverted,
+    sign_payload,
+    tier_perks,
+    tiers_by_rank,
+)
 from engine.api import EngineJob, EngineOutput, batch_key, random_seed, scheduled_steps
 from engine.pictures import PictureError, encode_picture, prepare_picture
 
@@ -120,6 +142,27 @@ class MemberView:
     daily_quota: int
     max_queued: int
     active_jobs: list[JobView]
+
+
+@dataclass(frozen=True)
+class UpgradeInfo:
+    tier: str
+    tier_expires_at: float | None
+    plans: list[PlanView]  # on sale on the member's app; empty: payments not set up there
+    tiers: list[tuple[str, tuple[str, ...]]]  # every tier's perks, lowest first
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    view: MemberView  # the member after the payment
+    duplicate: bool  # this charge id was recorded before: nothing changed
+    plan: str
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "no end date"
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class DeliveryFailed(Exception):
@@ -621,6 +664,317 @@ class RestyleService:
         counts = {name: 0 for name in self.config.tiers}
         counts.update(self.queue.count_by_tier())
         return counts
+
+    # Upgrades: plans, payments, codes, links, admin grants -------------------------------------
+
+    @functools.cached_property
+    def guesses(self) -> GuessGuard:
+        return GuessGuard()
+
+    @functools.cached_property
+    def _payload_key(self) -> bytes:
+        return payload_key(self.config, self.store.data_dir)
+
+    async def plans_for(self, member: Member) -> UpgradeInfo:
+        """What /upgrade shows: the member's tier and expiry, the plans on sale on their app and
+        every tier's perks (also when no plan is configured)."""
+        view = await self.me(member)
+        free = self.config.tiers["free"]
+        return UpgradeInfo(
+            tier=view.tier,
+            tier_expires_at=view.tier_expires_at,
+            plans=plans_on(self.config, member.platform),
+            tiers=[(t.name, tier_perks(t, free)) for t in tiers_by_rank(self.config)],
+        )
+
+    async def _current(self, member: Member) -> tuple[int, str, float | None]:
+        now = self.clock.now()
+        account = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        tier = account.effective_tier(now)
+        return account.id, tier, account.tier_expires_at if tier != "free" else None
+
+    def _plan(self, name: str) -> PlanSettings | None:
+        return self.config.plans.get(name)
+
+    def _downgrade_refusal(self, current: str, expiry: float | None, wanted: str) -> Refused:
+        until = f" until {_when(expiry)}" if expiry else ""
+        return Refused(
+            "downgrade",
+            f"You already have the {current} tier{until}, which gives more than {wanted}. "
+            "Buy (or redeem) this again when it has ended.",
+        )
+
+    async def invoice_payload(self, member: Member, plan_name: str) -> tuple[PlanView, str] | Refused:
+        """A signed payload for a Telegram invoice of this plan, made for this member only."""
+        plan = self._plan(plan_name)
+        if plan is None or plan.stars is None:
+            return Refused("not_found", "That plan is no longer on sale; send /upgrade to see the current ones.")
+        account_id, tier, expiry = await self._current(member)
+        if await self.store.is_banned(account_id):
+            return Refused("banned", BANNED)
+        if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
+            return self._downgrade_refusal(tier, expiry, plan.tier)
+        return plan_view(self.config, plan), sign_payload(self._payload_key, member.key, plan.name)
+
+    def _plan_of_payload(self, member: Member, payload: str) -> PlanSettings | None:
+        name = read_payload(self._payload_key, payload, member.key)
+        return self._plan(name) if name else None
+
+    async def check_pre_checkout(self, member: Member, payload: str, amount: int, currency: str = "XTR") -> Refused | None:
+        """Telegram's last question before it takes the Stars (answer within 10 s): None to go
+        ahead, else why not (Telegram shows the message to the member)."""
+        plan = self._plan_of_payload(member, payload)
+        if plan is None:
+            return Refused("payload", "This invoice is not valid any more (or not yours). Send /upgrade for a new one.")
+        if currency != "XTR" or amount != plan.stars:
+            return Refused("price", "The price of this plan has changed. Send /upgrade for a new invoice.")
+        account_id, tier, expiry = await self._current(member)
+        if await self.store.is_banned(account_id):
+            return Refused("banned", BANNED)
+        if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
+            return self._downgrade_refusal(tier, expiry, plan.tier)
+        return None
+
+    async def record_payment(
+        self,
+        member: Member,
+        payload: str,
+        charge_id: str,
+        amount: int,
+        *,
+        currency: str = "XTR",
+        subscription_expiry: float | None = None,
+        recurring: bool = False,
+        source: str = "telegram-stars",
+    ) -> PaymentResult | Refused:
+        """A payment went through: extend the tier, once per charge id (a replayed update, or a
+        renewal seen twice, changes nothing the second time)."""
+        now = self.clock.now()
+        charge_key = f"{source}:{charge_id}"
+        known = await self.store.payment(charge_key)
+        if known is not None:
+            return PaymentResult(await self.me(member), duplicate=True, plan=known["plan"])
+        plan = self._plan_of_payload(member, payload)
+        if plan is None:
+            log.error("payment %s from %s has a payload this bot cannot read (%r); refund it or grant by hand",
+                      charge_key, member.key, payload)  # fmt: skip
+            return Refused(
+                "payload",
+                f"Your payment arrived but its plan is no longer on sale. Send /paysupport with the charge id {charge_id}.",
+            )
+        account_id, tier, expiry = await self._current(member)
+        new = extended(self.config, tier, expiry, plan.tier, plan.days, now)
+        if new is None:  # bought while a higher tier ran (the pre-checkout said no; a renewal may not)
+            new = (tier, expiry)
+        recorded = await self.store.record_payment(
+            {
+                "charge_id": charge_key, "platform": member.platform, "platform_user_id": member.user_id,
+                "account_id": account_id, "plan": plan.name, "tier": new[0], "amount": amount, "currency": currency,
+                "prev_tier": tier, "prev_expires_at": expiry, "expires_at": new[1],
+                "subscription_expires_at": subscription_expiry, "status": "paid", "at": now,
+            },
+            reason="payment",
+            changed_by=charge_key,
+            now=now,
+        )  # fmt: skip
+        if not recorded:
+            return PaymentResult(await self.me(member), duplicate=True, plan=plan.name)
+        log.info("%s paid %d %s for %s (%s): %s until %s", member.key, amount, currency, plan.name,
+                 "renewal" if recurring else "new", new[0], _when(new[1]))  # fmt: skip
+        await self._rerank_member(account_id, self.config.tier(new[0]))
+        return PaymentResult(await self.me(member), duplicate=False, plan=plan.name)
+
+    async def payment_to_refund(self, admin: Member, charge_id: str) -> dict[str, Any] | Refused:
+        """For an admin's /refund: the payment (platform, platform_user_id, amount ...) before
+        the platform is asked to give the money back."""
+        if not self.is_admin(admin):
+            return Refused("not_admin", "Only the bot's admins can do that.")
+        for key in (charge_id, f"telegram-stars:{charge_id}"):
+            row = await self.store.payment(key)
+            if row is not None:
+                break
+        else:
+            return Refused("not_found", f"No payment with the charge id {charge_id}.")
+        if row["status"] == "refunded":
+            return Refused("refunded", f"The payment {charge_id} was refunded already.")
+        return row
+
+    async def refund(self, admin: Member, charge_id: str) -> MemberView | Refused:
+        """Revert the tier a payment bought (after the platform gave the money back)."""
+        row = await self.payment_to_refund(admin, charge_id)
+        if isinstance(row, Refused):
+            return row
+        now = self.clock.now()
+        account = await self.store.account(row["account_id"])
+        tier = account.effective_tier(now)
+        new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
+        if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=admin.key, now=now):
+            return Refused("refunded", f"The payment {charge_id} was refunded already.")
+        log.info("%s refunded %s: %s is now %s until %s", admin.key, row["charge_id"], row["platform_user_id"],
+                 new[0], _when(new[1]))  # fmt: skip
+        await self._rerank_member(row["account_id"], self.config.tier(new[0]))
+        return await self.me(Member(row["platform"], row["platform_user_id"]))
+
+    async def apply_entitlement(
+        self, member: Member, entitlement_id: str, sku_id: int, ends_at: float | None, *, deleted: bool = False
+    ) -> MemberView | None:
+        """A Discord entitlement appeared, renewed, ended or was deleted. Idempotent: the same
+        entitlement seen again (on every interaction) writes nothing. None: not one of our SKUs."""
+        plan = plan_for_sku(self.config, sku_id)
+        if plan is None:
+            return None
+        now = self.clock.now()
+        charge_key = f"discord-entitlement:{entitlement_id}"
+        row = await self.store.payment(charge_key)
+        ended = deleted or (ends_at is not None and ends_at <= now)
+        if ended:
+            if row is not None and row["status"] == "paid":
+                account = await self.store.account(row["account_id"])
+                tier = account.effective_tier(now)
+                current = (tier, account.tier_expires_at if tier != "free" else None)
+                new = reverted(current, {**row, "expires_at": row["expires_at"]}, now) if deleted else current
+                await self.store.refund_payment(charge_key, new[0], new[1], changed_by=charge_key, now=now)
+                await self._rerank_member(row["account_id"], self.config.tier(new[0]))
+            return await self.me(member)
+        account_id, tier, expiry = await self._current(member)
+        if row is None:
+            until = ends_at if ends_at is not None else now + plan.days * DAY_S
+            new: tuple[str, float | None]
+            if tier == plan.tier:
+                new = (tier, None if expiry is None else max(expiry, until))
+            elif extended(self.config, tier, expiry, plan.tier, 0, now) is None:
+                new = (tier, expiry)  # a higher tier runs: keep it
+            else:
+                new = (plan.tier, until)
+            await self.store.record_payment(
+                {
+                    "charge_id": charge_key, "platform": "discord", "platform_user_id": member.user_id,
+                    "account_id": account_id, "plan": plan.name, "tier": new[0], "amount": 0, "currency": "SKU",
+                    "prev_tier": tier, "prev_expires_at": expiry, "expires_at": new[1],
+                    "subscription_expires_at": ends_at, "status": "paid", "at": now,
+                },
+                reason="discord-entitlement",
+                changed_by=charge_key,
+                now=now,
+            )  # fmt: skip
+            await self._rerank_member(account_id, self.config.tier(new[0]))
+            return await self.me(member)
+        if row["status"] == "paid" and ends_at is not None and tier == plan.tier and expiry is not None and ends_at > expiry:
+            # renewed: the entitlement's end moved on
+            await self.store.set_payment_expiry(charge_key, ends_at)
+            return await self.set_tier(member, plan.tier, ends_at, reason="discord-entitlement", changed_by=charge_key)
+        return await self.me(member)
+
+    def _guess_refusal(self, member: Member) -> Refused | None:
+        wait = self.guesses.blocked_for(member.key, self.clock.now())
+        if wait <= 0:
+            return None
+        return Refused("guessing", f"Too many wrong codes. Try again in {int(wait // 60) + 1} min.")
+
+    async def redeem(self, member: Member, code: str) -> MemberView | Refused:
+        """Spend a redeem code minted with `python -m bot codes mint`."""
+        refused = self._guess_refusal(member)
+        if refused is not None:
+            return refused
+        now = self.clock.now()
+        row = await self.store.code(code_hash(code))
+        problem = None
+        if row is None:
+            problem = Refused("bad_code", "That code is not valid. Check it and send it again.")
+        elif row["used_at"] is not None:
+            problem = Refused("used_code", "That code has already been used.")
+        elif row["valid_until"] <= now:
+            problem = Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
+        if problem is not None:
+            self.guesses.wrong(member.key, now)
+            return problem
+        account_id, tier, expiry = await self._current(member)
+        if await self.store.is_banned(account_id):
+            return Refused("banned", BANNED)
+        new = extended(self.config, tier, expiry, row["tier"], row["days"], now)
+        if new is None:
+            return self._downgrade_refusal(tier, expiry, row["tier"])
+        if not await self.store.use_code(row["hash"], account_id, new[0], new[1], changed_by=member.key, now=now):
+            return Refused("used_code", "That code has already been used.")
+        log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], _when(new[1]))
+        await self._rerank_member(account_id, self.config.tier(new[0]))
+        return await self.me(member)
+
+    async def mint_codes(self, tier: str, days: int, count: int, valid_days: float = 90.0) -> list[str]:
+        """New single-use redeem codes (for the admin CLI); only their hashes are stored."""
+        if tier not in self.config.tiers or tier == "free":
+            raise ValueError(f"tier must be one of {', '.join(t for t in self.config.tiers if t != 'free')}")
+        now = self.clock.now()
+        codes = [new_redeem_code() for _ in range(count)]
+        await self.store.add_codes([code_hash(c) for c in codes], tier, days, now + valid_days * DAY_S, now)
+        return codes
+
+    async def link_start(self, member: Member) -> tuple[str, float] | Refused:
+        """A code (and its lifetime in seconds) that `/link CODE` on another app accepts."""
+        now = self.clock.now()
+        account = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        if await self.store.is_banned(account.id):
+            return Refused("banned", BANNED)
+        code = new_link_code()
+        await self.store.add_link_code(code_hash(code), account.id, member.platform, now + LINK_CODE_TTL_S, now)
+        return code, LINK_CODE_TTL_S
+
+    async def link_finish(self, member: Member, code: str) -> MemberView | Refused:
+        """Join this identity to the account that made `code`: one tier, expiry and quota."""
+        refused = self._guess_refusal(member)
+        if refused is not None:
+            return refused
+        now = self.clock.now()
+        row = await self.store.link_code(code_hash(code))
+        if row is None or row["expires_at"] <= now:
+            self.guesses.wrong(member.key, now)
+            return Refused("bad_code", "That link code is not valid or has expired (they last 10 minutes). "
+                                       "Send /link on the other app for a new one.")  # fmt: skip
+        mine = await self.store.account_for(member.platform, member.user_id, now, member.name)
+        keep = row["account_id"]
+        if mine.id == keep:
+            return Refused("linked", "These are already linked.")
+        if any(p == member.platform for p, _ in await self.store.identities(keep)):
+            return Refused("linked", f"That code was made by another {member.platform} account; "
+                                     "send /link here and /link CODE on the other app.")  # fmt: skip
+        if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
+            return Refused("banned", BANNED)
+        if self.queue.member_job_ids(mine.id):
+            return Refused("busy", "Wait until your jobs here have finished (or /cancel them), then link.")
+        other = await self.store.account(keep)
+        new = merged(self.config, (mine.tier, mine.tier_expires_at), (other.tier, other.tier_expires_at), now)
+        await self.store.merge_accounts(
+            keep, mine.id, row["hash"], tier=new[0], expires_at=new[1], day=utc_day(now), changed_by=member.key, now=now
+        )
+        log.info("%s linked to account %d (%s)", member.key, keep, new[0])
+        await self._rerank_member(keep, self.config.tier(new[0]))
+        return await self.me(member)
+
+    async def grant(self, admin: Member, target: Member, tier: str, days: float) -> MemberView | Refused:
+        """Admin: give `tier` for `days` (0: without an end), extending the same tier."""
+        if not self.is_admin(admin):
+            return Refused("not_admin", "Only the bot's admins can do that.")
+        if tier not in self.config.tiers:
+            return Refused("command", f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
+        if tier == "free":
+            return await self.revoke(admin, target)
+        if days < 0:
+            return Refused("command", "Days must be 0 (no end) or more.")
+        _, current, expiry = await self._current(target)
+        if days == 0:
+            expires = None
+        else:
+            new = extended(self.config, current, expiry, tier, days, self.clock.now())
+            expires = new[1] if new is not None else self.clock.now() + days * DAY_S
+        log.info("%s granted %s to %s until %s", admin.key, tier, target.key, _when(expires))
+        return await self.set_tier(target, tier, expires, reason="admin", changed_by=admin.key)
+
+    async def revoke(self, admin: Member, target: Member) -> MemberView | Refused:
+        """Admin: back to free, now."""
+        if not self.is_admin(admin):
+            return Refused("not_admin", "Only the bot's admins can do that.")
+        log.info("%s revoked the tier of %s", admin.key, target.key)
+        return await self.set_tier(target, "free", None, reason="admin", changed_by=admin.key)
 
     # The worker's side -----------------------------------------------------------------------
 

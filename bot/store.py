@@ -104,6 +104,41 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_finished ON jobs (finished_at);
     """,
+    """
+    CREATE TABLE codes (
+        hash TEXT PRIMARY KEY,
+        tier TEXT NOT NULL,
+        days INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        valid_until REAL NOT NULL,
+        used_at REAL,
+        used_by INTEGER REFERENCES accounts(id)
+    );
+    CREATE TABLE link_codes (
+        hash TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        platform TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE TABLE payments (
+        charge_id TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        platform_user_id TEXT NOT NULL,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        plan TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        prev_tier TEXT NOT NULL,
+        prev_expires_at REAL,
+        expires_at REAL,
+        subscription_expires_at REAL,
+        status TEXT NOT NULL CHECK (status IN ('paid', 'refunded')),
+        at REAL NOT NULL,
+        refunded_at REAL
+    );
+    CREATE INDEX payments_account ON payments (account_id);
+    """,
 ]
 
 ACTIVE = ("queued", "running")
@@ -323,6 +358,160 @@ class Store:
             (account_id,),
         ) as cur:
             return [dict(row) for row in await cur.fetchall()]
+
+    async def _write_tier(
+        self, account_id: int, tier: str, expires_at: float | None, *, reason: str, changed_by: str, now: float
+    ) -> None:
+        """Inside a caller's transaction: change the tier and audit it."""
+        before = await self.account(account_id)
+        await self._db.execute(
+            "UPDATE accounts SET tier = ?, tier_expires_at = ? WHERE id = ?", (tier, expires_at, account_id)
+        )
+        await self._db.execute(
+            "INSERT INTO tier_changes (account_id, from_tier, to_tier, expires_at, reason, changed_by, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (account_id, before.effective_tier(now), tier, expires_at, reason, changed_by, now),
+        )
+
+    # Upgrades: codes, links, payments --------------------------------------------------------
+
+    @_serialized
+    async def add_codes(self, hashes: list[str], tier: str, days: int, valid_until: float, now: float) -> None:
+        await self._db.executemany(
+            "INSERT INTO codes (hash, tier, days, created_at, valid_until) VALUES (?, ?, ?, ?, ?)",
+            [(h, tier, days, now, valid_until) for h in hashes],
+        )
+        await self._db.commit()
+
+    async def code(self, code_hash: str) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM codes WHERE hash = ?", (code_hash,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    @_serialized
+    async def use_code(
+        self, code_hash: str, account_id: int, tier: str, expires_at: float | None, *, changed_by: str, now: float
+    ) -> bool:
+        """Spend a code and set the tier it gives, in one transaction; False (nothing written)
+        when the code was used or expired meanwhile."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            cur = await self._db.execute(
+                "UPDATE codes SET used_at = ?, used_by = ? WHERE hash = ? AND used_at IS NULL AND valid_until > ?",
+                (now, account_id, code_hash, now),
+            )
+            if cur.rowcount != 1:
+                await self._db.rollback()
+                return False
+            await self._write_tier(account_id, tier, expires_at, reason="code", changed_by=changed_by, now=now)
+            await self._db.commit()
+            return True
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    @_serialized
+    async def add_link_code(self, code_hash: str, account_id: int, platform: str, expires_at: float, now: float) -> None:
+        """One live link code per account: a new /link replaces the last one."""
+        await self._db.execute("DELETE FROM link_codes WHERE account_id = ? OR expires_at <= ?", (account_id, now))
+        await self._db.execute(
+            "INSERT INTO link_codes (hash, account_id, platform, expires_at) VALUES (?, ?, ?, ?)",
+            (code_hash, account_id, platform, expires_at),
+        )
+        await self._db.commit()
+
+    async def link_code(self, code_hash: str) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM link_codes WHERE hash = ?", (code_hash,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def identities(self, account_id: int) -> list[tuple[str, str]]:
+        async with self._db.execute(
+            "SELECT platform, platform_user_id FROM identities WHERE account_id = ? ORDER BY platform", (account_id,)
+        ) as cur:
+            return [(row["platform"], row["platform_user_id"]) for row in await cur.fetchall()]
+
+    @_serialized
+    async def merge_accounts(
+        self, keep: int, drop: int, code_hash: str, *, tier: str, expires_at: float | None, day: str,
+        changed_by: str, now: float,
+    ) -> None:
+        """Move every identity of `drop` to `keep`, carry today's usage over (the larger count,
+        never the sum), spend the link code and set the merged tier (audited when it changes)."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.execute("UPDATE identities SET account_id = ? WHERE account_id = ?", (keep, drop))
+            await self._db.execute(
+                "INSERT INTO daily_usage (account_id, day, used) "
+                "SELECT ?, day, used FROM daily_usage WHERE account_id = ? AND day = ? "
+                "ON CONFLICT (account_id, day) DO UPDATE SET used = MAX(used, excluded.used)",
+                (keep, drop, day),
+            )
+            await self._db.execute("DELETE FROM link_codes WHERE hash = ? OR account_id = ?", (code_hash, drop))
+            before = await self.account(keep)
+            if (before.tier, before.tier_expires_at) != (tier, expires_at):
+                await self._write_tier(keep, tier, expires_at, reason="link", changed_by=changed_by, now=now)
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    async def payment(self, charge_id: str) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM payments WHERE charge_id = ?", (charge_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    @_serialized
+    async def record_payment(self, payment: dict[str, Any], *, reason: str, changed_by: str, now: float) -> bool:
+        """Record a payment and set the tier it bought, once per charge id: False (and nothing
+        written) for a charge id already recorded."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            columns = ", ".join(payment)
+            cur = await self._db.execute(
+                f"INSERT OR IGNORE INTO payments ({columns}) VALUES ({', '.join('?' * len(payment))})",
+                list(payment.values()),
+            )
+            if cur.rowcount != 1:
+                await self._db.rollback()
+                return False
+            await self._write_tier(
+                payment["account_id"], payment["tier"], payment["expires_at"], reason=reason, changed_by=changed_by, now=now
+            )
+            await self._db.commit()
+            return True
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    @_serialized
+    async def set_payment_expiry(self, charge_id: str, expires_at: float | None) -> None:
+        await self._db.execute("UPDATE payments SET expires_at = ? WHERE charge_id = ?", (expires_at, charge_id))
+        await self._db.commit()
+
+    @_serialized
+    async def refund_payment(
+        self, charge_id: str, tier: str, expires_at: float | None, *, changed_by: str, now: float
+    ) -> bool:
+        """Mark a payment refunded and set the reverted tier; False when it was refunded already."""
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            cur = await self._db.execute(
+                "UPDATE payments SET status = 'refunded', refunded_at = ? WHERE charge_id = ? AND status = 'paid' "
+                "RETURNING account_id",
+                (now, charge_id),
+            )
+            row = await cur.fetchone()
+            await cur.close()
+            if row is None:
+                await self._db.rollback()
+                return False
+            await self._write_tier(row["account_id"], tier, expires_at, reason="refund", changed_by=changed_by, now=now)
+            await self._db.commit()
+            return True
+        except BaseException:
+            await self._db.rollback()
+            raise
 
     # Bans ------------------------------------------------------------------------------------
 

@@ -1,0 +1,332 @@
+"""Upgrades in the core: plans and perks, signed payloads, payments once per charge id, refunds,
+redeem codes (CLI, reuse, expiry, guessing), links between apps, admin grants and revokes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from bot.clock import FakeClock
+from bot.config import Config, ConfigError, load_config
+from bot.service import Member, PaymentResult, Refused, RestyleService
+from bot.store import Store
+from bot import upgrades as up
+from tests.fakes import picture_bytes
+
+DAY = 86400.0
+PLANS = """
+[bot]
+admins = ["telegram:1"]
+[payments]
+secret = "test-secret"
+[plans.pro_month]
+tier = "pro"
+days = 30
+stars = 250
+subscription = true
+discord_sku = 111
+[plans.max_week]
+tier = "max"
+days = 7
+stars = 150
+[plans.pro_discord]
+tier = "pro"
+days = 30
+discord_sku = 222
+"""
+ADMIN = Member("telegram", "1", "Admin")
+ANA = Member("telegram", "1001", "Ana")
+ANA_DC = Member("discord", "5001", "ana#1")
+BEN = Member("telegram", "1002", "Ben")
+
+
+def config_file(tmp_path: Path, extra: str = PLANS) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[tiers.free]\nmin_turnaround_s = 40\n{extra}\n')
+    return path
+
+
+@pytest.fixture
+async def svc(tmp_path):
+    config = load_config(config_file(tmp_path), env={})
+    store = await Store.open(config.bot.data_dir)
+    service = RestyleService(config, store, FakeClock(), rng=random.Random(1))
+    await service.start()
+    yield service
+    await service.close()
+    await store.close()
+
+
+# --- Pure parts -------------------------------------------------------------------------------
+
+
+def test_perks_are_read_from_the_tier_settings() -> None:
+    config = Config()
+    free, pro = config.tiers["free"], config.tiers["pro"]
+    perks = up.tier_perks(pro, free)
+    assert perks[0] == "no wait" and "priority in the queue" in perks
+    assert "pictures up to 768 px (larger)" in perks and "200 restyles a day" in perks
+    assert up.tier_perks(free, free)[0] == "results after at least 40 s"
+
+
+def test_payload_is_signed_for_one_member_and_short() -> None:
+    key = b"k" * 32
+    payload = up.sign_payload(key, "telegram:1001", "a" * 32)
+    assert len(payload.encode()) <= 128
+    assert up.read_payload(key, payload, "telegram:1001") == "a" * 32
+    assert up.read_payload(key, payload, "telegram:1002") is None  # someone else's invoice
+    assert up.read_payload(b"x" * 32, payload, "telegram:1001") is None  # not our key
+    forged = payload.replace("a" * 32, "b" * 32)
+    assert up.read_payload(key, forged, "telegram:1001") is None
+    assert up.read_payload(key, "garbage", "telegram:1001") is None
+
+
+def test_extension_rules() -> None:
+    config, now = Config(), 1000.0
+    assert up.extended(config, "free", None, "pro", 30, now) == ("pro", now + 30 * DAY)
+    assert up.extended(config, "pro", now + 5 * DAY, "pro", 30, now) == ("pro", now + 35 * DAY)
+    assert up.extended(config, "pro", now - 5, "pro", 30, now) == ("pro", now + 30 * DAY)  # expired
+    assert up.extended(config, "pro", now + DAY, "max", 7, now) == ("max", now + 7 * DAY)
+    assert up.extended(config, "max", now + DAY, "pro", 30, now) is None  # would waste a running max
+    assert up.extended(config, "pro", None, "pro", 30, now) == ("pro", None)
+
+
+def test_merge_keeps_the_better_tier_and_later_end() -> None:
+    config, now = Config(), 1000.0
+    assert up.merged(config, ("pro", now + 10), ("max", now + 5), now) == ("max", now + 5)
+    assert up.merged(config, ("pro", now + 10), ("pro", now + 50), now) == ("pro", now + 50)
+    assert up.merged(config, ("pro", now - 1), ("free", None), now) == ("free", None)
+    assert up.merged(config, ("pro", None), ("pro", now + 50), now) == ("pro", None)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('[plans.x]\ntier = "pro"\ndays = 30\n', "set stars"),
+        ('[plans.x]\ntier = "free"\ndays = 30\nstars = 5\n', "tier must be one of pro, max"),
+        ('[plans.x]\ntier = "pro"\nstars = 5\n', "days is required"),
+        ('[plans.x]\ntier = "pro"\ndays = 7\nstars = 5\nsubscription = true\n', "days = 30"),
+        ('[plans.x]\ntier = "pro"\ndays = 30\nstars = 20000\n', "stars must be a whole number from 1 to 10000"),
+        ('[plans.X]\ntier = "pro"\ndays = 30\nstars = 5\n', "plan name"),
+        ('[plans.x]\ntier = "pro"\ndays = 30\nstar = 5\n', "'stars'"),
+        ('[plans.a]\ntier = "pro"\ndays = 30\ndiscord_sku = 9\n[plans.b]\ntier = "max"\ndays = 30\ndiscord_sku = 9\n',
+         "also used by [plans.a]"),
+        ('[payments]\nterms = ""\n', "[payments] terms"),
+    ],
+)
+def test_plan_config_is_checked(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_file(tmp_path, text), env={})
+    assert fragment in str(caught.value)
+
+
+def test_plans_load_in_order(tmp_path: Path) -> None:
+    config = load_config(config_file(tmp_path), env={})
+    assert list(config.plans) == ["pro_month", "max_week", "pro_discord"]
+    assert config.plans["pro_month"].discord_sku == 111 and config.plans["pro_month"].subscription
+    assert [p.name for p in up.plans_on(config, "telegram")] == ["pro_month", "max_week"]
+    assert [p.name for p in up.plans_on(config, "discord")] == ["pro_month", "pro_discord"]
+
+
+def test_secret_falls_back_to_the_token_then_a_file(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bot.config import TelegramSettings
+
+    with_token = Config(telegram=TelegramSettings(token="1:abc"))
+    assert up.payload_key(with_token) == up.payload_key(with_token)
+    assert up.payload_key(with_token) != up.payload_key(replace(with_token, telegram=TelegramSettings(token="1:xyz")))
+    first = up.payload_key(Config(), tmp_path)
+    assert (tmp_path / "payment-secret").exists() and up.payload_key(Config(), tmp_path) == first
+
+
+# --- Payments ---------------------------------------------------------------------------------
+
+
+async def test_plans_for_lists_plans_and_every_tier(svc: RestyleService) -> None:
+    info = await svc.plans_for(ANA)
+    assert info.tier == "free" and [p.name for p in info.plans] == ["pro_month", "max_week"]
+    assert [name for name, _ in info.tiers] == ["free", "pro", "max"]
+
+
+async def test_no_plans_means_none_on_sale(tmp_path: Path) -> None:
+    config = load_config(config_file(tmp_path, ""), env={})
+    store = await Store.open(config.bot.data_dir)
+    service = RestyleService(config, store, FakeClock())
+    info = await service.plans_for(ANA)
+    assert info.plans == [] and len(info.tiers) == 3
+    await store.close()
+
+
+async def test_payment_flow_extends_once_per_charge(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    plan, payload = await svc.invoice_payload(ANA, "pro_month")
+    assert plan.stars == 250
+    assert await svc.check_pre_checkout(ANA, payload, 250) is None
+    assert isinstance(await svc.check_pre_checkout(BEN, payload, 250), Refused)  # not Ben's invoice
+    assert (await svc.check_pre_checkout(ANA, payload, 1)).reason == "price"
+    assert (await svc.check_pre_checkout(ANA, payload + "x", 250)).reason == "payload"
+    paid = await svc.record_payment(ANA, payload, "ch-1", 250)
+    assert isinstance(paid, PaymentResult) and not paid.duplicate
+    assert paid.view.tier == "pro" and paid.view.tier_expires_at == now + 30 * DAY
+    again = await svc.record_payment(ANA, payload, "ch-1", 250)  # replayed update
+    assert again.duplicate and again.view.tier_expires_at == now + 30 * DAY
+    renewal = await svc.record_payment(ANA, payload, "ch-2", 250, recurring=True, subscription_expiry=now + 60 * DAY)
+    assert renewal.view.tier_expires_at == now + 60 * DAY
+    changes = await svc.store.tier_changes((await svc.store.account_for("telegram", "1001", now)).id)
+    assert [c["reason"] for c in changes] == ["payment", "payment"]
+    assert changes[0]["changed_by"] == "telegram-stars:ch-1"
+
+
+async def test_lower_plan_refused_while_a_higher_one_runs(svc: RestyleService) -> None:
+    await svc.set_tier(ANA, "max", svc.clock.now() + DAY, reason="admin", changed_by="t")
+    refused = await svc.invoice_payload(ANA, "pro_month")
+    assert isinstance(refused, Refused) and "max" in refused.message
+    assert isinstance(await svc.invoice_payload(ANA, "nope"), Refused)
+
+
+async def test_refund_reverts_the_tier(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    _, payload = await svc.invoice_payload(ANA, "max_week")
+    await svc.record_payment(ANA, payload, "ch-9", 150)
+    assert (await svc.me(ANA)).tier == "max"
+    assert (await svc.refund(BEN, "ch-9")).reason == "not_admin"
+    assert (await svc.refund(ADMIN, "nope")).reason == "not_found"
+    view = await svc.refund(ADMIN, "ch-9")
+    assert view.tier == "free" and (await svc.me(ANA)).tier == "free"
+    assert (await svc.refund(ADMIN, "ch-9")).reason == "refunded"
+    # A refund of the second of two purchases of the same tier takes off only its period.
+    _, payload = await svc.invoice_payload(ANA, "pro_month")
+    await svc.record_payment(ANA, payload, "ch-10", 250)
+    await svc.record_payment(ANA, payload, "ch-11", 250)
+    assert (await svc.me(ANA)).tier_expires_at == now + 60 * DAY
+    assert (await svc.refund(ADMIN, "ch-11")).tier_expires_at == now + 30 * DAY
+
+
+async def test_payment_moves_waiting_jobs_up(svc: RestyleService) -> None:
+    await svc.submit(BEN, picture_bytes(), "/restyle one", {})
+    await svc.submit(ANA, picture_bytes(), "/restyle two", {})
+    ana_job = (await svc.me(ANA)).active_jobs[0]
+    assert ana_job.position == 1
+    _, payload = await svc.invoice_payload(ANA, "max_week")
+    paid = await svc.record_payment(ANA, payload, "ch-3", 150)
+    assert paid.view.active_jobs[0].position == 0 and paid.view.active_jobs[0].tier == "max"
+
+
+async def test_discord_entitlements_set_renew_and_end_the_tier(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    view = await svc.apply_entitlement(ANA_DC, "e1", 222, now + 30 * DAY)
+    assert view.tier == "pro" and view.tier_expires_at == now + 30 * DAY
+    await svc.apply_entitlement(ANA_DC, "e1", 222, now + 30 * DAY)  # seen again: nothing written
+    account = await svc.store.account_for("discord", "5001", now)
+    assert len(await svc.store.tier_changes(account.id)) == 1
+    assert (await svc.apply_entitlement(ANA_DC, "e1", 222, now + 60 * DAY)).tier_expires_at == now + 60 * DAY
+    assert await svc.apply_entitlement(ANA_DC, "e2", 999, None) is None  # not our SKU
+    assert (await svc.apply_entitlement(ANA_DC, "e1", 222, now + 60 * DAY, deleted=True)).tier == "free"
+    reasons = [c["reason"] for c in await svc.store.tier_changes(account.id)]
+    assert reasons == ["discord-entitlement", "discord-entitlement", "refund"]
+
+
+# --- Codes ------------------------------------------------------------------------------------
+
+
+async def test_codes_redeem_once_and_expire(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    codes = await svc.mint_codes("pro", 30, 3, valid_days=10)
+    assert len(set(codes)) == 3 and all(up.looks_like_redeem_code(c) for c in codes)
+    view = await svc.redeem(ANA, codes[0].lower().replace("-", " "))  # typed loosely
+    assert view.tier == "pro" and view.tier_expires_at == now + 30 * DAY
+    used = await svc.redeem(BEN, codes[0])
+    assert used.reason == "used_code" and "already been used" in used.message
+    assert (await svc.redeem(BEN, "RS-AAAA-BBBB-CCCC")).reason == "bad_code"
+    await svc.clock.advance(11 * DAY)
+    expired = await svc.redeem(BEN, codes[1])
+    assert expired.reason == "expired_code" and "expired" in expired.message
+    row = await svc.store.code(up.code_hash(codes[0]))
+    assert row is not None and codes[0] not in str(row)  # stored hashed
+
+
+async def test_guessing_is_rate_limited(svc: RestyleService) -> None:
+    codes = await svc.mint_codes("max", 7, 1)
+    for _ in range(5):
+        assert (await svc.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+    limited = await svc.redeem(BEN, codes[0])  # even the right code waits now
+    assert limited.reason == "guessing" and "Try again in" in limited.message
+    assert (await svc.redeem(ANA, codes[0])).tier == "max"  # per member
+    await svc.clock.advance(3601)
+    assert (await svc.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+
+
+def test_cli_mints_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file(tmp_path)
+    assert main(["codes", "mint", "--tier", "pro", "--days", "30", "--count", "4", "--config", str(path)]) == 0
+    codes = capsys.readouterr().out.split()
+    assert len(codes) == 4 and all(up.looks_like_redeem_code(c) for c in codes)
+    assert main(["codes", "mint", "--tier", "gold", "--days", "30", "--config", str(path)]) == 2
+
+
+async def test_cli_codes_redeem_in_the_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file(tmp_path)
+    import asyncio
+
+    assert await asyncio.to_thread(main, ["codes", "mint", "--tier", "max", "--days", "7", "--config", str(path)]) == 0
+    code = capsys.readouterr().out.split()[0]
+    config = load_config(path, env={})
+    store = await Store.open(config.bot.data_dir)
+    service = RestyleService(config, store, FakeClock())
+    assert (await service.redeem(ANA, code)).tier == "max"
+    await store.close()
+
+
+# --- Links ------------------------------------------------------------------------------------
+
+
+async def test_link_shares_tier_and_quota(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    await svc.set_tier(ANA, "pro", now + 10 * DAY, reason="admin", changed_by="t")
+    await svc.submit(ANA_DC, picture_bytes(), "/restyle x", {})
+    await svc.cancel(ANA_DC)
+    await svc.submit(ANA_DC, picture_bytes(), "/restyle y", {})
+    busy = await svc.link_finish(ANA_DC, (await svc.link_start(ANA))[0])
+    assert busy.reason == "busy"
+    await svc.cancel(ANA_DC)
+    code, ttl = await svc.link_start(ANA)
+    assert ttl == 600 and len(code) == 8
+    view = await svc.link_finish(ANA_DC, code)
+    assert view.tier == "pro" and view.tier_expires_at == now + 10 * DAY
+    assert (await svc.me(ANA)).tier == "pro"
+    account = await svc.store.account_for("telegram", "1001", now)
+    assert await svc.store.identities(account.id) == [("discord", "5001"), ("telegram", "1001")]
+    # one account now: a change seen from one app shows on the other
+    await svc.set_tier(ANA_DC, "max", None, reason="admin", changed_by="t")
+    assert (await svc.me(ANA)).tier == "max"
+    assert (await svc.link_finish(ANA_DC, code)).reason == "bad_code"  # spent
+
+
+async def test_link_code_expires_and_refuses_same_app(svc: RestyleService) -> None:
+    code, _ = await svc.link_start(ANA)
+    assert (await svc.link_finish(BEN, code)).reason == "linked"  # two Telegram accounts: no
+    await svc.clock.advance(601)
+    assert (await svc.link_finish(ANA_DC, code)).reason == "bad_code"
+
+
+# --- Admins -----------------------------------------------------------------------------------
+
+
+async def test_admin_grant_and_revoke(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    assert (await svc.grant(BEN, ANA, "max", 30)).reason == "not_admin"
+    assert (await svc.revoke(BEN, ANA)).reason == "not_admin"
+    view = await svc.grant(ADMIN, ANA, "pro", 30)
+    assert view.tier == "pro" and view.tier_expires_at == now + 30 * DAY
+    assert (await svc.grant(ADMIN, ANA, "pro", 5)).tier_expires_at == now + 35 * DAY
+    assert (await svc.grant(ADMIN, ANA, "max", 0)).tier_expires_at is None
+    assert (await svc.grant(ADMIN, ANA, "gold", 1)).reason == "command"
+    assert (await svc.revoke(ADMIN, ANA)).tier == "free"
+    account = await svc.store.account_for("telegram", "1001", now)
+    changes = await svc.store.tier_changes(account.id)
+    assert [c["to_tier"] for c in changes] == ["pro", "pro", "max", "free"]
+    assert all(c["changed_by"] == "telegram:1" and c["reason"] == "admin" for c in changes)
