@@ -338,11 +338,15 @@ class FakeDiscord:
     async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: int = 1001,
                     guild_id: int | None = 777, channel_id: int = 555, attachment: dict[str, Any] | None = None,
                     size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
-        """A slash command. Option types are guessed: an attachment dict → 11, float → 10, int → 4, str → 3."""
+        """A slash command. Option types are guessed: a user dict (`user()`) → 6, an attachment dict → 11,
+        float → 10, int → 4, str → 3."""
         opts = []
         resolved: dict[str, Any] = {}
         for key, value in (options or {}).items():
-            if isinstance(value, dict):  # an attachment payload
+            if isinstance(value, dict) and "username" in value:  # a user payload
+                opts.append({"name": key, "type": 6, "value": value["id"]})
+                resolved.setdefault("users", {})[value["id"]] = value
+            elif isinstance(value, dict):  # an attachment payload
                 opts.append({"name": key, "type": 11, "value": value["id"]})
                 resolved.setdefault("attachments", {})[value["id"]] = value
             elif isinstance(value, bool):

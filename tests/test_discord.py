@@ -37,11 +37,11 @@ class Harness:
         self.app: App | None = None
         self.adapter: DiscordAdapter | None = None
 
-    async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", **adapter_kw: Any) -> "Harness":
+    async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", bot: str = "", **adapter_kw: Any) -> "Harness":
         await self.fake.start()
         path = self.tmp_path / "config.toml"
         path.write_text(
-            f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n'
+            f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n{bot}\n'
             f'[discord]\ntoken = "fake-token"\napi_base = "{self.fake.api_base}"\n'
             f'gateway_url = "{self.fake.gateway_url}"\nguild_ids = {guilds}\n{extra}\n'
             "[tiers.free]\nmin_turnaround_s = 0\n"
@@ -128,7 +128,7 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
     await h.start()
     assert h.fake.identifies == 1
     names = sorted(c["name"] for c in h.fake.commands[str(GUILD)])
-    assert names == ["Restyle image", "cancel", "help", "me", "restyle"]
+    assert names == ["Restyle image", "ban", "cancel", "help", "me", "queue", "restyle", "unban"]
     restyle = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "restyle")
     options = {o["name"]: o for o in restyle["options"]}
     assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image", "prompt", "strength"]
@@ -140,7 +140,9 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
 
 async def test_without_guild_ids_commands_are_synced_globally(h):
     await h.start(guilds="[]")
-    assert sorted(c["name"] for c in h.fake.commands["global"]) == ["Restyle image", "cancel", "help", "me", "restyle"]
+    assert sorted(c["name"] for c in h.fake.commands["global"]) == [
+        "Restyle image", "ban", "cancel", "help", "me", "queue", "restyle", "unban"
+    ]  # fmt: skip
 
 
 async def test_library_urls_point_at_the_config_while_running_and_are_restored_on_stop(h):

@@ -26,7 +26,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Literal, Optional
 
 import aiohttp
 import discord
@@ -70,6 +70,8 @@ EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs stre
 STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
 NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 BROKE = "Something went wrong on my side; please try again in a minute."
+NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
+MESSAGE_LIMIT = 2000  # Discord's message length
 
 HELP = f"""\
 **Restyle a picture**
@@ -435,6 +437,33 @@ class DiscordAdapter:
             with adapter._handling():
                 await adapter.on_cancel(interaction)
 
+        # Admins: hidden from members by default (server admins can change that in Integrations);
+        # [bot] admins is what counts, checked on every use.
+        @tree.command(name="ban", description="Admins: stop a member using the bot and cancel their waiting jobs")
+        @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (kept in the audit log)")
+        @app_commands.default_permissions(administrator=True)
+        async def ban(
+            interaction: discord.Interaction, member: discord.User, reason: app_commands.Range[str, 1, 300]
+        ) -> None:
+            with adapter._handling():
+                await adapter.on_ban(interaction, member, reason, banned=True)
+
+        @tree.command(name="unban", description="Admins: let a banned member use the bot again")
+        @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (optional)")
+        @app_commands.default_permissions(administrator=True)
+        async def unban(
+            interaction: discord.Interaction, member: discord.User, reason: Optional[app_commands.Range[str, 1, 300]] = None
+        ) -> None:
+            with adapter._handling():
+                await adapter.on_ban(interaction, member, reason or "", banned=False)
+
+        @tree.command(name="queue", description="Admins: who is waiting, or the latest jobs")
+        @app_commands.describe(show="waiting (the default), or log: the latest jobs with who asked what, where")
+        @app_commands.default_permissions(administrator=True)
+        async def queue(interaction: discord.Interaction, show: Literal["waiting", "log"] = "waiting") -> None:
+            with adapter._handling():
+                await adapter.on_queue(interaction, show)
+
         @tree.error
         async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
             log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
@@ -600,6 +629,41 @@ class DiscordAdapter:
         for job_id in cancelled:
             await self._finish_status(job_id, "✖️ Cancelled with /cancel.")
 
+    # Admins --------------------------------------------------------------------------------------
+
+    async def on_ban(self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool) -> None:
+        command = "ban" if banned else "unban"
+        admin = self._member(interaction.user)
+        if not self.service.is_admin(admin):
+            await self._tell(interaction, NOT_ADMIN.format(command=command))
+            return
+        result = await self.service.ban(admin, self._member(target), reason, banned=banned)
+        if isinstance(result, Refused):
+            await self._tell(interaction, result.text)
+            return
+        if banned:
+            jobs = f"Cancelled {len(result)} waiting job{'s' if len(result) != 1 else ''}."
+            await self._tell(interaction, f"Banned <@{target.id}> ({target.id}): {reason or 'no reason given'}. {jobs}")
+        else:
+            await self._tell(interaction, f"Unbanned <@{target.id}> ({target.id}); they can use the bot again.")
+        for job_id in result:
+            await self._finish_status(job_id, "Cancelled.")
+
+    async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
+        admin = self._member(interaction.user)
+        if not self.service.is_admin(admin):
+            await self._tell(interaction, NOT_ADMIN.format(command="queue"))
+            return
+        if show == "log":
+            entries = await self.service.job_log(admin, 20)
+            text = entries.text if isinstance(entries, Refused) else _job_log_text(entries)
+        else:
+            waiting = []
+            for job_id, tier, position in self.service.waiting_summary(20):
+                waiting.append((position, tier, job_id, await self.service.job(job_id)))
+            text = _queue_text(self.service.queue_lengths(), waiting, self._now())
+        await self._tell(interaction, text)
+
     # Buttons -------------------------------------------------------------------------------------
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
@@ -677,7 +741,8 @@ class DiscordAdapter:
             await self._safe_reply(message, BROKE)
 
     async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
-        guild_id = message.guild.id if message.guild else None
+        # message.guild is None for a server not (yet) in the cache: the channel still knows it.
+        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
         refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id, private=guild_id is None))
         if refused is not None:
             if not refused.quiet:
@@ -714,7 +779,7 @@ class DiscordAdapter:
         reply = {
             "kind": "message",
             "channel_id": str(message.channel.id),
-            "guild_id": str(message.guild.id) if message.guild else None,
+            "guild_id": str(guild_id) if guild_id else None,
             "user_id": str(message.author.id),
             "message_id": str(status.id),
             "size_limit": DEFAULT_FILE_LIMIT,
@@ -1060,6 +1125,59 @@ def _result_text(job: JobView) -> str:
         f"✨ “{_short(job.prompt, 300)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
         f" · seed {job.seed} · {job.steps} steps{took}"
     )
+
+
+def _queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float) -> str:
+    """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
+    counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
+    if not waiting:
+        return f"Nobody is waiting ({counts}).\n`/queue show:log` lists the latest jobs."
+    lines = [f"**Waiting:** {counts}"]
+    for position, tier, job_id, job in waiting:
+        who = f" · {_who(job.platform, job.user_id)} · waiting {_seconds(now - job.created_at)} · “{_short(_one_line(job.prompt), 60)}”" if job else ""
+        lines.append(f"#{position + 1} {tier} · job `{job_id}`{who}")
+    return _fit(lines)
+
+
+def _job_log_text(entries: list[dict[str, Any]]) -> str:
+    """/queue show:log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
+    if not entries:
+        return "No jobs in the log."
+    lines = [f"**Latest {len(entries)} job{'s' if len(entries) != 1 else ''}**, newest first:"]
+    for entry in entries:
+        outcome = entry["status"] + (f" ({_short(entry['error'], 60)})" if entry.get("error") else "")
+        lines.append(f"<t:{int(entry['created_at'])}:f> · {_who(entry['platform'], entry['user_id'])} in {_where(entry)} · "
+                     f"“{_short(_one_line(entry['prompt']), 60)}” · {outcome} · job `{entry['id']}`")  # fmt: skip
+    return _fit(lines)
+
+
+def _who(platform: str, user_id: str) -> str:
+    return f"<@{user_id}>" if platform == PLATFORM else f"{platform}:{user_id}"
+
+
+def _where(entry: dict[str, Any]) -> str:
+    reply = entry.get("reply") or {}
+    if entry.get("platform") == PLATFORM:
+        return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
+    if reply.get("chat_id") is not None:  # Telegram
+        return f"Telegram chat {reply['chat_id']}" if reply.get("group") else "a Telegram private chat"
+    return entry.get("platform") or "?"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fit(lines: list[str]) -> str:
+    """Lines joined, cut at whole lines to fit one Discord message."""
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        more = f"…and {len(lines) - i} more"
+        if sum(len(x) + 1 for x in out) + len(line) + len(more) + 1 > MESSAGE_LIMIT:
+            out.append(more)
+            break
+        out.append(line)
+    return "\n".join(out)
 
 
 def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
