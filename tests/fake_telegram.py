@@ -29,7 +29,8 @@ from aiohttp import web
 _STRING_KEYS = {
     "text", "caption", "callback_query_id", "file_id", "url", "secret_token", "parse_mode",
     "description", "short_description", "language_code", "filename", "photo", "document",
-    "emoji", "name", "title",
+    "emoji", "name", "title", "payload", "currency", "provider_token", "start_parameter", "pre_checkout_query_id",
+    "error_message", "telegram_payment_charge_id",
 }  # fmt: skip
 
 SEND_METHODS = {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup"}
@@ -74,6 +75,9 @@ class FakeTelegram:
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     deleted: set[tuple[int, int]] = field(default_factory=set)
     webhook: dict[str, Any] | None = None
+    charges: dict[str, int] = field(default_factory=dict)  # Stars charge id -> payer
+    refunded: set[str] = field(default_factory=set)
+    invoice_links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -234,6 +238,42 @@ class FakeTelegram:
         self.push({"callback_query": {"id": query_id, "from": user, "message": _shallow(message),
                                       "chat_instance": "ci" + str(message["chat"]["id"]), "data": data}})  # fmt: skip
         return query_id
+
+    def pre_checkout(self, user: dict[str, Any], payload: str, amount: int, currency: str = "XTR") -> str:
+        """A member presses Pay on an invoice: Telegram asks the bot first; returns the query id."""
+        query_id = f"PCQ{next(self._query_ids)}"
+        self.push({"pre_checkout_query": {"id": query_id, "from": user, "currency": currency,
+                                          "total_amount": amount, "invoice_payload": payload}})  # fmt: skip
+        return query_id
+
+    def successful_payment(
+        self,
+        user: dict[str, Any],
+        payload: str,
+        amount: int,
+        charge_id: str,
+        *,
+        currency: str = "XTR",
+        subscription_expiration_date: int | None = None,
+        is_recurring: bool = False,
+        is_first_recurring: bool = False,
+        push: bool = True,
+    ) -> dict[str, Any]:
+        """The service message Telegram sends once the Stars are taken; returns the message."""
+        paid: dict[str, Any] = {"currency": currency, "total_amount": amount, "invoice_payload": payload,
+                                "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": ""}  # fmt: skip
+        if subscription_expiration_date is not None:
+            paid["subscription_expiration_date"] = subscription_expiration_date
+        if is_recurring:
+            paid["is_recurring"] = True
+        if is_first_recurring:
+            paid["is_first_recurring"] = True
+        self.charges[charge_id] = user["id"]
+        msg = self.message(user, push=False)
+        msg["successful_payment"] = paid
+        if push:
+            self.push({"message": msg})
+        return msg
 
     def delete_message(self, chat_id: int, message_id: int) -> None:
         """A member (or an admin) deletes a message."""
@@ -447,6 +487,38 @@ class FakeTelegram:
         return True
 
     async def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        return True
+
+    async def _m_sendInvoice(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        prices = params.get("prices") or []
+        if params.get("currency") == "XTR" and (len(prices) != 1 or params.get("provider_token") not in ("", None)):
+            raise _ApiError(400, "Bad Request: Stars invoices take one price and an empty provider_token")
+        invoice = {"title": params["title"], "description": params["description"], "start_parameter": "",
+                   "currency": params["currency"], "total_amount": sum(p["amount"] for p in prices)}  # fmt: skip
+        return self._bot_message(params, invoice=invoice)
+
+    async def _m_createInvoiceLink(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        prices = params.get("prices") or []
+        if params.get("subscription_period") not in (None, 2592000):
+            raise _ApiError(400, "Bad Request: SUBSCRIPTION_PERIOD_INVALID")
+        if params.get("currency") == "XTR" and len(prices) != 1:
+            raise _ApiError(400, "Bad Request: Stars invoices take one price")
+        link = f"https://t.me/$invoice{len(self.invoice_links) + 1}"
+        self.invoice_links[link] = params
+        return link
+
+    async def _m_answerPreCheckoutQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if not params.get("ok") and not params.get("error_message"):
+            raise _ApiError(400, "Bad Request: error_message is required when ok is false")
+        return True
+
+    async def _m_refundStarPayment(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        charge = str(params.get("telegram_payment_charge_id"))
+        if self.charges.get(charge) != int(params.get("user_id", 0)):
+            raise _ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if charge in self.refunded:
+            raise _ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+        self.refunded.add(charge)
         return True
 
     # Helpers ---------------------------------------------------------------------------------

@@ -193,7 +193,7 @@ async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake
     assert record.delivered_at is not None and record.status == "done"
     assert [c.method for c in fake.calls if c.method == "setMyCommands"] == ["setMyCommands"]
     commands = [c["command"] for c in fake.calls_to("setMyCommands")[0].params["commands"]]
-    assert commands == ["restyle", "me", "upgrade", "cancel", "help"]
+    assert commands == ["restyle", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
 
 
 def status_call_message_id(fake: FakeTelegram, call) -> int:

@@ -60,6 +60,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
+from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.commands import (
     EXAMPLE,
     STRENGTH_STEP,
@@ -92,13 +93,16 @@ CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
 COMMANDS = [
     BotCommand("restyle", "Reply to a picture: /restyle <new style>"),
     BotCommand("me", "Your tier and what is left today"),
     BotCommand("upgrade", "Skip the queue and get more restyles"),
     BotCommand("cancel", "Cancel your waiting jobs"),
+    BotCommand("link", "Share your tier with the bot on Discord"),
+    BotCommand("terms", "Terms of the paid plans"),
+    BotCommand("paysupport", "Help with a payment"),
     BotCommand("help", "How to use the bot, with examples"),
 ]
 
@@ -273,6 +277,9 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("ban", self._on_ban, filters=only_new))
         app.add_handler(CommandHandler("unban", self._on_unban, filters=only_new))
         app.add_handler(CommandHandler("queue", self._on_queue, filters=only_new))
+        # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram_upgrades.py
+        self.upgrades = TelegramUpgrades(self)
+        self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
         app.add_error_handler(self._on_error)
         return app
@@ -575,18 +582,7 @@ class TelegramAdapter:
             await self._answer(update.effective_message, USAGE)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        # Payments (Telegram Stars) are their own piece of work; until then, say what exists.
-        message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
-            return
-        view = await self.service.me(self._member(user))
-        tiers = sorted(self.config.tiers.values(), key=lambda t: t.rank)
-        lines = [f"You are on the {view.tier} tier.", ""]
-        for tier in tiers:
-            lines.append(f"{tier.name}: {tier.daily_quota} restyles a day, up to {tier.max_side} px, "
-                         f"{tier.max_queued} waiting at once")  # fmt: skip
-        lines += ["", "Upgrades are not on sale in this chat yet; ask the bot's admin."]
-        await self._answer(message, "\n".join(lines))
+        await self.upgrades.on_upgrade(update, context)
 
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user

@@ -1,0 +1,336 @@
+"""Telegram: /upgrade with Telegram Stars, redeem codes, /link, /paysupport, /terms and the
+admins' /refund, /grant and /revoke.
+
+Kept beside bot/adapters/telegram.py (which installs these handlers) so payments read as one
+piece. Stars facts: currency XTR, provider_token "", one price line; a pre-checkout query must
+be answered within 10 s; subscriptions exist only as invoice links with a 30-day period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, ReplyParameters, Update
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    PreCheckoutQueryHandler,
+    filters,
+)
+
+from bot.service import Member, MemberView, PaymentResult, Refused, UpgradeInfo
+from bot.upgrades import PlanView, looks_like_redeem_code
+
+if TYPE_CHECKING:
+    from bot.adapters.telegram import TelegramAdapter
+
+log = logging.getLogger("bot.telegram")
+
+SUBSCRIPTION_PERIOD_S = 2592000  # 30 days: the only period Telegram Stars subscriptions have
+PRE_CHECKOUT_BUDGET_S = 8.0  # Telegram waits 10 s for the answer; keep a margin for the network
+BUY_DATA = r"^buy:[a-z0-9_-]{1,32}$"
+NOT_ADMIN_TEXT = "Only the bot's admins can use /{command}."
+GRANT_USAGE = "Usage: /grant ID TIER DAYS, for example /grant 12345 pro 30 (DAYS 0: no end). ID may be discord:ID."
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "with no end date"
+    return "until " + datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def upgrade_text(info: UpgradeInfo, *, can_redeem: bool = True) -> str:
+    expiry = f" ({_when(info.tier_expires_at)})" if info.tier != "free" else ""
+    lines = [f"You are on the {info.tier} tier{expiry}.", ""]
+    for name, perks in info.tiers:
+        lines.append(f"{name}: {', '.join(perks)}")
+    lines.append("")
+    if info.plans:
+        lines.append("Plans:")
+        for plan in info.plans:
+            lines.append(f"• {plan.title}: {plan.price_text}")
+        lines.append("Press a plan to pay with Telegram Stars. /terms and /paysupport tell the rest.")
+    else:
+        lines.append("The admin has not set up payments for this bot, so upgrades are not on sale here.")
+    if can_redeem:
+        lines.append("Have a code? Send /upgrade CODE.")
+    return "\n".join(lines)
+
+
+def plan_buttons(plans: list[PlanView]) -> InlineKeyboardMarkup | None:
+    if not plans:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(f"{plan.title} · {plan.price_text}", callback_data=f"buy:{plan.name}")] for plan in plans]
+    )
+
+
+def changed_text(view: MemberView, what: str) -> str:
+    return f"{what} You are on the {view.tier} tier {_when(view.tier_expires_at)}." if view.tier != "free" else (
+        f"{what} You are on the free tier."
+    )
+
+
+def parse_target(text: str) -> Member | None:
+    """An admin names a member as 12345 (Telegram), telegram:12345 or discord:12345."""
+    platform, _, user_id = text.partition(":")
+    if not user_id:
+        platform, user_id = "telegram", platform
+    if platform not in ("telegram", "discord") or not user_id.isdigit():
+        return None
+    return Member(platform, user_id)
+
+
+class TelegramUpgrades:
+    def __init__(self, adapter: "TelegramAdapter") -> None:
+        self.adapter = adapter
+        self.service = adapter.service
+        self.config = adapter.config
+
+    def install(self, app: Application, only_new: Any) -> None:
+        app.add_handler(CommandHandler("link", self.on_link, filters=only_new))
+        app.add_handler(CommandHandler("paysupport", self.on_paysupport, filters=only_new))
+        app.add_handler(CommandHandler("terms", self.on_terms, filters=only_new))
+        app.add_handler(CommandHandler("refund", self.on_refund, filters=only_new))
+        app.add_handler(CommandHandler("grant", self.on_grant, filters=only_new))
+        app.add_handler(CommandHandler("revoke", self.on_revoke, filters=only_new))
+        app.add_handler(CallbackQueryHandler(self.on_buy, pattern=BUY_DATA))
+        app.add_handler(PreCheckoutQueryHandler(self.on_pre_checkout))
+        app.add_handler(MessageHandler(filters.SUCCESSFUL_PAYMENT, self.on_successful_payment))
+
+    async def _say(self, update: Update, text: str, reply_markup: InlineKeyboardMarkup | None = None) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        try:
+            await self.adapter.bot.send_message(
+                message.chat.id,
+                text,
+                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
+                message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                reply_markup=reply_markup,
+            )
+        except TelegramError as exc:
+            log.warning("could not answer a member (%s)", exc)
+
+    # Members -----------------------------------------------------------------------------------
+
+    async def on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        member = self.adapter._member(user)
+        args = list(context.args or [])
+        if args:
+            code = " ".join(args)
+            result = await self.service.redeem(member, code)
+            if isinstance(result, Refused):
+                await self._say(update, result.text)
+            else:
+                await self._say(update, changed_text(result, "Code accepted."))
+            return
+        info = await self.service.plans_for(member)
+        await self._say(update, upgrade_text(info), reply_markup=plan_buttons(info.plans))
+
+    async def on_buy(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or not query.data:
+            return
+        member = self.adapter._member(query.from_user)
+        result = await self.service.invoice_payload(member, query.data.partition(":")[2])
+        if isinstance(result, Refused):
+            await _quietly(query.answer(result.text, show_alert=True))
+            return
+        plan, payload = result
+        await _quietly(query.answer())
+        chat = query.message.chat if query.message is not None else None
+        # Invoices go to the member's private chat: in a group anyone could press Pay, and the
+        # payload is signed for the member who asked.
+        chat_id = query.from_user.id
+        prices = [LabeledPrice(plan.title, int(plan.stars or 0))]
+        description = f"{plan.tier} tier for {'a month, renewed monthly' if plan.subscription else f'{plan.days} days'}: " + (
+            ", ".join(plan.perks)
+        )
+        try:
+            if plan.subscription:
+                link = await self.adapter.bot.create_invoice_link(
+                    title=plan.title, description=description[:255], payload=payload, provider_token="",
+                    currency="XTR", prices=prices, subscription_period=SUBSCRIPTION_PERIOD_S,
+                )  # fmt: skip
+                await self.adapter.bot.send_message(
+                    chat_id,
+                    f"{plan.title}: {plan.price_text}, renewed every 30 days until you cancel it in Telegram.",
+                    reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(f"Subscribe · {plan.price_text}", url=link)]]),
+                )
+            else:
+                await self.adapter.bot.send_invoice(
+                    chat_id, title=plan.title, description=description[:255], payload=payload, provider_token="",
+                    currency="XTR", prices=prices,
+                )  # fmt: skip
+        except Forbidden:
+            if chat is not None:
+                await _quietly(self.adapter.bot.send_message(
+                    chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay."
+                ))  # fmt: skip
+        except TelegramError as exc:
+            log.warning("could not send an invoice for %s: %s", plan.name, exc)
+            await _quietly(self.adapter.bot.send_message(chat_id, "Telegram would not make the invoice; try again later."))
+
+    async def on_pre_checkout(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.pre_checkout_query
+        if query is None:
+            return
+        member = self.adapter._member(query.from_user)
+        try:
+            refused = await asyncio.wait_for(
+                self.service.check_pre_checkout(member, query.invoice_payload, query.total_amount, query.currency),
+                PRE_CHECKOUT_BUDGET_S,
+            )
+        except Exception:
+            log.exception("pre-checkout check failed; declining")
+            refused = Refused("storage", "The bot cannot take payments right now; nothing was charged. Try again later.")
+        try:
+            if refused is None:
+                await query.answer(ok=True)
+            else:
+                await query.answer(ok=False, error_message=refused.text)
+        except TelegramError as exc:
+            log.warning("could not answer a pre-checkout query: %s", exc)
+
+    async def on_successful_payment(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.successful_payment is None:
+            return
+        paid = message.successful_payment
+        expiry = paid.subscription_expiration_date
+        result = await self.service.record_payment(
+            self.adapter._member(user),
+            paid.invoice_payload,
+            paid.telegram_payment_charge_id,
+            paid.total_amount,
+            currency=paid.currency,
+            subscription_expiry=expiry.timestamp() if isinstance(expiry, datetime) else expiry,
+            recurring=bool(paid.is_recurring and not paid.is_first_recurring),
+        )
+        if isinstance(result, Refused):
+            await self._say(update, result.text)
+        elif not result.duplicate:
+            what = "Subscription renewed, thank you!" if paid.is_recurring and not paid.is_first_recurring else (
+                "Payment received, thank you!"
+            )
+            await self._say(update, changed_text(result.view, what) + f"\nCharge id: {paid.telegram_payment_charge_id}")
+
+    async def on_link(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        member = self.adapter._member(user)
+        args = list(context.args or [])
+        if args:
+            result = await self.service.link_finish(member, " ".join(args))
+            text = result.text if isinstance(result, Refused) else changed_text(result, "Linked: both apps share one account now.")
+            await self._say(update, text)
+            return
+        if message.chat.type != "private":
+            await self._say(update, "Send /link to me in a private chat: the code must stay secret.")
+            return
+        started = await self.service.link_start(member)
+        if isinstance(started, Refused):
+            await self._say(update, started.text)
+            return
+        code, ttl = started
+        await self._say(
+            update,
+            f"Your link code: {code}\nSend /link {code} to this bot on the other app (Discord) within "
+            f"{int(ttl // 60)} minutes. Both will then share your tier, its expiry and your daily restyles.",
+        )
+
+    async def on_paysupport(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._say(update, self.config.payments.support)
+
+    async def on_terms(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._say(update, self.config.payments.terms)
+
+    # Admins ------------------------------------------------------------------------------------
+
+    def _admin(self, update: Update) -> Member | None:
+        user = update.effective_user
+        if update.effective_message is None or user is None or user.is_bot:
+            return None
+        return self.adapter._member(user)
+
+    async def on_refund(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        admin = self._admin(update)
+        if admin is None:
+            return
+        if not self.service.is_admin(admin):
+            await self._say(update, NOT_ADMIN_TEXT.format(command="refund"))
+            return
+        args = list(context.args or [])
+        if len(args) != 1:
+            await self._say(update, "Usage: /refund CHARGE_ID (from the payment's confirmation message).")
+            return
+        row = await self.service.payment_to_refund(admin, args[0])
+        if isinstance(row, Refused):
+            await self._say(update, row.text)
+            return
+        if row["platform"] != "telegram" or not row["charge_id"].startswith("telegram-stars:"):
+            await self._say(update, "That payment was not made with Telegram Stars; refund it where it was made.")
+            return
+        try:
+            await self.adapter.bot.refund_star_payment(int(row["platform_user_id"]), row["charge_id"].partition(":")[2])
+        except TelegramError as exc:
+            await self._say(update, f"Telegram refused the refund: {exc}. The tier was left as it is.")
+            return
+        result = await self.service.refund(admin, row["charge_id"])
+        text = result.text if isinstance(result, Refused) else changed_text(
+            result, f"Refunded {row['amount']} ⭐ to {row['platform_user_id']}."
+        )
+        await self._say(update, text)
+
+    async def on_grant(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        admin = self._admin(update)
+        if admin is None:
+            return
+        if not self.service.is_admin(admin):
+            await self._say(update, NOT_ADMIN_TEXT.format(command="grant"))
+            return
+        args = list(context.args or [])
+        target = parse_target(args[0]) if args else None
+        if target is None or len(args) != 3 or not args[2].isdigit():
+            await self._say(update, GRANT_USAGE)
+            return
+        result = await self.service.grant(admin, target, args[1].lower(), int(args[2]))
+        await self._say(update, result.text if isinstance(result, Refused) else changed_text(result, f"{target.key}:"))
+
+    async def on_revoke(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        admin = self._admin(update)
+        if admin is None:
+            return
+        if not self.service.is_admin(admin):
+            await self._say(update, NOT_ADMIN_TEXT.format(command="revoke"))
+            return
+        args = list(context.args or [])
+        target = parse_target(args[0]) if len(args) == 1 else None
+        if target is None:
+            await self._say(update, "Usage: /revoke ID, for example /revoke 12345 (or discord:12345).")
+            return
+        result = await self.service.revoke(admin, target)
+        await self._say(update, result.text if isinstance(result, Refused) else changed_text(result, f"{target.key}:"))
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except TelegramError as exc:
+        log.info("Telegram call failed (%s)", exc)
+
+
+__all__ = ["TelegramUpgrades", "upgrade_text", "looks_like_redeem_code", "PaymentResult"]
