@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import json
 import re
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -81,6 +82,7 @@ def _walk_components(components: list[dict[str, Any]]):
 
 class FakeDiscord:
     def __init__(self, *, clock: Any = None, app_id: int = 4242, bot_id: int = 4242, size_limit: int = DEFAULT_SIZE_LIMIT):
+        self.user_entitlements: dict[int, list[dict[str, Any]]] = {}  # sent with each interaction of that user
         self.clock = clock  # with now(): interaction tokens expire TOKEN_TTL_S after they were dispatched
         self.app_id = app_id
         self.bot_user = {"id": str(bot_id), "username": "restyle", "discriminator": "0", "avatar": None, "bot": True,
@@ -316,7 +318,7 @@ class FakeDiscord:
                         "permission_overwrites": [], "nsfw": False},  # fmt: skip
             "app_permissions": "562949953421311",
             "locale": "en-US",
-            "entitlements": [],
+            "entitlements": list(self.user_entitlements.get(user_id, [])),
             "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)},
             "context": 0 if guild_id else 1,
             "attachment_size_limit": size_limit or self.size_limit,
@@ -412,6 +414,25 @@ class FakeDiscord:
                                     message=message)  # fmt: skip
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
+
+    def entitlement(self, user_id: int, sku_id: int, *, ends_at: float | None = None, starts_at: float | None = None,
+                    deleted: bool = False, entitlement_id: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """An entitlement payload, as Discord sends it after a purchase (type 8: application subscription)."""
+        def iso(t: float) -> str:
+            return datetime.fromtimestamp(t, timezone.utc).isoformat()
+
+        payload: dict[str, Any] = {"id": str(entitlement_id or self.new_id()), "sku_id": str(sku_id),
+                                   "application_id": str(self.app_id), "user_id": str(user_id), "type": 8,
+                                   "deleted": deleted}  # fmt: skip
+        if starts_at is not None:
+            payload["starts_at"] = iso(starts_at)
+        if ends_at is not None:
+            payload["ends_at"] = iso(ends_at)
+        return payload
+
+    async def entitlement_event(self, kind: str, entitlement: dict[str, Any]) -> None:
+        """ENTITLEMENT_CREATE / _UPDATE / _DELETE on the gateway (kind: create, update, delete)."""
+        await self.dispatch(f"ENTITLEMENT_{kind.upper()}", entitlement)
 
     async def message_create(self, msg: dict[str, Any]) -> None:
         await self.dispatch("MESSAGE_CREATE", msg)

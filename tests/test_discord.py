@@ -128,7 +128,8 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
     await h.start()
     assert h.fake.identifies == 1
     names = sorted(c["name"] for c in h.fake.commands[str(GUILD)])
-    assert names == ["Restyle image", "ban", "cancel", "help", "me", "queue", "restyle", "unban"]
+    assert names == ["Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban",
+                     "upgrade"]
     restyle = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "restyle")
     options = {o["name"]: o for o in restyle["options"]}
     assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image", "prompt", "strength"]
@@ -141,7 +142,7 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
 async def test_without_guild_ids_commands_are_synced_globally(h):
     await h.start(guilds="[]")
     assert sorted(c["name"] for c in h.fake.commands["global"]) == [
-        "Restyle image", "ban", "cancel", "help", "me", "queue", "restyle", "unban"
+        "Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban", "upgrade"
     ]  # fmt: skip
 
 

@@ -37,6 +37,7 @@ from discord.http import Route
 from PIL import Image
 
 from bot.adapters import AdapterStartError
+from bot.adapters.discord_upgrades import DiscordUpgrades
 from bot.commands import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -291,6 +292,8 @@ class DiscordAdapter:
         self.client = client
         client.add_dynamic_items(JobButton)
         self._add_commands(client.tree)
+        self.upgrades = DiscordUpgrades(self)  # /upgrade, /link, /grant, /revoke and entitlements
+        self.upgrades.install(client)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.download_timeout_s))
         self._task = asyncio.create_task(client.start(settings.token), name="discord-client")
         waiter = asyncio.create_task(client.connected.wait())

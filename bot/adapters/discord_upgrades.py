@@ -1,0 +1,185 @@
+"""Discord: /upgrade [code] with Discord's premium purchase buttons, entitlements that set and
+end the tier, /link [code] and the admins' /grant and /revoke.
+
+Installed by bot/adapters/discord.py. Purchases are Discord's own: a plan with a `discord_sku`
+shows a premium button (`discord.ui.Button(sku_id=...)`); buying creates an entitlement, which
+arrives as an ENTITLEMENT_CREATE event and again with every interaction of that member
+(`interaction.entitlements`). Both go to the service, which is idempotent about them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Optional
+
+import discord
+from discord import app_commands, ui
+
+from bot.service import Member, MemberView, Refused, UpgradeInfo
+
+if TYPE_CHECKING:
+    from bot.adapters.discord import DiscordAdapter, RestyleClient
+
+log = logging.getLogger("bot.discord")
+
+
+def _until(view: MemberView | UpgradeInfo) -> str:
+    if view.tier == "free":
+        return ""
+    return f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else " with no end date"
+
+
+def upgrade_text(info: UpgradeInfo) -> str:
+    lines = [f"You are on the **{info.tier}** tier{_until(info)}.", ""]
+    for name, perks in info.tiers:
+        lines.append(f"**{name}**: {', '.join(perks)}")
+    lines.append("")
+    if info.plans:
+        lines.append("Plans: " + "; ".join(f"{p.title}" for p in info.plans) + ". Buy one with a button below.")
+    else:
+        lines.append("The admin has not set up payments for this bot, so upgrades are not on sale here.")
+    lines.append("Have a code? Use `/upgrade code:YOUR-CODE`.")
+    return "\n".join(lines)
+
+
+def changed_text(view: MemberView, what: str) -> str:
+    return f"{what} You are on the **{view.tier}** tier{_until(view)}."
+
+
+def premium_view(info: UpgradeInfo) -> ui.View | None:
+    skus = [p.discord_sku for p in info.plans if p.discord_sku is not None]
+    if not skus:
+        return None
+    view = ui.View(timeout=None)
+    for sku in skus[:25]:
+        view.add_item(ui.Button(style=discord.ButtonStyle.premium, sku_id=sku))
+    return view
+
+
+class DiscordUpgrades:
+    def __init__(self, adapter: "DiscordAdapter") -> None:
+        self.adapter = adapter
+        self.service = adapter.service
+        self._seen: dict[int, tuple[int | None, bool]] = {}  # entitlement id -> (ends_at, deleted) applied
+
+    def install(self, client: "RestyleClient") -> None:
+        # discord.Client calls on_<event> attributes; these add to what the client class defines.
+        client.on_entitlement_create = self.on_entitlement  # type: ignore[attr-defined]
+        client.on_entitlement_update = self.on_entitlement  # type: ignore[attr-defined]
+        client.on_entitlement_delete = self.on_entitlement_delete  # type: ignore[attr-defined]
+        client.on_interaction = self.on_interaction  # type: ignore[attr-defined]
+        self.add_commands(client.tree)
+
+    # Entitlements ------------------------------------------------------------------------------
+
+    async def _apply(self, entitlement: discord.Entitlement, *, deleted: bool = False) -> MemberView | None:
+        if entitlement.user_id is None:
+            return None  # a server subscription: tiers belong to members
+        ends = entitlement.ends_at.timestamp() if entitlement.ends_at else None
+        state = (int(ends) if ends else None, deleted or entitlement.deleted)
+        if self._seen.get(entitlement.id) == state:
+            return None  # seen with every interaction: nothing new
+        view = await self.service.apply_entitlement(
+            Member("discord", str(entitlement.user_id)), str(entitlement.id), entitlement.sku_id, ends,
+            deleted=deleted or entitlement.deleted,
+        )  # fmt: skip
+        self._seen[entitlement.id] = state
+        return view
+
+    async def on_entitlement(self, entitlement: discord.Entitlement) -> None:
+        try:
+            view = await self._apply(entitlement)
+            if view is not None:
+                log.info("entitlement %s for discord:%s: %s", entitlement.id, entitlement.user_id, view.tier)
+        except Exception:
+            log.exception("could not apply entitlement %s", entitlement.id)
+
+    async def on_entitlement_delete(self, entitlement: discord.Entitlement) -> None:
+        try:
+            await self._apply(entitlement, deleted=True)
+        except Exception:
+            log.exception("could not end entitlement %s", entitlement.id)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        for entitlement in getattr(interaction, "entitlements", None) or []:
+            if entitlement.user_id is not None and entitlement.user_id == interaction.user.id:
+                await self.on_entitlement(entitlement)
+
+    # Commands ----------------------------------------------------------------------------------
+
+    def add_commands(self, tree: app_commands.CommandTree) -> None:
+        upgrades = self
+
+        @tree.command(name="upgrade", description="Plans, perks and your tier; or redeem a code")
+        @app_commands.describe(code="A redeem code, like RS-ABCD-EFGH-JKMN")
+        async def upgrade(interaction: discord.Interaction, code: Optional[app_commands.Range[str, 1, 64]] = None) -> None:
+            with upgrades.adapter._handling():
+                await upgrades.on_upgrade(interaction, code)
+
+        @tree.command(name="link", description="Share your tier with the bot on Telegram")
+        @app_commands.describe(code="The code /link gave you on the other app; leave out to get one")
+        async def link(interaction: discord.Interaction, code: Optional[app_commands.Range[str, 1, 32]] = None) -> None:
+            with upgrades.adapter._handling():
+                await upgrades.on_link(interaction, code)
+
+        @tree.command(name="grant", description="Admins: give a member a tier")
+        @app_commands.describe(member="The member", tier="pro or max", days="How long (0: no end)")
+        @app_commands.default_permissions(administrator=True)
+        async def grant(
+            interaction: discord.Interaction, member: discord.User, tier: str, days: app_commands.Range[int, 0, 3650]
+        ) -> None:
+            with upgrades.adapter._handling():
+                await upgrades.on_grant(interaction, member, tier, days)
+
+        @tree.command(name="revoke", description="Admins: put a member back on the free tier")
+        @app_commands.describe(member="The member")
+        @app_commands.default_permissions(administrator=True)
+        async def revoke(interaction: discord.Interaction, member: discord.User) -> None:
+            with upgrades.adapter._handling():
+                await upgrades.on_revoke(interaction, member)
+
+    async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None) -> None:
+        try:
+            if view is not None:
+                await interaction.response.send_message(text, ephemeral=True, view=view)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not answer %s: %s", interaction.user, exc)
+
+    async def on_upgrade(self, interaction: discord.Interaction, code: str | None) -> None:
+        member = self.adapter._member(interaction.user)
+        if code:
+            result = await self.service.redeem(member, code)
+            await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted."))
+            return
+        info = await self.service.plans_for(member)
+        await self._send(interaction, upgrade_text(info), premium_view(info))
+
+    async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
+        member = self.adapter._member(interaction.user)
+        if code:
+            result = await self.service.link_finish(member, code)
+            text = result.text if isinstance(result, Refused) else changed_text(result, "Linked: both apps share one account now.")
+            await self._send(interaction, text)
+            return
+        started = await self.service.link_start(member)
+        if isinstance(started, Refused):
+            await self._send(interaction, started.text)
+            return
+        code, ttl = started
+        await self._send(
+            interaction,
+            f"Your link code: `{code}` (only you can see this). Send `/link {code}` to the bot on the other app "
+            f"(Telegram) within {int(ttl // 60)} minutes; both will then share your tier, its expiry and your daily restyles.",
+        )
+
+    async def on_grant(self, interaction: discord.Interaction, user: discord.abc.User, tier: str, days: int) -> None:
+        admin = self.adapter._member(interaction.user)
+        result = await self.service.grant(admin, self.adapter._member(user), tier.strip().lower(), days)
+        await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
+
+    async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
+        admin = self.adapter._member(interaction.user)
+        result = await self.service.revoke(admin, self.adapter._member(user))
+        await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
