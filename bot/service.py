@@ -826,13 +826,13 @@ class RestyleService:
         now = self.clock.now()
         charge_key = f"discord-entitlement:{entitlement_id}"
         row = await self.store.payment(charge_key)
-        ended = deleted or (ends_at is not None and ends_at <= now)
-        if ended:
+        if ends_at is not None and ends_at <= now and not deleted:
+            return await self.me(member)  # ran out: the tier's own expiry already ends it
+        if deleted:  # refunded or removed by Discord: take back what it gave
             if row is not None and row["status"] == "paid":
                 account = await self.store.account(row["account_id"])
                 tier = account.effective_tier(now)
-                current = (tier, account.tier_expires_at if tier != "free" else None)
-                new = reverted(current, {**row, "expires_at": row["expires_at"]}, now) if deleted else current
+                new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
                 await self.store.refund_payment(charge_key, new[0], new[1], changed_by=charge_key, now=now)
                 await self._rerank_member(row["account_id"], self.config.tier(new[0]))
             return await self.me(member)
