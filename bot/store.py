@@ -287,11 +287,12 @@ class Store:
 
     # Pictures --------------------------------------------------------------------------------
 
+    # Uncompressed TIFF: lossless and ~1 ms to write or read (see service._stored_bytes).
     def input_path(self, job_id: str) -> Path:
-        return self.pictures_dir / f"{job_id}.in.png"
+        return self.pictures_dir / f"{job_id}.in.tiff"
 
     def result_path(self, job_id: str) -> Path:
-        return self.pictures_dir / f"{job_id}.out.png"
+        return self.pictures_dir / f"{job_id}.out.tiff"
 
     def write_picture(self, path: Path, data: bytes) -> None:
         """Write atomically: a crash leaves the old file or the new one, never half of one."""

@@ -108,7 +108,7 @@ async def test_flagged_result_is_not_sent_costs_no_quota_and_the_member_is_told(
     assert [j.id for j in h.frontend.failures] == [answer.job_id]
     assert "safety filter" in h.frontend.failures[0].error
     assert (await h.service.me(PRO)).used_today == 0
-    assert not h.service.input_path(answer.job_id).with_name(f"{answer.job_id}.out.png").exists()
+    assert not h.store.result_path(answer.job_id).exists()
     await h.close()
 
 

@@ -144,7 +144,7 @@ async def test_disk_full_while_storing_a_result_never_marks_the_job_done(tmp_pat
     real_write = h.store.write_picture
 
     def disk_full_for_results(path, data):
-        if path.name.endswith(".out.png"):
+        if path == h.store.result_path(answer.job_id):
             raise StoreError(f"Could not save a picture: {os.strerror(errno.ENOSPC)}.")
         real_write(path, data)
 
@@ -314,5 +314,5 @@ def test_kill_9_mid_batch_then_restart_completes_every_job_exactly_once(tmp_path
     db.close()
     assert sorted(r[0] for r in rows) == sorted(jobs)
     assert all(status == "done" and delivered is not None for _, status, delivered in rows)
-    results = sorted(p.name for p in (bot.data / "pictures").glob("*.out.png"))
-    assert results == sorted(f"{j}.out.png" for j in jobs)
+    results = sorted(p.name for p in (bot.data / "pictures").glob("*.out.*"))
+    assert results == sorted(f"{j}.out.tiff" for j in jobs)

@@ -905,22 +905,19 @@ class TelegramAdapter:
             await self._mark_step(job, "file")
 
     def _photo_payload(self, path: Path) -> tuple[bytes, str]:
-        """The picture as Telegram will take it as a photo: the PNG as stored when it fits,
-        else re-encoded as JPEG under the upload limit."""
+        """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
+        into one anyway; the lossless PNG is one button away) under the upload limit."""
         from PIL import Image
 
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(path) as img:
             width, height = img.size
-            if len(data) <= self.photo_limit_bytes and width + height <= PHOTO_MAX_SIDES:
-                return data, path.stem + ".png"
             picture = img.convert("RGB")
         if width + height > PHOTO_MAX_SIDES:
             scale = (PHOTO_MAX_SIDES - 8) / (width + height)
             picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.LANCZOS)
         from engine.pictures import encode_picture
 
-        return encode_picture(picture, "jpeg", self.photo_limit_bytes), path.stem + ".jpg"
+        return encode_picture(picture, "jpeg", self.photo_limit_bytes), path.name.split(".")[0] + ".jpg"
 
     def _photo_payload_bytes(self, path: Path) -> bytes:
         return self._photo_payload(path)[0]

@@ -519,10 +519,10 @@ class WebAdapter:
 
     async def original(self, request: web.Request) -> web.StreamResponse:
         job_id = await self._own_job_id(request)
-        path = self.service.input_path(job_id)
-        if not path.exists():
+        data = await self.service.input_file(self.member, job_id, "png")
+        if isinstance(data, Refused):
             return _json_error(404, GONE)
-        return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
+        return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
 
     async def result(self, request: web.Request) -> web.Response:
         job_id = await self._own_job_id(request)
