@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     table = {size: bench(size, args.ops) for size in args.sizes}
     ops = list(next(iter(table.values())))
-    print(f"| operation | " + " | ".join(f"{size:,} waiting: median (p90) µs" for size in args.sizes) + " |")
+    print("| operation | " + " | ".join(f"{size:,} waiting: median (p90) µs" for size in args.sizes) + " |")
     print("|---|" + "---|" * len(args.sizes))
     for op in ops:
         cells = [f"{table[size][op][0]:.1f} ({table[size][op][1]:.1f})" for size in args.sizes]
