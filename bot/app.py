@@ -116,12 +116,14 @@ class App:
         self._purge_task = asyncio.create_task(self._purge_expired_periodically(), name="purge")
 
     async def _purge_expired_periodically(self) -> None:
-        """Delete jobs and pictures past the retention period: at start, then every hour."""
+        """Delete jobs and pictures past the retention period, and recompress delivered
+        pictures: at start, then every hour."""
         while True:
             try:
                 await self.service.purge_expired()
+                await self.service.compact_pictures()
             except Exception:
-                log.exception("could not purge expired jobs; trying again in an hour")
+                log.exception("could not purge or compact old jobs; trying again in an hour")
             await self.service.clock.sleep(PURGE_INTERVAL_S)
 
     async def _load_engine_and_work(self) -> None:

@@ -250,6 +250,19 @@ class BotProcess:
             time.sleep(0.02)
         raise AssertionError(f"job {job_id} never reached {wanted}")
 
+    def wait_delivered(self, job_id: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            db = sqlite3.connect(self.data / "restyle.sqlite3")
+            try:
+                (delivered,) = db.execute("SELECT delivered_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            finally:
+                db.close()
+            if delivered is not None:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"job {job_id} was never delivered")
+
     def status(self, job_id: str) -> str:
         db = sqlite3.connect(self.data / "restyle.sqlite3")
         try:
@@ -308,6 +321,7 @@ def test_kill_9_mid_batch_then_restart_completes_every_job_exactly_once(tmp_path
     bot.start()
     for job_id in jobs:
         assert bot.wait_status(job_id, {"done", "failed"}) == "done"
+        bot.wait_delivered(job_id)  # stopping between "done" and its delivery is legal too, but not this test
     bot.stop()
     db = sqlite3.connect(bot.data / "restyle.sqlite3")
     rows = db.execute("SELECT id, status, delivered_at FROM jobs").fetchall()
@@ -315,4 +329,4 @@ def test_kill_9_mid_batch_then_restart_completes_every_job_exactly_once(tmp_path
     assert sorted(r[0] for r in rows) == sorted(jobs)
     assert all(status == "done" and delivered is not None for _, status, delivered in rows)
     results = sorted(p.name for p in (bot.data / "pictures").glob("*.out.*"))
-    assert results == sorted(f"{j}.out.tiff" for j in jobs)
+    assert results == sorted(f"{j}.out.img" for j in jobs)

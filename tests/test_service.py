@@ -372,3 +372,22 @@ async def test_flood_is_limited_with_one_message(tmp_path):
     assert sum(1 for a in floods if not a.quiet) == 1
     assert isinstance(await h.submit(FREE2), Accepted)
     await h.close()
+
+
+async def test_delivered_pictures_are_recompressed_to_png_after_an_hour_and_still_serve(tmp_path):
+    h = await make(tmp_path)
+    accepted = await h.submit(PRO, "/restyle keep me small")
+    h.start_worker()
+    await h.drain()
+    result = h.store.result_path(accepted.job_id)
+    assert result.read_bytes()[:4] in (b"II*\x00", b"MM\x00*")  # fast to write on the hot path
+    assert await h.service.compact_pictures() == 0  # not yet: delivered just now
+    await h.clock.advance(3601)
+    assert await h.service.compact_pictures() == 2  # input and result
+    assert result.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (await h.service.result_file(PRO, accepted.job_id, "jpeg"))[:3] == b"\xff\xd8\xff"
+    again = await h.service.again(PRO, accepted.job_id, {})
+    assert isinstance(again, Accepted)  # the compacted input still feeds a new run
+    await h.drain()
+    assert len(h.frontend.results) == 2
+    await h.close()
