@@ -641,7 +641,7 @@ class _Loader:
                 f"tier must be one of {', '.join(config.tiers)}, got {_shown(config.web.tier)}."
                 + _suggest(config.web.tier, tuple(config.tiers)),
             )
-        if config.web_enabled and not config.web.access_token and not _is_loopback(config.web.host):
+        if config.web_enabled and not config.web.access_token and not is_loopback(config.web.host):
             raise self.fail(
                 "web",
                 f"access_token is required when host is {_shown(config.web.host)}: without it the web UI would be"
@@ -649,7 +649,7 @@ class _Loader:
             )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     host = host.strip().strip("[]").lower()
     if host == "localhost":
         return True

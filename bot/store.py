@@ -341,15 +341,7 @@ class Store:
     async def set_tier(
         self, account_id: int, tier: str, expires_at: float | None, *, reason: str, changed_by: str, now: float
     ) -> Account:
-        before = await self.account(account_id)
-        await self._db.execute(
-            "UPDATE accounts SET tier = ?, tier_expires_at = ? WHERE id = ?", (tier, expires_at, account_id)
-        )
-        await self._db.execute(
-            "INSERT INTO tier_changes (account_id, from_tier, to_tier, expires_at, reason, changed_by, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (account_id, before.effective_tier(now), tier, expires_at, reason, changed_by, now),
-        )
+        await self._write_tier(account_id, tier, expires_at, reason=reason, changed_by=changed_by, now=now)
         await self._db.commit()
         return Account(account_id, tier, expires_at)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -37,7 +36,7 @@ from aiohttp import web
 
 from bot.adapters import AdapterStartError
 from bot.commands import STRENGTH_STEP, CommandError, RestyleCommand, describe_strength, parse_restyle
-from bot.config import Config
+from bot.config import Config, is_loopback
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import render_service_metrics
 from bot.service import Accepted, Delivery, JobView, Member, Refused, RestyleService
@@ -101,16 +100,6 @@ class WebStartError(AdapterStartError):
 
 def _json_error(status: int, text: str, **extra: Any) -> web.Response:
     return web.json_response({"error": text, **extra}, status=status)
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_without_port(host_header: str) -> str:
@@ -330,9 +319,9 @@ class WebAdapter:
         """Without a token the page is only on loopback (config insists), where any web site the
         member visits could still reach it. Refuse host names other than loopback ones (a site
         pointing its own name at 127.0.0.1) and posts from other origins (spending quota)."""
-        if not (self.page and _is_loopback(self.host)):
+        if not (self.page and is_loopback(self.host)):
             return None
-        if not _is_loopback(_host_without_port(request.host)):
+        if not is_loopback(_host_without_port(request.host)):
             return _json_error(403, "Open this page as http://127.0.0.1 (or localhost).")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("Origin")
