@@ -53,6 +53,16 @@ class Health:
     engine_error: str | None = None
 
 
+def load_safety_check(config: Config) -> Callable[[Any], bool]:
+    """diffusers' safety checker from [moderation] safety_checker, on the CPU: it is small, and
+    the GPU belongs to the pipeline."""
+    from engine.safety import load_safety_checker
+
+    return load_safety_checker(
+        config.moderation.safety_checker or "", local_files_only=config.engine.local_files_only
+    )
+
+
 def build_adapters(config: Config, service: RestyleService, health: Health) -> list[Adapter]:
     """The front ends the config asks for; each platform library is imported only when used."""
     adapters: list[Adapter] = []
@@ -129,6 +139,8 @@ class App:
     async def _load_engine_and_work(self) -> None:
         try:
             engine = await asyncio.to_thread(self.engine_factory, self.config)
+            if self.config.moderation.safety_checker and self.service.safety_check is None:
+                self.service.safety_check = await asyncio.to_thread(load_safety_check, self.config)
         except Exception as exc:
             self.health.engine_error = str(exc)
             raise

@@ -1,0 +1,67 @@
+"""diffusers' safety checker through the path the bot uses, on a tiny random-weight checker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from engine.api import ModelLoadError
+
+
+def make_tiny_safety_checker(folder: Path) -> Path:
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    small = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=1)
+    config = CLIPConfig(
+        text_config={**small, "vocab_size": 100, "bos_token_id": 0, "eos_token_id": 1},
+        vision_config={**small, "image_size": 32, "patch_size": 8},
+        projection_dim=8,
+    )
+    torch.manual_seed(0)
+    StableDiffusionSafetyChecker(config).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_safety_checker_loads_from_a_folder_and_judges_a_picture(tmp_path):
+    from engine.safety import load_safety_checker
+
+    flagged = load_safety_checker(str(make_tiny_safety_checker(tmp_path / "checker")), local_files_only=True)
+    verdict = flagged(Image.new("RGB", (64, 48), (200, 120, 90)))
+    assert isinstance(verdict, bool)
+
+
+def test_missing_safety_checker_names_the_setting(tmp_path):
+    from engine.safety import load_safety_checker
+
+    with pytest.raises(ModelLoadError, match=r"\[moderation\] safety_checker"):
+        load_safety_checker(str(tmp_path / "nothing-here"), local_files_only=True)
+
+
+async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
+    from bot.app import App
+    from bot.config import load_config
+    from tests.fakes import FakeEngine
+
+    checker = make_tiny_safety_checker(tmp_path / "checker")
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(
+        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n[engine]\nlocal_files_only = true\n'
+        f'[moderation]\nsafety_checker = "{checker}"\n[web]\nport = 0\n'
+    )
+    app = await App.create(load_config(config_path, env={}), engine_factory=lambda c: FakeEngine())
+    await app.start()
+    try:
+        for _ in range(200):
+            if app.health.engine_ready:
+                break
+            await asyncio.sleep(0.05)
+        assert app.health.engine_ready and app.service.safety_check is not None
+        assert isinstance(app.service.safety_check(Image.new("RGB", (32, 32))), bool)
+    finally:
+        await app.stop()
