@@ -786,8 +786,11 @@ class RestyleService:
             )
         account_id, tier, expiry = await self._current(member)
         new = extended(self.config, tier, expiry, plan.tier, plan.days, now)
-        if new is None:  # bought while a higher tier ran (the pre-checkout said no; a renewal may not)
-            new = (tier, expiry)
+        if new is None:
+            # A lower tier paid while a higher one runs (the pre-checkout refuses such a purchase,
+            # but a subscription renewal cannot be refused): the member paid for the time, so it
+            # is added to the tier they hold. A higher tier without an end has nothing to extend.
+            new = (tier, None if expiry is None else expiry + plan.days * 86400)
         recorded = await self.store.record_payment(
             {
                 "charge_id": charge_key, "platform": member.platform, "platform_user_id": member.user_id,

@@ -188,6 +188,17 @@ async def test_lower_plan_refused_while_a_higher_one_runs(svc: RestyleService) -
     assert isinstance(await svc.invoice_payload(ANA, "nope"), Refused)
 
 
+async def test_lower_tier_renewal_during_a_higher_tier_still_gives_the_time_paid_for(svc: RestyleService) -> None:
+    now = svc.clock.now()
+    _, payload = await svc.invoice_payload(ANA, "pro_month")
+    await svc.record_payment(ANA, payload, "ch-20", 250)  # pro for 30 days
+    await svc.set_tier(ANA, "max", now + 10 * DAY, reason="admin", changed_by="t")
+    renewal = await svc.record_payment(ANA, payload, "ch-21", 250, recurring=True)
+    assert isinstance(renewal, PaymentResult) and not renewal.duplicate
+    # Not charged for nothing: the 30 days paid for are added to the tier held.
+    assert renewal.view.tier == "max" and renewal.view.tier_expires_at == now + 40 * DAY
+
+
 async def test_refund_reverts_the_tier(svc: RestyleService) -> None:
     now = svc.clock.now()
     _, payload = await svc.invoice_payload(ANA, "max_week")
