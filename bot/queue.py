@@ -114,11 +114,13 @@ class TierQueue:
         if job is not None:
             self._discard_from(self._by_member, job.account_id, job.order)
 
-    def requeue_running(self) -> None:
-        """Put every running job back at its original rank (an engine crash, a shutdown)."""
-        for job in list(self._running.values()):
-            self.finish(job.job_id)
-            self.put(job)
+    def requeue(self, job_ids: list[str]) -> None:
+        """Put running jobs back at their original rank (their batch could not start)."""
+        for job_id in job_ids:
+            job = self._running.get(job_id)
+            if job is not None:
+                self.finish(job_id)
+                self.put(job)
 
     def position(self, job_id: str) -> int | None:
         """How many waiting jobs run before this one (0: next); None if it is not waiting."""

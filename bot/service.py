@@ -1024,11 +1024,8 @@ class RestyleService:
             pictures = await asyncio.to_thread(lambda: [_load_picture(self.store.input_path(i)) for i in ids])
         except Exception:
             log.exception("could not start jobs %s; they go back in the queue", ", ".join(ids))
-            for job_id in ids:
-                self.queue.finish(job_id)
+            self.queue.requeue(ids)
             await self._safe(self.store.requeue(ids))
-            for job in batch:
-                self.queue.put(job)
             raise
         self.batch_sizes.observe(len(ids))
         self._notify_head()

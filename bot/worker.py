@@ -39,9 +39,16 @@ class Worker:
         """Finish the batch in hand, then return from run()."""
         self._stopping = True
 
-    async def run(self) -> None:
+    async def run(self, retry_after_s: float = 1.0) -> None:
         while not self._stopping:
-            batch = await self.source.claim_batch(self.engine.max_batch)
+            try:
+                batch = await self.source.claim_batch(self.engine.max_batch)
+            except Exception:
+                # The jobs went back in the queue (a locked or full database, say); try again
+                # shortly rather than leave the GPU idle for the rest of the process's life.
+                log.warning("could not start a batch; retrying in %.0f s", retry_after_s, exc_info=True)
+                await asyncio.sleep(retry_after_s)
+                continue
             if not batch:  # the service stopped accepting work
                 break
             await self.run_batch(batch)

@@ -127,12 +127,12 @@ def test_rerank_moves_upgraded_member_forward():
     assert queue.position("mine") == 0
 
 
-def test_requeue_running_puts_jobs_back_at_their_rank():
+def test_requeue_puts_running_jobs_back_at_their_rank():
     queue = TierQueue()
     r = Ranker(queue)
     r.add("a", 1, "max", at=0)
     r.add("b", 2, "free", at=1)
-    queue.take_batch(1)
+    [taken] = queue.take_batch(1)
     assert queue.position("b") == 0
-    queue.requeue_running()
+    queue.requeue([taken.job_id])
     assert queue.position("a") == 0 and queue.position("b") == 1

@@ -391,3 +391,26 @@ async def test_delivered_pictures_are_recompressed_to_png_after_an_hour_and_stil
     await h.drain()
     assert len(h.frontend.results) == 2
     await h.close()
+
+
+async def test_a_batch_that_cannot_start_goes_back_in_line_and_the_worker_carries_on(tmp_path, monkeypatch):
+    from bot.store import StoreError
+
+    h = await make(tmp_path)
+    accepted = await h.submit(PRO)
+    real_mark_running = h.store.mark_running
+    failures = []
+
+    async def locked_once(ids, now):
+        if not failures:
+            failures.append(ids)
+            raise StoreError("The database refused a write: database is locked.")
+        return await real_mark_running(ids, now)
+
+    monkeypatch.setattr(h.store, "mark_running", locked_once)
+    h.worker_task = asyncio.create_task(h.worker.run(retry_after_s=0.01))
+    await h.drain()
+    await h.drain()
+    assert failures == [[accepted.job_id]]
+    assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
+    await h.close()
