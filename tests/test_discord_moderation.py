@@ -164,4 +164,4 @@ def test_queue_texts_fit_one_discord_message():
                 "prompt": "x" * 500, "status": "failed", "error": "e" * 500, "created_at": 0.0, "finished_at": 1.0}
                for i in range(50)]  # fmt: skip
     text = _job_log_text(entries)
-    assert len(text) <= 2000 and text.endswith("more") and "Telegram chat 1" in text
+    assert len(text) <= 2000 and text.endswith("more lines") and "Telegram chat 1" in text

@@ -36,7 +36,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from bot.adapters import AdapterStartError
+from bot.adapters import AdapterStartError, fit_lines
 from bot.adapters.discord_upgrades import DiscordUpgrades
 from bot.commands import (
     MAX_PROMPT_CHARS,
@@ -1139,7 +1139,7 @@ def _queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobV
     for position, tier, job_id, job in waiting:
         who = f" · {_who(job.platform, job.user_id)} · waiting {_seconds(now - job.created_at)} · “{_short(_one_line(job.prompt), 60)}”" if job else ""
         lines.append(f"#{position + 1} {tier} · job `{job_id}`{who}")
-    return _fit(lines)
+    return fit_lines(lines, MESSAGE_LIMIT)
 
 
 def _job_log_text(entries: list[dict[str, Any]]) -> str:
@@ -1151,7 +1151,7 @@ def _job_log_text(entries: list[dict[str, Any]]) -> str:
         outcome = entry["status"] + (f" ({_short(entry['error'], 60)})" if entry.get("error") else "")
         lines.append(f"<t:{int(entry['created_at'])}:f> · {_who(entry['platform'], entry['user_id'])} in {_where(entry)} · "
                      f"“{_short(_one_line(entry['prompt']), 60)}” · {outcome} · job `{entry['id']}`")  # fmt: skip
-    return _fit(lines)
+    return fit_lines(lines, MESSAGE_LIMIT)
 
 
 def _who(platform: str, user_id: str) -> str:
@@ -1169,18 +1169,6 @@ def _where(entry: dict[str, Any]) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _fit(lines: list[str]) -> str:
-    """Lines joined, cut at whole lines to fit one Discord message."""
-    out: list[str] = []
-    for i, line in enumerate(lines):
-        more = f"…and {len(lines) - i} more"
-        if sum(len(x) + 1 for x in out) + len(line) + len(more) + 1 > MESSAGE_LIMIT:
-            out.append(more)
-            break
-        out.append(line)
-    return "\n".join(out)
 
 
 def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:

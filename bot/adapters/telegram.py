@@ -58,7 +58,7 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.adapters import AdapterStartError
+from bot.adapters import AdapterStartError, fit_lines
 from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.commands import (
     EXAMPLE,
@@ -1061,7 +1061,7 @@ def queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobVi
         who = f"{job.platform}:{job.user_id} · {_waited(now - job.created_at)} · “{_clip(job.prompt, 60)}”" if job else ""
         lines.append(f"#{position + 1} {tier} · job {job_id} · {who}".rstrip(" ·"))
     lines.append("/queue log shows the latest jobs.")
-    return _fit(lines)
+    return fit_lines(lines, TEXT_LIMIT)
 
 
 def job_log_text(entries: list[dict[str, Any]]) -> str:
@@ -1074,7 +1074,7 @@ def job_log_text(entries: list[dict[str, Any]]) -> str:
         outcome = entry["status"] + (f" ({_clip(entry['error'], 60)})" if entry.get("error") else "")
         lines.append(f"{when} · {entry['platform']}:{entry['user_id']} in {_where(entry)} · "
                      f"“{_clip(entry['prompt'], 60)}” · {outcome} · job {entry['id']}")  # fmt: skip
-    return _fit(lines)
+    return fit_lines(lines, TEXT_LIMIT)
 
 
 def _where(entry: dict[str, Any]) -> str:
@@ -1097,16 +1097,6 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _fit(lines: list[str]) -> str:
-    """Lines joined, cut at whole lines to fit one Telegram message."""
-    out: list[str] = []
-    for i, line in enumerate(lines):
-        more = f"…and {len(lines) - i} more lines"
-        if sum(len(x) + 1 for x in out) + len(line) + len(more) + 1 > TEXT_LIMIT:
-            out.append(more)
-            break
-        out.append(line)
-    return "\n".join(out)
 
 
 def _cancel_markup(job_id: str) -> InlineKeyboardMarkup:
