@@ -167,6 +167,13 @@ async def test_queue_shows_who_is_waiting_and_the_log_shows_who_asked_what_where
     engine.gate.set()
 
 
+async def test_queue_answers_only_in_a_private_chat(start_bot, fake):
+    await start_bot(bot=ADMINS)
+    in_group = fake.message(ADA, GROUP, text="/queue log")
+    [answer] = await wait_reply(fake, in_group)
+    assert "private chat" in answer.params["text"] and "telegram:" not in answer.params["text"]
+
+
 def test_queue_texts_fit_one_telegram_message():
     from bot.adapters.telegram import job_log_text
 

@@ -661,6 +661,10 @@ class TelegramAdapter:
         if not self.service.is_admin(admin):
             await self._answer(message, NOT_ADMIN.format(command="queue"))
             return
+        if message.chat.type != "private":
+            # The answer names members and quotes their prompts: not for a whole group to read.
+            await self._answer(message, "For members' privacy, use /queue in a private chat with me.")
+            return
         args = [a.lower() for a in context.args or []]
         if args and args[0] == "log":
             limit = min(50, int(args[1])) if len(args) > 1 and args[1].isdigit() else QUEUE_LOG_LIMIT
