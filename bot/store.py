@@ -7,6 +7,7 @@ crash) can rebuild the queue and deliver what was not delivered, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import aiosqlite
 
@@ -233,6 +234,19 @@ class Store:
         self.data_dir = data_dir
         self.pictures_dir = data_dir / "pictures"
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error. Callers hold the write lock
+        (@_serialized); a `return` inside commits what was written so far (nothing, where a
+        check failed before the first change)."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self._db.rollback()
+            raise
+        await self._db.commit()
+
     @classmethod
     async def open(cls, data_dir: Path) -> "Store":
         data_dir = Path(data_dir)
@@ -388,21 +402,15 @@ class Store:
     ) -> bool:
         """Spend a code and set the tier it gives, in one transaction; False (nothing written)
         when the code was used or expired meanwhile."""
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
+        async with self._transaction():
             cur = await self._db.execute(
                 "UPDATE codes SET used_at = ?, used_by = ? WHERE hash = ? AND used_at IS NULL AND valid_until > ?",
                 (now, account_id, code_hash, now),
             )
             if cur.rowcount != 1:
-                await self._db.rollback()
                 return False
             await self._write_tier(account_id, tier, expires_at, reason="code", changed_by=changed_by, now=now)
-            await self._db.commit()
             return True
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     @_serialized
     async def add_link_code(self, code_hash: str, account_id: int, platform: str, expires_at: float, now: float) -> None:
@@ -432,8 +440,7 @@ class Store:
     ) -> None:
         """Move every identity of `drop` to `keep`, carry today's usage over (the larger count,
         never the sum), spend the link code and set the merged tier (audited when it changes)."""
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
+        async with self._transaction():
             await self._db.execute("UPDATE identities SET account_id = ? WHERE account_id = ?", (keep, drop))
             await self._db.execute(
                 "INSERT INTO daily_usage (account_id, day, used) "
@@ -445,10 +452,6 @@ class Store:
             before = await self.account(keep)
             if (before.tier, before.tier_expires_at) != (tier, expires_at):
                 await self._write_tier(keep, tier, expires_at, reason="link", changed_by=changed_by, now=now)
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     async def payment(self, charge_id: str) -> dict[str, Any] | None:
         async with self._db.execute("SELECT * FROM payments WHERE charge_id = ?", (charge_id,)) as cur:
@@ -459,24 +462,18 @@ class Store:
     async def record_payment(self, payment: dict[str, Any], *, reason: str, changed_by: str, now: float) -> bool:
         """Record a payment and set the tier it bought, once per charge id: False (and nothing
         written) for a charge id already recorded."""
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
+        async with self._transaction():
             columns = ", ".join(payment)
             cur = await self._db.execute(
                 f"INSERT OR IGNORE INTO payments ({columns}) VALUES ({', '.join('?' * len(payment))})",
                 list(payment.values()),
             )
             if cur.rowcount != 1:
-                await self._db.rollback()
                 return False
             await self._write_tier(
                 payment["account_id"], payment["tier"], payment["expires_at"], reason=reason, changed_by=changed_by, now=now
             )
-            await self._db.commit()
             return True
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     @_serialized
     async def set_payment_expiry(self, charge_id: str, expires_at: float | None) -> None:
@@ -488,8 +485,7 @@ class Store:
         self, charge_id: str, tier: str, expires_at: float | None, *, changed_by: str, now: float
     ) -> bool:
         """Mark a payment refunded and set the reverted tier; False when it was refunded already."""
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
+        async with self._transaction():
             cur = await self._db.execute(
                 "UPDATE payments SET status = 'refunded', refunded_at = ? WHERE charge_id = ? AND status = 'paid' "
                 "RETURNING account_id",
@@ -498,14 +494,9 @@ class Store:
             row = await cur.fetchone()
             await cur.close()
             if row is None:
-                await self._db.rollback()
                 return False
             await self._write_tier(row["account_id"], tier, expires_at, reason="refund", changed_by=changed_by, now=now)
-            await self._db.commit()
             return True
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     # Bans ------------------------------------------------------------------------------------
 
@@ -584,14 +575,12 @@ class Store:
 
         False (and nothing written) when the quota is used up.
         """
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
+        async with self._transaction():
             async with self._db.execute(
                 "SELECT used FROM daily_usage WHERE account_id = ? AND day = ?", (job.account_id, job.quota_day)
             ) as cur:
                 row = await cur.fetchone()
             if row is not None and row["used"] >= quota_limit:
-                await self._db.rollback()
                 return False
             await self._db.execute(
                 "INSERT INTO daily_usage (account_id, day, used) VALUES (?, ?, 1) "
@@ -603,11 +592,7 @@ class Store:
                 f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})",
                 values,
             )
-            await self._db.commit()
             return True
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     @staticmethod
     def _job_values(job: JobRecord) -> list[Any]:
@@ -692,8 +677,7 @@ class Store:
 
     @_serialized
     async def _end_with_refund(self, job_id: str, status: str, error: str | None, now: float) -> bool:
-        try:
-            await self._db.execute("BEGIN IMMEDIATE")
+        async with self._transaction():
             cur = await self._db.execute(
                 "UPDATE jobs SET status = ?, error = ?, finished_at = ?, "
                 "delivered_at = CASE WHEN ? = 'cancelled' THEN ? ELSE NULL END "
@@ -707,11 +691,7 @@ class Store:
                     "UPDATE daily_usage SET used = MAX(used - 1, 0) WHERE account_id = ? AND day = ?",
                     (row["account_id"], row["quota_day"]),
                 )
-            await self._db.commit()
             return row is not None
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     @_serialized
     async def mark_delivered(self, job_id: str, now: float) -> None:
