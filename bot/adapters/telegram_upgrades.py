@@ -260,18 +260,20 @@ class TelegramUpgrades:
 
     # Admins ------------------------------------------------------------------------------------
 
-    def _admin(self, update: Update) -> Member | None:
+    async def _admin(self, update: Update, command: str) -> Member | None:
+        """The admin who sent `command`; None (after a polite refusal to anyone else) otherwise."""
         user = update.effective_user
         if update.effective_message is None or user is None or user.is_bot:
             return None
-        return self.adapter._member(user)
+        admin = self.adapter._member(user)
+        if not self.service.is_admin(admin):
+            await self._say(update, NOT_ADMIN_TEXT.format(command=command))
+            return None
+        return admin
 
     async def on_refund(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        admin = self._admin(update)
+        admin = await self._admin(update, "refund")
         if admin is None:
-            return
-        if not self.service.is_admin(admin):
-            await self._say(update, NOT_ADMIN_TEXT.format(command="refund"))
             return
         args = list(context.args or [])
         if len(args) != 1:
@@ -296,11 +298,8 @@ class TelegramUpgrades:
         await self._say(update, text)
 
     async def on_grant(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        admin = self._admin(update)
+        admin = await self._admin(update, "grant")
         if admin is None:
-            return
-        if not self.service.is_admin(admin):
-            await self._say(update, NOT_ADMIN_TEXT.format(command="grant"))
             return
         args = list(context.args or [])
         target = parse_target(args[0]) if args else None
@@ -311,11 +310,8 @@ class TelegramUpgrades:
         await self._say(update, result.text if isinstance(result, Refused) else changed_text(result, f"{target.key}:"))
 
     async def on_revoke(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        admin = self._admin(update)
+        admin = await self._admin(update, "revoke")
         if admin is None:
-            return
-        if not self.service.is_admin(admin):
-            await self._say(update, NOT_ADMIN_TEXT.format(command="revoke"))
             return
         args = list(context.args or [])
         target = parse_target(args[0]) if len(args) == 1 else None
