@@ -9,4 +9,12 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; the browser test will be skipped"
 fi
+# The PostgreSQL tests start throw-away servers with Debian's PostgreSQL programs (tests/pg_cluster.py);
+# install them where we can. (Its postinst may create and start a default cluster, unless policy-rc.d
+# forbids starting services, as in Docker images; the tests use servers of their own either way.)
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+    || echo "warning: could not install postgresql; the PostgreSQL tests will be skipped"
+fi
 exec "$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,60 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.pg_cluster import PgCluster, postgres_available
+
+# ---------------------------------------------------------------- PostgreSQL (tests/pg_cluster.py)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One throw-away PostgreSQL server for the whole session (skips when PostgreSQL is missing).
+    Share it, never stop or restart it: a test that restarts or kills a server takes its own
+    from pg_cluster_factory. Its folder comes from make_root (/dev/shm or /tmp), not pytest's tmp dir:
+    as root the server runs as the postgres user, who cannot enter /tmp/pytest-of-root."""
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    cluster = PgCluster.temporary(prefix="restyle-pg-session-")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database of its own for this test on the session server; its URL
+    (postgresql://restyle@127.0.0.1:PORT/t_<test>_<random>). Dropped after the test."""
+    test = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower())[:40].strip("_")
+    name = f"t_{test}_{uuid.uuid4().hex[:10]}"
+    url = pg_cluster.create_database(name)
+    yield url
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_cluster_factory() -> Iterator[Callable[..., PgCluster]]:
+    """Makes private servers (not started; PgCluster.temporary's arguments) for tests that stop,
+    restart or kill one; all are stopped and removed after the test."""
+    reason = postgres_available()
+    if reason:
+        pytest.skip(reason)
+    made: list[PgCluster] = []
+
+    def make(**kwargs) -> PgCluster:
+        cluster = PgCluster.temporary(**kwargs)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.close()
