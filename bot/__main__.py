@@ -1,6 +1,9 @@
 """`python -m bot`: run the bot, or one of the admin commands.
 
-    python -m bot [--config PATH]                     run the bot (chat front ends, web page, worker)
+    python -m bot [--config PATH] [--role all|frontend|worker]
+                                                      run the bot: front ends and worker (all, the
+                                                      default), or one half, many of each on one
+                                                      PostgreSQL ([store] url)
     python -m bot restyle IN OUT --prompt "..."       restyle one file, to check a model and a GPU
     python -m bot codes mint --tier pro --days 30 --count 10 [--valid-days 90]
                                                       print new single-use redeem codes
@@ -23,9 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="restyle-bot: restyle pictures in chat")
     parser.add_argument("--config", type=Path, help="config file (see config.example.toml); default: ./config.toml if present")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    role_help = ("all: chat front ends, web page and a worker in one process (the default); frontend: accept, "
+                 "queue and deliver; worker: run the engine. frontend and worker need [store] url = postgresql://...")
+    parser.add_argument("--role", default="all", choices=("all", "frontend", "worker"), help=role_help)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the bot (the default)")
     run.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    run.add_argument("--role", choices=("all", "frontend", "worker"), default=argparse.SUPPRESS, help=role_help)
     restyle = sub.add_parser("restyle", help="restyle one picture file with the configured model")
     restyle.add_argument("input", type=Path)
     restyle.add_argument("output", type=Path, help="the suffix picks the format: .png, .jpg, .webp")
@@ -101,7 +108,7 @@ async def _mint_codes(config: Config, args: argparse.Namespace) -> int:
         print("--days must be 1 to 3650, --count 1 to 10000 and --valid-days above 0", file=sys.stderr)
         return 2
     try:
-        store = await Store.open(config.bot.data_dir)
+        store = await Store.open(config.bot.data_dir, config.store.url)
     except StoreError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -116,14 +123,18 @@ async def _mint_codes(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_bot(config: Config) -> int:
+async def _run_bot(config: Config, role: str) -> int:
     from bot.adapters import AdapterStartError
-    from bot.app import App
+    from bot.app import App, check_role
     from bot.store import StoreError
     from engine.api import ModelLoadError
 
+    problem = check_role(config, role)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     try:
-        app = await App.create(config)
+        app = await App.create(config, role=role)
     except StoreError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -133,6 +144,16 @@ async def _run_bot(config: Config) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     return 0
+
+
+def _url_password(url: str) -> str | None:
+    """The password inside a database URL, so the logs never show it."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password if url else None
+    except ValueError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,13 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    hide_secrets(tuple(t for t in (config.telegram.token, config.discord.token, config.web.access_token) if t))
+    hide_secrets(tuple(t for t in (config.telegram.token, config.discord.token, config.web.access_token,
+                                   _url_password(config.store.url)) if t))
     if args.command == "restyle":
         return _restyle_file(config, args)
     if args.command == "codes":
         return asyncio.run(_mint_codes(config, args))
     try:
-        return asyncio.run(_run_bot(config))
+        return asyncio.run(_run_bot(config, args.role))
     except KeyboardInterrupt:
         return 130
 

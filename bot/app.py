@@ -7,6 +7,7 @@ none of the rooms has to import another across a line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -25,6 +26,22 @@ log = logging.getLogger("bot")
 
 EngineFactory = Callable[[Config], RestyleEngine]
 PURGE_INTERVAL_S = 3600.0  # jobs past [moderation] retention_days are deleted this often
+# all: front ends and one worker in one process (SQLite or PostgreSQL); frontend and worker:
+# one half each, any number of each on one PostgreSQL database.
+ROLES = ("all", "frontend", "worker")
+
+
+def check_role(config: Config, role: str) -> str | None:
+    """Why this role cannot run with this config (a sentence for the owner), or None."""
+    if role not in ROLES:
+        return f"--role must be one of {', '.join(ROLES)}, not {role!r}."
+    if role != "all" and not config.store.shared:
+        return (
+            f"--role {role} needs a database shared between processes: set [store] url (or "
+            "RESTYLE_STORE_URL) to postgresql://user:password@host/db. SQLite serves one process "
+            "with --role all."
+        )
+    return None
 
 
 def load_diffusers_engine(config: Config) -> RestyleEngine:
@@ -51,6 +68,7 @@ class Health:
     engine_ready: bool = False
     store_open: bool = True
     engine_error: str | None = None
+    runs_engine: bool = True  # False in a front-end process: its readiness needs no engine
 
 
 def load_safety_check(config: Config) -> Callable[[Any], bool]:
@@ -63,9 +81,16 @@ def load_safety_check(config: Config) -> Callable[[Any], bool]:
     )
 
 
-def build_adapters(config: Config, service: RestyleService, health: Health) -> list[Adapter]:
-    """The front ends the config asks for; each platform library is imported only when used."""
+def build_adapters(config: Config, service: RestyleService, health: Health, role: str = "all") -> list[Adapter]:
+    """The front ends the config asks for; each platform library is imported only when used.
+    A worker process serves only /healthz, /readyz and /metrics (unless [web] enabled = false)."""
     adapters: list[Adapter] = []
+    if role == "worker":
+        if config.web.enabled is not False:
+            from bot.adapters.web import WebAdapter
+
+            adapters.append(WebAdapter(config, service, health, page=False))
+        return adapters
     if config.telegram.token:
         from bot.adapters.telegram import TelegramAdapter
 
@@ -94,36 +119,58 @@ class App:
     store: Store
     adapters: list[Adapter]
     engine_factory: EngineFactory
+    role: str = "all"
     worker: Worker | None = None
     health: Health = field(default_factory=Health)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _purge_task: asyncio.Task[None] | None = None
+    _poll_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def create(
         cls,
         config: Config,
         *,
+        role: str = "all",
         clock: Clock | None = None,
         engine_factory: EngineFactory = load_diffusers_engine,
-        adapters: Callable[[Config, RestyleService, Health], list[Adapter]] = build_adapters,
+        adapters: Callable[[Config, RestyleService, Health], list[Adapter]] | None = None,
     ) -> "App":
-        store = await Store.open(config.bot.data_dir)
+        problem = check_role(config, role)
+        if problem:
+            raise ValueError(problem)
+        store = await Store.open(config.bot.data_dir, config.store.url)
         service = RestyleService(config, store, clock or SystemClock())
-        health = Health()
-        return cls(config, service, store, adapters(config, service, health), engine_factory, health=health)
+        health = Health(runs_engine=role != "frontend")
+        factory = adapters or functools.partial(build_adapters, role=role)
+        return cls(config, service, store, factory(config, service, health), engine_factory, role=role, health=health)
 
     async def start(self) -> None:
         """Front ends first, so members get answers (and places in the queue) while the model
         is still loading; the worker starts once the engine is ready."""
         for adapter in self.adapters:
-            self.service.register(adapter)
+            if adapter.platform != "web-ops":  # health only: no jobs of its own
+                self.service.register(adapter)
         await self.service.start()
         for adapter in self.adapters:
             await adapter.start()
             log.info("%s front end started", adapter.platform)
-        self._tasks.append(asyncio.create_task(self._load_engine_and_work(), name="engine"))
-        self._purge_task = asyncio.create_task(self._purge_expired_periodically(), name="purge")
+        if self.role != "frontend":
+            self._tasks.append(asyncio.create_task(self._load_engine_and_work(), name="engine"))
+        if self.role != "worker":
+            self._purge_task = asyncio.create_task(self._purge_expired_periodically(), name="purge")
+        if self.store.shared:
+            self._poll_task = asyncio.create_task(self._poll_periodically(), name="poll")
+        log.info("running as %s on %s", self.role, "PostgreSQL" if self.store.shared else "SQLite")
+
+    async def _poll_periodically(self) -> None:
+        """The fallback behind PostgreSQL's notifications: a lost one costs at most poll_s."""
+        while True:
+            await asyncio.sleep(self.config.store.poll_s)
+            try:
+                await self.service.poll()
+            except Exception as exc:
+                log.warning("polling the database failed (%s); trying again in %.0f s", exc, self.config.store.poll_s)
 
     async def _purge_expired_periodically(self) -> None:
         """Delete jobs and pictures past the retention period, and recompress delivered
@@ -162,9 +209,10 @@ class App:
             if not done:
                 log.warning("the running batch did not finish within %.0f s; it runs again at the next start", grace)
                 engine_task.cancel()
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            await asyncio.gather(self._purge_task, return_exceptions=True)
+        for task in (self._purge_task, self._poll_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for adapter in reversed(self.adapters):
             try:
                 await adapter.stop()
@@ -189,10 +237,10 @@ class App:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
         await self.start()
-        engine_task = self._tasks[0]
+        engine_task = self._tasks[0] if self._tasks else None
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([stopper, engine_task], return_when=asyncio.FIRST_COMPLETED)
-        if engine_task.done() and not stop.is_set():
+        await asyncio.wait([t for t in (stopper, engine_task) if t is not None], return_when=asyncio.FIRST_COMPLETED)
+        if engine_task is not None and engine_task.done() and not stop.is_set():
             stopper.cancel()
             exc = engine_task.exception()
             await self.stop()

@@ -25,6 +25,7 @@ ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "RESTYLE_TELEGRAM_TOKEN": ("telegram", "token"),
         "RESTYLE_DISCORD_TOKEN": ("discord", "token"),
         "RESTYLE_WEB_TOKEN": ("web", "access_token"),
+        "RESTYLE_STORE_URL": ("store", "url"),  # a PostgreSQL URL may carry a password
     }
 )
 
@@ -81,6 +82,18 @@ class QueueSettings:
     member_gap_s: float = 30.0  # a member's next waiting job ranks this far behind their previous one (>= 0)
     eta_window: int = 20  # recent jobs in the rolling mean used for ETAs (1..1000)
     shutdown_grace_s: float = 60.0  # on SIGTERM, how long the running batch may finish (>= 0)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
+    lease_s: float = 30.0  # a worker holds its jobs this long between renewals (>= 3)
+    poll_s: float = 2.0  # how often processes look for work and results a lost notification hid (> 0)
+
+    @property
+    def shared(self) -> bool:
+        """PostgreSQL: other processes (front ends, workers) may use the same database."""
+        return self.url.startswith(("postgresql://", "postgres://"))
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class Config:
     engine: EngineSettings = field(default_factory=EngineSettings)
     tiers: dict[str, TierSettings] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     queue: QueueSettings = field(default_factory=QueueSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -382,6 +396,17 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return words
 
 
+def _store_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("must be a text in quotes")
+    url = value.strip()
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise _Invalid(
+            'must be "" (SQLite in [bot] data_dir), "sqlite:///path/to/file" or "postgresql://user:password@host/db"'
+        )
+    return url
+
+
 def _path(value: Any) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise _Invalid("must be a folder path in quotes")
@@ -418,6 +443,14 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "member_gap_s": _number(0),
             "eta_window": _whole(1, 1000),
             "shutdown_grace_s": _number(0),
+        },
+    ),
+    "store": (
+        StoreSettings,
+        {
+            "url": _store_url,
+            "lease_s": _number(3),
+            "poll_s": _number(above=0),
         },
     ),
     "telegram": (
@@ -510,7 +543,7 @@ _PLAN_KEYS: dict[str, Check] = {
 PLAN_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 30 days, no other period
 
-ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "telegram", "discord", "web", "access", "moderation", "plans",
+ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "store", "telegram", "discord", "web", "access", "moderation", "plans",
                 "payments")
 
 

@@ -1,13 +1,20 @@
 """The one API every front end calls: submit, status, cancel, me, set tier, and results.
 
 Front ends pass plain data in (who, where to answer, picture bytes, command text) and register a
-FrontEnd to receive progress and results for the jobs they own. The service owns the queue, the
-store and the delivery schedule; the worker feeds the engine through `claim_batch`/`complete`.
+FrontEnd to receive progress and results for the jobs they own. The service owns the store (where
+the queue lives) and the delivery schedule; the worker feeds the engine through
+`claim_batch`/`complete`.
+
+Processes: in one process (SQLite, `--role all`) front ends and the worker share one service. On
+PostgreSQL any number of front-end and worker processes each run a service on the same database:
+a worker holds its jobs under a lease it renews, a front end takes a delivery lease before it
+sends a result, and job events travel as database notifications, with polling behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
@@ -15,11 +22,10 @@ import logging
 import os
 import random
 import secrets
-import shutil
+import socket
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from PIL import Image
@@ -29,7 +35,7 @@ from bot.metrics import BATCH_SIZE_BUCKETS, JOB_SECONDS_BUCKETS, Histogram
 from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
-from bot.queue import QueuedJob, TierQueue, compute_rank
+from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
 from bot.upgrades import (
     DAY_S,
@@ -64,6 +70,16 @@ NOTIFY_HEAD = 10
 # Delivery retries: a platform outage must not lose a result, but nor should it spin.
 DELIVERY_BACKOFF_S = (2.0, 5.0, 15.0, 60.0, 300.0, 900.0)
 DEFAULT_BATCH_SECONDS = 8.0
+# Job events between processes (and within one): {"id": job id, "event": queued | started |
+# progress | finished | cancelled, "p": progress 0..1, "s": engine seconds, "batch": the other
+# job ids of a started batch}.
+JOB_EVENTS = "restyle_jobs"
+# A front end holds a result it is sending this long (renewed before each try): another front
+# end takes it over only if this one died.
+DELIVERY_LEASE_S = 120.0
+# A database write that failed is tried again after these pauses (a PostgreSQL restart takes a
+# few seconds); the worker's lease keeps its jobs meanwhile.
+STORE_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -131,8 +147,8 @@ class JobView:
 @dataclass(frozen=True)
 class Delivery:
     job: JobView
-    input_path: Path  # the picture as the engine saw it (PNG)
-    result_path: Path  # the result (PNG)
+    input_picture: bytes  # the picture as the engine saw it (lossless; open with Pillow)
+    result_picture: bytes  # the result (lossless; open with Pillow)
 
 
 @dataclass(frozen=True)
@@ -237,20 +253,24 @@ class RestyleService:
         # Returns True for a result that must not be sent (diffusers' safety checker, or a test's).
         self.safety_check = safety_check
         self._places_told: set[Place] = set()
-        self.queue = TierQueue()
+        # Names this process in the database (worker leases, delivery leases).
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         # Head starts count tier levels (0, 1, 2 in rank order), whatever numbers the ranks are.
         self._tier_level = {
             tier.name: level for level, tier in enumerate(sorted(config.tiers.values(), key=lambda t: t.rank))
         }
         self._frontends: dict[str, FrontEnd] = {}
         self._work = asyncio.Event()
-        self._seq = 0
         self._progress: dict[str, float] = {}
         self._batch_seconds: deque[float] = deque(maxlen=config.queue.eta_window)
         self._deliveries: dict[str, asyncio.Task[None]] = {}
+        self._gave_up: set[str] = set()  # deliveries retried only after a restart
         self._background: set[asyncio.Task[Any]] = set()
         self._interrupt_engine: Callable[[], None] | None = None
+        self._running_here: list[str] = []  # the batch this process's worker runs
+        self._lease_task: asyncio.Task[None] | None = None
         self._accepting = True
+        self.store_retry_s: tuple[float, ...] = STORE_RETRY_S
         self.delivery_failures = 0
         self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
         self.job_seconds = Histogram(JOB_SECONDS_BUCKETS)
@@ -264,30 +284,107 @@ class RestyleService:
         self._interrupt_engine = interrupt
 
     async def start(self) -> None:
-        """Rebuild the queue from the store and resume deliveries left from the last run."""
-        self._seq = await self.store.max_seq()
+        """Listen for job events and resume deliveries left from the last run. The one SQLite
+        process also puts back in line what was running when it stopped; on a shared database
+        that is the leases' work (the other processes may be running those jobs)."""
         self._batch_seconds.extend(reversed(await self.store.recent_seconds(self._batch_seconds.maxlen or 20)))
-        active = await self.store.active_jobs()
-        running = [job.id for job in active if job.status == "running"]
-        if running:
-            await self.store.requeue(running)
-        for job in active:
-            self.queue.put(QueuedJob(job.id, job.account_id, job.tier, job.rank, job.seq, job.batch_key))
-        if active:
-            log.info("resumed %d waiting jobs (%d were running when the bot stopped)", len(active), len(running))
-            self._work.set()
-        for job in await self.store.undelivered_jobs():
-            self._schedule_delivery(job.id)
+        await self.store.db.listen(JOB_EVENTS, self._on_job_event)
+        if not self.store.shared:
+            await self.store.release_deliveries(None)
+            running = await self.store.requeue()
+            if running:
+                log.info("%d jobs were running when the bot stopped; they are back in line", len(running))
+        else:
+            self.store.db.on_reconnect = self._on_reconnect
+        self._work.set()  # a worker looks at the queue once at start
+        await self.schedule_undelivered()
+
+    async def schedule_undelivered(self) -> None:
+        """Deliver finished jobs of this process's front ends that nobody is delivering: at
+        start, and as the fallback when a notification was missed."""
+        for job_id in await self.store.undelivered_jobs(self._frontends, self.clock.now()):
+            if job_id not in self._gave_up:
+                self._schedule_delivery(job_id)
+
+    async def poll(self) -> None:
+        """The fallback behind notifications, every [store] poll_s: wake the worker, give back
+        jobs of dead workers, deliver what nobody delivers, refresh the ETA's timings."""
+        self._work.set()
+        if self._frontends:
+            await self.schedule_undelivered()
+            recent = await self.store.recent_seconds(self._batch_seconds.maxlen or 20)
+            if recent:
+                self._batch_seconds.clear()
+                self._batch_seconds.extend(reversed(recent))
+
+    def _on_reconnect(self) -> None:
+        """Notifications sent while the listener was away are lost: look at the queue now."""
+        self._work.set()
+        self._spawn(self.schedule_undelivered())
 
     def stop_accepting(self) -> None:
         self._accepting = False
         self._work.set()  # a worker waiting for work wakes, sees the stop and returns
 
     async def close(self) -> None:
-        for task in list(self._deliveries.values()) + list(self._background):
+        tasks = list(self._deliveries.values()) + list(self._background)
+        if self._lease_task is not None:
+            tasks.append(self._lease_task)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._deliveries.values(), *self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:  # what this process was delivering, another front end (or the next start) may take
+            await self.store.release_deliveries(self.instance_id)
+        except StoreError as exc:
+            log.warning("could not release delivery leases (%s); they run out by themselves", exc)
         self._work.set()  # wake a waiting worker so it can see the stop
+
+    # Job events --------------------------------------------------------------------------------
+
+    async def _publish(self, job_id: str, event: str, **extra: Any) -> None:
+        """Tell every process (this one included) about a job; best effort, since the polling
+        behind it finds what a lost event would have said."""
+        try:
+            await self.store.db.notify(JOB_EVENTS, json.dumps({"id": job_id, "event": event, **extra}))
+        except StoreError as exc:
+            log.warning("job %s: could not announce %s (%s); polling will catch up", job_id, event, exc)
+
+    def _on_job_event(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            job_id, event = message["id"], message["event"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed job event %r", payload)
+            return
+        if event == "queued":
+            self._work.set()
+        elif event == "started":  # a batch: "id" and the others in "batch"
+            for started in [job_id, *message.get("batch", ())]:
+                self._progress[started] = 0.0
+                self._notify(started)
+            self._notify_head()
+        elif event == "progress":
+            self._progress[job_id] = float(message.get("p", 0.0))
+            self._notify(job_id)
+        elif event == "finished":
+            self._progress.pop(job_id, None)
+            if "s" in message:
+                self._batch_seconds.append(float(message["s"]))
+            if self._frontends:
+                self._spawn(self._deliver_if_mine(job_id))
+        elif event == "cancelled":
+            self._progress.pop(job_id, None)
+            self._interrupt_if_alone(job_id)
+
+    async def _deliver_if_mine(self, job_id: str) -> None:
+        record = await self.store.job(job_id)
+        if record is not None and record.platform in self._frontends and record.delivered_at is None:
+            self._schedule_delivery(job_id)
+
+    def _spawn(self, awaitable: Any) -> None:
+        task = asyncio.get_running_loop().create_task(awaitable)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # Members ---------------------------------------------------------------------------------
 
@@ -300,14 +397,14 @@ class RestyleService:
         now = self.clock.now()
         account = await self.store.account_for(member.platform, member.user_id, now, member.name)
         tier = self.config.tier(account.effective_tier(now))
-        jobs = await self.store.jobs(self.queue.member_job_ids(account.id))
+        jobs = await self.store.member_active_jobs(account.id)
         return MemberView(
             tier=tier.name,
             tier_expires_at=account.tier_expires_at if tier.name != "free" else None,
             used_today=await self.store.used_today(account.id, utc_day(now)),
             daily_quota=tier.daily_quota,
             max_queued=tier.max_queued,
-            active_jobs=[self._view(job) for job in jobs],
+            active_jobs=[await self._view(job) for job in jobs],
         )
 
     async def set_tier(
@@ -323,7 +420,7 @@ class RestyleService:
         return await self.me(member)
 
     async def _rerank_member(self, account_id: int, tier: TierSettings) -> None:
-        jobs = await self.store.jobs(self.queue.member_job_ids(account_id))
+        jobs = await self.store.member_active_jobs(account_id)
         waiting = sorted((job for job in jobs if job.status == "queued"), key=lambda job: job.seq)
         last: float | None = None
         for job in jobs:
@@ -341,10 +438,6 @@ class RestyleService:
             ranks[job.id] = last
         if ranks:
             await self.store.set_ranks(ranks, tier.name)
-            for job_id, rank in ranks.items():
-                queued = self.queue.remove(job_id)
-                if queued is not None:
-                    self.queue.put(replace(queued, rank=rank, tier=tier.name))
 
     # Submitting ------------------------------------------------------------------------------
 
@@ -371,7 +464,7 @@ class RestyleService:
         if flood is not None:
             return flood
         job = await self.store.job(job_id)
-        if job is None or not self.store.input_path(job_id).exists():
+        if job is None or not await self.store.has_picture(job_id, "input"):
             return Refused("not_found", "That job is gone; send the picture again with /restyle.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
             return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
@@ -411,13 +504,8 @@ class RestyleService:
                     f"The {tier.name} tier allows up to {tier.max_steps} steps; use steps={tier.max_steps} or fewer.",
                     upgrade_hint=tier.name != self._top_tier(),
                 )
-            if len(self.queue.member_job_ids(account_id)) >= tier.max_queued:
-                return Refused(
-                    "queue_limit",
-                    f"You already have {tier.max_queued} job(s) waiting, the most the {tier.name} tier allows. "
-                    "Wait for one to finish, or /cancel one.",
-                    upgrade_hint=tier.name != self._top_tier(),
-                )
+            if len(await self.store.member_active_jobs(account_id)) >= tier.max_queued:
+                return self._queue_limit_refusal(tier)
             day = utc_day(now)
             if await self.store.used_today(account_id, day) >= tier.daily_quota:
                 return self._quota_refusal(tier)
@@ -442,14 +530,16 @@ class RestyleService:
             seed = command.seed if command.seed is not None else random_seed(self.rng)
             steps = scheduled_steps(steps, strength)
             job_id = self._new_job_id()
-            self._seq += 1
-            rank = compute_rank(
-                arrival=now,
-                tier_rank=self._tier_level[tier.name],
-                aging_s=self.config.queue.aging_s,
-                member_last_rank=self.queue.member_last_rank(account_id),
-                member_gap_s=self.config.queue.member_gap_s,
-            )
+
+            def rank_for(member_last_rank: float | None) -> float:
+                return compute_rank(
+                    arrival=now,
+                    tier_rank=self._tier_level[tier.name],
+                    aging_s=self.config.queue.aging_s,
+                    member_last_rank=member_last_rank,
+                    member_gap_s=self.config.queue.member_gap_s,
+                )
+
             record = JobRecord(
                 id=job_id,
                 account_id=account_id,
@@ -466,36 +556,46 @@ class RestyleService:
                 height=height,
                 batch_key=batch_key(width, height, steps, strength),
                 tier=tier.name,
-                rank=rank,
-                seq=self._seq,
+                rank=0.0,  # set by the store, under the member's lock
+                seq=0,
                 status="queued",
                 created_at=now,
                 quota_day=day,
                 parent_job_id=source_job.id if source_job else None,
             )
-            input_path = self.store.input_path(job_id)
-            if prepared is not None:
-                stored = await asyncio.to_thread(_stored_bytes, prepared)
-                await asyncio.to_thread(self.store.write_picture, input_path, stored)
-            else:
-                await asyncio.to_thread(shutil.copyfile, self.store.input_path(source_job.id), input_path)
-            try:
-                added = await self.store.add_job(record, quota_limit=tier.daily_quota)
-            except BaseException:
-                input_path.unlink(missing_ok=True)
-                raise
-            if not added:
-                input_path.unlink(missing_ok=True)
+            stored_picture = await asyncio.to_thread(_stored_bytes, prepared) if prepared is not None else None
+            added = await self.store.add_job(
+                record,
+                quota_limit=tier.daily_quota,
+                max_active=tier.max_queued,
+                rank_for=rank_for,
+                picture=stored_picture,
+                picture_from=source_job.id if source_job is not None else None,
+            )
+            if added == "quota":
                 return self._quota_refusal(tier)
+            if added == "queue_limit":
+                return self._queue_limit_refusal(tier)
+            assert isinstance(added, JobRecord)
+            record = added
+            position = await self.store.position(job_id) or 0
+            eta = await self._eta(record, position)
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
             return Refused("storage", "The bot cannot save new requests right now. Try again in a few minutes.")
 
-        self.queue.put(QueuedJob(job_id, account_id, tier.name, rank, record.seq, record.batch_key))
         self._work.set()
-        position = self.queue.position(job_id) or 0
-        log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, rank, position)
-        return Accepted(job_id, position, self._eta(record, position), tier.name, strength, seed, steps)
+        await self._publish(job_id, "queued")  # wakes an idle worker, in this process or another
+        log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, record.rank, position)
+        return Accepted(job_id, position, eta, tier.name, strength, seed, steps)
+
+    def _queue_limit_refusal(self, tier: TierSettings) -> Refused:
+        return Refused(
+            "queue_limit",
+            f"You already have {tier.max_queued} job(s) waiting, the most the {tier.name} tier allows. "
+            "Wait for one to finish, or /cancel one.",
+            upgrade_hint=tier.name != self._top_tier(),
+        )
 
     def _quota_refusal(self, tier: TierSettings) -> Refused:
         return Refused(
@@ -540,9 +640,6 @@ class RestyleService:
         """Delete jobs and pictures older than [moderation] retention_days; returns how many."""
         before = self.clock.now() - self.config.moderation.retention_days * 86400
         ids = await self.store.purge_finished(before)
-        for job_id in ids:
-            self.store.input_path(job_id).unlink(missing_ok=True)
-            self.store.result_path(job_id).unlink(missing_ok=True)
         if ids:
             log.info("purged %d jobs older than %.0f days", len(ids), self.config.moderation.retention_days)
         return len(ids)
@@ -550,17 +647,24 @@ class RestyleService:
     async def compact_pictures(self, older_than_s: float = 3600.0) -> int:
         """Recompress the pictures of jobs delivered more than `older_than_s` ago from the fast
         uncompressed form to PNG (about half the disk); returns how many files changed."""
-        ids = await self.store.delivered_before(self.clock.now() - older_than_s)
-        paths = [p for job_id in ids for p in (self.store.input_path(job_id), self.store.result_path(job_id))]
-        saved = await asyncio.to_thread(lambda: [_compact_file(p) for p in paths])
-        changed = sum(1 for n in saved if n)
+        changed = 0
+        saved = 0
+        for job_id in await self.store.delivered_before(self.clock.now() - older_than_s):
+            for kind in ("input", "result"):
+                data = await self.store.picture(job_id, kind)
+                if data is None or data[:4] not in TIFF_MAGIC:
+                    continue
+                png = await asyncio.to_thread(_as_png, data)
+                await self.store.replace_picture(job_id, kind, png)
+                changed += 1
+                saved += len(data) - len(png)
         if changed:
-            log.info("recompressed %d pictures to PNG, %.1f MB saved", changed, sum(saved) / 1e6)
+            log.info("recompressed %d pictures to PNG, %.1f MB saved", changed, saved / 1e6)
         return changed
 
-    def waiting_summary(self, limit: int = 20) -> list[tuple[str, str, int]]:
+    async def waiting_summary(self, limit: int = 20) -> list[tuple[str, str, int]]:
         """For admins' /queue: (job id, tier, position) of the first waiting jobs."""
-        return [(job.job_id, job.tier, i) for i, job in enumerate(self.queue.waiting(limit))]
+        return [(job_id, tier, i) for i, (job_id, tier) in enumerate(await self.store.waiting(limit))]
 
     async def job_log(self, admin: Member, limit: int = 20) -> list[dict[str, Any]] | Refused:
         """For admins answering a complaint: the latest jobs, newest first, as plain dicts (id,
@@ -588,42 +692,45 @@ class RestyleService:
 
     async def job(self, job_id: str) -> JobView | None:
         record = await self.store.job(job_id)
-        return self._view(record) if record else None
+        return await self._view(record) if record else None
 
     async def cancel(self, member: Member, job_id: str | None = None) -> list[str]:
         """Cancel one of the member's jobs, or all of them waiting or running; returns the ids."""
         now = self.clock.now()
         account = await self.store.account_for(member.platform, member.user_id, now, member.name)
-        mine = self.queue.member_job_ids(account.id)
+        mine = [job.id for job in await self.store.member_active_jobs(account.id)]
         targets = [job_id] if job_id is not None else mine
         cancelled = []
         for target in targets:
             if target not in mine:
                 continue
-            if await self.store.mark_cancelled(target, now):
+            before = await self.store.mark_cancelled(target, now)
+            if before is not None:
                 cancelled.append(target)
-                if self.queue.remove(target) is None:
+                if before.status == "running":  # its worker, here or elsewhere, may stop early
                     self._interrupt_if_alone(target)
+                    await self._publish(target, "cancelled")
                 self._notify(target)  # the owning front end replaces its status with "Cancelled"
                 log.info("job %s cancelled by %s", target, member.key)
         return cancelled
 
     def _interrupt_if_alone(self, job_id: str) -> None:
-        """A running job was cancelled: stop the engine only if no other job shares the batch."""
-        running = self.queue.running
-        if self._interrupt_engine and [job.job_id for job in running] == [job_id]:
+        """A running job was cancelled: stop this process's engine only if it runs that job
+        and no other job shares the batch."""
+        if self._interrupt_engine and self._running_here == [job_id]:
             self._interrupt_engine()
 
-    def _eta(self, job: JobRecord, position: int | None) -> float:
+    async def _eta(self, job: JobRecord, position: int | None) -> float:
         batch_s = sum(self._batch_seconds) / len(self._batch_seconds) if self._batch_seconds else DEFAULT_BATCH_SECONDS
         max_batch = self.config.engine.max_batch
-        ahead = (position or 0) // max_batch + (1 if self.queue.running else 0)
+        running = await self.store.running_count() if job.status == "queued" else 0
+        ahead = (position or 0) // max_batch + (1 if running else 0)
         eta = batch_s * (ahead + (1 if job.status == "queued" else 0.5))
         turnaround = self.config.tier(job.tier).min_turnaround_s
         return max(eta, job.created_at + turnaround - self.clock.now())
 
-    def _view(self, job: JobRecord) -> JobView:
-        position = self.queue.position(job.id) if job.status == "queued" else None
+    async def _view(self, job: JobRecord) -> JobView:
+        position = await self.store.position(job.id) if job.status == "queued" else None
         active = job.status in ("queued", "running")
         return JobView(
             id=job.id,
@@ -642,7 +749,7 @@ class RestyleService:
             height=job.height,
             created_at=job.created_at,
             position=position,
-            eta_s=self._eta(job, position) if active else None,
+            eta_s=await self._eta(job, position) if active else None,
             progress=self._progress.get(job.id) if job.status == "running" else None,
             seconds=job.seconds,
             error=job.error,
@@ -658,34 +765,37 @@ class RestyleService:
     async def result_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The stored result converted to png / jpeg / webp; no new GPU work."""
         job = await self.store.job(job_id)
-        path = self.store.result_path(job_id)
-        if job is None or job.status != "done" or not path.exists():
+        data = await self.store.picture(job_id, "result") if job is not None and job.status == "done" else None
+        if job is None or data is None:
             return Refused("not_found", "That result is no longer kept; run /restyle again.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
             return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
-        return await asyncio.to_thread(_convert_file, path, fmt, max_bytes)
+        return await asyncio.to_thread(_convert_picture, data, fmt, max_bytes)
 
     async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The prepared picture (the original as the engine saw it) as png / jpeg / webp."""
         job = await self.store.job(job_id)
-        path = self.store.input_path(job_id)
-        if job is None or not path.exists():
+        data = await self.store.picture(job_id, "input") if job is not None else None
+        if job is None or data is None:
             return Refused("not_found", "That picture is no longer kept; send it again with /restyle.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
             return Refused("not_yours", "Only the member who asked for this picture can see it here.")
-        return await asyncio.to_thread(_convert_file, path, fmt, max_bytes)
+        return await asyncio.to_thread(_convert_picture, data, fmt, max_bytes)
 
-    def input_path(self, job_id: str) -> Path:
-        """The prepared picture of a job (lossless TIFF; open it with Pillow)."""
-        return self.store.input_path(job_id)
+    async def input_picture(self, job_id: str) -> bytes | None:
+        """The prepared picture of a job (lossless; open it with Pillow), or None once purged."""
+        return await self.store.picture(job_id, "input")
 
     async def jobs_by_status(self) -> dict[str, int]:
         return await self.store.count_by_status()
 
-    def queue_lengths(self) -> dict[str, int]:
+    async def queue_lengths(self) -> dict[str, int]:
         counts = {name: 0 for name in self.config.tiers}
-        counts.update(self.queue.count_by_tier())
+        counts.update(await self.store.waiting_by_tier())
         return counts
+
+    async def running_count(self) -> int:
+        return await self.store.running_count()
 
     # Upgrades: plans, payments, codes, links, admin grants -------------------------------------
 
@@ -964,7 +1074,7 @@ class RestyleService:
                                      "send /link here and /link CODE on the other app.")  # fmt: skip
         if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
             return Refused("banned", BANNED)
-        if self.queue.member_job_ids(mine.id):
+        if await self.store.member_active_jobs(mine.id):
             return Refused("busy", "Wait until your jobs here have finished (or /cancel them), then link.")
         other = await self.store.account(keep)
         new = merged(self.config, (mine.tier, mine.tier_expires_at), (other.tier, other.tier_expires_at), now)
@@ -1004,90 +1114,132 @@ class RestyleService:
     # The worker's side -----------------------------------------------------------------------
 
     async def claim_batch(self, max_batch: int) -> list[EngineJob]:
-        """Wait for work, then take the best job and compatible companions, marked running."""
+        """Wait for work, then take the best job and compatible companions, marked running
+        under this process's lease (renewed until `complete`)."""
+        lease_s = self.config.store.lease_s
         while True:
-            if not self._accepting:  # shutting down: what waits stays on disk for the next start
+            if not self._accepting:  # shutting down: what waits stays queued for the next start
                 return []
-            batch = self.queue.take_batch(max_batch)
-            if batch:
+            self._work.clear()  # before looking, so a job queued meanwhile wakes the wait below
+            now = self.clock.now()
+            if self.store.shared:
+                expired = await self.store.requeue_expired(now)
+                if expired:
+                    log.warning("jobs %s lost their worker (its lease ran out); back in line at their rank",
+                                ", ".join(expired))  # fmt: skip
+            records = await self.store.claim_batch(max_batch, self.instance_id, now, now + lease_s)
+            if records:
                 break
-            self._work.clear()
-            await self._work.wait()
-            if not self._accepting:
-                return []
-        ids = [job.job_id for job in batch]
+            with contextlib.suppress(asyncio.TimeoutError):
+                # Notifications wake this at once; the timeout is the fallback when one is lost.
+                await asyncio.wait_for(self._work.wait(), timeout=self.config.store.poll_s)
+        ids = [record.id for record in records]
+        self._running_here = ids
+        self._lease_task = asyncio.get_running_loop().create_task(self._renew_lease(ids), name="lease")
         try:
-            await self.store.mark_running(ids, self.clock.now())
-            records = await self.store.jobs(ids)
-            # From disk, not kept in memory since the request: a long queue must not hold its
-            # pictures in RAM, and an uncompressed file reads in about a millisecond.
-            pictures = await asyncio.to_thread(lambda: [_load_picture(self.store.input_path(i)) for i in ids])
+            # From the database at the last moment: a long queue must not hold its pictures in RAM.
+            pictures = [await self.store.picture(i, "input") for i in ids]
+            missing = [i for i, data in zip(ids, pictures) if data is None]
+            if missing:
+                raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
+            images = await asyncio.to_thread(lambda: [_open_picture(data) for data in pictures])
         except Exception:
             log.exception("could not start jobs %s; they go back in the queue", ", ".join(ids))
-            self.queue.requeue(ids)
+            await self._end_batch()
             await self._safe(self.store.requeue(ids))
             raise
         self.batch_sizes.observe(len(ids))
-        self._notify_head()
-        for record in records:
-            self._progress[record.id] = 0.0
-            self._notify(record.id)
+        await self._publish(ids[0], "started", batch=ids[1:])
         return [
             EngineJob(
                 job_id=r.id,
-                picture=picture,
+                picture=image,
                 prompt=r.prompt,
                 strength=r.strength,
                 seed=r.seed,
                 steps=r.steps,
                 negative_prompt=r.negative_prompt,
             )
-            for r, picture in zip(records, pictures)
+            for r, image in zip(records, images)
         ]
+
+    async def _renew_lease(self, ids: list[str]) -> None:
+        """Keep the claimed jobs while the engine works; if this process dies, the renewals stop
+        and the jobs go back in line once the lease has run out."""
+        lease_s = self.config.store.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                held = await self.store.renew_lease(self.instance_id, ids, self.clock.now() + lease_s)
+            except StoreError as exc:
+                log.warning("could not renew the lease on jobs %s (%s); retrying", ", ".join(ids), exc)
+                continue
+            if held < len(ids):
+                log.info("%d of jobs %s are no longer this worker's (cancelled or taken over)", len(ids) - held, ", ".join(ids))
+
+    async def _end_batch(self) -> None:
+        self._running_here = []
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            self._lease_task = None
 
     def report_progress(self, job_id: str, fraction: float) -> None:
         """Called on the event loop (the worker hops threads) as the engine steps."""
-        if job_id in self._progress:
-            self._progress[job_id] = fraction
-            self._notify(job_id)
+        self._spawn(self._publish(job_id, "progress", p=round(fraction, 3)))
 
     async def complete(self, outputs: list[EngineOutput]) -> None:
-        """Store what the engine made and schedule delivery. One failed job fails alone."""
+        """Store what the engine made and announce it. One failed job fails alone; a database
+        that is away for a moment (a restart) is retried while the lease holds the jobs."""
         now = self.clock.now()
         if outputs:
             self._batch_seconds.append(max(o.seconds for o in outputs))
-        for output in outputs:
-            self._progress.pop(output.job_id, None)
-            self.queue.finish(output.job_id)
-            try:
-                record = await self.store.job(output.job_id)
-                if output.picture is not None and await self._flagged(record, output.picture):
-                    log.warning("job %s: result withheld by the safety check", output.job_id)
-                    if await self.store.mark_failed(output.job_id, WITHHELD, now):
-                        self._schedule_delivery(output.job_id)
-                elif output.picture is not None:
-                    stored = await asyncio.to_thread(_stored_bytes, output.picture)
-                    await asyncio.to_thread(self.store.write_picture, self.store.result_path(output.job_id), stored)
-                    deliver_after = record.created_at + self.config.tier(record.tier).min_turnaround_s
-                    if await self.store.mark_done(
-                        output.job_id, seed=output.seed, steps=output.steps, seconds=output.seconds,
-                        deliver_after=deliver_after, now=now,
-                    ):  # fmt: skip
-                        log.info("job %s done in %.2f s", output.job_id, output.seconds)
-                        self.job_seconds.observe(output.seconds)
-                        self._schedule_delivery(output.job_id)
-                    else:
-                        log.info("job %s finished after it was cancelled; result dropped", output.job_id)
-                        self.store.result_path(output.job_id).unlink(missing_ok=True)
-                else:
-                    error = output.error or "The picture engine failed on this job; try again."
-                    log.warning("job %s failed: %s", output.job_id, error)
-                    if await self.store.mark_failed(output.job_id, error, now):
-                        self._schedule_delivery(output.job_id)
-            except (StoreError, OSError):
-                # The job stays 'running' in the database: the next start queues it again, so
-                # it is never marked done without its result on disk.
-                log.exception("could not store the result of job %s; it will run again after a restart", output.job_id)
+        try:
+            for output in outputs:
+                self._progress.pop(output.job_id, None)
+                for delay in (*self.store_retry_s, None):
+                    try:
+                        await self._store_output(output, now)
+                        break
+                    except (StoreError, OSError) as exc:
+                        if delay is None:
+                            # The job stays 'running': when its lease ends (or, on SQLite, at the
+                            # next start) it goes back in line, so it is never done without a result.
+                            log.exception("could not store the result of job %s; it will run again", output.job_id)
+                            break
+                        log.warning("job %s: could not store the result (%s); retrying in %.1f s", output.job_id, exc, delay)
+                        await asyncio.sleep(delay)
+        finally:
+            await self._end_batch()
+
+    async def _store_output(self, output: EngineOutput, now: float) -> None:
+        job_id = output.job_id
+        record = await self.store.job(job_id)
+        if record is None:
+            return
+        if output.picture is not None and await self._flagged(record, output.picture):
+            log.warning("job %s: result withheld by the safety check", job_id)
+            finished = await self.store.mark_failed(job_id, WITHHELD, now, worker_id=self.instance_id)
+        elif output.picture is not None:
+            stored = await asyncio.to_thread(_stored_bytes, output.picture)
+            deliver_after = record.created_at + self.config.tier(record.tier).min_turnaround_s
+            finished = await self.store.finish_job(
+                job_id, self.instance_id, stored, seed=output.seed, steps=output.steps, seconds=output.seconds,
+                deliver_after=deliver_after, now=now,
+            )  # fmt: skip
+            if finished:
+                log.info("job %s done in %.2f s", job_id, output.seconds)
+                self.job_seconds.observe(output.seconds)
+            else:
+                log.info("job %s finished after it was cancelled (or taken over); result dropped", job_id)
+        else:
+            error = output.error or "The picture engine failed on this job; try again."
+            log.warning("job %s failed: %s", job_id, error)
+            finished = await self.store.mark_failed(job_id, error, now, worker_id=self.instance_id)
+        if finished:
+            if record.platform in self._frontends:
+                self._schedule_delivery(job_id)
+            await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
     async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
         if self.safety_check is None:
@@ -1106,6 +1258,13 @@ class RestyleService:
         task.add_done_callback(lambda _: self._deliveries.pop(job_id, None))
 
     async def _deliver(self, job_id: str) -> None:
+        try:
+            await self._deliver_once(job_id)
+        except StoreError as exc:
+            # The database went away; the delivery lease runs out and a poll tries again.
+            log.warning("job %s: delivery postponed, the database failed (%s)", job_id, exc)
+
+    async def _deliver_once(self, job_id: str) -> None:
         record = await self.store.job(job_id)
         if record is None or record.delivered_at is not None:
             return
@@ -1117,15 +1276,22 @@ class RestyleService:
             if frontend is None:
                 log.warning("job %s: no %s front end is running; delivery waits for a restart", job_id, record.platform)
                 return
+            now = self.clock.now()
+            if not await self.store.claim_delivery(job_id, self.instance_id, now, now + DELIVERY_LEASE_S):
+                return  # delivered already, or another front end is delivering it
             record = await self.store.job(job_id)
             if record is None or record.delivered_at is not None:
                 return
-            view = self._view(record)
+            view = await self._view(record)
             try:
                 if record.status == "done":
-                    await frontend.deliver_result(
-                        Delivery(view, self.store.input_path(job_id), self.store.result_path(job_id))
-                    )
+                    input_picture = await self.store.picture(job_id, "input")
+                    result_picture = await self.store.picture(job_id, "result")
+                    if input_picture is None or result_picture is None:
+                        log.error("job %s: its pictures are gone (purged?); nothing to deliver", job_id)
+                        return
+                    await frontend.deliver_result(Delivery(view, input_picture, result_picture))
+                    del input_picture, result_picture  # held no longer than the send
                 else:
                     await frontend.deliver_failure(view)
             except asyncio.CancelledError:
@@ -1136,13 +1302,29 @@ class RestyleService:
                 if permanent or backoff is None:
                     log.error("job %s: delivery gave up after %d tries (%s); it is retried at the next start",
                               job_id, attempt + 1, exc)  # fmt: skip
+                    self._gave_up.add(job_id)
+                    await self.store.release_deliveries(self.instance_id, job_id)
                     return
                 log.warning("job %s: delivery failed (%s); retrying in %.0f s", job_id, exc, backoff)
+                now = self.clock.now()
+                await self.store.claim_delivery(job_id, self.instance_id, now, now + backoff + DELIVERY_LEASE_S)
                 await self.clock.sleep(backoff)
                 continue
-            await self.store.mark_delivered(job_id, self.clock.now())
+            await self._mark_delivered(job_id)
             log.info("job %s delivered", job_id)
             return
+
+    async def _mark_delivered(self, job_id: str) -> None:
+        """Sent: record it, trying through a short database outage, since a delivery that is
+        not recorded would be sent again once its lease runs out."""
+        for delay in (*self.store_retry_s, None):
+            try:
+                await self.store.mark_delivered(job_id, self.clock.now())
+                return
+            except StoreError:
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
 
     async def wait_delivered(self) -> None:
         """For tests and shutdown: wait until scheduled deliveries have run."""
@@ -1152,25 +1334,29 @@ class RestyleService:
     # Notifications ---------------------------------------------------------------------------
 
     def _notify_head(self) -> None:
-        for queued in self.queue.waiting(NOTIFY_HEAD):
-            self._notify(queued.job_id)
+        if self._frontends:
+            self._spawn(self._send_head_updates())
+
+    async def _send_head_updates(self) -> None:
+        try:
+            head = await self.store.waiting(NOTIFY_HEAD)
+        except StoreError as exc:
+            log.warning("could not read the head of the queue for updates: %s", exc)
+            return
+        for job_id, _tier in head:
+            self._notify(job_id)
 
     def _notify(self, job_id: str) -> None:
-        if not self._frontends:
-            return
-        task = asyncio.get_running_loop().create_task(self._send_update(job_id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        if self._frontends:
+            self._spawn(self._send_update(job_id))
 
     async def _send_update(self, job_id: str) -> None:
-        record = await self.store.job(job_id)
-        if record is None:
-            return
-        frontend = self._frontends.get(record.platform)
-        if frontend is None:
-            return
         try:
-            await frontend.job_updated(self._view(record))
+            record = await self.store.job(job_id)
+            frontend = self._frontends.get(record.platform) if record is not None else None
+            if record is None or frontend is None:
+                return
+            await frontend.job_updated(await self._view(record))
         except Exception:
             # Progress is cosmetic: the result still arrives through _deliver.
             log.warning("job %s: progress update failed", job_id, exc_info=True)
@@ -1195,28 +1381,17 @@ def _stored_bytes(picture: Image.Image) -> bytes:
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
-def _compact_file(path: Path) -> int:
-    """Rewrite an uncompressed picture as PNG in place (atomically); returns bytes saved."""
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) not in TIFF_MAGIC:
-                return 0
-        before = path.stat().st_size
-        with Image.open(path) as img:
-            buffer = io.BytesIO()
-            img.convert("RGB").save(buffer, format="PNG")
-    except FileNotFoundError:
-        return 0  # purged meanwhile
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
-    return before - len(buffer.getvalue())
-
-
-def _load_picture(path: Path) -> Image.Image:
-    with Image.open(path) as img:
+def _open_picture(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")
 
 
-def _convert_file(path: Path, fmt: str, max_bytes: int | None) -> bytes:
-    return encode_picture(_load_picture(path), fmt, max_bytes)
+def _as_png(data: bytes) -> bytes:
+    """An uncompressed picture recompressed as PNG (about half the bytes), once it is cold."""
+    buffer = io.BytesIO()
+    _open_picture(data).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _convert_picture(data: bytes, fmt: str, max_bytes: int | None) -> bytes:
+    return encode_picture(_open_picture(data), fmt, max_bytes)

@@ -1,29 +1,31 @@
-"""SQLite: members, jobs, daily usage and the audit of tier changes. Pictures live as files.
+"""The database: members, jobs (which are the queue), pictures, usage, upgrades and audits.
 
 Every state change of a job is written here before anyone is told about it, so a restart (or a
-crash) can rebuild the queue and deliver what was not delivered, once.
+crash, of any process) loses nothing and delivers what was not delivered, once. The queue lives
+in the jobs table: each waiting job's rank and sequence number order it (see bot/queue.py), so
+any process can read a position, cancel a job, or claim a batch. The same SQL runs on SQLite
+(one process) and PostgreSQL (many); bot/db.py translates what differs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import json
 import logging
-import os
-import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, Callable, Iterable
 
-import aiosqlite
+from bot.db import Database, PostgresDatabase, Row, SqliteDatabase, StoreError, is_postgres, sqlite_path
 
 log = logging.getLogger("bot.store")
 
+__all__ = ["Account", "JobRecord", "Store", "StoreError", "MIGRATIONS"]
+
 TIERS_BY_DEFAULT = "free"
+MIGRATION_LOCK = 0x7265_7374  # advisory lock key: one process migrates at a time
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
+# Written in SQLite's types; bot/db.py maps them to PostgreSQL's (same tables on both).
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE accounts (
@@ -140,14 +142,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX payments_account ON payments (account_id);
     """,
+    """
+    CREATE TABLE pictures (
+        job_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('input', 'result')),
+        data BLOB NOT NULL,
+        PRIMARY KEY (job_id, kind)
+    );
+    ALTER TABLE jobs ADD COLUMN worker_id TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until REAL;
+    ALTER TABLE jobs ADD COLUMN delivery_by TEXT;
+    ALTER TABLE jobs ADD COLUMN delivery_until REAL;
+    CREATE INDEX jobs_batch ON jobs (status, batch_key, rank, seq);
+    CREATE INDEX jobs_lease ON jobs (status, lease_until);
+    """,
 ]
+
 
 ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
-
-
-class StoreError(RuntimeError):
-    """The database or the picture folder failed; the message is written for an admin."""
+PICTURE_KINDS = ("input", "result")
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,7 @@ class JobRecord:
     seconds: float | None = None
     error: str | None = None
     parent_job_id: str | None = None
+    worker_id: str | None = None  # the worker process that runs it (while running)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -199,59 +214,40 @@ _JOB_COLUMNS = [
     "id", "account_id", "platform", "platform_user_id", "reply_json", "prompt", "negative_prompt",
     "strength", "seed", "steps", "output_format", "width", "height", "batch_key", "tier", "rank",
     "seq", "status", "created_at", "quota_day", "started_at", "finished_at", "deliver_after",
-    "delivered_at", "seconds", "error", "parent_job_id",
+    "delivered_at", "seconds", "error", "parent_job_id", "worker_id",
 ]  # fmt: skip
+_SELECT_JOB = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 
 
-def _job_from_row(row: sqlite3.Row) -> JobRecord:
-    values = dict(row)
+def _job_from_row(row: Row) -> JobRecord:
+    values = {column: row[column] for column in _JOB_COLUMNS}
     values["reply"] = json.loads(values.pop("reply_json"))
     return JobRecord(**values)
 
 
-def _serialized(method):
-    """One writer at a time: the connection is shared, and a commit from one coroutine must not
-    land in the middle of another coroutine's transaction."""
-
-    @functools.wraps(method)
-    async def wrapper(self: "Store", *args: Any, **kwargs: Any) -> Any:
-        async with self._write_lock:
-            try:
-                return await method(self, *args, **kwargs)
-            except sqlite3.OperationalError as exc:
-                # "database is locked", "disk I/O error", "database or disk is full" ...
-                raise StoreError(f"The database refused a write: {exc}.") from exc
-
-    return wrapper
+def _in(ids: list[str]) -> str:
+    return f"({', '.join('?' * len(ids))})"
 
 
 class Store:
-    """One SQLite database file (WAL) and the picture folder beside it."""
+    """The bot's database, SQLite or PostgreSQL, behind one set of methods."""
 
-    def __init__(self, db: aiosqlite.Connection, data_dir: Path) -> None:
-        self._db = db
-        self._write_lock = asyncio.Lock()
+    def __init__(self, db: Database, data_dir: Path) -> None:
+        self.db = db
         self.data_dir = data_dir
-        self.pictures_dir = data_dir / "pictures"
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        """BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error. Callers hold the write lock
-        (@_serialized); a `return` inside commits what was written so far (nothing, where a
-        check failed before the first change)."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            await self._db.rollback()
-            raise
-        await self._db.commit()
+    @property
+    def shared(self) -> bool:
+        """True on PostgreSQL, where other processes use the same database."""
+        return isinstance(self.db, PostgresDatabase)
 
     @classmethod
-    async def open(cls, data_dir: Path) -> "Store":
+    async def open(cls, data_dir: Path, url: str = "") -> "Store":
+        """`url` empty or `sqlite:///path`: SQLite (by default restyle.sqlite3 in data_dir);
+        `postgresql://...`: a PostgreSQL database shared with other processes."""
         data_dir = Path(data_dir)
         try:
-            (data_dir / "pictures").mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(parents=True, exist_ok=True)
             probe = data_dir / ".write-test"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -260,239 +256,250 @@ class Store:
                 f"The data folder {data_dir} cannot be written ({exc.strerror}). "
                 "Set [bot] data_dir to a folder this user may write."
             ) from exc
+        db: Database
+        if is_postgres(url):
+            db = await PostgresDatabase.open(url)
+        else:
+            path = sqlite_path(url) if url else data_dir / "restyle.sqlite3"
+            if path is None:
+                raise StoreError(f"[store] url must start with sqlite:/// or postgresql://, not {url.split(':')[0]!r}.")
+            db = await SqliteDatabase.open(path)
+        store = cls(db, data_dir)
         try:
-            db = await aiosqlite.connect(data_dir / "restyle.sqlite3", timeout=10.0)
-        except sqlite3.Error as exc:
-            raise StoreError(f"The database in {data_dir} cannot be opened: {exc}.") from exc
-        try:
-            db.row_factory = sqlite3.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            store = cls(db, data_dir)
             await store._migrate()
-        except BaseException as exc:
+            await store._import_picture_files()
+        except BaseException:
             await db.close()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"The database in {data_dir} cannot be opened: {exc}.") from exc
             raise
         return store
 
     async def close(self) -> None:
-        await self._db.close()
+        await self.db.close()
 
     async def _migrate(self) -> None:
-        await self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            (current,) = await cur.fetchone()
-        current = current or 0
-        if current > len(MIGRATIONS):
-            raise StoreError(
-                f"The database was written by a newer restyle-bot (schema {current}); upgrade the bot."
-            )
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await self._db.executescript(f"BEGIN; {script}; INSERT INTO schema_version VALUES ({version}); COMMIT;")
-            log.info("database schema migrated to version %d", version)
+        async with self.db.transaction():
+            if isinstance(self.db, PostgresDatabase):
+                await self.db.advisory_lock(MIGRATION_LOCK)  # two processes starting at once
+            await self.db.run_script("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = await self.db.fetch_value("SELECT MAX(version) FROM schema_version") or 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"The database was written by a newer restyle-bot (schema {current}); upgrade the bot."
+                )
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                await self.db.run_script(script)
+                await self.db.execute("INSERT INTO schema_version VALUES (?)", version)
+                log.info("database schema migrated to version %d", version)
+
+    async def _import_picture_files(self) -> None:
+        """Before schema 4 pictures were files in data_dir/pictures; move them into the
+        database once, so an upgrade loses no queued job and no kept result."""
+        folder = self.data_dir / "pictures"
+        if not folder.is_dir():
+            return
+        moved = 0
+        for path in sorted(folder.glob("*.img")):
+            job_id, _, kind = path.name.removesuffix(".img").rpartition(".")
+            kind = {"in": "input", "out": "result"}.get(kind)
+            if kind is None:
+                continue
+            if await self.job(job_id) is not None:
+                await self.db.execute(
+                    "INSERT INTO pictures (job_id, kind, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    job_id, kind, path.read_bytes(),
+                )  # fmt: skip
+                moved += 1
+            path.unlink()
+        for leftover in folder.glob("*.tmp"):
+            leftover.unlink()
+        if moved:
+            log.info("moved %d picture files into the database", moved)
 
     async def schema_version(self) -> int:
-        async with self._db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            (version,) = await cur.fetchone()
-        return version
+        return await self.db.fetch_value("SELECT MAX(version) FROM schema_version")
 
     # Pictures --------------------------------------------------------------------------------
 
-    # A lossless picture whose format Pillow reads from its content: uncompressed TIFF when
-    # written on the hot path, recompressed to PNG in place an hour after delivery.
-    def input_path(self, job_id: str) -> Path:
-        return self.pictures_dir / f"{job_id}.in.img"
+    async def picture(self, job_id: str, kind: str) -> bytes | None:
+        """A job's input ("input") or result ("result") picture: lossless bytes Pillow reads."""
+        data = await self.db.fetch_value("SELECT data FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind)
+        return bytes(data) if data is not None else None
 
-    def result_path(self, job_id: str) -> Path:
-        return self.pictures_dir / f"{job_id}.out.img"
+    async def has_picture(self, job_id: str, kind: str) -> bool:
+        return await self.db.fetch_value("SELECT 1 FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind) is not None
 
-    def write_picture(self, path: Path, data: bytes) -> None:
-        """Write atomically: a crash leaves the old file or the new one, never half of one."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StoreError(f"Could not save a picture in {self.pictures_dir}: {exc.strerror}.") from exc
+    async def replace_picture(self, job_id: str, kind: str, data: bytes) -> None:
+        await self.db.execute("UPDATE pictures SET data = ? WHERE job_id = ? AND kind = ?", data, job_id, kind)
+
+    async def picture_kinds(self) -> dict[str, list[str]]:
+        """Which pictures each job has (for tests and checks)."""
+        out: dict[str, list[str]] = {}
+        for row in await self.db.fetch_all("SELECT job_id, kind FROM pictures ORDER BY job_id, kind"):
+            out.setdefault(row["job_id"], []).append(row["kind"])
+        return out
 
     # Accounts --------------------------------------------------------------------------------
 
-    @_serialized
     async def account_for(self, platform: str, user_id: str, now: float, display_name: str = "") -> Account:
         """The account behind a platform identity, created on first sight."""
-        async with self._db.execute(
-            "SELECT a.id, a.tier, a.tier_expires_at FROM identities i JOIN accounts a ON a.id = i.account_id "
-            "WHERE i.platform = ? AND i.platform_user_id = ?",
-            (platform, user_id),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            return Account(row["id"], row["tier"], row["tier_expires_at"])
-        cur = await self._db.execute("INSERT INTO accounts (tier, created_at) VALUES ('free', ?)", (now,))
-        account_id = cur.lastrowid
-        await self._db.execute(
-            "INSERT INTO identities (platform, platform_user_id, account_id, display_name) VALUES (?, ?, ?, ?)",
-            (platform, user_id, account_id, display_name),
-        )
-        await self._db.commit()
+        found = await self._identity_account(platform, user_id)
+        if found is not None:
+            return found
+        async with self.db.transaction():
+            found = await self._identity_account(platform, user_id)  # another process was quicker
+            if found is not None:
+                return found
+            account_id = await self.db.fetch_value(
+                "INSERT INTO accounts (tier, created_at) VALUES ('free', ?) RETURNING id", now
+            )
+            inserted = await self.db.execute(
+                "INSERT INTO identities (platform, platform_user_id, account_id, display_name) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                platform, user_id, account_id, display_name,
+            )  # fmt: skip
+            if inserted != 1:
+                raise StoreError(f"two processes created an account for {platform}:{user_id} at once; try again.")
         return Account(account_id, "free", None)
 
+    async def _identity_account(self, platform: str, user_id: str) -> Account | None:
+        row = await self.db.fetch_one(
+            "SELECT a.id, a.tier, a.tier_expires_at FROM identities i JOIN accounts a ON a.id = i.account_id "
+            "WHERE i.platform = ? AND i.platform_user_id = ?",
+            platform, user_id,
+        )  # fmt: skip
+        return Account(row["id"], row["tier"], row["tier_expires_at"]) if row is not None else None
+
     async def account(self, account_id: int) -> Account:
-        async with self._db.execute(
-            "SELECT id, tier, tier_expires_at FROM accounts WHERE id = ?", (account_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self.db.fetch_one("SELECT id, tier, tier_expires_at FROM accounts WHERE id = ?", account_id)
         return Account(row["id"], row["tier"], row["tier_expires_at"])
 
-    @_serialized
     async def set_tier(
         self, account_id: int, tier: str, expires_at: float | None, *, reason: str, changed_by: str, now: float
     ) -> Account:
-        await self._write_tier(account_id, tier, expires_at, reason=reason, changed_by=changed_by, now=now)
-        await self._db.commit()
+        async with self.db.transaction():
+            await self._write_tier(account_id, tier, expires_at, reason=reason, changed_by=changed_by, now=now)
         return Account(account_id, tier, expires_at)
 
     async def tier_changes(self, account_id: int) -> list[dict[str, Any]]:
-        async with self._db.execute(
+        rows = await self.db.fetch_all(
             "SELECT from_tier, to_tier, expires_at, reason, changed_by, at FROM tier_changes "
             "WHERE account_id = ? ORDER BY id",
-            (account_id,),
-        ) as cur:
-            return [dict(row) for row in await cur.fetchall()]
+            account_id,
+        )
+        return [dict(row) for row in rows]
 
     async def _write_tier(
         self, account_id: int, tier: str, expires_at: float | None, *, reason: str, changed_by: str, now: float
     ) -> None:
         """Inside a caller's transaction: change the tier and audit it."""
         before = await self.account(account_id)
-        await self._db.execute(
-            "UPDATE accounts SET tier = ?, tier_expires_at = ? WHERE id = ?", (tier, expires_at, account_id)
-        )
-        await self._db.execute(
+        await self.db.execute("UPDATE accounts SET tier = ?, tier_expires_at = ? WHERE id = ?", tier, expires_at, account_id)
+        await self.db.execute(
             "INSERT INTO tier_changes (account_id, from_tier, to_tier, expires_at, reason, changed_by, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (account_id, before.effective_tier(now), tier, expires_at, reason, changed_by, now),
-        )
+            account_id, before.effective_tier(now), tier, expires_at, reason, changed_by, now,
+        )  # fmt: skip
 
     # Upgrades: codes, links, payments --------------------------------------------------------
 
-    @_serialized
     async def add_codes(self, hashes: list[str], tier: str, days: int, valid_until: float, now: float) -> None:
-        await self._db.executemany(
-            "INSERT INTO codes (hash, tier, days, created_at, valid_until) VALUES (?, ?, ?, ?, ?)",
-            [(h, tier, days, now, valid_until) for h in hashes],
-        )
-        await self._db.commit()
+        async with self.db.transaction():
+            await self.db.execute_many(
+                "INSERT INTO codes (hash, tier, days, created_at, valid_until) VALUES (?, ?, ?, ?, ?)",
+                [(h, tier, days, now, valid_until) for h in hashes],
+            )
 
     async def code(self, code_hash: str) -> dict[str, Any] | None:
-        async with self._db.execute("SELECT * FROM codes WHERE hash = ?", (code_hash,)) as cur:
-            row = await cur.fetchone()
+        row = await self.db.fetch_one("SELECT * FROM codes WHERE hash = ?", code_hash)
         return dict(row) if row else None
 
-    @_serialized
     async def use_code(
         self, code_hash: str, account_id: int, tier: str, expires_at: float | None, *, changed_by: str, now: float
     ) -> bool:
         """Spend a code and set the tier it gives, in one transaction; False (nothing written)
         when the code was used or expired meanwhile."""
-        async with self._transaction():
-            cur = await self._db.execute(
+        async with self.db.transaction():
+            used = await self.db.execute(
                 "UPDATE codes SET used_at = ?, used_by = ? WHERE hash = ? AND used_at IS NULL AND valid_until > ?",
-                (now, account_id, code_hash, now),
-            )
-            if cur.rowcount != 1:
+                now, account_id, code_hash, now,
+            )  # fmt: skip
+            if used != 1:
                 return False
             await self._write_tier(account_id, tier, expires_at, reason="code", changed_by=changed_by, now=now)
             return True
 
-    @_serialized
     async def add_link_code(self, code_hash: str, account_id: int, platform: str, expires_at: float, now: float) -> None:
         """One live link code per account: a new /link replaces the last one."""
-        await self._db.execute("DELETE FROM link_codes WHERE account_id = ? OR expires_at <= ?", (account_id, now))
-        await self._db.execute(
-            "INSERT INTO link_codes (hash, account_id, platform, expires_at) VALUES (?, ?, ?, ?)",
-            (code_hash, account_id, platform, expires_at),
-        )
-        await self._db.commit()
+        async with self.db.transaction():
+            await self.db.execute("DELETE FROM link_codes WHERE account_id = ? OR expires_at <= ?", account_id, now)
+            await self.db.execute(
+                "INSERT INTO link_codes (hash, account_id, platform, expires_at) VALUES (?, ?, ?, ?)",
+                code_hash, account_id, platform, expires_at,
+            )  # fmt: skip
 
     async def link_code(self, code_hash: str) -> dict[str, Any] | None:
-        async with self._db.execute("SELECT * FROM link_codes WHERE hash = ?", (code_hash,)) as cur:
-            row = await cur.fetchone()
+        row = await self.db.fetch_one("SELECT * FROM link_codes WHERE hash = ?", code_hash)
         return dict(row) if row else None
 
     async def identities(self, account_id: int) -> list[tuple[str, str]]:
-        async with self._db.execute(
-            "SELECT platform, platform_user_id FROM identities WHERE account_id = ? ORDER BY platform", (account_id,)
-        ) as cur:
-            return [(row["platform"], row["platform_user_id"]) for row in await cur.fetchall()]
+        rows = await self.db.fetch_all(
+            "SELECT platform, platform_user_id FROM identities WHERE account_id = ? ORDER BY platform", account_id
+        )
+        return [(row["platform"], row["platform_user_id"]) for row in rows]
 
-    @_serialized
     async def merge_accounts(
         self, keep: int, drop: int, code_hash: str, *, tier: str, expires_at: float | None, day: str,
         changed_by: str, now: float,
     ) -> None:
         """Move every identity of `drop` to `keep`, carry today's usage over (the larger count,
         never the sum), spend the link code and set the merged tier (audited when it changes)."""
-        async with self._transaction():
-            await self._db.execute("UPDATE identities SET account_id = ? WHERE account_id = ?", (keep, drop))
-            await self._db.execute(
+        async with self.db.transaction():
+            await self.db.execute("UPDATE identities SET account_id = ? WHERE account_id = ?", keep, drop)
+            await self.db.execute(
                 "INSERT INTO daily_usage (account_id, day, used) "
                 "SELECT ?, day, used FROM daily_usage WHERE account_id = ? AND day = ? "
-                "ON CONFLICT (account_id, day) DO UPDATE SET used = MAX(used, excluded.used)",
-                (keep, drop, day),
-            )
-            await self._db.execute("DELETE FROM link_codes WHERE hash = ? OR account_id = ?", (code_hash, drop))
+                "ON CONFLICT (account_id, day) DO UPDATE SET used = "
+                "CASE WHEN excluded.used > daily_usage.used THEN excluded.used ELSE daily_usage.used END",
+                keep, drop, day,
+            )  # fmt: skip
+            await self.db.execute("DELETE FROM link_codes WHERE hash = ? OR account_id = ?", code_hash, drop)
             before = await self.account(keep)
             if (before.tier, before.tier_expires_at) != (tier, expires_at):
                 await self._write_tier(keep, tier, expires_at, reason="link", changed_by=changed_by, now=now)
 
     async def payment(self, charge_id: str) -> dict[str, Any] | None:
-        async with self._db.execute("SELECT * FROM payments WHERE charge_id = ?", (charge_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self.db.fetch_one("SELECT * FROM payments WHERE charge_id = ?", charge_id)
         return dict(row) if row else None
 
-    @_serialized
     async def record_payment(self, payment: dict[str, Any], *, reason: str, changed_by: str, now: float) -> bool:
         """Record a payment and set the tier it bought, once per charge id: False (and nothing
         written) for a charge id already recorded."""
-        async with self._transaction():
+        async with self.db.transaction():
             columns = ", ".join(payment)
-            cur = await self._db.execute(
-                f"INSERT OR IGNORE INTO payments ({columns}) VALUES ({', '.join('?' * len(payment))})",
-                list(payment.values()),
+            inserted = await self.db.execute(
+                f"INSERT INTO payments ({columns}) VALUES ({', '.join('?' * len(payment))}) ON CONFLICT DO NOTHING",
+                *payment.values(),
             )
-            if cur.rowcount != 1:
+            if inserted != 1:
                 return False
             await self._write_tier(
                 payment["account_id"], payment["tier"], payment["expires_at"], reason=reason, changed_by=changed_by, now=now
             )
             return True
 
-    @_serialized
     async def set_payment_expiry(self, charge_id: str, expires_at: float | None) -> None:
-        await self._db.execute("UPDATE payments SET expires_at = ? WHERE charge_id = ?", (expires_at, charge_id))
-        await self._db.commit()
+        await self.db.execute("UPDATE payments SET expires_at = ? WHERE charge_id = ?", expires_at, charge_id)
 
-    @_serialized
     async def refund_payment(
         self, charge_id: str, tier: str, expires_at: float | None, *, changed_by: str, now: float
     ) -> bool:
         """Mark a payment refunded and set the reverted tier; False when it was refunded already."""
-        async with self._transaction():
-            cur = await self._db.execute(
+        async with self.db.transaction():
+            row = await self.db.fetch_one(
                 "UPDATE payments SET status = 'refunded', refunded_at = ? WHERE charge_id = ? AND status = 'paid' "
                 "RETURNING account_id",
-                (now, charge_id),
-            )
-            row = await cur.fetchone()
-            await cur.close()
+                now, charge_id,
+            )  # fmt: skip
             if row is None:
                 return False
             await self._write_tier(row["account_id"], tier, expires_at, reason="refund", changed_by=changed_by, now=now)
@@ -500,99 +507,123 @@ class Store:
 
     # Bans ------------------------------------------------------------------------------------
 
-    @_serialized
     async def set_ban(self, account_id: int, banned: bool, *, reason: str, by: str, now: float) -> None:
         """Ban or unban, and record it in the audit of admin actions."""
-        if banned:
-            await self._db.execute(
-                "INSERT INTO bans (account_id, reason, banned_by, at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (account_id) DO UPDATE SET reason = excluded.reason, banned_by = excluded.banned_by, "
-                "at = excluded.at",
-                (account_id, reason, by, now),
-            )
-        else:
-            await self._db.execute("DELETE FROM bans WHERE account_id = ?", (account_id,))
-        await self._db.execute(
-            "INSERT INTO admin_actions (action, account_id, detail, done_by, at) VALUES (?, ?, ?, ?, ?)",
-            ("ban" if banned else "unban", account_id, reason, by, now),
-        )
-        await self._db.commit()
+        async with self.db.transaction():
+            if banned:
+                await self.db.execute(
+                    "INSERT INTO bans (account_id, reason, banned_by, at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (account_id) DO UPDATE SET reason = excluded.reason, banned_by = excluded.banned_by, "
+                    "at = excluded.at",
+                    account_id, reason, by, now,
+                )  # fmt: skip
+            else:
+                await self.db.execute("DELETE FROM bans WHERE account_id = ?", account_id)
+            await self.db.execute(
+                "INSERT INTO admin_actions (action, account_id, detail, done_by, at) VALUES (?, ?, ?, ?, ?)",
+                "ban" if banned else "unban", account_id, reason, by, now,
+            )  # fmt: skip
 
     async def is_banned(self, account_id: int) -> bool:
-        async with self._db.execute("SELECT 1 FROM bans WHERE account_id = ?", (account_id,)) as cur:
-            return await cur.fetchone() is not None
+        return await self.db.fetch_value("SELECT 1 FROM bans WHERE account_id = ?", account_id) is not None
 
     async def admin_actions(self, account_id: int) -> list[dict[str, Any]]:
-        async with self._db.execute(
-            "SELECT action, detail, done_by, at FROM admin_actions WHERE account_id = ? ORDER BY id", (account_id,)
-        ) as cur:
-            return [dict(row) for row in await cur.fetchall()]
+        rows = await self.db.fetch_all(
+            "SELECT action, detail, done_by, at FROM admin_actions WHERE account_id = ? ORDER BY id", account_id
+        )
+        return [dict(row) for row in rows]
 
     # Retention -------------------------------------------------------------------------------
 
-    @_serialized
     async def purge_finished(self, before: float) -> list[str]:
-        """Forget jobs that ended before `before`; returns their ids so their pictures can be
-        deleted. Daily usage rows stay: they hold no prompt or picture."""
-        async with self._db.execute(
-            "SELECT id FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ?", (before,)
-        ) as cur:
-            ids = [row["id"] for row in await cur.fetchall()]
-        await self._db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
-        await self._db.commit()
+        """Forget jobs that ended before `before`, with their pictures; returns their ids.
+        Daily usage rows stay: they hold no prompt or picture."""
+        async with self.db.transaction():
+            rows = await self.db.fetch_all(
+                "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ? RETURNING id",
+                before,
+            )
+            ids = [row["id"] for row in rows]
+            for chunk in _chunks(ids, 500):
+                await self.db.execute(f"DELETE FROM pictures WHERE job_id IN {_in(chunk)}", *chunk)
         return ids
 
     async def delivered_before(self, before: float) -> list[str]:
         """Jobs with a result delivered before `before` (their pictures may be compacted)."""
-        async with self._db.execute(
-            "SELECT id FROM jobs WHERE status = 'done' AND delivered_at < ?", (before,)
-        ) as cur:
-            return [row["id"] for row in await cur.fetchall()]
+        rows = await self.db.fetch_all("SELECT id FROM jobs WHERE status = 'done' AND delivered_at < ?", before)
+        return [row["id"] for row in rows]
 
     async def job_log(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest jobs with who asked, where, what and how it ended, for complaints."""
-        async with self._db.execute(
+        rows = await self.db.fetch_all(
             "SELECT id, platform, platform_user_id, reply_json, prompt, status, error, created_at, finished_at "
             "FROM jobs ORDER BY created_at DESC LIMIT ?",
-            (limit,),
-        ) as cur:
-            return [dict(row) for row in await cur.fetchall()]
+            limit,
+        )
+        return [dict(row) for row in rows]
 
     # Quota -----------------------------------------------------------------------------------
 
     async def used_today(self, account_id: int, day: str) -> int:
-        async with self._db.execute(
-            "SELECT used FROM daily_usage WHERE account_id = ? AND day = ?", (account_id, day)
-        ) as cur:
-            row = await cur.fetchone()
-        return row["used"] if row else 0
+        used = await self.db.fetch_value(
+            "SELECT used FROM daily_usage WHERE account_id = ? AND day = ?", account_id, day
+        )
+        return used or 0
 
-    # Jobs ------------------------------------------------------------------------------------
+    # Jobs: adding ----------------------------------------------------------------------------
 
-    @_serialized
-    async def add_job(self, job: JobRecord, *, quota_limit: int) -> bool:
-        """Record a new job and spend one unit of its member's daily quota, in one transaction.
+    async def add_job(
+        self,
+        job: JobRecord,
+        *,
+        quota_limit: int,
+        max_active: int,
+        rank_for: Callable[[float | None], float],
+        picture: bytes | None = None,
+        picture_from: str | None = None,
+    ) -> JobRecord | str:
+        """Queue a new job with its input picture, spending one unit of its member's daily
+        quota, in one transaction. The rank comes from `rank_for(the member's last active
+        rank)`, read under a lock on the member's account, so two processes queueing for one
+        member at once still space the jobs apart.
 
-        False (and nothing written) when the quota is used up.
+        Returns the stored job, or "quota" / "queue_limit" (and nothing written).
         """
-        async with self._transaction():
-            async with self._db.execute(
-                "SELECT used FROM daily_usage WHERE account_id = ? AND day = ?", (job.account_id, job.quota_day)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is not None and row["used"] >= quota_limit:
-                return False
-            await self._db.execute(
+        async with self.db.transaction():
+            await self.db.fetch_one(f"SELECT id FROM accounts WHERE id = ? {self.db.lock_clause}", job.account_id)
+            active = await self.db.fetch_one(
+                "SELECT COUNT(*) AS n, MAX(rank) AS last FROM jobs WHERE account_id = ? AND status IN ('queued', 'running')",
+                job.account_id,
+            )
+            if active["n"] >= max_active:
+                return "queue_limit"
+            used = await self.used_today(job.account_id, job.quota_day)
+            if used >= quota_limit:
+                return "quota"
+            await self.db.execute(
                 "INSERT INTO daily_usage (account_id, day, used) VALUES (?, ?, 1) "
-                "ON CONFLICT (account_id, day) DO UPDATE SET used = used + 1",
-                (job.account_id, job.quota_day),
-            )
-            values = self._job_values(job)
-            await self._db.execute(
+                "ON CONFLICT (account_id, day) DO UPDATE SET used = daily_usage.used + 1",
+                job.account_id, job.quota_day,
+            )  # fmt: skip
+            seq = await self.db.fetch_value("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
+            stored = replace(job, rank=rank_for(active["last"]), seq=seq)
+            await self.db.execute(
                 f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})",
-                values,
+                *self._job_values(stored),
             )
-            return True
+            if picture is not None:
+                await self.db.execute(
+                    "INSERT INTO pictures (job_id, kind, data) VALUES (?, 'input', ?)", job.id, picture
+                )
+            elif picture_from is not None:
+                copied = await self.db.execute(
+                    "INSERT INTO pictures (job_id, kind, data) SELECT ?, kind, data FROM pictures "
+                    "WHERE job_id = ? AND kind = 'input'",
+                    job.id, picture_from,
+                )  # fmt: skip
+                if copied != 1:
+                    raise StoreError(f"the picture of job {picture_from} is gone")
+            return stored
 
     @staticmethod
     def _job_values(job: JobRecord) -> list[Any]:
@@ -604,126 +635,225 @@ class Store:
                 values.append(getattr(job, column))
         return values
 
+    # Jobs: reading ---------------------------------------------------------------------------
+
     async def job(self, job_id: str) -> JobRecord | None:
-        async with self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE id = ?", job_id)
         return _job_from_row(row) if row else None
 
     async def jobs(self, job_ids: Iterable[str]) -> list[JobRecord]:
         ids = list(job_ids)
         if not ids:
             return []
-        async with self._db.execute(
-            f"SELECT * FROM jobs WHERE id IN ({', '.join('?' * len(ids))})", ids
-        ) as cur:
-            rows = {row["id"]: _job_from_row(row) for row in await cur.fetchall()}
-        return [rows[i] for i in ids if i in rows]
+        rows = await self.db.fetch_all(f"{_SELECT_JOB} WHERE id IN {_in(ids)}", *ids)
+        by_id = {row["id"]: _job_from_row(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
 
-    async def active_jobs(self) -> list[JobRecord]:
-        """Jobs queued or running when the process stopped, in their original order."""
-        async with self._db.execute(
-            "SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY rank, seq"
-        ) as cur:
-            return [_job_from_row(row) for row in await cur.fetchall()]
-
-    async def undelivered_jobs(self) -> list[JobRecord]:
-        """Finished jobs whose member has not been told yet (results and failure notices)."""
-        async with self._db.execute(
-            "SELECT * FROM jobs WHERE delivered_at IS NULL AND status IN ('done', 'failed') ORDER BY finished_at"
-        ) as cur:
-            return [_job_from_row(row) for row in await cur.fetchall()]
-
-    async def max_seq(self) -> int:
-        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs") as cur:
-            (seq,) = await cur.fetchone()
-        return seq
-
-    @_serialized
-    async def mark_running(self, job_ids: list[str], now: float) -> None:
-        await self._db.executemany(
-            "UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
-            [(now, i) for i in job_ids],
+    async def member_active_jobs(self, account_id: int) -> list[JobRecord]:
+        """The member's waiting and running jobs, best-ranked first."""
+        rows = await self.db.fetch_all(
+            f"{_SELECT_JOB} WHERE account_id = ? AND status IN ('queued', 'running') ORDER BY rank, seq, id",
+            account_id,
         )
-        await self._db.commit()
+        return [_job_from_row(row) for row in rows]
 
-    @_serialized
-    async def requeue(self, job_ids: list[str]) -> None:
-        await self._db.executemany(
-            "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'running'",
-            [(i,) for i in job_ids],
+    async def position(self, job_id: str) -> int | None:
+        """How many waiting jobs run before this one (0: next); None if it is not waiting."""
+        row = await self.db.fetch_one("SELECT rank, seq, status FROM jobs WHERE id = ?", job_id)
+        if row is None or row["status"] != "queued":
+            return None
+        return await self.db.fetch_value(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (rank, seq, id) < (?, ?, ?)",
+            row["rank"], row["seq"], job_id,
+        )  # fmt: skip
+
+    async def waiting(self, limit: int) -> list[tuple[str, str]]:
+        """(job id, tier) of the first `limit` waiting jobs, in the order they will run."""
+        rows = await self.db.fetch_all(
+            "SELECT id, tier FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit
         )
-        await self._db.commit()
+        return [(row["id"], row["tier"]) for row in rows]
 
-    @_serialized
-    async def mark_done(
-        self, job_id: str, *, seed: int, steps: int, seconds: float, deliver_after: float, now: float
-    ) -> bool:
-        """False if the job was cancelled meanwhile (its result is then dropped)."""
-        cur = await self._db.execute(
-            "UPDATE jobs SET status = 'done', seed = ?, steps = ?, seconds = ?, deliver_after = ?, finished_at = ? "
-            "WHERE id = ? AND status = 'running'",
-            (seed, steps, seconds, deliver_after, now, job_id),
-        )
-        await self._db.commit()
-        return cur.rowcount == 1
+    async def waiting_by_tier(self) -> dict[str, int]:
+        rows = await self.db.fetch_all("SELECT tier, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY tier")
+        return {row["tier"]: row["n"] for row in rows}
 
-    async def mark_failed(self, job_id: str, error: str, now: float) -> bool:
-        """Fail an active job and give its quota unit back; False if it had already ended."""
-        return await self._end_with_refund(job_id, "failed", error, now)
+    async def running_count(self) -> int:
+        return await self.db.fetch_value("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
 
-    async def mark_cancelled(self, job_id: str, now: float) -> bool:
-        """Cancel an active job and give its quota unit back; nothing is delivered for it."""
-        return await self._end_with_refund(job_id, "cancelled", None, now)
-
-    @_serialized
-    async def _end_with_refund(self, job_id: str, status: str, error: str | None, now: float) -> bool:
-        async with self._transaction():
-            cur = await self._db.execute(
-                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, "
-                "delivered_at = CASE WHEN ? = 'cancelled' THEN ? ELSE NULL END "
-                "WHERE id = ? AND status IN ('queued', 'running') RETURNING account_id, quota_day",
-                (status, error, now, status, now, job_id),
-            )
-            row = await cur.fetchone()
-            await cur.close()
-            if row is not None:
-                await self._db.execute(
-                    "UPDATE daily_usage SET used = MAX(used - 1, 0) WHERE account_id = ? AND day = ?",
-                    (row["account_id"], row["quota_day"]),
-                )
-            return row is not None
-
-    @_serialized
-    async def mark_delivered(self, job_id: str, now: float) -> None:
-        await self._db.execute(
-            "UPDATE jobs SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL", (now, job_id)
-        )
-        await self._db.commit()
-
-    @_serialized
-    async def set_ranks(self, ranks: dict[str, float], tier: str) -> None:
-        await self._db.executemany(
-            "UPDATE jobs SET rank = ?, tier = ? WHERE id = ? AND status = 'queued'",
-            [(rank, tier, job_id) for job_id, rank in ranks.items()],
-        )
-        await self._db.commit()
-
-    @_serialized
-    async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
-        """Front ends add to a job's reply data (e.g. the id of the status message they sent)."""
-        await self._db.execute(
-            "UPDATE jobs SET reply_json = ? WHERE id = ?", (json.dumps(reply, separators=(",", ":")), job_id)
-        )
-        await self._db.commit()
+    async def undelivered_jobs(self, platforms: Iterable[str], now: float) -> list[str]:
+        """Finished jobs of these platforms whose member has not been told yet (results and
+        failure notices), that no front end is delivering right now."""
+        names = list(platforms)
+        if not names:
+            return []
+        rows = await self.db.fetch_all(
+            "SELECT id FROM jobs WHERE delivered_at IS NULL AND status IN ('done', 'failed') "
+            f"AND platform IN {_in(names)} AND (delivery_until IS NULL OR delivery_until < ?) ORDER BY finished_at",
+            *names, now,
+        )  # fmt: skip
+        return [row["id"] for row in rows]
 
     async def count_by_status(self) -> dict[str, int]:
-        async with self._db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status") as cur:
-            return {row["status"]: row["n"] for row in await cur.fetchall()}
+        rows = await self.db.fetch_all("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}
 
     async def recent_seconds(self, limit: int) -> list[float]:
-        async with self._db.execute(
-            "SELECT seconds FROM jobs WHERE status = 'done' AND seconds IS NOT NULL "
-            "ORDER BY finished_at DESC LIMIT ?",
-            (limit,),
-        ) as cur:
-            return [row["seconds"] for row in await cur.fetchall()]
+        rows = await self.db.fetch_all(
+            "SELECT seconds FROM jobs WHERE status = 'done' AND seconds IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            limit,
+        )
+        return [row["seconds"] for row in rows]
+
+    # Jobs: the worker's side -----------------------------------------------------------------
+
+    async def claim_batch(self, max_batch: int, worker_id: str, now: float, lease_until: float) -> list[JobRecord]:
+        """Mark the best-ranked waiting job and up to max_batch - 1 compatible ones (same batch
+        key, best-ranked first) running for this worker, in one statement. On PostgreSQL rows
+        other workers are claiming are skipped, not waited for (FOR UPDATE SKIP LOCKED)."""
+        skip = f"{self.db.lock_clause} SKIP LOCKED" if self.db.lock_clause else ""
+        async with self.db.transaction():
+            rows = await self.db.fetch_all(
+                "WITH best AS ("
+                f" SELECT batch_key FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT 1 {skip}"
+                "), picked AS ("
+                " SELECT id FROM jobs WHERE status = 'queued' AND batch_key = (SELECT batch_key FROM best)"
+                f" ORDER BY rank, seq, id LIMIT ? {skip}"
+                ") "
+                "UPDATE jobs SET status = 'running', started_at = ?, worker_id = ?, lease_until = ? "
+                f"WHERE id IN (SELECT id FROM picked) RETURNING {', '.join(_JOB_COLUMNS)}",
+                max_batch, now, worker_id, lease_until,
+            )  # fmt: skip
+        return sorted((_job_from_row(row) for row in rows), key=lambda job: (job.rank, job.seq, job.id))
+
+    async def renew_lease(self, worker_id: str, job_ids: list[str], lease_until: float) -> int:
+        """Keep this worker's running jobs; returns how many it still holds."""
+        if not job_ids:
+            return 0
+        return await self.db.execute(
+            f"UPDATE jobs SET lease_until = ? WHERE status = 'running' AND worker_id = ? AND id IN {_in(job_ids)}",
+            lease_until, worker_id, *job_ids,
+        )  # fmt: skip
+
+    async def requeue_expired(self, now: float) -> list[str]:
+        """Running jobs whose worker stopped renewing its lease (it died) go back in line at
+        their original rank."""
+        async with self.db.transaction():
+            rows = await self.db.fetch_all(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, worker_id = NULL, lease_until = NULL "
+                "WHERE status = 'running' AND lease_until < ? RETURNING id",
+                now,
+            )
+        return [row["id"] for row in rows]
+
+    async def requeue(self, job_ids: list[str] | None = None) -> list[str]:
+        """Put running jobs back in line at their original rank: these (a batch that could not
+        start), or all of them (None: the one SQLite process starting again)."""
+        where = "status = 'running'" + (f" AND id IN {_in(job_ids)}" if job_ids is not None else "")
+        if job_ids is not None and not job_ids:
+            return []
+        async with self.db.transaction():
+            rows = await self.db.fetch_all(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, worker_id = NULL, lease_until = NULL "
+                f"WHERE {where} RETURNING id",
+                *(job_ids or ()),
+            )
+        return [row["id"] for row in rows]
+
+    async def finish_job(
+        self, job_id: str, worker_id: str, result: bytes, *, seed: int, steps: int, seconds: float,
+        deliver_after: float, now: float,
+    ) -> bool:
+        """Store a result and mark the job done, together. False (nothing written) when this
+        worker no longer holds the job: it was cancelled, or its lease ran out and it went back
+        in line, so the one result kept is the one from the worker that holds it."""
+        async with self.db.transaction():
+            held = await self.db.execute(
+                "UPDATE jobs SET status = 'done', seed = ?, steps = ?, seconds = ?, deliver_after = ?, finished_at = ?, "
+                "lease_until = NULL WHERE id = ? AND status = 'running' AND worker_id = ?",
+                seed, steps, seconds, deliver_after, now, job_id, worker_id,
+            )  # fmt: skip
+            if held != 1:
+                return False
+            await self.db.execute(
+                "INSERT INTO pictures (job_id, kind, data) VALUES (?, 'result', ?) "
+                "ON CONFLICT (job_id, kind) DO UPDATE SET data = excluded.data",
+                job_id, result,
+            )  # fmt: skip
+            return True
+
+    async def mark_failed(self, job_id: str, error: str, now: float, *, worker_id: str | None = None) -> bool:
+        """Fail an active job (held by `worker_id`, when given) and give its quota unit back;
+        False if it had already ended or another worker holds it."""
+        return await self._end_with_refund(job_id, "failed", error, now, worker_id) is not None
+
+    async def mark_cancelled(self, job_id: str, now: float) -> JobRecord | None:
+        """Cancel an active job and give its quota unit back; nothing is delivered for it.
+        Returns the job as it was (status queued or running, and its worker) or None."""
+        return await self._end_with_refund(job_id, "cancelled", None, now, None)
+
+    async def _end_with_refund(
+        self, job_id: str, status: str, error: str | None, now: float, worker_id: str | None
+    ) -> JobRecord | None:
+        async with self.db.transaction():
+            row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE id = ? {self.db.lock_clause}", job_id)
+            if row is None or row["status"] not in ACTIVE:
+                return None
+            if worker_id is not None and (row["status"] != "running" or row["worker_id"] != worker_id):
+                return None
+            await self.db.execute(
+                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, delivered_at = ?, lease_until = NULL "
+                "WHERE id = ?",
+                status, error, now, now if status == "cancelled" else None, job_id,
+            )  # fmt: skip
+            await self.db.execute(
+                "UPDATE daily_usage SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END "
+                "WHERE account_id = ? AND day = ?",
+                row["account_id"], row["quota_day"],
+            )  # fmt: skip
+            return _job_from_row(row)
+
+    # Jobs: the front ends' side --------------------------------------------------------------
+
+    async def claim_delivery(self, job_id: str, owner: str, now: float, until: float) -> bool:
+        """Take (or renew) the right to deliver a finished job until `until`, so that of several
+        front ends exactly one sends it; False when another holds it or it was delivered."""
+        return (
+            await self.db.execute(
+                "UPDATE jobs SET delivery_by = ?, delivery_until = ? WHERE id = ? AND delivered_at IS NULL "
+                "AND status IN ('done', 'failed') AND (delivery_by IS NULL OR delivery_by = ? OR delivery_until < ?)",
+                owner, until, job_id, owner, now,
+            )  # fmt: skip
+            == 1
+        )
+
+    async def release_deliveries(self, owner: str | None, job_id: str | None = None) -> None:
+        """Give up delivery leases: one job's or all of `owner`'s (None: everybody's, for the
+        one SQLite process at start), so another front end or the next start may deliver."""
+        where, args = ("delivery_by IS NOT NULL", []) if owner is None else ("delivery_by = ?", [owner])
+        if job_id is not None:
+            where, args = f"{where} AND id = ?", [*args, job_id]
+        await self.db.execute(
+            f"UPDATE jobs SET delivery_by = NULL, delivery_until = NULL WHERE delivered_at IS NULL AND {where}", *args
+        )
+
+    async def mark_delivered(self, job_id: str, now: float) -> None:
+        await self.db.execute("UPDATE jobs SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL", now, job_id)
+
+    async def set_ranks(self, ranks: dict[str, float], tier: str) -> None:
+        async with self.db.transaction():
+            await self.db.execute_many(
+                "UPDATE jobs SET rank = ?, tier = ? WHERE id = ? AND status = 'queued'",
+                [(rank, tier, job_id) for job_id, rank in ranks.items()],
+            )
+
+    async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
+        """Front ends add to a job's reply data (e.g. the id of the status message they sent)."""
+        await self.db.execute(
+            "UPDATE jobs SET reply_json = ? WHERE id = ?", json.dumps(reply, separators=(",", ":")), job_id
+        )
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -78,8 +78,8 @@ class Harness:
         return sorted(rows, key=lambda j: j.seq)
 
     async def _job_ids(self) -> list[str]:
-        async with self.app.store._db.execute("SELECT id FROM jobs") as cursor:  # test-only peek
-            return [row[0] for row in await cursor.fetchall()]
+        rows = await self.app.store.db.fetch_all("SELECT id FROM jobs")  # test-only peek
+        return [row["id"] for row in rows]
 
     async def restyle(self, prompt: str = "oil painting", strength: float = 0.5, *, user_id: int = USER, **more: Any):
         image = more.pop("image", None) or self.fake.attachment(picture_bytes())

@@ -69,7 +69,7 @@ async def test_thousand_jobs_from_two_hundred_members_all_complete_in_rank_order
             accepted.append(answer)
     rss_queued = _rss_bytes()
 
-    expected_order = [job.job_id for job in service.queue.waiting()]
+    expected_order = [job_id for job_id, _tier in await service.store.waiting(len(accepted))]
     worker = Worker(service, engine)
     worker_task = asyncio.create_task(worker.run())
     started = time.perf_counter()

@@ -72,7 +72,7 @@ async def test_blocked_prompt_is_refused_by_the_rules_without_quota_or_queue(tmp
     answer = await h.submit(PRO, "/restyle lots of GORE please")
     assert isinstance(answer, Refused) and answer.reason == "rules"
     assert "gore" not in answer.message.lower() and "rules" in answer.message
-    assert len(h.service.queue) == 0 and (await h.service.me(PRO)).used_today == 0
+    assert (await h.store.count_by_status()).get("queued", 0) == 0 and (await h.service.me(PRO)).used_today == 0
     assert isinstance(await h.submit(PRO, "/restyle gorge at dawn"), Accepted)
     await h.close()
 
@@ -108,7 +108,7 @@ async def test_flagged_result_is_not_sent_costs_no_quota_and_the_member_is_told(
     assert [j.id for j in h.frontend.failures] == [answer.job_id]
     assert "safety filter" in h.frontend.failures[0].error
     assert (await h.service.me(PRO)).used_today == 0
-    assert not h.store.result_path(answer.job_id).exists()
+    assert not await h.store.has_picture(answer.job_id, "result")
     await h.close()
 
 
@@ -136,9 +136,9 @@ async def test_jobs_and_pictures_are_purged_after_the_retention_period(tmp_path)
     await h.clock.advance(1.5 * 86400)
     assert await h.service.purge_expired() == 1
     assert await h.service.job(old.job_id) is None
-    assert not h.service.input_path(old.job_id).exists()
+    assert await h.service.input_picture(old.job_id) is None
     assert (await h.service.job(recent.job_id)).status == "done"
-    assert h.service.input_path(recent.job_id).exists()
+    assert await h.service.input_picture(recent.job_id) is not None
     await h.close()
 
 
@@ -179,7 +179,7 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
         await settle()
         assert purged == [0, 0, 1]
         assert await app.service.job(old.job_id) is None
-        assert not app.service.input_path(old.job_id).exists()
+        assert await app.service.input_picture(old.job_id) is None
     finally:
         await app.stop()
     assert app._purge_task is not None and app._purge_task.done()

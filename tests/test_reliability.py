@@ -127,35 +127,34 @@ async def test_odd_prompt_is_kept_as_written_and_stored_safely(tmp_path, name):
 async def test_disk_full_while_accepting_refuses_clearly_and_spends_nothing(tmp_path, monkeypatch):
     h = await make(tmp_path)
 
-    def disk_full(path, data):
-        raise StoreError(f"Could not save a picture: {os.strerror(errno.ENOSPC)}.")
+    async def disk_full(*args, **kwargs):
+        raise StoreError(f"The database refused a query: {os.strerror(errno.ENOSPC)}.")
 
-    monkeypatch.setattr(h.store, "write_picture", disk_full)
+    monkeypatch.setattr(h.store, "add_job", disk_full)
     answer = await h.submit(PRO)
     assert isinstance(answer, Refused) and answer.reason == "storage"
     assert "try again" in answer.message.lower()
-    assert len(h.service.queue) == 0 and (await h.service.me(PRO)).used_today == 0
+    assert (await h.store.count_by_status()) == {} and (await h.service.me(PRO)).used_today == 0
     await h.close()
 
 
 async def test_disk_full_while_storing_a_result_never_marks_the_job_done(tmp_path, monkeypatch):
     h = await make(tmp_path)
     answer = await h.submit(PRO)
-    real_write = h.store.write_picture
+    real_finish = h.store.finish_job
 
-    def disk_full_for_results(path, data):
-        if path == h.store.result_path(answer.job_id):
-            raise StoreError(f"Could not save a picture: {os.strerror(errno.ENOSPC)}.")
-        real_write(path, data)
+    async def disk_full_for_results(*args, **kwargs):
+        raise StoreError(f"The database refused a query: {os.strerror(errno.ENOSPC)}.")
 
-    monkeypatch.setattr(h.store, "write_picture", disk_full_for_results)
+    monkeypatch.setattr(h.store, "finish_job", disk_full_for_results)
+    h.service.store_retry_s = (0.01, 0.01)  # it retries, then gives up and leaves the job running
     h.start_worker()
     await h.drain()
     assert h.frontend.results == []
     assert (await h.service.job(answer.job_id)).status == "running"  # so the next start runs it
     await h.close()
 
-    monkeypatch.setattr(h.store, "write_picture", real_write)
+    monkeypatch.setattr(h.store, "finish_job", real_finish)
     h2 = Harness(tmp_path, clock=h.clock)
     await h2.open()
     h2.start_worker()
@@ -166,7 +165,7 @@ async def test_disk_full_while_storing_a_result_never_marks_the_job_done(tmp_pat
 
 async def test_database_locked_by_another_program_refuses_clearly(tmp_path):
     h = await make(tmp_path)
-    await h.store._db.execute("PRAGMA busy_timeout = 200")  # keep the test short (default 10 s)
+    await h.store.db.execute("PRAGMA busy_timeout = 200")  # keep the test short (default 10 s)
     other = sqlite3.connect(h.config.bot.data_dir / "restyle.sqlite3")
     other.execute("BEGIN EXCLUSIVE")
     try:
@@ -328,5 +327,7 @@ def test_kill_9_mid_batch_then_restart_completes_every_job_exactly_once(tmp_path
     db.close()
     assert sorted(r[0] for r in rows) == sorted(jobs)
     assert all(status == "done" and delivered is not None for _, status, delivered in rows)
-    results = sorted(p.name for p in (bot.data / "pictures").glob("*.out.*"))
-    assert results == sorted(f"{j}.out.img" for j in jobs)
+    db = sqlite3.connect(bot.data / "restyle.sqlite3")
+    results = db.execute("SELECT job_id, COUNT(*) FROM pictures WHERE kind = 'result' GROUP BY job_id").fetchall()
+    db.close()
+    assert sorted(results) == sorted((j, 1) for j in jobs)  # one result each

@@ -370,7 +370,7 @@ async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
     assert all(a.params["show_alert"] is True and "Only the member who asked" in a.params["text"] for a in answers)
     await asyncio.sleep(0.1)
     assert len(fake.calls_to("sendMediaGroup")) == 1 and fake.calls_to("sendDocument") == []
-    assert len(await bot.app.store.active_jobs()) == 0
+    assert not {"queued", "running"} & set(await bot.app.store.count_by_status())
 
 
 async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
@@ -517,7 +517,7 @@ async def test_blocked_member_keeps_the_result_for_the_next_start(start_bot, fak
     assert "blocked the bot" in caplog.text
     record = await bot.job(job_id)
     assert record.status == "done" and record.delivered_at is None
-    assert bot.app.store.result_path(job_id).exists()
+    assert await bot.app.store.has_picture(job_id, "result")
 
     await bot.stop()
     fake.blocked.clear()  # the member unblocked the bot

@@ -662,9 +662,9 @@ class DiscordAdapter:
             text = entries.text if isinstance(entries, Refused) else _job_log_text(entries)
         else:
             waiting = []
-            for job_id, tier, position in self.service.waiting_summary(20):
+            for job_id, tier, position in await self.service.waiting_summary(20):
                 waiting.append((position, tier, job_id, await self.service.job(job_id)))
-            text = _queue_text(self.service.queue_lengths(), waiting, self._now())
+            text = _queue_text(await self.service.queue_lengths(), waiting, self._now())
         await self._tell(interaction, text)
 
     # Buttons -------------------------------------------------------------------------------------
@@ -1176,8 +1176,8 @@ def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
     job = delivery.job
     fmt = job.output_format or "png"
     budget = max(64 * 1024, limit // 2 - 16 * 1024)
-    with Image.open(delivery.input_path) as img:
+    with Image.open(io.BytesIO(delivery.input_picture)) as img:
         original = encode_picture(img.convert("RGB"), "png", budget)
-    with Image.open(delivery.result_path) as img:
+    with Image.open(io.BytesIO(delivery.result_picture)) as img:
         result = encode_picture(img.convert("RGB"), fmt, budget)
     return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{_suffix(fmt)}", result)]

@@ -15,13 +15,13 @@ a retried delivery does not send the album twice.
 from __future__ import annotations
 
 import asyncio
+import io
 import hashlib
 import logging
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -672,9 +672,9 @@ class TelegramAdapter:
             text = entries.text if isinstance(entries, Refused) else job_log_text(entries)
         else:
             waiting = []
-            for job_id, tier, position in self.service.waiting_summary(20):
+            for job_id, tier, position in await self.service.waiting_summary(20):
                 waiting.append((position, tier, job_id, await self.service.job(job_id)))
-            text = queue_text(self.service.queue_lengths(), waiting, self.service.clock.now())
+            text = queue_text(await self.service.queue_lengths(), waiting, self.service.clock.now())
         await self._answer(message, text)
 
     # Buttons -----------------------------------------------------------------------------------
@@ -863,7 +863,8 @@ class TelegramAdapter:
         job = delivery.job
         chat_id, thread = reply["chat_id"], reply.get("thread_id")
         if "album" not in steps:
-            result_bytes, result_name = await asyncio.to_thread(self._photo_payload, delivery.result_path)
+            result_bytes = await asyncio.to_thread(self._photo_payload, delivery.result_picture)
+            result_name = f"{job.id}.jpg"
             caption = result_caption(job)
 
             async def album(original: Any) -> None:
@@ -882,9 +883,9 @@ class TelegramAdapter:
                         raise
                     # A file_id from another bot token, or one Telegram has forgotten.
                     log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, _short(exc))
-                    await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
+                    await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
             else:
-                await album(await asyncio.to_thread(self._photo_payload_bytes, delivery.input_path))
+                await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
             await self._mark_step(job, "album")
         if "buttons" not in steps:
             await self.bot.send_message(
@@ -907,12 +908,12 @@ class TelegramAdapter:
                 )  # fmt: skip
             await self._mark_step(job, "file")
 
-    def _photo_payload(self, path: Path) -> tuple[bytes, str]:
+    def _photo_payload(self, data: bytes) -> bytes:
         """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
         into one anyway; the lossless PNG is one button away) under the upload limit."""
         from PIL import Image
 
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             picture = img.convert("RGB")
         if width + height > PHOTO_MAX_SIDES:
@@ -920,10 +921,7 @@ class TelegramAdapter:
             picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.LANCZOS)
         from engine.pictures import encode_picture
 
-        return encode_picture(picture, "jpeg", self.photo_limit_bytes), path.name.split(".")[0] + ".jpg"
-
-    def _photo_payload_bytes(self, path: Path) -> bytes:
-        return self._photo_payload(path)[0]
+        return encode_picture(picture, "jpeg", self.photo_limit_bytes)
 
     async def _mark_step(self, job: JobView, step: str) -> None:
         state = self._state(job.id)

@@ -347,7 +347,9 @@ class WebAdapter:
         if not getattr(self.health, "store_open", True):
             reasons.append("store closed")
         error = getattr(self.health, "engine_error", None)
-        if error:
+        if not getattr(self.health, "runs_engine", True):
+            pass  # a front-end process: the engine runs in worker processes
+        elif error:
             reasons.append(f"engine failed to load: {error}")
         elif not getattr(self.health, "engine_ready", False):
             reasons.append("engine loading")
@@ -359,19 +361,21 @@ class WebAdapter:
         service = self.service
         try:
             by_status = await service.jobs_by_status()
+            queue_lengths = await service.queue_lengths()
+            running = await service.running_count()
         except Exception:
             log.warning("metrics: could not count jobs in the store", exc_info=True)
-            by_status = {}
+            by_status, queue_lengths, running = {}, {}, 0
         job_seconds = service.job_seconds
         batch_sizes = service.batch_sizes
         text = render_service_metrics(
-            queue_lengths=service.queue_lengths(),
+            queue_lengths=queue_lengths,
             jobs_by_status=by_status,
             job_seconds=job_seconds,
             batch_sizes=batch_sizes,
             delivery_failures=service.delivery_failures,
             engine_ready=bool(getattr(self.health, "engine_ready", False)),
-            running_jobs=len(service.queue.running),
+            running_jobs=running,
         )
         return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 

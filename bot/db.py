@@ -1,0 +1,367 @@
+"""One small interface over the two databases the bot runs on: SQLite (embedded, one process,
+the default) and PostgreSQL (shared by any number of front-end and worker processes).
+
+The store writes its SQL once, with `?` placeholders and the subset both databases understand;
+this module translates placeholders and column types, runs transactions, and carries
+notifications (LISTEN/NOTIFY on PostgreSQL, in-process calls on SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+
+import aiosqlite
+
+log = logging.getLogger("bot.db")
+
+Row = Mapping[str, Any]
+Listener = Callable[[str], None]
+
+
+class StoreError(RuntimeError):
+    """The database (or the picture storage) failed; the message is written for an admin."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///path` URL; None for any other URL."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+class SqliteDatabase:
+    """One connection, one writer at a time (SQLite allows no more), autocommit outside
+    `transaction()`. Notifications stay in this process: only one process may use the file."""
+
+    dialect = "sqlite"
+    lock_clause = ""  # SELECT ... FOR UPDATE: the single writer lock already serializes
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._write_lock = asyncio.Lock()
+        self._in_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar("sqlite_tx", default=False)
+        self._listeners: dict[str, list[Listener]] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> "SqliteDatabase":
+        try:
+            conn = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"The database {path} cannot be opened: {exc}.") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise StoreError(f"The database {path} cannot be opened: {exc}.") from exc
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            # "database is locked", "disk I/O error", "database or disk is full" ...
+            raise StoreError(f"The database refused a query: {exc}.") from exc
+
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[None]:
+        if self._in_transaction.get():
+            yield
+            return
+        async with self._write_lock:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; nested calls join the outer one."""
+        if self._in_transaction.get():
+            yield
+            return
+        async with self._write_lock, self._guard():
+            await self._conn.execute("BEGIN IMMEDIATE")
+            token = self._in_transaction.set(True)
+            try:
+                yield
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            finally:
+                self._in_transaction.reset(token)
+            await self._conn.commit()
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """A write; returns the number of rows it changed."""
+        async with self._writer(), self._guard():
+            cursor = await self._conn.execute(sql, args)
+            count = cursor.rowcount
+            await cursor.close()
+            return count
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        async with self._writer(), self._guard():
+            await self._conn.executemany(sql, list(rows))
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
+        """Rows of a SELECT (or of a write with RETURNING: call it inside `transaction()`)."""
+        async with self._guard():
+            async with self._conn.execute(sql, args) as cursor:
+                return list(await cursor.fetchall())
+
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch_all(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        row = await self.fetch_one(sql, *args)
+        return None if row is None else row[0]
+
+    async def run_script(self, script: str) -> None:
+        """Several statements at once (migrations), inside the caller's transaction."""
+        async with self._guard():
+            for statement in split_statements(script):
+                await self._conn.execute(statement)
+
+    # Notifications: in-process only --------------------------------------------------------
+
+    async def listen(self, channel: str, callback: Listener) -> None:
+        self._listeners.setdefault(channel, []).append(callback)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in self._listeners.get(channel, ()):
+            loop.call_soon(callback, payload)
+
+
+class PostgresDatabase:
+    """A pool of connections for queries and one more connection for LISTEN. A lost server
+    (restart, failover) shows as StoreError on the queries in flight; the pool and the listener
+    reconnect by themselves once it is back."""
+
+    dialect = "postgresql"
+    lock_clause = "FOR UPDATE"
+
+    def __init__(self, url: str, pool: Any) -> None:
+        self._url = url
+        self._pool = pool
+        self._conn: contextvars.ContextVar[Any] = contextvars.ContextVar("pg_tx", default=None)
+        self._listeners: dict[str, list[Listener]] = {}
+        self._listen_conn: Any = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Set by the listener on (re)connection; the service polls once then, since
+        # notifications sent while it was away are lost.
+        self.on_reconnect: Callable[[], None] | None = None
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int = 10) -> "PostgresDatabase":
+        import asyncpg  # only deployments on PostgreSQL need the driver loaded
+
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"PostgreSQL at {_safe_url(url)} cannot be reached: {exc}.") from exc
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            await asyncio.gather(self._listen_task, return_exceptions=True)
+        if self._listen_conn is not None and not self._listen_conn.is_closed():
+            await self._listen_conn.close()
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        import asyncpg
+
+        try:
+            yield
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+            raise StoreError(f"PostgreSQL refused a query: {type(exc).__name__}: {exc}.") from exc
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        conn = self._conn.get()
+        if conn is not None:
+            yield conn
+            return
+        async with self._guard(), self._pool.acquire() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self._conn.get() is not None:
+            yield
+            return
+        async with self._guard(), self._pool.acquire() as conn, conn.transaction():
+            token = self._conn.set(conn)
+            try:
+                yield
+            finally:
+                self._conn.reset(token)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self._connection() as conn, self._guard():
+            status = await conn.execute(_pg_sql(sql), *args)
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            async with self._connection() as conn, self._guard():
+                await conn.executemany(_pg_sql(sql), rows)
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
+        async with self._connection() as conn, self._guard():
+            return list(await conn.fetch(_pg_sql(sql), *args))
+
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch_all(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        row = await self.fetch_one(sql, *args)
+        return None if row is None else row[0]
+
+    async def run_script(self, script: str) -> None:
+        async with self._connection() as conn, self._guard():
+            await conn.execute(postgres_ddl(script))
+
+    async def advisory_lock(self, key: int) -> None:
+        """Inside a transaction: one process at a time past this point (migrations)."""
+        await self.execute("SELECT pg_advisory_xact_lock(?)", key)
+
+    # Notifications: LISTEN/NOTIFY ----------------------------------------------------------
+
+    async def listen(self, channel: str, callback: Listener) -> None:
+        self._listeners.setdefault(channel, []).append(callback)
+        if self._listen_task is None:
+            ready = asyncio.get_running_loop().create_future()
+            self._listen_task = asyncio.create_task(self._keep_listening(ready), name="pg-listen")
+            await ready
+        elif self._listen_conn is not None and not self._listen_conn.is_closed():
+            await self._listen_conn.add_listener(channel, self._dispatch)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self.execute("SELECT pg_notify(?, ?)", channel, payload)
+
+    def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        for callback in self._listeners.get(channel, ()):
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("a listener of %s failed on %r", channel, payload)
+
+    async def _keep_listening(self, ready: asyncio.Future[None]) -> None:
+        """Hold a LISTEN connection; when the server goes away, reconnect with a short backoff."""
+        import asyncpg
+
+        delay = 0.2
+        first = True
+        while not self._closing:
+            try:
+                conn = await asyncpg.connect(self._url)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c: lost.set())
+                for channel in list(self._listeners):
+                    await conn.add_listener(channel, self._dispatch)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if first and not ready.done():
+                    ready.set_exception(StoreError(f"PostgreSQL LISTEN failed: {exc}."))
+                    return
+                log.warning("PostgreSQL notifications unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._listen_conn = conn
+            delay = 0.2
+            if first:
+                first = False
+                ready.set_result(None)
+            else:
+                log.info("PostgreSQL notifications reconnected")
+                if self.on_reconnect is not None:
+                    self.on_reconnect()
+            # A dead server does not always close the socket at once: ask it now and then.
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), timeout=5.0)
+                except asyncio.TimeoutError:
+                    try:
+                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5.0)
+                    except Exception:
+                        break
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=1.0)
+            if not self._closing:
+                log.warning("PostgreSQL notification connection lost; reconnecting")
+
+
+# SQL translation -----------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"'[^']*'|\?")
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """`?` placeholders to `$1, $2 ...` (question marks inside string literals stay)."""
+    counter = 0
+
+    def number(match: re.Match[str]) -> str:
+        nonlocal counter
+        if match.group(0) != "?":
+            return match.group(0)
+        counter += 1
+        return f"${counter}"
+
+    return _PLACEHOLDER.sub(number, sql)
+
+
+_DDL_TYPES = [
+    # SQLite's rowid alias becomes an identity column; every INTEGER is 64-bit (seeds, ids),
+    # and REAL is double precision (timestamps in seconds need more than float4's 7 digits).
+    (re.compile(r"\bINTEGER PRIMARY KEY\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+]
+
+
+def postgres_ddl(script: str) -> str:
+    """A migration written for SQLite, in PostgreSQL's column types; the same tables either way."""
+    for pattern, replacement in _DDL_TYPES:
+        script = pattern.sub(replacement, script)
+    return script
+
+
+def split_statements(script: str) -> list[str]:
+    """Migrations hold no semicolons inside literals, so splitting on them is enough."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+Database = SqliteDatabase | PostgresDatabase
