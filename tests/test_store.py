@@ -1,7 +1,9 @@
-"""The SQLite store on its own: schema, quota accounting, and storage faults."""
+"""The store on its own: schema and upgrades (SQLite), quota accounting, the worker's and the
+front ends' leases, pictures, and storage faults; on SQLite and PostgreSQL where it matters."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 
@@ -9,16 +11,44 @@ import pytest
 
 from bot.store import MIGRATIONS, JobRecord, Store, StoreError
 
+DAY = "2027-01-15"
+
 
 def job(job_id: str, account_id: int, **changes) -> JobRecord:
     values = dict(
         id=job_id, account_id=account_id, platform="test", platform_user_id="u", reply={"chat": 1},
         prompt="p", negative_prompt=None, strength=0.5, seed=1, steps=4, output_format=None,
         width=64, height=64, batch_key="64x64:4:2", tier="free", rank=0.0, seq=1, status="queued",
-        created_at=100.0, quota_day="2027-01-15",
+        created_at=100.0, quota_day=DAY,
     )  # fmt: skip
     values.update(changes)
     return JobRecord(**values)
+
+
+async def add(store: Store, record: JobRecord, *, rank: float | None = None, quota_limit: int = 100, **kwargs):
+    """add_job with a fixed rank (the created_at unless given)."""
+    fixed = record.created_at if rank is None else rank
+    return await store.add_job(record, quota_limit=quota_limit, max_active=100, rank_for=lambda last: fixed, **kwargs)
+
+
+async def finish(store: Store, job_id: str, worker: str, result: bytes = b"result", now: float = 200.0) -> bool:
+    return await store.finish_job(job_id, worker, result, seed=1, steps=4, seconds=1.0, deliver_after=0.0, now=now)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request, tmp_path):
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    store = await Store.open(tmp_path, url)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def account(store):
+    return (await store.account_for("test", "u", now=100.0)).id
+
+
+# SQLite: schema, upgrades, files -----------------------------------------------------------------
 
 
 async def test_new_database_is_at_the_latest_schema_in_wal_mode(tmp_path):
@@ -49,28 +79,42 @@ async def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
         await Store.open(tmp_path)
 
 
-async def test_quota_is_spent_atomically_and_refunded_once(tmp_path):
-    store = await Store.open(tmp_path)
-    account = await store.account_for("test", "u", now=100.0)
-    assert await store.add_job(job("a", account.id), quota_limit=1)
-    assert not await store.add_job(job("b", account.id, seq=2), quota_limit=1)
-    assert await store.job("b") is None  # nothing written for a refused job
-    assert await store.used_today(account.id, "2027-01-15") == 1
-    assert await store.mark_failed("a", "boom", now=101.0)
-    assert not await store.mark_failed("a", "boom again", now=102.0)  # refunded once
-    assert await store.used_today(account.id, "2027-01-15") == 0
-    await store.close()
+async def test_schema_3_database_upgrades_and_its_picture_files_move_into_the_table(tmp_path):
+    # As the version before schema 4 left it: the tables of MIGRATIONS[:3], a queued job, and its
+    # input picture as a file in data_dir/pictures.
+    db = sqlite3.connect(tmp_path / "restyle.sqlite3")
+    db.executescript("CREATE TABLE schema_version (version INTEGER NOT NULL);")
+    for version, script in enumerate(MIGRATIONS[:3], start=1):
+        db.executescript(script)
+        db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    db.execute("INSERT INTO accounts (id, tier, created_at) VALUES (1, 'free', 100.0)")
+    old = job("old", 1)
+    columns = (
+        "id", "account_id", "platform", "platform_user_id", "prompt", "negative_prompt", "strength", "seed",
+        "steps", "output_format", "width", "height", "batch_key", "tier", "rank", "seq", "status", "created_at",
+        "quota_day",
+    )  # fmt: skip
+    db.execute(
+        f"INSERT INTO jobs (reply_json, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})",
+        ['{"chat":1}', *(getattr(old, c) for c in columns)],
+    )
+    db.commit()
+    db.close()
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "old.in.img").write_bytes(b"input bytes")
+    (pictures / "gone.in.img").write_bytes(b"a purged job's picture")
 
-
-async def test_done_is_refused_for_a_cancelled_job(tmp_path):
     store = await Store.open(tmp_path)
-    account = await store.account_for("test", "u", now=100.0)
-    await store.add_job(job("a", account.id), quota_limit=5)
-    await store.mark_running(["a"], now=101.0)
-    await store.mark_cancelled("a", now=102.0)
-    assert not await store.mark_done("a", seed=1, steps=4, seconds=1.0, deliver_after=0.0, now=103.0)
-    assert (await store.job("a")).status == "cancelled"
-    await store.close()
+    try:
+        assert await store.schema_version() == len(MIGRATIONS)
+        assert await store.picture("old", "input") == b"input bytes"
+        assert not await store.has_picture("gone", "input")
+        assert list(pictures.glob("*.img")) == []
+        assert (await store.job("old")).status == "queued"
+        assert await store.position("old") == 0
+    finally:
+        await store.close()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permissions cannot be tested")
@@ -88,3 +132,154 @@ async def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match=r"\[bot\] data_dir"):
         await Store.open(blocker)
+
+
+# Both backends ---------------------------------------------------------------------------------
+
+
+async def test_quota_is_spent_atomically_and_refunded_once(store, account):
+    assert isinstance(await add(store, job("a", account), quota_limit=1), JobRecord)
+    assert await add(store, job("b", account), quota_limit=1) == "quota"
+    assert await store.job("b") is None  # nothing written for a refused job
+    assert await store.used_today(account, DAY) == 1
+    assert await store.mark_failed("a", "boom", now=101.0)
+    assert not await store.mark_failed("a", "boom again", now=102.0)  # refunded once
+    assert await store.used_today(account, DAY) == 0
+    assert isinstance(await add(store, job("c", account), quota_limit=1), JobRecord)
+    assert await store.mark_cancelled("c", now=103.0) is not None
+    assert await store.mark_cancelled("c", now=104.0) is None
+    assert await store.used_today(account, DAY) == 0
+
+
+async def test_queue_limit_counts_waiting_and_running_jobs(store, account):
+    limit = dict(quota_limit=100, max_active=2, rank_for=lambda last: 0.0)
+    assert isinstance(await store.add_job(job("a", account), **limit), JobRecord)
+    await store.claim_batch(1, "w", now=101.0, lease_until=160.0)
+    assert isinstance(await store.add_job(job("b", account), **limit), JobRecord)
+    assert await store.add_job(job("c", account), **limit) == "queue_limit"
+    assert await store.job("c") is None
+    assert await store.used_today(account, DAY) == 2
+
+
+async def test_finish_is_refused_for_a_cancelled_job(store, account):
+    await add(store, job("a", account))
+    [claimed] = await store.claim_batch(1, "w1", now=101.0, lease_until=160.0)
+    assert claimed.id == "a" and claimed.worker_id == "w1"
+    cancelled = await store.mark_cancelled("a", now=102.0)
+    assert cancelled.status == "running" and cancelled.worker_id == "w1"
+    assert not await finish(store, "a", "w1")
+    assert (await store.job("a")).status == "cancelled"
+    assert not await store.has_picture("a", "result")
+
+
+async def test_only_the_worker_holding_the_job_stores_its_result(store, account):
+    await add(store, job("a", account))
+    await store.claim_batch(1, "w1", now=101.0, lease_until=130.0)
+    assert await store.requeue_expired(now=120.0) == []  # lease still good
+    assert await store.renew_lease("w1", ["a"], lease_until=140.0) == 1
+    assert await store.requeue_expired(now=141.0) == ["a"]  # w1 stopped renewing
+    assert await store.renew_lease("w1", ["a"], lease_until=200.0) == 0
+    [again] = await store.claim_batch(1, "w2", now=142.0, lease_until=200.0)
+    assert again.id == "a" and again.worker_id == "w2"
+    assert not await finish(store, "a", "w1", b"from w1")  # the dead worker came back too late
+    assert not await store.mark_failed("a", "w1 gave up", now=150.0, worker_id="w1")
+    assert await finish(store, "a", "w2", b"from w2")
+    assert not await finish(store, "a", "w2", b"twice")
+    assert (await store.job("a")).status == "done"
+    assert await store.picture("a", "result") == b"from w2"
+    kinds = await store.db.fetch_all("SELECT kind FROM pictures WHERE job_id = ?", "a")
+    assert [row["kind"] for row in kinds] == ["result"]
+
+
+async def test_dead_workers_jobs_go_back_at_their_original_rank(store, account):
+    await add(store, job("a", account), rank=10.0)
+    await add(store, job("b", account), rank=20.0)
+    await store.claim_batch(1, "dead", now=101.0, lease_until=130.0)
+    await add(store, job("c", account), rank=30.0)
+    assert await store.position("b") == 0
+    assert await store.requeue_expired(now=131.0) == ["a"]
+    requeued = await store.job("a")
+    assert (requeued.status, requeued.rank, requeued.worker_id) == ("queued", 10.0, None)
+    assert [await store.position(j) for j in ("a", "b", "c")] == [0, 1, 2]
+    assert [j.id for j in await store.claim_batch(4, "alive", now=132.0, lease_until=190.0)] == ["a", "b", "c"]
+
+
+async def test_exactly_one_front_end_delivers_until_its_lease_runs_out(store, account):
+    await add(store, job("a", account))
+    await store.claim_batch(1, "w", now=101.0, lease_until=160.0)
+    assert not await store.claim_delivery("a", "fe1", now=102.0, until=130.0)  # not finished yet
+    assert await finish(store, "a", "w", now=103.0)
+    assert await store.undelivered_jobs(["test"], now=104.0) == ["a"]
+    first, second = await asyncio.gather(
+        store.claim_delivery("a", "fe1", now=104.0, until=130.0),
+        store.claim_delivery("a", "fe2", now=104.0, until=130.0),
+    )
+    assert [first, second].count(True) == 1
+    holder, other = ("fe1", "fe2") if first else ("fe2", "fe1")
+    assert await store.undelivered_jobs(["test"], now=110.0) == []
+    assert not await store.claim_delivery("a", other, now=120.0, until=150.0)
+    assert await store.claim_delivery("a", holder, now=125.0, until=140.0)  # renewing is fine
+    assert await store.claim_delivery("a", other, now=141.0, until=170.0)  # the holder went quiet
+    assert not await store.claim_delivery("a", holder, now=142.0, until=170.0)
+    await store.mark_delivered("a", now=143.0)
+    assert not await store.claim_delivery("a", other, now=144.0, until=170.0)
+    assert await store.undelivered_jobs(["test"], now=200.0) == []
+
+
+async def test_input_picture_is_stored_with_the_job_or_not_at_all(store, account):
+    stored = await add(store, job("a", account), quota_limit=1, picture=b"input a")
+    assert isinstance(stored, JobRecord)
+    assert await store.picture("a", "input") == b"input a"
+    assert await add(store, job("b", account), quota_limit=1, picture=b"input b") == "quota"
+    assert not await store.has_picture("b", "input")
+    again = await add(store, job("c", account), quota_limit=5, picture_from="a")
+    assert isinstance(again, JobRecord)
+    assert await store.picture("c", "input") == b"input a"
+    with pytest.raises(StoreError, match="gone"):
+        await add(store, job("d", account), quota_limit=5, picture_from="missing")
+    assert await store.job("d") is None  # the whole add was rolled back
+    assert await store.used_today(account, DAY) == 2
+
+
+# PostgreSQL: several workers claiming at once ----------------------------------------------------
+
+
+async def _fill(store: Store, account: int, count: int) -> None:
+    for i in range(count):
+        await add(store, job(f"j{i:02}", account, batch_key=f"k{i % 3}"), rank=float(i))
+
+
+async def _claim_until_empty(store: Store, worker: str) -> list[str]:
+    taken = []
+    while batch := await store.claim_batch(2, worker, now=101.0, lease_until=160.0):
+        taken += [j.id for j in batch]
+        await asyncio.sleep(0)
+    return taken
+
+
+async def test_concurrent_claims_on_one_postgresql_store_get_disjoint_jobs(pg_url, tmp_path):
+    store = await Store.open(tmp_path, pg_url)
+    try:
+        account = (await store.account_for("test", "u", now=100.0)).id
+        await _fill(store, account, 30)
+        results = await asyncio.gather(*(_claim_until_empty(store, f"w{i}") for i in range(4)))
+        taken = [job_id for result in results for job_id in result]
+        assert sorted(taken) == [f"j{i:02}" for i in range(30)]  # each job exactly once
+        for i, result in enumerate(results):
+            assert {j.worker_id for j in await store.jobs(result)} <= {f"w{i}"}
+    finally:
+        await store.close()
+
+
+async def test_concurrent_claims_from_two_postgresql_stores_get_disjoint_jobs(pg_url, tmp_path):
+    first = await Store.open(tmp_path / "a", pg_url)
+    second = await Store.open(tmp_path / "b", pg_url)
+    try:
+        account = (await first.account_for("test", "u", now=100.0)).id
+        await _fill(first, account, 30)
+        one, two = await asyncio.gather(_claim_until_empty(first, "w1"), _claim_until_empty(second, "w2"))
+        assert not set(one) & set(two)
+        assert sorted(one + two) == [f"j{i:02}" for i in range(30)]
+    finally:
+        await first.close()
+        await second.close()
