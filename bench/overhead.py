@@ -91,11 +91,11 @@ class Trace:
         import bot.store as store
         from telegram import Bot, File
 
-        for attr in ("prepare_picture", "_png_bytes", "_load_png"):
+        for attr in ("prepare_picture", "_stored_bytes", "_open_picture"):
             self.wrap(service, attr, f"service.{attr} (thread)")
-        self.wrap(store.Store, "write_picture", "Store.write_picture (thread, fsync)")
-        for attr in ("account_for", "is_banned", "used_today", "add_job", "mark_running", "jobs", "job",
-                     "mark_done", "mark_delivered", "update_reply"):  # fmt: skip
+        for attr in ("account_for", "is_banned", "used_today", "member_active_jobs", "add_job", "position",
+                     "claim_batch", "picture", "jobs", "job", "finish_job", "claim_delivery", "mark_delivered",
+                     "update_reply"):  # fmt: skip
             self.wrap(store.Store, attr, f"Store.{attr} (SQLite)")
         for attr in ("submit", "complete"):  # (claim_batch is mostly waiting for work)
             self.wrap(service.RestyleService, attr, f"service.{attr}")

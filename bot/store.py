@@ -156,6 +156,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_batch ON jobs (status, batch_key, rank, seq);
     CREATE INDEX jobs_lease ON jobs (status, lease_until);
     """,
+    """
+    CREATE TABLE job_seq (n INTEGER NOT NULL);
+    INSERT INTO job_seq SELECT COALESCE(MAX(seq), 0) FROM jobs;
+    DROP INDEX jobs_waiting;
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_waiting ON jobs (status, rank, seq, id);
+    CREATE INDEX jobs_batch ON jobs (status, batch_key, rank, seq, id);
+    """,
 ]
 
 
@@ -605,7 +613,8 @@ class Store:
                 "ON CONFLICT (account_id, day) DO UPDATE SET used = daily_usage.used + 1",
                 job.account_id, job.quota_day,
             )  # fmt: skip
-            seq = await self.db.fetch_value("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs")
+            # One counter row: arrival order across processes, without scanning the jobs.
+            seq = await self.db.fetch_value("UPDATE job_seq SET n = n + 1 RETURNING n")
             stored = replace(job, rank=rank_for(active["last"]), seq=seq)
             await self.db.execute(
                 f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})",
