@@ -1,0 +1,199 @@
+"""Many processes on one PostgreSQL: front ends and workers of the real App (tests/standin_bot.py,
+with a stand-in engine and an HTTP front end), driven as separate OS processes."""
+
+from __future__ import annotations
+
+import collections
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.standin_bot import Proc, job_rows, write_config
+
+WORKERS = 3
+MAX_BATCH = 4
+DB = "scale"
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, pg_cluster_factory):
+    """A private PostgreSQL (the tests kill, restart...) and a way to start processes on it; all
+    processes are stopped after the test, whatever happened."""
+    cluster = pg_cluster_factory()
+    cluster.start()
+    url = cluster.create_database(DB)
+    base = write_config(tmp_path / "base.toml", url, max_batch=MAX_BATCH, lease_s=3, poll_s=0.5)
+    procs: list[Proc] = []
+
+    class Fleet:
+        def __init__(self) -> None:
+            self.cluster = cluster
+            self.procs = procs
+
+        def start(self, role: str, *, batch_seconds: float = 0.05) -> Proc:
+            proc = Proc(tmp_path / f"{role}{len(procs)}", base, role, batch_seconds=batch_seconds)
+            procs.append(proc)
+            return proc
+
+        def jobs(self, where: str = "TRUE") -> list[dict]:
+            return job_rows(cluster, DB, where)
+
+        def wait_all_done(self, expected: int, timeout: float) -> list[dict]:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                rows = self.jobs()
+                if len(rows) >= expected and all(r["status"] == "done" and r["delivered_at"] for r in rows):
+                    return rows
+                time.sleep(0.5)
+            counts = collections.Counter(r["status"] for r in self.jobs())
+            logs = "\n".join(f"--- {p.role} {p.pid}\n{p.log_tail(15)}" for p in procs)
+            raise AssertionError(f"not all {expected} jobs done and delivered: {dict(counts)}\n{logs}")
+
+        def deliveries(self, frontends: list[Proc]) -> collections.Counter:
+            return collections.Counter(line["job"] for fe in frontends for line in fe.delivered())
+
+    try:
+        yield Fleet()
+    finally:
+        for proc in procs:
+            try:
+                proc.terminate(timeout=15)
+            except Exception:
+                pass
+
+
+def _frontends(fleet, n: int) -> list[Proc]:
+    fes = [fleet.start("frontend") for _ in range(n)]
+    for fe in fes:
+        fe.wait_listening()
+    return fes
+
+
+def _wait_stable_deliveries(fleet, frontends: list[Proc], ids: set[str], timeout: float = 20) -> collections.Counter:
+    """Deliveries once every job has at least one line, plus a moment for any duplicate to show."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = fleet.deliveries(frontends)
+        if ids <= set(counts):
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # a second delivery (the bug this looks for) would come within a poll or two
+    return fleet.deliveries(frontends)
+
+
+@pytest.mark.timeout(120)
+def test_three_workers_two_frontends_500_jobs_each_done_and_delivered_once_in_rank_order(fleet):
+    fes = _frontends(fleet, 2)
+    members = [f"m{i:02d}" for i in range(25)]
+    pro = set(members[:5])
+    for i, m in enumerate(sorted(pro)):
+        status, answer = fes[i % 2].post("/tier", {"user": m, "tier": "pro"})
+        assert status == 200 and answer["tier"] == "pro", answer
+
+    def submit(i: int) -> str:
+        job, refusals = fes[i % 2].submit(members[i % len(members)], f"job {i}")
+        assert job, refusals
+        return job
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(submit, range(500)))
+    assert len(set(ids)) == 500
+    assert not any(r["started_at"] for r in fleet.jobs())
+
+    for _ in range(WORKERS):
+        fleet.start("worker", batch_seconds=0.05)
+    rows = fleet.wait_all_done(500, timeout=80)
+    counts = _wait_stable_deliveries(fleet, fes, set(ids))
+    assert set(counts) == set(ids)
+    assert [j for j, n in counts.items() if n != 1] == []
+    # both front ends delivered their own members' jobs
+    assert all(fe.delivered() for fe in fes)
+
+    # Rank order: no job starts more than workers * max_batch places before its turn.
+    by_rank = sorted(rows, key=lambda r: (r["rank"], r["seq"], r["id"]))
+    rank_pos = {r["id"]: i for i, r in enumerate(by_rank)}
+    by_start = sorted(rows, key=lambda r: (r["started_at"], r["rank"], r["seq"], r["id"]))
+    slack = WORKERS * MAX_BATCH
+    early = [(r["id"], i, rank_pos[r["id"]]) for i, r in enumerate(by_start) if i < rank_pos[r["id"]] - slack]
+    assert early == [], f"jobs started too early (id, start position, rank position): {early[:10]}"
+
+    # The first wave (each member's first job): every pro one starts before any free one.
+    member_of = {job: members[i % len(members)] for i, job in enumerate(ids)}
+    first: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: r["seq"]):
+        first.setdefault(r["tier"] + ":" + member_of[r["id"]], r)
+    pro_first = [r["started_at"] for k, r in first.items() if k.startswith("pro:")]
+    free_first = [r["started_at"] for k, r in first.items() if k.startswith("free:")]
+    assert len(pro_first) == 5 and len(free_first) == 20
+    assert max(pro_first) <= min(free_first)
+    assert all(p.proc.poll() is None for p in fleet.procs)
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_killed_mid_batch_its_jobs_finish_elsewhere_exactly_once(fleet):
+    (fe,) = _frontends(fleet, 1)
+    victim = fleet.start("worker", batch_seconds=30)  # holds its first batch for good
+    ids = []
+    for i in range(12):
+        job, refusals = fe.submit(f"u{i % 6}", f"job {i}")
+        assert job, refusals
+        ids.append(job)
+    deadline = time.monotonic() + 30
+    held: list[dict] = []
+    while time.monotonic() < deadline and not held:
+        held = [r for r in fleet.jobs("status = 'running'") if r["worker_id"]]
+        time.sleep(0.1)
+    assert held, victim.log_tail()
+    assert len({r["worker_id"] for r in held}) == 1
+    victim.kill()
+    killed_at = time.monotonic()
+    for _ in range(2):
+        fleet.start("worker", batch_seconds=0.05)
+    fleet.wait_all_done(12, timeout=40)
+    held_ids = {r["id"] for r in held}
+    redone = {r["id"]: r for r in fleet.jobs()}
+    assert all(redone[j]["worker_id"] != held[0]["worker_id"] for j in held_ids)
+    assert time.monotonic() - killed_at >= 2.5  # the lease (3 s) ran out first
+    results = fleet.cluster.psql("SELECT job_id, COUNT(*) FROM pictures WHERE kind = 'result' GROUP BY job_id", DB)
+    per_job = dict(line.split("|") for line in results.splitlines() if line)
+    assert set(per_job) == set(ids) and set(per_job.values()) == {"1"}
+    counts = _wait_stable_deliveries(fleet, [fe], set(ids))
+    assert set(counts) == set(ids) and set(counts.values()) == {1}, counts
+
+
+@pytest.mark.timeout(120)
+def test_postgres_restart_mid_run_every_process_reconnects_every_accepted_job_done_once(fleet):
+    fes = _frontends(fleet, 2)
+    workers = [fleet.start("worker", batch_seconds=0.2) for _ in range(2)]
+    for w in workers:  # connected before the outage: a process that cannot reach it at start exits
+        w.wait_log("the worker is taking jobs")
+    accepted: list[str] = []
+    refused: list[str] = []
+
+    def submit(i: int) -> None:
+        job, refusals = fes[i % 2].submit(f"u{i % 20}", f"job {i}", retry_s=60)
+        refused.extend(refusals)
+        if job:
+            accepted.append(job)
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(submit, i) for i in range(100)]
+        time.sleep(1.0)
+        at_stop = len(accepted)
+        fleet.cluster.stop()
+        time.sleep(1.0)
+        fleet.cluster.start()
+        for f in futures:
+            f.result()
+    assert all(p.proc.poll() is None for p in fleet.procs), [p.log_tail() for p in fleet.procs]
+    assert len(accepted) == len(set(accepted)) == 100, refused
+    assert 0 < at_stop < 100  # the outage came in the middle of the submissions
+    print(f"accepted before the stop: {at_stop}; refusals retried: {collections.Counter(refused)}")
+    rows = fleet.wait_all_done(100, timeout=60)
+    assert {r["id"] for r in rows} == set(accepted)
+    counts = _wait_stable_deliveries(fleet, fes, set(accepted))
+    assert set(counts) == set(accepted)
+    assert [j for j, n in counts.items() if n != 1] == []
+    assert all(p.proc.poll() is None for p in fleet.procs), [p.log_tail() for p in fleet.procs]
