@@ -41,7 +41,22 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-class SqliteDatabase:
+class _Rows:
+    """The reads both databases derive from fetch_all."""
+
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch_all(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        row = await self.fetch_one(sql, *args)
+        return None if row is None else row[0]
+
+
+class SqliteDatabase(_Rows):
     """One connection, one writer at a time (SQLite allows no more), autocommit outside
     `transaction()`. Notifications stay in this process: only one process may use the file."""
 
@@ -125,14 +140,6 @@ class SqliteDatabase:
             async with self._conn.execute(sql, args) as cursor:
                 return list(await cursor.fetchall())
 
-    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch_all(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetch_value(self, sql: str, *args: Any) -> Any:
-        row = await self.fetch_one(sql, *args)
-        return None if row is None else row[0]
-
     async def run_script(self, script: str) -> None:
         """Several statements at once (migrations), inside the caller's transaction."""
         async with self._guard():
@@ -150,7 +157,7 @@ class SqliteDatabase:
             loop.call_soon(callback, payload)
 
 
-class PostgresDatabase:
+class PostgresDatabase(_Rows):
     """A pool of connections for queries and one more connection for LISTEN. A lost server
     (restart, failover) shows as StoreError on the queries in flight; the pool and the listener
     reconnect by themselves once it is back."""
@@ -234,14 +241,6 @@ class PostgresDatabase:
     async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
         async with self._connection() as conn, self._guard():
             return list(await conn.fetch(_pg_sql(sql), *args))
-
-    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch_all(sql, *args)
-        return rows[0] if rows else None
-
-    async def fetch_value(self, sql: str, *args: Any) -> Any:
-        row = await self.fetch_one(sql, *args)
-        return None if row is None else row[0]
 
     async def run_script(self, script: str) -> None:
         async with self._connection() as conn, self._guard():
