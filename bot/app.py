@@ -29,6 +29,7 @@ PURGE_INTERVAL_S = 3600.0  # jobs past [moderation] retention_days are deleted t
 # all: front ends and one worker in one process (SQLite or PostgreSQL); frontend and worker:
 # one half each, any number of each on one PostgreSQL database.
 ROLES = ("all", "frontend", "worker")
+STARTUP_WAIT_S = 60.0  # how long a starting process waits for an unreachable PostgreSQL
 
 
 def check_role(config: Config, role: str) -> str | None:
@@ -139,7 +140,8 @@ class App:
         problem = check_role(config, role)
         if problem:
             raise ValueError(problem)
-        store = await Store.open(config.bot.data_dir, config.store.url)
+        # A process may start before its PostgreSQL (machines booting together): wait a minute.
+        store = await Store.open(config.bot.data_dir, config.store.url, wait_s=STARTUP_WAIT_S)
         service = RestyleService(config, store, clock or SystemClock())
         health = Health(runs_engine=role != "frontend")
         factory = adapters or functools.partial(build_adapters, role=role)

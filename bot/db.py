@@ -178,14 +178,29 @@ class PostgresDatabase(_Rows):
         self.on_reconnect: Callable[[], None] | None = None
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = 10) -> "PostgresDatabase":
+    async def open(cls, url: str, *, pool_size: int = 10, wait_s: float = 0.0) -> "PostgresDatabase":
+        """Connect; while the server is unreachable (it starts after us, or restarts), keep
+        trying for `wait_s` seconds, saying so in the log, before giving up with StoreError."""
         import asyncpg  # only deployments on PostgreSQL need the driver loaded
 
-        try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreError(f"PostgreSQL at {_safe_url(url)} cannot be reached: {exc}.") from exc
-        return cls(url, pool)
+        deadline = asyncio.get_running_loop().time() + wait_s
+        delay = 0.5
+        while True:
+            try:
+                pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
+                return cls(url, pool)
+            except (OSError, asyncpg.CannotConnectNowError) as exc:
+                # Refused, unreachable, or "the database system is starting up": worth waiting.
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise StoreError(f"PostgreSQL at {_safe_url(url)} cannot be reached: {exc}.") from exc
+                log.warning("PostgreSQL at %s cannot be reached yet (%s); trying again for %.0f s more",
+                            _safe_url(url), exc, left)  # fmt: skip
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 5.0)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # A wrong password or database name: waiting will not help.
+                raise StoreError(f"PostgreSQL at {_safe_url(url)} refused the connection: {exc}.") from exc
 
     async def close(self) -> None:
         self._closing = True

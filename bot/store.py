@@ -250,9 +250,10 @@ class Store:
         return isinstance(self.db, PostgresDatabase)
 
     @classmethod
-    async def open(cls, data_dir: Path, url: str = "") -> "Store":
+    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0) -> "Store":
         """`url` empty or `sqlite:///path`: SQLite (by default restyle.sqlite3 in data_dir);
-        `postgresql://...`: a PostgreSQL database shared with other processes."""
+        `postgresql://...`: a PostgreSQL database shared with other processes, waited for up
+        to `wait_s` seconds when it cannot be reached yet."""
         data_dir = Path(data_dir)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +267,7 @@ class Store:
             ) from exc
         db: Database
         if is_postgres(url):
-            db = await PostgresDatabase.open(url)
+            db = await PostgresDatabase.open(url, wait_s=wait_s)
         else:
             path = sqlite_path(url) if url else data_dir / "restyle.sqlite3"
             if path is None:

@@ -283,3 +283,25 @@ async def test_concurrent_claims_from_two_postgresql_stores_get_disjoint_jobs(pg
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_process_started_before_postgresql_waits_for_it(pg_cluster_factory, tmp_path):
+    cluster = pg_cluster_factory()
+    cluster.start()
+    url = cluster.url
+    cluster.stop()
+
+    async def start_later() -> None:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(cluster.start)
+
+    starter = asyncio.create_task(start_later())
+    store = await Store.open(tmp_path, url, wait_s=30)
+    await starter
+    assert await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+
+
+async def test_unreachable_postgresql_is_a_clear_error_once_the_wait_is_over(tmp_path):
+    with pytest.raises(StoreError, match=r"PostgreSQL at postgresql://restyle:\*\*\*@127\.0\.0\.1:1/x cannot be reached"):
+        await Store.open(tmp_path, "postgresql://restyle:secret@127.0.0.1:1/x", wait_s=0.6)
