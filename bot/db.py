@@ -318,11 +318,13 @@ class PostgresDatabase(_Rows):
                     self.on_reconnect()
             # A dead server does not always close the socket at once: ask it now and then.
             while not lost.is_set():
-                try:
-                    await asyncio.wait_for(lost.wait(), timeout=5.0)
-                except asyncio.TimeoutError:
+                try:  # asyncio.timeout: wait_for may swallow a cancellation on Python 3.11
+                    async with asyncio.timeout(5.0):
+                        await lost.wait()
+                except TimeoutError:
                     try:
-                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5.0)
+                        async with asyncio.timeout(5.0):
+                            await conn.execute("SELECT 1")
                     except Exception:
                         break
             with contextlib.suppress(Exception):

@@ -1130,9 +1130,12 @@ class RestyleService:
             records = await self.store.claim_batch(max_batch, self.instance_id, now, now + lease_s)
             if records:
                 break
-            with contextlib.suppress(asyncio.TimeoutError):
-                # Notifications wake this at once; the timeout is the fallback when one is lost.
-                await asyncio.wait_for(self._work.wait(), timeout=self.config.store.poll_s)
+            # Notifications wake this at once; the timeout is the fallback when one is lost.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as the event fires, and the cancelled worker would loop on forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.store.poll_s):
+                    await self._work.wait()
         ids = [record.id for record in records]
         self._running_here = ids
         self._lease_task = asyncio.get_running_loop().create_task(self._renew_lease(ids), name="lease")
