@@ -217,7 +217,11 @@ class PostgresDatabase(_Rows):
 
         try:
             yield
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+        except (
+            asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError
+        ) as exc:
+            # InternalClientError: a pooled connection caught mid-query by a server restart;
+            # the pool drops it, and the caller's retry gets a fresh one.
             raise StoreError(f"PostgreSQL refused a query: {type(exc).__name__}: {exc}.") from exc
 
     @contextlib.asynccontextmanager
