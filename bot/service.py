@@ -578,11 +578,16 @@ class RestyleService:
                 return self._queue_limit_refusal(tier)
             assert isinstance(added, JobRecord)
             record = added
-            position = await self.store.position(job_id) or 0
-            eta = await self._eta(record, position)
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
             return Refused("storage", "The bot cannot save new requests right now. Try again in a few minutes.")
+        try:
+            position = await self.store.position(job_id) or 0
+            eta = await self._eta(record, position)
+        except StoreError as exc:
+            # The job is saved: say so (a "try again" here would make the member queue it twice).
+            log.warning("job %s queued, but its position could not be read: %s", job_id, exc)
+            position, eta = 0, DEFAULT_BATCH_SECONDS
 
         self._work.set()
         await self._publish(job_id, "queued")  # wakes an idle worker, in this process or another
@@ -1261,11 +1266,17 @@ class RestyleService:
         task.add_done_callback(lambda _: self._deliveries.pop(job_id, None))
 
     async def _deliver(self, job_id: str) -> None:
-        try:
-            await self._deliver_once(job_id)
-        except StoreError as exc:
-            # The database went away; the delivery lease runs out and a poll tries again.
-            log.warning("job %s: delivery postponed, the database failed (%s)", job_id, exc)
+        for delay in (*self.store_retry_s, None):
+            try:
+                await self._deliver_once(job_id)
+                return
+            except StoreError as exc:
+                if delay is None:  # the delivery lease runs out and a poll tries again
+                    log.warning("job %s: delivery postponed, the database failed (%s)", job_id, exc)
+                    return
+                # This process may hold the delivery lease: try again itself, soon.
+                log.warning("job %s: delivery interrupted by the database (%s); retrying in %.1f s", job_id, exc, delay)
+                await asyncio.sleep(delay)
 
     async def _deliver_once(self, job_id: str) -> None:
         record = await self.store.job(job_id)

@@ -191,9 +191,14 @@ def test_postgres_restart_mid_run_every_process_reconnects_every_accepted_job_do
     assert len(accepted) == len(set(accepted)) == 100, refused
     assert 0 < at_stop < 100  # the outage came in the middle of the submissions
     print(f"accepted before the stop: {at_stop}; refusals retried: {collections.Counter(refused)}")
+    # A submission whose COMMIT reached the server just as it went down is saved although its
+    # answer was an error ("try again"): the outcome of a commit cut off mid-reply is unknown to
+    # the client. Such a job is not lost either: it runs and is delivered once, like the rest.
+    unsure = sum(1 for reason in refused if reason == "storage")
     rows = fleet.wait_all_done(100, timeout=60)
-    assert {r["id"] for r in rows} == set(accepted)
-    counts = _wait_stable_deliveries(fleet, fes, set(accepted))
-    assert set(counts) == set(accepted)
+    saved = {r["id"] for r in rows}
+    assert set(accepted) <= saved and len(saved - set(accepted)) <= unsure
+    counts = _wait_stable_deliveries(fleet, fes, saved)
+    assert set(counts) == saved
     assert [j for j, n in counts.items() if n != 1] == []
     assert all(p.proc.poll() is None for p in fleet.procs), [p.log_tail() for p in fleet.procs]
