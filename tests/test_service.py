@@ -319,7 +319,10 @@ async def test_service_dropped_mid_run_and_reopened_loses_nothing_and_sends_noth
     got = [d.job.id for d in h2.frontend.results]
     assert sorted(got) == sorted([done_not_delivered.job_id] + [w.job_id for w in waiting])
     assert delivered_first.job_id not in got
-    assert [p for p in run_order(h2, h) if p.startswith("waiting")] == ["waiting 0", "waiting 1", "waiting 2"]
+    ran = [p for p in run_order(h2, h) if p.startswith("waiting")]
+    if h2.store.shared:  # a job the dead worker held waits out its lease, so later ones may pass it
+        ran.sort()
+    assert ran == ["waiting 0", "waiting 1", "waiting 2"]
     await h2.close()
 
 
