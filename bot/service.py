@@ -377,6 +377,8 @@ class RestyleService:
             self._interrupt_if_alone(job_id)
 
     async def _deliver_if_mine(self, job_id: str) -> None:
+        if job_id in self._deliveries:  # this process finished it and is delivering it already
+            return
         record = await self.store.job(job_id)
         if record is not None and record.platform in self._frontends and record.delivered_at is None:
             self._schedule_delivery(job_id)

@@ -58,3 +58,14 @@ def pg_cluster_factory() -> Iterator[Callable[..., PgCluster]]:
     yield make
     for cluster in made:
         cluster.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path):
+    """An open Store on each database in turn (the same behaviour on both), closed after."""
+    from bot.store import Store
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+    opened = await Store.open(tmp_path, url)
+    yield opened
+    await opened.close()

@@ -42,14 +42,6 @@ def test_free_job_that_waited_one_aging_period_ties_with_a_new_pro_job():
 # The database queue ----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request, tmp_path):
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-    store = await Store.open(tmp_path, url)
-    yield store
-    await store.close()
-
-
 class Queue:
     """Submits jobs the way the service does (rank from compute_rank and the member's last
     active rank, read by add_job) and takes them the way a worker does, for readable tests."""

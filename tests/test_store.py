@@ -35,14 +35,6 @@ async def finish(store: Store, job_id: str, worker: str, result: bytes = b"resul
     return await store.finish_job(job_id, worker, result, seed=1, steps=4, seconds=1.0, deliver_after=0.0, now=now)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request, tmp_path):
-    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
-    store = await Store.open(tmp_path, url)
-    yield store
-    await store.close()
-
-
 @pytest.fixture
 async def account(store):
     return (await store.account_for("test", "u", now=100.0)).id
