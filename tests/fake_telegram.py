@@ -88,6 +88,7 @@ class FakeTelegram:
         self._group_ids = itertools.count(1)
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
         self._changed = asyncio.Condition()
+        self.last_update_id = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.closed = False
@@ -281,6 +282,7 @@ class FakeTelegram:
 
     def push(self, update: dict[str, Any]) -> int:
         update = {"update_id": next(self._update_ids), **update}
+        self.last_update_id = update["update_id"]
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update["update_id"]
@@ -330,6 +332,18 @@ class FakeTelegram:
         except asyncio.TimeoutError:
             seen = [(c.method, c.failed) for c in self.calls[-15:]]
             raise AssertionError(f"waited {timeout} s for {count} x {method}; got {len(matching())}. Last calls: {seen}") from None
+
+    def fetched_through(self) -> int:
+        """The last update id the bot has confirmed: a getUpdates with offset N confirms every
+        update below N (the Bot API's getUpdates), and python-telegram-bot puts each update it
+        fetched in its update queue before it asks again."""
+        offsets = [int(c.params.get("offset") or 0) for c in self.calls_to("getUpdates")]
+        return max(offsets, default=0) - 1
+
+    async def wait_fetched(self, *, timeout: float = 5.0) -> None:
+        """Until the bot has taken every update pushed so far."""
+        last = self.last_update_id
+        await self.wait_until(lambda: self.fetched_through() >= last, timeout=timeout)
 
     async def wait_until(self, predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
         async def waiter() -> None:

@@ -12,6 +12,7 @@ the engine and the chat front ends are replaced:
   the port is written to --port-file once it listens), platform "load":
     POST /submit {"user": "u1", "prompt": "..."} -> {"job": id} or {"refused": reason, "message": ...}
     POST /tier {"user": "u1", "tier": "pro"}      -> {"tier": "pro"}
+    POST /settled {}                              -> {"settled": true} once no delivery is in flight
   (HTTP 200 either way; 503 with {"error": ...} when the service raised). Every delivered result
   appends one JSON line {"job": id, "pid": pid, "t": time} to --deliveries (opened, appended and
   flushed per line), so a test can count deliveries across processes.
@@ -54,6 +55,7 @@ class LoadFrontEnd:
         app = web.Application()
         app.router.add_post("/submit", self._submit)
         app.router.add_post("/tier", self._tier)
+        app.router.add_post("/settled", self._settled)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -90,6 +92,13 @@ class LoadFrontEnd:
             log.exception("set_tier failed")
             return web.json_response({"error": repr(exc)}, status=503)
         return web.json_response({"tier": view.tier})
+
+    async def _settled(self, request: web.Request) -> web.Response:
+        # Every delivery this process started has ended (sent, or given up): once the database
+        # says all jobs are delivered, no further send can start (a delivery lease needs
+        # delivered_at IS NULL), so the deliveries file is final.
+        await self.service.wait_delivered()
+        return web.json_response({"settled": True})
 
     async def job_updated(self, job: JobView) -> None:
         pass

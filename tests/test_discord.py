@@ -69,6 +69,10 @@ class Harness:
         assert self.app is not None
         return self.app.service
 
+    async def messages_handled(self, count: int) -> None:
+        """Until the adapter has finished handling `count` message events (answered or ignored)."""
+        await self.fake.wait_for(lambda: self.adapter.messages_handled >= count, what=f"{count} messages handled")
+
     def hold_engine(self) -> threading.Event:
         self.engine.gate = threading.Event()
         return self.engine.gate
@@ -423,7 +427,7 @@ async def test_buttons_keep_working_after_a_restart(h, tmp_path):
 async def test_cancel_button_on_the_status_stops_the_job(h):
     await h.start()
     gate = h.hold_engine()
-    await h.restyle("first")
+    first = await h.restyle("first")
     await asyncio.to_thread(h.engine.started.wait, 5)
     second = await h.restyle("second")
     status = await h.fake.wait_for(lambda: (m := h.fake.original(second)) and m["components"] and m, what="status")
@@ -435,7 +439,9 @@ async def test_cancel_button_on_the_status_stops_the_job(h):
     assert h.fake.original(second)["components"] == []
     assert (await h.jobs())[1].status == "cancelled"
     gate.set()
-    await asyncio.sleep(0.2)
+    await h.result_of(first)  # the worker moved on past the cancelled job
+    await h.service.wait_delivered()
+    assert [j.status for j in await h.jobs()] == ["done", "cancelled"]
     assert h.fake.original(second)["content"] == "✖️ Cancelled."  # no late status edit
 
 
@@ -532,8 +538,9 @@ async def test_a_member_who_cannot_be_reached_at_all_is_a_permanent_failure_not_
     gate.set()
     await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM attempt")
     await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
-    await asyncio.sleep(0.1)
-    assert h.service.delivery_failures == 1  # permanent: not retried now
+    # Permanent: the delivery ended (a retry would wait on the fake clock, which never moves here).
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    assert h.service.delivery_failures == 1
 
 
 async def test_a_result_left_undelivered_at_shutdown_is_delivered_after_a_restart(h, tmp_path):
@@ -690,7 +697,7 @@ async def test_mentions_are_ignored_when_replies_are_off(h):
                              attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
     mention["mentions"] = [h.fake.bot_user]
     await h.fake.message_create(mention)
-    await asyncio.sleep(0.2)
+    await h.messages_handled(1)
     assert not h.fake.find("POST", r"^/channels/")
 
 

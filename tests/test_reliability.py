@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -212,7 +213,25 @@ class BotProcess:
             if not line and self.proc.poll() is not None:
                 break
         assert self.url, "the bot did not start:\n" + "".join(lines)
+        # The rest of its output is read as it comes (a full pipe would block the bot), for wait_output.
+        self.output = lines
+        self._reader = threading.Thread(target=self._read_output, args=(self.proc.stdout, lines), daemon=True)
+        self._reader.start()
         self._wait_ready()
+
+    @staticmethod
+    def _read_output(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+
+    def wait_output(self, text: str, timeout: float = 30) -> None:
+        """Until the bot has printed a line containing `text`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in list(self.output)):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the bot never printed {text!r}:\n" + "".join(self.output[-20:]))
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
@@ -274,6 +293,7 @@ class BotProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
+        self._reader.join(5)  # it ends at the pipe's end, once the process is gone
         self.proc.stdout.close()
         return code
 
@@ -304,7 +324,7 @@ def test_second_signal_exits_at_once(tmp_path, tiny_model_dir):
     bot.wait_status(running, {"running"})
     started = time.monotonic()
     bot.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    bot.wait_output("signal SIGTERM: finishing the running batch")  # the first signal was taken
     assert bot.stop(signal.SIGTERM, timeout=10) != 0
     assert time.monotonic() - started < 10
     assert bot.status(running) == "running"  # left for the next start (the kill -9 test runs it)

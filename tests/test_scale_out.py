@@ -4,6 +4,7 @@ with a stand-in engine and an HTTP front end), driven as separate OS processes."
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.standin_bot import Proc, job_rows, write_config
 WORKERS = 3
 MAX_BATCH = 4
 DB = "scale"
+BEFORE_STOP = 30  # submissions accepted before PostgreSQL is stopped in the restart test
 
 
 @pytest.fixture
@@ -64,6 +66,14 @@ def fleet(tmp_path: Path, pg_cluster_factory):
                 pass
 
 
+def _wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
 def _frontends(fleet, n: int) -> list[Proc]:
     fes = [fleet.start("frontend") for _ in range(n)]
     for fe in fes:
@@ -71,15 +81,22 @@ def _frontends(fleet, n: int) -> list[Proc]:
     return fes
 
 
-def _wait_stable_deliveries(fleet, frontends: list[Proc], ids: set[str], timeout: float = 20) -> collections.Counter:
-    """Deliveries once every job has at least one line, plus a moment for any duplicate to show."""
+def _final_deliveries(fleet, frontends: list[Proc], ids: set[str], timeout: float = 30) -> collections.Counter:
+    """The deliveries once they can no longer change: every job in `ids` is marked delivered in
+    the database, and then every front end has ended the deliveries it had in flight. A second
+    send of a job (the bug this looks for) would have to start before that mark, so it shows."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        counts = fleet.deliveries(frontends)
-        if ids <= set(counts):
+    while True:
+        rows = {r["id"]: r for r in fleet.jobs()}
+        if all(rows.get(j) and rows[j]["delivered_at"] for j in ids):
             break
-        time.sleep(0.2)
-    time.sleep(1.5)  # a second delivery (the bug this looks for) would come within a poll or two
+        if time.monotonic() > deadline:
+            missing = sorted(j for j in ids if not (rows.get(j) and rows[j]["delivered_at"]))
+            raise AssertionError(f"{len(missing)} jobs never marked delivered, e.g. {missing[:5]}")
+        time.sleep(0.1)
+    for fe in frontends:
+        status, answer = fe.post("/settled", {}, timeout=timeout)
+        assert status == 200 and answer == {"settled": True}, (status, answer)
     return fleet.deliveries(frontends)
 
 
@@ -105,7 +122,7 @@ def test_three_workers_two_frontends_500_jobs_each_done_and_delivered_once_in_ra
     for _ in range(WORKERS):
         fleet.start("worker", batch_seconds=0.05)
     rows = fleet.wait_all_done(500, timeout=80)
-    counts = _wait_stable_deliveries(fleet, fes, set(ids))
+    counts = _final_deliveries(fleet, fes, set(ids))
     assert set(counts) == set(ids)
     assert [j for j, n in counts.items() if n != 1] == []
     # both front ends delivered their own members' jobs
@@ -159,7 +176,7 @@ def test_a_worker_killed_mid_batch_its_jobs_finish_elsewhere_exactly_once(fleet)
     results = fleet.cluster.psql("SELECT job_id, COUNT(*) FROM pictures WHERE kind = 'result' GROUP BY job_id", DB)
     per_job = dict(line.split("|") for line in results.splitlines() if line)
     assert set(per_job) == set(ids) and set(per_job.values()) == {"1"}
-    counts = _wait_stable_deliveries(fleet, [fe], set(ids))
+    counts = _final_deliveries(fleet, [fe], set(ids))
     assert set(counts) == set(ids) and set(counts.values()) == {1}, counts
 
 
@@ -171,8 +188,13 @@ def test_postgres_restart_mid_run_every_process_reconnects_every_accepted_job_do
         w.wait_log("the worker is taking jobs")
     accepted: list[str] = []
     refused: list[str] = []
+    database_down = threading.Event()
 
     def submit(i: int) -> None:
+        # The first BEFORE_STOP go in while the database is up; the rest wait for the outage, so
+        # it falls in the middle of the submissions however fast the machine is.
+        if i >= BEFORE_STOP:
+            assert database_down.wait(60), "the database was never stopped"
         job, refusals = fes[i % 2].submit(f"u{i % 20}", f"job {i}", retry_s=60)
         refused.extend(refusals)
         if job:
@@ -180,16 +202,22 @@ def test_postgres_restart_mid_run_every_process_reconnects_every_accepted_job_do
 
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(submit, i) for i in range(100)]
-        time.sleep(1.0)
+        _wait_until(lambda: len(accepted) >= BEFORE_STOP, 60, "the first submissions")
         at_stop = len(accepted)
         fleet.cluster.stop()
-        time.sleep(1.0)
+        database_down.set()
+        # Up again once every process has found the server gone (its LISTEN connection lost and a
+        # reconnect refused) while the held submissions are on their way.
+        for p in fleet.procs:
+            p.wait_log("PostgreSQL notifications unavailable", timeout=30)
         fleet.cluster.start()
         for f in futures:
             f.result()
+    for p in fleet.procs:
+        p.wait_log("PostgreSQL notifications reconnected", timeout=30)
     assert all(p.proc.poll() is None for p in fleet.procs), [p.log_tail() for p in fleet.procs]
     assert len(accepted) == len(set(accepted)) == 100, refused
-    assert 0 < at_stop < 100  # the outage came in the middle of the submissions
+    assert at_stop == BEFORE_STOP  # the outage came in the middle of the submissions
     print(f"accepted before the stop: {at_stop}; refusals retried: {collections.Counter(refused)}")
     # A submission whose COMMIT reached the server just as it went down is saved although its
     # answer was an error ("try again"): the outcome of a commit cut off mid-reply is unknown to
@@ -198,7 +226,7 @@ def test_postgres_restart_mid_run_every_process_reconnects_every_accepted_job_do
     rows = fleet.wait_all_done(100, timeout=60)
     saved = {r["id"] for r in rows}
     assert set(accepted) <= saved and len(saved - set(accepted)) <= unsure
-    counts = _wait_stable_deliveries(fleet, fes, saved)
+    counts = _final_deliveries(fleet, fes, saved)
     assert set(counts) == saved
     assert [j for j, n in counts.items() if n != 1] == []
     assert all(p.proc.poll() is None for p in fleet.procs), [p.log_tail() for p in fleet.procs]

@@ -277,14 +277,16 @@ async def test_concurrent_claims_from_two_postgresql_stores_get_disjoint_jobs(pg
         await second.close()
 
 
-async def test_a_process_started_before_postgresql_waits_for_it(pg_cluster_factory, tmp_path):
+async def test_a_process_started_before_postgresql_waits_for_it(pg_cluster_factory, tmp_path, caplog):
     cluster = pg_cluster_factory()
     cluster.start()
     url = cluster.url
     cluster.stop()
 
     async def start_later() -> None:
-        await asyncio.sleep(1.0)
+        # The server comes up only once the store has failed to reach it and said it will wait.
+        while not any("cannot be reached yet" in r.getMessage() for r in caplog.records):
+            await asyncio.sleep(0.02)
         await asyncio.to_thread(cluster.start)
 
     starter = asyncio.create_task(start_later())

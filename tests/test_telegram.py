@@ -140,6 +140,14 @@ def album_pictures(call) -> list[bytes]:
     return out
 
 
+async def settle(bot: Bot, fake: FakeTelegram) -> None:
+    """Until every update pushed so far was fetched and handled, and no delivery is in flight:
+    what the bot has not sent by then, it will not send for those updates (no fixed sleep)."""
+    await fake.wait_fetched()
+    await asyncio.wait_for(bot.adapter.application.update_queue.join(), 5)
+    await asyncio.wait_for(bot.app.service.wait_delivered(), 5)
+
+
 async def finish(bot: Bot, fake: FakeTelegram, n_albums: int = 1) -> None:
     """Wait until n albums, their buttons messages and the status clean-ups went out."""
     await fake.wait_for("sendMediaGroup", n_albums)
@@ -236,7 +244,7 @@ async def test_commands_for_another_bot_are_ignored_in_groups(start_bot, fake):
     ours = fake.message(ANA, GROUP, text="/restyle@RestyleTestBot oil painting", reply_to=photo)
     await wait_reply(fake, ours)
     await finish(bot, fake)
-    await asyncio.sleep(0.1)
+    await settle(bot, fake)
     assert len(fake.calls_to("getFile")) == 1
     assert len(fake.calls_to("sendMediaGroup")) == 1
     assert all(c.params["reply_parameters"]["message_id"] == ours["message_id"] for c in fake.calls_to("sendMessage"))
@@ -368,7 +376,7 @@ async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
         fake.press(BEN, message, data)
     answers = await fake.wait_for("answerCallbackQuery", 3)
     assert all(a.params["show_alert"] is True and "Only the member who asked" in a.params["text"] for a in answers)
-    await asyncio.sleep(0.1)
+    await settle(bot, fake)
     assert len(fake.calls_to("sendMediaGroup")) == 1 and fake.calls_to("sendDocument") == []
     assert not {"queued", "running"} & set(await bot.app.store.count_by_status())
 
@@ -393,7 +401,8 @@ async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
     assert "reply_markup" not in fake.live(status)
     engine.gate.set()
     await finish(bot, fake, 1)
-    await asyncio.sleep(0.1)
+    await settle(bot, fake)
+    assert not {"queued", "running"} & set(await bot.app.store.count_by_status())
     assert len(fake.calls_to("sendMediaGroup")) == 1
     assert "first" in fake.calls_to("sendMediaGroup")[0].params["media"][1]["caption"]
 
@@ -449,8 +458,9 @@ async def test_status_edits_are_throttled_and_show_the_latest(start_bot, fake):
         bot.app.service.report_progress(job_id, step / 10)
         await asyncio.sleep(0.01)
     await fake.wait_until(lambda: any(c.params.get("text") == "Restyling… 100%" for c in fake.calls_to("editMessageText")))
-    await asyncio.sleep(0.5)
-    edits = [c for c in fake.calls_to("editMessageText")]
+    engine.gate.set()
+    await finish(bot, fake)  # a throttled edit still pending would have gone out by the delivery
+    edits = [c for c in fake.calls_to("editMessageText") if c.params.get("text", "").startswith("Restyling")]
     assert 1 <= len(edits) <= 4, [e.params["text"] for e in edits]  # not one per step
     gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
     assert all(g >= 0.35 for g in gaps)
@@ -627,7 +637,8 @@ async def test_restart_with_jobs_waiting_delivers_each_once(start_bot, fake):
 
     bot2 = await start_bot()
     await finish(bot2, fake, 3)
-    await asyncio.sleep(0.2)
+    await settle(bot2, fake)
+    assert not {"queued", "running"} & set(await bot2.app.store.count_by_status())
     albums = fake.calls_to("sendMediaGroup")
     captions = sorted(a.params["media"][1]["caption"].split("”")[0].strip("“") for a in albums)
     assert captions == ["one", "three", "two"]
@@ -656,8 +667,9 @@ async def test_wrong_token_stops_the_start_with_a_clear_message(start_bot, fake)
     fake.token = "999999:SomeOtherBotTokenThatTelegramKnows00"  # the server answers 401 to ours
     with pytest.raises(AdapterStartError, match=r"refused the bot token; check \[telegram\] token"):
         await start_bot(wait_polling=False, reconnect_delays_s=(0.05,))
-    await asyncio.sleep(0.1)
-    assert len(fake.calls_to("getMe")) == 1  # no retry loop hammering Telegram with a bad token
+    assert len(fake.calls_to("getMe")) == 1
+    # and none to come: no reconnect loop was left running to hammer Telegram with a bad token
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "telegram-connect" and not t.done()]
 
 
 async def test_webhook_port_in_use_stops_the_start_with_a_clear_message(start_bot, fake):

@@ -11,25 +11,24 @@ import pytest
 from bot.moderation import BANNED, NO_DMS, NOT_HERE
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
-from tests.test_telegram import ANA, BEN, GROUP, fake, finish, photo_message, replies_to, start_bot, wait_reply  # noqa: F401
+from tests.test_telegram import ANA, BEN, GROUP, fake, finish, photo_message, replies_to, settle, start_bot, wait_reply  # noqa: F401
 
 pytestmark = pytest.mark.timeout(30)
 
 ADA = FakeTelegram.user(9001, "Ada")  # the bot's admin
 ADMINS = 'admins = ["telegram:9001"]'
 OTHER_GROUP = FakeTelegram.group_chat(-1009999, "Elsewhere")
-QUIET_S = 0.3  # how long "the bot said nothing" is watched for
 
 
 async def test_outside_the_allowed_chats_the_bot_answers_once_then_stays_quiet(start_bot, fake):
-    await start_bot(extra=f"[access]\ntelegram_chats = [{GROUP['id']}]")
+    bot = await start_bot(extra=f"[access]\ntelegram_chats = [{GROUP['id']}]")
     photo = photo_message(fake, ANA, OTHER_GROUP)
     first = fake.message(ANA, OTHER_GROUP, text="/restyle oil painting", reply_to=photo)
     [answer] = await wait_reply(fake, first)
     assert answer.params["text"] == NOT_HERE
     again = fake.message(BEN, OTHER_GROUP, text="/restyle watercolor", reply_to=photo)
     caption = fake.message(ANA, OTHER_GROUP, photo=picture_bytes(), caption="/restyle pencil")
-    await asyncio.sleep(QUIET_S)
+    await settle(bot, fake)  # both handled: what was not said by now is not said
     assert replies_to(fake, again) == [] and replies_to(fake, caption) == []
     assert fake.calls_to("getFile") == []  # nothing downloaded outside the list
 
@@ -44,13 +43,13 @@ async def test_outside_the_allowed_chats_the_bot_answers_once_then_stays_quiet(s
 
 
 async def test_with_private_chats_off_a_request_there_is_refused_once(start_bot, fake):
-    await start_bot(extra="[access]\ndirect_messages = false")
+    bot = await start_bot(extra="[access]\ndirect_messages = false")
     photo = photo_message(fake, ANA)
     first = fake.message(ANA, text="/restyle oil painting", reply_to=photo)
     [answer] = await wait_reply(fake, first)
     assert answer.params["text"] == NO_DMS
     second = fake.message(ANA, text="/restyle oil painting", reply_to=photo)
-    await asyncio.sleep(QUIET_S)
+    await settle(bot, fake)  # both handled: what was not said by now is not said
     assert replies_to(fake, second) == []
     in_group = fake.message(ANA, GROUP, text="/restyle oil painting", reply_to=photo_message(fake, ANA, GROUP))
     [status] = await wait_reply(fake, in_group)

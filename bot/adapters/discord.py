@@ -193,8 +193,13 @@ class RestyleClient(discord.Client):
         self.connected.set()
 
     async def on_message(self, message: discord.Message) -> None:
-        with self.restyle_adapter._handling():
-            await self.restyle_adapter.on_message(message)
+        try:
+            with self.restyle_adapter._handling():
+                await self.restyle_adapter.on_message(message)
+        finally:
+            # Counted when the handler is done, ignored messages too: "it said nothing" can then
+            # be checked once the message was handled, instead of after a guessed wait.
+            self.restyle_adapter.messages_handled += 1
 
 
 # State kept per job while it waits --------------------------------------------------------------
@@ -249,6 +254,7 @@ class DiscordAdapter:
         self._status: dict[str, _Status] = {}
         self._saved_urls: tuple[str, yarl.URL] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.messages_handled = 0  # message events whose handler has finished (see RestyleClient.on_message)
 
     @contextlib.contextmanager
     def _handling(self):
