@@ -18,6 +18,7 @@ from PIL import Image, ImageCms, WebPImagePlugin, features
 
 from bot.clock import FakeClock
 from bot.config import load_config
+from bot.logs import hide_secrets
 from bot.decoding import BUSY, TOO_SLOW, PictureDecoder
 from bot.service import Accepted, Member, Refused, RestyleService
 from bot.store import Store
@@ -151,6 +152,24 @@ def test_crafted_exif_is_one_log_line_not_a_warning_per_tag(caplog):
     assert len(lines) == 2  # one per picture read
     assert lines[0].startswith("picture metadata is damaged; Pillow warned: Tag data larger than file")
     assert lines[0].endswith("(and 129 more)")
+
+
+def test_pillow_debug_lines_stay_out_of_a_debug_log(caplog):
+    """Pillow logs each PNG chunk and EXIF tag at DEBUG; a bot run with --log-level DEBUG must not."""
+    exif = Image.Exif()
+    for tag in range(0x9000, 0x9040):
+        exif[tag] = "x"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, format="PNG", exif=exif)
+    pil = logging.getLogger("PIL")
+    level = pil.level
+    caplog.set_level(logging.DEBUG)
+    try:
+        hide_secrets()
+        prepare_picture(buffer.getvalue())
+    finally:
+        pil.setLevel(level)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("PIL")] == []
 
 
 def test_png_with_a_large_colour_profile_is_accepted_without_it():
