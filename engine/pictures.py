@@ -31,7 +31,7 @@ MIN_ENCODE_SIDE = 16  # below this, give up on a byte budget
 # asks for, so decode time grows with scans x pixels (~1 ms per scan per megapixel here): a
 # 36 MP frame with its last scan repeated 1,700 times is 240 KB and a minute of CPU. Encoders
 # write 6 (libjpeg, grey) to 10 (libjpeg, colour) scans, mozjpeg about a dozen, Photoshop 3-5.
-MAX_JPEG_SCANS = 100  # ten times what an encoder writes (libjpeg-turbo's tools refuse past 500)
+MAX_JPEG_SCANS = 100  # ten times what an encoder writes; NVIDIA's nvImageCodec refuses past 256
 MAX_SCAN_PIXELS = 1_000_000_000  # scans x frame pixels: 25 scans at 40 MP, about a second
 # A JPEG walked past this many markers is not one an encoder wrote (normal files have < 100;
 # a 20 MB XMP block in 64 KB pieces is 300); walking further would cost Python time per marker.
@@ -233,9 +233,10 @@ def _check_decoded_pixels(img: Image.Image, limit: int) -> None:
     mp = f"{limit / 1_000_000:.1f}".removesuffix(".0")
     if img.format in ("JPEG", "MPO"):
         raise PictureError(_too_many_pixels(img.size, limit))
+    kind = {"WEBP": "WebP"}.get(str(img.format), str(img.format))
     raise PictureError(
         f"That picture is {width} × {height} pixels; I can read at most {mp} megapixels from a "
-        f"{img.format} file. Make it smaller, or send it as a JPEG."
+        f"{kind} file. Make it smaller, or send it as a JPEG."
     )
 
 
@@ -370,12 +371,12 @@ def prepare_picture(
     try:
         width, height = _oriented_size(img.size, orientation)
         target = _target_size(width, height, max_side, min_side)
-        if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+        img.seek(0)  # animated GIF/WebP, a phone's MPO: the first frame
+        if img.format in ("JPEG", "MPO") and img.mode in ("RGB", "L", "CMYK"):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the target.
             scale = max(target[0] / width, target[1] / height)
             img.draft(img.mode, (max(1, int(img.size[0] * scale) + 1), max(1, int(img.size[1] * scale) + 1)))
         _check_decoded_pixels(img, max_decoded_pixels or max_pixels)
-        img.seek(0)  # animated GIF/WebP: the first frame
         img.load()
     except PictureError:  # a ValueError too: must not become "damaged"
         raise

@@ -118,7 +118,7 @@ def test_lossless_webp_bomb_is_refused_from_its_header(monkeypatch):
     monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "load", decoded)
     message = refusal(bomb, max_side=512, max_decoded_pixels=decoded_pixel_limit(1024))
     assert message == (
-        "That picture is 6300 × 6300 pixels; I can read at most 16.8 megapixels from a WEBP file. "
+        "That picture is 6300 × 6300 pixels; I can read at most 16.8 megapixels from a WebP file. "
         "Make it smaller, or send it as a JPEG."
     )
 
@@ -130,11 +130,16 @@ def test_decoded_pixels_follow_the_largest_tier():
     assert prepare_picture(png.getvalue(), max_decoded_pixels=decoded_pixel_limit(512)).size == (512, 512)
 
 
-def test_big_jpeg_decodes_reduced_instead_of_being_refused():
-    """27 MP is over the 16.8 MP a PNG may have, but libjpeg decodes it at 1/4 scale (1500 x 1125)."""
-    data = jpeg(Image.new("RGB", (6000, 4500), (30, 120, 200)), quality=80)
-    img = prepare_picture(data, max_side=1024, max_decoded_pixels=decoded_pixel_limit(1024))
-    assert img.size == (1024, 768)
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO"])
+def test_big_jpeg_decodes_reduced_instead_of_being_refused(fmt):
+    """20 MP is over the 16.8 MP a PNG may have, but libjpeg decodes it at half scale or less
+    (phones' MPO files too: a JPEG with more frames after it)."""
+    frames = [Image.new("RGB", (5000, 4000), (30, 120, 200)), Image.new("RGB", (5000, 4000))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, quality=80, **({"save_all": True, "append_images": frames[1:]} if fmt == "MPO" else {}))
+    img = prepare_picture(buffer.getvalue(), max_side=1024, max_decoded_pixels=decoded_pixel_limit(1024))
+    assert img.size == (1024, 816)
+    assert all(abs(a - b) <= 3 for a, b in zip(img.getpixel((5, 5)), (30, 120, 200)))  # the first frame
 
 
 # Pillow's warnings and large colour profiles ------------------------------------------------------
