@@ -166,14 +166,15 @@ def test_pillow_debug_lines_stay_out_of_a_debug_log(caplog):
         exif[tag] = "x"
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buffer, format="PNG", exif=exif)
-    pil = logging.getLogger("PIL")
-    level = pil.level
+    # hide_secrets sets logger levels for the whole process: put them back for later tests.
+    levels = {name: logging.getLogger(name).level for name in ("PIL", "httpx")}
     caplog.set_level(logging.DEBUG)
     try:
         hide_secrets()
         prepare_picture(buffer.getvalue())
     finally:
-        pil.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("PIL")] == []
 
 
