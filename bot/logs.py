@@ -51,3 +51,6 @@ def hide_secrets(secrets: tuple[str, ...] = ()) -> None:
         handler.addFilter(RedactingFilter(secrets))
     # httpx logs every request line at INFO, URL (and token) included; keep those at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Pillow logs every EXIF tag and PNG chunk it reads at DEBUG: a crafted upload is hundreds of
+    # lines. What matters about a picture is logged by engine.pictures.
+    logging.getLogger("PIL").setLevel(logging.INFO)

@@ -34,6 +34,7 @@ from bot.clock import Clock, utc_day
 from bot.metrics import BATCH_SIZE_BUCKETS, JOB_SECONDS_BUCKETS, Histogram
 from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
+from bot.decoding import PictureDecoder
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -58,7 +59,7 @@ from bot.upgrades import (
     tiers_by_rank,
 )
 from engine.api import EngineJob, EngineOutput, batch_key, random_seed, scheduled_steps
-from engine.pictures import PictureError, encode_picture, prepare_picture
+from engine.pictures import PictureError, decoded_pixel_limit, encode_picture
 
 log = logging.getLogger("bot.service")
 
@@ -243,6 +244,7 @@ class RestyleService:
         rng: random.Random | None = None,
         flood_guard: FloodGuard | None = None,
         safety_check: Callable[[Image.Image], bool] | None = None,
+        decoder: PictureDecoder | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -252,6 +254,11 @@ class RestyleService:
         self.blocklist = Blocklist.from_settings(config.moderation)
         # Returns True for a result that must not be sent (diffusers' safety checker, or a test's).
         self.safety_check = safety_check
+        # Uploads decode in threads of their own, never behind the engine (see bot.decoding).
+        self.decoder = decoder or PictureDecoder()
+        # One decode holds at most what the largest tier can use (a free member's PNG may be
+        # as big as a max member's: it is resized after decoding either way).
+        self._max_decoded_pixels = decoded_pixel_limit(max(tier.max_side for tier in config.tiers.values()))
         self._places_told: set[Place] = set()
         # Names this process in the database (worker leases, delivery leases).
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -514,11 +521,12 @@ class RestyleService:
 
             if picture is not None:
                 try:
-                    prepared = await asyncio.to_thread(
-                        prepare_picture,
+                    prepared = await self.decoder.prepare(
                         picture,
+                        who=member.key,
                         max_side=tier.max_side,
                         max_bytes=int(self.config.bot.max_upload_mb * 1_000_000),
+                        max_decoded_pixels=self._max_decoded_pixels,
                     )
                 except PictureError as exc:
                     return Refused("picture", str(exc))

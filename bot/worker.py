@@ -5,7 +5,10 @@ another machine can sit behind the same two calls."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, Sequence
 
 from engine.api import EngineJob, EngineOutput, RestyleEngine
@@ -29,6 +32,9 @@ class Worker:
     def __init__(self, source: BatchSource, engine: RestyleEngine) -> None:
         self.source = source
         self.engine = engine
+        # The engine's own thread: in asyncio's shared pool a long batch would hold a thread
+        # that uploads and deliveries need, and a burst of them would make the engine wait.
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self.busy = False
         self._stopping = False
 
@@ -67,7 +73,8 @@ class Worker:
 
     async def _run_and_complete(self, batch: Sequence[EngineJob], on_progress) -> None:
         try:
-            outputs = await asyncio.to_thread(self.engine.run, list(batch), on_progress)
+            run = functools.partial(contextvars.copy_context().run, self.engine.run, list(batch), on_progress)
+            outputs = await asyncio.get_running_loop().run_in_executor(self._engine_thread, run)
         except Exception:
             ids = ", ".join(job.job_id for job in batch)
             log.exception("engine crashed on jobs %s; they fail, the worker carries on", ids)

@@ -6,10 +6,17 @@ Every refusal is a PictureError whose message is one or two sentences for a chat
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import re
+import threading
 import warnings
+from collections.abc import Iterator
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger("engine.pictures")
 
 FORMATS_SENTENCE = "Send a photo or an image file (PNG, JPEG, WebP or GIF)."
 NOT_A_PICTURE = "That file isn't a picture I can read (PNG, JPEG, WebP or GIF). Send a photo or an image file."
@@ -20,6 +27,19 @@ QUALITIES = (95, 90, 85, 80, 75, 70, 60, 50, 40)  # JPEG/WebP, best first
 PNG_LEVELS = (6, 9)  # zlib levels: the usual, then the hardest
 SHRINK = 0.8  # per step when a picture must get smaller to fit a byte budget
 MIN_ENCODE_SIDE = 16  # below this, give up on a byte budget
+# Progressive JPEG: libjpeg entropy-decodes every scan over the whole frame, whatever draft()
+# asks for, so decode time grows with scans x pixels (~1 ms per scan per megapixel here): a
+# 36 MP frame with its last scan repeated 1,700 times is 240 KB and a minute of CPU. Encoders
+# write 6 (libjpeg, grey) to 10 (libjpeg, colour) scans, mozjpeg about a dozen, Photoshop 3-5.
+MAX_JPEG_SCANS = 100  # ten times what an encoder writes; NVIDIA's nvImageCodec refuses past 256
+MAX_SCAN_PIXELS = 1_000_000_000  # scans x frame pixels: 25 scans at 40 MP, about a second
+# A JPEG walked past this many markers is not one an encoder wrote (normal files have < 100;
+# a 20 MB XMP block in 64 KB pieces is 300); walking further would cost Python time per marker.
+MAX_JPEG_MARKERS = 10_000
+# PNG, WebP and GIF decode at full size (JPEG can reduce while decoding). Anything over four
+# times the largest tier's working side is thrown away by the resize anyway; see
+# decoded_pixel_limit.
+DECODE_SIDE_FACTOR = 4
 
 
 class PictureError(ValueError):
@@ -44,16 +64,154 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _open(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Open (headers only) and run every check that needs no pixels."""
+def decoded_pixel_limit(largest_max_side: int, max_pixels: int = 40_000_000) -> int:
+    """Pixels one decode may hold in memory, from the largest working side any tier has: four
+    times that side squared (1024 -> 16.8 MP, ~67 MB as RGBA), never above max_pixels. A 4K
+    screenshot (8.3 MP) fits; a 1.6 KB lossless WebP of 6300 x 6300 (~1 GB decoded) does not."""
+    return min(max_pixels, (DECODE_SIDE_FACTOR * largest_max_side) ** 2)
+
+
+# A marker is 0xFF then a byte other than 0x00 (a stuffed 0xFF inside entropy-coded data), 0xFF
+# (fill before a marker) or 0xD0-0xD7 (restart markers, which sit inside a scan and carry no
+# length). libjpeg finds markers the same way, inside scans and between segments alike. Two
+# fixed bytes: the search is linear and runs in C over the entropy-coded data.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+_SOS, _EOI, _SOI, _TEM = 0xDA, 0xD9, 0xD8, 0x01
+
+
+def jpeg_scan_count(data: bytes, stop_after: int = MAX_JPEG_SCANS) -> int | None:
+    """How many scans (SOS segments) libjpeg would decode in this JPEG, counting at most
+    stop_after + 1; None when it has more than MAX_JPEG_MARKERS markers.
+
+    Walks the segment structure: a segment's payload is skipped by its length (so an EXIF
+    thumbnail or a comment full of FF DA bytes counts nothing) and entropy-coded data is searched
+    for the next real marker, up to the first EOI (a phone's MPO frames after it are never decoded)."""
+    scans = 0
+    markers = 0
+    pos = 2  # after SOI
+    while scans <= stop_after:
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
+            break
+        markers += 1
+        if markers > MAX_JPEG_MARKERS:
+            return None
+        start = found.start()
+        marker = data[start + 1]
+        if marker == _EOI:
+            break
+        if marker in (_SOI, _TEM):  # no length
+            pos = start + 2
+            continue
+        if start + 4 > len(data):
+            break
+        length = int.from_bytes(data[start + 2 : start + 4], "big")
+        if length < 2:
+            break  # libjpeg stops here with an error
+        if marker == _SOS:
+            scans += 1
+        pos = start + 2 + length  # after an SOS header: the scan's entropy-coded data
+    return scans
+
+
+def _check_jpeg_scans(data: bytes, width: int, height: int) -> None:
+    scans = jpeg_scan_count(data)
+    if scans is None:
+        raise PictureError(DAMAGED)
+    if scans > MAX_JPEG_SCANS or scans * width * height > MAX_SCAN_PIXELS:
+        count = f"{scans}" if scans <= MAX_JPEG_SCANS else f"over {MAX_JPEG_SCANS}"
+        raise PictureError(
+            f"That JPEG is saved in {count} progressive passes, far more than cameras and editors write, "
+            "and would take too long to read; save it again as an ordinary JPEG or as PNG and send it again."
+        )
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _without_png_chunk(data: bytes, kind: bytes) -> bytes | None:
+    """The PNG without its `kind` chunks, or None when it has none (or isn't a PNG)."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    pieces = [_PNG_SIGNATURE]
+    pos, dropped = len(_PNG_SIGNATURE), False
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        end = pos + 12 + length  # length, type, data, CRC
+        if data[pos + 4 : pos + 8] == kind:
+            dropped = True
+        else:
+            pieces.append(data[pos:end])
+        pos = end
+    pieces.append(data[pos:])
+    return b"".join(pieces) if dropped else None
+
+
+# warnings.catch_warnings swaps process-wide state (Python < 3.14 has no per-thread warning
+# filters): two decode threads inside it at once can leave a recording hook installed for good.
+# So decode threads take turns for the header and EXIF steps (milliseconds); pixels decode
+# outside the lock. Another library's catch_warnings in another thread at that instant can
+# still interleave with ours: the window is those milliseconds.
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_warnings_logged() -> Iterator[None]:
+    """Collect what Pillow warns while reading a picture's header and metadata (a crafted EXIF
+    block gives one warning per tag: 100+ lines on stderr) and log one line for the picture."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # every one, so a picture's count is its own
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check pixels ourselves
+            yield
+    finally:
+        if caught:
+            more = f" (and {len(caught) - 1} more)" if len(caught) > 1 else ""
+            log.info("picture metadata is damaged; Pillow warned: %s%s", str(caught[0].message)[:200], more)
+
+
+DAMAGED = "That picture is damaged or cut short (perhaps the upload didn't finish); send it again."
+
+
+def _open(data: bytes, max_bytes: int, max_pixels: int) -> tuple[Image.Image, int | None]:
+    """Open (headers only) and run every check that needs no pixels. Returns the image and its
+    EXIF orientation (read here, where Pillow's warnings about EXIF are collected)."""
     if not data:
         raise PictureError(f"That file is empty. {FORMATS_SENTENCE}")
     if len(data) > max_bytes:
         raise PictureError(f"That picture is {_mb(len(data))}; the limit is {_mb(max_bytes)}.")
+    with _pillow_warnings_logged():
+        img = _open_image(data, max_pixels)
+        orientation = _orientation(img)
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise PictureError(NOT_A_PICTURE)
+    if width * height > max_pixels:
+        raise PictureError(_too_many_pixels((width, height), max_pixels))
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise PictureError(
+            f"That picture is {width} × {height} pixels, too long and thin to restyle. "
+            f"Crop it so one side is at most {MAX_ASPECT} times the other."
+        )
+    if img.format in ("JPEG", "MPO"):
+        _check_jpeg_scans(data, width, height)
+    return img, orientation
+
+
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=READABLE)
+        try:
+            return Image.open(io.BytesIO(data), formats=READABLE)
+        except ValueError:
+            # Pillow refuses a PNG colour profile over 1 MB unpacked (PngImagePlugin.MAX_TEXT_CHUNK,
+            # a guard against zlib bombs in text chunks). Large profiles are real (printer LUTs)
+            # and we drop profiles anyway: read the picture without it rather than refuse it.
+            # Raising the limit instead would raise it for every text chunk in every thread.
+            stripped = _without_png_chunk(data, b"iCCP")
+            if stripped is None:
+                raise
+            return Image.open(io.BytesIO(stripped), formats=READABLE)
     except Image.DecompressionBombError:
         raise PictureError(_too_many_pixels(None, max_pixels)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -65,17 +223,21 @@ def _open(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
         if kind:
             raise PictureError(f"That's an {kind} file, which I can't read. {FORMATS_SENTENCE}") from exc
         raise PictureError(NOT_A_PICTURE) from exc
+
+
+def _check_decoded_pixels(img: Image.Image, limit: int) -> None:
+    """After draft(): img.size is what will be decoded (a JPEG's reduced size, else the full one)."""
     width, height = img.size
-    if width < 1 or height < 1:
-        raise PictureError(NOT_A_PICTURE)
-    if width * height > max_pixels:
-        raise PictureError(_too_many_pixels((width, height), max_pixels))
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise PictureError(
-            f"That picture is {width} × {height} pixels, too long and thin to restyle. "
-            f"Crop it so one side is at most {MAX_ASPECT} times the other."
-        )
-    return img
+    if width * height <= limit:
+        return
+    mp = f"{limit / 1_000_000:.1f}".removesuffix(".0")
+    if img.format in ("JPEG", "MPO"):
+        raise PictureError(_too_many_pixels(img.size, limit))
+    kind = {"WEBP": "WebP"}.get(str(img.format), str(img.format))
+    raise PictureError(
+        f"That picture is {width} × {height} pixels; I can read at most {mp} megapixels from a "
+        f"{kind} file. Make it smaller, or send it as a JPEG."
+    )
 
 
 def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> str:
@@ -85,20 +247,39 @@ def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> str:
     return f"That picture is {size[0]} × {size[1]} pixels; the limit is {mp} megapixels."
 
 
-def _oriented_size(img: Image.Image) -> tuple[int, int]:
-    """The size as people see it: EXIF orientations 5 to 8 swap width and height."""
+def _orientation(img: Image.Image) -> int | None:
+    """EXIF orientation (1-8; Pillow also reads XMP's tiff:Orientation), None when absent or broken."""
     try:
         orientation = img.getexif().get(0x0112)
     except Exception:  # a broken EXIF block must not refuse a good picture
-        orientation = None
-    w, h = img.size
+        return None
+    return orientation if isinstance(orientation, int) else None
+
+
+def _oriented_size(size: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """The size as people see it: EXIF orientations 5 to 8 swap width and height."""
+    w, h = size
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+# What ImageOps.exif_transpose does for each orientation; done here with the orientation read
+# once in _open, so the EXIF block is not parsed (and warned about) a second time.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def picture_size(data: bytes, *, max_bytes: int = 20_000_000, max_pixels: int = 40_000_000) -> tuple[int, int]:
     """Width and height as shown (EXIF orientation applied), read from the header only."""
-    with _open(data, max_bytes, max_pixels) as img:
-        return _oriented_size(img)
+    img, orientation = _open(data, max_bytes, max_pixels)
+    with img:
+        return _oriented_size(img.size, orientation)
 
 
 def _target_size(width: int, height: int, max_side: int, min_side: int) -> tuple[int, int]:
@@ -176,34 +357,35 @@ def prepare_picture(
     min_side: int = 256,
     max_bytes: int = 20_000_000,
     max_pixels: int = 40_000_000,
+    max_decoded_pixels: int | None = None,
 ) -> Image.Image:
     """An upload made ready for the engine: RGB, upright, no metadata, longest side <= max_side,
     shorter side brought up towards min_side, aspect kept, both sides multiples of 8 (>= 64).
 
     Raises PictureError (a sentence for the member) for anything we won't take; size, format,
-    pixel count and aspect are checked from the header before any pixels are decoded."""
-    img = _open(data, max_bytes, max_pixels)
+    pixel count, aspect and a JPEG's scan count are checked from the header before any pixels
+    are decoded. max_pixels bounds the picture as stored; max_decoded_pixels (default: the same)
+    what one decode may hold in memory: a JPEG counts at the reduced size libjpeg decodes it at,
+    other formats at full size (see decoded_pixel_limit)."""
+    img, orientation = _open(data, max_bytes, max_pixels)
     try:
-        width, height = _oriented_size(img)
+        width, height = _oriented_size(img.size, orientation)
         target = _target_size(width, height, max_side, min_side)
-        if img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+        img.seek(0)  # animated GIF/WebP, a phone's MPO: the first frame
+        if img.format in ("JPEG", "MPO") and img.mode in ("RGB", "L", "CMYK"):
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the target.
             scale = max(target[0] / width, target[1] / height)
             img.draft(img.mode, (max(1, int(img.size[0] * scale) + 1), max(1, int(img.size[1] * scale) + 1)))
-        img.seek(0)  # animated GIF/WebP: the first frame
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img.load()
+        _check_decoded_pixels(img, max_decoded_pixels or max_pixels)
+        img.load()
+    except PictureError:  # a ValueError too: must not become "damaged"
+        raise
     except Image.DecompressionBombError:
         raise PictureError(_too_many_pixels(None, max_pixels)) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        raise PictureError(
-            "That picture is damaged or cut short (perhaps the upload didn't finish); send it again."
-        ) from exc
-    try:
-        upright = ImageOps.exif_transpose(img)
-    except Exception:  # a broken EXIF block: keep the picture as stored
-        upright = img
+        raise PictureError(DAMAGED) from exc
+    method = _UPRIGHT.get(orientation or 1)
+    upright = img.transpose(method) if method is not None else img
     rgb = _to_rgb(upright)
     if rgb.size != target:
         rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
