@@ -110,7 +110,7 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     a group message "@Bot watercolor". Any "/restyle@Name" is accepted: adapters decide whether a
     command addressed to another bot is theirs to answer.
     """
-    _check_command_length(text)
+    check_command_length(text)
     body = _strip_command(_clean(text), bot_username)
     values: dict[str, object] = {}
     given_as: dict[str, str] = {}  # field -> the key it was first given with, for "given twice"
@@ -278,7 +278,9 @@ def _twice(field: str, first: str, second: str) -> str:
     return f"{name} is given twice ({first}= and {second}= mean the same); please keep just one."
 
 
-def _check_command_length(text: str) -> None:
+def check_command_length(text: str) -> None:
+    """Refuse text too long to be a command, before any pattern looks at it (front ends call
+    this for each text field they pass on)."""
     if len(text) > MAX_COMMAND_CHARS:
         raise CommandError(
             f"That text is {len(text):,} characters long; the bot reads at most {MAX_COMMAND_CHARS:,}, so please shorten it."

@@ -35,7 +35,14 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from bot.adapters import AdapterStartError
-from bot.commands import STRENGTH_STEP, CommandError, RestyleCommand, describe_strength, parse_restyle
+from bot.commands import (
+    STRENGTH_STEP,
+    CommandError,
+    RestyleCommand,
+    check_command_length,
+    describe_strength,
+    parse_restyle,
+)
 from bot.config import Config, is_loopback
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import render_service_metrics
@@ -118,6 +125,8 @@ def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
 def command_from_form(fields: dict[str, str]) -> RestyleCommand:
     """The prompt box goes through the chat grammar, so it may carry options too (a typed
     strength=0.8 wins over the slider); the form's own fields are checked with the same words."""
+    for key in ("prompt", "strength", "seed", "steps", "no"):
+        check_command_length(str(fields.get(key, "")))  # each as typed, before any pattern sees it
     command = parse_restyle(fields.get("prompt", ""))
     options: dict[str, Any] = {}
     for key, field in (("strength", "strength"), ("seed", "seed"), ("steps", "steps"), ("no", "negative_prompt")):
