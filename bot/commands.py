@@ -101,6 +101,8 @@ _PHRASE_RE = re.compile(
 _COMMAND_RE = re.compile(r"/restyle(?:@\w+)?(?=\s|$)", re.IGNORECASE)
 _DECIMAL_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER_RE = re.compile(r"[0-9]+")
+# Platform ids: Telegram's fit in 52 bits, Discord's snowflakes in 64 (at most 20 digits).
+MAX_PLATFORM_ID = 2**64 - 1
 
 
 def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleCommand:
@@ -146,6 +148,16 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     if isinstance(negative, str):
         _check_length("Your no= text", negative)
     return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]
+
+
+def whole_number(text: str, lo: int, hi: int) -> int | None:
+    """`text` as a whole number from lo to hi, or None. ASCII digits only: str.isdigit() is True
+    for "²" and "٣", which int() then refuses or reads as another number; and the length is
+    checked before int() so a wall of digits costs nothing."""
+    if not 0 < len(text) <= len(str(hi)) or not _INTEGER_RE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if lo <= number <= hi else None
 
 
 def describe_strength(s: float) -> str:

@@ -19,6 +19,7 @@ import functools
 import io
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -40,6 +41,7 @@ from bot.store import JobRecord, Store, StoreError
 from bot.upgrades import (
     DAY_S,
     LINK_CODE_TTL_S,
+    MAX_GRANT_DAYS,
     GuessGuard,
     PlanView,
     code_hash,
@@ -1100,8 +1102,10 @@ class RestyleService:
             return Refused("command", f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
         if tier == "free":
             return await self.revoke(admin, target)
-        if days < 0:
-            return Refused("command", "Days must be 0 (no end) or more.")
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or not (
+            0 <= days <= MAX_GRANT_DAYS
+        ):
+            return Refused("command", f"Days must be a number from 0 (no end) to {MAX_GRANT_DAYS}.")
         _, current, expiry = await self._current(target)
         if days == 0:
             expires = None

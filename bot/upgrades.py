@@ -20,6 +20,9 @@ from bot.config import Config, PlanSettings, TierSettings
 
 DAY_S = 86400.0
 LINK_CODE_TTL_S = 600.0  # a /link code works for 10 minutes
+# An admin grant lasts at most this long (100 years; 0 days means no end): past it, expiry dates
+# overflow what dates can say, and no real grant needs more.
+MAX_GRANT_DAYS = 36500
 GUESS_LIMIT = 5  # wrong codes (redeem or link) a member may try ...
 GUESS_WINDOW_S = 3600.0  # ... per hour
 # Redeem codes: 3 groups of 4 from an alphabet without look-alikes (0/O, 1/I/L), ~60 bits.

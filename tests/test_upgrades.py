@@ -10,6 +10,7 @@ import pytest
 
 from bot.__main__ import main
 from bot.clock import FakeClock
+from bot.commands import whole_number
 from bot.config import Config, ConfigError, load_config
 from bot.service import Member, PaymentResult, Refused, RestyleService
 from bot.store import Store
@@ -341,3 +342,28 @@ async def test_admin_grant_and_revoke(svc: RestyleService) -> None:
     changes = await svc.store.tier_changes(account.id)
     assert [c["to_tier"] for c in changes] == ["pro", "pro", "max", "free"]
     assert all(c["changed_by"] == "telegram:1" and c["reason"] == "admin" for c in changes)
+
+
+@pytest.mark.parametrize("days", [-1, -0.5, float("nan"), float("inf"), float("-inf"), 36501, 99999999999, True])
+async def test_grant_refuses_days_out_of_range_with_one_sentence(svc: RestyleService, days) -> None:
+    refused = await svc.grant(ADMIN, ANA, "pro", days)
+    assert isinstance(refused, Refused) and refused.reason == "command"
+    assert refused.text == "Days must be a number from 0 (no end) to 36500."
+    assert (await svc.me(ANA)).tier == "free"
+
+
+async def test_grant_of_the_longest_allowed_time_has_a_date(svc: RestyleService) -> None:
+    view = await svc.grant(ADMIN, ANA, "pro", up.MAX_GRANT_DAYS)
+    assert view.tier == "pro" and view.tier_expires_at == svc.clock.now() + up.MAX_GRANT_DAYS * DAY
+
+
+@pytest.mark.parametrize(
+    "text, lo, hi, expected",
+    [
+        ("42", 0, 100, 42), ("0", 0, 100, 0), ("²", 0, 100, None), ("٣", 0, 100, None), ("-1", 0, 100, None),
+        ("1e3", 0, 10**6, None), (" 4", 0, 100, None), ("", 0, 100, None), ("101", 0, 100, None),
+        ("9" * 5000, 0, 100, None),
+    ],
+)
+def test_whole_number_takes_ascii_digits_in_range_only(text, lo, hi, expected) -> None:
+    assert whole_number(text, lo, hi) == expected

@@ -62,11 +62,13 @@ from bot.adapters import AdapterStartError, fit_lines
 from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.commands import (
     EXAMPLE,
+    MAX_PLATFORM_ID,
     STRENGTH_STEP,
     USAGE,
     CommandError,
     describe_strength,
     parse_restyle,
+    whole_number,
     with_strength_delta,
 )
 from bot.config import Config
@@ -631,8 +633,9 @@ class TelegramAdapter:
         author = getattr(replied, "from_user", None)  # an external reply has none
         if author is not None and not author.is_bot:
             target = self._member(author)  # every word after the command is the reason
-        elif args and args[0].isdigit():
-            target = Member("telegram", args.pop(0))
+        elif args and (user_id := whole_number(args[0], 1, MAX_PLATFORM_ID)) is not None:
+            args.pop(0)
+            target = Member("telegram", str(user_id))
         if target is None:
             example = "spamming the group" if banned else "appeal accepted"
             await self._answer(message, BAN_USAGE.format(command=command, example=example))
@@ -667,8 +670,8 @@ class TelegramAdapter:
             return
         args = [a.lower() for a in context.args or []]
         if args and args[0] == "log":
-            limit = min(50, int(args[1])) if len(args) > 1 and args[1].isdigit() else QUEUE_LOG_LIMIT
-            entries = await self.service.job_log(admin, max(1, limit))
+            asked = whole_number(args[1], 1, 1_000_000) if len(args) > 1 else None
+            entries = await self.service.job_log(admin, min(50, asked) if asked else QUEUE_LOG_LIMIT)
             text = entries.text if isinstance(entries, Refused) else job_log_text(entries)
         else:
             waiting = []
