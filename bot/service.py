@@ -40,9 +40,10 @@ from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
 from bot.upgrades import (
     DAY_S,
+    GUESS_LIMIT,
+    GUESS_WINDOW_S,
     LINK_CODE_TTL_S,
     MAX_GRANT_DAYS,
-    GuessGuard,
     PlanView,
     code_hash,
     extended,
@@ -809,10 +810,6 @@ class RestyleService:
     # Upgrades: plans, payments, codes, links, admin grants -------------------------------------
 
     @functools.cached_property
-    def guesses(self) -> GuessGuard:
-        return GuessGuard()
-
-    @functools.cached_property
     def _payload_key(self) -> bytes:
         return payload_key(self.config, self.store.data_dir)
 
@@ -1009,15 +1006,21 @@ class RestyleService:
             return await self.set_tier(member, plan.tier, ends_at, reason="discord-entitlement", changed_by=charge_key)
         return await self.me(member)
 
-    def _guess_refusal(self, member: Member) -> Refused | None:
-        wait = self.guesses.blocked_for(member.key, self.clock.now())
-        if wait <= 0:
+    async def _count_guess(self, member: Member) -> Refused | None:
+        """Count a code attempt before the code is looked up, in the database: attempts that
+        arrive together cannot all pass a check made before any of them is counted, and a
+        restart or another front end sees the same count. A right code is forgiven after."""
+        now = self.clock.now()
+        tries, window_start = await self.store.count_guess(member.key, now, GUESS_WINDOW_S)
+        if tries <= GUESS_LIMIT:
             return None
+        wait = window_start + GUESS_WINDOW_S - now
+        log.info("%s tried a code past the limit (%d attempts this window)", member.key, tries)
         return Refused("guessing", f"Too many wrong codes. Try again in {int(wait // 60) + 1} min.")
 
     async def redeem(self, member: Member, code: str) -> MemberView | Refused:
         """Spend a redeem code minted with `python -m bot codes mint`."""
-        refused = self._guess_refusal(member)
+        refused = await self._count_guess(member)
         if refused is not None:
             return refused
         now = self.clock.now()
@@ -1030,8 +1033,8 @@ class RestyleService:
         elif row["valid_until"] <= now:
             problem = Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
         if problem is not None:
-            self.guesses.wrong(member.key, now)
-            return problem
+            return problem  # counted as a wrong guess already
+        await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self._current(member)
         if await self.store.is_banned(account_id):
             return Refused("banned", BANNED)
@@ -1065,22 +1068,25 @@ class RestyleService:
 
     async def link_finish(self, member: Member, code: str) -> MemberView | Refused:
         """Join this identity to the account that made `code`: one tier, expiry and quota."""
-        refused = self._guess_refusal(member)
+        refused = await self._count_guess(member)
         if refused is not None:
             return refused
         now = self.clock.now()
         row = await self.store.link_code(code_hash(code))
         if row is None or row["expires_at"] <= now:
-            self.guesses.wrong(member.key, now)
             return Refused("bad_code", "That link code is not valid or has expired (they last 10 minutes). "
                                        "Send /link on the other app for a new one.")  # fmt: skip
         mine = await self.store.account_for(member.platform, member.user_id, now, member.name)
         keep = row["account_id"]
         if mine.id == keep:
+            await self.store.forgive_guess(member.key)  # the member's own code
             return Refused("linked", "These are already linked.")
         if any(p == member.platform for p, _ in await self.store.identities(keep)):
             return Refused("linked", f"That code was made by another {member.platform} account; "
                                      "send /link here and /link CODE on the other app.")  # fmt: skip
+        # A live code from the other app: the member holds it, so it was no guess. (One made on
+        # this app stays counted: a guesser must not learn codes here to use them there.)
+        await self.store.forgive_guess(member.key)
         if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
             return Refused("banned", BANNED)
         if await self.store.member_active_jobs(mine.id):
