@@ -212,7 +212,8 @@ class FrontEnd(Protocol):
 
 class FloodGuard:
     """At most `limit` commands per member in `window_s`; the first refusal is said, later ones
-    in the same window are quiet, so a flood costs one message."""
+    in the same window are quiet, so a flood costs one message. RestyleService.admit is the one
+    caller: every command, refused or not, and every button counts once."""
 
     def __init__(self, limit: int = 10, window_s: float = 10.0) -> None:
         self.limit = limit
@@ -444,15 +445,22 @@ class RestyleService:
         if ranks:
             await self.store.set_ranks(ranks, tier.name)
 
+    # Admitting --------------------------------------------------------------------------------
+
+    def admit(self, member: Member) -> Refused | None:
+        """The flood guard for everything a member sends: each front end calls this once per
+        incoming command, button or form, before it parses or looks anything up, whatever the
+        command turns out to be (a refused /restyle, /help and /me count as much as a job). None:
+        go ahead. A quiet refusal means the member was told already: answer nothing."""
+        return self.flood.check(member.key, self.clock.now())
+
     # Submitting ------------------------------------------------------------------------------
 
     async def submit(
         self, member: Member, picture: bytes, command: str | RestyleCommand, reply: dict[str, Any]
     ) -> Accepted | Refused:
-        """Check, prepare and queue one request. Never raises for anything the member did."""
-        flood = self.flood.check(member.key, self.clock.now())
-        if flood is not None:
-            return flood
+        """Check, prepare and queue one request (the front end has admitted it: see `admit`).
+        Never raises for anything the member did."""
         if isinstance(command, str):
             try:
                 command = parse_restyle(command)
@@ -464,10 +472,8 @@ class RestyleService:
         self, member: Member, job_id: str, reply: dict[str, Any], *, strength_delta: float = 0.0
     ) -> Accepted | Refused:
         """Run a finished job's picture and prompt again with a new seed (and, for Subtler and
-        Stronger, another strength). No new upload: the prepared input is reused."""
-        flood = self.flood.check(member.key, self.clock.now())
-        if flood is not None:
-            return flood
+        Stronger, another strength). No new upload: the prepared input is reused. The front end
+        has admitted the button press (see `admit`)."""
         job = await self.store.job(job_id)
         if job is None or not await self.store.has_picture(job_id, "input"):
             return Refused("not_found", "That job is gone; send the picture again with /restyle.")

@@ -230,6 +230,14 @@ def test_a_form_field_of_40_000_digits_gets_one_sentence_not_a_traceback():
         command_from_form({"prompt": "cat", "seed": "9" * 40_000})
 
 
+async def test_refused_forms_count_toward_the_flood_guard_before_they_are_parsed(site):
+    limit = site.app.service.flood.limit
+    statuses = [(await site.submit(""))[0] for _ in range(limit)]  # no prompt: refused commands
+    assert statuses == [400] * limit
+    status, body = await site.submit("")
+    assert status == 429 and body["reason"] == "flood" and "too fast" in body["error"]
+
+
 def test_options_typed_in_the_prompt_win_over_the_form():
     command = command_from_form({"prompt": "cat strength=0.8 seed=3", "strength": "0.3", "seed": "9", "no": 'a "b"'})
     assert (command.prompt, command.strength, command.seed) == ("cat", 0.8, 3)

@@ -50,10 +50,12 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 from telegram.request import BaseRequest
@@ -267,6 +269,8 @@ class TelegramAdapter:
         app = builder.build()
 
         only_new = filters.UpdateType.MESSAGE  # an edited message is not a new request
+        # Before every other handler (group -1): the flood guard sees each command and button first.
+        app.add_handler(TypeHandler(Update, self._admit), group=-1)
         app.add_handler(CommandHandler("restyle", self._on_restyle, filters=only_new))
         app.add_handler(MessageHandler(only_new & filters.CaptionRegex(CAPTION_COMMAND), self._on_restyle))
         app.add_handler(CommandHandler("start", self._on_start, filters=only_new))
@@ -454,6 +458,23 @@ class TelegramAdapter:
     @staticmethod
     def _member(user: User) -> Member:
         return Member("telegram", str(user.id), user.full_name or user.username or "")
+
+    async def _admit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The flood guard, for every command and button press, before any handler parses it:
+        past the limit the first one hears "too fast" and the rest get no answer at all.
+        Payments are never held up (Telegram cancels a pre-checkout not answered in 10 s)."""
+        user = update.effective_user
+        if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
+            return
+        refused = self.service.admit(self._member(user))
+        if refused is None:
+            return
+        if not refused.quiet:
+            if update.callback_query is not None:
+                await _quietly(update.callback_query.answer(refused.text, show_alert=True))
+            elif update.message is not None:
+                await self._answer(update.message, refused.text)
+        raise ApplicationHandlerStop
 
     async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
@@ -1112,6 +1133,22 @@ def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
     if not reply.get("message_id"):
         return None
     return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
+
+
+def _is_request(update: Update, bot_username: str) -> bool:
+    """A command for this bot (text, or a /restyle caption) or a button press: what the bot
+    answers. Plain chat, payments and commands addressed to other bots are not."""
+    if update.callback_query is not None:
+        return True
+    message = update.message
+    if message is None or message.successful_payment is not None:
+        return False
+    if message.text is not None:
+        word = message.text.split(maxsplit=1)[0] if message.text.strip() else ""
+        command, _, addressed = word.partition("@")
+        return command.startswith("/") and len(command) > 1 and (not addressed or addressed.lower() == bot_username.lower())
+    match = CAPTION_COMMAND.match(message.caption or "")
+    return match is not None and (match.group(1) is None or match.group(1).lower() == bot_username.lower())
 
 
 def _replied(message: Message) -> Message | None:

@@ -431,7 +431,14 @@ class WebAdapter:
 
     # Jobs ----------------------------------------------------------------------------------------
 
+    def _flooded(self) -> web.Response | None:
+        """The flood guard, for every job, again and cancel request, before its body is read."""
+        refused = self.service.admit(self.member)
+        return None if refused is None else _json_error(REFUSAL_STATUS["flood"], refused.text, reason="flood")
+
     async def submit(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded()) is not None:
+            return flooded
         if not (request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"):
             return _json_error(400, "Send the picture as multipart/form-data, with the file in a field named picture.")
         form = await request.post()
@@ -455,6 +462,8 @@ class WebAdapter:
         return await self._answer(outcome)
 
     async def again(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded()) is not None:
+            return flooded
         job_id = await self._own_job_id(request)
         try:
             body = await request.json() if request.can_read_body else {}
@@ -475,6 +484,8 @@ class WebAdapter:
         return web.json_response({"job": state}, status=202)
 
     async def cancel(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded()) is not None:
+            return flooded
         job_id = await self._own_job_id(request)
         cancelled = await self.service.cancel(self.member, job_id)
         return web.json_response({"cancelled": bool(cancelled), "job": await self._state(job_id)})
