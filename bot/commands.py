@@ -19,6 +19,9 @@ MAX_SEED = 2**32 - 1  # torch generators take any int, but 32 bits is what peopl
 MIN_STEPS = 1
 MAX_STEPS = 50
 MAX_PROMPT_CHARS = 500  # CLIP only reads ~77 tokens anyway; this keeps logs and captions readable
+# The whole command as typed, checked before any pattern runs: a prompt and a no= text at their
+# limits with every option still fit, and nothing a member sends costs more than this to parse.
+MAX_COMMAND_CHARS = 2000
 FORMATS: Mapping[str, str] = MappingProxyType({"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"})
 
 STRENGTH_PHRASES: Mapping[str, float] = MappingProxyType(
@@ -83,8 +86,11 @@ _KEY_ALT = "|".join(sorted(map(re.escape, _KEYS), key=len, reverse=True))
 # never count; `key=` must be written without spaces, as USAGE shows.
 _OPTION_RE = re.compile(rf"(?<!\S)(?P<key>{_KEY_ALT})=", re.IGNORECASE)
 # An unquoted value runs to the next whitespace, minus trailing punctuation that separates it from
-# the rest of the sentence ("strength=0.5, at night").
-_BARE_VALUE_RE = re.compile(r"\S*?(?=[,;.!?]*(?:\s|$))")
+# the rest of the sentence ("strength=0.5, at night"). The punctuation is stripped in Python, not
+# with a lazy match and a lookahead: that pair rescans the rest of the word at every position,
+# quadratic in a word like ",,,,…x" (32,000 commas took 8 s).
+_BARE_VALUE_RE = re.compile(r"\S*")
+_TRAILING_PUNCTUATION = ",;.!?"
 # Spaced "strength = 0.5" is almost surely meant as an option; say how to write it instead of
 # silently painting the words. Short aliases (s, no) are left alone: too common in prose.
 _SPACED_RE = re.compile(r"(?<!\S)(?P<key>strength|denoise|seed|steps|negative|format)(?:\s+=\s*|=\s+)\S", re.IGNORECASE)
@@ -95,6 +101,8 @@ _PHRASE_RE = re.compile(
 _COMMAND_RE = re.compile(r"/restyle(?:@\w+)?(?=\s|$)", re.IGNORECASE)
 _DECIMAL_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER_RE = re.compile(r"[0-9]+")
+# Platform ids: Telegram's fit in 52 bits, Discord's snowflakes in 64 (at most 20 digits).
+MAX_PLATFORM_ID = 2**64 - 1
 
 
 def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleCommand:
@@ -104,6 +112,7 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     a group message "@Bot watercolor". Any "/restyle@Name" is accepted: adapters decide whether a
     command addressed to another bot is theirs to answer.
     """
+    check_command_length(text)
     body = _strip_command(_clean(text), bot_username)
     values: dict[str, object] = {}
     given_as: dict[str, str] = {}  # field -> the key it was first given with, for "given twice"
@@ -139,6 +148,16 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     if isinstance(negative, str):
         _check_length("Your no= text", negative)
     return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]
+
+
+def whole_number(text: str, lo: int, hi: int) -> int | None:
+    """`text` as a whole number from lo to hi, or None. ASCII digits only: str.isdigit() is True
+    for "²" and "٣", which int() then refuses or reads as another number; and the length is
+    checked before int() so a wall of digits costs nothing."""
+    if not 0 < len(text) <= len(str(hi)) or not _INTEGER_RE.fullmatch(text):
+        return None
+    number = int(text)
+    return number if lo <= number <= hi else None
 
 
 def describe_strength(s: float) -> str:
@@ -208,8 +227,9 @@ def _find_options(body: str) -> list[tuple[int, int, str, str]]:
             raw, end = body[value_start + 1 : close], close + 1
         else:
             bare = _BARE_VALUE_RE.match(body, value_start)
-            assert bare is not None  # \S*? matches the empty string at worst
-            raw, end = bare.group(), bare.end()
+            assert bare is not None  # \S* matches the empty string at worst
+            raw = bare.group().rstrip(_TRAILING_PUNCTUATION)
+            end = value_start + len(raw)
             if not raw and body[end : end + 1] == " ":
                 _spaced_error(key)
         found.append((match.start(), end, key, raw))
@@ -268,6 +288,15 @@ def _twice(field: str, first: str, second: str) -> str:
     if first.lower() == second.lower():
         return f"{name} is given twice; please keep just one {first}=."
     return f"{name} is given twice ({first}= and {second}= mean the same); please keep just one."
+
+
+def check_command_length(text: str) -> None:
+    """Refuse text too long to be a command, before any pattern looks at it (front ends call
+    this for each text field they pass on)."""
+    if len(text) > MAX_COMMAND_CHARS:
+        raise CommandError(
+            f"That text is {len(text):,} characters long; the bot reads at most {MAX_COMMAND_CHARS:,}, so please shorten it."
+        )
 
 
 def _check_length(what: str, text: str) -> None:

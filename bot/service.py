@@ -19,6 +19,7 @@ import functools
 import io
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -40,8 +41,10 @@ from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
 from bot.upgrades import (
     DAY_S,
+    GUESS_LIMIT,
+    GUESS_WINDOW_S,
     LINK_CODE_TTL_S,
-    GuessGuard,
+    MAX_GRANT_DAYS,
     PlanView,
     code_hash,
     extended,
@@ -210,7 +213,8 @@ class FrontEnd(Protocol):
 
 class FloodGuard:
     """At most `limit` commands per member in `window_s`; the first refusal is said, later ones
-    in the same window are quiet, so a flood costs one message."""
+    in the same window are quiet, so a flood costs one message. RestyleService.admit is the one
+    caller: every command, refused or not, and every button counts once."""
 
     def __init__(self, limit: int = 10, window_s: float = 10.0) -> None:
         self.limit = limit
@@ -448,15 +452,22 @@ class RestyleService:
         if ranks:
             await self.store.set_ranks(ranks, tier.name)
 
+    # Admitting --------------------------------------------------------------------------------
+
+    def admit(self, member: Member) -> Refused | None:
+        """The flood guard for everything a member sends: each front end calls this once per
+        incoming command, button or form, before it parses or looks anything up, whatever the
+        command turns out to be (a refused /restyle, /help and /me count as much as a job). None:
+        go ahead. A quiet refusal means the member was told already: answer nothing."""
+        return self.flood.check(member.key, self.clock.now())
+
     # Submitting ------------------------------------------------------------------------------
 
     async def submit(
         self, member: Member, picture: bytes, command: str | RestyleCommand, reply: dict[str, Any]
     ) -> Accepted | Refused:
-        """Check, prepare and queue one request. Never raises for anything the member did."""
-        flood = self.flood.check(member.key, self.clock.now())
-        if flood is not None:
-            return flood
+        """Check, prepare and queue one request (the front end has admitted it: see `admit`).
+        Never raises for anything the member did."""
         if isinstance(command, str):
             try:
                 command = parse_restyle(command)
@@ -468,10 +479,8 @@ class RestyleService:
         self, member: Member, job_id: str, reply: dict[str, Any], *, strength_delta: float = 0.0
     ) -> Accepted | Refused:
         """Run a finished job's picture and prompt again with a new seed (and, for Subtler and
-        Stronger, another strength). No new upload: the prepared input is reused."""
-        flood = self.flood.check(member.key, self.clock.now())
-        if flood is not None:
-            return flood
+        Stronger, another strength). No new upload: the prepared input is reused. The front end
+        has admitted the button press (see `admit`)."""
         job = await self.store.job(job_id)
         if job is None or not await self.store.has_picture(job_id, "input"):
             return Refused("not_found", "That job is gone; send the picture again with /restyle.")
@@ -815,10 +824,6 @@ class RestyleService:
     # Upgrades: plans, payments, codes, links, admin grants -------------------------------------
 
     @functools.cached_property
-    def guesses(self) -> GuessGuard:
-        return GuessGuard()
-
-    @functools.cached_property
     def _payload_key(self) -> bytes:
         return payload_key(self.config, self.store.data_dir)
 
@@ -1015,15 +1020,21 @@ class RestyleService:
             return await self.set_tier(member, plan.tier, ends_at, reason="discord-entitlement", changed_by=charge_key)
         return await self.me(member)
 
-    def _guess_refusal(self, member: Member) -> Refused | None:
-        wait = self.guesses.blocked_for(member.key, self.clock.now())
-        if wait <= 0:
+    async def _count_guess(self, member: Member) -> Refused | None:
+        """Count a code attempt before the code is looked up, in the database: attempts that
+        arrive together cannot all pass a check made before any of them is counted, and a
+        restart or another front end sees the same count. A right code is forgiven after."""
+        now = self.clock.now()
+        tries, window_start = await self.store.count_guess(member.key, now, GUESS_WINDOW_S)
+        if tries <= GUESS_LIMIT:
             return None
+        wait = window_start + GUESS_WINDOW_S - now
+        log.info("%s tried a code past the limit (%d attempts this window)", member.key, tries)
         return Refused("guessing", f"Too many wrong codes. Try again in {int(wait // 60) + 1} min.")
 
     async def redeem(self, member: Member, code: str) -> MemberView | Refused:
         """Spend a redeem code minted with `python -m bot codes mint`."""
-        refused = self._guess_refusal(member)
+        refused = await self._count_guess(member)
         if refused is not None:
             return refused
         now = self.clock.now()
@@ -1036,8 +1047,8 @@ class RestyleService:
         elif row["valid_until"] <= now:
             problem = Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
         if problem is not None:
-            self.guesses.wrong(member.key, now)
-            return problem
+            return problem  # counted as a wrong guess already
+        await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self._current(member)
         if await self.store.is_banned(account_id):
             return Refused("banned", BANNED)
@@ -1071,22 +1082,25 @@ class RestyleService:
 
     async def link_finish(self, member: Member, code: str) -> MemberView | Refused:
         """Join this identity to the account that made `code`: one tier, expiry and quota."""
-        refused = self._guess_refusal(member)
+        refused = await self._count_guess(member)
         if refused is not None:
             return refused
         now = self.clock.now()
         row = await self.store.link_code(code_hash(code))
         if row is None or row["expires_at"] <= now:
-            self.guesses.wrong(member.key, now)
             return Refused("bad_code", "That link code is not valid or has expired (they last 10 minutes). "
                                        "Send /link on the other app for a new one.")  # fmt: skip
         mine = await self.store.account_for(member.platform, member.user_id, now, member.name)
         keep = row["account_id"]
         if mine.id == keep:
+            await self.store.forgive_guess(member.key)  # the member's own code
             return Refused("linked", "These are already linked.")
         if any(p == member.platform for p, _ in await self.store.identities(keep)):
             return Refused("linked", f"That code was made by another {member.platform} account; "
                                      "send /link here and /link CODE on the other app.")  # fmt: skip
+        # A live code from the other app: the member holds it, so it was no guess. (One made on
+        # this app stays counted: a guesser must not learn codes here to use them there.)
+        await self.store.forgive_guess(member.key)
         if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
             return Refused("banned", BANNED)
         if await self.store.member_active_jobs(mine.id):
@@ -1108,8 +1122,10 @@ class RestyleService:
             return Refused("command", f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
         if tier == "free":
             return await self.revoke(admin, target)
-        if days < 0:
-            return Refused("command", "Days must be 0 (no end) or more.")
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or not (
+            0 <= days <= MAX_GRANT_DAYS
+        ):
+            return Refused("command", f"Days must be a number from 0 (no end) to {MAX_GRANT_DAYS}.")
         _, current, expiry = await self._current(target)
         if days == 0:
             expires = None

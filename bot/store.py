@@ -164,6 +164,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_waiting ON jobs (status, rank, seq, id);
     CREATE INDEX jobs_batch ON jobs (status, batch_key, rank, seq, id);
     """,
+    """
+    CREATE TABLE guesses (
+        member_key TEXT PRIMARY KEY,
+        window_start REAL NOT NULL,
+        tries INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -445,6 +452,26 @@ class Store:
                 "INSERT INTO link_codes (hash, account_id, platform, expires_at) VALUES (?, ?, ?, ?)",
                 code_hash, account_id, platform, expires_at,
             )  # fmt: skip
+
+    async def count_guess(self, member_key: str, now: float, window_s: float) -> tuple[int, float]:
+        """One more code attempt by this member, counted before the code is looked up: returns
+        (attempts in the current window, this one included; when the window started). One
+        statement, so concurrent attempts (other tasks, other processes) each get their own count."""
+        async with self.db.transaction():
+            row = await self.db.fetch_one(
+                "INSERT INTO guesses (member_key, window_start, tries) VALUES (?, ?, 1) "
+                "ON CONFLICT (member_key) DO UPDATE SET "
+                "tries = CASE WHEN guesses.window_start <= ? THEN 1 ELSE guesses.tries + 1 END, "
+                "window_start = CASE WHEN guesses.window_start <= ? THEN ? ELSE guesses.window_start END "
+                "RETURNING tries, window_start",
+                member_key, now, now - window_s, now - window_s, now,
+            )  # fmt: skip
+        assert row is not None  # an upsert with RETURNING always returns its row
+        return int(row["tries"]), float(row["window_start"])
+
+    async def forgive_guess(self, member_key: str) -> None:
+        """The attempt counted by `count_guess` was a right code: it is no wrong guess."""
+        await self.db.execute("UPDATE guesses SET tries = tries - 1 WHERE member_key = ? AND tries > 0", member_key)
 
     async def link_code(self, code_hash: str) -> dict[str, Any] | None:
         row = await self.db.fetch_one("SELECT * FROM link_codes WHERE hash = ?", code_hash)

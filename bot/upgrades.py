@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,11 @@ from bot.config import Config, PlanSettings, TierSettings
 
 DAY_S = 86400.0
 LINK_CODE_TTL_S = 600.0  # a /link code works for 10 minutes
+# An admin grant lasts at most this long (100 years; 0 days means no end): past it, expiry dates
+# overflow what dates can say, and no real grant needs more.
+MAX_GRANT_DAYS = 36500
 GUESS_LIMIT = 5  # wrong codes (redeem or link) a member may try ...
-GUESS_WINDOW_S = 3600.0  # ... per hour
+GUESS_WINDOW_S = 3600.0  # ... per hour (counted in the database: bot/service.py _count_guess)
 # Redeem codes: 3 groups of 4 from an alphabet without look-alikes (0/O, 1/I/L), ~60 bits.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_PREFIX = "RS"
@@ -173,33 +175,6 @@ def code_hash(text: str) -> str:
 
 def looks_like_redeem_code(text: str) -> bool:
     return normalize_code(text).startswith(CODE_PREFIX) and len(normalize_code(text)) == len(CODE_PREFIX) + 12
-
-
-class GuessGuard:
-    """At most GUESS_LIMIT wrong codes per member in GUESS_WINDOW_S. In memory: a restart forgets
-    (it also ends every 10-minute link code's usefulness to a guesser, and redeem codes carry ~60
-    bits, so a few more tries after a restart change nothing)."""
-
-    def __init__(self, limit: int = GUESS_LIMIT, window_s: float = GUESS_WINDOW_S) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._wrong: dict[str, deque[float]] = {}
-
-    def _recent(self, member_key: str, now: float) -> deque[float]:
-        wrong = self._wrong.setdefault(member_key, deque())
-        while wrong and wrong[0] <= now - self.window_s:
-            wrong.popleft()
-        return wrong
-
-    def blocked_for(self, member_key: str, now: float) -> float:
-        """Seconds until this member may try another code (0: now)."""
-        wrong = self._recent(member_key, now)
-        if len(wrong) < self.limit:
-            return 0.0
-        return wrong[0] + self.window_s - now
-
-    def wrong(self, member_key: str, now: float) -> None:
-        self._recent(member_key, now).append(now)
 
 
 # Tier arithmetic -----------------------------------------------------------------------------

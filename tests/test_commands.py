@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
+from bot import commands
 from bot.commands import (
+    MAX_COMMAND_CHARS,
     MAX_PROMPT_CHARS,
     STRENGTH_PHRASES,
     USAGE,
@@ -219,3 +222,63 @@ def test_usage_has_strength_table_and_examples() -> None:
     # The examples must be accepted, or the help text teaches something that fails.
     for example in examples:
         parse_restyle(example)
+
+
+# Hostile input: nothing a member types may cost more than a moment to parse ------------------
+
+# A comma run that ends in a letter: the lazy match with a punctuation lookahead the grammar had
+# rescanned the rest of the word at every position (32,000 commas: ~8 s on the event loop).
+COMMA_BOMB = "/restyle cat seed=" + "," * 32_000 + "x"
+
+
+def _seconds(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def test_a_huge_command_is_refused_with_one_sentence_before_any_pattern_runs() -> None:
+    with pytest.raises(CommandError) as refused:
+        parse_restyle(COMMA_BOMB)
+    message = str(refused.value)
+    assert message.count(".") == 1 and message.endswith("."), message
+    assert f"{MAX_COMMAND_CHARS:,}" in message and f"{len(COMMA_BOMB):,}" in message
+
+
+def test_parsing_the_comma_bomb_takes_well_under_a_second() -> None:
+    # Generous on purpose (the old grammar took ~8 s); bench/hostile_input.py prints the figure.
+    def parse() -> None:
+        with pytest.raises(CommandError):
+            parse_restyle(COMMA_BOMB)
+
+    assert _seconds(parse) < 0.5
+
+
+def test_option_values_are_found_in_linear_time_even_past_the_length_cap() -> None:
+    # The cap is one guard; the patterns must not need it. Straight to the option scanner, with a
+    # body 16 times the cap.
+    body = "cat seed=" + "," * 32_000 + "x"
+    spent = _seconds(lambda: commands._find_options(body))
+    assert spent < 0.5
+    assert commands._find_options(body) == [(4, len(body), "seed", body[9:])]
+
+
+def test_the_longest_legitimate_command_still_fits_under_the_cap() -> None:
+    prompt = "p" * MAX_PROMPT_CHARS
+    negative = "n" * MAX_PROMPT_CHARS
+    text = f'/restyle@SomeLongBotName {prompt} strength=0.55 seed=4294967295 steps=50 no="{negative}" format=webp'
+    command = parse_restyle(text)
+    assert (command.prompt, command.negative_prompt, command.seed) == (prompt, negative, 4294967295)
+
+
+@pytest.mark.parametrize(
+    "text, prompt, seed",
+    [
+        ("/restyle cat seed=42, at night", "cat, at night", 42),
+        ("/restyle cat seed=42!?", "cat!?", 42),
+        ("/restyle seed=7,;. cat", "cat", 7),
+    ],
+)
+def test_trailing_punctuation_still_leaves_a_bare_value(text: str, prompt: str, seed: int) -> None:
+    command = parse_restyle(text)
+    assert (command.prompt, command.seed) == (prompt, seed)

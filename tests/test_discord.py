@@ -709,3 +709,53 @@ def test_status_text_names_position_and_progress():
     assert _status_text(JobView(status="queued", position=2, eta_s=40, **base)).startswith("⏳ Queued: #3 in line — about 40 s")
     assert "40%" in _status_text(JobView(status="running", progress=0.4, **base))
     assert "(heavy)" in _status_text(JobView(status="running", progress=0.4, **base))
+
+
+# The flood guard covers every command, form and button ------------------------------------------
+
+
+def count_admissions(service) -> list[bool]:
+    """Spy on service.admit, the one flood check: True for each command let through."""
+    admitted: list[bool] = []
+    original = service.admit
+
+    def admit(member):
+        refused = original(member)
+        admitted.append(refused is None)
+        return refused
+
+    service.admit = admit
+    return admitted
+
+
+async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(h):
+    await h.start()
+    admitted = count_admissions(h.service)
+    kinds = ["help", "me", "cancel", "upgrade", "link"]
+    for i in range(50):
+        await h.fake.slash(kinds[i % len(kinds)])
+    await h.fake.wait_for(lambda: len(admitted) == 50, what="all fifty commands at the flood guard")
+    limit = h.service.flood.limit
+    assert admitted.count(True) == limit
+    answered = await h.fake.wait_for(lambda: len(callbacks(h.fake)) == limit + 1 and callbacks(h.fake),
+                                     what="the answers")  # fmt: skip
+    assert len(answered) == limit + 1
+    assert sum("too fast" in (c.json["data"].get("content") or "") for c in answered) == 1
+
+
+async def test_buttons_count_toward_the_flood_guard_and_autocomplete_does_not(h):
+    await h.start()
+    admitted = count_admissions(h.service)
+    for _ in range(15):
+        await h.fake.autocomplete("restyle", {"prompt": "cat", "strength": 0.5}, "strength")
+    await h.fake.wait_for(lambda: len(callbacks(h.fake, 8)) == 15, what="the strength hints")
+    assert admitted == []  # typing in an option is not a command
+    button = {"type": 2, "style": 2, "label": "PNG", "custom_id": "restyle:png:0123456789"}
+    message = h.fake.message(CHANNEL, content="a result", guild_id=GUILD, components=[{"type": 1, "components": [button]}])
+    for _ in range(12):
+        await h.fake.click(message, "restyle:png:0123456789")
+    await h.fake.wait_for(lambda: len(admitted) == 12, what="every click at the flood guard")
+    limit = h.service.flood.limit
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == limit + 1, what="the answers")
+    texts = ephemerals(h.fake)
+    assert sum("That job is gone" in t for t in texts) == limit and sum("too fast" in t for t in texts) == 1

@@ -739,3 +739,53 @@ def test_eta_and_caption_texts():
     waiting = replace(job, status="queued", position=2, eta_s=95.0)  # position = jobs ahead
     assert status_text(waiting) == ("Queued: #3 in line, about 2 min", True)
     assert status_text(replace(job, status="running", progress=0.6)) == ("Restyling… 60%", True)
+
+
+# The flood guard covers every command and button ------------------------------------------------
+
+FLOOD_COMMANDS = ["/help", "/me", "/upgrade", "/link", "/terms", "/cancel", "/paysupport", "/restyle cat", "/start"]
+
+
+def _count_admissions(service) -> list[bool]:
+    """Spy on service.admit, the one flood check: True for each command let through."""
+    admitted: list[bool] = []
+    original = service.admit
+
+    def admit(member):
+        refused = original(member)
+        admitted.append(refused is None)
+        return refused
+
+    service.admit = admit
+    return admitted
+
+
+async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(start_bot, fake):
+    bot = await start_bot()
+    admitted = _count_admissions(bot.app.service)
+    messages = [fake.message(ANA, text=FLOOD_COMMANDS[i % len(FLOOD_COMMANDS)]) for i in range(50)]
+    await fake.wait_until(lambda: len(admitted) == 50)  # every one of them reached the guard
+    limit = bot.app.service.flood.limit
+    assert admitted.count(True) == limit
+    # Those let through are answered; of the rest, only the first hears "too fast".
+    await fake.wait_until(lambda: sum(bool(replies_to(fake, m)) for m in messages) == limit + 1)
+    answers = [c.params["text"] for m in messages for c in replies_to(fake, m)]
+    assert len(answers) == limit + 1
+    assert sum("too fast" in text for text in answers) == 1
+    # Another member is not held up by Ana's flood.
+    [answer] = await wait_reply(fake, fake.message(BEN, text="/help"))
+    assert "/restyle" in answer.params["text"]
+
+
+async def test_button_presses_count_toward_the_flood_guard(start_bot, fake):
+    bot = await start_bot()
+    admitted = _count_admissions(bot.app.service)
+    status = fake.message(ANA, text="(a bot message with buttons)", push=False)
+    for _ in range(12):
+        fake.press(ANA, status, "cancel:0123456789")
+    await fake.wait_until(lambda: len(admitted) == 12)
+    limit = bot.app.service.flood.limit
+    await fake.wait_for("answerCallbackQuery", limit + 1)
+    texts = [c.params.get("text") or "" for c in fake.calls_to("answerCallbackQuery")]
+    assert sum("That job is gone" in t for t in texts) == limit
+    assert sum("too fast" in t for t in texts) == 1 and len(texts) == limit + 1

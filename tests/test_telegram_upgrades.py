@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from bot.adapters.telegram_upgrades import GRANT_USAGE
 from bot.service import Member
 from bot.upgrades import code_hash
 from tests.fake_telegram import FakeTelegram, buttons
@@ -195,3 +196,31 @@ async def test_admin_grant_and_revoke_and_non_admin_refused(start_bot, fake):
     account = await bot.app.store.account_for("telegram", str(ANA["id"]), 0)
     changes = await bot.app.store.tier_changes(account.id)
     assert [(c["to_tier"], c["changed_by"]) for c in changes] == [("max", "telegram:900"), ("free", "telegram:900")]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "/grant 3005 pro 99999999999",  # days past any date: the expiry used to overflow
+        "/grant 3005 pro ²",  # "²".isdigit() is True, int("²") raises
+        "/grant 3005 pro -5",
+        "/grant 3005 pro nan",
+        "/grant 3005 pro inf",
+        "/grant 3005 pro 1e9",
+        "/grant ³005 pro 30",
+        "/grant 99999999999999999999999999 pro 30",  # an id no platform has
+        "/grant discord:٣ pro 30",  # an Arabic-Indic digit
+        "/grant 3005 pro 36501",
+    ],
+)
+async def test_odd_numbers_in_grant_get_the_usage_sentence_not_a_traceback(start_bot, fake, command):
+    bot = await start_bot(bot=ADMINS)
+    assert await said(fake, ROOT, command) == GRANT_USAGE
+    assert await bot.app.store.tier_changes((await bot.app.store.account_for("telegram", "3005", 0)).id) == []
+
+
+async def test_ban_and_queue_log_with_odd_numbers_answer_in_one_sentence(start_bot, fake):
+    await start_bot(bot=ADMINS)
+    assert "Reply to the member's message with /ban" in await said(fake, ROOT, "/ban ²² spamming")
+    assert "Reply to the member's message with /unban" in await said(fake, ROOT, "/unban 9" + "9" * 30)
+    assert await said(fake, ROOT, "/queue log ²") == "No jobs in the log."  # int("²") raised here

@@ -3,6 +3,7 @@ redeem codes (CLI, reuse, expiry, guessing), links between apps, admin grants an
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 from bot.__main__ import main
 from bot.clock import FakeClock
+from bot.commands import whole_number
 from bot.config import Config, ConfigError, load_config
-from bot.service import Member, PaymentResult, Refused, RestyleService
+from bot.service import Member, MemberView, PaymentResult, Refused, RestyleService
 from bot.store import Store
 from bot import upgrades as up
 from tests.fakes import picture_bytes
@@ -341,3 +343,110 @@ async def test_admin_grant_and_revoke(svc: RestyleService) -> None:
     changes = await svc.store.tier_changes(account.id)
     assert [c["to_tier"] for c in changes] == ["pro", "pro", "max", "free"]
     assert all(c["changed_by"] == "telegram:1" and c["reason"] == "admin" for c in changes)
+
+
+@pytest.mark.parametrize("days", [-1, -0.5, float("nan"), float("inf"), float("-inf"), 36501, 99999999999, True])
+async def test_grant_refuses_days_out_of_range_with_one_sentence(svc: RestyleService, days) -> None:
+    refused = await svc.grant(ADMIN, ANA, "pro", days)
+    assert isinstance(refused, Refused) and refused.reason == "command"
+    assert refused.text == "Days must be a number from 0 (no end) to 36500."
+    assert (await svc.me(ANA)).tier == "free"
+
+
+async def test_grant_of_the_longest_allowed_time_has_a_date(svc: RestyleService) -> None:
+    view = await svc.grant(ADMIN, ANA, "pro", up.MAX_GRANT_DAYS)
+    assert view.tier == "pro" and view.tier_expires_at == svc.clock.now() + up.MAX_GRANT_DAYS * DAY
+
+
+@pytest.mark.parametrize(
+    "text, lo, hi, expected",
+    [
+        ("42", 0, 100, 42), ("0", 0, 100, 0), ("²", 0, 100, None), ("٣", 0, 100, None), ("-1", 0, 100, None),
+        ("1e3", 0, 10**6, None), (" 4", 0, 100, None), ("", 0, 100, None), ("101", 0, 100, None),
+        ("9" * 5000, 0, 100, None),
+    ],
+)
+def test_whole_number_takes_ascii_digits_in_range_only(text, lo, hi, expected) -> None:
+    assert whole_number(text, lo, hi) == expected
+
+
+# --- Guess limits: counted before the lookup, kept in the database ------------------------------
+
+
+def _service_on(store: Store, tmp_path: Path) -> RestyleService:
+    config = load_config(config_file(tmp_path), env={})
+    return RestyleService(config, store, FakeClock(), rng=random.Random(1))
+
+
+def _count_lookups(store: Store) -> list[str]:
+    """Spy on the code lookups; each waits for the database like a real one under load."""
+    looked_up: list[str] = []
+    for name in ("code", "link_code"):
+        original = getattr(store, name)
+
+        async def lookup(code_hash: str, _original=original, _name=name):
+            looked_up.append(_name)
+            await asyncio.sleep(0.001)
+            return await _original(code_hash)
+
+        setattr(store, name, lookup)
+    return looked_up
+
+
+@pytest.mark.parametrize("attempt", ["redeem", "link_finish"])
+async def test_forty_concurrent_wrong_guesses_check_at_most_the_limit(store, tmp_path, attempt) -> None:
+    service = _service_on(store, tmp_path)
+    looked_up = _count_lookups(store)
+    guess = getattr(service, attempt)
+    answers = await asyncio.gather(*(guess(BEN, f"RS-WRNG-WRNG-{i:04d}") for i in range(40)))
+    reasons = [answer.reason for answer in answers]
+    assert len(looked_up) <= up.GUESS_LIMIT
+    assert reasons.count("bad_code") == up.GUESS_LIMIT
+    assert reasons.count("guessing") == 40 - up.GUESS_LIMIT
+
+
+async def test_the_guess_limit_survives_a_restart(tmp_path) -> None:
+    store = await Store.open(tmp_path)
+    service = _service_on(store, tmp_path)
+    code = (await service.mint_codes("max", 7, 1))[0]
+    for _ in range(up.GUESS_LIMIT):
+        assert (await service.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+    await store.close()
+    store = await Store.open(tmp_path)
+    try:
+        refused = await _service_on(store, tmp_path).redeem(BEN, code)
+        assert refused.reason == "guessing"
+    finally:
+        await store.close()
+
+
+async def test_two_front_ends_on_one_postgresql_share_the_guess_limit(pg_url, tmp_path) -> None:
+    first, second = await Store.open(tmp_path / "a", pg_url), await Store.open(tmp_path / "b", pg_url)
+    try:
+        one, other = _service_on(first, tmp_path), _service_on(second, tmp_path)
+        code = (await one.mint_codes("max", 7, 1))[0]
+        answers = await asyncio.gather(
+            *((one if i % 2 else other).link_finish(BEN, f"WRONG{i:03d}") for i in range(20))
+        )
+        assert sum(answer.reason == "bad_code" for answer in answers) == up.GUESS_LIMIT
+        assert (await one.redeem(BEN, code)).reason == "guessing"
+        assert (await other.redeem(BEN, code)).reason == "guessing"
+        assert (await other.redeem(ANA, code)).tier == "max"  # per member
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_right_code_is_not_counted_as_a_wrong_guess(svc: RestyleService) -> None:
+    codes = await svc.mint_codes("pro", 7, up.GUESS_LIMIT + 2)
+    for code in codes:  # more right codes than the limit allows wrong ones
+        assert isinstance(await svc.redeem(BEN, code), MemberView)
+    assert (await svc.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+
+
+async def test_a_live_link_code_from_the_same_app_counts_as_a_guess(svc: RestyleService) -> None:
+    # Ana's code, tried by Ben on the same app: a guesser must not learn live codes that way.
+    code, _ = await svc.link_start(ANA)
+    for _ in range(up.GUESS_LIMIT):
+        assert (await svc.link_finish(BEN, code)).reason == "linked"
+    assert (await svc.link_finish(BEN, code)).reason == "guessing"

@@ -16,7 +16,7 @@ import pytest
 from bot.adapters.web import WebAdapter, WebStartError, command_from_form
 from bot.app import App, Health
 from bot.clock import FakeClock
-from bot.commands import CommandError, parse_restyle
+from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
 from bot.metrics import Histogram, render_histogram
 from bot.service import Member
@@ -207,6 +207,35 @@ async def test_bad_commands_are_refused_in_the_same_words_as_chat(site, prompt, 
     with pytest.raises(CommandError) as chat:
         parse_restyle(text)
     assert body == {"error": str(chat.value)} or body["error"] == str(chat.value)
+
+
+@pytest.mark.parametrize("field", ["prompt", "seed", "no"])
+async def test_a_40_kb_form_field_is_refused_at_once_and_the_server_stays_responsive(site, field):
+    # 40,000 commas ending in a letter: the old grammar spent ~12 s on it, on the event loop.
+    bomb = "," * 40_000 + "x"
+    fields = {"seed": bomb} if field == "seed" else {"no": bomb} if field == "no" else {}
+    prompt = bomb if field == "prompt" else "cat"
+    started = asyncio.get_running_loop().time()
+    submitted = asyncio.ensure_future(site.submit(prompt, **fields))
+    async with site.http.get(f"{site.url}/healthz") as health:  # asked while the form is handled
+        assert health.status == 200
+    status, body = await submitted
+    assert asyncio.get_running_loop().time() - started < 2  # generous: the figure is in bench/hostile_input.py
+    assert status == 400
+    assert body["error"] == f"That text is {len(bomb):,} characters long; the bot reads at most {MAX_COMMAND_CHARS:,}, so please shorten it."
+
+
+def test_a_form_field_of_40_000_digits_gets_one_sentence_not_a_traceback():
+    with pytest.raises(CommandError, match="characters long"):
+        command_from_form({"prompt": "cat", "seed": "9" * 40_000})
+
+
+async def test_refused_forms_count_toward_the_flood_guard_before_they_are_parsed(site):
+    limit = site.app.service.flood.limit
+    statuses = [(await site.submit(""))[0] for _ in range(limit)]  # no prompt: refused commands
+    assert statuses == [400] * limit
+    status, body = await site.submit("")
+    assert status == 429 and body["reason"] == "flood" and "too fast" in body["error"]
 
 
 def test_options_typed_in_the_prompt_win_over_the_form():

@@ -134,7 +134,8 @@ class JobButton(
         adapter: DiscordAdapter | None = getattr(interaction.client, "restyle_adapter", None)
         if adapter is not None:
             with adapter._handling():
-                await adapter.on_button(interaction, self.action, self.job_id)
+                if await adapter.admitted(interaction):
+                    await adapter.on_button(interaction, self.action, self.job_id)
 
 
 def result_view(job_id: str) -> ui.View:
@@ -175,18 +176,29 @@ class RestyleModal(ui.Modal, title="Restyle image"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         with self.adapter._handling():
-            await self.adapter.on_modal_submit(interaction, self.picture, str(self.prompt.value), str(self.strength.value))
+            if await self.adapter.admitted(interaction):
+                await self.adapter.on_modal_submit(interaction, self.picture, str(self.prompt.value), str(self.strength.value))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         log.error("the Restyle image form failed", exc_info=error)
         await self.adapter._broke(interaction)
 
 
+class RestyleTree(app_commands.CommandTree):
+    """Every slash command and message menu passes the flood guard before it runs."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.type is discord.InteractionType.autocomplete:
+            return True  # typing in an option, not a command sent
+        adapter: DiscordAdapter | None = getattr(interaction.client, "restyle_adapter", None)
+        return adapter is None or await adapter.admitted(interaction)
+
+
 class RestyleClient(discord.Client):
     def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
         super().__init__(**options)
         self.restyle_adapter = adapter
-        self.tree = app_commands.CommandTree(self)
+        self.tree = RestyleTree(self)
         self.connected = asyncio.Event()
 
     async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
@@ -493,6 +505,16 @@ class DiscordAdapter:
     def _member(user: discord.abc.User) -> Member:
         return Member(PLATFORM, str(user.id), user.name)
 
+    async def admitted(self, interaction: discord.Interaction) -> bool:
+        """The flood guard, for every command, form and button before it is looked at: past the
+        limit the first one hears "too fast" (privately) and the rest get no answer at all."""
+        refused = self.service.admit(self._member(interaction.user))
+        if refused is None:
+            return True
+        if not refused.quiet:
+            await self._tell(interaction, refused.text)
+        return False
+
     async def on_restyle(
         self,
         interaction: discord.Interaction,
@@ -742,6 +764,11 @@ class DiscordAdapter:
         if not self.config.discord.message_replies or client is None or client.user is None:
             return
         if message.author.bot or client.user not in message.mentions:
+            return
+        refused = self.service.admit(self._member(message.author))
+        if refused is not None:
+            if not refused.quiet:
+                await self._safe_reply(message, refused.text)
             return
         try:
             await self._mention_request(message, client.user.id)

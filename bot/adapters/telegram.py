@@ -50,10 +50,12 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 from telegram.request import BaseRequest
@@ -62,11 +64,13 @@ from bot.adapters import AdapterStartError, fit_lines
 from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.commands import (
     EXAMPLE,
+    MAX_PLATFORM_ID,
     STRENGTH_STEP,
     USAGE,
     CommandError,
     describe_strength,
     parse_restyle,
+    whole_number,
     with_strength_delta,
 )
 from bot.config import Config
@@ -265,6 +269,8 @@ class TelegramAdapter:
         app = builder.build()
 
         only_new = filters.UpdateType.MESSAGE  # an edited message is not a new request
+        # Before every other handler (group -1): the flood guard sees each command and button first.
+        app.add_handler(TypeHandler(Update, self._admit), group=-1)
         app.add_handler(CommandHandler("restyle", self._on_restyle, filters=only_new))
         app.add_handler(MessageHandler(only_new & filters.CaptionRegex(CAPTION_COMMAND), self._on_restyle))
         app.add_handler(CommandHandler("start", self._on_start, filters=only_new))
@@ -453,6 +459,23 @@ class TelegramAdapter:
     def _member(user: User) -> Member:
         return Member("telegram", str(user.id), user.full_name or user.username or "")
 
+    async def _admit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The flood guard, for every command and button press, before any handler parses it:
+        past the limit the first one hears "too fast" and the rest get no answer at all.
+        Payments are never held up (Telegram cancels a pre-checkout not answered in 10 s)."""
+        user = update.effective_user
+        if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
+            return
+        refused = self.service.admit(self._member(user))
+        if refused is None:
+            return
+        if not refused.quiet:
+            if update.callback_query is not None:
+                await _quietly(update.callback_query.answer(refused.text, show_alert=True))
+            elif update.message is not None:
+                await self._answer(update.message, refused.text)
+        raise ApplicationHandlerStop
+
     async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or user.is_bot:
@@ -631,8 +654,9 @@ class TelegramAdapter:
         author = getattr(replied, "from_user", None)  # an external reply has none
         if author is not None and not author.is_bot:
             target = self._member(author)  # every word after the command is the reason
-        elif args and args[0].isdigit():
-            target = Member("telegram", args.pop(0))
+        elif args and (user_id := whole_number(args[0], 1, MAX_PLATFORM_ID)) is not None:
+            args.pop(0)
+            target = Member("telegram", str(user_id))
         if target is None:
             example = "spamming the group" if banned else "appeal accepted"
             await self._answer(message, BAN_USAGE.format(command=command, example=example))
@@ -667,8 +691,8 @@ class TelegramAdapter:
             return
         args = [a.lower() for a in context.args or []]
         if args and args[0] == "log":
-            limit = min(50, int(args[1])) if len(args) > 1 and args[1].isdigit() else QUEUE_LOG_LIMIT
-            entries = await self.service.job_log(admin, max(1, limit))
+            asked = whole_number(args[1], 1, 1_000_000) if len(args) > 1 else None
+            entries = await self.service.job_log(admin, min(50, asked) if asked else QUEUE_LOG_LIMIT)
             text = entries.text if isinstance(entries, Refused) else job_log_text(entries)
         else:
             waiting = []
@@ -1109,6 +1133,22 @@ def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
     if not reply.get("message_id"):
         return None
     return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
+
+
+def _is_request(update: Update, bot_username: str) -> bool:
+    """A command for this bot (text, or a /restyle caption) or a button press: what the bot
+    answers. Plain chat, payments and commands addressed to other bots are not."""
+    if update.callback_query is not None:
+        return True
+    message = update.message
+    if message is None or message.successful_payment is not None:
+        return False
+    if message.text is not None:
+        word = message.text.split(maxsplit=1)[0] if message.text.strip() else ""
+        command, _, addressed = word.partition("@")
+        return command.startswith("/") and len(command) > 1 and (not addressed or addressed.lower() == bot_username.lower())
+    match = CAPTION_COMMAND.match(message.caption or "")
+    return match is not None and (match.group(1) is None or match.group(1).lower() == bot_username.lower())
 
 
 def _replied(message: Message) -> Message | None:

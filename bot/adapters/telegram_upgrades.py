@@ -25,8 +25,9 @@ from telegram.ext import (
     filters,
 )
 
+from bot.commands import MAX_PLATFORM_ID, whole_number
 from bot.service import Member, MemberView, PaymentResult, Refused, UpgradeInfo
-from bot.upgrades import PlanView, looks_like_redeem_code
+from bot.upgrades import MAX_GRANT_DAYS, PlanView, looks_like_redeem_code
 
 if TYPE_CHECKING:
     from bot.adapters.telegram import TelegramAdapter
@@ -37,7 +38,10 @@ SUBSCRIPTION_PERIOD_S = 2592000  # 30 days: the only period Telegram Stars subsc
 PRE_CHECKOUT_BUDGET_S = 8.0  # Telegram waits 10 s for the answer; keep a margin for the network
 BUY_DATA = r"^buy:[a-z0-9_-]{1,32}$"
 NOT_ADMIN_TEXT = "Only the bot's admins can use /{command}."
-GRANT_USAGE = "Usage: /grant ID TIER DAYS, for example /grant 12345 pro 30 (DAYS 0: no end). ID may be discord:ID."
+GRANT_USAGE = (
+    f"Usage: /grant ID TIER DAYS, for example /grant 12345 pro 30 (DAYS from 0, no end, to {MAX_GRANT_DAYS}); "
+    "ID may be discord:ID."
+)
 
 
 def _when(timestamp: float | None) -> str:
@@ -83,9 +87,10 @@ def parse_target(text: str) -> Member | None:
     platform, _, user_id = text.partition(":")
     if not user_id:
         platform, user_id = "telegram", platform
-    if platform not in ("telegram", "discord") or not user_id.isdigit():
+    number = whole_number(user_id, 1, MAX_PLATFORM_ID)
+    if platform not in ("telegram", "discord") or number is None:
         return None
-    return Member(platform, user_id)
+    return Member(platform, str(number))
 
 
 class TelegramUpgrades:
@@ -303,10 +308,11 @@ class TelegramUpgrades:
             return
         args = list(context.args or [])
         target = parse_target(args[0]) if args else None
-        if target is None or len(args) != 3 or not args[2].isdigit():
+        days = whole_number(args[2], 0, MAX_GRANT_DAYS) if len(args) == 3 else None
+        if target is None or days is None:
             await self._say(update, GRANT_USAGE)
             return
-        result = await self.service.grant(admin, target, args[1].lower(), int(args[2]))
+        result = await self.service.grant(admin, target, args[1].lower(), days)
         await self._say(update, result.text if isinstance(result, Refused) else changed_text(result, f"{target.key}:"))
 
     async def on_revoke(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

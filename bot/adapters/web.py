@@ -35,7 +35,14 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from bot.adapters import AdapterStartError
-from bot.commands import STRENGTH_STEP, CommandError, RestyleCommand, describe_strength, parse_restyle
+from bot.commands import (
+    STRENGTH_STEP,
+    CommandError,
+    RestyleCommand,
+    check_command_length,
+    describe_strength,
+    parse_restyle,
+)
 from bot.config import Config, is_loopback
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import render_service_metrics
@@ -118,6 +125,8 @@ def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
 def command_from_form(fields: dict[str, str]) -> RestyleCommand:
     """The prompt box goes through the chat grammar, so it may carry options too (a typed
     strength=0.8 wins over the slider); the form's own fields are checked with the same words."""
+    for key in ("prompt", "strength", "seed", "steps", "no"):
+        check_command_length(str(fields.get(key, "")))  # each as typed, before any pattern sees it
     command = parse_restyle(fields.get("prompt", ""))
     options: dict[str, Any] = {}
     for key, field in (("strength", "strength"), ("seed", "seed"), ("steps", "steps"), ("no", "negative_prompt")):
@@ -422,7 +431,14 @@ class WebAdapter:
 
     # Jobs ----------------------------------------------------------------------------------------
 
+    def _flooded(self) -> web.Response | None:
+        """The flood guard, for every job, again and cancel request, before its body is read."""
+        refused = self.service.admit(self.member)
+        return None if refused is None else _json_error(REFUSAL_STATUS["flood"], refused.text, reason="flood")
+
     async def submit(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded()) is not None:
+            return flooded
         if not (request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"):
             return _json_error(400, "Send the picture as multipart/form-data, with the file in a field named picture.")
         form = await request.post()
@@ -446,6 +462,8 @@ class WebAdapter:
         return await self._answer(outcome)
 
     async def again(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded()) is not None:
+            return flooded
         job_id = await self._own_job_id(request)
         try:
             body = await request.json() if request.can_read_body else {}
@@ -466,6 +484,8 @@ class WebAdapter:
         return web.json_response({"job": state}, status=202)
 
     async def cancel(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded()) is not None:
+            return flooded
         job_id = await self._own_job_id(request)
         cancelled = await self.service.cancel(self.member, job_id)
         return web.json_response({"cancelled": bool(cancelled), "job": await self._state(job_id)})
