@@ -166,7 +166,9 @@ async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot,
 
             # A phone's width: one column, nothing wider than the screen.
             await page.set_viewport_size({"width": 390, "height": 844})
-            await asyncio.sleep(0.1)
+            # Laid out at the new width: the viewport has shrunk and two frames have been drawn.
+            await page.wait_for_function("() => window.innerWidth === 390")
+            await page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
             width = await page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, width
             await page.screenshot(path=str(PHONE_SCREENSHOT), full_page=True)
