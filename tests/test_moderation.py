@@ -3,8 +3,6 @@ on results, and purging old jobs."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.config import AccessSettings, ModerationSettings
@@ -146,7 +144,7 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
     from bot.app import PURGE_INTERVAL_S, App
     from bot.clock import FakeClock
     from bot.config import load_config
-    from tests.fakes import FakeEngine, settle
+    from tests.fakes import FakeEngine, settle, wait_until
     from tests.test_service import write_config
 
     config = load_config(write_config(tmp_path, "[moderation]\nretention_days = 1"), env={})
@@ -165,10 +163,9 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
         await settle()
         assert purged == [0]  # at start
         old = await app.service.submit(PRO, picture_bytes(), "/restyle old", {})
-        for _ in range(200):
-            if (await app.service.job(old.job_id)).status == "done":
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(
+            lambda: _status_is(app.service, old.job_id, "done"), what=f"job {old.job_id} to be done"
+        )
         await clock.advance(PURGE_INTERVAL_S - 1)
         await settle()
         assert purged == [0]  # not before the hour
@@ -183,3 +180,8 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
     finally:
         await app.stop()
     assert app._purge_task is not None and app._purge_task.done()
+
+
+async def _status_is(service, job_id: str, status: str) -> bool:
+    job = await service.job(job_id)
+    return job is not None and job.status == status

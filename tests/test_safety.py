@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ def test_missing_safety_checker_names_the_setting(tmp_path):
 async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     from bot.app import App
     from bot.config import load_config
-    from tests.fakes import FakeEngine
+    from tests.fakes import FakeEngine, wait_until
 
     checker = make_tiny_safety_checker(tmp_path / "checker")
     config_path = tmp_path / "config.toml"
@@ -57,11 +56,8 @@ async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     app = await App.create(load_config(config_path, env={}), engine_factory=lambda c: FakeEngine())
     await app.start()
     try:
-        for _ in range(200):
-            if app.health.engine_ready:
-                break
-            await asyncio.sleep(0.05)
-        assert app.health.engine_ready and app.service.safety_check is not None
+        await wait_until(lambda: app.health.engine_ready, timeout=10, what="the engine and the safety checker to load")
+        assert app.service.safety_check is not None
         assert isinstance(app.service.safety_check(Image.new("RGB", (32, 32))), bool)
     finally:
         await app.stop()

@@ -13,7 +13,7 @@ from bot.config import load_config
 from bot.service import Accepted, Member, Refused, RestyleService
 from bot.store import Store
 from bot.worker import Worker
-from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes, settle
+from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes, settle, wait_parked, wait_until
 
 FREE = Member("test", "free-1", "Fay")
 FREE2 = Member("test", "free-2", "Fred")
@@ -59,13 +59,16 @@ class Harness:
     def start_worker(self) -> None:
         self.worker_task = asyncio.create_task(self.worker.run())
 
-    async def drain(self, advance: float = 0.0) -> None:
-        """Run until the queue is empty and nothing is running, then deliver what is due."""
-        for _ in range(500):
-            await asyncio.sleep(0.005)
+    async def drain(self, advance: float = 0.0, timeout: float = 5.0) -> None:
+        """Run until the queue is empty and nothing is running, then deliver what is due. Fails
+        the test when that does not happen within `timeout` seconds (a job stuck queued or
+        running), instead of letting the checks after it look at a half-finished queue."""
+
+        async def drained() -> bool:
             counts = await self.store.count_by_status()
-            if not counts.get("queued") and not counts.get("running") and not self.worker.busy:
-                break
+            return not counts.get("queued") and not counts.get("running") and not self.worker.busy
+
+        await wait_until(drained, timeout=timeout, what="the queue to drain (nothing queued or running)")
         await settle()
         if advance:
             await self.clock.advance(advance)
@@ -154,12 +157,14 @@ async def test_free_result_is_delivered_no_sooner_than_min_turnaround_but_gpu_is
     h.start_worker()
     await h.drain()
     assert h.engine.batches == [[accepted.job_id]]  # the engine ran at once
-    assert h.frontend.results == []  # ...but the member waits for the rest of the 40 s
+    due = (await h.service.job(accepted.job_id)).created_at + 40
+    await wait_parked(h.clock, due)  # the delivery waits on the clock for the rest of the 40 s...
+    assert h.frontend.results == []
     await h.clock.advance(39)
-    await settle()
+    await wait_parked(h.clock, due)  # ...and still does a second before
     assert h.frontend.results == []
     await h.clock.advance(1.5)
-    await settle()
+    await wait_until(lambda: h.frontend.results, what="the held-back result to be delivered")
     assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
     assert h.frontend.delivered_at[0] - (await h.service.job(accepted.job_id)).created_at >= 40
     await h.close()
@@ -363,11 +368,14 @@ async def test_delivery_is_retried_until_the_front_end_takes_it(tmp_path):
     await h.submit(PRO)
     h.start_worker()
     await h.drain()
+    start = h.clock.now()
+    await wait_parked(h.clock, start + 2)  # the first try failed; the next waits 2 s
     assert h.frontend.results == []
     await h.clock.advance(2)
-    await settle()
+    await wait_parked(h.clock, start + 7)  # the second failed too; then 5 s
+    assert h.frontend.results == []
     await h.clock.advance(5)
-    await settle()
+    await wait_until(lambda: h.frontend.results, what="the third try to deliver")
     assert len(h.frontend.results) == 1
     await h.close()
 
