@@ -150,7 +150,8 @@ def _store_open_error_as_nobody(data_dir: Path) -> str:
     return message
 
 
-def test_unwritable_data_dir_is_a_clear_error():
+@pytest.mark.parametrize("where", ["inside", "itself"], ids=["folder-inside-a-locked-one", "locked-folder"])
+def test_unwritable_data_dir_is_a_clear_error(where):
     # A folder of its own in /tmp (pytest's tmp folders are 0700: 'nobody' could not even look).
     parent = Path(tempfile.mkdtemp(prefix="restyle-unwritable-"))
     try:
@@ -159,7 +160,7 @@ def test_unwritable_data_dir_is_a_clear_error():
         locked.mkdir(mode=0o555)
         locked.chmod(0o555)  # whatever the umask
         opened = _store_open_error_as_nobody if os.geteuid() == 0 else _store_open_error
-        message = opened(locked / "data")
+        message = opened(locked / "data" if where == "inside" else locked)
         assert "[bot] data_dir" in message and "Permission denied" in message, message
     finally:
         shutil.rmtree(parent, ignore_errors=True)
