@@ -38,6 +38,9 @@ def backend(request, monkeypatch) -> str:
 
 class Harness:
     store_url = ""  # "": SQLite in the temp dir; the backend fixture sets a PostgreSQL URL
+    # Opened and not closed yet: a test that fails before close() leaves its SQLite thread
+    # running, and the whole pytest process would then hang at exit (conftest stops them).
+    unclosed: list["Harness"] = []
 
     def __init__(self, tmp_path: Path, extra_config: str = "", clock: FakeClock | None = None, max_batch: int = 1):
         self.config = load_config(write_config(tmp_path, extra_config, self.store_url), env={})
@@ -49,6 +52,7 @@ class Harness:
 
     async def open(self) -> "Harness":
         self.store = await Store.open(self.config.bot.data_dir, self.config.store.url)
+        Harness.unclosed.append(self)
         self.service = RestyleService(self.config, self.store, self.clock, rng=random.Random(7))
         self.service.register(self.frontend)
         await self.service.start()
@@ -81,6 +85,17 @@ class Harness:
         if self.worker_task:
             await asyncio.wait_for(self.worker_task, 5)
         await self.store.close()
+        if self in Harness.unclosed:
+            Harness.unclosed.remove(self)
+
+    def abandon(self) -> None:
+        """After a test that failed before close(), on no event loop: stop the worker and the
+        database's thread so the test run can end."""
+        self.worker._stopping = True
+        self.engine.interrupt()  # a batch held by a test's gate
+        connection = getattr(self.store.db, "_conn", None)
+        if connection is not None and hasattr(connection, "stop"):  # aiosqlite: a thread per connection
+            connection.stop()
 
     async def submit(self, member: Member, text: str = "/restyle oil painting", picture: bytes | None = None):
         picture = picture_bytes() if picture is None else picture
