@@ -54,7 +54,7 @@ async def waiting_order(h: Harness, names: dict[str, Accepted | Refused]) -> lis
     by_id = _ids(names)
     listed = [by_id[job_id] for job_id, _tier in await h.store.waiting(100) if job_id in by_id]
     positions = {by_id[job_id]: await h.store.position(job_id) for job_id in by_id}
-    assert sorted(positions, key=lambda name: positions[name]) == listed, positions
+    assert [positions[name] for name in listed] == list(range(len(listed))), positions
     return listed
 
 
@@ -73,11 +73,12 @@ async def test_a_free_job_that_waited_aging_s_ties_a_pro_job_arriving_now_and_wi
     """Breaks: the head start (tier level x aging_s) made bigger or smaller; ties broken by
     anything but arrival."""
     h = await rules(tmp_path)  # aging_s = 30
-    jobs = {"free": await h.submit(FREE, "/restyle patient")}
+    # Three sizes, so each job is its own batch and the order is the queue's alone.
+    jobs = {"free": await h.submit(FREE, "/restyle patient", picture_bytes((64, 64)))}
     await h.clock.advance(29)
-    jobs["pro a second too early"] = await h.submit(PRO, "/restyle early")
+    jobs["pro a second too early"] = await h.submit(PRO, "/restyle early", picture_bytes((128, 64)))
     await h.clock.advance(1)
-    jobs["pro exactly aging_s later"] = await h.submit(PRO2, "/restyle tie")
+    jobs["pro exactly aging_s later"] = await h.submit(PRO2, "/restyle tie", picture_bytes((64, 128)))
     expected = ["pro a second too early", "free", "pro exactly aging_s later"]
     assert await waiting_order(h, jobs) == expected
     assert await run_order(h, jobs) == expected
@@ -217,6 +218,20 @@ async def test_pictures_are_scaled_to_the_members_tier_max_side(tmp_path, member
     assert smaller < max(job.width, job.height) <= largest
     with Image.open(io.BytesIO(await h.service.input_picture(answer.job_id))) as stored:
         assert stored.size == (job.width, job.height)
+    await h.close()
+
+
+async def test_requests_racing_each_other_never_pass_the_queue_limit_or_the_daily_quota(tmp_path):
+    """Breaks: the limits checked only before the picture is prepared, not where the job is
+    stored (a double click, or two apps at once, let a third job in)."""
+    h = await rules(tmp_path, "[tiers.free]\nmax_queued = 2\n[tiers.pro]\ndaily_quota = 2")
+    queued = await asyncio.gather(*(h.submit(FREE, f"/restyle f{i}") for i in range(3)))
+    assert sorted(type(a).__name__ for a in queued) == ["Accepted", "Accepted", "Refused"]
+    assert [a.reason for a in queued if isinstance(a, Refused)] == ["queue_limit"]
+    paid = await asyncio.gather(*(h.submit(PRO, f"/restyle p{i}") for i in range(3)))
+    assert [a.reason for a in paid if isinstance(a, Refused)] == ["quota"]
+    assert (await h.service.me(PRO)).used_today == 2 and (await h.service.me(FREE)).used_today == 2
+    assert (await h.store.count_by_status()) == {"queued": 4}
     await h.close()
 
 
