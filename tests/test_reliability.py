@@ -25,7 +25,7 @@ from PIL import Image
 from bot.service import Accepted, Refused
 from bot.store import StoreError
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
-from tests.fakes import picture_bytes, settle, wait_until
+from tests.fakes import picture_bytes, wait_until
 from tests.test_service import FREE, PRO, Harness, make
 
 ROOT = Path(__file__).resolve().parent.parent

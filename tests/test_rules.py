@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 import pytest
 from PIL import Image
 
-from bot.clock import FakeClock
-from bot.config import load_config
-from bot.service import Accepted, Delivery, JobView, Member, PaymentResult, Refused, RestyleService
+from bot.service import Accepted, Delivery, Member, PaymentResult, Refused, RestyleService
 from bot.store import JobRecord, Store
 from tests.fakes import RecordingFrontEnd, picture_bytes, wait_parked, wait_until
-from tests.test_service import FREE, FREE2, MAX, PRO, Harness, make, write_config
+from tests.test_service import FREE, FREE2, MAX, PRO, Harness, make
 
 PRO2 = Member("test", "pro-2", "Pia")
 MAX2 = Member("test", "max-2", "Mo")
@@ -513,7 +511,7 @@ async def test_again_on_a_job_refuses_a_banned_member(tmp_path):
 
 
 async def test_a_result_the_checker_flags_is_withheld_costs_no_quota_and_others_go_through(tmp_path):
-    """Breaks: the checker's verdict ignored, or asked about another picture than the result."""
+    """Breaks: the checker's verdict ignored (the checker sees the results, not the inputs)."""
     h = await rules(tmp_path, max_batch=2)
     seen: list[tuple[int, int, int]] = []
 

@@ -91,7 +91,8 @@ class Harness:
     def abandon(self) -> None:
         """After a test that failed before close(), on no event loop: stop the worker and the
         database's thread so the test run can end."""
-        self.worker._stopping = True
+        if hasattr(self, "worker"):
+            self.worker.stop()
         self.engine.interrupt()  # a batch held by a test's gate
         connection = getattr(self.store.db, "_conn", None)
         if connection is not None and hasattr(connection, "stop"):  # aiosqlite: a thread per connection
