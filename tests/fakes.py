@@ -25,7 +25,9 @@ class FakeEngine:
         self.seconds = seconds
         self.default_steps = default_steps
         self.batches: list[list[str]] = []
-        self.jobs: dict[str, EngineJob] = {}  # every job it was given, by id (prompt, seed, strength...)
+        # Every job it was given, by id (prompt, seed, strength...), kept without its picture:
+        # load tests measure the bot's memory, not this recorder's.
+        self.jobs: dict[str, EngineJob] = {}
         self.fail_prompts: set[str] = set()
         self.crash_next = False
         self.gate: threading.Event | None = None  # set() it to let a held batch finish
@@ -34,7 +36,7 @@ class FakeEngine:
 
     def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
         self.batches.append([job.job_id for job in jobs])
-        self.jobs.update((job.job_id, job) for job in jobs)
+        self.jobs.update((job.job_id, replace(job, picture=None)) for job in jobs)
         self._interrupted.clear()
         self.started.set()
         if self.crash_next:
