@@ -1280,7 +1280,13 @@ class RestyleService:
             return False
         if self.config.moderation.exempt_age_restricted and record.reply.get("age_restricted"):
             return False
-        return await asyncio.to_thread(self.safety_check, picture)
+        try:
+            return await asyncio.to_thread(self.safety_check, picture)
+        except Exception:
+            # Fail closed: an unchecked result is not sent (the job fails, its quota comes back),
+            # and the worker carries on; raising here used to end the worker task.
+            log.exception("job %s: the safety check failed; the result is withheld", record.id)
+            return True
 
     # Delivery --------------------------------------------------------------------------------
 

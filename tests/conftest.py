@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -69,3 +70,15 @@ async def store(request: pytest.FixtureRequest, tmp_path):
     opened = await Store.open(tmp_path, url)
     yield opened
     await opened.close()
+
+
+@pytest.fixture(autouse=True)
+def _stop_unclosed_harnesses() -> Iterator[None]:
+    """A test that fails before closing its Harness (tests/test_service.py) would leave the
+    SQLite connection's thread running, and pytest would hang at exit instead of reporting."""
+    yield
+    module = sys.modules.get("tests.test_service")
+    if module is None:
+        return
+    while module.Harness.unclosed:
+        module.Harness.unclosed.pop().abandon()

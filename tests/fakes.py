@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import inspect
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageOps
 
+from bot.clock import FakeClock
 from bot.service import Delivery, DeliveryFailed, JobView
 from engine.api import EngineJob, EngineOutput, ProgressCallback, scheduled_steps
 
@@ -23,6 +25,9 @@ class FakeEngine:
         self.seconds = seconds
         self.default_steps = default_steps
         self.batches: list[list[str]] = []
+        # Every job it was given, by id (prompt, seed, strength...), kept without its picture:
+        # load tests measure the bot's memory, not this recorder's.
+        self.jobs: dict[str, EngineJob] = {}
         self.fail_prompts: set[str] = set()
         self.crash_next = False
         self.gate: threading.Event | None = None  # set() it to let a held batch finish
@@ -31,6 +36,7 @@ class FakeEngine:
 
     def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
         self.batches.append([job.job_id for job in jobs])
+        self.jobs.update((job.job_id, replace(job, picture=None)) for job in jobs)
         self._interrupted.clear()
         self.started.set()
         if self.crash_next:
@@ -98,3 +104,35 @@ async def settle(rounds: int = 20) -> None:
     yielding once is not enough."""
     for _ in range(rounds):
         await asyncio.sleep(0.002)
+
+
+async def wait_until(predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "") -> Any:
+    """Poll `predicate` (a plain or an async function) until it returns something truthy, and
+    return that. Fails the test, naming what it waited for, when `timeout` seconds pass: a
+    helper that silently gave up would let the assertions after it check the wrong moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what or predicate}; it never happened")
+        await asyncio.sleep(0.005)
+
+
+def clock_deadlines(clock: FakeClock) -> list[float]:
+    """When the tasks sleeping on a FakeClock wake up (earliest first)."""
+    return sorted(deadline for deadline, future in clock._sleepers if not future.done())
+
+
+async def wait_parked(clock: FakeClock, until: float, *, timeout: float = 5.0) -> None:
+    """Wait until some task sleeps on `clock` until exactly `until` (a held-back delivery, a
+    retry pause): the condition that makes a "nothing happened yet" check mean something, where a
+    fixed sleep would pass just as well when the task had not even started."""
+    await wait_until(
+        lambda: any(abs(d - until) < 1e-6 for d in clock_deadlines(clock)),
+        timeout=timeout,
+        what=f"a task sleeping on the clock until {until} (sleepers: {clock_deadlines(clock)})",
+    )

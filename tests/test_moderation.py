@@ -3,8 +3,6 @@ on results, and purging old jobs."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from bot.config import AccessSettings, ModerationSettings
@@ -146,7 +144,7 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
     from bot.app import PURGE_INTERVAL_S, App
     from bot.clock import FakeClock
     from bot.config import load_config
-    from tests.fakes import FakeEngine, settle
+    from tests.fakes import FakeEngine, wait_parked, wait_until
     from tests.test_service import write_config
 
     config = load_config(write_config(tmp_path, "[moderation]\nretention_days = 1"), env={})
@@ -160,26 +158,31 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
         return purged[-1]
 
     app.service.purge_expired = counting  # type: ignore[method-assign]
+    start = clock.now()
     try:
         await app.start()
-        await settle()
+        await wait_parked(clock, start + PURGE_INTERVAL_S)  # purged once, now waiting an hour
         assert purged == [0]  # at start
         old = await app.service.submit(PRO, picture_bytes(), "/restyle old", {})
-        for _ in range(200):
-            if (await app.service.job(old.job_id)).status == "done":
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(
+            lambda: _status_is(app.service, old.job_id, "done"), what=f"job {old.job_id} to be done"
+        )
         await clock.advance(PURGE_INTERVAL_S - 1)
-        await settle()
+        await wait_parked(clock, start + PURGE_INTERVAL_S)  # still waiting for the hour
         assert purged == [0]  # not before the hour
         await clock.advance(1)
-        await settle()
+        await wait_parked(clock, start + 2 * PURGE_INTERVAL_S)
         assert purged == [0, 0]  # the job is younger than a day
         await clock.advance(86400)
-        await settle()
+        await wait_parked(clock, start + 86400 + 2 * PURGE_INTERVAL_S)
         assert purged == [0, 0, 1]
         assert await app.service.job(old.job_id) is None
         assert await app.service.input_picture(old.job_id) is None
     finally:
         await app.stop()
     assert app._purge_task is not None and app._purge_task.done()
+
+
+async def _status_is(service, job_id: str, status: str) -> bool:
+    job = await service.job(job_id)
+    return job is not None and job.status == status

@@ -26,7 +26,7 @@ from PIL import Image
 from bot.service import Accepted, Refused
 from bot.store import StoreError
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
-from tests.fakes import picture_bytes, settle
+from tests.fakes import picture_bytes, wait_until
 from tests.test_service import FREE, PRO, Harness, make
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,14 +143,17 @@ async def test_disk_full_while_storing_a_result_never_marks_the_job_done(tmp_pat
     h = await make(tmp_path)
     answer = await h.submit(PRO)
     real_finish = h.store.finish_job
+    tries = []
 
     async def disk_full_for_results(*args, **kwargs):
+        tries.append(args[0])
         raise StoreError(f"The database refused a query: {os.strerror(errno.ENOSPC)}.")
 
     monkeypatch.setattr(h.store, "finish_job", disk_full_for_results)
     h.service.store_retry_s = (0.01, 0.01)  # it retries, then gives up and leaves the job running
     h.start_worker()
-    await h.drain()
+    # The job never leaves 'running' here, so wait for the worker to have given up on it.
+    await wait_until(lambda: len(tries) == 3 and not h.worker.busy, what="three tries to store the result")
     assert h.frontend.results == []
     assert (await h.service.job(answer.job_id)).status == "running"  # so the next start runs it
     await h.close()

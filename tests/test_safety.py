@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,9 @@ from PIL import Image
 from engine.api import ModelLoadError
 
 
-def make_tiny_safety_checker(folder: Path) -> Path:
+def make_tiny_safety_checker(folder: Path, *, flags: bool | None = None) -> Path:
+    """A random-weight checker. flags=True: every picture scores over every concept's threshold
+    (flagged); False: none can (cosine distances are at most 1); None: the weights as made."""
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
@@ -23,7 +24,12 @@ def make_tiny_safety_checker(folder: Path) -> Path:
         projection_dim=8,
     )
     torch.manual_seed(0)
-    StableDiffusionSafetyChecker(config).save_pretrained(folder)
+    checker = StableDiffusionSafetyChecker(config)
+    if flags is not None:
+        with torch.no_grad():
+            checker.concept_embeds_weights.fill_(-2.0 if flags else 2.0)
+            checker.special_care_embeds_weights.fill_(2.0)
+    checker.save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
 
@@ -36,6 +42,16 @@ def test_safety_checker_loads_from_a_folder_and_judges_a_picture(tmp_path):
     assert isinstance(verdict, bool)
 
 
+@pytest.mark.parametrize("flags", [True, False], ids=["flags-everything", "flags-nothing"])
+def test_the_checkers_verdict_is_what_the_bot_gets(tmp_path, flags):
+    """A checker that never flags (or always does) must fail one of these."""
+    from engine.safety import load_safety_checker
+
+    flagged = load_safety_checker(str(make_tiny_safety_checker(tmp_path / "c", flags=flags)), local_files_only=True)
+    pictures = [Image.new("RGB", (64, 48), (200, 120, 90)), Image.new("L", (40, 70), 10)]
+    assert [flagged(picture) for picture in pictures] == [flags, flags]
+
+
 def test_missing_safety_checker_names_the_setting(tmp_path):
     from engine.safety import load_safety_checker
 
@@ -46,9 +62,11 @@ def test_missing_safety_checker_names_the_setting(tmp_path):
 async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     from bot.app import App
     from bot.config import load_config
-    from tests.fakes import FakeEngine
+    from tests.fakes import FakeEngine, picture_bytes, wait_until
 
-    checker = make_tiny_safety_checker(tmp_path / "checker")
+    from bot.service import Member
+
+    checker = make_tiny_safety_checker(tmp_path / "checker", flags=True)
     config_path = tmp_path / "config.toml"
     config_path.write_text(
         f'[bot]\ndata_dir = "{tmp_path / "data"}"\n[engine]\nlocal_files_only = true\n'
@@ -57,11 +75,19 @@ async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     app = await App.create(load_config(config_path, env={}), engine_factory=lambda c: FakeEngine())
     await app.start()
     try:
-        for _ in range(200):
-            if app.health.engine_ready:
-                break
-            await asyncio.sleep(0.05)
-        assert app.health.engine_ready and app.service.safety_check is not None
-        assert isinstance(app.service.safety_check(Image.new("RGB", (32, 32))), bool)
+        await wait_until(lambda: app.health.engine_ready, timeout=10, what="the engine and the safety checker to load")
+        assert app.service.safety_check is not None
+        # The configured checker flags everything, so a finished job is withheld, not sent.
+        member = Member("web", "local")
+        answer = await app.service.submit(member, picture_bytes(), "/restyle x", {})
+        await wait_until(lambda: _status(app.service, answer.job_id, ("done", "failed")), what="the job to finish")
+        job = await app.service.job(answer.job_id)
+        assert job.status == "failed" and "safety filter" in job.error
+        assert (await app.service.me(member)).used_today == 0
     finally:
         await app.stop()
+
+
+async def _status(service, job_id: str, statuses: tuple[str, ...]) -> bool:
+    job = await service.job(job_id)
+    return job is not None and job.status in statuses

@@ -13,7 +13,7 @@ from bot.config import load_config
 from bot.service import Accepted, Member, Refused, RestyleService
 from bot.store import Store
 from bot.worker import Worker
-from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes, settle
+from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes, settle, wait_parked, wait_until
 
 FREE = Member("test", "free-1", "Fay")
 FREE2 = Member("test", "free-2", "Fred")
@@ -38,6 +38,9 @@ def backend(request, monkeypatch) -> str:
 
 class Harness:
     store_url = ""  # "": SQLite in the temp dir; the backend fixture sets a PostgreSQL URL
+    # Opened and not closed yet: a test that fails before close() leaves its SQLite thread
+    # running, and the whole pytest process would then hang at exit (conftest stops them).
+    unclosed: list["Harness"] = []
 
     def __init__(self, tmp_path: Path, extra_config: str = "", clock: FakeClock | None = None, max_batch: int = 1):
         self.config = load_config(write_config(tmp_path, extra_config, self.store_url), env={})
@@ -49,6 +52,7 @@ class Harness:
 
     async def open(self) -> "Harness":
         self.store = await Store.open(self.config.bot.data_dir, self.config.store.url)
+        Harness.unclosed.append(self)
         self.service = RestyleService(self.config, self.store, self.clock, rng=random.Random(7))
         self.service.register(self.frontend)
         await self.service.start()
@@ -59,13 +63,16 @@ class Harness:
     def start_worker(self) -> None:
         self.worker_task = asyncio.create_task(self.worker.run())
 
-    async def drain(self, advance: float = 0.0) -> None:
-        """Run until the queue is empty and nothing is running, then deliver what is due."""
-        for _ in range(500):
-            await asyncio.sleep(0.005)
+    async def drain(self, advance: float = 0.0, timeout: float = 5.0) -> None:
+        """Run until the queue is empty and nothing is running, then deliver what is due. Fails
+        the test when that does not happen within `timeout` seconds (a job stuck queued or
+        running), instead of letting the checks after it look at a half-finished queue."""
+
+        async def drained() -> bool:
             counts = await self.store.count_by_status()
-            if not counts.get("queued") and not counts.get("running") and not self.worker.busy:
-                break
+            return not counts.get("queued") and not counts.get("running") and not self.worker.busy
+
+        await wait_until(drained, timeout=timeout, what="the queue to drain (nothing queued or running)")
         await settle()
         if advance:
             await self.clock.advance(advance)
@@ -78,6 +85,18 @@ class Harness:
         if self.worker_task:
             await asyncio.wait_for(self.worker_task, 5)
         await self.store.close()
+        if self in Harness.unclosed:
+            Harness.unclosed.remove(self)
+
+    def abandon(self) -> None:
+        """After a test that failed before close(), on no event loop: stop the worker and the
+        database's thread so the test run can end."""
+        if hasattr(self, "worker"):
+            self.worker.stop()
+        self.engine.interrupt()  # a batch held by a test's gate
+        connection = getattr(self.store.db, "_conn", None)
+        if connection is not None and hasattr(connection, "stop"):  # aiosqlite: a thread per connection
+            connection.stop()
 
     async def submit(self, member: Member, text: str = "/restyle oil painting", picture: bytes | None = None):
         picture = picture_bytes() if picture is None else picture
@@ -154,12 +173,14 @@ async def test_free_result_is_delivered_no_sooner_than_min_turnaround_but_gpu_is
     h.start_worker()
     await h.drain()
     assert h.engine.batches == [[accepted.job_id]]  # the engine ran at once
-    assert h.frontend.results == []  # ...but the member waits for the rest of the 40 s
+    due = (await h.service.job(accepted.job_id)).created_at + 40
+    await wait_parked(h.clock, due)  # the delivery waits on the clock for the rest of the 40 s...
+    assert h.frontend.results == []
     await h.clock.advance(39)
-    await settle()
+    await wait_parked(h.clock, due)  # ...and still does a second before
     assert h.frontend.results == []
     await h.clock.advance(1.5)
-    await settle()
+    await wait_until(lambda: h.frontend.results, what="the held-back result to be delivered")
     assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
     assert h.frontend.delivered_at[0] - (await h.service.job(accepted.job_id)).created_at >= 40
     await h.close()
@@ -313,6 +334,10 @@ async def test_service_dropped_mid_run_and_reopened_loses_nothing_and_sends_noth
 
     h2 = Harness(tmp_path, clock=clock, extra_config="[tiers.free]\nmax_queued = 5")
     await h2.open()
+    if h2.store.shared:
+        # A job the dead worker held stays 'running' until its lease runs out (other processes
+        # may share the database): let it run out, or drain would wait for it in vain.
+        await clock.advance(h2.config.store.lease_s + 1)
     h2.start_worker()
     await h2.drain(advance=60)
     await h2.drain(advance=60)
@@ -363,11 +388,14 @@ async def test_delivery_is_retried_until_the_front_end_takes_it(tmp_path):
     await h.submit(PRO)
     h.start_worker()
     await h.drain()
+    start = h.clock.now()
+    await wait_parked(h.clock, start + 2)  # the first try failed; the next waits 2 s
     assert h.frontend.results == []
     await h.clock.advance(2)
-    await settle()
+    await wait_parked(h.clock, start + 7)  # the second failed too; then 5 s
+    assert h.frontend.results == []
     await h.clock.advance(5)
-    await settle()
+    await wait_until(lambda: h.frontend.results, what="the third try to deliver")
     assert len(h.frontend.results) == 1
     await h.close()
 

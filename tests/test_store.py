@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
+import shutil
 import sqlite3
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -109,14 +113,57 @@ async def test_schema_3_database_upgrades_and_its_picture_files_move_into_the_ta
         await store.close()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permissions cannot be tested")
-async def test_unwritable_data_dir_is_a_clear_error(tmp_path):
-    tmp_path.chmod(0o500)
+def _store_open_error(data_dir: Path) -> str:
+    """The StoreError message Store.open gives for `data_dir`, or what went wrong instead."""
     try:
-        with pytest.raises(StoreError, match="data_dir"):
-            await Store.open(tmp_path / "data")
+        asyncio.run(Store.open(data_dir))
+    except StoreError as exc:
+        return str(exc)
+    except Exception as exc:  # reported to the test, which fails on it
+        return f"not a StoreError: {exc!r}"
+    return "no error: the folder was writable"
+
+
+def _store_open_error_as_nobody(data_dir: Path) -> str:
+    """_store_open_error in a forked child that has dropped root for the 'nobody' user: root
+    writes anywhere, and CI runs the suite as root."""
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root and there is no 'nobody' user to drop privileges to")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, try, report through the pipe, never return into pytest
+        try:
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            message = _store_open_error(data_dir)
+        except BaseException as exc:
+            message = f"the child failed: {exc!r}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return message
+
+
+@pytest.mark.parametrize("where", ["inside", "itself"], ids=["folder-inside-a-locked-one", "locked-folder"])
+def test_unwritable_data_dir_is_a_clear_error(where):
+    # A folder of its own in /tmp (pytest's tmp folders are 0700: 'nobody' could not even look).
+    parent = Path(tempfile.mkdtemp(prefix="restyle-unwritable-"))
+    try:
+        parent.chmod(0o755)
+        locked = parent / "locked"
+        locked.mkdir(mode=0o555)
+        locked.chmod(0o555)  # whatever the umask
+        opened = _store_open_error_as_nobody if os.geteuid() == 0 else _store_open_error
+        message = opened(locked / "data" if where == "inside" else locked)
+        assert "[bot] data_dir" in message and "Permission denied" in message, message
     finally:
-        tmp_path.chmod(0o700)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 async def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path):

@@ -20,7 +20,7 @@ from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
 from bot.metrics import Histogram, render_histogram
 from bot.service import Member
-from tests.fakes import FakeEngine, picture_bytes
+from tests.fakes import FakeEngine, picture_bytes, wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -79,10 +79,7 @@ async def open_site(tmp_path: Path, web: str = "", extra: str = "", *, tier: str
     engine = engine or FakeEngine()
     app = await App.create(config, engine_factory=lambda _: engine, clock=clock)
     await app.start()
-    for _ in range(200):  # the engine "loads" in a thread
-        if app.health.engine_ready:
-            break
-        await asyncio.sleep(0.005)
+    await wait_until(lambda: app.health.engine_ready, what="the engine to load")  # it "loads" in a thread
     # unsafe=True: keep cookies from an IP address (127.0.0.1), as browsers do.
     session = aiohttp.ClientSession(headers=headers, cookie_jar=aiohttp.CookieJar(unsafe=True))
     return Site(app, engine, session)
