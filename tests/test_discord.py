@@ -19,8 +19,9 @@ from bot.adapters.discord import DiscordAdapter, DiscordStartError, _status_text
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
+from bot.service import DELIVERY_BACKOFF_S
 from tests.fake_discord import EPHEMERAL, FakeDiscord
-from tests.fakes import FakeEngine, picture_bytes
+from tests.fakes import FakeEngine, picture_bytes, wait_parked
 
 USER = 1001
 OTHER = 2002
@@ -593,8 +594,9 @@ async def test_a_long_rate_limit_becomes_a_retried_delivery_not_a_silent_hang(h)
     h.fake.fail("PATCH", r"^/webhooks/", 429, retry_after=30, times=1, when=lambda call: bool(call.files))
     gate.set()
     await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the delivery to give up this try")
+    await wait_parked(h.clock, h.clock.now() + DELIVERY_BACKOFF_S[0])  # the retry waits on the clock
     assert not result_edits(h.fake)
-    await h.clock.advance(2)  # the service's first retry
+    await h.clock.advance(DELIVERY_BACKOFF_S[0])  # the service's first retry
     await h.result_of(interaction)
 
 

@@ -409,7 +409,7 @@ async def test_a_result_one_front_end_is_sending_is_not_sent_by_another(tmp_path
     h.service.register(first)
     accepted = await h.submit(PRO)
     h.start_worker()
-    await h.drain()
+    await h.drain(deliveries=False)
     await wait_until(lambda: first.sending, what="the first front end to start sending")
 
     other_frontend = RecordingFrontEnd()

@@ -13,7 +13,7 @@ from bot.config import load_config
 from bot.service import Accepted, Member, Refused, RestyleService
 from bot.store import Store
 from bot.worker import Worker
-from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes, settle, wait_parked, wait_until
+from tests.fakes import FakeEngine, RecordingFrontEnd, clock_deadlines, picture_bytes, settle, wait_parked, wait_until
 
 FREE = Member("test", "free-1", "Fay")
 FREE2 = Member("test", "free-2", "Fred")
@@ -63,7 +63,7 @@ class Harness:
     def start_worker(self) -> None:
         self.worker_task = asyncio.create_task(self.worker.run())
 
-    async def drain(self, advance: float = 0.0, timeout: float = 5.0) -> None:
+    async def drain(self, advance: float = 0.0, timeout: float = 5.0, *, deliveries: bool = True) -> None:
         """Run until the queue is empty and nothing is running, then deliver what is due. Fails
         the test when that does not happen within `timeout` seconds (a job stuck queued or
         running), instead of letting the checks after it look at a half-finished queue."""
@@ -73,10 +73,22 @@ class Harness:
             return not counts.get("queued") and not counts.get("running") and not self.worker.busy
 
         await wait_until(drained, timeout=timeout, what="the queue to drain (nothing queued or running)")
-        await settle()
+        if not deliveries:  # the test holds a delivery itself
+            return
+        await self.quiet(timeout)
         if advance:
             await self.clock.advance(advance)
-        await settle()
+            await self.quiet(timeout)
+
+    async def quiet(self, timeout: float = 5.0) -> None:
+        """Until the service's background work (notifications, deliveries) has run or is parked
+        on the fake clock (a held-back result, a retry pause), which only `advance` moves on."""
+        service = self.service
+
+        def quiet() -> bool:
+            return not service._background and len(service._deliveries) <= len(clock_deadlines(self.clock))
+
+        await wait_until(quiet, timeout=timeout, what="background notifications and deliveries to finish")
 
     async def close(self) -> None:
         self.service.stop_accepting()

@@ -24,8 +24,9 @@ from bot.app import App
 from bot.clock import FakeClock
 from bot.commands import USAGE
 from bot.config import load_config
+from bot.service import DELIVERY_BACKOFF_S
 from tests.fake_telegram import FakeTelegram, buttons
-from tests.fakes import FakeEngine, picture_bytes
+from tests.fakes import FakeEngine, picture_bytes, wait_parked
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -559,13 +560,10 @@ async def test_network_error_is_retried_later_and_delivered_once(start_bot, fake
     request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
     await wait_reply(fake, request)
     await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMediaGroup")))
-    for _ in range(100):  # the service has logged the failure and sleeps on the clock
-        if bot.app.service.delivery_failures:
-            break
-        await asyncio.sleep(0.01)
+    await wait_parked(clock, clock.now() + DELIVERY_BACKOFF_S[0])  # the retry waits on the clock
     assert bot.app.service.delivery_failures == 1
     assert fake.calls_to("sendMediaGroup", ok_only=True) == []
-    await clock.advance(2.0)
+    await clock.advance(DELIVERY_BACKOFF_S[0])
     await finish(bot, fake)
     assert [c.failed for c in fake.calls_to("sendMediaGroup")] == [True, False]
     await wait_reply(fake, request, 2)  # the buttons message, once
@@ -579,11 +577,8 @@ async def test_buttons_failure_retry_does_not_send_the_album_twice(start_bot, fa
     await wait_reply(fake, request)
     fake.fail_next("sendMessage", 502)  # the buttons message after the album
     await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMessage")))
-    for _ in range(100):
-        if bot.app.service.delivery_failures:
-            break
-        await asyncio.sleep(0.01)
-    await clock.advance(2.0)
+    await wait_parked(clock, clock.now() + DELIVERY_BACKOFF_S[0])  # the retry waits on the clock
+    await clock.advance(DELIVERY_BACKOFF_S[0])
     await wait_reply(fake, request, 2)
     await bot.app.service.wait_delivered()
     assert len(fake.calls_to("sendMediaGroup")) == 1
