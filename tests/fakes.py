@@ -7,7 +7,7 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from PIL import Image, ImageOps
 
@@ -98,3 +98,13 @@ async def settle(rounds: int = 20) -> None:
     yielding once is not enough."""
     for _ in range(rounds):
         await asyncio.sleep(0.002)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait until predicate() is true (polling every 10 ms); fail the test after `timeout` s.
+    For conditions no fake server is told about (a service call returning, a log line)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not met in {timeout} s")
+        await asyncio.sleep(0.01)

@@ -297,3 +297,25 @@ async def test_a_process_started_before_postgresql_waits_for_it(pg_cluster_facto
 async def test_unreachable_postgresql_is_a_clear_error_once_the_wait_is_over(tmp_path):
     with pytest.raises(StoreError, match=r"PostgreSQL at postgresql://restyle:\*\*\*@127\.0\.0\.1:1/x cannot be reached"):
         await Store.open(tmp_path, "postgresql://restyle:secret@127.0.0.1:1/x", wait_s=0.6)
+
+
+async def test_a_request_key_is_stored_with_its_job_and_queues_once_per_platform(store, account):
+    first = await add(store, job("a", account, request_key="u/42"), quota_limit=5)
+    assert isinstance(first, JobRecord) and (await store.job("a")).request_key == "u/42"
+    again = await add(store, job("b", account, request_key="u/42"), quota_limit=5)
+    assert isinstance(again, JobRecord) and again.id == "a"  # the stored one; nothing written
+    assert await store.job("b") is None and await store.used_today(account, DAY) == 1
+    assert (await store.job_for_request("test", "u/42")).id == "a"
+    assert await store.job_for_request("other", "u/42") is None
+    # The same key on another platform, and jobs without a key, are their own.
+    assert isinstance(await add(store, job("c", account, platform="other", request_key="u/42")), JobRecord)
+    assert isinstance(await add(store, job("d", account)), JobRecord)
+    assert isinstance(await add(store, job("e", account)), JobRecord)
+    assert await store.used_today(account, DAY) == 4
+    with pytest.raises(StoreError):  # the database itself refuses a second one
+        await store.db.execute(
+            "INSERT INTO jobs (id, account_id, platform, platform_user_id, reply_json, prompt, strength, seed, steps,"
+            " width, height, batch_key, tier, rank, seq, status, created_at, quota_day, request_key)"
+            " VALUES ('f', ?, 'test', 'u', '{}', 'p', 0.5, 1, 4, 64, 64, 'k', 'free', 0, 99, 'queued', 1, ?, 'u/42')",
+            account, DAY,
+        )
