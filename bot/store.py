@@ -263,7 +263,10 @@ class Store:
         to `wait_s` seconds when it cannot be reached yet."""
         data_dir = Path(data_dir)
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            if not data_dir.exists():
+                # Owner-only: it holds members' pictures and prompts, and the payment secret.
+                data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+                data_dir.chmod(0o700)
             probe = data_dir / ".write-test"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -596,6 +599,8 @@ class Store:
             ids = [row["id"] for row in rows]
             for chunk in _chunks(ids, 500):
                 await self.db.execute(f"DELETE FROM pictures WHERE job_id IN {_in(chunk)}", *chunk)
+        if ids:
+            await self.db.reclaim()  # the purged prompts and pictures leave no copy behind
         return ids
 
     async def delivered_before(self, before: float) -> list[str]:

@@ -109,6 +109,44 @@ async def test_schema_3_database_upgrades_and_its_picture_files_move_into_the_ta
         await store.close()
 
 
+async def test_data_dir_and_database_files_are_readable_by_their_owner_only(tmp_path):
+    data = tmp_path / "fresh" / "data"
+    store = await Store.open(data)
+    account = (await store.account_for("test", "u", now=100.0)).id
+    await add(store, job("a", account))  # a write: the -wal and -shm files exist now
+    db_file = data / "restyle.sqlite3"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (data, db_file, data / "restyle.sqlite3-wal",
+                                                       data / "restyle.sqlite3-shm")}  # fmt: skip
+    await store.close()
+    assert modes == {"data": 0o700, "restyle.sqlite3": 0o600, "restyle.sqlite3-wal": 0o600, "restyle.sqlite3-shm": 0o600}
+    # A database an older version left readable by everyone is narrowed when opened.
+    db_file.chmod(0o644)
+    store = await Store.open(data)
+    await store.close()
+    assert db_file.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_purged_prompt_and_picture_leave_no_copy_in_the_database_files(tmp_path):
+    store = await Store.open(tmp_path)
+    account = (await store.account_for("test", "u", now=100.0)).id
+    prompt, picture = "a secret prompt 7f3a9c", b"PICTURE-BYTES-1b2d" * 200
+    await add(store, job("a", account, prompt=prompt), picture=picture)
+    await store.db.fetch_all("PRAGMA wal_checkpoint(TRUNCATE)")  # in the database file itself, not only the WAL
+    [claimed] = await store.claim_batch(1, "w", now=101.0, lease_until=160.0)
+    await finish(store, claimed.id, "w", result=b"RESULT-BYTES-9e8f" * 200)
+    await store.mark_delivered("a", now=201.0)
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("restyle.sqlite3*"))
+
+    assert prompt.encode() in on_disk() and b"RESULT-BYTES-9e8f" in on_disk()  # the scan finds them while kept
+    assert await store.purge_finished(before=1000.0) == ["a"]
+    left = on_disk()
+    assert prompt.encode() not in left and b"PICTURE-BYTES-1b2d" not in left and b"RESULT-BYTES-9e8f" not in left
+    assert await store.db.fetch_value("PRAGMA secure_delete") == 1
+    await store.close()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permissions cannot be tested")
 async def test_unwritable_data_dir_is_a_clear_error(tmp_path):
     tmp_path.chmod(0o500)
