@@ -752,6 +752,9 @@ async def test_a_telegram_update_delivered_twice_queues_one_job(start_bot, fake)
 
 async def test_the_token_never_appears_in_logs(start_bot, fake, caplog):
     caplog.set_level(logging.DEBUG)
+    # bot.logs keeps httpx at WARNING once `python -m bot` (or a CLI test) ran in this process:
+    # this test wants its URLs logged, to see that the token is hidden in them.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     fake.fail_next("getUpdates", drop=True)  # a polling error, logged with its traceback
     bot = await start_bot(wait_polling=False)
     await fake.wait_for("getUpdates", 1)
