@@ -123,6 +123,7 @@ class WebSettings:
     port: int = 8080  # 0..65535
     access_token: str | None = None  # required when host is not loopback
     tier: str = "free"  # the tier of the page's member; must be a defined tier
+    body_timeout_s: float = 120.0  # a request body (an upload) must arrive whole within this
 
 
 @dataclass(frozen=True)
@@ -483,6 +484,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "port": _whole(0, 65535),
             "access_token": _optional_text(),
             "tier": _text(),  # checked against the tiers once they are known
+            "body_timeout_s": _number(above=0, hi=3600),
         },
     ),
     "access": (

@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -71,12 +72,16 @@ class SqliteDatabase(_Rows):
 
     @classmethod
     async def open(cls, path: Path) -> "SqliteDatabase":
+        _owner_only(Path(path))
         try:
             conn = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"The database {path} cannot be opened: {exc}.") from exc
         try:
             conn.row_factory = sqlite3.Row
+            # Deleted rows (purged prompts and pictures) are overwritten with zeros, not left in
+            # free pages; some SQLite builds do this by default, this makes it so on all.
+            await conn.execute("PRAGMA secure_delete=ON")
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
@@ -87,6 +92,14 @@ class SqliteDatabase(_Rows):
 
     async def close(self) -> None:
         await self._conn.close()
+
+    async def reclaim(self) -> None:
+        """After deleting what must not linger: move the WAL into the database file (where
+        secure_delete has zeroed the freed space) and empty it, so the deleted rows' old copies
+        in the WAL are gone too."""
+        async with self._write_lock, self._guard():
+            async with self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cursor:
+                await cursor.fetchall()
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -265,6 +278,9 @@ class PostgresDatabase(_Rows):
         async with self._connection() as conn, self._guard():
             await conn.execute(postgres_ddl(script))
 
+    async def reclaim(self) -> None:
+        """Nothing to do here: PostgreSQL's (auto)vacuum reclaims deleted rows."""
+
     async def advisory_lock(self, key: int) -> None:
         """Inside a transaction: one process at a time past this point (migrations)."""
         await self.execute("SELECT pg_advisory_xact_lock(?)", key)
@@ -377,6 +393,23 @@ def postgres_ddl(script: str) -> str:
 def split_statements(script: str) -> list[str]:
     """Migrations hold no semicolons inside literals, so splitting on them is enough."""
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _owner_only(path: Path) -> None:
+    """The database file, and its -wal and -shm files, readable by this user only: a new file is
+    created 0600 before SQLite opens it (SQLite gives -wal and -shm the database file's mode),
+    and one left wider by an older version is narrowed."""
+    if str(path) == ":memory:":
+        return
+    try:
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # an empty file is an empty database
+        for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if each.exists() and each.stat().st_mode & 0o077:
+                each.chmod(0o600)
+                log.info("%s was readable by other users; it is now readable by its owner only", each)
+    except OSError as exc:  # not ours to change (a path the admin chose): say so, and carry on
+        log.warning("could not make %s readable by its owner only: %s", path, exc)
 
 
 def _safe_url(url: str) -> str:

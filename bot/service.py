@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -48,6 +49,7 @@ from bot.upgrades import (
     PlanView,
     code_hash,
     extended,
+    looks_like_payload,
     merged,
     new_link_code,
     new_redeem_code,
@@ -106,6 +108,9 @@ class Accepted:
     strength: float
     seed: int
     steps: int
+    # True: this request (same request key) was queued before, as this job; the front end has
+    # answered it already and should not announce it again.
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -464,23 +469,49 @@ class RestyleService:
     # Submitting ------------------------------------------------------------------------------
 
     async def submit(
-        self, member: Member, picture: bytes, command: str | RestyleCommand, reply: dict[str, Any]
+        self,
+        member: Member,
+        picture: bytes,
+        command: str | RestyleCommand,
+        reply: dict[str, Any],
+        *,
+        request_key: str | None = None,
     ) -> Accepted | Refused:
         """Check, prepare and queue one request (the front end has admitted it: see `admit`).
-        Never raises for anything the member did."""
+        Never raises for anything the member did.
+
+        `request_key` names the incoming request (a Telegram chat and message id, a Discord
+        interaction id, a web form's nonce): the same key again, from the same member, is
+        answered with the job it queued, and queues and charges nothing."""
+        key = _request_key(member, request_key)
+        if key is not None:
+            repeated = await self._answer_from_key(member, key)
+            if repeated is not None:
+                return repeated
         if isinstance(command, str):
             try:
                 command = parse_restyle(command)
             except CommandError as exc:
                 return Refused("command", str(exc))
-        return await self._submit(member, command, reply, picture=picture)
+        return await self._submit(member, command, reply, picture=picture, request_key=key)
 
     async def again(
-        self, member: Member, job_id: str, reply: dict[str, Any], *, strength_delta: float = 0.0
+        self,
+        member: Member,
+        job_id: str,
+        reply: dict[str, Any],
+        *,
+        strength_delta: float = 0.0,
+        request_key: str | None = None,
     ) -> Accepted | Refused:
         """Run a finished job's picture and prompt again with a new seed (and, for Subtler and
         Stronger, another strength). No new upload: the prepared input is reused. The front end
         has admitted the button press (see `admit`)."""
+        key = _request_key(member, request_key)
+        if key is not None:
+            repeated = await self._answer_from_key(member, key)
+            if repeated is not None:
+                return repeated
         job = await self.store.job(job_id)
         if job is None or not await self.store.has_picture(job_id, "input"):
             return Refused("not_found", "That job is gone; send the picture again with /restyle.")
@@ -494,7 +525,44 @@ class RestyleService:
             negative_prompt=job.negative_prompt,
             output_format=job.output_format,
         )
-        return await self._submit(member, command, reply, source_job=job)
+        return await self._submit(member, command, reply, source_job=job, request_key=key)
+
+    async def _answer_from_key(self, member: Member, request_key: str) -> Accepted | Refused | None:
+        """The answer to a request already queued under this key; None when it is new."""
+        try:
+            job = await self.store.job_for_request(member.platform, request_key)
+        except StoreError as exc:
+            log.error("could not look up request %s from %s: %s", request_key, member.key, exc)
+            return Refused("storage", "The bot cannot save new requests right now. Try again in a few minutes.")
+        if job is None:
+            return None
+        log.info("job %s: request %s from %s seen again; not queued twice", job.id, request_key, member.key)
+        return await self._accepted(job, duplicate=True)
+
+    async def _accepted(self, record: JobRecord, *, duplicate: bool = False) -> Accepted:
+        try:
+            position = await self.store.position(record.id) or 0
+            eta = await self._eta(record, position)
+        except StoreError as exc:
+            # The job is saved: say so (a "try again" here would make the member queue it twice).
+            log.warning("job %s queued, but its position could not be read: %s", record.id, exc)
+            position, eta = 0, DEFAULT_BATCH_SECONDS
+        return Accepted(record.id, position, eta, record.tier, record.strength, record.seed, record.steps, duplicate)
+
+    async def _add_job_retrying(self, record: JobRecord, **kwargs: Any) -> JobRecord | str:
+        """store.add_job; with a request key, a failed write is tried again (a database restart
+        mid-commit leaves its outcome unknown: the key finds the job if it was saved after all,
+        so the retry cannot queue it twice or charge the quota twice)."""
+        pauses = self.store_retry_s[:3] if record.request_key is not None else ()
+        for pause in (*pauses, None):
+            try:
+                return await self.store.add_job(record, **kwargs)
+            except StoreError as exc:
+                if pause is None:
+                    raise
+                log.warning("job %s: saving it failed (%s); trying again in %.1f s", record.id, exc, pause)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def _submit(
         self,
@@ -504,6 +572,7 @@ class RestyleService:
         *,
         picture: bytes | None = None,
         source_job: JobRecord | None = None,
+        request_key: str | None = None,
     ) -> Accepted | Refused:
         now = self.clock.now()
         if not self._accepting:
@@ -581,9 +650,10 @@ class RestyleService:
                 created_at=now,
                 quota_day=day,
                 parent_job_id=source_job.id if source_job else None,
+                request_key=request_key,
             )
             stored_picture = await asyncio.to_thread(_stored_bytes, prepared) if prepared is not None else None
-            added = await self.store.add_job(
+            added = await self._add_job_retrying(
                 record,
                 quota_limit=tier.daily_quota,
                 max_active=tier.max_queued,
@@ -596,22 +666,20 @@ class RestyleService:
             if added == "queue_limit":
                 return self._queue_limit_refusal(tier)
             assert isinstance(added, JobRecord)
+            if added.id != job_id:  # queued before under this request key (a retry found it)
+                log.info("job %s: request %s from %s was saved already; not queued twice", added.id, request_key, member.key)
+                return await self._accepted(added, duplicate=True)
             record = added
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
             return Refused("storage", "The bot cannot save new requests right now. Try again in a few minutes.")
-        try:
-            position = await self.store.position(job_id) or 0
-            eta = await self._eta(record, position)
-        except StoreError as exc:
-            # The job is saved: say so (a "try again" here would make the member queue it twice).
-            log.warning("job %s queued, but its position could not be read: %s", job_id, exc)
-            position, eta = 0, DEFAULT_BATCH_SECONDS
+        accepted = await self._accepted(record)
 
         self._work.set()
         await self._publish(job_id, "queued")  # wakes an idle worker, in this process or another
-        log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, record.rank, position)
-        return Accepted(job_id, position, eta, tier.name, strength, seed, steps)
+        log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, record.rank,
+                 accepted.position)  # fmt: skip
+        return accepted
 
     def _queue_limit_refusal(self, tier: TierSettings) -> Refused:
         return Refused(
@@ -872,12 +940,22 @@ class RestyleService:
         name = read_payload(self._payload_key, payload, member.key)
         return self._plan(name) if name else None
 
+    def _payload_problem(self, member: Member, payload: str) -> str:
+        """Why a payload gives no plan for this member: "other_member" (signed by this bot's
+        format, but not for them), "plan_gone" (theirs, for a plan no longer configured) or
+        "unreadable"."""
+        if read_payload(self._payload_key, payload, member.key) is not None:
+            return "plan_gone"
+        return "other_member" if looks_like_payload(payload) else "unreadable"
+
     async def check_pre_checkout(self, member: Member, payload: str, amount: int, currency: str = "XTR") -> Refused | None:
         """Telegram's last question before it takes the Stars (answer within 10 s): None to go
         ahead, else why not (Telegram shows the message to the member)."""
         plan = self._plan_of_payload(member, payload)
         if plan is None:
-            return Refused("payload", "This invoice is not valid any more (or not yours). Send /upgrade for a new one.")
+            if self._payload_problem(member, payload) == "other_member":
+                return Refused("not_yours", "This invoice was made for another member. Send /upgrade for one of your own.")
+            return Refused("payload", "This invoice is not valid any more. Send /upgrade for a new one.")
         if currency != "XTR" or amount != plan.stars:
             return Refused("price", "The price of this plan has changed. Send /upgrade for a new invoice.")
         account_id, tier, expiry = await self._current(member)
@@ -907,14 +985,16 @@ class RestyleService:
         if known is not None:
             return PaymentResult(await self.me(member), duplicate=True, plan=known["plan"])
         plan = self._plan_of_payload(member, payload)
-        if plan is None:
-            log.error("payment %s from %s has a payload this bot cannot read (%r); refund it or grant by hand",
-                      charge_key, member.key, payload)  # fmt: skip
-            return Refused(
-                "payload",
-                f"Your payment arrived but its plan is no longer on sale. Send /paysupport with the charge id {charge_id}.",
-            )
         account_id, tier, expiry = await self._current(member)
+        problem = None if plan is None else await self._price_problem(account_id, plan, amount, currency, recurring)
+        if plan is None:
+            problem = self._payload_problem(member, payload)
+        if problem is not None:
+            return await self._hold_payment(member, account_id, charge_key, charge_id, problem, {
+                "payload": payload, "plan": plan.name if plan else None, "amount": amount, "currency": currency,
+                "expected": plan.stars if plan else None, "recurring": recurring,
+            }, now)  # fmt: skip
+        assert plan is not None
         new = extended(self.config, tier, expiry, plan.tier, plan.days, now)
         if new is None:
             # A lower tier paid while a higher one runs (the pre-checkout refuses such a purchase,
@@ -938,6 +1018,42 @@ class RestyleService:
                  "renewal" if recurring else "new", new[0], _when(new[1]))  # fmt: skip
         await self._rerank_member(account_id, self.config.tier(new[0]))
         return PaymentResult(await self.me(member), duplicate=False, plan=plan.name)
+
+    async def _price_problem(
+        self, account_id: int, plan: PlanSettings, amount: int, currency: str, recurring: bool
+    ) -> str | None:
+        """None when a payment is what its plan costs. The pre-checkout already checked it;
+        this is the second lock. A renewal may also cost what this member paid for the plan
+        before: a subscription keeps the price it was started at when the admin changes it."""
+        if currency == "XTR" and amount == plan.stars:
+            return None
+        if recurring and await self.store.paid_before(account_id, plan.name, amount, currency):
+            return None
+        return "price"
+
+    async def _hold_payment(
+        self, member: Member, account_id: int, charge_key: str, charge_id: str, problem: str,
+        detail: dict[str, Any], now: float,
+    ) -> Refused:
+        """A payment that arrived but buys nothing as it stands: the tier is left alone, and it is
+        written down (admin_actions, once per charge id) so that an admin can refund or grant by
+        hand; it is never only a log line."""
+        first = await self.store.record_payment_problem(charge_key, account_id, problem, detail, now)
+        if first:
+            log.error("payment %s from %s held, tier not changed (%s: %s); refund it or grant by hand",
+                      charge_key, member.key, problem, detail)  # fmt: skip
+        why = {
+            "other_member": "its invoice was made for another member",
+            "plan_gone": "its plan is no longer on sale",
+            "price": "it does not match the price of its plan",
+            "unreadable": "the bot cannot read its invoice",
+        }[problem]
+        return Refused(
+            "payment_held",
+            f"Your payment arrived, but {why}, so your tier was not changed; "
+            f"send /paysupport with the charge id {charge_id} and support will sort it out.",
+            quiet=not first,
+        )
 
     async def payment_to_refund(self, admin: Member, charge_id: str) -> dict[str, Any] | Refused:
         """For an admin's /refund: the payment (platform, platform_user_id, amount ...) before
@@ -1413,6 +1529,20 @@ class RestyleService:
             await awaitable
         except Exception:
             log.exception("store update failed")
+
+
+REQUEST_KEY_MAX = 200
+
+
+def _request_key(member: Member, request_key: str | None) -> str | None:
+    """The stored form of a request key: scoped to the member (keys are unique per platform in
+    the database, and one member's key must never answer another's request), and bounded."""
+    if request_key is None or request_key == "":
+        return None
+    key = f"{member.user_id}/{request_key}"
+    if len(key) > REQUEST_KEY_MAX:  # hashed, not cut: two long keys must not become one
+        key = f"{member.user_id}/sha256:{hashlib.sha256(request_key.encode()).hexdigest()}"
+    return key
 
 
 def _stored_bytes(picture: Image.Image) -> bytes:

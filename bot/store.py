@@ -171,6 +171,10 @@ MIGRATIONS: list[str] = [
         tries INTEGER NOT NULL
     );
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN request_key TEXT;
+    CREATE UNIQUE INDEX jobs_request ON jobs (platform, request_key);
+    """,
 ]
 
 
@@ -222,6 +226,9 @@ class JobRecord:
     error: str | None = None
     parent_job_id: str | None = None
     worker_id: str | None = None  # the worker process that runs it (while running)
+    # The incoming request that asked for it (an update, interaction or form nonce), unique per
+    # platform: the same request delivered twice, or retried, finds this job instead of a new one.
+    request_key: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -229,7 +236,7 @@ _JOB_COLUMNS = [
     "id", "account_id", "platform", "platform_user_id", "reply_json", "prompt", "negative_prompt",
     "strength", "seed", "steps", "output_format", "width", "height", "batch_key", "tier", "rank",
     "seq", "status", "created_at", "quota_day", "started_at", "finished_at", "deliver_after",
-    "delivered_at", "seconds", "error", "parent_job_id", "worker_id",
+    "delivered_at", "seconds", "error", "parent_job_id", "worker_id", "request_key",
 ]  # fmt: skip
 _SELECT_JOB = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
 
@@ -263,7 +270,10 @@ class Store:
         to `wait_s` seconds when it cannot be reached yet."""
         data_dir = Path(data_dir)
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            if not data_dir.exists():
+                # Owner-only: it holds members' pictures and prompts, and the payment secret.
+                data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+                data_dir.chmod(0o700)
             probe = data_dir / ".write-test"
             probe.write_bytes(b"ok")
             probe.unlink()
@@ -523,6 +533,40 @@ class Store:
             )
             return True
 
+    async def paid_before(self, account_id: int, plan: str, amount: int, currency: str) -> bool:
+        """Whether this account paid `amount` `currency` for `plan` before (a renewal's price)."""
+        return await self.db.fetch_value(
+            "SELECT 1 FROM payments WHERE account_id = ? AND plan = ? AND amount = ? AND currency = ? "
+            "AND status = 'paid' LIMIT 1",
+            account_id, plan, amount, currency,
+        ) is not None  # fmt: skip
+
+    async def record_payment_problem(
+        self, charge_id: str, account_id: int, problem: str, detail: dict[str, Any], now: float
+    ) -> bool:
+        """Write down a payment that was taken but granted nothing (admin_actions, action
+        "payment_held", done_by the charge id), once per charge id: False when already written."""
+        async with self.db.transaction():
+            await self.db.fetch_one(f"SELECT id FROM accounts WHERE id = ? {self.db.lock_clause}", account_id)
+            known = await self.db.fetch_value(
+                "SELECT 1 FROM admin_actions WHERE action = 'payment_held' AND done_by = ?", charge_id
+            )
+            if known is not None:
+                return False
+            await self.db.execute(
+                "INSERT INTO admin_actions (action, account_id, detail, done_by, at) VALUES ('payment_held', ?, ?, ?, ?)",
+                account_id, json.dumps({"problem": problem, **detail}, sort_keys=True), charge_id, now,
+            )  # fmt: skip
+            return True
+
+    async def held_payments(self) -> list[dict[str, Any]]:
+        """Payments taken that granted nothing, oldest first (for an admin to sort out)."""
+        rows = await self.db.fetch_all(
+            "SELECT account_id, detail, done_by AS charge_id, at FROM admin_actions WHERE action = 'payment_held' "
+            "ORDER BY id"
+        )
+        return [{**dict(row), "detail": json.loads(row["detail"])} for row in rows]
+
     async def set_payment_expiry(self, charge_id: str, expires_at: float | None) -> None:
         await self.db.execute("UPDATE payments SET expires_at = ? WHERE charge_id = ?", expires_at, charge_id)
 
@@ -582,6 +626,8 @@ class Store:
             ids = [row["id"] for row in rows]
             for chunk in _chunks(ids, 500):
                 await self.db.execute(f"DELETE FROM pictures WHERE job_id IN {_in(chunk)}", *chunk)
+        if ids:
+            await self.db.reclaim()  # the purged prompts and pictures leave no copy behind
         return ids
 
     async def delivered_before(self, before: float) -> list[str]:
@@ -623,10 +669,17 @@ class Store:
         rank)`, read under a lock on the member's account, so two processes queueing for one
         member at once still space the jobs apart.
 
-        Returns the stored job, or "quota" / "queue_limit" (and nothing written).
+        Returns the stored job, or "quota" / "queue_limit" (and nothing written). A job with
+        a request_key already stored for its platform returns that job, and nothing is written
+        or charged: the same request retried (its first commit's outcome unknown) queues once.
         """
         async with self.db.transaction():
             await self.db.fetch_one(f"SELECT id FROM accounts WHERE id = ? {self.db.lock_clause}", job.account_id)
+            if job.request_key is not None:
+                # Under the account's lock: a second copy of the request waits for the first.
+                existing = await self.job_for_request(job.platform, job.request_key)
+                if existing is not None:
+                    return existing
             active = await self.db.fetch_one(
                 "SELECT COUNT(*) AS n, MAX(rank) AS last FROM jobs WHERE account_id = ? AND status IN ('queued', 'running')",
                 job.account_id,
@@ -676,6 +729,11 @@ class Store:
 
     async def job(self, job_id: str) -> JobRecord | None:
         row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE id = ?", job_id)
+        return _job_from_row(row) if row else None
+
+    async def job_for_request(self, platform: str, request_key: str) -> JobRecord | None:
+        """The job an incoming request (see JobRecord.request_key) already queued, if any."""
+        row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE platform = ? AND request_key = ?", platform, request_key)
         return _job_from_row(row) if row else None
 
     async def jobs(self, job_ids: Iterable[str]) -> list[JobRecord]:

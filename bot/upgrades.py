@@ -140,6 +140,13 @@ def sign_payload(key: bytes, member_key: str, plan: str, nonce: str | None = Non
     return f"{body}.{_tag(key, body + '|' + member_key)}"
 
 
+def looks_like_payload(payload: str) -> bool:
+    """Shaped like a payload this bot signs (for some member): a payload that fails
+    read_payload for one member but looks like this was made for another member."""
+    parts = payload.split(".")
+    return len(parts) == 4 and parts[0] == PAYLOAD_VERSION and len(parts[3]) == 16 and bool(parts[1])
+
+
 def read_payload(key: bytes, payload: str, member_key: str) -> str | None:
     """The plan name of a payload this bot signed for this member; None for anything else."""
     parts = payload.split(".")

@@ -80,6 +80,11 @@ def _walk_components(components: list[dict[str, Any]]):
             yield from _walk_components([component["component"]])
 
 
+# Discord's snowflakes never repeat; a second FakeDiscord in one test (a restart) must not hand
+# out the first one's ids again, or the bot would take a new interaction for an old one.
+_SNOWFLAKES = itertools.count(900_000_000_000_000_001)
+
+
 class FakeDiscord:
     def __init__(self, *, clock: Any = None, app_id: int = 4242, bot_id: int = 4242, size_limit: int = DEFAULT_SIZE_LIMIT):
         self.user_entitlements: dict[int, list[dict[str, Any]]] = {}  # sent with each interaction of that user
@@ -98,7 +103,7 @@ class FakeDiscord:
         self.gateway_frames: list[dict[str, Any]] = []  # what the bot sent on the gateway
         self.identifies = 0
         self.resumes = 0
-        self._ids = itertools.count(900_000_000_000_000_001)
+        self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
         self._ws: web.WebSocketResponse | None = None
         self._connected = asyncio.Event()

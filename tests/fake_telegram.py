@@ -280,6 +280,12 @@ class FakeTelegram:
         """A member (or an admin) deletes a message."""
         self.deleted.add((chat_id, message_id))
 
+    def redeliver(self, message: dict[str, Any]) -> int:
+        """The same message comes again in a new update, as after a webhook retry or a restart
+        before the offset was confirmed (python-telegram-bot does not skip known update ids
+        either); returns the new update's id."""
+        return self.push({"message": message})
+
     def push(self, update: dict[str, Any]) -> int:
         update = {"update_id": next(self._update_ids), **update}
         self.last_update_id = update["update_id"]

@@ -19,9 +19,9 @@ from bot.adapters.discord import DiscordAdapter, DiscordStartError, _status_text
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
-from bot.service import DELIVERY_BACKOFF_S
+from bot.service import DELIVERY_BACKOFF_S, Member
 from tests.fake_discord import EPHEMERAL, FakeDiscord
-from tests.fakes import FakeEngine, picture_bytes, wait_parked
+from tests.fakes import FakeEngine, picture_bytes, wait_parked, wait_until
 
 USER = 1001
 OTHER = 2002
@@ -656,7 +656,52 @@ async def test_a_failed_job_tells_the_member(h):
     assert h.fake.original(interaction)["components"] == []
 
 
+def count_submits(h: Harness) -> list[Any]:
+    """The service's answers to submit, as they return (the adapter calls it through the instance)."""
+    answers: list[Any] = []
+    real_submit = h.service.submit
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        answer = await real_submit(*args, **kwargs)
+        answers.append(answer)
+        return answer
+
+    h.service.submit = counted
+    return answers
+
+
+async def test_the_same_interaction_delivered_twice_queues_one_job(h):
+    await h.start()
+    answers = count_submits(h)
+    interaction = await h.restyle("oil painting")
+    await h.fake.dispatch("INTERACTION_CREATE", interaction)  # a second copy (another process, a replay)
+    await wait_until(lambda: len(answers) == 2, what="both copies answered")
+    # (The fake lets the copy acknowledge again, and then calls that copy's message the original.)
+    await h.fake.wait_for(lambda: result_edits(h.fake), what="the result")
+    assert len(result_edits(h.fake)) == 1
+    assert sorted(a.duplicate for a in answers) == [False, True] and len({a.job_id for a in answers}) == 1
+    assert len(await h.jobs()) == 1 and (await h.service.me(Member("discord", str(USER)))).used_today == 1
+
+
 # "@bot prompt" replies -----------------------------------------------------------------------------------
+
+
+async def test_a_mention_delivered_twice_queues_one_job_and_leaves_one_status(h):
+    await h.start("message_replies = true")
+    answers = count_submits(h)
+    mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                             content=f"<@{h.fake.bot_user['id']}> watercolor",
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    mention["mentions"] = [h.fake.bot_user]
+    await h.fake.message_create(mention)
+    await h.fake.message_create(mention)  # every gateway session on the token gets it
+    await wait_until(lambda: len(answers) == 2, what="both copies answered")
+    assert sorted(a.duplicate for a in answers) == [False, True] and len({a.job_id for a in answers}) == 1
+    statuses = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")
+    assert len(statuses) == 2  # each copy said "Got it" ...
+    await h.fake.wait_for(lambda: h.fake.find("DELETE", rf"^/channels/{CHANNEL}/messages/\d+$"), what="a delete")
+    assert len(h.fake.find("DELETE", rf"^/channels/{CHANNEL}/messages/\d+$")) == 1  # ... and one took it back
+    assert len(await h.jobs()) == 1
 
 
 async def test_a_mention_replying_to_a_picture_restyles_it_when_enabled(h):

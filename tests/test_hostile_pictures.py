@@ -31,7 +31,7 @@ from engine.pictures import (
     picture_size,
     prepare_picture,
 )
-from tests.fakes import FakeEngine, picture_bytes
+from tests.fakes import FakeEngine, picture_bytes, wait_until
 from tests.hostile import corrupt_exif, lossless_webp, progressive_jpeg, repeat_last_scan
 
 needs_webp = pytest.mark.skipif(not features.check("webp"), reason="Pillow built without WebP")
@@ -227,12 +227,6 @@ def write_config(tmp_path: Path) -> Path:
     return path
 
 
-async def until(condition, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def one_thread_default_pool():
     """asyncio's shared pool cut to one thread: what six scan bombs or a long batch left of it."""
@@ -268,7 +262,7 @@ async def test_an_upload_is_not_delayed_by_a_busy_engine(tmp_path, one_thread_de
     try:
         first = await service.submit(Member("test", "a"), picture_bytes(), "/restyle cat", {})
         assert isinstance(first, Accepted)
-        await until(engine.started.is_set)  # the engine holds its batch
+        await wait_until(engine.started.is_set)  # the engine holds its batch
         async with asyncio.timeout(5):
             second = await service.submit(Member("test", "b"), picture_bytes((640, 480)), "/restyle dog", {})
         assert isinstance(second, Accepted)
@@ -285,10 +279,10 @@ async def test_the_engine_is_not_delayed_by_stuck_decodes(tmp_path, one_thread_d
         queued = await service.submit(Member("test", "a"), b"ordinary", "/restyle cat", {})
         assert isinstance(queued, Accepted)
         stuck = [asyncio.create_task(service.submit(Member("test", f"s{i}"), b"slow", "/restyle x", {})) for i in range(3)]
-        await until(lambda: prepare.calls == 3)  # both decode threads are stuck; one upload waits
+        await wait_until(lambda: prepare.calls == 3)  # both decode threads are stuck; one upload waits
         task = asyncio.create_task(worker.run())
-        await until(lambda: engine.batches == [[queued.job_id]])
-        await until(lambda: not worker.busy)
+        await wait_until(lambda: engine.batches == [[queued.job_id]])
+        await wait_until(lambda: not worker.busy)
         assert (await service.job(queued.job_id)).status == "done"
     finally:
         prepare.gate.set()

@@ -482,3 +482,58 @@ async def test_a_batch_that_cannot_start_goes_back_in_line_and_the_worker_carrie
     assert failures == [[accepted.job_id]]
     assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
     await h.close()
+
+
+# The same request twice (issue 18, item 9) ------------------------------------------------------
+
+
+async def test_the_same_request_key_queues_one_job_and_spends_one_unit(tmp_path):
+    h = await make(tmp_path)
+    picture = picture_bytes()
+    first = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
+    second = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
+    assert isinstance(first, Accepted) and isinstance(second, Accepted)
+    assert not first.duplicate and second.duplicate
+    assert (second.job_id, second.seed, second.strength) == (first.job_id, first.seed, first.strength)
+    view = await h.service.me(FREE)
+    assert view.used_today == 1 and [j.id for j in view.active_jobs] == [first.job_id]
+    # Another request, or the same key from another member, is a request of its own.
+    other = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg8")
+    theirs = await h.service.submit(FREE2, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
+    assert not other.duplicate and not theirs.duplicate
+    assert len({first.job_id, other.job_id, theirs.job_id}) == 3
+    # A button pressed twice (again) queues once as well.
+    h.start_worker()
+    await h.drain()
+    repeat = [await h.service.again(FREE, first.job_id, {}, request_key="press-1") for _ in range(2)]
+    assert repeat[0].job_id == repeat[1].job_id and [r.duplicate for r in repeat] == [False, True]
+    assert (await h.service.me(FREE)).used_today == 3
+    await h.close()
+
+
+async def test_a_submit_whose_commit_outcome_was_unknown_is_answered_from_its_key(tmp_path, monkeypatch):
+    from bot.store import StoreError
+
+    h = await make(tmp_path)
+    h.service.store_retry_s = (0.0, 0.0, 0.0)
+    real_add = h.store.add_job
+    lost = []
+
+    async def committed_but_the_answer_was_lost(record, **kwargs):
+        stored = await real_add(record, **kwargs)
+        if not lost:
+            lost.append(record.id)
+            raise StoreError("PostgreSQL refused a query: ConnectionDoesNotExistError: connection was closed.")
+        return stored
+
+    monkeypatch.setattr(h.store, "add_job", committed_but_the_answer_was_lost)
+    picture = picture_bytes()
+    accepted = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="update-41")
+    assert isinstance(accepted, Accepted) and accepted.job_id == lost[0]
+    # The front end (or the platform) sends the same request again: answered from its key.
+    again = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="update-41")
+    assert isinstance(again, Accepted) and again.job_id == accepted.job_id and again.duplicate
+    view = await h.service.me(FREE)
+    assert view.used_today == 1 and [j.id for j in view.active_jobs] == [accepted.job_id]
+    assert (await h.store.count_by_status()) == {"queued": 1}
+    await h.close()

@@ -113,6 +113,44 @@ async def test_schema_3_database_upgrades_and_its_picture_files_move_into_the_ta
         await store.close()
 
 
+async def test_data_dir_and_database_files_are_readable_by_their_owner_only(tmp_path):
+    data = tmp_path / "fresh" / "data"
+    store = await Store.open(data)
+    account = (await store.account_for("test", "u", now=100.0)).id
+    await add(store, job("a", account))  # a write: the -wal and -shm files exist now
+    db_file = data / "restyle.sqlite3"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (data, db_file, data / "restyle.sqlite3-wal",
+                                                       data / "restyle.sqlite3-shm")}  # fmt: skip
+    await store.close()
+    assert modes == {"data": 0o700, "restyle.sqlite3": 0o600, "restyle.sqlite3-wal": 0o600, "restyle.sqlite3-shm": 0o600}
+    # A database an older version left readable by everyone is narrowed when opened.
+    db_file.chmod(0o644)
+    store = await Store.open(data)
+    await store.close()
+    assert db_file.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_purged_prompt_and_picture_leave_no_copy_in_the_database_files(tmp_path):
+    store = await Store.open(tmp_path)
+    account = (await store.account_for("test", "u", now=100.0)).id
+    prompt, picture = "a secret prompt 7f3a9c", b"PICTURE-BYTES-1b2d" * 200
+    await add(store, job("a", account, prompt=prompt), picture=picture)
+    await store.db.fetch_all("PRAGMA wal_checkpoint(TRUNCATE)")  # in the database file itself, not only the WAL
+    [claimed] = await store.claim_batch(1, "w", now=101.0, lease_until=160.0)
+    await finish(store, claimed.id, "w", result=b"RESULT-BYTES-9e8f" * 200)
+    await store.mark_delivered("a", now=201.0)
+
+    def on_disk() -> bytes:
+        return b"".join(p.read_bytes() for p in tmp_path.glob("restyle.sqlite3*"))
+
+    assert prompt.encode() in on_disk() and b"RESULT-BYTES-9e8f" in on_disk()  # the scan finds them while kept
+    assert await store.purge_finished(before=1000.0) == ["a"]
+    left = on_disk()
+    assert prompt.encode() not in left and b"PICTURE-BYTES-1b2d" not in left and b"RESULT-BYTES-9e8f" not in left
+    assert await store.db.fetch_value("PRAGMA secure_delete") == 1
+    await store.close()
+
+
 def _store_open_error(data_dir: Path) -> str:
     """The StoreError message Store.open gives for `data_dir`, or what went wrong instead."""
     try:
@@ -346,3 +384,25 @@ async def test_a_process_started_before_postgresql_waits_for_it(pg_cluster_facto
 async def test_unreachable_postgresql_is_a_clear_error_once_the_wait_is_over(tmp_path):
     with pytest.raises(StoreError, match=r"PostgreSQL at postgresql://restyle:\*\*\*@127\.0\.0\.1:1/x cannot be reached"):
         await Store.open(tmp_path, "postgresql://restyle:secret@127.0.0.1:1/x", wait_s=0.6)
+
+
+async def test_a_request_key_is_stored_with_its_job_and_queues_once_per_platform(store, account):
+    first = await add(store, job("a", account, request_key="u/42"), quota_limit=5)
+    assert isinstance(first, JobRecord) and (await store.job("a")).request_key == "u/42"
+    again = await add(store, job("b", account, request_key="u/42"), quota_limit=5)
+    assert isinstance(again, JobRecord) and again.id == "a"  # the stored one; nothing written
+    assert await store.job("b") is None and await store.used_today(account, DAY) == 1
+    assert (await store.job_for_request("test", "u/42")).id == "a"
+    assert await store.job_for_request("other", "u/42") is None
+    # The same key on another platform, and jobs without a key, are their own.
+    assert isinstance(await add(store, job("c", account, platform="other", request_key="u/42")), JobRecord)
+    assert isinstance(await add(store, job("d", account)), JobRecord)
+    assert isinstance(await add(store, job("e", account)), JobRecord)
+    assert await store.used_today(account, DAY) == 4
+    with pytest.raises(StoreError):  # the database itself refuses a second one
+        await store.db.execute(
+            "INSERT INTO jobs (id, account_id, platform, platform_user_id, reply_json, prompt, strength, seed, steps,"
+            " width, height, batch_key, tier, rank, seq, status, created_at, quota_day, request_key)"
+            " VALUES ('f', ?, 'test', 'u', '{}', 'p', 0.5, 1, 4, 64, 64, 'k', 'free', 0, 99, 'queued', 1, ?, 'u/42')",
+            account, DAY,
+        )

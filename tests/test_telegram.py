@@ -26,7 +26,7 @@ from bot.commands import USAGE
 from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S
 from tests.fake_telegram import FakeTelegram, buttons
-from tests.fakes import FakeEngine, picture_bytes, wait_parked
+from tests.fakes import FakeEngine, picture_bytes, wait_parked, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -702,8 +702,66 @@ async def test_webhook_mode_takes_updates_signed_with_the_secret(start_bot, fake
     assert fake.calls_to("getUpdates") == []
 
 
+async def test_the_webhook_secret_is_compared_in_constant_time(start_bot, fake, monkeypatch):
+    import hmac
+
+    compared: list[tuple[bytes, bytes]] = []
+    real_compare = hmac.compare_digest
+
+    def spy(a, b):
+        compared.append((a, b))
+        return real_compare(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram-hook"
+    await start_bot(wait_polling=False, telegram=f'webhook_url = "{url}"\nwebhook_port = {port}')
+    secret = fake.webhook["secret_token"]
+    update = {"update_id": 1, "message": fake.message(ANA, text="/help", push=False)}
+    async with aiohttp.ClientSession() as http:
+        for header, status in ((secret[:-1] + "x", 403), ("é" * 3, 403), (None, 403), (secret, 200)):
+            headers = {"X-Telegram-Bot-Api-Secret-Token": header} if header is not None else {}
+            async with http.post(url, json=update, headers=headers) as response:
+                assert response.status == status, header
+    assert (secret.encode(), secret.encode()) in compared  # the right one went through compare_digest
+    assert (secret[:-1].encode() + b"x", secret.encode()) in compared  # and so did a wrong one
+
+
+async def test_a_telegram_update_delivered_twice_queues_one_job(start_bot, fake):
+    bot = await start_bot()
+    answers: list[Any] = []
+    real_submit = bot.app.service.submit
+
+    async def counted(*args, **kwargs):
+        answer = await real_submit(*args, **kwargs)
+        answers.append(answer)
+        return answer
+
+    bot.app.service.submit = counted  # type: ignore[method-assign]
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    fake.redeliver(request)  # at once: both copies are handled side by side
+    await wait_until(lambda: len(answers) == 2, what="both copies answered")
+    await finish(bot, fake)
+    assert sorted(a.duplicate for a in answers) == [False, True]
+    assert len({a.job_id for a in answers}) == 1
+    assert await bot.app.store.count_by_status() == {"done": 1}
+    def queued_messages() -> list[Any]:
+        return [c for c in replies_to(fake, request) if c.params["text"].startswith("Queued")]
+
+    assert len(queued_messages()) == 1  # said once, not twice
+    # Once more after the result went out: still the same job, nothing sent.
+    fake.redeliver(request)
+    await wait_until(lambda: len(answers) == 3, what="the third copy answered")
+    assert answers[2].duplicate and answers[2].job_id == answers[0].job_id
+    assert await bot.app.store.count_by_status() == {"done": 1}
+    assert len(fake.calls_to("sendMediaGroup")) == 1 and len(queued_messages()) == 1
+
+
 async def test_the_token_never_appears_in_logs(start_bot, fake, caplog):
     caplog.set_level(logging.DEBUG)
+    # bot.logs keeps httpx at WARNING once `python -m bot` (or a CLI test) ran in this process:
+    # this test wants its URLs logged, to see that the token is hidden in them.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     fake.fail_next("getUpdates", drop=True)  # a polling error, logged with its traceback
     bot = await start_bot(wait_polling=False)
     await fake.wait_for("getUpdates", 1)

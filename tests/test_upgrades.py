@@ -183,6 +183,63 @@ async def test_payment_flow_extends_once_per_charge(svc: RestyleService) -> None
     assert changes[0]["changed_by"] == "telegram-stars:ch-1"
 
 
+@pytest.mark.parametrize("amount, currency", [(1, "XTR"), (250, "USD"), (0, "XTR")])
+async def test_a_payment_that_does_not_match_its_plan_is_held_and_granted_nothing(
+    svc: RestyleService, caplog: pytest.LogCaptureFixture, amount: int, currency: str
+) -> None:
+    _, payload = await svc.invoice_payload(ANA, "pro_month")
+    with caplog.at_level("ERROR", logger="bot.service"):
+        held = await svc.record_payment(ANA, payload, "ch-cheap", amount, currency=currency)
+    assert isinstance(held, Refused) and held.reason == "payment_held" and not held.quiet
+    assert "does not match the price" in held.text and "ch-cheap" in held.text and "support" in held.text
+    assert (await svc.me(ANA)).tier == "free"
+    assert await svc.store.payment("telegram-stars:ch-cheap") is None
+    [row] = await svc.store.held_payments()
+    assert row["charge_id"] == "telegram-stars:ch-cheap"
+    assert row["detail"]["amount"] == amount and row["detail"]["currency"] == currency
+    assert row["detail"]["problem"] == "price" and row["detail"]["plan"] == "pro_month"
+    assert any("telegram-stars:ch-cheap" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    # The same update again: written down once, the member told once.
+    again = await svc.record_payment(ANA, payload, "ch-cheap", amount, currency=currency)
+    assert isinstance(again, Refused) and again.quiet
+    assert len(await svc.store.held_payments()) == 1 and (await svc.me(ANA)).tier == "free"
+
+
+async def test_a_renewal_keeps_the_price_its_subscription_started_at(svc: RestyleService, tmp_path: Path) -> None:
+    now = svc.clock.now()
+    _, payload = await svc.invoice_payload(ANA, "pro_month")
+    assert isinstance(await svc.record_payment(ANA, payload, "ch-s1", 250), PaymentResult)
+    dearer = (tmp_path / "dearer")
+    dearer.mkdir()
+    config = load_config(config_file(dearer, PLANS.replace("stars = 250", "stars = 300")), env={})
+    raised = RestyleService(config, svc.store, svc.clock, rng=random.Random(2))
+    renewal = await raised.record_payment(ANA, payload, "ch-s2", 250, recurring=True)
+    assert isinstance(renewal, PaymentResult) and renewal.view.tier_expires_at == now + 60 * DAY
+    # A new purchase at the old price is not a renewal: held.
+    _, payload_b = await raised.invoice_payload(BEN, "pro_month")
+    held = await raised.record_payment(BEN, payload_b, "ch-s3", 250)
+    assert isinstance(held, Refused) and held.reason == "payment_held"
+    # Nor is a renewal at a price this member never paid.
+    held = await raised.record_payment(ANA, payload, "ch-s4", 100, recurring=True)
+    assert isinstance(held, Refused) and held.reason == "payment_held"
+
+
+async def test_another_members_invoice_is_called_that(svc: RestyleService) -> None:
+    _, bens = await svc.invoice_payload(BEN, "pro_month")
+    refused = await svc.check_pre_checkout(ANA, bens, 250)
+    assert isinstance(refused, Refused) and "another member" in refused.text
+    held = await svc.record_payment(ANA, bens, "ch-other", 250)
+    assert isinstance(held, Refused) and "another member" in held.text and "no longer on sale" not in held.text
+    assert (await svc.me(ANA)).tier == "free" and (await svc.me(BEN)).tier == "free"
+    assert [r["detail"]["problem"] for r in await svc.store.held_payments()] == ["other_member"]
+    # Garbage is not "another member's"; a plan since removed is "no longer on sale".
+    garbage = await svc.record_payment(ANA, "hello", "ch-garbage", 250)
+    assert "cannot read" in garbage.text
+    gone = up.sign_payload(svc._payload_key, ANA.key, "old_plan")
+    assert "no longer on sale" in (await svc.record_payment(ANA, gone, "ch-gone", 250)).text
+    assert len(await svc.store.held_payments()) == 3
+
+
 async def test_lower_plan_refused_while_a_higher_one_runs(svc: RestyleService) -> None:
     await svc.set_tier(ANA, "max", svc.clock.now() + DAY, reason="admin", changed_by="t")
     refused = await svc.invoice_payload(ANA, "pro_month")

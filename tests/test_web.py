@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
 from bot.metrics import Histogram, render_histogram
 from bot.service import Member
-from tests.fakes import FakeEngine, picture_bytes, wait_until
+from tests.fakes import FakeEngine, picture_bytes, settle, wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -463,3 +464,171 @@ async def test_stopping_ends_open_live_streams_at_once(site):
         await asyncio.wait_for(site.web.stop(), 5)
         assert asyncio.get_running_loop().time() - started < 2
     site.engine.gate.set()
+
+
+# Hostile clients (issue 18, item 8) -------------------------------------------------------------
+
+BOUNDARY = "XyZzy"
+
+
+def multipart_head(length: int, path: str = "/api/jobs") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()  # fmt: skip
+
+
+def multipart_start(prompt: str = "cat") -> bytes:
+    """The form up to the middle of the picture: no end, no closing boundary."""
+    return (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n{prompt}\r\n'
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="picture"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode() + picture_bytes()[:200]  # fmt: skip
+
+
+async def raw_exchange(url: str, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send bytes on a fresh connection; return everything the server sends until it hangs up
+    (failing the test if it has not hung up within `timeout`)."""
+    host, port = url.split("://")[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+def status_and_json(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+async def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(site):
+    # Headers only, then nothing: the answer cannot wait for a body that never comes.
+    answer = await raw_exchange(site.url, multipart_head(10**9))
+    status, body = status_and_json(answer)
+    assert status == 413 and body["error"] == "That picture is 1000.0 MB; the most the bot takes is 20 MB."
+    assert b"Connection: close" in answer.split(b"\r\n\r\n")[0]
+
+
+async def test_a_slow_upload_is_dropped_within_the_body_timeout(tmp_path):
+    site = await open_site(tmp_path, web="body_timeout_s = 0.3")
+    host, port = site.url.split("://")[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = multipart_start()
+
+    async def trickle() -> None:  # one byte every 50 ms: the slow-loris way
+        for byte in body:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    try:
+        writer.write(multipart_head(len(body) + 1000))
+        sender = asyncio.create_task(trickle())
+        answer = await asyncio.wait_for(reader.read(), 5)  # the server hangs up: read() ends
+        sender.cancel()
+        status, error = status_and_json(answer)
+        assert status == 408 and error["error"].startswith("The upload took too long")
+        assert await site.app.store.count_by_status() == {}
+    finally:
+        writer.close()
+        await site.http.close()
+        await site.app.stop()
+
+
+async def test_a_short_or_garbled_multipart_body_is_a_400_with_one_sentence(site, caplog):
+    caplog.set_level(logging.INFO)
+    body = multipart_start()
+    # Garbled: the declared length arrives, but the form never ends.
+    status, error = status_and_json(await raw_exchange(site.url, multipart_head(len(body)) + body))
+    assert status == 400 and error["error"] == "The upload arrived cut short or garbled; pick the picture again and press Run."
+    # A form whose last part has no end: the same.
+    truncated = body + f"\r\n--{BOUNDARY}".encode()
+    status, error = status_and_json(await raw_exchange(site.url, multipart_head(len(truncated)) + truncated))
+    assert status == 400 and "cut short" in error["error"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_an_upload_the_client_gives_up_on_is_one_info_line(site, caplog):
+    caplog.set_level(logging.DEBUG)
+    host, port = site.url.split("://")[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = multipart_start()
+    writer.write(multipart_head(len(body) + 100_000) + body)
+    await writer.drain()
+    writer.transport.abort()  # gone mid-upload
+    await wait_until(lambda: any("went away" in r.getMessage() for r in caplog.records), what="the line about it")
+    await settle()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    about_it = [r for r in caplog.records if r.name == "bot.web"]
+    assert len(about_it) == 1 and about_it[0].levelno == logging.INFO and about_it[0].exc_info is None
+
+
+@pytest.mark.parametrize("path", [
+    "//evil.example/", "///evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/", "/%2f/evil.example/",
+    "/%5Cevil.example/", "/%09/evil.example/", "/%0A/evil.example/",
+])  # fmt: skip
+async def test_the_token_redirect_never_leaves_this_site(tmp_path, path):
+    site = await open_site(tmp_path, web='access_token = "s3cret-token"')
+    try:
+        request = f"GET {path}?token=s3cret-token HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        head = (await raw_exchange(site.url, request.encode())).partition(b"\r\n\r\n")[0].decode()
+        assert head.split(" ")[1] == "303"
+        location = next(line.split(": ", 1)[1] for line in head.split("\r\n") if line.lower().startswith("location:"))
+        assert location == "/"
+        # An ordinary address keeps its path and the rest of its query.
+        async with site.http.get(f"{site.url}/static/app.js?v=2&token=s3cret-token", allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/static/app.js?v=2"
+    finally:
+        await site.http.close()
+        await site.app.stop()
+
+
+async def test_metrics_need_the_token_when_listening_beyond_loopback(tmp_path):
+    config = load_config(write_config(tmp_path), env={})
+    app = await App.create(config, engine_factory=lambda _: FakeEngine(), adapters=lambda c, s, h: [])
+    open_adapter = WebAdapter(config, app.service, Health(), page=False, host="0.0.0.0", port=0)
+    tokened = load_config(write_config(tmp_path, web='access_token = "m3trics-token"'), env={})
+    token_adapter = WebAdapter(tokened, app.service, Health(), page=False, host="0.0.0.0", port=0)
+    loopback_adapter = WebAdapter(config, app.service, Health(), page=False, port=0)
+    for adapter in (open_adapter, token_adapter, loopback_adapter):
+        await adapter.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def get(adapter: WebAdapter, path: str, **kwargs: Any) -> int:
+                async with http.get(f"{adapter.url}{path}", **kwargs) as response:
+                    return response.status
+
+            assert await get(open_adapter, "/metrics") == 403
+            assert await get(open_adapter, "/healthz") == 200  # probes stay open
+            assert await get(token_adapter, "/metrics") == 401
+            assert await get(token_adapter, "/metrics", headers={"Authorization": "Bearer m3trics-token"}) == 200
+            assert await get(loopback_adapter, "/metrics") == 200
+            async with http.get(f"{open_adapter.url}/metrics") as response:
+                assert "access_token" in (await response.json())["error"]
+    finally:
+        for adapter in (open_adapter, token_adapter, loopback_adapter):
+            await adapter.stop()
+        await app.store.close()
+
+
+# The same request twice (issue 18, item 9) ------------------------------------------------------
+
+
+async def test_the_same_form_nonce_queues_one_job(site):
+    first_status, first = await site.submit("oil painting", request_id="press-0001-abcdef")
+    again_status, again = await site.submit("oil painting", request_id="press-0001-abcdef")
+    assert first_status == again_status == 202
+    assert again["job"]["id"] == first["job"]["id"]
+    other_status, other = await site.submit("oil painting", request_id="press-0002-abcdef")
+    assert other_status == 202 and other["job"]["id"] != first["job"]["id"]
+    _, session = await site.get_json("/api/session")
+    assert session["used_today"] == 2
+    status, body = await site.submit("oil painting", request_id="no spaces!")
+    assert status == 400 and "request_id" in body["error"]
+
+
+def test_the_page_sends_a_nonce_with_each_run():
+    from bot.adapters.web import STATIC_DIR
+
+    script = (STATIC_DIR / "app.js").read_text()
+    assert 'form.append("request_id", requestId())' in script

@@ -575,7 +575,9 @@ class DiscordAdapter:
             await self._refuse_deferred(interaction, exc.args[0])
             return
         reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.submit(self._member(interaction.user), data, command, reply)
+        outcome = await self.service.submit(
+            self._member(interaction.user), data, command, reply, request_key=f"interaction:{interaction.id}"
+        )
         await self._after_submit(interaction, outcome)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
@@ -608,6 +610,11 @@ class DiscordAdapter:
                 await self._delete_original(interaction)
             else:
                 await self._refuse_deferred(interaction, _refusal_text(outcome))
+            return
+        if outcome.duplicate:
+            # The same interaction seen again (Discord refuses a second acknowledgement, so this
+            # is a second process on the token, or a replay): its first copy answers it.
+            log.info("job %s: interaction %s came again; answered already", outcome.job_id, interaction.id)
             return
         interaction.extras["job_id"] = outcome.job_id  # the response is now the job's status message
         await self._edit_status_now(outcome.job_id)
@@ -738,7 +745,7 @@ class DiscordAdapter:
             return
         message_id = await self._defer(interaction)
         reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.again(member, job_id, reply, strength_delta=delta)
+        outcome = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"interaction:{interaction.id}")
         await self._after_submit(interaction, outcome)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
@@ -820,10 +827,14 @@ class DiscordAdapter:
             "message_id": str(status.id),
             "size_limit": DEFAULT_FILE_LIMIT,
         }
-        outcome = await self.service.submit(self._member(message.author), data, command, reply)
-        if isinstance(outcome, Refused):
-            if outcome.quiet:
-                await status.delete()
+        # Every gateway session on a token gets every message: two processes sharing one token
+        # (or a replayed event) must still queue it once.
+        outcome = await self.service.submit(
+            self._member(message.author), data, command, reply, request_key=f"message:{message.id}"
+        )
+        if isinstance(outcome, Refused) or outcome.duplicate:
+            if isinstance(outcome, Accepted) or outcome.quiet:
+                await status.delete()  # a duplicate: the first copy's status message tells it
             else:
                 await status.edit(content=_refusal_text(outcome, example=example))
             return

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import hashlib
+import hmac
 import logging
 import re
 import time
@@ -188,6 +189,14 @@ def _token_forms(token: str) -> tuple[str, ...]:
     if len(secret) >= 16:
         forms.append(secret)
     return tuple(dict.fromkeys(forms))
+
+
+def webhook_secret_matches(given: str | None, secret: str) -> bool:
+    """The webhook's secret header, compared in constant time (as bytes: compare_digest refuses
+    non-ASCII str, and a header may carry any byte)."""
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
 
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -427,7 +436,7 @@ class TelegramAdapter:
         path = urlsplit(settings.webhook_url).path or "/"
 
         async def receive(request: web.Request) -> web.Response:
-            if request.headers.get("X-Telegram-Bot-Api-Secret-Token") != secret:
+            if not webhook_secret_matches(request.headers.get("X-Telegram-Bot-Api-Secret-Token"), secret):
                 return web.Response(status=403)
             try:
                 data = await request.json()
@@ -526,7 +535,11 @@ class TelegramAdapter:
             "picture_kind": picture.kind,
             "lang": user.language_code,
         }
-        result = await self.service.submit(self._member(user), data, text, reply)
+        # A chat and message id names the request: an update Telegram delivers again (a restart
+        # before its offset was confirmed, a webhook retried) finds the job it queued.
+        result = await self.service.submit(
+            self._member(user), data, text, reply, request_key=f"message:{message.chat.id}:{message.message_id}"
+        )
         await self._after_submit(result, reply, message)
 
     def _find_picture(self, source: Message | None, caption_form: bool) -> tuple[_Picture | None, str]:
@@ -555,6 +568,9 @@ class TelegramAdapter:
         if isinstance(result, Refused):
             if not result.quiet:
                 await self._answer(message, result.text)
+            return
+        if result.duplicate:
+            log.info("job %s: its request came again; answered already", result.job_id)
             return
         job_id = result.job_id
         state = self._jobs.setdefault(job_id, _JobState())
@@ -767,10 +783,12 @@ class TelegramAdapter:
             "lang": job.reply.get("lang"),
             "parent": job_id,
         }
-        result = await self.service.again(member, job_id, reply, strength_delta=delta)
+        result = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}")
         if isinstance(result, Refused):
             await _quietly(query.answer(result.text if not result.quiet else None, show_alert=not result.quiet))
             return
+        if result.duplicate:
+            return  # this press was answered when it first came
         await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
         await self._after_submit(result, reply, message)  # type: ignore[arg-type]
 

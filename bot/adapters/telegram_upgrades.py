@@ -225,7 +225,8 @@ class TelegramUpgrades:
             recurring=bool(paid.is_recurring and not paid.is_first_recurring),
         )
         if isinstance(result, Refused):
-            await self._say(update, result.text)
+            if not result.quiet:  # quiet: the same charge was held before, and the member told
+                await self._say(update, result.text)
         elif not result.duplicate:
             what = "Subscription renewed, thank you!" if paid.is_recurring and not paid.is_first_recurring else (
                 "Payment received, thank you!"

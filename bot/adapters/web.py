@@ -90,15 +90,28 @@ NO_PICTURE = "Pick or drop a picture first."
 NOT_READY = "The result is not ready yet; it appears here as soon as it is."
 CROSS_SITE = "This request came from another website, so it was refused."
 NEEDS_TOKEN = "This page needs its access token: open it once as /?token=<your [web] access_token>."
+SLOW_UPLOAD = "The upload took too long, so it was dropped; try again on a faster connection or with a smaller picture."
+BROKEN_UPLOAD = "The upload arrived cut short or garbled; pick the picture again and press Run."
+BAD_REQUEST_ID = "request_id must be 8 to 64 letters, digits, '-' or '_'."
+METRICS_NEED_TOKEN = (
+    "/metrics is served beyond loopback only with a token: set [web] access_token (or RESTYLE_WEB_TOKEN) "
+    "and send it as Authorization: Bearer <token>."
+)
+# After refusing a request whose body was not read (too big, too slow), the server still reads
+# and drops what the client sends this long, so the client can see the answer; then it hangs up.
+LINGER_S = 1.0
+# A request id (the page makes one per press of Run): the same id again finds the same job.
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 class ApiError(Exception):
     """Answered as {"error": text} with this HTTP status."""
 
-    def __init__(self, status: int, text: str) -> None:
+    def __init__(self, status: int, text: str, *, close: bool = False) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
+        self.close = close  # hang up after the answer (the body was not read to its end)
 
 
 class WebStartError(AdapterStartError):
@@ -114,6 +127,21 @@ def _host_without_port(host_header: str) -> str:
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _same_site_location(url: Any) -> str:
+    """A redirect target on this site: the path and query of `url`, or "/" for anything a
+    browser could read as another host ("//evil.example/", "/\\evil.example", "/%2F%2Fevil...")."""
+    raw = url.raw_path
+    decoded = url.path
+    for path in (raw, decoded):
+        # Browsers drop tabs and newlines from addresses and read "\\" as "/": "/\t/evil" is "//evil".
+        if not path.startswith("/") or "\\" in path or any(ch < " " or ch == "\x7f" for ch in path):
+            return "/"
+        if path.lstrip("/") != path[1:]:  # two or more slashes at the start
+            return "/"
+    query = url.raw_query_string
+    return raw + (f"?{query}" if query else "")
 
 
 def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
@@ -151,6 +179,7 @@ class WebAdapter:
         page: bool = True,
         host: str | None = None,
         port: int | None = None,
+        body_timeout_s: float | None = None,
     ) -> None:
         self.config = config
         self.service = service
@@ -162,6 +191,10 @@ class WebAdapter:
         self.port = port if port is not None else config.web.port
         self.url: str | None = None  # once started: the address to open (real port when port 0)
         self.max_upload_bytes = int(config.bot.max_upload_mb * 1_000_000)
+        self.max_body_bytes = self.max_upload_bytes + FORM_SLACK_BYTES
+        # A request body (an upload) must arrive whole within this many seconds: a client that
+        # trickles bytes to hold a connection open is dropped.
+        self.body_timeout_s = body_timeout_s if body_timeout_s is not None else config.web.body_timeout_s
         token = config.web.access_token
         self._token = token
         self._cookie_value = hashlib.sha256(f"restyle-web:{token}".encode()).hexdigest() if token else None
@@ -201,7 +234,7 @@ class WebAdapter:
         if self._closing is None:
             self._closing = asyncio.Event()
         app = web.Application(
-            client_max_size=self.max_upload_bytes + FORM_SLACK_BYTES,
+            client_max_size=self.max_body_bytes,
             middlewares=[self._errors, self._guard],
         )
         app.router.add_get("/healthz", self.healthz)
@@ -223,7 +256,7 @@ class WebAdapter:
     async def start(self) -> None:
         if self.page:
             await self._apply_config_tier()
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, lingering_time=LINGER_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
         try:
@@ -275,6 +308,8 @@ class WebAdapter:
             response = await handler(request)
         except ApiError as exc:
             response = _json_error(exc.status, exc.text)
+            if exc.close:
+                response.force_close()
         except web.HTTPRequestEntityTooLarge:
             # aiohttp stops reading at the limit; the declared length (when sent) is the real size.
             response = _json_error(413, too_big_message(request.content_length, self.config.bot.max_upload_mb))
@@ -297,10 +332,19 @@ class WebAdapter:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        declared = request.content_length
+        if declared is not None and declared > self.max_body_bytes:
+            # Said before a byte of the body is read; the connection closes after the answer.
+            response = _json_error(413, too_big_message(declared, self.config.bot.max_upload_mb))
+            response.force_close()
+            return response
         if self._token is None:
             refusal = self._loopback_only(request)
             if refusal is not None:
                 return refusal
+            if request.path == "/metrics" and not is_loopback(self.host):
+                # Counts of jobs are nobody's business on the network without the admin's say-so.
+                return _json_error(403, METRICS_NEED_TOKEN)
         else:
             given = request.query.get("token")
             if given is not None and hmac.compare_digest(given.encode(), self._token.encode()):
@@ -308,7 +352,7 @@ class WebAdapter:
                     # Trade the token in the address for a cookie, and drop it from the address
                     # bar and the history.
                     rest = [(k, v) for k, v in request.query.items() if k != "token"]
-                    location = str(request.rel_url.with_query(rest))
+                    location = _same_site_location(request.rel_url.with_query(rest))
                     response = web.Response(status=303, headers={"Location": location})
                     response.set_cookie(
                         COOKIE, self._cookie_value, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict", path="/"
@@ -441,7 +485,10 @@ class WebAdapter:
             return flooded
         if not (request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"):
             return _json_error(400, "Send the picture as multipart/form-data, with the file in a field named picture.")
-        form = await request.post()
+        form = await self._read_body(request, request.post)
+        request_id = request.headers.get("Idempotency-Key") or form.get("request_id") or None
+        if request_id is not None and not (isinstance(request_id, str) and REQUEST_ID_RE.fullmatch(request_id)):
+            return _json_error(400, BAD_REQUEST_ID)
         picture = form.get("picture")
         if not isinstance(picture, web.FileField):
             return _json_error(400, NO_PICTURE)
@@ -458,17 +505,39 @@ class WebAdapter:
             command = command_from_form(fields)
         except CommandError as exc:
             return _json_error(400, str(exc))
-        outcome = await self.service.submit(self.member, data, command, {"page": True})
+        outcome = await self.service.submit(self.member, data, command, {"page": True}, request_key=request_id)
         return await self._answer(outcome)
+
+    async def _read_body(self, request: web.Request, read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()` the request's body within body_timeout_s. A body that is too slow, cut
+        short or garbled is answered with one sentence (ApiError); an upload the client gave up
+        on is one INFO line (there is nobody left to answer)."""
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                return await read()
+        except TimeoutError:
+            log.info("web request %s %s dropped: its body took over %g s", request.method, request.path,
+                     self.body_timeout_s)  # fmt: skip
+            raise ApiError(408, SLOW_UPLOAD, close=True) from None
+        except ConnectionResetError:
+            log.info("web request %s %s: the client went away during the upload", request.method, request.path)
+            raise ApiError(400, BROKEN_UPLOAD, close=True) from None
+        except (ValueError, AssertionError, LookupError) as exc:
+            # aiohttp's multipart reader: "Reading after EOF", a missing boundary, a bad header.
+            log.info("web request %s %s: unreadable body (%s)", request.method, request.path, exc)
+            raise ApiError(400, BROKEN_UPLOAD, close=True) from None
 
     async def again(self, request: web.Request) -> web.Response:
         if (flooded := self._flooded()) is not None:
             return flooded
         job_id = await self._own_job_id(request)
         try:
-            body = await request.json() if request.can_read_body else {}
-        except ValueError:
-            body = {}
+            body = await self._read_body(request, request.json) if request.can_read_body else {}
+        except ApiError as exc:
+            if exc.status == 400:  # not JSON: the same as no body
+                body = {}
+            else:
+                raise
         if not isinstance(body, dict):
             body = {}
         change = str(body.get("change") or "again").lower()

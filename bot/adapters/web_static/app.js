@@ -135,6 +135,12 @@ function setBusy(busy) {
   for (const b of document.querySelectorAll("[data-change]")) b.disabled = busy;
 }
 
+function requestId() {
+  // getRandomValues works on plain http too (randomUUID needs a secure context).
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function run(event) {
   event.preventDefault();
   showError("");
@@ -148,6 +154,8 @@ async function run(event) {
   form.append("strength", $("strength").value);
   form.append("seed", $("seed").value.trim());
   form.append("no", $("negative").value.trim());
+  // One id per press of Run: if this post reaches the bot twice, it still queues one job.
+  form.append("request_id", requestId());
   setBusy(true);
   const { ok, data } = await api("/api/jobs", { method: "POST", body: form });
   setBusy(false);
