@@ -13,7 +13,7 @@ from bot.config import load_config
 from bot.service import Accepted, Member, Refused, RestyleService
 from bot.store import Store
 from bot.worker import Worker
-from tests.fakes import FakeEngine, RecordingFrontEnd, clock_deadlines, picture_bytes, settle, wait_parked, wait_until
+from tests.fakes import FakeEngine, RecordingFrontEnd, clock_deadlines, picture_bytes, wait_parked, wait_until
 
 FREE = Member("test", "free-1", "Fay")
 FREE2 = Member("test", "free-2", "Fred")
@@ -339,9 +339,10 @@ async def test_service_dropped_mid_run_and_reopened_loses_nothing_and_sends_noth
     # The process dies: no close(), the worker is simply gone.
     h.worker_task.cancel()
     await asyncio.gather(h.worker_task, return_exceptions=True)
-    for task in list(h.service._deliveries.values()):
+    deliveries = list(h.service._deliveries.values())
+    for task in deliveries:
         task.cancel()
-    await settle()
+    await asyncio.gather(*deliveries, return_exceptions=True)
     await h.store.close()
 
     h2 = Harness(tmp_path, clock=clock, extra_config="[tiers.free]\nmax_queued = 5")
@@ -374,7 +375,7 @@ async def test_job_running_at_a_crash_runs_again_after_restart(tmp_path, backend
     await asyncio.to_thread(h.engine.started.wait, 5)
     assert (await h.service.job(accepted.job_id)).status == "running"
     h.worker_task.cancel()
-    await settle()
+    await asyncio.gather(h.worker_task, return_exceptions=True)
     await h.store.close()
     h.engine.gate.set()
 

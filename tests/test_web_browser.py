@@ -3,7 +3,6 @@ picture, run it, compare, download — the way a person uses the page."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 from pathlib import Path
