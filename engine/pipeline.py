@@ -257,6 +257,20 @@ def _in_hub_cache(model: str) -> bool:
         return False
 
 
+def _one_line_per_hub_warning() -> None:
+    """huggingface_hub gives its loggers a stderr handler of their own and still passes each
+    record on to the root logger: where the application has set up logging (the bot does),
+    every hub warning printed twice. Its records then go through the application's handlers only."""
+    import logging as _logging
+
+    if not _logging.getLogger().handlers:
+        return  # nothing else would print them
+    hub = _logging.getLogger("huggingface_hub")
+    for handler in list(hub.handlers):
+        if type(handler) is _logging.StreamHandler:
+            hub.removeHandler(handler)
+
+
 def _check_folder(model: str) -> Path | None:
     """The local folder `model` names, if it names one; ModelLoadError for a path that leads nowhere."""
     path = Path(model).expanduser()
@@ -347,6 +361,7 @@ class DiffusersEngine:
         Raises ModelLoadError (one sentence naming the setting to change, cause chained) for any
         model that cannot be had or cannot restyle pictures. `hub_probe` says whether the model
         hub can be reached; it is asked only for a hub id when downloads are allowed."""
+        _one_line_per_hub_warning()
         model = str(model).strip()
         if not model:
             raise ModelLoadError(f"[engine] model is empty; set it to a hub id such as {DEFAULT_MODEL} or a local folder.")

@@ -80,3 +80,28 @@ def test_the_hub_is_not_probed_when_downloads_are_off(monkeypatch):
 
     with pytest.raises(ModelLoadError, match="forbids downloading"):
         DiffusersEngine.load("nobody-here/no-such-model-xyz", device="cpu", local_files_only=True, hub_probe=probe)
+
+
+
+
+def test_a_hub_warning_is_printed_once_where_the_application_logs(tiny_model_dir):
+    import io
+
+    from huggingface_hub.utils import logging as hub_logging
+
+    from engine.pipeline import DiffusersEngine
+
+    hub_logging.get_logger("huggingface_hub.probe")  # sets up the hub's own stderr handler
+    stderr = io.StringIO()  # stands for the terminal both handlers write to
+    for handler in logging.getLogger("huggingface_hub").handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setStream(stderr)
+    ours = logging.StreamHandler(stderr)  # what logging.basicConfig in `python -m bot` adds
+    root = logging.getLogger()
+    root.addHandler(ours)
+    try:
+        DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True)
+        hub_logging.get_logger("huggingface_hub.probe").warning("hub-warning-probe")
+    finally:
+        root.removeHandler(ours)
+    assert stderr.getvalue().count("hub-warning-probe") == 1, stderr.getvalue()
