@@ -1,11 +1,13 @@
 """The deploy kit in deploy/: what can be checked without a Docker daemon or systemd.
 
-Not run here (no daemon, no GPU, no systemd as PID 1): `docker build`, `docker compose up`, the
-NVIDIA device reservation, `systemctl start`. What is run instead: the compose file's structure
-and its config against the bot's own config loader, the Dockerfile's instructions (and hadolint
-when installed), its COPY + `pip install .` step as a wheel built from exactly the copied files,
-its HEALTHCHECK script against a live health endpoint, the systemd unit's settings, and every
-query of the Grafana dashboard and the alert rules against the metrics the bot exports.
+Not run here (no Docker daemon, no compose plugin, no GPU, no systemd as PID 1): `docker build`,
+`docker compose config` / `up`, the NVIDIA device reservation, `systemctl start`, promtool and
+Grafana themselves. What is run instead: the compose file's structure and its config against the
+bot's own config loader, the Dockerfile's instructions (and hadolint when installed), its COPY +
+`pip install .` step as a wheel built from exactly the copied files, its HEALTHCHECK script
+against a live health endpoint, the systemd unit's settings (and `systemd-analyze verify` when
+installed), and every query of the Grafana dashboard and the alert rules against the metrics the
+bot exports.
 """
 
 from __future__ import annotations
@@ -239,6 +241,23 @@ def test_systemd_unit_is_hardened_but_keeps_the_gpu():
     assert "PrivateDevices" not in service  # it would hide /dev/nvidia*
     assert "MemoryDenyWriteExecute" not in service  # PyTorch's JIT needs it off
     assert "StateDirectory" in service  # the one writable place under ProtectSystem=strict
+
+
+def test_systemd_analyze_accepts_every_key_of_the_unit(tmp_path):
+    """systemd's own parser, where installed; the install paths are swapped for ones that exist
+    here (verify checks that ExecStart is executable), every other line is verified as shipped."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    text = (DEPLOY / "systemd" / "restyle-bot.service").read_text()
+    text = re.sub(r"(?m)^ExecStart=.*$", f"ExecStart={shutil.which('true')}", text)
+    text = re.sub(r"(?m)^WorkingDirectory=.*$", f"WorkingDirectory={tmp_path}", text)
+    text = re.sub(r"(?m)^EnvironmentFile=", "EnvironmentFile=-", text)
+    unit_file = tmp_path / "restyle-bot.service"
+    unit_file.write_text(text)
+    result = subprocess.run([analyze, "verify", str(unit_file)], capture_output=True, text=True, timeout=30)
+    # verify exits 0 even for unknown keys; it says so on stderr.
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
 
 
 # Grafana dashboard and alert rules ---------------------------------------------------------------
