@@ -7,6 +7,8 @@
     python -m bot restyle IN OUT --prompt "..."       restyle one file, to check a model and a GPU
     python -m bot codes mint --tier pro --days 30 --count 10 [--valid-days 90]
                                                       print new single-use redeem codes
+    python -m bot doctor [--skip-model]               check the config, database, device, model,
+                                                      chat tokens and their settings
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument("--count", type=int, default=1, help="how many codes (default 1)")
     mint.add_argument("--valid-days", type=float, default=90.0, help="days a code can be redeemed in (default 90)")
     mint.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    doctor = sub.add_parser("doctor", help="check the config, database, device, model and chat tokens, one line each")
+    doctor.add_argument("--skip-model", action="store_true", help="do not load the model (it can take minutes)")
+    doctor.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     return parser
 
 
@@ -123,6 +128,16 @@ async def _mint_codes(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _doctor(config: Config, config_path: Path | None, args: argparse.Namespace) -> int:
+    from bot.app import load_diffusers_engine
+    from bot.doctor import run_checks
+
+    checks = await run_checks(config, config_path, load_engine=None if args.skip_model else load_diffusers_engine)
+    for check in checks:
+        print(check.line())
+    return 0 if all(check.ok for check in checks) else 1
+
+
 async def _run_bot(config: Config, role: str) -> int:
     from bot.adapters import AdapterStartError
     from bot.app import App, check_role
@@ -165,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     from bot.logs import hide_secrets
 
     hide_secrets()
+    config_path = _config_path(args.config)
     try:
-        config = load_config(_config_path(args.config))
+        config = load_config(config_path)
     except ConfigError as exc:
+        if args.command == "doctor":
+            print(f"FAIL  config    {exc}")
+            return 1
         print(str(exc), file=sys.stderr)
         return 2
     hide_secrets(tuple(t for t in (config.telegram.token, config.discord.token, config.web.access_token,
@@ -176,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return _restyle_file(config, args)
     if args.command == "codes":
         return asyncio.run(_mint_codes(config, args))
+    if args.command == "doctor":
+        return asyncio.run(_doctor(config, config_path, args))
     try:
         return asyncio.run(_run_bot(config, args.role))
     except KeyboardInterrupt:

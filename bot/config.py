@@ -4,20 +4,28 @@ Every setting has a default, so no file at all is a working setup (the web page 
 Mistakes are refused at start-up with a `ConfigError` naming the file, the section and the key,
 rather than surfacing later as a confusing failure deep inside an adapter. config.example.toml
 documents every key; tests keep the two in step.
+
+Each table is one pydantic dataclass (strict types, `extra="forbid"`, ranges as field
+constraints); `_Loader` turns pydantic's first error into one sentence naming the key. To add a
+key: a field with its default on the table's class (a `Number`/`Whole`/`Flag` type, or a
+validator in `Annotated`), documented in config.example.toml.
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
-import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+import typing
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Mapping, Optional
+
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass as settings
 
 # Environment variables that supply secrets, so they can stay out of the file (and out of git).
 ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -36,15 +44,211 @@ class ConfigError(ValueError):
     """The configuration cannot be used; str(error) names the file, section and key to fix."""
 
 
+# --- Value rules --------------------------------------------------------------------------------
+
+class _Invalid(ValueError):
+    """A value was refused; args[0] says what it must be ("must be a list of ...").
+
+    A ValueError, so pydantic reports it as the field's error. `whole`: the reason already quotes
+    the offending part (one entry of a list), so the usual ", got <value>" is left off.
+    """
+
+    def __init__(self, reason: str, *, whole: bool = False) -> None:
+        super().__init__(reason)
+        self.whole = whole
+
+
+Check = Callable[[Any], Any]
+
+
 @dataclass(frozen=True)
+class Rule:
+    """What a value must be, for the error message ("a number >= 0"); rides in Annotated."""
+
+    text: str
+
+
+def _fmt(n: float) -> str:
+    return str(int(n)) if isinstance(n, int) else str(n)
+
+
+def Number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Any:
+    """A float field (ints accepted, bools, nan and inf not: TOML allows both)."""
+    if above is not None:
+        rule = f"a number > {_fmt(above)}"
+    elif hi is None:
+        rule = f"a number >= {_fmt(lo)}"  # type: ignore[arg-type]
+    else:
+        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"  # type: ignore[arg-type]
+    return Annotated[float, Field(ge=lo, le=hi, gt=above, allow_inf_nan=False), Rule(rule)]
+
+
+def Whole(lo: int | None = None, hi: int | None = None) -> Any:
+    if lo is None:
+        rule = "a whole number"
+    elif hi is None:
+        rule = f"a whole number >= {lo}"
+    else:
+        rule = f"a whole number from {lo} to {hi}"
+    return Annotated[int, Field(ge=lo, le=hi), Rule(rule)]
+
+
+Flag = Annotated[bool, Rule("true or false (without quotes)")]
+
+
+def Checked(check: Check) -> Any:
+    """A value one of the checks below validates (and converts) itself."""
+    return BeforeValidator(check)
+
+
+def _shown(value: Any) -> str:
+    # Echo values the way they look in TOML, so the reader can find them in the file.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) <= 60 else f"'{value[:59]}…'"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value[:5]) + (", …]" if len(value) > 5 else "]")
+    return str(value)
+
+
+def _text(*, choices: tuple[str, ...] = (), pattern: str | None = None, hint: str = "") -> Check:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise _Invalid("must be a non-empty text in quotes" + (f" ({hint})" if hint else ""))
+        if choices and value not in choices:
+            raise _Invalid("must be one of " + ", ".join(f'"{c}"' for c in choices))
+        if pattern and not re.fullmatch(pattern, value):
+            raise _Invalid(f"must be {hint}")
+        return value
+
+    return check
+
+
+def _optional_text(*, schemes: tuple[str, ...] = ()) -> Check:
+    def check(value: Any) -> str | None:
+        if value is None:  # already "not set" (a copy made with dataclasses.replace)
+            return None
+        if not isinstance(value, str):
+            raise _Invalid("must be a text in quotes (or leave the line out)")
+        # token = "" is how templates often say "not set"; treat it like a missing line.
+        if not value.strip():
+            return None
+        if schemes and not value.startswith(tuple(s + "://" for s in schemes)):
+            raise _Invalid("must be a URL starting with " + " or ".join(s + "://" for s in schemes))
+        return value.strip()
+
+    return check
+
+
+def _admins(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _Invalid('must be a list like ["telegram:12345", "discord:67890", "web:local"]')
+    out = []
+    for entry in value:
+        platform, _, member = entry.strip().partition(":")
+        if platform not in ADMIN_PLATFORMS or not member.strip():
+            raise _Invalid(
+                f'entry {_shown(entry)} must be "platform:id" with platform telegram, discord or web,'
+                ' like "telegram:12345".',
+                whole=True,
+            )
+        if platform in ("telegram", "discord") and not member.isdigit():
+            # Adapters compare numeric ids; a @username would silently never match.
+            raise _Invalid(
+                f'entry {_shown(entry)} must use the numeric {platform} user id, like "{platform}:12345";'
+                " a name would never match.",
+                whole=True,
+            )
+        out.append(f"{platform}:{member.strip()}")
+    return tuple(out)
+
+
+def _ids(what: str, example: str, *, negative: bool = False) -> Check:
+    def check(value: Any) -> tuple[int, ...]:
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid(f"must be a list of {what} ids, like [{example}]")
+        out = []
+        for v in value:
+            # Accept quoted ids too: people copy them from the apps as text.
+            if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int) or (v <= 0 and not negative) or v == 0:
+                raise _Invalid(f"entry {_shown(v)} must be a {what} id (a number), like [{example}].", whole=True)
+            out.append(v)
+        return tuple(out)
+
+    return check
+
+
+_guild_ids = _ids("Discord server", "123456789012345678")
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Invalid('must be a list of words or phrases, like ["gore", "real person"]')
+    return tuple(v.strip() for v in value)
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    words = _words(value)
+    for pattern in words:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _Invalid(f"entry {_shown(pattern)} is not a valid regular expression ({exc}).", whole=True) from None
+    return words
+
+
+def _store_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("must be a text in quotes")
+    url = value.strip()
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise _Invalid(
+            'must be "" (SQLite in [bot] data_dir), "sqlite:///path/to/file" or "postgresql://user:password@host/db"'
+        )
+    return url
+
+
+def _path(value: Any) -> Path:
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("must be a folder path in quotes")
+    return Path(value)
+
+
+
+def _sku(value: Any) -> int | None:
+    if value is None:  # not on sale on Discord (a copy made with dataclasses.replace)
+        return None
+    # Accept a quoted id too: the developer portal shows it as text to copy.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _Invalid("must be a Discord SKU id (a number from the developer portal's Monetization page)")
+    return value
+
+
+
+# --- The tables -------------------------------------------------------------------------------
+
+# strict: TOML's types are what they are; "4" is not a number and 1 is not true.
+_TABLE = ConfigDict(extra="forbid", strict=True)
+
+
+@settings(frozen=True, config=_TABLE)
 class TierSettings:
     name: str  # "free" | "pro" | "max"
-    rank: int  # higher runs first: 0 free, 1 pro, 2 max by default
-    min_turnaround_s: float  # a result is delivered no sooner than this after the request
-    max_queued: int  # waiting + running jobs per member
-    daily_quota: int  # jobs per UTC day
-    max_side: int  # longest side of the prepared picture, in pixels
-    max_steps: int  # cap on steps=
+    rank: Whole()  # higher runs first: 0 free, 1 pro, 2 max by default
+    min_turnaround_s: Number(0)  # a result is delivered no sooner than this after the request
+    max_queued: Whole(1)  # waiting + running jobs per member
+    daily_quota: Whole(1)  # jobs per UTC day
+    max_side: Whole(64, 2048)  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
+    max_steps: Whole(1, 50)  # cap on steps=
 
 
 DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
@@ -55,40 +259,45 @@ DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
     }
 )
 
+_ADDRESS = "an address to listen on, like 127.0.0.1"
+_OptionalText = Annotated[Optional[str], Checked(_optional_text())]
+_OptionalHttp = Annotated[Optional[str], Checked(_optional_text(schemes=("http", "https")))]
 
-@dataclass(frozen=True)
+
+@settings(frozen=True, config=_TABLE)
 class BotSettings:
-    data_dir: Path = Path("data")  # load_config makes it absolute (relative to the config file)
-    admins: tuple[str, ...] = ()  # "telegram:12345", "discord:67890", "web:local"
-    default_strength: float = 0.5
-    max_upload_mb: float = 20.0
+    data_dir: Annotated[Path, Checked(_path)] = Path("data")  # load_config makes it absolute (relative to the config file)
+    admins: Annotated[tuple[str, ...], Checked(_admins)] = ()  # "telegram:12345", "discord:67890", "web:local"
+    default_strength: Number(0.05, 1.0) = 0.5
+    max_upload_mb: Number(above=0) = 20.0
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class EngineSettings:
-    model: str = "stabilityai/sd-turbo"  # hub id or local folder
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto | float16 | bfloat16 | float32
-    steps: int = 4  # 1..50
-    guidance_scale: float | None = None  # None: 0 for turbo models, 7.5 otherwise
-    max_batch: int = 4  # 1..64
-    turbo: bool | None = None  # None: guess from the model name
-    local_files_only: bool = False  # true: never try the hub
+    model: Annotated[str, Checked(_text(hint="a hub id like stabilityai/sd-turbo or a local folder"))] = "stabilityai/sd-turbo"
+    device: Annotated[str, Checked(_text(pattern=r"auto|cpu|cuda|cuda:[0-9]+|mps",
+                                         hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'))] = "auto"  # fmt: skip
+    dtype: Annotated[str, Checked(_text(choices=("auto", "float16", "bfloat16", "float32")))] = "auto"
+    steps: Whole(1, 50) = 4
+    guidance_scale: Optional[Number(0, 50)] = None  # None: 0 for turbo models, 7.5 otherwise
+    max_batch: Whole(1, 64) = 4
+    turbo: Optional[Flag] = None  # None: guess from the model name
+    local_files_only: Flag = False  # true: never try the hub
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class QueueSettings:
-    aging_s: float = 30.0  # a waiting job climbs one tier per aging_s (> 0)
-    member_gap_s: float = 30.0  # a member's next waiting job ranks this far behind their previous one (>= 0)
-    eta_window: int = 20  # recent jobs in the rolling mean used for ETAs (1..1000)
-    shutdown_grace_s: float = 60.0  # on SIGTERM, how long the running batch may finish (>= 0)
+    aging_s: Number(above=0) = 30.0  # a waiting job climbs one tier per aging_s
+    member_gap_s: Number(0) = 30.0  # a member's next waiting job ranks this far behind their previous one
+    eta_window: Whole(1, 1000) = 20  # recent jobs in the rolling mean used for ETAs
+    shutdown_grace_s: Number(0) = 60.0  # on SIGTERM, how long the running batch may finish
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class StoreSettings:
-    url: str = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
-    lease_s: float = 30.0  # a worker holds its jobs this long between renewals (>= 3)
-    poll_s: float = 2.0  # how often processes look for work and results a lost notification hid (> 0)
+    url: Annotated[str, Checked(_store_url)] = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
+    lease_s: Number(3) = 30.0  # a worker holds its jobs this long between renewals
+    poll_s: Number(above=0) = 2.0  # how often processes look for work and results a lost notification hid
 
     @property
     def shared(self) -> bool:
@@ -96,73 +305,76 @@ class StoreSettings:
         return self.url.startswith(("postgresql://", "postgres://"))
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class TelegramSettings:
-    token: str | None = None
-    base_url: str | None = None  # e.g. "http://127.0.0.1:8081/bot" for a self-hosted Bot API server
-    base_file_url: str | None = None
-    webhook_url: str | None = None  # None: long polling
-    webhook_listen: str = "127.0.0.1"
-    webhook_port: int = 8443
-    max_download_mb: float = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
+    token: _OptionalText = None
+    base_url: _OptionalHttp = None  # e.g. "http://127.0.0.1:8081/bot" for a self-hosted Bot API server
+    base_file_url: _OptionalHttp = None
+    webhook_url: _OptionalHttp = None  # None: long polling
+    webhook_listen: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
+    webhook_port: Whole(1, 65535) = 8443
+    max_download_mb: Number(above=0) = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class DiscordSettings:
-    token: str | None = None
-    api_base: str | None = None  # e.g. "http://127.0.0.1:9000/api/v10"
-    gateway_url: str | None = None  # e.g. "ws://127.0.0.1:9000/"
-    guild_ids: tuple[int, ...] = ()  # sync commands to these guilds (instant); empty: global
-    message_replies: bool = False  # "@bot prompt" replies; needs the message-content intent
+    token: _OptionalText = None
+    api_base: _OptionalHttp = None  # e.g. "http://127.0.0.1:9000/api/v10"
+    gateway_url: Annotated[Optional[str], Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
+    guild_ids: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # sync commands to these guilds (instant); empty: global
+    message_replies: Flag = False  # "@bot prompt" replies; needs the message-content intent
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class WebSettings:
-    enabled: bool | None = None  # None: on when no chat token is configured
-    host: str = "127.0.0.1"
-    port: int = 8080  # 0..65535
-    access_token: str | None = None  # required when host is not loopback
-    tier: str = "free"  # the tier of the page's member; must be a defined tier
-    body_timeout_s: float = 120.0  # a request body (an upload) must arrive whole within this
+    enabled: Optional[Flag] = None  # None: on when no chat token is configured
+    host: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
+    port: Whole(0, 65535) = 8080
+    access_token: _OptionalText = None  # required when host is not loopback
+    tier: Annotated[str, Checked(_text())] = "free"  # the tier of the page's member; checked against the tiers
+    body_timeout_s: Number(above=0, hi=3600) = 120.0  # a request body (an upload) must arrive whole within this
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class AccessSettings:
-    telegram_chats: tuple[int, ...] = ()  # chat ids where the bot works; empty: everywhere
-    discord_guilds: tuple[int, ...] = ()  # server ids where the bot works; empty: every server
-    discord_channels: tuple[int, ...] = ()  # channel ids; empty: every channel of allowed servers
-    direct_messages: bool = True  # whether the bot works in private chats / DMs
+    # Telegram group ids are negative (-100...), so negatives are allowed there.
+    telegram_chats: Annotated[tuple[int, ...], Checked(_ids("Telegram chat", "-1001234567890", negative=True))] = ()
+    discord_guilds: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # server ids; empty: every server
+    discord_channels: Annotated[tuple[int, ...], Checked(_ids("Discord channel", "123456789012345678"))] = ()
+    direct_messages: Flag = True  # whether the bot works in private chats / DMs
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class ModerationSettings:
-    blocked_words: tuple[str, ...] = ()  # whole words or phrases, case- and accent-insensitive
-    blocked_patterns: tuple[str, ...] = ()  # regular expressions, matched on the folded prompt
-    retention_days: float = 30.0  # jobs and their pictures are purged this long after they end
-    safety_checker: str | None = None  # hub id or folder of diffusers' safety checker; None: off
-    exempt_age_restricted: bool = False  # Discord age-restricted channels skip the safety check
+    blocked_words: Annotated[tuple[str, ...], Checked(_words)] = ()  # whole words or phrases, case- and accent-insensitive
+    blocked_patterns: Annotated[tuple[str, ...], Checked(_patterns)] = ()  # regular expressions, matched on the folded prompt
+    retention_days: Number(above=0) = 30.0  # jobs and their pictures are purged this long after they end
+    safety_checker: _OptionalText = None  # hub id or folder of diffusers' safety checker; None: off
+    exempt_age_restricted: Flag = False  # Discord age-restricted channels skip the safety check
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class PlanSettings:
     """One thing members can buy: a tier for a period ([plans.<name>])."""
 
     name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
-    tier: str  # "pro" | "max" (a defined tier other than free)
-    days: int  # length of the period, 1..3650
-    stars: int | None = None  # price in Telegram Stars (1..10000); None: not on sale on Telegram
-    subscription: bool = False  # a monthly Stars subscription (needs days = 30)
-    discord_sku: int | None = None  # Discord SKU id; None: not on sale on Discord
+    tier: Annotated[str, Checked(_text())]  # "pro" | "max" (a defined tier other than free)
+    days: Whole(1, 3650)  # length of the period
+    stars: Optional[Whole(1, 10000)] = None  # price in Telegram Stars; None: not on sale on Telegram
+    subscription: Flag = False  # a monthly Stars subscription (needs days = 30)
+    discord_sku: Annotated[Optional[int], Checked(_sku)] = None  # Discord SKU id; None: not on sale on Discord
 
 
-@dataclass(frozen=True)
+@settings(frozen=True, config=_TABLE)
 class PaymentSettings:
-    terms: str = (
+    terms: Annotated[str, Checked(_text(hint="the text /terms shows"))] = (
         "Upgrades give a higher tier for the period bought. Payments are final, except where the admin refunds "
         "them; a refund ends the tier it paid for. The service may change or stop; unused paid time is refunded then."
     )
-    support: str = "For help with a payment, write to the bot's admin and give the date and the charge id."
-    secret: str | None = None  # signs invoice payloads; None: derived from the Telegram token
+    support: Annotated[str, Checked(_text(hint="the text /paysupport shows"))] = (
+        "For help with a payment, write to the bot's admin and give the date and the charge id."
+    )
+    secret: _OptionalText = None  # signs invoice payloads; None: derived from the Telegram token
 
 
 @dataclass(frozen=True)
@@ -192,6 +404,11 @@ class Config:
         if self.web.enabled is not None:
             return self.web.enabled
         return not (self.telegram.token or self.discord.token)
+
+
+def is_admin(config: Config, platform: str, user_id: str | int) -> bool:
+    """Whether this member is listed in [bot] admins (as "platform:id")."""
+    return f"{platform.strip().lower()}:{str(user_id).strip()}" in config.bot.admins
 
 
 def is_admin(config: Config, platform: str, user_id: str | int) -> bool:
@@ -235,318 +452,43 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}.") from None
 
 
-# --- Validation -------------------------------------------------------------------------------
+# --- Loading -----------------------------------------------------------------------------------
 
-class _Invalid(Exception):
-    """A value was refused; args[0] says what it must be ("must be a number >= 0").
-
-    `whole`: the reason already quotes the offending part (one entry of a list), so the usual
-    ", got <value>" is left off.
-    """
-
-    def __init__(self, reason: str, *, whole: bool = False) -> None:
-        super().__init__(reason)
-        self.whole = whole
-
-
-Check = Callable[[Any], Any]
-
-
-def _shown(value: Any) -> str:
-    # Echo values the way they look in TOML, so the reader can find them in the file.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"'{value}'" if len(value) <= 60 else f"'{value[:59]}…'"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "[" + ", ".join(_shown(v) for v in value[:5]) + (", …]" if len(value) > 5 else "]")
-    return str(value)
-
-
-def _fmt(n: float) -> str:
-    return str(int(n)) if isinstance(n, int) else str(n)
-
-
-def _number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Check:
-    if above is not None:
-        rule = f"a number > {_fmt(above)}"
-    elif hi is None:
-        rule = f"a number >= {_fmt(lo)}"  # type: ignore[arg-type]
-    else:
-        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"  # type: ignore[arg-type]
-
-    def check(value: Any) -> float:
-        # TOML allows nan and inf; neither is a usable duration or size.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _Invalid(f"must be {rule}")
-        if (above is not None and value <= above) or (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise _Invalid(f"must be {rule}")
-        return float(value)
-
-    return check
-
-
-def _whole(lo: int, hi: int | None = None) -> Check:
-    rule = f"a whole number from {lo} to {hi}" if hi is not None else f"a whole number >= {lo}"
-
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-            raise _Invalid(f"must be {rule}")
-        return value
-
-    return check
-
-
-def _any_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid("must be a whole number")
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid("must be true or false (without quotes)")
-    return value
-
-
-def _text(*, choices: tuple[str, ...] = (), pattern: str | None = None, hint: str = "") -> Check:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise _Invalid("must be a non-empty text in quotes" + (f" ({hint})" if hint else ""))
-        if choices and value not in choices:
-            raise _Invalid("must be one of " + ", ".join(f'"{c}"' for c in choices))
-        if pattern and not re.fullmatch(pattern, value):
-            raise _Invalid(f"must be {hint}")
-        return value
-
-    return check
-
-
-def _optional_text(*, schemes: tuple[str, ...] = ()) -> Check:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, str):
-            raise _Invalid("must be a text in quotes (or leave the line out)")
-        # token = "" is how templates often say "not set"; treat it like a missing line.
-        if not value.strip():
-            return None
-        if schemes and not value.startswith(tuple(s + "://" for s in schemes)):
-            raise _Invalid("must be a URL starting with " + " or ".join(s + "://" for s in schemes))
-        return value.strip()
-
-    return check
-
-
-def _admins(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid('must be a list like ["telegram:12345", "discord:67890", "web:local"]')
-    out = []
-    for entry in value:
-        platform, _, member = entry.strip().partition(":")
-        if platform not in ADMIN_PLATFORMS or not member.strip():
-            raise _Invalid(
-                f'entry {_shown(entry)} must be "platform:id" with platform telegram, discord or web,'
-                ' like "telegram:12345".',
-                whole=True,
-            )
-        if platform in ("telegram", "discord") and not member.isdigit():
-            # Adapters compare numeric ids; a @username would silently never match.
-            raise _Invalid(
-                f'entry {_shown(entry)} must use the numeric {platform} user id, like "{platform}:12345";'
-                " a name would never match.",
-                whole=True,
-            )
-        out.append(f"{platform}:{member.strip()}")
-    return tuple(out)
-
-
-def _ids(what: str, example: str, *, negative: bool = False) -> Check:
-    def check(value: Any) -> tuple[int, ...]:
-        if not isinstance(value, list):
-            raise _Invalid(f"must be a list of {what} ids, like [{example}]")
-        out = []
-        for v in value:
-            # Accept quoted ids too: people copy them from the apps as text.
-            if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-                v = int(v)
-            if isinstance(v, bool) or not isinstance(v, int) or (v <= 0 and not negative) or v == 0:
-                raise _Invalid(f"entry {_shown(v)} must be a {what} id (a number), like [{example}].", whole=True)
-            out.append(v)
-        return tuple(out)
-
-    return check
-
-
-_guild_ids = _ids("Discord server", "123456789012345678")
-
-
-def _words(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise _Invalid('must be a list of words or phrases, like ["gore", "real person"]')
-    return tuple(v.strip() for v in value)
-
-
-def _patterns(value: Any) -> tuple[str, ...]:
-    words = _words(value)
-    for pattern in words:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise _Invalid(f"entry {_shown(pattern)} is not a valid regular expression ({exc}).", whole=True) from None
-    return words
-
-
-def _store_url(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid("must be a text in quotes")
-    url = value.strip()
-    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise _Invalid(
-            'must be "" (SQLite in [bot] data_dir), "sqlite:///path/to/file" or "postgresql://user:password@host/db"'
-        )
-    return url
-
-
-def _path(value: Any) -> Path:
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid("must be a folder path in quotes")
-    return Path(value)
-
-
-_SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
-    "bot": (
-        BotSettings,
-        {
-            "data_dir": _path,
-            "admins": _admins,
-            "default_strength": _number(0.05, 1.0),
-            "max_upload_mb": _number(above=0),
-        },
-    ),
-    "engine": (
-        EngineSettings,
-        {
-            "model": _text(hint="a hub id like stabilityai/sd-turbo or a local folder"),
-            "device": _text(pattern=r"auto|cpu|cuda|cuda:[0-9]+|mps", hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'),
-            "dtype": _text(choices=("auto", "float16", "bfloat16", "float32")),
-            "steps": _whole(1, 50),
-            "guidance_scale": _number(0, 50),
-            "max_batch": _whole(1, 64),
-            "turbo": _flag,
-            "local_files_only": _flag,
-        },
-    ),
-    "queue": (
-        QueueSettings,
-        {
-            "aging_s": _number(above=0),
-            "member_gap_s": _number(0),
-            "eta_window": _whole(1, 1000),
-            "shutdown_grace_s": _number(0),
-        },
-    ),
-    "store": (
-        StoreSettings,
-        {
-            "url": _store_url,
-            "lease_s": _number(3),
-            "poll_s": _number(above=0),
-        },
-    ),
-    "telegram": (
-        TelegramSettings,
-        {
-            "token": _optional_text(),
-            "base_url": _optional_text(schemes=("http", "https")),
-            "base_file_url": _optional_text(schemes=("http", "https")),
-            "webhook_url": _optional_text(schemes=("http", "https")),
-            "webhook_listen": _text(hint="an address to listen on, like 127.0.0.1"),
-            "webhook_port": _whole(1, 65535),
-            "max_download_mb": _number(above=0),
-        },
-    ),
-    "discord": (
-        DiscordSettings,
-        {
-            "token": _optional_text(),
-            "api_base": _optional_text(schemes=("http", "https")),
-            "gateway_url": _optional_text(schemes=("ws", "wss")),
-            "guild_ids": _guild_ids,
-            "message_replies": _flag,
-        },
-    ),
-    "web": (
-        WebSettings,
-        {
-            "enabled": _flag,
-            "host": _text(hint="an address to listen on, like 127.0.0.1"),
-            "port": _whole(0, 65535),
-            "access_token": _optional_text(),
-            "tier": _text(),  # checked against the tiers once they are known
-            "body_timeout_s": _number(above=0, hi=3600),
-        },
-    ),
-    "access": (
-        AccessSettings,
-        {
-            # Telegram group ids are negative (-100...), so negatives are allowed there.
-            "telegram_chats": _ids("Telegram chat", "-1001234567890", negative=True),
-            "discord_guilds": _guild_ids,
-            "discord_channels": _ids("Discord channel", "123456789012345678"),
-            "direct_messages": _flag,
-        },
-    ),
-    "moderation": (
-        ModerationSettings,
-        {
-            "blocked_words": _words,
-            "blocked_patterns": _patterns,
-            "retention_days": _number(above=0),
-            "safety_checker": _optional_text(),
-            "exempt_age_restricted": _flag,
-        },
-    ),
-    "payments": (
-        PaymentSettings,
-        {
-            "terms": _text(hint="the text /terms shows"),
-            "support": _text(hint="the text /paysupport shows"),
-            "secret": _optional_text(),
-        },
-    ),
-}
-
-_TIER_KEYS: dict[str, Check] = {
-    "rank": _any_int,
-    "min_turnaround_s": _number(0),
-    "max_queued": _whole(1),
-    "daily_quota": _whole(1),
-    "max_side": _whole(64, 2048),  # the multiple-of-8 rule is checked (and explained) separately
-    "max_steps": _whole(1, 50),
-}
-
-def _sku(value: Any) -> int:
-    # Accept a quoted id too: the developer portal shows it as text to copy.
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise _Invalid("must be a Discord SKU id (a number from the developer portal's Monetization page)")
-    return value
-
-
-_PLAN_KEYS: dict[str, Check] = {
-    "tier": _text(),  # checked against the tiers once they are known
-    "days": _whole(1, 3650),
-    "stars": _whole(1, 10000),
-    "subscription": _flag,
-    "discord_sku": _sku,
+_SECTIONS: dict[str, type] = {
+    "bot": BotSettings,
+    "engine": EngineSettings,
+    "queue": QueueSettings,
+    "store": StoreSettings,
+    "telegram": TelegramSettings,
+    "discord": DiscordSettings,
+    "web": WebSettings,
+    "access": AccessSettings,
+    "moderation": ModerationSettings,
+    "payments": PaymentSettings,
 }
 PLAN_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 30 days, no other period
 
 ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "store", "telegram", "discord", "web", "access", "moderation", "plans",
                 "payments")
+
+
+def _keys(cls: type) -> tuple[str, ...]:
+    """The keys a table takes (a tier's and a plan's name is its table's name, not a key)."""
+    return tuple(f.name for f in fields(cls) if f.name != "name")
+
+
+def _rule(cls: type, key: str) -> str:
+    """The Rule a field's type carries, looked for through Optional and Annotated."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    stack = [hints[key]]
+    while stack:
+        hint = stack.pop()
+        for extra in getattr(hint, "__metadata__", ()):
+            if isinstance(extra, Rule):
+                return extra.text
+        stack.extend(typing.get_args(hint))
+    return "something else"
 
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
@@ -565,7 +507,7 @@ class _Loader:
     def build(self, raw: dict[str, Any], env: Mapping[str, str]) -> Config:
         for name, value in raw.items():
             if name not in ALL_SECTIONS:
-                home = [s for s, (_, checks) in _SECTIONS.items() if name in checks]
+                home = [s for s, cls in _SECTIONS.items() if name in _keys(cls)]
                 if home and not isinstance(value, dict):
                     raise self.fail("", f"'{name}' must go inside a section: put it under [{home[0]}].")
                 raise self.fail(
@@ -578,8 +520,8 @@ class _Loader:
                 raise self.fail("", f"'{name}' must be a section written [{name}], got {_shown(value)}.")
 
         parts: dict[str, Any] = {}
-        for section, (cls, checks) in _SECTIONS.items():
-            parts[section] = cls(**self.section(section, raw.get(section, {}), checks))
+        for section, cls in _SECTIONS.items():
+            parts[section] = self.table(section, cls, raw.get(section, {}))
         for var, (section, key) in ENV_TOKENS.items():
             token = env.get(var, "").strip()
             if token:  # an empty variable is "not set", not "no token"
@@ -590,21 +532,41 @@ class _Loader:
         self.cross_checks(config)
         return config
 
-    def section(self, section: str, table: dict[str, Any], checks: dict[str, Check]) -> dict[str, Any]:
-        out = {}
-        for key, value in table.items():
-            if key not in checks:
+    def table(self, section: str, cls: type, values: dict[str, Any], **fixed: Any) -> Any:
+        """`cls(**fixed, **values)`, or ConfigError for the first key (in file order) it refuses."""
+        keys = _keys(cls)
+        known = {k: v for k, v in values.items() if k in keys}
+        errors: dict[str, Any] = {}
+        try:
+            built = cls(**fixed, **known)
+        except ValidationError as exc:
+            for error in exc.errors():
+                errors.setdefault(str(error["loc"][0]), error)  # the first error of each key
+        else:
+            if len(known) == len(values):
+                return built
+        for key in values:  # in file order, as a reader goes through it
+            if key not in keys:
                 # A near-miss spelling in this section is the likelier mistake; else maybe the
                 # right key in the wrong section.
-                elsewhere = [f"[{s}]" for s, (_, c) in _SECTIONS.items() if key in c and s != section]
-                hint = _suggest(key, tuple(checks)) or (f" It belongs in {' or '.join(elsewhere)}." if elsewhere else "")
-                raise self.fail(section, f"unknown key '{key}'.{hint} Valid keys: {', '.join(checks)}.")
-            try:
-                out[key] = checks[key](value)
-            except _Invalid as exc:
-                got = "" if exc.whole else f", got {_shown(value)}."
-                raise self.fail(section, f"{key} {exc.args[0]}{got}") from None
-        return out
+                elsewhere = [f"[{s}]" for s, c in _SECTIONS.items() if key in _keys(c) and s != section]
+                hint = _suggest(key, keys) or (f" It belongs in {' or '.join(elsewhere)}." if elsewhere else "")
+                raise self.fail(section, f"unknown key '{key}'.{hint} Valid keys: {', '.join(keys)}.")
+            if key in errors:
+                raise self.refusal(section, cls, values, errors[key])
+        raise self.refusal(section, cls, values, next(iter(errors.values())))  # a required key left out
+
+    def refusal(self, section: str, cls: type, values: dict[str, Any], error: Any) -> ConfigError:
+        key = str(error["loc"][0])
+        if error["type"] == "missing":
+            return self.fail(section, f"{key} is required (a plan sells a tier for a number of days).")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _Invalid):
+            reason, whole = cause.args[0], cause.whole
+        else:
+            reason, whole = f"must be {_rule(cls, key)}", False
+        got = "" if whole else f", got {_shown(values[key])}."
+        return self.fail(section, f"{key} {reason}{got}")
 
     def tiers(self, table: dict[str, Any]) -> dict[str, TierSettings]:
         tiers = dict(DEFAULT_TIERS)
@@ -617,14 +579,16 @@ class _Loader:
             if not isinstance(overrides, dict):
                 raise self.fail("tiers", f"'{name}' must be a section written [tiers.{name}], got {_shown(overrides)}.")
             # Only the keys given change; the rest keep that tier's defaults.
-            values = self.section(f"tiers.{name}", overrides, _TIER_KEYS)
-            if "max_side" in values and values["max_side"] % 8:
+            defaults = {f.name: getattr(tiers[name], f.name) for f in fields(TierSettings)}
+            tier = self.table(f"tiers.{name}", TierSettings, overrides, **{k: v for k, v in defaults.items()
+                                                                          if k not in overrides})  # fmt: skip
+            if tier.max_side % 8:
                 raise self.fail(
                     f"tiers.{name}",
-                    f"max_side must be a multiple of 8 (the model works on 8-pixel blocks), got {values['max_side']};"
-                    f" try {values['max_side'] // 8 * 8}.",
+                    f"max_side must be a multiple of 8 (the model works on 8-pixel blocks), got {tier.max_side};"
+                    f" try {tier.max_side // 8 * 8}.",
                 )
-            tiers[name] = replace(tiers[name], **values)
+            tiers[name] = tier
         ranks: dict[int, str] = {}
         for tier in tiers.values():
             if tier.rank in ranks:
@@ -646,13 +610,9 @@ class _Loader:
                 raise self.fail("plans", f"'{name}' must be a section written [plans.{name}], got {_shown(values)}.")
             if not PLAN_NAME.fullmatch(name):
                 raise self.fail(where, "the plan name must be 1 to 32 of a-z, 0-9, _ and - (it goes into invoices).")
-            checked = self.section(where, values, _PLAN_KEYS)
-            for key in ("tier", "days"):
-                if key not in checked:
-                    raise self.fail(where, f"{key} is required (a plan sells a tier for a number of days).")
-            if checked["tier"] not in paid:
-                raise self.fail(where, f"tier must be one of {', '.join(paid)}, got {_shown(checked['tier'])}.")
-            plan = PlanSettings(name=name, **checked)
+            plan = self.table(where, PlanSettings, values, name=name)
+            if plan.tier not in paid:
+                raise self.fail(where, f"tier must be one of {', '.join(paid)}, got {_shown(plan.tier)}.")
             if plan.subscription and plan.stars is None:
                 raise self.fail(where, "subscription = true needs stars (a Telegram Stars subscription has a price).")
             if plan.subscription and plan.days != SUBSCRIPTION_DAYS:

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 import aiosqlite
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from bot.clock import Clock, SystemClock
 
 log = logging.getLogger("bot.db")
 
@@ -178,9 +181,10 @@ class PostgresDatabase(_Rows):
     dialect = "postgresql"
     lock_clause = "FOR UPDATE"
 
-    def __init__(self, url: str, pool: Any) -> None:
+    def __init__(self, url: str, pool: Any, clock: Clock | None = None) -> None:
         self._url = url
         self._pool = pool
+        self._clock = clock or SystemClock()
         self._conn: contextvars.ContextVar[Any] = contextvars.ContextVar("pg_tx", default=None)
         self._listeners: dict[str, list[Listener]] = {}
         self._listen_conn: Any = None
@@ -191,29 +195,48 @@ class PostgresDatabase(_Rows):
         self.on_reconnect: Callable[[], None] | None = None
 
     @classmethod
-    async def open(cls, url: str, *, pool_size: int = 10, wait_s: float = 0.0) -> "PostgresDatabase":
+    async def open(
+        cls, url: str, *, pool_size: int = 10, wait_s: float = 0.0, clock: Clock | None = None
+    ) -> "PostgresDatabase":
         """Connect; while the server is unreachable (it starts after us, or restarts), keep
-        trying for `wait_s` seconds, saying so in the log, before giving up with StoreError."""
+        trying for `wait_s` seconds (on `clock`), saying so in the log, before giving up with
+        StoreError."""
         import asyncpg  # only deployments on PostgreSQL need the driver loaded
 
-        deadline = asyncio.get_running_loop().time() + wait_s
-        delay = 0.5
-        while True:
-            try:
-                pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
-                return cls(url, pool)
-            except (OSError, asyncpg.CannotConnectNowError) as exc:
-                # Refused, unreachable, or "the database system is starting up": worth waiting.
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    raise StoreError(f"PostgreSQL at {_safe_url(url)} cannot be reached: {exc}.") from exc
-                log.warning("PostgreSQL at %s cannot be reached yet (%s); trying again for %.0f s more",
-                            _safe_url(url), exc, left)  # fmt: skip
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, 5.0)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # A wrong password or database name: waiting will not help.
-                raise StoreError(f"PostgreSQL at {_safe_url(url)} refused the connection: {exc}.") from exc
+        clock = clock or SystemClock()
+        deadline = clock.now() + wait_s
+        backoff = wait_exponential(multiplier=0.5, max=5.0)  # 0.5, 1, 2, 4, 5, 5 ... s
+
+        def pause(state: RetryCallState) -> float:
+            return min(backoff(state), max(0.0, deadline - clock.now()))  # never past the deadline
+
+        def say_why(state: RetryCallState) -> None:
+            log.warning("PostgreSQL at %s cannot be reached yet (%s); trying again for %.0f s more",
+                        _safe_url(url), state.outcome.exception() if state.outcome else "?",
+                        deadline - clock.now())  # fmt: skip
+
+        retrying = AsyncRetrying(
+            # Refused, unreachable, or "the database system is starting up": worth waiting.
+            retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError)),
+            stop=lambda _state: clock.now() >= deadline,
+            wait=pause,
+            sleep=clock.sleep,
+            before_sleep=say_why,
+            reraise=True,
+        )
+        async def connect() -> Any:
+            # Awaited here: create_pool returns an awaitable, and tenacity calls a plain function
+            # without awaiting what it returns.
+            return await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
+
+        try:
+            pool = await retrying(connect)
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            raise StoreError(f"PostgreSQL at {_safe_url(url)} cannot be reached: {exc}.") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # A wrong password or database name: waiting will not help.
+            raise StoreError(f"PostgreSQL at {_safe_url(url)} refused the connection: {exc}.") from exc
+        return cls(url, pool, clock)
 
     async def close(self) -> None:
         self._closing = True
@@ -310,25 +333,17 @@ class PostgresDatabase(_Rows):
         """Hold a LISTEN connection; when the server goes away, reconnect with a short backoff."""
         import asyncpg
 
-        delay = 0.2
         first = True
         while not self._closing:
+            lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self._url)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c: lost.set())
-                for channel in list(self._listeners):
-                    await conn.add_listener(channel, self._dispatch)
+                conn = await self._connect_listener(lost, retry=not first)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if first and not ready.done():
+                # At start the caller hears of it; once running, only closing ends the retries.
+                if not ready.done():
                     ready.set_exception(StoreError(f"PostgreSQL LISTEN failed: {exc}."))
-                    return
-                log.warning("PostgreSQL notifications unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
+                return
             self._listen_conn = conn
-            delay = 0.2
             if first:
                 first = False
                 ready.set_result(None)
@@ -351,6 +366,33 @@ class PostgresDatabase(_Rows):
                 await conn.close(timeout=1.0)
             if not self._closing:
                 log.warning("PostgreSQL notification connection lost; reconnecting")
+
+    async def _connect_listener(self, lost: asyncio.Event, *, retry: bool) -> Any:
+        """A LISTEN connection on every channel; with `retry`, tried again with a short backoff
+        (0.2 s doubling to 5 s, on this database's clock) until it works or the database closes."""
+        import asyncpg
+
+        async def connect() -> Any:
+            conn = await asyncpg.connect(self._url)
+            conn.add_termination_listener(lambda _c: lost.set())
+            for channel in list(self._listeners):
+                await conn.add_listener(channel, self._dispatch)
+            return conn
+
+        def say_why(state: RetryCallState) -> None:
+            log.warning("PostgreSQL notifications unavailable (%s); retrying in %.1f s",
+                        state.outcome.exception() if state.outcome else "?",
+                        state.next_action.sleep if state.next_action else 0.0)  # fmt: skip
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)),
+            stop=(lambda _state: self._closing) if retry else stop_after_attempt(1),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            sleep=self._clock.sleep,
+            before_sleep=say_why,
+            reraise=True,
+        )
+        return await retrying(connect)
 
 
 # SQL translation -----------------------------------------------------------------------------

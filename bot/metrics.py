@@ -1,140 +1,106 @@
-"""Prometheus text exposition (format 0.0.4), stdlib only and platform-neutral.
+"""The bot's Prometheus metrics, on prometheus-client, platform-neutral.
 
-`Histogram` is a cumulative histogram the core can own and feed (`observe`); the `render_*`
-helpers turn plain numbers into metric families; `render_service_metrics` lays out the bot's
-own metrics from plain data, so whatever serves /metrics (the web adapter, or anything else)
-only gathers numbers and never formats text itself.
+`ServiceMetrics` owns one registry per service (tests build many services in one process, and
+prometheus-client refuses a name registered twice in one registry) with the default process,
+platform and GC collectors. The core feeds it as things happen; counts that live in the store
+(queue lengths, jobs per status) are set just before a scrape by whoever serves /metrics.
 """
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_left
-from typing import Iterable, Mapping
+from typing import Mapping
 
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+# The format generate_latest writes; prometheus-client's own HTTP handler sends this type when
+# the scraper asks for nothing else (CONTENT_TYPE_LATEST says 1.0.0 since 0.22).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Engine wall time per pipeline call: a tiny CPU model takes 0.1 s, SD-Turbo on a GPU well
 # under a second, a 50-step SDXL on a CPU minutes.
 JOB_SECONDS_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64)
-
-
-class Histogram:
-    """Cumulative bucket counts, a sum and a count; observe on one thread (the event loop)."""
-
-    def __init__(self, buckets: Iterable[float]) -> None:
-        self.buckets = tuple(sorted(float(b) for b in buckets if not math.isinf(b)))
-        self.counts = [0] * (len(self.buckets) + 1)  # per bucket, not cumulative; last is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    @classmethod
-    def of(cls, values: Iterable[float], buckets: Iterable[float]) -> "Histogram":
-        histogram = cls(buckets)
-        for value in values:
-            histogram.observe(value)
-        return histogram
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(le, count of observations <= le) for every bucket, ending with +Inf."""
-        out, running = [], 0
-        for bound, n in zip((*self.buckets, math.inf), self.counts):
-            running += n
-            out.append(("+Inf" if math.isinf(bound) else _number(bound), running))
-        return out
-
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if value != int(value) else str(int(value))
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels.items()) + "}"
-
-
-def _header(name: str, help_text: str, kind: str) -> list[str]:
-    return [f"# HELP {name} {_escape_help(help_text)}", f"# TYPE {name} {kind}"]
-
-
-def render_gauge(name: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]) -> str:
-    lines = _header(name, help_text, "gauge")
-    lines += [f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples]
-    return "\n".join(lines) + "\n"
-
-
-def render_counter(name: str, help_text: str, samples: Iterable[tuple[Mapping[str, str], float]]) -> str:
-    """`name` without the `_total` suffix; it is added to each sample as the format asks."""
-    lines = _header(name, help_text, "counter")
-    lines += [f"{name}_total{_labels(labels)} {_number(value)}" for labels, value in samples]
-    return "\n".join(lines) + "\n"
-
-
-def render_histogram(name: str, help_text: str, histogram: Histogram) -> str:
-    lines = _header(name, help_text, "histogram")
-    lines += [f'{name}_bucket{{le="{le}"}} {n}' for le, n in histogram.cumulative()]
-    lines += [f"{name}_sum {_number(histogram.sum)}", f"{name}_count {histogram.count}"]
-    return "\n".join(lines) + "\n"
-
+# Time in line: a free member may wait many minutes behind paying tiers.
+WAIT_SECONDS_BUCKETS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 # Every status a job can have, so each series exists from the first scrape (Prometheus rates
 # and alerts behave better when a series does not appear out of nowhere).
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+PAYMENT_OUTCOMES = ("paid", "held", "duplicate")
 
 
-def render_service_metrics(
-    *,
-    queue_lengths: Mapping[str, int],
-    jobs_by_status: Mapping[str, int],
-    job_seconds: Histogram,
-    batch_sizes: Histogram,
-    delivery_failures: int,
-    engine_ready: bool,
-    running_jobs: int | None = None,
-) -> str:
-    statuses = {status: 0 for status in JOB_STATUSES}
-    statuses.update(jobs_by_status)
-    parts = [
-        render_gauge(
-            "restyle_queue_length",
-            "Jobs waiting in the queue, per tier.",
-            [({"tier": tier}, n) for tier, n in queue_lengths.items()],
-        ),
-        render_gauge(
-            "restyle_jobs",
-            "Jobs in the store, per status.",
-            [({"status": status}, n) for status, n in sorted(statuses.items())],
-        ),
-        render_histogram("restyle_job_seconds", "Engine seconds per finished job (its batch's wall time).", job_seconds),
-        render_histogram("restyle_batch_size", "Jobs per engine batch.", batch_sizes),
-        render_counter(
-            "restyle_delivery_failures", "Result deliveries that failed (each retry counts).", [({}, delivery_failures)]
-        ),
-        render_gauge("restyle_engine_ready", "1 once the model is loaded and the worker takes jobs.", [({}, engine_ready)]),
-    ]
-    if running_jobs is not None:
-        parts.append(render_gauge("restyle_running_jobs", "Jobs in the engine right now.", [({}, running_jobs)]))
-    return "".join(parts)
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        r = self.registry
+        self.queue_length = Gauge("restyle_queue_length", "Jobs waiting in the queue, per tier.", ["tier"], registry=r)
+        self.jobs = Gauge("restyle_jobs", "Jobs in the store, per status.", ["status"], registry=r)
+        self.running_jobs = Gauge("restyle_running_jobs", "Jobs in the engine right now (all workers).", registry=r)
+        self.engine_ready = Gauge(
+            "restyle_engine_ready", "1 once the model is loaded and the worker takes jobs.", registry=r
+        )
+        self.job_seconds = Histogram(
+            "restyle_job_seconds", "Engine seconds per finished job (its batch's wall time).",
+            buckets=JOB_SECONDS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram("restyle_batch_size", "Jobs per engine batch.", buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.engine_batch_seconds = Histogram(
+            "restyle_engine_batch_seconds", "Engine wall seconds per batch.", buckets=JOB_SECONDS_BUCKETS, registry=r
+        )
+        # rate() of this is the engine's duty cycle (0..1 per worker process).
+        self.engine_busy_seconds = Counter(
+            "restyle_engine_busy_seconds", "Seconds this process's engine spent running batches.", registry=r
+        )
+        self.queue_wait_seconds = Histogram(
+            "restyle_queue_wait_seconds", "Seconds from submission to the engine taking the job, per tier.",
+            ["tier"], buckets=WAIT_SECONDS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.delivery_failures = Counter(
+            "restyle_delivery_failures", "Result deliveries that failed (each retry counts).", registry=r
+        )
+        self.payments = Counter(
+            "restyle_payments", "Payments received, per source and outcome (paid, held, duplicate).",
+            ["source", "outcome"], registry=r,
+        )  # fmt: skip
+        for status in JOB_STATUSES:
+            self.jobs.labels(status=status)
+
+    def batch_started(self, waits: list[tuple[str, float]]) -> None:
+        """`waits`: (tier, seconds in line) for each job of the batch the engine takes."""
+        self.batch_size.observe(len(waits))
+        for tier, seconds in waits:
+            self.queue_wait_seconds.labels(tier=tier).observe(max(0.0, seconds))
+
+    def batch_ran(self, seconds: float) -> None:
+        self.engine_batch_seconds.observe(seconds)
+        self.engine_busy_seconds.inc(max(0.0, seconds))
+
+    def set_store_counts(
+        self, *, queue_lengths: Mapping[str, int], jobs_by_status: Mapping[str, int], running_jobs: int
+    ) -> None:
+        self.queue_length.clear()  # a tier removed from the config must not linger
+        for tier, n in queue_lengths.items():
+            self.queue_length.labels(tier=tier).set(n)
+        statuses = {status: 0 for status in JOB_STATUSES} | dict(jobs_by_status)
+        for status, n in statuses.items():
+            self.jobs.labels(status=status).set(n)
+        self.running_jobs.set(running_jobs)
+
+    def value(self, name: str, **labels: str) -> float:
+        """One sample's value (0 when the series does not exist yet)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -33,7 +33,7 @@ from typing import Any, Callable, Protocol
 from PIL import Image
 
 from bot.clock import Clock, utc_day
-from bot.metrics import BATCH_SIZE_BUCKETS, JOB_SECONDS_BUCKETS, Histogram
+from bot.metrics import ServiceMetrics
 from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.decoding import PictureDecoder
@@ -287,9 +287,11 @@ class RestyleService:
         self._lease_task: asyncio.Task[None] | None = None
         self._accepting = True
         self.store_retry_s: tuple[float, ...] = STORE_RETRY_S
-        self.delivery_failures = 0
-        self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)
-        self.job_seconds = Histogram(JOB_SECONDS_BUCKETS)
+        self.metrics = ServiceMetrics()
+
+    @property
+    def delivery_failures(self) -> int:
+        return int(self.metrics.value("restyle_delivery_failures_total"))
 
     # Start and stop ----------------------------------------------------------------------------
 
@@ -983,6 +985,7 @@ class RestyleService:
         charge_key = f"{source}:{charge_id}"
         known = await self.store.payment(charge_key)
         if known is not None:
+            self.metrics.payments.labels(source=source, outcome="duplicate").inc()
             return PaymentResult(await self.me(member), duplicate=True, plan=known["plan"])
         plan = self._plan_of_payload(member, payload)
         account_id, tier, expiry = await self._current(member)
@@ -990,6 +993,7 @@ class RestyleService:
         if plan is None:
             problem = self._payload_problem(member, payload)
         if problem is not None:
+            self.metrics.payments.labels(source=source, outcome="held").inc()
             return await self._hold_payment(member, account_id, charge_key, charge_id, problem, {
                 "payload": payload, "plan": plan.name if plan else None, "amount": amount, "currency": currency,
                 "expected": plan.stars if plan else None, "recurring": recurring,
@@ -1013,10 +1017,12 @@ class RestyleService:
             now=now,
         )  # fmt: skip
         if not recorded:
+            self.metrics.payments.labels(source=source, outcome="duplicate").inc()
             return PaymentResult(await self.me(member), duplicate=True, plan=plan.name)
         log.info("%s paid %d %s for %s (%s): %s until %s", member.key, amount, currency, plan.name,
                  "renewal" if recurring else "new", new[0], _when(new[1]))  # fmt: skip
         await self._rerank_member(account_id, self.config.tier(new[0]))
+        self.metrics.payments.labels(source=source, outcome="paid").inc()
         return PaymentResult(await self.me(member), duplicate=False, plan=plan.name)
 
     async def _price_problem(
@@ -1298,7 +1304,7 @@ class RestyleService:
             await self._end_batch()
             await self._safe(self.store.requeue(ids))
             raise
-        self.batch_sizes.observe(len(ids))
+        self.metrics.batch_started([(r.tier, now - r.created_at) for r in records])
         await self._publish(ids[0], "started", batch=ids[1:])
         return [
             EngineJob(
@@ -1344,6 +1350,7 @@ class RestyleService:
         now = self.clock.now()
         if outputs:
             self._batch_seconds.append(max(o.seconds for o in outputs))
+            self.metrics.batch_ran(max(o.seconds for o in outputs))
         try:
             for output in outputs:
                 self._progress.pop(output.job_id, None)
@@ -1379,7 +1386,7 @@ class RestyleService:
             )  # fmt: skip
             if finished:
                 log.info("job %s done in %.2f s", job_id, output.seconds)
-                self.job_seconds.observe(output.seconds)
+                self.metrics.job_seconds.observe(output.seconds)
             else:
                 log.info("job %s finished after it was cancelled (or taken over); result dropped", job_id)
         else:
@@ -1459,7 +1466,7 @@ class RestyleService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.delivery_failures += 1
+                self.metrics.delivery_failures.inc()
                 permanent = isinstance(exc, DeliveryFailed) and exc.permanent
                 if permanent or backoff is None:
                     log.error("job %s: delivery gave up after %d tries (%s); it is retried at the next start",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from bot.clock import Clock
 from bot.db import Database, PostgresDatabase, Row, SqliteDatabase, StoreError, is_postgres, sqlite_path
 
 log = logging.getLogger("bot.store")
@@ -264,7 +265,7 @@ class Store:
         return isinstance(self.db, PostgresDatabase)
 
     @classmethod
-    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0) -> "Store":
+    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0, clock: Clock | None = None) -> "Store":
         """`url` empty or `sqlite:///path`: SQLite (by default restyle.sqlite3 in data_dir);
         `postgresql://...`: a PostgreSQL database shared with other processes, waited for up
         to `wait_s` seconds when it cannot be reached yet."""
@@ -284,7 +285,7 @@ class Store:
             ) from exc
         db: Database
         if is_postgres(url):
-            db = await PostgresDatabase.open(url, wait_s=wait_s)
+            db = await PostgresDatabase.open(url, wait_s=wait_s, clock=clock)
         else:
             path = sqlite_path(url) if url else data_dir / "restyle.sqlite3"
             if path is None:

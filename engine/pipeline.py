@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # transformers warns at import time about torchvision-less image processors that an
 # image-to-image pipeline never uses; an admin reading the start-up log needs none of it.
@@ -229,6 +229,48 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
+def hub_reachable(timeout_s: float = 1.0) -> bool:
+    """Whether the model hub answers at all within `timeout_s` (any HTTP status counts).
+
+    Asked before a download only: huggingface_hub retries a refused connection five times with
+    backoff (about 23 s, one warning a try) before it gives up."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):  # URLError, refused, timed out, DNS; ValueError: a malformed HF_ENDPOINT
+        return False
+
+
+def _in_hub_cache(model: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model, "model_index.json"), str)
+    except Exception:  # an id the hub client rejects: from_pretrained gives the precise error
+        return False
+
+
+def _one_line_per_hub_warning() -> None:
+    """huggingface_hub gives its loggers a stderr handler of their own and still passes each
+    record on to the root logger: where the application has set up logging (the bot does),
+    every hub warning printed twice. Its records then go through the application's handlers only."""
+    import logging as _logging
+
+    if not _logging.getLogger().handlers:
+        return  # nothing else would print them
+    hub = _logging.getLogger("huggingface_hub")
+    for handler in list(hub.handlers):
+        if type(handler) is _logging.StreamHandler:
+            hub.removeHandler(handler)
+
+
 def _check_folder(model: str) -> Path | None:
     """The local folder `model` names, if it names one; ModelLoadError for a path that leads nowhere."""
     path = Path(model).expanduser()
@@ -312,19 +354,33 @@ class DiffusersEngine:
         max_batch: int = 4,
         turbo: bool | None = None,
         local_files_only: bool = False,
+        hub_probe: Callable[[], bool] = hub_reachable,
     ) -> "DiffusersEngine":
         """Load `model` (a hub id or a local folder) for image-to-image.
 
         Raises ModelLoadError (one sentence naming the setting to change, cause chained) for any
-        model that cannot be had or cannot restyle pictures."""
-        from diffusers import AutoPipelineForImage2Image
-
+        model that cannot be had or cannot restyle pictures. `hub_probe` says whether the model
+        hub can be reached; it is asked only for a hub id when downloads are allowed."""
+        _one_line_per_hub_warning()
         model = str(model).strip()
         if not model:
             raise ModelLoadError(f"[engine] model is empty; set it to a hub id such as {DEFAULT_MODEL} or a local folder.")
         resolved_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, resolved_device)
         local = _check_folder(model)
+        if local is None and not _hub_offline(local_files_only) and not hub_probe():
+            if not _in_hub_cache(model):
+                raise ModelLoadError(
+                    f"Could not load the model '{model}' set in [engine] model: it is not on this machine and the "
+                    "model hub cannot be reached; download it once with network access, or set [engine] model "
+                    "to a local folder."
+                )
+            log.warning("the model hub cannot be reached; loading '%s' from this machine's cache", model)
+            local_files_only = True  # the cache is all there is; asking the hub would only retry
+        # Imported after the checks above: diffusers takes seconds to import, and a start that
+        # cannot succeed should say so at once.
+        from diffusers import AutoPipelineForImage2Image
+
         started = time.perf_counter()
         try:
             with warnings.catch_warnings():  # newer diffusers call it `dtype`; older know only this

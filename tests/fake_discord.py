@@ -90,6 +90,8 @@ class FakeDiscord:
         self.user_entitlements: dict[int, list[dict[str, Any]]] = {}  # sent with each interaction of that user
         self.clock = clock  # with now(): interaction tokens expire TOKEN_TTL_S after they were dispatched
         self.app_id = app_id
+        self.app_flags = 0  # oauth2/applications/@me flags: 1 << 18 / 1 << 19 grant the message-content intent
+        self.guild_permissions: dict[int, int] = {}  # servers the bot is in -> its permission bits there
         self.bot_user = {"id": str(bot_id), "username": "restyle", "discriminator": "0", "avatar": None, "bot": True,
                          "global_name": "Restyle"}  # fmt: skip
         self.size_limit = size_limit
@@ -516,7 +518,7 @@ class FakeDiscord:
         if route == ("GET", "oauth2", "applications", "@me"):
             return 200, {"id": str(self.app_id), "name": "restyle", "description": "", "icon": None, "bot_public": True,
                          "bot_require_code_grant": False, "verify_key": "00", "owner": self.user(1, "owner"),
-                         "flags": 0}  # fmt: skip
+                         "flags": self.app_flags}  # fmt: skip
         if route == ("GET", "gateway", "bot"):
             return 200, {"url": self.gateway_url, "shards": 1,
                          "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
@@ -539,6 +541,9 @@ class FakeDiscord:
             user_id = int(body["recipient_id"])
             channel_id = self.dm_channels.setdefault(user_id, self.new_id())
             return 200, {"id": str(channel_id), "type": 1, "recipients": [self.user(user_id)], "last_message_id": None}
+        if route == ("GET", "users", "@me", "guilds"):  # partial guilds, with the bot's permissions as a string
+            return 200, [{"id": str(g), "name": f"server {g}", "icon": None, "owner": False, "permissions": str(p),
+                          "features": []} for g, p in self.guild_permissions.items()]  # fmt: skip
         if method == "GET" and parts[0] == "users":
             return 200, self.user(int(parts[1]))
         raise _Error(404, f"the fake has no route {method} {path}", 0)

@@ -75,6 +75,7 @@ class FakeTelegram:
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     deleted: set[tuple[int, int]] = field(default_factory=set)
     webhook: dict[str, Any] | None = None
+    webhook_error: str | None = None  # getWebhookInfo's last_error_message (Telegram could not deliver)
     charges: dict[str, int] = field(default_factory=dict)  # Stars charge id -> payer
     refunded: set[str] = field(default_factory=set)
     invoice_links: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -424,6 +425,14 @@ class FakeTelegram:
     async def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         self.webhook = params
         return True
+
+    async def _m_getWebhookInfo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        # Bot API WebhookInfo: url is "" while polling; last_error_* only after a failed delivery.
+        info: dict[str, Any] = {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
+                                "pending_update_count": 0}  # fmt: skip
+        if self.webhook and self.webhook_error:
+            info.update(last_error_date=int(time.time()), last_error_message=self.webhook_error)
+        return info
 
     async def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         return True

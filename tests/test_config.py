@@ -441,3 +441,17 @@ def test_web_host_ignored_when_the_page_is_off(tmp_path: Path) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().engine.steps = 8  # type: ignore[misc]
+
+
+def test_settings_made_in_code_are_checked_too() -> None:
+    """The tables are pydantic models: a copy made with dataclasses.replace, or a table built in
+    code, is refused just as the file would be (strict types, ranges, no unknown keys)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        dataclasses.replace(Config().engine, steps=0)
+    with pytest.raises(ValidationError):
+        EngineSettings(max_batch="4")  # type: ignore[arg-type]
+    with pytest.raises((ValidationError, TypeError)):
+        QueueSettings(agin_s=3)  # type: ignore[call-arg]
+    assert dataclasses.replace(Config().engine, steps=8).steps == 8

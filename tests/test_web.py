@@ -19,7 +19,6 @@ from bot.app import App, Health
 from bot.clock import FakeClock
 from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
-from bot.metrics import Histogram, render_histogram
 from bot.service import Member
 from tests.fakes import FakeEngine, picture_bytes, settle, wait_until
 
@@ -393,18 +392,20 @@ async def test_healthz_readyz_and_metrics(site):
         assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await response.text()
     for line in (
-        'restyle_queue_length{tier="free"} 0',
-        'restyle_queue_length{tier="pro"} 0',
-        'restyle_jobs{status="done"} 1',
-        'restyle_jobs{status="failed"} 0',
-        'restyle_batch_size_bucket{le="1"} 1',
-        "restyle_batch_size_count 1",
-        'restyle_job_seconds_bucket{le="+Inf"} 1',
-        "restyle_job_seconds_count 1",
-        "restyle_delivery_failures_total 0",
-        "restyle_engine_ready 1",
+        'restyle_queue_length{tier="free"} 0.0',
+        'restyle_queue_length{tier="pro"} 0.0',
+        'restyle_jobs{status="done"} 1.0',
+        'restyle_jobs{status="failed"} 0.0',
+        'restyle_batch_size_bucket{le="1.0"} 1.0',
+        "restyle_batch_size_count 1.0",
+        'restyle_job_seconds_bucket{le="+Inf"} 1.0',
+        "restyle_job_seconds_count 1.0",
+        'restyle_queue_wait_seconds_count{tier="pro"} 1.0',
+        "restyle_engine_batch_seconds_count 1.0",
+        "restyle_delivery_failures_total 0.0",
+        "restyle_engine_ready 1.0",
         "# TYPE restyle_job_seconds histogram",
-        "# TYPE restyle_delivery_failures counter",
+        "# TYPE restyle_delivery_failures_total counter",
     ):
         assert line in text.splitlines(), line
 
@@ -438,21 +439,6 @@ async def test_readyz_says_why_it_is_not_ready(tmp_path):
     finally:
         await adapter.stop()
         await app.store.close()
-
-
-def test_histogram_renders_cumulative_buckets():
-    histogram = Histogram.of([0.1, 0.3, 0.3, 5.0, 1000.0], (0.25, 0.5, 10.0))
-    text = render_histogram("x_seconds", "Help.", histogram)
-    assert text.splitlines() == [
-        "# HELP x_seconds Help.",
-        "# TYPE x_seconds histogram",
-        'x_seconds_bucket{le="0.25"} 1',
-        'x_seconds_bucket{le="0.5"} 3',
-        'x_seconds_bucket{le="10"} 4',
-        'x_seconds_bucket{le="+Inf"} 5',
-        "x_seconds_sum 1005.7",
-        "x_seconds_count 5",
-    ]
 
 
 async def test_stopping_ends_open_live_streams_at_once(site):

@@ -45,7 +45,6 @@ from bot.commands import (
 )
 from bot.config import Config, is_loopback
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bot.metrics import render_service_metrics
 from bot.service import Accepted, Delivery, JobView, Member, Refused, RestyleService
 
 log = logging.getLogger("bot.web")
@@ -419,18 +418,10 @@ class WebAdapter:
         except Exception:
             log.warning("metrics: could not count jobs in the store", exc_info=True)
             by_status, queue_lengths, running = {}, {}, 0
-        job_seconds = service.job_seconds
-        batch_sizes = service.batch_sizes
-        text = render_service_metrics(
-            queue_lengths=queue_lengths,
-            jobs_by_status=by_status,
-            job_seconds=job_seconds,
-            batch_sizes=batch_sizes,
-            delivery_failures=service.delivery_failures,
-            engine_ready=bool(getattr(self.health, "engine_ready", False)),
-            running_jobs=running,
-        )
-        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+        metrics = service.metrics
+        metrics.set_store_counts(queue_lengths=queue_lengths, jobs_by_status=by_status, running_jobs=running)
+        metrics.engine_ready.set(1 if getattr(self.health, "engine_ready", False) else 0)
+        return web.Response(body=metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     # The page ----------------------------------------------------------------------------------
 
