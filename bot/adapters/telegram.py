@@ -169,6 +169,46 @@ class _JobState:
     early_view: JobView | None = None  # an update that came while the status was being sent
 
 
+# Answers Telegram waits for: a pre-checkout query not answered in 10 s cancels the payment, and
+# an unanswered button keeps spinning. They never queue behind the limiter (see _Limiter).
+ANSWER_ENDPOINTS = frozenset({"answerPreCheckoutQuery", "answerCallbackQuery"})
+# Status edits are cosmetic: tried once, never retried (the status throttle honours retry_after).
+COSMETIC_ENDPOINTS = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessage"})
+
+
+class _Limiter(AIORateLimiter):
+    """AIORateLimiter, except that a 429 cannot hold up a payment or a button.
+
+    PTB's AIORateLimiter halts *all* requests for retry_after + 0.1 s after one RetryAfter
+    (telegram/ext/_aioratelimiter.py, process_request), and `rate_limit_args=0` cannot turn its
+    retries off (`rate_limit_args or self._max_retries`)."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        if endpoint in ANSWER_ENDPOINTS:
+            return await callback(*args, **kwargs)
+        if endpoint in COSMETIC_ENDPOINTS:
+            chat_id = data.get("chat_id")
+            try:
+                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                group = chat_id if isinstance(chat_id, str) else False
+            # One try inside the per-group and overall budgets; a RetryAfter goes to the caller
+            # without halting everyone else. (_run_request: PTB 22's private helper.)
+            return await self._run_request(
+                chat=chat_id is not None, group=group, allow_paid_broadcast=False,
+                callback=callback, args=args, kwargs=kwargs,
+            )  # fmt: skip
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+
 class _TokenFilter(RedactingFilter):
     """bot.logs' filter, plus tracebacks: exception text can carry a URL too."""
 
@@ -238,6 +278,7 @@ class TelegramAdapter:
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
         self._statuses: dict[str, _Status] = {}
+        self._edit_hold: dict[int, float] = {}  # chat -> time.monotonic() before which no status edit
         self._jobs: dict[str, _JobState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
@@ -259,7 +300,7 @@ class TelegramAdapter:
             ApplicationBuilder()
             .token(self.token)
             # Waits out 429s (retry_after) and keeps under Telegram's flood limits.
-            .rate_limiter(AIORateLimiter(max_retries=3))
+            .rate_limiter(_Limiter(max_retries=3))
             # One member's slow download must not hold up everyone else's answer.
             .concurrent_updates(64)
         )
@@ -824,7 +865,7 @@ class TelegramAdapter:
     async def _edit_soon(self, job_id: str, status: _Status) -> None:
         interval = self.group_edit_interval_s if status.group else self.edit_interval_s
         while not status.final and status.wanted is not None:
-            wait = status.last_edit + interval - time.monotonic()
+            wait = max(status.last_edit + interval, self._edit_hold.get(status.chat_id, 0.0)) - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue  # a newer text may have come meanwhile: show the latest
@@ -839,6 +880,14 @@ class TelegramAdapter:
                     reply_markup=_cancel_markup(job_id) if cancel else None,
                 )  # fmt: skip
                 status.shown = text
+            except RetryAfter as exc:
+                # Flood control for this chat: no status edit there until it lifts; then only
+                # the latest text is shown (older ones are stale by then).
+                seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
+                self._edit_hold[status.chat_id] = time.monotonic() + float(seconds)
+                if status.wanted is None:
+                    status.wanted = (text, cancel)
+                log.info("job %s: status edits in chat %s paused %s s by flood control", job_id, status.chat_id, seconds)
             except BadRequest as exc:
                 if "not modified" in str(exc).lower():
                     status.shown = text
