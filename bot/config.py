@@ -162,7 +162,8 @@ class PaymentSettings:
         "them; a refund ends the tier it paid for. The service may change or stop; unused paid time is refunded then."
     )
     support: str = "For help with a payment, write to the bot's admin and give the date and the charge id."
-    secret: str | None = None  # signs invoice payloads; None: derived from the Telegram token
+    secret: str | None = None  # signs invoice payloads; None: a random one kept in data_dir
+    previous_secrets: tuple[str, ...] = ()  # former secrets (or bot tokens) whose payloads still count
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,12 @@ def _words(value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+def _secrets_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Invalid('must be a list of former secrets, like ["old secret"]')
+    return tuple(v.strip() for v in value)
+
+
 def _patterns(value: Any) -> tuple[str, ...]:
     words = _words(value)
     for pattern in words:
@@ -513,6 +520,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "terms": _text(hint="the text /terms shows"),
             "support": _text(hint="the text /paysupport shows"),
             "secret": _optional_text(),
+            "previous_secrets": _secrets_list,
         },
     ),
 }

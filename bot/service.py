@@ -54,6 +54,7 @@ from bot.upgrades import (
     new_link_code,
     new_redeem_code,
     payload_key,
+    payload_keys,
     plan_for_sku,
     plan_view,
     plans_on,
@@ -936,15 +937,19 @@ class RestyleService:
             return self._downgrade_refusal(tier, expiry, plan.tier)
         return plan_view(self.config, plan), sign_payload(self._payload_key, member.key, plan.name)
 
+    @functools.cached_property
+    def _payload_keys(self) -> list[bytes]:
+        return payload_keys(self.config, self.store.data_dir)
+
     def _plan_of_payload(self, member: Member, payload: str) -> PlanSettings | None:
-        name = read_payload(self._payload_key, payload, member.key)
+        name = read_payload(self._payload_keys, payload, member.key)
         return self._plan(name) if name else None
 
     def _payload_problem(self, member: Member, payload: str) -> str:
         """Why a payload gives no plan for this member: "other_member" (signed by this bot's
         format, but not for them), "plan_gone" (theirs, for a plan no longer configured) or
         "unreadable"."""
-        if read_payload(self._payload_key, payload, member.key) is not None:
+        if read_payload(self._payload_keys, payload, member.key) is not None:
             return "plan_gone"
         return "other_member" if looks_like_payload(payload) else "unreadable"
 
