@@ -336,6 +336,9 @@ class TelegramAdapter:
         self.upgrades = TelegramUpgrades(self)
         self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
+        # Last: any other button (an old keyboard, data we no longer make) still gets its answer,
+        # or the member's button spins until Telegram gives up.
+        app.add_handler(CallbackQueryHandler(self._on_unknown_button))
         app.add_error_handler(self._on_error)
         return app
 
@@ -463,6 +466,15 @@ class TelegramAdapter:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update: %s", _short(context.error), exc_info=context.error)
+        query = update.callback_query if isinstance(update, Update) else None
+        if query is not None:
+            # The handler failed before (or after) answering: answer now. A second answer is
+            # refused by Telegram and only logged.
+            await _quietly(query.answer("Something went wrong on my side; try again in a minute.", show_alert=True))
+
+    async def _on_unknown_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.callback_query is not None:
+            await _quietly(update.callback_query.answer("That button is out of date; send /restyle again.", show_alert=True))
 
     # Webhook -----------------------------------------------------------------------------------
 
@@ -519,11 +531,11 @@ class TelegramAdapter:
         refused = self.service.admit(self._member(user))
         if refused is None:
             return
-        if not refused.quiet:
-            if update.callback_query is not None:
-                await _quietly(update.callback_query.answer(refused.text, show_alert=True))
-            elif update.message is not None:
-                await self._answer(update.message, refused.text)
+        if update.callback_query is not None:
+            # Even a quiet refusal answers the press (without text): an unanswered button spins.
+            await _quietly(update.callback_query.answer(None if refused.quiet else refused.text, show_alert=not refused.quiet))
+        elif not refused.quiet and update.message is not None:
+            await self._answer(update.message, refused.text)
         raise ApplicationHandlerStop
 
     async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -795,7 +807,8 @@ class TelegramAdapter:
             reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
             try:
                 if isinstance(data, Refused):
-                    await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to)
+                    await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to,
+                                                message_thread_id=job.reply.get("thread_id"))  # fmt: skip
                 else:
                     await self.bot.send_document(
                         message.chat.id,
@@ -960,7 +973,7 @@ class TelegramAdapter:
 
             async def album(original: Any) -> None:
                 media = [
-                    InputMediaPhoto(original, filename="original.png" if isinstance(original, bytes) else None),
+                    InputMediaPhoto(original, filename="original.jpg" if isinstance(original, bytes) else None),
                     InputMediaPhoto(result_bytes, caption=caption, filename=result_name),
                 ]
                 await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread)
@@ -1237,6 +1250,10 @@ def _picture_of(message: Any) -> _Picture | None:
     document = getattr(message, "document", None)
     if document is not None and (document.mime_type or "").startswith("image/"):
         return _Picture(document.file_id, "document", document.file_size)
+    sticker = getattr(message, "sticker", None)
+    if sticker is not None and not sticker.is_animated and not sticker.is_video:
+        # A static sticker is a WebP picture (animated ones are TGS / WebM: not pictures).
+        return _Picture(sticker.file_id, "sticker", sticker.file_size)
     return None
 
 

@@ -181,8 +181,11 @@ class TelegramUpgrades:
                 )  # fmt: skip
         except Forbidden:
             if chat is not None:
+                message = query.message
+                thread = message.message_thread_id if getattr(message, "is_topic_message", False) else None  # type: ignore[union-attr]
                 await _quietly(self.adapter.bot.send_message(
-                    chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay."
+                    chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay.",
+                    message_thread_id=thread,
                 ))  # fmt: skip
         except TelegramError as exc:
             log.warning("could not send an invoice for %s: %s", plan.name, exc)

@@ -1,0 +1,82 @@
+"""The Telegram front end against the strict fake (tests/fake_telegram.py): the Bot API rules
+the bot used to break (issue 16), each with the defect it exposed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+from bot.service import Refused
+from tests.fake_telegram import FakeTelegram, buttons
+from tests.fakes import FakeEngine, picture_bytes
+from tests.test_telegram import ANA, BEN, GROUP, fake, photo_message, settle, start_bot, wait_reply  # noqa: F401  (fixtures)
+from tests.test_telegram_upgrades import PLANS
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def finished_job(bot, fake, user=ANA, chat=None) -> tuple[dict, dict]:
+    """A delivered job: (the member's request, the buttons message)."""
+    request = fake.message(user, chat, text="/restyle ink", reply_to=photo_message(fake, user, chat))
+    await wait_reply(fake, request, 2)
+    await bot.app.service.wait_delivered()
+    [buttons_message] = [m for m in fake.sent(request["chat"]["id"]) if m.get("text") == "More from this picture:"]
+    return request, buttons_message
+
+
+# 13. Every callback query is answered --------------------------------------------------------
+
+
+async def test_every_button_press_is_answered_unknown_old_or_failing(start_bot, fake, monkeypatch):
+    bot = await start_bot()
+    _, message = await finished_job(bot, fake)
+    fake.press(ANA, message, "zoom:abc")  # data no handler knows (an old keyboard)
+    fake.press(ANA, message, "again:no-such-job")
+    await settle(bot, fake)
+
+    async def broken(job_id):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(bot.app.service, "job", broken)
+    fake.press(ANA, message, buttons(message)[0]["callback_data"])  # fails before its answer
+    await settle(bot, fake)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(bot.app.service, "admit", lambda member: Refused("flood", "", quiet=True))
+    fake.press(ANA, message, buttons(message)[0]["callback_data"])  # a quiet flood refusal
+    await settle(bot, fake)
+    assert fake.unanswered_queries() == []
+
+
+# 13. Forum topics, stickers ------------------------------------------------------------------
+
+
+async def test_the_private_chat_hint_goes_to_the_topic_it_was_asked_in(start_bot, fake):
+    await start_bot(extra=PLANS)
+    fake.add_topic(GROUP["id"], 7)
+    carl = FakeTelegram.user(1003, "Carl")  # never opened a private chat with the bot: 403 there
+    upgrade = fake.message(carl, GROUP, text="/upgrade", thread_id=7)
+    await wait_reply(fake, upgrade)
+    plans = fake.sent(GROUP["id"])[-1]
+    assert plans.get("message_thread_id") == 7
+    fake.press(carl, plans, "buy:max_week")
+    await fake.wait_until(lambda: any("open a private chat" in (m.get("text") or "") for m in fake.sent(GROUP["id"])))
+    [hint] = [m for m in fake.sent(GROUP["id"]) if "open a private chat" in (m.get("text") or "")]
+    assert hint.get("message_thread_id") == 7
+    assert fake.calls_to("sendInvoice")[-1].failed  # Telegram's answer: 403, the member never started the bot
+
+
+async def test_a_static_sticker_is_a_picture(start_bot, fake):
+    bot = await start_bot()
+    sticker = fake.message(ANA, sticker=picture_bytes((64, 64), fmt="WEBP"), push=False)
+    request = fake.message(ANA, text="/restyle ink", reply_to=sticker)
+    [queued] = await wait_reply(fake, request)
+    assert queued.params["text"].startswith("Queued")
+    await fake.wait_for("sendMediaGroup")
+    await bot.app.service.wait_delivered()
+    [album] = fake.calls_to("sendMediaGroup", ok_only=True)
+    original = album.params["media"][0]
+    assert original["media"].startswith("attach://")  # a sticker's file_id is no photo: uploaded
