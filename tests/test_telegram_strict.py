@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from bot.adapters.telegram import POST_AS_YOURSELF
 from bot.service import Refused
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
@@ -80,3 +81,30 @@ async def test_a_static_sticker_is_a_picture(start_bot, fake):
     [album] = fake.calls_to("sendMediaGroup", ok_only=True)
     original = album.params["media"][0]
     assert original["media"].startswith("attach://")  # a sticker's file_id is no photo: uploaded
+
+
+# 5. Senders that are not members -------------------------------------------------------------
+
+ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group", "username": "GroupAnonymousBot"}
+TELEGRAM = {"id": 777000, "is_bot": False, "first_name": "Telegram"}
+CHANNEL = {"id": -1009876543210, "type": "channel", "title": "Painters' news"}
+
+
+async def test_an_anonymous_admin_is_told_once_to_post_as_themselves(start_bot, fake):
+    bot = await start_bot()
+    for _ in range(2):
+        photo = photo_message(fake, ANA, GROUP)
+        fake.message(ANONYMOUS_ADMIN, GROUP, text="/restyle ink", reply_to=photo, sender_chat=GROUP)
+    await settle(bot, fake)
+    answers = [m["text"] for m in fake.sent(GROUP["id"])]
+    assert answers == [POST_AS_YOURSELF]
+    assert fake.calls_to("getFile") == []
+
+
+async def test_an_automatic_forward_from_the_linked_channel_never_runs_as_telegram(start_bot, fake):
+    bot = await start_bot()
+    fake.message(TELEGRAM, GROUP, photo=picture_bytes(), caption="/restyle ink", sender_chat=CHANNEL,
+                 is_automatic_forward=True, forward_origin={"type": "channel", "chat": CHANNEL, "message_id": 5, "date": 0})  # fmt: skip
+    await settle(bot, fake)
+    assert fake.sent(GROUP["id"]) == [] and fake.calls_to("getFile") == []
+    assert await bot.app.store._identity_account("telegram", "777000") is None

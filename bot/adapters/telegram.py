@@ -131,6 +131,14 @@ BAN_USAGE = (
 )
 QUEUE_LOG_LIMIT = 20  # jobs /queue log lists by default (at most 50)
 TEXT_LIMIT = 4096  # Telegram's message length
+POST_AS_YOURSELF = (
+    "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
+    "restyles and quota they are."
+)
+# Senders that are not a person (Bot API, Message.from: "For messages sent to channels and for
+# messages sent on behalf of chats, the field contains a fake sender user"): Telegram itself
+# (automatic forwards from a linked channel), GroupAnonymousBot, Channel_Bot.
+NOT_MEMBER_IDS = frozenset({777000, 1087968824, 136817688})
 START_TEXT = (
     "Hi! I restyle pictures with a diffusion model.\n\n"
     f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
@@ -278,6 +286,7 @@ class TelegramAdapter:
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
         self._statuses: dict[str, _Status] = {}
+        self._told_post_as_self: set[int] = set()  # chats told once to post as a person
         self._edit_hold: dict[int, float] = {}  # chat -> time.monotonic() before which no status edit
         self._jobs: dict[str, _JobState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -525,6 +534,15 @@ class TelegramAdapter:
         """The flood guard, for every command and button press, before any handler parses it:
         past the limit the first one hears "too fast" and the rest get no answer at all.
         Payments are never held up (Telegram cancels a pre-checkout not answered in 10 s)."""
+        message = update.message
+        if message is not None and _posted_as_chat(message):
+            # Never a member account (a shared quota for "Telegram", /ban banning a channel).
+            if not message.is_automatic_forward and _is_request(update, self.bot.username or ""):
+                chat_id = message.chat.id
+                if chat_id not in self._told_post_as_self:
+                    self._told_post_as_self.add(chat_id)
+                    await self._answer(message, POST_AS_YOURSELF)
+            raise ApplicationHandlerStop
         user = update.effective_user
         if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
             return
@@ -1229,6 +1247,13 @@ def _is_request(update: Update, bot_username: str) -> bool:
         return command.startswith("/") and len(command) > 1 and (not addressed or addressed.lower() == bot_username.lower())
     match = CAPTION_COMMAND.match(message.caption or "")
     return match is not None and (match.group(1) is None or match.group(1).lower() == bot_username.lower())
+
+
+def _posted_as_chat(message: Message) -> bool:
+    """Posted on behalf of a chat (an anonymous admin, a channel, an automatic forward from
+    the linked channel) rather than by a person."""
+    author = message.from_user
+    return message.sender_chat is not None or (author is not None and author.id in NOT_MEMBER_IDS)
 
 
 def _replied(message: Message) -> Message | None:
