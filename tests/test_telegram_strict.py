@@ -108,3 +108,18 @@ async def test_an_automatic_forward_from_the_linked_channel_never_runs_as_telegr
     await settle(bot, fake)
     assert fake.sent(GROUP["id"]) == [] and fake.calls_to("getFile") == []
     assert await bot.app.store._identity_account("telegram", "777000") is None
+
+
+# 6. WebP and other files ---------------------------------------------------------------------
+
+
+async def test_the_webp_button_sends_a_file_not_a_sticker(start_bot, fake, caplog):
+    bot = await start_bot()
+    _, message = await finished_job(bot, fake)
+    [webp] = [b["callback_data"] for b in buttons(message) if b["callback_data"].startswith("file:webp:")]
+    fake.press(ANA, message, webp)
+    [call] = await fake.wait_for("sendDocument")
+    assert call.params.get("disable_content_type_detection") is True
+    sent = fake.sent(ANA["id"])[-1]
+    assert "document" in sent and "sticker" not in sent
+    assert "did not keep" not in caplog.text

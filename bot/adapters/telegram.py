@@ -828,12 +828,8 @@ class TelegramAdapter:
                     await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to,
                                                 message_thread_id=job.reply.get("thread_id"))  # fmt: skip
                 else:
-                    await self.bot.send_document(
-                        message.chat.id,
-                        InputFile(data, filename=f"restyle-{job_id}.{ext}"),
-                        reply_parameters=reply_to,
-                        message_thread_id=job.reply.get("thread_id"),
-                    )
+                    await self._send_file(job_id, message.chat.id, data, f"restyle-{job_id}.{ext}", reply_to,
+                                          job.reply.get("thread_id"))  # fmt: skip
             except TelegramError as exc:
                 log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
             return
@@ -1024,11 +1020,21 @@ class TelegramAdapter:
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
             if not isinstance(data, Refused):
-                await self.bot.send_document(
-                    chat_id, InputFile(data, filename=f"restyle-{job.id}.{ext}"),
-                    reply_parameters=_reply_to(reply), message_thread_id=thread,
-                )  # fmt: skip
+                await self._send_file(job.id, chat_id, data, f"restyle-{job.id}.{ext}", _reply_to(reply), thread)
             await self._mark_step(job, "file")
+
+    async def _send_file(
+        self, job_id: str, chat_id: int, data: bytes, filename: str, reply_to: ReplyParameters | None, thread: int | None
+    ) -> None:
+        """A file as a file: without disable_content_type_detection Telegram turns a WebP
+        document into a sticker (Bot API, sendDocument)."""
+        sent = await self.bot.send_document(
+            chat_id, InputFile(data, filename=filename), reply_parameters=reply_to, message_thread_id=thread,
+            disable_content_type_detection=True,
+        )  # fmt: skip
+        if sent.document is None:
+            log.error("job %s: Telegram did not keep %s as a file (it came back as %s)", job_id, filename,
+                      "a sticker" if sent.sticker is not None else "another kind of message")  # fmt: skip
 
     def _photo_payload(self, data: bytes) -> bytes:
         """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
