@@ -123,3 +123,40 @@ async def test_the_webp_button_sends_a_file_not_a_sticker(start_bot, fake, caplo
     sent = fake.sent(ANA["id"])[-1]
     assert "document" in sent and "sticker" not in sent
     assert "did not keep" not in caplog.text
+
+
+# 11. Permanent BadRequests -------------------------------------------------------------------
+
+
+async def test_a_closed_topic_gets_the_result_outside_the_topic(start_bot, fake):
+    bot = await start_bot(engine=(engine := FakeEngine()))
+    engine.gate = threading.Event()
+    fake.add_topic(GROUP["id"], 7)
+    photo = fake.message(ANA, GROUP, photo=picture_bytes((96, 64)), push=False, thread_id=7)
+    request = fake.message(ANA, GROUP, text="/restyle ink", reply_to=photo, thread_id=7)
+    await wait_reply(fake, request)
+    fake.closed_topics.add((GROUP["id"], 7))  # an admin closes the topic while the job runs
+    engine.gate.set()
+    await fake.wait_for("sendMediaGroup", timeout=3)  # at once, not after a retry's backoff
+    await bot.app.service.wait_delivered()
+    [album] = fake.calls_to("sendMediaGroup", ok_only=True)
+    assert album.params.get("message_thread_id") is None
+    assert (await bot.job(request_job(fake, request))).delivered_at is not None
+
+
+async def test_no_right_to_send_photos_fails_at_once_and_tells_the_member_privately(start_bot, fake):
+    bot = await start_bot()
+    fake.message(ANA, text="/start")  # Ana has a private chat with the bot
+    await fake.wait_for("sendMessage")
+    fake.no_media_rights.add(GROUP["id"])
+    request = fake.message(ANA, GROUP, text="/restyle ink", reply_to=photo_message(fake, ANA, GROUP))
+    await wait_reply(fake, request)
+    await fake.wait_until(lambda: any("not allowed me to send photos" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
+    await bot.app.service.wait_delivered()  # given up, not parked on a 20-minute retry schedule
+    assert len(fake.calls_to("sendMediaGroup")) == 1
+    assert bot.app.service.delivery_failures == 1
+
+
+def request_job(fake, request) -> str:
+    [status] = [m for m in fake.sent(request["chat"]["id"]) if (m.get("text") or "").startswith("Queued")]
+    return buttons(status)[0]["callback_data"].split(":")[1]

@@ -139,6 +139,10 @@ POST_AS_YOURSELF = (
 # messages sent on behalf of chats, the field contains a fake sender user"): Telegram itself
 # (automatic forwards from a linked channel), GroupAnonymousBot, Channel_Bot.
 NOT_MEMBER_IDS = frozenset({777000, 1087968824, 136817688})
+NO_RIGHTS_TEXT = (
+    "I could not post your restyled picture in the group: its admins have not allowed me to send "
+    "photos there. Ask them to, or send me the picture here in our private chat."
+)
 START_TEXT = (
     "Hi! I restyle pictures with a diffusion model.\n\n"
     f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
@@ -955,7 +959,7 @@ class TelegramAdapter:
                 raise DeliveryFailed("Telegram is not connected") from None
         reply = {**job.reply, **self._state(job.id).reply_changes}
         steps = set(reply.get("sent", []))
-        for _ in range(2):  # a second go only after a group became a supergroup
+        for _ in range(3):  # another go only after a group became a supergroup or a topic went away
             try:
                 await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
                 return
@@ -967,15 +971,33 @@ class TelegramAdapter:
                             job.id, _short(exc))  # fmt: skip
                 raise DeliveryFailed(f"forbidden: {_short(exc)}", permanent=True) from None
             except BadRequest as exc:
-                if "chat not found" in str(exc).lower():
+                text = str(exc).lower()
+                if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
+                    # The forum topic was closed or deleted: the chat itself still takes messages.
+                    log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, _short(exc))
+                    await self._save_reply(job.id, job.reply, thread_id=None)
+                    reply = {**reply, "thread_id": None}
+                    continue
+                if "chat not found" in text:
                     raise DeliveryFailed(f"chat gone: {_short(exc)}", permanent=True) from None
+                if "not enough rights" in text:
+                    log.warning("job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), _short(exc))
+                    await self._tell_privately(job, NO_RIGHTS_TEXT)
+                    raise DeliveryFailed(f"no rights in the chat: {_short(exc)}", permanent=True) from None
+                # The same request gets the same answer: retrying for 20 minutes cannot help.
                 log.error("job %s: Telegram refused the delivery (%s)", job.id, _short(exc))
-                raise DeliveryFailed(f"refused: {_short(exc)}") from None
+                raise DeliveryFailed(f"refused by Telegram: {_short(exc)}", permanent=True) from None
             except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
                 raise DeliveryFailed(f"network: {_short(exc)}") from None
             except TelegramError as exc:
                 raise DeliveryFailed(_short(exc)) from None
         raise DeliveryFailed("the chat moved twice")
+
+    async def _tell_privately(self, job: JobView, text: str) -> None:
+        try:
+            await self.bot.send_message(int(job.user_id), text)
+        except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
+            log.info("job %s: could not tell the member privately (%s)", job.id, _short(exc))
 
     async def _send_result(self, delivery: Delivery, reply: dict[str, Any], steps: set[str]) -> None:
         job = delivery.job
