@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from bot.adapters import AdapterStartError
 from bot.adapters.telegram import POST_AS_YOURSELF
 from bot.service import Refused
 from tests.fake_telegram import FakeTelegram, buttons
@@ -160,3 +161,26 @@ async def test_no_right_to_send_photos_fails_at_once_and_tells_the_member_privat
 def request_job(fake, request) -> str:
     [status] = [m for m in fake.sent(request["chat"]["id"]) if (m.get("text") or "").startswith("Queued")]
     return buttons(status)[0]["callback_data"].split(":")[1]
+
+
+# 8. Start-up errors that are not network errors ----------------------------------------------
+
+
+def test_a_cloud_webhook_must_be_https_on_an_allowed_port():
+    from bot.adapters.telegram import webhook_problem
+
+    assert "https://" in webhook_problem("http://bot.example.org/hook", None)
+    assert "port 8080" in webhook_problem("https://bot.example.org:8080/hook", None)
+    assert "port 8080" in webhook_problem("https://bot.example.org:8080/hook", "https://api.telegram.org/bot")
+    assert webhook_problem("https://bot.example.org:8443/hook", None) is None
+    assert webhook_problem("http://10.0.0.2:9000/hook", "http://127.0.0.1:8081/bot") is None  # self-hosted server
+
+
+async def test_a_webhook_telegram_refuses_stops_the_start_with_one_sentence(start_bot, fake):
+    from tests.test_telegram import free_port
+
+    port = free_port()
+    with pytest.raises(AdapterStartError) as refused:  # the fake is the cloud API here: no http
+        await start_bot(wait_polling=False, telegram=f'webhook_url = "http://127.0.0.1:{port}/hook"\nwebhook_port = {port}')
+    assert "refused the webhook URL" in str(refused.value) and str(refused.value).count(". ") == 0
+    assert fake.calls_to("setWebhook")[-1].failed

@@ -243,6 +243,29 @@ def _token_forms(token: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
+WEBHOOK_PORTS = (443, 80, 88, 8443)  # Bot API, setWebhook: the only ports Telegram sends to
+CLOUD_API_HOST = "api.telegram.org"
+
+
+def webhook_problem(webhook_url: str | None, base_url: str | None) -> str | None:
+    """Why Telegram's cloud Bot API would refuse this webhook URL (one sentence), or None. A
+    self-hosted Bot API server (base_url elsewhere) takes http and any port."""
+    if not webhook_url:
+        return None
+    if base_url and (urlsplit(base_url).hostname or "").lower() != CLOUD_API_HOST:
+        return None
+    url = urlsplit(webhook_url)
+    if url.scheme != "https":
+        return f"[telegram] webhook_url must start with https:// (Telegram sends updates only over HTTPS), not {webhook_url}."
+    try:
+        port = url.port or 443
+    except ValueError:
+        return f"[telegram] webhook_url {webhook_url} has no valid port."
+    if port not in WEBHOOK_PORTS:
+        return f"[telegram] webhook_url uses port {port}; Telegram sends webhooks only to ports 443, 80, 88 or 8443."
+    return None
+
+
 def webhook_secret_matches(given: str | None, secret: str) -> bool:
     """The webhook's secret header, compared in constant time (as bytes: compare_digest refuses
     non-ASCII str, and a header may carry any byte)."""
@@ -367,6 +390,9 @@ class TelegramAdapter:
         A refused token or a webhook port that can't be had raise AdapterStartError: no
         amount of retrying fixes those."""
         self._stopping = False
+        problem = webhook_problem(self.config.telegram.webhook_url, self.config.telegram.base_url)
+        if problem is not None:
+            raise AdapterStartError(problem)
         self._install_log_filter()
         try:
             await self._connect()
@@ -526,7 +552,13 @@ class TelegramAdapter:
                     f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
                 ) from None
             self._webhook_runner = runner
-        await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        try:
+            await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        except BadRequest as exc:
+            # Not a network problem: Telegram will refuse this URL every time.
+            raise AdapterStartError(
+                f"Telegram refused the webhook URL {settings.webhook_url} ({exc.message}); fix [telegram] webhook_url."
+            ) from None
 
     # Members' requests -------------------------------------------------------------------------
 
