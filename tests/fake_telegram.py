@@ -128,7 +128,7 @@ class FakeTelegram:
         self.closed = False
         self._queries: dict[str, dict[str, Any]] = {}  # callback query id -> pressed_at, answered
         self._pre_checkouts: dict[str, dict[str, Any]] = {}
-        self._polls: list[web.Request] = []  # getUpdates requests being held
+        self._polls: list[dict[str, Any]] = []  # getUpdates requests being held: {"terminated": bool}
         self._sent_at: dict[Any, deque[float]] = defaultdict(deque)  # flood windows
         self._known_users: set[int] = set()
         self._started: set[int] = set()  # users who opened a private chat with the bot
@@ -513,11 +513,19 @@ class FakeTelegram:
             if method in SEND_METHODS | EDIT_METHODS:
                 self._check_chat_rules(method, params)
             if method == "getUpdates":
-                self._polls.append(request)
+                # Bot API, getUpdates: one reader per token; a new request ends the one being
+                # held with 409 "terminated by other getUpdates request".
+                for other in self._polls:
+                    other["terminated"] = True
+                poll = {"terminated": False}
+                self._polls.append(poll)
+                await self._notify()
                 try:
+                    params["_poll"] = poll
                     result = await handler(params, files)
                 finally:
-                    self._polls.remove(request)
+                    params.pop("_poll", None)
+                    self._polls.remove(poll)
             else:
                 result = await handler(params, files)
         except _ApiError as exc:
@@ -611,11 +619,8 @@ class FakeTelegram:
     async def _m_getUpdates(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         if self.webhook:
             raise _ApiError(409, "Conflict: can't use getUpdates method while webhook is active")
-        # Bot API, getUpdates: one reader at a time; a second concurrent long poll is answered
-        # 409 Conflict (a poll whose client went away no longer counts).
-        live = [r for r in self._polls[:-1] if r.transport is not None and not r.transport.is_closing()]
-        if live:
-            raise _ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
+        poll = params.get("_poll") or {"terminated": False}
+        conflict = _ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         limit = int(params.get("limit") or 100)
@@ -624,9 +629,13 @@ class FakeTelegram:
         if not self._updates and timeout > 0 and not self.closed:
             try:
                 async with self._changed:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._updates) or self.closed), timeout)
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: bool(self._updates) or self.closed or poll["terminated"]), timeout
+                    )
             except asyncio.TimeoutError:
                 pass
+        if poll["terminated"]:
+            raise conflict
         return self._updates[:limit]
 
     async def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:

@@ -184,3 +184,22 @@ async def test_a_webhook_telegram_refuses_stops_the_start_with_one_sentence(star
         await start_bot(wait_polling=False, telegram=f'webhook_url = "http://127.0.0.1:{port}/hook"\nwebhook_port = {port}')
     assert "refused the webhook URL" in str(refused.value) and str(refused.value).count(". ") == 0
     assert fake.calls_to("setWebhook")[-1].failed
+
+
+# 9. Two pollers ------------------------------------------------------------------------------
+
+
+async def test_a_second_poller_is_logged_as_a_conflict_and_polling_recovers(start_bot, fake, caplog):
+    import aiohttp
+
+    bot = await start_bot()
+    caplog.set_level(logging.ERROR, logger="bot.telegram")
+    polls = len(fake.calls_to("getUpdates"))
+    async with aiohttp.ClientSession() as session:  # another process with the same token
+        async with session.post(f"{fake.base_url}{fake.token}/getUpdates", data={"timeout": "1"}) as answer:
+            assert answer.status == 200  # the newest reader wins; the bot's held poll got the 409
+    await fake.wait_until(lambda: "409 Conflict: another process is polling with this bot token" in caplog.text)
+    await fake.wait_for("getUpdates", polls + 2, timeout=5)  # polling again after its backoff
+    request = fake.message(ANA, text="/help")
+    await wait_reply(fake, request)
+    assert bot.adapter.ready

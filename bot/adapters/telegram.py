@@ -41,6 +41,7 @@ from telegram import (
 from telegram.error import (
     BadRequest,
     ChatMigrated,
+    Conflict,
     Forbidden,
     InvalidToken,
     NetworkError,
@@ -501,6 +502,15 @@ class TelegramAdapter:
         self._filtered_loggers.clear()
 
     def _on_poll_error(self, exc: TelegramError) -> None:
+        if isinstance(exc, Conflict):
+            # PTB's network loop backs off (1 s, x1.5, up to 30 s) after each error it reports here.
+            if "webhook" in str(exc).lower():
+                cause = "a webhook is set for this bot token (another copy of the bot runs in webhook mode)"
+            else:
+                cause = ("another process is polling with this bot token (a second bot, or several "
+                         "--role frontend processes); Telegram gives updates to one reader only")  # fmt: skip
+            log.error("Telegram answered 409 Conflict: %s. Retrying with backoff until it stops.", cause)
+            return
         log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", _short(exc))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
