@@ -203,3 +203,26 @@ async def test_a_second_poller_is_logged_as_a_conflict_and_polling_recovers(star
     request = fake.message(ANA, text="/help")
     await wait_reply(fake, request)
     assert bot.adapter.ready
+
+
+# 10. Chat migration --------------------------------------------------------------------------
+
+
+async def test_a_group_that_becomes_a_supergroup_keeps_working(start_bot, fake, caplog):
+    old = {"id": -4001, "type": "group", "title": "Painters"}
+    engine = FakeEngine()
+    engine.gate = threading.Event()
+    bot = await start_bot(engine=engine, extra=f"[access]\ntelegram_chats = [{old['id']}]")
+    request = fake.message(ANA, old, text="/restyle ink", reply_to=photo_message(fake, ANA, old))
+    await wait_reply(fake, request)
+    new = fake.migrate(old, -1004001)
+    await settle(bot, fake)
+    assert "replace -4001 with -1004001 in [access] telegram_chats" in caplog.text
+    engine.gate.set()
+    await fake.wait_for("sendMediaGroup")
+    await bot.app.service.wait_delivered()
+    assert [c.params["chat_id"] for c in fake.calls_to("sendMediaGroup")] == [new["id"]]  # no try at the old id
+    # The allow-list names the old id; the supergroup is the same group.
+    again = fake.message(ANA, new, text="/restyle pencil", reply_to=photo_message(fake, ANA, new))
+    [answer] = await wait_reply(fake, again)
+    assert answer.params["text"].startswith("Queued")

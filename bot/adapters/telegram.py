@@ -77,7 +77,7 @@ from bot.commands import (
 )
 from bot.config import Config
 from bot.logs import RedactingFilter
-from bot.moderation import Place
+from bot.moderation import Place, place_refusal
 from bot.service import (
     Accepted,
     Delivery,
@@ -314,6 +314,8 @@ class TelegramAdapter:
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
         self._statuses: dict[str, _Status] = {}
+        self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
+        self._moved_from: dict[int, int] = {}
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
         self._edit_hold: dict[int, float] = {}  # chat -> time.monotonic() before which no status edit
         self._jobs: dict[str, _JobState] = {}
@@ -581,6 +583,11 @@ class TelegramAdapter:
         past the limit the first one hears "too fast" and the rest get no answer at all.
         Payments are never held up (Telegram cancels a pre-checkout not answered in 10 s)."""
         message = update.message
+        if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
+            old, new = (message.chat.id, message.migrate_to_chat_id) if message.migrate_to_chat_id else (
+                message.migrate_from_chat_id, message.chat.id)  # fmt: skip
+            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]
+            raise ApplicationHandlerStop
         if message is not None and _posted_as_chat(message):
             # Never a member account (a shared quota for "Telegram", /ban banning a channel).
             if not message.is_automatic_forward and _is_request(update, self.bot.username or ""):
@@ -758,9 +765,23 @@ class TelegramAdapter:
             await self._answer(message, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}.")
 
     def _place_refusal(self, message: Message) -> Refused | None:
-        """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat."""
+        """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
+        A supergroup made from an allowed group is allowed too (its id changed, not its members)."""
         chat = message.chat
+        old = self._moved_from.get(chat.id)
+        if old is not None and place_refusal(self.config.access, Place("telegram", chat_id=old)) is None:
+            return None
         return self.service.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"))
+
+    def _chat_moved(self, old: int, new: int) -> None:
+        """A group became a supergroup (a new chat id): deliveries go to the new id from now on."""
+        if self._moved_to.get(old) == new:
+            return
+        self._moved_to[old] = new
+        self._moved_from[new] = old
+        listed = old in self.config.access.telegram_chats
+        log.warning("Telegram group %s became supergroup %s; using the new id%s", old, new,
+                    f" (replace {old} with {new} in [access] telegram_chats)" if listed else "")  # fmt: skip
 
     # Admins ------------------------------------------------------------------------------------
 
@@ -961,6 +982,13 @@ class TelegramAdapter:
                 if status.wanted is None:
                     status.wanted = (text, cancel)
                 log.info("job %s: status edits in chat %s paused %s s by flood control", job_id, status.chat_id, seconds)
+            except ChatMigrated as exc:
+                # The status message stayed in the old group: nothing left to edit.
+                self._chat_moved(status.chat_id, int(exc.new_chat_id))
+                status.final = True
+            except Forbidden as exc:
+                status.final = True  # blocked, or removed from the group: every further edit fails too
+                log.info("job %s: status edits stop (%s)", job_id, _short(exc))
             except BadRequest as exc:
                 if "not modified" in str(exc).lower():
                     status.shown = text
@@ -1000,12 +1028,17 @@ class TelegramAdapter:
             except asyncio.TimeoutError:
                 raise DeliveryFailed("Telegram is not connected") from None
         reply = {**job.reply, **self._state(job.id).reply_changes}
+        moved = self._moved_to.get(int(reply["chat_id"]))
+        if moved is not None:
+            await self._save_reply(job.id, job.reply, chat_id=moved)
+            reply = {**reply, "chat_id": moved}
         steps = set(reply.get("sent", []))
         for _ in range(3):  # another go only after a group became a supergroup or a topic went away
             try:
                 await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
                 return
             except ChatMigrated as exc:
+                self._chat_moved(int(reply["chat_id"]), int(exc.new_chat_id))
                 await self._save_reply(job.id, job.reply, chat_id=exc.new_chat_id)
                 reply = {**reply, "chat_id": exc.new_chat_id}
             except Forbidden as exc:
