@@ -1080,13 +1080,29 @@ class RestyleService:
         row = await self.payment_to_refund(admin, charge_id)
         if isinstance(row, Refused):
             return row
+        return await self._revert_payment(row, admin.key, charge_id)
+
+    async def refunded_elsewhere(self, member: Member, charge_key: str) -> MemberView | None:
+        """The platform says a payment was refunded (Telegram's refunded_payment: by its support,
+        or after our own /refund): take back the time it bought, once. None: not a payment of
+        this member's, or reverted already."""
+        row = await self.store.payment(charge_key)
+        if row is None or row["status"] == "refunded":
+            return None
+        if (row["platform"], row["platform_user_id"]) != (member.platform, member.user_id):
+            log.warning("%s: a refund notice for %s, a payment of another member; ignored", member.key, charge_key)
+            return None
+        result = await self._revert_payment(row, f"{member.platform}-refund", charge_key)
+        return None if isinstance(result, Refused) else result
+
+    async def _revert_payment(self, row: dict[str, Any], changed_by: str, charge_id: str) -> MemberView | Refused:
         now = self.clock.now()
         account = await self.store.account(row["account_id"])
         tier = account.effective_tier(now)
         new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
-        if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=admin.key, now=now):
+        if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=changed_by, now=now):
             return Refused("refunded", f"The payment {charge_id} was refunded already.")
-        log.info("%s refunded %s: %s is now %s until %s", admin.key, row["charge_id"], row["platform_user_id"],
+        log.info("%s refunded %s: %s is now %s until %s", changed_by, row["charge_id"], row["platform_user_id"],
                  new[0], _when(new[1]))  # fmt: skip
         await self._rerank_member(row["account_id"], self.config.tier(new[0]))
         return await self.me(Member(row["platform"], row["platform_user_id"]))

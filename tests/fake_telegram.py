@@ -93,6 +93,8 @@ class FakeTelegram:
     webhook: dict[str, Any] | None = None
     charges: dict[str, int] = field(default_factory=dict)  # Stars charge id -> payer
     refunded: set[str] = field(default_factory=set)
+    cancelled_subscriptions: set[str] = field(default_factory=set)  # charge ids whose renewal was cancelled
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)  # charge id -> successful_payment
     invoice_links: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Privacy mode (Bot API, "Privacy mode", core.telegram.org/bots/features#privacy-mode): on
     # by default; getMe reports it as can_read_all_group_messages.
@@ -350,10 +352,23 @@ class FakeTelegram:
         if is_first_recurring:
             paid["is_first_recurring"] = True
         self.charges[charge_id] = user["id"]
+        self.payments[charge_id] = paid
         msg = self.message(user, push=False)
         msg["successful_payment"] = paid
         if push:
             self.push({"message": msg})
+        return msg
+
+    def refund_outside(self, charge_id: str) -> dict[str, Any]:
+        """A payment is refunded (by Telegram support, or by the bot): the member's chat gets a
+        refunded_payment service message (Bot API, Message.refunded_payment). Returns it."""
+        self.refunded.add(charge_id)
+        paid = self.payments[charge_id]
+        user = self.user(self.charges[charge_id])
+        msg = self.message(user, push=False)
+        msg["refunded_payment"] = {"currency": paid["currency"], "total_amount": paid["total_amount"],
+                                   "invoice_payload": paid["invoice_payload"], "telegram_payment_charge_id": charge_id}  # fmt: skip
+        self.push({"message": msg})
         return msg
 
     def unanswered_queries(self) -> list[str]:
@@ -760,6 +775,20 @@ class FakeTelegram:
         if charge in self.refunded:
             raise _ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
         self.refunded.add(charge)
+        self.refund_outside(charge)  # Telegram tells the bot of every refund, its own included
+        return True
+
+    async def _m_editUserStarSubscription(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        charge = str(params.get("telegram_payment_charge_id"))
+        paid = self.payments.get(charge)
+        if self.charges.get(charge) != int(params.get("user_id", 0)) or paid is None:
+            raise _ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if paid.get("subscription_expiration_date") is None:
+            raise _ApiError(400, "Bad Request: SUBSCRIPTION_NOT_FOUND")  # not a subscription payment
+        if params.get("is_canceled"):
+            self.cancelled_subscriptions.add(charge)
+        else:
+            self.cancelled_subscriptions.discard(charge)
         return True
 
     # Helpers ---------------------------------------------------------------------------------

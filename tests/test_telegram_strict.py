@@ -226,3 +226,40 @@ async def test_a_group_that_becomes_a_supergroup_keeps_working(start_bot, fake, 
     again = fake.message(ANA, new, text="/restyle pencil", reply_to=photo_message(fake, ANA, new))
     [answer] = await wait_reply(fake, again)
     assert answer.params["text"].startswith("Queued")
+
+
+# 7. Refunds ----------------------------------------------------------------------------------
+
+
+async def test_refunding_a_subscription_payment_also_cancels_the_subscription(start_bot, fake):
+    from tests.test_telegram_upgrades import ADMINS, ROOT, buy, said
+
+    bot = await start_bot(extra=PLANS, bot=ADMINS)
+    _, link = await buy(fake, ANA, "pro_month", method="createInvoiceLink")
+    fake.successful_payment(ANA, link.params["payload"], 250, "sub-9", subscription_expiration_date=int(bot.clock.now() + 30 * 86400),
+                            is_recurring=True, is_first_recurring=True)  # fmt: skip
+    await fake.wait_until(lambda: any("Payment received" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
+    answer = await said(fake, ROOT, "/refund sub-9")
+    assert "Refunded 250 ⭐" in answer and "subscription is cancelled" in answer
+    assert fake.cancelled_subscriptions == {"sub-9"}
+    await settle(bot, fake)  # Telegram's refunded_payment notice for our own refund changes nothing more
+    account = await bot.app.store.account_for("telegram", str(ANA["id"]), 0)
+    assert [c["reason"] for c in await bot.app.store.tier_changes(account.id)] == ["payment", "refund"]
+
+
+async def test_a_refund_made_outside_the_bot_takes_back_the_time_once(start_bot, fake):
+    from tests.test_telegram_upgrades import buy, said
+
+    bot = await start_bot(extra=PLANS)
+    _, invoice = await buy(fake, ANA, "max_week")
+    fake.successful_payment(ANA, invoice.params["payload"], 150, "stxOUT")
+    await fake.wait_until(lambda: any("Payment received" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
+    assert (await said(fake, ANA, "/me")).startswith("Tier: max")
+    notice = fake.refund_outside("stxOUT")  # Telegram support refunded it
+    await fake.wait_until(lambda: any("was refunded" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
+    fake.redeliver(notice)  # the same notice again
+    await settle(bot, fake)
+    assert sum("was refunded" in (m.get("text") or "") for m in fake.sent(ANA["id"])) == 1
+    assert (await said(fake, ANA, "/me")).startswith("Tier: free")
+    account = await bot.app.store.account_for("telegram", str(ANA["id"]), 0)
+    assert [c["reason"] for c in await bot.app.store.tier_changes(account.id)] == ["payment", "refund"]
