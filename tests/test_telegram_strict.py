@@ -263,3 +263,41 @@ async def test_a_refund_made_outside_the_bot_takes_back_the_time_once(start_bot,
     assert (await said(fake, ANA, "/me")).startswith("Tier: free")
     account = await bot.app.store.account_for("telegram", str(ANA["id"]), 0)
     assert [c["reason"] for c in await bot.app.store.tier_changes(account.id)] == ["payment", "refund"]
+
+
+# 3. Group budgets ----------------------------------------------------------------------------
+
+
+async def test_jobs_in_one_group_share_one_status_edit_budget(start_bot, fake):
+    from tests.test_telegram import Turnstile
+
+    engine = FakeEngine(max_batch=1)
+    engine.gate = Turnstile()  # type: ignore[assignment]
+    bot = await start_bot(engine=engine, group_edit_interval_s=0.3)
+    members = [FakeTelegram.user(2000 + n, f"M{n}") for n in range(4)]  # within PTB's 20-a-minute group burst
+    for member in members:
+        request = fake.message(member, GROUP, text="/restyle ink", reply_to=photo_message(fake, member, GROUP))
+        await wait_reply(fake, request)
+    statuses = [m for m in fake.sent(GROUP["id"]) if (m.get("text") or "").startswith("Queued")]
+
+    def running_shown() -> bool:
+        return any((fake.live(m) or {}).get("text", "").startswith("Restyling") for m in statuses)
+
+    for done in range(1, len(members) + 1):
+        await fake.wait_until(running_shown)  # the running job's status says so (an edit)
+        engine.gate.set()  # the queue moves: every waiting job's place changes at once
+        await fake.wait_for("sendMediaGroup", done, timeout=5)
+    await bot.app.service.wait_delivered()
+    edits = sorted(c.at for c in fake.calls_to("editMessageText") if c.params["chat_id"] == GROUP["id"])
+    assert edits, "the statuses were edited at all"
+    gaps = [b - a for a, b in zip(edits, edits[1:])]
+    assert min(gaps, default=1.0) >= 0.29, gaps  # one edit per interval for the whole group
+
+
+def test_a_group_status_moves_only_by_a_meaningful_step():
+    from bot.adapters.telegram import position_step_matters
+
+    assert not position_step_matters(9, 8) and not position_step_matters(9, 9)
+    assert position_step_matters(9, 7) and position_step_matters(4, 3) and position_step_matters(2, 1)
+    assert not position_step_matters(40, 32) and position_step_matters(40, 30)
+    assert position_step_matters(None, 12)

@@ -15,6 +15,7 @@ a retried delivery does not send the album twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import hashlib
 import hmac
@@ -23,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from telegram import (
@@ -97,6 +98,7 @@ DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
+PRIVATE_CHAT_SPACING_S = 1.0  # Telegram: about one message a second per chat
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
@@ -317,7 +319,10 @@ class TelegramAdapter:
         self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
         self._moved_from: dict[int, int] = {}
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
-        self._edit_hold: dict[int, float] = {}  # chat -> time.monotonic() before which no status edit
+        self._edit_hold: dict[int, float] = {}
+        self._chat_next_edit: dict[int, float] = {}  # chat -> earliest next status edit (all its jobs)
+        self._chat_sending: dict[int, int] = {}  # chat -> results / answers being sent there now
+        self._sends_done = asyncio.Condition()  # chat -> time.monotonic() before which no status edit
         self._jobs: dict[str, _JobState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
@@ -701,13 +706,14 @@ class TelegramAdapter:
         state.status_pending = True
         text = f"Queued: #{result.position + 1} in line, {eta_text(result.eta_s)}"
         try:
-            sent = await self.bot.send_message(
-                reply["chat_id"],
-                text,
-                reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
-                reply_markup=_cancel_markup(job_id),
-                message_thread_id=reply.get("thread_id"),
-            )
+            async with self._sending(reply["chat_id"]):
+                sent = await self.bot.send_message(
+                    reply["chat_id"],
+                    text,
+                    reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
+                    reply_markup=_cancel_markup(job_id),
+                    message_thread_id=reply.get("thread_id"),
+                )
         except TelegramError as exc:
             # The result still arrives; only the progress messages are lost.
             log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
@@ -944,6 +950,9 @@ class TelegramAdapter:
         status = self._status_of(job)
         if status is None or status.final:
             return
+        if status.group and job.status == "queued" and status.shown.startswith("Queued"):
+            if not position_step_matters(_shown_position(status.shown), (job.position or 0) + 1):
+                return  # a group sees every edit: #9 -> #8 is not worth one of its 20 a minute
         status.wanted = status_text(job)
         if status.task is None or status.task.done():
             status.task = asyncio.create_task(self._edit_soon(job.id, status), name=f"tg-status-{job.id}")
@@ -957,17 +966,29 @@ class TelegramAdapter:
         return status
 
     async def _edit_soon(self, job_id: str, status: _Status) -> None:
+        """Edit a status message within its chat's budget: in a group all jobs share one edit
+        every group_edit_interval_s (Telegram allows about 20 messages a minute per group, and
+        results come first), in a private chat about one a second (Telegram's per-chat limit)."""
         interval = self.group_edit_interval_s if status.group else self.edit_interval_s
+        chat_spacing = self.group_edit_interval_s if status.group else min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s)
+        chat = status.chat_id
         while not status.final and status.wanted is not None:
-            wait = max(status.last_edit + interval, self._edit_hold.get(status.chat_id, 0.0)) - time.monotonic()
+            wait = max(status.last_edit + interval, self._edit_hold.get(chat, 0.0), self._chat_next_edit.get(chat, 0.0))
+            wait -= time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue  # a newer text may have come meanwhile: show the latest
+            if self._chat_sending.get(chat):
+                # A result or a "Queued" answer is going out in this chat: it goes first.
+                async with self._sends_done:
+                    await self._sends_done.wait_for(lambda: not self._chat_sending.get(chat))
+                continue
             text, cancel = status.wanted
             status.wanted = None
             if text == status.shown or status.final:
                 continue
             status.last_edit = time.monotonic()
+            self._chat_next_edit[chat] = status.last_edit + chat_spacing
             try:
                 await self.bot.edit_message_text(
                     text, chat_id=status.chat_id, message_id=status.message_id,
@@ -1035,7 +1056,8 @@ class TelegramAdapter:
         steps = set(reply.get("sent", []))
         for _ in range(3):  # another go only after a group became a supergroup or a topic went away
             try:
-                await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
+                async with self._sending(int(reply["chat_id"])):
+                    await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
                 return
             except ChatMigrated as exc:
                 self._chat_moved(int(reply["chat_id"]), int(exc.new_chat_id))
@@ -1067,6 +1089,21 @@ class TelegramAdapter:
             except TelegramError as exc:
                 raise DeliveryFailed(_short(exc)) from None
         raise DeliveryFailed("the chat moved twice")
+
+    @contextlib.asynccontextmanager
+    async def _sending(self, chat_id: int) -> AsyncIterator[None]:
+        """Marks a result or an answer going out in a chat: its status edits wait meanwhile."""
+        self._chat_sending[chat_id] = self._chat_sending.get(chat_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._chat_sending[chat_id] - 1
+            if left:
+                self._chat_sending[chat_id] = left
+            else:
+                del self._chat_sending[chat_id]
+            async with self._sends_done:
+                self._sends_done.notify_all()
 
     async def _tell_privately(self, job: JobView, text: str) -> None:
         try:
@@ -1228,6 +1265,21 @@ def status_text(job: JobView) -> tuple[str, bool]:
             return f"Restyling… {int(job.progress * 100)}%", True
         return "Restyling…", True
     return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
+
+
+def position_step_matters(shown: int | None, new: int) -> bool:
+    """Whether a group's status message should move from place `shown` to `new`: always near
+    the front, elsewhere only by a quarter of the way (at least two places)."""
+    if shown is None:
+        return True
+    if new == shown:
+        return False
+    return new <= 3 or abs(shown - new) >= max(2, shown // 4)
+
+
+def _shown_position(text: str) -> int | None:
+    match = re.match(r"Queued: #(\d+)", text)
+    return int(match.group(1)) if match else None
 
 
 def result_caption(job: JobView) -> str:
