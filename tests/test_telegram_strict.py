@@ -301,3 +301,27 @@ def test_a_group_status_moves_only_by_a_meaningful_step():
     assert position_step_matters(9, 7) and position_step_matters(4, 3) and position_step_matters(2, 1)
     assert not position_step_matters(40, 32) and position_step_matters(40, 30)
     assert position_step_matters(None, 12)
+
+
+# 4. Privacy mode -----------------------------------------------------------------------------
+
+
+async def test_group_hints_address_the_bot_by_name_and_the_start_logs_privacy_mode(start_bot, fake, caplog):
+    caplog.set_level(logging.INFO, logger="bot.telegram")
+    await start_bot()
+    assert "privacy mode is on" in caplog.text and "/restyle@RestyleTestBot" in caplog.text
+    fake.other_bot_spoke_last.add(GROUP["id"])  # another bot spoke last: a bare /restyle is not ours
+    bare = fake.message(ANA, GROUP, text="/restyle ink")
+    addressed = fake.message(ANA, GROUP, text="/restyle@RestyleTestBot ink")
+    [hint] = await wait_reply(fake, addressed)
+    assert "/restyle@RestyleTestBot rainy night" in hint.params["text"] and " /restyle " not in hint.params["text"]
+    assert bare in fake.withheld and replies_to_count(fake, bare) == 0
+    private = fake.message(ANA, text="/restyle ink")  # private chats keep the short form
+    [answer] = await wait_reply(fake, private)
+    assert "@RestyleTestBot" not in answer.params["text"]
+
+
+def replies_to_count(fake, message) -> int:
+    from tests.test_telegram import replies_to
+
+    return len(replies_to(fake, message))

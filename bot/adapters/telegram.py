@@ -433,11 +433,22 @@ class TelegramAdapter:
                 drop_pending_updates=False,  # requests sent while the bot was down still count
                 error_callback=self._on_poll_error,
             )
+        if not self.ready:
+            self._log_privacy_mode()
         self.ready = True
         self._ready_event.set()
         log.info("Telegram connected as @%s (%s)", self.bot.username,
                  "webhook" if self.config.telegram.webhook_url else "long polling")  # fmt: skip
         self._spawn(self._register_commands())
+
+    def _log_privacy_mode(self) -> None:
+        if self.bot.bot.can_read_all_group_messages:
+            log.info("Telegram privacy mode is off: the bot receives every group message (it answers only "
+                     "its commands; @BotFather /setprivacy turns privacy mode back on)")  # fmt: skip
+        else:
+            log.info("Telegram privacy mode is on: in groups the bot receives only /commands meant for it "
+                     "(/restyle@%s, or bare when it is the only bot), replies to its messages and service "
+                     "messages. That is all it needs.", self.bot.username)  # fmt: skip
 
     async def _connect_forever(self) -> None:
         attempt = 0
@@ -731,6 +742,8 @@ class TelegramAdapter:
             await self.job_updated(view)
 
     async def _answer(self, message: Message, text: str) -> None:
+        if message.chat.type != "private":
+            text = addressed_commands(text, self.bot.username or "")
         try:
             await self.bot.send_message(
                 message.chat.id,
@@ -1265,6 +1278,17 @@ def status_text(job: JobView) -> tuple[str, bool]:
             return f"Restyling… {int(job.progress * 100)}%", True
         return "Restyling…", True
     return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
+
+
+_BARE_COMMAND = re.compile(r"(?<![\w@/])/(restyle|help|me|upgrade|cancel|link|terms|paysupport)\b(?!@)")
+
+
+def addressed_commands(text: str, bot_username: str) -> str:
+    """Commands in a text for a group, written /cmd@ThisBot: with privacy mode on and another
+    bot in the group, Telegram gives a bare /cmd to the last bot that spoke there."""
+    if not bot_username:
+        return text
+    return _BARE_COMMAND.sub(lambda m: f"/{m.group(1)}@{bot_username}", text)
 
 
 def position_step_matters(shown: int | None, new: int) -> bool:
