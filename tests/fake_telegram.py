@@ -123,6 +123,7 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._group_ids = itertools.count(1)
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
+        self._slow: dict[str, deque[float]] = defaultdict(deque)
         self._changed = asyncio.Condition()
         self.last_update_id = 0
         self._runner: web.AppRunner | None = None
@@ -190,6 +191,11 @@ class FakeTelegram:
             }.get(status, "Internal Server Error")
         for _ in range(times):
             self._failures[method].append(_Failure(status, description, retry_after, drop))
+
+    def slow_next(self, method: str, seconds: float) -> None:
+        """The next call of `method` is carried out at once but answered `seconds` later: a
+        client that times out meanwhile does not know that Telegram took it."""
+        self._slow[method].append(seconds)
 
     # What members do -------------------------------------------------------------------------
 
@@ -543,6 +549,8 @@ class FakeTelegram:
                     self._polls.remove(poll)
             else:
                 result = await handler(params, files)
+            if self._slow[method]:
+                await asyncio.sleep(self._slow[method].popleft())
         except _ApiError as exc:
             call.failed = True
             return _error(exc.status, exc.description, exc.retry_after, exc.migrate_to)

@@ -325,3 +325,16 @@ def replies_to_count(fake, message) -> int:
     from tests.test_telegram import replies_to
 
     return len(replies_to(fake, message))
+
+
+# 12. Uploads that timed out after Telegram took them -----------------------------------------
+
+
+async def test_an_album_telegram_took_but_answered_late_is_not_sent_twice(start_bot, fake):
+    bot = await start_bot(media_read_timeout_s=0.3)
+    fake.slow_next("sendMediaGroup", 1.0)  # processed at once, answered after the bot gave up waiting
+    request = fake.message(ANA, text="/restyle ink", reply_to=photo_message(fake))
+    await wait_reply(fake, request, 2)  # "Queued", then the buttons message: no retry's backoff in between
+    await bot.app.service.wait_delivered()
+    albums = {m["media_group_id"] for m in fake.sent(ANA["id"]) if "media_group_id" in m}
+    assert len(albums) == 1 and len(fake.calls_to("sendMediaGroup")) == 1

@@ -27,6 +27,8 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
+import httpx
+
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -48,6 +50,7 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import (
     AIORateLimiter,
@@ -98,6 +101,7 @@ DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
+MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
 PRIVATE_CHAT_SPACING_S = 1.0  # Telegram: about one message a second per chat
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
@@ -299,6 +303,7 @@ class TelegramAdapter:
         poll_timeout_s: float = 10.0,
         reconnect_delays_s: tuple[float, ...] = RECONNECT_DELAYS_S,
         ready_wait_s: float = 30.0,
+        media_read_timeout_s: float = MEDIA_READ_TIMEOUT_S,
     ) -> None:
         settings = config.telegram
         if not settings.token:
@@ -315,6 +320,7 @@ class TelegramAdapter:
         self.ready = False  # connected: getMe answered and updates are coming in
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
+        self.media_read_timeout_s = media_read_timeout_s
         self._statuses: dict[str, _Status] = {}
         self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
         self._moved_from: dict[int, int] = {}
@@ -1137,7 +1143,15 @@ class TelegramAdapter:
                     InputMediaPhoto(original, filename="original.jpg" if isinstance(original, bytes) else None),
                     InputMediaPhoto(result_bytes, caption=caption, filename=result_name),
                 ]
-                await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread)
+                try:
+                    await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread,
+                                                    read_timeout=self.media_read_timeout_s)  # fmt: skip
+                except TimedOut as exc:
+                    if not isinstance(exc.__cause__, httpx.ReadTimeout):
+                        raise
+                    # The whole upload was written and only the answer was late: Telegram has
+                    # taken it. Sending it again would post the album twice.
+                    log.warning("job %s: Telegram took the album but answered too late; not sending it again", job.id)
 
             file_id = reply.get("picture_file_id") if reply.get("picture_kind") == "photo" else None
             if file_id:
@@ -1177,7 +1191,7 @@ class TelegramAdapter:
         document into a sticker (Bot API, sendDocument)."""
         sent = await self.bot.send_document(
             chat_id, InputFile(data, filename=filename), reply_parameters=reply_to, message_thread_id=thread,
-            disable_content_type_detection=True,
+            disable_content_type_detection=True, read_timeout=self.media_read_timeout_s,
         )  # fmt: skip
         if sent.document is None:
             log.error("job %s: Telegram did not keep %s as a file (it came back as %s)", job_id, filename,
