@@ -338,3 +338,37 @@ async def test_an_album_telegram_took_but_answered_late_is_not_sent_twice(start_
     await bot.app.service.wait_delivered()
     albums = {m["media_group_id"] for m in fake.sent(ANA["id"]) if "media_group_id" in m}
     assert len(albums) == 1 and len(fake.calls_to("sendMediaGroup")) == 1
+
+
+# 13. Status editing stops after 403 ----------------------------------------------------------
+
+
+async def test_status_editing_stops_after_a_403(start_bot, fake):
+    from dataclasses import replace
+
+    from tests.test_telegram import Turnstile
+
+    engine = FakeEngine(max_batch=1)
+    engine.gate = Turnstile()  # type: ignore[assignment]
+    bot = await start_bot(engine=engine)
+    await wait_reply(fake, fake.message(BEN, text="/restyle first", reply_to=photo_message(fake, BEN)))
+    await asyncio.to_thread(engine.started.wait, 5)
+    carl = FakeTelegram.user(1003, "Carl")
+    await wait_reply(fake, fake.message(carl, text="/restyle second", reply_to=photo_message(fake, carl)))
+    request = fake.message(ANA, text="/restyle third", reply_to=photo_message(fake))
+    await wait_reply(fake, request)
+    job_id = request_job(fake, request)
+    fake.blocked.add(ANA["id"])  # Ana blocks the bot while she waits
+    engine.gate.set()  # the queue moves: Ana's status wants "#1 in line" and gets the 403
+    await fake.wait_until(lambda: any(c.failed and c.params["chat_id"] == ANA["id"] for c in fake.calls_to("editMessageText")))
+    status = bot.adapter._statuses[job_id]
+    if status.task is not None:
+        await status.task
+    edits = len(fake.calls_to("editMessageText"))
+    view = await bot.app.service.job(job_id)
+    await bot.adapter.job_updated(replace(view, status="running", progress=0.5))  # a later update
+    if status.task is not None:
+        await status.task
+    assert status.final and len(fake.calls_to("editMessageText")) == edits
+    engine.gate.set()
+    engine.gate.set()
