@@ -374,3 +374,24 @@ async def test_status_editing_stops_after_a_403(start_bot, fake):
     assert status.final and len(fake.calls_to("editMessageText")) == edits
     engine.gate.set()
     engine.gate.set()
+
+
+async def test_a_result_going_out_in_a_group_comes_before_status_edits(start_bot, fake):
+    from tests.test_telegram import Turnstile
+
+    engine = FakeEngine(max_batch=1)
+    engine.gate = Turnstile()  # type: ignore[assignment]
+    await start_bot(engine=engine, group_edit_interval_s=0.05)
+    first = fake.message(ANA, GROUP, text="/restyle one", reply_to=photo_message(fake, ANA, GROUP))
+    await wait_reply(fake, first)
+    await asyncio.to_thread(engine.started.wait, 5)
+    second = fake.message(BEN, GROUP, text="/restyle two", reply_to=photo_message(fake, BEN, GROUP))
+    await wait_reply(fake, second)
+    fake.slow_next("sendMediaGroup", 0.6)  # the first result's upload takes a while
+    edits_before = len(fake.calls_to("editMessageText"))
+    engine.gate.set()  # the first is done; the second starts and wants "Restyling…"
+    await fake.wait_until(lambda: len(fake.calls_to("editMessageText")) > edits_before)
+    [album] = fake.calls_to("sendMediaGroup")
+    edit = fake.calls_to("editMessageText")[edits_before]
+    assert edit.at >= album.at + 0.6 - 0.01  # waited for the album to be answered
+    engine.gate.set()
