@@ -101,11 +101,12 @@ class FakeTelegram:
     can_read_all_group_messages: bool = False
     other_bot_spoke_last: set[int] = field(default_factory=set)  # groups where a bare /cmd goes elsewhere
     withheld: list[dict[str, Any]] = field(default_factory=list)  # group messages privacy mode kept back
-    # Flood control (Bot API FAQ, "My bot is hitting limits, how do I avoid this?"): about one
-    # message a second per chat, 20 a minute per group, 30 a second overall; edits count. Off by
-    # default so that tests which are not about it need not pace themselves; tests about it
-    # turn it on.
-    flood_control: bool = False
+    # Flood control (Bot API FAQ, "My bot is hitting limits, how do I avoid this?"): 20 messages
+    # a minute per group and 30 a second overall, on by default; about one a second per private
+    # chat only with private_flood_control (Telegram tolerates short bursts there, which this
+    # fake cannot model, so tests about it turn it on). Edits count.
+    flood_control: bool = True
+    private_flood_control: bool = False
     forum_topics: dict[int, set[int]] = field(default_factory=dict)  # chat -> open message_thread_ids
     closed_topics: set[tuple[int, int]] = field(default_factory=set)
     no_media_rights: set[int] = field(default_factory=set)  # chats where the bot may not send photos/files
@@ -590,7 +591,11 @@ class FakeTelegram:
         that a 429 with parameters.retry_after. An album counts once here (lenient: Telegram
         may count its items)."""
         now = time.monotonic()
-        windows = [(("all",), 1.0, 30), ((chat_id,), 60.0, 20) if chat_id < 0 else ((chat_id,), 1.0, 1)]
+        windows: list[tuple[tuple[Any, ...], float, int]] = [(("all",), 1.0, 30)]
+        if chat_id < 0:
+            windows.append(((chat_id,), 60.0, 20))
+        elif self.private_flood_control:
+            windows.append(((chat_id,), 1.0, 1))
         for key, span, most in windows:
             stamps = self._sent_at[key]
             while stamps and stamps[0] <= now - span:

@@ -40,7 +40,7 @@ async def api():
 
 async def test_flood_control_answers_429_with_retry_after(api):
     fake = api.fake
-    fake.flood_control = True
+    fake.private_flood_control = True
     fake.message(ANA, GROUP, text="/start", push=False)
     fake.message(ANA, text="/start", push=False)
     assert (await api("sendMessage", chat_id=ANA["id"], text="one"))["ok"]

@@ -274,7 +274,7 @@ async def test_jobs_in_one_group_share_one_status_edit_budget(start_bot, fake):
     engine = FakeEngine(max_batch=1)
     engine.gate = Turnstile()  # type: ignore[assignment]
     bot = await start_bot(engine=engine, group_edit_interval_s=0.3)
-    fake.flood_control = True  # a 429 past 20 messages a minute in the group (edits count)
+    assert fake.flood_control  # a 429 past 20 messages a minute in the group (edits count)
     members = [FakeTelegram.user(2000 + n, f"M{n}") for n in range(4)]  # within PTB's 20-a-minute group burst
     for member in members:
         request = fake.message(member, GROUP, text="/restyle ink", reply_to=photo_message(fake, member, GROUP))
