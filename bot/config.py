@@ -192,6 +192,12 @@ def _words(value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+def _secrets_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Invalid('must be a list of former secrets, like ["old secret"]')
+    return tuple(v.strip() for v in value)
+
+
 def _patterns(value: Any) -> tuple[str, ...]:
     words = _words(value)
     for pattern in words:
@@ -374,7 +380,9 @@ class PaymentSettings:
     support: Annotated[str, Checked(_text(hint="the text /paysupport shows"))] = (
         "For help with a payment, write to the bot's admin and give the date and the charge id."
     )
-    secret: _OptionalText = None  # signs invoice payloads; None: derived from the Telegram token
+    secret: _OptionalText = None  # signs invoice payloads; None: a random one kept in data_dir
+    # former secrets (or bot tokens) whose payloads still count
+    previous_secrets: Annotated[tuple[str, ...], Checked(_secrets_list)] = ()
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from bot.upgrades import (
     new_link_code,
     new_redeem_code,
     payload_key,
+    payload_keys,
     plan_for_sku,
     plan_view,
     plans_on,
@@ -938,15 +939,19 @@ class RestyleService:
             return self._downgrade_refusal(tier, expiry, plan.tier)
         return plan_view(self.config, plan), sign_payload(self._payload_key, member.key, plan.name)
 
+    @functools.cached_property
+    def _payload_keys(self) -> list[bytes]:
+        return payload_keys(self.config, self.store.data_dir)
+
     def _plan_of_payload(self, member: Member, payload: str) -> PlanSettings | None:
-        name = read_payload(self._payload_key, payload, member.key)
+        name = read_payload(self._payload_keys, payload, member.key)
         return self._plan(name) if name else None
 
     def _payload_problem(self, member: Member, payload: str) -> str:
         """Why a payload gives no plan for this member: "other_member" (signed by this bot's
         format, but not for them), "plan_gone" (theirs, for a plan no longer configured) or
         "unreadable"."""
-        if read_payload(self._payload_key, payload, member.key) is not None:
+        if read_payload(self._payload_keys, payload, member.key) is not None:
             return "plan_gone"
         return "other_member" if looks_like_payload(payload) else "unreadable"
 
@@ -1081,13 +1086,29 @@ class RestyleService:
         row = await self.payment_to_refund(admin, charge_id)
         if isinstance(row, Refused):
             return row
+        return await self._revert_payment(row, admin.key, charge_id)
+
+    async def refunded_elsewhere(self, member: Member, charge_key: str) -> MemberView | None:
+        """The platform says a payment was refunded (Telegram's refunded_payment: by its support,
+        or after our own /refund): take back the time it bought, once. None: not a payment of
+        this member's, or reverted already."""
+        row = await self.store.payment(charge_key)
+        if row is None or row["status"] == "refunded":
+            return None
+        if (row["platform"], row["platform_user_id"]) != (member.platform, member.user_id):
+            log.warning("%s: a refund notice for %s, a payment of another member; ignored", member.key, charge_key)
+            return None
+        result = await self._revert_payment(row, f"{member.platform}-refund", charge_key)
+        return None if isinstance(result, Refused) else result
+
+    async def _revert_payment(self, row: dict[str, Any], changed_by: str, charge_id: str) -> MemberView | Refused:
         now = self.clock.now()
         account = await self.store.account(row["account_id"])
         tier = account.effective_tier(now)
         new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
-        if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=admin.key, now=now):
+        if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=changed_by, now=now):
             return Refused("refunded", f"The payment {charge_id} was refunded already.")
-        log.info("%s refunded %s: %s is now %s until %s", admin.key, row["charge_id"], row["platform_user_id"],
+        log.info("%s refunded %s: %s is now %s until %s", changed_by, row["charge_id"], row["platform_user_id"],
                  new[0], _when(new[1]))  # fmt: skip
         await self._rerank_member(row["account_id"], self.config.tier(new[0]))
         return await self.me(Member(row["platform"], row["platform_user_id"]))

@@ -109,13 +109,11 @@ def plan_for_sku(config: Config, sku_id: int) -> PlanSettings | None:
 
 
 def payload_key(config: Config, data_dir: Path | None = None) -> bytes:
-    """The HMAC key for invoice payloads: [payments] secret, else derived from the Telegram
-    token (already the bot's secret, and stable across restarts), else one generated once and
-    kept in data_dir (a Discord-only bot never makes Telegram invoices, but stays consistent)."""
+    """The HMAC key new invoice payloads are signed with: [payments] secret, else one generated
+    once and kept in data_dir. Never the bot token: a token revoked after a leak would void every
+    open invoice and every subscription renewal (the member charged, the tier not given)."""
     if config.payments.secret:
         material = config.payments.secret
-    elif config.telegram.token:
-        material = "telegram-token:" + config.telegram.token
     elif data_dir is not None:
         path = Path(data_dir) / "payment-secret"
         if not path.exists():
@@ -124,6 +122,23 @@ def payload_key(config: Config, data_dir: Path | None = None) -> bytes:
         material = "file:" + path.read_text(encoding="utf-8").strip()
     else:
         raise ValueError("no secret for invoice payloads")
+    return _key_of(material)
+
+
+def payload_keys(config: Config, data_dir: Path | None = None) -> list[bytes]:
+    """Every key a payload may be signed with, the current one first: [payments]
+    previous_secrets (each as a former secret or a former bot token) and the current token, which
+    signed payloads before the key moved to data_dir (renewals carry their first invoice's payload)."""
+    keys = [payload_key(config, data_dir)]
+    former = list(config.payments.previous_secrets)
+    for item in former:
+        keys += [_key_of(item), _key_of("telegram-token:" + item)]
+    if config.telegram.token:
+        keys.append(_key_of("telegram-token:" + config.telegram.token))
+    return list(dict.fromkeys(keys))
+
+
+def _key_of(material: str) -> bytes:
     return hashlib.sha256(b"restyle-bot invoice payload\0" + material.encode()).digest()
 
 
@@ -147,13 +162,15 @@ def looks_like_payload(payload: str) -> bool:
     return len(parts) == 4 and parts[0] == PAYLOAD_VERSION and len(parts[3]) == 16 and bool(parts[1])
 
 
-def read_payload(key: bytes, payload: str, member_key: str) -> str | None:
-    """The plan name of a payload this bot signed for this member; None for anything else."""
+def read_payload(key: bytes | list[bytes], payload: str, member_key: str) -> str | None:
+    """The plan name of a payload this bot signed for this member (with `key`, or any of a
+    list of keys); None for anything else."""
     parts = payload.split(".")
     if len(parts) != 4 or parts[0] != PAYLOAD_VERSION:
         return None
     body = ".".join(parts[:3])
-    if not hmac.compare_digest(parts[3], _tag(key, body + "|" + member_key)):
+    keys = key if isinstance(key, list) else [key]
+    if not any(hmac.compare_digest(parts[3], _tag(k, body + "|" + member_key)) for k in keys):
         return None
     return parts[1]
 

@@ -10,6 +10,10 @@ arrives or its timeout passes.
 
 Tests push what members do (`message`, `press`), read what the bot did (`calls`, `sent`,
 `wait_for`), and inject faults (`fail_next`, `blocked`).
+
+The fake is at least as strict as Telegram: every rule it enforces names its source, the Bot API
+page (https://core.telegram.org/bots/api, .../bots/faq, .../bots/features) or python-telegram-bot's
+source. A rule the fake does not enforce is a rule the bot is free to break in production.
 """
 
 from __future__ import annotations
@@ -30,10 +34,21 @@ _STRING_KEYS = {
     "text", "caption", "callback_query_id", "file_id", "url", "secret_token", "parse_mode",
     "description", "short_description", "language_code", "filename", "photo", "document",
     "emoji", "name", "title", "payload", "currency", "provider_token", "start_parameter", "pre_checkout_query_id",
-    "error_message", "telegram_payment_charge_id",
+    "error_message", "telegram_payment_charge_id", "subscription_id",
 }  # fmt: skip
 
-SEND_METHODS = {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup"}
+SEND_METHODS = {"sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendInvoice"}
+EDIT_METHODS = {"editMessageText", "editMessageReplyMarkup"}
+# Bot API, setWebhook: "Ports currently supported for webhooks: 443, 80, 88, 8443."
+WEBHOOK_PORTS = {443, 80, 88, 8443}
+TEXT_LIMIT = 4096  # Bot API, sendMessage: "Text of the message to be sent, 1-4096 characters"
+CAPTION_LIMIT = 1024  # Bot API, sendPhoto: "Photo caption ... 0-1024 characters"
+CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: "text ... 0-200 characters"
+CALLBACK_QUERY_TTL_S = 15 * 60  # PTB CallbackQuery.answer docs / Bot API FAQ: answers expire (~15 min)
+PRE_CHECKOUT_DEADLINE_S = 10.0  # Bot API, answerPreCheckoutQuery: "within 10 seconds"
+ANSWER_EXPIRED = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+TELEGRAM_SERVICE_USER = 777000  # "Telegram": the sender of automatic forwards from a linked channel
+ANONYMOUS_ADMIN_BOT = 1087968824  # GroupAnonymousBot: the `from` of an anonymous admin's message
 
 
 @dataclass
@@ -60,6 +75,7 @@ class StoredFile:
     data: bytes
     size: int  # what getFile / the message report (may exceed len(data) to fake a big file)
     path: str
+    kind: str = "photo"  # "photo" | "document" | "sticker": what the file_id may be sent as
 
 
 @dataclass
@@ -78,7 +94,28 @@ class FakeTelegram:
     webhook_error: str | None = None  # getWebhookInfo's last_error_message (Telegram could not deliver)
     charges: dict[str, int] = field(default_factory=dict)  # Stars charge id -> payer
     refunded: set[str] = field(default_factory=set)
+    cancelled_subscriptions: set[str] = field(default_factory=set)  # charge ids whose renewal was cancelled
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)  # charge id -> successful_payment
     invoice_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Privacy mode (Bot API, "Privacy mode", core.telegram.org/bots/features#privacy-mode): on
+    # by default; getMe reports it as can_read_all_group_messages.
+    can_read_all_group_messages: bool = False
+    other_bot_spoke_last: set[int] = field(default_factory=set)  # groups where a bare /cmd goes elsewhere
+    withheld: list[dict[str, Any]] = field(default_factory=list)  # group messages privacy mode kept back
+    # Flood control (Bot API FAQ, "My bot is hitting limits, how do I avoid this?"): 20 messages
+    # a minute per group and 30 a second overall, on by default; about one a second per private
+    # chat only with private_flood_control (Telegram tolerates short bursts there, which this
+    # fake cannot model, so tests about it turn it on). Edits count.
+    flood_control: bool = True
+    private_flood_control: bool = False
+    forum_topics: dict[int, set[int]] = field(default_factory=dict)  # chat -> open message_thread_ids
+    closed_topics: set[tuple[int, int]] = field(default_factory=set)
+    no_media_rights: set[int] = field(default_factory=set)  # chats where the bot may not send photos/files
+    migrated: dict[int, int] = field(default_factory=dict)  # old group id -> supergroup id
+    cancelled_payments: list[str] = field(default_factory=list)  # pre-checkouts answered too late
+    # A self-hosted Bot API server (telegram-bot-api --local) takes http webhooks on any port;
+    # the cloud one does not.
+    local_mode: bool = False
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -88,11 +125,18 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._group_ids = itertools.count(1)
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
+        self._slow: dict[str, deque[float]] = defaultdict(deque)
         self._changed = asyncio.Condition()
         self.last_update_id = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.closed = False
+        self._queries: dict[str, dict[str, Any]] = {}  # callback query id -> pressed_at, answered
+        self._pre_checkouts: dict[str, dict[str, Any]] = {}
+        self._polls: list[dict[str, Any]] = []  # getUpdates requests being held: {"terminated": bool}
+        self._sent_at: dict[Any, deque[float]] = defaultdict(deque)  # flood windows
+        self._known_users: set[int] = set()
+        self._started: set[int] = set()  # users who opened a private chat with the bot
 
     # Running ---------------------------------------------------------------------------------
 
@@ -150,6 +194,11 @@ class FakeTelegram:
         for _ in range(times):
             self._failures[method].append(_Failure(status, description, retry_after, drop))
 
+    def slow_next(self, method: str, seconds: float) -> None:
+        """The next call of `method` is carried out at once but answered `seconds` later: a
+        client that times out meanwhile does not know that Telegram took it."""
+        self._slow[method].append(seconds)
+
     # What members do -------------------------------------------------------------------------
 
     @staticmethod
@@ -164,10 +213,10 @@ class FakeTelegram:
     def group_chat(chat_id: int = -1001234567890, title: str = "Painters") -> dict[str, Any]:
         return {"id": chat_id, "type": "supergroup", "title": title}
 
-    def add_file(self, data: bytes, *, size: int | None = None, suffix: str = "jpg") -> str:
+    def add_file(self, data: bytes, *, size: int | None = None, suffix: str = "jpg", kind: str = "photo") -> str:
         n = next(self._file_ids)
         file_id = f"FILE{n:04d}" + "x" * 20
-        self.files[file_id] = StoredFile(file_id, data, len(data) if size is None else size, f"files/file_{n}.{suffix}")
+        self.files[file_id] = StoredFile(file_id, data, len(data) if size is None else size, f"files/file_{n}.{suffix}", kind)
         return file_id
 
     def _photo_sizes(self, data: bytes, size: int | None = None) -> list[dict[str, Any]]:
@@ -202,15 +251,31 @@ class FakeTelegram:
         file_size: int | None = None,
         reply_to: dict[str, Any] | None = None,
         push: bool = True,
+        thread_id: int | None = None,
+        sticker: bytes | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        """A member sends a message (pushed as an update unless push=False); returns it."""
+        """A member sends a message (pushed as an update unless push=False, or unless privacy
+        mode keeps it from the bot); returns it. `extra` adds fields as they are (sender_chat,
+        is_automatic_forward...)."""
         chat = chat or self.private_chat(user)
+        self._known_users.add(user["id"])
+        if chat["type"] == "private":
+            self._started.add(user["id"])
         msg: dict[str, Any] = {
             "message_id": next(self._message_ids[chat["id"]]),
             "date": int(time.time()),
             "chat": chat,
             "from": user,
+            **extra,
         }
+        if thread_id is not None:
+            msg["message_thread_id"] = thread_id
+            msg["is_topic_message"] = True
+        if sticker is not None:
+            file_id = self.add_file(sticker, suffix="webp", kind="sticker")
+            msg["sticker"] = {"file_id": file_id, "file_unique_id": "u" + file_id, "type": "regular", "width": 512,
+                              "height": 512, "is_animated": False, "is_video": False, "file_size": len(sticker)}  # fmt: skip
         if text is not None:
             msg["text"] = text
             entities = _command_entities(text)
@@ -224,19 +289,42 @@ class FakeTelegram:
         if photo is not None:
             msg["photo"] = self._photo_sizes(photo, file_size)
         if document is not None:
-            file_id = self.add_file(document, size=file_size, suffix=mime_type.rpartition("/")[2])
+            file_id = self.add_file(document, size=file_size, suffix=mime_type.rpartition("/")[2], kind="document")
             msg["document"] = {"file_id": file_id, "file_unique_id": "u" + file_id, "file_name": "picture." + mime_type.rpartition("/")[2],
                                "mime_type": mime_type, "file_size": self.files[file_id].size}  # fmt: skip
         if reply_to is not None:
             msg["reply_to_message"] = _shallow(reply_to)
         self.messages[(chat["id"], msg["message_id"])] = msg
         if push:
-            self.push({"message": msg})
+            if self._privacy_lets_through(msg):
+                self.push({"message": msg})
+            else:
+                self.withheld.append(msg)
         return msg
+
+    def _privacy_lets_through(self, msg: dict[str, Any]) -> bool:
+        """Bot API, Privacy mode: in groups a bot in privacy mode receives only commands meant
+        for it (/cmd@ThisBot, or a bare /cmd when it is the only or last bot), replies to its
+        own messages and service messages; private chats deliver everything."""
+        if msg["chat"]["type"] == "private" or self.can_read_all_group_messages:
+            return True
+        replied = msg.get("reply_to_message") or {}
+        if (replied.get("from") or {}).get("id") == self.bot_id:
+            return True
+        text = msg.get("text") or msg.get("caption") or ""
+        entities = msg.get("entities") or msg.get("caption_entities") or []
+        if any(e["type"] == "bot_command" and e["offset"] == 0 for e in entities):
+            word = text.split(None, 1)[0]
+            _, at, addressed = word.partition("@")
+            if at:
+                return addressed.lower() == self.bot_username.lower()
+            return msg["chat"]["id"] not in self.other_bot_spoke_last
+        return False
 
     def press(self, user: dict[str, Any], message: dict[str, Any], data: str) -> str:
         """A member presses an inline button with `data` on a bot message; returns the query id."""
         query_id = f"Q{next(self._query_ids)}"
+        self._queries[query_id] = {"pressed_at": time.monotonic(), "answered": None, "data": data}
         self.push({"callback_query": {"id": query_id, "from": user, "message": _shallow(message),
                                       "chat_instance": "ci" + str(message["chat"]["id"]), "data": data}})  # fmt: skip
         return query_id
@@ -244,6 +332,7 @@ class FakeTelegram:
     def pre_checkout(self, user: dict[str, Any], payload: str, amount: int, currency: str = "XTR") -> str:
         """A member presses Pay on an invoice: Telegram asks the bot first; returns the query id."""
         query_id = f"PCQ{next(self._query_ids)}"
+        self._pre_checkouts[query_id] = {"pushed_at": time.monotonic(), "answered": None}
         self.push({"pre_checkout_query": {"id": query_id, "from": user, "currency": currency,
                                           "total_amount": amount, "invoice_payload": payload}})  # fmt: skip
         return query_id
@@ -271,11 +360,58 @@ class FakeTelegram:
         if is_first_recurring:
             paid["is_first_recurring"] = True
         self.charges[charge_id] = user["id"]
+        self.payments[charge_id] = paid
         msg = self.message(user, push=False)
         msg["successful_payment"] = paid
         if push:
             self.push({"message": msg})
         return msg
+
+    def refund_outside(self, charge_id: str) -> dict[str, Any]:
+        """A payment is refunded (by Telegram support, or by the bot): the member's chat gets a
+        refunded_payment service message (Bot API, Message.refunded_payment). Returns it."""
+        self.refunded.add(charge_id)
+        paid = self.payments[charge_id]
+        user = self.user(self.charges[charge_id])
+        msg = self.message(user, push=False)
+        msg["refunded_payment"] = {"currency": paid["currency"], "total_amount": paid["total_amount"],
+                                   "invoice_payload": paid["invoice_payload"], "telegram_payment_charge_id": charge_id}  # fmt: skip
+        self.push({"message": msg})
+        return msg
+
+    def unanswered_queries(self) -> list[str]:
+        """Callback queries nobody answered: the member's button keeps spinning (Bot API,
+        answerCallbackQuery: "the answer will be displayed ... it is necessary to call
+        answerCallbackQuery")."""
+        return [q for q, state in self._queries.items() if state["answered"] is None]
+
+    def age_query(self, query_id: str, seconds: float) -> None:
+        """Make a callback or pre-checkout query `seconds` older than it is."""
+        for book, key in ((self._queries, "pressed_at"), (self._pre_checkouts, "pushed_at")):
+            if query_id in book:
+                book[query_id][key] -= seconds
+
+    def pre_checkout_answer(self, query_id: str) -> dict[str, Any] | None:
+        """{"ok": ..., "after_s": ...} once the bot answered the pre-checkout query in time."""
+        return self._pre_checkouts[query_id]["answered"]
+
+    def migrate(self, chat: dict[str, Any], new_id: int) -> dict[str, Any]:
+        """A group becomes a supergroup: the old chat answers 400 with migrate_to_chat_id
+        (PTB raises ChatMigrated) and both chats get a service message (Bot API, Message:
+        migrate_to_chat_id / migrate_from_chat_id). Returns the new chat."""
+        new_chat = {**chat, "id": new_id, "type": "supergroup"}
+        self.migrated[chat["id"]] = new_id
+        for where, key, value in ((chat, "migrate_to_chat_id", new_id), (new_chat, "migrate_from_chat_id", chat["id"])):
+            msg = {"message_id": next(self._message_ids[where["id"]]), "date": int(time.time()), "chat": where,
+                   "from": self.user(TELEGRAM_SERVICE_USER, "Telegram"), key: value}  # fmt: skip
+            self.messages[(where["id"], msg["message_id"])] = msg
+            self.push({"message": msg})
+        return new_chat
+
+    def add_topic(self, chat_id: int, thread_id: int, *, closed: bool = False) -> None:
+        self.forum_topics.setdefault(chat_id, set()).add(thread_id)
+        if closed:
+            self.closed_topics.add((chat_id, thread_id))
 
     def delete_message(self, chat_id: int, message_id: int) -> None:
         """A member (or an admin) deletes a message."""
@@ -383,7 +519,7 @@ class FakeTelegram:
         if method == "getUpdates":
             await self._notify()  # a long poll began
         failure = self._failures[method].popleft() if self._failures[method] else None
-        if failure is None and method in SEND_METHODS | {"editMessageText"} and _chat_id(params) in self.blocked:
+        if failure is None and method in SEND_METHODS | EDIT_METHODS and _chat_id(params) in self.blocked:
             failure = _Failure(403, "Forbidden: bot was blocked by the user")
         if failure is not None:
             call.failed = True
@@ -397,11 +533,79 @@ class FakeTelegram:
             call.failed = True
             return _error(404, "Not Found: method not found")
         try:
-            result = await handler(params, files)
+            if method in SEND_METHODS | EDIT_METHODS:
+                self._check_chat_rules(method, params)
+            if method == "getUpdates":
+                # Bot API, getUpdates: one reader per token; a new request ends the one being
+                # held with 409 "terminated by other getUpdates request".
+                for other in self._polls:
+                    other["terminated"] = True
+                poll = {"terminated": False}
+                self._polls.append(poll)
+                await self._notify()
+                try:
+                    params["_poll"] = poll
+                    result = await handler(params, files)
+                finally:
+                    params.pop("_poll", None)
+                    self._polls.remove(poll)
+            else:
+                result = await handler(params, files)
+            if self._slow[method]:
+                await asyncio.sleep(self._slow[method].popleft())
         except _ApiError as exc:
             call.failed = True
-            return _error(exc.status, exc.description)
+            return _error(exc.status, exc.description, exc.retry_after, exc.migrate_to)
         return web.json_response({"ok": True, "result": result})
+
+    def _check_chat_rules(self, method: str, params: dict[str, Any]) -> None:
+        """What Telegram checks about the chat before it takes a message or an edit."""
+        chat_id = _chat_id(params)
+        if chat_id in self.migrated:
+            # Bot API, ResponseParameters.migrate_to_chat_id: "The group has been migrated to a
+            # supergroup with the specified identifier"; PTB raises ChatMigrated.
+            raise _ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat", migrate_to=self.migrated[chat_id])
+        if chat_id > 0 and chat_id not in self._started and chat_id not in self.blocked and chat_id in self._known_users:
+            # A member who never opened a private chat with the bot: 403, not 400.
+            raise _ApiError(403, "Forbidden: bot can't initiate conversation with a user")
+        thread = params.get("message_thread_id")
+        if thread is not None and method in SEND_METHODS:
+            if int(thread) not in self.forum_topics.get(chat_id, set()):
+                raise _ApiError(400, "Bad Request: message thread not found")
+            if (chat_id, int(thread)) in self.closed_topics:
+                raise _ApiError(400, "Bad Request: TOPIC_CLOSED")
+        if method in ("sendPhoto", "sendMediaGroup") and chat_id in self.no_media_rights:
+            raise _ApiError(400, "Bad Request: not enough rights to send photos to the chat")
+        if method == "sendDocument" and chat_id in self.no_media_rights:
+            raise _ApiError(400, "Bad Request: not enough rights to send documents to the chat")
+        if "text" in params and len(str(params["text"])) > TEXT_LIMIT:
+            raise _ApiError(400, "Bad Request: message is too long")
+        captions = [params.get("caption")] + [m.get("caption") for m in params.get("media") or [] if isinstance(m, dict)]
+        if any(c is not None and len(str(c)) > CAPTION_LIMIT for c in captions):
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        if self.flood_control:
+            self._count_flood(chat_id)
+
+    def _count_flood(self, chat_id: int) -> None:
+        """Bot API FAQ: "avoid sending more than one message per second" in a chat, "no more
+        than 20 messages per minute" in a group, "about 30 messages per second" overall; past
+        that a 429 with parameters.retry_after. An album counts once here (lenient: Telegram
+        may count its items)."""
+        now = time.monotonic()
+        windows: list[tuple[tuple[Any, ...], float, int]] = [(("all",), 1.0, 30)]
+        if chat_id < 0:
+            windows.append(((chat_id,), 60.0, 20))
+        elif self.private_flood_control:
+            windows.append(((chat_id,), 1.0, 1))
+        for key, span, most in windows:
+            stamps = self._sent_at[key]
+            while stamps and stamps[0] <= now - span:
+                stamps.popleft()
+            if len(stamps) >= most:
+                retry = max(1, int(stamps[0] + span - now + 0.999))
+                raise _ApiError(429, f"Too Many Requests: retry after {retry}", retry_after=retry)
+        for key, _, _ in windows:
+            self._sent_at[key].append(now)
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
@@ -415,7 +619,7 @@ class FakeTelegram:
     # Methods ---------------------------------------------------------------------------------
 
     async def _m_getMe(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": False,
+        return {**self.bot_user, "can_join_groups": True, "can_read_all_group_messages": self.can_read_all_group_messages,
                 "supports_inline_queries": False}  # fmt: skip
 
     async def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
@@ -423,6 +627,18 @@ class FakeTelegram:
         return True
 
     async def _m_setWebhook(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(str(params.get("url") or ""))
+        if self.local_mode and url.scheme in ("http", "https"):
+            self.webhook = params
+            return True
+        # Bot API, setWebhook: "HTTPS URL to send updates to"; "Ports currently supported for
+        # webhooks: 443, 80, 88, 8443".
+        if url.scheme != "https":
+            raise _ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        if (url.port or 443) not in WEBHOOK_PORTS:
+            raise _ApiError(400, "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
         self.webhook = params
         return True
 
@@ -440,6 +656,8 @@ class FakeTelegram:
     async def _m_getUpdates(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         if self.webhook:
             raise _ApiError(409, "Conflict: can't use getUpdates method while webhook is active")
+        poll = params.get("_poll") or {"terminated": False}
+        conflict = _ApiError(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running")
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         limit = int(params.get("limit") or 100)
@@ -448,9 +666,13 @@ class FakeTelegram:
         if not self._updates and timeout > 0 and not self.closed:
             try:
                 async with self._changed:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._updates) or self.closed), timeout)
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: bool(self._updates) or self.closed or poll["terminated"]), timeout
+                    )
             except asyncio.TimeoutError:
                 pass
+        if poll["terminated"]:
+            raise conflict
         return self._updates[:limit]
 
     async def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
@@ -472,6 +694,11 @@ class FakeTelegram:
         file_id = self._media(params.get("document"), files, "document", photo=False)
         stored = self.files[file_id]
         name = _filename(files, "document") or "file"
+        if _is_webp(stored.data) and not params.get("disable_content_type_detection"):
+            # Telegram detects a WebP document and sends it as a sticker (Bot API, sendDocument:
+            # disable_content_type_detection "Disables automatic server-side content type detection").
+            return self._bot_message(params, sticker={"file_id": file_id, "file_unique_id": "u" + file_id, "type": "regular",
+                                                      "width": 512, "height": 512, "is_animated": False, "is_video": False})  # fmt: skip
         return self._bot_message(params, document={"file_id": file_id, "file_unique_id": "u" + file_id,
                                                    "file_name": name, "file_size": stored.size})  # fmt: skip
 
@@ -516,9 +743,19 @@ class FakeTelegram:
         return True
 
     async def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        query = self._queries.get(str(params.get("callback_query_id")))
+        # Bot API, answerCallbackQuery: one answer per query, and only while it is fresh.
+        if query is None or query["answered"] is not None:
+            raise _ApiError(400, ANSWER_EXPIRED)
+        if time.monotonic() - query["pressed_at"] > CALLBACK_QUERY_TTL_S:
+            raise _ApiError(400, ANSWER_EXPIRED)
+        if len(str(params.get("text") or "")) > CALLBACK_ANSWER_LIMIT:
+            raise _ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        query["answered"] = {"text": params.get("text"), "show_alert": bool(params.get("show_alert"))}
         return True
 
     async def _m_sendInvoice(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        _check_invoice(params)
         prices = params.get("prices") or []
         if params.get("currency") == "XTR" and (len(prices) != 1 or params.get("provider_token") not in ("", None)):
             raise _ApiError(400, "Bad Request: Stars invoices take one price and an empty provider_token")
@@ -527,6 +764,7 @@ class FakeTelegram:
         return self._bot_message(params, invoice=invoice)
 
     async def _m_createInvoiceLink(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        _check_invoice(params)
         prices = params.get("prices") or []
         if params.get("subscription_period") not in (None, 2592000):
             raise _ApiError(400, "Bad Request: SUBSCRIPTION_PERIOD_INVALID")
@@ -539,6 +777,17 @@ class FakeTelegram:
     async def _m_answerPreCheckoutQuery(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         if not params.get("ok") and not params.get("error_message"):
             raise _ApiError(400, "Bad Request: error_message is required when ok is false")
+        query_id = str(params.get("pre_checkout_query_id"))
+        query = self._pre_checkouts.get(query_id)
+        if query is None or query["answered"] is not None:
+            raise _ApiError(400, ANSWER_EXPIRED)
+        after = time.monotonic() - query["pushed_at"]
+        if after > PRE_CHECKOUT_DEADLINE_S:
+            # Bot API, answerPreCheckoutQuery: "must receive an answer within 10 seconds after
+            # the pre-checkout query was sent"; past that Telegram has cancelled the payment.
+            self.cancelled_payments.append(query_id)
+            raise _ApiError(400, ANSWER_EXPIRED)
+        query["answered"] = {"ok": bool(params.get("ok")), "after_s": after}
         return True
 
     async def _m_refundStarPayment(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
@@ -548,6 +797,20 @@ class FakeTelegram:
         if charge in self.refunded:
             raise _ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
         self.refunded.add(charge)
+        self.refund_outside(charge)  # Telegram tells the bot of every refund, its own included
+        return True
+
+    async def _m_editUserStarSubscription(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        charge = str(params.get("telegram_payment_charge_id"))
+        paid = self.payments.get(charge)
+        if self.charges.get(charge) != int(params.get("user_id", 0)) or paid is None:
+            raise _ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if paid.get("subscription_expiration_date") is None:
+            raise _ApiError(400, "Bad Request: SUBSCRIPTION_NOT_FOUND")  # not a subscription payment
+        if params.get("is_canceled"):
+            self.cancelled_subscriptions.add(charge)
+        else:
+            self.cancelled_subscriptions.discard(charge)
         return True
 
     # Helpers ---------------------------------------------------------------------------------
@@ -580,6 +843,7 @@ class FakeTelegram:
         chat = next((m["chat"] for (c, _), m in self.messages.items() if c == chat_id), None)
         if chat is None:
             raise _ApiError(400, "Bad Request: chat not found")
+        self.other_bot_spoke_last.discard(chat_id)
         target = self._reply_target(params)
         msg: dict[str, Any] = {"message_id": next(self._message_ids[chat_id]), "date": int(time.time()),
                                "chat": chat, "from": self.bot_user, **content}  # fmt: skip
@@ -588,6 +852,9 @@ class FakeTelegram:
         _set_markup(msg, params.get("reply_markup"))
         if "caption" in params and "caption" not in msg:
             msg["caption"] = params["caption"]
+        if params.get("message_thread_id") is not None:
+            msg["message_thread_id"] = int(params["message_thread_id"])
+            msg["is_topic_message"] = True
         self.messages[(chat_id, msg["message_id"])] = msg
         return msg
 
@@ -602,6 +869,9 @@ class FakeTelegram:
             stored = self.files.get(value)
             if stored is None:
                 raise _ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            if photo and stored.kind != "photo":
+                # A file_id keeps its type: a document's cannot be sent as InputMediaPhoto.
+                raise _ApiError(400, "Bad Request: can't use file of type Document as Photo")
             if photo:
                 return self._photo_sizes(stored.data, stored.size)
             return value
@@ -616,21 +886,47 @@ class FakeTelegram:
                 return self._photo_sizes(data)
             except Exception:
                 raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
-        return self.add_file(data)
+        return self.add_file(data, kind="document")
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, description: str) -> None:
+    def __init__(self, status: int, description: str, *, retry_after: int | None = None, migrate_to: int | None = None) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
+        self.retry_after = retry_after
+        self.migrate_to = migrate_to
 
 
-def _error(status: int, description: str, retry_after: int | None = None) -> web.Response:
+def _error(status: int, description: str, retry_after: int | None = None, migrate_to: int | None = None) -> web.Response:
     body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    parameters: dict[str, Any] = {}
     if retry_after is not None:
-        body["parameters"] = {"retry_after": retry_after}
+        parameters["retry_after"] = retry_after
+    if migrate_to is not None:
+        parameters["migrate_to_chat_id"] = migrate_to
+    if parameters:
+        body["parameters"] = parameters
     return web.json_response(body, status=status)
+
+
+def _is_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def _check_invoice(params: dict[str, Any]) -> None:
+    """Bot API, sendInvoice / createInvoiceLink: title 1-32 characters, description 1-255,
+    payload 1-128 bytes; subscription_period only for Stars (XTR), at most 10000 Stars."""
+    if not 1 <= len(str(params.get("title") or "")) <= 32:
+        raise _ApiError(400, "Bad Request: INVOICE_TITLE_INVALID")
+    if not 1 <= len(str(params.get("description") or "")) <= 255:
+        raise _ApiError(400, "Bad Request: INVOICE_DESCRIPTION_INVALID")
+    if not 1 <= len(str(params.get("payload") or "").encode()) <= 128:
+        raise _ApiError(400, "Bad Request: INVOICE_PAYLOAD_INVALID")
+    if params.get("subscription_period") is not None:
+        amount = sum(p["amount"] for p in params.get("prices") or [])
+        if params.get("currency") != "XTR" or amount > 10000:
+            raise _ApiError(400, "Bad Request: SUBSCRIPTION_PERIOD_INVALID")
 
 
 def _decode(key: str, value: str) -> Any:

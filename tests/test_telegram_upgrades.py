@@ -224,3 +224,26 @@ async def test_ban_and_queue_log_with_odd_numbers_answer_in_one_sentence(start_b
     assert "Reply to the member's message with /ban" in await said(fake, ROOT, "/ban ²² spamming")
     assert "Reply to the member's message with /unban" in await said(fake, ROOT, "/unban 9" + "9" * 30)
     assert await said(fake, ROOT, "/queue log ²") == "No jobs in the log."  # int("²") raised here
+
+
+async def test_a_429_on_a_status_edit_never_delays_a_payment_or_a_button(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.gate = threading.Event()
+    await start_bot(engine=engine, extra=PLANS)
+    _, invoice = await buy(fake, ANA, "max_week")
+    plans_message = fake.sent(ANA["id"])[-2]
+    fake.fail_next("editMessageText", 429, retry_after=15)
+    await wait_reply(fake, fake.message(BEN, text="/restyle ink", reply_to=photo_message(fake, BEN)))
+    await asyncio.to_thread(engine.started.wait, 5)  # "Restyling…": the status edit gets the 429
+    await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("editMessageText")))
+    await asyncio.sleep(0.5)  # the member presses Pay half a second later
+
+    query = fake.pre_checkout(ANA, invoice.params["payload"], 150)
+    [answer] = await fake.wait_for("answerPreCheckoutQuery", timeout=2)
+    assert answer.params["ok"] is True and fake.pre_checkout_answer(query)["after_s"] < 2
+    answers = len(fake.calls_to("answerCallbackQuery", ok_only=True))
+    fake.press(ANA, plans_message, "buy:max_week")
+    await fake.wait_for("answerCallbackQuery", answers + 1, timeout=2)
+    # The status edit was not retried inside retry_after: the throttle waits it out itself.
+    assert len(fake.calls_to("editMessageText")) == 1
+    engine.gate.set()

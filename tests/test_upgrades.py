@@ -133,16 +133,40 @@ def test_plans_load_in_order(tmp_path: Path) -> None:
     assert [p.name for p in up.plans_on(config, "discord")] == ["pro_month", "pro_discord"]
 
 
-def test_secret_falls_back_to_the_token_then_a_file(tmp_path: Path) -> None:
+def test_the_payload_key_is_a_secret_in_data_dir_not_the_token(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from bot.config import TelegramSettings
 
     with_token = Config(telegram=TelegramSettings(token="1:abc"))
-    assert up.payload_key(with_token) == up.payload_key(with_token)
-    assert up.payload_key(with_token) != up.payload_key(replace(with_token, telegram=TelegramSettings(token="1:xyz")))
-    first = up.payload_key(Config(), tmp_path)
+    first = up.payload_key(with_token, tmp_path)
     assert (tmp_path / "payment-secret").exists() and up.payload_key(Config(), tmp_path) == first
+    # A revoked (leaked) token must not void open invoices or subscription renewals.
+    payload = up.sign_payload(first, "telegram:1001", "pro_month")
+    new_token = replace(with_token, telegram=TelegramSettings(token="1:xyz"))
+    assert up.read_payload(up.payload_key(new_token, tmp_path), payload, "telegram:1001") == "pro_month"
+
+
+def test_previous_secrets_and_the_token_key_of_older_versions_still_count(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bot.config import PaymentSettings, TelegramSettings
+
+    old = Config(payments=PaymentSettings(secret="old secret"))
+    signed_with_old = up.sign_payload(up.payload_key(old, tmp_path), "telegram:1001", "pro_month")
+    rotated = replace(old, payments=PaymentSettings(secret="new secret"))
+    assert up.read_payload(up.payload_keys(rotated, tmp_path), signed_with_old, "telegram:1001") is None
+    kept = replace(old, payments=PaymentSettings(secret="new secret", previous_secrets=("old secret",)))
+    assert up.read_payload(up.payload_keys(kept, tmp_path), signed_with_old, "telegram:1001") == "pro_month"
+    # Payloads signed before the key moved to data_dir were keyed on the bot token.
+    legacy = up._key_of("telegram-token:1:abc")
+    renewal = up.sign_payload(legacy, "telegram:1001", "pro_month")
+    with_token = Config(telegram=TelegramSettings(token="1:abc"))
+    assert up.read_payload(up.payload_keys(with_token, tmp_path), renewal, "telegram:1001") == "pro_month"
+    after_revoke = Config(telegram=TelegramSettings(token="1:new"), payments=PaymentSettings(previous_secrets=("1:abc",)))
+    assert up.read_payload(up.payload_keys(after_revoke, tmp_path), renewal, "telegram:1001") == "pro_month"
+    assert up.read_payload(up.payload_keys(after_revoke, tmp_path), renewal, "telegram:1002") is None
+    assert up.payload_keys(after_revoke, tmp_path)[0] == up.payload_key(after_revoke, tmp_path)
 
 
 # --- Payments ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ a retried delivery does not send the album twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import hashlib
 import hmac
@@ -23,8 +24,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
+
+import httpx
 
 from telegram import (
     BotCommand,
@@ -41,11 +44,13 @@ from telegram import (
 from telegram.error import (
     BadRequest,
     ChatMigrated,
+    Conflict,
     Forbidden,
     InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import (
     AIORateLimiter,
@@ -76,7 +81,7 @@ from bot.commands import (
 )
 from bot.config import Config
 from bot.logs import RedactingFilter
-from bot.moderation import Place
+from bot.moderation import Place, place_refusal
 from bot.service import (
     Accepted,
     Delivery,
@@ -96,6 +101,8 @@ DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
+MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
+PRIVATE_CHAT_SPACING_S = 1.0  # Telegram: about one message a second per chat
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
@@ -131,6 +138,18 @@ BAN_USAGE = (
 )
 QUEUE_LOG_LIMIT = 20  # jobs /queue log lists by default (at most 50)
 TEXT_LIMIT = 4096  # Telegram's message length
+POST_AS_YOURSELF = (
+    "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
+    "restyles and quota they are."
+)
+# Senders that are not a person (Bot API, Message.from: "For messages sent to channels and for
+# messages sent on behalf of chats, the field contains a fake sender user"): Telegram itself
+# (automatic forwards from a linked channel), GroupAnonymousBot, Channel_Bot.
+NOT_MEMBER_IDS = frozenset({777000, 1087968824, 136817688})
+NO_RIGHTS_TEXT = (
+    "I could not post your restyled picture in the group: its admins have not allowed me to send "
+    "photos there. Ask them to, or send me the picture here in our private chat."
+)
 START_TEXT = (
     "Hi! I restyle pictures with a diffusion model.\n\n"
     f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
@@ -169,6 +188,46 @@ class _JobState:
     early_view: JobView | None = None  # an update that came while the status was being sent
 
 
+# Answers Telegram waits for: a pre-checkout query not answered in 10 s cancels the payment, and
+# an unanswered button keeps spinning. They never queue behind the limiter (see _Limiter).
+ANSWER_ENDPOINTS = frozenset({"answerPreCheckoutQuery", "answerCallbackQuery"})
+# Status edits are cosmetic: tried once, never retried (the status throttle honours retry_after).
+COSMETIC_ENDPOINTS = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessage"})
+
+
+class _Limiter(AIORateLimiter):
+    """AIORateLimiter, except that a 429 cannot hold up a payment or a button.
+
+    PTB's AIORateLimiter halts *all* requests for retry_after + 0.1 s after one RetryAfter
+    (telegram/ext/_aioratelimiter.py, process_request), and `rate_limit_args=0` cannot turn its
+    retries off (`rate_limit_args or self._max_retries`)."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Any:
+        if endpoint in ANSWER_ENDPOINTS:
+            return await callback(*args, **kwargs)
+        if endpoint in COSMETIC_ENDPOINTS:
+            chat_id = data.get("chat_id")
+            try:
+                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                group = chat_id if isinstance(chat_id, str) else False
+            # One try inside the per-group and overall budgets; a RetryAfter goes to the caller
+            # without halting everyone else. (_run_request: PTB 22's private helper.)
+            return await self._run_request(
+                chat=chat_id is not None, group=group, allow_paid_broadcast=False,
+                callback=callback, args=args, kwargs=kwargs,
+            )  # fmt: skip
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+
 class _TokenFilter(RedactingFilter):
     """bot.logs' filter, plus tracebacks: exception text can carry a URL too."""
 
@@ -189,6 +248,29 @@ def _token_forms(token: str) -> tuple[str, ...]:
     if len(secret) >= 16:
         forms.append(secret)
     return tuple(dict.fromkeys(forms))
+
+
+WEBHOOK_PORTS = (443, 80, 88, 8443)  # Bot API, setWebhook: the only ports Telegram sends to
+CLOUD_API_HOST = "api.telegram.org"
+
+
+def webhook_problem(webhook_url: str | None, base_url: str | None) -> str | None:
+    """Why Telegram's cloud Bot API would refuse this webhook URL (one sentence), or None. A
+    self-hosted Bot API server (base_url elsewhere) takes http and any port."""
+    if not webhook_url:
+        return None
+    if base_url and (urlsplit(base_url).hostname or "").lower() != CLOUD_API_HOST:
+        return None
+    url = urlsplit(webhook_url)
+    if url.scheme != "https":
+        return f"[telegram] webhook_url must start with https:// (Telegram sends updates only over HTTPS), not {webhook_url}."
+    try:
+        port = url.port or 443
+    except ValueError:
+        return f"[telegram] webhook_url {webhook_url} has no valid port."
+    if port not in WEBHOOK_PORTS:
+        return f"[telegram] webhook_url uses port {port}; Telegram sends webhooks only to ports 443, 80, 88 or 8443."
+    return None
 
 
 def webhook_secret_matches(given: str | None, secret: str) -> bool:
@@ -221,6 +303,7 @@ class TelegramAdapter:
         poll_timeout_s: float = 10.0,
         reconnect_delays_s: tuple[float, ...] = RECONNECT_DELAYS_S,
         ready_wait_s: float = 30.0,
+        media_read_timeout_s: float = MEDIA_READ_TIMEOUT_S,
     ) -> None:
         settings = config.telegram
         if not settings.token:
@@ -237,7 +320,15 @@ class TelegramAdapter:
         self.ready = False  # connected: getMe answered and updates are coming in
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
+        self.media_read_timeout_s = media_read_timeout_s
         self._statuses: dict[str, _Status] = {}
+        self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
+        self._moved_from: dict[int, int] = {}
+        self._told_post_as_self: set[int] = set()  # chats told once to post as a person
+        self._edit_hold: dict[int, float] = {}
+        self._chat_next_edit: dict[int, float] = {}  # chat -> earliest next status edit (all its jobs)
+        self._chat_sending: dict[int, int] = {}  # chat -> results / answers being sent there now
+        self._sends_done = asyncio.Condition()  # chat -> time.monotonic() before which no status edit
         self._jobs: dict[str, _JobState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
@@ -259,7 +350,7 @@ class TelegramAdapter:
             ApplicationBuilder()
             .token(self.token)
             # Waits out 429s (retry_after) and keeps under Telegram's flood limits.
-            .rate_limiter(AIORateLimiter(max_retries=3))
+            .rate_limiter(_Limiter(max_retries=3))
             # One member's slow download must not hold up everyone else's answer.
             .concurrent_updates(64)
         )
@@ -295,6 +386,9 @@ class TelegramAdapter:
         self.upgrades = TelegramUpgrades(self)
         self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
+        # Last: any other button (an old keyboard, data we no longer make) still gets its answer,
+        # or the member's button spins until Telegram gives up.
+        app.add_handler(CallbackQueryHandler(self._on_unknown_button))
         app.add_error_handler(self._on_error)
         return app
 
@@ -310,6 +404,9 @@ class TelegramAdapter:
         A refused token or a webhook port that can't be had raise AdapterStartError: no
         amount of retrying fixes those."""
         self._stopping = False
+        problem = webhook_problem(self.config.telegram.webhook_url, self.config.telegram.base_url)
+        if problem is not None:
+            raise AdapterStartError(problem)
         self._install_log_filter()
         try:
             await self._connect()
@@ -342,11 +439,22 @@ class TelegramAdapter:
                 drop_pending_updates=False,  # requests sent while the bot was down still count
                 error_callback=self._on_poll_error,
             )
+        if not self.ready:
+            self._log_privacy_mode()
         self.ready = True
         self._ready_event.set()
         log.info("Telegram connected as @%s (%s)", self.bot.username,
                  "webhook" if self.config.telegram.webhook_url else "long polling")  # fmt: skip
         self._spawn(self._register_commands())
+
+    def _log_privacy_mode(self) -> None:
+        if self.bot.bot.can_read_all_group_messages:
+            log.info("Telegram privacy mode is off: the bot receives every group message (it answers only "
+                     "its commands; @BotFather /setprivacy turns privacy mode back on)")  # fmt: skip
+        else:
+            log.info("Telegram privacy mode is on: in groups the bot receives only /commands meant for it "
+                     "(/restyle@%s, or bare when it is the only bot), replies to its messages and service "
+                     "messages. That is all it needs.", self.bot.username)  # fmt: skip
 
     async def _connect_forever(self) -> None:
         attempt = 0
@@ -418,10 +526,28 @@ class TelegramAdapter:
         self._filtered_loggers.clear()
 
     def _on_poll_error(self, exc: TelegramError) -> None:
+        if isinstance(exc, Conflict):
+            # PTB's network loop backs off (1 s, x1.5, up to 30 s) after each error it reports here.
+            if "webhook" in str(exc).lower():
+                cause = "a webhook is set for this bot token (another copy of the bot runs in webhook mode)"
+            else:
+                cause = ("another process is polling with this bot token (a second bot, or several "
+                         "--role frontend processes); Telegram gives updates to one reader only")  # fmt: skip
+            log.error("Telegram answered 409 Conflict: %s. Retrying with backoff until it stops.", cause)
+            return
         log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", _short(exc))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update: %s", _short(context.error), exc_info=context.error)
+        query = update.callback_query if isinstance(update, Update) else None
+        if query is not None:
+            # The handler failed before (or after) answering: answer now. A second answer is
+            # refused by Telegram and only logged.
+            await _quietly(query.answer("Something went wrong on my side; try again in a minute.", show_alert=True))
+
+    async def _on_unknown_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.callback_query is not None:
+            await _quietly(update.callback_query.answer("That button is out of date; send /restyle again.", show_alert=True))
 
     # Webhook -----------------------------------------------------------------------------------
 
@@ -460,7 +586,13 @@ class TelegramAdapter:
                     f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
                 ) from None
             self._webhook_runner = runner
-        await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        try:
+            await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        except BadRequest as exc:
+            # Not a network problem: Telegram will refuse this URL every time.
+            raise AdapterStartError(
+                f"Telegram refused the webhook URL {settings.webhook_url} ({exc.message}); fix [telegram] webhook_url."
+            ) from None
 
     # Members' requests -------------------------------------------------------------------------
 
@@ -472,17 +604,31 @@ class TelegramAdapter:
         """The flood guard, for every command and button press, before any handler parses it:
         past the limit the first one hears "too fast" and the rest get no answer at all.
         Payments are never held up (Telegram cancels a pre-checkout not answered in 10 s)."""
+        message = update.message
+        if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
+            old, new = (message.chat.id, message.migrate_to_chat_id) if message.migrate_to_chat_id else (
+                message.migrate_from_chat_id, message.chat.id)  # fmt: skip
+            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]
+            raise ApplicationHandlerStop
+        if message is not None and _posted_as_chat(message):
+            # Never a member account (a shared quota for "Telegram", /ban banning a channel).
+            if not message.is_automatic_forward and _is_request(update, self.bot.username or ""):
+                chat_id = message.chat.id
+                if chat_id not in self._told_post_as_self:
+                    self._told_post_as_self.add(chat_id)
+                    await self._answer(message, POST_AS_YOURSELF)
+            raise ApplicationHandlerStop
         user = update.effective_user
         if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
             return
         refused = self.service.admit(self._member(user))
         if refused is None:
             return
-        if not refused.quiet:
-            if update.callback_query is not None:
-                await _quietly(update.callback_query.answer(refused.text, show_alert=True))
-            elif update.message is not None:
-                await self._answer(update.message, refused.text)
+        if update.callback_query is not None:
+            # Even a quiet refusal answers the press (without text): an unanswered button spins.
+            await _quietly(update.callback_query.answer(None if refused.quiet else refused.text, show_alert=not refused.quiet))
+        elif not refused.quiet and update.message is not None:
+            await self._answer(update.message, refused.text)
         raise ApplicationHandlerStop
 
     async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -577,13 +723,14 @@ class TelegramAdapter:
         state.status_pending = True
         text = f"Queued: #{result.position + 1} in line, {eta_text(result.eta_s)}"
         try:
-            sent = await self.bot.send_message(
-                reply["chat_id"],
-                text,
-                reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
-                reply_markup=_cancel_markup(job_id),
-                message_thread_id=reply.get("thread_id"),
-            )
+            async with self._sending(reply["chat_id"]):
+                sent = await self.bot.send_message(
+                    reply["chat_id"],
+                    text,
+                    reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
+                    reply_markup=_cancel_markup(job_id),
+                    message_thread_id=reply.get("thread_id"),
+                )
         except TelegramError as exc:
             # The result still arrives; only the progress messages are lost.
             log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
@@ -601,6 +748,8 @@ class TelegramAdapter:
             await self.job_updated(view)
 
     async def _answer(self, message: Message, text: str) -> None:
+        if message.chat.type != "private":
+            text = addressed_commands(text, self.bot.username or "")
         try:
             await self.bot.send_message(
                 message.chat.id,
@@ -641,9 +790,23 @@ class TelegramAdapter:
             await self._answer(message, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}.")
 
     def _place_refusal(self, message: Message) -> Refused | None:
-        """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat."""
+        """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
+        A supergroup made from an allowed group is allowed too (its id changed, not its members)."""
         chat = message.chat
+        old = self._moved_from.get(chat.id)
+        if old is not None and place_refusal(self.config.access, Place("telegram", chat_id=old)) is None:
+            return None
         return self.service.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"))
+
+    def _chat_moved(self, old: int, new: int) -> None:
+        """A group became a supergroup (a new chat id): deliveries go to the new id from now on."""
+        if self._moved_to.get(old) == new:
+            return
+        self._moved_to[old] = new
+        self._moved_from[new] = old
+        listed = old in self.config.access.telegram_chats
+        log.warning("Telegram group %s became supergroup %s; using the new id%s", old, new,
+                    f" (replace {old} with {new} in [access] telegram_chats)" if listed else "")  # fmt: skip
 
     # Admins ------------------------------------------------------------------------------------
 
@@ -754,14 +917,11 @@ class TelegramAdapter:
             reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
             try:
                 if isinstance(data, Refused):
-                    await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to)
+                    await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to,
+                                                message_thread_id=job.reply.get("thread_id"))  # fmt: skip
                 else:
-                    await self.bot.send_document(
-                        message.chat.id,
-                        InputFile(data, filename=f"restyle-{job_id}.{ext}"),
-                        reply_parameters=reply_to,
-                        message_thread_id=job.reply.get("thread_id"),
-                    )
+                    await self._send_file(job_id, message.chat.id, data, f"restyle-{job_id}.{ext}", reply_to,
+                                          job.reply.get("thread_id"))  # fmt: skip
             except TelegramError as exc:
                 log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
             return
@@ -809,6 +969,9 @@ class TelegramAdapter:
         status = self._status_of(job)
         if status is None or status.final:
             return
+        if status.group and job.status == "queued" and status.shown.startswith("Queued"):
+            if not position_step_matters(_shown_position(status.shown), (job.position or 0) + 1):
+                return  # a group sees every edit: #9 -> #8 is not worth one of its 20 a minute
         status.wanted = status_text(job)
         if status.task is None or status.task.done():
             status.task = asyncio.create_task(self._edit_soon(job.id, status), name=f"tg-status-{job.id}")
@@ -822,23 +985,50 @@ class TelegramAdapter:
         return status
 
     async def _edit_soon(self, job_id: str, status: _Status) -> None:
+        """Edit a status message within its chat's budget: in a group all jobs share one edit
+        every group_edit_interval_s (Telegram allows about 20 messages a minute per group, and
+        results come first), in a private chat about one a second (Telegram's per-chat limit)."""
         interval = self.group_edit_interval_s if status.group else self.edit_interval_s
+        chat_spacing = self.group_edit_interval_s if status.group else min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s)
+        chat = status.chat_id
         while not status.final and status.wanted is not None:
-            wait = status.last_edit + interval - time.monotonic()
+            wait = max(status.last_edit + interval, self._edit_hold.get(chat, 0.0), self._chat_next_edit.get(chat, 0.0))
+            wait -= time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue  # a newer text may have come meanwhile: show the latest
+            if self._chat_sending.get(chat):
+                # A result or a "Queued" answer is going out in this chat: it goes first.
+                async with self._sends_done:
+                    await self._sends_done.wait_for(lambda: not self._chat_sending.get(chat))
+                continue
             text, cancel = status.wanted
             status.wanted = None
             if text == status.shown or status.final:
                 continue
             status.last_edit = time.monotonic()
+            self._chat_next_edit[chat] = status.last_edit + chat_spacing
             try:
                 await self.bot.edit_message_text(
                     text, chat_id=status.chat_id, message_id=status.message_id,
                     reply_markup=_cancel_markup(job_id) if cancel else None,
                 )  # fmt: skip
                 status.shown = text
+            except RetryAfter as exc:
+                # Flood control for this chat: no status edit there until it lifts; then only
+                # the latest text is shown (older ones are stale by then).
+                seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
+                self._edit_hold[status.chat_id] = time.monotonic() + float(seconds)
+                if status.wanted is None:
+                    status.wanted = (text, cancel)
+                log.info("job %s: status edits in chat %s paused %s s by flood control", job_id, status.chat_id, seconds)
+            except ChatMigrated as exc:
+                # The status message stayed in the old group: nothing left to edit.
+                self._chat_moved(status.chat_id, int(exc.new_chat_id))
+                status.final = True
+            except Forbidden as exc:
+                status.final = True  # blocked, or removed from the group: every further edit fails too
+                log.info("job %s: status edits stop (%s)", job_id, _short(exc))
             except BadRequest as exc:
                 if "not modified" in str(exc).lower():
                     status.shown = text
@@ -878,12 +1068,18 @@ class TelegramAdapter:
             except asyncio.TimeoutError:
                 raise DeliveryFailed("Telegram is not connected") from None
         reply = {**job.reply, **self._state(job.id).reply_changes}
+        moved = self._moved_to.get(int(reply["chat_id"]))
+        if moved is not None:
+            await self._save_reply(job.id, job.reply, chat_id=moved)
+            reply = {**reply, "chat_id": moved}
         steps = set(reply.get("sent", []))
-        for _ in range(2):  # a second go only after a group became a supergroup
+        for _ in range(3):  # another go only after a group became a supergroup or a topic went away
             try:
-                await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
+                async with self._sending(int(reply["chat_id"])):
+                    await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
                 return
             except ChatMigrated as exc:
+                self._chat_moved(int(reply["chat_id"]), int(exc.new_chat_id))
                 await self._save_reply(job.id, job.reply, chat_id=exc.new_chat_id)
                 reply = {**reply, "chat_id": exc.new_chat_id}
             except Forbidden as exc:
@@ -891,15 +1087,48 @@ class TelegramAdapter:
                             job.id, _short(exc))  # fmt: skip
                 raise DeliveryFailed(f"forbidden: {_short(exc)}", permanent=True) from None
             except BadRequest as exc:
-                if "chat not found" in str(exc).lower():
+                text = str(exc).lower()
+                if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
+                    # The forum topic was closed or deleted: the chat itself still takes messages.
+                    log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, _short(exc))
+                    await self._save_reply(job.id, job.reply, thread_id=None)
+                    reply = {**reply, "thread_id": None}
+                    continue
+                if "chat not found" in text:
                     raise DeliveryFailed(f"chat gone: {_short(exc)}", permanent=True) from None
+                if "not enough rights" in text:
+                    log.warning("job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), _short(exc))
+                    await self._tell_privately(job, NO_RIGHTS_TEXT)
+                    raise DeliveryFailed(f"no rights in the chat: {_short(exc)}", permanent=True) from None
+                # The same request gets the same answer: retrying for 20 minutes cannot help.
                 log.error("job %s: Telegram refused the delivery (%s)", job.id, _short(exc))
-                raise DeliveryFailed(f"refused: {_short(exc)}") from None
+                raise DeliveryFailed(f"refused by Telegram: {_short(exc)}", permanent=True) from None
             except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
                 raise DeliveryFailed(f"network: {_short(exc)}") from None
             except TelegramError as exc:
                 raise DeliveryFailed(_short(exc)) from None
         raise DeliveryFailed("the chat moved twice")
+
+    @contextlib.asynccontextmanager
+    async def _sending(self, chat_id: int) -> AsyncIterator[None]:
+        """Marks a result or an answer going out in a chat: its status edits wait meanwhile."""
+        self._chat_sending[chat_id] = self._chat_sending.get(chat_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._chat_sending[chat_id] - 1
+            if left:
+                self._chat_sending[chat_id] = left
+            else:
+                del self._chat_sending[chat_id]
+            async with self._sends_done:
+                self._sends_done.notify_all()
+
+    async def _tell_privately(self, job: JobView, text: str) -> None:
+        try:
+            await self.bot.send_message(int(job.user_id), text)
+        except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
+            log.info("job %s: could not tell the member privately (%s)", job.id, _short(exc))
 
     async def _send_result(self, delivery: Delivery, reply: dict[str, Any], steps: set[str]) -> None:
         job = delivery.job
@@ -911,10 +1140,18 @@ class TelegramAdapter:
 
             async def album(original: Any) -> None:
                 media = [
-                    InputMediaPhoto(original, filename="original.png" if isinstance(original, bytes) else None),
+                    InputMediaPhoto(original, filename="original.jpg" if isinstance(original, bytes) else None),
                     InputMediaPhoto(result_bytes, caption=caption, filename=result_name),
                 ]
-                await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread)
+                try:
+                    await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread,
+                                                    read_timeout=self.media_read_timeout_s)  # fmt: skip
+                except TimedOut as exc:
+                    if not isinstance(exc.__cause__, httpx.ReadTimeout):
+                        raise
+                    # The whole upload was written and only the answer was late: Telegram has
+                    # taken it. Sending it again would post the album twice.
+                    log.warning("job %s: Telegram took the album but answered too late; not sending it again", job.id)
 
             file_id = reply.get("picture_file_id") if reply.get("picture_kind") == "photo" else None
             if file_id:
@@ -944,11 +1181,21 @@ class TelegramAdapter:
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
             if not isinstance(data, Refused):
-                await self.bot.send_document(
-                    chat_id, InputFile(data, filename=f"restyle-{job.id}.{ext}"),
-                    reply_parameters=_reply_to(reply), message_thread_id=thread,
-                )  # fmt: skip
+                await self._send_file(job.id, chat_id, data, f"restyle-{job.id}.{ext}", _reply_to(reply), thread)
             await self._mark_step(job, "file")
+
+    async def _send_file(
+        self, job_id: str, chat_id: int, data: bytes, filename: str, reply_to: ReplyParameters | None, thread: int | None
+    ) -> None:
+        """A file as a file: without disable_content_type_detection Telegram turns a WebP
+        document into a sticker (Bot API, sendDocument)."""
+        sent = await self.bot.send_document(
+            chat_id, InputFile(data, filename=filename), reply_parameters=reply_to, message_thread_id=thread,
+            disable_content_type_detection=True, read_timeout=self.media_read_timeout_s,
+        )  # fmt: skip
+        if sent.document is None:
+            log.error("job %s: Telegram did not keep %s as a file (it came back as %s)", job_id, filename,
+                      "a sticker" if sent.sticker is not None else "another kind of message")  # fmt: skip
 
     def _photo_payload(self, data: bytes) -> bytes:
         """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
@@ -1045,6 +1292,32 @@ def status_text(job: JobView) -> tuple[str, bool]:
             return f"Restyling… {int(job.progress * 100)}%", True
         return "Restyling…", True
     return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
+
+
+_BARE_COMMAND = re.compile(r"(?<![\w@/])/(restyle|help|me|upgrade|cancel|link|terms|paysupport)\b(?!@)")
+
+
+def addressed_commands(text: str, bot_username: str) -> str:
+    """Commands in a text for a group, written /cmd@ThisBot: with privacy mode on and another
+    bot in the group, Telegram gives a bare /cmd to the last bot that spoke there."""
+    if not bot_username:
+        return text
+    return _BARE_COMMAND.sub(lambda m: f"/{m.group(1)}@{bot_username}", text)
+
+
+def position_step_matters(shown: int | None, new: int) -> bool:
+    """Whether a group's status message should move from place `shown` to `new`: always near
+    the front, elsewhere only by a quarter of the way (at least two places)."""
+    if shown is None:
+        return True
+    if new == shown:
+        return False
+    return new <= 3 or abs(shown - new) >= max(2, shown // 4)
+
+
+def _shown_position(text: str) -> int | None:
+    match = re.match(r"Queued: #(\d+)", text)
+    return int(match.group(1)) if match else None
 
 
 def result_caption(job: JobView) -> str:
@@ -1169,6 +1442,13 @@ def _is_request(update: Update, bot_username: str) -> bool:
     return match is not None and (match.group(1) is None or match.group(1).lower() == bot_username.lower())
 
 
+def _posted_as_chat(message: Message) -> bool:
+    """Posted on behalf of a chat (an anonymous admin, a channel, an automatic forward from
+    the linked channel) rather than by a person."""
+    author = message.from_user
+    return message.sender_chat is not None or (author is not None and author.id in NOT_MEMBER_IDS)
+
+
 def _replied(message: Message) -> Message | None:
     """The message a command replies to; in forum topics every message 'replies' to the topic's
     first service message, which is not a real reply."""
@@ -1188,6 +1468,10 @@ def _picture_of(message: Any) -> _Picture | None:
     document = getattr(message, "document", None)
     if document is not None and (document.mime_type or "").startswith("image/"):
         return _Picture(document.file_id, "document", document.file_size)
+    sticker = getattr(message, "sticker", None)
+    if sticker is not None and not sticker.is_animated and not sticker.is_video:
+        # A static sticker is a WebP picture (animated ones are TGS / WebM: not pictures).
+        return _Picture(sticker.file_id, "sticker", sticker.file_size)
     return None
 
 

@@ -109,6 +109,7 @@ class TelegramUpgrades:
         app.add_handler(CallbackQueryHandler(self.on_buy, pattern=BUY_DATA))
         app.add_handler(PreCheckoutQueryHandler(self.on_pre_checkout))
         app.add_handler(MessageHandler(filters.SUCCESSFUL_PAYMENT, self.on_successful_payment))
+        app.add_handler(MessageHandler(filters.StatusUpdate.REFUNDED_PAYMENT, self.on_refunded_payment))
 
     async def _say(self, update: Update, text: str, reply_markup: InlineKeyboardMarkup | None = None) -> None:
         message = update.effective_message
@@ -181,8 +182,11 @@ class TelegramUpgrades:
                 )  # fmt: skip
         except Forbidden:
             if chat is not None:
+                message = query.message
+                thread = message.message_thread_id if getattr(message, "is_topic_message", False) else None  # type: ignore[union-attr]
                 await _quietly(self.adapter.bot.send_message(
-                    chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay."
+                    chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay.",
+                    message_thread_id=thread,
                 ))  # fmt: skip
         except TelegramError as exc:
             log.warning("could not send an invoice for %s: %s", plan.name, exc)
@@ -292,8 +296,9 @@ class TelegramUpgrades:
         if row["platform"] != "telegram" or not row["charge_id"].startswith("telegram-stars:"):
             await self._say(update, "That payment was not made with Telegram Stars; refund it where it was made.")
             return
+        user_id, charge = int(row["platform_user_id"]), row["charge_id"].partition(":")[2]
         try:
-            await self.adapter.bot.refund_star_payment(int(row["platform_user_id"]), row["charge_id"].partition(":")[2])
+            await self.adapter.bot.refund_star_payment(user_id, charge)
         except TelegramError as exc:
             await self._say(update, f"Telegram refused the refund: {exc}. The tier was left as it is.")
             return
@@ -301,7 +306,26 @@ class TelegramUpgrades:
         text = result.text if isinstance(result, Refused) else changed_text(
             result, f"Refunded {row['amount']} ⭐ to {row['platform_user_id']}."
         )
+        plan = self.config.plans.get(row["plan"])
+        if row.get("subscription_expires_at") is not None or (plan is not None and plan.subscription):
+            # A refund alone leaves the subscription renewing (and charging) every 30 days.
+            try:
+                await self.adapter.bot.edit_user_star_subscription(user_id, charge, is_canceled=True)
+                text += " Their subscription is cancelled too."
+            except TelegramError as exc:
+                log.warning("could not cancel the subscription of charge %s: %s", charge, exc)
+                text += f" Telegram would not cancel their subscription ({exc}); they can cancel it in Telegram."
         await self._say(update, text)
+
+    async def on_refunded_payment(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A refund Telegram made (or confirms): the time that payment bought is taken back once."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.refunded_payment is None:
+            return
+        charge = message.refunded_payment.telegram_payment_charge_id
+        view = await self.service.refunded_elsewhere(self.adapter._member(user), f"telegram-stars:{charge}")
+        if view is not None:
+            await self._say(update, changed_text(view, f"Your payment {charge} was refunded."))
 
     async def on_grant(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         admin = await self._admin(update, "grant")
