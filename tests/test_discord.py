@@ -195,7 +195,7 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     # Deferred at once (a public "thinking" response), the picture fetched from its signed link.
     await h.fake.wait_for(lambda: callbacks(h.fake, 5), what="the defer")
     assert not callbacks(h.fake, 5)[0].flags & EPHEMERAL
-    assert h.fake.find("GET", r"^/files/")
+    await h.fake.wait_for(lambda: h.fake.find("GET", r"^/files/"), what="the download after the defer")
     # The status message shows the running job with a Cancel button.
     status = await h.fake.wait_for(
         lambda: [c for c in h.fake.find("PATCH", r"^/webhooks/") if "Restyling" in (c.content or "")],
