@@ -11,6 +11,7 @@ before the clock starts). Measured from the worker's start until every job is do
 result handed to a front end that accepts it at once:
 
 - jobs/s and its fraction of the stand-in's ideal;
+- with --worker-only, until every job is done (no front end: no status updates, no deliveries);
 - CPU ms per job outside the engine: the process's CPU time over the run (all threads: the
   event loop, SQLite's, encoding) divided by the jobs; the stand-in uses none.
 """
@@ -112,13 +113,14 @@ def write_config(folder: Path, url: str, max_batch: int) -> Path:
     return path
 
 
-async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_batch: int) -> dict:
+async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_batch: int, *, worker_only: bool = False) -> dict:
     config = load_config(write_config(folder, url, max_batch), env={})
     store = await Store.open(config.bot.data_dir, config.store.url)
     service = RestyleService(config, store, SystemClock(), rng=random.Random(7))
     frontend = CountingFrontEnd()
     frontend.expected = jobs
-    service.register(frontend)
+    if not worker_only:
+        service.register(frontend)
     await service.start()
     engine = FixedTimeEngine(max_batch, batch_seconds)
     worker = Worker(service, engine)
@@ -130,7 +132,12 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
             assert isinstance(answer, Accepted), answer
         cpu0, t0 = time.process_time(), time.perf_counter()
         task = asyncio.create_task(worker.run())
-        await asyncio.wait_for(frontend.all_delivered.wait(), timeout=600)
+        if worker_only:
+            async with asyncio.timeout(600):
+                while (await store.count_by_status()).get("done", 0) < jobs:
+                    await asyncio.sleep(0.005)
+        else:
+            await asyncio.wait_for(frontend.all_delivered.wait(), timeout=600)
         span = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         counts = await store.count_by_status()
@@ -164,6 +171,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=480)
     parser.add_argument("--batch-seconds", type=float, default=0.04)
     parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--worker-only", action="store_true",
+                        help="no front end in the process (a worker process on PostgreSQL): no status updates, no deliveries")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="restyle-worker-duty-"))
@@ -174,12 +183,13 @@ def main() -> int:
             with PgCluster.temporary(prefix="restyle-pg-duty-") as cluster:
                 cluster.start()
                 url = cluster.create_database("duty")
-                result = asyncio.run(measure(folder, url, args.jobs, args.batch_seconds, args.max_batch))
+                result = asyncio.run(measure(folder, url, args.jobs, args.batch_seconds, args.max_batch, worker_only=args.worker_only))
         else:
-            result = asyncio.run(measure(folder, "", args.jobs, args.batch_seconds, args.max_batch))
+            result = asyncio.run(measure(folder, "", args.jobs, args.batch_seconds, args.max_batch, worker_only=args.worker_only))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     result["store"] = args.store
+    result["worker_only"] = args.worker_only
     print(f"{args.store}: {result['jobs']} jobs of 1280x960 JPEG (prepared to 512), stand-in {args.batch_seconds * 1000:.0f} ms "
           f"per batch of {args.max_batch}; {platform.node()}, Python {platform.python_version()}")
     print(f"  {result['jobs_s']:.1f} jobs/s of an ideal {result['ideal_jobs_s']:.1f} = {result['fraction']:.0%}; "

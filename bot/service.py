@@ -282,9 +282,12 @@ class RestyleService:
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         self._gave_up: set[str] = set()  # deliveries retried only after a restart
         self._background: set[asyncio.Task[Any]] = set()
-        self._interrupt_engine: Callable[[], None] | None = None
-        self._running_here: list[str] = []  # the batch this process's worker runs
-        self._lease_task: asyncio.Task[None] | None = None
+        # Called with a cancelled job's id when this process's worker holds that job: the
+        # worker stops its engine, or drops the job from a batch claimed ahead.
+        self._interrupt_engine: Callable[[str], None] | None = None
+        # Batches this process's worker holds (claimed ahead, on the engine, being stored),
+        # each with the task renewing its lease: a pipelined worker holds up to three at once.
+        self._leases: dict[frozenset[str], asyncio.Task[None]] = {}
         self._accepting = True
         self.store_retry_s: tuple[float, ...] = STORE_RETRY_S
         self.delivery_failures = 0
@@ -296,7 +299,7 @@ class RestyleService:
     def register(self, frontend: FrontEnd) -> None:
         self._frontends[frontend.platform] = frontend
 
-    def set_engine_interrupt(self, interrupt: Callable[[], None]) -> None:
+    def set_engine_interrupt(self, interrupt: Callable[[str], None]) -> None:
         self._interrupt_engine = interrupt
 
     async def start(self) -> None:
@@ -343,9 +346,7 @@ class RestyleService:
         self._work.set()  # a worker waiting for work wakes, sees the stop and returns
 
     async def close(self) -> None:
-        tasks = list(self._deliveries.values()) + list(self._background)
-        if self._lease_task is not None:
-            tasks.append(self._lease_task)
+        tasks = list(self._deliveries.values()) + list(self._background) + list(self._leases.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -807,10 +808,11 @@ class RestyleService:
         return cancelled
 
     def _interrupt_if_alone(self, job_id: str) -> None:
-        """A running job was cancelled: stop this process's engine only if it runs that job
-        and no other job shares the batch."""
-        if self._interrupt_engine and self._running_here == [job_id]:
-            self._interrupt_engine()
+        """A running job was cancelled: tell this process's worker if it holds the job. The
+        worker stops its engine only when no job of the batch there is still wanted, and drops
+        the job from a batch it claimed ahead."""
+        if self._interrupt_engine and any(job_id in ids for ids in self._leases):
+            self._interrupt_engine(job_id)
 
     async def _eta(self, job: JobRecord, position: int | None) -> float:
         batch_s = sum(self._batch_seconds) / len(self._batch_seconds) if self._batch_seconds else DEFAULT_BATCH_SECONDS
@@ -1284,8 +1286,8 @@ class RestyleService:
                 async with asyncio.timeout(self.config.store.poll_s):
                     await self._work.wait()
         ids = [record.id for record in records]
-        self._running_here = ids
-        self._lease_task = asyncio.get_running_loop().create_task(self._renew_lease(ids), name="lease")
+        batch = frozenset(ids)
+        self._leases[batch] = asyncio.get_running_loop().create_task(self._renew_lease(ids), name="lease")
         try:
             # From the database at the last moment: a long queue must not hold its pictures in RAM.
             pictures = [await self.store.picture(i, "input") for i in ids]
@@ -1293,13 +1295,17 @@ class RestyleService:
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
             images = await asyncio.to_thread(lambda: [_open_picture(data) for data in pictures])
+            await self._publish(ids[0], "started", batch=ids[1:])
+        except asyncio.CancelledError:  # a stopping worker cut its claim-ahead short
+            await self._end_leases(batch)
+            await self._safe(self.store.requeue(ids))
+            raise
         except Exception:
             log.exception("could not start jobs %s; they go back in the queue", ", ".join(ids))
-            await self._end_batch()
+            await self._end_leases(batch)
             await self._safe(self.store.requeue(ids))
             raise
         self.batch_sizes.observe(len(ids))
-        await self._publish(ids[0], "started", batch=ids[1:])
         return [
             EngineJob(
                 job_id=r.id,
@@ -1327,12 +1333,18 @@ class RestyleService:
             if held < len(ids):
                 log.info("%d of jobs %s are no longer this worker's (cancelled or taken over)", len(ids) - held, ", ".join(ids))
 
-    async def _end_batch(self) -> None:
-        self._running_here = []
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-            await asyncio.gather(self._lease_task, return_exceptions=True)
-            self._lease_task = None
+    async def _end_leases(self, job_ids: frozenset[str]) -> None:
+        """Stop renewing the lease of every held batch among `job_ids`."""
+        ended = [self._leases.pop(batch) for batch in list(self._leases) if batch & job_ids]
+        for task in ended:
+            task.cancel()
+        await asyncio.gather(*ended, return_exceptions=True)
+
+    async def give_back(self, job_ids: list[str]) -> None:
+        """Jobs claimed ahead that the worker will not run (it is stopping): back in line at
+        their rank, at once rather than when their lease runs out."""
+        await self._end_leases(frozenset(job_ids))
+        await self._safe(self.store.requeue(job_ids))
 
     def report_progress(self, job_id: str, fraction: float) -> None:
         """Called on the event loop (the worker hops threads) as the engine steps."""
@@ -1360,7 +1372,7 @@ class RestyleService:
                         log.warning("job %s: could not store the result (%s); retrying in %.1f s", output.job_id, exc, delay)
                         await asyncio.sleep(delay)
         finally:
-            await self._end_batch()
+            await self._end_leases(frozenset(output.job_id for output in outputs))
 
     async def _store_output(self, output: EngineOutput, now: float) -> None:
         job_id = output.job_id
