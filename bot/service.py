@@ -1571,6 +1571,9 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 def _open_picture(data: bytes) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
+        if img.mode == "RGB":  # what we store: convert() would only copy it (~1 ms at 512x384)
+            img.load()
+            return img
         return img.convert("RGB")
 
 
