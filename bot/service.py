@@ -1352,52 +1352,86 @@ class RestyleService:
 
     async def complete(self, outputs: list[EngineOutput]) -> None:
         """Store what the engine made and announce it. One failed job fails alone; a database
-        that is away for a moment (a restart) is retried while the lease holds the jobs."""
+        that is away for a moment (a restart) is retried while the lease holds the jobs.
+
+        First all of the batch in one transaction (one commit where each job took its own:
+        the database's thread is what a fast engine waits for); if that fails, job by job."""
         now = self.clock.now()
         if outputs:
             self._batch_seconds.append(max(o.seconds for o in outputs))
         try:
             for output in outputs:
                 self._progress.pop(output.job_id, None)
-                for delay in (*self.store_retry_s, None):
+            try:
+                prepared = [await self._prepare_output(output) for output in outputs]
+                async with self.store.db.transaction():
+                    finished = [await self._write_output(p, now) for p in prepared]
+            except (StoreError, OSError) as exc:
+                log.warning("could not store the results of jobs %s together (%s); storing them one by one",
+                            ", ".join(o.job_id for o in outputs), exc)  # fmt: skip
+            else:
+                for p, done in zip(prepared, finished):
+                    await self._announce_output(p, done)
+                return
+            for output in outputs:  # the attempt together was each job's first try
+                for attempt, delay in enumerate(self.store_retry_s, start=2):
+                    await asyncio.sleep(delay)
                     try:
                         await self._store_output(output, now)
                         break
                     except (StoreError, OSError) as exc:
-                        if delay is None:
-                            # The job stays 'running': when its lease ends (or, on SQLite, at the
-                            # next start) it goes back in line, so it is never done without a result.
-                            log.exception("could not store the result of job %s; it will run again", output.job_id)
-                            break
-                        log.warning("job %s: could not store the result (%s); retrying in %.1f s", output.job_id, exc, delay)
-                        await asyncio.sleep(delay)
+                        log.warning("job %s: could not store the result (try %d: %s)", output.job_id, attempt, exc)
+                else:
+                    # The job stays 'running': when its lease ends (or, on SQLite, at the next
+                    # start) it goes back in line, so it is never done without a result.
+                    log.error("could not store the result of job %s; it will run again", output.job_id)
         finally:
             await self._end_leases(frozenset(output.job_id for output in outputs))
 
     async def _store_output(self, output: EngineOutput, now: float) -> None:
-        job_id = output.job_id
-        record = await self.store.job(job_id)
+        prepared = await self._prepare_output(output)
+        await self._announce_output(prepared, await self._write_output(prepared, now))
+
+    async def _prepare_output(self, output: EngineOutput) -> "_PreparedOutput":
+        """Everything but the writes: the job, the safety check, the bytes to store."""
+        record = await self.store.job(output.job_id)
+        if record is None or output.picture is None:
+            return _PreparedOutput(output, record)
+        if await self._flagged(record, output.picture):
+            return _PreparedOutput(output, record, withheld=True)
+        return _PreparedOutput(output, record, stored=await asyncio.to_thread(_stored_bytes, output.picture))
+
+    async def _write_output(self, p: "_PreparedOutput", now: float) -> bool:
+        """The job's end in the database; False when this worker no longer holds it."""
+        output, record = p.output, p.record
         if record is None:
-            return
-        if output.picture is not None and await self._flagged(record, output.picture):
-            log.warning("job %s: result withheld by the safety check", job_id)
-            finished = await self.store.mark_failed(job_id, WITHHELD, now, worker_id=self.instance_id)
-        elif output.picture is not None:
-            stored = await asyncio.to_thread(_stored_bytes, output.picture)
+            return False
+        if p.withheld:
+            return await self.store.mark_failed(output.job_id, WITHHELD, now, worker_id=self.instance_id)
+        if p.stored is not None:
             deliver_after = record.created_at + self.config.tier(record.tier).min_turnaround_s
-            finished = await self.store.finish_job(
-                job_id, self.instance_id, stored, seed=output.seed, steps=output.steps, seconds=output.seconds,
+            return await self.store.finish_job(
+                output.job_id, self.instance_id, p.stored, seed=output.seed, steps=output.steps, seconds=output.seconds,
                 deliver_after=deliver_after, now=now,
             )  # fmt: skip
+        error = output.error or "The picture engine failed on this job; try again."
+        return await self.store.mark_failed(output.job_id, error, now, worker_id=self.instance_id)
+
+    async def _announce_output(self, p: "_PreparedOutput", finished: bool) -> None:
+        """After the write is committed: logs, metrics, delivery, the job event."""
+        output, record, job_id = p.output, p.record, p.output.job_id
+        if record is None:
+            return
+        if p.withheld:
+            log.warning("job %s: result withheld by the safety check", job_id)
+        elif p.stored is not None:
             if finished:
                 log.info("job %s done in %.2f s", job_id, output.seconds)
                 self.job_seconds.observe(output.seconds)
             else:
                 log.info("job %s finished after it was cancelled (or taken over); result dropped", job_id)
         else:
-            error = output.error or "The picture engine failed on this job; try again."
-            log.warning("job %s failed: %s", job_id, error)
-            finished = await self.store.mark_failed(job_id, error, now, worker_id=self.instance_id)
+            log.warning("job %s failed: %s", job_id, output.error or "The picture engine failed on this job; try again.")
         if finished:
             if record.platform in self._frontends:
                 self._schedule_delivery(job_id)
@@ -1555,6 +1589,14 @@ def _request_key(member: Member, request_key: str | None) -> str | None:
     if len(key) > REQUEST_KEY_MAX:  # hashed, not cut: two long keys must not become one
         key = f"{member.user_id}/sha256:{hashlib.sha256(request_key.encode()).hexdigest()}"
     return key
+
+
+@dataclass
+class _PreparedOutput:
+    output: EngineOutput
+    record: JobRecord | None
+    stored: bytes | None = None  # the result picture as stored
+    withheld: bool = False  # by the safety check
 
 
 def _stored_bytes(picture: Image.Image) -> bytes:

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from bot.store import StoreError
 from tests.fakes import wait_until
 from tests.test_service import FREE, FREE2, MAX, PRO, Harness, make
 
@@ -151,4 +152,49 @@ async def test_the_pipeline_keeps_the_fair_order_and_runs_each_job_once(tmp_path
     ran = [job_id for batch in h.engine.batches for job_id in batch]
     assert ran == expected  # claimed ahead or not, the engine saw rank order
     assert sorted(d.job.id for d in h.frontend.results) == sorted(jobs)  # each delivered once
+    await h.close()
+
+
+async def test_a_batch_of_results_is_written_in_one_transaction(tmp_path, monkeypatch, backend):
+    if backend != "sqlite":
+        pytest.skip("counts SQLite's commits")
+    h = await make(tmp_path, max_batch=3)
+    jobs = [(await h.submit(member, "/restyle x")).job_id for member in (FREE, FREE2, PRO)]
+    inside: list[bool] = []
+    finish = h.store.finish_job
+
+    async def spy(*args, **kwargs):
+        inside.append(h.store.db._in_transaction.get())  # already in a transaction opened by complete()
+        return await finish(*args, **kwargs)
+
+    monkeypatch.setattr(h.store, "finish_job", spy)
+    h.start_worker()
+    await h.drain(advance=60)
+    assert h.engine.batches == [[jobs[2], jobs[0], jobs[1]]]
+    assert inside == [True, True, True]
+    assert sorted(d.job.id for d in h.frontend.results) == sorted(jobs)
+    await h.close()
+
+
+async def test_when_the_batch_cannot_be_written_together_each_job_is_tried_alone(tmp_path, monkeypatch):
+    h = await make(tmp_path, max_batch=2)
+    good = await h.submit(PRO, "/restyle good")
+    bad = await h.submit(MAX, "/restyle bad")
+    finish = h.store.finish_job
+    tries: list[str] = []
+
+    async def one_fails(job_id, *args, **kwargs):
+        tries.append(job_id)
+        if job_id == bad.job_id:
+            raise StoreError("The database refused a query: disk I/O error.")
+        return await finish(job_id, *args, **kwargs)
+
+    monkeypatch.setattr(h.store, "finish_job", one_fails)
+    h.service.store_retry_s = (0.01,)
+    h.start_worker()
+    await wait_until(lambda: tries.count(bad.job_id) == 2 and not h.worker.busy, what="two tries of the bad job")
+    assert await status(h, good.job_id) == "done"  # stored alone once the batch's transaction failed
+    assert await status(h, bad.job_id) == "running"  # left for its lease or the next start
+    await h.quiet()
+    assert [d.job.id for d in h.frontend.results] == [good.job_id]
     await h.close()
