@@ -59,6 +59,9 @@ def load_diffusers_engine(config: Config) -> RestyleEngine:
         max_batch=e.max_batch,
         turbo=e.turbo,
         local_files_only=e.local_files_only,
+        vae=e.vae,
+        tiny_vae=e.tiny_vae,
+        cudnn_benchmark=e.cudnn_benchmark,
     )
 
 

@@ -74,6 +74,9 @@ class EngineSettings:
     max_batch: int = 4  # 1..64
     turbo: bool | None = None  # None: guess from the model name
     local_files_only: bool = False  # true: never try the hub
+    vae: str = "full"  # full: the model's own VAE | tiny: tiny_vae (AutoencoderTiny), faster, coarser
+    tiny_vae: str = "madebyollin/taesd"  # hub id or folder of the AutoencoderTiny used when vae = "tiny"
+    cudnn_benchmark: bool = False  # CUDA: let cuDNN time its convolution kernels per shape
 
 
 @dataclass(frozen=True)
@@ -435,6 +438,9 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "max_batch": _whole(1, 64),
             "turbo": _flag,
             "local_files_only": _flag,
+            "vae": _text(choices=("full", "tiny")),
+            "tiny_vae": _text(hint="a hub id like madebyollin/taesd or a local folder"),
+            "cudnn_benchmark": _flag,
         },
     ),
     "queue": (

@@ -322,6 +322,9 @@ class DiffusersEngine:
         max_batch: int = 4,
         turbo: bool | None = None,
         local_files_only: bool = False,
+        vae: str = "full",
+        tiny_vae: str = "madebyollin/taesd",
+        cudnn_benchmark: bool = False,
     ) -> "DiffusersEngine":
         """Load `model` (a hub id or a local folder) for image-to-image.
 
@@ -343,9 +346,20 @@ class DiffusersEngine:
                 pipe = AutoPipelineForImage2Image.from_pretrained(
                     str(local) if local else model, torch_dtype=torch_dtype, local_files_only=local_files_only
                 )
+        except Exception as exc:
+            raise _load_failure(model, local, exc, local_files_only) from exc
+        if vae == "tiny":
+            pipe.vae = _load_tiny_vae(tiny_vae, torch_dtype, local_files_only)
+        elif vae != "full":
+            raise ModelLoadError(f"[engine] vae '{vae}' is not one of full or tiny; fix [engine] vae.")
+        try:
             pipe = pipe.to(resolved_device)
         except Exception as exc:
             raise _load_failure(model, local, exc, local_files_only) from exc
+        if cudnn_benchmark and resolved_device.startswith("cuda"):
+            # Process-wide: picks the fastest convolution kernels per input shape, timed on
+            # first use; batches by size (api.batch_key) keep the set of shapes small.
+            torch.backends.cudnn.benchmark = True
         pipe.set_progress_bar_config(disable=True)
 
         is_turbo = looks_turbo(model, pipe.scheduler.config) if turbo is None else turbo
@@ -520,13 +534,31 @@ class DiffusersEngine:
         image = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         image = (2.0 * image - 1.0).to(dtype=vae.dtype)
         with torch.no_grad():
-            dist = vae.encode(image).latent_dist
+            encoded = vae.encode(image)
+        if not hasattr(encoded, "latent_dist"):  # AutoencoderTiny: latents, nothing to sample
+            return vae.config.scaling_factor * encoded.latents
+        dist = encoded.latent_dist
         samples = []
         for i, generator in enumerate(generators):
             mean, std = dist.mean[i : i + 1], dist.std[i : i + 1]
             noise = randn_like_diffusers(mean, generator)
             samples.append(mean + std * noise)
         return vae.config.scaling_factor * torch.cat(samples)
+
+
+def _load_tiny_vae(name: str, torch_dtype: torch.dtype, local_files_only: bool) -> Any:
+    from diffusers import AutoencoderTiny
+
+    folder = Path(name).expanduser() if _looks_like_path(name) else None
+    try:
+        return AutoencoderTiny.from_pretrained(
+            str(folder) if folder else name, torch_dtype=torch_dtype, local_files_only=local_files_only
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load the tiny VAE '{name}' set in [engine] tiny_vae ({_first_line(exc)}); "
+            "set it to an AutoencoderTiny such as madebyollin/taesd, or set [engine] vae to full."
+        ) from exc
 
 
 class PromptEmbeddings:

@@ -243,6 +243,33 @@ def test_a_batch_is_vae_encoded_in_one_call(tiny_engine):
     assert sizes == [3]  # diffusers, given one generator per picture, encodes them one by one
 
 
+def test_the_tiny_vae_option_loads_and_runs(tiny_model_dir, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    from engine.testmodel import make_test_tiny_vae
+
+    folder = make_test_tiny_vae(tmp_path / "taesd")
+    engine = DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, vae="tiny", tiny_vae=str(folder))
+    assert isinstance(engine.pipe.vae, AutoencoderTiny)
+    jobs = [job("a", seed=1), job("b", seed=2, picture=picture(3, (64, 128)))]
+    outputs = engine.run(jobs)
+    assert [o.error for o in outputs] == [None, None]
+    assert [o.picture.size for o in outputs] == [(64, 64), (64, 128)]
+    (again,) = engine.run([jobs[0]])
+    assert np.array_equal(pixels(again.picture), pixels(outputs[0].picture))  # seeds still repeat
+
+
+def test_a_missing_tiny_vae_names_the_setting(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match=r"\[engine\] tiny_vae"):
+        DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, vae="tiny", tiny_vae=str(tmp_path / "none"))
+
+
+def test_cudnn_benchmark_is_only_for_cuda(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, cudnn_benchmark=True)
+    assert torch.backends.cudnn.benchmark is False  # a CPU engine leaves the process setting alone
+
+
 def test_a_repeated_prompt_is_encoded_once(tiny_engine):
     engine = sibling(tiny_engine)
     encoded: list[int] = []
