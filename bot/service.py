@@ -1363,7 +1363,7 @@ class RestyleService:
             for output in outputs:
                 self._progress.pop(output.job_id, None)
             try:
-                prepared = [await self._prepare_output(output) for output in outputs]
+                prepared = await self._prepare_outputs(outputs)
                 async with self.store.db.transaction():
                     finished = [await self._write_output(p, now) for p in prepared]
             except (StoreError, OSError) as exc:
@@ -1392,14 +1392,46 @@ class RestyleService:
         prepared = await self._prepare_output(output)
         await self._announce_output(prepared, await self._write_output(prepared, now))
 
-    async def _prepare_output(self, output: EngineOutput) -> "_PreparedOutput":
-        """Everything but the writes: the job, the safety check, the bytes to store."""
-        record = await self.store.job(output.job_id)
+    async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list["_PreparedOutput"]:
+        """_prepare_output for a batch, with one safety-checker call for all its pictures
+        where the checker takes batches (engine.safety.SafetyChecker.check_batch)."""
+        records = [await self.store.job(output.job_id) for output in outputs]
+        check_batch = getattr(self.safety_check, "check_batch", None)
+        checked = [
+            i for i, (output, record) in enumerate(zip(outputs, records))
+            if record is not None and output.picture is not None and self._needs_check(record)
+        ]  # fmt: skip
+        verdicts: dict[int, bool] = {}
+        if check_batch is not None and checked:
+            try:
+                flags = await asyncio.to_thread(check_batch, [outputs[i].picture for i in checked])
+                verdicts = dict(zip(checked, (bool(flag) for flag in flags), strict=True))
+            except Exception:
+                # Fail closed, as for one picture: unchecked results are not sent.
+                ids = ", ".join(outputs[i].job_id for i in checked)
+                log.exception("jobs %s: the safety check failed; the results are withheld", ids)
+                verdicts = dict.fromkeys(checked, True)
+        return [
+            await self._prepare_output(output, record, verdicts.get(i)) for i, (output, record) in enumerate(zip(outputs, records))
+        ]
+
+    async def _prepare_output(
+        self, output: EngineOutput, record: JobRecord | None = None, flagged: bool | None = None
+    ) -> "_PreparedOutput":
+        """Everything but the writes: the job, the safety check (unless `flagged` is its
+        verdict already), the bytes to store."""
+        if record is None:
+            record = await self.store.job(output.job_id)
         if record is None or output.picture is None:
             return _PreparedOutput(output, record)
-        if await self._flagged(record, output.picture):
+        if flagged if flagged is not None else await self._flagged(record, output.picture):
             return _PreparedOutput(output, record, withheld=True)
         return _PreparedOutput(output, record, stored=await asyncio.to_thread(_stored_bytes, output.picture))
+
+    def _needs_check(self, record: JobRecord) -> bool:
+        if self.safety_check is None:
+            return False
+        return not (self.config.moderation.exempt_age_restricted and record.reply.get("age_restricted"))
 
     async def _write_output(self, p: "_PreparedOutput", now: float) -> bool:
         """The job's end in the database; False when this worker no longer holds it."""
@@ -1438,9 +1470,7 @@ class RestyleService:
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
     async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
-        if self.safety_check is None:
-            return False
-        if self.config.moderation.exempt_age_restricted and record.reply.get("age_restricted"):
+        if not self._needs_check(record):
             return False
         try:
             return await asyncio.to_thread(self.safety_check, picture)
