@@ -198,3 +198,32 @@ async def test_when_the_batch_cannot_be_written_together_each_job_is_tried_alone
     await h.quiet()
     assert [d.job.id for d in h.frontend.results] == [good.job_id]
     await h.close()
+
+
+async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeypatch):
+    h = await make(tmp_path)
+    jobs = [(await h.submit(member, "/restyle x")).job_id for member in (MAX, PRO, FREE, FREE2)]
+    release = asyncio.Event()
+    storing: list[str] = []
+    complete = h.service.complete
+
+    async def held_complete(outputs):
+        storing.append(outputs[0].job_id)
+        await release.wait()  # a slow database
+        await complete(outputs)
+
+    monkeypatch.setattr(h.service, "complete", held_complete)
+    try:
+        h.start_worker()
+        # Two batches' results in the database's hands at once (PostgreSQL's pool writes them
+        # side by side); the third batch ran, its results wait for a free slot.
+        await wait_until(lambda: len(storing) == 2, what="two batches being stored at once")
+        await wait_until(lambda: len(h.engine.batches) == 3 and not h.worker._in_engine, what="the third batch run")
+        await wait_until(lambda: _is(status(h, jobs[3]), "running"), what="the fourth job claimed ahead")
+        assert storing == jobs[:2] and len(h.engine.batches) == 3
+        release.set()
+        await h.drain(advance=60)
+        assert sorted(d.job.id for d in h.frontend.results) == sorted(jobs)
+    finally:
+        release.set()
+        await h.close()
