@@ -5,11 +5,13 @@ another machine can sit behind the same two calls."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from engine.api import EngineJob, EngineOutput, RestyleEngine
 
@@ -34,6 +36,13 @@ CANCELLED = "This job was cancelled."
 # compresses the pictures), and a pool runs two batches' transactions side by side; more would
 # only hold more pictures in memory.
 STORING_BEHIND = 2
+# The next batch is claimed this many claim-durations (plus CLAIM_MARGIN_S) before the running
+# batch is expected to end (its predecessor's engine time), not as soon as it starts: the
+# claim is ready in time, and a job of a higher tier that arrives meanwhile still makes the
+# next batch unless it arrives in those last milliseconds. With no engine time known yet
+# (the first batch), the claim waits for the engine to finish, as a serial worker would.
+CLAIM_LEAD = 2.0
+CLAIM_MARGIN_S = 0.005
 
 
 class Worker:
@@ -47,9 +56,15 @@ class Worker:
     wait behind more than the one batch the pipeline needs. Why a bound behind: an unbounded
     backlog of results would hold their pictures in memory."""
 
-    def __init__(self, source: BatchSource, engine: RestyleEngine) -> None:
+    def __init__(
+        self, source: BatchSource, engine: RestyleEngine, monotonic: Callable[[], float] = time.perf_counter
+    ) -> None:
         self.source = source
         self.engine = engine
+        self._monotonic = monotonic
+        self._engine_s: float | None = None  # the last batch's engine time
+        self._claim_s = 0.0  # the last claim's time
+        self._engine_idle = asyncio.Event()
         # The engine's own thread: in asyncio's shared pool a long batch would hold a thread
         # that uploads and deliveries need, and a burst of them would make the engine wait.
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
@@ -88,7 +103,8 @@ class Worker:
                 batch = await self._next(ahead)
                 if not batch:  # stopping, or the service stopped accepting work
                     break
-                ahead = asyncio.create_task(self._claim(retry_after_s), name="claim-ahead")
+                self._engine_idle.clear()
+                ahead = asyncio.create_task(self._claim_when_due(retry_after_s), name="claim-ahead")
                 await self.run_batch(batch)
         finally:
             if not ahead.done():
@@ -111,10 +127,27 @@ class Worker:
             return []  # run() gives back what the claim held
         return ahead.result()
 
+    async def _claim_when_due(self, retry_after_s: float) -> list[EngineJob]:
+        """Claim the next batch shortly before the engine is expected to be free (CLAIM_LEAD)."""
+        if self._engine_s is None:
+            await self._engine_idle.wait()
+        else:
+            due = self._engine_s - CLAIM_LEAD * self._claim_s - CLAIM_MARGIN_S
+            if due > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(due):
+                        await self._engine_idle.wait()
+        return await self._claim(retry_after_s)
+
     async def _claim(self, retry_after_s: float) -> list[EngineJob]:
         while True:
             try:
-                return await self.source.claim_batch(self.engine.max_batch)
+                started = self._monotonic()
+                batch = await self.source.claim_batch(self.engine.max_batch)
+                elapsed = self._monotonic() - started
+                if batch and elapsed < 0.5:  # a longer claim waited for work, not the database
+                    self._claim_s = elapsed
+                return batch
             except Exception:
                 # The jobs went back in the queue (a locked or full database, say); try again
                 # shortly rather than leave the GPU idle for the rest of the process's life.
@@ -131,11 +164,15 @@ class Worker:
         wanted = [job for job in batch if job.job_id not in self._cancelled]
         dropped = [EngineOutput(job.job_id, job.seed, job.steps or 0, 0.0, error=CANCELLED) for job in batch if job.job_id in self._cancelled]
         self._in_engine = True
+        started = self._monotonic()
         try:
             outputs = await self._run_engine(wanted, on_progress) if wanted else []
         finally:
             self._in_engine = False
             self._on_engine = []
+            self._engine_idle.set()
+        if wanted:
+            self._engine_s = self._monotonic() - started
         self._storing = [task for task in self._storing if not task.done()]
         while len(self._storing) >= STORING_BEHIND:
             await asyncio.gather(self._storing.pop(0), return_exceptions=True)

@@ -20,17 +20,28 @@ def backend(request, monkeypatch) -> str:
     return request.param
 
 
+async def warmed(tmp_path, **kwargs) -> Harness:
+    """A harness whose worker has run one batch: it claims ahead only once it knows how long
+    a batch takes (the first batch runs alone, as in a serial worker)."""
+    h = await make(tmp_path, **kwargs)
+    await h.submit(MAX, "/restyle warm-up")
+    h.start_worker()
+    await h.drain(advance=60)
+    h.engine.batches.clear()
+    h.frontend.results.clear()
+    return h
+
+
 async def status(h: Harness, job_id: str) -> str:
     return (await h.store.job(job_id)).status
 
 
 async def test_the_next_batch_is_claimed_while_the_engine_runs(tmp_path):
-    h = await make(tmp_path)
+    h = await warmed(tmp_path)
     h.engine.gate = threading.Event()
     try:
         first = await h.submit(FREE, "/restyle one")
         second = await h.submit(FREE2, "/restyle two")
-        h.start_worker()
         await wait_until(lambda: h.engine.batches == [[first.job_id]], what="the first batch on the engine")
         # Claimed ahead: running under this worker's lease, its picture read, before the
         # engine is free.
@@ -50,22 +61,23 @@ async def _is(value, expected) -> bool:
 
 
 async def test_results_are_stored_behind_the_next_batch(tmp_path, monkeypatch):
-    h = await make(tmp_path)
-    first = await h.submit(FREE, "/restyle one")
-    second = await h.submit(FREE2, "/restyle two")
+    h = await warmed(tmp_path)
     storing = asyncio.Event()
     release = asyncio.Event()
     complete = h.service.complete
+    held: list[str] = []
 
     async def held_complete(outputs):
-        if any(o.job_id == first.job_id for o in outputs):
+        if not held:  # the first batch after the warm-up: a slow database write
+            held.append(outputs[0].job_id)
             storing.set()
-            await release.wait()  # a slow database write for the first batch
+            await release.wait()
         await complete(outputs)
 
     monkeypatch.setattr(h.service, "complete", held_complete)
+    first = await h.submit(FREE, "/restyle one")
+    second = await h.submit(FREE2, "/restyle two")
     try:
-        h.start_worker()
         await wait_until(storing.is_set, what="the first batch's results being stored")
         # The engine does not wait for the first batch's database writes.
         await wait_until(lambda: len(h.engine.batches) == 2, what="the second batch on the engine while the first is stored")
@@ -80,12 +92,11 @@ async def test_results_are_stored_behind_the_next_batch(tmp_path, monkeypatch):
 
 
 async def test_a_cancel_reaches_a_job_claimed_ahead(tmp_path):
-    h = await make(tmp_path)
+    h = await warmed(tmp_path)
     h.engine.gate = threading.Event()
     try:
         first = await h.submit(FREE, "/restyle one")
         second = await h.submit(FREE2, "/restyle two")
-        h.start_worker()
         await wait_until(lambda: _is(status(h, second.job_id), "running"), what="the second job claimed ahead")
         assert await h.service.cancel(FREE2, second.job_id) == [second.job_id]
         assert not h.engine._interrupted.is_set()  # the engine's batch is still wanted
@@ -121,11 +132,10 @@ async def test_a_cancel_stops_the_engine_only_when_its_whole_batch_is_cancelled(
 
 
 async def test_stopping_gives_back_the_batch_claimed_ahead(tmp_path):
-    h = await make(tmp_path)
+    h = await warmed(tmp_path)
     h.engine.gate = threading.Event()
     first = await h.submit(FREE, "/restyle one")
     second = await h.submit(FREE2, "/restyle two")
-    h.start_worker()
     try:
         await wait_until(lambda: _is(status(h, second.job_id), "running"), what="the second job claimed ahead")
         h.worker.stop()
@@ -201,8 +211,7 @@ async def test_when_the_batch_cannot_be_written_together_each_job_is_tried_alone
 
 
 async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeypatch):
-    h = await make(tmp_path)
-    jobs = [(await h.submit(member, "/restyle x")).job_id for member in (MAX, PRO, FREE, FREE2)]
+    h = await warmed(tmp_path)
     release = asyncio.Event()
     storing: list[str] = []
     complete = h.service.complete
@@ -213,8 +222,10 @@ async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeyp
         await complete(outputs)
 
     monkeypatch.setattr(h.service, "complete", held_complete)
+    h.engine.gate = threading.Event()  # hold the first batch until all four are queued
+    jobs = [(await h.submit(member, "/restyle x")).job_id for member in (MAX, PRO, FREE, FREE2)]
+    h.engine.gate.set()
     try:
-        h.start_worker()
         # Two batches' results in the database's hands at once (PostgreSQL's pool writes them
         # side by side); the third batch ran, its results wait for a free slot.
         await wait_until(lambda: len(storing) == 2, what="two batches being stored at once")
