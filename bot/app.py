@@ -59,6 +59,9 @@ def load_diffusers_engine(config: Config) -> RestyleEngine:
         max_batch=e.max_batch,
         turbo=e.turbo,
         local_files_only=e.local_files_only,
+        vae=e.vae,
+        tiny_vae=e.tiny_vae,
+        cudnn_benchmark=e.cudnn_benchmark,
     )
 
 
@@ -73,12 +76,20 @@ class Health:
 
 
 def load_safety_check(config: Config) -> Callable[[Any], bool]:
-    """diffusers' safety checker from [moderation] safety_checker, on the CPU: it is small, and
-    the GPU belongs to the pipeline."""
+    """diffusers' safety checker from [moderation] safety_checker, on the engine's device (in
+    float16 on CUDA): on the CPU it took seconds a picture and capped the bot whatever the GPU;
+    the worker checks a whole batch in one call (its check_batch)."""
+    from engine.pipeline import resolve_device
     from engine.safety import load_safety_checker
 
+    device = resolve_device(config.engine.device)
+    dtype = None
+    if device.startswith("cuda"):
+        import torch
+
+        dtype = torch.float16
     return load_safety_checker(
-        config.moderation.safety_checker or "", local_files_only=config.engine.local_files_only
+        config.moderation.safety_checker or "", device=device, dtype=dtype, local_files_only=config.engine.local_files_only
     )
 
 

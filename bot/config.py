@@ -289,6 +289,11 @@ class EngineSettings:
     max_batch: Whole(1, 64) = 4
     turbo: Optional[Flag] = None  # None: guess from the model name
     local_files_only: Flag = False  # true: never try the hub
+    # full: the model's own VAE | tiny: tiny_vae (AutoencoderTiny), faster, coarser
+    vae: Annotated[str, Checked(_text(choices=("full", "tiny")))] = "full"
+    # hub id or folder of the AutoencoderTiny used when vae = "tiny"
+    tiny_vae: Annotated[str, Checked(_text(hint="a hub id like madebyollin/taesd or a local folder"))] = "madebyollin/taesd"
+    cudnn_benchmark: Flag = False  # CUDA: let cuDNN time its convolution kernels per shape
 
 
 @settings(frozen=True, config=_TABLE)

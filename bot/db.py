@@ -85,6 +85,7 @@ class SqliteDatabase(_Rows):
             # Deleted rows (purged prompts and pictures) are overwritten with zeros, not left in
             # free pages; some SQLite builds do this by default, this makes it so on all.
             await conn.execute("PRAGMA secure_delete=ON")
+            await conn.execute("PRAGMA page_size=65536")
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")

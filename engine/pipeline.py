@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections import OrderedDict
 import os
 import re
 import threading
@@ -20,6 +21,7 @@ from typing import Any, Callable, Sequence
 # image-to-image pipeline never uses; an admin reading the start-up log needs none of it.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from engine.api import (
@@ -43,6 +45,9 @@ BAD_STRENGTH = "The strength must be more than 0 and at most 1."
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 DEFAULT_MODEL = "stabilityai/sd-turbo"
 DEFAULT_GUIDANCE = 7.5  # classic Stable Diffusion; turbo-class models use 0 (no CFG)
+# Prompt embeddings kept (each 77 x hidden size in the model's dtype: ~160 KB for SD 2.x in
+# float16, so 256 take ~40 MB of device memory); members repeat prompts, styles repeat more.
+PROMPT_CACHE_SIZE = 256
 SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
@@ -338,6 +343,11 @@ class DiffusersEngine:
         self._base_scheduler = pipe.scheduler  # never run; each call gets a deep copy
         self._call_lock = threading.Lock()
         self._stop = threading.Event()
+        self.prompt_cache = PromptEmbeddings(pipe, PROMPT_CACHE_SIZE) if PromptEmbeddings.supports(pipe) else None
+        # Pictures go to the device as uint8 and are normalised, VAE-encoded (one call for the
+        # batch) and turned back into uint8 there (see _encode_on_device); False: diffusers
+        # does it all from PIL images on the CPU, as before.
+        self.device_pictures = PromptEmbeddings.supports(pipe)
         # Seeds should mean the same noise on any machine of a kind; Apple's GPU generator is
         # less settled than CPU's, so MPS draws its noise on the CPU.
         self._generator_device = "cpu" if device == "mps" else device
@@ -355,6 +365,9 @@ class DiffusersEngine:
         turbo: bool | None = None,
         local_files_only: bool = False,
         hub_probe: Callable[[], bool] = hub_reachable,
+        vae: str = "full",
+        tiny_vae: str = "madebyollin/taesd",
+        cudnn_benchmark: bool = False,
     ) -> "DiffusersEngine":
         """Load `model` (a hub id or a local folder) for image-to-image.
 
@@ -389,9 +402,20 @@ class DiffusersEngine:
                 pipe = AutoPipelineForImage2Image.from_pretrained(
                     str(local) if local else model, torch_dtype=torch_dtype, local_files_only=local_files_only
                 )
+        except Exception as exc:
+            raise _load_failure(model, local, exc, local_files_only) from exc
+        if vae == "tiny":
+            pipe.vae = _load_tiny_vae(tiny_vae, torch_dtype, local_files_only)
+        elif vae != "full":
+            raise ModelLoadError(f"[engine] vae '{vae}' is not one of full or tiny; fix [engine] vae.")
+        try:
             pipe = pipe.to(resolved_device)
         except Exception as exc:
             raise _load_failure(model, local, exc, local_files_only) from exc
+        if cudnn_benchmark and resolved_device.startswith("cuda"):
+            # Process-wide: picks the fastest convolution kernels per input shape, timed on
+            # first use; batches by size (api.batch_key) keep the set of shapes small.
+            torch.backends.cudnn.benchmark = True
         pipe.set_progress_bar_config(disable=True)
 
         is_turbo = looks_turbo(model, pipe.scheduler.config) if turbo is None else turbo
@@ -516,22 +540,140 @@ class DiffusersEngine:
             return tensors
 
         kwargs: dict[str, Any] = {
-            "prompt": [p.job.prompt for p in chunk],
-            "image": [_rgb(p.job.picture) for p in chunk],
             "strength": first.job.strength,
             "num_inference_steps": first.steps,
             "guidance_scale": self.guidance_scale,
             # One job: one generator, exactly as diffusers is called by hand with a seed.
             "generator": generators[0] if len(chunk) == 1 else generators,
-            "output_type": "pil",
+            "output_type": "pt" if self.device_pictures else "pil",
             "callback_on_step_end": step_end,
         }
-        if self.uses_cfg:
-            kwargs["negative_prompt"] = [p.job.negative_prompt or "" for p in chunk]
         with self._call_lock:
+            if self.device_pictures:
+                kwargs["image"] = self._encode_on_device(chunk, generators)
+            else:
+                kwargs["image"] = [_rgb(p.job.picture) for p in chunk]
+            if self.prompt_cache is not None:
+                embeds = [self.prompt_cache.get(p.job.prompt, p.job.negative_prompt or "", self.uses_cfg) for p in chunk]
+                kwargs["prompt_embeds"] = torch.cat([positive for positive, _ in embeds])
+                if self.uses_cfg:
+                    kwargs["negative_prompt_embeds"] = torch.cat([negative for _, negative in embeds])
+            else:
+                kwargs["prompt"] = [p.job.prompt for p in chunk]
+                if self.uses_cfg:
+                    kwargs["negative_prompt"] = [p.job.negative_prompt or "" for p in chunk]
             # Schedulers keep per-run state: every call starts from a pristine copy.
             self.pipe.scheduler = copy.deepcopy(self._base_scheduler)
-            return self.pipe(**kwargs)
+            result = self.pipe(**kwargs)
+            if self.device_pictures:
+                result.images = _to_pictures(result.images)
+            return result
+
+    def _encode_on_device(self, chunk: list[_Planned], generators: list[torch.Generator]) -> torch.Tensor:
+        """The batch's scaled VAE latents, which diffusers' img2img takes in place of pictures
+        (a 4-channel `image` skips its own encode), so the noise it then draws from each job's
+        generator follows the same draws as before.
+
+        The float ops are diffusers' own (x / 255, 2x - 1 in float32, then the model's dtype),
+        done on the device from uint8 sent through pinned memory. One VAE call for the batch
+        where diffusers, given a generator per picture, encodes one picture at a time; each
+        job's latent sample still comes from its own generator. Measured on the CPU in float32:
+        a job alone is identical; in a batch within 1 level of 255 of the one-at-a-time encode
+        (tests/test_engine.py)."""
+        vae = self.pipe.vae
+        device = self.pipe._execution_device
+        pixels = torch.from_numpy(np.stack([np.asarray(_rgb(p.job.picture)) for p in chunk]))
+        if device.type == "cuda":
+            pixels = pixels.pin_memory().to(device, non_blocking=True)
+        else:
+            pixels = pixels.to(device)
+        image = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        image = (2.0 * image - 1.0).to(dtype=vae.dtype)
+        with torch.no_grad():
+            encoded = vae.encode(image)
+        if not hasattr(encoded, "latent_dist"):  # AutoencoderTiny: latents, nothing to sample
+            return vae.config.scaling_factor * encoded.latents
+        dist = encoded.latent_dist
+        samples = []
+        for i, generator in enumerate(generators):
+            mean, std = dist.mean[i : i + 1], dist.std[i : i + 1]
+            noise = randn_like_diffusers(mean, generator)
+            samples.append(mean + std * noise)
+        return vae.config.scaling_factor * torch.cat(samples)
+
+
+def _load_tiny_vae(name: str, torch_dtype: torch.dtype, local_files_only: bool) -> Any:
+    from diffusers import AutoencoderTiny
+
+    folder = Path(name).expanduser() if _looks_like_path(name) else None
+    try:
+        return AutoencoderTiny.from_pretrained(
+            str(folder) if folder else name, torch_dtype=torch_dtype, local_files_only=local_files_only
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"Could not load the tiny VAE '{name}' set in [engine] tiny_vae ({_first_line(exc)}); "
+            "set it to an AutoencoderTiny such as madebyollin/taesd, or set [engine] vae to full."
+        ) from exc
+
+
+class PromptEmbeddings:
+    """The text encoder's output per (prompt, negative prompt), least recently used dropped
+    first, passed to diffusers as prompt_embeds: the text encoder (~280 kernel launches, 6-14 ms
+    of host time a call on a GPU) then runs once per new prompt, not on every call.
+
+    Exact: the pipeline computes the same per-prompt rows itself (measured on the CPU: the
+    pictures are identical to passing the prompts; tests/test_engine.py checks it). Used by
+    the engine under its call lock only, so it needs no lock of its own."""
+
+    def __init__(self, pipe: Any, size: int) -> None:
+        self.pipe = pipe
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, bool], tuple[Any, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def supports(pipe: Any) -> bool:
+        """Stable Diffusion 1.x/2.x image-to-image (encode_prompt returns the two tensors this
+        class passes back); other pipelines (SDXL: pooled embeddings too) get their prompts."""
+        from diffusers import StableDiffusionImg2ImgPipeline
+
+        return isinstance(pipe, StableDiffusionImg2ImgPipeline)
+
+    def get(self, prompt: str, negative_prompt: str, cfg: bool) -> tuple[Any, Any]:
+        key = (prompt, negative_prompt if cfg else "", cfg)
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found
+        self.misses += 1
+        with torch.no_grad():
+            positive, negative = self.pipe.encode_prompt(
+                prompt, self.pipe._execution_device, 1, cfg, negative_prompt if cfg else None
+            )
+        self._entries[key] = (positive, negative)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return positive, negative
+
+
+def randn_like_diffusers(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The normal draw DiagonalGaussianDistribution.sample makes for `like` (its mean)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def _to_pictures(images: torch.Tensor) -> list[Any]:
+    """diffusers' output_type="pt" (denormalised to 0..1, in the model's dtype) to PIL, with
+    the ops of its "pil" path — .float(), x 255, round half to even, uint8 — done on the
+    device, so only uint8 crosses back."""
+    from PIL import Image
+
+    as_uint8 = (images.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(array) for array in as_uint8]
 
 
 def _rgb(picture: Any) -> Any:

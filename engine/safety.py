@@ -18,12 +18,51 @@ from engine.api import ModelLoadError  # noqa: E402
 
 log = logging.getLogger("engine.safety")
 
-SafetyCheck = Callable[[Image.Image], bool]
+SafetyCheck = Callable[[Image.Image], bool]  # a SafetyChecker is one, with check_batch too
 
 
-def load_safety_checker(model: str, *, device: str = "cpu", local_files_only: bool = False) -> SafetyCheck:
+class SafetyChecker:
+    """Called with one picture (True: withhold it), or `check_batch` with a batch's pictures:
+    one checker call for all of them, on the engine's device."""
+
+    def __init__(self, checker, processor, device: str) -> None:
+        self.checker = checker
+        self.processor = processor
+        self.device = device
+        self.dtype = next(checker.parameters()).dtype
+        self._lock = threading.Lock()  # one call at a time; the checker is small next to the pipeline
+
+    def __call__(self, picture: Image.Image) -> bool:
+        return self.check_batch([picture])[0]
+
+    def check_batch(self, pictures: list[Image.Image]) -> list[bool]:
+        if not pictures:
+            return []
+        rgb = [picture.convert("RGB") for picture in pictures]
+        inputs = self.processor(images=rgb, return_tensors="pt")
+        with self._lock, torch.no_grad():
+            clip_input = inputs.pixel_values.to(self.device, dtype=self.dtype)
+            flags: list[bool] = []
+            # Same size pictures share one array (the checker only reads `images` to blank the
+            # flagged ones); mixed sizes cannot stack, so each group of a size goes together.
+            by_size: dict[tuple[int, int], list[int]] = {}
+            for index, picture in enumerate(rgb):
+                by_size.setdefault(picture.size, []).append(index)
+            verdicts: dict[int, bool] = {}
+            for indices in by_size.values():
+                pixels = np.stack([np.asarray(rgb[i], dtype=np.float32) / 255.0 for i in indices])
+                _, has_nsfw = self.checker(images=pixels, clip_input=clip_input[indices])
+                verdicts.update((i, bool(flag)) for i, flag in zip(indices, has_nsfw))
+            flags = [verdicts[i] for i in range(len(rgb))]
+        return flags
+
+
+def load_safety_checker(
+    model: str, *, device: str = "cpu", dtype: torch.dtype | None = None, local_files_only: bool = False
+) -> SafetyChecker:
     """`model`: e.g. "CompVis/stable-diffusion-safety-checker" or a folder holding the checker
-    and its image processor (preprocessor_config.json)."""
+    and its image processor (preprocessor_config.json). `device`: where the engine runs (the
+    checker is a CLIP vision model: seconds a picture on a busy CPU, milliseconds on a GPU)."""
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPImageProcessor
 
@@ -36,15 +75,5 @@ def load_safety_checker(model: str, *, device: str = "cpu", local_files_only: bo
             f"({type(exc).__name__}); set it to a folder or hub id holding diffusers' safety checker, "
             "or remove the key to turn the check off."
         ) from exc
-    checker = checker.to(device).eval()
-    lock = threading.Lock()  # one result at a time; the checker is small next to the pipeline
-
-    def flagged(picture: Image.Image) -> bool:
-        rgb = picture.convert("RGB")
-        inputs = processor(images=[rgb], return_tensors="pt")
-        pixels = np.asarray(rgb, dtype=np.float32)[None] / 255.0
-        with lock, torch.no_grad():
-            _, has_nsfw = checker(images=pixels, clip_input=inputs.pixel_values.to(device))
-        return bool(has_nsfw[0])
-
-    return flagged
+    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)
+    return SafetyChecker(checker.eval(), processor, device)

@@ -143,3 +143,23 @@ def make_test_model(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     build_test_pipeline().save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def make_test_tiny_vae(folder: Path) -> Path:
+    """A random-weight AutoencoderTiny (the kind [engine] vae = "tiny" loads, like
+    madebyollin/taesd) with narrow channels, written to `folder` with save_pretrained; it
+    downsamples 8x like the full test VAE, so it fits the test pipeline's UNet."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    ).save_pretrained(folder, safe_serialization=True)
+    return folder

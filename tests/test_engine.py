@@ -54,7 +54,7 @@ class CallSpy:
         monkeypatch.setattr(type(engine.pipe), "__call__", spy)
 
     def sizes(self) -> list[int]:
-        return [len(call["prompt"]) for call in self.calls]
+        return [len(call["image"]) for call in self.calls]
 
 
 def sibling(engine: DiffusersEngine, **changes) -> DiffusersEngine:
@@ -192,6 +192,108 @@ def test_same_job_in_a_batch_of_three_matches_it_alone(tiny_engine, monkeypatch)
     assert int(np.abs(pixels(batch[0].picture) - pixels(alone.picture)).max()) > 20  # not the same picture
 
 
+def test_cached_prompt_embeddings_give_the_pictures_prompts_give(tiny_engine):
+    """Alone, a job's picture is identical with the cache and without. In a batch the text
+    encoder used to see all the prompts at once and now sees each alone: measured here, at most
+    1 level of 255 apart, the same float rounding as a job alone vs in a batch (BATCH_TOLERANCE)."""
+    jobs = [
+        job("a", prompt="an oil painting", seed=3, negative_prompt="blurry"),
+        job("b", prompt="a pencil sketch", seed=4, picture=picture(5)),
+        job("c", prompt="an oil painting", seed=5, picture=picture(6), negative_prompt="dark"),
+    ]
+    uncached = sibling(tiny_engine)
+    uncached.prompt_cache = None  # diffusers encodes the prompts itself, as before the cache
+    cached = sibling(tiny_engine)
+    for one in jobs:
+        (want,) = uncached.run([one])
+        (got,) = cached.run([one])
+        assert np.array_equal(pixels(got.picture), pixels(want.picture))  # identical, not close
+    expected = uncached.run(jobs)
+    warm = cached.run(jobs)  # every prompt cached by now
+    for want, got in zip(expected, warm):
+        assert int(np.abs(pixels(got.picture) - pixels(want.picture)).max()) <= BATCH_TOLERANCE
+
+
+def test_the_device_path_gives_the_pictures_of_the_pil_path(tiny_engine):
+    """Today's engine (PIL in and out, diffusers encoding each picture alone, prompts as text)
+    against the default one: a job alone is identical; a batch within BATCH_TOLERANCE (the
+    batched VAE encode rounds like any batched convolution; measured: at most 1 level)."""
+    before = sibling(tiny_engine)
+    before.prompt_cache, before.device_pictures = None, False
+    now = sibling(tiny_engine)
+    jobs = [job("a", seed=11), job("b", prompt="ink", seed=12, picture=picture(8)), job("c", seed=13, picture=picture(9))]
+    for one in jobs:
+        (want,) = before.run([one])
+        (got,) = now.run([one])
+        assert np.array_equal(pixels(got.picture), pixels(want.picture))
+    differences = [int(np.abs(pixels(g.picture) - pixels(w.picture)).max()) for w, g in zip(before.run(jobs), now.run(jobs))]
+    print(f"device path vs PIL path, batch of 3: max abs pixel differences {differences}")
+    assert max(differences) <= BATCH_TOLERANCE
+
+
+def test_a_batch_is_vae_encoded_in_one_call(tiny_engine):
+    engine = sibling(tiny_engine)
+    sizes: list[int] = []
+    hook = engine.pipe.vae.encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    try:
+        outputs = engine.run([job("a", seed=1), job("b", seed=2), job("c", seed=3)])
+    finally:
+        hook.remove()
+    assert all(o.picture is not None for o in outputs)
+    assert sizes == [3]  # diffusers, given one generator per picture, encodes them one by one
+
+
+def test_the_tiny_vae_option_loads_and_runs(tiny_model_dir, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    from engine.testmodel import make_test_tiny_vae
+
+    folder = make_test_tiny_vae(tmp_path / "taesd")
+    engine = DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, vae="tiny", tiny_vae=str(folder))
+    assert isinstance(engine.pipe.vae, AutoencoderTiny)
+    jobs = [job("a", seed=1), job("b", seed=2, picture=picture(3, (64, 128)))]
+    outputs = engine.run(jobs)
+    assert [o.error for o in outputs] == [None, None]
+    assert [o.picture.size for o in outputs] == [(64, 64), (64, 128)]
+    (again,) = engine.run([jobs[0]])
+    assert np.array_equal(pixels(again.picture), pixels(outputs[0].picture))  # seeds still repeat
+
+
+def test_a_missing_tiny_vae_names_the_setting(tiny_model_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match=r"\[engine\] tiny_vae"):
+        DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, vae="tiny", tiny_vae=str(tmp_path / "none"))
+
+
+def test_cudnn_benchmark_is_only_for_cuda(tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, cudnn_benchmark=True)
+    assert torch.backends.cudnn.benchmark is False  # a CPU engine leaves the process setting alone
+
+
+def test_a_repeated_prompt_is_encoded_once(tiny_engine):
+    engine = sibling(tiny_engine)
+    encoded: list[int] = []
+    hook = engine.pipe.text_encoder.register_forward_hook(lambda module, args, out: encoded.append(args[0].shape[0]))
+    try:
+        engine.run([job("1", prompt="a cat"), job("2", prompt="a dog")])
+        after_first = len(encoded)
+        engine.run([job("3", prompt="a dog", seed=1), job("4", prompt="a cat", seed=2)])
+    finally:
+        hook.remove()
+    assert after_first > 0
+    assert len(encoded) == after_first  # the second run encoded nothing
+    assert engine.prompt_cache.hits >= 2
+
+
+def test_the_prompt_cache_drops_the_least_recently_used(tiny_engine):
+    engine = sibling(tiny_engine)
+    engine.prompt_cache.size = 2
+    for prompt in ("one", "two", "one", "three"):
+        engine.run([job(prompt, prompt=prompt)])
+    kept = [key[0] for key in engine.prompt_cache._entries]
+    assert kept == ["one", "three"]
+
+
 def test_different_prompts_make_different_pictures(tiny_engine):
     cat, dog = tiny_engine.run([job("c", prompt="a cat"), job("d", prompt="a dog")])
     assert not np.array_equal(pixels(cat.picture), pixels(dog.picture))
@@ -223,10 +325,10 @@ def test_jobs_are_grouped_by_size_and_chunked_by_max_batch(tiny_engine, monkeypa
     assert all(o.error is None for o in outputs)
     assert [o.picture.size for o in outputs] == [j.picture.size for j in jobs]
     assert spy.sizes() == [2, 2, 1, 2]  # five squares in chunks of 2, then the two tall ones
-    assert [img.size for img in spy.calls[3]["image"]] == [(64, 128)] * 2
+    assert tuple(spy.calls[3]["image"].shape) == (2, 4, 16, 8)  # the tall ones' latents: 128 high, 64 wide
     assert isinstance(spy.calls[2]["generator"], torch.Generator)  # a lone job: one generator
     assert isinstance(spy.calls[0]["generator"], list) and len(spy.calls[0]["generator"]) == 2
-    assert spy.calls[0]["negative_prompt"] == ["", ""]  # CFG is on: negative prompts go along
+    assert spy.calls[0]["negative_prompt_embeds"].shape[0] == 2  # CFG is on: negative prompts go along
 
 
 def test_turbo_engine_sends_no_negative_prompt(tiny_engine, monkeypatch):
@@ -234,7 +336,8 @@ def test_turbo_engine_sends_no_negative_prompt(tiny_engine, monkeypatch):
     spy = CallSpy(monkeypatch, engine)
     (out,) = engine.run([job("n", negative_prompt="blurry")])
     assert out.picture is not None
-    assert "negative_prompt" not in spy.calls[0] and spy.calls[0]["guidance_scale"] == 0.0
+    assert "negative_prompt" not in spy.calls[0] and "negative_prompt_embeds" not in spy.calls[0]
+    assert spy.calls[0]["guidance_scale"] == 0.0
 
 
 def test_too_few_steps_for_the_strength_are_raised(tiny_engine, monkeypatch):

@@ -52,6 +52,56 @@ def test_the_checkers_verdict_is_what_the_bot_gets(tmp_path, flags):
     assert [flagged(picture) for picture in pictures] == [flags, flags]
 
 
+def test_a_batch_is_checked_in_one_call_with_the_verdicts_of_one_at_a_time(tmp_path):
+    import numpy as np
+
+    from engine.safety import load_safety_checker
+
+    check = load_safety_checker(str(make_tiny_safety_checker(tmp_path / "c")), local_files_only=True)
+    rng = np.random.default_rng(1)
+    pictures = [Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    pictures.append(Image.new("RGB", (40, 72), (250, 250, 250)))  # another size in the same batch
+    alone = [check(picture) for picture in pictures]
+    calls: list[int] = []
+    hook = check.checker.vision_model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        together = check.check_batch(pictures)
+    finally:
+        hook.remove()
+    assert together == alone
+    assert calls == [3, 1]  # one call per picture size, not one per picture
+
+
+async def test_the_worker_checks_a_batch_of_results_in_one_call(tmp_path):
+    from tests.test_service import FREE, FREE2, PRO, make
+
+    class BatchChecker:
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def __call__(self, picture) -> bool:
+            raise AssertionError("checked one picture at a time")
+
+        def check_batch(self, pictures) -> list[bool]:
+            self.batches.append(len(pictures))
+            return [False, True, False][: len(pictures)]
+
+    h = await make(tmp_path, max_batch=3)
+    checker = BatchChecker()
+    h.service.safety_check = checker
+    try:
+        jobs = [(await h.submit(member, "/restyle x")).job_id for member in (PRO, FREE, FREE2)]
+        h.start_worker()
+        await h.drain(advance=60)
+        assert checker.batches == [3]
+        statuses = [(await h.store.job(j)).status for j in h.engine.batches[0]]
+        assert statuses == ["done", "failed", "done"]  # the second verdict withheld the second result
+        assert len(h.frontend.results) == 2
+        assert sorted(jobs) == sorted(h.engine.batches[0])
+    finally:
+        await h.close()
+
+
 def test_missing_safety_checker_names_the_setting(tmp_path):
     from engine.safety import load_safety_checker
 
