@@ -280,7 +280,16 @@ class FakeDiscord:
     def message(self, channel_id: int, *, content: str = "", author: dict[str, Any] | None = None,
                 attachments: list[dict[str, Any]] | None = None, embeds: list[dict[str, Any]] | None = None,
                 guild_id: int | None = None, components: list[dict[str, Any]] | None = None,
-                message_id: int | None = None, flags: int = 0, store: bool = True) -> dict[str, Any]:  # fmt: skip
+                message_id: int | None = None, flags: int = 0, store: bool = True,
+                reply_to: dict[str, Any] | None = None, reply_ping: bool = True) -> dict[str, Any]:  # fmt: skip
+        """A message. `mentions` is filled as Discord does: every `<@id>` in the content, and, for a
+        reply (`reply_to`) that keeps its ping (the client's default), the replied-to author too,
+        although the text never names them (discord-api-docs, Message Object: "mentions";
+        Message Reference: a reply with the ping on notifies the referenced author)."""
+        mentioned = [self.user(int(i)) if str(i) != self.bot_user["id"] else self.bot_user
+                     for i in dict.fromkeys(re.findall(r"<@!?(\d+)>", content))]  # fmt: skip
+        if reply_to is not None and reply_ping and all(u["id"] != reply_to["author"]["id"] for u in mentioned):
+            mentioned.append(reply_to["author"])
         msg = {
             "id": str(message_id or self.new_id()),
             "channel_id": str(channel_id),
@@ -289,7 +298,7 @@ class FakeDiscord:
             "author": author or self.bot_user,
             "embeds": embeds or [],
             "attachments": attachments or [],
-            "mentions": [],
+            "mentions": mentioned,
             "mention_roles": [],
             "mention_everyone": False,
             "pinned": False,
@@ -301,6 +310,11 @@ class FakeDiscord:
         }
         if guild_id:
             msg["guild_id"] = str(guild_id)
+        if reply_to is not None:
+            msg["type"] = 19  # REPLY
+            msg["message_reference"] = {"message_id": reply_to["id"], "channel_id": reply_to["channel_id"],
+                                        **({"guild_id": str(guild_id)} if guild_id else {})}  # fmt: skip
+            msg["referenced_message"] = reply_to
         if store:
             self.messages[int(msg["id"])] = msg
         return msg

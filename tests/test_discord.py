@@ -738,6 +738,30 @@ async def test_a_mention_where_the_bot_may_not_post_is_answered_by_dm(h):
     assert await h.jobs() == []
 
 
+async def test_a_reply_to_the_bot_with_the_ping_left_on_is_not_a_request(h):
+    await h.start("message_replies = true")
+    result = h.fake.message(CHANNEL, guild_id=GUILD, content=f"<@{USER}> here it is",
+                            attachments=[h.fake.attachment(picture_bytes()), h.fake.attachment(picture_bytes())])  # fmt: skip
+    thanks = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"), content="thanks, love it!",
+                            reply_to=result)  # fmt: skip
+    assert thanks["mentions"] == [h.fake.bot_user]  # Discord's doing: the reply kept its ping
+    await h.fake.message_create(thanks)
+    await h.messages_handled(1)
+    assert await h.jobs() == []
+    assert not h.fake.find("POST", r"^/channels/")
+
+
+async def test_a_reply_that_names_the_bot_in_its_text_is_a_request(h):
+    await h.start("message_replies = true")
+    result = h.fake.message(CHANNEL, guild_id=GUILD, attachments=[h.fake.attachment(picture_bytes())])
+    again = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                           content=f"<@{h.fake.bot_user['id']}> watercolor", reply_to=result, reply_ping=False)  # fmt: skip
+    await h.fake.message_create(again)
+    await h.messages_handled(1)
+    await wait_until(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the status reply")
+    assert len(await h.jobs()) == 1
+
+
 async def test_mentions_are_ignored_when_replies_are_off(h):
     await h.start()
     mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER), content=f"<@{h.fake.bot_user['id']}> hi",

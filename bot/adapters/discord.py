@@ -770,7 +770,7 @@ class DiscordAdapter:
         client = self.client
         if not self.config.discord.message_replies or client is None or client.user is None:
             return
-        if message.author.bot or client.user not in message.mentions:
+        if message.author.bot or not _addresses_bot(message, client.user.id):
             return
         refused = self.service.admit(self._member(message.author))
         if refused is not None:
@@ -1113,6 +1113,17 @@ def _refusal_text(refused: Refused, example: str = f"`{EXAMPLE}`") -> str:
     if refused.reason in ("command", "picture"):
         return f"{refused.text}\nFor example: {example}"
     return refused.text
+
+
+def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
+    """Only a mention written in the text is a request: `message.mentions` also holds the
+    replied-to author when a reply keeps its ping (the default), so "thanks!" under a result
+    would otherwise start a paid job. The bot's managed role counts too (a role mention in the
+    text is how members pick it from the @ menu in some servers)."""
+    if re.search(rf"<@!?{bot_id}>", message.content):  # what raw_mentions reads, for any id length
+        return True
+    role = message.guild.self_role if message.guild is not None else None
+    return role is not None and role.id in message.raw_role_mentions
 
 
 def _pictures_in(message: discord.Message) -> list[_Picture]:
