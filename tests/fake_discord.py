@@ -88,6 +88,8 @@ _SNOWFLAKES = itertools.count(900_000_000_000_000_001)
 class FakeDiscord:
     def __init__(self, *, clock: Any = None, app_id: int = 4242, bot_id: int = 4242, size_limit: int = DEFAULT_SIZE_LIMIT):
         self.user_entitlements: dict[int, list[dict[str, Any]]] = {}  # sent with each interaction of that user
+        self.entitlements: dict[int, dict[str, Any]] = {}  # the application's, as GET .../entitlements lists them
+        self.skus: dict[int, dict[str, Any]] = {}  # the application's SKUs (GET .../skus)
         self.clock = clock  # with now(): interaction tokens expire TOKEN_TTL_S after they were dispatched
         self.app_id = app_id
         self.bot_user = {"id": str(bot_id), "username": "restyle", "discriminator": "0", "avatar": None, "bot": True,
@@ -337,7 +339,9 @@ class FakeDiscord:
                         "permission_overwrites": [], "nsfw": False},  # fmt: skip
             "app_permissions": "562949953421311",
             "locale": "en-US",
-            "entitlements": list(self.user_entitlements.get(user_id, [])),
+            # the invoking user's entitlements in force (discord-api-docs, Interaction Object: entitlements)
+            "entitlements": list(self.user_entitlements[user_id] if user_id in self.user_entitlements
+                                 else self._list_entitlements({"user_id": str(user_id), "exclude_ended": "1"})),
             "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)},
             "context": 0 if guild_id else 1,
             "attachment_size_limit": size_limit or self.size_limit,
@@ -434,24 +438,55 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
+    def sku(self, sku_id: int, *, kind: int = 5, published: bool = True, name: str = "Pro") -> dict[str, Any]:
+        """An SKU of this application, as `GET /applications/{id}/skus` lists it (type 5:
+        subscription, 6: its group, 2: durable, 3: consumable; flag 1 << 2: AVAILABLE, i.e.
+        published; discord-api-docs SKU Object)."""
+        payload = {"id": str(sku_id), "type": kind, "application_id": str(self.app_id), "name": name,
+                   "slug": name.lower(), "flags": (1 << 2) if published else 0}  # fmt: skip
+        self.skus[int(sku_id)] = payload
+        return payload
+
     def entitlement(self, user_id: int, sku_id: int, *, ends_at: float | None = None, starts_at: float | None = None,
-                    deleted: bool = False, entitlement_id: int | None = None) -> dict[str, Any]:  # fmt: skip
-        """An entitlement payload, as Discord sends it after a purchase (type 8: application subscription)."""
+                    deleted: bool = False, entitlement_id: int | None = None, kind: int = 8) -> dict[str, Any]:  # fmt: skip
+        """An entitlement, as Discord keeps it after a purchase, and registered so that
+        `GET /applications/{id}/entitlements` lists it. Type 8: application subscription, 1: a
+        one-time purchase, 4: a test entitlement (no starts_at / ends_at: "Not present when using
+        test entitlements", discord.py Entitlement). Since the 2024 entitlement migration a live
+        subscription entitlement has `ends_at` null ("granted indefinitely",
+        discord-api-docs Entitlement Object / change log 2024-10); `end_subscription` sets it."""
         def iso(t: float) -> str:
             return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
         payload: dict[str, Any] = {"id": str(entitlement_id or self.new_id()), "sku_id": str(sku_id),
-                                   "application_id": str(self.app_id), "user_id": str(user_id), "type": 8,
-                                   "deleted": deleted}  # fmt: skip
-        if starts_at is not None:
+                                   "application_id": str(self.app_id), "user_id": str(user_id), "type": kind,
+                                   "deleted": deleted, "consumed": False}  # fmt: skip
+        if starts_at is not None and kind != 4:
             payload["starts_at"] = iso(starts_at)
-        if ends_at is not None:
+        if ends_at is not None and kind != 4:
             payload["ends_at"] = iso(ends_at)
+        self.entitlements[int(payload["id"])] = payload
         return payload
 
     async def entitlement_event(self, kind: str, entitlement: dict[str, Any]) -> None:
-        """ENTITLEMENT_CREATE / _UPDATE / _DELETE on the gateway (kind: create, update, delete)."""
+        """ENTITLEMENT_CREATE / _UPDATE / _DELETE on the gateway (kind: create, update, delete).
+        An UPDATE comes only when a subscription ends, with its `ends_at` (discord-api-docs Gateway
+        Events, Entitlement Update: "when a user's subscription ends"); a renewal sends nothing."""
+        if kind == "update":
+            assert entitlement.get("ends_at"), "Discord sends ENTITLEMENT_UPDATE only with the subscription's end"
+        if kind == "delete":
+            entitlement = {**entitlement, "deleted": True}
+        self.entitlements[int(entitlement["id"])] = entitlement
         await self.dispatch(f"ENTITLEMENT_{kind.upper()}", entitlement)
+
+    async def end_subscription(self, entitlement: dict[str, Any], at: float, *, send: bool = True) -> dict[str, Any]:
+        """The subscription ran out at `at` (cancelled, then its period passed): `ends_at` is set and
+        an ENTITLEMENT_UPDATE is sent (`send=False`: the bot was not connected to get it)."""
+        ended = {**entitlement, "ends_at": datetime.fromtimestamp(at, timezone.utc).isoformat()}
+        self.entitlements[int(ended["id"])] = ended
+        if send:
+            await self.entitlement_event("update", ended)
+        return ended
 
     async def message_create(self, msg: dict[str, Any]) -> None:
         await self.dispatch("MESSAGE_CREATE", msg)
@@ -491,7 +526,7 @@ class FakeDiscord:
                 call.status = failure.status
                 return self._json(failure.body, failure.status, failure.headers)
         try:
-            status, answer = self._handle(request.method, path, body, files)
+            status, answer = self._handle(request.method, path, body, files, dict(request.query))
         except _Error as exc:
             status, answer = exc.status, {"message": exc.message, "code": exc.code}
         call.status = status
@@ -522,7 +557,9 @@ class FakeDiscord:
         raw = await request.read()
         return (json.loads(raw) if raw else None), files
 
-    def _handle(self, method: str, path: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
+    def _handle(self, method: str, path: str, body: Any, files: list[tuple[str, bytes, str]],
+                query: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+        query = query or {}
         parts = path.strip("/").split("/")
         route = (method, *parts)
         if route == ("GET", "users", "@me"):
@@ -543,6 +580,12 @@ class FakeDiscord:
             return 200, synced
         if method == "GET" and parts[0] == "applications" and parts[-1] == "commands":
             return 200, self.commands.get(parts[3] if len(parts) == 5 else "global", [])
+        if route == ("GET", "applications", str(self.app_id), "skus"):
+            return 200, list(self.skus.values())
+        if route == ("GET", "applications", str(self.app_id), "entitlements"):
+            return 200, self._list_entitlements(query)
+        if method == "POST" and parts[:3] == ["applications", str(self.app_id), "entitlements"] and parts[-1] == "consume":
+            return self._consume(int(parts[3]))
         if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[2], body, files)
         if parts[0] == "webhooks":
@@ -556,6 +599,43 @@ class FakeDiscord:
         if method == "GET" and parts[0] == "users":
             return 200, self.user(int(parts[1]))
         raise _Error(404, f"the fake has no route {method} {path}", 0)
+
+    def _list_entitlements(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /applications/{id}/entitlements (discord-api-docs, List Entitlements): ascending by
+        id after `after`, at most `limit` (1-100); `exclude_ended` drops those whose ends_at has
+        passed, `exclude_deleted` (default true) the deleted ones."""
+        limit = int(query.get("limit", 100))
+        if not 1 <= limit <= 100:
+            raise _Error(400, "Invalid Form Body (limit)", 50035)
+        if "after" in query and "before" in query:
+            raise _Error(400, "Invalid Form Body (before and after)", 50035)
+        users = {query["user_id"]} if "user_id" in query else None
+        skus = set(query["sku_ids"].split(",")) if query.get("sku_ids") else None
+        out = []
+        for eid in sorted(self.entitlements):
+            e = self.entitlements[eid]
+            if "after" in query and eid <= int(query["after"]) or "before" in query and eid >= int(query["before"]):
+                continue
+            if users is not None and e.get("user_id") not in users or skus is not None and e["sku_id"] not in skus:
+                continue
+            if query.get("exclude_deleted", "1") in ("1", "true") and e.get("deleted"):
+                continue
+            ends = e.get("ends_at")
+            if query.get("exclude_ended") in ("1", "true") and ends and datetime.fromisoformat(ends).timestamp() <= self.now():
+                continue
+            out.append(e)
+        return out[-limit:] if "before" in query else out[:limit]
+
+    def _consume(self, entitlement_id: int) -> tuple[int, Any]:
+        """POST .../entitlements/{id}/consume: only for an entitlement of a consumable SKU
+        (discord-api-docs, Consume an Entitlement: "For One-Time Purchase consumable SKUs")."""
+        entitlement = self.entitlements.get(entitlement_id)
+        if entitlement is None or entitlement.get("deleted"):
+            raise _Error(404, "Unknown Entitlement", 10069)
+        if (self.skus.get(int(entitlement["sku_id"])) or {}).get("type") != 3:
+            raise _Error(400, "Only consumable SKU entitlements can be consumed", 50035)
+        self.entitlements[entitlement_id] = {**entitlement, "consumed": True}
+        return 204, None
 
     def _callback(self, token: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
         info = self._token(token)

@@ -333,6 +333,7 @@ class DiscordAdapter:
         self._task.add_done_callback(self._connection_ended)
         log.info("connected to Discord as %s", client.user)
         await self._sync_commands(client.tree)
+        await self.upgrades.reconcile(client)
 
     def _connection_ended(self, task: asyncio.Task[None]) -> None:
         # discord.py reconnects by itself; it only gives up on what a retry cannot fix (a revoked
