@@ -26,6 +26,10 @@ from aiohttp import WSMsgType, web
 
 API = "/api/v10"
 TOKEN_TTL_S = 15 * 60
+# "Interaction tokens are valid for 15 minutes ... you must send an initial response within 3
+# seconds of receiving the event. If the 3 second deadline is exceeded, the token will be
+# invalidated." (discord-api-docs, Receiving and Responding): past it the callback is 10062.
+RESPONSE_DEADLINE_S = 3.0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
 
 # Message flags
@@ -95,6 +99,7 @@ class FakeDiscord:
         self.bot_user = {"id": str(bot_id), "username": "restyle", "discriminator": "0", "avatar": None, "bot": True,
                          "global_name": "Restyle"}  # fmt: skip
         self.size_limit = size_limit
+        self.response_deadline_s = RESPONSE_DEADLINE_S  # real (loop) seconds; a test may shorten it
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
         self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/<name>
@@ -326,7 +331,8 @@ class FakeDiscord:
                      size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
         interaction_id = self.new_id()
         token = f"itoken-{interaction_id}"
-        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id}
+        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id,
+                               "received": asyncio.get_running_loop().time(), "answered": None, "made": set()}  # fmt: skip
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.app_id),
@@ -640,6 +646,12 @@ class FakeDiscord:
     def _callback(self, token: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
         info = self._token(token)
         ctype = body["type"]
+        if info["answered"] is not None:
+            # one initial response per interaction (discord-api-docs, JSON Error Codes 40060)
+            raise _Error(400, "Interaction has already been acknowledged.", 40060)
+        if asyncio.get_running_loop().time() - info["received"] > self.response_deadline_s:
+            raise _Error(404, "Unknown interaction", 10062)
+        info["answered"] = ctype
         data = body.get("data") or {}
         interaction: dict[str, Any] = {"id": "0", "type": ctype}
         resource: dict[str, Any] = {"type": ctype}
@@ -649,14 +661,17 @@ class FakeDiscord:
                                components=data.get("components"), flags=flags,
                                attachments=self._attachments(files))  # fmt: skip
             info["original"] = int(msg["id"])
+            info["made"].add(int(msg["id"]))
             interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
                                response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
             resource["message"] = msg
-        elif ctype == 7:  # update the message the component is on
+        elif ctype in (6, 7):  # (defer an) update of the message the component is on: it is @original now
             msg = self.messages.get(info.get("message") or 0)
             if msg is None:
                 raise _Error(404, "Unknown Message", 10008)
-            resource["message"] = self._edit(msg, data, files)
+            info["original"] = int(msg["id"])
+            info["made"].add(int(msg["id"]))
+            resource["message"] = self._edit(msg, data, files) if ctype == 7 else msg
         return 200, {"interaction": interaction, "resource": resource}
 
     def _token(self, token: str) -> dict[str, Any]:
@@ -677,14 +692,24 @@ class FakeDiscord:
         info = self._token(parts[2])
         if len(parts) == 3 and method == "POST":  # follow-up
             body = body or {}
+            if info["answered"] is None:
+                raise _Error(404, "Unknown Webhook", 10015)  # a follow-up needs an initial response first
+            original = self.messages.get(info["original"] or 0)
+            if info["answered"] == 5 and original is not None and original["flags"] & LOADING:
+                # "the first follow-up after a deferred response edits the loading message" and keeps
+                # that message's flags: an ephemeral flag here does not make a public one private
+                # (discord-api-docs, Create Followup Message; see NOTES.md)
+                return 200, self._edit(original, body, files)
             msg = self.message(info["channel_id"], content=body.get("content") or "", guild_id=info["guild_id"],
                                components=body.get("components"), flags=int(body.get("flags") or 0),
                                attachments=self._attachments(files))  # fmt: skip
+            info["made"].add(int(msg["id"]))
             return 200, msg
         if len(parts) == 5 and parts[3] == "messages":
             message_id = info["original"] if parts[4] in ("@original", "%40original") else int(parts[4])
             msg = self.messages.get(message_id) if message_id else None
-            if msg is None:
+            if msg is None or message_id not in info["made"]:
+                # a webhook token reaches only the messages it created (its response and follow-ups)
                 raise _Error(404, "Unknown Message", 10008)
             if method == "GET":
                 return 200, msg

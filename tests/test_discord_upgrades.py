@@ -9,7 +9,7 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.service import Member
-from tests.test_discord import USER, OTHER, Harness, callbacks, ephemerals, h  # noqa: F401  (h is a fixture)
+from tests.test_discord import USER, OTHER, Harness, ephemerals, h, private_answers  # noqa: F401  (h is a fixture)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,8 +60,8 @@ async def test_upgrade_shows_plans_with_the_premium_button(h):
     await h.fake.slash("upgrade", {})
     text = await last_ephemeral(h, 1)
     assert "You are on the **free** tier." in text and "priority in the queue" in text and "Pro · month" in text
-    [call] = callbacks(h.fake, 4)
-    components = [c for row in call.json["data"]["components"] for c in row["components"]]
+    [call] = private_answers(h.fake)
+    components = [c for row in call.json["components"] for c in row["components"]]
     assert [(c["type"], c["style"], str(c["sku_id"])) for c in components] == [(2, 6, str(SKU))]
 
 
@@ -74,14 +74,14 @@ async def test_a_bad_sku_is_one_clear_log_line_and_upgrade_still_answers(h, capl
     ]
     await h.fake.slash("upgrade", {})
     assert "Pro · month" in await last_ephemeral(h, 1)
-    assert not callbacks(h.fake, 4)[0].json["data"].get("components")
+    assert not private_answers(h.fake)[0].json.get("components")
 
 
 async def test_upgrade_without_plans_says_so_and_redeems_codes(h):
     await h.start()
     await h.fake.slash("upgrade", {})
     assert "has not set up payments" in await last_ephemeral(h, 1)
-    assert "components" not in callbacks(h.fake, 4)[0].json["data"] or not callbacks(h.fake, 4)[0].json["data"]["components"]
+    assert not private_answers(h.fake)[0].json.get("components")
     [code] = await h.service.mint_codes("max", 7, 1)
     await h.fake.slash("upgrade", {"code": code})
     assert "Code accepted. You are on the **max** tier until" in await last_ephemeral(h, 2)

@@ -67,6 +67,9 @@ LATE_NOTE_AFTER_S = 10 * 60
 LATE_NOTE = "_This is taking a while: when it is ready I will post it in this channel and mention you._"
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+NOT_STARTED = "This request was not started."
+ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord-api-docs, JSON Error Codes)
+UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
 STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
 NOT_YOURS = "Only the member who asked for this picture can use its buttons."
@@ -488,6 +491,13 @@ class DiscordAdapter:
 
         @tree.error
         async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            cause = getattr(error, "original", error)
+            if isinstance(cause, discord.HTTPException) and cause.code in (ANSWERED_ALREADY, UNKNOWN_INTERACTION):
+                # 40060: another process on the token (or a replayed event) answered it; 10062: too
+                # late. Either way nothing can be said on this interaction any more.
+                log.info("interaction %s for /%s not answered here: %s", interaction.id,
+                         getattr(interaction.command, "name", "?"), cause.text or cause.code)  # fmt: skip
+                return
             log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
             await adapter._broke(interaction)
 
@@ -624,21 +634,45 @@ class DiscordAdapter:
         """Something failed on our side: never leave a public "thinking…" behind, say so privately."""
         deferred = interaction.response.type == discord.InteractionResponseType.deferred_channel_message
         if deferred and "job_id" not in interaction.extras:
-            await self._delete_original(interaction)
+            try:
+                await self._refuse_deferred(interaction, BROKE)
+            except discord.HTTPException as exc:
+                log.warning("could not answer %s: %s", interaction.user, exc)
+            return
         await self._tell(interaction, BROKE)
 
     async def _refuse_deferred(self, interaction: discord.Interaction, text: str) -> None:
         """A deferred ("thinking") response is public; a refusal is for the member alone, so the
         public one goes and an ephemeral follow-up says why."""
-        await self._delete_original(interaction)
+        if not await self._delete_original(interaction):
+            # The first follow-up after a defer edits the "thinking" message and keeps it public
+            # (Discord ignores the ephemeral flag on it): end that message neutrally first, or
+            # the private refusal would be posted for everyone.
+            try:
+                await interaction.edit_original_response(content=NOT_STARTED, view=None)
+            except discord.HTTPException as exc:
+                log.warning("could not end the public response either (%s); the refusal is not sent", exc)
+                return
         await interaction.followup.send(text, ephemeral=True)
 
     @staticmethod
-    async def _delete_original(interaction: discord.Interaction) -> None:
+    async def _delete_original(interaction: discord.Interaction) -> bool:
         try:
             await interaction.delete_original_response()
+            return True
+        except discord.NotFound:
+            return True  # gone already
         except discord.HTTPException as exc:
             log.info("could not delete a deferred response: %s", exc)
+            return False
+
+    @staticmethod
+    async def defer_private(interaction: discord.Interaction) -> None:
+        """The first answer, before any database or network work: Discord drops an interaction
+        not answered within 3 s (10062). Ephemeral, so the follow-up that replaces the "thinking"
+        message (the first follow-up after a defer edits it) stays private too."""
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
 
     async def _tell(self, interaction: discord.Interaction, text: str) -> None:
         """An ephemeral answer, whether or not the interaction was answered already."""
@@ -651,20 +685,22 @@ class DiscordAdapter:
             log.warning("could not answer %s: %s", interaction.user, exc)
 
     async def on_me(self, interaction: discord.Interaction) -> None:
+        await self.defer_private(interaction)
         view = await self.service.me(self._member(interaction.user))
         lines = [f"Tier: **{view.tier}**" + (f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else "")]
         lines.append(f"Restyles today: {view.used_today} of {view.daily_quota} (the count starts again at midnight UTC)")
         lines.append(f"Jobs waiting or running: {len(view.active_jobs)} of {view.max_queued}")
         for job in view.active_jobs:
             lines.append(f"• “{_short(job.prompt, 60)}” — {_progress_words(job)}")
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await self._tell(interaction, "\n".join(lines))
 
     async def on_cancel(self, interaction: discord.Interaction) -> None:
+        await self.defer_private(interaction)
         cancelled = await self.service.cancel(self._member(interaction.user))
         if not cancelled:
-            await interaction.response.send_message("You have no waiting or running jobs.", ephemeral=True)
+            await self._tell(interaction, "You have no waiting or running jobs.")
             return
-        await interaction.response.send_message(f"Cancelled {len(cancelled)} job(s).", ephemeral=True)
+        await self._tell(interaction, f"Cancelled {len(cancelled)} job(s).")
         for job_id in cancelled:
             await self._finish_status(job_id, "✖️ Cancelled with /cancel.")
 
@@ -672,6 +708,7 @@ class DiscordAdapter:
 
     async def on_ban(self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool) -> None:
         command = "ban" if banned else "unban"
+        await self.defer_private(interaction)
         admin = self._member(interaction.user)
         if not self.service.is_admin(admin):
             await self._tell(interaction, NOT_ADMIN.format(command=command))
@@ -689,6 +726,7 @@ class DiscordAdapter:
             await self._finish_status(job_id, "Cancelled.")
 
     async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
+        await self.defer_private(interaction)
         admin = self._member(interaction.user)
         if not self.service.is_admin(admin):
             await self._tell(interaction, NOT_ADMIN.format(command="queue"))

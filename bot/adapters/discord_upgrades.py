@@ -211,15 +211,24 @@ class DiscordUpgrades:
                 await upgrades.on_revoke(interaction, member)
 
     async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None) -> None:
+        """The answer, as the follow-up to the private defer each command starts with."""
         try:
             if view is not None:
-                await interaction.response.send_message(text, ephemeral=True, view=view)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
+                try:
+                    await interaction.followup.send(text, ephemeral=True, view=view)
+                    return
+                except discord.HTTPException as exc:
+                    if exc.status != 400:
+                        raise
+                    # a premium button Discord refused (an SKU the start-up check could not see):
+                    # the member still gets the plans and the code hint
+                    log.error("Discord refused the premium buttons on /upgrade (%s); answered without them", exc)
+            await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not answer %s: %s", interaction.user, exc)
 
     async def on_upgrade(self, interaction: discord.Interaction, code: str | None) -> None:
+        await self.adapter.defer_private(interaction)
         member = self.adapter._member(interaction.user)
         if code:
             result = await self.service.redeem(member, code)
@@ -229,6 +238,7 @@ class DiscordUpgrades:
         await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus))
 
     async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
+        await self.adapter.defer_private(interaction)
         member = self.adapter._member(interaction.user)
         if code:
             result = await self.service.link_finish(member, code)
@@ -247,11 +257,13 @@ class DiscordUpgrades:
         )
 
     async def on_grant(self, interaction: discord.Interaction, user: discord.abc.User, tier: str, days: int) -> None:
+        await self.adapter.defer_private(interaction)
         admin = self.adapter._member(interaction.user)
         result = await self.service.grant(admin, self.adapter._member(user), tier.strip().lower(), days)
         await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
 
     async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
+        await self.adapter.defer_private(interaction)
         admin = self.adapter._member(interaction.user)
         result = await self.service.revoke(admin, self.adapter._member(user))
         await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
