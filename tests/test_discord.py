@@ -431,7 +431,38 @@ async def test_buttons_answer_only_the_member_who_made_the_job(h):
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="three refusals")
     assert set(ephemerals(h.fake)) == {"Only the member who asked for this picture can use its buttons."}
     assert len(await h.jobs()) == 1
-    assert not callbacks(h.fake, 5)[1:]  # nothing public for a stranger's click
+    assert not [c for c in callbacks(h.fake, 5)[1:] if not c.flags & EPHEMERAL]  # nothing public for a stranger's click
+
+
+async def test_the_file_and_cancel_buttons_answer_before_touching_the_database(h):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    gate = hold_database(h)
+    await h.fake.click(first, f"restyle:png:{job_id}")
+    try:
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, timeout=1.5, what="the click answered")
+    finally:
+        gate.set()
+    assert callbacks(h.fake)[-1].json["type"] == 5 and callbacks(h.fake)[-1].flags & EPHEMERAL
+    await h.fake.wait_for(lambda: [c for c in private_answers(h.fake) if c.files], what="the file")
+
+    engine = h.hold_engine()
+    await h.restyle("held")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    second = await h.restyle("waits")
+    status = await h.fake.wait_for(lambda: (m := h.fake.original(second)) and m["components"] and m, what="status")
+    second_id = (await h.jobs())[2].id
+    gate = hold_database(h)
+    await h.fake.click(status, f"restyle:cancel:{second_id}")
+    try:
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 5, timeout=1.5, what="the cancel answered")
+    finally:
+        gate.set()
+    assert callbacks(h.fake)[-1].json["type"] == 6  # an update of the status message, nothing new shown
+    await h.fake.wait_for(lambda: h.fake.original(second)["content"] == "✖️ Cancelled.", what="cancelled")
+    assert h.fake.original(second)["components"] == []
+    engine.set()
 
 
 async def test_buttons_keep_working_after_a_restart(h, tmp_path):

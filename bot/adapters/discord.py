@@ -767,12 +767,15 @@ class DiscordAdapter:
         return job
 
     async def _cancel_button(self, interaction: discord.Interaction, member: Member, job_id: str) -> None:
+        # Deferred as an update of the status message (type 6) before the database is asked:
+        # nothing shows in the channel, and the edit below goes to that message (@original).
+        await interaction.response.defer()
         if await self._owned_job(interaction, member, job_id) is None:
             return
         state = self._state(job_id)
         state.finished = True
         if await self.service.cancel(member, job_id):
-            await interaction.response.edit_message(content="✖️ Cancelled.", view=None)
+            await interaction.edit_original_response(content="✖️ Cancelled.", view=None)
             self._status.pop(job_id, None)
         else:
             await self._tell(interaction, "That job has already finished.")
@@ -788,9 +791,9 @@ class DiscordAdapter:
         await self._after_submit(interaction, outcome)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
+        await self.defer_private(interaction)  # private: a stranger's click leaves no trace
         if await self._owned_job(interaction, member, job_id) is None:
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
         try:
             data = await self.service.result_file(member, job_id, fmt, limit)
