@@ -32,6 +32,9 @@ TOKEN_TTL_S = 15 * 60
 RESPONSE_DEADLINE_S = 3.0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
 
+MAX_CONTENT_CHARS = 2000  # discord-api-docs, Create Message: content "up to 2000 characters"
+DM_SIZE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in DMs: the default 10 MiB (no server boost applies)
+
 # Message flags
 EPHEMERAL = 64
 LOADING = 128
@@ -102,9 +105,14 @@ class FakeDiscord:
         self.response_deadline_s = RESPONSE_DEADLINE_S  # real (loop) seconds; a test may shorten it
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
+        self.slow: list[list[Any]] = []  # [method, pattern, seconds, times]: done at once, answered late
         self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/<name>
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted_channels: set[int] = set()
+        self.archived_threads: set[int] = set()  # posting there: 400 50083
+        self.denied: dict[int, set[str]] = {}  # channel id -> permissions the bot lacks there
+        self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot: 50007
+        self.channel_size_limits: dict[int, int] = {}  # upload limit per channel (default size_limit)
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
         self.gateway_frames: list[dict[str, Any]] = []  # what the bot sent on the gateway
@@ -173,6 +181,11 @@ class FakeDiscord:
             body = {"message": body["message"], "retry_after": retry_after, "global": False}
             headers = {"Retry-After": str(retry_after), "X-RateLimit-Scope": "user"}
         self.failures.append(Failure(method.upper(), re.compile(path_regex), status, body, times, headers, when))
+
+    def answer_late(self, method: str, path_regex: str, seconds: float, *, times: int = 1) -> None:
+        """The next `times` matching calls take effect at once but are answered after `seconds`:
+        a client that gives up first cannot tell whether its message was posted."""
+        self.slow.append([method.upper(), re.compile(path_regex), seconds, times])
 
     def serve_file(self, name: str, data: bytes, content_type: str = "image/png") -> str:
         self.files[name] = (data, content_type)
@@ -536,6 +549,11 @@ class FakeDiscord:
         except _Error as exc:
             status, answer = exc.status, {"message": exc.message, "code": exc.code}
         call.status = status
+        for slow in self.slow:
+            if slow[3] and slow[0] == request.method and slow[1].search(path):
+                slow[3] -= 1
+                await asyncio.sleep(slow[2])
+                break
         if status == 204:
             return web.Response(status=204)
         return self._json(answer, status)
@@ -731,16 +749,54 @@ class FakeDiscord:
         msg["edited_timestamp"] = "2027-01-15T12:00:01.000000+00:00"
         return msg
 
+    def _check_create(self, channel_id: int, body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> None:
+        """What Discord checks when a message is created (discord-api-docs, Create Message and
+        JSON Error Codes): the bot's permissions in the channel (SEND_MESSAGES, ATTACH_FILES for
+        files, READ_MESSAGE_HISTORY for a reply: 50013), an archived thread (50083), a member who
+        takes no DMs (50007, as a 403), content over 2000 characters (50035), files over the
+        channel's upload limit (413, 40005; in a DM the bot's limit is 10 MiB)."""
+        denied = self.denied.get(channel_id, set())
+        dm_user = next((u for u, c in self.dm_channels.items() if c == channel_id), None)
+        if "VIEW_CHANNEL" in denied:
+            raise _Error(403, "Missing Access", 50001)
+        if "SEND_MESSAGES" in denied or files and "ATTACH_FILES" in denied:
+            raise _Error(403, "Missing Permissions", 50013)
+        if body.get("message_reference") and "READ_MESSAGE_HISTORY" in denied:
+            raise _Error(403, "Missing Permissions", 50013)
+        if channel_id in self.archived_threads:
+            raise _Error(400, "Thread is archived", 50083)
+        if dm_user is not None and dm_user in self.closed_dms:
+            raise _Error(403, "Cannot send messages to this user", 50007)
+        if len(body.get("content") or "") > MAX_CONTENT_CHARS:
+            raise _Error(400, "Invalid Form Body (content: Must be 2000 or fewer in length.)", 50035)
+        limit = DM_SIZE_LIMIT if dm_user is not None else self.channel_size_limits.get(channel_id, self.size_limit)
+        if any(len(data) > limit for _, data, _ in files):
+            raise _Error(413, "Request entity too large", 40005)
+
     def _channel(self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
         channel_id = int(parts[1])
         if channel_id in self.deleted_channels:
             raise _Error(404, "Unknown Channel", 10003)
         if len(parts) == 3 and parts[2] == "messages" and method == "POST":
             body = body or {}
-            return 200, self.message(channel_id, content=body.get("content") or "", components=body.get("components"),
-                                     attachments=self._attachments(files))  # fmt: skip
+            self._check_create(channel_id, body, files)
+            if body.get("nonce") and body.get("enforce_nonce"):
+                # "If another message was created by the same author with the same nonce, that
+                # message will be returned and no new message will be created" (Create Message)
+                for msg in self.messages.values():
+                    if msg.get("nonce") == body["nonce"] and int(msg["channel_id"]) == channel_id:
+                        return 200, msg
+            msg = self.message(channel_id, content=body.get("content") or "", components=body.get("components"),
+                               attachments=self._attachments(files))  # fmt: skip
+            if body.get("nonce"):
+                msg["nonce"] = body["nonce"]
+            if body.get("message_reference"):
+                msg["message_reference"] = body["message_reference"]
+            return 200, msg
         if len(parts) == 4 and parts[2] == "messages":
             msg = self.messages.get(int(parts[3]))
+            if method == "GET" and {"READ_MESSAGE_HISTORY", "VIEW_CHANNEL"} & self.denied.get(channel_id, set()):
+                raise _Error(403, "Missing Access", 50001)  # fetching a message needs the history
             if msg is None or int(msg["channel_id"]) != channel_id:
                 raise _Error(404, "Unknown Message", 10008)
             if method == "GET":

@@ -626,6 +626,92 @@ async def test_a_deleted_status_message_gets_the_result_as_a_new_channel_message
     assert posted[0].content.startswith(f"<@{USER}>") and len(posted[0].files) == 2
 
 
+async def outlive_the_token(h: Harness, **start: Any) -> threading.Event:
+    """A job still running when its interaction token has expired: the result must be posted anew."""
+    await h.start(**start)
+    gate = h.hold_engine()
+    await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    return gate
+
+
+async def dm_of(h: Harness) -> Call:
+    dm_channel = await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM channel")
+    [dm] = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{dm_channel}/messages$"), what="the DM")
+    return dm
+
+
+async def test_an_archived_thread_sends_the_result_by_dm_instead_of_retrying(h):
+    gate = await outlive_the_token(h)
+    h.fake.archived_threads.add(CHANNEL)
+    gate.set()
+    dm = await dm_of(h)
+    assert "is archived" in dm.content and len(dm.files) == 2
+    assert [c.status for c in h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)] == [400]
+
+
+async def test_pictures_too_large_for_the_channel_go_by_dm_re_encoded_to_its_10_mib(h, monkeypatch):
+    import bot.adapters.discord as adapter_module
+
+    limits: list[int] = []
+    real = adapter_module._result_files
+    monkeypatch.setattr(adapter_module, "_result_files", lambda d, limit: limits.append(limit) or real(d, limit))
+    await h.start()
+    gate = h.hold_engine()
+    await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},
+                       size_limit=25 * 1024 * 1024)  # a boosted server  # fmt: skip
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    h.fake.channel_size_limits[CHANNEL] = 100  # the channel takes less than these pictures
+    gate.set()
+    dm = await dm_of(h)
+    assert "too large" in dm.content and len(dm.files) == 2
+    assert limits == [25 * 1024 * 1024, 10 * 1024 * 1024]
+
+
+async def test_a_missing_permission_is_named_in_the_dm(h):
+    gate = await outlive_the_token(h)
+    h.fake.denied[CHANNEL] = {"ATTACH_FILES"}
+    gate.set()
+    dm = await dm_of(h)
+    assert "I need Send Messages and Attach Files there" in dm.content
+
+
+async def test_dms_closed_as_a_400_is_a_permanent_failure_not_a_loop(h):
+    gate = await outlive_the_token(h)
+    h.fake.delete_channel(CHANNEL)
+    h.fake.fail("POST", r"^/channels/\d+/messages$", 400, times=-1, code=50007, message="Cannot send messages to this user")
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)  # permanent: no retry waits on the clock
+    assert h.service.delivery_failures == 1
+
+
+async def test_a_refused_post_that_cannot_succeed_fails_at_once_with_the_reason(h, caplog):
+    gate = await outlive_the_token(h)
+    h.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 400, times=-1, code=50035, message="Invalid Form Body")
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    assert "Discord refused the post in" in caplog.text and "Invalid Form Body" in caplog.text
+
+
+async def test_a_retried_post_whose_answer_was_lost_is_not_posted_twice(h):
+    gate = await outlive_the_token(h, request_timeout_s=0.3)
+    h.fake.answer_late("POST", rf"^/channels/{CHANNEL}/messages$", 1.0)  # posted, but the bot gives up waiting
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the first try to give up")
+    await wait_parked(h.clock, h.clock.now() + DELIVERY_BACKOFF_S[0])
+    await h.clock.advance(DELIVERY_BACKOFF_S[0])
+    await h.fake.wait_for(lambda: len(h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")) == 2, what="the retry")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    first, second = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")
+    assert first.json["nonce"] == second.json["nonce"] and first.json["enforce_nonce"] is True
+    posted = [m for m in h.fake.messages.values() if m["channel_id"] == str(CHANNEL) and len(m["attachments"]) == 2]
+    assert len(posted) == 1
+
+
 async def test_a_member_who_cannot_be_reached_at_all_is_a_permanent_failure_not_a_loop(h):
     await h.start()
     gate = h.hold_engine()

@@ -68,6 +68,11 @@ LATE_NOTE = "_This is taking a while: when it is ready I will post it in this ch
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 NOT_STARTED = "This request was not started."
+DM_FILE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in a DM: no server boost raises it
+TOO_LARGE = 40005  # "Request entity too large" (discord-api-docs, JSON Error Codes)
+ARCHIVED_THREAD = 50083
+MISSING_ACCESS = 50001
+CANNOT_DM = 50007
 ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord-api-docs, JSON Error Codes)
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
@@ -891,7 +896,8 @@ class DiscordAdapter:
             try:
                 await message.author.send(
                     f"I am not allowed to post in <#{message.channel.id}>, so I cannot restyle pictures there."
-                    " Ask a moderator to let me send messages and attach files, or use /restyle."
+                    " Ask a moderator to give me Send Messages, Attach Files and Read Message History there"
+                    " (a reply needs the history), or use /restyle."
                 )
             except discord.HTTPException as exc:
                 log.warning("could not DM %s either: %s", message.author.id, exc)
@@ -1058,15 +1064,25 @@ class DiscordAdapter:
         except (OSError, PictureError) as exc:
             raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
 
-        def files() -> list[discord.File]:
-            return [discord.File(io.BytesIO(data), filename=name) for name, data in pictures]
+        async def files(max_bytes: int | None = None) -> list[discord.File]:
+            """The two pictures, re-encoded (off the loop) where a smaller limit applies (a DM)."""
+            chosen = pictures
+            if max_bytes is not None and max_bytes < limit:
+                try:
+                    chosen = await asyncio.to_thread(_result_files, delivery, max_bytes)
+                except (OSError, PictureError) as exc:
+                    raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
+            return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
 
         await self._send_outcome(job, _result_text(job), files, result_view(job.id))
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
         text = f"❌ {job.error or 'The picture engine failed on this job; try again.'}\n“{_short(job.prompt, 200)}”"
-        await self._send_outcome(job, text, lambda: [], None)
+        async def no_files(max_bytes: int | None = None) -> list[discord.File]:
+            return []
+
+        await self._send_outcome(job, text, no_files, None)
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1076,10 +1092,13 @@ class DiscordAdapter:
             raise DeliveryFailed("the Discord connection is not up") from None
 
     async def _send_outcome(
-        self, job: JobView, text: str, files: Callable[[], list[discord.File]], view: ui.View | None
+        self, job: JobView, text: str, files: Callable[..., Awaitable[list[discord.File]]], view: ui.View | None
     ) -> None:
         """Where the member will see it: the status message while it can be edited, else a new
-        message in the channel mentioning them, else a DM. Raises DeliveryFailed to be retried."""
+        message in the channel mentioning them, else a DM. Raises DeliveryFailed to be retried,
+        permanent where Discord's error code says a retry cannot succeed. Each create carries a
+        nonce fixed per job and place (with enforce_nonce), so a retried send that did reach
+        Discord returns the first message instead of posting a second."""
         state = self._state(job.id)
         state.finished = True
         if state.task is not None and not state.lock.locked():
@@ -1092,40 +1111,62 @@ class DiscordAdapter:
                 can_edit = reply.get("message_id") and (reply.get("kind") != "interaction" or self._token_fresh(reply))
                 if can_edit:
                     try:
-                        await self._edit(reply, content=text, attachments=files(), view=view)
+                        await self._edit(reply, content=text, attachments=await files(), view=view)
                         return
                     except (discord.NotFound, discord.Forbidden) as exc:
                         log.info("job %s: the status message is gone (%s); posting anew", job.id, exc)
                     except discord.HTTPException as exc:
-                        if exc.status != 401:  # 401: the token expired early; anything else: retry
+                        # 401: the token expired early; 40005 too large, 50083 archived thread: a
+                        # new message elsewhere can work. Anything else: retry.
+                        if exc.status != 401 and exc.code not in (TOO_LARGE, ARCHIVED_THREAD):
                             raise
+                        log.info("job %s: could not edit the status message (%s); posting anew", job.id, exc)
                 if reply.get("channel_id"):
                     channel = self._client().get_partial_messageable(
                         int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
                     )
+                    where = f"<#{reply['channel_id']}>"
                     try:
                         await self._timed(
                             channel.send(
                                 content=f"<@{user_id}> {text}",
-                                files=files(),
+                                files=await files(),
                                 view=view if view is not None else discord.utils.MISSING,
                                 allowed_mentions=discord.AllowedMentions(
                                     everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
                                 ),
+                                nonce=_nonce(job.id, "c"),
                             )
                         )
                         return
-                    except discord.Forbidden:
-                        note = f"(I am not allowed to post in <#{reply['channel_id']}>, so here it is.)\n"
-                        log.info("job %s: no permission to post in channel %s; sending a DM", job.id, reply["channel_id"])
                     except discord.NotFound:
                         note = "(The channel you asked in is gone, so here it is.)\n"
-                        log.info("job %s: channel %s is gone; sending a DM", job.id, reply["channel_id"])
+                    except discord.Forbidden as exc:  # 50001 missing access, 50013 missing permissions
+                        needs = "View Channel" if exc.code == MISSING_ACCESS else "Send Messages and Attach Files"
+                        note = f"(I am not allowed to post in {where}: I need {needs} there. So here it is.)\n"
+                    except discord.HTTPException as exc:
+                        if exc.code == ARCHIVED_THREAD:
+                            note = f"(The thread {where} is archived, so here it is.)\n"
+                        elif exc.code == TOO_LARGE:
+                            note = f"(The pictures were too large for {where}, so here they are.)\n"
+                        elif exc.status < 500 and exc.status != 429:
+                            raise DeliveryFailed(f"Discord refused the post in {where}: {exc}", permanent=True) from exc
+                        else:
+                            raise
+                    log.info("job %s: %s; sending a DM", job.id, note.strip("()\n"))
                 try:
                     dm = await self._timed(self._client().create_dm(discord.Object(user_id)))
-                    await self._timed(dm.send(content=note + text, files=files(), view=view if view is not None else discord.utils.MISSING))
+                    await self._timed(dm.send(content=note + text, files=await files(DM_FILE_LIMIT),
+                                              view=view if view is not None else discord.utils.MISSING,
+                                              nonce=_nonce(job.id, "d")))  # fmt: skip
                 except (discord.Forbidden, discord.NotFound) as exc:
                     raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+                except discord.HTTPException as exc:
+                    if exc.code == CANNOT_DM:  # sometimes a 400, not a 403
+                        raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+                    if exc.status < 500 and exc.status != 429:
+                        raise DeliveryFailed(f"Discord refused the DM to member {user_id}: {exc}", permanent=True) from exc
+                    raise
         except DeliveryFailed:
             raise
         except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
@@ -1138,6 +1179,11 @@ class DiscordAdapter:
 
 
 # Text and files --------------------------------------------------------------------------------------
+
+
+def _nonce(job_id: str, place: str) -> str:
+    """The same for every try at one job's message in one place (Discord takes up to 25 characters)."""
+    return f"rs{place}{job_id}"[:25]
 
 
 def _command_from_options(prompt: str, strength: float, seed: int | None, steps: int | None) -> RestyleCommand:
