@@ -113,7 +113,8 @@ class DiscordSettings:
     api_base: str | None = None  # e.g. "http://127.0.0.1:9000/api/v10"
     gateway_url: str | None = None  # e.g. "ws://127.0.0.1:9000/"
     guild_ids: tuple[int, ...] = ()  # sync commands to these guilds (instant); empty: global
-    message_replies: bool = False  # "@bot prompt" replies; needs the message-content intent
+    message_replies: bool = False  # "@bot prompt" replies (mentions are readable without privileged intents)
+    reply_pictures: bool = True  # with message_replies: read pictures in replied-to messages (message-content intent)
 
 
 @dataclass(frozen=True)
@@ -474,6 +475,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Check]]] = {
             "gateway_url": _optional_text(schemes=("ws", "wss")),
             "guild_ids": _guild_ids,
             "message_replies": _flag,
+            "reply_pictures": _flag,
         },
     ),
     "web": (

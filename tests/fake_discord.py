@@ -35,6 +35,11 @@ DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
 MAX_CONTENT_CHARS = 2000  # discord-api-docs, Create Message: content "up to 2000 characters"
 DM_SIZE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in DMs: the default 10 MiB (no server boost applies)
 
+# Gateway intents (discord-api-docs, Gateway Intents)
+GUILD_MESSAGES = 1 << 9
+DIRECT_MESSAGES = 1 << 12
+MESSAGE_CONTENT = 1 << 15
+
 # Message flags
 EPHEMERAL = 64
 LOADING = 128
@@ -117,6 +122,8 @@ class FakeDiscord:
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
         self.gateway_frames: list[dict[str, Any]] = []  # what the bot sent on the gateway
         self.identifies = 0
+        self.intents = 0  # what the bot's last IDENTIFY asked for
+        self.message_content_allowed = True  # the Developer Portal switch for the privileged intent
         self.resumes = 0
         self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
@@ -258,6 +265,11 @@ class FakeDiscord:
                 await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
             elif op == 2:
                 self.identifies += 1
+                self.intents = int(frame["d"].get("intents") or 0)
+                if self.intents & MESSAGE_CONTENT and not self.message_content_allowed:
+                    # "Disallowed intent(s)": a privileged intent not enabled for the app (Gateway close codes)
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
                 self._seq = 0
                 self._sent.clear()
                 self._connected.set()
@@ -507,8 +519,24 @@ class FakeDiscord:
             await self.entitlement_event("update", ended)
         return ended
 
-    async def message_create(self, msg: dict[str, Any]) -> None:
-        await self.dispatch("MESSAGE_CREATE", msg)
+    async def message_create(self, msg: dict[str, Any]) -> bool:
+        """MESSAGE_CREATE as this bot would get it: only with GUILD_MESSAGES (server channels) or
+        DIRECT_MESSAGES (DMs), and without MESSAGE_CONTENT its content, embeds, attachments and
+        components are empty unless it is a DM, mentions the bot or is the bot's own (discord-api-docs,
+        Message Content Intent); the same goes for the message it replies to. False: not sent."""
+        dm = "guild_id" not in msg
+        if not self.intents & (DIRECT_MESSAGES if dm else GUILD_MESSAGES):
+            return False
+        await self.dispatch("MESSAGE_CREATE", self._as_seen(msg))
+        return True
+
+    def _as_seen(self, msg: dict[str, Any]) -> dict[str, Any]:
+        readable = (self.intents & MESSAGE_CONTENT or "guild_id" not in msg or msg["author"]["id"] == self.bot_user["id"]
+                    or any(u["id"] == self.bot_user["id"] for u in msg.get("mentions") or []))  # fmt: skip
+        seen = dict(msg) if readable else {**msg, "content": "", "embeds": [], "attachments": [], "components": []}
+        if isinstance(msg.get("referenced_message"), dict):
+            seen["referenced_message"] = self._as_seen(msg["referenced_message"])
+        return seen
 
     def original(self, interaction: dict[str, Any]) -> dict[str, Any] | None:
         """The stored original response of an interaction (as last edited)."""

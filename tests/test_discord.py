@@ -951,12 +951,45 @@ async def test_a_reply_that_names_the_bot_in_its_text_is_a_request(h):
 
 async def test_mentions_are_ignored_when_replies_are_off(h):
     await h.start()
+    identify = next(f for f in h.fake.gateway_frames if f["op"] == 2)
+    assert identify["d"]["intents"] == 1  # guilds only: no message events at all
     mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER), content=f"<@{h.fake.bot_user['id']}> hi",
                              attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
-    mention["mentions"] = [h.fake.bot_user]
-    await h.fake.message_create(mention)
-    await h.messages_handled(1)
+    assert not await h.fake.message_create(mention)  # Discord does not even send it
     assert not h.fake.find("POST", r"^/channels/")
+
+
+async def test_mention_replies_ask_only_for_the_intents_they_use(h):
+    await h.start("message_replies = true")
+    identify = next(f for f in h.fake.gateway_frames if f["op"] == 2)
+    assert identify["d"]["intents"] == 1 | 1 << 9 | 1 << 12 | 1 << 15  # guilds, messages, message content
+
+
+async def test_mention_replies_without_the_message_content_intent(h):
+    h.fake.message_content_allowed = False  # off in the Developer Portal: asking for it closes with 4014
+    await h.start("message_replies = true\nreply_pictures = false")
+    assert not next(f for f in h.fake.gateway_frames if f["op"] == 2)["d"]["intents"] & 1 << 15
+    mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                             content=f"<@{h.fake.bot_user['id']}> watercolor", attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    await h.fake.message_create(mention)  # readable: it mentions the bot
+    await wait_until(lambda: len(h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")) == 1, what="the status reply")
+    picture = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(3003, "poster"),
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    reply = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"), reply_to=picture, reply_ping=False,
+                           content=f"<@{h.fake.bot_user['id']}> watercolor")  # fmt: skip
+    await h.fake.message_create(reply)  # the replied-to picture arrives empty without the intent
+    await h.messages_handled(2)
+    answer = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")[-1]
+    assert "attach the picture to your mention" in answer.content
+    assert len(await h.jobs()) == 1
+
+
+async def test_a_refused_message_content_intent_is_a_clear_start_error(h):
+    from bot.adapters import AdapterStartError
+
+    h.fake.message_content_allowed = False
+    with pytest.raises(AdapterStartError, match="reply_pictures = false"):
+        await h.start("message_replies = true")
 
 
 def test_status_text_names_position_and_progress():

@@ -305,8 +305,13 @@ class DiscordAdapter:
         # The bot never joins voice: silence discord.py's warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        intents = discord.Intents.default()
-        intents.message_content = settings.message_replies
+        intents = _intents(settings.message_replies, settings.reply_pictures)
+        if settings.message_replies:
+            log.info(
+                "mention replies on: receiving messages%s",
+                " and the Message Content intent, to read pictures in replied-to messages" if settings.reply_pictures
+                else " without the Message Content intent (reply_pictures = false: pictures must be attached)",
+            )  # fmt: skip
         client = RestyleClient(
             self,
             intents=intents,
@@ -357,8 +362,9 @@ class DiscordAdapter:
             return DiscordStartError("Discord refused the bot token (401). Check [discord] token or RESTYLE_DISCORD_TOKEN.")
         if isinstance(exc, discord.PrivilegedIntentsRequired):
             return DiscordStartError(
-                "Discord refused the message-content intent that [discord] message_replies needs. Turn on"
-                " 'Message Content Intent' for the bot in the Developer Portal, or set message_replies = false."
+                "Discord refused the Message Content intent (close code 4014), which [discord] reply_pictures"
+                " needs to read pictures in replied-to messages. Turn on 'Message Content Intent' for the bot in"
+                " the Developer Portal, or set reply_pictures = false (mentions with an attached picture still work)."
             )
         return DiscordStartError(f"Could not connect to Discord: {exc!r}")
 
@@ -850,6 +856,10 @@ class DiscordAdapter:
             if source is not None:
                 pictures = _pictures_in(source)
         example = f"`@{self.client.user.name if self.client and self.client.user else 'bot'} rainy night with neon signs strength=0.5`"
+        if not pictures and message.reference and not self.config.discord.reply_pictures:
+            await self._safe_reply(message, "I cannot see pictures in the messages you reply to here; attach the picture"
+                                            f" to your mention instead, like {example}.")  # fmt: skip
+            return
         if not pictures:
             await self._safe_reply(message, f"Reply to a message with a picture (or attach one) and describe a style, like {example}.")
             return
@@ -1179,6 +1189,20 @@ class DiscordAdapter:
 
 
 # Text and files --------------------------------------------------------------------------------------
+
+
+def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
+    """Only what the bot uses: guilds (channels, threads, its own role), and messages when it
+    answers mentions. Discord gives a bot the content of messages that mention it and of DMs
+    without the privileged Message Content intent; the intent is needed only to read the
+    picture in a message a mention replies to."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    if message_replies:
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = reply_pictures
+    return intents
 
 
 def _nonce(job_id: str, place: str) -> str:
