@@ -115,6 +115,7 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted_channels: set[int] = set()
         self.archived_threads: set[int] = set()  # posting there: 400 50083
+        self.threads: dict[int, dict[str, Any]] = {}  # thread id -> its channel payload (see thread())
         self.denied: dict[int, set[str]] = {}  # channel id -> permissions the bot lacks there
         self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot: 50007
         self.channel_size_limits: dict[int, int] = {}  # upload limit per channel (default size_limit)
@@ -197,6 +198,22 @@ class FakeDiscord:
     def serve_file(self, name: str, data: bytes, content_type: str = "image/png") -> str:
         self.files[name] = (data, content_type)
         return f"{self.url}/files/{name}"
+
+    def thread(self, parent_id: int, *, guild_id: int = 777, forum: bool = False, archived: bool = False) -> int:
+        """A thread under `parent_id` (a forum post when `forum`: a thread in a forum channel, type 15);
+        interactions in it carry the thread as their channel, with its `parent_id` (discord-api-docs,
+        Channel Object: threads). Posting in an archived one is 50083."""
+        thread_id = self.new_id()
+        self.threads[thread_id] = {
+            "id": str(thread_id), "type": 11, "guild_id": str(guild_id), "parent_id": str(parent_id),
+            "owner_id": "1001", "name": "a post" if forum else "a thread", "message_count": 1, "member_count": 1,
+            "rate_limit_per_user": 0, "flags": 0, "applied_tags": [],
+            "thread_metadata": {"archived": archived, "auto_archive_duration": 1440, "locked": False,
+                                "archive_timestamp": "2027-01-15T12:00:00.000000+00:00"},
+        }  # fmt: skip
+        if archived:
+            self.archived_threads.add(thread_id)
+        return thread_id
 
     def delete_channel(self, channel_id: int) -> None:
         self.deleted_channels.add(int(channel_id))
@@ -378,6 +395,8 @@ class FakeDiscord:
             "attachment_size_limit": size_limit or self.size_limit,
         }
         user = self.user(user_id, name)
+        if channel_id in self.threads:
+            payload["channel"] = dict(self.threads[channel_id])
         if guild_id:
             payload["guild_id"] = str(guild_id)
             payload["channel"]["guild_id"] = str(guild_id)

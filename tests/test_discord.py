@@ -345,6 +345,20 @@ async def test_outside_the_allowed_channels_restyle_is_refused_privately(h):
     assert not callbacks(h.fake, 9)
 
 
+async def test_threads_and_forum_posts_under_an_allowed_channel_are_allowed(h):
+    await h.start(f"[access]\ndiscord_channels = [{CHANNEL}]")
+    thread = h.fake.thread(CHANNEL)
+    post = h.fake.thread(CHANNEL, forum=True)
+    elsewhere = h.fake.thread(CHANNEL + 1)
+    for channel_id in (thread, post, elsewhere):
+        await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},
+                           channel_id=channel_id)  # fmt: skip
+    await h.fake.wait_for(lambda: len(result_edits(h.fake)) == 2, what="two results")
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert ["not enabled in this chat" in t for t in ephemerals(h.fake)] == [True]
+    assert sorted(int(j.reply["channel_id"]) for j in await h.jobs()) == sorted([thread, post])
+
+
 # "Restyle image" on a message -------------------------------------------------------------------------
 
 

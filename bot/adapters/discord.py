@@ -516,7 +516,8 @@ class DiscordAdapter:
         """[access] allow-lists: outside them, say so privately (an interaction must be answered,
         and an ephemeral answer bothers no one else, so it is said every time)."""
         guild_id = interaction.guild_id
-        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None)
+        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
+                      parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
         refused = self.service.check_place(place)
         if refused is None:
             return True
@@ -839,7 +840,8 @@ class DiscordAdapter:
     async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
         # message.guild is None for a server not (yet) in the cache: the channel still knows it.
         guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-        refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id, private=guild_id is None))
+        refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
+                                                 private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)))  # fmt: skip
         if refused is not None:
             if not refused.quiet:
                 await self._safe_reply(message, refused.text)
