@@ -115,6 +115,7 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted_channels: set[int] = set()
         self.archived_threads: set[int] = set()  # posting there: 400 50083
+        self.bot_absent_channels: set[int] = set()  # channels of servers the bot is not in: 403 50001
         self.threads: dict[int, dict[str, Any]] = {}  # thread id -> its channel payload (see thread())
         self.denied: dict[int, set[str]] = {}  # channel id -> permissions the bot lacks there
         self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot: 50007
@@ -370,7 +371,7 @@ class FakeDiscord:
 
     def _interaction(self, itype: int, data: dict[str, Any], *, user_id: int, guild_id: int | None,
                      channel_id: int, message: dict[str, Any] | None = None, name: str = "member",
-                     size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
+                     size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
         interaction_id = self.new_id()
         token = f"itoken-{interaction_id}"
         self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id,
@@ -390,13 +391,20 @@ class FakeDiscord:
             # the invoking user's entitlements in force (discord-api-docs, Interaction Object: entitlements)
             "entitlements": list(self.user_entitlements[user_id] if user_id in self.user_entitlements
                                  else self._list_entitlements({"user_id": str(user_id), "exclude_ended": "1"})),
-            "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)},
+            "authorizing_integration_owners": ({"1": str(user_id)} if user_installed or not guild_id
+                                               else {"0": str(guild_id)}),
             "context": 0 if guild_id else 1,
             "attachment_size_limit": size_limit or self.size_limit,
         }
         user = self.user(user_id, name)
         if channel_id in self.threads:
             payload["channel"] = dict(self.threads[channel_id])
+        if user_installed and guild_id:
+            # a user-installed app in a server without its bot: only the interaction's webhook
+            # reaches the channel; the bot token gets 50001 there (discord-api-docs, Installation
+            # Context: "user-installed apps ... can't send messages as the bot")
+            self.bot_absent_channels.add(channel_id)
+            payload["app_permissions"] = str((1 << 15) | (1 << 14))  # attach files, embed links: via the webhook
         if guild_id:
             payload["guild_id"] = str(guild_id)
             payload["channel"]["guild_id"] = str(guild_id)
@@ -412,7 +420,7 @@ class FakeDiscord:
 
     async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: int = 1001,
                     guild_id: int | None = 777, channel_id: int = 555, attachment: dict[str, Any] | None = None,
-                    size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
+                    size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
         """A slash command. Option types are guessed: a user dict (`user()`) → 6, an attachment dict → 11,
         float → 10, int → 4, str → 3."""
         opts = []
@@ -436,7 +444,7 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
-                                    size_limit=size_limit)  # fmt: skip
+                                    size_limit=size_limit, user_installed=user_installed)  # fmt: skip
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -824,6 +832,8 @@ class FakeDiscord:
         channel_id = int(parts[1])
         if channel_id in self.deleted_channels:
             raise _Error(404, "Unknown Channel", 10003)
+        if channel_id in self.bot_absent_channels:
+            raise _Error(403, "Missing Access", 50001)
         if len(parts) == 3 and parts[2] == "messages" and method == "POST":
             body = body or {}
             self._check_create(channel_id, body, files)

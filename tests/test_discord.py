@@ -602,6 +602,39 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     assert not result_edits(h.fake)
 
 
+async def test_past_the_token_the_stale_status_is_ended_as_the_bot(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    status = await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and "Restyling" in m["content"] and m,
+                                   what="the running status")  # fmt: skip
+    assert status["components"]  # with its Cancel button
+    await h.clock.advance(16 * 60)
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted anew")
+    await h.fake.wait_for(lambda: h.fake.find("PATCH", rf"^/channels/{CHANNEL}/messages/{status['id']}$"), what="the status ended")
+    assert status["content"] == "✅ Done: the result is in a new message." and status["components"] == []
+
+
+async def test_a_user_installed_app_promises_and_uses_a_dm_where_the_bot_cannot_post(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil",
+                                                 "strength": 0.5}, user_installed=True)  # fmt: skip
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="status")
+    await h.clock.advance(11 * 60)
+    h.service.report_progress((await h.jobs())[0].id, 0.5)
+    await h.fake.wait_for(lambda: "by direct message" in h.fake.original(interaction)["content"], what="the note")
+    assert "post it in this channel" not in h.fake.original(interaction)["content"]
+    await h.clock.advance(5 * 60)
+    gate.set()
+    dm = await dm_of(h)
+    assert len(dm.files) == 2
+    assert not h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)  # never tried as the bot
+
+
 async def test_a_deleted_channel_after_the_token_expired_sends_the_result_by_dm(h):
     await h.start()
     gate = h.hold_engine()

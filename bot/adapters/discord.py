@@ -65,6 +65,9 @@ DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit
 # Past this, the status says where the result will go once this message can't be edited any more.
 LATE_NOTE_AFTER_S = 10 * 60
 LATE_NOTE = "_This is taking a while: when it is ready I will post it in this channel and mention you._"
+# Where the bot cannot post as itself (a user-installed app in a server without the bot, a DM
+# between other people), the result can only come by DM.
+LATE_NOTE_DM = "_This is taking a while: when it is ready I will send it to you by direct message._"
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 NOT_STARTED = "This request was not started."
@@ -625,6 +628,7 @@ class DiscordAdapter:
             "user_id": str(interaction.user.id),
             "message_id": str(message_id) if message_id else None,
             "size_limit": int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT),
+            **_as_bot_there(interaction),
         }
 
     async def _after_submit(self, interaction: discord.Interaction, outcome: Accepted | Refused) -> None:
@@ -1012,7 +1016,7 @@ class DiscordAdapter:
                 if not self._token_fresh(reply):
                     return False  # the status can no longer be edited; the result comes by message
                 if self._now() - float(reply.get("interaction_at") or 0) > LATE_NOTE_AFTER_S:
-                    text += "\n" + LATE_NOTE
+                    text += "\n" + (LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM)
             if text == state.last_text:
                 return True
             try:
@@ -1037,7 +1041,22 @@ class DiscordAdapter:
                     await self._edit(job.reply, content=text, view=None)
                 except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
                     log.info("job %s: could not mark the status message: %r", job_id, exc)
+            elif job is not None:
+                await self._end_stale_status(job, text)
         self._status.pop(job_id, None)
+
+    async def _end_stale_status(self, job: JobView, text: str) -> None:
+        """Past the interaction token's 15 minutes its status ("Restyling 60%" with a Cancel
+        button) can only be edited as the bot, which works where the bot itself is in the channel
+        (a server that installed it, or its own DM with the member). Elsewhere it stays as it was."""
+        reply = job.reply
+        if not (reply.get("bot_can_edit") and reply.get("message_id") and reply.get("channel_id")):
+            return
+        try:
+            channel = self._client().get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
+            await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(content=text, view=None))
+        except (DeliveryFailed, discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            log.info("job %s: could not end the old status message: %r", job.id, exc)
 
     def _token_fresh(self, reply: dict[str, Any]) -> bool:
         return self._now() - float(reply.get("interaction_at") or 0) < TOKEN_TTL_S - TOKEN_MARGIN_S
@@ -1133,7 +1152,11 @@ class DiscordAdapter:
                         if exc.status != 401 and exc.code not in (TOO_LARGE, ARCHIVED_THREAD):
                             raise
                         log.info("job %s: could not edit the status message (%s); posting anew", job.id, exc)
-                if reply.get("channel_id"):
+                if not can_edit and reply.get("kind") == "interaction":
+                    await self._end_stale_status(job, _stale_text(text))
+                if reply.get("channel_id") and not reply.get("bot_can_post", True):
+                    note = "(I cannot post in the channel you asked in, so here it is.)\n"
+                elif reply.get("channel_id"):
                     channel = self._client().get_partial_messageable(
                         int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
                     )
@@ -1205,6 +1228,30 @@ def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
         intents.dm_messages = True
         intents.message_content = reply_pictures
     return intents
+
+
+def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
+    """What the bot can do as itself (bot token, no interaction token) where the interaction came
+    from: edit its own messages and post new ones. Only a server that installed the bot has the
+    bot in it (`authorizing_integration_owners` holds that server); a user-installed app elsewhere,
+    and a DM between other people, have only the interaction's webhook (discord-api-docs,
+    Interaction Object: authorizing_integration_owners, context, app_permissions)."""
+    if interaction.guild_id is not None:
+        if not interaction.is_guild_integration():
+            return {"bot_can_edit": False, "bot_can_post": False}
+        perms = interaction.app_permissions
+        thread = isinstance(interaction.channel, discord.Thread)
+        send = perms.send_messages_in_threads if thread else perms.send_messages
+        return {"bot_can_edit": perms.view_channel, "bot_can_post": perms.view_channel and send and perms.attach_files}
+    ours = interaction.context.dm_channel  # the member's DM with the bot, not someone else's
+    return {"bot_can_edit": ours, "bot_can_post": ours}
+
+
+def _stale_text(text: str) -> str:
+    """The last words of a status message the result did not replace (it went to a new message)."""
+    if text.startswith("❌"):
+        return text
+    return "✅ Done: the result is in a new message."
 
 
 def _nonce(job_id: str, place: str) -> str:
