@@ -1166,6 +1166,13 @@ class RestyleService:
         if row is not None and row["status"] == "paid":
             await self._take_back_entitlement(row, self.clock.now(), reason="discord-entitlement-ended")
 
+    async def discord_commands_synced(self) -> dict[str, str]:
+        """The hash of the command payload last synced per scope ("global" or a server id)."""
+        return await self.store.last_marker("discord_commands_synced")
+
+    async def record_discord_commands(self, hashes: dict[str, str]) -> None:
+        await self.store.add_marker("discord_commands_synced", hashes, done_by="discord", now=self.clock.now())
+
     async def discord_entitlements_in_force(self) -> list[tuple[str, str]]:
         """(entitlement id, member's user id) of every Discord entitlement still giving a tier: at
         start the adapter ends those Discord no longer lists (ended or deleted while it was down)."""

@@ -586,6 +586,19 @@ class Store:
             await self._write_tier(row["account_id"], tier, expires_at, reason=reason, changed_by=changed_by, now=now)
             return True
 
+    async def add_marker(self, action: str, detail: dict[str, Any], *, done_by: str, now: float) -> None:
+        """Write down something the bot did (admin_actions, no account), e.g. what it last synced."""
+        await self.db.execute(
+            "INSERT INTO admin_actions (action, account_id, detail, done_by, at) VALUES (?, NULL, ?, ?, ?)",
+            action, json.dumps(detail, sort_keys=True), done_by, now,
+        )  # fmt: skip
+
+    async def last_marker(self, action: str) -> dict[str, Any]:
+        detail = await self.db.fetch_value(
+            "SELECT detail FROM admin_actions WHERE action = ? AND account_id IS NULL ORDER BY id DESC LIMIT 1", action
+        )
+        return json.loads(detail) if detail else {}
+
     async def paid_charges(self, prefix: str) -> list[tuple[str, str]]:
         """(charge id without `prefix`, platform user id) of the payments still in force whose
         charge id starts with `prefix`."""

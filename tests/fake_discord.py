@@ -440,7 +440,7 @@ class FakeDiscord:
                 opts.append({"name": key, "type": 4, "value": value})
             else:
                 opts.append({"name": key, "type": 3, "value": value})
-        data: dict[str, Any] = {"id": str(self._command_id(name)), "name": name, "type": 1, "options": opts}
+        data: dict[str, Any] = {"id": str(self._command_id(name, guild_id)), "name": name, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
@@ -457,7 +457,7 @@ class FakeDiscord:
             if key == focused:
                 opt["focused"] = True
             opts.append(opt)
-        data = {"id": str(self._command_id(name)), "name": name, "type": 1, "options": opts}
+        data = {"id": str(self._command_id(name, guild_id)), "name": name, "type": 1, "options": opts}
         payload = self._interaction(4, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
@@ -465,7 +465,7 @@ class FakeDiscord:
     async def context_menu(self, target: dict[str, Any], *, name: str = "Restyle image", user_id: int = 1001,
                            guild_id: int | None = 777) -> dict[str, Any]:  # fmt: skip
         channel_id = int(target["channel_id"])
-        data = {"id": str(self._command_id(name)), "name": name, "type": 3, "target_id": target["id"],
+        data = {"id": str(self._command_id(name, guild_id)), "name": name, "type": 3, "target_id": target["id"],
                 "resolved": {"messages": {target["id"]: target}}}  # fmt: skip
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
         await self.dispatch("INTERACTION_CREATE", payload)
@@ -570,12 +570,20 @@ class FakeDiscord:
         message_id = self._tokens[interaction["token"]]["original"]
         return self.messages.get(message_id) if message_id else None
 
-    def _command_id(self, name: str) -> int:
-        for commands in self.commands.values():
-            for command in commands:
-                if command["name"] == name:
-                    return int(command["id"])
-        return 1
+    def _command_id(self, name: str, guild_id: int | None = None, context: int | None = None) -> int:
+        """The id of the command a member can pick here. Guild commands exist only in their server
+        (no DMs); a global one only in the contexts it allows (discord-api-docs, Application
+        Commands: contexts, 0 guild, 1 bot DM, 2 private channel). Anything else the member
+        cannot even send, so a test asking for it is wrong."""
+        context = (0 if guild_id else 1) if context is None else context
+        for command in self.commands.get("global", []):
+            if command["name"] == name and context in (command.get("contexts") or [0, 1, 2]):
+                return int(command["id"])
+        for command in self.commands.get(str(guild_id), []) if guild_id else []:
+            if command["name"] == name:
+                return int(command["id"])
+        raise AssertionError(f"Discord offers no command {name!r} here (guild {guild_id}, context {context});"
+                             f" registered: { {k: [c['name'] for c in v] for k, v in self.commands.items()} }")
 
     # REST --------------------------------------------------------------------------------------
 
@@ -652,6 +660,9 @@ class FakeDiscord:
                          "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
         if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
             scope = parts[3] if len(parts) == 5 else "global"
+            problem = _command_schema_problem(body or [])
+            if problem:
+                raise _Error(400, f"Invalid Form Body ({problem})", 50035)
             synced = [{"description": "", **c, "id": str(self.new_id()), "application_id": str(self.app_id), "version": "1",
                        "default_member_permissions": None, **({"guild_id": scope} if scope != "global" else {})}
                       for c in body or []]  # fmt: skip
@@ -866,6 +877,44 @@ class FakeDiscord:
         if len(parts) == 3 and parts[2] == "typing":
             return 204, None
         raise _Error(405, "method not allowed", 0)
+
+
+_NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def _command_schema_problem(commands: list[dict[str, Any]]) -> str | None:
+    """What Discord checks when commands are registered (discord-api-docs, Application Command
+    Object: naming, descriptions, options): chat-input names lower case 1-32 of word characters
+    and dashes, descriptions 1-100 characters (none for context menus), at most 25 options,
+    required before optional, at most 25 choices; names unique per type; at most 100 chat commands."""
+    seen: set[tuple[int, str]] = set()
+    for command in commands:
+        kind, name = command.get("type", 1), command.get("name", "")
+        if (kind, name) in seen:
+            return f"{name}: registered twice"
+        seen.add((kind, name))
+        if kind == 1:
+            if not _NAME.match(name) or name != name.lower():
+                return f"{name}: not a valid command name"
+            if not 1 <= len(command.get("description") or "") <= 100:
+                return f"{name}: description must be 1-100 characters"
+        else:
+            if not 1 <= len(name) <= 32 or command.get("description"):
+                return f"{name}: a context menu has a 1-32 character name and no description"
+        options = command.get("options") or []
+        if len(options) > 25:
+            return f"{name}: more than 25 options"
+        required = [bool(o.get("required")) for o in options]
+        if required != sorted(required, reverse=True):
+            return f"{name}: required options must come first"
+        for option in options:
+            if not _NAME.match(option.get("name", "")) or not 1 <= len(option.get("description") or "") <= 100:
+                return f"{name}.{option.get('name')}: bad option name or description"
+            if len(option.get("choices") or []) > 25:
+                return f"{name}.{option['name']}: more than 25 choices"
+    if sum(1 for c in commands if c.get("type", 1) == 1) > 100:
+        return "more than 100 chat commands"
+    return None
 
 
 class _Error(Exception):

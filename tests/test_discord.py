@@ -165,6 +165,43 @@ async def test_without_guild_ids_commands_are_synced_globally(h):
     ]  # fmt: skip
 
 
+async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_removes_the_old_copies(h, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="bot.discord")
+    await h.start()
+    assert len(h.fake.commands[str(GUILD)]) == 12 and h.fake.commands["global"] == []
+    await h.app.stop()
+    await h.fake.close()
+    h.app = None
+    h2 = Harness(tmp_path)
+    h2.fake.commands = dict(h.fake.commands)  # Discord keeps them
+    try:
+        await h2.start()
+        assert not h2.fake.find("PUT", r"/commands$")
+        assert "commands unchanged since the last sync" in caplog.text
+    finally:
+        await h2.close()
+    h3 = Harness(tmp_path)
+    h3.fake.commands = dict(h2.fake.commands)
+    try:
+        await h3.start(guilds="[]")
+        assert len(h3.fake.commands["global"]) == 12 and h3.fake.commands[str(GUILD)] == []
+        assert "commands synced: removed from server 777; 12 globally" in caplog.text
+        await h3.result_of(await h3.fake.slash("restyle", {"image": h3.fake.attachment(picture_bytes()), "prompt": "oil",
+                                                           "strength": 0.5}, guild_id=None, channel_id=4444))  # fmt: skip
+    finally:
+        await h3.close()
+
+
+async def test_commands_say_where_they_work_and_admin_ones_are_for_servers_only(h):
+    await h.start(guilds="[]")
+    commands = {c["name"]: c for c in h.fake.commands["global"]}
+    assert sorted(commands["restyle"]["contexts"]) == [0, 1, 2] and sorted(commands["restyle"]["integration_types"]) == [0, 1]
+    for name in ("ban", "unban", "queue", "grant", "revoke"):
+        assert commands[name]["contexts"] == [0] and commands[name]["integration_types"] == [0]
+    with pytest.raises(AssertionError, match="offers no command 'ban'"):
+        await h.fake.slash("ban", {"member": h.fake.user(USER), "reason": "x"}, guild_id=None, channel_id=4444)
+
+
 async def test_library_urls_point_at_the_config_while_running_and_are_restored_on_stop(h):
     before = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     await h.start()
@@ -233,7 +270,7 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
 
 
 async def test_slash_restyle_in_a_dm_with_the_bot_works_the_same(h):
-    await h.start()
+    await h.start(guilds="[]")  # guild commands do not exist in DMs: global ones do
     interaction = await h.fake.slash(
         "restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil painting", "strength": 0.3},
         guild_id=None, channel_id=4444,

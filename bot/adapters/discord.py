@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -209,7 +211,13 @@ class RestyleClient(discord.Client):
     def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
         super().__init__(**options)
         self.restyle_adapter = adapter
-        self.tree = RestyleTree(self)
+        # Everywhere Discord allows: servers, the bot's DM, and (user-installed) other DMs; the
+        # admin commands narrow this to servers.
+        self.tree = RestyleTree(
+            self,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+        )
         self.connected = asyncio.Event()
 
     async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
@@ -404,17 +412,38 @@ class DiscordAdapter:
             self._saved_urls = None
 
     async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
+        """Register the commands where they changed since the last sync (a hash per scope kept in
+        the database): syncing is rate limited, and every process start would otherwise redo it.
+        With guild_ids they live in those servers only (Discord has no guild commands in DMs) and
+        the global copies go; without, they are global and copies left in servers go."""
         guild_ids = self.config.discord.guild_ids
+        client = self._client()
+        desired: dict[str, list[dict[str, Any]]] = {}
+        for guild_id in guild_ids:
+            guild = discord.Object(id=guild_id)
+            tree.copy_global_to(guild=guild)
+            desired[str(guild_id)] = [c.to_dict(tree) for c in tree._get_all_commands(guild=guild)]
+        desired["global"] = [] if guild_ids else [c.to_dict(tree) for c in tree._get_all_commands()]
         try:
-            if guild_ids:
-                for guild_id in guild_ids:
-                    guild = discord.Object(id=guild_id)
-                    tree.copy_global_to(guild=guild)
-                    await tree.sync(guild=guild)
-                log.info("commands synced to %d server(s)", len(guild_ids))
-            else:
-                await tree.sync()
-                log.info("commands synced globally (they can take up to an hour to appear)")
+            previous = await self.service.discord_commands_synced()
+        except Exception as exc:
+            log.error("could not read which commands were synced (%r); syncing them all", exc)
+            previous = {}
+        synced = dict(previous)
+        done = []
+        try:
+            for scope in sorted(set(desired) | set(previous)):
+                payload = desired.get(scope, [])
+                digest = _commands_hash(payload)
+                if previous.get(scope) == digest:
+                    continue
+                if scope == "global":
+                    await client.http.bulk_upsert_global_commands(client.application_id, payload=payload)
+                else:
+                    await client.http.bulk_upsert_guild_commands(client.application_id, int(scope), payload=payload)
+                synced[scope] = digest
+                where = "globally" if scope == "global" else f"to server {scope}"
+                done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
         except discord.Forbidden:
             log.error(
                 "Discord refused to register the commands (403): invite the bot with the applications.commands"
@@ -423,6 +452,15 @@ class DiscordAdapter:
             )
         except Exception as exc:  # a network hiccup must not stop the bot: old registrations still work
             log.error("could not register the commands (%r); the ones registered before still work", exc)
+        if done:
+            log.info("commands synced: %s%s", "; ".join(done),
+                     "" if guild_ids else " (global commands can take up to an hour to appear)")  # fmt: skip
+            try:
+                await self.service.record_discord_commands({k: v for k, v in synced.items() if desired.get(k) or k in desired})
+            except Exception as exc:
+                log.error("could not record the synced commands (%r); the next start syncs again", exc)
+        else:
+            log.info("commands unchanged since the last sync: nothing sent to Discord")
 
     # Commands ------------------------------------------------------------------------------------
 
@@ -481,6 +519,8 @@ class DiscordAdapter:
         @tree.command(name="ban", description="Admins: stop a member using the bot and cancel their waiting jobs")
         @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (kept in the audit log)")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def ban(
             interaction: discord.Interaction, member: discord.User, reason: app_commands.Range[str, 1, 300]
         ) -> None:
@@ -490,6 +530,8 @@ class DiscordAdapter:
         @tree.command(name="unban", description="Admins: let a banned member use the bot again")
         @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (optional)")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def unban(
             interaction: discord.Interaction, member: discord.User, reason: Optional[app_commands.Range[str, 1, 300]] = None
         ) -> None:
@@ -499,6 +541,8 @@ class DiscordAdapter:
         @tree.command(name="queue", description="Admins: who is waiting, or the latest jobs")
         @app_commands.describe(show="waiting (the default), or log: the latest jobs with who asked what, where")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def queue(interaction: discord.Interaction, show: Literal["waiting", "log"] = "waiting") -> None:
             with adapter._handling():
                 await adapter.on_queue(interaction, show)
@@ -1228,6 +1272,10 @@ def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
         intents.dm_messages = True
         intents.message_content = reply_pictures
     return intents
+
+
+def _commands_hash(payload: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:

@@ -197,6 +197,8 @@ class DiscordUpgrades:
         @tree.command(name="grant", description="Admins: give a member a tier")
         @app_commands.describe(member="The member", tier="pro or max", days="How long (0: no end)")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def grant(
             interaction: discord.Interaction, member: discord.User, tier: str, days: app_commands.Range[int, 0, 3650]
         ) -> None:
@@ -206,6 +208,8 @@ class DiscordUpgrades:
         @tree.command(name="revoke", description="Admins: put a member back on the free tier")
         @app_commands.describe(member="The member")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def revoke(interaction: discord.Interaction, member: discord.User) -> None:
             with upgrades.adapter._handling():
                 await upgrades.on_revoke(interaction, member)
