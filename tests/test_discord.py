@@ -492,7 +492,7 @@ async def test_the_file_and_cancel_buttons_answer_before_touching_the_database(h
     gate = hold_database(h)
     await h.fake.click(first, f"restyle:png:{job_id}")
     try:
-        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, timeout=1.5, what="the click answered")
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, what="the click answered")
     finally:
         gate.set()
     assert callbacks(h.fake)[-1].json["type"] == 5 and callbacks(h.fake)[-1].flags & EPHEMERAL
@@ -507,7 +507,7 @@ async def test_the_file_and_cancel_buttons_answer_before_touching_the_database(h
     gate = hold_database(h)
     await h.fake.click(status, f"restyle:cancel:{second_id}")
     try:
-        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 5, timeout=1.5, what="the cancel answered")
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 5, what="the cancel answered")
     finally:
         gate.set()
     assert callbacks(h.fake)[-1].json["type"] == 6  # an update of the status message, nothing new shown
@@ -604,7 +604,7 @@ async def test_every_command_answers_privately_before_touching_the_database(h, n
     options = {k: h.fake.user(USER, "ana") if v == "target" else v for k, v in options.items()}
     await h.fake.slash(name, options, user_id=ADMIN)
     try:
-        [defer] = await h.fake.wait_for(lambda: callbacks(h.fake), timeout=1.5, what="the first answer")
+        [defer] = await h.fake.wait_for(lambda: callbacks(h.fake), what="the first answer")
     finally:
         gate.set()
     assert defer.json["type"] == 5 and defer.flags & EPHEMERAL  # deferred, privately
