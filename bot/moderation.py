@@ -47,6 +47,7 @@ class Place:
     chat_id: int | None = None  # Telegram chat, or Discord channel
     guild_id: int | None = None  # Discord server
     private: bool = False  # a Telegram private chat or a Discord DM
+    parent_id: int | None = None  # a Discord thread or forum post: the channel it is in
 
 
 def place_refusal(access: AccessSettings, place: Place) -> str | None:
@@ -58,6 +59,6 @@ def place_refusal(access: AccessSettings, place: Place) -> str | None:
     if place.platform == "discord":
         if access.discord_guilds and place.guild_id not in access.discord_guilds:
             return NOT_HERE
-        if access.discord_channels and place.chat_id not in access.discord_channels:
-            return NOT_HERE
+        if access.discord_channels and not {place.chat_id, place.parent_id} & set(access.discord_channels):
+            return NOT_HERE  # a thread (or forum post) is allowed where its channel is
     return None

@@ -49,6 +49,7 @@ from bot.upgrades import (
     PlanView,
     code_hash,
     extended,
+    is_active,
     looks_like_payload,
     merged,
     new_link_code,
@@ -1116,32 +1117,33 @@ class RestyleService:
         return await self.me(Member(row["platform"], row["platform_user_id"]))
 
     async def apply_entitlement(
-        self, member: Member, entitlement_id: str, sku_id: int, ends_at: float | None, *, deleted: bool = False
+        self, member: Member, entitlement_id: str, sku_id: int, ends_at: float | None, *, deleted: bool = False,
+        open_ended: bool = False,
     ) -> MemberView | None:
-        """A Discord entitlement appeared, renewed, ended or was deleted. Idempotent: the same
-        entitlement seen again (on every interaction) writes nothing. None: not one of our SKUs."""
+        """A Discord entitlement appeared, ended or was deleted. Idempotent: the same entitlement
+        seen again (on every interaction) writes nothing. None: not one of our SKUs.
+
+        `open_ended`: a subscription (or a test entitlement for one). Since Discord's 2024
+        entitlement migration a live subscription entitlement has no `ends_at` ("granted
+        indefinitely") and ENTITLEMENT_UPDATE comes only when it ends, so the tier it gives lasts
+        until Discord ends it, not for the plan's days. A one-time purchase gives the plan's days."""
         plan = plan_for_sku(self.config, sku_id)
         if plan is None:
             return None
         now = self.clock.now()
         charge_key = f"discord-entitlement:{entitlement_id}"
         row = await self.store.payment(charge_key)
-        if ends_at is not None and ends_at <= now and not deleted:
-            return await self.me(member)  # ran out: the tier's own expiry already ends it
-        if deleted:  # refunded or removed by Discord: take back what it gave
+        if deleted or (ends_at is not None and ends_at <= now):
+            # DELETE: refunded or removed by Discord; an end in the past: the subscription ended.
             if row is not None and row["status"] == "paid":
-                account = await self.store.account(row["account_id"])
-                tier = account.effective_tier(now)
-                new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
-                await self.store.refund_payment(charge_key, new[0], new[1], changed_by=charge_key, now=now)
-                await self._rerank_member(row["account_id"], self.config.tier(new[0]))
+                await self._take_back_entitlement(row, now, reason="refund" if deleted else "discord-entitlement-ended")
             return await self.me(member)
         account_id, tier, expiry = await self._current(member)
         if row is None:
-            until = ends_at if ends_at is not None else now + plan.days * DAY_S
+            until = ends_at if ends_at is not None or open_ended else now + plan.days * DAY_S
             new: tuple[str, float | None]
             if tier == plan.tier:
-                new = (tier, None if expiry is None else max(expiry, until))
+                new = (tier, None if expiry is None or until is None else max(expiry, until))
             elif extended(self.config, tier, expiry, plan.tier, 0, now) is None:
                 new = (tier, expiry)  # a higher tier runs: keep it
             else:
@@ -1159,11 +1161,51 @@ class RestyleService:
             )  # fmt: skip
             await self._rerank_member(account_id, self.config.tier(new[0]))
             return await self.me(member)
-        if row["status"] == "paid" and ends_at is not None and tier == plan.tier and expiry is not None and ends_at > expiry:
-            # renewed: the entitlement's end moved on
-            await self.store.set_payment_expiry(charge_key, ends_at)
-            return await self.set_tier(member, plan.tier, ends_at, reason="discord-entitlement", changed_by=charge_key)
+        if row["status"] == "paid" and ends_at is not None and tier == plan.tier and (
+            (expiry is not None and ends_at > expiry) or (expiry is None and row["expires_at"] is None)
+        ):
+            # the end moved on (a renewal of an entitlement that had one), or an open-ended
+            # subscription now has an end still to come: the tier runs until then, or longer where
+            # the same tier ran before it for longer (what it ran on comes back)
+            until: float | None = ends_at
+            if expiry is None and row["prev_tier"] == plan.tier and is_active(row["prev_tier"], row["prev_expires_at"], now):
+                until = None if row["prev_expires_at"] is None else max(ends_at, row["prev_expires_at"])
+            await self.store.set_payment_expiry(charge_key, until)
+            return await self.set_tier(member, plan.tier, until, reason="discord-entitlement", changed_by=charge_key)
         return await self.me(member)
+
+    async def _take_back_entitlement(self, row: dict[str, Any], now: float, *, reason: str) -> None:
+        """End what a Discord entitlement gave, once (the payment row is then no longer 'paid')."""
+        account = await self.store.account(row["account_id"])
+        tier = account.effective_tier(now)
+        current = (tier, account.tier_expires_at if tier != "free" else None)
+        if row["expires_at"] is None and tier == row["tier"] and current[1] is None:
+            # an open-ended subscription ran: what ran before it comes back if still running
+            prev = (row["prev_tier"], row["prev_expires_at"])
+            new = prev if is_active(prev[0], prev[1], now) else ("free", None)
+        else:
+            new = reverted(current, row, now)
+        charge_key = row["charge_id"]
+        if await self.store.refund_payment(charge_key, new[0], new[1], changed_by=charge_key, now=now, reason=reason):
+            await self._rerank_member(row["account_id"], self.config.tier(new[0]))
+
+    async def end_discord_entitlement(self, entitlement_id: str) -> None:
+        """Discord no longer lists the entitlement (it ended or was deleted while the bot was down)."""
+        row = await self.store.payment(f"discord-entitlement:{entitlement_id}")
+        if row is not None and row["status"] == "paid":
+            await self._take_back_entitlement(row, self.clock.now(), reason="discord-entitlement-ended")
+
+    async def discord_commands_synced(self) -> dict[str, str]:
+        """The hash of the command payload last synced per scope ("global" or a server id)."""
+        return await self.store.last_marker("discord_commands_synced")
+
+    async def record_discord_commands(self, hashes: dict[str, str]) -> None:
+        await self.store.add_marker("discord_commands_synced", hashes, done_by="discord", now=self.clock.now())
+
+    async def discord_entitlements_in_force(self) -> list[tuple[str, str]]:
+        """(entitlement id, member's user id) of every Discord entitlement still giving a tier: at
+        start the adapter ends those Discord no longer lists (ended or deleted while it was down)."""
+        return await self.store.paid_charges("discord-entitlement:")
 
     async def _count_guess(self, member: Member) -> Refused | None:
         """Count a code attempt before the code is looked up, in the database: attempts that

@@ -572,9 +572,10 @@ class Store:
         await self.db.execute("UPDATE payments SET expires_at = ? WHERE charge_id = ?", expires_at, charge_id)
 
     async def refund_payment(
-        self, charge_id: str, tier: str, expires_at: float | None, *, changed_by: str, now: float
+        self, charge_id: str, tier: str, expires_at: float | None, *, changed_by: str, now: float, reason: str = "refund"
     ) -> bool:
-        """Mark a payment refunded and set the reverted tier; False when it was refunded already."""
+        """Mark a payment refunded (no longer in force) and set the reverted tier; False when it
+        was refunded already. `reason` goes to the tier change (an ended subscription is no refund)."""
         async with self.db.transaction():
             row = await self.db.fetch_one(
                 "UPDATE payments SET status = 'refunded', refunded_at = ? WHERE charge_id = ? AND status = 'paid' "
@@ -583,8 +584,31 @@ class Store:
             )  # fmt: skip
             if row is None:
                 return False
-            await self._write_tier(row["account_id"], tier, expires_at, reason="refund", changed_by=changed_by, now=now)
+            await self._write_tier(row["account_id"], tier, expires_at, reason=reason, changed_by=changed_by, now=now)
             return True
+
+    async def add_marker(self, action: str, detail: dict[str, Any], *, done_by: str, now: float) -> None:
+        """Write down something the bot did (admin_actions, no account), e.g. what it last synced."""
+        await self.db.execute(
+            "INSERT INTO admin_actions (action, account_id, detail, done_by, at) VALUES (?, NULL, ?, ?, ?)",
+            action, json.dumps(detail, sort_keys=True), done_by, now,
+        )  # fmt: skip
+
+    async def last_marker(self, action: str) -> dict[str, Any]:
+        detail = await self.db.fetch_value(
+            "SELECT detail FROM admin_actions WHERE action = ? AND account_id IS NULL ORDER BY id DESC LIMIT 1", action
+        )
+        return json.loads(detail) if detail else {}
+
+    async def paid_charges(self, prefix: str) -> list[tuple[str, str]]:
+        """(charge id without `prefix`, platform user id) of the payments still in force whose
+        charge id starts with `prefix`."""
+        rows = await self.db.fetch_all(
+            "SELECT charge_id, platform_user_id FROM payments WHERE status = 'paid' AND substr(charge_id, 1, ?) = ? "
+            "ORDER BY charge_id",
+            len(prefix), prefix,
+        )  # fmt: skip
+        return [(row["charge_id"][len(prefix):], row["platform_user_id"]) for row in rows]
 
     # Bans ------------------------------------------------------------------------------------
 

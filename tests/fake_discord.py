@@ -26,7 +26,19 @@ from aiohttp import WSMsgType, web
 
 API = "/api/v10"
 TOKEN_TTL_S = 15 * 60
+# "Interaction tokens are valid for 15 minutes ... you must send an initial response within 3
+# seconds of receiving the event. If the 3 second deadline is exceeded, the token will be
+# invalidated." (discord-api-docs, Receiving and Responding): past it the callback is 10062.
+RESPONSE_DEADLINE_S = 3.0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
+
+MAX_CONTENT_CHARS = 2000  # discord-api-docs, Create Message: content "up to 2000 characters"
+DM_SIZE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in DMs: the default 10 MiB (no server boost applies)
+
+# Gateway intents (discord-api-docs, Gateway Intents)
+GUILD_MESSAGES = 1 << 9
+DIRECT_MESSAGES = 1 << 12
+MESSAGE_CONTENT = 1 << 15
 
 # Message flags
 EPHEMERAL = 64
@@ -88,6 +100,8 @@ _SNOWFLAKES = itertools.count(900_000_000_000_000_001)
 class FakeDiscord:
     def __init__(self, *, clock: Any = None, app_id: int = 4242, bot_id: int = 4242, size_limit: int = DEFAULT_SIZE_LIMIT):
         self.user_entitlements: dict[int, list[dict[str, Any]]] = {}  # sent with each interaction of that user
+        self.entitlements: dict[int, dict[str, Any]] = {}  # the application's, as GET .../entitlements lists them
+        self.skus: dict[int, dict[str, Any]] = {}  # the application's SKUs (GET .../skus)
         self.clock = clock  # with now(): interaction tokens expire TOKEN_TTL_S after they were dispatched
         self.app_id = app_id
         self.app_flags = 0  # oauth2/applications/@me flags: 1 << 18 / 1 << 19 grant the message-content intent
@@ -95,15 +109,25 @@ class FakeDiscord:
         self.bot_user = {"id": str(bot_id), "username": "restyle", "discriminator": "0", "avatar": None, "bot": True,
                          "global_name": "Restyle"}  # fmt: skip
         self.size_limit = size_limit
+        self.response_deadline_s = RESPONSE_DEADLINE_S  # real (loop) seconds; a test may shorten it
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
+        self.slow: list[list[Any]] = []  # [method, pattern, seconds, times]: done at once, answered late
         self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/<name>
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted_channels: set[int] = set()
+        self.archived_threads: set[int] = set()  # posting there: 400 50083
+        self.bot_absent_channels: set[int] = set()  # channels of servers the bot is not in: 403 50001
+        self.threads: dict[int, dict[str, Any]] = {}  # thread id -> its channel payload (see thread())
+        self.denied: dict[int, set[str]] = {}  # channel id -> permissions the bot lacks there
+        self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot: 50007
+        self.channel_size_limits: dict[int, int] = {}  # upload limit per channel (default size_limit)
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
         self.gateway_frames: list[dict[str, Any]] = []  # what the bot sent on the gateway
         self.identifies = 0
+        self.intents = 0  # what the bot's last IDENTIFY asked for
+        self.message_content_allowed = True  # the Developer Portal switch for the privileged intent
         self.resumes = 0
         self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
@@ -169,9 +193,30 @@ class FakeDiscord:
             headers = {"Retry-After": str(retry_after), "X-RateLimit-Scope": "user"}
         self.failures.append(Failure(method.upper(), re.compile(path_regex), status, body, times, headers, when))
 
+    def answer_late(self, method: str, path_regex: str, seconds: float, *, times: int = 1) -> None:
+        """The next `times` matching calls take effect at once but are answered after `seconds`:
+        a client that gives up first cannot tell whether its message was posted."""
+        self.slow.append([method.upper(), re.compile(path_regex), seconds, times])
+
     def serve_file(self, name: str, data: bytes, content_type: str = "image/png") -> str:
         self.files[name] = (data, content_type)
         return f"{self.url}/files/{name}"
+
+    def thread(self, parent_id: int, *, guild_id: int = 777, forum: bool = False, archived: bool = False) -> int:
+        """A thread under `parent_id` (a forum post when `forum`: a thread in a forum channel, type 15);
+        interactions in it carry the thread as their channel, with its `parent_id` (discord-api-docs,
+        Channel Object: threads). Posting in an archived one is 50083."""
+        thread_id = self.new_id()
+        self.threads[thread_id] = {
+            "id": str(thread_id), "type": 11, "guild_id": str(guild_id), "parent_id": str(parent_id),
+            "owner_id": "1001", "name": "a post" if forum else "a thread", "message_count": 1, "member_count": 1,
+            "rate_limit_per_user": 0, "flags": 0, "applied_tags": [],
+            "thread_metadata": {"archived": archived, "auto_archive_duration": 1440, "locked": False,
+                                "archive_timestamp": "2027-01-15T12:00:00.000000+00:00"},
+        }  # fmt: skip
+        if archived:
+            self.archived_threads.add(thread_id)
+        return thread_id
 
     def delete_channel(self, channel_id: int) -> None:
         self.deleted_channels.add(int(channel_id))
@@ -240,6 +285,11 @@ class FakeDiscord:
                 await ws.send_str(json.dumps({"op": 11, "d": None, "s": None, "t": None}))
             elif op == 2:
                 self.identifies += 1
+                self.intents = int(frame["d"].get("intents") or 0)
+                if self.intents & MESSAGE_CONTENT and not self.message_content_allowed:
+                    # "Disallowed intent(s)": a privileged intent not enabled for the app (Gateway close codes)
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
                 self._seq = 0
                 self._sent.clear()
                 self._connected.set()
@@ -282,7 +332,16 @@ class FakeDiscord:
     def message(self, channel_id: int, *, content: str = "", author: dict[str, Any] | None = None,
                 attachments: list[dict[str, Any]] | None = None, embeds: list[dict[str, Any]] | None = None,
                 guild_id: int | None = None, components: list[dict[str, Any]] | None = None,
-                message_id: int | None = None, flags: int = 0, store: bool = True) -> dict[str, Any]:  # fmt: skip
+                message_id: int | None = None, flags: int = 0, store: bool = True,
+                reply_to: dict[str, Any] | None = None, reply_ping: bool = True) -> dict[str, Any]:  # fmt: skip
+        """A message. `mentions` is filled as Discord does: every `<@id>` in the content, and, for a
+        reply (`reply_to`) that keeps its ping (the client's default), the replied-to author too,
+        although the text never names them (discord-api-docs, Message Object: "mentions";
+        Message Reference: a reply with the ping on notifies the referenced author)."""
+        mentioned = [self.user(int(i)) if str(i) != self.bot_user["id"] else self.bot_user
+                     for i in dict.fromkeys(re.findall(r"<@!?(\d+)>", content))]  # fmt: skip
+        if reply_to is not None and reply_ping and all(u["id"] != reply_to["author"]["id"] for u in mentioned):
+            mentioned.append(reply_to["author"])
         msg = {
             "id": str(message_id or self.new_id()),
             "channel_id": str(channel_id),
@@ -291,7 +350,7 @@ class FakeDiscord:
             "author": author or self.bot_user,
             "embeds": embeds or [],
             "attachments": attachments or [],
-            "mentions": [],
+            "mentions": mentioned,
             "mention_roles": [],
             "mention_everyone": False,
             "pinned": False,
@@ -303,16 +362,22 @@ class FakeDiscord:
         }
         if guild_id:
             msg["guild_id"] = str(guild_id)
+        if reply_to is not None:
+            msg["type"] = 19  # REPLY
+            msg["message_reference"] = {"message_id": reply_to["id"], "channel_id": reply_to["channel_id"],
+                                        **({"guild_id": str(guild_id)} if guild_id else {})}  # fmt: skip
+            msg["referenced_message"] = reply_to
         if store:
             self.messages[int(msg["id"])] = msg
         return msg
 
     def _interaction(self, itype: int, data: dict[str, Any], *, user_id: int, guild_id: int | None,
                      channel_id: int, message: dict[str, Any] | None = None, name: str = "member",
-                     size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
+                     size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
         interaction_id = self.new_id()
         token = f"itoken-{interaction_id}"
-        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id}
+        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id,
+                               "received": asyncio.get_running_loop().time(), "answered": None, "made": set()}  # fmt: skip
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.app_id),
@@ -325,12 +390,23 @@ class FakeDiscord:
                         "permission_overwrites": [], "nsfw": False},  # fmt: skip
             "app_permissions": "562949953421311",
             "locale": "en-US",
-            "entitlements": list(self.user_entitlements.get(user_id, [])),
-            "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)},
+            # the invoking user's entitlements in force (discord-api-docs, Interaction Object: entitlements)
+            "entitlements": list(self.user_entitlements[user_id] if user_id in self.user_entitlements
+                                 else self._list_entitlements({"user_id": str(user_id), "exclude_ended": "1"})),
+            "authorizing_integration_owners": ({"1": str(user_id)} if user_installed or not guild_id
+                                               else {"0": str(guild_id)}),
             "context": 0 if guild_id else 1,
             "attachment_size_limit": size_limit or self.size_limit,
         }
         user = self.user(user_id, name)
+        if channel_id in self.threads:
+            payload["channel"] = dict(self.threads[channel_id])
+        if user_installed and guild_id:
+            # a user-installed app in a server without its bot: only the interaction's webhook
+            # reaches the channel; the bot token gets 50001 there (discord-api-docs, Installation
+            # Context: "user-installed apps ... can't send messages as the bot")
+            self.bot_absent_channels.add(channel_id)
+            payload["app_permissions"] = str((1 << 15) | (1 << 14))  # attach files, embed links: via the webhook
         if guild_id:
             payload["guild_id"] = str(guild_id)
             payload["channel"]["guild_id"] = str(guild_id)
@@ -346,7 +422,7 @@ class FakeDiscord:
 
     async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: int = 1001,
                     guild_id: int | None = 777, channel_id: int = 555, attachment: dict[str, Any] | None = None,
-                    size_limit: int | None = None) -> dict[str, Any]:  # fmt: skip
+                    size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
         """A slash command. Option types are guessed: a user dict (`user()`) → 6, an attachment dict → 11,
         float → 10, int → 4, str → 3."""
         opts = []
@@ -366,11 +442,11 @@ class FakeDiscord:
                 opts.append({"name": key, "type": 4, "value": value})
             else:
                 opts.append({"name": key, "type": 3, "value": value})
-        data: dict[str, Any] = {"id": str(self._command_id(name)), "name": name, "type": 1, "options": opts}
+        data: dict[str, Any] = {"id": str(self._command_id(name, guild_id)), "name": name, "type": 1, "options": opts}
         if resolved:
             data["resolved"] = resolved
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
-                                    size_limit=size_limit)  # fmt: skip
+                                    size_limit=size_limit, user_installed=user_installed)  # fmt: skip
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -383,7 +459,7 @@ class FakeDiscord:
             if key == focused:
                 opt["focused"] = True
             opts.append(opt)
-        data = {"id": str(self._command_id(name)), "name": name, "type": 1, "options": opts}
+        data = {"id": str(self._command_id(name, guild_id)), "name": name, "type": 1, "options": opts}
         payload = self._interaction(4, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
@@ -391,7 +467,7 @@ class FakeDiscord:
     async def context_menu(self, target: dict[str, Any], *, name: str = "Restyle image", user_id: int = 1001,
                            guild_id: int | None = 777) -> dict[str, Any]:  # fmt: skip
         channel_id = int(target["channel_id"])
-        data = {"id": str(self._command_id(name)), "name": name, "type": 3, "target_id": target["id"],
+        data = {"id": str(self._command_id(name, guild_id)), "name": name, "type": 3, "target_id": target["id"],
                 "resolved": {"messages": {target["id"]: target}}}  # fmt: skip
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
         await self.dispatch("INTERACTION_CREATE", payload)
@@ -422,39 +498,94 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
+    def sku(self, sku_id: int, *, kind: int = 5, published: bool = True, name: str = "Pro") -> dict[str, Any]:
+        """An SKU of this application, as `GET /applications/{id}/skus` lists it (type 5:
+        subscription, 6: its group, 2: durable, 3: consumable; flag 1 << 2: AVAILABLE, i.e.
+        published; discord-api-docs SKU Object)."""
+        payload = {"id": str(sku_id), "type": kind, "application_id": str(self.app_id), "name": name,
+                   "slug": name.lower(), "flags": (1 << 2) if published else 0}  # fmt: skip
+        self.skus[int(sku_id)] = payload
+        return payload
+
     def entitlement(self, user_id: int, sku_id: int, *, ends_at: float | None = None, starts_at: float | None = None,
-                    deleted: bool = False, entitlement_id: int | None = None) -> dict[str, Any]:  # fmt: skip
-        """An entitlement payload, as Discord sends it after a purchase (type 8: application subscription)."""
+                    deleted: bool = False, entitlement_id: int | None = None, kind: int = 8) -> dict[str, Any]:  # fmt: skip
+        """An entitlement, as Discord keeps it after a purchase, and registered so that
+        `GET /applications/{id}/entitlements` lists it. Type 8: application subscription, 1: a
+        one-time purchase, 4: a test entitlement (no starts_at / ends_at: "Not present when using
+        test entitlements", discord.py Entitlement). Since the 2024 entitlement migration a live
+        subscription entitlement has `ends_at` null ("granted indefinitely",
+        discord-api-docs Entitlement Object / change log 2024-10); `end_subscription` sets it."""
         def iso(t: float) -> str:
             return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
         payload: dict[str, Any] = {"id": str(entitlement_id or self.new_id()), "sku_id": str(sku_id),
-                                   "application_id": str(self.app_id), "user_id": str(user_id), "type": 8,
-                                   "deleted": deleted}  # fmt: skip
-        if starts_at is not None:
+                                   "application_id": str(self.app_id), "user_id": str(user_id), "type": kind,
+                                   "deleted": deleted, "consumed": False}  # fmt: skip
+        if starts_at is not None and kind != 4:
             payload["starts_at"] = iso(starts_at)
-        if ends_at is not None:
+        if ends_at is not None and kind != 4:
             payload["ends_at"] = iso(ends_at)
+        self.entitlements[int(payload["id"])] = payload
         return payload
 
     async def entitlement_event(self, kind: str, entitlement: dict[str, Any]) -> None:
-        """ENTITLEMENT_CREATE / _UPDATE / _DELETE on the gateway (kind: create, update, delete)."""
+        """ENTITLEMENT_CREATE / _UPDATE / _DELETE on the gateway (kind: create, update, delete).
+        An UPDATE comes only when a subscription ends, with its `ends_at` (discord-api-docs Gateway
+        Events, Entitlement Update: "when a user's subscription ends"); a renewal sends nothing."""
+        if kind == "update":
+            assert entitlement.get("ends_at"), "Discord sends ENTITLEMENT_UPDATE only with the subscription's end"
+        if kind == "delete":
+            entitlement = {**entitlement, "deleted": True}
+        self.entitlements[int(entitlement["id"])] = entitlement
         await self.dispatch(f"ENTITLEMENT_{kind.upper()}", entitlement)
 
-    async def message_create(self, msg: dict[str, Any]) -> None:
-        await self.dispatch("MESSAGE_CREATE", msg)
+    async def end_subscription(self, entitlement: dict[str, Any], at: float, *, send: bool = True) -> dict[str, Any]:
+        """The subscription ran out at `at` (cancelled, then its period passed): `ends_at` is set and
+        an ENTITLEMENT_UPDATE is sent (`send=False`: the bot was not connected to get it)."""
+        ended = {**entitlement, "ends_at": datetime.fromtimestamp(at, timezone.utc).isoformat()}
+        self.entitlements[int(ended["id"])] = ended
+        if send:
+            await self.entitlement_event("update", ended)
+        return ended
+
+    async def message_create(self, msg: dict[str, Any]) -> bool:
+        """MESSAGE_CREATE as this bot would get it: only with GUILD_MESSAGES (server channels) or
+        DIRECT_MESSAGES (DMs), and without MESSAGE_CONTENT its content, embeds, attachments and
+        components are empty unless it is a DM, mentions the bot or is the bot's own (discord-api-docs,
+        Message Content Intent); the same goes for the message it replies to. False: not sent."""
+        dm = "guild_id" not in msg
+        if not self.intents & (DIRECT_MESSAGES if dm else GUILD_MESSAGES):
+            return False
+        await self.dispatch("MESSAGE_CREATE", self._as_seen(msg))
+        return True
+
+    def _as_seen(self, msg: dict[str, Any]) -> dict[str, Any]:
+        readable = (self.intents & MESSAGE_CONTENT or "guild_id" not in msg or msg["author"]["id"] == self.bot_user["id"]
+                    or any(u["id"] == self.bot_user["id"] for u in msg.get("mentions") or []))  # fmt: skip
+        seen = dict(msg) if readable else {**msg, "content": "", "embeds": [], "attachments": [], "components": []}
+        if isinstance(msg.get("referenced_message"), dict):
+            seen["referenced_message"] = self._as_seen(msg["referenced_message"])
+        return seen
 
     def original(self, interaction: dict[str, Any]) -> dict[str, Any] | None:
         """The stored original response of an interaction (as last edited)."""
         message_id = self._tokens[interaction["token"]]["original"]
         return self.messages.get(message_id) if message_id else None
 
-    def _command_id(self, name: str) -> int:
-        for commands in self.commands.values():
-            for command in commands:
-                if command["name"] == name:
-                    return int(command["id"])
-        return 1
+    def _command_id(self, name: str, guild_id: int | None = None, context: int | None = None) -> int:
+        """The id of the command a member can pick here. Guild commands exist only in their server
+        (no DMs); a global one only in the contexts it allows (discord-api-docs, Application
+        Commands: contexts, 0 guild, 1 bot DM, 2 private channel). Anything else the member
+        cannot even send, so a test asking for it is wrong."""
+        context = (0 if guild_id else 1) if context is None else context
+        for command in self.commands.get("global", []):
+            if command["name"] == name and context in (command.get("contexts") or [0, 1, 2]):
+                return int(command["id"])
+        for command in self.commands.get(str(guild_id), []) if guild_id else []:
+            if command["name"] == name:
+                return int(command["id"])
+        raise AssertionError(f"Discord offers no command {name!r} here (guild {guild_id}, context {context});"
+                             f" registered: { {k: [c['name'] for c in v] for k, v in self.commands.items()} }")
 
     # REST --------------------------------------------------------------------------------------
 
@@ -479,10 +610,15 @@ class FakeDiscord:
                 call.status = failure.status
                 return self._json(failure.body, failure.status, failure.headers)
         try:
-            status, answer = self._handle(request.method, path, body, files)
+            status, answer = self._handle(request.method, path, body, files, dict(request.query))
         except _Error as exc:
             status, answer = exc.status, {"message": exc.message, "code": exc.code}
         call.status = status
+        for slow in self.slow:
+            if slow[3] and slow[0] == request.method and slow[1].search(path):
+                slow[3] -= 1
+                await asyncio.sleep(slow[2])
+                break
         if status == 204:
             return web.Response(status=204)
         return self._json(answer, status)
@@ -510,7 +646,9 @@ class FakeDiscord:
         raw = await request.read()
         return (json.loads(raw) if raw else None), files
 
-    def _handle(self, method: str, path: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
+    def _handle(self, method: str, path: str, body: Any, files: list[tuple[str, bytes, str]],
+                query: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+        query = query or {}
         parts = path.strip("/").split("/")
         route = (method, *parts)
         if route == ("GET", "users", "@me"):
@@ -524,6 +662,9 @@ class FakeDiscord:
                          "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
         if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
             scope = parts[3] if len(parts) == 5 else "global"
+            problem = _command_schema_problem(body or [])
+            if problem:
+                raise _Error(400, f"Invalid Form Body ({problem})", 50035)
             synced = [{"description": "", **c, "id": str(self.new_id()), "application_id": str(self.app_id), "version": "1",
                        "default_member_permissions": None, **({"guild_id": scope} if scope != "global" else {})}
                       for c in body or []]  # fmt: skip
@@ -531,6 +672,12 @@ class FakeDiscord:
             return 200, synced
         if method == "GET" and parts[0] == "applications" and parts[-1] == "commands":
             return 200, self.commands.get(parts[3] if len(parts) == 5 else "global", [])
+        if route == ("GET", "applications", str(self.app_id), "skus"):
+            return 200, list(self.skus.values())
+        if route == ("GET", "applications", str(self.app_id), "entitlements"):
+            return 200, self._list_entitlements(query)
+        if method == "POST" and parts[:3] == ["applications", str(self.app_id), "entitlements"] and parts[-1] == "consume":
+            return self._consume(int(parts[3]))
         if method == "POST" and parts[0] == "interactions" and parts[-1] == "callback":
             return self._callback(parts[2], body, files)
         if parts[0] == "webhooks":
@@ -548,9 +695,52 @@ class FakeDiscord:
             return 200, self.user(int(parts[1]))
         raise _Error(404, f"the fake has no route {method} {path}", 0)
 
+    def _list_entitlements(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /applications/{id}/entitlements (discord-api-docs, List Entitlements): ascending by
+        id after `after`, at most `limit` (1-100); `exclude_ended` drops those whose ends_at has
+        passed, `exclude_deleted` (default true) the deleted ones."""
+        limit = int(query.get("limit", 100))
+        if not 1 <= limit <= 100:
+            raise _Error(400, "Invalid Form Body (limit)", 50035)
+        if "after" in query and "before" in query:
+            raise _Error(400, "Invalid Form Body (before and after)", 50035)
+        users = {query["user_id"]} if "user_id" in query else None
+        skus = set(query["sku_ids"].split(",")) if query.get("sku_ids") else None
+        out = []
+        for eid in sorted(self.entitlements):
+            e = self.entitlements[eid]
+            if "after" in query and eid <= int(query["after"]) or "before" in query and eid >= int(query["before"]):
+                continue
+            if users is not None and e.get("user_id") not in users or skus is not None and e["sku_id"] not in skus:
+                continue
+            if query.get("exclude_deleted", "1") in ("1", "true") and e.get("deleted"):
+                continue
+            ends = e.get("ends_at")
+            if query.get("exclude_ended") in ("1", "true") and ends and datetime.fromisoformat(ends).timestamp() <= self.now():
+                continue
+            out.append(e)
+        return out[-limit:] if "before" in query else out[:limit]
+
+    def _consume(self, entitlement_id: int) -> tuple[int, Any]:
+        """POST .../entitlements/{id}/consume: only for an entitlement of a consumable SKU
+        (discord-api-docs, Consume an Entitlement: "For One-Time Purchase consumable SKUs")."""
+        entitlement = self.entitlements.get(entitlement_id)
+        if entitlement is None or entitlement.get("deleted"):
+            raise _Error(404, "Unknown Entitlement", 10069)
+        if (self.skus.get(int(entitlement["sku_id"])) or {}).get("type") != 3:
+            raise _Error(400, "Only consumable SKU entitlements can be consumed", 50035)
+        self.entitlements[entitlement_id] = {**entitlement, "consumed": True}
+        return 204, None
+
     def _callback(self, token: str, body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
         info = self._token(token)
         ctype = body["type"]
+        if info["answered"] is not None:
+            # one initial response per interaction (discord-api-docs, JSON Error Codes 40060)
+            raise _Error(400, "Interaction has already been acknowledged.", 40060)
+        if asyncio.get_running_loop().time() - info["received"] > self.response_deadline_s:
+            raise _Error(404, "Unknown interaction", 10062)
+        info["answered"] = ctype
         data = body.get("data") or {}
         interaction: dict[str, Any] = {"id": "0", "type": ctype}
         resource: dict[str, Any] = {"type": ctype}
@@ -560,14 +750,17 @@ class FakeDiscord:
                                components=data.get("components"), flags=flags,
                                attachments=self._attachments(files))  # fmt: skip
             info["original"] = int(msg["id"])
+            info["made"].add(int(msg["id"]))
             interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
                                response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
             resource["message"] = msg
-        elif ctype == 7:  # update the message the component is on
+        elif ctype in (6, 7):  # (defer an) update of the message the component is on: it is @original now
             msg = self.messages.get(info.get("message") or 0)
             if msg is None:
                 raise _Error(404, "Unknown Message", 10008)
-            resource["message"] = self._edit(msg, data, files)
+            info["original"] = int(msg["id"])
+            info["made"].add(int(msg["id"]))
+            resource["message"] = self._edit(msg, data, files) if ctype == 7 else msg
         return 200, {"interaction": interaction, "resource": resource}
 
     def _token(self, token: str) -> dict[str, Any]:
@@ -588,14 +781,24 @@ class FakeDiscord:
         info = self._token(parts[2])
         if len(parts) == 3 and method == "POST":  # follow-up
             body = body or {}
+            if info["answered"] is None:
+                raise _Error(404, "Unknown Webhook", 10015)  # a follow-up needs an initial response first
+            original = self.messages.get(info["original"] or 0)
+            if info["answered"] == 5 and original is not None and original["flags"] & LOADING:
+                # "the first follow-up after a deferred response edits the loading message" and keeps
+                # that message's flags: an ephemeral flag here does not make a public one private
+                # (discord-api-docs, Create Followup Message; see NOTES.md)
+                return 200, self._edit(original, body, files)
             msg = self.message(info["channel_id"], content=body.get("content") or "", guild_id=info["guild_id"],
                                components=body.get("components"), flags=int(body.get("flags") or 0),
                                attachments=self._attachments(files))  # fmt: skip
+            info["made"].add(int(msg["id"]))
             return 200, msg
         if len(parts) == 5 and parts[3] == "messages":
             message_id = info["original"] if parts[4] in ("@original", "%40original") else int(parts[4])
             msg = self.messages.get(message_id) if message_id else None
-            if msg is None:
+            if msg is None or message_id not in info["made"]:
+                # a webhook token reaches only the messages it created (its response and follow-ups)
                 raise _Error(404, "Unknown Message", 10008)
             if method == "GET":
                 return 200, msg
@@ -617,16 +820,56 @@ class FakeDiscord:
         msg["edited_timestamp"] = "2027-01-15T12:00:01.000000+00:00"
         return msg
 
+    def _check_create(self, channel_id: int, body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> None:
+        """What Discord checks when a message is created (discord-api-docs, Create Message and
+        JSON Error Codes): the bot's permissions in the channel (SEND_MESSAGES, ATTACH_FILES for
+        files, READ_MESSAGE_HISTORY for a reply: 50013), an archived thread (50083), a member who
+        takes no DMs (50007, as a 403), content over 2000 characters (50035), files over the
+        channel's upload limit (413, 40005; in a DM the bot's limit is 10 MiB)."""
+        denied = self.denied.get(channel_id, set())
+        dm_user = next((u for u, c in self.dm_channels.items() if c == channel_id), None)
+        if "VIEW_CHANNEL" in denied:
+            raise _Error(403, "Missing Access", 50001)
+        if "SEND_MESSAGES" in denied or files and "ATTACH_FILES" in denied:
+            raise _Error(403, "Missing Permissions", 50013)
+        if body.get("message_reference") and "READ_MESSAGE_HISTORY" in denied:
+            raise _Error(403, "Missing Permissions", 50013)
+        if channel_id in self.archived_threads:
+            raise _Error(400, "Thread is archived", 50083)
+        if dm_user is not None and dm_user in self.closed_dms:
+            raise _Error(403, "Cannot send messages to this user", 50007)
+        if len(body.get("content") or "") > MAX_CONTENT_CHARS:
+            raise _Error(400, "Invalid Form Body (content: Must be 2000 or fewer in length.)", 50035)
+        limit = DM_SIZE_LIMIT if dm_user is not None else self.channel_size_limits.get(channel_id, self.size_limit)
+        if any(len(data) > limit for _, data, _ in files):
+            raise _Error(413, "Request entity too large", 40005)
+
     def _channel(self, method: str, parts: list[str], body: Any, files: list[tuple[str, bytes, str]]) -> tuple[int, Any]:
         channel_id = int(parts[1])
         if channel_id in self.deleted_channels:
             raise _Error(404, "Unknown Channel", 10003)
+        if channel_id in self.bot_absent_channels:
+            raise _Error(403, "Missing Access", 50001)
         if len(parts) == 3 and parts[2] == "messages" and method == "POST":
             body = body or {}
-            return 200, self.message(channel_id, content=body.get("content") or "", components=body.get("components"),
-                                     attachments=self._attachments(files))  # fmt: skip
+            self._check_create(channel_id, body, files)
+            if body.get("nonce") and body.get("enforce_nonce"):
+                # "If another message was created by the same author with the same nonce, that
+                # message will be returned and no new message will be created" (Create Message)
+                for msg in self.messages.values():
+                    if msg.get("nonce") == body["nonce"] and int(msg["channel_id"]) == channel_id:
+                        return 200, msg
+            msg = self.message(channel_id, content=body.get("content") or "", components=body.get("components"),
+                               attachments=self._attachments(files))  # fmt: skip
+            if body.get("nonce"):
+                msg["nonce"] = body["nonce"]
+            if body.get("message_reference"):
+                msg["message_reference"] = body["message_reference"]
+            return 200, msg
         if len(parts) == 4 and parts[2] == "messages":
             msg = self.messages.get(int(parts[3]))
+            if method == "GET" and {"READ_MESSAGE_HISTORY", "VIEW_CHANNEL"} & self.denied.get(channel_id, set()):
+                raise _Error(403, "Missing Access", 50001)  # fetching a message needs the history
             if msg is None or int(msg["channel_id"]) != channel_id:
                 raise _Error(404, "Unknown Message", 10008)
             if method == "GET":
@@ -639,6 +882,44 @@ class FakeDiscord:
         if len(parts) == 3 and parts[2] == "typing":
             return 204, None
         raise _Error(405, "method not allowed", 0)
+
+
+_NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def _command_schema_problem(commands: list[dict[str, Any]]) -> str | None:
+    """What Discord checks when commands are registered (discord-api-docs, Application Command
+    Object: naming, descriptions, options): chat-input names lower case 1-32 of word characters
+    and dashes, descriptions 1-100 characters (none for context menus), at most 25 options,
+    required before optional, at most 25 choices; names unique per type; at most 100 chat commands."""
+    seen: set[tuple[int, str]] = set()
+    for command in commands:
+        kind, name = command.get("type", 1), command.get("name", "")
+        if (kind, name) in seen:
+            return f"{name}: registered twice"
+        seen.add((kind, name))
+        if kind == 1:
+            if not _NAME.match(name) or name != name.lower():
+                return f"{name}: not a valid command name"
+            if not 1 <= len(command.get("description") or "") <= 100:
+                return f"{name}: description must be 1-100 characters"
+        else:
+            if not 1 <= len(name) <= 32 or command.get("description"):
+                return f"{name}: a context menu has a 1-32 character name and no description"
+        options = command.get("options") or []
+        if len(options) > 25:
+            return f"{name}: more than 25 options"
+        required = [bool(o.get("required")) for o in options]
+        if required != sorted(required, reverse=True):
+            return f"{name}: required options must come first"
+        for option in options:
+            if not _NAME.match(option.get("name", "")) or not 1 <= len(option.get("description") or "") <= 100:
+                return f"{name}.{option.get('name')}: bad option name or description"
+            if len(option.get("choices") or []) > 25:
+                return f"{name}.{option['name']}: more than 25 choices"
+    if sum(1 for c in commands if c.get("type", 1) == 1) > 100:
+        return "more than 100 chat commands"
+    return None
 
 
 class _Error(Exception):

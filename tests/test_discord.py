@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import random
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S, Member
-from tests.fake_discord import EPHEMERAL, FakeDiscord
+from tests.fake_discord import EPHEMERAL, Call, FakeDiscord
 from tests.fakes import FakeEngine, picture_bytes, wait_parked, wait_until
 
 USER = 1001
@@ -116,9 +118,21 @@ def result_edits(fake: FakeDiscord):
 
 def ephemerals(fake: FakeDiscord) -> list[str]:
     """Every text the members saw privately: ephemeral callbacks and ephemeral follow-ups."""
-    out = [c.json["data"].get("content") for c in callbacks(fake, 4) if c.flags & EPHEMERAL]
-    out += [c.content for c in fake.find("POST", r"^/webhooks/\d+/[^/]+$") if c.flags & EPHEMERAL]
+    out = []
+    for c in fake.calls:  # in the order they were made
+        if c.status >= 300 or c.method != "POST" or not c.flags & EPHEMERAL:
+            continue
+        if re.search(r"^/interactions/\d+/[^/]+/callback$", c.path) and c.json["type"] == 4:
+            out.append(c.json["data"].get("content"))
+        elif re.search(r"^/webhooks/\d+/[^/]+$", c.path):
+            out.append(c.content)
     return [t for t in out if t]
+
+
+def private_answers(fake: FakeDiscord) -> list[Call]:
+    """The calls that carried a private answer (an ephemeral callback or follow-up), in order."""
+    return [c for c in fake.calls if c.method == "POST" and c.status < 300 and c.flags & EPHEMERAL
+            and (c.path.endswith("/callback") and c.json["type"] == 4 or c.path.startswith("/webhooks/"))]
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -149,6 +163,43 @@ async def test_without_guild_ids_commands_are_synced_globally(h):
     assert sorted(c["name"] for c in h.fake.commands["global"]) == [
         "Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban", "upgrade"
     ]  # fmt: skip
+
+
+async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_removes_the_old_copies(h, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="bot.discord")
+    await h.start()
+    assert len(h.fake.commands[str(GUILD)]) == 12 and h.fake.commands["global"] == []
+    await h.app.stop()
+    await h.fake.close()
+    h.app = None
+    h2 = Harness(tmp_path)
+    h2.fake.commands = dict(h.fake.commands)  # Discord keeps them
+    try:
+        await h2.start()
+        assert not h2.fake.find("PUT", r"/commands$")
+        assert "commands unchanged since the last sync" in caplog.text
+    finally:
+        await h2.close()
+    h3 = Harness(tmp_path)
+    h3.fake.commands = dict(h2.fake.commands)
+    try:
+        await h3.start(guilds="[]")
+        assert len(h3.fake.commands["global"]) == 12 and h3.fake.commands[str(GUILD)] == []
+        assert "commands synced: removed from server 777; 12 globally" in caplog.text
+        await h3.result_of(await h3.fake.slash("restyle", {"image": h3.fake.attachment(picture_bytes()), "prompt": "oil",
+                                                           "strength": 0.5}, guild_id=None, channel_id=4444))  # fmt: skip
+    finally:
+        await h3.close()
+
+
+async def test_commands_say_where_they_work_and_admin_ones_are_for_servers_only(h):
+    await h.start(guilds="[]")
+    commands = {c["name"]: c for c in h.fake.commands["global"]}
+    assert sorted(commands["restyle"]["contexts"]) == [0, 1, 2] and sorted(commands["restyle"]["integration_types"]) == [0, 1]
+    for name in ("ban", "unban", "queue", "grant", "revoke"):
+        assert commands[name]["contexts"] == [0] and commands[name]["integration_types"] == [0]
+    with pytest.raises(AssertionError, match="offers no command 'ban'"):
+        await h.fake.slash("ban", {"member": h.fake.user(USER), "reason": "x"}, guild_id=None, channel_id=4444)
 
 
 async def test_library_urls_point_at_the_config_while_running_and_are_restored_on_stop(h):
@@ -219,7 +270,7 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
 
 
 async def test_slash_restyle_in_a_dm_with_the_bot_works_the_same(h):
-    await h.start()
+    await h.start(guilds="[]")  # guild commands do not exist in DMs: global ones do
     interaction = await h.fake.slash(
         "restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil painting", "strength": 0.3},
         guild_id=None, channel_id=4444,
@@ -288,6 +339,18 @@ async def test_a_service_refusal_after_the_defer_replaces_the_public_response_wi
     assert await h.jobs() == []
 
 
+async def test_a_refusal_never_becomes_public_when_the_deferred_response_cannot_be_deleted(h):
+    await h.start()
+    h.fake.fail("DELETE", r"^/webhooks/\d+/[^/]+/messages/@original$", 400, code=50035, times=-1)
+    interaction = await h.restyle(steps=20)  # the free tier allows 8
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    public = h.fake.original(interaction)
+    assert not public["flags"] & EPHEMERAL and "steps" not in public["content"]  # the public message says nothing of it
+    assert public["content"] == "This request was not started."
+    refusal = h.fake.messages[max(h.fake.messages)]
+    assert refusal["flags"] & EPHEMERAL and "up to 8 steps" in refusal["content"]
+
+
 async def test_a_damaged_picture_is_explained_with_an_example(h):
     await h.start()
     await h.restyle(image=h.fake.attachment(b"\x89PNG\r\n\x1a\n broken", filename="cut.png"))
@@ -317,6 +380,20 @@ async def test_outside_the_allowed_channels_restyle_is_refused_privately(h):
     await h.fake.context_menu(h.fake.message(CHANNEL, guild_id=GUILD, attachments=[h.fake.attachment(picture_bytes())]))
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="the second refusal")
     assert not callbacks(h.fake, 9)
+
+
+async def test_threads_and_forum_posts_under_an_allowed_channel_are_allowed(h):
+    await h.start(f"[access]\ndiscord_channels = [{CHANNEL}]")
+    thread = h.fake.thread(CHANNEL)
+    post = h.fake.thread(CHANNEL, forum=True)
+    elsewhere = h.fake.thread(CHANNEL + 1)
+    for channel_id in (thread, post, elsewhere):
+        await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},
+                           channel_id=channel_id)  # fmt: skip
+    await h.fake.wait_for(lambda: len(result_edits(h.fake)) == 2, what="two results")
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert ["not enabled in this chat" in t for t in ephemerals(h.fake)] == [True]
+    assert sorted(int(j.reply["channel_id"]) for j in await h.jobs()) == sorted([thread, post])
 
 
 # "Restyle image" on a message -------------------------------------------------------------------------
@@ -405,7 +482,38 @@ async def test_buttons_answer_only_the_member_who_made_the_job(h):
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="three refusals")
     assert set(ephemerals(h.fake)) == {"Only the member who asked for this picture can use its buttons."}
     assert len(await h.jobs()) == 1
-    assert not callbacks(h.fake, 5)[1:]  # nothing public for a stranger's click
+    assert not [c for c in callbacks(h.fake, 5)[1:] if not c.flags & EPHEMERAL]  # nothing public for a stranger's click
+
+
+async def test_the_file_and_cancel_buttons_answer_before_touching_the_database(h):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    gate = hold_database(h)
+    await h.fake.click(first, f"restyle:png:{job_id}")
+    try:
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, what="the click answered")
+    finally:
+        gate.set()
+    assert callbacks(h.fake)[-1].json["type"] == 5 and callbacks(h.fake)[-1].flags & EPHEMERAL
+    await h.fake.wait_for(lambda: [c for c in private_answers(h.fake) if c.files], what="the file")
+
+    engine = h.hold_engine()
+    await h.restyle("held")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    second = await h.restyle("waits")
+    status = await h.fake.wait_for(lambda: (m := h.fake.original(second)) and m["components"] and m, what="status")
+    second_id = (await h.jobs())[2].id
+    gate = hold_database(h)
+    await h.fake.click(status, f"restyle:cancel:{second_id}")
+    try:
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 5, what="the cancel answered")
+    finally:
+        gate.set()
+    assert callbacks(h.fake)[-1].json["type"] == 6  # an update of the status message, nothing new shown
+    await h.fake.wait_for(lambda: h.fake.original(second)["content"] == "✖️ Cancelled.", what="cancelled")
+    assert h.fake.original(second)["components"] == []
+    engine.set()
 
 
 async def test_buttons_keep_working_after_a_restart(h, tmp_path):
@@ -467,6 +575,47 @@ async def test_me_help_and_cancel_answer_privately(h):
     gate.set()
 
 
+def hold_database(h: Harness) -> asyncio.Event:
+    """Every query waits until the returned event is set: a remote database having a slow moment."""
+    gate = asyncio.Event()
+    db = h.app.store.db
+    for name in ("fetch_all", "execute", "execute_many"):
+        real = getattr(db, name)
+
+        async def held(*args: Any, _real=real, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await _real(*args, **kwargs)
+
+        setattr(db, name, held)
+    return gate
+
+
+ADMIN = 9001
+
+
+@pytest.mark.parametrize("name,options", [
+    ("me", {}), ("cancel", {}), ("upgrade", {}), ("upgrade", {"code": "RS-AAAA-BBBB-CCCC"}), ("link", {}),
+    ("queue", {}), ("ban", {"member": "target", "reason": "spam"}), ("unban", {"member": "target"}),
+    ("grant", {"member": "target", "tier": "pro", "days": 3}), ("revoke", {"member": "target"}),
+])  # fmt: skip
+async def test_every_command_answers_privately_before_touching_the_database(h, name, options):
+    await h.start(bot=f'admins = ["discord:{ADMIN}"]')
+    gate = hold_database(h)
+    options = {k: h.fake.user(USER, "ana") if v == "target" else v for k, v in options.items()}
+    await h.fake.slash(name, options, user_id=ADMIN)
+    try:
+        [defer] = await h.fake.wait_for(lambda: callbacks(h.fake), what="the first answer")
+    finally:
+        gate.set()
+    assert defer.json["type"] == 5 and defer.flags & EPHEMERAL  # deferred, privately
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the answer")
+    [answer] = private_answers(h.fake)
+    assert answer.path.startswith("/webhooks/")
+    # the answer replaced the private "thinking" message: nothing public was left behind
+    assert all(m["flags"] & EPHEMERAL for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"]
+               and m["channel_id"] == str(CHANNEL))  # fmt: skip
+
+
 # Tokens, faults -----------------------------------------------------------------------------------------
 
 
@@ -488,6 +637,39 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     assert call.custom_ids[0].startswith("restyle:again:")
     # The expired token was never used for the result.
     assert not result_edits(h.fake)
+
+
+async def test_past_the_token_the_stale_status_is_ended_as_the_bot(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    status = await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and "Restyling" in m["content"] and m,
+                                   what="the running status")  # fmt: skip
+    assert status["components"]  # with its Cancel button
+    await h.clock.advance(16 * 60)
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted anew")
+    await h.fake.wait_for(lambda: h.fake.find("PATCH", rf"^/channels/{CHANNEL}/messages/{status['id']}$"), what="the status ended")
+    assert status["content"] == "✅ Done: the result is in a new message." and status["components"] == []
+
+
+async def test_a_user_installed_app_promises_and_uses_a_dm_where_the_bot_cannot_post(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil",
+                                                 "strength": 0.5}, user_installed=True)  # fmt: skip
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="status")
+    await h.clock.advance(11 * 60)
+    h.service.report_progress((await h.jobs())[0].id, 0.5)
+    await h.fake.wait_for(lambda: "by direct message" in h.fake.original(interaction)["content"], what="the note")
+    assert "post it in this channel" not in h.fake.original(interaction)["content"]
+    await h.clock.advance(5 * 60)
+    gate.set()
+    dm = await dm_of(h)
+    assert len(dm.files) == 2
+    assert not h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)  # never tried as the bot
 
 
 async def test_a_deleted_channel_after_the_token_expired_sends_the_result_by_dm(h):
@@ -526,6 +708,92 @@ async def test_a_deleted_status_message_gets_the_result_as_a_new_channel_message
     gate.set()
     posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a channel post")
     assert posted[0].content.startswith(f"<@{USER}>") and len(posted[0].files) == 2
+
+
+async def outlive_the_token(h: Harness, **start: Any) -> threading.Event:
+    """A job still running when its interaction token has expired: the result must be posted anew."""
+    await h.start(**start)
+    gate = h.hold_engine()
+    await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    return gate
+
+
+async def dm_of(h: Harness) -> Call:
+    dm_channel = await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM channel")
+    [dm] = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{dm_channel}/messages$"), what="the DM")
+    return dm
+
+
+async def test_an_archived_thread_sends_the_result_by_dm_instead_of_retrying(h):
+    gate = await outlive_the_token(h)
+    h.fake.archived_threads.add(CHANNEL)
+    gate.set()
+    dm = await dm_of(h)
+    assert "is archived" in dm.content and len(dm.files) == 2
+    assert [c.status for c in h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)] == [400]
+
+
+async def test_pictures_too_large_for_the_channel_go_by_dm_re_encoded_to_its_10_mib(h, monkeypatch):
+    import bot.adapters.discord as adapter_module
+
+    limits: list[int] = []
+    real = adapter_module._result_files
+    monkeypatch.setattr(adapter_module, "_result_files", lambda d, limit: limits.append(limit) or real(d, limit))
+    await h.start()
+    gate = h.hold_engine()
+    await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},
+                       size_limit=25 * 1024 * 1024)  # a boosted server  # fmt: skip
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)
+    h.fake.channel_size_limits[CHANNEL] = 100  # the channel takes less than these pictures
+    gate.set()
+    dm = await dm_of(h)
+    assert "too large" in dm.content and len(dm.files) == 2
+    assert limits == [25 * 1024 * 1024, 10 * 1024 * 1024]
+
+
+async def test_a_missing_permission_is_named_in_the_dm(h):
+    gate = await outlive_the_token(h)
+    h.fake.denied[CHANNEL] = {"ATTACH_FILES"}
+    gate.set()
+    dm = await dm_of(h)
+    assert "I need Send Messages and Attach Files there" in dm.content
+
+
+async def test_dms_closed_as_a_400_is_a_permanent_failure_not_a_loop(h):
+    gate = await outlive_the_token(h)
+    h.fake.delete_channel(CHANNEL)
+    h.fake.fail("POST", r"^/channels/\d+/messages$", 400, times=-1, code=50007, message="Cannot send messages to this user")
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)  # permanent: no retry waits on the clock
+    assert h.service.delivery_failures == 1
+
+
+async def test_a_refused_post_that_cannot_succeed_fails_at_once_with_the_reason(h, caplog):
+    gate = await outlive_the_token(h)
+    h.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 400, times=-1, code=50035, message="Invalid Form Body")
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    assert "Discord refused the post in" in caplog.text and "Invalid Form Body" in caplog.text
+
+
+async def test_a_retried_post_whose_answer_was_lost_is_not_posted_twice(h):
+    gate = await outlive_the_token(h, request_timeout_s=0.3)
+    h.fake.answer_late("POST", rf"^/channels/{CHANNEL}/messages$", 1.0)  # posted, but the bot gives up waiting
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the first try to give up")
+    await wait_parked(h.clock, h.clock.now() + DELIVERY_BACKOFF_S[0])
+    await h.clock.advance(DELIVERY_BACKOFF_S[0])
+    await h.fake.wait_for(lambda: len(h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")) == 2, what="the retry")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    first, second = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")
+    assert first.json["nonce"] == second.json["nonce"] and first.json["enforce_nonce"] is True
+    posted = [m for m in h.fake.messages.values() if m["channel_id"] == str(CHANNEL) and len(m["attachments"]) == 2]
+    assert len(posted) == 1
 
 
 async def test_a_member_who_cannot_be_reached_at_all_is_a_permanent_failure_not_a_loop(h):
@@ -670,16 +938,19 @@ def count_submits(h: Harness) -> list[Any]:
     return answers
 
 
-async def test_the_same_interaction_delivered_twice_queues_one_job(h):
+async def test_the_same_interaction_delivered_twice_queues_one_job(h, caplog):
+    caplog.set_level(logging.INFO, logger="bot.discord")
     await h.start()
     answers = count_submits(h)
     interaction = await h.restyle("oil painting")
+    await h.fake.wait_for(lambda: callbacks(h.fake, 5), what="the first copy deferred")
     await h.fake.dispatch("INTERACTION_CREATE", interaction)  # a second copy (another process, a replay)
-    await wait_until(lambda: len(answers) == 2, what="both copies answered")
-    # (The fake lets the copy acknowledge again, and then calls that copy's message the original.)
+    # Discord refuses the copy's acknowledgement (40060): it stops there, quietly
+    await h.fake.wait_for(lambda: any("not answered here" in r.getMessage() for r in caplog.records), what="the copy")
     await h.fake.wait_for(lambda: result_edits(h.fake), what="the result")
-    assert len(result_edits(h.fake)) == 1
-    assert sorted(a.duplicate for a in answers) == [False, True] and len({a.job_id for a in answers}) == 1
+    assert len(result_edits(h.fake)) == 1 and len(answers) == 1 and not answers[0].duplicate
+    assert [c.status for c in h.fake.find("POST", r"/callback$", ok=False)] == [200, 400]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(await h.jobs()) == 1 and (await h.service.me(Member("discord", str(USER)))).used_today == 1
 
 
@@ -738,14 +1009,71 @@ async def test_a_mention_where_the_bot_may_not_post_is_answered_by_dm(h):
     assert await h.jobs() == []
 
 
+async def test_a_reply_to_the_bot_with_the_ping_left_on_is_not_a_request(h):
+    await h.start("message_replies = true")
+    result = h.fake.message(CHANNEL, guild_id=GUILD, content=f"<@{USER}> here it is",
+                            attachments=[h.fake.attachment(picture_bytes()), h.fake.attachment(picture_bytes())])  # fmt: skip
+    thanks = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"), content="thanks, love it!",
+                            reply_to=result)  # fmt: skip
+    assert thanks["mentions"] == [h.fake.bot_user]  # Discord's doing: the reply kept its ping
+    await h.fake.message_create(thanks)
+    await h.messages_handled(1)
+    assert await h.jobs() == []
+    assert not h.fake.find("POST", r"^/channels/")
+
+
+async def test_a_reply_that_names_the_bot_in_its_text_is_a_request(h):
+    await h.start("message_replies = true")
+    result = h.fake.message(CHANNEL, guild_id=GUILD, attachments=[h.fake.attachment(picture_bytes())])
+    again = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                           content=f"<@{h.fake.bot_user['id']}> watercolor", reply_to=result, reply_ping=False)  # fmt: skip
+    await h.fake.message_create(again)
+    await h.messages_handled(1)
+    await wait_until(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the status reply")
+    assert len(await h.jobs()) == 1
+
+
 async def test_mentions_are_ignored_when_replies_are_off(h):
     await h.start()
+    identify = next(f for f in h.fake.gateway_frames if f["op"] == 2)
+    assert identify["d"]["intents"] == 1  # guilds only: no message events at all
     mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER), content=f"<@{h.fake.bot_user['id']}> hi",
                              attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
-    mention["mentions"] = [h.fake.bot_user]
-    await h.fake.message_create(mention)
-    await h.messages_handled(1)
+    assert not await h.fake.message_create(mention)  # Discord does not even send it
     assert not h.fake.find("POST", r"^/channels/")
+
+
+async def test_mention_replies_ask_only_for_the_intents_they_use(h):
+    await h.start("message_replies = true")
+    identify = next(f for f in h.fake.gateway_frames if f["op"] == 2)
+    assert identify["d"]["intents"] == 1 | 1 << 9 | 1 << 12 | 1 << 15  # guilds, messages, message content
+
+
+async def test_mention_replies_without_the_message_content_intent(h):
+    h.fake.message_content_allowed = False  # off in the Developer Portal: asking for it closes with 4014
+    await h.start("message_replies = true\nreply_pictures = false")
+    assert not next(f for f in h.fake.gateway_frames if f["op"] == 2)["d"]["intents"] & 1 << 15
+    mention = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"),
+                             content=f"<@{h.fake.bot_user['id']}> watercolor", attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    await h.fake.message_create(mention)  # readable: it mentions the bot
+    await wait_until(lambda: len(h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")) == 1, what="the status reply")
+    picture = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(3003, "poster"),
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    reply = h.fake.message(CHANNEL, guild_id=GUILD, author=h.fake.user(USER, "member"), reply_to=picture, reply_ping=False,
+                           content=f"<@{h.fake.bot_user['id']}> watercolor")  # fmt: skip
+    await h.fake.message_create(reply)  # the replied-to picture arrives empty without the intent
+    await h.messages_handled(2)
+    answer = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")[-1]
+    assert "attach the picture to your mention" in answer.content
+    assert len(await h.jobs()) == 1
+
+
+async def test_a_refused_message_content_intent_is_a_clear_start_error(h):
+    from bot.adapters import AdapterStartError
+
+    h.fake.message_content_allowed = False
+    with pytest.raises(AdapterStartError, match="reply_pictures = false"):
+        await h.start("message_replies = true")
 
 
 def test_status_text_names_position_and_progress():

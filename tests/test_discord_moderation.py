@@ -47,7 +47,7 @@ async def test_outside_the_allowed_servers_a_mention_is_answered_once_and_slash_
 
 
 async def test_with_dms_off_requests_in_a_dm_are_refused_and_the_server_still_works(h):
-    await h.start("message_replies = true\n[access]\ndirect_messages = false")
+    await h.start("message_replies = true\n[access]\ndirect_messages = false", guilds="[]")
     await mention(h, guild_id=None, channel_id=4444)
     await h.fake.wait_for(lambda: channel_posts(h, 4444), what="the DM refusal")
     await mention(h, guild_id=None, channel_id=4444)
@@ -83,7 +83,7 @@ async def test_again_button_in_a_channel_taken_off_the_list_is_refused(h, tmp_pa
 
 async def test_admin_commands_are_registered_for_administrators_only(h):
     await h.start()
-    [sync] = h.fake.find("PUT", r"/commands$")
+    [sync] = h.fake.find("PUT", r"/guilds/\d+/commands$")
     permissions = {c["name"]: c.get("default_member_permissions") for c in sync.json}
     assert {str(permissions[name]) for name in ("ban", "unban", "queue")} == {"8"}  # ADMINISTRATOR
     assert permissions["restyle"] is None and permissions["me"] is None

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -65,8 +67,19 @@ DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit
 # Past this, the status says where the result will go once this message can't be edited any more.
 LATE_NOTE_AFTER_S = 10 * 60
 LATE_NOTE = "_This is taking a while: when it is ready I will post it in this channel and mention you._"
+# Where the bot cannot post as itself (a user-installed app in a server without the bot, a DM
+# between other people), the result can only come by DM.
+LATE_NOTE_DM = "_This is taking a while: when it is ready I will send it to you by direct message._"
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+NOT_STARTED = "This request was not started."
+DM_FILE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in a DM: no server boost raises it
+TOO_LARGE = 40005  # "Request entity too large" (discord-api-docs, JSON Error Codes)
+ARCHIVED_THREAD = 50083
+MISSING_ACCESS = 50001
+CANNOT_DM = 50007
+ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord-api-docs, JSON Error Codes)
+UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
 STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
 NOT_YOURS = "Only the member who asked for this picture can use its buttons."
@@ -198,7 +211,13 @@ class RestyleClient(discord.Client):
     def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
         super().__init__(**options)
         self.restyle_adapter = adapter
-        self.tree = RestyleTree(self)
+        # Everywhere Discord allows: servers, the bot's DM, and (user-installed) other DMs; the
+        # admin commands narrow this to servers.
+        self.tree = RestyleTree(
+            self,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+        )
         self.connected = asyncio.Event()
 
     async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
@@ -297,8 +316,13 @@ class DiscordAdapter:
         # The bot never joins voice: silence discord.py's warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        intents = discord.Intents.default()
-        intents.message_content = settings.message_replies
+        intents = _intents(settings.message_replies, settings.reply_pictures)
+        if settings.message_replies:
+            log.info(
+                "mention replies on: receiving messages%s",
+                " and the Message Content intent, to read pictures in replied-to messages" if settings.reply_pictures
+                else " without the Message Content intent (reply_pictures = false: pictures must be attached)",
+            )  # fmt: skip
         client = RestyleClient(
             self,
             intents=intents,
@@ -333,6 +357,7 @@ class DiscordAdapter:
         self._task.add_done_callback(self._connection_ended)
         log.info("connected to Discord as %s", client.user)
         await self._sync_commands(client.tree)
+        await self.upgrades.reconcile(client)
 
     def _connection_ended(self, task: asyncio.Task[None]) -> None:
         # discord.py reconnects by itself; it only gives up on what a retry cannot fix (a revoked
@@ -348,8 +373,9 @@ class DiscordAdapter:
             return DiscordStartError("Discord refused the bot token (401). Check [discord] token or RESTYLE_DISCORD_TOKEN.")
         if isinstance(exc, discord.PrivilegedIntentsRequired):
             return DiscordStartError(
-                "Discord refused the message-content intent that [discord] message_replies needs. Turn on"
-                " 'Message Content Intent' for the bot in the Developer Portal, or set message_replies = false."
+                "Discord refused the Message Content intent (close code 4014), which [discord] reply_pictures"
+                " needs to read pictures in replied-to messages. Turn on 'Message Content Intent' for the bot in"
+                " the Developer Portal, or set reply_pictures = false (mentions with an attached picture still work)."
             )
         return DiscordStartError(f"Could not connect to Discord: {exc!r}")
 
@@ -386,17 +412,38 @@ class DiscordAdapter:
             self._saved_urls = None
 
     async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
+        """Register the commands where they changed since the last sync (a hash per scope kept in
+        the database): syncing is rate limited, and every process start would otherwise redo it.
+        With guild_ids they live in those servers only (Discord has no guild commands in DMs) and
+        the global copies go; without, they are global and copies left in servers go."""
         guild_ids = self.config.discord.guild_ids
+        client = self._client()
+        desired: dict[str, list[dict[str, Any]]] = {}
+        for guild_id in guild_ids:
+            guild = discord.Object(id=guild_id)
+            tree.copy_global_to(guild=guild)
+            desired[str(guild_id)] = [c.to_dict(tree) for c in tree._get_all_commands(guild=guild)]
+        desired["global"] = [] if guild_ids else [c.to_dict(tree) for c in tree._get_all_commands()]
         try:
-            if guild_ids:
-                for guild_id in guild_ids:
-                    guild = discord.Object(id=guild_id)
-                    tree.copy_global_to(guild=guild)
-                    await tree.sync(guild=guild)
-                log.info("commands synced to %d server(s)", len(guild_ids))
-            else:
-                await tree.sync()
-                log.info("commands synced globally (they can take up to an hour to appear)")
+            previous = await self.service.discord_commands_synced()
+        except Exception as exc:
+            log.error("could not read which commands were synced (%r); syncing them all", exc)
+            previous = {}
+        synced = dict(previous)
+        done = []
+        try:
+            for scope in sorted(set(desired) | set(previous)):
+                payload = desired.get(scope, [])
+                digest = _commands_hash(payload)
+                if previous.get(scope) == digest:
+                    continue
+                if scope == "global":
+                    await client.http.bulk_upsert_global_commands(client.application_id, payload=payload)
+                else:
+                    await client.http.bulk_upsert_guild_commands(client.application_id, int(scope), payload=payload)
+                synced[scope] = digest
+                where = "globally" if scope == "global" else f"to server {scope}"
+                done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
         except discord.Forbidden:
             log.error(
                 "Discord refused to register the commands (403): invite the bot with the applications.commands"
@@ -405,6 +452,15 @@ class DiscordAdapter:
             )
         except Exception as exc:  # a network hiccup must not stop the bot: old registrations still work
             log.error("could not register the commands (%r); the ones registered before still work", exc)
+        if done:
+            log.info("commands synced: %s%s", "; ".join(done),
+                     "" if guild_ids else " (global commands can take up to an hour to appear)")  # fmt: skip
+            try:
+                await self.service.record_discord_commands({k: v for k, v in synced.items() if desired.get(k) or k in desired})
+            except Exception as exc:
+                log.error("could not record the synced commands (%r); the next start syncs again", exc)
+        else:
+            log.info("commands unchanged since the last sync: nothing sent to Discord")
 
     # Commands ------------------------------------------------------------------------------------
 
@@ -463,6 +519,8 @@ class DiscordAdapter:
         @tree.command(name="ban", description="Admins: stop a member using the bot and cancel their waiting jobs")
         @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (kept in the audit log)")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def ban(
             interaction: discord.Interaction, member: discord.User, reason: app_commands.Range[str, 1, 300]
         ) -> None:
@@ -472,6 +530,8 @@ class DiscordAdapter:
         @tree.command(name="unban", description="Admins: let a banned member use the bot again")
         @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (optional)")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def unban(
             interaction: discord.Interaction, member: discord.User, reason: Optional[app_commands.Range[str, 1, 300]] = None
         ) -> None:
@@ -481,12 +541,21 @@ class DiscordAdapter:
         @tree.command(name="queue", description="Admins: who is waiting, or the latest jobs")
         @app_commands.describe(show="waiting (the default), or log: the latest jobs with who asked what, where")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def queue(interaction: discord.Interaction, show: Literal["waiting", "log"] = "waiting") -> None:
             with adapter._handling():
                 await adapter.on_queue(interaction, show)
 
         @tree.error
         async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+            cause = getattr(error, "original", error)
+            if isinstance(cause, discord.HTTPException) and cause.code in (ANSWERED_ALREADY, UNKNOWN_INTERACTION):
+                # 40060: another process on the token (or a replayed event) answered it; 10062: too
+                # late. Either way nothing can be said on this interaction any more.
+                log.info("interaction %s for /%s not answered here: %s", interaction.id,
+                         getattr(interaction.command, "name", "?"), cause.text or cause.code)  # fmt: skip
+                return
             log.error("command %s failed", getattr(interaction.command, "name", "?"), exc_info=error)
             await adapter._broke(interaction)
 
@@ -494,7 +563,8 @@ class DiscordAdapter:
         """[access] allow-lists: outside them, say so privately (an interaction must be answered,
         and an ephemeral answer bothers no one else, so it is said every time)."""
         guild_id = interaction.guild_id
-        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None)
+        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
+                      parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
         refused = self.service.check_place(place)
         if refused is None:
             return True
@@ -602,6 +672,7 @@ class DiscordAdapter:
             "user_id": str(interaction.user.id),
             "message_id": str(message_id) if message_id else None,
             "size_limit": int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT),
+            **_as_bot_there(interaction),
         }
 
     async def _after_submit(self, interaction: discord.Interaction, outcome: Accepted | Refused) -> None:
@@ -623,21 +694,45 @@ class DiscordAdapter:
         """Something failed on our side: never leave a public "thinking…" behind, say so privately."""
         deferred = interaction.response.type == discord.InteractionResponseType.deferred_channel_message
         if deferred and "job_id" not in interaction.extras:
-            await self._delete_original(interaction)
+            try:
+                await self._refuse_deferred(interaction, BROKE)
+            except discord.HTTPException as exc:
+                log.warning("could not answer %s: %s", interaction.user, exc)
+            return
         await self._tell(interaction, BROKE)
 
     async def _refuse_deferred(self, interaction: discord.Interaction, text: str) -> None:
         """A deferred ("thinking") response is public; a refusal is for the member alone, so the
         public one goes and an ephemeral follow-up says why."""
-        await self._delete_original(interaction)
+        if not await self._delete_original(interaction):
+            # The first follow-up after a defer edits the "thinking" message and keeps it public
+            # (Discord ignores the ephemeral flag on it): end that message neutrally first, or
+            # the private refusal would be posted for everyone.
+            try:
+                await interaction.edit_original_response(content=NOT_STARTED, view=None)
+            except discord.HTTPException as exc:
+                log.warning("could not end the public response either (%s); the refusal is not sent", exc)
+                return
         await interaction.followup.send(text, ephemeral=True)
 
     @staticmethod
-    async def _delete_original(interaction: discord.Interaction) -> None:
+    async def _delete_original(interaction: discord.Interaction) -> bool:
         try:
             await interaction.delete_original_response()
+            return True
+        except discord.NotFound:
+            return True  # gone already
         except discord.HTTPException as exc:
             log.info("could not delete a deferred response: %s", exc)
+            return False
+
+    @staticmethod
+    async def defer_private(interaction: discord.Interaction) -> None:
+        """The first answer, before any database or network work: Discord drops an interaction
+        not answered within 3 s (10062). Ephemeral, so the follow-up that replaces the "thinking"
+        message (the first follow-up after a defer edits it) stays private too."""
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
 
     async def _tell(self, interaction: discord.Interaction, text: str) -> None:
         """An ephemeral answer, whether or not the interaction was answered already."""
@@ -650,20 +745,22 @@ class DiscordAdapter:
             log.warning("could not answer %s: %s", interaction.user, exc)
 
     async def on_me(self, interaction: discord.Interaction) -> None:
+        await self.defer_private(interaction)
         view = await self.service.me(self._member(interaction.user))
         lines = [f"Tier: **{view.tier}**" + (f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else "")]
         lines.append(f"Restyles today: {view.used_today} of {view.daily_quota} (the count starts again at midnight UTC)")
         lines.append(f"Jobs waiting or running: {len(view.active_jobs)} of {view.max_queued}")
         for job in view.active_jobs:
             lines.append(f"• “{_short(job.prompt, 60)}” — {_progress_words(job)}")
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await self._tell(interaction, "\n".join(lines))
 
     async def on_cancel(self, interaction: discord.Interaction) -> None:
+        await self.defer_private(interaction)
         cancelled = await self.service.cancel(self._member(interaction.user))
         if not cancelled:
-            await interaction.response.send_message("You have no waiting or running jobs.", ephemeral=True)
+            await self._tell(interaction, "You have no waiting or running jobs.")
             return
-        await interaction.response.send_message(f"Cancelled {len(cancelled)} job(s).", ephemeral=True)
+        await self._tell(interaction, f"Cancelled {len(cancelled)} job(s).")
         for job_id in cancelled:
             await self._finish_status(job_id, "✖️ Cancelled with /cancel.")
 
@@ -671,6 +768,7 @@ class DiscordAdapter:
 
     async def on_ban(self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool) -> None:
         command = "ban" if banned else "unban"
+        await self.defer_private(interaction)
         admin = self._member(interaction.user)
         if not self.service.is_admin(admin):
             await self._tell(interaction, NOT_ADMIN.format(command=command))
@@ -688,6 +786,7 @@ class DiscordAdapter:
             await self._finish_status(job_id, "Cancelled.")
 
     async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
+        await self.defer_private(interaction)
         admin = self._member(interaction.user)
         if not self.service.is_admin(admin):
             await self._tell(interaction, NOT_ADMIN.format(command="queue"))
@@ -728,12 +827,15 @@ class DiscordAdapter:
         return job
 
     async def _cancel_button(self, interaction: discord.Interaction, member: Member, job_id: str) -> None:
+        # Deferred as an update of the status message (type 6) before the database is asked:
+        # nothing shows in the channel, and the edit below goes to that message (@original).
+        await interaction.response.defer()
         if await self._owned_job(interaction, member, job_id) is None:
             return
         state = self._state(job_id)
         state.finished = True
         if await self.service.cancel(member, job_id):
-            await interaction.response.edit_message(content="✖️ Cancelled.", view=None)
+            await interaction.edit_original_response(content="✖️ Cancelled.", view=None)
             self._status.pop(job_id, None)
         else:
             await self._tell(interaction, "That job has already finished.")
@@ -749,9 +851,9 @@ class DiscordAdapter:
         await self._after_submit(interaction, outcome)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
+        await self.defer_private(interaction)  # private: a stranger's click leaves no trace
         if await self._owned_job(interaction, member, job_id) is None:
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
         try:
             data = await self.service.result_file(member, job_id, fmt, limit)
@@ -770,7 +872,7 @@ class DiscordAdapter:
         client = self.client
         if not self.config.discord.message_replies or client is None or client.user is None:
             return
-        if message.author.bot or client.user not in message.mentions:
+        if message.author.bot or not _addresses_bot(message, client.user.id):
             return
         refused = self.service.admit(self._member(message.author))
         if refused is not None:
@@ -786,7 +888,8 @@ class DiscordAdapter:
     async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
         # message.guild is None for a server not (yet) in the cache: the channel still knows it.
         guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-        refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id, private=guild_id is None))
+        refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
+                                                 private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)))  # fmt: skip
         if refused is not None:
             if not refused.quiet:
                 await self._safe_reply(message, refused.text)
@@ -803,6 +906,10 @@ class DiscordAdapter:
             if source is not None:
                 pictures = _pictures_in(source)
         example = f"`@{self.client.user.name if self.client and self.client.user else 'bot'} rainy night with neon signs strength=0.5`"
+        if not pictures and message.reference and not self.config.discord.reply_pictures:
+            await self._safe_reply(message, "I cannot see pictures in the messages you reply to here; attach the picture"
+                                            f" to your mention instead, like {example}.")  # fmt: skip
+            return
         if not pictures:
             await self._safe_reply(message, f"Reply to a message with a picture (or attach one) and describe a style, like {example}.")
             return
@@ -849,7 +956,8 @@ class DiscordAdapter:
             try:
                 await message.author.send(
                     f"I am not allowed to post in <#{message.channel.id}>, so I cannot restyle pictures there."
-                    " Ask a moderator to let me send messages and attach files, or use /restyle."
+                    " Ask a moderator to give me Send Messages, Attach Files and Read Message History there"
+                    " (a reply needs the history), or use /restyle."
                 )
             except discord.HTTPException as exc:
                 log.warning("could not DM %s either: %s", message.author.id, exc)
@@ -952,7 +1060,7 @@ class DiscordAdapter:
                 if not self._token_fresh(reply):
                     return False  # the status can no longer be edited; the result comes by message
                 if self._now() - float(reply.get("interaction_at") or 0) > LATE_NOTE_AFTER_S:
-                    text += "\n" + LATE_NOTE
+                    text += "\n" + (LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM)
             if text == state.last_text:
                 return True
             try:
@@ -977,7 +1085,22 @@ class DiscordAdapter:
                     await self._edit(job.reply, content=text, view=None)
                 except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
                     log.info("job %s: could not mark the status message: %r", job_id, exc)
+            elif job is not None:
+                await self._end_stale_status(job, text)
         self._status.pop(job_id, None)
+
+    async def _end_stale_status(self, job: JobView, text: str) -> None:
+        """Past the interaction token's 15 minutes its status ("Restyling 60%" with a Cancel
+        button) can only be edited as the bot, which works where the bot itself is in the channel
+        (a server that installed it, or its own DM with the member). Elsewhere it stays as it was."""
+        reply = job.reply
+        if not (reply.get("bot_can_edit") and reply.get("message_id") and reply.get("channel_id")):
+            return
+        try:
+            channel = self._client().get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
+            await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(content=text, view=None))
+        except (DeliveryFailed, discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            log.info("job %s: could not end the old status message: %r", job.id, exc)
 
     def _token_fresh(self, reply: dict[str, Any]) -> bool:
         return self._now() - float(reply.get("interaction_at") or 0) < TOKEN_TTL_S - TOKEN_MARGIN_S
@@ -1016,15 +1139,25 @@ class DiscordAdapter:
         except (OSError, PictureError) as exc:
             raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
 
-        def files() -> list[discord.File]:
-            return [discord.File(io.BytesIO(data), filename=name) for name, data in pictures]
+        async def files(max_bytes: int | None = None) -> list[discord.File]:
+            """The two pictures, re-encoded (off the loop) where a smaller limit applies (a DM)."""
+            chosen = pictures
+            if max_bytes is not None and max_bytes < limit:
+                try:
+                    chosen = await asyncio.to_thread(_result_files, delivery, max_bytes)
+                except (OSError, PictureError) as exc:
+                    raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
+            return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
 
         await self._send_outcome(job, _result_text(job), files, result_view(job.id))
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
         text = f"❌ {job.error or 'The picture engine failed on this job; try again.'}\n“{_short(job.prompt, 200)}”"
-        await self._send_outcome(job, text, lambda: [], None)
+        async def no_files(max_bytes: int | None = None) -> list[discord.File]:
+            return []
+
+        await self._send_outcome(job, text, no_files, None)
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1034,10 +1167,13 @@ class DiscordAdapter:
             raise DeliveryFailed("the Discord connection is not up") from None
 
     async def _send_outcome(
-        self, job: JobView, text: str, files: Callable[[], list[discord.File]], view: ui.View | None
+        self, job: JobView, text: str, files: Callable[..., Awaitable[list[discord.File]]], view: ui.View | None
     ) -> None:
         """Where the member will see it: the status message while it can be edited, else a new
-        message in the channel mentioning them, else a DM. Raises DeliveryFailed to be retried."""
+        message in the channel mentioning them, else a DM. Raises DeliveryFailed to be retried,
+        permanent where Discord's error code says a retry cannot succeed. Each create carries a
+        nonce fixed per job and place (with enforce_nonce), so a retried send that did reach
+        Discord returns the first message instead of posting a second."""
         state = self._state(job.id)
         state.finished = True
         if state.task is not None and not state.lock.locked():
@@ -1050,40 +1186,66 @@ class DiscordAdapter:
                 can_edit = reply.get("message_id") and (reply.get("kind") != "interaction" or self._token_fresh(reply))
                 if can_edit:
                     try:
-                        await self._edit(reply, content=text, attachments=files(), view=view)
+                        await self._edit(reply, content=text, attachments=await files(), view=view)
                         return
                     except (discord.NotFound, discord.Forbidden) as exc:
                         log.info("job %s: the status message is gone (%s); posting anew", job.id, exc)
                     except discord.HTTPException as exc:
-                        if exc.status != 401:  # 401: the token expired early; anything else: retry
+                        # 401: the token expired early; 40005 too large, 50083 archived thread: a
+                        # new message elsewhere can work. Anything else: retry.
+                        if exc.status != 401 and exc.code not in (TOO_LARGE, ARCHIVED_THREAD):
                             raise
-                if reply.get("channel_id"):
+                        log.info("job %s: could not edit the status message (%s); posting anew", job.id, exc)
+                if not can_edit and reply.get("kind") == "interaction":
+                    await self._end_stale_status(job, _stale_text(text))
+                if reply.get("channel_id") and not reply.get("bot_can_post", True):
+                    note = "(I cannot post in the channel you asked in, so here it is.)\n"
+                elif reply.get("channel_id"):
                     channel = self._client().get_partial_messageable(
                         int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
                     )
+                    where = f"<#{reply['channel_id']}>"
                     try:
                         await self._timed(
                             channel.send(
                                 content=f"<@{user_id}> {text}",
-                                files=files(),
+                                files=await files(),
                                 view=view if view is not None else discord.utils.MISSING,
                                 allowed_mentions=discord.AllowedMentions(
                                     everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
                                 ),
+                                nonce=_nonce(job.id, "c"),
                             )
                         )
                         return
-                    except discord.Forbidden:
-                        note = f"(I am not allowed to post in <#{reply['channel_id']}>, so here it is.)\n"
-                        log.info("job %s: no permission to post in channel %s; sending a DM", job.id, reply["channel_id"])
                     except discord.NotFound:
                         note = "(The channel you asked in is gone, so here it is.)\n"
-                        log.info("job %s: channel %s is gone; sending a DM", job.id, reply["channel_id"])
+                    except discord.Forbidden as exc:  # 50001 missing access, 50013 missing permissions
+                        needs = "View Channel" if exc.code == MISSING_ACCESS else "Send Messages and Attach Files"
+                        note = f"(I am not allowed to post in {where}: I need {needs} there. So here it is.)\n"
+                    except discord.HTTPException as exc:
+                        if exc.code == ARCHIVED_THREAD:
+                            note = f"(The thread {where} is archived, so here it is.)\n"
+                        elif exc.code == TOO_LARGE:
+                            note = f"(The pictures were too large for {where}, so here they are.)\n"
+                        elif exc.status < 500 and exc.status != 429:
+                            raise DeliveryFailed(f"Discord refused the post in {where}: {exc}", permanent=True) from exc
+                        else:
+                            raise
+                    log.info("job %s: %s; sending a DM", job.id, note.strip("()\n"))
                 try:
                     dm = await self._timed(self._client().create_dm(discord.Object(user_id)))
-                    await self._timed(dm.send(content=note + text, files=files(), view=view if view is not None else discord.utils.MISSING))
+                    await self._timed(dm.send(content=note + text, files=await files(DM_FILE_LIMIT),
+                                              view=view if view is not None else discord.utils.MISSING,
+                                              nonce=_nonce(job.id, "d")))  # fmt: skip
                 except (discord.Forbidden, discord.NotFound) as exc:
                     raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+                except discord.HTTPException as exc:
+                    if exc.code == CANNOT_DM:  # sometimes a 400, not a 403
+                        raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+                    if exc.status < 500 and exc.status != 429:
+                        raise DeliveryFailed(f"Discord refused the DM to member {user_id}: {exc}", permanent=True) from exc
+                    raise
         except DeliveryFailed:
             raise
         except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
@@ -1096,6 +1258,53 @@ class DiscordAdapter:
 
 
 # Text and files --------------------------------------------------------------------------------------
+
+
+def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
+    """Only what the bot uses: guilds (channels, threads, its own role), and messages when it
+    answers mentions. Discord gives a bot the content of messages that mention it and of DMs
+    without the privileged Message Content intent; the intent is needed only to read the
+    picture in a message a mention replies to."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    if message_replies:
+        intents.guild_messages = True
+        intents.dm_messages = True
+        intents.message_content = reply_pictures
+    return intents
+
+
+def _commands_hash(payload: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
+    """What the bot can do as itself (bot token, no interaction token) where the interaction came
+    from: edit its own messages and post new ones. Only a server that installed the bot has the
+    bot in it (`authorizing_integration_owners` holds that server); a user-installed app elsewhere,
+    and a DM between other people, have only the interaction's webhook (discord-api-docs,
+    Interaction Object: authorizing_integration_owners, context, app_permissions)."""
+    if interaction.guild_id is not None:
+        if not interaction.is_guild_integration():
+            return {"bot_can_edit": False, "bot_can_post": False}
+        perms = interaction.app_permissions
+        thread = isinstance(interaction.channel, discord.Thread)
+        send = perms.send_messages_in_threads if thread else perms.send_messages
+        return {"bot_can_edit": perms.view_channel, "bot_can_post": perms.view_channel and send and perms.attach_files}
+    ours = interaction.context.dm_channel  # the member's DM with the bot, not someone else's
+    return {"bot_can_edit": ours, "bot_can_post": ours}
+
+
+def _stale_text(text: str) -> str:
+    """The last words of a status message the result did not replace (it went to a new message)."""
+    if text.startswith("❌"):
+        return text
+    return "✅ Done: the result is in a new message."
+
+
+def _nonce(job_id: str, place: str) -> str:
+    """The same for every try at one job's message in one place (Discord takes up to 25 characters)."""
+    return f"rs{place}{job_id}"[:25]
 
 
 def _command_from_options(prompt: str, strength: float, seed: int | None, steps: int | None) -> RestyleCommand:
@@ -1113,6 +1322,17 @@ def _refusal_text(refused: Refused, example: str = f"`{EXAMPLE}`") -> str:
     if refused.reason in ("command", "picture"):
         return f"{refused.text}\nFor example: {example}"
     return refused.text
+
+
+def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
+    """Only a mention written in the text is a request: `message.mentions` also holds the
+    replied-to author when a reply keeps its ping (the default), so "thanks!" under a result
+    would otherwise start a paid job. The bot's managed role counts too (a role mention in the
+    text is how members pick it from the @ menu in some servers)."""
+    if re.search(rf"<@!?{bot_id}>", message.content):  # what raw_mentions reads, for any id length
+        return True
+    role = message.guild.self_role if message.guild is not None else None
+    return role is not None and role.id in message.raw_role_mentions
 
 
 def _pictures_in(message: discord.Message) -> list[_Picture]:

@@ -16,11 +16,14 @@ import discord
 from discord import app_commands, ui
 
 from bot.service import Member, MemberView, Refused, UpgradeInfo
+from bot.upgrades import plan_for_sku
 
 if TYPE_CHECKING:
     from bot.adapters.discord import DiscordAdapter, RestyleClient
 
 log = logging.getLogger("bot.discord")
+
+SEEN_LIMIT = 10_000  # entitlements remembered as applied; beyond it the oldest is forgotten
 
 
 def _until(view: MemberView | UpgradeInfo) -> str:
@@ -46,8 +49,8 @@ def changed_text(view: MemberView, what: str) -> str:
     return f"{what} You are on the **{view.tier}** tier{_until(view)}."
 
 
-def premium_view(info: UpgradeInfo) -> ui.View | None:
-    skus = [p.discord_sku for p in info.plans if p.discord_sku is not None]
+def premium_view(info: UpgradeInfo, unusable: frozenset[int] | set[int] = frozenset()) -> ui.View | None:
+    skus = [p.discord_sku for p in info.plans if p.discord_sku is not None and p.discord_sku not in unusable]
     if not skus:
         return None
     view = ui.View(timeout=None)
@@ -61,6 +64,8 @@ class DiscordUpgrades:
         self.adapter = adapter
         self.service = adapter.service
         self._seen: dict[int, tuple[int | None, bool]] = {}  # entitlement id -> (ends_at, deleted) applied
+        self.sku_types: dict[int, discord.SKUType] = {}  # the application's SKUs, fetched at start
+        self.unusable_skus: set[int] = set()  # configured SKU ids Discord would refuse on a premium button
 
     def install(self, client: "RestyleClient") -> None:
         # discord.Client calls on_<event> attributes; these add to what the client class defines.
@@ -79,12 +84,79 @@ class DiscordUpgrades:
         state = (int(ends) if ends else None, deleted or entitlement.deleted)
         if self._seen.get(entitlement.id) == state:
             return None  # seen with every interaction: nothing new
+        sku_type = self.sku_types.get(entitlement.sku_id)
         view = await self.service.apply_entitlement(
             Member("discord", str(entitlement.user_id)), str(entitlement.id), entitlement.sku_id, ends,
-            deleted=deleted or entitlement.deleted,
+            deleted=deleted or entitlement.deleted, open_ended=self._is_subscription(entitlement),
         )  # fmt: skip
+        if len(self._seen) >= SEEN_LIMIT:
+            self._seen.pop(next(iter(self._seen)))  # the oldest: seeing it again only costs a lookup
         self._seen[entitlement.id] = state
+        if view is not None and sku_type is discord.SKUType.consumable and not entitlement.consumed and not state[1]:
+            # applied (once: the payment row is keyed by the entitlement): use it up, so that
+            # Discord lets the member buy it again
+            await entitlement.consume()
         return view
+
+    def _is_subscription(self, entitlement: discord.Entitlement) -> bool:
+        """A subscription entitlement lasts until Discord ends it. Test entitlements (type 4) carry
+        no type of their own: the SKU's type says, or the plan when the SKUs could not be fetched."""
+        if entitlement.type is discord.EntitlementType.application_subscription:
+            return True
+        sku_type = self.sku_types.get(entitlement.sku_id)
+        if sku_type is not None:
+            return sku_type is discord.SKUType.subscription
+        plan = plan_for_sku(self.service.config, entitlement.sku_id)
+        return plan is not None and plan.subscription
+
+    async def reconcile(self, client: discord.Client) -> None:
+        """At start: check the configured SKUs, then catch up with what happened to entitlements
+        while the bot was down (purchases, and ends or deletions, which no event replays)."""
+        await self.check_skus(client)
+        try:
+            in_force = await self.service.discord_entitlements_in_force()  # before listing: a purchase
+            # arriving while this runs is applied by its event and not ended below
+            live = [e async for e in client.entitlements(limit=None, exclude_ended=True)]
+        except Exception as exc:
+            log.error("could not list the Discord entitlements (%r); ends while the bot was down are not caught up", exc)
+            return
+        live_ids = set()
+        for entitlement in live:
+            live_ids.add(str(entitlement.id))
+            await self.on_entitlement(entitlement)
+        ended = [(eid, uid) for eid, uid in in_force if eid not in live_ids]
+        for entitlement_id, user_id in ended:
+            try:
+                await self.service.end_discord_entitlement(entitlement_id)
+                log.info("entitlement %s for discord:%s ended while the bot was down", entitlement_id, user_id)
+            except Exception:
+                log.exception("could not end entitlement %s", entitlement_id)
+        log.info("entitlements reconciled: %d live, %d ended while the bot was down", len(live), len(ended))
+
+    async def check_skus(self, client: discord.Client) -> None:
+        plans = [p for p in self.service.config.plans.values() if p.discord_sku is not None]
+        if not plans:
+            return
+        try:
+            skus = {sku.id: sku for sku in await client.fetch_skus()}
+        except Exception as exc:
+            log.error("could not fetch the application's SKUs (%r); premium buttons are not checked", exc)
+            return
+        self.sku_types = {sku_id: sku.type for sku_id, sku in skus.items()}
+        for plan in plans:
+            sku = skus.get(plan.discord_sku)  # type: ignore[arg-type]
+            problem = None
+            if sku is None:
+                problem = "is not an SKU of this application (Developer Portal > Monetization > SKUs lists them)"
+            elif sku.type is discord.SKUType.subscription_group:
+                problem = "is a subscription group; use the id of the subscription SKU in it"
+            elif plan.subscription and sku.type is not discord.SKUType.subscription:
+                problem = f"is a {sku.type.name} SKU, but the plan is a subscription"
+            elif not sku.flags.available:
+                problem = "is not published yet"
+            if problem:
+                self.unusable_skus.add(plan.discord_sku)  # type: ignore[arg-type]
+                log.error("[plans.%s] discord_sku %s %s: /upgrade leaves its button out", plan.name, plan.discord_sku, problem)
 
     async def on_entitlement(self, entitlement: discord.Entitlement) -> None:
         try:
@@ -125,6 +197,8 @@ class DiscordUpgrades:
         @tree.command(name="grant", description="Admins: give a member a tier")
         @app_commands.describe(member="The member", tier="pro or max", days="How long (0: no end)")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def grant(
             interaction: discord.Interaction, member: discord.User, tier: str, days: app_commands.Range[int, 0, 3650]
         ) -> None:
@@ -134,29 +208,41 @@ class DiscordUpgrades:
         @tree.command(name="revoke", description="Admins: put a member back on the free tier")
         @app_commands.describe(member="The member")
         @app_commands.default_permissions(administrator=True)
+        @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+        @app_commands.allowed_installs(guilds=True, users=False)
         async def revoke(interaction: discord.Interaction, member: discord.User) -> None:
             with upgrades.adapter._handling():
                 await upgrades.on_revoke(interaction, member)
 
     async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None) -> None:
+        """The answer, as the follow-up to the private defer each command starts with."""
         try:
             if view is not None:
-                await interaction.response.send_message(text, ephemeral=True, view=view)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
+                try:
+                    await interaction.followup.send(text, ephemeral=True, view=view)
+                    return
+                except discord.HTTPException as exc:
+                    if exc.status != 400:
+                        raise
+                    # a premium button Discord refused (an SKU the start-up check could not see):
+                    # the member still gets the plans and the code hint
+                    log.error("Discord refused the premium buttons on /upgrade (%s); answered without them", exc)
+            await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not answer %s: %s", interaction.user, exc)
 
     async def on_upgrade(self, interaction: discord.Interaction, code: str | None) -> None:
+        await self.adapter.defer_private(interaction)
         member = self.adapter._member(interaction.user)
         if code:
             result = await self.service.redeem(member, code)
             await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted."))
             return
         info = await self.service.plans_for(member)
-        await self._send(interaction, upgrade_text(info), premium_view(info))
+        await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus))
 
     async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
+        await self.adapter.defer_private(interaction)
         member = self.adapter._member(interaction.user)
         if code:
             result = await self.service.link_finish(member, code)
@@ -175,11 +261,13 @@ class DiscordUpgrades:
         )
 
     async def on_grant(self, interaction: discord.Interaction, user: discord.abc.User, tier: str, days: int) -> None:
+        await self.adapter.defer_private(interaction)
         admin = self.adapter._member(interaction.user)
         result = await self.service.grant(admin, self.adapter._member(user), tier.strip().lower(), days)
         await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
 
     async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
+        await self.adapter.defer_private(interaction)
         admin = self.adapter._member(interaction.user)
         result = await self.service.revoke(admin, self.adapter._member(user))
         await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
