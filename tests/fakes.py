@@ -136,3 +136,17 @@ async def wait_parked(clock: FakeClock, until: float, *, timeout: float = 5.0) -
         timeout=timeout,
         what=f"a task sleeping on the clock until {until} (sleepers: {clock_deadlines(clock)})",
     )
+
+
+def count_admissions(service) -> list[bool]:
+    """Spy on service.admit, the one flood check: True for each command let through."""
+    admitted: list[bool] = []
+    original = service.admit
+
+    def admit(member):
+        refused = original(member)
+        admitted.append(refused is None)
+        return refused
+
+    service.admit = admit
+    return admitted

@@ -23,7 +23,7 @@ from bot.clock import FakeClock
 from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S, Member
 from tests.fake_discord import EPHEMERAL, Call, FakeDiscord
-from tests.fakes import FakeEngine, picture_bytes, wait_parked, wait_until
+from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
 
 USER = 1001
 OTHER = 2002
@@ -1091,18 +1091,6 @@ def test_status_text_names_position_and_progress():
 # The flood guard covers every command, form and button ------------------------------------------
 
 
-def count_admissions(service) -> list[bool]:
-    """Spy on service.admit, the one flood check: True for each command let through."""
-    admitted: list[bool] = []
-    original = service.admit
-
-    def admit(member):
-        refused = original(member)
-        admitted.append(refused is None)
-        return refused
-
-    service.admit = admit
-    return admitted
 
 
 async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(h):

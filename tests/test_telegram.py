@@ -26,7 +26,7 @@ from bot.commands import USAGE
 from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S
 from tests.fake_telegram import FakeTelegram, buttons
-from tests.fakes import FakeEngine, picture_bytes, wait_parked, wait_until
+from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -806,23 +806,11 @@ def test_eta_and_caption_texts():
 FLOOD_COMMANDS = ["/help", "/me", "/upgrade", "/link", "/terms", "/cancel", "/paysupport", "/restyle cat", "/start"]
 
 
-def _count_admissions(service) -> list[bool]:
-    """Spy on service.admit, the one flood check: True for each command let through."""
-    admitted: list[bool] = []
-    original = service.admit
-
-    def admit(member):
-        refused = original(member)
-        admitted.append(refused is None)
-        return refused
-
-    service.admit = admit
-    return admitted
 
 
 async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(start_bot, fake):
     bot = await start_bot()
-    admitted = _count_admissions(bot.app.service)
+    admitted = count_admissions(bot.app.service)
     messages = [fake.message(ANA, text=FLOOD_COMMANDS[i % len(FLOOD_COMMANDS)]) for i in range(50)]
     await fake.wait_until(lambda: len(admitted) == 50)  # every one of them reached the guard
     limit = bot.app.service.flood.limit
@@ -839,7 +827,7 @@ async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(
 
 async def test_button_presses_count_toward_the_flood_guard(start_bot, fake):
     bot = await start_bot()
-    admitted = _count_admissions(bot.app.service)
+    admitted = count_admissions(bot.app.service)
     status = fake.message(ANA, text="(a bot message with buttons)", push=False)
     for _ in range(12):
         fake.press(ANA, status, "cancel:0123456789")
