@@ -31,8 +31,16 @@ class FakeEngine:
         self.fail_prompts: set[str] = set()
         self.crash_next = False
         self.gate: threading.Event | None = None  # set() it to let a held batch finish
+        # Set when a batch starts; cleared by hold(), so after hold() it means "a batch began
+        # under the hold", never "some earlier batch ran".
         self.started = threading.Event()
         self._interrupted = threading.Event()
+
+    def hold(self) -> threading.Event:
+        """Hold every batch from now on until the returned event is set."""
+        self.gate = threading.Event()
+        self.started.clear()
+        return self.gate
 
     def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
         self.batches.append([job.job_id for job in jobs])

@@ -256,7 +256,7 @@ async def close_service(service, store, worker, task) -> None:
 
 async def test_an_upload_is_not_delayed_by_a_busy_engine(tmp_path, one_thread_default_pool):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     service, store, worker = await open_service(tmp_path, engine)
     task = asyncio.create_task(worker.run())
     try:

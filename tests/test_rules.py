@@ -144,7 +144,7 @@ async def test_an_upgrade_re_ranks_a_members_waiting_jobs_and_keeps_them_spaced(
 async def test_an_upgrade_keeps_a_waiting_job_spaced_behind_the_members_running_job(tmp_path):
     """Breaks: the re-rank ignores the member's running job."""
     h = await rules(tmp_path)
-    h.engine.gate = threading.Event()  # hold the first batch
+    h.engine.hold()  # hold the first batch
     running = await h.submit(FREE, "/restyle runs first")
     waiting = await h.submit(FREE, "/restyle waits")  # rank t+30, behind the running one
     h.start_worker()
@@ -311,7 +311,7 @@ async def test_only_the_member_who_asked_can_use_a_jobs_buttons_files_or_cancel_
     done = await h.submit(PRO, "/restyle mine")
     h.start_worker()
     await h.drain()
-    h.engine.gate = threading.Event()  # the next job is held by the engine while we look
+    h.engine.hold()  # the next job is held by the engine while we look
     waiting = await h.submit(PRO, "/restyle also mine")
 
     assert (await h.service.again(FREE, done.job_id, {})).reason == "not_yours"
@@ -562,7 +562,7 @@ async def test_a_checker_that_fails_withholds_that_result_and_the_worker_carries
 async def test_drain_fails_the_test_when_the_queue_never_empties(tmp_path):
     """A drain that gave up silently let the checks after it pass on a half-run queue."""
     h = await rules(tmp_path)
-    h.engine.gate = threading.Event()  # the engine never finishes
+    h.engine.hold()  # the engine never finishes
     await h.submit(PRO)
     h.start_worker()
     with pytest.raises(AssertionError, match="drain"):

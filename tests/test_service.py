@@ -369,7 +369,7 @@ async def test_job_running_at_a_crash_runs_again_after_restart(tmp_path, backend
 
     h = Harness(tmp_path)
     await h.open()
-    h.engine.gate = threading.Event()  # hold the batch
+    h.engine.hold()  # hold the batch
     accepted = await h.submit(PRO, "/restyle interrupted")
     h.start_worker()
     await asyncio.to_thread(h.engine.started.wait, 5)

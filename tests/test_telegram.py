@@ -384,7 +384,7 @@ async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
 
 async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine)
     photo = photo_message(fake)
     first = fake.message(ANA, text="/restyle first", reply_to=photo)
@@ -413,7 +413,7 @@ async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
 
 async def test_me_help_start_and_cancel_commands(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     await start_bot(engine=engine)
     help_ = fake.message(ANA, text="/help")
     [answer] = await wait_reply(fake, help_)
@@ -449,7 +449,7 @@ async def test_me_help_start_and_cancel_commands(start_bot, fake):
 
 async def test_status_edits_are_throttled_and_show_the_latest(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine, edit_interval_s=0.4)
     request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
     [status_call] = await wait_reply(fake, request)
@@ -545,7 +545,7 @@ async def test_blocked_member_keeps_the_result_for_the_next_start(start_bot, fak
 
 async def test_deleted_request_gets_the_result_without_a_reply(start_bot, fake):
     engine = FakeEngine()
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine)
     request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
     await wait_reply(fake, request)
@@ -619,7 +619,7 @@ async def test_result_over_the_photo_limit_is_sent_as_a_smaller_jpeg(start_bot, 
 
 async def test_restart_with_jobs_waiting_delivers_each_once(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine)
     photo_a, photo_b = photo_message(fake), photo_message(fake, BEN)
     requests = [

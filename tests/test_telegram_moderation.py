@@ -78,7 +78,7 @@ async def test_result_buttons_in_a_chat_taken_off_the_list_stop_making_new_work(
 
 async def test_an_admin_bans_by_reply_which_cancels_waiting_jobs_and_unbans_by_id(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     await start_bot(engine=engine, bot=ADMINS)
     busy = fake.message(ANA, GROUP, text="/restyle keeps the engine busy", reply_to=photo_message(fake, ANA, GROUP))
     await wait_reply(fake, busy)
@@ -138,7 +138,7 @@ async def test_members_who_are_not_admins_are_refused_politely(start_bot, fake):
 
 async def test_queue_shows_who_is_waiting_and_the_log_shows_who_asked_what_where(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine, bot=ADMINS)
     empty = fake.message(ADA, text="/queue")
     [answer] = await wait_reply(fake, empty)

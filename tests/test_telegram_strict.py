@@ -131,7 +131,7 @@ async def test_the_webp_button_sends_a_file_not_a_sticker(start_bot, fake, caplo
 
 async def test_a_closed_topic_gets_the_result_outside_the_topic(start_bot, fake):
     bot = await start_bot(engine=(engine := FakeEngine()))
-    engine.gate = threading.Event()
+    engine.hold()
     fake.add_topic(GROUP["id"], 7)
     photo = fake.message(ANA, GROUP, photo=picture_bytes((96, 64)), push=False, thread_id=7)
     request = fake.message(ANA, GROUP, text="/restyle ink", reply_to=photo, thread_id=7)
@@ -211,7 +211,7 @@ async def test_a_second_poller_is_logged_as_a_conflict_and_polling_recovers(star
 async def test_a_group_that_becomes_a_supergroup_keeps_working(start_bot, fake, caplog):
     old = {"id": -4001, "type": "group", "title": "Painters"}
     engine = FakeEngine()
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine, extra=f"[access]\ntelegram_chats = [{old['id']}]")
     request = fake.message(ANA, old, text="/restyle ink", reply_to=photo_message(fake, ANA, old))
     await wait_reply(fake, request)

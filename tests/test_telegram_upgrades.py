@@ -55,7 +55,7 @@ async def buy(fake: FakeTelegram, user: dict, plan: str, method: str = "sendInvo
 
 async def test_stars_flow_pre_checkout_payment_me_and_queue(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     bot = await start_bot(engine=engine, extra=PLANS)
     # Ben's job runs (held), Carl's waits, then Ana's waits behind it.
     carl = FakeTelegram.user(1003, "Carl")
@@ -228,7 +228,7 @@ async def test_ban_and_queue_log_with_odd_numbers_answer_in_one_sentence(start_b
 
 async def test_a_429_on_a_status_edit_never_delays_a_payment_or_a_button(start_bot, fake):
     engine = FakeEngine(max_batch=1)
-    engine.gate = threading.Event()
+    engine.hold()
     await start_bot(engine=engine, extra=PLANS)
     _, invoice = await buy(fake, ANA, "max_week")
     plans_message = fake.sent(ANA["id"])[-2]

@@ -146,7 +146,7 @@ async def test_submitted_picture_runs_to_ready_and_downloads_in_each_format(site
 
 
 async def test_live_events_stream_the_job_until_its_result_is_ready(site):
-    site.engine.gate = threading.Event()  # hold the batch so the stream sees it wait and run
+    site.engine.hold()  # hold the batch so the stream sees it wait and run
     _, body = await site.submit()
     job_id = body["job"]["id"]
     seen = []
@@ -277,7 +277,7 @@ async def test_an_upload_over_the_limit_gets_a_clear_json_413(tmp_path):
 
 
 async def test_waiting_job_can_be_cancelled(site):
-    site.engine.gate = threading.Event()
+    site.engine.hold()
     _, first = await site.submit("first")
     await site.wait(first["job"]["id"], ("running",))
     _, second = await site.submit("second")
@@ -442,7 +442,7 @@ async def test_readyz_says_why_it_is_not_ready(tmp_path):
 
 
 async def test_stopping_ends_open_live_streams_at_once(site):
-    site.engine.gate = threading.Event()
+    site.engine.hold()
     _, body = await site.submit()
     async with site.http.get(f"{site.url}/api/jobs/{body['job']['id']}/events") as response:
         await response.content.readline()  # the stream is open

@@ -38,7 +38,7 @@ async def status(h: Harness, job_id: str) -> str:
 
 async def test_the_next_batch_is_claimed_while_the_engine_runs(tmp_path):
     h = await warmed(tmp_path)
-    h.engine.gate = threading.Event()
+    h.engine.hold()
     try:
         first = await h.submit(FREE, "/restyle one")
         second = await h.submit(FREE2, "/restyle two")
@@ -93,7 +93,7 @@ async def test_results_are_stored_behind_the_next_batch(tmp_path, monkeypatch):
 
 async def test_a_cancel_reaches_a_job_claimed_ahead(tmp_path):
     h = await warmed(tmp_path)
-    h.engine.gate = threading.Event()
+    h.engine.hold()
     try:
         first = await h.submit(FREE, "/restyle one")
         second = await h.submit(FREE2, "/restyle two")
@@ -113,7 +113,7 @@ async def test_a_cancel_reaches_a_job_claimed_ahead(tmp_path):
 
 async def test_a_cancel_stops_the_engine_only_when_its_whole_batch_is_cancelled(tmp_path):
     h = await make(tmp_path, max_batch=2)
-    h.engine.gate = threading.Event()
+    h.engine.hold()
     try:
         a = await h.submit(FREE, "/restyle a")
         b = await h.submit(FREE2, "/restyle b")
@@ -133,7 +133,7 @@ async def test_a_cancel_stops_the_engine_only_when_its_whole_batch_is_cancelled(
 
 async def test_stopping_gives_back_the_batch_claimed_ahead(tmp_path):
     h = await warmed(tmp_path)
-    h.engine.gate = threading.Event()
+    h.engine.hold()
     first = await h.submit(FREE, "/restyle one")
     second = await h.submit(FREE2, "/restyle two")
     try:
@@ -222,7 +222,7 @@ async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeyp
         await complete(outputs)
 
     monkeypatch.setattr(h.service, "complete", held_complete)
-    h.engine.gate = threading.Event()  # hold the first batch until all four are queued
+    h.engine.hold()  # hold the first batch until all four are queued
     jobs = [(await h.submit(member, "/restyle x")).job_id for member in (MAX, PRO, FREE, FREE2)]
     h.engine.gate.set()
     try:
