@@ -107,13 +107,6 @@ def picture_bytes(size: tuple[int, int] = (64, 64), color: tuple[int, int, int] 
     return buffer.getvalue()
 
 
-async def settle(rounds: int = 20) -> None:
-    """Let background tasks (notifications, deliveries) run; they hop to SQLite's thread, so
-    yielding once is not enough."""
-    for _ in range(rounds):
-        await asyncio.sleep(0.002)
-
-
 async def wait_until(predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "") -> Any:
     """Poll `predicate` (a plain or an async function) until it returns something truthy, and
     return that. Fails the test, naming what it waited for, when `timeout` seconds pass: a

@@ -20,7 +20,7 @@ from bot.clock import FakeClock
 from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
 from bot.service import Member
-from tests.fakes import FakeEngine, picture_bytes, settle, wait_until
+from tests.fakes import FakeEngine, picture_bytes, wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -543,7 +543,7 @@ async def test_an_upload_the_client_gives_up_on_is_one_info_line(site, caplog):
     await writer.drain()
     writer.transport.abort()  # gone mid-upload
     await wait_until(lambda: any("went away" in r.getMessage() for r in caplog.records), what="the line about it")
-    await settle()
+    await wait_until(lambda: site.web.open_connections == 0, what="the server done with that connection")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     about_it = [r for r in caplog.records if r.name == "bot.web"]
     assert len(about_it) == 1 and about_it[0].levelno == logging.INFO and about_it[0].exc_info is None

@@ -292,6 +292,13 @@ class WebAdapter:
             await self._runner.cleanup()
             self._runner = None
 
+    @property
+    def open_connections(self) -> int:
+        """Connections the server is still handling (tests wait for 0 before checking that a
+        dropped request left nothing more behind)."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
+
     async def _apply_config_tier(self) -> None:
         wanted = self.config.web.tier
         view = await self.service.me(self.member)
