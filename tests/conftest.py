@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.pg_cluster import PgCluster, postgres_available
+from tests.teardown_watchdog import pytest_runtest_teardown  # noqa: F401  (a hook: see its module)
 
 # ---------------------------------------------------------------- PostgreSQL (tests/pg_cluster.py)
 
