@@ -572,6 +572,17 @@ class FakeDiscord:
         message_id = self._tokens[interaction["token"]]["original"]
         return self.messages.get(message_id) if message_id else None
 
+    def keep_message(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Store a message made elsewhere (one a restarted test's first fake posted): Discord keeps it."""
+        self.messages[int(msg["id"])] = msg
+        return msg
+
+    def made_by(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages the interaction's token can reach and that still exist, oldest first: its
+        response (after a type-6/7 answer, the message the component is on) and its follow-ups."""
+        made = self._tokens[interaction["token"]]["made"]
+        return [self.messages[i] for i in sorted(made) if i in self.messages]
+
     def _command_id(self, name: str, guild_id: int | None = None, context: int | None = None) -> int:
         """The id of the command a member can pick here. Guild commands exist only in their server
         (no DMs); a global one only in the contexts it allows (discord-api-docs, Application

@@ -101,6 +101,16 @@ class Harness:
         )
 
 
+    async def follow_up_result(self, click: dict[str, Any]) -> dict[str, Any]:
+        """After a button click: the new job's result, in a follow-up of the click (not its @original,
+        which is the message the button is on)."""
+        clicked = click["message"]["id"]
+        return await self.fake.wait_for(
+            lambda: next((m for m in self.fake.made_by(click) if m["id"] != clicked and len(m["attachments"]) == 2), None),
+            what="the result in a follow-up of the click",
+        )
+
+
 @pytest.fixture
 async def h(tmp_path):
     harness = Harness(tmp_path)
@@ -451,14 +461,56 @@ async def test_again_and_stronger_run_new_jobs_from_the_same_picture(h):
     first = await h.result_of(await h.restyle("oil painting", 0.5))
     job_id = (await h.jobs())[0].id
     again = await h.fake.click(first, f"restyle:again:{job_id}")
-    await h.result_of(again)
+    await h.follow_up_result(again)
     stronger = await h.fake.click(first, f"restyle:stronger:{job_id}")
-    await h.result_of(stronger)
+    await h.follow_up_result(stronger)
     jobs = await h.jobs()
     assert [j.strength for j in jobs] == [0.5, 0.5, 0.65]  # STRENGTH_STEP
     assert jobs[1].parent_job_id == jobs[2].parent_job_id == job_id
     assert jobs[1].seed != jobs[0].seed
     assert len(h.fake.find("GET", r"^/files/")) == 1  # no new download
+    assert len(h.fake.messages[int(first["id"])]["attachments"]) == 2  # the first result stays as it was
+
+
+@pytest.mark.parametrize("action", ["again", "subtler", "stronger"])
+async def test_again_subtler_and_stronger_answer_before_touching_the_database(h, action):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    await h.service.wait_delivered()
+    gate = hold_database(h)
+    click = await h.fake.click(first, f"restyle:{action}:{job_id}")
+    try:
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, what="the click answered")
+    finally:
+        gate.set()
+    assert callbacks(h.fake)[-1].json["type"] == 6  # an update of the result message: nothing shown yet
+    result = await h.follow_up_result(click)
+    assert not result["flags"] & EPHEMERAL and result["id"] != first["id"]
+
+
+async def test_a_refused_again_click_is_said_privately_and_leaves_no_public_message(h):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    await h.service.wait_delivered()
+    gate = h.hold_engine()
+    await h.restyle("running")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.restyle("waiting")  # the free tier's 2 jobs at once
+    await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 3, what="both answered")
+    h.fake.fail("DELETE", r"^/webhooks/\d+/[^/]+/messages/\d+$", 400, code=50035, times=1)  # the first withdrawal fails
+    for count in (1, 2):
+        await h.fake.click(first, f"restyle:again:{job_id}")
+        await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == count, what="the refusal")
+    assert all("You already have 2 job(s) waiting" in text for text in ephemerals(h.fake))
+    ours = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"]
+            and int(m["id"]) > int(first["id"]) and not m["attachments"] and not m["components"]]  # fmt: skip
+    public = [m for m in ours if not m["flags"] & EPHEMERAL]
+    assert [m["content"] for m in public] == ["This request was not started."]  # the one that could not be deleted
+    assert len([m for m in ours if m["flags"] & EPHEMERAL]) == 2
+    assert len(await h.jobs()) == 3
+    gate.set()
 
 
 async def test_png_button_sends_the_result_file_privately(h):
@@ -527,8 +579,9 @@ async def test_buttons_keep_working_after_a_restart(h, tmp_path):
     h2 = Harness(tmp_path)
     try:
         await h2.start()
-        again = await h2.fake.click({**first, "id": str(h2.fake.new_id())}, f"restyle:again:{job_id}")
-        await h2.result_of(again)
+        kept = h2.fake.keep_message({**first, "id": str(h2.fake.new_id())})  # Discord still has the result
+        again = await h2.fake.click(kept, f"restyle:again:{job_id}")
+        await h2.follow_up_result(again)
         assert len(await h2.jobs()) == 2
     finally:
         h.app = None

@@ -841,14 +841,48 @@ class DiscordAdapter:
             await self._tell(interaction, "That job has already finished.")
 
     async def _again_button(self, interaction: discord.Interaction, member: Member, job_id: str, delta: float) -> None:
+        # Deferred as an update of the result message (type 6) before the database is asked: it
+        # shows nothing, so a stranger's or refused click leaves no trace in the channel. After a
+        # type-6 defer every follow-up is a new message that keeps its ephemeral flag (only the
+        # first follow-up after a type-5 defer replaces the "thinking" message and turns public;
+        # discord-api-docs, Create Followup Message): refusals go privately, and the new job's
+        # status is a public follow-up of its own, while @original stays the old result.
+        await interaction.response.defer()
+        interaction.extras.setdefault("received_at", self._now())
         if await self._owned_job(interaction, member, job_id) is None:
-            return  # answered before deferring, so a stranger's click leaves no trace in the channel
+            return
         if not await self._allowed_here(interaction):
             return
-        message_id = await self._defer(interaction)
-        reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"interaction:{interaction.id}")
-        await self._after_submit(interaction, outcome)
+        status = await interaction.followup.send("⏳ Got it…", wait=True)
+        try:
+            reply = self._interaction_reply(interaction, status.id)
+            outcome = await self.service.again(member, job_id, reply, strength_delta=delta,
+                                               request_key=f"interaction:{interaction.id}")  # fmt: skip
+        except BaseException:
+            await self._withdraw(status)
+            raise
+        if isinstance(outcome, Refused) or outcome.duplicate:
+            await self._withdraw(status)
+            if isinstance(outcome, Refused) and not outcome.quiet:
+                await self._tell(interaction, _refusal_text(outcome))
+            return
+        interaction.extras["job_id"] = outcome.job_id
+        await self._edit_status_now(outcome.job_id)
+
+    @staticmethod
+    async def _withdraw(status: discord.WebhookMessage) -> None:
+        """Take back a public status follow-up for a job that did not start; where it cannot be
+        deleted it is ended neutrally, so nothing private is ever said in it."""
+        try:
+            await status.delete()
+        except discord.NotFound:
+            pass
+        except discord.HTTPException as exc:
+            log.info("could not delete a status follow-up (%s); ending it instead", exc)
+            try:
+                await status.edit(content=NOT_STARTED, view=None)
+            except discord.HTTPException as exc2:
+                log.warning("could not end a status follow-up either: %s", exc2)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
         await self.defer_private(interaction)  # private: a stranger's click leaves no trace
