@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import json
 import re
+import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -53,6 +54,8 @@ class Call:
     files: list[tuple[str, bytes, str]] = field(default_factory=list)  # (filename, bytes, content type)
     query: dict[str, str] = field(default_factory=dict)
     status: int = 200  # what the fake answered
+    headers: dict[str, str] = field(default_factory=dict)  # the rate-limit headers of the answer
+    at: float = 0.0  # loop time it arrived
 
     @property
     def content(self) -> str | None:
@@ -84,6 +87,36 @@ class Failure:
     when: Callable[[Call], bool] | None = None
 
 
+@dataclass
+class RateBucket:
+    """A per-route rate limit as Discord keeps it (discord-api-docs, Topics > Rate Limits): `limit`
+    requests per `window_s` for each top-level resource (channel id, guild id, webhook id +
+    token) of the routes it covers; several routes may share one bucket, which the
+    `X-RateLimit-Bucket` header names. A window starts with its first request."""
+
+    name: str
+    routes: list[tuple[str, re.Pattern[str]]]  # (method, path pattern)
+    limit: int
+    window_s: float
+    # What X-RateLimit-Limit says when it is more than `limit`: a sub-limit, where Discord answers
+    # 429 although the headers still show requests remaining (discord-api-docs issue 2190, cited
+    # in discord.py's http.py: "Remaining > 0 and 429 means that a sub ratelimit was hit").
+    shown_limit: int | None = None
+    windows: dict[str, list[float]] = field(default_factory=dict)  # top-level resource -> [start, count]
+
+
+def _top_level(path: str) -> str:
+    """The top-level resource of a path, which rate limits count separately ("Top-level resources
+    are currently limited to channels (channel_id), guilds (guild_id), and webhooks (webhook_id or
+    webhook_id + webhook_token)": discord-api-docs, Rate Limits)."""
+    parts = path.strip("/").split("/")
+    if parts[0] in ("channels", "guilds") and len(parts) > 1:
+        return "/".join(parts[:2])
+    if parts[0] in ("webhooks", "interactions") and len(parts) > 2:
+        return "/".join(parts[:3])
+    return ""
+
+
 def _walk_components(components: list[dict[str, Any]]):
     for component in components:
         yield component
@@ -113,6 +146,8 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
         self.slow: list[list[Any]] = []  # [method, pattern, seconds, times]: done at once, answered late
+        self.buckets: list[RateBucket] = []  # per-route rate limits (rate_limit()); none unless a test asks
+        self.global_limit: RateBucket | None = None  # the bot's global rate limit (global_rate_limit())
         self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/<name>
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted_channels: set[int] = set()
@@ -192,6 +227,26 @@ class FakeDiscord:
             body = {"message": body["message"], "retry_after": retry_after, "global": False}
             headers = {"Retry-After": str(retry_after), "X-RateLimit-Scope": "user"}
         self.failures.append(Failure(method.upper(), re.compile(path_regex), status, body, times, headers, when))
+
+    def rate_limit(self, bucket: str, routes: list[tuple[str, str]], *, limit: int, window_s: float,
+                   shown_limit: int | None = None) -> RateBucket:  # fmt: skip
+        """A per-route bucket named `bucket` over `routes` ((method, path regex) pairs, sharing it):
+        each answer there carries `X-RateLimit-Limit / -Remaining / -Reset / -Reset-After / -Bucket`,
+        and a request past `limit` within `window_s` of its resource's first one gets a 429 with
+        `retry_after` (the rest of the window), `global: false`, `X-RateLimit-Scope: user`, and
+        is not carried out (discord-api-docs, Rate Limits: Header Format, Exceeding A Rate Limit)."""
+        made = RateBucket(bucket, [(m.upper(), re.compile(r)) for m, r in routes], limit, window_s, shown_limit=shown_limit)
+        self.buckets.append(made)
+        return made
+
+    def global_rate_limit(self, *, limit: int, window_s: float) -> RateBucket:
+        """The bot's global limit: `limit` requests per `window_s` over every route of the bot
+        token (Discord's is 50 per second); past it a 429 with `global: true`,
+        `X-RateLimit-Global: true` and `X-RateLimit-Scope: global`. "Interaction endpoints are not
+        bound to the bot's Global Rate Limit" (discord-api-docs, Rate Limits: Global Rate Limit),
+        so interaction callbacks and the interaction webhooks do not count."""
+        self.global_limit = RateBucket("global", [("*", re.compile(""))], limit, window_s)
+        return self.global_limit
 
     def answer_late(self, method: str, path_regex: str, seconds: float, *, times: int = 1) -> None:
         """The next `times` matching calls take effect at once but are answered after `seconds`:
@@ -611,8 +666,12 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         body, files = await self._read_body(request)
-        call = Call(request.method, path, body, files, dict(request.query))
+        call = Call(request.method, path, body, files, dict(request.query), at=asyncio.get_running_loop().time())
         self.calls.append(call)
+        limited = self._over_rate_limit(request.method, path)
+        if limited is not None:
+            call.status, call.headers = 429, limited[2]
+            return self._json(*limited)
         for failure in self.failures:
             if (failure.times and failure.method == request.method and failure.pattern.search(path)
                     and (failure.when is None or failure.when(call))):  # fmt: skip
@@ -630,9 +689,60 @@ class FakeDiscord:
                 slow[3] -= 1
                 await asyncio.sleep(slow[2])
                 break
+        headers = call.headers = self._rate_limit_headers(request.method, path)
         if status == 204:
-            return web.Response(status=204)
-        return self._json(answer, status)
+            return web.Response(status=204, headers=headers)
+        return self._json(answer, status, headers)
+
+    def _buckets_of(self, method: str, path: str) -> list[RateBucket]:
+        return [b for b in self.buckets if any(m in ("*", method) and r.search(path) for m, r in b.routes)]
+
+    @staticmethod
+    def _window(bucket: RateBucket, resource: str) -> list[float]:
+        now = asyncio.get_running_loop().time()
+        window = bucket.windows.get(resource)
+        if window is None or now - window[0] >= bucket.window_s:
+            window = bucket.windows[resource] = [now, 0]
+        return window
+
+    def _over_rate_limit(self, method: str, path: str) -> tuple[dict[str, Any], int, dict[str, str]] | None:
+        """The 429 for a request past a limit (which is then not carried out), else None; a request
+        within every limit is counted in each."""
+        now = asyncio.get_running_loop().time()
+        counted: list[list[float]] = []
+        interaction_route = path.startswith("/interactions/") or path.startswith(f"/webhooks/{self.app_id}/")
+        if self.global_limit is not None and not interaction_route:
+            window = self._window(self.global_limit, "")
+            if window[1] >= self.global_limit.limit:
+                retry = round(self.global_limit.window_s - (now - window[0]), 3)
+                return ({"message": "You are being rate limited.", "retry_after": retry, "global": True}, 429,
+                        {"Retry-After": str(retry), "X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"})  # fmt: skip
+            counted.append(window)
+        resource = _top_level(path)
+        for bucket in self._buckets_of(method, path):
+            window = self._window(bucket, resource)
+            if window[1] >= bucket.limit:
+                retry = round(bucket.window_s - (now - window[0]), 3)
+                headers = {**self._bucket_headers(bucket, window), "Retry-After": str(retry), "X-RateLimit-Scope": "user"}
+                return {"message": "You are being rate limited.", "retry_after": retry, "global": False}, 429, headers
+            counted.append(window)
+        for window in counted:
+            window[1] += 1
+        return None
+
+    def _rate_limit_headers(self, method: str, path: str) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for bucket in self._buckets_of(method, path):
+            headers = self._bucket_headers(bucket, self._window(bucket, _top_level(path)))
+        return headers
+
+    @staticmethod
+    def _bucket_headers(bucket: RateBucket, window: list[float]) -> dict[str, str]:
+        reset_after = max(0.0, bucket.window_s - (asyncio.get_running_loop().time() - window[0]))
+        shown = max(bucket.limit, bucket.shown_limit or 0)
+        return {"X-RateLimit-Limit": str(shown), "X-RateLimit-Remaining": str(max(0, shown - int(window[1]))),
+                "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}", "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                "X-RateLimit-Bucket": bucket.name}  # fmt: skip
 
     @staticmethod
     def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -923,6 +923,58 @@ async def test_a_long_rate_limit_becomes_a_retried_delivery_not_a_silent_hang(h)
     await h.result_of(interaction)
 
 
+async def result_past_the_token(h: Harness) -> dict[str, Any]:
+    """A job that outlives its interaction token: the bot ends the stale status (PATCH as the bot)
+    and at once posts the result in the channel (POST). Returns the posted message."""
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and "Restyling" in m["content"], what="running")
+    await h.clock.advance(16 * 60)
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    [posted] = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"] and m.get("nonce")]
+    assert len(posted["attachments"]) == 2
+    return posted
+
+
+CHANNEL_MESSAGES = [("POST", r"^/channels/\d+/messages$"), ("PATCH", r"^/channels/\d+/messages/\d+$")]
+
+
+async def test_an_exhausted_bucket_is_waited_for_before_the_next_request_not_run_into(h):
+    await h.start()
+    h.fake.rate_limit("channel-messages", CHANNEL_MESSAGES, limit=1, window_s=0.3)  # one bucket for both routes
+    await result_past_the_token(h)
+    [edit] = h.fake.find("PATCH", rf"^/channels/{CHANNEL}/messages/\d+$", ok=False)
+    [post] = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)
+    assert edit.headers["X-RateLimit-Remaining"] == "0" and edit.headers["X-RateLimit-Bucket"] == "channel-messages"
+    assert post.status == 200 and post.at - edit.at >= 0.25  # discord.py slept out X-RateLimit-Reset-After
+
+
+async def test_a_per_route_429_is_waited_out_and_the_result_comes_once(h):
+    await h.start()
+    # A sub-limit: the headers still show requests left, so discord.py sends, and gets a 429.
+    h.fake.rate_limit("channel-messages", CHANNEL_MESSAGES, limit=1, window_s=0.3, shown_limit=5)
+    await result_past_the_token(h)
+    [limited] = [c for c in h.fake.calls if c.status == 429]
+    assert limited.method == "POST" and limited.headers["X-RateLimit-Scope"] == "user"
+    assert limited.headers["X-RateLimit-Bucket"] == "channel-messages" and limited.headers["X-RateLimit-Remaining"] == "4"
+    posts = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)
+    assert [c.status for c in posts] == [429, 200] and posts[1].at - posts[0].at >= 0.2  # waited retry_after, then once
+    assert [j.delivered_at is not None for j in await h.jobs()] == [True]
+
+
+async def test_a_global_429_is_waited_out_and_nothing_is_lost_or_doubled(h):
+    await h.start()
+    h.fake.global_rate_limit(limit=1, window_s=0.3)
+    await result_past_the_token(h)
+    limited = [c for c in h.fake.calls if c.status == 429]
+    assert limited and all(c.headers["X-RateLimit-Global"] == "true" for c in limited)
+    assert [c.status for c in h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)] == [429, 200]
+    assert [j.delivered_at is not None for j in await h.jobs()] == [True]
+
+
 async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
     await h.start()
     gate = h.hold_engine()
