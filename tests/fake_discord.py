@@ -861,8 +861,9 @@ class FakeDiscord:
             raise _Error(400, "Interaction has already been acknowledged.", 40060)
         if asyncio.get_running_loop().time() - info["received"] > self.response_deadline_s:
             raise _Error(404, "Unknown interaction", 10062)
-        info["answered"] = ctype
         data = body.get("data") or {}
+        self._check_components(data)
+        info["answered"] = ctype
         interaction: dict[str, Any] = {"id": "0", "type": ctype}
         resource: dict[str, Any] = {"type": ctype}
         if ctype in (4, 5):  # a new message: the original response
@@ -902,6 +903,7 @@ class FakeDiscord:
         info = self._token(parts[2])
         if len(parts) == 3 and method == "POST":  # follow-up
             body = body or {}
+            self._check_components(body)
             if info["answered"] is None:
                 raise _Error(404, "Unknown Webhook", 10015)  # a follow-up needs an initial response first
             original = self.messages.get(info["original"] or 0)
@@ -927,8 +929,19 @@ class FakeDiscord:
                 self.messages.pop(message_id, None)
                 return 204, None
             if method == "PATCH":
+                self._check_components(body)
                 return 200, self._edit(msg, body or {}, files)
         raise _Error(405, "method not allowed", 0)
+
+    def _check_components(self, body: dict[str, Any] | None) -> None:
+        """A premium button (style 6) must name a published SKU of this application (discord-api-docs,
+        Button Object: "sku_id: Identifier for a purchasable SKU, only available when using premium-style
+        buttons"); anything else is refused as an invalid form body (50035)."""
+        for component in _walk_components((body or {}).get("components") or []):
+            if component.get("type") == 2 and component.get("style") == 6:
+                sku = self.skus.get(int(component.get("sku_id") or 0))
+                if sku is None or not sku["flags"] & (1 << 2):
+                    raise _Error(400, "Invalid Form Body (components.0.components.0.sku_id: Unknown SKU)", 50035)
 
     def _edit(self, msg: dict[str, Any], body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> dict[str, Any]:
         if "content" in body:
@@ -974,6 +987,7 @@ class FakeDiscord:
         if len(parts) == 3 and parts[2] == "messages" and method == "POST":
             body = body or {}
             self._check_create(channel_id, body, files)
+            self._check_components(body)
             if body.get("nonce") and body.get("enforce_nonce"):
                 # "If another message was created by the same author with the same nonce, that
                 # message will be returned and no new message will be created" (Create Message)
