@@ -164,6 +164,9 @@ class FakeDiscord:
         self.intents = 0  # what the bot's last IDENTIFY asked for
         self.message_content_allowed = True  # the Developer Portal switch for the privileged intent
         self.resumes = 0
+        # Discord lets several gateway sessions run on one token (two processes of one bot); the
+        # fake then keeps the older ones open, though it sends events to the newest only.
+        self.many_sessions = False
         self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
         self._ws: web.WebSocketResponse | None = None
@@ -327,7 +330,7 @@ class FakeDiscord:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         previous, self._ws = self._ws, ws
-        if previous is not None and not previous.closed:
+        if previous is not None and not previous.closed and not self.many_sessions:
             await previous.close()
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
         async for msg in ws:

@@ -41,7 +41,8 @@ class Harness:
         self.adapter: DiscordAdapter | None = None
 
     async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", bot: str = "", **adapter_kw: Any) -> "Harness":
-        await self.fake.start()
+        if not self.fake.port:  # else it is another harness's, running already
+            await self.fake.start()
         path = self.tmp_path / "config.toml"
         path.write_text(
             f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n{bot}\n'
@@ -200,6 +201,24 @@ async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_rem
                                                            "strength": 0.5}, guild_id=None, channel_id=4444))  # fmt: skip
     finally:
         await h3.close()
+
+
+async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them(h, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="bot.discord")
+    h.fake.many_sessions = True
+    h.fake.answer_late("PUT", r"/commands$", 0.3, times=4)  # a sync takes a while: the other process starts meanwhile
+    await h.fake.start()
+    other = Harness(tmp_path)  # the second process: same database, same Discord application
+    other.fake = h.fake
+    try:
+        await asyncio.gather(h.start(), other.start())
+        puts = h.fake.find("PUT", r"/commands$")
+        assert sorted(c.path for c in puts) == ["/applications/4242/commands", f"/applications/4242/guilds/{GUILD}/commands"]
+        assert caplog.text.count("commands synced: 12 to server 777") == 1
+        assert "another process is syncing the commands now" in caplog.text
+    finally:
+        if other.app is not None:
+            await other.app.stop()  # first: each adapter puts back the library URLs it found
 
 
 async def test_commands_say_where_they_work_and_admin_ones_are_for_servers_only(h):

@@ -86,6 +86,7 @@ NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 BROKE = "Something went wrong on my side; please try again in a minute."
 NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 MESSAGE_LIMIT = 2000  # Discord's message length
+COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
 
 HELP = f"""\
 **Restyle a picture**
@@ -414,34 +415,55 @@ class DiscordAdapter:
     async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
         """Register the commands where they changed since the last sync (a hash per scope kept in
         the database): syncing is rate limited, and every process start would otherwise redo it.
+        Only one process syncs (a claim in the database): two starting at once would both send.
         With guild_ids they live in those servers only (Discord has no guild commands in DMs) and
         the global copies go; without, they are global and copies left in servers go."""
         guild_ids = self.config.discord.guild_ids
-        client = self._client()
         desired: dict[str, list[dict[str, Any]]] = {}
         for guild_id in guild_ids:
             guild = discord.Object(id=guild_id)
             tree.copy_global_to(guild=guild)
             desired[str(guild_id)] = [c.to_dict(tree) for c in tree._get_all_commands(guild=guild)]
         desired["global"] = [] if guild_ids else [c.to_dict(tree) for c in tree._get_all_commands()]
+        if not _commands_to_sync(desired, await self._synced_hashes()):
+            log.info("commands unchanged since the last sync: nothing sent to Discord")
+            return
         try:
-            previous = await self.service.discord_commands_synced()
+            claimed = await self.service.claim_discord_command_sync(COMMAND_SYNC_CLAIM_S)
+        except Exception as exc:
+            log.error("could not claim the command sync in the database (%r); not syncing, the commands"
+                      " registered before still work", exc)  # fmt: skip
+            return
+        if not claimed:
+            log.info("another process is syncing the commands now; leaving it to that one")
+            return
+        try:
+            # Read again under the claim: a process that held it a moment ago may have synced.
+            await self._send_commands(desired, await self._synced_hashes(), guild_ids)
+        finally:
+            with contextlib.suppress(Exception):  # the claim runs out by itself
+                await self.service.release_discord_command_sync()
+
+    async def _synced_hashes(self) -> dict[str, str]:
+        try:
+            return await self.service.discord_commands_synced()
         except Exception as exc:
             log.error("could not read which commands were synced (%r); syncing them all", exc)
-            previous = {}
+            return {}
+
+    async def _send_commands(self, desired: dict[str, list[dict[str, Any]]], previous: dict[str, str],
+                             guild_ids: list[int]) -> None:  # fmt: skip
+        client = self._client()
         synced = dict(previous)
         done = []
         try:
-            for scope in sorted(set(desired) | set(previous)):
+            for scope in _commands_to_sync(desired, previous):
                 payload = desired.get(scope, [])
-                digest = _commands_hash(payload)
-                if previous.get(scope) == digest:
-                    continue
                 if scope == "global":
                     await client.http.bulk_upsert_global_commands(client.application_id, payload=payload)
                 else:
                     await client.http.bulk_upsert_guild_commands(client.application_id, int(scope), payload=payload)
-                synced[scope] = digest
+                synced[scope] = _commands_hash(payload)
                 where = "globally" if scope == "global" else f"to server {scope}"
                 done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
         except discord.Forbidden:
@@ -456,7 +478,7 @@ class DiscordAdapter:
             log.info("commands synced: %s%s", "; ".join(done),
                      "" if guild_ids else " (global commands can take up to an hour to appear)")  # fmt: skip
             try:
-                await self.service.record_discord_commands({k: v for k, v in synced.items() if desired.get(k) or k in desired})
+                await self.service.record_discord_commands({k: v for k, v in synced.items() if k in desired})
             except Exception as exc:
                 log.error("could not record the synced commands (%r); the next start syncs again", exc)
         else:
@@ -1306,6 +1328,12 @@ def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
         intents.dm_messages = True
         intents.message_content = reply_pictures
     return intents
+
+
+def _commands_to_sync(desired: dict[str, list[dict[str, Any]]], previous: dict[str, str]) -> list[str]:
+    """The scopes whose commands differ from the last sync (a scope no longer wanted is emptied)."""
+    return [scope for scope in sorted(set(desired) | set(previous))
+            if previous.get(scope) != _commands_hash(desired.get(scope, []))]  # fmt: skip
 
 
 def _commands_hash(payload: list[dict[str, Any]]) -> str:
