@@ -167,6 +167,9 @@ class FakeDiscord:
         # Discord lets several gateway sessions run on one token (two processes of one bot); the
         # fake then keeps the older ones open, though it sends events to the newest only.
         self.many_sessions = False
+        # The callback's answer may lack response_message_id (optional in discord-api-docs,
+        # Interaction Callback Object): the bot then knows its response only as @original.
+        self.hide_response_message_id = False
         self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
         self._ws: web.WebSocketResponse | None = None
@@ -876,8 +879,9 @@ class FakeDiscord:
                                attachments=self._attachments(files))  # fmt: skip
             info["original"] = int(msg["id"])
             info["made"].add(int(msg["id"]))
-            interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
-                               response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
+            if not self.hide_response_message_id:
+                interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
+                                   response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
             resource["message"] = msg
         elif ctype in (6, 7):  # (defer an) update of the message the component is on: it is @original now
             msg = self.messages.get(info.get("message") or 0)

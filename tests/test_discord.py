@@ -298,6 +298,18 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     assert len(result_edits(h.fake)) == 1
 
 
+async def test_a_status_message_whose_id_was_never_learnt_is_edited_through_original(h):
+    await h.start()
+    h.fake.hide_response_message_id = True
+    h.fake.fail("GET", r"^/webhooks/\d+/[^/]+/messages/(@|%40)original$", 404, code=10008, times=-1)
+    interaction = await h.restyle()
+    result = await h.result_of(interaction)
+    assert result["components"] and not result["flags"] & EPHEMERAL
+    edits = h.fake.find("PATCH", rf"^/webhooks/\d+/{interaction['token']}/messages/(@|%40)original$")
+    assert any("Queued" in (c.content or "") for c in edits) and len(edits[-1].files) == 2
+    assert not h.fake.find("POST", r"^/channels/")  # not posted anew
+
+
 async def test_slash_restyle_in_a_dm_with_the_bot_works_the_same(h):
     await h.start(guilds="[]")  # guild commands do not exist in DMs: global ones do
     interaction = await h.fake.slash(

@@ -35,7 +35,8 @@ import discord
 import yarl
 from discord import app_commands, ui
 from discord.gateway import DiscordWebSocket
-from discord.http import Route
+from discord.http import Route, handle_message_parameters
+from discord.webhook.async_ import async_context
 from PIL import Image
 
 from bot.adapters import AdapterStartError, fit_lines
@@ -1168,7 +1169,9 @@ class DiscordAdapter:
         if reply.get("kind") == "interaction":
             hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
             if message_id is None:
-                raise discord.DiscordException("the status message id is unknown")
+                # The id of a deferred response was never learnt: it is the interaction's @original.
+                await self._timed(_edit_original(hook, **fields))
+                return
             await self._timed(hook.edit_message(int(message_id), **fields))
         else:
             channel = client.get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
@@ -1239,7 +1242,8 @@ class DiscordAdapter:
         try:
             async with state.lock:
                 note = ""
-                can_edit = reply.get("message_id") and (reply.get("kind") != "interaction" or self._token_fresh(reply))
+                can_edit = (self._token_fresh(reply) if reply.get("kind") == "interaction"
+                            else bool(reply.get("message_id")))  # an interaction's status can be @original  # fmt: skip
                 if can_edit:
                     try:
                         await self._edit(reply, content=text, attachments=await files(), view=view)
@@ -1355,6 +1359,19 @@ def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
         return {"bot_can_edit": perms.view_channel, "bot_can_post": perms.view_channel and send and perms.attach_files}
     ours = interaction.context.dm_channel  # the member's DM with the bot, not someone else's
     return {"bot_can_edit": ours, "bot_can_post": ours}
+
+
+async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
+    """PATCH /webhooks/{app}/{token}/messages/@original, the request discord.py's own
+    Interaction.edit_original_response makes, for a job whose interaction object is long gone."""
+    with handle_message_parameters(content=fields.get("content", discord.utils.MISSING),
+                                   attachments=fields.get("attachments", discord.utils.MISSING),
+                                   view=fields.get("view", discord.utils.MISSING),
+                                   previous_allowed_mentions=discord.AllowedMentions.none()) as params:  # fmt: skip
+        await async_context.get().edit_original_interaction_response(
+            hook.id, hook.token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,  # type: ignore[arg-type]
+            payload=params.payload, multipart=params.multipart, files=params.files,
+        )
 
 
 def _stale_text(text: str) -> str:
