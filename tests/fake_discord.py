@@ -32,6 +32,7 @@ TOKEN_TTL_S = 15 * 60
 # invalidated." (discord-api-docs, Receiving and Responding): past it the callback is 10062.
 RESPONSE_DEADLINE_S = 3.0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
+DISCORD_EPOCH_MS = 1420070400000  # the first millisecond of 2015: snowflake time 0 (discord-api-docs, Snowflakes)
 
 MAX_CONTENT_CHARS = 2000  # discord-api-docs, Create Message: content "up to 2000 characters"
 DM_SIZE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in DMs: the default 10 MiB (no server boost applies)
@@ -215,6 +216,10 @@ class FakeDiscord:
 
     def new_id(self) -> int:
         return next(self._ids)
+
+    def _snowflake_at(self, t: float) -> int:
+        """A unique snowflake whose timestamp is `t` (the low 22 bits, worker/process/increment, from the shared counter)."""
+        return ((int(t * 1000) - DISCORD_EPOCH_MS) << 22) | (next(self._ids) & 0x3FFFFF)
 
     def now(self) -> float:
         return self.clock.now() if self.clock is not None else 0.0
@@ -434,10 +439,16 @@ class FakeDiscord:
 
     def _interaction(self, itype: int, data: dict[str, Any], *, user_id: int, guild_id: int | None,
                      channel_id: int, message: dict[str, Any] | None = None, name: str = "member",
-                     size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
-        interaction_id = self.new_id()
+                     size_limit: int | None = None, user_installed: bool = False,
+                     created_ago_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+        # The id is a snowflake of the moment Discord created the interaction, which its token's
+        # 15 minutes count from (discord-api-docs, Snowflakes: ms since 2015 << 22); the event may
+        # reach the bot a little later (`created_ago_s`, below the 3 s it has to answer).
+        assert 0 <= created_ago_s < RESPONSE_DEADLINE_S
+        created = self.now() - created_ago_s
+        interaction_id = self._snowflake_at(created) if self.clock is not None else self.new_id()
         token = f"itoken-{interaction_id}"
-        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id,
+        self._tokens[token] = {"created": created, "original": None, "channel_id": channel_id, "guild_id": guild_id,
                                "received": asyncio.get_running_loop().time(), "answered": None, "made": set()}  # fmt: skip
         payload: dict[str, Any] = {
             "id": str(interaction_id),
@@ -483,7 +494,8 @@ class FakeDiscord:
 
     async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: int = 1001,
                     guild_id: int | None = 777, channel_id: int = 555, attachment: dict[str, Any] | None = None,
-                    size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
+                    size_limit: int | None = None, user_installed: bool = False,
+                    created_ago_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
         """A slash command. Option types are guessed: a user dict (`user()`) → 6, an attachment dict → 11,
         float → 10, int → 4, str → 3."""
         opts = []
@@ -507,7 +519,7 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
-                                    size_limit=size_limit, user_installed=user_installed)  # fmt: skip
+                                    size_limit=size_limit, user_installed=user_installed, created_ago_s=created_ago_s)  # fmt: skip
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 

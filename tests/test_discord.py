@@ -17,7 +17,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from bot.adapters.discord import DiscordAdapter, DiscordStartError, _status_text
+from bot.adapters.discord import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
@@ -723,6 +723,19 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     assert call.custom_ids[0].startswith("restyle:again:")
     # The expired token was never used for the result.
     assert not result_edits(h.fake)
+
+
+async def test_the_tokens_15_minutes_count_from_the_interactions_creation_not_its_arrival(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},
+                                     created_ago_s=2.5)  # the event reached the bot 2.5 s after Discord made it  # fmt: skip
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and "Restyling" in m["content"], what="running")
+    await h.clock.advance(TOKEN_TTL_S - TOKEN_MARGIN_S - 1.0)  # 14:29 after it arrived, 14:31.5 after it was made
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted anew")
+    assert not [c for c in h.fake.find("PATCH", r"^/webhooks/", ok=False) if c.files]  # nor tried with the token
 
 
 async def test_past_the_token_the_stale_status_is_ended_as_the_bot(h):

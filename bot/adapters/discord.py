@@ -674,7 +674,7 @@ class DiscordAdapter:
         await self._after_submit(interaction, outcome)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
-        interaction.extras.setdefault("received_at", self._now())  # the token's 15 minutes start now
+        interaction.extras.setdefault("received_at", self._created_at(interaction))
         response = await interaction.response.defer(thinking=True)
         message_id = getattr(response, "message_id", None)
         if message_id is None:
@@ -684,12 +684,17 @@ class DiscordAdapter:
                 log.warning("could not learn the id of a deferred response; edits go to @original")
         return message_id
 
+    def _created_at(self, interaction: discord.Interaction) -> float:
+        """When the token's 15 minutes began: when Discord created the interaction (its snowflake),
+        which is before the event reached us; never later than our own clock says it is now."""
+        return min(self._now(), interaction.created_at.timestamp())
+
     def _interaction_reply(self, interaction: discord.Interaction, message_id: int | None) -> dict[str, Any]:
         return {
             "kind": "interaction",
             "application_id": str(interaction.application_id),
             "token": interaction.token,
-            "interaction_at": interaction.extras.get("received_at", self._now()),
+            "interaction_at": interaction.extras.get("received_at") or self._created_at(interaction),
             "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
             "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
             "user_id": str(interaction.user.id),
@@ -871,7 +876,7 @@ class DiscordAdapter:
         # discord-api-docs, Create Followup Message): refusals go privately, and the new job's
         # status is a public follow-up of its own, while @original stays the old result.
         await interaction.response.defer()
-        interaction.extras.setdefault("received_at", self._now())
+        interaction.extras.setdefault("received_at", self._created_at(interaction))
         if await self._owned_job(interaction, member, job_id) is None:
             return
         if not await self._allowed_here(interaction):
