@@ -548,14 +548,18 @@ class FakeDiscord:
 
     async def modal_submit(self, modal_call: Call, values: dict[str, str], *, user_id: int = 1001,
                            guild_id: int | None = 777, channel_id: int = 555) -> dict[str, Any]:  # fmt: skip
-        """Submit the modal the bot opened in `modal_call` (its interaction callback, type 9)."""
+        """Submit the modal the bot opened in `modal_call` (its interaction callback, type 9): each
+        Label comes back with its input's value (discord-api-docs, Label: "Modal Submit Interaction
+        ... the component it contains")."""
         modal = modal_call.json["data"]
-        rows = []
-        for component in _walk_components(modal["components"]):
-            if component.get("type") == 4:
-                rows.append({"type": 1, "components": [{"type": 4, "custom_id": component["custom_id"],
-                                                        "value": values.get(component["custom_id"], "")}]})  # fmt: skip
-        data = {"custom_id": modal["custom_id"], "components": rows}
+        labels = []
+        for component in modal["components"]:
+            inner = component.get("component") or {}
+            if component.get("type") == 18 and inner.get("type") == 4:
+                labels.append({"type": 18, "id": component.get("id", 0), "component": {
+                    "type": 4, "id": inner.get("id", 0), "custom_id": inner["custom_id"],
+                    "value": values.get(inner["custom_id"], "")}})  # fmt: skip
+        data = {"custom_id": modal["custom_id"], "components": labels}
         payload = self._interaction(5, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
@@ -881,6 +885,8 @@ class FakeDiscord:
             raise _Error(404, "Unknown interaction", 10062)
         data = body.get("data") or {}
         self._check_components(data)
+        if ctype == 9:
+            _check_modal(data)
         info["answered"] = ctype
         interaction: dict[str, Any] = {"id": "0", "type": ctype}
         resource: dict[str, Any] = {"type": ctype}
@@ -1036,6 +1042,27 @@ class FakeDiscord:
         if len(parts) == 3 and parts[2] == "typing":
             return 204, None
         raise _Error(405, "method not allowed", 0)
+
+
+def _check_modal(modal: dict[str, Any]) -> None:
+    """A modal (callback type 9): a title of 1-45 characters, 1-5 top-level components, each a Label
+    (type 18: its label 1-45 characters, a description up to 100, one component inside) or a Text
+    Display (type 10); a text input's own `label` is deprecated there (discord-api-docs, Modal,
+    Label, Text Input). Discord still takes an Action Row around a text input (deprecated): the fake
+    refuses it, stricter than Discord, so the bot keeps to the current layout."""
+    components = modal.get("components") or []
+    if not 1 <= len(modal.get("title") or "") <= 45 or not 1 <= len(components) <= 5:
+        raise _Error(400, "Invalid Form Body (modal title or number of components)", 50035)
+    for component in components:
+        kind = component.get("type")
+        if kind == 18:
+            inner = component.get("component") or {}
+            if not 1 <= len(component.get("label") or "") <= 45 or len(component.get("description") or "") > 100:
+                raise _Error(400, "Invalid Form Body (label: 1-45 characters, description up to 100)", 50035)
+            if inner.get("type") == 4 and inner.get("label"):
+                raise _Error(400, "Invalid Form Body (a text input in a label has no label of its own)", 50035)
+        elif kind != 10:
+            raise _Error(400, f"Invalid Form Body (component type {kind} in a modal: use a Label)", 50035)
 
 
 _NAME = re.compile(r"^[-_\w]{1,32}$")

@@ -167,21 +167,23 @@ def status_view(job_id: str) -> ui.View:
 
 
 class RestyleModal(ui.Modal, title="Restyle image"):
-    """The form behind the "Restyle image" message menu."""
+    """The form behind the "Restyle image" message menu. Each input sits in a Label, the layout
+    Discord has for modals since 2025 (an action row around a text input is deprecated there)."""
 
-    prompt: ui.TextInput = ui.TextInput(
-        label="Prompt: the new style",
-        custom_id="prompt",
-        placeholder="rainy night with neon signs",
-        style=discord.TextStyle.paragraph,
-        max_length=MAX_PROMPT_CHARS,
+    prompt: ui.Label = ui.Label(
+        text="Prompt: the new style",
+        description="What the picture should look like, e.g. rainy night with neon signs",
+        component=ui.TextInput(
+            custom_id="prompt",
+            placeholder="rainy night with neon signs",
+            style=discord.TextStyle.paragraph,
+            max_length=MAX_PROMPT_CHARS,
+        ),
     )
-    strength: ui.TextInput = ui.TextInput(
-        label=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
-        custom_id="strength",
-        placeholder="0.25 subtle · 0.5 clear · 0.8 heavy (empty: default)",
-        required=False,
-        max_length=20,
+    strength: ui.Label = ui.Label(
+        text=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
+        description="0.25 subtle · 0.5 clear · 0.8 heavy; empty: the default",
+        component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
     )
 
     def __init__(self, adapter: "DiscordAdapter", picture: "_Picture") -> None:
@@ -192,11 +194,16 @@ class RestyleModal(ui.Modal, title="Restyle image"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         with self.adapter._handling():
             if await self.adapter.admitted(interaction):
-                await self.adapter.on_modal_submit(interaction, self.picture, str(self.prompt.value), str(self.strength.value))
+                await self.adapter.on_modal_submit(interaction, self.picture, _field(self.prompt), _field(self.strength))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         log.error("the Restyle image form failed", exc_info=error)
         await self.adapter._broke(interaction)
+
+
+def _field(label: ui.Label) -> str:
+    component = label.component
+    return str(component.value or "") if isinstance(component, ui.TextInput) else ""
 
 
 class RestyleTree(app_commands.CommandTree):
