@@ -165,6 +165,7 @@ class FakeDiscord:
         self.intents = 0  # what the bot's last IDENTIFY asked for
         self.message_content_allowed = True  # the Developer Portal switch for the privileged intent
         self.resumes = 0
+        self.gateway_paths: list[str] = []  # the path of every gateway connection: "/" first, "/resume" after
         # Discord lets several gateway sessions run on one token (two processes of one bot); the
         # fake then keeps the older ones open, though it sends events to the newest only.
         self.many_sessions = False
@@ -187,6 +188,7 @@ class FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/", self._gateway)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/resume", self._gateway)  # READY's resume_gateway_url: not where the bot first connected
         app.router.add_get("/files/{name}", self._file)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
@@ -213,6 +215,10 @@ class FakeDiscord:
     @property
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
+
+    @property
+    def resume_gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/resume"
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -337,6 +343,7 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
+        self.gateway_paths.append(request.path)
         previous, self._ws = self._ws, ws
         if previous is not None and not previous.closed and not self.many_sessions:
             await previous.close()
@@ -364,11 +371,17 @@ class FakeDiscord:
                     "user": self.bot_user,
                     "guilds": [],
                     "session_id": self._session_id,
-                    "resume_gateway_url": self.gateway_url,
+                    # Discord names another host to resume at (discord-api-docs, Gateway: Ready
+                    # "resume_gateway_url"); discord.py reconnects there after a drop or op 7.
+                    "resume_gateway_url": self.resume_gateway_url,
                     "shard": [0, 1],
                     "application": {"id": str(self.app_id), "flags": 0},
                 })  # fmt: skip
             elif op == 6:
+                if request.path != "/resume":
+                    # a RESUME belongs at resume_gateway_url; elsewhere the session is unknown
+                    await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
+                    continue
                 self.resumes += 1
                 last = frame["d"].get("seq") or 0
                 self._connected.set()
@@ -1109,3 +1122,85 @@ class _Error(Exception):
         self.status = status
         self.message = message
         self.code = code
+
+
+class RecordingProxy:
+    """A plain HTTP proxy on 127.0.0.1 that records every request sent through it (the
+    absolute-form URL aiohttp sends a proxy). Each client connection is tied to the host and port
+    of its first request; requests on it are read one by one (Content-Length or chunked bodies)
+    and passed on as they are; after a websocket upgrade the bytes are piped both ways."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []  # the URL of every request, in order
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> "RecordingProxy":
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        back: asyncio.Task[None] | None = None
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b" ", 2)[1].decode()
+                self.targets.append(target)
+                if upstream is None:
+                    url = re.match(r"^[a-z]+://([^/:]+):(\d+)", target)
+                    assert url, f"not an absolute-form request: {target}"
+                    up_reader, upstream = await asyncio.open_connection(url[1], int(url[2]))
+                    back = asyncio.create_task(self._pipe(up_reader, writer))
+                    self._tasks.add(back)
+                upstream.write(head)
+                headers = head.decode("latin-1").lower()
+                if "\r\nupgrade: websocket" in headers:
+                    await self._pipe(reader, upstream)
+                    break
+                length = re.search(r"\r\ncontent-length: *(\d+)", headers)
+                if length:
+                    upstream.write(await reader.readexactly(int(length[1])))
+                elif "\r\ntransfer-encoding: chunked" in headers:
+                    while True:
+                        size_line = await reader.readuntil(b"\r\n")
+                        upstream.write(size_line)
+                        size = int(size_line.split(b";")[0], 16)
+                        upstream.write(await reader.readexactly(size + 2))
+                        if size == 0:
+                            break
+                await upstream.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, AssertionError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            if upstream is not None:
+                upstream.close()
+            if back is not None:
+                back.cancel()
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            dst.close()

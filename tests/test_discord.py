@@ -22,7 +22,7 @@ from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S, Member
-from tests.fake_discord import EPHEMERAL, Call, FakeDiscord
+from tests.fake_discord import EPHEMERAL, Call, FakeDiscord, RecordingProxy
 from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
 
 USER = 1001
@@ -464,6 +464,20 @@ async def test_context_menu_takes_an_embedded_picture(h):
     submit = await h.fake.modal_submit(modal_call, {"prompt": "pencil sketch", "strength": ""})
     await h.result_of(submit)
     assert (await h.jobs())[0].strength == 0.5  # the configured default
+
+
+async def test_an_embedded_picture_is_fetched_only_from_discords_own_hosts(h):
+    await h.start()
+    # A link embed's own URL names whatever host the poster chose (here "localhost", which is not
+    # where Discord's CDN is in this test: 127.0.0.1); only Discord's copy (proxy_url) would do.
+    url = h.fake.serve_file("linked.png", picture_bytes()).replace("127.0.0.1", "localhost")
+    target = h.fake.message(CHANNEL, guild_id=GUILD, content=url, embeds=[{"type": "image", "url": url, "thumbnail": {"url": url}}])
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    await h.fake.modal_submit(modal_call, {"prompt": "pencil sketch", "strength": ""})
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "only take pictures from Discord" in ephemerals(h.fake)[0]
+    assert not h.fake.find("GET", r"^/files/") and await h.jobs() == []
 
 
 async def test_context_menu_on_a_message_without_a_picture_explains(h):
@@ -1037,6 +1051,37 @@ async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
     assert len(result_edits(h.fake)) == 2
     await asyncio.wait_for(h.service.wait_delivered(), 5)
     assert all(j.delivered_at is not None for j in await h.jobs())
+
+
+async def test_the_bot_resumes_at_the_url_ready_named_not_the_first_gateway(h):
+    await h.start()
+    await h.fake.force_reconnect(op7=True)
+    await h.fake.wait_for(lambda: h.fake.resumes == 1, what="a RESUME")
+    await h.fake.force_reconnect(op7=False)
+    await h.fake.wait_for(lambda: h.fake.resumes == 2, what="a second RESUME")
+    assert h.fake.gateway_paths == ["/", "/resume", "/resume"] and h.fake.identifies == 1
+    await h.result_of(await h.restyle())
+
+
+@pytest.fixture
+async def proxy():
+    running = await RecordingProxy().start()
+    yield running
+    await running.close()
+
+
+async def test_a_configured_proxy_carries_rest_the_gateway_after_a_resume_webhooks_and_downloads(proxy, h):
+    await h.start(f'proxy = "{proxy.url}"')
+    await h.result_of(await h.restyle())
+    await h.fake.force_reconnect(op7=False)
+    await h.fake.wait_for(lambda: h.fake.resumes == 1, what="a RESUME")
+    await h.result_of(await h.restyle("after the resume"))
+    went = [re.sub(r"^\w+://127\.0\.0\.1:\d+", "", t) for t in proxy.targets]
+    assert went[0] == "/api/v10/users/@me"  # the first REST call
+    assert [t.split("?")[0] for t in went if "encoding=json" in t] == ["/", "/resume"]  # the gateway, and its resume
+    assert len([t for t in went if t.startswith("/files/")]) == 2  # the picture downloads
+    assert any(re.match(r"^/api/v10/webhooks/\d+/[^/]+/messages/\d+", t) for t in went)  # status edits and results
+    assert len(went) == len(h.fake.calls) + len(h.fake.gateway_paths)  # nothing went around it
 
 
 async def test_an_event_sent_while_disconnected_is_replayed_on_resume(h):

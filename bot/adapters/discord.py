@@ -339,6 +339,7 @@ class DiscordAdapter:
             chunk_guilds_at_startup=False,
             member_cache_flags=discord.MemberCacheFlags.none(),
             allowed_mentions=discord.AllowedMentions.none(),
+            proxy=settings.proxy,  # REST and every gateway connection, the resume URL's too
         )
         self.client = client
         client.add_dynamic_items(JobButton)
@@ -1055,7 +1056,9 @@ class DiscordAdapter:
         assert self._session is not None
         limit = self.max_picture_bytes
         try:
-            async with self._session.get(picture.url) as response:
+            if not _on_discord(picture.url, self.config.discord.api_base):
+                raise _Unusable("I only take pictures from Discord itself: attach the picture, or use one posted on Discord.")
+            async with self._session.get(picture.url, proxy=self.config.discord.proxy) as response:
                 if response.status != 200:
                     raise _Unusable(
                         f"I could not download the picture (HTTP {response.status}); the link may have expired."
@@ -1179,7 +1182,7 @@ class DiscordAdapter:
         client = self._client()
         message_id = reply.get("message_id")
         if reply.get("kind") == "interaction":
-            hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
+            hook = _webhook(client, reply)
             if message_id is None:
                 # The id of a deferred response was never learnt: it is the interaction's @original.
                 await self._timed(_edit_original(hook, **fields))
@@ -1373,6 +1376,25 @@ def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
     return {"bot_can_edit": ours, "bot_can_post": ours}
 
 
+def _webhook(client: discord.Client, reply: dict[str, Any]) -> discord.Webhook:
+    """The interaction's webhook, sent through the client's proxy like the rest (Webhook.partial
+    takes the client's session but not its proxy)."""
+    hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
+    hook.proxy, hook.proxy_auth = client.http.proxy, client.http.proxy_auth
+    return hook
+
+
+DISCORD_MEDIA_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})  # attachments and the media proxy
+
+
+def _on_discord(url: str, api_base: str | None) -> bool:
+    """Whether a picture's link is on Discord's CDN (or where [discord] api_base points: a test's
+    fake, a self-hosted proxy). An embed's own URL can name any host; downloading from there
+    would let a message make the bot fetch arbitrary addresses."""
+    host = (yarl.URL(url).host or "").lower()
+    return host in DISCORD_MEDIA_HOSTS or (api_base is not None and host == (yarl.URL(api_base).host or "").lower())
+
+
 async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
     """PATCH /webhooks/{app}/{token}/messages/@original, the request discord.py's own
     Interaction.edit_original_response makes, for a job whose interaction object is long gone."""
@@ -1434,7 +1456,7 @@ def _pictures_in(message: discord.Message) -> list[_Picture]:
             found.append(_Picture(attachment.url, attachment.filename, attachment.size, attachment.content_type))
     for embed in message.embeds:
         for media in (embed.image, embed.thumbnail):
-            url = media.proxy_url or media.url
+            url = media.proxy_url or media.url  # proxy_url: Discord's copy on media.discordapp.net
             if url:
                 found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
                 break
