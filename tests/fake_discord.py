@@ -459,7 +459,8 @@ class FakeDiscord:
         # reach the bot a little later (`created_ago_s`, below the 3 s it has to answer).
         assert 0 <= created_ago_s < RESPONSE_DEADLINE_S
         created = self.now() - created_ago_s
-        interaction_id = self._snowflake_at(created) if self.clock is not None else self.new_id()
+        # without a test clock the bot runs on the real one: the snowflake says real time then
+        interaction_id = self._snowflake_at(created if self.clock is not None else time.time() - created_ago_s)
         token = f"itoken-{interaction_id}"
         self._tokens[token] = {"created": created, "original": None, "channel_id": channel_id, "guild_id": guild_id,
                                "received": asyncio.get_running_loop().time(), "answered": None, "made": set()}  # fmt: skip

@@ -9,7 +9,9 @@ import logging
 import random
 import re
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -750,6 +752,18 @@ async def test_the_tokens_15_minutes_count_from_the_interactions_creation_not_it
     gate.set()
     await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted anew")
     assert not [c for c in h.fake.find("PATCH", r"^/webhooks/", ok=False) if c.files]  # nor tried with the token
+
+
+def test_the_token_clock_starts_at_creation_but_never_long_before_arrival_nor_after_it():
+    adapter = DiscordAdapter.__new__(DiscordAdapter)
+    adapter.service = SimpleNamespace(clock=FakeClock(1_800_000_000.0))
+
+    def made(t: float) -> Any:
+        return SimpleNamespace(created_at=datetime.fromtimestamp(t, timezone.utc))
+
+    assert adapter._created_at(made(1_800_000_000.0 - 2.5)) == pytest.approx(1_800_000_000.0 - 2.5)
+    assert adapter._created_at(made(1_800_000_000.0 - 3600)) == 1_800_000_000.0 - 5.0  # our clock is an hour ahead
+    assert adapter._created_at(made(1_800_000_000.0 + 60)) == 1_800_000_000.0  # or behind
 
 
 async def test_past_the_token_the_stale_status_is_ended_as_the_bot(h):

@@ -64,6 +64,7 @@ log = logging.getLogger("bot.discord")
 PLATFORM = "discord"
 TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
+CREATED_AT_SLACK_S = 5.0  # an interaction must be answered within 3 s of its creation: older is a clock off
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
 # Past this, the status says where the result will go once this message can't be edited any more.
 LATE_NOTE_AFTER_S = 10 * 60
@@ -694,8 +695,11 @@ class DiscordAdapter:
 
     def _created_at(self, interaction: discord.Interaction) -> float:
         """When the token's 15 minutes began: when Discord created the interaction (its snowflake),
-        which is before the event reached us; never later than our own clock says it is now."""
-        return min(self._now(), interaction.created_at.timestamp())
+        which is before the event reached us. Clamped to our clock: not after now, and not more
+        than CREATED_AT_SLACK_S before (an interaction that old could not be answered at all, so a
+        larger gap means our clock is off, not that the event was late)."""
+        now = self._now()
+        return min(now, max(interaction.created_at.timestamp(), now - CREATED_AT_SLACK_S))
 
     def _interaction_reply(self, interaction: discord.Interaction, message_id: int | None) -> dict[str, Any]:
         return {
