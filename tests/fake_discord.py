@@ -5,7 +5,11 @@ The bot under test is the real discord.py client, pointed here with `api_base` a
 (`gateway_frames`) so tests assert on what the bot did; tests drive it by dispatching gateway
 events (`slash`, `context_menu`, `modal_submit`, `click`, `message_create`), injecting errors
 into any route (`fail`), expiring interaction tokens after 15 minutes on a clock the test owns,
-and forcing the gateway to reconnect (`force_reconnect`).
+and forcing the gateway to reconnect (`force_reconnect`, which resumes at READY's own
+`resume_gateway_url`). Rate limits are off unless a test asks: per-route buckets with
+`X-RateLimit-*` headers (`rate_limit`) and the global limit (`global_rate_limit`), both
+answering 429s as Discord does. `RecordingProxy` is an HTTP proxy that records what went
+through it.
 
 Wire facts discord.py depends on (see /work/shared/NOTES.md): JSON answers carry exactly
 `Content-Type: application/json`; the interaction callback answers

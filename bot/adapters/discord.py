@@ -8,7 +8,9 @@ How a request travels:
     → the deferred response becomes the status message ("Queued #2", "Restyling 40%", Cancel),
       edited as the service reports (throttled)
     → the result: original and restyled picture as two files in that same message, with
-      Again / Subtler / Stronger / PNG / WebP / JPEG buttons.
+      Again / Subtler / Stronger / PNG / WebP / JPEG buttons. Again / Subtler / Stronger defer
+      without showing anything (type 6), then answer with a status message of their own (a
+      follow-up); the result they were clicked on stays as it is.
 
 Everything needed to answer later lives in the job's `reply` dict (stored in SQLite), so a
 restart loses nothing: the interaction's application id and token with the time it arrived, the
