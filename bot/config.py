@@ -332,6 +332,7 @@ class DiscordSettings:
     token: _OptionalText = None
     api_base: _OptionalHttp = None  # e.g. "http://127.0.0.1:9000/api/v10"
     gateway_url: Annotated[Optional[str], Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
+    proxy: _OptionalHttp = None  # an HTTP(S) proxy for everything sent to Discord: REST, the gateway (resumes too), downloads
     guild_ids: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # sync commands to these guilds (instant); empty: global
     message_replies: Flag = False  # "@bot prompt" replies (mentions are readable without privileged intents)
     reply_pictures: Flag = True  # with message_replies: read pictures in replied-to messages (message-content intent)

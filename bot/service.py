@@ -1202,6 +1202,14 @@ class RestyleService:
     async def record_discord_commands(self, hashes: dict[str, str]) -> None:
         await self.store.add_marker("discord_commands_synced", hashes, done_by="discord", now=self.clock.now())
 
+    async def claim_discord_command_sync(self, for_s: float) -> bool:
+        """Only one process syncs the Discord commands: False while another one's claim runs."""
+        now = self.clock.now()
+        return await self.store.claim_marker("discord_commands_sync", self.instance_id, now, now + for_s)
+
+    async def release_discord_command_sync(self) -> None:
+        await self.store.release_marker("discord_commands_sync", self.instance_id, self.clock.now())
+
     async def discord_entitlements_in_force(self) -> list[tuple[str, str]]:
         """(entitlement id, member's user id) of every Discord entitlement still giving a tier: at
         start the adapter ends those Discord no longer lists (ended or deleted while it was down)."""

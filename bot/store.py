@@ -24,6 +24,7 @@ __all__ = ["Account", "JobRecord", "Store", "StoreError", "MIGRATIONS"]
 
 TIERS_BY_DEFAULT = "free"
 MIGRATION_LOCK = 0x7265_7374  # advisory lock key: one process migrates at a time
+CLAIM_LOCK = 0x7265_7375  # advisory lock key: one process at a time reads and takes a claim marker
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
 # Written in SQLite's types; bot/db.py maps them to PostgreSQL's (same tables on both).
@@ -599,6 +600,28 @@ class Store:
             "SELECT detail FROM admin_actions WHERE action = ? AND account_id IS NULL ORDER BY id DESC LIMIT 1", action
         )
         return json.loads(detail) if detail else {}
+
+    async def claim_marker(self, action: str, holder: str, now: float, until: float) -> bool:
+        """Take the claim `action` (a one-process task, e.g. syncing the Discord commands) until
+        `until`; False while another holder's claim runs. A compare-and-set: the read and the
+        write happen in one transaction that one process at a time gets into (SQLite's BEGIN
+        IMMEDIATE; an advisory lock on PostgreSQL, whose reads would not wait otherwise)."""
+        async with self.db.transaction():
+            if isinstance(self.db, PostgresDatabase):
+                await self.db.advisory_lock(CLAIM_LOCK)
+            current = await self.last_marker(action)
+            if current.get("holder") not in (None, holder) and float(current.get("until") or 0) > now:
+                return False
+            await self.add_marker(action, {"holder": holder, "until": until}, done_by=holder, now=now)
+            return True
+
+    async def release_marker(self, action: str, holder: str, now: float) -> None:
+        """End `holder`'s claim at once, so the next process need not wait it out."""
+        async with self.db.transaction():
+            if isinstance(self.db, PostgresDatabase):
+                await self.db.advisory_lock(CLAIM_LOCK)
+            if (await self.last_marker(action)).get("holder") == holder:
+                await self.add_marker(action, {"holder": None, "until": 0}, done_by=holder, now=now)
 
     async def paid_charges(self, prefix: str) -> list[tuple[str, str]]:
         """(charge id without `prefix`, platform user id) of the payments still in force whose

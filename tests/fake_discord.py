@@ -5,7 +5,11 @@ The bot under test is the real discord.py client, pointed here with `api_base` a
 (`gateway_frames`) so tests assert on what the bot did; tests drive it by dispatching gateway
 events (`slash`, `context_menu`, `modal_submit`, `click`, `message_create`), injecting errors
 into any route (`fail`), expiring interaction tokens after 15 minutes on a clock the test owns,
-and forcing the gateway to reconnect (`force_reconnect`).
+and forcing the gateway to reconnect (`force_reconnect`, which resumes at READY's own
+`resume_gateway_url`). Rate limits are off unless a test asks: per-route buckets with
+`X-RateLimit-*` headers (`rate_limit`) and the global limit (`global_rate_limit`), both
+answering 429s as Discord does. `RecordingProxy` is an HTTP proxy that records what went
+through it.
 
 Wire facts discord.py depends on (see /work/shared/NOTES.md): JSON answers carry exactly
 `Content-Type: application/json`; the interaction callback answers
@@ -18,6 +22,7 @@ import asyncio
 import itertools
 import json
 import re
+import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +36,7 @@ TOKEN_TTL_S = 15 * 60
 # invalidated." (discord-api-docs, Receiving and Responding): past it the callback is 10062.
 RESPONSE_DEADLINE_S = 3.0
 DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
+DISCORD_EPOCH_MS = 1420070400000  # the first millisecond of 2015: snowflake time 0 (discord-api-docs, Snowflakes)
 
 MAX_CONTENT_CHARS = 2000  # discord-api-docs, Create Message: content "up to 2000 characters"
 DM_SIZE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in DMs: the default 10 MiB (no server boost applies)
@@ -53,6 +59,8 @@ class Call:
     files: list[tuple[str, bytes, str]] = field(default_factory=list)  # (filename, bytes, content type)
     query: dict[str, str] = field(default_factory=dict)
     status: int = 200  # what the fake answered
+    headers: dict[str, str] = field(default_factory=dict)  # the rate-limit headers of the answer
+    at: float = 0.0  # loop time it arrived
 
     @property
     def content(self) -> str | None:
@@ -84,6 +92,36 @@ class Failure:
     when: Callable[[Call], bool] | None = None
 
 
+@dataclass
+class RateBucket:
+    """A per-route rate limit as Discord keeps it (discord-api-docs, Topics > Rate Limits): `limit`
+    requests per `window_s` for each top-level resource (channel id, guild id, webhook id +
+    token) of the routes it covers; several routes may share one bucket, which the
+    `X-RateLimit-Bucket` header names. A window starts with its first request."""
+
+    name: str
+    routes: list[tuple[str, re.Pattern[str]]]  # (method, path pattern)
+    limit: int
+    window_s: float
+    # What X-RateLimit-Limit says when it is more than `limit`: a sub-limit, where Discord answers
+    # 429 although the headers still show requests remaining (discord-api-docs issue 2190, cited
+    # in discord.py's http.py: "Remaining > 0 and 429 means that a sub ratelimit was hit").
+    shown_limit: int | None = None
+    windows: dict[str, list[float]] = field(default_factory=dict)  # top-level resource -> [start, count]
+
+
+def _top_level(path: str) -> str:
+    """The top-level resource of a path, which rate limits count separately ("Top-level resources
+    are currently limited to channels (channel_id), guilds (guild_id), and webhooks (webhook_id or
+    webhook_id + webhook_token)": discord-api-docs, Rate Limits)."""
+    parts = path.strip("/").split("/")
+    if parts[0] in ("channels", "guilds") and len(parts) > 1:
+        return "/".join(parts[:2])
+    if parts[0] in ("webhooks", "interactions") and len(parts) > 2:
+        return "/".join(parts[:3])
+    return ""
+
+
 def _walk_components(components: list[dict[str, Any]]):
     for component in components:
         yield component
@@ -113,6 +151,8 @@ class FakeDiscord:
         self.calls: list[Call] = []
         self.failures: list[Failure] = []
         self.slow: list[list[Any]] = []  # [method, pattern, seconds, times]: done at once, answered late
+        self.buckets: list[RateBucket] = []  # per-route rate limits (rate_limit()); none unless a test asks
+        self.global_limit: RateBucket | None = None  # the bot's global rate limit (global_rate_limit())
         self.files: dict[str, tuple[bytes, str]] = {}  # served at /files/<name>
         self.messages: dict[int, dict[str, Any]] = {}
         self.deleted_channels: set[int] = set()
@@ -129,6 +169,13 @@ class FakeDiscord:
         self.intents = 0  # what the bot's last IDENTIFY asked for
         self.message_content_allowed = True  # the Developer Portal switch for the privileged intent
         self.resumes = 0
+        self.gateway_paths: list[str] = []  # the path of every gateway connection: "/" first, "/resume" after
+        # Discord lets several gateway sessions run on one token (two processes of one bot); the
+        # fake then keeps the older ones open, though it sends events to the newest only.
+        self.many_sessions = False
+        # The callback's answer may lack response_message_id (optional in discord-api-docs,
+        # Interaction Callback Object): the bot then knows its response only as @original.
+        self.hide_response_message_id = False
         self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
         self._ws: web.WebSocketResponse | None = None
@@ -145,6 +192,7 @@ class FakeDiscord:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/", self._gateway)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/resume", self._gateway)  # READY's resume_gateway_url: not where the bot first connected
         app.router.add_get("/files/{name}", self._file)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
@@ -172,8 +220,16 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
+    @property
+    def resume_gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/resume"
+
     def new_id(self) -> int:
         return next(self._ids)
+
+    def _snowflake_at(self, t: float) -> int:
+        """A unique snowflake whose timestamp is `t` (the low 22 bits, worker/process/increment, from the shared counter)."""
+        return ((int(t * 1000) - DISCORD_EPOCH_MS) << 22) | (next(self._ids) & 0x3FFFFF)
 
     def now(self) -> float:
         return self.clock.now() if self.clock is not None else 0.0
@@ -192,6 +248,26 @@ class FakeDiscord:
             body = {"message": body["message"], "retry_after": retry_after, "global": False}
             headers = {"Retry-After": str(retry_after), "X-RateLimit-Scope": "user"}
         self.failures.append(Failure(method.upper(), re.compile(path_regex), status, body, times, headers, when))
+
+    def rate_limit(self, bucket: str, routes: list[tuple[str, str]], *, limit: int, window_s: float,
+                   shown_limit: int | None = None) -> RateBucket:  # fmt: skip
+        """A per-route bucket named `bucket` over `routes` ((method, path regex) pairs, sharing it):
+        each answer there carries `X-RateLimit-Limit / -Remaining / -Reset / -Reset-After / -Bucket`,
+        and a request past `limit` within `window_s` of its resource's first one gets a 429 with
+        `retry_after` (the rest of the window), `global: false`, `X-RateLimit-Scope: user`, and
+        is not carried out (discord-api-docs, Rate Limits: Header Format, Exceeding A Rate Limit)."""
+        made = RateBucket(bucket, [(m.upper(), re.compile(r)) for m, r in routes], limit, window_s, shown_limit=shown_limit)
+        self.buckets.append(made)
+        return made
+
+    def global_rate_limit(self, *, limit: int, window_s: float) -> RateBucket:
+        """The bot's global limit: `limit` requests per `window_s` over every route of the bot
+        token (Discord's is 50 per second); past it a 429 with `global: true`,
+        `X-RateLimit-Global: true` and `X-RateLimit-Scope: global`. "Interaction endpoints are not
+        bound to the bot's Global Rate Limit" (discord-api-docs, Rate Limits: Global Rate Limit),
+        so interaction callbacks and the interaction webhooks do not count."""
+        self.global_limit = RateBucket("global", [("*", re.compile(""))], limit, window_s)
+        return self.global_limit
 
     def answer_late(self, method: str, path_regex: str, seconds: float, *, times: int = 1) -> None:
         """The next `times` matching calls take effect at once but are answered after `seconds`:
@@ -271,8 +347,9 @@ class FakeDiscord:
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
+        self.gateway_paths.append(request.path)
         previous, self._ws = self._ws, ws
-        if previous is not None and not previous.closed:
+        if previous is not None and not previous.closed and not self.many_sessions:
             await previous.close()
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
         async for msg in ws:
@@ -298,11 +375,17 @@ class FakeDiscord:
                     "user": self.bot_user,
                     "guilds": [],
                     "session_id": self._session_id,
-                    "resume_gateway_url": self.gateway_url,
+                    # Discord names another host to resume at (discord-api-docs, Gateway: Ready
+                    # "resume_gateway_url"); discord.py reconnects there after a drop or op 7.
+                    "resume_gateway_url": self.resume_gateway_url,
                     "shard": [0, 1],
                     "application": {"id": str(self.app_id), "flags": 0},
                 })  # fmt: skip
             elif op == 6:
+                if request.path != "/resume":
+                    # a RESUME belongs at resume_gateway_url; elsewhere the session is unknown
+                    await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
+                    continue
                 self.resumes += 1
                 last = frame["d"].get("seq") or 0
                 self._connected.set()
@@ -373,10 +456,17 @@ class FakeDiscord:
 
     def _interaction(self, itype: int, data: dict[str, Any], *, user_id: int, guild_id: int | None,
                      channel_id: int, message: dict[str, Any] | None = None, name: str = "member",
-                     size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
-        interaction_id = self.new_id()
+                     size_limit: int | None = None, user_installed: bool = False,
+                     created_ago_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+        # The id is a snowflake of the moment Discord created the interaction, which its token's
+        # 15 minutes count from (discord-api-docs, Snowflakes: ms since 2015 << 22); the event may
+        # reach the bot a little later (`created_ago_s`, below the 3 s it has to answer).
+        assert 0 <= created_ago_s < RESPONSE_DEADLINE_S
+        created = self.now() - created_ago_s
+        # without a test clock the bot runs on the real one: the snowflake says real time then
+        interaction_id = self._snowflake_at(created if self.clock is not None else time.time() - created_ago_s)
         token = f"itoken-{interaction_id}"
-        self._tokens[token] = {"created": self.now(), "original": None, "channel_id": channel_id, "guild_id": guild_id,
+        self._tokens[token] = {"created": created, "original": None, "channel_id": channel_id, "guild_id": guild_id,
                                "received": asyncio.get_running_loop().time(), "answered": None, "made": set()}  # fmt: skip
         payload: dict[str, Any] = {
             "id": str(interaction_id),
@@ -422,7 +512,8 @@ class FakeDiscord:
 
     async def slash(self, name: str, options: dict[str, Any] | None = None, *, user_id: int = 1001,
                     guild_id: int | None = 777, channel_id: int = 555, attachment: dict[str, Any] | None = None,
-                    size_limit: int | None = None, user_installed: bool = False) -> dict[str, Any]:  # fmt: skip
+                    size_limit: int | None = None, user_installed: bool = False,
+                    created_ago_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
         """A slash command. Option types are guessed: a user dict (`user()`) → 6, an attachment dict → 11,
         float → 10, int → 4, str → 3."""
         opts = []
@@ -446,7 +537,7 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         payload = self._interaction(2, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id,
-                                    size_limit=size_limit, user_installed=user_installed)  # fmt: skip
+                                    size_limit=size_limit, user_installed=user_installed, created_ago_s=created_ago_s)  # fmt: skip
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
 
@@ -475,14 +566,18 @@ class FakeDiscord:
 
     async def modal_submit(self, modal_call: Call, values: dict[str, str], *, user_id: int = 1001,
                            guild_id: int | None = 777, channel_id: int = 555) -> dict[str, Any]:  # fmt: skip
-        """Submit the modal the bot opened in `modal_call` (its interaction callback, type 9)."""
+        """Submit the modal the bot opened in `modal_call` (its interaction callback, type 9): each
+        Label comes back with its input's value (discord-api-docs, Label: "Modal Submit Interaction
+        ... the component it contains")."""
         modal = modal_call.json["data"]
-        rows = []
-        for component in _walk_components(modal["components"]):
-            if component.get("type") == 4:
-                rows.append({"type": 1, "components": [{"type": 4, "custom_id": component["custom_id"],
-                                                        "value": values.get(component["custom_id"], "")}]})  # fmt: skip
-        data = {"custom_id": modal["custom_id"], "components": rows}
+        labels = []
+        for component in modal["components"]:
+            inner = component.get("component") or {}
+            if component.get("type") == 18 and inner.get("type") == 4:
+                labels.append({"type": 18, "id": component.get("id", 0), "component": {
+                    "type": 4, "id": inner.get("id", 0), "custom_id": inner["custom_id"],
+                    "value": values.get(inner["custom_id"], "")}})  # fmt: skip
+        data = {"custom_id": modal["custom_id"], "components": labels}
         payload = self._interaction(5, data, user_id=user_id, guild_id=guild_id, channel_id=channel_id)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload
@@ -572,6 +667,17 @@ class FakeDiscord:
         message_id = self._tokens[interaction["token"]]["original"]
         return self.messages.get(message_id) if message_id else None
 
+    def keep_message(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Store a message made elsewhere (one a restarted test's first fake posted): Discord keeps it."""
+        self.messages[int(msg["id"])] = msg
+        return msg
+
+    def made_by(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages the interaction's token can reach and that still exist, oldest first: its
+        response (after a type-6/7 answer, the message the component is on) and its follow-ups."""
+        made = self._tokens[interaction["token"]]["made"]
+        return [self.messages[i] for i in sorted(made) if i in self.messages]
+
     def _command_id(self, name: str, guild_id: int | None = None, context: int | None = None) -> int:
         """The id of the command a member can pick here. Guild commands exist only in their server
         (no DMs); a global one only in the contexts it allows (discord-api-docs, Application
@@ -600,8 +706,12 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         body, files = await self._read_body(request)
-        call = Call(request.method, path, body, files, dict(request.query))
+        call = Call(request.method, path, body, files, dict(request.query), at=asyncio.get_running_loop().time())
         self.calls.append(call)
+        limited = self._over_rate_limit(request.method, path)
+        if limited is not None:
+            call.status, call.headers = 429, limited[2]
+            return self._json(*limited)
         for failure in self.failures:
             if (failure.times and failure.method == request.method and failure.pattern.search(path)
                     and (failure.when is None or failure.when(call))):  # fmt: skip
@@ -619,9 +729,60 @@ class FakeDiscord:
                 slow[3] -= 1
                 await asyncio.sleep(slow[2])
                 break
+        headers = call.headers = self._rate_limit_headers(request.method, path)
         if status == 204:
-            return web.Response(status=204)
-        return self._json(answer, status)
+            return web.Response(status=204, headers=headers)
+        return self._json(answer, status, headers)
+
+    def _buckets_of(self, method: str, path: str) -> list[RateBucket]:
+        return [b for b in self.buckets if any(m in ("*", method) and r.search(path) for m, r in b.routes)]
+
+    @staticmethod
+    def _window(bucket: RateBucket, resource: str) -> list[float]:
+        now = asyncio.get_running_loop().time()
+        window = bucket.windows.get(resource)
+        if window is None or now - window[0] >= bucket.window_s:
+            window = bucket.windows[resource] = [now, 0]
+        return window
+
+    def _over_rate_limit(self, method: str, path: str) -> tuple[dict[str, Any], int, dict[str, str]] | None:
+        """The 429 for a request past a limit (which is then not carried out), else None; a request
+        within every limit is counted in each."""
+        now = asyncio.get_running_loop().time()
+        counted: list[list[float]] = []
+        interaction_route = path.startswith("/interactions/") or path.startswith(f"/webhooks/{self.app_id}/")
+        if self.global_limit is not None and not interaction_route:
+            window = self._window(self.global_limit, "")
+            if window[1] >= self.global_limit.limit:
+                retry = round(self.global_limit.window_s - (now - window[0]), 3)
+                return ({"message": "You are being rate limited.", "retry_after": retry, "global": True}, 429,
+                        {"Retry-After": str(retry), "X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"})  # fmt: skip
+            counted.append(window)
+        resource = _top_level(path)
+        for bucket in self._buckets_of(method, path):
+            window = self._window(bucket, resource)
+            if window[1] >= bucket.limit:
+                retry = round(bucket.window_s - (now - window[0]), 3)
+                headers = {**self._bucket_headers(bucket, window), "Retry-After": str(retry), "X-RateLimit-Scope": "user"}
+                return {"message": "You are being rate limited.", "retry_after": retry, "global": False}, 429, headers
+            counted.append(window)
+        for window in counted:
+            window[1] += 1
+        return None
+
+    def _rate_limit_headers(self, method: str, path: str) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for bucket in self._buckets_of(method, path):
+            headers = self._bucket_headers(bucket, self._window(bucket, _top_level(path)))
+        return headers
+
+    @staticmethod
+    def _bucket_headers(bucket: RateBucket, window: list[float]) -> dict[str, str]:
+        reset_after = max(0.0, bucket.window_s - (asyncio.get_running_loop().time() - window[0]))
+        shown = max(bucket.limit, bucket.shown_limit or 0)
+        return {"X-RateLimit-Limit": str(shown), "X-RateLimit-Remaining": str(max(0, shown - int(window[1]))),
+                "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}", "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                "X-RateLimit-Bucket": bucket.name}  # fmt: skip
 
     @staticmethod
     def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -740,8 +901,11 @@ class FakeDiscord:
             raise _Error(400, "Interaction has already been acknowledged.", 40060)
         if asyncio.get_running_loop().time() - info["received"] > self.response_deadline_s:
             raise _Error(404, "Unknown interaction", 10062)
-        info["answered"] = ctype
         data = body.get("data") or {}
+        self._check_components(data)
+        if ctype == 9:
+            _check_modal(data)
+        info["answered"] = ctype
         interaction: dict[str, Any] = {"id": "0", "type": ctype}
         resource: dict[str, Any] = {"type": ctype}
         if ctype in (4, 5):  # a new message: the original response
@@ -751,8 +915,9 @@ class FakeDiscord:
                                attachments=self._attachments(files))  # fmt: skip
             info["original"] = int(msg["id"])
             info["made"].add(int(msg["id"]))
-            interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
-                               response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
+            if not self.hide_response_message_id:
+                interaction.update(response_message_id=msg["id"], response_message_loading=ctype == 5,
+                                   response_message_ephemeral=bool(flags & EPHEMERAL))  # fmt: skip
             resource["message"] = msg
         elif ctype in (6, 7):  # (defer an) update of the message the component is on: it is @original now
             msg = self.messages.get(info.get("message") or 0)
@@ -781,6 +946,7 @@ class FakeDiscord:
         info = self._token(parts[2])
         if len(parts) == 3 and method == "POST":  # follow-up
             body = body or {}
+            self._check_components(body)
             if info["answered"] is None:
                 raise _Error(404, "Unknown Webhook", 10015)  # a follow-up needs an initial response first
             original = self.messages.get(info["original"] or 0)
@@ -806,8 +972,19 @@ class FakeDiscord:
                 self.messages.pop(message_id, None)
                 return 204, None
             if method == "PATCH":
+                self._check_components(body)
                 return 200, self._edit(msg, body or {}, files)
         raise _Error(405, "method not allowed", 0)
+
+    def _check_components(self, body: dict[str, Any] | None) -> None:
+        """A premium button (style 6) must name a published SKU of this application (discord-api-docs,
+        Button Object: "sku_id: Identifier for a purchasable SKU, only available when using premium-style
+        buttons"); anything else is refused as an invalid form body (50035)."""
+        for component in _walk_components((body or {}).get("components") or []):
+            if component.get("type") == 2 and component.get("style") == 6:
+                sku = self.skus.get(int(component.get("sku_id") or 0))
+                if sku is None or not sku["flags"] & (1 << 2):
+                    raise _Error(400, "Invalid Form Body (components.0.components.0.sku_id: Unknown SKU)", 50035)
 
     def _edit(self, msg: dict[str, Any], body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> dict[str, Any]:
         if "content" in body:
@@ -853,6 +1030,7 @@ class FakeDiscord:
         if len(parts) == 3 and parts[2] == "messages" and method == "POST":
             body = body or {}
             self._check_create(channel_id, body, files)
+            self._check_components(body)
             if body.get("nonce") and body.get("enforce_nonce"):
                 # "If another message was created by the same author with the same nonce, that
                 # message will be returned and no new message will be created" (Create Message)
@@ -882,6 +1060,27 @@ class FakeDiscord:
         if len(parts) == 3 and parts[2] == "typing":
             return 204, None
         raise _Error(405, "method not allowed", 0)
+
+
+def _check_modal(modal: dict[str, Any]) -> None:
+    """A modal (callback type 9): a title of 1-45 characters, 1-5 top-level components, each a Label
+    (type 18: its label 1-45 characters, a description up to 100, one component inside) or a Text
+    Display (type 10); a text input's own `label` is deprecated there (discord-api-docs, Modal,
+    Label, Text Input). Discord still takes an Action Row around a text input (deprecated): the fake
+    refuses it, stricter than Discord, so the bot keeps to the current layout."""
+    components = modal.get("components") or []
+    if not 1 <= len(modal.get("title") or "") <= 45 or not 1 <= len(components) <= 5:
+        raise _Error(400, "Invalid Form Body (modal title or number of components)", 50035)
+    for component in components:
+        kind = component.get("type")
+        if kind == 18:
+            inner = component.get("component") or {}
+            if not 1 <= len(component.get("label") or "") <= 45 or len(component.get("description") or "") > 100:
+                raise _Error(400, "Invalid Form Body (label: 1-45 characters, description up to 100)", 50035)
+            if inner.get("type") == 4 and inner.get("label"):
+                raise _Error(400, "Invalid Form Body (a text input in a label has no label of its own)", 50035)
+        elif kind != 10:
+            raise _Error(400, f"Invalid Form Body (component type {kind} in a modal: use a Label)", 50035)
 
 
 _NAME = re.compile(r"^[-_\w]{1,32}$")
@@ -928,3 +1127,85 @@ class _Error(Exception):
         self.status = status
         self.message = message
         self.code = code
+
+
+class RecordingProxy:
+    """A plain HTTP proxy on 127.0.0.1 that records every request sent through it (the
+    absolute-form URL aiohttp sends a proxy). Each client connection is tied to the host and port
+    of its first request; requests on it are read one by one (Content-Length or chunked bodies)
+    and passed on as they are; after a websocket upgrade the bytes are piped both ways."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []  # the URL of every request, in order
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> "RecordingProxy":
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        back: asyncio.Task[None] | None = None
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b" ", 2)[1].decode()
+                self.targets.append(target)
+                if upstream is None:
+                    url = re.match(r"^[a-z]+://([^/:]+):(\d+)", target)
+                    assert url, f"not an absolute-form request: {target}"
+                    up_reader, upstream = await asyncio.open_connection(url[1], int(url[2]))
+                    back = asyncio.create_task(self._pipe(up_reader, writer))
+                    self._tasks.add(back)
+                upstream.write(head)
+                headers = head.decode("latin-1").lower()
+                if "\r\nupgrade: websocket" in headers:
+                    await self._pipe(reader, upstream)
+                    break
+                length = re.search(r"\r\ncontent-length: *(\d+)", headers)
+                if length:
+                    upstream.write(await reader.readexactly(int(length[1])))
+                elif "\r\ntransfer-encoding: chunked" in headers:
+                    while True:
+                        size_line = await reader.readuntil(b"\r\n")
+                        upstream.write(size_line)
+                        size = int(size_line.split(b";")[0], 16)
+                        upstream.write(await reader.readexactly(size + 2))
+                        if size == 0:
+                            break
+                await upstream.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError, AssertionError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            if upstream is not None:
+                upstream.close()
+            if back is not None:
+                back.cancel()
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            dst.close()

@@ -9,7 +9,9 @@ import logging
 import random
 import re
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,12 +19,12 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from bot.adapters.discord import DiscordAdapter, DiscordStartError, _status_text
+from bot.adapters.discord import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S, Member
-from tests.fake_discord import EPHEMERAL, Call, FakeDiscord
+from tests.fake_discord import EPHEMERAL, Call, FakeDiscord, RecordingProxy
 from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
 
 USER = 1001
@@ -44,7 +46,8 @@ class Harness:
         self.database_gates: list[asyncio.Event] = []
 
     async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", bot: str = "", **adapter_kw: Any) -> "Harness":
-        await self.fake.start()
+        if not self.fake.port:  # else it is another harness's, running already
+            await self.fake.start()
         path = self.tmp_path / "config.toml"
         path.write_text(
             f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n{bot}\n'
@@ -102,6 +105,16 @@ class Harness:
         return await self.fake.wait_for(
             lambda: (m := self.fake.original(interaction)) and len(m["attachments"]) == 2 and m,
             what="the result in the original response",
+        )
+
+
+    async def follow_up_result(self, click: dict[str, Any]) -> dict[str, Any]:
+        """After a button click: the new job's result, in a follow-up of the click (not its @original,
+        which is the message the button is on)."""
+        clicked = click["message"]["id"]
+        return await self.fake.wait_for(
+            lambda: next((m for m in self.fake.made_by(click) if m["id"] != clicked and len(m["attachments"]) == 2), None),
+            what="the result in a follow-up of the click",
         )
 
 
@@ -196,6 +209,24 @@ async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_rem
         await h3.close()
 
 
+async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them(h, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="bot.discord")
+    h.fake.many_sessions = True
+    h.fake.answer_late("PUT", r"/commands$", 0.3, times=4)  # a sync takes a while: the other process starts meanwhile
+    await h.fake.start()
+    other = Harness(tmp_path)  # the second process: same database, same Discord application
+    other.fake = h.fake
+    try:
+        await asyncio.gather(h.start(), other.start())
+        puts = h.fake.find("PUT", r"/commands$")
+        assert sorted(c.path for c in puts) == ["/applications/4242/commands", f"/applications/4242/guilds/{GUILD}/commands"]
+        assert caplog.text.count("commands synced: 12 to server 777") == 1
+        assert "another process is syncing the commands now" in caplog.text
+    finally:
+        if other.app is not None:
+            await other.app.stop()  # first: each adapter puts back the library URLs it found
+
+
 async def test_commands_say_where_they_work_and_admin_ones_are_for_servers_only(h):
     await h.start(guilds="[]")
     commands = {c["name"]: c for c in h.fake.commands["global"]}
@@ -271,6 +302,18 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     job = (await h.jobs())[0]
     assert job.strength == 0.5 and job.seed == 42 and job.reply["kind"] == "interaction"
     assert len(result_edits(h.fake)) == 1
+
+
+async def test_a_status_message_whose_id_was_never_learnt_is_edited_through_original(h):
+    await h.start()
+    h.fake.hide_response_message_id = True
+    h.fake.fail("GET", r"^/webhooks/\d+/[^/]+/messages/(@|%40)original$", 404, code=10008, times=-1)
+    interaction = await h.restyle()
+    result = await h.result_of(interaction)
+    assert result["components"] and not result["flags"] & EPHEMERAL
+    edits = h.fake.find("PATCH", rf"^/webhooks/\d+/{interaction['token']}/messages/(@|%40)original$")
+    assert any("Queued" in (c.content or "") for c in edits) and len(edits[-1].files) == 2
+    assert not h.fake.find("POST", r"^/channels/")  # not posted anew
 
 
 async def test_slash_restyle_in_a_dm_with_the_bot_works_the_same(h):
@@ -429,6 +472,20 @@ async def test_context_menu_takes_an_embedded_picture(h):
     assert (await h.jobs())[0].strength == 0.5  # the configured default
 
 
+async def test_an_embedded_picture_is_fetched_only_from_discords_own_hosts(h):
+    await h.start()
+    # A link embed's own URL names whatever host the poster chose (here "localhost", which is not
+    # where Discord's CDN is in this test: 127.0.0.1); only Discord's copy (proxy_url) would do.
+    url = h.fake.serve_file("linked.png", picture_bytes()).replace("127.0.0.1", "localhost")
+    target = h.fake.message(CHANNEL, guild_id=GUILD, content=url, embeds=[{"type": "image", "url": url, "thumbnail": {"url": url}}])
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    await h.fake.modal_submit(modal_call, {"prompt": "pencil sketch", "strength": ""})
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "only take pictures from Discord" in ephemerals(h.fake)[0]
+    assert not h.fake.find("GET", r"^/files/") and await h.jobs() == []
+
+
 async def test_context_menu_on_a_message_without_a_picture_explains(h):
     await h.start()
     await h.fake.context_menu(h.fake.message(CHANNEL, content="just words", guild_id=GUILD))
@@ -455,14 +512,56 @@ async def test_again_and_stronger_run_new_jobs_from_the_same_picture(h):
     first = await h.result_of(await h.restyle("oil painting", 0.5))
     job_id = (await h.jobs())[0].id
     again = await h.fake.click(first, f"restyle:again:{job_id}")
-    await h.result_of(again)
+    await h.follow_up_result(again)
     stronger = await h.fake.click(first, f"restyle:stronger:{job_id}")
-    await h.result_of(stronger)
+    await h.follow_up_result(stronger)
     jobs = await h.jobs()
     assert [j.strength for j in jobs] == [0.5, 0.5, 0.65]  # STRENGTH_STEP
     assert jobs[1].parent_job_id == jobs[2].parent_job_id == job_id
     assert jobs[1].seed != jobs[0].seed
     assert len(h.fake.find("GET", r"^/files/")) == 1  # no new download
+    assert len(h.fake.messages[int(first["id"])]["attachments"]) == 2  # the first result stays as it was
+
+
+@pytest.mark.parametrize("action", ["again", "subtler", "stronger"])
+async def test_again_subtler_and_stronger_answer_before_touching_the_database(h, action):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    await h.service.wait_delivered()
+    gate = hold_database(h)
+    click = await h.fake.click(first, f"restyle:{action}:{job_id}")
+    try:
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, what="the click answered")
+    finally:
+        gate.set()
+    assert callbacks(h.fake)[-1].json["type"] == 6  # an update of the result message: nothing shown yet
+    result = await h.follow_up_result(click)
+    assert not result["flags"] & EPHEMERAL and result["id"] != first["id"]
+
+
+async def test_a_refused_again_click_is_said_privately_and_leaves_no_public_message(h):
+    await h.start()
+    first = await h.result_of(await h.restyle())
+    job_id = (await h.jobs())[0].id
+    await h.service.wait_delivered()
+    gate = h.hold_engine()
+    await h.restyle("running")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.restyle("waiting")  # the free tier's 2 jobs at once
+    await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 3, what="both answered")
+    h.fake.fail("DELETE", r"^/webhooks/\d+/[^/]+/messages/\d+$", 400, code=50035, times=1)  # the first withdrawal fails
+    for count in (1, 2):
+        await h.fake.click(first, f"restyle:again:{job_id}")
+        await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == count, what="the refusal")
+    assert all("You already have 2 job(s) waiting" in text for text in ephemerals(h.fake))
+    ours = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"]
+            and int(m["id"]) > int(first["id"]) and not m["attachments"] and not m["components"]]  # fmt: skip
+    public = [m for m in ours if not m["flags"] & EPHEMERAL]
+    assert [m["content"] for m in public] == ["This request was not started."]  # the one that could not be deleted
+    assert len([m for m in ours if m["flags"] & EPHEMERAL]) == 2
+    assert len(await h.jobs()) == 3
+    gate.set()
 
 
 async def test_png_button_sends_the_result_file_privately(h):
@@ -529,8 +628,9 @@ async def test_buttons_keep_working_after_a_restart(h, tmp_path):
     h2 = Harness(tmp_path)
     try:
         await h2.start()
-        again = await h2.fake.click({**first, "id": str(h2.fake.new_id())}, f"restyle:again:{job_id}")
-        await h2.result_of(again)
+        kept = h2.fake.keep_message({**first, "id": str(h2.fake.new_id())})  # Discord still has the result
+        again = await h2.fake.click(kept, f"restyle:again:{job_id}")
+        await h2.follow_up_result(again)
         assert len(await h2.jobs()) == 2
     finally:
         h.app = None
@@ -642,6 +742,31 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     assert call.custom_ids[0].startswith("restyle:again:")
     # The expired token was never used for the result.
     assert not result_edits(h.fake)
+
+
+async def test_the_tokens_15_minutes_count_from_the_interactions_creation_not_its_arrival(h):
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},
+                                     created_ago_s=2.5)  # the event reached the bot 2.5 s after Discord made it  # fmt: skip
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and "Restyling" in m["content"], what="running")
+    await h.clock.advance(TOKEN_TTL_S - TOKEN_MARGIN_S - 1.0)  # 14:29 after it arrived, 14:31.5 after it was made
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted anew")
+    assert not [c for c in h.fake.find("PATCH", r"^/webhooks/", ok=False) if c.files]  # nor tried with the token
+
+
+def test_the_token_clock_starts_at_creation_but_never_long_before_arrival_nor_after_it():
+    adapter = DiscordAdapter.__new__(DiscordAdapter)
+    adapter.service = SimpleNamespace(clock=FakeClock(1_800_000_000.0))
+
+    def made(t: float) -> Any:
+        return SimpleNamespace(created_at=datetime.fromtimestamp(t, timezone.utc))
+
+    assert adapter._created_at(made(1_800_000_000.0 - 2.5)) == pytest.approx(1_800_000_000.0 - 2.5)
+    assert adapter._created_at(made(1_800_000_000.0 - 3600)) == 1_800_000_000.0 - 5.0  # our clock is an hour ahead
+    assert adapter._created_at(made(1_800_000_000.0 + 60)) == 1_800_000_000.0  # or behind
 
 
 async def test_past_the_token_the_stale_status_is_ended_as_the_bot(h):
@@ -873,6 +998,58 @@ async def test_a_long_rate_limit_becomes_a_retried_delivery_not_a_silent_hang(h)
     await h.result_of(interaction)
 
 
+async def result_past_the_token(h: Harness) -> dict[str, Any]:
+    """A job that outlives its interaction token: the bot ends the stale status (PATCH as the bot)
+    and at once posts the result in the channel (POST). Returns the posted message."""
+    gate = h.hold_engine()
+    interaction = await h.restyle()
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and "Restyling" in m["content"], what="running")
+    await h.clock.advance(16 * 60)
+    gate.set()
+    await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted")
+    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    [posted] = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"] and m.get("nonce")]
+    assert len(posted["attachments"]) == 2
+    return posted
+
+
+CHANNEL_MESSAGES = [("POST", r"^/channels/\d+/messages$"), ("PATCH", r"^/channels/\d+/messages/\d+$")]
+
+
+async def test_an_exhausted_bucket_is_waited_for_before_the_next_request_not_run_into(h):
+    await h.start()
+    h.fake.rate_limit("channel-messages", CHANNEL_MESSAGES, limit=1, window_s=0.3)  # one bucket for both routes
+    await result_past_the_token(h)
+    [edit] = h.fake.find("PATCH", rf"^/channels/{CHANNEL}/messages/\d+$", ok=False)
+    [post] = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)
+    assert edit.headers["X-RateLimit-Remaining"] == "0" and edit.headers["X-RateLimit-Bucket"] == "channel-messages"
+    assert post.status == 200 and post.at - edit.at >= 0.25  # discord.py slept out X-RateLimit-Reset-After
+
+
+async def test_a_per_route_429_is_waited_out_and_the_result_comes_once(h):
+    await h.start()
+    # A sub-limit: the headers still show requests left, so discord.py sends, and gets a 429.
+    h.fake.rate_limit("channel-messages", CHANNEL_MESSAGES, limit=1, window_s=0.3, shown_limit=5)
+    await result_past_the_token(h)
+    [limited] = [c for c in h.fake.calls if c.status == 429]
+    assert limited.method == "POST" and limited.headers["X-RateLimit-Scope"] == "user"
+    assert limited.headers["X-RateLimit-Bucket"] == "channel-messages" and limited.headers["X-RateLimit-Remaining"] == "4"
+    posts = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)
+    assert [c.status for c in posts] == [429, 200] and posts[1].at - posts[0].at >= 0.2  # waited retry_after, then once
+    assert [j.delivered_at is not None for j in await h.jobs()] == [True]
+
+
+async def test_a_global_429_is_waited_out_and_nothing_is_lost_or_doubled(h):
+    await h.start()
+    h.fake.global_rate_limit(limit=1, window_s=0.3)
+    await result_past_the_token(h)
+    limited = [c for c in h.fake.calls if c.status == 429]
+    assert limited and all(c.headers["X-RateLimit-Global"] == "true" for c in limited)
+    assert [c.status for c in h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)] == [429, 200]
+    assert [j.delivered_at is not None for j in await h.jobs()] == [True]
+
+
 async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
     await h.start()
     gate = h.hold_engine()
@@ -891,6 +1068,37 @@ async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
     assert len(result_edits(h.fake)) == 2
     await asyncio.wait_for(h.service.wait_delivered(), 5)
     assert all(j.delivered_at is not None for j in await h.jobs())
+
+
+async def test_the_bot_resumes_at_the_url_ready_named_not_the_first_gateway(h):
+    await h.start()
+    await h.fake.force_reconnect(op7=True)
+    await h.fake.wait_for(lambda: h.fake.resumes == 1, what="a RESUME")
+    await h.fake.force_reconnect(op7=False)
+    await h.fake.wait_for(lambda: h.fake.resumes == 2, what="a second RESUME")
+    assert h.fake.gateway_paths == ["/", "/resume", "/resume"] and h.fake.identifies == 1
+    await h.result_of(await h.restyle())
+
+
+@pytest.fixture
+async def proxy():
+    running = await RecordingProxy().start()
+    yield running
+    await running.close()
+
+
+async def test_a_configured_proxy_carries_rest_the_gateway_after_a_resume_webhooks_and_downloads(proxy, h):
+    await h.start(f'proxy = "{proxy.url}"')
+    await h.result_of(await h.restyle())
+    await h.fake.force_reconnect(op7=False)
+    await h.fake.wait_for(lambda: h.fake.resumes == 1, what="a RESUME")
+    await h.result_of(await h.restyle("after the resume"))
+    went = [re.sub(r"^\w+://127\.0\.0\.1:\d+", "", t) for t in proxy.targets]
+    assert went[0] == "/api/v10/users/@me"  # the first REST call
+    assert [t.split("?")[0] for t in went if "encoding=json" in t] == ["/", "/resume"]  # the gateway, and its resume
+    assert len([t for t in went if t.startswith("/files/")]) == 2  # the picture downloads
+    assert any(re.match(r"^/api/v10/webhooks/\d+/[^/]+/messages/\d+", t) for t in went)  # status edits and results
+    assert len(went) == len(h.fake.calls) + len(h.fake.gateway_paths)  # nothing went around it
 
 
 async def test_an_event_sent_while_disconnected_is_replayed_on_resume(h):

@@ -9,6 +9,7 @@ import pytest
 
 from bot.moderation import BANNED, NO_DMS, NOT_HERE
 from tests.fakes import picture_bytes
+from tests.fake_discord import EPHEMERAL
 from tests.test_discord import CHANNEL, GUILD, OTHER, USER, Harness, callbacks, ephemerals, h  # noqa: F401
 
 ADMIN = 9001
@@ -72,10 +73,12 @@ async def test_again_button_in_a_channel_taken_off_the_list_is_refused(h, tmp_pa
     h2 = Harness(tmp_path)
     try:
         await h2.start(f"[access]\ndiscord_channels = [{CHANNEL + 1}]")
-        await h2.fake.click({**first, "id": str(h2.fake.new_id())}, f"restyle:again:{job_id}")
+        kept = h2.fake.keep_message({**first, "id": str(h2.fake.new_id())})  # Discord still has the result
+        await h2.fake.click(kept, f"restyle:again:{job_id}")
         await h2.fake.wait_for(lambda: ephemerals(h2.fake), what="the refusal")
         assert ephemerals(h2.fake) == [NOT_HERE]
         assert not callbacks(h2.fake, 5)  # no public "thinking"
+        assert all(m["flags"] & EPHEMERAL for m in h2.fake.messages.values() if m is not kept)
         assert len(await h2.jobs()) == 1
     finally:
         await h2.close()

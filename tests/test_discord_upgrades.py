@@ -77,6 +77,21 @@ async def test_a_bad_sku_is_one_clear_log_line_and_upgrade_still_answers(h, capl
     assert not private_answers(h.fake)[0].json.get("components")
 
 
+async def test_an_sku_the_start_check_could_not_see_is_one_log_line_and_upgrade_still_answers(h, caplog):
+    # SKU is not one of this application's (no h.fake.sku), and the start-up check cannot tell:
+    # listing the SKUs fails. Discord then refuses the premium button itself (400).
+    h.fake.fail("GET", r"^/applications/\d+/skus$", 400, code=50035, message="Invalid Form Body")
+    await h.start(PLANS)
+    for count in (1, 2):
+        await h.fake.slash("upgrade", {})
+        assert "Pro · month" in await last_ephemeral(h, count)
+    refusals = [c for c in h.fake.calls if c.path.startswith("/webhooks/") and c.status == 400]
+    assert len(refusals) == 1  # the second /upgrade does not offer the button again
+    assert not any(c.json.get("components") for c in private_answers(h.fake))
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and str(SKU) in r.getMessage()]
+    assert len(lines) == 1 and f"[plans.pro_month] discord_sku {SKU}" in lines[0] and "/upgrade answers without" in lines[0]
+
+
 async def test_upgrade_without_plans_says_so_and_redeems_codes(h):
     await h.start()
     await h.fake.slash("upgrade", {})

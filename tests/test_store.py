@@ -303,6 +303,20 @@ async def test_exactly_one_front_end_delivers_until_its_lease_runs_out(store, ac
     assert await store.undelivered_jobs(["test"], now=200.0) == []
 
 
+async def test_one_process_at_a_time_holds_a_claim_until_it_ends_or_runs_out(store):
+    first, second = await asyncio.gather(store.claim_marker("sync", "p1", 100.0, 160.0),
+                                         store.claim_marker("sync", "p2", 100.0, 160.0))  # fmt: skip
+    assert [first, second].count(True) == 1
+    holder, other = ("p1", "p2") if first else ("p2", "p1")
+    assert await store.claim_marker("sync", holder, 110.0, 170.0)  # renewing is fine
+    assert not await store.claim_marker("sync", other, 120.0, 180.0)
+    assert await store.claim_marker("sync", other, 171.0, 230.0)  # the holder's claim ran out
+    await store.release_marker("sync", holder, 172.0)  # not the holder any more: no effect
+    assert not await store.claim_marker("sync", holder, 173.0, 230.0)
+    await store.release_marker("sync", other, 174.0)
+    assert await store.claim_marker("sync", holder, 175.0, 230.0)  # released: free at once
+
+
 async def test_input_picture_is_stored_with_the_job_or_not_at_all(store, account):
     stored = await add(store, job("a", account), quota_limit=1, picture=b"input a")
     assert isinstance(stored, JobRecord)
@@ -357,6 +371,19 @@ async def test_concurrent_claims_from_two_postgresql_stores_get_disjoint_jobs(pg
         one, two = await asyncio.gather(_claim_until_empty(first, "w1"), _claim_until_empty(second, "w2"))
         assert not set(one) & set(two)
         assert sorted(one + two) == [f"j{i:02}" for i in range(30)]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_two_postgresql_stores_never_both_take_a_claim(pg_url, tmp_path):
+    first = await Store.open(tmp_path / "a", pg_url)
+    second = await Store.open(tmp_path / "b", pg_url)
+    try:
+        for i in range(10):
+            taken = await asyncio.gather(first.claim_marker(f"sync{i}", "p1", 100.0, 160.0),
+                                         second.claim_marker(f"sync{i}", "p2", 100.0, 160.0))  # fmt: skip
+            assert taken.count(True) == 1
     finally:
         await first.close()
         await second.close()

@@ -8,7 +8,9 @@ How a request travels:
     → the deferred response becomes the status message ("Queued #2", "Restyling 40%", Cancel),
       edited as the service reports (throttled)
     → the result: original and restyled picture as two files in that same message, with
-      Again / Subtler / Stronger / PNG / WebP / JPEG buttons.
+      Again / Subtler / Stronger / PNG / WebP / JPEG buttons. Again / Subtler / Stronger defer
+      without showing anything (type 6), then answer with a status message of their own (a
+      follow-up); the result they were clicked on stays as it is.
 
 Everything needed to answer later lives in the job's `reply` dict (stored in SQLite), so a
 restart loses nothing: the interaction's application id and token with the time it arrived, the
@@ -35,7 +37,8 @@ import discord
 import yarl
 from discord import app_commands, ui
 from discord.gateway import DiscordWebSocket
-from discord.http import Route
+from discord.http import Route, handle_message_parameters
+from discord.webhook.async_ import async_context
 from PIL import Image
 
 from bot.adapters import AdapterStartError, fit_lines
@@ -63,6 +66,7 @@ log = logging.getLogger("bot.discord")
 PLATFORM = "discord"
 TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
+CREATED_AT_SLACK_S = 5.0  # an interaction must be answered within 3 s of its creation: older is a clock off
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
 # Past this, the status says where the result will go once this message can't be edited any more.
 LATE_NOTE_AFTER_S = 10 * 60
@@ -86,6 +90,7 @@ NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 BROKE = "Something went wrong on my side; please try again in a minute."
 NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 MESSAGE_LIMIT = 2000  # Discord's message length
+COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
 
 HELP = f"""\
 **Restyle a picture**
@@ -165,21 +170,23 @@ def status_view(job_id: str) -> ui.View:
 
 
 class RestyleModal(ui.Modal, title="Restyle image"):
-    """The form behind the "Restyle image" message menu."""
+    """The form behind the "Restyle image" message menu. Each input sits in a Label, the layout
+    Discord has for modals since 2025 (an action row around a text input is deprecated there)."""
 
-    prompt: ui.TextInput = ui.TextInput(
-        label="Prompt: the new style",
-        custom_id="prompt",
-        placeholder="rainy night with neon signs",
-        style=discord.TextStyle.paragraph,
-        max_length=MAX_PROMPT_CHARS,
+    prompt: ui.Label = ui.Label(
+        text="Prompt: the new style",
+        description="What the picture should look like, e.g. rainy night with neon signs",
+        component=ui.TextInput(
+            custom_id="prompt",
+            placeholder="rainy night with neon signs",
+            style=discord.TextStyle.paragraph,
+            max_length=MAX_PROMPT_CHARS,
+        ),
     )
-    strength: ui.TextInput = ui.TextInput(
-        label=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
-        custom_id="strength",
-        placeholder="0.25 subtle · 0.5 clear · 0.8 heavy (empty: default)",
-        required=False,
-        max_length=20,
+    strength: ui.Label = ui.Label(
+        text=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
+        description="0.25 subtle · 0.5 clear · 0.8 heavy; empty: the default",
+        component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
     )
 
     def __init__(self, adapter: "DiscordAdapter", picture: "_Picture") -> None:
@@ -190,11 +197,16 @@ class RestyleModal(ui.Modal, title="Restyle image"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         with self.adapter._handling():
             if await self.adapter.admitted(interaction):
-                await self.adapter.on_modal_submit(interaction, self.picture, str(self.prompt.value), str(self.strength.value))
+                await self.adapter.on_modal_submit(interaction, self.picture, _field(self.prompt), _field(self.strength))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         log.error("the Restyle image form failed", exc_info=error)
         await self.adapter._broke(interaction)
+
+
+def _field(label: ui.Label) -> str:
+    component = label.component
+    return str(component.value or "") if isinstance(component, ui.TextInput) else ""
 
 
 class RestyleTree(app_commands.CommandTree):
@@ -330,6 +342,7 @@ class DiscordAdapter:
             chunk_guilds_at_startup=False,
             member_cache_flags=discord.MemberCacheFlags.none(),
             allowed_mentions=discord.AllowedMentions.none(),
+            proxy=settings.proxy,  # REST and every gateway connection, the resume URL's too
         )
         self.client = client
         client.add_dynamic_items(JobButton)
@@ -414,34 +427,55 @@ class DiscordAdapter:
     async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
         """Register the commands where they changed since the last sync (a hash per scope kept in
         the database): syncing is rate limited, and every process start would otherwise redo it.
+        Only one process syncs (a claim in the database): two starting at once would both send.
         With guild_ids they live in those servers only (Discord has no guild commands in DMs) and
         the global copies go; without, they are global and copies left in servers go."""
         guild_ids = self.config.discord.guild_ids
-        client = self._client()
         desired: dict[str, list[dict[str, Any]]] = {}
         for guild_id in guild_ids:
             guild = discord.Object(id=guild_id)
             tree.copy_global_to(guild=guild)
             desired[str(guild_id)] = [c.to_dict(tree) for c in tree._get_all_commands(guild=guild)]
         desired["global"] = [] if guild_ids else [c.to_dict(tree) for c in tree._get_all_commands()]
+        if not _commands_to_sync(desired, await self._synced_hashes()):
+            log.info("commands unchanged since the last sync: nothing sent to Discord")
+            return
         try:
-            previous = await self.service.discord_commands_synced()
+            claimed = await self.service.claim_discord_command_sync(COMMAND_SYNC_CLAIM_S)
+        except Exception as exc:
+            log.error("could not claim the command sync in the database (%r); not syncing, the commands"
+                      " registered before still work", exc)  # fmt: skip
+            return
+        if not claimed:
+            log.info("another process is syncing the commands now; leaving it to that one")
+            return
+        try:
+            # Read again under the claim: a process that held it a moment ago may have synced.
+            await self._send_commands(desired, await self._synced_hashes(), guild_ids)
+        finally:
+            with contextlib.suppress(Exception):  # the claim runs out by itself
+                await self.service.release_discord_command_sync()
+
+    async def _synced_hashes(self) -> dict[str, str]:
+        try:
+            return await self.service.discord_commands_synced()
         except Exception as exc:
             log.error("could not read which commands were synced (%r); syncing them all", exc)
-            previous = {}
+            return {}
+
+    async def _send_commands(self, desired: dict[str, list[dict[str, Any]]], previous: dict[str, str],
+                             guild_ids: list[int]) -> None:  # fmt: skip
+        client = self._client()
         synced = dict(previous)
         done = []
         try:
-            for scope in sorted(set(desired) | set(previous)):
+            for scope in _commands_to_sync(desired, previous):
                 payload = desired.get(scope, [])
-                digest = _commands_hash(payload)
-                if previous.get(scope) == digest:
-                    continue
                 if scope == "global":
                     await client.http.bulk_upsert_global_commands(client.application_id, payload=payload)
                 else:
                     await client.http.bulk_upsert_guild_commands(client.application_id, int(scope), payload=payload)
-                synced[scope] = digest
+                synced[scope] = _commands_hash(payload)
                 where = "globally" if scope == "global" else f"to server {scope}"
                 done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
         except discord.Forbidden:
@@ -456,7 +490,7 @@ class DiscordAdapter:
             log.info("commands synced: %s%s", "; ".join(done),
                      "" if guild_ids else " (global commands can take up to an hour to appear)")  # fmt: skip
             try:
-                await self.service.record_discord_commands({k: v for k, v in synced.items() if desired.get(k) or k in desired})
+                await self.service.record_discord_commands({k: v for k, v in synced.items() if k in desired})
             except Exception as exc:
                 log.error("could not record the synced commands (%r); the next start syncs again", exc)
         else:
@@ -651,7 +685,7 @@ class DiscordAdapter:
         await self._after_submit(interaction, outcome)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
-        interaction.extras.setdefault("received_at", self._now())  # the token's 15 minutes start now
+        interaction.extras.setdefault("received_at", self._created_at(interaction))
         response = await interaction.response.defer(thinking=True)
         message_id = getattr(response, "message_id", None)
         if message_id is None:
@@ -661,12 +695,20 @@ class DiscordAdapter:
                 log.warning("could not learn the id of a deferred response; edits go to @original")
         return message_id
 
+    def _created_at(self, interaction: discord.Interaction) -> float:
+        """When the token's 15 minutes began: when Discord created the interaction (its snowflake),
+        which is before the event reached us. Clamped to our clock: not after now, and not more
+        than CREATED_AT_SLACK_S before (an interaction that old could not be answered at all, so a
+        larger gap means our clock is off, not that the event was late)."""
+        now = self._now()
+        return min(now, max(interaction.created_at.timestamp(), now - CREATED_AT_SLACK_S))
+
     def _interaction_reply(self, interaction: discord.Interaction, message_id: int | None) -> dict[str, Any]:
         return {
             "kind": "interaction",
             "application_id": str(interaction.application_id),
             "token": interaction.token,
-            "interaction_at": interaction.extras.get("received_at", self._now()),
+            "interaction_at": interaction.extras.get("received_at") or self._created_at(interaction),
             "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
             "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
             "user_id": str(interaction.user.id),
@@ -841,14 +883,48 @@ class DiscordAdapter:
             await self._tell(interaction, "That job has already finished.")
 
     async def _again_button(self, interaction: discord.Interaction, member: Member, job_id: str, delta: float) -> None:
+        # Deferred as an update of the result message (type 6) before the database is asked: it
+        # shows nothing, so a stranger's or refused click leaves no trace in the channel. After a
+        # type-6 defer every follow-up is a new message that keeps its ephemeral flag (only the
+        # first follow-up after a type-5 defer replaces the "thinking" message and turns public;
+        # discord-api-docs, Create Followup Message): refusals go privately, and the new job's
+        # status is a public follow-up of its own, while @original stays the old result.
+        await interaction.response.defer()
+        interaction.extras.setdefault("received_at", self._created_at(interaction))
         if await self._owned_job(interaction, member, job_id) is None:
-            return  # answered before deferring, so a stranger's click leaves no trace in the channel
+            return
         if not await self._allowed_here(interaction):
             return
-        message_id = await self._defer(interaction)
-        reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"interaction:{interaction.id}")
-        await self._after_submit(interaction, outcome)
+        status = await interaction.followup.send("⏳ Got it…", wait=True)
+        try:
+            reply = self._interaction_reply(interaction, status.id)
+            outcome = await self.service.again(member, job_id, reply, strength_delta=delta,
+                                               request_key=f"interaction:{interaction.id}")  # fmt: skip
+        except BaseException:
+            await self._withdraw(status)
+            raise
+        if isinstance(outcome, Refused) or outcome.duplicate:
+            await self._withdraw(status)
+            if isinstance(outcome, Refused) and not outcome.quiet:
+                await self._tell(interaction, _refusal_text(outcome))
+            return
+        interaction.extras["job_id"] = outcome.job_id
+        await self._edit_status_now(outcome.job_id)
+
+    @staticmethod
+    async def _withdraw(status: discord.WebhookMessage) -> None:
+        """Take back a public status follow-up for a job that did not start; where it cannot be
+        deleted it is ended neutrally, so nothing private is ever said in it."""
+        try:
+            await status.delete()
+        except discord.NotFound:
+            pass
+        except discord.HTTPException as exc:
+            log.info("could not delete a status follow-up (%s); ending it instead", exc)
+            try:
+                await status.edit(content=NOT_STARTED, view=None)
+            except discord.HTTPException as exc2:
+                log.warning("could not end a status follow-up either: %s", exc2)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
         await self.defer_private(interaction)  # private: a stranger's click leaves no trace
@@ -986,7 +1062,9 @@ class DiscordAdapter:
         assert self._session is not None
         limit = self.max_picture_bytes
         try:
-            async with self._session.get(picture.url) as response:
+            if not _on_discord(picture.url, self.config.discord.api_base):
+                raise _Unusable("I only take pictures from Discord itself: attach the picture, or use one posted on Discord.")
+            async with self._session.get(picture.url, proxy=self.config.discord.proxy) as response:
                 if response.status != 200:
                     raise _Unusable(
                         f"I could not download the picture (HTTP {response.status}); the link may have expired."
@@ -1110,9 +1188,11 @@ class DiscordAdapter:
         client = self._client()
         message_id = reply.get("message_id")
         if reply.get("kind") == "interaction":
-            hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
+            hook = _webhook(client, reply)
             if message_id is None:
-                raise discord.DiscordException("the status message id is unknown")
+                # The id of a deferred response was never learnt: it is the interaction's @original.
+                await self._timed(_edit_original(hook, **fields))
+                return
             await self._timed(hook.edit_message(int(message_id), **fields))
         else:
             channel = client.get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
@@ -1183,7 +1263,8 @@ class DiscordAdapter:
         try:
             async with state.lock:
                 note = ""
-                can_edit = reply.get("message_id") and (reply.get("kind") != "interaction" or self._token_fresh(reply))
+                can_edit = (self._token_fresh(reply) if reply.get("kind") == "interaction"
+                            else bool(reply.get("message_id")))  # an interaction's status can be @original  # fmt: skip
                 if can_edit:
                     try:
                         await self._edit(reply, content=text, attachments=await files(), view=view)
@@ -1274,6 +1355,12 @@ def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
     return intents
 
 
+def _commands_to_sync(desired: dict[str, list[dict[str, Any]]], previous: dict[str, str]) -> list[str]:
+    """The scopes whose commands differ from the last sync (a scope no longer wanted is emptied)."""
+    return [scope for scope in sorted(set(desired) | set(previous))
+            if previous.get(scope) != _commands_hash(desired.get(scope, []))]  # fmt: skip
+
+
 def _commands_hash(payload: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -1293,6 +1380,38 @@ def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
         return {"bot_can_edit": perms.view_channel, "bot_can_post": perms.view_channel and send and perms.attach_files}
     ours = interaction.context.dm_channel  # the member's DM with the bot, not someone else's
     return {"bot_can_edit": ours, "bot_can_post": ours}
+
+
+def _webhook(client: discord.Client, reply: dict[str, Any]) -> discord.Webhook:
+    """The interaction's webhook, sent through the client's proxy like the rest (Webhook.partial
+    takes the client's session but not its proxy)."""
+    hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
+    hook.proxy, hook.proxy_auth = client.http.proxy, client.http.proxy_auth
+    return hook
+
+
+DISCORD_MEDIA_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})  # attachments and the media proxy
+
+
+def _on_discord(url: str, api_base: str | None) -> bool:
+    """Whether a picture's link is on Discord's CDN (or where [discord] api_base points: a test's
+    fake, a self-hosted proxy). An embed's own URL can name any host; downloading from there
+    would let a message make the bot fetch arbitrary addresses."""
+    host = (yarl.URL(url).host or "").lower()
+    return host in DISCORD_MEDIA_HOSTS or (api_base is not None and host == (yarl.URL(api_base).host or "").lower())
+
+
+async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
+    """PATCH /webhooks/{app}/{token}/messages/@original, the request discord.py's own
+    Interaction.edit_original_response makes, for a job whose interaction object is long gone."""
+    with handle_message_parameters(content=fields.get("content", discord.utils.MISSING),
+                                   attachments=fields.get("attachments", discord.utils.MISSING),
+                                   view=fields.get("view", discord.utils.MISSING),
+                                   previous_allowed_mentions=discord.AllowedMentions.none()) as params:  # fmt: skip
+        await async_context.get().edit_original_interaction_response(
+            hook.id, hook.token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,  # type: ignore[arg-type]
+            payload=params.payload, multipart=params.multipart, files=params.files,
+        )
 
 
 def _stale_text(text: str) -> str:
@@ -1343,7 +1462,7 @@ def _pictures_in(message: discord.Message) -> list[_Picture]:
             found.append(_Picture(attachment.url, attachment.filename, attachment.size, attachment.content_type))
     for embed in message.embeds:
         for media in (embed.image, embed.thumbnail):
-            url = media.proxy_url or media.url
+            url = media.proxy_url or media.url  # proxy_url: Discord's copy on media.discordapp.net
             if url:
                 found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
                 break

@@ -16,7 +16,7 @@ import discord
 from discord import app_commands, ui
 
 from bot.service import Member, MemberView, Refused, UpgradeInfo
-from bot.upgrades import plan_for_sku
+from bot.upgrades import PlanView, plan_for_sku
 
 if TYPE_CHECKING:
     from bot.adapters.discord import DiscordAdapter, RestyleClient
@@ -214,7 +214,8 @@ class DiscordUpgrades:
             with upgrades.adapter._handling():
                 await upgrades.on_revoke(interaction, member)
 
-    async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None) -> None:
+    async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None,
+                    plans: list[PlanView] | None = None) -> None:  # fmt: skip
         """The answer, as the follow-up to the private defer each command starts with."""
         try:
             if view is not None:
@@ -224,9 +225,14 @@ class DiscordUpgrades:
                 except discord.HTTPException as exc:
                     if exc.status != 400:
                         raise
-                    # a premium button Discord refused (an SKU the start-up check could not see):
-                    # the member still gets the plans and the code hint
-                    log.error("Discord refused the premium buttons on /upgrade (%s); answered without them", exc)
+                    # A premium button Discord refused (an SKU the start-up check could not see):
+                    # the member still gets the plans and the code hint, and the buttons are left
+                    # out from now on, so the log says it once.
+                    shown = [p for p in plans or [] if p.discord_sku is not None and p.discord_sku not in self.unusable_skus]
+                    self.unusable_skus.update(p.discord_sku for p in shown)  # type: ignore[misc]
+                    log.error("Discord refused the premium button of %s (%s): check the SKU ids in the Developer Portal"
+                              " > Monetization > SKUs; /upgrade answers without them until the bot restarts",
+                              ", ".join(f"[plans.{p.name}] discord_sku {p.discord_sku}" for p in shown) or "a plan", exc)  # fmt: skip
             await interaction.followup.send(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not answer %s: %s", interaction.user, exc)
@@ -239,7 +245,7 @@ class DiscordUpgrades:
             await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted."))
             return
         info = await self.service.plans_for(member)
-        await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus))
+        await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus), info.plans)
 
     async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
         await self.adapter.defer_private(interaction)
