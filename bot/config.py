@@ -309,6 +309,7 @@ class StoreSettings:
     url: Annotated[str, Checked(_store_url)] = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
     lease_s: Number(3) = 30.0  # a worker holds its jobs this long between renewals
     poll_s: Number(above=0) = 2.0  # how often processes look for work and results a lost notification hid
+    listener_lease_s: Number(3) = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
 
     @property
     def shared(self) -> bool:
