@@ -128,3 +128,51 @@ async def _stop_and_release(lease: ListenerLease, stop: Callable[[], Awaitable[N
         await stop()
     finally:
         await lease.release()
+
+
+class InboxStore(Protocol):
+    async def receive(self, platform: str, request_key: str, body: str, received_by: str, now: float) -> bool: ...
+
+    async def mark_handled(self, platform: str, request_key: str, now: float) -> None: ...
+
+    async def unhandled(self, platform: str) -> list[tuple[str, str]]: ...
+
+
+@dataclass
+class Inbox:
+    """What came in on a platform's stream, written down before its receipt is confirmed to the
+    platform: a front end that dies with updates in hand leaves them to the next holder, and an
+    update the platform sends again (unconfirmed at the handover) is recognised by its key."""
+
+    store: InboxStore
+    platform: str
+    holder: str
+    clock: Clock
+
+    async def receive(self, request_key: str, body: str) -> bool:
+        """True: new, handle it. False: received before (by this or another front end)."""
+        return await self.store.receive(self.platform, request_key, body, self.holder, self.clock.now())
+
+    async def handled(self, request_key: str) -> None:
+        await self.store.mark_handled(self.platform, request_key, self.clock.now())
+
+    async def left_over(self) -> list[tuple[str, str]]:
+        """(key, body) of what a former holder received and never finished handling."""
+        return await self.store.unhandled(self.platform)
+
+
+@dataclass
+class Listeners:
+    """Handed to each front end when several processes share the database (PostgreSQL): the
+    leases and inboxes of its streams. None (SQLite, one process): listen without a lease."""
+
+    store: LeaseStore
+    holder: str
+    lease_s: float
+    clock: Clock
+
+    def lease(self, name: str) -> ListenerLease:
+        return ListenerLease(self.store, name, self.holder, self.lease_s, self.clock)
+
+    def inbox(self, platform: str) -> Inbox:
+        return Inbox(self.store, platform, self.holder, self.clock)  # type: ignore[arg-type]
