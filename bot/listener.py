@@ -33,6 +33,8 @@ class LeaseStore(Protocol):
 
     async def release_listener(self, name: str, holder: str) -> None: ...
 
+    async def listener_holders(self, prefix: str, now: float) -> list[tuple[str, str]]: ...
+
 
 def stream_name(platform: str, secret: str, part: str = "") -> str:
     """The lease's name for one stream: the platform, a hash of its token (never the token
@@ -93,13 +95,27 @@ class ListenerLease:
 
 
 async def keep_listening(
-    lease: ListenerLease, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    lease: ListenerLease,
+    start: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    wants: Callable[[bool], Awaitable[bool]] | None = None,
 ) -> None:
     """Listen while holding `lease`: `start()` when it is taken, `stop()` when it is lost, for
-    as long as this runs (cancel it to end; a held lease is then stopped and given up)."""
+    as long as this runs (cancel it to end; a held lease is then stopped and given up).
+    `wants(listening)`, when given, says whether this front end should hold the lease now (a
+    fair share of Discord's shards): False makes it leave a free lease alone, or give up one
+    it holds so that another front end takes it."""
     listening = False
     try:
         while True:
+            if wants is not None and not await wants(listening):
+                if listening:
+                    log.info("giving the %s listener lease to a front end with fewer streams", lease.name)
+                    listening = False
+                    await stop()
+                await lease.release()
+                await lease.clock.sleep(lease.contend_every_s)
+                continue
             may = await lease.renew()
             if may and not listening:
                 log.info("holding the %s listener lease: listening here", lease.name)
@@ -173,6 +189,10 @@ class Listeners:
 
     def lease(self, name: str) -> ListenerLease:
         return ListenerLease(self.store, name, self.holder, self.lease_s, self.clock)
+
+    async def holders(self, prefix: str) -> list[tuple[str, str]]:
+        """(name, holder) of the leases running now whose names start with `prefix`."""
+        return await self.store.listener_holders(prefix, self.clock.now())
 
     def inbox(self, platform: str) -> Inbox:
         return Inbox(self.store, platform, self.holder, self.clock)  # type: ignore[arg-type]

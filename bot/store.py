@@ -655,6 +655,14 @@ class Store:
             "SELECT holder FROM listener_leases WHERE name = ? AND until >= ?", name, now
         )
 
+    async def listener_holders(self, prefix: str, now: float) -> list[tuple[str, str]]:
+        """(name, holder) of the leases running now whose name starts with `prefix`."""
+        rows = await self.db.fetch_all(
+            "SELECT name, holder FROM listener_leases WHERE substr(name, 1, ?) = ? AND until >= ? ORDER BY name",
+            len(prefix), prefix, now,
+        )  # fmt: skip
+        return [(row["name"], row["holder"]) for row in rows]
+
     async def receive(self, platform: str, request_key: str, body: str, received_by: str, now: float) -> bool:
         """Write an incoming update down before its receipt is confirmed to the platform; False
         when it was written before (fetched again after a handover, or delivered twice)."""
