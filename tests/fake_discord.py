@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import json
 import re
+import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -139,6 +140,8 @@ class FakeDiscord:
         # shard 0 (discord-api-docs, Gateway: Sharding).
         self._live: dict[web.WebSocketResponse, tuple[int, int]] = {}
         self.sessions_identified: list[tuple[int, int]] = []  # the shard of each IDENTIFY
+        self.identified_at: list[float] = []  # time.monotonic() of each, in the same order
+        self.unheard: list[dict[str, Any]] = []  # events dispatched while no session had their shard
         # Servers the bot is in: a session may carry at most 2,500 (close code 4011 "Sharding
         # required"), and GET /gateway/bot recommends one shard per 1,000 (discord-api-docs,
         # Gateway: Sharding, and Opcodes and Status Codes).
@@ -277,10 +280,14 @@ class FakeDiscord:
         frame = {"op": 0, "t": event, "s": self._seq, "d": data}
         self._sent.append((self._seq, frame))
         guild_id = data.get("guild_id") if isinstance(data, dict) else None
+        heard = 0
         for ws, (shard_id, shard_count) in list(self._live.items()):
             wanted = (int(guild_id) >> 22) % shard_count if guild_id else 0
             if not ws.closed and shard_id == wanted:
                 await ws.send_str(json.dumps(frame))
+                heard += 1
+        if not heard:
+            self.unheard.append(frame)
         # else (no session): it is replayed when the bot RESUMEs, like the real gateway
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
@@ -308,6 +315,7 @@ class FakeDiscord:
                     await ws.close(code=4011, message=b"Sharding required.")
                     break
                 self.sessions_identified.append((shard[0], shard[1]))
+                self.identified_at.append(time.monotonic())
                 self._seq = 0
                 self._sent.clear()
                 self._live = {w: sh for w, sh in self._live.items() if not w.closed}

@@ -138,8 +138,8 @@ async def test_when_a_front_end_stops_the_other_takes_its_shard_over(fronts):
 async def test_the_fake_sends_every_event_to_every_session_of_its_shard(fronts):
     """What the lease is for: two front ends without it (one process each, say, on SQLite
     copies) both receive the command, and the second answer is refused (40060)."""
-    first = await fronts.start_one(1, leased=False)
-    second = await fronts.start_one(1, leased=False)
+    await fronts.start_one(1, leased=False)
+    await fronts.start_one(1, leased=False)
     await fronts.fake.wait_for(lambda: len(fronts.fake._live) == 2, what="two sessions")
     interaction = await fronts.fake.slash("help", guild_id=SHARD0_GUILD)
     await fronts.fake.wait_for(lambda: len(answers(fronts.fake, interaction)) == 2, what="both sessions answering")
