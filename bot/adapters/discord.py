@@ -441,12 +441,22 @@ class DiscordAdapter:
         share = -(-count // max(1, len(alive)))
         held = set(self._shard_clients)
         if listening:
+            session = self._shard_clients.get(shard)
+            if session is not None and session[1].done():
+                # discord.py gave this session up for good (a refused intent, say): let another
+                # front end try rather than hold a shard nobody listens to.
+                log.error("Discord shard %d: the gateway session ended; giving the shard up", shard)
+                return False
             return not (len(held) > share and shard == max(held))
         return len(held) < share
 
     async def _connect_shard(self, token: str, shard: int, count: int) -> None:
         client = self._new_client(ShardClient, shard_id=shard, shard_count=count)
-        await client.login(token)
+        try:
+            await client.login(token)
+        except BaseException:
+            await client.close()
+            raise
         task = asyncio.create_task(client.connect(reconnect=True), name=f"discord-gateway-{shard}")
         waiter = asyncio.create_task(client.connected.wait())
         done, _ = await asyncio.wait({task, waiter}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED)
@@ -455,7 +465,9 @@ class DiscordAdapter:
             await client.close()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            raise self._start_error(task.exception() if task.done() and not task.cancelled() else None)
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise self._start_error(task.exception())
+            raise DiscordStartError(f"Discord shard {shard} of {count} did not connect within {self.ready_timeout_s:g} s.")
         self._shard_clients[shard] = (client, task)
         log.info("Discord shard %d of %d: gateway session open here", shard, count)
 
