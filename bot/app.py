@@ -17,6 +17,7 @@ from typing import Any, Callable
 from bot.adapters import Adapter
 from bot.clock import Clock, SystemClock
 from bot.config import Config
+from bot.listener import Listeners
 from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
@@ -29,7 +30,10 @@ PURGE_INTERVAL_S = 3600.0  # jobs past [moderation] retention_days are deleted t
 # all: front ends and one worker in one process (SQLite or PostgreSQL); frontend and worker:
 # one half each, any number of each on one PostgreSQL database.
 ROLES = ("all", "frontend", "worker")
-STARTUP_WAIT_S = 60.0  # how long a starting process waits for an unreachable PostgreSQL
+STARTUP_WAIT_S = 60.0
+# Incoming update keys are kept this long after handling: Telegram keeps an unconfirmed update
+# for 24 hours (Bot API, getUpdates), so none can come again later than that.
+INCOMING_KEPT_S = 2 * 86400.0  # how long a starting process waits for an unreachable PostgreSQL
 
 
 def check_role(config: Config, role: str) -> str | None:
@@ -165,6 +169,13 @@ class App:
             if adapter.platform != "web-ops":  # health only: no jobs of its own
                 self.service.register(adapter)
         await self.service.start()
+        if self.store.shared:
+            # Several front ends may share this database: each platform stream (a Telegram
+            # token, a Discord shard) is read by the one holding its lease (bot/listener.py).
+            listeners = Listeners(self.store, self.service.instance_id, self.config.store.listener_lease_s, self.service.clock)
+            for adapter in self.adapters:
+                if hasattr(adapter, "listeners"):
+                    adapter.listeners = listeners  # type: ignore[attr-defined]
         for adapter in self.adapters:
             await adapter.start()
             log.info("%s front end started", adapter.platform)
@@ -192,6 +203,8 @@ class App:
             try:
                 await self.service.purge_expired()
                 await self.service.compact_pictures()
+                if self.store.shared:
+                    await self.store.forget_incoming(self.service.clock.now() - INCOMING_KEPT_S)
             except Exception:
                 log.exception("could not purge or compact old jobs; trying again in an hour")
             await self.service.clock.sleep(PURGE_INTERVAL_S)

@@ -127,6 +127,15 @@ def _text(*, choices: tuple[str, ...] = (), pattern: str | None = None, hint: st
     return check
 
 
+def _shards(value: Any) -> str | int:
+    # Discord allows at most 2,500 servers per shard; "auto" asks Discord (GET /gateway/bot).
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+        raise _Invalid('must be "auto" or a whole number of shards from 1 to 1024')
+    return value
+
+
 def _optional_text(*, schemes: tuple[str, ...] = ()) -> Check:
     def check(value: Any) -> str | None:
         if value is None:  # already "not set" (a copy made with dataclasses.replace)
@@ -309,6 +318,7 @@ class StoreSettings:
     url: Annotated[str, Checked(_store_url)] = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
     lease_s: Number(3) = 30.0  # a worker holds its jobs this long between renewals
     poll_s: Number(above=0) = 2.0  # how often processes look for work and results a lost notification hid
+    listener_lease_s: Number(3) = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
 
     @property
     def shared(self) -> bool:
@@ -336,6 +346,7 @@ class DiscordSettings:
     guild_ids: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # sync commands to these guilds (instant); empty: global
     message_replies: Flag = False  # "@bot prompt" replies (mentions are readable without privileged intents)
     reply_pictures: Flag = True  # with message_replies: read pictures in replied-to messages (message-content intent)
+    shards: Annotated[Any, Checked(_shards)] = "auto"  # gateway shards: "auto" (Discord's advice) or a number
 
 
 @settings(frozen=True, config=_TABLE)

@@ -177,6 +177,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN request_key TEXT;
     CREATE UNIQUE INDEX jobs_request ON jobs (platform, request_key);
     """,
+    """
+    CREATE TABLE listener_leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until REAL NOT NULL,
+        taken_at REAL NOT NULL
+    );
+    CREATE TABLE incoming (
+        platform TEXT NOT NULL,
+        request_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_by TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        handled_at REAL,
+        PRIMARY KEY (platform, request_key)
+    );
+    CREATE INDEX incoming_open ON incoming (platform, handled_at, received_at);
+    """,
 ]
 
 
@@ -632,6 +650,73 @@ class Store:
             len(prefix), prefix,
         )  # fmt: skip
         return [(row["charge_id"][len(prefix):], row["platform_user_id"]) for row in rows]
+
+    # Listeners: which front end holds a platform's update stream, and what came in ----------
+
+    async def take_listener(self, name: str, holder: str, now: float, until: float) -> bool:
+        """Take or renew the lease on listener `name` (a Telegram token's getUpdates, a Discord
+        shard's gateway session) until `until`; False while another holder's lease runs."""
+        return (
+            await self.db.execute(
+                "INSERT INTO listener_leases (name, holder, until, taken_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until, "
+                "taken_at = CASE WHEN listener_leases.holder = excluded.holder THEN listener_leases.taken_at "
+                "ELSE excluded.taken_at END "
+                "WHERE listener_leases.holder = excluded.holder OR listener_leases.until < ?",
+                name, holder, until, now, now,
+            )  # fmt: skip
+            == 1
+        )
+
+    async def release_listener(self, name: str, holder: str) -> None:
+        """Give the lease up at once (a clean stop), so another front end need not wait it out."""
+        await self.db.execute("DELETE FROM listener_leases WHERE name = ? AND holder = ?", name, holder)
+
+    async def listener_holder(self, name: str, now: float) -> str | None:
+        """Who holds listener `name` now (None: nobody, or the lease ran out)."""
+        return await self.db.fetch_value(
+            "SELECT holder FROM listener_leases WHERE name = ? AND until >= ?", name, now
+        )
+
+    async def listener_holders(self, prefix: str, now: float) -> list[tuple[str, str]]:
+        """(name, holder) of the leases running now whose name starts with `prefix`."""
+        rows = await self.db.fetch_all(
+            "SELECT name, holder FROM listener_leases WHERE substr(name, 1, ?) = ? AND until >= ? ORDER BY name",
+            len(prefix), prefix, now,
+        )  # fmt: skip
+        return [(row["name"], row["holder"]) for row in rows]
+
+    async def receive(self, platform: str, request_key: str, body: str, received_by: str, now: float) -> bool:
+        """Write an incoming update down before its receipt is confirmed to the platform; False
+        when it was written before (fetched again after a handover, or delivered twice)."""
+        return (
+            await self.db.execute(
+                "INSERT INTO incoming (platform, request_key, body, received_by, received_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (platform, request_key) DO NOTHING",
+                platform, request_key, body, received_by, now,
+            )  # fmt: skip
+            == 1
+        )
+
+    async def mark_handled(self, platform: str, request_key: str, now: float) -> None:
+        await self.db.execute(
+            "UPDATE incoming SET handled_at = ? WHERE platform = ? AND request_key = ? AND handled_at IS NULL",
+            now, platform, request_key,
+        )  # fmt: skip
+
+    async def unhandled(self, platform: str) -> list[tuple[str, str]]:
+        """(request key, body) of the updates received but never handled (their front end died
+        with them in hand), oldest first."""
+        rows = await self.db.fetch_all(
+            "SELECT request_key, body FROM incoming WHERE platform = ? AND handled_at IS NULL ORDER BY received_at, request_key",
+            platform,
+        )
+        return [(row["request_key"], row["body"]) for row in rows]
+
+    async def forget_incoming(self, before: float) -> int:
+        """Drop the record of updates handled before `before`: a platform redelivers an update
+        only within hours (Telegram keeps unconfirmed ones 24 h), so older keys are never seen again."""
+        return await self.db.execute("DELETE FROM incoming WHERE handled_at IS NOT NULL AND handled_at < ?", before)
 
     # Bans ------------------------------------------------------------------------------------
 

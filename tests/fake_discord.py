@@ -170,16 +170,25 @@ class FakeDiscord:
         self.message_content_allowed = True  # the Developer Portal switch for the privileged intent
         self.resumes = 0
         self.gateway_paths: list[str] = []  # the path of every gateway connection: "/" first, "/resume" after
-        # Discord lets several gateway sessions run on one token (two processes of one bot); the
-        # fake then keeps the older ones open, though it sends events to the newest only.
-        self.many_sessions = False
         # The callback's answer may lack response_message_id (optional in discord-api-docs,
         # Interaction Callback Object): the bot then knows its response only as @original.
         self.hide_response_message_id = False
         self._ids = _SNOWFLAKES  # shared: Discord's ids are unique across restarts, so are the fakes'
         self._tokens: dict[str, dict[str, Any]] = {}  # interaction token -> {created, original message id, ...}
-        self._ws: web.WebSocketResponse | None = None
+        self._ws: web.WebSocketResponse | None = None  # the newest session
         self._connected = asyncio.Event()
+        # Every identified session and its [shard_id, shard_count]: Discord sends each event to
+        # every session of the shard it belongs to (so two front ends on one token and shard both
+        # get everything); a guild's shard is (guild_id >> 22) % shard_count, and DMs come on
+        # shard 0 (discord-api-docs, Gateway: Sharding).
+        self._live: dict[web.WebSocketResponse, tuple[int, int]] = {}
+        self.sessions_identified: list[tuple[int, int]] = []  # the shard of each IDENTIFY
+        self.identified_at: list[float] = []  # time.monotonic() of each, in the same order
+        self.unheard: list[dict[str, Any]] = []  # events dispatched while no session had their shard
+        # Servers the bot is in: a session may carry at most 2,500 (close code 4011 "Sharding
+        # required"), and GET /gateway/bot recommends one shard per 1,000 (discord-api-docs,
+        # Gateway: Sharding, and Opcodes and Status Codes).
+        self.guild_count = 1
         self._seq = 0
         self._session_id = "fake-session"
         self._sent: list[tuple[int, dict[str, Any]]] = []  # (seq, frame) for RESUME replays
@@ -203,8 +212,9 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+        for ws in [self._ws, *self._live]:
+            if ws is not None and not ws.closed:
+                await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -307,6 +317,7 @@ class FakeDiscord:
         """Tell the bot to reconnect (op 7 RECONNECT), or drop the socket (close code 4000)."""
         ws = self._ws
         assert ws is not None
+        self._live.pop(ws, None)
         self._connected.clear()
         if op7:
             await ws.send_str(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
@@ -340,17 +351,22 @@ class FakeDiscord:
         self._seq += 1
         frame = {"op": 0, "t": event, "s": self._seq, "d": data}
         self._sent.append((self._seq, frame))
-        if self._ws is not None and not self._ws.closed and self._connected.is_set():
-            await self._ws.send_str(json.dumps(frame))
-        # else: it is replayed when the bot RESUMEs, like the real gateway
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
+        heard = 0
+        for ws, (shard_id, shard_count) in list(self._live.items()):
+            wanted = (int(guild_id) >> 22) % shard_count if guild_id else 0
+            if not ws.closed and shard_id == wanted:
+                await ws.send_str(json.dumps(frame))
+                heard += 1
+        if not heard:
+            self.unheard.append(frame)
+        # else (no session): it is replayed when the bot RESUMEs, like the real gateway
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.gateway_paths.append(request.path)
-        previous, self._ws = self._ws, ws
-        if previous is not None and not previous.closed and not self.many_sessions:
-            await previous.close()
+        self._ws = ws  # older sessions stay open: Discord runs every session a token opens (see dispatch)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -367,10 +383,18 @@ class FakeDiscord:
                     # "Disallowed intent(s)": a privileged intent not enabled for the app (Gateway close codes)
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
+                shard = [int(x) for x in frame["d"].get("shard") or (0, 1)]
+                if self.guild_count / shard[1] > 2500:
+                    await ws.close(code=4011, message=b"Sharding required.")
+                    break
+                self.sessions_identified.append((shard[0], shard[1]))
+                self.identified_at.append(time.monotonic())
                 self._seq = 0
                 self._sent.clear()
+                self._live = {w: sh for w, sh in self._live.items() if not w.closed}
                 self._connected.set()
-                await self.dispatch("READY", {
+                # READY to this session only (not a dispatch: the other sessions have theirs)
+                ready = {"op": 0, "t": "READY", "s": 1, "d": {
                     "v": 10,
                     "user": self.bot_user,
                     "guilds": [],
@@ -378,9 +402,13 @@ class FakeDiscord:
                     # Discord names another host to resume at (discord-api-docs, Gateway: Ready
                     # "resume_gateway_url"); discord.py reconnects there after a drop or op 7.
                     "resume_gateway_url": self.resume_gateway_url,
-                    "shard": [0, 1],
+                    "shard": shard,
                     "application": {"id": str(self.app_id), "flags": 0},
-                })  # fmt: skip
+                }}  # fmt: skip
+                self._seq = 1
+                self._sent.append((1, ready))
+                await ws.send_str(json.dumps(ready))
+                self._live[ws] = (shard[0], shard[1])
             elif op == 6:
                 if request.path != "/resume":
                     # a RESUME belongs at resume_gateway_url; elsewhere the session is unknown
@@ -388,11 +416,13 @@ class FakeDiscord:
                     continue
                 self.resumes += 1
                 last = frame["d"].get("seq") or 0
+                self._live[ws] = self._live.get(ws) or (0, 1)
                 self._connected.set()
                 for seq, sent in list(self._sent):
                     if seq > last:
                         await ws.send_str(json.dumps(sent))
                 await self.dispatch("RESUMED", {})
+        self._live.pop(ws, None)
         if self._ws is ws:
             self._connected.clear()
         return ws
@@ -819,7 +849,7 @@ class FakeDiscord:
                          "bot_require_code_grant": False, "verify_key": "00", "owner": self.user(1, "owner"),
                          "flags": self.app_flags}  # fmt: skip
         if route == ("GET", "gateway", "bot"):
-            return 200, {"url": self.gateway_url, "shards": 1,
+            return 200, {"url": self.gateway_url, "shards": max(1, -(-self.guild_count // 1000)),
                          "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
         if method == "PUT" and parts[0] == "applications" and parts[-1] == "commands":
             scope = parts[3] if len(parts) == 5 else "global"

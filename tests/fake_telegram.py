@@ -119,6 +119,7 @@ class FakeTelegram:
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
+        self.pushed: list[dict[str, Any]] = []  # every update ever queued, confirmed or not
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
         self._file_ids = itertools.count(1)
@@ -423,10 +424,19 @@ class FakeTelegram:
         either); returns the new update's id."""
         return self.push({"message": message})
 
+    def serve_again(self, update_id: int) -> None:
+        """An update already fetched comes again with the same id: what a new getUpdates reader
+        gets for updates whose offset was not confirmed yet (Bot API, getUpdates: an update is
+        confirmed only by a later call with a higher offset; until then every call returns it)."""
+        update = next(u for u in self.pushed if u["update_id"] == update_id)
+        self._updates = sorted([*self._updates, update], key=lambda u: u["update_id"])
+        asyncio.get_running_loop().create_task(self._notify())
+
     def push(self, update: dict[str, Any]) -> int:
         update = {"update_id": next(self._update_ids), **update}
         self.last_update_id = update["update_id"]
         self._updates.append(update)
+        self.pushed.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update["update_id"]
 

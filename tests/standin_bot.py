@@ -1,6 +1,6 @@
 """A real restyle-bot process with stand-ins at both ends, for scale-out tests and benchmarks.
 
-    python -m tests.standin_bot --config C --role frontend|worker [--batch-seconds S]
+    python -m tests.standin_bot --config C --role frontend|worker [--batch-seconds S] [--chat]
                                 [--port-file F] [--deliveries F]
 
 It runs the real App (bot.app.App.create + run_until_signalled) on the configured store; only
@@ -119,16 +119,21 @@ class LoadFrontEnd:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_config(path: Path, url: str, *, max_batch: int = 4, lease_s: float = 3, poll_s: float = 0.5) -> Path:
+def write_config(
+    path: Path, url: str, *, max_batch: int = 4, lease_s: float = 3, poll_s: float = 0.5,
+    listener_lease_s: float = 10, extra: str = "",
+) -> Path:
     """A config for the fleet: every process of it shares `url`; [bot] data_dir is per process
-    (--data-dir is not a flag: each process gets its own copy of this file, see Fleet.start)."""
+    (--data-dir is not a flag: each process gets its own copy of this file, see Fleet.start).
+    `extra`: more tables at the end (e.g. [telegram] for processes started with chat=True)."""
     path.write_text(
-        f'[store]\nurl = "{url}"\nlease_s = {lease_s}\npoll_s = {poll_s}\n'
+        f'[store]\nurl = "{url}"\nlease_s = {lease_s}\npoll_s = {poll_s}\nlistener_lease_s = {listener_lease_s}\n'
         f"[engine]\nmax_batch = {max_batch}\n"
         "[queue]\nshutdown_grace_s = 10\n"
         "[web]\nenabled = false\n"
         "[tiers.free]\nmax_queued = 100000\ndaily_quota = 100000\nmin_turnaround_s = 0\n"
         "[tiers.pro]\nmax_queued = 100000\ndaily_quota = 100000\nmin_turnaround_s = 0\n"
+        + extra
     )
     return path
 
@@ -136,7 +141,7 @@ def write_config(path: Path, url: str, *, max_batch: int = 4, lease_s: float = 3
 class Proc:
     """One stand-in bot process; its output goes to a log file in its folder."""
 
-    def __init__(self, folder: Path, base_config: Path, role: str, *, batch_seconds: float = 0.0) -> None:
+    def __init__(self, folder: Path, base_config: Path, role: str, *, batch_seconds: float = 0.0, chat: bool = False) -> None:
         import subprocess
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +154,9 @@ class Proc:
         self.log_path = folder / "out.log"
         cmd = [sys.executable, "-m", "tests.standin_bot", "--config", str(self.config), "--role", role,
                "--batch-seconds", str(batch_seconds)]
-        if role != "worker":
+        if chat:
+            cmd += ["--chat"]
+        elif role != "worker":
             cmd += ["--port-file", str(self.port_file), "--deliveries", str(self.deliveries)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         env.pop("RESTYLE_STORE_URL", None)
@@ -277,7 +284,8 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
         config,
         role=args.role,
         engine_factory=engine_factory,
-        adapters=adapters if args.role != "worker" else (lambda c, s, h: []),
+        # --chat: the real front ends the config asks for (e.g. Telegram against a fake server)
+        adapters=None if args.chat else adapters if args.role != "worker" else (lambda c, s, h: []),
     )
     await app.run_until_signalled()
     return 0
@@ -291,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", type=Path, default=None)
     parser.add_argument("--deliveries", type=Path, default=None)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--chat", action="store_true", help="the configured chat front ends instead of the HTTP one")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

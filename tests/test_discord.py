@@ -211,7 +211,6 @@ async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_rem
 
 async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them(h, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="bot.discord")
-    h.fake.many_sessions = True
     h.fake.answer_late("PUT", r"/commands$", 0.3, times=4)  # a sync takes a while: the other process starts meanwhile
     await h.fake.start()
     other = Harness(tmp_path)  # the second process: same database, same Discord application

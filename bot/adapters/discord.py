@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -57,6 +58,7 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config
+from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
 from bot.service import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, RestyleService
 from engine.pictures import PictureError, encode_picture
@@ -219,7 +221,9 @@ class RestyleTree(app_commands.CommandTree):
         return adapter is None or await adapter.admitted(interaction)
 
 
-class RestyleClient(discord.Client):
+class _RestyleEvents:
+    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient)."""
+
     def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
         super().__init__(**options)
         self.restyle_adapter = adapter
@@ -232,6 +236,12 @@ class RestyleClient(discord.Client):
         )
         self.connected = asyncio.Event()
 
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # discord.py's default: 5 s before each IDENTIFY but the first (Discord allows one per
+        # 5 s per max_concurrency bucket: Gateway, Session Start Limit); tests pass their own.
+        if not initial:
+            await asyncio.sleep(self.restyle_adapter.identify_wait_s)  # type: ignore[attr-defined]
+
     async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
         self.connected.set()
 
@@ -243,6 +253,16 @@ class RestyleClient(discord.Client):
             # Counted when the handler is done, ignored messages too: "it said nothing" can then
             # be checked once the message was handled, instead of after a guessed wait.
             self.restyle_adapter.messages_handled += 1
+
+
+class RestyleClient(_RestyleEvents, discord.AutoShardedClient):
+    """One process, every shard ([discord] shards: "auto" asks Discord how many): a bot in more
+    than 2,500 servers needs several (a single session is closed with 4011)."""
+
+
+class ShardClient(_RestyleEvents, discord.Client):
+    """One shard's gateway session (shard_id / shard_count), for a front end holding that
+    shard's listener lease when several share the database."""
 
 
 # State kept per job while it waits --------------------------------------------------------------
@@ -282,8 +302,10 @@ class DiscordAdapter:
         edit_interval_s: float = 1.5,
         download_timeout_s: float = 30.0,
         max_ratelimit_wait_s: float = 30.0,
+        identify_wait_s: float = 5.0,
     ) -> None:
         self.config = config
+        self.identify_wait_s = identify_wait_s
         self.service = service
         self.ready_timeout_s = ready_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -298,6 +320,12 @@ class DiscordAdapter:
         self._saved_urls: tuple[str, yarl.URL] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.messages_handled = 0  # message events whose handler has finished (see RestyleClient.on_message)
+        # Several front ends on one database (set by the app): each shard's gateway session is
+        # held by one of them (see _start_leased); None (one process): every shard here.
+        self.listeners: Listeners | None = None
+        self._lease_tasks: list[asyncio.Task[None]] = []
+        self._shard_clients: dict[int, tuple[Any, asyncio.Task[None]]] = {}
+        self._shard_base = ""
 
     @contextlib.contextmanager
     def _handling(self):
@@ -335,21 +363,14 @@ class DiscordAdapter:
                 " and the Message Content intent, to read pictures in replied-to messages" if settings.reply_pictures
                 else " without the Message Content intent (reply_pictures = false: pictures must be attached)",
             )  # fmt: skip
-        client = RestyleClient(
-            self,
-            intents=intents,
-            max_ratelimit_timeout=self.max_ratelimit_wait_s,
-            chunk_guilds_at_startup=False,
-            member_cache_flags=discord.MemberCacheFlags.none(),
-            allowed_mentions=discord.AllowedMentions.none(),
-            proxy=settings.proxy,  # REST and every gateway connection, the resume URL's too
-        )
-        self.client = client
-        client.add_dynamic_items(JobButton)
-        self._add_commands(client.tree)
+        self._intents = intents
         self.upgrades = DiscordUpgrades(self)  # /upgrade, /link, /grant, /revoke and entitlements
-        self.upgrades.install(client)
+        client = self._new_client(RestyleClient, shard_count=None if settings.shards == "auto" else settings.shards)
+        self.client = client
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.download_timeout_s))
+        if self.listeners is not None:
+            await self._start_leased(client, settings.token, settings.shards)
+            return
         self._task = asyncio.create_task(client.start(settings.token), name="discord-client")
         waiter = asyncio.create_task(client.connected.wait())
         try:
@@ -371,6 +392,109 @@ class DiscordAdapter:
         log.info("connected to Discord as %s", client.user)
         await self._sync_commands(client.tree)
         await self.upgrades.reconcile(client)
+
+    def _new_client(self, cls: type, **shards: Any) -> Any:
+        client = cls(
+            self,
+            intents=self._intents,
+            max_ratelimit_timeout=self.max_ratelimit_wait_s,
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            proxy=self.config.discord.proxy,  # REST and every gateway connection, the resume URL's too
+            **shards,
+        )
+        client.add_dynamic_items(JobButton)
+        self._add_commands(client.tree)
+        self.upgrades.install(client)
+        return client
+
+    # Several front ends on one database: each shard's gateway session under a listener lease --
+
+    async def _start_leased(self, client: Any, token: str, shards: Any) -> None:
+        """Log in for REST only (results, status edits and follow-ups need no gateway), then
+        contend for each shard's listener lease (bot/listener.py): a front end holds about
+        shards / front ends of them and runs one gateway session per shard it holds. Discord sends
+        every event of a shard to every session of that shard, so without the lease two front
+        ends would each handle every mention, command and button."""
+        assert self.listeners is not None
+        try:
+            await asyncio.wait_for(client.login(token), self.ready_timeout_s)
+            count = shards if isinstance(shards, int) else (await client.http.get_bot_gateway())[0]
+        except BaseException as exc:
+            await self.stop()
+            raise self._start_error(exc) from None
+        self._ready.set()
+        base = stream_name("discord", token)
+        self._shard_base = base
+        self._shard_clients = {}
+
+        async def nothing() -> None:
+            return None
+
+        present = self.listeners.lease(f"{base}:frontend:{self.listeners.holder}")
+        self._lease_tasks = [asyncio.create_task(keep_listening(present, nothing, nothing), name="discord-present")]
+        for shard in range(count):
+            lease = self.listeners.lease(f"{base}:shard:{shard}/{count}")
+            self._lease_tasks.append(asyncio.create_task(keep_listening(
+                lease,
+                functools.partial(self._connect_shard, token, shard, count),
+                functools.partial(self._disconnect_shard, shard),
+                functools.partial(self._wants_shard, shard, count),
+            ), name=f"discord-shard-{shard}"))  # fmt: skip
+        log.info("logged in to Discord as %s; %d shard(s), each taken by one front end", client.user, count)
+        await self._sync_commands(client.tree)
+        await self.upgrades.reconcile(client)
+
+    async def _wants_shard(self, shard: int, count: int, listening: bool) -> bool:
+        """A fair share: at most ceil(shards / front ends alive); the one over its share gives
+        up its highest shard, which a front end below its share then takes."""
+        assert self.listeners is not None
+        alive = await self.listeners.holders(f"{self._shard_base}:frontend:")
+        share = -(-count // max(1, len(alive)))
+        held = set(self._shard_clients)
+        if listening:
+            session = self._shard_clients.get(shard)
+            if session is not None and session[1].done():
+                # discord.py gave this session up for good (a refused intent, say): let another
+                # front end try rather than hold a shard nobody listens to.
+                log.error("Discord shard %d: the gateway session ended; giving the shard up", shard)
+                return False
+            return not (len(held) > share and shard == max(held))
+        return len(held) < share
+
+    async def _connect_shard(self, token: str, shard: int, count: int) -> None:
+        client = self._new_client(ShardClient, shard_id=shard, shard_count=count)
+        try:
+            await client.login(token)
+        except BaseException:
+            await client.close()
+            raise
+        task = asyncio.create_task(client.connect(reconnect=True), name=f"discord-gateway-{shard}")
+        waiter = asyncio.create_task(client.connected.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            await client.close()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise self._start_error(task.exception())
+            raise DiscordStartError(f"Discord shard {shard} of {count} did not connect within {self.ready_timeout_s:g} s.")
+        self._shard_clients[shard] = (client, task)
+        log.info("Discord shard %d of %d: gateway session open here", shard, count)
+
+    async def _disconnect_shard(self, shard: int) -> None:
+        client, task = self._shard_clients.pop(shard, (None, None))
+        if client is None:
+            return
+        await client.close()
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10)
+            except BaseException:
+                task.cancel()
+        log.info("Discord shard %d: gateway session closed here", shard)
 
     def _connection_ended(self, task: asyncio.Task[None]) -> None:
         # discord.py reconnects by itself; it only gives up on what a retry cannot fix (a revoked
@@ -394,6 +518,10 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         self._ready.clear()
+        for lease_task in self._lease_tasks:
+            lease_task.cancel()  # closes its shard's session and gives the lease up
+        await asyncio.gather(*self._lease_tasks, return_exceptions=True)
+        self._lease_tasks = []
         for task in list(self._tasks) + [s.task for s in self._status.values() if s.task]:
             task.cancel()
         if self.client is not None and not self.client.is_closed():

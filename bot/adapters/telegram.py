@@ -19,6 +19,7 @@ import contextlib
 import io
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
@@ -80,6 +81,7 @@ from bot.commands import (
     with_strength_delta,
 )
 from bot.config import Config
+from bot.listener import Listeners, keep_listening, stream_name
 from bot.logs import RedactingFilter
 from bot.moderation import Place, place_refusal
 from bot.service import (
@@ -333,6 +335,13 @@ class TelegramAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
         self._webhook_runner: Any = None
+        # Several front ends on one database (set by the app): only the holder of this token's
+        # lease calls getUpdates; None (one process) polls as python-telegram-bot does.
+        self.listeners: Listeners | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._in_hand: set[str] = set()  # update keys being handled in this process
+        self._handling = asyncio.Semaphore(64)  # as concurrent_updates(64) below
         self._initialized = False
         self._stopping = False
         # The file download URL carries the token with its colon escaped (%3A): hide that form
@@ -431,6 +440,12 @@ class TelegramAdapter:
             await self.application.start()
         if self.config.telegram.webhook_url:
             await self._start_webhook()
+        elif self.listeners is not None:
+            if self._lease_task is None or self._lease_task.done():
+                lease = self.listeners.lease(stream_name("telegram", self.token))
+                self._lease_task = asyncio.create_task(
+                    keep_listening(lease, self._start_leased_polling, self._stop_leased_polling), name="telegram-lease"
+                )
         elif not self.application.updater.running:  # type: ignore[union-attr]
             await self.application.updater.start_polling(  # type: ignore[union-attr]
                 poll_interval=0.0,
@@ -494,6 +509,10 @@ class TelegramAdapter:
         if self._webhook_runner is not None:
             await self._webhook_runner.cleanup()
             self._webhook_runner = None
+        if self._lease_task is not None:
+            self._lease_task.cancel()  # stops polling and gives the lease to another front end
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            self._lease_task = None
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()
@@ -536,6 +555,71 @@ class TelegramAdapter:
             log.error("Telegram answered 409 Conflict: %s. Retrying with backoff until it stops.", cause)
             return
         log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", _short(exc))
+
+    # Polling under the listener lease (several front ends) -------------------------------------
+
+    async def _start_leased_polling(self) -> None:
+        self._poll_task = asyncio.create_task(self._poll_leased(), name="telegram-poll")
+
+    async def _stop_leased_polling(self) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            await asyncio.gather(self._poll_task, return_exceptions=True)
+            self._poll_task = None
+
+    async def _poll_leased(self) -> None:
+        """getUpdates as python-telegram-bot's updater does, with one difference: each update is
+        written down in the database (the inbox) before the next getUpdates confirms it. So a
+        front end killed between the two leaves the update to the next holder, which fetches the
+        unconfirmed updates again and skips what the inbox already holds: none is lost, none is
+        handled twice."""
+        assert self.listeners is not None
+        inbox = self.listeners.inbox(self.platform)
+        delays = iter(self.reconnect_delays_s)
+        for key, body in await inbox.left_over():
+            if key not in self._in_hand:
+                log.info("Telegram %s was received by a front end that stopped before handling it; handling it here", key)
+                self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
+        offset: int | None = None
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=int(self.poll_timeout_s), allowed_updates=ALLOWED_UPDATES
+                )
+                for update in updates:
+                    key = f"update:{update.update_id}"
+                    if key in self._in_hand or not await inbox.receive(key, json.dumps(update.to_dict())):
+                        continue  # fetched again after a handover or a failed write: handled elsewhere
+                    self._spawn_handling(inbox, key, update)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, TelegramError):
+                    self._on_poll_error(exc)
+                else:
+                    log.warning("could not take Telegram updates (%s); trying again", _short(exc))
+                await asyncio.sleep(next(delays, self.reconnect_delays_s[-1]))
+                continue  # the offset stays: what was not written down comes again
+            delays = iter(self.reconnect_delays_s)
+            if updates:
+                offset = updates[-1].update_id + 1
+
+    def _spawn_handling(self, inbox: Any, key: str, update: Update) -> None:
+        self._in_hand.add(key)
+
+        async def handle() -> None:
+            try:
+                async with self._handling:
+                    await self.application.process_update(update)
+                await inbox.handled(key)
+            except Exception:
+                # Left unhandled in the inbox: the next holder handles it again, and a job it
+                # asked for is found by its request key instead of being queued twice.
+                log.exception("could not finish Telegram %s", key)
+            finally:
+                self._in_hand.discard(key)
+
+        self._spawn(handle())
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update: %s", _short(context.error), exc_info=context.error)
