@@ -176,9 +176,15 @@ class App:
             for adapter in self.adapters:
                 if hasattr(adapter, "listeners"):
                     adapter.listeners = listeners  # type: ignore[attr-defined]
-        for adapter in self.adapters:
-            await adapter.start()
-            log.info("%s front end started", adapter.platform)
+        try:
+            for adapter in self.adapters:
+                await adapter.start()
+                log.info("%s front end started", adapter.platform)
+        except BaseException:
+            # A front end that cannot start (a refused token, a taken port) ends the run: what
+            # was opened is closed again, so the process exits (and the database is left clean).
+            await self.stop()
+            raise
         if self.role != "frontend":
             self._tasks.append(asyncio.create_task(self._load_engine_and_work(), name="engine"))
         if self.role != "worker":

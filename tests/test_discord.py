@@ -215,6 +215,7 @@ async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them
     await h.fake.start()
     other = Harness(tmp_path)  # the second process: same database, same Discord application
     other.fake = h.fake
+    library_urls = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
     try:
         await asyncio.gather(h.start(), other.start())
         puts = h.fake.find("PUT", r"/commands$")
@@ -222,8 +223,14 @@ async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them
         assert caplog.text.count("commands synced: 12 to server 777") == 1
         assert "another process is syncing the commands now" in caplog.text
     finally:
-        if other.app is not None:
-            await other.app.stop()  # first: each adapter puts back the library URLs it found
+        # discord.py keeps these URLs on its classes, and each adapter puts back the ones it found
+        # at its start: with two in one process, which one found the real ones depends on who
+        # started first. So both stop here, and the real ones go back for the tests after this one.
+        for app in (other.app, h.app):
+            if app is not None:
+                await app.stop()
+        h.app = None
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = library_urls
 
 
 async def test_commands_say_where_they_work_and_admin_ones_are_for_servers_only(h):
@@ -249,6 +256,7 @@ async def test_a_refused_token_fails_start_with_a_clear_error(h):
     h.fake.fail("GET", r"^/users/@me$", 401, message="401: Unauthorized")
     with pytest.raises(DiscordStartError, match="refused the bot token"):
         await h.start()
+    assert not h.app.health.store_open  # the failed start closed what it had opened
     h.app = None
     assert Route.BASE.startswith("https://discord.com")
 
