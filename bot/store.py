@@ -794,6 +794,13 @@ class Store:
         )
         return [(row["id"], row["tier"]) for row in rows]
 
+    async def waiting_jobs(self, limit: int) -> list[JobRecord]:
+        """The first `limit` waiting jobs, in the order they will run: the i-th has position i."""
+        rows = await self.db.fetch_all(
+            f"{_SELECT_JOB} WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit
+        )
+        return [_job_from_row(row) for row in rows]
+
     async def waiting_by_tier(self) -> dict[str, int]:
         rows = await self.db.fetch_all("SELECT tier, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY tier")
         return {row["tier"]: row["n"] for row in rows}

@@ -238,3 +238,44 @@ async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeyp
     finally:
         release.set()
         await h.close()
+
+
+async def test_the_head_of_the_queue_hears_its_positions_from_one_read(tmp_path, monkeypatch):
+    """When a batch starts, the first waiting jobs are told their new place: read together,
+    not one job, position and running count at a time (4 queries a job, the worker's database
+    thread was busy with them while a fast engine waited)."""
+    h = await warmed(tmp_path)
+    h.engine.gate = threading.Event()
+    try:
+        running = await h.submit(MAX, "/restyle first")
+        await wait_until(lambda: h.engine.batches == [[running.job_id]], what="the first batch on the engine")
+        waiting = [(await h.submit(member, "/restyle x")).job_id for member in (PRO, FREE, FREE2)]
+        expected = [job_id for job_id, _tier in await h.store.waiting(10)]
+        assert len(expected) >= 2 and set(expected) <= set(waiting)  # one may be claimed ahead
+        reads: list[str] = []
+        for name in ("job", "position", "running_count"):
+            original = getattr(h.store, name)
+
+            def spy(*args, _name=name, _original=original, **kwargs):
+                reads.append(_name)
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(h.store, name, spy)
+        h.frontend.updates.clear()
+        h.service._notify_head()
+        await wait_until(lambda: len(h.frontend.updates) == len(expected), what="an update for each waiting job")
+        await h.quiet()
+        assert [(u.id, u.position, u.status) for u in h.frontend.updates] == [(j, i, "queued") for i, j in enumerate(expected)]
+        # The same view as asking for each job alone (position, ETA).
+        for update in h.frontend.updates:
+            alone = await h.service.job(update.id)
+            assert (update.position, update.eta_s) == (alone.position, alone.eta_s)
+        reads.clear()
+        h.frontend.updates.clear()
+        h.service._notify_head()
+        await wait_until(lambda: len(h.frontend.updates) == len(expected), what="the updates again")
+        await h.quiet()
+        assert reads == ["running_count"]  # with the head itself: two queries for all of it
+    finally:
+        h.engine.gate.set()
+        await h.close()
