@@ -130,6 +130,7 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
         for i in range(jobs):
             answer = await service.submit(Member("bench", f"m{i % members}"), photo, f"/restyle job {i}", {})
             assert isinstance(answer, Accepted), answer
+        print("measuring from now", file=sys.stderr, flush=True)  # a profiler may attach here
         cpu0, t0 = time.process_time(), time.perf_counter()
         task = asyncio.create_task(worker.run())
         if worker_only:
