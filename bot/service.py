@@ -1363,7 +1363,8 @@ class RestyleService:
         self._leases[batch] = asyncio.get_running_loop().create_task(self._renew_lease(ids), name="lease")
         try:
             # From the database at the last moment: a long queue must not hold its pictures in RAM.
-            pictures = [await self.store.picture(i, "input") for i in ids]
+            found = await self.store.pictures(ids, "input")  # one read for the batch
+            pictures = [found.get(i) for i in ids]
             missing = [i for i, data in zip(ids, pictures) if data is None]
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
@@ -1469,7 +1470,8 @@ class RestyleService:
     async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list["_PreparedOutput"]:
         """_prepare_output for a batch, with one safety-checker call for all its pictures
         where the checker takes batches (engine.safety.SafetyChecker.check_batch)."""
-        records = [await self.store.job(output.job_id) for output in outputs]
+        by_id = {record.id: record for record in await self.store.jobs(output.job_id for output in outputs)}
+        records = [by_id.get(output.job_id) for output in outputs]
         check_batch = getattr(self.safety_check, "check_batch", None)
         checked = [
             i for i, (output, record) in enumerate(zip(outputs, records))
@@ -1597,8 +1599,9 @@ class RestyleService:
             view = await self._view(record)
             try:
                 if record.status == "done":
-                    input_picture = await self.store.picture(job_id, "input")
-                    result_picture = await self.store.picture(job_id, "result")
+                    both = await self.store.job_pictures(job_id)
+                    input_picture, result_picture = both.get("input"), both.get("result")
+                    del both
                     if input_picture is None or result_picture is None:
                         log.error("job %s: its pictures are gone (purged?); nothing to deliver", job_id)
                         return
