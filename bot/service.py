@@ -380,9 +380,11 @@ class RestyleService:
         if event == "queued":
             self._work.set()
         elif event == "started":  # a batch: "id" and the others in "batch"
-            for started in [job_id, *message.get("batch", ())]:
-                self._progress[started] = 0.0
-                self._notify(started)
+            started = [job_id, *message.get("batch", ())]
+            for one in started:
+                self._progress[one] = 0.0
+            if self._frontends:  # the batch's records in one read, not one each
+                self._spawn(self._send_updates(started))
             self._notify_head()
         elif event == "progress":
             self._progress[job_id] = float(message.get("p", 0.0))
@@ -1667,7 +1669,18 @@ class RestyleService:
             if frontend is not None:
                 self._spawn(self._send_view(frontend, record, position, running))
 
-    async def _send_view(self, frontend: FrontEnd, record: JobRecord, position: int, running: int) -> None:
+    async def _send_updates(self, job_ids: list[str]) -> None:
+        try:
+            records = await self.store.jobs(job_ids)
+        except StoreError as exc:
+            log.warning("jobs %s: could not read them for progress updates (%s)", ", ".join(job_ids), exc)
+            return
+        for record in records:
+            frontend = self._frontends.get(record.platform)
+            if frontend is not None:
+                self._spawn(self._send_view(frontend, record, None, None))
+
+    async def _send_view(self, frontend: FrontEnd, record: JobRecord, position: int | None, running: int | None) -> None:
         try:
             await frontend.job_updated(await self._view(record, position=position, running=running))
         except Exception:
