@@ -1,27 +1,26 @@
 """GPU benchmark: SD-Turbo's real architecture (random weights, built from its configs: nothing
-is downloaded), 512x512, strength 0.5, 2 steps (= 1 UNet call), bf16.
+is downloaded), square pictures (512 px), the bot's production settings: float16, steps 4,
+strength 0.5 (2 UNet calls), guidance 0.
 
-Times the naive per-request way (one plain diffusers pipeline call per picture) against the
-engine (DiffusersEngine.run, batches of 1, 2, 4, 8), with channels_last on the UNet and VAE and
-PyTorch's SDPA attention, and optionally a torch.compile'd UNet (--compile). Prints ms per
-picture at batch 1, pictures per second at the best batch and peak GPU memory, as it goes
-(flushed), and writes everything to $OUT/gpu_results.json when OUT is set (or --out).
+Rows, each timed over --pictures pictures, --repeats times (median, min, max):
+- naive: one plain diffusers pipeline call per picture (what a simple bot does);
+- the engine as loaded at each batch in --batches; its batch 1 is the baseline;
+- + cudnn_benchmark (CUDA), + vae = "tiny" (a random-weight AutoencoderTiny: its speed is
+  real, its pictures are not);
+- with --compile compile cuda_graphs: the engine loaded with [engine] compile / cuda_graphs,
+  each in a child process stopped at --budget-s, so a slow compile never costs the rows above.
+Every engine row also has its time per pipeline call in each stage the device runs (text
+encoder, VAE encode, UNet, VAE decode; CUDA events on a GPU) and the rest (the host's share),
+and the largest pixel difference and lowest PSNR of its pictures against the baseline's (the
+same jobs and seeds). Results print as they come (flushed) and go to $OUT/gpu_results.json
+when OUT is set (or --out) after every row.
 
-    python bench/gpu.py                       # eager only (estimate: 2-3 minutes on an H100)
-    python bench/gpu.py --compile             # + torch.compile (max-autotune-no-cudagraphs)
-    python bench/gpu.py --compile reduce-overhead
+    python bench/gpu.py --compile compile cuda_graphs          # a GPU box (~6 minutes budgeted)
     PYTHONPATH=. .venv/bin/python bench/gpu.py --device cpu --tiny   # a smoke run on the CPU
 
-The whole run keeps to --budget-s (default 450 s): the compile phase runs in a child process
-that is stopped when the budget runs out, so a slow compile never hides the eager numbers.
+Not yet (issue 20, item 4): variants interleaved repeat by repeat (they run one after another),
+mixed sizes, and a last row through the pipelined worker.
 Imports only engine/* and third-party packages (torch, diffusers, transformers, Pillow).
-
-How the model is loaded: the random-weight pipeline is save_pretrained to a temporary folder
-and loaded with DiffusersEngine.load(dir, device=..., dtype="bfloat16", steps=2, turbo=True,
-max_batch=8, local_files_only=True), so the engine's real loading path is what runs. The naive
-baseline calls that same loaded pipeline object (before channels_last is applied) once per
-picture with its own generator: exactly what `from_pretrained(...).to("cuda")` plus one
-`pipe(...)` per request gives a simple bot.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # The compile child shares the parent's clock, so its log lines read on one time line.
 STARTED = time.perf_counter() - (time.time() - float(os.environ.get("RESTYLE_BENCH_T0", time.time())))
 PROMPTS = ("oil painting", "a watercolour of a harbour", "pencil sketch", "neon cyberpunk city at night")
-DEFAULT_COMPILE_MODE = "max-autotune-no-cudagraphs"
 
 
 def say(text: str = "") -> None:
@@ -261,7 +259,7 @@ class Results:
             say(f"could not write {self.path}: {exc}")
 
     def row(self, row: dict[str, Any]) -> None:
-        self.data["rows"].append(row)
+        self.data["rows"].append({k: v for k, v in row.items() if k != "outputs"})
         self.save()
 
     def error(self, phase: str, exc: BaseException) -> None:
@@ -292,13 +290,31 @@ def phase(results: Results, name: str) -> Any:
     return _Phase()
 
 
-def load_engine(model_dir: Path, args: argparse.Namespace) -> Any:
+def load_engine(model_dir: Path, args: argparse.Namespace, **options: Any) -> Any:
+    """The engine through its own loading path, production settings plus `options` ([engine]
+    keys: vae, tiny_vae, compile, cuda_graphs, compile_sizes, max_batch)."""
     from engine.pipeline import DiffusersEngine
 
-    return DiffusersEngine.load(
-        str(model_dir), device=args.device, dtype=args.dtype, steps=args.steps, turbo=True,
-        max_batch=max(args.batches), local_files_only=True,
-    )  # fmt: skip
+    settings = dict(device=args.device, dtype=args.dtype, steps=args.steps, turbo=True, max_batch=max(args.batches),
+                    local_files_only=True)  # fmt: skip
+    settings.update(options)
+    return DiffusersEngine.load(str(model_dir), **settings)
+
+
+def build_tiny_vae(folder: Path, args: argparse.Namespace) -> Path:
+    """An AutoencoderTiny with diffusers' default config (madebyollin/taesd's architecture),
+    random weights: its speed is the real one, its pictures are noise (so vs_baseline says
+    nothing for it)."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    if args.tiny:
+        from engine.testmodel import make_test_tiny_vae
+
+        return make_test_tiny_vae(folder)
+    torch.manual_seed(0)
+    AutoencoderTiny().save_pretrained(str(folder))
+    return folder
 
 
 def channels_last(engine: Any) -> None:
@@ -309,20 +325,105 @@ def channels_last(engine: Any) -> None:
     engine.pipe.vae.to(memory_format=torch.channels_last)
 
 
-def run_engine(engine: Any, jobs: list[Any]) -> None:
+def run_engine(engine: Any, jobs: list[Any]) -> list[Any]:
     outputs = engine.run(jobs)
     failed = [o.error for o in outputs if o.picture is None]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(outputs)} jobs failed: {failed[0]}")
+    return outputs
 
 
-def engine_batch(results: Results, engine: Any, jobs: list[Any], batch: int, label: str, args: argparse.Namespace) -> dict | None:
+# The stages the device runs, timed by forward hooks: CUDA events on a GPU (no sync inside the
+# call, so the timing does not change what it times), the wall clock on the CPU. "rest" is the
+# call's wall time minus the stages: the host's share (diffusers' Python, the scheduler, pictures
+# to and from the device, launches the GPU waits for).
+STAGES = (("text", "text_encoder"), ("encode", "vae.encoder"), ("unet", "unet"), ("decode", "vae.decoder"))
+
+
+def _module(pipe: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        pipe = getattr(pipe, name, None)
+    return pipe
+
+
+def stage_times(engine: Any, jobs: list[Any], device: str) -> dict[str, float]:
+    """One pass over `jobs` with hooks on: ms per pipeline call in each stage, and the rest."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    marks: dict[str, list[Any]] = {stage: [] for stage, _ in STAGES}
+    handles = []
+
+    def now() -> Any:
+        if cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    for stage, dotted in STAGES:
+        module = _module(engine.pipe, dotted)
+        if module is None:
+            continue
+        open_: list[Any] = []
+        handles.append(module.register_forward_pre_hook(lambda m, a, _open=open_: _open.append(now())))
+        handles.append(module.register_forward_hook(
+            lambda m, a, out, _open=open_, _stage=stage: marks[_stage].append((_open.pop(), now()))))  # fmt: skip
+    calls = -(-len(jobs) // engine.max_batch)
+    try:
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        run_engine(engine, jobs)
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - started) * 1000
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    def elapsed(start: Any, end: Any) -> float:
+        return start.elapsed_time(end) if cuda else (end - start) * 1000
+
+    per_call = {stage: sum(elapsed(a, b) for a, b in pairs) / calls for stage, pairs in marks.items()}
+    per_call["rest"] = wall_ms / calls - sum(per_call.values())
+    return {k: round(v, 2) for k, v in per_call.items()}
+
+
+def fidelity(outputs: list[Any], reference: list[Any] | None) -> dict[str, float] | None:
+    """Against the baseline's pictures of the same jobs (same seeds): the largest difference of
+    any channel of any pixel (levels of 255) and the lowest PSNR (dB; inf: identical)."""
+    import numpy as np
+
+    if not reference:
+        return None
+    worst_delta, worst_psnr = 0, math.inf
+    for out, ref in zip(outputs, reference):
+        a = np.asarray(out.picture, dtype=np.float64)
+        b = np.asarray(ref.picture, dtype=np.float64)
+        if a.shape != b.shape:
+            return {"max_abs_delta": math.nan, "min_psnr_db": math.nan}
+        worst_delta = max(worst_delta, int(np.abs(a - b).max()))
+        mse = float(np.mean((a - b) ** 2))
+        worst_psnr = min(worst_psnr, math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
+    return {"max_abs_delta": worst_delta, "min_psnr_db": round(worst_psnr, 2) if math.isfinite(worst_psnr) else "inf"}
+
+
+def engine_batch(
+    results: Results, engine: Any, jobs: list[Any], batch: int, label: str, args: argparse.Namespace,
+    reference: list[Any] | None = None,
+) -> dict | None:
     engine.max_batch = batch
     started = time.perf_counter()
     run_engine(engine, jobs[:batch])  # warm-up at this shape
     first = time.perf_counter() - started
-    row = measure(f"{label}, batch {batch}", lambda: run_engine(engine, jobs), len(jobs), batch, args.repeats, args.device)
+    held: list[list[Any]] = []
+    row = measure(f"{label}, batch {batch}", lambda: held.append(run_engine(engine, jobs)), len(jobs), batch, args.repeats, args.device)
     row["first_call_s"] = first
+    row["stages_ms_per_call"] = stage_times(engine, jobs, args.device)
+    row["vs_baseline"] = fidelity(held[-1], reference)
+    row["outputs"] = held[-1]  # dropped before the JSON is written (Results.row)
+    say(f"  stages, ms per call: {row['stages_ms_per_call']}; vs baseline: {row['vs_baseline']}")
     results.row(row)
     return row
 
@@ -413,24 +514,37 @@ def main_run(args: argparse.Namespace) -> None:
             results.row(measure("naive: 1 pipeline call per picture", naive, len(jobs), 1, args.repeats, args.device))
             del pipe, naive
 
-        for batch in sorted({min(args.batches), max(args.batches)}):
-            with phase(results, f"engine as loaded, batch {batch}"):
-                engine_batch(results, engine, jobs, batch, "engine (as loaded)", args)
-
-        with phase(results, "channels_last"):
-            channels_last(engine)
+        reference: list[Any] | None = None  # the baseline: the engine as loaded, batch 1
         for batch in args.batches:
-            with phase(results, f"engine + channels_last, batch {batch}"):
-                engine_batch(results, engine, jobs, batch, "engine + channels_last", args)
+            with phase(results, f"engine as loaded, batch {batch}"):
+                row = engine_batch(results, engine, jobs, batch, "engine (as loaded)", args, reference)
+                if batch == 1 and row is not None:
+                    reference = row["outputs"]
+                    results.data["rows"][-1]["vs_baseline"] = "baseline"
+
+        if args.device.startswith("cuda"):
+            with phase(results, "cudnn_benchmark"):
+                torch.backends.cudnn.benchmark = True
+                for batch in sorted({1, max(args.batches)}):
+                    engine_batch(results, engine, jobs, batch, "engine + cudnn_benchmark", args, reference)
+                torch.backends.cudnn.benchmark = False
 
     del engine
     gc.collect()
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
 
-    if args.compile:
-        with phase(results, f"compile ({args.compile})"):
-            run_compile_child(results, model_dir, args)
+    with phase(results, 'vae = "tiny" (random-weight AutoencoderTiny, TAESD\'s architecture)'):
+        taesd = build_tiny_vae(model_dir.parent / "taesd", args)
+        tiny_engine = load_engine(model_dir, args, vae="tiny", tiny_vae=str(taesd))
+        for batch in sorted({1, max(args.batches)}):
+            engine_batch(results, tiny_engine, jobs, batch, 'engine + vae = "tiny"', args, reference)
+        del tiny_engine
+        gc.collect()
+
+    for option in args.compile or ():
+        with phase(results, f"[engine] {option} (child process)"):
+            run_compile_child(results, model_dir, args, option)
 
     summary(results, args)
     tmp.cleanup()
@@ -443,31 +557,32 @@ def best_eager_batch(results: Results) -> int | None:
     return max(rows, key=lambda r: r["pictures_per_s"]["median"])["batch"]
 
 
-def run_compile_child(results: Results, model_dir: Path, args: argparse.Namespace) -> None:
+def run_compile_child(results: Results, model_dir: Path, args: argparse.Namespace, option: str) -> None:
+    """[engine] compile or cuda_graphs in a child process, stopped when the run reaches the
+    budget, so a slow compile never costs the figures measured before it."""
     left = args.budget_s - (time.perf_counter() - STARTED) - 15
     if left < 60:
-        say(f"compile skipped: only {left:.0f} s of the {args.budget_s:.0f} s budget left")
-        results.data["errors"].append({"phase": "compile", "error": f"skipped: {left:.0f} s left"})
+        say(f"{option} skipped: only {left:.0f} s of the {args.budget_s:.0f} s budget left")
+        results.data["errors"].append({"phase": option, "error": f"skipped: {left:.0f} s left"})
         return
     best = best_eager_batch(results) or max(args.batches)
-    batches = [best] + ([1] if 1 in args.batches and best != 1 else [])  # the throughput figure first
     piece = Path(tempfile.mkdtemp(prefix="restyle-gpu-compile-")) / "rows.json"
     command = [
         sys.executable, str(Path(__file__).resolve()), "--phase", "compile", "--model-dir", str(model_dir),
-        "--compile", args.compile, "--compile-piece", str(piece), "--device", args.device, "--dtype", args.dtype,
+        "--compile-option", option, "--compile-piece", str(piece), "--device", args.device, "--dtype", args.dtype,
         "--size", str(args.size), "--strength", str(args.strength), "--steps", str(args.steps),
         "--pictures", str(args.pictures), "--repeats", str(args.repeats),
-        "--batches", *map(str, args.batches), "--compile-batches", *map(str, batches),
+        "--batches", *map(str, args.batches), "--compile-batches", str(best),
     ] + (["--tiny"] if args.tiny else [])  # fmt: skip
-    say(f"compiling the UNet ({args.compile}) in a child process, batches {batches}, at most {left:.0f} s")
+    say(f"[engine] {option} = true in a child process (warm-up at batch 1 and {best}), at most {left:.0f} s")
     t0 = str(time.time() - (time.perf_counter() - STARTED))
     # Its own process group, so compile workers it starts are stopped with it.
     child = subprocess.Popen(command, env={**os.environ, "RESTYLE_BENCH_T0": t0}, start_new_session=True)
     try:
         child.wait(timeout=left)
     except subprocess.TimeoutExpired:
-        say(f"compile phase stopped after {left:.0f} s (the budget); whatever it measured is kept")
-        results.data["errors"].append({"phase": "compile", "error": f"stopped at the budget after {left:.0f} s"})
+        say(f"{option} stopped after {left:.0f} s (the budget); whatever it measured is kept")
+        results.data["errors"].append({"phase": option, "error": f"stopped at the budget after {left:.0f} s"})
         try:
             os.killpg(child.pid, signal.SIGKILL)
         except OSError:
@@ -477,56 +592,54 @@ def run_compile_child(results: Results, model_dir: Path, args: argparse.Namespac
         got = json.loads(piece.read_text())
         results.data["rows"].extend(got.get("rows", []))
         results.data["errors"].extend(got.get("errors", []))
-        results.data["meta"]["compile"] = got.get("compile")
+        results.data["meta"][option] = got.get("compile")
         results.save()
 
 
 def compile_child(args: argparse.Namespace) -> None:
-    """Runs in its own process (the parent can stop it at the budget)."""
-    import torch
-
-    out = {"rows": [], "errors": [], "compile": {"mode": args.compile}}
+    """Runs in its own process (the parent can stop it at the budget): the engine loaded with
+    [engine] compile or cuda_graphs, which compiles and warms up at load, then measured. Its
+    fidelity is against a plain engine's batch-1 pictures of the same jobs, made here first."""
+    option = args.compile_option
+    out: dict[str, Any] = {"rows": [], "errors": [], "compile": {"option": option}}
 
     def save() -> None:
         args.compile_piece.write_text(json.dumps(out, indent=2, default=str))
 
     try:
-        started = time.perf_counter()
-        engine = load_engine(args.model_dir, args)
-        channels_last(engine)
-        say(f"[compile] engine loaded in {time.perf_counter() - started:.1f} s")
-        unet = engine.pipe.unet
-        if hasattr(unet, "compile"):  # in place: the pipeline keeps its UNet2DConditionModel
-            unet.compile(mode=args.compile, fullgraph=False, dynamic=False)
-        else:
-            engine.pipe.unet = torch.compile(unet, mode=args.compile, fullgraph=False, dynamic=False)
         jobs = make_jobs(args.pictures, args.size, args.strength, args.steps)
-        for batch in args.compile_batches:
+        plain = load_engine(args.model_dir, args, max_batch=1)
+        reference = run_engine(plain, jobs)
+        del plain
+        gc.collect()
+        batch = args.compile_batches[0]
+        started = time.perf_counter()
+        engine = load_engine(args.model_dir, args, max_batch=batch, compile_sizes=[f"{args.size}x{args.size}"], **{option: True})
+        out["compile"]["load_and_warm_up_s"] = round(time.perf_counter() - started, 1)
+        say(f"[{option}] loaded and warmed up in {out['compile']['load_and_warm_up_s']} s: {engine.settings_summary()}")
+        save()
+        for n in sorted({1, batch}):
             try:
-                engine.max_batch = batch
-                started = time.perf_counter()
-                run_engine(engine, jobs[:batch])  # compiles for this shape
-                first = time.perf_counter() - started
-                started = time.perf_counter()
-                run_engine(engine, jobs[:batch])  # settles (autotuning, cudagraph recording)
-                second = time.perf_counter() - started
-                say(f"[compile] batch {batch}: first call (compile) {first:.1f} s, second call {second * 1000:.0f} ms")
-                row = measure(f"engine + channels_last + compile ({args.compile}), batch {batch}", lambda: run_engine(engine, jobs),
-                              len(jobs), batch, args.repeats, args.device)  # fmt: skip
-                row["first_call_s"] = first
-                row["compile_s"] = first
+                engine.max_batch = n
+                held: list[list[Any]] = []
+                row = measure(f"engine + [engine] {option}, batch {n}", lambda: held.append(run_engine(engine, jobs)),
+                              len(jobs), n, args.repeats, args.device)  # fmt: skip
+                row["first_call_s"] = out["compile"]["load_and_warm_up_s"]
+                row["stages_ms_per_call"] = stage_times(engine, jobs, args.device)
+                row["vs_baseline"] = fidelity(held[-1], reference)
+                say(f"  stages, ms per call: {row['stages_ms_per_call']}; vs baseline: {row['vs_baseline']}")
+                row["routed"] = [{"compiled_calls": r.compiled_calls, "eager_calls": r.eager_calls} for r in engine.compiled]
                 out["rows"].append(row)
-                out["compile"][f"first_call_s_batch_{batch}"] = round(first, 1)
                 save()
             except Exception as exc:
-                say(f"[compile] batch {batch} FAILED: {type(exc).__name__}: {exc}")
+                say(f"[{option}] batch {n} FAILED: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
-                out["errors"].append({"phase": f"compile batch {batch}", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                out["errors"].append({"phase": f"{option} batch {n}", "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 save()
     except Exception as exc:
-        say(f"[compile] FAILED: {type(exc).__name__}: {exc}")
+        say(f"[{option}] FAILED: {type(exc).__name__}: {exc}")
         traceback.print_exc()
-        out["errors"].append({"phase": "compile", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        out["errors"].append({"phase": option, "error": f"{type(exc).__name__}: {exc}"[:2000]})
         save()
 
 
@@ -539,13 +652,18 @@ def summary(results: Results, args: argparse.Namespace) -> None:
     print(f"{meta['model']}, {args.size}x{args.size}, strength {args.strength}, {args.steps} steps, {args.dtype}, "
           f"attention {meta.get('attention', '?')}, load {meta.get('load_s', '?')} s")  # fmt: skip
     print()
-    print("| variant | ms per picture median (min–max) | pictures/s median | ms per call | first call s | peak GPU memory |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | ms per picture median (min–max) | pictures/s median | ms per call | per call: text / encode / UNet / decode / rest ms "
+          "| max abs Δ, min PSNR vs baseline | first call s | peak GPU memory |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ms = r["ms_per_picture"]
         first = f"{r['first_call_s']:.1f}" if "first_call_s" in r else "–"
+        st = r.get("stages_ms_per_call") or {}
+        stages = " / ".join(f"{st[k]:.1f}" for k in ("text", "encode", "unet", "decode", "rest")) if st else "–"
+        vs = r.get("vs_baseline")
+        fid = vs if isinstance(vs, str) else f"{vs['max_abs_delta']}, {vs['min_psnr_db']} dB" if vs else "–"
         print(f"| {r['variant']} | {ms['median']:.1f} ({ms['min']:.1f}–{ms['max']:.1f}) | {_rate(r['pictures_per_s']['median'])} "
-              f"| {r['ms_per_call']:.1f} | {first} | {_gib(r['peak_gib'])} |")  # fmt: skip
+              f"| {r['ms_per_call']:.1f} | {stages} | {fid} | {first} | {_gib(r['peak_gib'])} |")  # fmt: skip
     naive = next((r for r in rows if r["variant"].startswith("naive")), None)
     b1 = [r for r in rows if r["variant"].startswith("engine") and r["batch"] == 1]
     best = max((r for r in rows if r["variant"].startswith("engine")), key=lambda r: r["pictures_per_s"]["median"], default=None)
@@ -584,26 +702,27 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
-                        help="default bfloat16 on CUDA, float32 on the CPU")  # fmt: skip
+                        help="default float16 on CUDA (the bot's [engine] dtype = auto), float32 on the CPU")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="tiny configs, 64x64, 8 pictures: a smoke run for the CPU")
     parser.add_argument("--size", type=int, help="square picture side (default 512; 64 with --tiny)")
     parser.add_argument("--strength", type=float, default=0.5)
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4, help="default 4 (the bot's default; with strength 0.5: 2 UNet calls)")
     parser.add_argument("--pictures", type=int, help="pictures per measurement (default 32; 8 with --tiny)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--repeats", type=int, help="default 3; 2 with --tiny")
-    parser.add_argument("--compile", nargs="?", const=DEFAULT_COMPILE_MODE, default=None, metavar="MODE",
-                        help=f"also time a torch.compile'd UNet (mode default {DEFAULT_COMPILE_MODE}; "
-                             "or reduce-overhead, default, max-autotune)")  # fmt: skip
+    parser.add_argument("--compile", nargs="+", choices=["compile", "cuda_graphs"], default=None,
+                        help="also time the engine with [engine] compile and/or cuda_graphs = true, each in a "
+                             "child process stopped at the budget")  # fmt: skip
     parser.add_argument("--budget-s", type=float, default=450.0, help="stop the compile phase when the run reaches this (default 450)")
     parser.add_argument("--out", type=Path, help="JSON results (default $OUT/gpu_results.json when OUT is set)")
     parser.add_argument("--model-dir", type=Path, help="reuse a model folder written by an earlier run")
     parser.add_argument("--phase", choices=["all", "compile"], default="all", help=argparse.SUPPRESS)
     parser.add_argument("--compile-piece", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--compile-option", choices=["compile", "cuda_graphs"], help=argparse.SUPPRESS)
     parser.add_argument("--compile-batches", type=int, nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.dtype is None:
-        args.dtype = "float32" if args.device == "cpu" else "bfloat16"
+        args.dtype = "float32" if args.device == "cpu" else "float16"
     args.size = args.size or (64 if args.tiny else 512)
     args.repeats = args.repeats or (2 if args.tiny else 3)
     pictures = args.pictures or (8 if args.tiny else 32)

@@ -66,6 +66,9 @@ def load_diffusers_engine(config: Config) -> RestyleEngine:
         vae=e.vae,
         tiny_vae=e.tiny_vae,
         cudnn_benchmark=e.cudnn_benchmark,
+        compile=e.compile,
+        cuda_graphs=e.cuda_graphs,
+        compile_sizes=e.compile_sizes,
     )
 
 

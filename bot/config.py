@@ -152,6 +152,19 @@ def _optional_text(*, schemes: tuple[str, ...] = ()) -> Check:
     return check
 
 
+def _sizes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        raise _Invalid('must be a list of picture sizes like ["512x512", "512x384"]')
+    for entry in value:
+        width, sep, height = entry.strip().lower().partition("x")
+        if not (sep and width.isdigit() and height.isdigit() and int(width) % 8 == 0 and int(height) % 8 == 0
+                and min(int(width), int(height)) >= 64):  # fmt: skip
+            raise _Invalid(f"entry {_shown(entry)} must be WIDTHxHEIGHT, multiples of 8, like \"512x384\".", whole=True)
+    if len(value) > 4:  # each size is two compiles at start, and torch recompiles 8 shapes at most
+        raise _Invalid("may list at most 4 sizes")
+    return tuple(entry.strip().lower() for entry in value)
+
+
 def _admins(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise _Invalid('must be a list like ["telegram:12345", "discord:67890", "web:local"]')
@@ -303,6 +316,10 @@ class EngineSettings:
     # hub id or folder of the AutoencoderTiny used when vae = "tiny"
     tiny_vae: Annotated[str, Checked(_text(hint="a hub id like madebyollin/taesd or a local folder"))] = "madebyollin/taesd"
     cudnn_benchmark: Flag = False  # CUDA: let cuDNN time its convolution kernels per shape
+    compile: Flag = False  # torch.compile the UNet and VAE (channels_last) for compile_sizes, at start
+    cuda_graphs: Flag = False  # CUDA: compile's kernels captured and replayed as CUDA graphs
+    # picture sizes ("WIDTHxHEIGHT") compiled at start, at batch 1 and max_batch; others run eagerly
+    compile_sizes: Annotated[tuple[str, ...], Checked(_sizes)] = ("512x512",)
 
 
 @settings(frozen=True, config=_TABLE)

@@ -380,9 +380,11 @@ class RestyleService:
         if event == "queued":
             self._work.set()
         elif event == "started":  # a batch: "id" and the others in "batch"
-            for started in [job_id, *message.get("batch", ())]:
-                self._progress[started] = 0.0
-                self._notify(started)
+            started = [job_id, *message.get("batch", ())]
+            for one in started:
+                self._progress[one] = 0.0
+            if self._frontends:  # the batch's records in one read, not one each
+                self._spawn(self._send_updates(started))
             self._notify_head()
         elif event == "progress":
             self._progress[job_id] = float(message.get("p", 0.0))
@@ -818,17 +820,21 @@ class RestyleService:
         if self._interrupt_engine and any(job_id in ids for ids in self._leases):
             self._interrupt_engine(job_id)
 
-    async def _eta(self, job: JobRecord, position: int | None) -> float:
+    async def _eta(self, job: JobRecord, position: int | None, running: int | None = None) -> float:
         batch_s = sum(self._batch_seconds) / len(self._batch_seconds) if self._batch_seconds else DEFAULT_BATCH_SECONDS
         max_batch = self.config.engine.max_batch
-        running = await self.store.running_count() if job.status == "queued" else 0
+        if running is None:
+            running = await self.store.running_count() if job.status == "queued" else 0
         ahead = (position or 0) // max_batch + (1 if running else 0)
         eta = batch_s * (ahead + (1 if job.status == "queued" else 0.5))
         turnaround = self.config.tier(job.tier).min_turnaround_s
         return max(eta, job.created_at + turnaround - self.clock.now())
 
-    async def _view(self, job: JobRecord) -> JobView:
-        position = await self.store.position(job.id) if job.status == "queued" else None
+    async def _view(self, job: JobRecord, *, position: int | None = None, running: int | None = None) -> JobView:
+        """`position` and `running` (the count of running jobs) where the caller knows them
+        already; read from the store otherwise."""
+        if position is None:
+            position = await self.store.position(job.id) if job.status == "queued" else None
         active = job.status in ("queued", "running")
         return JobView(
             id=job.id,
@@ -847,7 +853,7 @@ class RestyleService:
             height=job.height,
             created_at=job.created_at,
             position=position,
-            eta_s=await self._eta(job, position) if active else None,
+            eta_s=await self._eta(job, position, running) if active else None,
             progress=self._progress.get(job.id) if job.status == "running" else None,
             seconds=job.seconds,
             error=job.error,
@@ -1367,7 +1373,8 @@ class RestyleService:
         self._leases[batch] = asyncio.get_running_loop().create_task(self._renew_lease(ids), name="lease")
         try:
             # From the database at the last moment: a long queue must not hold its pictures in RAM.
-            pictures = [await self.store.picture(i, "input") for i in ids]
+            found = await self.store.pictures(ids, "input")  # one read for the batch
+            pictures = [found.get(i) for i in ids]
             missing = [i for i, data in zip(ids, pictures) if data is None]
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
@@ -1473,7 +1480,8 @@ class RestyleService:
     async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list["_PreparedOutput"]:
         """_prepare_output for a batch, with one safety-checker call for all its pictures
         where the checker takes batches (engine.safety.SafetyChecker.check_batch)."""
-        records = [await self.store.job(output.job_id) for output in outputs]
+        by_id = {record.id: record for record in await self.store.jobs(output.job_id for output in outputs)}
+        records = [by_id.get(output.job_id) for output in outputs]
         check_batch = getattr(self.safety_check, "check_batch", None)
         checked = [
             i for i, (output, record) in enumerate(zip(outputs, records))
@@ -1601,8 +1609,9 @@ class RestyleService:
             view = await self._view(record)
             try:
                 if record.status == "done":
-                    input_picture = await self.store.picture(job_id, "input")
-                    result_picture = await self.store.picture(job_id, "result")
+                    both = await self.store.job_pictures(job_id)
+                    input_picture, result_picture = both.get("input"), both.get("result")
+                    del both
                     if input_picture is None or result_picture is None:
                         log.error("job %s: its pictures are gone (purged?); nothing to deliver", job_id)
                         return
@@ -1654,13 +1663,36 @@ class RestyleService:
             self._spawn(self._send_head_updates())
 
     async def _send_head_updates(self) -> None:
+        # Two queries for the whole head, where a view of each job read it, counted its
+        # position and the running jobs again (4 queries a job, 40 a batch: a fast engine's
+        # worker spent a third of its database time here). The i-th waiting job's position is i.
         try:
-            head = await self.store.waiting(NOTIFY_HEAD)
+            head = await self.store.waiting_jobs(NOTIFY_HEAD)
+            running = await self.store.running_count() if head else 0
         except StoreError as exc:
             log.warning("could not read the head of the queue for updates: %s", exc)
             return
-        for job_id, _tier in head:
-            self._notify(job_id)
+        for position, record in enumerate(head):
+            frontend = self._frontends.get(record.platform)
+            if frontend is not None:
+                self._spawn(self._send_view(frontend, record, position, running))
+
+    async def _send_updates(self, job_ids: list[str]) -> None:
+        try:
+            records = await self.store.jobs(job_ids)
+        except StoreError as exc:
+            log.warning("jobs %s: could not read them for progress updates (%s)", ", ".join(job_ids), exc)
+            return
+        for record in records:
+            frontend = self._frontends.get(record.platform)
+            if frontend is not None:
+                self._spawn(self._send_view(frontend, record, None, None))
+
+    async def _send_view(self, frontend: FrontEnd, record: JobRecord, position: int | None, running: int | None) -> None:
+        try:
+            await frontend.job_updated(await self._view(record, position=position, running=running))
+        except Exception:
+            log.warning("job %s: progress update failed", record.id, exc_info=True)
 
     def _notify(self, job_id: str) -> None:
         if self._frontends:

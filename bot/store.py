@@ -371,6 +371,19 @@ class Store:
         data = await self.db.fetch_value("SELECT data FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind)
         return bytes(data) if data is not None else None
 
+    async def pictures(self, job_ids: Iterable[str], kind: str) -> dict[str, bytes]:
+        """The `kind` pictures of these jobs, by job id (a job without one is left out)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        rows = await self.db.fetch_all(f"SELECT job_id, data FROM pictures WHERE kind = ? AND job_id IN {_in(ids)}", kind, *ids)
+        return {row["job_id"]: bytes(row["data"]) for row in rows}
+
+    async def job_pictures(self, job_id: str) -> dict[str, bytes]:
+        """A job's pictures by kind ("input", "result"), in one read."""
+        rows = await self.db.fetch_all("SELECT kind, data FROM pictures WHERE job_id = ?", job_id)
+        return {row["kind"]: bytes(row["data"]) for row in rows}
+
     async def has_picture(self, job_id: str, kind: str) -> bool:
         return await self.db.fetch_value("SELECT 1 FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind) is not None
 
@@ -901,6 +914,13 @@ class Store:
             "SELECT id, tier FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit
         )
         return [(row["id"], row["tier"]) for row in rows]
+
+    async def waiting_jobs(self, limit: int) -> list[JobRecord]:
+        """The first `limit` waiting jobs, in the order they will run: the i-th has position i."""
+        rows = await self.db.fetch_all(
+            f"{_SELECT_JOB} WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit
+        )
+        return [_job_from_row(row) for row in rows]
 
     async def waiting_by_tier(self) -> dict[str, int]:
         rows = await self.db.fetch_all("SELECT tier, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY tier")

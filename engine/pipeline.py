@@ -33,6 +33,7 @@ from engine.api import (
     random_seed,
     scheduled_steps,
 )
+from engine.compiled import CUDA_GRAPHS_NEED_CUDA, ShapeRouted, compile_pipeline, parse_size, warm_up
 from engine.pictures import PictureError, encode_picture, prepare_picture
 
 log = logging.getLogger("engine")
@@ -351,6 +352,7 @@ class DiffusersEngine:
         # Seeds should mean the same noise on any machine of a kind; Apple's GPU generator is
         # less settled than CPU's, so MPS draws its noise on the CPU.
         self._generator_device = "cpu" if device == "mps" else device
+        self.compiled: list[ShapeRouted] = []  # [engine] compile: the UNet's and VAE's routed forwards
 
     @classmethod
     def load(
@@ -368,6 +370,10 @@ class DiffusersEngine:
         vae: str = "full",
         tiny_vae: str = "madebyollin/taesd",
         cudnn_benchmark: bool = False,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+        compile_sizes: Sequence[str] = ("512x512",),
+        compile_backend: str = "inductor",
     ) -> "DiffusersEngine":
         """Load `model` (a hub id or a local folder) for image-to-image.
 
@@ -380,6 +386,12 @@ class DiffusersEngine:
             raise ModelLoadError(f"[engine] model is empty; set it to a hub id such as {DEFAULT_MODEL} or a local folder.")
         resolved_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, resolved_device)
+        if cuda_graphs and not resolved_device.startswith("cuda"):
+            raise ModelLoadError(CUDA_GRAPHS_NEED_CUDA.format(device=resolved_device))
+        try:
+            warm_sizes = [parse_size(size) for size in compile_sizes] if compile or cuda_graphs else []
+        except ValueError as exc:
+            raise ModelLoadError(f"[engine] compile_sizes: {exc}; fix [engine] compile_sizes.") from None
         local = _check_folder(model)
         if local is None and not _hub_offline(local_files_only) and not hub_probe():
             if not _in_hub_cache(model):
@@ -434,6 +446,18 @@ class DiffusersEngine:
             max_batch=max_batch,
             turbo=is_turbo,
         )
+        if warm_sizes:
+            routers = compile_pipeline(
+                pipe, cuda_graphs=cuda_graphs, shapes_per_module=2 * len(warm_sizes) + 1, backend=compile_backend
+            )
+            try:
+                warm_up(engine, routers, warm_sizes)
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"[engine] {'cuda_graphs' if cuda_graphs else 'compile'} failed while compiling the model "
+                    f"({_first_line(exc)}); set it to false."
+                ) from exc
+            engine.compiled = routers
         log.info("engine loaded in %.1f s: %s", time.perf_counter() - started, engine.settings_summary())
         return engine
 
@@ -456,6 +480,7 @@ class DiffusersEngine:
             f"model={self.model} device={self.device} dtype={self.dtype_name} steps={self.steps} "
             f"guidance={self.guidance_scale:g} turbo={'yes' if self.turbo else 'no'} max_batch={self.max_batch} "
             f"scheduler={type(self._base_scheduler).__name__}"
+            + (f" compiled={len(self.compiled[0].shapes)} shapes" if self.compiled else "")
         )
 
     # Running ------------------------------------------------------------------------------------

@@ -420,3 +420,41 @@ def test_make_test_model_command(tmp_path, capsys):
     assert main(["make-test-model", str(target)]) == 0
     assert (target / "model_index.json").is_file() and (target / "unet").is_dir()
     assert str(target) in capsys.readouterr().out
+
+
+def test_cuda_graphs_are_refused_at_start_without_a_gpu(tiny_model_dir):
+    with pytest.raises(ModelLoadError) as refused:
+        DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, cuda_graphs=True)
+    message = str(refused.value)
+    assert message.startswith("[engine] cuda_graphs needs an NVIDIA GPU") and message.count(". ") == 0  # one sentence
+    assert "cuda_graphs = false" in message
+
+
+def test_compile_sizes_that_are_not_sizes_are_refused(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match=r"\[engine\] compile_sizes"):
+        DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, compile=True, compile_sizes=["512"])
+
+
+@pytest.mark.slow
+def test_compile_loads_and_runs_on_the_cpu_for_its_sizes_only(tiny_model_dir, tiny_engine):
+    """[engine] compile: warmed up at start for compile_sizes; those shapes run compiled, any
+    other eagerly (nothing compiles after start). With dynamo's "eager" backend (~5 s here: the
+    same tracing, routing and channels_last, without inductor's minutes of CPU compile; the
+    inductor run is `bench/gpu.py --tiny --compile`)."""
+    engine = DiffusersEngine.load(
+        str(tiny_model_dir), device="cpu", local_files_only=True, compile=True, compile_sizes=["64x64"],
+        max_batch=1, compile_backend="eager",
+    )  # fmt: skip
+    unet, encoder, decoder = engine.compiled
+    assert all(router.shapes for router in engine.compiled)  # warmed up at start
+    assert engine.pipe.unet.forward is unet and engine.pipe.vae.decoder.forward is decoder
+    before = [(r.compiled_calls, r.eager_calls) for r in engine.compiled]
+    (compiled,) = engine.run([job("a", seed=3)])
+    (eager,) = tiny_engine.run([job("a", seed=3)])
+    assert compiled.error is None
+    assert [r.compiled_calls > b[0] and r.eager_calls == b[1] for r, b in zip(engine.compiled, before)] == [True] * 3
+    # channels_last changes the CPU's convolution order: within 1 level of 255.
+    assert np.abs(pixels(compiled.picture).astype(int) - pixels(eager.picture).astype(int)).max() <= 1
+    (other,) = engine.run([job("b", seed=3, picture=picture(1, (64, 128)))])
+    assert other.error is None and other.picture.size == (64, 128)
+    assert all(r.eager_calls > b[1] for r, b in zip(engine.compiled, before))  # a size not warmed up: eager

@@ -467,16 +467,16 @@ async def test_a_batch_that_cannot_start_goes_back_in_line_and_the_worker_carrie
 
     h = await make(tmp_path)
     accepted = await h.submit(PRO)
-    real_picture = h.store.picture
+    real_pictures = h.store.pictures  # the batch's input pictures, read as it starts
     failures = []
 
-    async def locked_once(job_id, kind):
+    async def locked_once(job_ids, kind):
         if kind == "input" and not failures:
-            failures.append([job_id])
+            failures.append(list(job_ids))
             raise StoreError("The database refused a query: database is locked.")
-        return await real_picture(job_id, kind)
+        return await real_pictures(job_ids, kind)
 
-    monkeypatch.setattr(h.store, "picture", locked_once)
+    monkeypatch.setattr(h.store, "pictures", locked_once)
     h.worker_task = asyncio.create_task(h.worker.run(retry_after_s=0.01))
     await h.drain()
     await h.drain()

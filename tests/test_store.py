@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import MIGRATIONS, JobRecord, Store, StoreError
+from tests.fakes import wait_until
 
 DAY = "2027-01-15"
 
@@ -433,3 +434,26 @@ async def test_a_request_key_is_stored_with_its_job_and_queues_once_per_platform
             " VALUES ('f', ?, 'test', 'u', '{}', 'p', 0.5, 1, 4, 64, 64, 'k', 'free', 0, 99, 'queued', 1, ?, 'u/42')",
             account, DAY,
         )
+
+
+async def test_sqlite_commits_leave_copying_the_wal_to_a_thread_of_its_own(tmp_path):
+    """SQLite copies the WAL into the database file inside the commit that crosses 1000 pages
+    (64 MB here), on the connection's only thread: a ~75 ms stall every ~0.7 s for a worker
+    storing 590 KB results at 100 jobs/s. A copier copies it as commits come instead."""
+    store = await Store.open(tmp_path, "")
+    try:
+        db_file = tmp_path / "restyle.sqlite3"
+        await store.db.execute("CREATE TABLE blobs (data BLOB NOT NULL)")
+        await wait_until(lambda: db_file.stat().st_size > 0, what="the schema copied")
+        before = db_file.stat().st_size
+        blob = os.urandom(1 << 20)
+        for _ in range(8):  # 8 MB: 128 pages, far from the writer's own checkpoint
+            await store.db.execute("INSERT INTO blobs (data) VALUES (?)", blob)
+
+        async def copied() -> bool:
+            return db_file.stat().st_size >= before + 8 * (1 << 20)
+
+        await wait_until(copied, what="the WAL copied into the database file")
+        assert await store.db.fetch_value("SELECT COUNT(*) FROM blobs") == 8
+    finally:
+        await store.close()
