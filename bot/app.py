@@ -144,6 +144,7 @@ class App:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _purge_task: asyncio.Task[None] | None = None
     _poll_task: asyncio.Task[None] | None = None
+    _stopped: bool = False
 
     @classmethod
     async def create(
@@ -233,7 +234,11 @@ class App:
         await self.worker.run()
 
     async def stop(self) -> None:
-        """Stop taking work, let the running batch finish (bounded), keep the queue on disk."""
+        """Stop taking work, let the running batch finish (bounded), keep the queue on disk.
+        Once: a start that failed has stopped already."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.service.stop_accepting()
         if self.worker:
             self.worker.stop()
