@@ -189,7 +189,7 @@ class SqliteDatabase(_Rows):
             yield
             return
         async with self._write_lock, self._guard():
-            await self._conn.execute("BEGIN IMMEDIATE")
+            await self._begin()
             token = self._in_transaction.set(True)
             try:
                 yield
@@ -200,6 +200,25 @@ class SqliteDatabase(_Rows):
                 self._in_transaction.reset(token)
             await self._conn.commit()
         self._wrote()
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, cancellation-safe. A task cancelled while its BEGIN is on the way
+        (App.stop cancels a batch being stored) does not stop the BEGIN: it still runs on
+        aiosqlite's thread, and a transaction nobody owns would take in every later write on this
+        connection, never committed ("cannot start a transaction within a transaction"). So
+        let it land, undo it, and only then let the cancellation through."""
+
+        async def begin() -> None:
+            await self._conn.execute("BEGIN IMMEDIATE")
+
+        started = asyncio.ensure_future(begin())
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            await asyncio.wait([started])
+            if not started.cancelled() and started.exception() is None:
+                await self._conn.rollback()
+            raise
 
     async def execute(self, sql: str, *args: Any) -> int:
         """A write; returns the number of rows it changed."""

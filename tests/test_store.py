@@ -457,3 +457,31 @@ async def test_sqlite_commits_leave_copying_the_wal_to_a_thread_of_its_own(tmp_p
         assert await store.db.fetch_value("SELECT COUNT(*) FROM blobs") == 8
     finally:
         await store.close()
+
+
+async def test_a_transaction_cancelled_while_it_begins_leaves_no_transaction_open(tmp_path):
+    """App.stop cancels a batch being stored; its BEGIN still runs on aiosqlite's thread."""
+    store = await Store.open(tmp_path)
+    db = store.db
+    try:
+        await db.execute("CREATE TABLE t (x INTEGER)")
+
+        async def write() -> None:
+            async with db.transaction():
+                await db.execute("INSERT INTO t VALUES (1)")
+
+        for _ in range(20):  # the cancel lands before or after the BEGIN reached SQLite: both must be clean
+            task = asyncio.create_task(write())
+            for _ in range(1000):  # yield (no sleep) until it holds the lock: its BEGIN is on the way
+                if db._write_lock.locked():
+                    break
+                await asyncio.sleep(0)
+            assert db._write_lock.locked()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert not db._conn.in_transaction
+        async with db.transaction():  # and the next one begins and commits
+            await db.execute("INSERT INTO t VALUES (2)")
+        assert [tuple(r) for r in await db.fetch_all("SELECT x FROM t")] == [(2,)]
+    finally:
+        await store.close()
