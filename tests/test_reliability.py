@@ -271,6 +271,18 @@ class BotProcess:
             time.sleep(0.02)
         raise AssertionError(f"job {job_id} never reached {wanted}")
 
+    def wait_on_engine(self, job_id: str, timeout: float = 60) -> None:
+        """Until the engine reports progress on the job. "running" in the database is not enough:
+        the worker claims the next batch ahead while one runs (and gives it back at a stop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/api/jobs/{job_id}", timeout=10) as response:
+                state = json.loads(response.read())
+            if state["status"] == "running" and (state.get("progress") or 0) > 0:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"job {job_id} never reached the engine")
+
     def wait_delivered(self, job_id: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -309,7 +321,7 @@ def test_sigterm_lets_the_running_batch_finish_and_keeps_the_queue(tmp_path, tin
     bot = BotProcess(tmp_path, tiny_model_dir)
     bot.start()
     running = bot.submit(SLOW)
-    bot.wait_status(running, {"running"})
+    bot.wait_on_engine(running)
     waiting = bot.submit("waits for the next start")
     assert bot.stop(signal.SIGTERM) == 0
     assert bot.status(running) == "done"  # finished, not abandoned
@@ -324,7 +336,7 @@ def test_second_signal_exits_at_once(tmp_path, tiny_model_dir):
     bot = BotProcess(tmp_path, tiny_model_dir)
     bot.start()
     running = bot.submit(SLOW + " seed=1")
-    bot.wait_status(running, {"running"})
+    bot.wait_on_engine(running)
     started = time.monotonic()
     bot.proc.send_signal(signal.SIGTERM)
     bot.wait_output("signal SIGTERM: finishing the running batch")  # the first signal was taken
