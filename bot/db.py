@@ -74,6 +74,20 @@ class _Rows:
 # itself, made the main connection's writes fail with "database is locked".)
 WAL_COPY_EVERY_S = 0.1  # at most this often, while writes come
 WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, said here because the copier relies on it
+async def _set_wal_mode(conn: Any, attempts: int = 100) -> None:
+    """PRAGMA journal_mode=WAL needs the file to itself while a new database becomes WAL, and
+    SQLite answers "database is locked" at once then, without waiting out the busy timeout: two
+    processes opening one new file at the same moment (a bot and `doctor`) both must get in."""
+    for attempt in range(attempts):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05)
+
+
 class SqliteDatabase(_Rows):
     """One connection, one writer at a time (SQLite allows no more), autocommit outside
     `transaction()`. Notifications stay in this process: only one process may use the file."""
@@ -107,7 +121,7 @@ class SqliteDatabase(_Rows):
             # free pages; some SQLite builds do this by default, this makes it so on all.
             await conn.execute("PRAGMA secure_delete=ON")
             await conn.execute("PRAGMA page_size=65536")
-            await conn.execute("PRAGMA journal_mode=WAL")
+            await _set_wal_mode(conn)
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
             await conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")

@@ -485,3 +485,14 @@ async def test_a_transaction_cancelled_while_it_begins_leaves_no_transaction_ope
         assert [tuple(r) for r in await db.fetch_all("SELECT x FROM t")] == [(2,)]
     finally:
         await store.close()
+
+
+async def test_two_stores_opening_one_new_database_at_the_same_moment_both_get_in(tmp_path):
+    for round_ in range(10):
+        folder = tmp_path / f"round{round_}"
+        folder.mkdir()
+        stores = await asyncio.gather(Store.open(folder), Store.open(folder), return_exceptions=True)
+        opened = [s for s in stores if isinstance(s, Store)]
+        for store in opened:
+            await store.close()
+        assert len(opened) == 2, stores
