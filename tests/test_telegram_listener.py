@@ -19,7 +19,7 @@ from bot.listener import CONTEND_EVERY_S, Listeners, stream_name
 from bot.store import Store
 from tests.fake_telegram import FakeTelegram
 from tests.fakes import FakeEngine, wait_parked, wait_until
-from tests.test_telegram import ANA, BEN, TOKEN, photo_message, replies_to, write_config
+from tests.test_telegram import ANA, BEN, TOKEN, fake, photo_message, replies_to, write_config  # noqa: F401  (fake: a fixture)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -39,13 +39,6 @@ class CountingStore:
 
     def __getattr__(self, name):
         return getattr(self.store, name)
-
-
-@pytest.fixture
-async def fake():
-    server = await FakeTelegram(TOKEN).start()
-    yield server
-    await server.close()
 
 
 @pytest.fixture
