@@ -237,9 +237,7 @@ class SqliteDatabase(_Rows):
     async def execute(self, sql: str, *args: Any) -> int:
         """A write; returns the number of rows it changed."""
         async with self._writer(), self._guard():
-            cursor = await self._conn.execute(sql, args)
-            count = cursor.rowcount
-            await cursor.close()
+            count = await self._on_thread(_changed_rows, sql, args)
         if not self._in_transaction.get():
             self._wrote()
         return count
@@ -253,8 +251,26 @@ class SqliteDatabase(_Rows):
     async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
         """Rows of a SELECT (or of a write with RETURNING: call it inside `transaction()`)."""
         async with self._guard():
-            async with self._conn.execute(sql, args) as cursor:
-                return list(await cursor.fetchall())
+            return await self._on_thread(_all_rows, sql, args)
+
+    async def _on_thread(self, query: Callable[[sqlite3.Connection, str, Sequence[Any]], Any], sql: str, args: Sequence[Any]) -> Any:
+        """One statement, whole, in one trip to aiosqlite's thread. aiosqlite's own cursor API
+        makes three (execute, fetchall, close; a write two), and each trip is a hand-over of
+        the GIL both ways and a wake-up of the event loop: at ~40 statements a batch that was
+        ~90 trips, the biggest share of the database thread's CPU per job and the latency a fast
+        engine waited on (bench/worker_duty.py). `_execute` is how aiosqlite's own helpers
+        (execute_fetchall, execute_insert) run a function there."""
+        connection = self._conn
+        return await connection._execute(query, connection._conn, sql, args)
+
+    async def fetch_written(self, sql: str, *args: Any) -> list[Row]:
+        """Rows of one write with RETURNING, committed on its own (or in the caller's
+        transaction): one trip where transaction() + fetch_all takes three (BEGIN, it, COMMIT)."""
+        async with self._writer(), self._guard():
+            rows = await self._on_thread(_all_rows, sql, args)
+        if not self._in_transaction.get():
+            self._wrote()
+        return rows
 
     async def run_script(self, script: str) -> None:
         """Several statements at once (migrations), inside the caller's transaction."""
@@ -271,6 +287,22 @@ class SqliteDatabase(_Rows):
         loop = asyncio.get_running_loop()
         for callback in self._listeners.get(channel, ()):
             loop.call_soon(callback, payload)
+
+
+def _all_rows(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+    cursor = connection.execute(sql, args)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _changed_rows(connection: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
+    cursor = connection.execute(sql, args)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
 class PostgresDatabase(_Rows):
@@ -392,6 +424,11 @@ class PostgresDatabase(_Rows):
         if rows:
             async with self._connection() as conn, self._guard():
                 await conn.executemany(_pg_sql(sql), rows)
+
+    async def fetch_written(self, sql: str, *args: Any) -> list[Row]:
+        """Rows of one write with RETURNING (outside a transaction it commits on its own)."""
+        async with self._connection() as conn, self._guard():
+            return list(await conn.fetch(_pg_sql(sql), *args))
 
     async def fetch_all(self, sql: str, *args: Any) -> list[Row]:
         async with self._connection() as conn, self._guard():

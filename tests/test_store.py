@@ -459,6 +459,34 @@ async def test_sqlite_commits_leave_copying_the_wal_to_a_thread_of_its_own(tmp_p
         await store.close()
 
 
+async def test_a_statement_is_one_trip_to_the_sqlite_thread(tmp_path, monkeypatch):
+    """Each trip to aiosqlite's thread is a GIL hand-over both ways and a wake-up of the event
+    loop; aiosqlite's cursor API takes three for a read (execute, fetchall, close), two for a
+    write, and a fast engine's worker waited on them (bench/worker_duty.py)."""
+    store = await Store.open(tmp_path)
+    db = store.db
+    try:
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        trips: list[str] = []
+        original = db._conn._execute
+
+        async def counted(fn, *args, **kwargs):
+            trips.append(getattr(fn, "__name__", repr(fn)))
+            return await original(fn, *args, **kwargs)
+
+        monkeypatch.setattr(db._conn, "_execute", counted)
+        assert await db.execute("INSERT INTO t VALUES (1), (2)") == 2
+        assert len(trips) == 1, trips
+        assert [tuple(r) for r in await db.fetch_all("SELECT x FROM t ORDER BY x")] == [(1,), (2,)]
+        assert len(trips) == 2, trips
+        assert await db.execute("UPDATE t SET x = x + 1 WHERE x = ?", 9) == 0
+        assert len(trips) == 3, trips
+        with pytest.raises(StoreError):  # errors still come back as the store's
+            await db.fetch_all("SELECT nothing FROM nowhere")
+    finally:
+        await store.close()
+
+
 async def test_a_transaction_cancelled_while_it_begins_leaves_no_transaction_open(tmp_path):
     """App.stop cancels a batch being stored; its BEGIN still runs on aiosqlite's thread."""
     store = await Store.open(tmp_path)
