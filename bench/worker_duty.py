@@ -22,11 +22,14 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import platform
 import random
+import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -101,6 +104,21 @@ def photo_jpeg(seed: int = 1, size: tuple[int, int] = (1280, 960)) -> bytes:
     return buffer.getvalue()
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by thread name (Linux's /proc)."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = re.sub(r"_\d+$", "", names.get(int(task.name), "?"))  # a pool's threads together
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
 def write_config(folder: Path, url: str, max_batch: int) -> Path:
     path = folder / "config.toml"
     path.write_text(
@@ -113,7 +131,7 @@ def write_config(folder: Path, url: str, max_batch: int) -> Path:
     return path
 
 
-async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_batch: int, *, worker_only: bool = False) -> dict:
+async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_batch: int, *, worker_only: bool = False, by_thread: bool = False) -> dict:
     config = load_config(write_config(folder, url, max_batch), env={})
     store = await Store.open(config.bot.data_dir, config.store.url)
     service = RestyleService(config, store, SystemClock(), rng=random.Random(7))
@@ -143,6 +161,7 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
             answer = await service.submit(Member("bench", f"m{i % members}"), photo, f"/restyle job {i}", {})
             assert isinstance(answer, Accepted), answer
         print("measuring from now", file=sys.stderr, flush=True)  # a profiler may attach here
+        threads0 = thread_cpu_s() if by_thread else {}
         cpu0, t0 = time.process_time(), time.perf_counter()
         task = asyncio.create_task(worker.run())
         if worker_only:
@@ -153,6 +172,7 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
             await asyncio.wait_for(frontend.all_delivered.wait(), timeout=600)
         span = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+        threads = {name: s - threads0.get(name, 0.0) for name, s in thread_cpu_s().items()} if by_thread else {}
         counts = await store.count_by_status()
         assert counts.get("done") == jobs, counts
     finally:
@@ -175,6 +195,7 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
         "fraction": round(rate / ideal, 3),
         "engine_busy_fraction": round(engine.busy_s / span, 3),
         "cpu_ms_per_job": round(1000 * cpu / jobs, 2),
+        **({"cpu_ms_per_job_by_thread": {name: round(1000 * s / jobs, 2) for name, s in sorted(threads.items(), key=lambda kv: -kv[1])}} if by_thread else {}),
     }
 
 
@@ -186,6 +207,7 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--worker-only", action="store_true",
                         help="no front end in the process (a worker process on PostgreSQL): no status updates, no deliveries")
+    parser.add_argument("--threads", action="store_true", help="also CPU ms per job of each thread (Linux)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="restyle-worker-duty-"))
@@ -196,9 +218,9 @@ def main() -> int:
             with PgCluster.temporary(prefix="restyle-pg-duty-") as cluster:
                 cluster.start()
                 url = cluster.create_database("duty")
-                result = asyncio.run(measure(folder, url, args.jobs, args.batch_seconds, args.max_batch, worker_only=args.worker_only))
+                result = asyncio.run(measure(folder, url, args.jobs, args.batch_seconds, args.max_batch, worker_only=args.worker_only, by_thread=args.threads))
         else:
-            result = asyncio.run(measure(folder, "", args.jobs, args.batch_seconds, args.max_batch, worker_only=args.worker_only))
+            result = asyncio.run(measure(folder, "", args.jobs, args.batch_seconds, args.max_batch, worker_only=args.worker_only, by_thread=args.threads))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     result["store"] = args.store
@@ -207,6 +229,8 @@ def main() -> int:
           f"per batch of {args.max_batch}; {platform.node()}, Python {platform.python_version()}")
     print(f"  {result['jobs_s']:.1f} jobs/s of an ideal {result['ideal_jobs_s']:.1f} = {result['fraction']:.0%}; "
           f"engine busy {result['engine_busy_fraction']:.0%}; CPU outside the engine {result['cpu_ms_per_job']:.2f} ms per job")
+    for name, ms in result.get("cpu_ms_per_job_by_thread", {}).items():
+        print(f"    {name}: {ms:.2f} ms per job")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
