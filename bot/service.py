@@ -1527,13 +1527,16 @@ class RestyleService:
         if p.withheld:
             return await self.store.mark_failed(output.job_id, WITHHELD, now, worker_id=self.instance_id)
         if p.stored is not None:
-            deliver_after = record.created_at + self.config.tier(record.tier).min_turnaround_s
+            deliver_after = self._deliver_after(record)
             return await self.store.finish_job(
                 output.job_id, self.instance_id, p.stored, seed=output.seed, steps=output.steps, seconds=output.seconds,
                 deliver_after=deliver_after, now=now,
             )  # fmt: skip
         error = output.error or "The picture engine failed on this job; try again."
         return await self.store.mark_failed(output.job_id, error, now, worker_id=self.instance_id)
+
+    def _deliver_after(self, record: JobRecord) -> float:
+        return record.created_at + self.config.tier(record.tier).min_turnaround_s
 
     async def _announce_output(self, p: "_PreparedOutput", finished: bool) -> None:
         """After the write is committed: logs, metrics, delivery, the job event."""
@@ -1552,7 +1555,10 @@ class RestyleService:
             log.warning("job %s failed: %s", job_id, output.error or "The picture engine failed on this job; try again.")
         if finished:
             if record.platform in self._frontends:
-                self._schedule_delivery(job_id)
+                # A stored result's platform and deliver_after are known here: the delivery
+                # need not read the job before it claims it.
+                due = (record.platform, self._deliver_after(record)) if p.stored is not None and not p.withheld else None
+                self._schedule_delivery(job_id, due)
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
     async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
@@ -1568,17 +1574,19 @@ class RestyleService:
 
     # Delivery --------------------------------------------------------------------------------
 
-    def _schedule_delivery(self, job_id: str) -> None:
+    def _schedule_delivery(self, job_id: str, due: tuple[str, float] | None = None) -> None:
+        """`due`: the job's platform and deliver_after, where the caller has just stored its
+        result (the delivery then claims it without reading it first)."""
         if job_id in self._deliveries:
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(job_id), name=f"deliver-{job_id}")
+        task = asyncio.get_running_loop().create_task(self._deliver(job_id, due), name=f"deliver-{job_id}")
         self._deliveries[job_id] = task
         task.add_done_callback(lambda _: self._deliveries.pop(job_id, None))
 
-    async def _deliver(self, job_id: str) -> None:
+    async def _deliver(self, job_id: str, due: tuple[str, float] | None = None) -> None:
         for delay in (*self.store_retry_s, None):
             try:
-                await self._deliver_once(job_id)
+                await self._deliver_once(job_id, due)
                 return
             except StoreError as exc:
                 if delay is None:  # the delivery lease runs out and a poll tries again
@@ -1588,24 +1596,26 @@ class RestyleService:
                 log.warning("job %s: delivery interrupted by the database (%s); retrying in %.1f s", job_id, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _deliver_once(self, job_id: str) -> None:
-        record = await self.store.job(job_id)
-        if record is None or record.delivered_at is not None:
-            return
-        wait = (record.deliver_after or 0.0) - self.clock.now()
+    async def _deliver_once(self, job_id: str, due: tuple[str, float] | None = None) -> None:
+        if due is None:
+            known = await self.store.job(job_id)
+            if known is None or known.delivered_at is not None:
+                return
+            due = (known.platform, known.deliver_after or 0.0)
+        platform, deliver_after = due
+        wait = deliver_after - self.clock.now()
         if wait > 0:
             await self.clock.sleep(wait)
         for attempt, backoff in enumerate((*DELIVERY_BACKOFF_S, None)):
-            frontend = self._frontends.get(record.platform)
+            frontend = self._frontends.get(platform)
             if frontend is None:
-                log.warning("job %s: no %s front end is running; delivery waits for a restart", job_id, record.platform)
+                log.warning("job %s: no %s front end is running; delivery waits for a restart", job_id, platform)
                 return
             now = self.clock.now()
-            if not await self.store.claim_delivery(job_id, self.instance_id, now, now + DELIVERY_LEASE_S):
+            # The job as it is once claimed, in the claim's own statement.
+            record = await self.store.claim_delivery_record(job_id, self.instance_id, now, now + DELIVERY_LEASE_S)
+            if record is None:
                 return  # delivered already, or another front end is delivering it
-            record = await self.store.job(job_id)
-            if record is None or record.delivered_at is not None:
-                return
             view = await self._view(record)
             try:
                 if record.status == "done":

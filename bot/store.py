@@ -1066,14 +1066,18 @@ class Store:
     async def claim_delivery(self, job_id: str, owner: str, now: float, until: float) -> bool:
         """Take (or renew) the right to deliver a finished job until `until`, so that of several
         front ends exactly one sends it; False when another holds it or it was delivered."""
-        return (
-            await self.db.execute(
-                "UPDATE jobs SET delivery_by = ?, delivery_until = ? WHERE id = ? AND delivered_at IS NULL "
-                "AND status IN ('done', 'failed') AND (delivery_by IS NULL OR delivery_by = ? OR delivery_until < ?)",
-                owner, until, job_id, owner, now,
-            )  # fmt: skip
-            == 1
-        )
+        return await self.claim_delivery_record(job_id, owner, now, until) is not None
+
+    async def claim_delivery_record(self, job_id: str, owner: str, now: float, until: float) -> JobRecord | None:
+        """claim_delivery that answers with the job as it is once claimed (None: not claimed),
+        in the same statement: a delivery read the job again right after claiming it."""
+        rows = await self.db.fetch_written(
+            "UPDATE jobs SET delivery_by = ?, delivery_until = ? WHERE id = ? AND delivered_at IS NULL "
+            "AND status IN ('done', 'failed') AND (delivery_by IS NULL OR delivery_by = ? OR delivery_until < ?) "
+            f"RETURNING {', '.join(_JOB_COLUMNS)}",
+            owner, until, job_id, owner, now,
+        )  # fmt: skip
+        return _job_from_row(rows[0]) if rows else None
 
     async def release_deliveries(self, owner: str | None, job_id: str | None = None) -> None:
         """Give up delivery leases: one job's or all of `owner`'s (None: everybody's, for the

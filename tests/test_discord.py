@@ -691,7 +691,7 @@ def hold_database(h: Harness) -> asyncio.Event:
     gate = asyncio.Event()
     h.database_gates.append(gate)
     db = h.app.store.db
-    for name in ("fetch_all", "execute", "execute_many"):
+    for name in ("fetch_all", "fetch_written", "execute", "execute_many"):
         real = getattr(db, name)
 
         async def held(*args: Any, _real=real, **kwargs: Any) -> Any:
