@@ -487,6 +487,29 @@ async def test_a_statement_is_one_trip_to_the_sqlite_thread(tmp_path, monkeypatc
         await store.close()
 
 
+async def test_a_claim_is_one_trip_to_the_sqlite_thread(tmp_path, monkeypatch):
+    """The claim is on the path a fast engine waits on: one statement, its own transaction."""
+    store = await Store.open(tmp_path)
+    account = (await store.account_for("test", "u", now=100.0)).id
+    for name in ("a", "b", "c"):
+        await add(store, job(name, account))
+    trips: list[str] = []
+    original = store.db._conn._execute
+
+    async def counted(fn, *args, **kwargs):
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await original(fn, *args, **kwargs)
+
+    monkeypatch.setattr(store.db._conn, "_execute", counted)
+    claimed = await store.claim_batch(2, "w", now=101.0, lease_until=160.0)
+    assert [(j.id, j.status, j.worker_id) for j in claimed] == [("a", "running", "w"), ("b", "running", "w")]
+    assert len(trips) == 1, trips
+    monkeypatch.undo()
+    assert not store.db._conn.in_transaction  # committed
+    assert [j.id for j in await store.waiting_jobs(10)] == ["c"]
+    await store.close()
+
+
 async def test_a_transaction_cancelled_while_it_begins_leaves_no_transaction_open(tmp_path):
     """App.stop cancels a batch being stored; its BEGIN still runs on aiosqlite's thread."""
     store = await Store.open(tmp_path)
