@@ -1673,12 +1673,12 @@ class RestyleService:
             self._spawn(self._send_head_updates())
 
     async def _send_head_updates(self) -> None:
-        # Two queries for the whole head, where a view of each job read it, counted its
-        # position and the running jobs again (4 queries a job, 40 a batch: a fast engine's
-        # worker spent a third of its database time here). The i-th waiting job's position is i.
+        # One query for the whole head and the running count, where a view of each job read it,
+        # counted its position and the running jobs again (4 queries a job, 40 a batch: a fast
+        # engine's worker spent a third of its database time here). The i-th waiting job's
+        # position is i.
         try:
-            head = await self.store.waiting_jobs(NOTIFY_HEAD)
-            running = await self.store.running_count() if head else 0
+            head, running = await self.store.waiting_head(NOTIFY_HEAD)
         except StoreError as exc:
             log.warning("could not read the head of the queue for updates: %s", exc)
             return

@@ -922,6 +922,15 @@ class Store:
         )
         return [_job_from_row(row) for row in rows]
 
+    async def waiting_head(self, limit: int) -> tuple[list[JobRecord], int]:
+        """waiting_jobs(limit) and running_count() in one read (0 running when none waits)."""
+        rows = await self.db.fetch_all(
+            f"SELECT {', '.join(_JOB_COLUMNS)}, (SELECT COUNT(*) FROM jobs WHERE status = 'running') AS running_now "
+            "FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?",
+            limit,
+        )  # fmt: skip
+        return [_job_from_row(row) for row in rows], int(rows[0]["running_now"]) if rows else 0
+
     async def waiting_by_tier(self) -> dict[str, int]:
         rows = await self.db.fetch_all("SELECT tier, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY tier")
         return {row["tier"]: row["n"] for row in rows}

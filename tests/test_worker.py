@@ -241,8 +241,8 @@ async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeyp
 
 
 async def test_the_head_of_the_queue_hears_its_positions_from_one_read(tmp_path, monkeypatch):
-    """When a batch starts, the first waiting jobs are told their new place: read together,
-    not one job, position and running count at a time (4 queries a job, the worker's database
+    """When a batch starts, the first waiting jobs are told their new place: read together with
+    the running count, not one job, position and running count at a time (4 queries a job, the worker's database
     thread was busy with them while a fast engine waited)."""
     h = await warmed(tmp_path)
     h.engine.gate = threading.Event()
@@ -275,7 +275,7 @@ async def test_the_head_of_the_queue_hears_its_positions_from_one_read(tmp_path,
         h.service._notify_head()
         await wait_until(lambda: len(h.frontend.updates) == len(expected), what="the updates again")
         await h.quiet()
-        assert reads == ["running_count"]  # with the head itself: two queries for all of it
+        assert reads == []  # the running count comes with the head itself: one query for all of it
     finally:
         h.engine.gate.set()
         await h.close()
