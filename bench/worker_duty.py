@@ -1,7 +1,7 @@
 """The worker's duty cycle: how much of a fixed-speed engine one worker keeps busy.
 
     PYTHONPATH=. .venv/bin/python bench/worker_duty.py [--store sqlite|postgresql] [--jobs 480]
-        [--batch-seconds 0.04] [--max-batch 4] [--json PATH]
+        [--batch-seconds 0.04] [--max-batch 4] [--worker-only] [--threads] [--json PATH]
 
 The real service, store and worker in one process with a stand-in engine that takes exactly
 --batch-seconds per batch of up to --max-batch jobs (a sleep: like a GPU, it holds no CPU and
