@@ -9,6 +9,7 @@ any process can read a position, cancel a job, or claim a batch. The same SQL ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -972,7 +973,7 @@ class Store:
         # One statement is its own transaction on both databases (SQLite takes the write lock
         # before it reads, as BEGIN IMMEDIATE would): no BEGIN and COMMIT around it, which on
         # SQLite were two more trips to the database's thread on the path the engine waits on.
-        rows = await self.db.fetch_written(
+        claim = asyncio.ensure_future(self.db.fetch_written(
             "WITH best AS ("
             f" SELECT batch_key FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT 1 {skip}"
             "), picked AS ("
@@ -982,7 +983,17 @@ class Store:
             "UPDATE jobs SET status = 'running', started_at = ?, worker_id = ?, lease_until = ? "
             f"WHERE id IN (SELECT id FROM picked) RETURNING {', '.join(_JOB_COLUMNS)}",
             max_batch, now, worker_id, lease_until,
-        )  # fmt: skip
+        ))  # fmt: skip
+        try:
+            rows = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # A stopping worker cut its claim-ahead short. The statement still runs to its end
+            # (on aiosqlite's thread, or on the server), and with no transaction to roll back
+            # what it took would stay 'running' for a worker that never runs it: back in line.
+            await asyncio.wait([claim])
+            if not claim.cancelled() and claim.exception() is None and claim.result():
+                await self.requeue([row["id"] for row in claim.result()])
+            raise
         return sorted((_job_from_row(row) for row in rows), key=lambda job: (job.rank, job.seq, job.id))
 
     async def renew_lease(self, worker_id: str, job_ids: list[str], lease_until: float) -> int:

@@ -510,6 +510,31 @@ async def test_a_claim_is_one_trip_to_the_sqlite_thread(tmp_path, monkeypatch):
     await store.close()
 
 
+async def test_a_claim_cancelled_on_its_way_leaves_its_jobs_in_line(tmp_path):
+    """A stopping worker cancels its claim-ahead; the claim is one statement with no
+    transaction to roll back, and it still runs on aiosqlite's thread once sent."""
+    store = await Store.open(tmp_path)
+    account = (await store.account_for("test", "u", now=100.0)).id
+    try:
+        for name in ("a", "b"):
+            await add(store, job(name, account))
+        for _ in range(20):  # the cancel lands before or after the statement was sent: both must be clean
+            task = asyncio.create_task(store.claim_batch(2, "w", now=101.0, lease_until=160.0))
+            for _ in range(1000):  # yield (no sleep) until it holds the write lock: its statement is on the way
+                if store.db._write_lock.locked():
+                    break
+                await asyncio.sleep(0)
+            assert store.db._write_lock.locked()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert [(j.id, j.status, j.worker_id) for j in await store.jobs(["a", "b"])] == [
+                ("a", "queued", None), ("b", "queued", None)
+            ]
+        assert [j.id for j in await store.claim_batch(2, "w", now=102.0, lease_until=160.0)] == ["a", "b"]
+    finally:
+        await store.close()
+
+
 async def test_a_transaction_cancelled_while_it_begins_leaves_no_transaction_open(tmp_path):
     """App.stop cancels a batch being stored; its BEGIN still runs on aiosqlite's thread."""
     store = await Store.open(tmp_path)
