@@ -11,8 +11,9 @@ import functools
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from bot.adapters import Adapter
 from bot.clock import Clock, SystemClock
@@ -155,7 +156,7 @@ class App:
         clock: Clock | None = None,
         engine_factory: EngineFactory = load_diffusers_engine,
         adapters: Callable[[Config, RestyleService, Health], list[Adapter]] | None = None,
-    ) -> "App":
+    ) -> App:
         problem = check_role(config, role)
         if problem:
             raise ValueError(problem)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, NoReturn
+from typing import NoReturn
 
 MIN_STRENGTH = 0.05  # below this img2img barely runs a denoising step: the picture comes back unchanged
 MAX_STRENGTH = 1.0
@@ -313,7 +314,7 @@ def _remove_spans(body: str, cuts: list[tuple[int, int]]) -> str:
         start, end = _widen_to_separator(body, start, end)
         for i in range(start, end):
             keep[i] = False
-    kept = "".join(c for c, k in zip(body, keep) if k)
+    kept = "".join(c for c, k in zip(body, keep, strict=True) if k)
     return re.sub(r" +", " ", kept).strip()
 
 

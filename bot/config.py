@@ -19,10 +19,11 @@ import os
 import re
 import tomllib
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Callable, Mapping, Optional
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as settings
@@ -288,8 +289,8 @@ DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
 )
 
 _ADDRESS = "an address to listen on, like 127.0.0.1"
-_OptionalText = Annotated[Optional[str], Checked(_optional_text())]
-_OptionalHttp = Annotated[Optional[str], Checked(_optional_text(schemes=("http", "https")))]
+_OptionalText = Annotated[str | None, Checked(_optional_text())]
+_OptionalHttp = Annotated[str | None, Checked(_optional_text(schemes=("http", "https")))]
 
 
 @settings(frozen=True, config=_TABLE)
@@ -307,9 +308,9 @@ class EngineSettings:
                                          hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'))] = "auto"  # fmt: skip
     dtype: Annotated[str, Checked(_text(choices=("auto", "float16", "bfloat16", "float32")))] = "auto"
     steps: Whole(1, 50) = 4
-    guidance_scale: Optional[Number(0, 50)] = None  # None: 0 for turbo models, 7.5 otherwise
+    guidance_scale: Number(0, 50) | None = None  # None: 0 for turbo models, 7.5 otherwise
     max_batch: Whole(1, 64) = 4
-    turbo: Optional[Flag] = None  # None: guess from the model name
+    turbo: Flag | None = None  # None: guess from the model name
     local_files_only: Flag = False  # true: never try the hub
     # full: the model's own VAE | tiny: tiny_vae (AutoencoderTiny), faster, coarser
     vae: Annotated[str, Checked(_text(choices=("full", "tiny")))] = "full"
@@ -358,7 +359,7 @@ class TelegramSettings:
 class DiscordSettings:
     token: _OptionalText = None
     api_base: _OptionalHttp = None  # e.g. "http://127.0.0.1:9000/api/v10"
-    gateway_url: Annotated[Optional[str], Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
+    gateway_url: Annotated[str | None, Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
     proxy: _OptionalHttp = None  # an HTTP(S) proxy for everything sent to Discord: REST, the gateway (resumes too), downloads
     guild_ids: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # sync commands to these guilds (instant); empty: global
     message_replies: Flag = False  # "@bot prompt" replies (mentions are readable without privileged intents)
@@ -368,7 +369,7 @@ class DiscordSettings:
 
 @settings(frozen=True, config=_TABLE)
 class WebSettings:
-    enabled: Optional[Flag] = None  # None: on when no chat token is configured
+    enabled: Flag | None = None  # None: on when no chat token is configured
     host: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
     port: Whole(0, 65535) = 8080
     access_token: _OptionalText = None  # required when host is not loopback
@@ -401,9 +402,9 @@ class PlanSettings:
     name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
     tier: Annotated[str, Checked(_text())]  # "pro" | "max" (a defined tier other than free)
     days: Whole(1, 3650)  # length of the period
-    stars: Optional[Whole(1, 10000)] = None  # price in Telegram Stars; None: not on sale on Telegram
+    stars: Whole(1, 10000) | None = None  # price in Telegram Stars; None: not on sale on Telegram
     subscription: Flag = False  # a monthly Stars subscription (needs days = 30)
-    discord_sku: Annotated[Optional[int], Checked(_sku)] = None  # Discord SKU id; None: not on sale on Discord
+    discord_sku: Annotated[int | None, Checked(_sku)] = None  # Discord SKU id; None: not on sale on Discord
 
 
 @settings(frozen=True, config=_TABLE)
@@ -447,11 +448,6 @@ class Config:
         if self.web.enabled is not None:
             return self.web.enabled
         return not (self.telegram.token or self.discord.token)
-
-
-def is_admin(config: Config, platform: str, user_id: str | int) -> bool:
-    """Whether this member is listed in [bot] admins (as "platform:id")."""
-    return f"{platform.strip().lower()}:{str(user_id).strip()}" in config.bot.admins
 
 
 def is_admin(config: Config, platform: str, user_id: str | int) -> bool:

@@ -16,9 +16,10 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import aiosqlite
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -109,7 +110,7 @@ class SqliteDatabase(_Rows):
         self._closing = False
 
     @classmethod
-    async def open(cls, path: Path) -> "SqliteDatabase":
+    async def open(cls, path: Path) -> SqliteDatabase:
         _owner_only(Path(path))
         try:
             conn = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
@@ -297,7 +298,7 @@ class PostgresDatabase(_Rows):
     @classmethod
     async def open(
         cls, url: str, *, pool_size: int = 10, wait_s: float = 0.0, clock: Clock | None = None
-    ) -> "PostgresDatabase":
+    ) -> PostgresDatabase:
         """Connect; while the server is unreachable (it starts after us, or restarts), keep
         trying for `wait_s` seconds (on `clock`), saying so in the log, before giving up with
         StoreError."""
@@ -353,9 +354,7 @@ class PostgresDatabase(_Rows):
 
         try:
             yield
-        except (
-            asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError
-        ) as exc:
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
             # InternalClientError: a pooled connection caught mid-query by a server restart;
             # the pool drops it, and the caller's retry gets a fresh one.
             raise StoreError(f"PostgreSQL refused a query: {type(exc).__name__}: {exc}.") from exc

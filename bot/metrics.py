@@ -8,7 +8,7 @@ platform and GC collectors. The core feeds it as things happen; counts that live
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from prometheus_client import (
     CollectorRegistry,

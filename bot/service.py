@@ -26,17 +26,18 @@ import random
 import secrets
 import socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from PIL import Image
 
 from bot.clock import Clock, utc_day
-from bot.metrics import ServiceMetrics
 from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.decoding import PictureDecoder
+from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -190,7 +191,7 @@ class PaymentResult:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "no end date"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class DeliveryFailed(Exception):
@@ -1375,7 +1376,7 @@ class RestyleService:
             # From the database at the last moment: a long queue must not hold its pictures in RAM.
             found = await self.store.pictures(ids, "input")  # one read for the batch
             pictures = [found.get(i) for i in ids]
-            missing = [i for i, data in zip(ids, pictures) if data is None]
+            missing = [i for i, data in zip(ids, pictures, strict=True) if data is None]
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
             images = await asyncio.to_thread(lambda: [_open_picture(data) for data in pictures])
@@ -1400,7 +1401,7 @@ class RestyleService:
                 steps=r.steps,
                 negative_prompt=r.negative_prompt,
             )
-            for r, image in zip(records, images)
+            for r, image in zip(records, images, strict=True)
         ]
 
     async def _renew_lease(self, ids: list[str]) -> None:
@@ -1455,7 +1456,7 @@ class RestyleService:
                 log.warning("could not store the results of jobs %s together (%s); storing them one by one",
                             ", ".join(o.job_id for o in outputs), exc)  # fmt: skip
             else:
-                for p, done in zip(prepared, finished):
+                for p, done in zip(prepared, finished, strict=True):
                     await self._announce_output(p, done)
                 return
             for output in outputs:  # the attempt together was each job's first try
@@ -1477,14 +1478,14 @@ class RestyleService:
         prepared = await self._prepare_output(output)
         await self._announce_output(prepared, await self._write_output(prepared, now))
 
-    async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list["_PreparedOutput"]:
+    async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list[_PreparedOutput]:
         """_prepare_output for a batch, with one safety-checker call for all its pictures
         where the checker takes batches (engine.safety.SafetyChecker.check_batch)."""
         by_id = {record.id: record for record in await self.store.jobs(output.job_id for output in outputs)}
         records = [by_id.get(output.job_id) for output in outputs]
         check_batch = getattr(self.safety_check, "check_batch", None)
         checked = [
-            i for i, (output, record) in enumerate(zip(outputs, records))
+            i for i, (output, record) in enumerate(zip(outputs, records, strict=True))
             if record is not None and output.picture is not None and self._needs_check(record)
         ]  # fmt: skip
         verdicts: dict[int, bool] = {}
@@ -1498,12 +1499,12 @@ class RestyleService:
                 log.exception("jobs %s: the safety check failed; the results are withheld", ids)
                 verdicts = dict.fromkeys(checked, True)
         return [
-            await self._prepare_output(output, record, verdicts.get(i)) for i, (output, record) in enumerate(zip(outputs, records))
+            await self._prepare_output(output, record, verdicts.get(i)) for i, (output, record) in enumerate(zip(outputs, records, strict=True))
         ]
 
     async def _prepare_output(
         self, output: EngineOutput, record: JobRecord | None = None, flagged: bool | None = None
-    ) -> "_PreparedOutput":
+    ) -> _PreparedOutput:
         """Everything but the writes: the job, the safety check (unless `flagged` is its
         verdict already), the bytes to store."""
         if record is None:
@@ -1519,7 +1520,7 @@ class RestyleService:
             return False
         return not (self.config.moderation.exempt_age_restricted and record.reply.get("age_restricted"))
 
-    async def _write_output(self, p: "_PreparedOutput", now: float) -> bool:
+    async def _write_output(self, p: _PreparedOutput, now: float) -> bool:
         """The job's end in the database; False when this worker no longer holds it."""
         output, record = p.output, p.record
         if record is None:
@@ -1535,7 +1536,7 @@ class RestyleService:
         error = output.error or "The picture engine failed on this job; try again."
         return await self.store.mark_failed(output.job_id, error, now, worker_id=self.instance_id)
 
-    async def _announce_output(self, p: "_PreparedOutput", finished: bool) -> None:
+    async def _announce_output(self, p: _PreparedOutput, finished: bool) -> None:
         """After the write is committed: logs, metrics, delivery, the job event."""
         output, record, job_id = p.output, p.record, p.output.job_id
         if record is None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from bot.clock import Clock
 from bot.db import Database, PostgresDatabase, Row, SqliteDatabase, StoreError, is_postgres, sqlite_path
@@ -284,7 +285,7 @@ class Store:
         return isinstance(self.db, PostgresDatabase)
 
     @classmethod
-    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0, clock: Clock | None = None) -> "Store":
+    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0, clock: Clock | None = None) -> Store:
         """`url` empty or `sqlite:///path`: SQLite (by default restyle.sqlite3 in data_dir);
         `postgresql://...`: a PostgreSQL database shared with other processes, waited for up
         to `wait_s` seconds when it cannot be reached yet."""

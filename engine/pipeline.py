@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections import OrderedDict
 import os
 import re
 import threading
 import time
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 # transformers warns at import time about torchvision-less image processors that an
 # image-to-image pipeline never uses; an admin reading the start-up log needs none of it.
@@ -374,7 +375,7 @@ class DiffusersEngine:
         cuda_graphs: bool = False,
         compile_sizes: Sequence[str] = ("512x512",),
         compile_backend: str = "inductor",
-    ) -> "DiffusersEngine":
+    ) -> DiffusersEngine:
         """Load `model` (a hub id or a local folder) for image-to-image.
 
         Raises ModelLoadError (one sentence naming the setting to change, cause chained) for any
@@ -510,7 +511,7 @@ class DiffusersEngine:
         for group in groups.values():
             for start in range(0, len(group), self.max_batch):
                 chunk = group[start : start + self.max_batch]
-                for planned, output in zip(chunk, self._run_chunk(chunk, on_progress)):
+                for planned, output in zip(chunk, self._run_chunk(chunk, on_progress), strict=True):
                     outputs[planned.index] = output
         return [outputs[index] for index in range(len(jobs))]
 
@@ -541,7 +542,7 @@ class DiffusersEngine:
             _failed(p, seconds, BLOCKED)
             if blocked
             else EngineOutput(p.job.job_id, p.job.seed, p.steps, seconds, picture=picture)
-            for p, picture, blocked in zip(chunk, result.images, flagged)
+            for p, picture, blocked in zip(chunk, result.images, flagged, strict=True)
         ]
 
     def _call_pipeline(self, chunk: list[_Planned], on_progress: ProgressCallback | None) -> Any:

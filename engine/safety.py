@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -52,7 +52,7 @@ class SafetyChecker:
             for indices in by_size.values():
                 pixels = np.stack([np.asarray(rgb[i], dtype=np.float32) / 255.0 for i in indices])
                 _, has_nsfw = self.checker(images=pixels, clip_input=clip_input[indices])
-                verdicts.update((i, bool(flag)) for i, flag in zip(indices, has_nsfw))
+                verdicts.update((i, bool(flag)) for i, flag in zip(indices, has_nsfw, strict=True))
             flags = [verdicts[i] for i in range(len(rgb))]
         return flags
 

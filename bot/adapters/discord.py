@@ -30,8 +30,9 @@ import io
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Optional
+from typing import Any, Literal
 
 import aiohttp
 import discord
@@ -147,7 +148,7 @@ class JobButton(
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> "JobButton":
+    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> JobButton:
         return cls(match["action"], match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -191,7 +192,7 @@ class RestyleModal(ui.Modal, title="Restyle image"):
         component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
     )
 
-    def __init__(self, adapter: "DiscordAdapter", picture: "_Picture") -> None:
+    def __init__(self, adapter: DiscordAdapter, picture: _Picture) -> None:
         super().__init__(timeout=TOKEN_TTL_S)
         self.adapter = adapter
         self.picture = picture
@@ -224,7 +225,7 @@ class RestyleTree(app_commands.CommandTree):
 class _RestyleEvents:
     """The bot's client, whichever shards it runs (see RestyleClient, ShardClient)."""
 
-    def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
         super().__init__(**options)
         self.restyle_adapter = adapter
         # Everywhere Discord allows: servers, the bot's DM, and (user-installed) other DMs; the
@@ -642,8 +643,8 @@ class DiscordAdapter:
             image: discord.Attachment,
             prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
             strength: app_commands.Range[float, MIN_STRENGTH, MAX_STRENGTH],
-            seed: Optional[app_commands.Range[int, 0, MAX_SEED]] = None,
-            steps: Optional[app_commands.Range[int, MIN_STEPS, MAX_STEPS]] = None,
+            seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+            steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
         ) -> None:
             with adapter._handling():
                 await adapter.on_restyle(interaction, image, prompt, strength, seed, steps)
@@ -695,7 +696,7 @@ class DiscordAdapter:
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
         async def unban(
-            interaction: discord.Interaction, member: discord.User, reason: Optional[app_commands.Range[str, 1, 300]] = None
+            interaction: discord.Interaction, member: discord.User, reason: app_commands.Range[str, 1, 300] | None = None
         ) -> None:
             with adapter._handling():
                 await adapter.on_ban(interaction, member, reason or "", banned=False)
@@ -1207,7 +1208,7 @@ class DiscordAdapter:
                     if len(data) > limit:
                         raise _Unusable(f"That picture is over the {limit / 1_000_000:g} MB limit. Send a smaller one.")
                 return bytes(data)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("download of %s failed: %r", picture.filename, exc)
             raise _Unusable("I could not download the picture in time. Please try again.") from None
 
@@ -1271,7 +1272,7 @@ class DiscordAdapter:
                 return True
             try:
                 await self._edit(reply, content=text, view=status_view(job_id))
-            except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
                 log.warning("job %s: status edit failed: %r", job_id, exc)
                 return True  # best effort; the next update tries again
             state.last_text = text
@@ -1289,7 +1290,7 @@ class DiscordAdapter:
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
                 try:
                     await self._edit(job.reply, content=text, view=None)
-                except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
                     log.info("job %s: could not mark the status message: %r", job_id, exc)
             elif job is not None:
                 await self._end_stale_status(job, text)
@@ -1305,7 +1306,7 @@ class DiscordAdapter:
         try:
             channel = self._client().get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
             await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(content=text, view=None))
-        except (DeliveryFailed, discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, DeliveryFailed, discord.DiscordException, aiohttp.ClientError) as exc:
             log.info("job %s: could not end the old status message: %r", job.id, exc)
 
     def _token_fresh(self, reply: dict[str, Any]) -> bool:
@@ -1371,7 +1372,7 @@ class DiscordAdapter:
         # Deliveries left from the last run start before the connection is up.
         try:
             await asyncio.wait_for(self._ready.wait(), self.ready_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DeliveryFailed("the Discord connection is not up") from None
 
     async def _send_outcome(
@@ -1457,7 +1458,7 @@ class DiscordAdapter:
                     raise
         except DeliveryFailed:
             raise
-        except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
             # Rate limited past our patience, a 5xx, the network: the service retries later.
             state.finished = False
             raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
@@ -1648,7 +1649,10 @@ def _queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobV
         return f"Nobody is waiting ({counts}).\n`/queue show:log` lists the latest jobs."
     lines = [f"**Waiting:** {counts}"]
     for position, tier, job_id, job in waiting:
-        who = f" · {_who(job.platform, job.user_id)} · waiting {_seconds(now - job.created_at)} · “{_short(_one_line(job.prompt), 60)}”" if job else ""
+        who = ""
+        if job:
+            waited = _seconds(now - job.created_at)
+            who = f" · {_who(job.platform, job.user_id)} · waiting {waited} · “{_short(_one_line(job.prompt), 60)}”"
         lines.append(f"#{position + 1} {tier} · job `{job_id}`{who}")
     return fit_lines(lines, MESSAGE_LIMIT)
 

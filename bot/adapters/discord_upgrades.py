@@ -10,7 +10,7 @@ arrives as an ENTITLEMENT_CREATE event and again with every interaction of that 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands, ui
@@ -60,14 +60,14 @@ def premium_view(info: UpgradeInfo, unusable: frozenset[int] | set[int] = frozen
 
 
 class DiscordUpgrades:
-    def __init__(self, adapter: "DiscordAdapter") -> None:
+    def __init__(self, adapter: DiscordAdapter) -> None:
         self.adapter = adapter
         self.service = adapter.service
         self._seen: dict[int, tuple[int | None, bool]] = {}  # entitlement id -> (ends_at, deleted) applied
         self.sku_types: dict[int, discord.SKUType] = {}  # the application's SKUs, fetched at start
         self.unusable_skus: set[int] = set()  # configured SKU ids Discord would refuse on a premium button
 
-    def install(self, client: "RestyleClient") -> None:
+    def install(self, client: RestyleClient) -> None:
         # discord.Client calls on_<event> attributes; these add to what the client class defines.
         client.on_entitlement_create = self.on_entitlement  # type: ignore[attr-defined]
         client.on_entitlement_update = self.on_entitlement  # type: ignore[attr-defined]
@@ -184,13 +184,13 @@ class DiscordUpgrades:
 
         @tree.command(name="upgrade", description="Plans, perks and your tier; or redeem a code")
         @app_commands.describe(code="A redeem code, like RS-ABCD-EFGH-JKMN")
-        async def upgrade(interaction: discord.Interaction, code: Optional[app_commands.Range[str, 1, 64]] = None) -> None:
+        async def upgrade(interaction: discord.Interaction, code: app_commands.Range[str, 1, 64] | None = None) -> None:
             with upgrades.adapter._handling():
                 await upgrades.on_upgrade(interaction, code)
 
         @tree.command(name="link", description="Share your tier with the bot on Telegram")
         @app_commands.describe(code="The code /link gave you on the other app; leave out to get one")
-        async def link(interaction: discord.Interaction, code: Optional[app_commands.Range[str, 1, 32]] = None) -> None:
+        async def link(interaction: discord.Interaction, code: app_commands.Range[str, 1, 32] | None = None) -> None:
             with upgrades.adapter._handling():
                 await upgrades.on_link(interaction, code)
 

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import hashlib
 import hmac
+import io
 import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -1149,7 +1149,7 @@ class TelegramAdapter:
             # for a moment: wait a little before handing the job back to the retry schedule.
             try:
                 await asyncio.wait_for(self._ready_event.wait(), self.ready_wait_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeliveryFailed("Telegram is not connected") from None
         reply = {**job.reply, **self._state(job.id).reply_changes}
         moved = self._moved_to.get(int(reply["chat_id"]))
@@ -1435,7 +1435,7 @@ def result_buttons(job: JobView) -> InlineKeyboardMarkup:
 def me_text(view: MemberView) -> str:
     expiry = ""
     if view.tier_expires_at:
-        when = datetime.fromtimestamp(view.tier_expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromtimestamp(view.tier_expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         expiry = f", until {when}"
     left = max(0, view.daily_quota - view.used_today)
     lines = [
@@ -1471,7 +1471,7 @@ def job_log_text(entries: list[dict[str, Any]]) -> str:
         return "No jobs in the log."
     lines = [f"Latest {len(entries)} job{'s' if len(entries) != 1 else ''}, newest first (times UTC):"]
     for entry in entries:
-        when = datetime.fromtimestamp(entry["created_at"], timezone.utc).strftime("%m-%d %H:%M")
+        when = datetime.fromtimestamp(entry["created_at"], UTC).strftime("%m-%d %H:%M")
         outcome = entry["status"] + (f" ({_clip(entry['error'], 60)})" if entry.get("error") else "")
         lines.append(f"{when} · {entry['platform']}:{entry['user_id']} in {_where(entry)} · "
                      f"“{_clip(entry['prompt'], 60)}” · {outcome} · job {entry['id']}")  # fmt: skip

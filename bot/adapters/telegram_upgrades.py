@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, ReplyParameters, Update
@@ -47,7 +47,7 @@ GRANT_USAGE = (
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "with no end date"
-    return "until " + datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "until " + datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def upgrade_text(info: UpgradeInfo, *, can_redeem: bool = True) -> str:
@@ -94,7 +94,7 @@ def parse_target(text: str) -> Member | None:
 
 
 class TelegramUpgrades:
-    def __init__(self, adapter: "TelegramAdapter") -> None:
+    def __init__(self, adapter: TelegramAdapter) -> None:
         self.adapter = adapter
         self.service = adapter.service
         self.config = adapter.config

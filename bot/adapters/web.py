@@ -28,9 +28,10 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -583,7 +584,7 @@ class WebAdapter:
                     break
                 try:
                     await asyncio.wait_for(wake.wait(), STREAM_REFRESH_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 wake.clear()
                 state = await self._state(job_id)
