@@ -180,7 +180,7 @@ class App:
             listeners = Listeners(self.store, self.service.instance_id, self.config.store.listener_lease_s, self.service.clock)
             for adapter in self.adapters:
                 if hasattr(adapter, "listeners"):
-                    adapter.listeners = listeners  # type: ignore[attr-defined]
+                    adapter.listeners = listeners
         try:
             for adapter in self.adapters:
                 await adapter.start()

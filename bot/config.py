@@ -7,8 +7,8 @@ documents every key; tests keep the two in step.
 
 Each table is one pydantic dataclass (strict types, `extra="forbid"`, ranges as field
 constraints); `_Loader` turns pydantic's first error into one sentence naming the key. To add a
-key: a field with its default on the table's class (a `Number`/`Whole`/`Flag` type, or a
-validator in `Annotated`), documented in config.example.toml.
+key: a field with its default on the table's class (`Annotated[float, Number(...)]`,
+`Annotated[int, Whole(...)]`, `Flag`, or a validator in `Annotated`), documented in config.example.toml.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
 
+from annotated_types import GroupedMetadata
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as settings
+from pydantic.fields import FieldInfo
 
 # Environment variables that supply secrets, so they can stay out of the file (and out of git).
 ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -73,25 +75,40 @@ def _fmt(n: float) -> str:
     return str(int(n)) if isinstance(n, int) else str(n)
 
 
-def Number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Any:
-    """A float field (ints accepted, bools, nan and inf not: TOML allows both)."""
+@dataclass(frozen=True)
+class Limits(GroupedMetadata):
+    """A number's limits and the Rule that words them, as one piece of `Annotated` metadata:
+    pydantic unpacks it (annotated_types.GroupedMetadata) as if both had been written there."""
+
+    limits: FieldInfo
+    rule: Rule
+
+    def __iter__(self) -> Iterator[object]:
+        yield from self.limits.metadata
+        yield self.rule
+
+
+def Number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Limits:
+    """A float field's limits, `Annotated[float, Number(0)]` (ints accepted, bools, nan and inf
+    not: TOML allows both)."""
     if above is not None:
         rule = f"a number > {_fmt(above)}"
     elif hi is None:
         rule = f"a number >= {_fmt(lo)}"  # type: ignore[arg-type]
     else:
         rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"  # type: ignore[arg-type]
-    return Annotated[float, Field(ge=lo, le=hi, gt=above, allow_inf_nan=False), Rule(rule)]
+    return Limits(Field(ge=lo, le=hi, gt=above, allow_inf_nan=False), Rule(rule))
 
 
-def Whole(lo: int | None = None, hi: int | None = None) -> Any:
+def Whole(lo: int | None = None, hi: int | None = None) -> Limits:
+    """A whole number field's limits, `Annotated[int, Whole(1)]`."""
     if lo is None:
         rule = "a whole number"
     elif hi is None:
         rule = f"a whole number >= {lo}"
     else:
         rule = f"a whole number from {lo} to {hi}"
-    return Annotated[int, Field(ge=lo, le=hi), Rule(rule)]
+    return Limits(Field(ge=lo, le=hi), Rule(rule))
 
 
 Flag = Annotated[bool, Rule("true or false (without quotes)")]
@@ -272,12 +289,12 @@ _TABLE = ConfigDict(extra="forbid", strict=True)
 @settings(frozen=True, config=_TABLE)
 class TierSettings:
     name: str  # "free" | "pro" | "max"
-    rank: Whole()  # higher runs first: 0 free, 1 pro, 2 max by default
-    min_turnaround_s: Number(0)  # a result is delivered no sooner than this after the request
-    max_queued: Whole(1)  # waiting + running jobs per member
-    daily_quota: Whole(1)  # jobs per UTC day
-    max_side: Whole(64, 2048)  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
-    max_steps: Whole(1, 50)  # cap on steps=
+    rank: Annotated[int, Whole()]  # higher runs first: 0 free, 1 pro, 2 max by default
+    min_turnaround_s: Annotated[float, Number(0)]  # a result is delivered no sooner than this after the request
+    max_queued: Annotated[int, Whole(1)]  # waiting + running jobs per member
+    daily_quota: Annotated[int, Whole(1)]  # jobs per UTC day
+    max_side: Annotated[int, Whole(64, 2048)]  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
+    max_steps: Annotated[int, Whole(1, 50)]  # cap on steps=
 
 
 DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
@@ -297,8 +314,8 @@ _OptionalHttp = Annotated[str | None, Checked(_optional_text(schemes=("http", "h
 class BotSettings:
     data_dir: Annotated[Path, Checked(_path)] = Path("data")  # load_config makes it absolute (relative to the config file)
     admins: Annotated[tuple[str, ...], Checked(_admins)] = ()  # "telegram:12345", "discord:67890", "web:local"
-    default_strength: Number(0.05, 1.0) = 0.5
-    max_upload_mb: Number(above=0) = 20.0
+    default_strength: Annotated[float, Number(0.05, 1.0)] = 0.5
+    max_upload_mb: Annotated[float, Number(above=0)] = 20.0
 
 
 @settings(frozen=True, config=_TABLE)
@@ -307,9 +324,9 @@ class EngineSettings:
     device: Annotated[str, Checked(_text(pattern=r"auto|cpu|cuda|cuda:[0-9]+|mps",
                                          hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'))] = "auto"  # fmt: skip
     dtype: Annotated[str, Checked(_text(choices=("auto", "float16", "bfloat16", "float32")))] = "auto"
-    steps: Whole(1, 50) = 4
-    guidance_scale: Number(0, 50) | None = None  # None: 0 for turbo models, 7.5 otherwise
-    max_batch: Whole(1, 64) = 4
+    steps: Annotated[int, Whole(1, 50)] = 4
+    guidance_scale: Annotated[float, Number(0, 50)] | None = None  # None: 0 for turbo models, 7.5 otherwise
+    max_batch: Annotated[int, Whole(1, 64)] = 4
     turbo: Flag | None = None  # None: guess from the model name
     local_files_only: Flag = False  # true: never try the hub
     # full: the model's own VAE | tiny: tiny_vae (AutoencoderTiny), faster, coarser
@@ -325,18 +342,18 @@ class EngineSettings:
 
 @settings(frozen=True, config=_TABLE)
 class QueueSettings:
-    aging_s: Number(above=0) = 30.0  # a waiting job climbs one tier per aging_s
-    member_gap_s: Number(0) = 30.0  # a member's next waiting job ranks this far behind their previous one
-    eta_window: Whole(1, 1000) = 20  # recent jobs in the rolling mean used for ETAs
-    shutdown_grace_s: Number(0) = 60.0  # on SIGTERM, how long the running batch may finish
+    aging_s: Annotated[float, Number(above=0)] = 30.0  # a waiting job climbs one tier per aging_s
+    member_gap_s: Annotated[float, Number(0)] = 30.0  # a member's next waiting job ranks this far behind their previous one
+    eta_window: Annotated[int, Whole(1, 1000)] = 20  # recent jobs in the rolling mean used for ETAs
+    shutdown_grace_s: Annotated[float, Number(0)] = 60.0  # on SIGTERM, how long the running batch may finish
 
 
 @settings(frozen=True, config=_TABLE)
 class StoreSettings:
     url: Annotated[str, Checked(_store_url)] = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
-    lease_s: Number(3) = 30.0  # a worker holds its jobs this long between renewals
-    poll_s: Number(above=0) = 2.0  # how often processes look for work and results a lost notification hid
-    listener_lease_s: Number(3) = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
+    lease_s: Annotated[float, Number(3)] = 30.0  # a worker holds its jobs this long between renewals
+    poll_s: Annotated[float, Number(above=0)] = 2.0  # how often processes look for work and results a lost notification hid
+    listener_lease_s: Annotated[float, Number(3)] = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
 
     @property
     def shared(self) -> bool:
@@ -351,8 +368,8 @@ class TelegramSettings:
     base_file_url: _OptionalHttp = None
     webhook_url: _OptionalHttp = None  # None: long polling
     webhook_listen: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
-    webhook_port: Whole(1, 65535) = 8443
-    max_download_mb: Number(above=0) = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
+    webhook_port: Annotated[int, Whole(1, 65535)] = 8443
+    max_download_mb: Annotated[float, Number(above=0)] = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
 
 
 @settings(frozen=True, config=_TABLE)
@@ -371,10 +388,10 @@ class DiscordSettings:
 class WebSettings:
     enabled: Flag | None = None  # None: on when no chat token is configured
     host: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
-    port: Whole(0, 65535) = 8080
+    port: Annotated[int, Whole(0, 65535)] = 8080
     access_token: _OptionalText = None  # required when host is not loopback
     tier: Annotated[str, Checked(_text())] = "free"  # the tier of the page's member; checked against the tiers
-    body_timeout_s: Number(above=0, hi=3600) = 120.0  # a request body (an upload) must arrive whole within this
+    body_timeout_s: Annotated[float, Number(above=0, hi=3600)] = 120.0  # a request body (an upload) must arrive whole within this
 
 
 @settings(frozen=True, config=_TABLE)
@@ -390,7 +407,7 @@ class AccessSettings:
 class ModerationSettings:
     blocked_words: Annotated[tuple[str, ...], Checked(_words)] = ()  # whole words or phrases, case- and accent-insensitive
     blocked_patterns: Annotated[tuple[str, ...], Checked(_patterns)] = ()  # regular expressions, matched on the folded prompt
-    retention_days: Number(above=0) = 30.0  # jobs and their pictures are purged this long after they end
+    retention_days: Annotated[float, Number(above=0)] = 30.0  # jobs and their pictures are purged this long after they end
     safety_checker: _OptionalText = None  # hub id or folder of diffusers' safety checker; None: off
     exempt_age_restricted: Flag = False  # Discord age-restricted channels skip the safety check
 
@@ -401,8 +418,8 @@ class PlanSettings:
 
     name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
     tier: Annotated[str, Checked(_text())]  # "pro" | "max" (a defined tier other than free)
-    days: Whole(1, 3650)  # length of the period
-    stars: Whole(1, 10000) | None = None  # price in Telegram Stars; None: not on sale on Telegram
+    days: Annotated[int, Whole(1, 3650)]  # length of the period
+    stars: Annotated[int, Whole(1, 10000)] | None = None  # price in Telegram Stars; None: not on sale on Telegram
     subscription: Flag = False  # a monthly Stars subscription (needs days = 30)
     discord_sku: Annotated[int | None, Checked(_sku)] = None  # Discord SKU id; None: not on sale on Discord
 
@@ -526,6 +543,8 @@ def _rule(cls: type, key: str) -> str:
         for extra in getattr(hint, "__metadata__", ()):
             if isinstance(extra, Rule):
                 return extra.text
+            if isinstance(extra, Limits):
+                return extra.rule.text
         stack.extend(typing.get_args(hint))
     return "something else"
 

@@ -1147,7 +1147,7 @@ class RestyleService:
             return await self.me(member)
         account_id, tier, expiry = await self._current(member)
         if row is None:
-            until = ends_at if ends_at is not None or open_ended else now + plan.days * DAY_S
+            until: float | None = ends_at if ends_at is not None or open_ended else now + plan.days * DAY_S
             new: tuple[str, float | None]
             if tier == plan.tier:
                 new = (tier, None if expiry is None or until is None else max(expiry, until))
@@ -1174,7 +1174,7 @@ class RestyleService:
             # the end moved on (a renewal of an entitlement that had one), or an open-ended
             # subscription now has an end still to come: the tier runs until then, or longer where
             # the same tier ran before it for longer (what it ran on comes back)
-            until: float | None = ends_at
+            until = ends_at
             if expiry is None and row["prev_tier"] == plan.tier and is_active(row["prev_tier"], row["prev_expires_at"], now):
                 until = None if row["prev_expires_at"] is None else max(ends_at, row["prev_expires_at"])
             await self.store.set_payment_expiry(charge_key, until)
@@ -1241,15 +1241,13 @@ class RestyleService:
             return refused
         now = self.clock.now()
         row = await self.store.code(code_hash(code))
-        problem = None
+        # Each refusal here was counted as a wrong guess already.
         if row is None:
-            problem = Refused("bad_code", "That code is not valid. Check it and send it again.")
-        elif row["used_at"] is not None:
-            problem = Refused("used_code", "That code has already been used.")
-        elif row["valid_until"] <= now:
-            problem = Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
-        if problem is not None:
-            return problem  # counted as a wrong guess already
+            return Refused("bad_code", "That code is not valid. Check it and send it again.")
+        if row["used_at"] is not None:
+            return Refused("used_code", "That code has already been used.")
+        if row["valid_until"] <= now:
+            return Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
         await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self._current(member)
         if await self.store.is_banned(account_id):
@@ -1375,11 +1373,10 @@ class RestyleService:
         try:
             # From the database at the last moment: a long queue must not hold its pictures in RAM.
             found = await self.store.pictures(ids, "input")  # one read for the batch
-            pictures = [found.get(i) for i in ids]
-            missing = [i for i, data in zip(ids, pictures, strict=True) if data is None]
+            missing = [i for i in ids if i not in found]
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
-            images = await asyncio.to_thread(lambda: [_open_picture(data) for data in pictures])
+            images = await asyncio.to_thread(lambda: [_open_picture(found[i]) for i in ids])
             await self._publish(ids[0], "started", batch=ids[1:])
         except asyncio.CancelledError:  # a stopping worker cut its claim-ahead short
             await self._end_leases(batch)
@@ -1557,10 +1554,11 @@ class RestyleService:
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
     async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
-        if not self._needs_check(record):
+        check = self.safety_check
+        if check is None or not self._needs_check(record):
             return False
         try:
-            return await asyncio.to_thread(self.safety_check, picture)
+            return await asyncio.to_thread(check, picture)
         except Exception:
             # Fail closed: an unchecked result is not sent (the job fails, its quota comes back),
             # and the worker carries on; raising here used to end the worker task.

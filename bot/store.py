@@ -346,8 +346,8 @@ class Store:
             return
         moved = 0
         for path in sorted(folder.glob("*.img")):
-            job_id, _, kind = path.name.removesuffix(".img").rpartition(".")
-            kind = {"in": "input", "out": "result"}.get(kind)
+            job_id, _, suffix = path.name.removesuffix(".img").rpartition(".")
+            kind = {"in": "input", "out": "result"}.get(suffix)
             if kind is None:
                 continue
             if await self.job(job_id) is not None:
@@ -430,7 +430,7 @@ class Store:
         return Account(row["id"], row["tier"], row["tier_expires_at"]) if row is not None else None
 
     async def account(self, account_id: int) -> Account:
-        row = await self.db.fetch_one("SELECT id, tier, tier_expires_at FROM accounts WHERE id = ?", account_id)
+        row = await self.db.fetch_row("SELECT id, tier, tier_expires_at FROM accounts WHERE id = ?", account_id)
         return Account(row["id"], row["tier"], row["tier_expires_at"])
 
     async def set_tier(
@@ -827,7 +827,7 @@ class Store:
                 existing = await self.job_for_request(job.platform, job.request_key)
                 if existing is not None:
                     return existing
-            active = await self.db.fetch_one(
+            active = await self.db.fetch_row(
                 "SELECT COUNT(*) AS n, MAX(rank) AS last FROM jobs WHERE account_id = ? AND status IN ('queued', 'running')",
                 job.account_id,
             )

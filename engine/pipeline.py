@@ -30,6 +30,7 @@ from engine.api import (
     EngineOutput,
     ModelLoadError,
     ProgressCallback,
+    RestyleEngine,
     batch_key,
     random_seed,
     scheduled_steps,
@@ -153,7 +154,7 @@ def _hub_error(exc: BaseException, name: str) -> bool:
 
 
 def _chain_text(exc: BaseException) -> str:
-    parts = []
+    parts: list[str] = []
     seen: BaseException | None = exc
     while seen is not None and len(parts) < 8:
         parts.append(str(seen))
@@ -719,7 +720,7 @@ def _free_device_memory() -> None:
 
 
 def restyle_file(
-    engine: DiffusersEngine,
+    engine: RestyleEngine,
     in_path: Path,
     out_path: Path,
     *,

@@ -20,7 +20,6 @@ log = logging.getLogger("engine.safety")
 
 SafetyCheck = Callable[[Image.Image], bool]  # a SafetyChecker is one, with check_batch too
 
-
 class SafetyChecker:
     """Called with one picture (True: withhold it), or `check_batch` with a batch's pictures:
     one checker call for all of them, on the engine's device."""
@@ -75,5 +74,6 @@ def load_safety_checker(
             f"({type(exc).__name__}); set it to a folder or hub id holding diffusers' safety checker, "
             "or remove the key to turn the check off."
         ) from exc
-    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)
+    # transformers wraps PreTrainedModel.to in functools.wraps, through which mypy binds no self
+    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)  # type: ignore[arg-type]
     return SafetyChecker(checker.eval(), processor, device)

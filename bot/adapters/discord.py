@@ -30,7 +30,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -202,7 +202,8 @@ class RestyleModal(ui.Modal, title="Restyle image"):
             if await self.adapter.admitted(interaction):
                 await self.adapter.on_modal_submit(interaction, self.picture, _field(self.prompt), _field(self.strength))
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    # type-ignored: discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
         log.error("the Restyle image form failed", exc_info=error)
         await self.adapter._broke(interaction)
 
@@ -222,8 +223,9 @@ class RestyleTree(app_commands.CommandTree):
         return adapter is None or await adapter.admitted(interaction)
 
 
-class _RestyleEvents:
-    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient)."""
+class _RestyleEvents(discord.Client):
+    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient); a Client
+    (for the type checker too), that RestyleClient puts in front of AutoShardedClient."""
 
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
         super().__init__(**options)
@@ -241,7 +243,7 @@ class _RestyleEvents:
         # discord.py's default: 5 s before each IDENTIFY but the first (Discord allows one per
         # 5 s per max_concurrency bucket: Gateway, Session Start Limit); tests pass their own.
         if not initial:
-            await asyncio.sleep(self.restyle_adapter.identify_wait_s)  # type: ignore[attr-defined]
+            await asyncio.sleep(self.restyle_adapter.identify_wait_s)
 
     async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
         self.connected.set()
@@ -261,7 +263,7 @@ class RestyleClient(_RestyleEvents, discord.AutoShardedClient):
     than 2,500 servers needs several (a single session is closed with 4011)."""
 
 
-class ShardClient(_RestyleEvents, discord.Client):
+class ShardClient(_RestyleEvents):
     """One shard's gateway session (shard_id / shard_count), for a front end holding that
     shard's listener lease when several share the database."""
 
@@ -593,17 +595,19 @@ class DiscordAdapter:
             return {}
 
     async def _send_commands(self, desired: dict[str, list[dict[str, Any]]], previous: dict[str, str],
-                             guild_ids: list[int]) -> None:  # fmt: skip
+                             guild_ids: Sequence[int]) -> None:  # fmt: skip
         client = self._client()
+        app_id = client.application_id
+        assert app_id is not None  # known from login, which comes before any sync
         synced = dict(previous)
         done = []
         try:
             for scope in _commands_to_sync(desired, previous):
                 payload = desired.get(scope, [])
                 if scope == "global":
-                    await client.http.bulk_upsert_global_commands(client.application_id, payload=payload)
+                    await client.http.bulk_upsert_global_commands(app_id, payload=payload)
                 else:
-                    await client.http.bulk_upsert_guild_commands(client.application_id, int(scope), payload=payload)
+                    await client.http.bulk_upsert_guild_commands(app_id, int(scope), payload=payload)
                 synced[scope] = _commands_hash(payload)
                 where = "globally" if scope == "global" else f"to server {scope}"
                 done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
@@ -1325,7 +1329,8 @@ class DiscordAdapter:
             await self._timed(hook.edit_message(int(message_id), **fields))
         else:
             channel = client.get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
-            await self._timed(channel.get_partial_message(int(message_id)).edit(**fields))
+            # The bot sent this status message itself, so its id is always known.
+            await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(**fields))
 
     async def _timed(self, awaitable: Awaitable[Any]) -> Any:
         # discord.py sleeps through any 429 on webhooks, however long: bound every call, so a

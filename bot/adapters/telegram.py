@@ -1291,7 +1291,7 @@ class TelegramAdapter:
             picture = img.convert("RGB")
         if width + height > PHOTO_MAX_SIDES:
             scale = (PHOTO_MAX_SIDES - 8) / (width + height)
-            picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.LANCZOS)
+            picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
         from engine.pictures import encode_picture
 
         return encode_picture(picture, "jpeg", self.photo_limit_bytes)

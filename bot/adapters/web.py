@@ -361,6 +361,7 @@ class WebAdapter:
                     rest = [(k, v) for k, v in request.query.items() if k != "token"]
                     location = _same_site_location(request.rel_url.with_query(rest))
                     response = web.Response(status=303, headers={"Location": location})
+                    assert self._cookie_value is not None  # made with the token
                     response.set_cookie(
                         COOKIE, self._cookie_value, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict", path="/"
                     )
