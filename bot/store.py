@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +200,6 @@ MIGRATIONS: list[str] = [
 
 
 ACTIVE = ("queued", "running")
-FINISHED = ("done", "failed", "cancelled")
-PICTURE_KINDS = ("input", "result")
 
 
 @dataclass(frozen=True)
@@ -250,7 +248,6 @@ class JobRecord:
     # The incoming request that asked for it (an update, interaction or form nonce), unique per
     # platform: the same request delivered twice, or retried, finds this job instead of a new one.
     request_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 _JOB_COLUMNS = [
@@ -390,13 +387,6 @@ class Store:
 
     async def replace_picture(self, job_id: str, kind: str, data: bytes) -> None:
         await self.db.execute("UPDATE pictures SET data = ? WHERE job_id = ? AND kind = ?", data, job_id, kind)
-
-    async def picture_kinds(self) -> dict[str, list[str]]:
-        """Which pictures each job has (for tests and checks)."""
-        out: dict[str, list[str]] = {}
-        for row in await self.db.fetch_all("SELECT job_id, kind FROM pictures ORDER BY job_id, kind"):
-            out.setdefault(row["job_id"], []).append(row["kind"])
-        return out
 
     # Accounts --------------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -17,8 +16,6 @@ from PIL import Image  # noqa: E402
 from engine.api import ModelLoadError  # noqa: E402
 
 log = logging.getLogger("engine.safety")
-
-SafetyCheck = Callable[[Image.Image], bool]  # a SafetyChecker is one, with check_batch too
 
 class SafetyChecker:
     """Called with one picture (True: withhold it), or `check_batch` with a batch's pictures:

@@ -763,7 +763,6 @@ class TelegramAdapter:
             "group": message.chat.type != "private",
             "picture_file_id": picture.file_id,
             "picture_kind": picture.kind,
-            "lang": user.language_code,
         }
         # A chat and message id names the request: an update Telegram delivers again (a restart
         # before its offset was confirmed, a webhook retried) finds the job it queued.
@@ -1024,7 +1023,6 @@ class TelegramAdapter:
             "group": job.reply.get("group", False),
             "picture_file_id": job.reply.get("picture_file_id"),
             "picture_kind": job.reply.get("picture_kind"),
-            "lang": job.reply.get("lang"),
             "parent": job_id,
         }
         result = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}")
