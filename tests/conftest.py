@@ -75,10 +75,10 @@ async def store(request: pytest.FixtureRequest, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _stop_unclosed_harnesses() -> Iterator[None]:
-    """A test that fails before closing its Harness (tests/test_service.py) would leave the
+    """A test that fails before closing its Harness (tests/harness/service.py) would leave the
     SQLite connection's thread running, and pytest would hang at exit instead of reporting."""
     yield
-    module = sys.modules.get("tests.test_service")
+    module = sys.modules.get("tests.harness.service")
     if module is None:
         return
     while module.Harness.unclosed:

@@ -1,5 +1,5 @@
 """Access and moderation on Discord, end to end against the fake Discord: [access] allow-lists
-and DMs on every way in, admins' /ban, /unban and /queue (the harness of tests/test_discord.py)."""
+and DMs on every way in, admins' /ban, /unban and /queue (the harness of tests/harness/discord_bot.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from bot.moderation import BANNED, NO_DMS, NOT_HERE
-from tests.fakes import picture_bytes
 from tests.fake_discord import EPHEMERAL
-from tests.test_discord import CHANNEL, GUILD, OTHER, USER, Harness, callbacks, ephemerals, h  # noqa: F401
+from tests.fakes import picture_bytes
+from tests.harness.discord_bot import CHANNEL, GUILD, OTHER, USER, Harness, callbacks, ephemerals, h  # noqa: F401
 
 ADMIN = 9001
 ADMINS = 'admins = ["discord:9001"]'

@@ -27,7 +27,7 @@ from bot.service import Accepted, Refused
 from bot.store import StoreError
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
 from tests.fakes import picture_bytes, wait_until
-from tests.test_service import FREE, PRO, Harness, make
+from tests.harness.service import FREE, PRO, Harness, make
 
 ROOT = Path(__file__).resolve().parent.parent
 

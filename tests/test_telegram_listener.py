@@ -19,7 +19,15 @@ from bot.listener import CONTEND_EVERY_S, Listeners, stream_name
 from bot.store import Store
 from tests.fake_telegram import FakeTelegram
 from tests.fakes import FakeEngine, wait_parked, wait_until
-from tests.test_telegram import ANA, BEN, TOKEN, fake, photo_message, replies_to, write_config  # noqa: F401  (fake: a fixture)
+from tests.harness.telegram_bot import (
+    ANA,
+    BEN,
+    TOKEN,
+    fake,  # noqa: F401  (fixtures)
+    photo_message,
+    replies_to,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

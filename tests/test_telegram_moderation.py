@@ -1,17 +1,27 @@
 """Access and moderation on Telegram, end to end against the fake Bot API: [access] allow-lists
-and private chats, admins' /ban, /unban and /queue (fixtures from tests/test_telegram.py)."""
+and private chats, admins' /ban, /unban and /queue (fixtures from tests/harness/telegram_bot.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from bot.moderation import BANNED, NO_DMS, NOT_HERE
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
-from tests.test_telegram import ANA, BEN, GROUP, fake, finish, photo_message, replies_to, settle, start_bot, wait_reply  # noqa: F401
+from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
+    ANA,
+    BEN,
+    GROUP,
+    fake,
+    finish,
+    photo_message,
+    replies_to,
+    settle,
+    start_bot,
+    wait_reply,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
