@@ -148,7 +148,7 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     negative = values.get("negative_prompt")
     if isinstance(negative, str):
         _check_length("Your no= text", negative)
-    return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]
+    return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]  # each option's checked value, by field name
 
 
 def whole_number(text: str, lo: int, hi: int) -> int | None:

@@ -93,10 +93,12 @@ def Number(lo: float | None = None, hi: float | None = None, *, above: float | N
     not: TOML allows both)."""
     if above is not None:
         rule = f"a number > {_fmt(above)}"
-    elif hi is None:
-        rule = f"a number >= {_fmt(lo)}"  # type: ignore[arg-type]
+    elif lo is not None and hi is None:
+        rule = f"a number >= {_fmt(lo)}"
+    elif lo is not None and hi is not None:
+        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"
     else:
-        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"  # type: ignore[arg-type]
+        rule = "a number"
     return Limits(Field(ge=lo, le=hi, gt=above, allow_inf_nan=False), Rule(rule))
 
 

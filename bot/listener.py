@@ -178,12 +178,16 @@ class Inbox:
         return await self.store.unhandled(self.platform)
 
 
+class ListenerStore(LeaseStore, InboxStore, Protocol):
+    """Leases and inboxes: what Listeners needs of the store (bot.store.Store is one)."""
+
+
 @dataclass
 class Listeners:
     """Handed to each front end when several processes share the database (PostgreSQL): the
     leases and inboxes of its streams. None (SQLite, one process): listen without a lease."""
 
-    store: LeaseStore
+    store: ListenerStore
     holder: str
     lease_s: float
     clock: Clock
@@ -196,4 +200,4 @@ class Listeners:
         return await self.store.listener_holders(prefix, self.clock.now())
 
     def inbox(self, platform: str) -> Inbox:
-        return Inbox(self.store, platform, self.holder, self.clock)  # type: ignore[arg-type]
+        return Inbox(self.store, platform, self.holder, self.clock)

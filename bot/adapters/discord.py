@@ -1542,8 +1542,10 @@ async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
                                    attachments=fields.get("attachments", discord.utils.MISSING),
                                    view=fields.get("view", discord.utils.MISSING),
                                    previous_allowed_mentions=discord.AllowedMentions.none()) as params:  # fmt: skip
+        token = hook.token
+        assert token is not None  # an interaction's webhook always carries the interaction's token
         await async_context.get().edit_original_interaction_response(
-            hook.id, hook.token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,  # type: ignore[arg-type]
+            hook.id, token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,
             payload=params.payload, multipart=params.multipart, files=params.files,
         )
 

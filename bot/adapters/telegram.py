@@ -218,7 +218,7 @@ class _Limiter(AIORateLimiter):
         if endpoint in COSMETIC_ENDPOINTS:
             chat_id = data.get("chat_id")
             try:
-                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]
+                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]  # None: TypeError, below
             except (TypeError, ValueError):
                 group = chat_id if isinstance(chat_id, str) else False
             # One try inside the per-group and overall budgets; a RetryAfter goes to the caller
@@ -446,8 +446,8 @@ class TelegramAdapter:
                 self._lease_task = asyncio.create_task(
                     keep_listening(lease, self._start_leased_polling, self._stop_leased_polling), name="telegram-lease"
                 )
-        elif not self.application.updater.running:  # type: ignore[union-attr]
-            await self.application.updater.start_polling(  # type: ignore[union-attr]
+        elif not self.application.updater.running:  # type: ignore[union-attr]  # polling: built with an Updater
+            await self.application.updater.start_polling(  # type: ignore[union-attr]  # as above
                 poll_interval=0.0,
                 timeout=int(self.poll_timeout_s),
                 allowed_updates=ALLOWED_UPDATES,
@@ -692,7 +692,7 @@ class TelegramAdapter:
         if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
             old, new = (message.chat.id, message.migrate_to_chat_id) if message.migrate_to_chat_id else (
                 message.migrate_from_chat_id, message.chat.id)  # fmt: skip
-            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]
+            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]  # both set: see the if above
             raise ApplicationHandlerStop
         if message is not None and _posted_as_chat(message):
             # Never a member account (a shared quota for "Telegram", /ban banning a channel).
@@ -1012,7 +1012,7 @@ class TelegramAdapter:
         if delta is None or message is None:
             await _quietly(query.answer())
             return
-        refused = self._place_refusal(message)  # type: ignore[arg-type]
+        refused = self._place_refusal(message)  # type: ignore[arg-type]  # an InaccessibleMessage is not told apart
         if refused is not None:
             await _quietly(query.answer(refused.text if not refused.quiet else None, show_alert=not refused.quiet))
             return
@@ -1032,7 +1032,7 @@ class TelegramAdapter:
         if result.duplicate:
             return  # this press was answered when it first came
         await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
-        await self._after_submit(result, reply, message)  # type: ignore[arg-type]
+        await self._after_submit(result, reply, message)  # type: ignore[arg-type]  # as in _place_refusal above
 
     # The service's side (FrontEnd) -------------------------------------------------------------
 

@@ -183,7 +183,7 @@ class TelegramUpgrades:
         except Forbidden:
             if chat is not None:
                 message = query.message
-                thread = message.message_thread_id if getattr(message, "is_topic_message", False) else None  # type: ignore[union-attr]
+                thread = message.message_thread_id if getattr(message, "is_topic_message", False) else None  # type: ignore[union-attr]  # getattr rules out None
                 await _quietly(self.adapter.bot.send_message(
                     chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay.",
                     message_thread_id=thread,
