@@ -141,6 +141,7 @@ async def test_a_refused_token_fails_start_with_a_clear_error(h):
     assert Route.BASE.startswith("https://discord.com")
 
 
+@pytest.mark.slow
 async def test_no_ready_from_the_gateway_fails_start_within_the_timeout(h, monkeypatch):
     async def silent(self, request):  # accepts the socket, never says HELLO
         from aiohttp import web

@@ -21,6 +21,8 @@ from tests.fake_telegram import FakeTelegram
 from tests.fakes import picture_bytes
 from tests.standin_bot import Proc, job_rows, write_config
 
+pytestmark = pytest.mark.slow  # real front-end processes on a PostgreSQL server
+
 TOKEN = "555444333:AAFleetTokenForTheListenerLeaseTest1"
 DB = "listeners"
 LISTENER_LEASE_S = 3.0

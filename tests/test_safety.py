@@ -34,6 +34,7 @@ def make_tiny_safety_checker(folder: Path, *, flags: bool | None = None) -> Path
     return folder
 
 
+@pytest.mark.slow
 def test_safety_checker_loads_from_a_folder_and_judges_a_picture(tmp_path):
     from engine.safety import load_safety_checker
 
