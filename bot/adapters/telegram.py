@@ -438,7 +438,11 @@ class TelegramAdapter:
             self._initialized = True
         if not self.application.running:
             await self.application.start()
-        if self.config.telegram.webhook_url:
+        if self.config.telegram.webhook_url and self.listeners is not None:
+            await self._start_webhook(set_it=False)
+            if self._lease_task is None or self._lease_task.done():
+                self._lease_task = asyncio.create_task(self._keep_webhook_leases(), name="telegram-lease")
+        elif self.config.telegram.webhook_url:
             await self._start_webhook()
         elif self.listeners is not None:
             if self._lease_task is None or self._lease_task.done():
@@ -604,6 +608,51 @@ class TelegramAdapter:
             if updates:
                 offset = updates[-1].update_id + 1
 
+    # The webhook under the listener lease (several front ends) --------------------------------
+
+    async def _keep_webhook_leases(self) -> None:
+        """Every front end takes webhook posts (Telegram sends to one URL; behind a load balancer
+        any of them may get one) and writes each down before answering 200. The holder of the
+        token's lease is the one that sets the webhook (one setWebhook, not one per front end)
+        and handles what a front end that died wrote down and never handled: a front end proves
+        it is alive with a presence lease of its own."""
+        assert self.listeners is not None
+        lease = self.listeners.lease(stream_name("telegram", self.token))
+        present = self.listeners.lease(stream_name("telegram", self.token, f"frontend:{self.listeners.holder}"))
+
+        async def nothing() -> None:
+            return None
+
+        await asyncio.gather(
+            keep_listening(present, nothing, nothing),
+            keep_listening(lease, self._start_webhook_holding, self._stop_webhook_holding),
+        )
+
+    async def _start_webhook_holding(self) -> None:
+        await self._set_webhook()
+        self._poll_task = asyncio.create_task(self._sweep_webhook_left_overs(), name="telegram-webhook-sweep")
+
+    async def _stop_webhook_holding(self) -> None:
+        # The webhook stays set: the other front ends go on taking posts.
+        await self._stop_leased_polling()
+
+    async def _sweep_webhook_left_overs(self) -> None:
+        assert self.listeners is not None
+        inbox = self.listeners.inbox(self.platform)
+        prefix = stream_name("telegram", self.token, "frontend:")
+        while True:
+            try:
+                alive = {holder for _, holder in await self.listeners.holders(prefix)}
+                for key, body in await inbox.left_over(received_by_not_in=alive):
+                    if key not in self._in_hand:
+                        log.info("Telegram %s was received by a front end that stopped before handling it; handling it here", key)
+                        self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not look for Telegram updates left by a stopped front end (%s); trying again", _short(exc))
+            await self.listeners.clock.sleep(self.listeners.lease_s / 3)
+
     def _spawn_handling(self, inbox: Any, key: str, update: Update) -> None:
         self._in_hand.add(key)
 
@@ -635,15 +684,21 @@ class TelegramAdapter:
 
     # Webhook -----------------------------------------------------------------------------------
 
-    async def _start_webhook(self) -> None:
+    @property
+    def _webhook_secret(self) -> str:
+        # Derived from the bot token, so restarts and every front end agree.
+        return hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
+
+    async def _start_webhook(self, set_it: bool = True) -> None:
         """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
-        secret token header, derived from the bot token so restarts agree."""
+        secret token header."""
         from aiohttp import web
 
         settings = self.config.telegram
         assert settings.webhook_url
-        secret = hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
+        secret = self._webhook_secret
         path = urlsplit(settings.webhook_url).path or "/"
+        inbox = self.listeners.inbox(self.platform) if self.listeners is not None else None
 
         async def receive(request: web.Request) -> web.Response:
             if not webhook_secret_matches(request.headers.get("X-Telegram-Bot-Api-Secret-Token"), secret):
@@ -653,7 +708,20 @@ class TelegramAdapter:
                 update = Update.de_json(data, self.bot)
             except Exception:
                 return web.Response(status=400)
-            await self.application.update_queue.put(update)
+            if inbox is None:
+                await self.application.update_queue.put(update)
+                return web.Response(status=200)
+            key = f"update:{update.update_id}"
+            try:
+                new = key not in self._in_hand and await inbox.receive(key, json.dumps(update.to_dict()))
+            except Exception as exc:
+                # Not written down: not 200, so Telegram sends it again (Bot API, setWebhook: "In
+                # case of an unsuccessful request, we will give up after a reasonable amount of
+                # attempts"), to this front end or another.
+                log.warning("could not write Telegram %s down (%s); asking Telegram to send it again", key, _short(exc))
+                return web.Response(status=503)
+            if new:  # else a retry of one written down before: handled there, or by the holder
+                self._spawn_handling(inbox, key, update)
             return web.Response(status=200)
 
         if self._webhook_runner is None:
@@ -670,8 +738,14 @@ class TelegramAdapter:
                     f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
                 ) from None
             self._webhook_runner = runner
+        if set_it:
+            await self._set_webhook()
+
+    async def _set_webhook(self) -> None:
+        settings = self.config.telegram
+        assert settings.webhook_url
         try:
-            await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+            await self.bot.set_webhook(settings.webhook_url, secret_token=self._webhook_secret, allowed_updates=ALLOWED_UPDATES)
         except BadRequest as exc:
             # Not a network problem: Telegram will refuse this URL every time.
             raise AdapterStartError(
