@@ -681,7 +681,7 @@ async def test_me_help_and_cancel_answer_privately(h):
     assert "0.7–0.9 heavy rework" in ephemerals(h.fake)[1]
     await h.fake.slash("cancel", {})
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="/cancel")
-    assert ephemerals(h.fake)[2] == "Cancelled 1 job(s)."
+    assert ephemerals(h.fake)[2] == "Cancelled 1 job."
     await h.fake.wait_for(lambda: "Cancelled with /cancel" in h.fake.original(interaction)["content"], what="status")
     gate.set()
 

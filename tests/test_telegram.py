@@ -429,16 +429,16 @@ async def test_me_help_start_and_cancel_commands(start_bot, fake):
     me = fake.message(ANA, text="/me")
     [answer] = await wait_reply(fake, me)
     assert answer.params["text"].startswith("Tier: free\nToday: 2 of 20 restyles used, 18 left")
-    assert "Your jobs:" in answer.params["text"]
+    assert "Your jobs (2 of up to" in answer.params["text"]
 
     cancel = fake.message(ANA, text="/cancel")
     [answer] = await wait_reply(fake, cancel)
     assert answer.params["text"] == "Cancelled 2 jobs."
     statuses = [m for m in fake.sent(ANA["id"]) if m.get("reply_to_message", {}).get("message_id") in {j["message_id"] for j in jobs}]
-    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled." for s in statuses))
+    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled with /cancel." for s in statuses))
     again = fake.message(ANA, text="/cancel")
     [answer] = await wait_reply(fake, again)
-    assert answer.params["text"] == "You have no jobs waiting."
+    assert answer.params["text"] == "You have no jobs waiting or running."
     upgrade = fake.message(ANA, text="/upgrade")
     [answer] = await wait_reply(fake, upgrade)
     assert "free" in answer.params["text"]

@@ -42,7 +42,11 @@ from discord.http import Route, handle_message_parameters
 from discord.webhook.async_ import async_context
 from PIL import Image
 
-from bot.adapters import AdapterStartError, fit_lines
+from bot.adapters import AdapterStartError
+from bot.chat import account
+from bot.chat import admin as admin_commands
+from bot.chat.surface import Style
+from bot.chat.texts import duration
 from bot.adapters.discord_upgrades import DiscordUpgrades
 from bot.commands import (
     MAX_PROMPT_CHARS,
@@ -90,7 +94,6 @@ EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs stre
 STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
 NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 BROKE = "Something went wrong on my side; please try again in a minute."
-NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 MESSAGE_LIMIT = 2000  # Discord's message length
 COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
 
@@ -916,60 +919,22 @@ class DiscordAdapter:
 
     async def on_me(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        view = await self.service.me(self._member(interaction.user))
-        lines = [f"Tier: **{view.tier}**" + (f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else "")]
-        lines.append(f"Restyles today: {view.used_today} of {view.daily_quota} (the count starts again at midnight UTC)")
-        lines.append(f"Jobs waiting or running: {len(view.active_jobs)} of {view.max_queued}")
-        for job in view.active_jobs:
-            lines.append(f"• “{_short(job.prompt, 60)}” — {_progress_words(job)}")
-        await self._tell(interaction, "\n".join(lines))
+        await account.me(self.service, self._member(interaction.user), _CommandReply(self, interaction))
 
     async def on_cancel(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        cancelled = await self.service.cancel(self._member(interaction.user))
-        if not cancelled:
-            await self._tell(interaction, "You have no waiting or running jobs.")
-            return
-        await self._tell(interaction, f"Cancelled {len(cancelled)} job(s).")
-        for job_id in cancelled:
-            await self._finish_status(job_id, "✖️ Cancelled with /cancel.")
+        await account.cancel(self.service, self._member(interaction.user), _CommandReply(self, interaction))
 
     # Admins --------------------------------------------------------------------------------------
 
     async def on_ban(self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool) -> None:
-        command = "ban" if banned else "unban"
         await self.defer_private(interaction)
-        admin = self._member(interaction.user)
-        if not self.service.is_admin(admin):
-            await self._tell(interaction, NOT_ADMIN.format(command=command))
-            return
-        result = await self.service.ban(admin, self._member(target), reason, banned=banned)
-        if isinstance(result, Refused):
-            await self._tell(interaction, result.text)
-            return
-        if banned:
-            jobs = f"Cancelled {len(result)} waiting job{'s' if len(result) != 1 else ''}."
-            await self._tell(interaction, f"Banned <@{target.id}> ({target.id}): {reason or 'no reason given'}. {jobs}")
-        else:
-            await self._tell(interaction, f"Unbanned <@{target.id}> ({target.id}); they can use the bot again.")
-        for job_id in result:
-            await self._finish_status(job_id, "Cancelled.")
+        where = _CommandReply(self, interaction)
+        await admin_commands.ban(self.service, self._member(interaction.user), self._member(target), reason, where, banned=banned)
 
     async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
         await self.defer_private(interaction)
-        admin = self._member(interaction.user)
-        if not self.service.is_admin(admin):
-            await self._tell(interaction, NOT_ADMIN.format(command="queue"))
-            return
-        if show == "log":
-            entries = await self.service.job_log(admin, 20)
-            text = entries.text if isinstance(entries, Refused) else _job_log_text(entries)
-        else:
-            waiting = []
-            for job_id, tier, position in await self.service.waiting_summary(20):
-                waiting.append((position, tier, job_id, await self.service.job(job_id)))
-            text = _queue_text(await self.service.queue_lengths(), waiting, self._now())
-        await self._tell(interaction, text)
+        await admin_commands.queue(self.service, self._member(interaction.user), _CommandReply(self, interaction), log=show == "log")
 
     # Buttons -------------------------------------------------------------------------------------
 
@@ -1609,19 +1574,6 @@ def _suffix(fmt: str) -> str:
     return "jpg" if fmt in ("jpeg", "jpg") else fmt
 
 
-def _seconds(s: float) -> str:
-    s = max(1, round(s))
-    return f"{s} s" if s < 90 else f"{round(s / 60)} min"
-
-
-def _progress_words(job: JobView) -> str:
-    if job.status == "running":
-        return f"restyling, {int((job.progress or 0) * 100)}%"
-    position = (job.position or 0) + 1
-    eta = f", about {_seconds(job.eta_s)}" if job.eta_s else ""
-    return f"queued, #{position} in line{eta}"
-
-
 def _status_text(job: JobView) -> str:
     what = f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
     if job.status == "running":
@@ -1629,7 +1581,7 @@ def _status_text(job: JobView) -> str:
         bar = "▰" * round(done * 10) + "▱" * (10 - round(done * 10))
         return f"🎨 Restyling… {bar} {int(done * 100)}%\n{what}"
     position = (job.position or 0) + 1
-    eta = f" — about {_seconds(job.eta_s)}" if job.eta_s else ""
+    eta = f" — about {duration(job.eta_s)}" if job.eta_s else ""
     return f"⏳ Queued: #{position} in line{eta}\n{what}"
 
 
@@ -1641,45 +1593,46 @@ def _result_text(job: JobView) -> str:
     )
 
 
-def _queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float) -> str:
-    """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
-    counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
-    if not waiting:
-        return f"Nobody is waiting ({counts}).\n`/queue show:log` lists the latest jobs."
-    lines = [f"**Waiting:** {counts}"]
-    for position, tier, job_id, job in waiting:
-        who = f" · {_who(job.platform, job.user_id)} · waiting {_seconds(now - job.created_at)} · “{_short(_one_line(job.prompt), 60)}”" if job else ""
-        lines.append(f"#{position + 1} {tier} · job `{job_id}`{who}")
-    return fit_lines(lines, MESSAGE_LIMIT)
+@dataclass
+class _CommandReply:
+    """Where a slash command was given (bot/chat/surface.py): answered privately (ephemeral)."""
+
+    adapter: DiscordAdapter
+    interaction: discord.Interaction
+    style: Style = field(default_factory=lambda: DISCORD_STYLE)
+    private: bool = True
+
+    async def reply(self, text: str) -> None:
+        await self.adapter._tell(self.interaction, text)
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        await self.adapter._finish_status(job_id, text)
 
 
-def _job_log_text(entries: list[dict[str, Any]]) -> str:
-    """/queue show:log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
-    if not entries:
-        return "No jobs in the log."
-    lines = [f"**Latest {len(entries)} job{'s' if len(entries) != 1 else ''}**, newest first:"]
-    for entry in entries:
-        outcome = entry["status"] + (f" ({_short(entry['error'], 60)})" if entry.get("error") else "")
-        lines.append(f"<t:{int(entry['created_at'])}:f> · {_who(entry['platform'], entry['user_id'])} in {_where(entry)} · "
-                     f"“{_short(_one_line(entry['prompt']), 60)}” · {outcome} · job `{entry['id']}`")  # fmt: skip
-    return fit_lines(lines, MESSAGE_LIMIT)
+def _member_named(platform: str, user_id: str, name: str) -> str:
+    # A mention shows the member's name to the reader; the id is what /ban takes when pasted.
+    return f"<@{user_id}> ({user_id})" if platform == PLATFORM else f"{platform}:{user_id}"
 
 
-def _who(platform: str, user_id: str) -> str:
-    return f"<@{user_id}>" if platform == PLATFORM else f"{platform}:{user_id}"
-
-
-def _where(entry: dict[str, Any]) -> str:
+def _place(entry: dict[str, Any]) -> str | None:
+    if entry.get("platform") != PLATFORM:
+        return None
     reply = entry.get("reply") or {}
-    if entry.get("platform") == PLATFORM:
-        return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
-    if reply.get("chat_id") is not None:  # Telegram
-        return f"Telegram chat {reply['chat_id']}" if reply.get("group") else "a Telegram private chat"
-    return entry.get("platform") or "?"
+    return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+# Markdown; <t:…> timestamps show in each reader's own time zone.
+DISCORD_STYLE = Style(
+    bold=lambda text: f"**{text}**",
+    code=lambda text: f"`{text}`",
+    date=lambda at: f"<t:{int(at)}:D>",
+    moment=lambda at: f"<t:{int(at)}:f>",
+    times_note="",
+    member=_member_named,
+    place=_place,
+    queue_log_hint="`/queue show:log`",
+    text_limit=MESSAGE_LIMIT,
+)
 
 
 def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:

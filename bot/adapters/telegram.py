@@ -67,7 +67,10 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.adapters import AdapterStartError, fit_lines
+from bot.adapters import AdapterStartError
+from bot.chat import account, texts
+from bot.chat import admin as admin_commands
+from bot.chat.surface import Style, plain
 from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.commands import (
     EXAMPLE,
@@ -90,7 +93,6 @@ from bot.service import (
     DeliveryFailed,
     JobView,
     Member,
-    MemberView,
     Refused,
     RestyleService,
 )
@@ -133,12 +135,10 @@ NOT_A_PICTURE = (
     "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
     f"/restyle and the new style. For example:\n{EXAMPLE}"
 )
-NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 BAN_USAGE = (
     "Reply to the member's message with /{command} and a reason, or give their Telegram id:\n"
     "/{command} 123456789 {example}"
 )
-QUEUE_LOG_LIMIT = 20  # jobs /queue log lists by default (at most 50)
 TEXT_LIMIT = 4096  # Telegram's message length
 POST_AS_YOURSELF = (
     "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
@@ -931,21 +931,13 @@ class TelegramAdapter:
 
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
-            return
-        await self._answer(message, me_text(await self.service.me(self._member(user))))
+        if message is not None and user is not None:
+            await account.me(self.service, self._member(user), _CommandChat(self, message))
 
     async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
-            return
-        cancelled = await self.service.cancel(self._member(user))
-        for job_id in cancelled:
-            await self._finish_status(job_id, "Cancelled.")
-        if not cancelled:
-            await self._answer(message, "You have no jobs waiting.")
-        else:
-            await self._answer(message, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}.")
+        if message is not None and user is not None:
+            await account.cancel(self.service, self._member(user), _CommandChat(self, message))
 
     def _place_refusal(self, message: Message) -> Refused | None:
         """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
@@ -983,7 +975,7 @@ class TelegramAdapter:
         command = "ban" if banned else "unban"
         admin = self._member(user)
         if not self.service.is_admin(admin):
-            await self._answer(message, NOT_ADMIN.format(command=command))
+            await self._answer(message, texts.NOT_ADMIN.format(command=command))
             return
         args = list(context.args or [])
         target: Member | None = None
@@ -998,45 +990,17 @@ class TelegramAdapter:
             example = "spamming the group" if banned else "appeal accepted"
             await self._answer(message, BAN_USAGE.format(command=command, example=example))
             return
-        reason = " ".join(args).strip()
-        result = await self.service.ban(admin, target, reason, banned=banned)
-        if isinstance(result, Refused):
-            await self._answer(message, result.text)
-            return
-        for job_id in result:
-            await self._finish_status(job_id, "Cancelled.")
-        who = f"{target.name} ({target.user_id})" if target.name else target.user_id
-        if banned:
-            jobs = f"Cancelled {len(result)} waiting job{'s' if len(result) != 1 else ''}."
-            text = f"Banned {who}: {reason or 'no reason given'}. {jobs}"
-        else:
-            text = f"Unbanned {who}; they can use the bot again."
-        await self._answer(message, text)
+        await admin_commands.ban(self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned)
 
     async def _on_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/queue: who is waiting, per tier. /queue log [n]: the latest jobs, for complaints."""
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or user.is_bot:
             return
-        admin = self._member(user)
-        if not self.service.is_admin(admin):
-            await self._answer(message, NOT_ADMIN.format(command="queue"))
-            return
-        if message.chat.type != "private":
-            # The answer names members and quotes their prompts: not for a whole group to read.
-            await self._answer(message, "For members' privacy, use /queue in a private chat with me.")
-            return
         args = [a.lower() for a in context.args or []]
-        if args and args[0] == "log":
-            asked = whole_number(args[1], 1, 1_000_000) if len(args) > 1 else None
-            entries = await self.service.job_log(admin, min(50, asked) if asked else QUEUE_LOG_LIMIT)
-            text = entries.text if isinstance(entries, Refused) else job_log_text(entries)
-        else:
-            waiting = []
-            for job_id, tier, position in await self.service.waiting_summary(20):
-                waiting.append((position, tier, job_id, await self.service.job(job_id)))
-            text = queue_text(await self.service.queue_lengths(), waiting, self.service.clock.now())
-        await self._answer(message, text)
+        log_asked = bool(args) and args[0] == "log"
+        count = whole_number(args[1], 1, 1_000_000) if log_asked and len(args) > 1 else None
+        await admin_commands.queue(self.service, self._member(user), _CommandChat(self, message), log=log_asked, count=count)
 
     # Buttons -----------------------------------------------------------------------------------
 
@@ -1506,72 +1470,54 @@ def result_buttons(job: JobView) -> InlineKeyboardMarkup:
     )
 
 
-def me_text(view: MemberView) -> str:
-    expiry = ""
-    if view.tier_expires_at:
-        when = datetime.fromtimestamp(view.tier_expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        expiry = f", until {when}"
-    left = max(0, view.daily_quota - view.used_today)
-    lines = [
-        f"Tier: {view.tier}{expiry}",
-        f"Today: {view.used_today} of {view.daily_quota} restyles used, {left} left (the count restarts at midnight UTC)",
-    ]
-    if view.active_jobs:
-        jobs = [
-            f"#{(j.position or 0) + 1} in line" if j.status == "queued" else "restyling now" for j in view.active_jobs
-        ]
-        lines.append(f"Your jobs: {', '.join(jobs)} (up to {view.max_queued} at once)")
-    else:
-        lines.append(f"No jobs waiting (up to {view.max_queued} at once).")
-    return "\n".join(lines)
+@dataclass
+class _CommandChat:
+    """Where a command was given (bot/chat/surface.py): answered in the same chat."""
+
+    adapter: TelegramAdapter
+    message: Message
+    style: Style = field(default_factory=lambda: TELEGRAM_STYLE)
+
+    @property
+    def private(self) -> bool:
+        return self.message.chat.type == "private"
+
+    async def reply(self, text: str) -> None:
+        await self.adapter._answer(self.message, text)
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        await self.adapter._finish_status(job_id, text)
 
 
-def queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float) -> str:
-    """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
-    counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
-    if not waiting:
-        return f"Nobody is waiting ({counts}).\n/queue log shows the latest jobs."
-    lines = [f"Waiting: {counts}"]
-    for position, tier, job_id, job in waiting:
-        who = f"{job.platform}:{job.user_id} · {_waited(now - job.created_at)} · “{_clip(job.prompt, 60)}”" if job else ""
-        lines.append(f"#{position + 1} {tier} · job {job_id} · {who}".rstrip(" ·"))
-    lines.append("/queue log shows the latest jobs.")
-    return fit_lines(lines, TEXT_LIMIT)
+def _utc(strftime: str) -> Callable[[float], str]:
+    return lambda at: datetime.fromtimestamp(at, timezone.utc).strftime(strftime)
 
 
-def job_log_text(entries: list[dict[str, Any]]) -> str:
-    """/queue log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
-    if not entries:
-        return "No jobs in the log."
-    lines = [f"Latest {len(entries)} job{'s' if len(entries) != 1 else ''}, newest first (times UTC):"]
-    for entry in entries:
-        when = datetime.fromtimestamp(entry["created_at"], timezone.utc).strftime("%m-%d %H:%M")
-        outcome = entry["status"] + (f" ({_clip(entry['error'], 60)})" if entry.get("error") else "")
-        lines.append(f"{when} · {entry['platform']}:{entry['user_id']} in {_where(entry)} · "
-                     f"“{_clip(entry['prompt'], 60)}” · {outcome} · job {entry['id']}")  # fmt: skip
-    return fit_lines(lines, TEXT_LIMIT)
+def _member_named(platform: str, user_id: str, name: str) -> str:
+    if platform != "telegram":
+        return f"{platform}:{user_id}"
+    return f"{name} ({user_id})" if name else user_id
 
 
-def _where(entry: dict[str, Any]) -> str:
+def _place(entry: dict[str, Any]) -> str | None:
+    if entry.get("platform") != "telegram":
+        return None
     reply = entry.get("reply") or {}
-    if reply.get("chat_id") is not None:  # Telegram
-        return f"chat {reply['chat_id']}" if reply.get("group") else "a private chat"
-    if reply.get("channel_id"):  # Discord
-        guild = reply.get("guild_id")
-        return f"channel {reply['channel_id']} of server {guild}" if guild else "a DM"
-    return entry.get("platform") or "?"
+    return f"chat {reply.get('chat_id')}" if reply.get("group") else "a private chat"
 
 
-def _waited(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"waiting {seconds} s" if seconds < 90 else f"waiting {round(seconds / 60)} min"
-
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
+# Plain text (no parse_mode): Telegram shows what members typed, asterisks and all.
+TELEGRAM_STYLE = Style(
+    bold=plain,
+    code=plain,
+    date=_utc("%Y-%m-%d %H:%M UTC"),
+    moment=_utc("%m-%d %H:%M"),
+    times_note=" (times UTC)",
+    member=_member_named,
+    place=_place,
+    queue_log_hint="/queue log",
+    text_limit=TEXT_LIMIT,
+)
 
 
 def _cancel_markup(job_id: str) -> InlineKeyboardMarkup:

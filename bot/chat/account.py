@@ -1,0 +1,20 @@
+"""A member's own commands: /me and /cancel."""
+
+from __future__ import annotations
+
+from bot.chat import texts
+from bot.chat.surface import CommandSurface
+from bot.service import Member, RestyleService
+
+
+async def me(service: RestyleService, member: Member, where: CommandSurface) -> None:
+    await where.reply(texts.me(await service.me(member), where.style))
+
+
+async def cancel(service: RestyleService, member: Member, where: CommandSurface) -> None:
+    """Every waiting or running job of the member's: the answer first (it is what they wait
+    for), then each job's status message ends."""
+    cancelled = await service.cancel(member)
+    await where.reply(texts.cancelled(len(cancelled)))
+    for job_id in cancelled:
+        await where.finish_status(job_id, texts.CANCELLED_BY_COMMAND)
