@@ -171,6 +171,24 @@ def describe_strength(s: float) -> str:
 
 # How far the Subtler and Stronger buttons move strength, on every front end.
 STRENGTH_STEP = 0.15
+# The buttons under a result that run the job again, and how each moves strength.
+STRENGTH_CHANGES: Mapping[str, float] = MappingProxyType({"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP})
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str  # as `format=` and the jobs table say it
+    label: str  # on a button
+    extension: str  # of a file sent
+    media_type: str
+
+
+# Every format a result can be had in, in the order the file buttons show them.
+OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType({
+    "png": OutputFormat("png", "PNG", "png", "image/png"),
+    "webp": OutputFormat("webp", "WebP", "webp", "image/webp"),
+    "jpeg": OutputFormat("jpeg", "JPEG", "jpg", "image/jpeg"),
+})  # fmt: skip
 
 
 def with_strength_delta(strength: float, delta: float) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.chat import account, admin, texts
+from bot.chat.buttons import owned_job
 from bot.chat.surface import Style, plain
 from bot.service import Member
 from tests.test_service import FREE, FREE2, make
@@ -132,3 +133,15 @@ def test_a_long_list_is_cut_at_whole_lines_to_fit_one_message():
     text = texts.fit_lines(lines, 500)
     assert len(text) <= 500 and text.endswith("more lines")
     assert all(line in lines for line in text.splitlines()[:-1])
+
+
+async def test_a_button_is_for_the_member_who_asked_and_a_gone_job_says_how_to_start_again(tmp_path):
+    h = await make(tmp_path)
+    try:
+        job_id = (await h.submit(FREE, "/restyle mine")).job_id
+        assert (await owned_job(h.service, FREE, job_id)).id == job_id
+        assert await owned_job(h.service, FREE2, job_id) == texts.NOT_YOURS
+        assert await owned_job(h.service, Member("telegram", FREE.user_id), job_id) == texts.NOT_YOURS  # same id, other app
+        assert await owned_job(h.service, FREE, "no-such-job") == texts.JOB_GONE
+    finally:
+        await h.close()

@@ -44,6 +44,7 @@ from PIL import Image
 
 from bot.adapters import AdapterStartError
 from bot.chat import account
+from bot.chat.buttons import owned_job
 from bot.chat import admin as admin_commands
 from bot.chat.surface import Style
 from bot.chat.texts import duration
@@ -55,6 +56,8 @@ from bot.commands import (
     MAX_STRENGTH,
     MIN_STEPS,
     MIN_STRENGTH,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
     STRENGTH_STEP,
     CommandError,
     RestyleCommand,
@@ -92,7 +95,6 @@ ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
 STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
-NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 BROKE = "Something went wrong on my side; please try again in a minute."
 MESSAGE_LIMIT = 2000  # Discord's message length
 COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
@@ -123,7 +125,6 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
     "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
     "cancel": ("Cancel", discord.ButtonStyle.danger, 0),
 }
-_DELTAS = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
 
 
 class DiscordStartError(AdapterStartError):
@@ -163,7 +164,7 @@ class JobButton(
 
 def result_view(job_id: str) -> ui.View:
     view = ui.View(timeout=None)
-    for action in ("again", "subtler", "stronger", "png", "webp", "jpeg"):
+    for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
         view.add_item(JobButton(action, job_id))
     return view
 
@@ -943,8 +944,8 @@ class DiscordAdapter:
             member = self._member(interaction.user)
             if action == "cancel":
                 await self._cancel_button(interaction, member, job_id)
-            elif action in _DELTAS:
-                await self._again_button(interaction, member, job_id, _DELTAS[action])
+            elif action in STRENGTH_CHANGES:
+                await self._again_button(interaction, member, job_id, STRENGTH_CHANGES[action])
             else:
                 await self._file_button(interaction, member, job_id, action)
         except Exception:
@@ -952,12 +953,9 @@ class DiscordAdapter:
             await self._broke(interaction)
 
     async def _owned_job(self, interaction: discord.Interaction, member: Member, job_id: str) -> JobView | None:
-        job = await self.service.job(job_id)
-        if job is None:
-            await self._tell(interaction, "That job is gone; start a new one with /restyle.")
-            return None
-        if (job.platform, job.user_id) != (member.platform, member.user_id):
-            await self._tell(interaction, NOT_YOURS)
+        job = await owned_job(self.service, member, job_id)
+        if isinstance(job, str):
+            await self._tell(interaction, job)
             return None
         return job
 
@@ -1032,7 +1030,7 @@ class DiscordAdapter:
         if isinstance(data, Refused):
             await interaction.followup.send(data.text, ephemeral=True)
             return
-        name = f"restyled-{job_id}.{_suffix(fmt)}"
+        name = f"restyled-{job_id}.{OUTPUT_FORMATS[fmt].extension}"
         await interaction.followup.send(file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)
 
     # "@bot prompt" replies (optional, needs the message-content intent) --------------------------
@@ -1570,10 +1568,6 @@ def _int(value: Any) -> int | None:
     return int(value) if value else None
 
 
-def _suffix(fmt: str) -> str:
-    return "jpg" if fmt in ("jpeg", "jpg") else fmt
-
-
 def _status_text(job: JobView) -> str:
     what = f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
     if job.status == "running":
@@ -1644,4 +1638,4 @@ def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
         original = encode_picture(img.convert("RGB"), "png", budget)
     with Image.open(io.BytesIO(delivery.result_picture)) as img:
         result = encode_picture(img.convert("RGB"), fmt, budget)
-    return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{_suffix(fmt)}", result)]
+    return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{OUTPUT_FORMATS[fmt].extension}", result)]

@@ -69,12 +69,15 @@ from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
 from bot.chat import account, texts
+from bot.chat.buttons import owned_job
 from bot.chat import admin as admin_commands
 from bot.chat.surface import Style, plain
 from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.commands import (
     EXAMPLE,
     MAX_PLATFORM_ID,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
     STRENGTH_STEP,
     USAGE,
     CommandError,
@@ -125,7 +128,6 @@ COMMANDS = [
 # is addressed to, if any.
 CAPTION_COMMAND = re.compile(r"^/restyle(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
 BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file):")
-FORMATS = {"png": ("PNG", "png"), "webp": ("WebP", "webp"), "jpeg": ("JPEG", "jpg")}
 
 NO_PICTURE = (
     "Reply to a picture with /restyle and the new style, or send a picture with the command as "
@@ -1013,14 +1015,11 @@ class TelegramAdapter:
         if action == "file":
             fmt, _, rest = rest.partition(":")
         job_id = rest
-        job = await self.service.job(job_id)
-        if job is None:
-            await _quietly(query.answer("That job is gone; send the picture again with /restyle.", show_alert=True))
-            return
-        if job.user_id != str(query.from_user.id):
-            await _quietly(query.answer("Only the member who asked for this picture can use its buttons.", show_alert=True))
-            return
         member = self._member(query.from_user)
+        job = await owned_job(self.service, member, job_id)
+        if isinstance(job, str):
+            await _quietly(query.answer(job, show_alert=True))
+            return
         message = query.message
         if action == "cancel":
             cancelled = await self.service.cancel(member, job_id)
@@ -1030,8 +1029,9 @@ class TelegramAdapter:
             else:
                 await _quietly(query.answer("Too late to cancel: that job has already finished."))
             return
-        if action == "file" and fmt in FORMATS:
-            label, ext = FORMATS[fmt]
+        if action == "file" and fmt in OUTPUT_FORMATS:
+            output = OUTPUT_FORMATS[fmt]
+            label, ext = output.label, output.extension
             await _quietly(query.answer(f"Sending the {label} file…"))
             data = await self.service.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
             if message is None:
@@ -1047,7 +1047,7 @@ class TelegramAdapter:
             except TelegramError as exc:
                 log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
             return
-        delta = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}.get(action)
+        delta = STRENGTH_CHANGES.get(action)
         if delta is None or message is None:
             await _quietly(query.answer())
             return
@@ -1298,7 +1298,7 @@ class TelegramAdapter:
             )
             await self._mark_step(job, "buttons")
         if job.output_format and "file" not in steps:
-            label, ext = FORMATS[job.output_format]
+            ext = OUTPUT_FORMATS[job.output_format].extension
             data = await self.service.result_file(
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
@@ -1463,8 +1463,8 @@ def result_buttons(job: JobView) -> InlineKeyboardMarkup:
                 InlineKeyboardButton(f"Stronger {stronger:g}", callback_data=f"stronger:{job.id}"),
             ],
             [
-                InlineKeyboardButton(label, callback_data=f"file:{fmt}:{job.id}")
-                for fmt, (label, _) in FORMATS.items()
+                InlineKeyboardButton(output.label, callback_data=f"file:{fmt}:{job.id}")
+                for fmt, output in OUTPUT_FORMATS.items()
             ],
         ]
     )

@@ -36,6 +36,9 @@ from aiohttp import web
 
 from bot.adapters import AdapterStartError
 from bot.commands import (
+    FORMATS,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
     STRENGTH_STEP,
     CommandError,
     RestyleCommand,
@@ -59,9 +62,6 @@ WEB_MEMBER = Member("web", "local", "Web")
 COOKIE = "restyle_web"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 # Subtler / Stronger move strength by this much (the same step as the chat buttons should use).
-CHANGES = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
-FORMATS = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
-MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 # Room for the form's text fields and multipart framing above the picture itself.
 FORM_SLACK_BYTES = 64 * 1024
 TERMINAL = ("ready", "failed", "cancelled")
@@ -539,9 +539,9 @@ class WebAdapter:
         if not isinstance(body, dict):
             body = {}
         change = str(body.get("change") or "again").lower()
-        if change not in CHANGES:
+        if change not in STRENGTH_CHANGES:
             return _json_error(400, 'change must be "again", "subtler" or "stronger".')
-        outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=CHANGES[change])
+        outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change])
         return await self._answer(outcome)
 
     async def _answer(self, outcome: Accepted | Refused) -> web.Response:
@@ -618,13 +618,12 @@ class WebAdapter:
         data = await self.service.result_file(self.member, job_id, fmt)
         if isinstance(data, Refused):
             return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
-        ext = "jpg" if fmt == "jpeg" else fmt
         disposition = "attachment" if request.query.get("download") else "inline"
         return web.Response(
             body=data,
             headers={
-                "Content-Type": MEDIA_TYPES[fmt],
-                "Content-Disposition": f'{disposition}; filename="restyle-{job_id}-seed{state["seed"]}.{ext}"',
+                "Content-Type": OUTPUT_FORMATS[fmt].media_type,
+                "Content-Disposition": f'{disposition}; filename="restyle-{job_id}-seed{state["seed"]}.{OUTPUT_FORMATS[fmt].extension}"',
                 "Cache-Control": "private, max-age=3600",
             },
         )

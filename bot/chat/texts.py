@@ -13,6 +13,8 @@ QUEUE_IN_PRIVATE = "For members' privacy, use /queue in a private chat with me."
 CANCELLED = "Cancelled."  # where a cancelled job's status was
 CANCELLED_BY_COMMAND = "Cancelled with /cancel."
 NO_LOG = "No jobs in the log."
+JOB_GONE = "That job is gone; send the picture again with /restyle."
+NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 
 
 def fit_lines(lines: list[str], limit: int) -> str:
