@@ -368,7 +368,7 @@ class DiscordAdapter:
                 else " without the Message Content intent (reply_pictures = false: pictures must be attached)",
             )  # fmt: skip
         self._intents = intents
-        self.upgrades = DiscordUpgrades(self)  # /upgrade, /link, /grant, /revoke and entitlements
+        self.upgrades = DiscordUpgrades(self.service, self._member, self.defer_private, self._handling)
         client = self._new_client(RestyleClient, shard_count=None if settings.shards == "auto" else settings.shards)
         self.client = client
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.download_timeout_s))

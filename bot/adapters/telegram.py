@@ -394,7 +394,7 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("unban", self._on_unban, filters=only_new))
         app.add_handler(CommandHandler("queue", self._on_queue, filters=only_new))
         # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram_upgrades.py
-        self.upgrades = TelegramUpgrades(self)
+        self.upgrades = TelegramUpgrades(self.service, self.config, app.bot, self._member)
         self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
         # Last: any other button (an old keyboard, data we no longer make) still gets its answer,
