@@ -24,6 +24,7 @@ STYLE = Style(
     member=lambda platform, user_id, name: f"{name or '?'}#{user_id}",
     place=lambda entry: None,
     queue_log_hint="/queue log",
+    with_style=lambda name: f"/restyle style={name}",
     text_limit=4096,
 )
 
@@ -143,5 +144,30 @@ async def test_a_button_is_for_the_member_who_asked_and_a_gone_job_says_how_to_s
         assert await owned_job(h.service, FREE2, job_id) == texts.NOT_YOURS
         assert await owned_job(h.service, Member("telegram", FREE.user_id), job_id) == texts.NOT_YOURS  # same id, other app
         assert await owned_job(h.service, FREE, "no-such-job") == texts.JOB_GONE
+    finally:
+        await h.close()
+
+
+async def test_styles_lists_every_recipe_with_its_strength_and_how_to_use_one():
+    from bot.config import DEFAULT_STYLES
+
+    where = RecordingSurface()
+    await account.styles(DEFAULT_STYLES, where)
+    [text] = where.said
+    lines = text.splitlines()
+    assert lines[0].startswith("*Styles*: reply to a picture with /restyle style=NAME")
+    assert [line.split(" (")[0] for line in lines[1:]] == [f"• [{name}]" for name in DEFAULT_STYLES]
+    assert "(strength 0.5)" in lines[2] and "neon" in lines[2]
+
+
+async def test_a_restyle_with_a_style_queues_the_recipe_s_prompt_and_strength(tmp_path):
+    h = await make(tmp_path)
+    try:
+        accepted = await h.submit(FREE, "/restyle style=fantasy a dragon")
+        job = await h.service.job(accepted.job_id)
+        assert job.prompt.startswith("full-colour fantasy painting") and job.prompt.endswith(", a dragon")
+        assert job.strength == 0.8
+        refused = await h.submit(FREE, "/restyle style=nope")
+        assert refused.reason == "command" and "The styles are: autumn, fantasy, neon, watercolour" in refused.text
     finally:
         await h.close()

@@ -103,6 +103,7 @@ HELP = f"""\
 **Restyle a picture**
 • `/restyle` — attach a picture, describe the new style, pick a strength:
   `{EXAMPLE}`
+• Or pick a ready-made style in its `style` option (`/styles` lists them); words in `prompt` are added to it.
 • Right-click (long-press) any message with a picture → **Apps → Restyle image**, then fill in the form.
 • `/me` — your tier, today's count and your waiting jobs · `/cancel` — stop your waiting jobs.
 
@@ -636,21 +637,38 @@ class DiscordAdapter:
         @tree.command(name="restyle", description="Restyle a picture with a text prompt")
         @app_commands.describe(
             image="The picture to restyle (PNG, JPEG, WebP or GIF)",
-            prompt="The new style, e.g. rainy night with neon signs",
+            prompt="The new style, e.g. rainy night with neon signs (with a style: words added to it)",
             strength=f"How much changes: {STRENGTH_HINT}",
+            style="A ready-made style (/styles lists them); it brings its own prompt and strength",
             seed="Same seed, same result (optional)",
             steps=f"Denoising steps, {MIN_STEPS} to {MAX_STEPS}, capped by your tier (optional)",
         )
         async def restyle(
             interaction: discord.Interaction,
             image: discord.Attachment,
-            prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
-            strength: app_commands.Range[float, MIN_STRENGTH, MAX_STRENGTH],
+            prompt: Optional[app_commands.Range[str, 1, MAX_PROMPT_CHARS]] = None,
+            strength: Optional[app_commands.Range[float, MIN_STRENGTH, MAX_STRENGTH]] = None,
+            style: Optional[app_commands.Range[str, 1, 32]] = None,
             seed: Optional[app_commands.Range[int, 0, MAX_SEED]] = None,
             steps: Optional[app_commands.Range[int, MIN_STEPS, MAX_STEPS]] = None,
         ) -> None:
             with adapter._handling():
-                await adapter.on_restyle(interaction, image, prompt, strength, seed, steps)
+                await adapter.on_restyle(interaction, image, prompt or "", strength, seed, steps, style)
+
+        @restyle.autocomplete("style")
+        async def style_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            # Discord shows at most 25 choices, each name at most 100 characters.
+            wanted = current.strip().lower()
+            return [
+                app_commands.Choice(name=f"{name} · {recipe.about or recipe.prompt}"[:100], value=name)
+                for name, recipe in adapter.config.styles.items()
+                if wanted in name
+            ][:25]
+
+        @tree.command(name="styles", description="Ready-made styles for /restyle, with their strengths")
+        async def styles(interaction: discord.Interaction) -> None:
+            with adapter._handling():
+                await adapter.on_styles(interaction)
 
         @restyle.autocomplete("strength")
         async def strength_hints(interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[float]]:
@@ -756,16 +774,17 @@ class DiscordAdapter:
         interaction: discord.Interaction,
         image: discord.Attachment,
         prompt: str,
-        strength: float,
+        strength: float | None,
         seed: int | None,
         steps: int | None,
+        style: str | None = None,
     ) -> None:
         if not await self._allowed_here(interaction):
             return
         picture = _Picture(image.url, image.filename, image.size, image.content_type)
         try:
             self._check_picture(picture)
-            command = _command_from_options(prompt, strength, seed, steps)
+            command = _command_from_options(prompt, strength, seed, steps, style)
         except _Unusable as exc:
             await self._tell(interaction, exc.args[0])
             return
@@ -917,6 +936,10 @@ class DiscordAdapter:
                 await interaction.response.send_message(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("could not answer %s: %s", interaction.user, exc)
+
+    async def on_styles(self, interaction: discord.Interaction) -> None:
+        await self.defer_private(interaction)
+        await account.styles(self.config.styles, _CommandReply(self, interaction))
 
     async def on_me(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
@@ -1517,15 +1540,19 @@ def _nonce(job_id: str, place: str) -> str:
     return f"rs{place}{job_id}"[:25]
 
 
-def _command_from_options(prompt: str, strength: float, seed: int | None, steps: int | None) -> RestyleCommand:
+def _command_from_options(
+    prompt: str, strength: float | None, seed: int | None, steps: int | None, style: str | None = None
+) -> RestyleCommand:
     prompt = " ".join(prompt.split())
-    if not prompt:
-        raise _Unusable(f"Please describe the new style, for example:\n`{EXAMPLE}`")
+    style = style.strip().lower() if style and style.strip() else None
+    if not prompt and style is None:
+        raise _Unusable(f"Please describe the new style (or pick one in `style`), for example:\n`{EXAMPLE}`")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise _Unusable(f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it.")
-    if not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+    if strength is not None and not MIN_STRENGTH <= strength <= MAX_STRENGTH:
         raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
-    return RestyleCommand(prompt=prompt, strength=round(float(strength), 3), seed=seed, steps=steps)
+    return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,
+                          steps=steps, style=style)  # fmt: skip
 
 
 def _refusal_text(refused: Refused, example: str = f"`{EXAMPLE}`") -> str:
@@ -1625,6 +1652,7 @@ DISCORD_STYLE = Style(
     member=_member_named,
     place=_place,
     queue_log_hint="`/queue show:log`",
+    with_style=lambda name: f"`/restyle style:{name}`",
     text_limit=MESSAGE_LIMIT,
 )
 

@@ -115,6 +115,7 @@ ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
 COMMANDS = [
     BotCommand("restyle", "Reply to a picture: /restyle <new style>"),
+    BotCommand("styles", "Ready-made styles: /restyle style=neon"),
     BotCommand("me", "Your tier and what is left today"),
     BotCommand("upgrade", "Skip the queue and get more restyles"),
     BotCommand("cancel", "Cancel your waiting jobs"),
@@ -386,6 +387,7 @@ class TelegramAdapter:
         app.add_handler(MessageHandler(only_new & filters.CaptionRegex(CAPTION_COMMAND), self._on_restyle))
         app.add_handler(CommandHandler("start", self._on_start, filters=only_new))
         app.add_handler(CommandHandler("help", self._on_help, filters=only_new))
+        app.add_handler(CommandHandler("styles", self._on_styles, filters=only_new))
         app.add_handler(CommandHandler("me", self._on_me, filters=only_new))
         app.add_handler(CommandHandler("cancel", self._on_cancel, filters=only_new))
         app.add_handler(CommandHandler("upgrade", self._on_upgrade, filters=only_new))
@@ -930,6 +932,10 @@ class TelegramAdapter:
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
+
+    async def _on_styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message is not None:
+            await account.styles(self.config.styles, _CommandChat(self, update.effective_message))
 
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
@@ -1516,6 +1522,7 @@ TELEGRAM_STYLE = Style(
     member=_member_named,
     place=_place,
     queue_log_hint="/queue log",
+    with_style=lambda name: f"/restyle style={name}",
     text_limit=TEXT_LIMIT,
 )
 

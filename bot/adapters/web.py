@@ -152,9 +152,11 @@ def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
 def command_from_form(fields: dict[str, str]) -> RestyleCommand:
     """The prompt box goes through the chat grammar, so it may carry options too (a typed
     strength=0.8 wins over the slider); the form's own fields are checked with the same words."""
-    for key in ("prompt", "strength", "seed", "steps", "no"):
+    for key in ("prompt", "strength", "seed", "steps", "no", "style"):
         check_command_length(str(fields.get(key, "")))  # each as typed, before any pattern sees it
-    command = parse_restyle(fields.get("prompt", ""))
+    prompt, style = str(fields.get("prompt", "")), " ".join(str(fields.get("style", "")).split())
+    # The style list's pick reads as style= in the prompt (one given in both is refused as twice).
+    command = parse_restyle(f"{prompt} style={style}" if style else prompt)
     options: dict[str, Any] = {}
     for key, field in (("strength", "strength"), ("seed", "seed"), ("steps", "steps"), ("no", "negative_prompt")):
         raw = " ".join(str(fields.get(key, "")).split())
@@ -464,6 +466,10 @@ class WebAdapter:
                 "max_side": tier.max_side,
                 "default_strength": self.config.bot.default_strength,
                 "strength_step": STRENGTH_STEP,
+                "styles": [
+                    {"name": name, "about": style.about or style.prompt, "strength": style.strength}
+                    for name, style in self.config.styles.items()
+                ],
                 "max_upload_mb": self.config.bot.max_upload_mb,
                 "max_upload_bytes": self.max_upload_bytes,
                 "active_jobs": [job.id for job in view.active_jobs],

@@ -1,9 +1,12 @@
-"""A member's own commands: /me and /cancel."""
+"""A member's own commands: /me, /cancel and /styles."""
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from bot.chat import texts
 from bot.chat.surface import CommandSurface
+from bot.commands import Recipe
 from bot.service import Member, RestyleService
 
 
@@ -18,3 +21,7 @@ async def cancel(service: RestyleService, member: Member, where: CommandSurface)
     await where.reply(texts.cancelled(len(cancelled)))
     for job_id in cancelled:
         await where.finish_status(job_id, texts.CANCELLED_BY_COMMAND)
+
+
+async def styles(recipes: Mapping[str, Recipe], where: CommandSurface) -> None:
+    await where.reply(texts.styles(recipes.values(), where.style))

@@ -19,6 +19,7 @@ class Style:
     member: Callable[[str, str, str], str]  # (platform, user id, name) -> how to name a member
     place: Callable[[dict[str, Any]], str | None]  # a job log entry's place on this platform; None: another's
     queue_log_hint: str  # how an admin asks for the job log here
+    with_style: Callable[[str], str]  # how a member asks for a recipe here, e.g. "/restyle style=neon"
     text_limit: int  # characters in one message
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from bot.chat.surface import Style
+from bot.commands import Recipe
 from bot.service import JobView, MemberView
 
 NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
@@ -63,6 +64,16 @@ def me(view: MemberView, style: Style) -> str:
     else:
         lines.append(f"Your jobs ({len(view.active_jobs)} of up to {view.max_queued} at once):")
         lines += [f"• “{clip(job.prompt, 60)}” — {progress(job)}" for job in view.active_jobs]
+    return fit_lines(lines, style.text_limit)
+
+
+def styles(recipes: Iterable[Recipe], style: Style) -> str:
+    """/styles: every recipe with its strength, and how to use one."""
+    lines = [f"{style.bold('Styles')}: reply to a picture with {style.with_style('NAME')}; words you add go with the "
+             f"recipe's, like {style.with_style('neon')} with a red umbrella"]  # fmt: skip
+    for recipe in recipes:
+        about = getattr(recipe, "about", None) or recipe.prompt
+        lines.append(f"• {style.code(recipe.name)} (strength {recipe.strength:g}): {clip(about, 120)}")
     return fit_lines(lines, style.text_limit)
 
 
