@@ -171,3 +171,30 @@ async def test_a_restyle_with_a_style_queues_the_recipe_s_prompt_and_strength(tm
         assert refused.reason == "command" and "The styles are: autumn, fantasy, neon, watercolour" in refused.text
     finally:
         await h.close()
+
+
+async def test_me_says_what_the_next_tier_would_change_and_nothing_at_the_top(tmp_path):
+    from tests.test_service import MAX
+
+    h = await make(tmp_path)
+    try:
+        where = RecordingSurface()
+        await account.me(h.service, FREE, where)
+        last = where.said[0].splitlines()[-1]
+        assert last.startswith("*Pro* would give: results as soon as they are ready (now at least 40 s); a place in line")
+        assert "200 restyles a day (now 20)" in last and "pictures up to 768 px (now 512)" in last and last.endswith("/upgrade")
+        top = RecordingSurface()
+        await account.me(h.service, MAX, top)
+        assert "would give" not in top.said[0]
+    finally:
+        await h.close()
+
+
+def test_only_what_differs_between_two_tiers_is_named():
+    from dataclasses import replace
+
+    from bot.config import DEFAULT_TIERS
+
+    free = DEFAULT_TIERS["free"]
+    richer = replace(free, name="pro", rank=1, daily_quota=50)
+    assert texts.next_tier_gains(free, richer) == ["a place in line ahead of free members", "50 restyles a day (now 20)"]

@@ -11,7 +11,11 @@ from bot.service import Member, RestyleService
 
 
 async def me(service: RestyleService, member: Member, where: CommandSurface) -> None:
-    await where.reply(texts.me(await service.me(member), where.style))
+    view = await service.me(member)
+    tiers = sorted(service.config.tiers.values(), key=lambda tier: tier.rank)
+    current = service.config.tier(view.tier)
+    above = [tier for tier in tiers if tier.rank > current.rank]
+    await where.reply(texts.me(view, where.style, (current, above[0]) if above else None))
 
 
 async def cancel(service: RestyleService, member: Member, where: CommandSurface) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 from bot.chat.surface import Style
 from bot.commands import Recipe
+from bot.config import TierSettings
 from bot.service import JobView, MemberView
 
 NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
@@ -52,7 +53,28 @@ def progress(job: JobView) -> str:
     return f"queued, #{(job.position or 0) + 1} in line{eta}"
 
 
-def me(view: MemberView, style: Style) -> str:
+def next_tier_gains(current: TierSettings, better: TierSettings) -> list[str]:
+    """What moving from `current` up to `better` changes, in a member's words; only what differs."""
+    gains = []
+    if better.min_turnaround_s < current.min_turnaround_s:
+        gains.append(f"results as soon as they are ready (now at least {current.min_turnaround_s:g} s)"
+                     if better.min_turnaround_s == 0 else
+                     f"results after {better.min_turnaround_s:g} s at the least (now {current.min_turnaround_s:g} s)")  # fmt: skip
+    if better.rank > current.rank:
+        gains.append("a place in line ahead of " + ("free members" if current.name == "free" else f"{current.name} members"))
+    if better.daily_quota > current.daily_quota:
+        gains.append(f"{better.daily_quota} restyles a day (now {current.daily_quota})")
+    if better.max_side > current.max_side:
+        gains.append(f"pictures up to {better.max_side} px (now {current.max_side})")
+    if better.max_queued > current.max_queued:
+        gains.append(f"{better.max_queued} jobs at once (now {current.max_queued})")
+    if better.max_steps > current.max_steps:
+        gains.append(f"up to {better.max_steps} steps (now {current.max_steps})")
+    return gains
+
+
+def me(view: MemberView, style: Style, next_tier: tuple[TierSettings, TierSettings] | None = None) -> str:
+    """/me; with `next_tier` (the member's tier and the one above it), what upgrading would change."""
     until = f", until {style.date(view.tier_expires_at)}" if view.tier_expires_at else ""
     left = max(0, view.daily_quota - view.used_today)
     lines = [
@@ -64,6 +86,10 @@ def me(view: MemberView, style: Style) -> str:
     else:
         lines.append(f"Your jobs ({len(view.active_jobs)} of up to {view.max_queued} at once):")
         lines += [f"• “{clip(job.prompt, 60)}” — {progress(job)}" for job in view.active_jobs]
+    if next_tier is not None:
+        gains = next_tier_gains(*next_tier)
+        if gains:
+            lines.append(f"{style.bold(next_tier[1].name.capitalize())} would give: {'; '.join(gains)}. /upgrade")
     return fit_lines(lines, style.text_limit)
 
 
