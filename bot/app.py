@@ -90,14 +90,11 @@ def load_safety_check(config: Config) -> Callable[[Any], bool]:
     from engine.pipeline import resolve_device
     from engine.safety import load_safety_checker
 
-    device = resolve_device(config.engine.device)
-    dtype = None
-    if device.startswith("cuda"):
-        import torch
-
-        dtype = torch.float16
     return load_safety_checker(
-        config.moderation.safety_checker or "", device=device, dtype=dtype, local_files_only=config.engine.local_files_only
+        config.moderation.safety_checker or "",
+        device=resolve_device(config.engine.device),
+        half_on_gpu=True,
+        local_files_only=config.engine.local_files_only,
     )
 
 

@@ -30,6 +30,8 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as settings
 from pydantic.fields import FieldInfo
 
+from bot.commands import MAX_PROMPT_CHARS
+
 # Environment variables that supply secrets, so they can stay out of the file (and out of git).
 ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
@@ -427,6 +429,30 @@ class PlanSettings:
 
 
 @settings(frozen=True, config=_TABLE)
+class StyleSettings:
+    """A named recipe ([styles.<name>]): a prompt and the strength it works best at, used with
+    /restyle style=<name> (a prompt given with it is added to the recipe's)."""
+
+    name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
+    prompt: Annotated[str, Checked(_text(hint="the recipe's prompt"))]
+    strength: Annotated[float, Number(0.05, 1.0)]
+    about: _OptionalText = None  # a few words /styles shows; None: the prompt
+
+
+# The recipes every bot has (the owner's [styles.<name>] add to them, or replace one by its name).
+DEFAULT_STYLES: Mapping[str, StyleSettings] = MappingProxyType({
+    "watercolour": StyleSettings("watercolour", "soft watercolour portrait, gentle washes of colour, paper texture", 0.3,
+                                 "a soft watercolour portrait; keeps the face and the layout"),
+    "neon": StyleSettings("neon", "rainy night with neon signs, wet streets, reflections", 0.5,
+                          "a rainy neon night; a clear new look, the shapes kept"),
+    "fantasy": StyleSettings("fantasy", "full-colour fantasy painting, vivid colours, dramatic light, detailed", 0.8,
+                             "a pencil sketch (or anything) to full-colour fantasy art; reworks a lot"),
+    "autumn": StyleSettings("autumn", "warm autumn palette, golden light, orange and red leaves", 0.25,
+                            "warm autumn colours; everything else stays"),
+})  # fmt: skip
+
+
+@settings(frozen=True, config=_TABLE)
 class PaymentSettings:
     terms: Annotated[str, Checked(_text(hint="the text /terms shows"))] = (
         "Upgrades give a higher tier for the period bought. Payments are final, except where the admin refunds "
@@ -454,6 +480,7 @@ class Config:
     access: AccessSettings = field(default_factory=AccessSettings)
     moderation: ModerationSettings = field(default_factory=ModerationSettings)
     plans: dict[str, PlanSettings] = field(default_factory=dict)  # by name, in file order
+    styles: dict[str, StyleSettings] = field(default_factory=lambda: dict(DEFAULT_STYLES))  # recipes by name
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     path: Path | None = None  # the file it was loaded from
 
@@ -528,7 +555,7 @@ PLAN_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 30 days, no other period
 
 ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "store", "telegram", "discord", "web", "access", "moderation", "plans",
-                "payments")
+                "styles", "payments")
 
 
 def _keys(cls: type) -> tuple[str, ...]:
@@ -588,7 +615,8 @@ class _Loader:
                 parts[section] = replace(parts[section], **{key: token})
         tiers = self.tiers(raw.get("tiers", {}))
         plans = self.plans(raw.get("plans", {}), tiers)
-        config = Config(tiers=tiers, plans=plans, **parts)
+        styles = self.styles(raw.get("styles", {}))
+        config = Config(tiers=tiers, plans=plans, styles=styles, **parts)
         self.cross_checks(config)
         return config
 
@@ -688,6 +716,20 @@ class _Loader:
                 skus[plan.discord_sku] = name
             plans[name] = plan
         return plans
+
+    def styles(self, table: dict[str, Any]) -> dict[str, StyleSettings]:
+        styles = dict(DEFAULT_STYLES)
+        for name, values in table.items():
+            where = f"styles.{name}"
+            if not isinstance(values, dict):
+                raise self.fail("styles", f"'{name}' must be a section written [styles.{name}], got {_shown(values)}.")
+            if not PLAN_NAME.fullmatch(name):
+                raise self.fail(where, "the style name must be 1 to 32 of a-z, 0-9, _ and - (members type it: style=name).")
+            style = self.table(where, StyleSettings, values, name=name)
+            if len(style.prompt) > MAX_PROMPT_CHARS:
+                raise self.fail(where, f"the prompt is {len(style.prompt)} characters long; the limit is {MAX_PROMPT_CHARS}.")
+            styles[name] = style
+        return styles
 
     def cross_checks(self, config: Config) -> None:
         if config.web.tier not in config.tiers:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -152,7 +152,7 @@ class InboxStore(Protocol):
 
     async def mark_handled(self, platform: str, request_key: str, now: float) -> None: ...
 
-    async def unhandled(self, platform: str) -> list[tuple[str, str]]: ...
+    async def unhandled(self, platform: str, received_by_not_in: Collection[str] = ()) -> list[tuple[str, str]]: ...
 
 
 @dataclass
@@ -173,9 +173,10 @@ class Inbox:
     async def handled(self, request_key: str) -> None:
         await self.store.mark_handled(self.platform, request_key, self.clock.now())
 
-    async def left_over(self) -> list[tuple[str, str]]:
-        """(key, body) of what a former holder received and never finished handling."""
-        return await self.store.unhandled(self.platform)
+    async def left_over(self, received_by_not_in: Collection[str] = ()) -> list[tuple[str, str]]:
+        """(key, body) of what a former holder received and never finished handling; with
+        `received_by_not_in`, leaving out what those (live) front ends have in hand."""
+        return await self.store.unhandled(self.platform, received_by_not_in)
 
 
 class ListenerStore(LeaseStore, InboxStore, Protocol):

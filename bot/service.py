@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from bot.clock import Clock, utc_day
-from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
+from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.decoding import PictureDecoder
 from bot.metrics import ServiceMetrics
@@ -496,11 +496,12 @@ class RestyleService:
             repeated = await self._answer_from_key(member, key)
             if repeated is not None:
                 return repeated
-        if isinstance(command, str):
-            try:
+        try:
+            if isinstance(command, str):
                 command = parse_restyle(command)
-            except CommandError as exc:
-                return Refused("command", str(exc))
+            command = apply_style(command, self.config.styles)
+        except CommandError as exc:
+            return Refused("command", str(exc))
         return await self._submit(member, command, reply, picture=picture, request_key=key)
 
     async def again(

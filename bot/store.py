@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -708,14 +708,15 @@ class Store:
             now, platform, request_key,
         )  # fmt: skip
 
-    async def unhandled(self, platform: str) -> list[tuple[str, str]]:
+    async def unhandled(self, platform: str, received_by_not_in: Collection[str] = ()) -> list[tuple[str, str]]:
         """(request key, body) of the updates received but never handled (their front end died
-        with them in hand), oldest first."""
+        with them in hand), oldest first; leaving out those received by `received_by_not_in`."""
         rows = await self.db.fetch_all(
-            "SELECT request_key, body FROM incoming WHERE platform = ? AND handled_at IS NULL ORDER BY received_at, request_key",
+            "SELECT request_key, body, received_by FROM incoming WHERE platform = ? AND handled_at IS NULL "
+            "ORDER BY received_at, request_key",
             platform,
         )
-        return [(row["request_key"], row["body"]) for row in rows]
+        return [(row["request_key"], row["body"]) for row in rows if row["received_by"] not in received_by_not_in]
 
     async def forget_incoming(self, before: float) -> int:
         """Drop the record of updates handled before `before`: a platform redelivers an update

@@ -57,6 +57,14 @@ SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp
 # Settings ----------------------------------------------------------------------------------------
 
 
+def describe_device(device: str) -> str:
+    """A resolved device in words (for `doctor`): a GPU's name and memory."""
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(int(device.partition(":")[2] or 0))
+        return f"{device}: {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    return device
+
+
 def resolve_device(device: str) -> str:
     """'auto' → cuda, then mps, then cpu; a named device is checked. ModelLoadError if unusable."""
     name = device.strip().lower()

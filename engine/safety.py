@@ -54,7 +54,12 @@ class SafetyChecker:
 
 
 def load_safety_checker(
-    model: str, *, device: str = "cpu", dtype: torch.dtype | None = None, local_files_only: bool = False
+    model: str,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    half_on_gpu: bool = False,
+    local_files_only: bool = False,
 ) -> SafetyChecker:
     """`model`: e.g. "CompVis/stable-diffusion-safety-checker" or a folder holding the checker
     and its image processor (preprocessor_config.json). `device`: where the engine runs (the
@@ -71,6 +76,8 @@ def load_safety_checker(
             f"({type(exc).__name__}); set it to a folder or hub id holding diffusers' safety checker, "
             "or remove the key to turn the check off."
         ) from exc
+    if dtype is None and half_on_gpu and device.startswith("cuda"):
+        dtype = torch.float16
     # transformers wraps PreTrainedModel.to in functools.wraps, through which mypy binds no self
     checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)  # type: ignore[arg-type]
     return SafetyChecker(checker.eval(), processor, device)

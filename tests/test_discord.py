@@ -44,11 +44,13 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
     await h.start()
     assert h.fake.identifies == 1
     names = sorted(c["name"] for c in h.fake.commands[str(GUILD)])
-    assert names == ["Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban",
-                     "upgrade"]
+    assert names == ["Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "styles",
+                     "unban", "upgrade"]
     restyle = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "restyle")
     options = {o["name"]: o for o in restyle["options"]}
-    assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image", "prompt", "strength"]
+    # Only the picture is required: a ready-made style brings its own prompt and strength.
+    assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image"]
+    assert options["style"]["autocomplete"] and options["style"]["max_length"] == 32
     assert options["strength"]["min_value"] == 0.05 and options["strength"]["max_value"] == 1.0
     assert "subtle" in options["strength"]["description"] and options["strength"]["autocomplete"]
     menu = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "Restyle image")
@@ -58,14 +60,14 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
 async def test_without_guild_ids_commands_are_synced_globally(h):
     await h.start(guilds="[]")
     assert sorted(c["name"] for c in h.fake.commands["global"]) == [
-        "Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban", "upgrade"
+        "Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "styles", "unban", "upgrade"
     ]  # fmt: skip
 
 
 async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_removes_the_old_copies(h, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="bot.discord")
     await h.start()
-    assert len(h.fake.commands[str(GUILD)]) == 12 and h.fake.commands["global"] == []
+    assert len(h.fake.commands[str(GUILD)]) == 13 and h.fake.commands["global"] == []
     await h.app.stop()
     await h.fake.close()
     h.app = None
@@ -81,8 +83,8 @@ async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_rem
     h3.fake.commands = dict(h2.fake.commands)
     try:
         await h3.start(guilds="[]")
-        assert len(h3.fake.commands["global"]) == 12 and h3.fake.commands[str(GUILD)] == []
-        assert "commands synced: removed from server 777; 12 globally" in caplog.text
+        assert len(h3.fake.commands["global"]) == 13 and h3.fake.commands[str(GUILD)] == []
+        assert "commands synced: removed from server 777; 13 globally" in caplog.text
         await h3.result_of(await h3.fake.slash("restyle", {"image": h3.fake.attachment(picture_bytes()), "prompt": "oil",
                                                            "strength": 0.5}, guild_id=None, channel_id=4444))  # fmt: skip
     finally:
@@ -100,7 +102,7 @@ async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them
         await asyncio.gather(h.start(), other.start())
         puts = h.fake.find("PUT", r"/commands$")
         assert sorted(c.path for c in puts) == ["/applications/4242/commands", f"/applications/4242/guilds/{GUILD}/commands"]
-        assert caplog.text.count("commands synced: 12 to server 777") == 1
+        assert caplog.text.count("commands synced: 13 to server 777") == 1
         assert "another process is syncing the commands now" in caplog.text
     finally:
         # discord.py keeps these URLs on its classes, and each adapter puts back the ones it found
@@ -562,7 +564,7 @@ async def test_me_help_and_cancel_answer_privately(h):
     assert "0.7–0.9 heavy rework" in ephemerals(h.fake)[1]
     await h.fake.slash("cancel", {})
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="/cancel")
-    assert ephemerals(h.fake)[2] == "Cancelled 1 job(s)."
+    assert ephemerals(h.fake)[2] == "Cancelled 1 job."
     await h.fake.wait_for(lambda: "Cancelled with /cancel" in h.fake.original(interaction)["content"], what="status")
     gate.set()
 
@@ -1223,3 +1225,31 @@ async def test_buttons_count_toward_the_flood_guard_and_autocomplete_does_not(h)
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == limit + 1, what="the answers")
     texts = ephemerals(h.fake)
     assert sum("That job is gone" in t for t in texts) == limit and sum("too fast" in t for t in texts) == 1
+
+
+# Ready-made styles ------------------------------------------------------------------------------
+
+from bot.config import DEFAULT_STYLES  # noqa: E402
+
+
+async def test_a_style_alone_restyles_with_its_prompt_and_strength_and_styles_lists_them(h):
+    await h.start()
+    interaction = await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "style": "Neon"})
+    await h.result_of(interaction)
+    job = (await h.jobs())[0]
+    assert job.prompt == DEFAULT_STYLES["neon"].prompt and job.strength == DEFAULT_STYLES["neon"].strength
+    await h.fake.slash("styles", {})
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="/styles")
+    text = ephemerals(h.fake)[0]
+    assert text.startswith("**Styles**: reply to a picture with `/restyle style:NAME`") and "`watercolour` (strength 0.3)" in text
+
+
+async def test_the_style_option_suggests_the_recipes_and_an_unknown_one_is_refused_by_name(h):
+    await h.start()
+    await h.fake.autocomplete("restyle", {"style": "ne"}, "style")
+    [answer] = await h.fake.wait_for(lambda: callbacks(h.fake, 8), what="the style suggestions")
+    choices = answer.json["data"]["choices"]
+    assert [c["value"] for c in choices] == ["neon"] and all(len(c["name"]) <= 100 for c in choices)
+    await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "style": "noen", "prompt": "cat"})
+    await h.fake.wait_for(lambda: any("I know no style called 'noen'" in t for t in ephemerals(h.fake)), what="the refusal")
+    assert await h.jobs() == []

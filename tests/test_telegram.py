@@ -93,7 +93,7 @@ async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake
     assert record.delivered_at is not None and record.status == "done"
     assert [c.method for c in fake.calls if c.method == "setMyCommands"] == ["setMyCommands"]
     commands = [c["command"] for c in fake.calls_to("setMyCommands")[0].params["commands"]]
-    assert commands == ["restyle", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
+    assert commands == ["restyle", "styles", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
 
 
 def status_call_message_id(fake: FakeTelegram, call) -> int:
@@ -319,16 +319,16 @@ async def test_me_help_start_and_cancel_commands(start_bot, fake):
     me = fake.message(ANA, text="/me")
     [answer] = await wait_reply(fake, me)
     assert answer.params["text"].startswith("Tier: free\nToday: 2 of 20 restyles used, 18 left")
-    assert "Your jobs:" in answer.params["text"]
+    assert "Your jobs (2 of up to" in answer.params["text"]
 
     cancel = fake.message(ANA, text="/cancel")
     [answer] = await wait_reply(fake, cancel)
     assert answer.params["text"] == "Cancelled 2 jobs."
     statuses = [m for m in fake.sent(ANA["id"]) if m.get("reply_to_message", {}).get("message_id") in {j["message_id"] for j in jobs}]
-    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled." for s in statuses))
+    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled with /cancel." for s in statuses))
     again = fake.message(ANA, text="/cancel")
     [answer] = await wait_reply(fake, again)
-    assert answer.params["text"] == "You have no jobs waiting."
+    assert answer.params["text"] == "You have no jobs waiting or running."
     upgrade = fake.message(ANA, text="/upgrade")
     [answer] = await wait_reply(fake, upgrade)
     assert "free" in answer.params["text"]
@@ -710,3 +710,24 @@ async def test_button_presses_count_toward_the_flood_guard(start_bot, fake):
     assert sum("That job is gone" in t for t in texts) == limit
     assert sum("too fast" in t for t in texts) == 1 and texts.count("") == 12 - limit - 1
     assert fake.unanswered_queries() == []
+
+
+# Ready-made styles ------------------------------------------------------------------------------
+
+
+async def test_a_reply_with_a_style_restyles_with_its_recipe_and_styles_lists_them(start_bot, fake):
+    from bot.config import DEFAULT_STYLES
+
+    bot = await start_bot()
+    request = fake.message(ANA, text="/restyle style=autumn by the lake", reply_to=photo_message(fake))
+    await wait_reply(fake, request, 2)
+    await bot.app.service.wait_delivered()
+    [entry] = await bot.app.store.job_log()
+    assert entry["prompt"] == DEFAULT_STYLES["autumn"].prompt + ", by the lake"
+    record = await bot.job(entry["id"])
+    assert record.strength == DEFAULT_STYLES["autumn"].strength
+    styles = fake.message(ANA, text="/styles")
+    [answer] = await wait_reply(fake, styles)
+    lines = answer.params["text"].splitlines()
+    assert lines[0].startswith("Styles: reply to a picture with /restyle style=NAME")
+    assert [line.split(" ")[1] for line in lines[1:]] == list(DEFAULT_STYLES)
