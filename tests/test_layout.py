@@ -91,3 +91,16 @@ def test_the_engine_knows_nothing_of_the_bot():
 def test_a_sub_router_never_imports_its_adapter():
     for router, adapter in (("telegram_upgrades", "telegram"), ("discord_upgrades", "discord")):
         assert f"bot.adapters.{adapter}" not in _imports(ROOT / "bot" / "adapters" / f"{router}.py"), router
+
+
+def test_no_test_module_imports_another():
+    """What several test modules share lives in tests/harness/ (or conftest.py): a test module
+    that imports another ties its tests to that module's helpers and fixtures, so editing one
+    test file breaks others."""
+    offenders = sorted({
+        f"{path.name} imports {'.'.join(name.split('.')[:2])}"
+        for path in (ROOT / "tests").glob("test_*.py")
+        for name in _imports(path)
+        if name.startswith("tests.test_")
+    })
+    assert offenders == []
