@@ -22,8 +22,8 @@ from typing import Any
 # image-to-image pipeline never uses; an admin reading the start-up log needs none of it.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
+import torch  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
 
 from engine.api import (
     EngineJob,
@@ -151,7 +151,7 @@ def _hub_error(exc: BaseException, name: str) -> bool:
     try:
         from huggingface_hub import errors as hub_errors
     except ImportError:  # older huggingface_hub: the classes lived in utils
-        from huggingface_hub import utils as hub_errors  # type: ignore[no-redef]
+        from huggingface_hub import utils as hub_errors  # type: ignore[no-redef]  # the same name, older home
     cls = getattr(hub_errors, name, None)
     seen: BaseException | None = exc
     while seen is not None:

@@ -9,11 +9,11 @@ import threading
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
+import torch  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
+from PIL import Image  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
 
-from engine.api import ModelLoadError  # noqa: E402
+from engine.api import ModelLoadError  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
 
 log = logging.getLogger("engine.safety")
 
@@ -78,6 +78,6 @@ def load_safety_checker(
         ) from exc
     if dtype is None and half_on_gpu and device.startswith("cuda"):
         dtype = torch.float16
-    # transformers wraps PreTrainedModel.to in functools.wraps, through which mypy binds no self
-    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)  # type: ignore[arg-type]
+    # transformers wraps PreTrainedModel.to in functools.wraps, through which mypy binds no self.
+    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)  # type: ignore[arg-type]  # see above
     return SafetyChecker(checker.eval(), processor, device)

@@ -207,8 +207,8 @@ class RestyleModal(ui.Modal, title="Restyle image"):
             if await self.adapter.admitted(interaction):
                 await self.adapter.on_modal_submit(interaction, self.picture, _field(self.prompt), _field(self.strength))
 
-    # type-ignored: discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
+    # discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's.
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]  # Modal's
         log.error("the Restyle image form failed", exc_info=error)
         await self.adapter._broke(interaction)
 

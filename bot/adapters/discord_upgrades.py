@@ -78,10 +78,10 @@ class DiscordUpgrades:
 
     def install(self, client: discord.Client, tree: app_commands.CommandTree) -> None:
         # discord.Client calls on_<event> attributes; these add to what the client class defines.
-        client.on_entitlement_create = self.on_entitlement  # type: ignore[attr-defined]
-        client.on_entitlement_update = self.on_entitlement  # type: ignore[attr-defined]
-        client.on_entitlement_delete = self.on_entitlement_delete  # type: ignore[attr-defined]
-        client.on_interaction = self.on_interaction  # type: ignore[attr-defined]
+        client.on_entitlement_create = self.on_entitlement  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        client.on_entitlement_update = self.on_entitlement  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        client.on_entitlement_delete = self.on_entitlement_delete  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        client.on_interaction = self.on_interaction  # type: ignore[attr-defined]  # an on_<event> handler: see above
         self.add_commands(tree)
 
     # Entitlements ------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class DiscordUpgrades:
         log.info("entitlements reconciled: %d live, %d ended while the bot was down", len(live), len(ended))
 
     async def check_skus(self, client: discord.Client) -> None:
-        plans = [p for p in self.service.config.plans.values() if p.discord_sku is not None]
+        plans = [(p, p.discord_sku) for p in self.service.config.plans.values() if p.discord_sku is not None]
         if not plans:
             return
         try:
@@ -152,8 +152,8 @@ class DiscordUpgrades:
             log.error("could not fetch the application's SKUs (%r); premium buttons are not checked", exc)
             return
         self.sku_types = {sku_id: sku.type for sku_id, sku in skus.items()}
-        for plan in plans:
-            sku = skus.get(plan.discord_sku)  # type: ignore[arg-type]
+        for plan, sku_id in plans:
+            sku = skus.get(sku_id)
             problem = None
             if sku is None:
                 problem = "is not an SKU of this application (Developer Portal > Monetization > SKUs lists them)"
@@ -164,7 +164,7 @@ class DiscordUpgrades:
             elif not sku.flags.available:
                 problem = "is not published yet"
             if problem:
-                self.unusable_skus.add(plan.discord_sku)  # type: ignore[arg-type]
+                self.unusable_skus.add(sku_id)
                 log.error("[plans.%s] discord_sku %s %s: /upgrade leaves its button out", plan.name, plan.discord_sku, problem)
 
     async def on_entitlement(self, entitlement: discord.Entitlement) -> None:
@@ -238,7 +238,7 @@ class DiscordUpgrades:
                     # the member still gets the plans and the code hint, and the buttons are left
                     # out from now on, so the log says it once.
                     shown = [p for p in plans or [] if p.discord_sku is not None and p.discord_sku not in self.unusable_skus]
-                    self.unusable_skus.update(p.discord_sku for p in shown)  # type: ignore[misc]
+                    self.unusable_skus.update(p.discord_sku for p in shown if p.discord_sku is not None)
                     log.error("Discord refused the premium button of %s (%s): check the SKU ids in the Developer Portal"
                               " > Monetization > SKUs; /upgrade answers without them until the bot restarts",
                               ", ".join(f"[plans.{p.name}] discord_sku {p.discord_sku}" for p in shown) or "a plan", exc)  # fmt: skip
