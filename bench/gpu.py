@@ -15,8 +15,9 @@ load) falls on all of them alike:
 - baseline: the engine before issue 20 (PIL in and out, the text encoder on every call, the VAE
   encoding one picture at a time);
 - each change alone on the baseline: + prompt cache, + device pictures (uint8 in and out through
-  pinned memory, one VAE encode a batch), + cudnn_benchmark (CUDA), + vae = "tiny";
-- combined: the exact path (prompt cache + device pictures: what the engine does by default),
+  pinned memory, one VAE encode a batch), + the device looked up once (diffusers walks every
+  module for offload hooks on every call), + cudnn_benchmark (CUDA), + vae = "tiny";
+- combined: the exact path (prompt cache + device pictures + device once: the engine's default),
   and all eager changes together (exact + cudnn_benchmark + vae = "tiny");
 - in child processes, each stopped at the budget: [engine] compile, cuda_graphs, and all
   (cuda_graphs + cudnn_benchmark + vae = "tiny"), loaded through DiffusersEngine.load as the
@@ -271,6 +272,7 @@ class Variant:
     label: str
     prompt_cache: bool = False
     device_pictures: bool = False
+    pinned_device: bool = False  # engine.pipeline.pin_execution_device
     cudnn_benchmark: bool = False
     tiny_vae: bool = False
     naive: bool = False  # a plain diffusers call per picture, no engine
@@ -282,10 +284,11 @@ EAGER_VARIANTS = (
     Variant("baseline", "baseline: the engine before issue 20 (PIL in/out, text encoder every call)"),
     Variant("prompt_cache", "+ prompt cache", prompt_cache=True),
     Variant("device_pictures", "+ device pictures (uint8 in/out, one VAE encode a batch)", device_pictures=True),
+    Variant("pinned_device", "+ device looked up once (not diffusers' module walk every call)", pinned_device=True),
     Variant("cudnn_benchmark", "+ cudnn_benchmark", cudnn_benchmark=True, cuda_only=True),
     Variant("tiny_vae", '+ vae = "tiny"', tiny_vae=True),
-    Variant("exact", "exact path: prompt cache + device pictures (the default)", prompt_cache=True, device_pictures=True),
-    Variant("all_eager", 'all eager: exact + cudnn_benchmark + vae = "tiny"', True, True, True, True),
+    Variant("exact", "exact path: prompt cache + device pictures + device once (the default)", True, True, True),
+    Variant("all_eager", 'all eager: exact + cudnn_benchmark + vae = "tiny"', True, True, True, True, True),
 )
 EXACT = next(v for v in EAGER_VARIANTS if v.key == "exact")
 # The children: [engine] options as DiffusersEngine.load takes them.
@@ -296,30 +299,50 @@ CHILD_OPTIONS = {
 }
 
 
-def variant_engine(engine: Any, tiny_pipe: Any, variant: Variant, batch: int) -> Any:
-    """An engine on the already loaded pipeline (or on the same pipeline with the tiny VAE),
-    with the variant's changes on or off and max_batch = batch."""
+def plain_copy(pipe: Any, **replace: Any) -> Any:
+    """A pipeline object of diffusers' own class (not the engine's pinned one) over the same
+    modules, with `replace` swapped in: diffusers as it comes."""
+    base = getattr(type(pipe), "_engine_pinned_from", type(pipe))
+    made = base(**{**pipe.components, **replace}, requires_safety_checker=False)
+    made.set_progress_bar_config(disable=True)
+    return made
+
+
+def variant_pipes(engine: Any, tiny_vae: Any | None) -> dict[tuple[bool, bool], Any]:
+    """(tiny VAE?, device pinned?) -> a pipeline over the loaded engine's modules."""
+    from engine.pipeline import pin_execution_device
+
+    pipes = {}
+    for tiny in (False, True) if tiny_vae is not None else (False,):
+        for pinned in (False, True):
+            made = plain_copy(engine.pipe, **({"vae": tiny_vae} if tiny else {}))
+            if pinned:
+                pin_execution_device(made)
+            pipes[(tiny, pinned)] = made
+    return pipes
+
+
+def variant_engine(engine: Any, pipes: dict[tuple[bool, bool], Any], variant: Variant, batch: int) -> Any:
+    """An engine over the loaded engine's modules with the variant's changes on or off and
+    max_batch = batch."""
     from engine.pipeline import DiffusersEngine
 
-    pipe = tiny_pipe if variant.tiny_vae else engine.pipe
+    pipe = pipes[(variant.tiny_vae, variant.pinned_device)]
     made = DiffusersEngine(pipe, model=engine.model, device=engine.device, steps=engine.steps,
                            guidance_scale=engine.guidance_scale, max_batch=batch, turbo=engine.turbo)  # fmt: skip
+    if not variant.pinned_device:  # the engine pins what it is given: give diffusers' class back
+        pipe.__class__ = type(pipe)._engine_pinned_from
     if not variant.prompt_cache:
         made.prompt_cache = None
     made.device_pictures = variant.device_pictures and made.device_pictures
     return made
 
 
-def with_tiny_vae(pipe: Any, folder: Path, dtype: Any, device: str) -> Any:
-    """The same pipeline (the same UNet and text encoder objects) with an AutoencoderTiny,
-    loaded by the engine's own loader from `folder`."""
+def load_tiny_vae(folder: Path, dtype: Any, device: str) -> Any:
+    """An AutoencoderTiny through the engine's own loader."""
     from engine.pipeline import _load_tiny_vae
 
-    tiny = _load_tiny_vae(str(folder), dtype, True).to(device)
-    components = {**pipe.components, "vae": tiny}
-    made = type(pipe)(**components, requires_safety_checker=False)
-    made.set_progress_bar_config(disable=True)
-    return made
+    return _load_tiny_vae(str(folder), dtype, True).to(device)
 
 
 def build_tiny_vae(folder: Path, tiny: bool) -> Path:
@@ -649,21 +672,21 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
         cell.outputs = None
 
 
-def make_cells(engine: Any, tiny_pipe: Any | None, variants: list[Variant], batches: list[int], jobs: list[Any],
+def make_cells(engine: Any, pipes: dict[tuple[bool, bool], Any], variants: list[Variant], batches: list[int], jobs: list[Any],
                sizes: list[tuple[int, int]], args: argparse.Namespace) -> list[Cell]:  # fmt: skip
     cells = []
     for variant in variants:
         if variant.cuda_only and not args.device.startswith("cuda"):
             continue
-        if variant.tiny_vae and tiny_pipe is None:
+        if variant.tiny_vae and (True, False) not in pipes:
             continue
         for batch in ([1] if variant.naive else batches):
             chosen = jobs_for_batch(jobs, sizes, batch, args.min_per_size)
             if variant.naive:
-                pipe = engine.pipe
+                pipe = pipes[(False, False)]
                 cells.append(Cell(variant, 1, chosen, lambda p=pipe, j=chosen: naive_run(p, j, engine._generator_device), pipe, None))
                 continue
-            made = variant_engine(engine, tiny_pipe, variant, batch)
+            made = variant_engine(engine, pipes, variant, batch)
             cells.append(Cell(variant, batch, chosen, lambda e=made, j=chosen: run_engine(e, j), made.pipe, made))
     return cells
 
@@ -892,15 +915,16 @@ def main_run(args: argparse.Namespace) -> None:
 
     best_exact_batch = max(args.batches)
     if engine is not None:
-        tiny_pipe = None
-        with phase(results, "tiny VAE pipeline"):
-            tiny_pipe = with_tiny_vae(engine.pipe, taesd, engine.pipe.dtype, args.device)
+        tiny_vae = None
+        with phase(results, "tiny VAE"):
+            tiny_vae = load_tiny_vae(taesd, engine.pipe.dtype, args.device)
+        pipes = variant_pipes(engine, tiny_vae)
         jobs = make_jobs(sizes, max(max(args.batches), args.min_per_size), args.strength, args.steps)
         reference = None
         with phase(results, "reference pictures (naive, untimed)"):
-            reference = reference_pictures(engine.pipe, jobs, engine._generator_device)
+            reference = reference_pictures(pipes[(False, False)], jobs, engine._generator_device)
         with phase(results, "interleaved variants"):
-            cells = make_cells(engine, tiny_pipe, [NAIVE, *EAGER_VARIANTS], args.batches, jobs, sizes, args)
+            cells = make_cells(engine, pipes, [NAIVE, *EAGER_VARIANTS], args.batches, jobs, sizes, args)
             say(f"{len(cells)} cells ({len(jobs)} jobs); eager deadline at {eager_deadline:.0f} s")
             interleaved(results, cells, args, eager_deadline, reference, "main")
             del cells
@@ -908,8 +932,8 @@ def main_run(args: argparse.Namespace) -> None:
         if exact:
             best_exact_batch = max(exact, key=lambda r: r["pictures_per_s"]["median"])["batch"]
         with phase(results, "pipelined worker"):
-            worker_phase(results, variant_engine(engine, None, EXACT, best_exact_batch), args, worker_deadline)
-        del tiny_pipe
+            worker_phase(results, variant_engine(engine, pipes, EXACT, best_exact_batch), args, worker_deadline)
+        del tiny_vae, pipes
     del engine
     gc.collect()
     if args.device.startswith("cuda"):
@@ -977,7 +1001,8 @@ def child_run(args: argparse.Namespace) -> None:
         batch = max(args.batches)
         jobs = make_jobs([size], max(batch, args.min_per_size), args.strength, args.steps)
         plain = load_engine(args.model_dir, args, max_batch=batch)
-        reference = reference_pictures(plain.pipe, jobs, plain._generator_device)
+        plain_pipes = variant_pipes(plain, None)
+        reference = reference_pictures(plain_pipes[(False, False)], jobs, plain._generator_device)
         options = dict(CHILD_OPTIONS[option])
         started = time.perf_counter()
         made = load_engine(args.model_dir, args, max_batch=batch, compile_sizes=[args.sizes[0]],
@@ -990,7 +1015,7 @@ def child_run(args: argparse.Namespace) -> None:
         cells = []
         for n in args.batches:
             chosen = jobs_for_batch(jobs, [size], n, args.min_per_size)
-            eager = variant_engine(plain, None, EXACT, n)
+            eager = variant_engine(plain, plain_pipes, EXACT, n)
             cells.append(Cell(EXACT, n, chosen, lambda e=eager, j=chosen: run_engine(e, j), eager.pipe, eager))
 
             def compiled_run(n: int = n, j: list[Any] = chosen) -> list[Any]:

@@ -36,7 +36,7 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
     done, results = run_bench(tmp_path)
     assert results["errors"] == [] and results["skipped"] == [], (results["errors"], results["skipped"])
     rows = {(r["variant"], r["batch"]): r for r in results["rows"]}
-    eager = {"baseline", "prompt_cache", "device_pictures", "tiny_vae", "exact", "all_eager"}  # cudnn_benchmark: CUDA only
+    eager = {"baseline", "prompt_cache", "device_pictures", "pinned_device", "tiny_vae", "exact", "all_eager"}  # cudnn: CUDA only
     assert set(rows) == {("naive", 1), ("worker", 2)} | {(v, b) for v in eager for b in (1, 2)}
     for (variant, batch), row in rows.items():
         if variant == "worker":
@@ -47,7 +47,7 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
     assert rows[("naive", 1)]["vs_naive"] == "reference"
     # The exact changes, alone and together, give plain diffusers' pictures for a job alone and
     # the batch tolerance in a batch; the text encoder does not run once the prompts are cached.
-    for variant in ("baseline", "prompt_cache", "device_pictures", "exact"):
+    for variant in ("baseline", "prompt_cache", "device_pictures", "pinned_device", "exact"):
         assert rows[(variant, 1)]["vs_naive"] == {"max_abs_delta": 0, "min_psnr_db": "inf", "pictures": 4}
         assert rows[(variant, 2)]["vs_naive"]["max_abs_delta"] <= BATCH_TOLERANCE
     assert rows[("exact", 1)]["stages_ms_per_call"]["text"] == 0 < rows[("baseline", 1)]["stages_ms_per_call"]["text"]
@@ -55,7 +55,7 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
     worker = rows[("worker", 2)]
     assert worker["delivered"] == worker["jobs"] == 16 and not worker["stopped_at_budget"]
     assert 0 < worker["engine_busy_fraction"] <= 1 and worker["sizes"] == {"64x64": 16}
-    assert "| exact path: prompt cache + device pictures (the default) | 2 |" in done.stdout  # the printed table
+    assert "| exact path: prompt cache + device pictures + device once (the default) | 2 |" in done.stdout  # the table
 
 
 @pytest.mark.slow
