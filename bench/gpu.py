@@ -599,9 +599,9 @@ class Cell:
 
 def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, deadline_s: float,
                 reference: dict[str, Any] | None, source: str) -> None:  # fmt: skip
-    """Warm every cell up once, then `repeats` rounds in which every cell runs once (the order
-    rotated each round); stops before a run that would end past deadline_s. Then one pass per
-    cell with the stages timed, and a row per cell with at least one timed run."""
+    """Warm every cell up once, then one pass per cell with the stages timed (a second warm-up
+    too), then `repeats` rounds in which every cell runs once (the order rotated each round);
+    stops before a run that would end past deadline_s. A row per cell with a timed run."""
     import torch
 
     def run_cell(cell: Cell) -> float:
@@ -623,6 +623,19 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
             results.error(f"{source}: {cell.name} (warm-up)", exc)
             cell.first_s = math.nan
     live = [c for c in cells if c.first_s is not None and not math.isnan(c.first_s)]
+    stages: dict[int, dict[str, float]] = {}
+    for index, cell in enumerate(live):
+        if stopped:
+            break
+        if elapsed_s() + (cell.first_s or 0.0) > deadline_s:
+            stopped = f"the budget was reached while timing the stages, before {cell.name}"
+            break
+        torch.backends.cudnn.benchmark = cell.variant.cudnn_benchmark
+        calls = len(cell.jobs) if cell.variant.naive else pipeline_calls(cell.jobs, cell.batch)
+        try:
+            stages[index] = stage_times(cell.run, cell.pipe, cell.engine, calls, args.device)
+        except Exception as exc:
+            results.error(f"{source}: {cell.name} (stages)", exc)
     for repeat in range(args.repeats):
         if stopped:
             break
@@ -640,7 +653,7 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
     if stopped:
         results.skip(f"{source}: the rest of the interleaved repeats", stopped)
     torch.backends.cudnn.benchmark = False
-    for cell in live:
+    for index, cell in enumerate(live):
         if not cell.seconds:
             results.skip(cell.name, "no timed run before the budget")
             continue
@@ -659,13 +672,8 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
             "vs_naive": "reference" if cell.variant.naive and source == "main" else fidelity(cell.outputs or [], reference),
             "random_weights_vae": cell.variant.tiny_vae,
         }  # fmt: skip
-        if elapsed_s() < deadline_s:
-            torch.backends.cudnn.benchmark = cell.variant.cudnn_benchmark
-            try:
-                row["stages_ms_per_call"] = stage_times(cell.run, cell.pipe, cell.engine, calls, args.device)
-            except Exception as exc:
-                results.error(f"{source}: {cell.name} (stages)", exc)
-            torch.backends.cudnn.benchmark = False
+        if index in stages:
+            row["stages_ms_per_call"] = stages[index]
         say(f"{cell.name}: {row['ms_per_picture']['median']:.1f} ms/picture ({_rate(row['pictures_per_s']['median'])}/s), "
             f"{row['ms_per_call']:.1f} ms/call; stages {row.get('stages_ms_per_call')}; vs naive {row['vs_naive']}")  # fmt: skip
         results.row(row)
@@ -805,7 +813,7 @@ def worker_phase(results: Results, engine: Any, args: argparse.Namespace, deadli
         return
     folder = Path(tempfile.mkdtemp(prefix="restyle-gpu-worker-"))
     try:
-        jobs = args.worker_jobs or 8 * engine.max_batch
+        jobs = args.worker_jobs or (8 if args.tiny else 16) * engine.max_batch
         row = asyncio.run(worker_run(engine, folder, jobs, args.worker_max_side, args.steps, left))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -884,7 +892,7 @@ def main_run(args: argparse.Namespace) -> None:
 
     # The budget: the children (each killed at its share) get the end of the run, the worker
     # row the stretch before them, the interleaved variants what comes first.
-    children_s = min(0.6 * args.budget_s, 210.0 * len(args.compile)) if args.compile else 0.0
+    children_s = min(0.5 * args.budget_s, 180.0 * len(args.compile)) if args.compile else 0.0
     worker_s = 15.0 if args.tiny else 30.0
     eager_deadline = args.budget_s - children_s - worker_s
     worker_deadline = args.budget_s - children_s
@@ -1120,7 +1128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the [engine] options to run in child processes (default on CUDA: cuda_graphs; none on the "
                              "CPU; give the flag alone for none): compile, cuda_graphs, all")  # fmt: skip
     parser.add_argument("--budget-s", type=float, default=360.0, help="the whole run's budget in seconds (default 360)")
-    parser.add_argument("--worker-jobs", type=int, help="jobs through the pipelined worker (default 8 batches)")
+    parser.add_argument("--worker-jobs", type=int, help="jobs through the pipelined worker (default 16 batches; 8 with --tiny)")
     parser.add_argument("--worker-max-side", type=int, help="the free tier's max_side in the worker row (default 512; 64 with --tiny)")
     parser.add_argument("--out", type=Path, help="JSON results (default $OUT/gpu_results.json when OUT is set)")
     parser.add_argument("--model-dir", type=Path, help="reuse a model folder written by an earlier run")
