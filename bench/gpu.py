@@ -649,7 +649,8 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
             cell.seconds.append(run_cell(cell))
             found = peak_gib(args.device)
             cell.peak = found if cell.peak is None or found is None else max(cell.peak, found)
-        say(f"{source}: repeat {repeat + 1} of {args.repeats} done")
+        if not stopped:
+            say(f"{source}: repeat {repeat + 1} of {args.repeats} done")
     if stopped:
         results.skip(f"{source}: the rest of the interleaved repeats", stopped)
     torch.backends.cudnn.benchmark = False
