@@ -66,7 +66,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -270,6 +270,7 @@ def jobs_for_batch(jobs: list[Any], sizes: list[tuple[int, int]], batch: int, mi
 class Variant:
     key: str
     label: str
+    _: KW_ONLY  # the flags by name only: five booleans in a row are easy to misplace
     prompt_cache: bool = False
     device_pictures: bool = False
     pinned_device: bool = False  # engine.pipeline.pin_execution_device
@@ -287,8 +288,10 @@ EAGER_VARIANTS = (
     Variant("pinned_device", "+ device looked up once (not diffusers' module walk every call)", pinned_device=True),
     Variant("cudnn_benchmark", "+ cudnn_benchmark", cudnn_benchmark=True, cuda_only=True),
     Variant("tiny_vae", '+ vae = "tiny"', tiny_vae=True),
-    Variant("exact", "exact path: prompt cache + device pictures + device once (the default)", True, True, True),
-    Variant("all_eager", 'all eager: exact + cudnn_benchmark + vae = "tiny"', True, True, True, True, True),
+    Variant("exact", "exact path: prompt cache + device pictures + device once (the default)",
+            prompt_cache=True, device_pictures=True, pinned_device=True),
+    Variant("all_eager", 'all eager: exact + cudnn_benchmark + vae = "tiny"',
+            prompt_cache=True, device_pictures=True, pinned_device=True, cudnn_benchmark=True, tiny_vae=True),
 )
 EXACT = next(v for v in EAGER_VARIANTS if v.key == "exact")
 # The children: [engine] options as DiffusersEngine.load takes them.
@@ -1020,7 +1023,8 @@ def child_run(args: argparse.Namespace) -> None:
         say(f"[{option}] loaded and warmed up in {meta['load_and_warm_up_s']} s: {made.settings_summary()}")
         results.save()
         variant = Variant(option, f"[engine] {option}" + (' (+ cudnn_benchmark, vae = "tiny")' if option == "all" else ""),
-                          True, True, options.get("cudnn_benchmark", False), options.get("vae") == "tiny")  # fmt: skip
+                          prompt_cache=True, device_pictures=True, pinned_device=True,
+                          cudnn_benchmark=options.get("cudnn_benchmark", False), tiny_vae=options.get("vae") == "tiny")  # fmt: skip
         cells = []
         for n in args.batches:
             chosen = jobs_for_batch(jobs, [size], n, args.min_per_size)
