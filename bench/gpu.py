@@ -146,19 +146,6 @@ TEXT_OPENCLIP_H = dict(  # OpenCLIP ViT-H/14 text tower, as SD 2.x uses it (penu
     layer_norm_eps=1e-5,
     projection_dim=512,
 )
-# The tiny stand-ins for --tiny (the CPU smoke run): same kinds of blocks, 8x VAE.
-UNET_TINY = dict(
-    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-    cross_attention_dim=32, attention_head_dim=(4, 8), use_linear_projection=True,
-)  # fmt: skip
-VAE_TINY = dict(
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=64,
-    scaling_factor=0.18215,
-)  # fmt: skip
-TEXT_TINY = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                 max_position_embeddings=77, vocab_size=1000, hidden_act="gelu", layer_norm_eps=1e-5)  # fmt: skip
 SCHEDULER_SD_TURBO = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -173,12 +160,19 @@ SCHEDULER_SD_TURBO = dict(
 
 
 def build_model(folder: Path, *, tiny: bool, device: str, dtype: Any) -> dict[str, Any]:
-    """Random-weight SD-Turbo (or the tiny stand-in) saved with save_pretrained to `folder`."""
+    """Random-weight SD-Turbo saved with save_pretrained to `folder`; with `tiny`, the tiny test
+    model instead (what `python -m engine make-test-model` writes, the tests' model)."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from engine.testmodel import BOS, EOS, _tokenizer_files, _vocab
+    from engine.testmodel import BOS, EOS, _tokenizer_files, _vocab, build_test_pipeline
+
+    if tiny:
+        test_pipe = build_test_pipeline()
+        counts = {name: sum(p.numel() for p in getattr(test_pipe, name).parameters()) for name in ("unet", "vae", "text_encoder")}
+        test_pipe.to(dtype=dtype).save_pretrained(str(folder), safe_serialization=True)
+        return counts
 
     vocab = _vocab()  # byte-level CLIP BPE, no merges: tokenization quality does not matter here
     tok_dir = folder.parent / (folder.name + "-tokenizer")
@@ -188,9 +182,9 @@ def build_model(folder: Path, *, tiny: bool, device: str, dtype: Any) -> dict[st
     def make(build_on: str) -> tuple[Any, Any, Any]:
         torch.manual_seed(0)
         with torch.device(build_on):  # random init on the GPU takes seconds, not a minute
-            unet = UNet2DConditionModel(**(UNET_TINY if tiny else UNET_SD21))
-            vae = AutoencoderKL(**(VAE_TINY if tiny else VAE_SD))
-            text = CLIPTextModel(CLIPTextConfig(**(TEXT_TINY if tiny else TEXT_OPENCLIP_H),
+            unet = UNet2DConditionModel(**UNET_SD21)
+            vae = AutoencoderKL(**VAE_SD)
+            text = CLIPTextModel(CLIPTextConfig(**TEXT_OPENCLIP_H,
                                                 bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[EOS]))  # fmt: skip
         return unet, vae, text
 
@@ -876,7 +870,7 @@ def main_run(args: argparse.Namespace) -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
         "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-        "device": args.device, "dtype": args.dtype, "model": "tiny stand-in" if args.tiny else "SD-Turbo architecture (SD 2.1 base), random weights",
+        "device": args.device, "dtype": args.dtype, "model": "the tiny test model (python -m engine make-test-model)" if args.tiny else "SD-Turbo architecture (SD 2.1 base), random weights",
         "sizes": args.sizes, "strength": args.strength, "steps": args.steps, "batches": args.batches,
         "repeats": args.repeats, "children": args.compile, "budget_s": args.budget_s, "command": sys.argv[1:],
     })  # fmt: skip

@@ -32,6 +32,7 @@ def run_bench(tmp_path: Path, *args: str, timeout: float = 240) -> tuple[subproc
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # ~17 s alone; the machine's other work can make it several times that
 def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
     done, results = run_bench(tmp_path)
     assert results["errors"] == [] and results["skipped"] == [], (results["errors"], results["skipped"])
@@ -59,6 +60,7 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_the_budget_stops_the_variants_and_the_json_is_still_written(tmp_path):
     """A budget that ends before the variants: each is said to be skipped, none half-measured;
     the child is refused its start; the run ends normally with its JSON."""
