@@ -299,8 +299,12 @@ CHILD_OPTIONS = {
 def plain_copy(pipe: Any, **replace: Any) -> Any:
     """A pipeline object of diffusers' own class (not the engine's pinned one) over the same
     modules, with `replace` swapped in: diffusers as it comes."""
+    import copy
+
     base = getattr(type(pipe), "_engine_pinned_from", type(pipe))
-    made = base(**{**pipe.components, **replace}, requires_safety_checker=False)
+    # A scheduler of its own: naive runs it in place (the engines run copies of theirs).
+    components = {**pipe.components, "scheduler": copy.deepcopy(pipe.scheduler), **replace}
+    made = base(**components, requires_safety_checker=False)
     made.set_progress_bar_config(disable=True)
     return made
 
