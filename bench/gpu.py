@@ -1042,6 +1042,16 @@ def child_run(args: argparse.Namespace) -> None:
         results.error(f"[engine] {option}", exc)
 
 
+def speed_baseline(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
+    """The pictures/s `row` is compared with: in the main run the baseline engine at the same
+    batch; in a child, the exact eager engine at the same batch in that child."""
+    against = "baseline" if row["source"] == "main" else "exact"
+    for other in rows:
+        if other["source"] == row["source"] and other["variant"] == against and other["batch"] == row["batch"]:
+            return other["pictures_per_s"]["median"]
+    return None
+
+
 def summary(results: Results) -> None:
     rows = results.data["rows"]
     meta = results.data["meta"]
@@ -1051,12 +1061,14 @@ def summary(results: Results) -> None:
     print(f"{meta['model']}, sizes {', '.join(meta['sizes'])}, strength {meta['strength']}, {meta['steps']} steps, {meta['dtype']}, "
           f"attention {meta.get('attention', '?')}, load {meta.get('load_s', '?')} s")  # fmt: skip
     print()
-    print("| variant | batch | pictures | ms per picture median (min–max) | pictures/s | ms per call "
+    print("| variant | batch | pictures | ms per picture median (min–max) | pictures/s | speed vs baseline | ms per call "
           "| per call: text / pre / encode / UNet / decode / post / rest ms | max abs Δ, min PSNR vs naive | peak GPU memory |")
-    print("|---|--:|--:|---|--:|--:|---|---|---|")
+    print("|---|--:|--:|---|--:|--:|--:|---|---|---|")
     for r in rows:
         if r["variant"] == "worker":
             continue
+        base = speed_baseline(rows, r)
+        speed = f"{r['pictures_per_s']['median'] / base:.2f}x" if base else "–"
         ms = r["ms_per_picture"]
         st = r.get("stages_ms_per_call") or {}
         stages = " / ".join(f"{st[k]:.1f}" for k in (*STAGES, "rest")) if st else "–"
@@ -1066,7 +1078,7 @@ def summary(results: Results) -> None:
             fid += " (random tiny VAE)"
         where = "" if r["source"] == "main" else f" [{r['source']} child, {'/'.join(r['sizes'])}]"
         print(f"| {r['label']}{where} | {r['batch']} | {r['pictures']} | {ms['median']:.1f} ({ms['min']:.1f}–{ms['max']:.1f}) "
-              f"| {_rate(r['pictures_per_s']['median'])} | {r['ms_per_call']:.1f} | {stages} | {fid} | {_gib(r['peak_gib'])} |")  # fmt: skip
+              f"| {_rate(r['pictures_per_s']['median'])} | {speed} | {r['ms_per_call']:.1f} | {stages} | {fid} | {_gib(r['peak_gib'])} |")  # fmt: skip
     for r in rows:
         if r["variant"] == "worker":
             print(f"\npipelined worker (real bot/worker.py + RestyleService + SQLite store, exact engine, batch {r['batch']}): "
