@@ -500,6 +500,37 @@ def stage_times(run: Callable[[], Any], pipe: Any, engine: Any | None, calls: in
     return {k: round(v, 2) for k, v in per_call.items()}
 
 
+# The variants profiled once (torch.profiler), after their timed runs: kernel launches per call
+# is what bounds batch 1 on a GPU (the engine review counted ~1,270 eager), and the table of the
+# costliest ops says where the next millisecond is.
+PROFILED = ("naive", "baseline", "exact", "cuda_graphs", "compile", "all")
+PROFILED_TINY = ("baseline", "exact")  # at batch 1 only: on a CPU the profiler costs more than the run
+KERNEL_LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
+
+
+def profile_run(run: Callable[[], Any], calls: int, device: str) -> dict[str, Any]:
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync(device)
+    with profile(activities=activities) as prof:
+        run()
+        sync(device)
+    averages = prof.key_averages()
+    found = {"aten_ops_per_call": round(sum(e.count for e in averages if e.key.startswith("aten::")) / calls, 1)}
+    if cuda:
+        found["kernel_launches_per_call"] = round(sum(e.count for e in averages if e.key in KERNEL_LAUNCHES) / calls, 1)
+        found["graph_launches_per_call"] = round(sum(e.count for e in averages if e.key == "cudaGraphLaunch") / calls, 1)
+        found["syncs_per_call"] = round(sum(e.count for e in averages if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize"))
+                                        / calls, 1)  # fmt: skip
+    try:
+        found["top_ops"] = averages.table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=12)
+    except (KeyError, AttributeError, ValueError):  # an older torch names the column self_cuda_time_total
+        found["top_ops"] = averages.table(sort_by="self_cuda_time_total", row_limit=12)
+    return found
+
+
 def fidelity(outputs: list[Any], reference: dict[str, Any] | None) -> dict[str, Any] | None:
     """Against the reference pictures of the same jobs (same seeds): the largest difference of
     any channel of any pixel (levels of 255) and the lowest PSNR (dB; "inf": identical)."""
@@ -654,6 +685,20 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
             say(f"{source}: repeat {repeat + 1} of {args.repeats} done")
     if stopped:
         results.skip(f"{source}: the rest of the interleaved repeats", stopped)
+    profiles: dict[int, dict[str, Any]] = {}
+    for index, cell in enumerate(live):
+        wanted = cell.variant.key in PROFILED_TINY and cell.batch == 1 if args.tiny else cell.variant.key in PROFILED
+        if not wanted or not cell.seconds:
+            continue
+        if elapsed_s() + 3 * statistics.median(cell.seconds) > deadline_s:
+            results.skip(f"{source}: profile of {cell.name}", "the budget")
+            continue
+        torch.backends.cudnn.benchmark = cell.variant.cudnn_benchmark
+        calls = len(cell.jobs) if cell.variant.naive else pipeline_calls(cell.jobs, cell.batch)
+        try:
+            profiles[index] = profile_run(cell.run, calls, args.device)
+        except Exception as exc:
+            results.error(f"{source}: {cell.name} (profile)", exc)
     torch.backends.cudnn.benchmark = False
     for index, cell in enumerate(live):
         if not cell.seconds:
@@ -676,6 +721,10 @@ def interleaved(results: Results, cells: list[Cell], args: argparse.Namespace, d
         }  # fmt: skip
         if index in stages:
             row["stages_ms_per_call"] = stages[index]
+        if index in profiles:
+            row["profile"] = profiles[index]
+            counts = {k: v for k, v in profiles[index].items() if k != "top_ops"}
+            say(f"{cell.name}: profiled, per call {counts}\n{profiles[index]['top_ops']}")
         say(f"{cell.name}: {row['ms_per_picture']['median']:.1f} ms/picture ({_rate(row['pictures_per_s']['median'])}/s), "
             f"{row['ms_per_call']:.1f} ms/call; stages {row.get('stages_ms_per_call')}; vs naive {row['vs_naive']}")  # fmt: skip
         results.row(row)

@@ -46,6 +46,9 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
         assert set(row["stages_ms_per_call"]) == STAGES
         assert row["sizes"] == ["64x64", "96x64"]  # mixed sizes, batched by size
     assert rows[("naive", 1)]["vs_naive"] == "reference"
+    profiled = {key for key, row in rows.items() if "profile" in row}
+    assert profiled == {("baseline", 1), ("exact", 1)}
+    assert rows[("exact", 1)]["profile"]["aten_ops_per_call"] > 100 and "aten::" in rows[("exact", 1)]["profile"]["top_ops"]
     # The exact changes, alone and together, give plain diffusers' pictures for a job alone and
     # the batch tolerance in a batch; the text encoder does not run once the prompts are cached.
     for variant in ("baseline", "prompt_cache", "device_pictures", "pinned_device", "exact"):
