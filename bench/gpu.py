@@ -32,12 +32,16 @@ normalised tensors, VAE encode, UNet, VAE decode, post: back to pictures), from 
 GPU (no sync inside the call) or the clock on the CPU, and "rest", the call's wall time minus
 the stages (diffusers' Python, the scheduler, launch gaps). The vae = "tiny" rows use a
 random-weight AutoencoderTiny of TAESD's architecture: its speed is real, its pictures noise.
+Naive, the baseline, the exact path and the compiled options are also profiled once
+(torch.profiler): kernel launches, CUDA graph launches and syncs per call, the costliest ops.
+--tiny runs the tiny test model (what `python -m engine make-test-model` writes) at 64x64 and
+96x64 on the CPU.
 
 --budget-s (default 360) bounds the whole run: variants not reached by then are skipped and
 said so, the children are killed at it, and the JSON ($OUT/gpu_results.json when OUT is set,
 or --out) is written after every row and at the end.
 
-    python bench/gpu.py --wheels .whl                      # a GPU box (diffusers carried as wheels)
+    python3 bench/gpu.py --wheels .whl                     # a GPU box (diffusers carried as wheels)
     PYTHONPATH=. .venv/bin/python bench/gpu.py --tiny       # the smoke run on the CPU (~30 s)
 
 A GPU box with torch and transformers but without diffusers: on a machine with network access,
