@@ -66,9 +66,9 @@ def _config_path(arg: Path | None) -> Path | None:
 
 
 def _restyle_file(config: Config, args: argparse.Namespace) -> int:
+    from bot.app import load_diffusers_engine
     from engine.api import ModelLoadError
     from engine.pictures import PictureError
-    from bot.app import load_diffusers_engine
     from engine.pipeline import restyle_file
 
     strength = args.strength if args.strength is not None else config.bot.default_strength

@@ -11,8 +11,9 @@ import functools
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from bot.adapters import Adapter
 from bot.clock import Clock, SystemClock
@@ -89,14 +90,11 @@ def load_safety_check(config: Config) -> Callable[[Any], bool]:
     from engine.pipeline import resolve_device
     from engine.safety import load_safety_checker
 
-    device = resolve_device(config.engine.device)
-    dtype = None
-    if device.startswith("cuda"):
-        import torch
-
-        dtype = torch.float16
     return load_safety_checker(
-        config.moderation.safety_checker or "", device=device, dtype=dtype, local_files_only=config.engine.local_files_only
+        config.moderation.safety_checker or "",
+        device=resolve_device(config.engine.device),
+        half_on_gpu=True,
+        local_files_only=config.engine.local_files_only,
     )
 
 
@@ -155,7 +153,7 @@ class App:
         clock: Clock | None = None,
         engine_factory: EngineFactory = load_diffusers_engine,
         adapters: Callable[[Config, RestyleService, Health], list[Adapter]] | None = None,
-    ) -> "App":
+    ) -> App:
         problem = check_role(config, role)
         if problem:
             raise ValueError(problem)
@@ -179,7 +177,7 @@ class App:
             listeners = Listeners(self.store, self.service.instance_id, self.config.store.listener_lease_s, self.service.clock)
             for adapter in self.adapters:
                 if hasattr(adapter, "listeners"):
-                    adapter.listeners = listeners  # type: ignore[attr-defined]
+                    adapter.listeners = listeners
         try:
             for adapter in self.adapters:
                 await adapter.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -57,4 +57,4 @@ class FakeClock:
 
 def utc_day(timestamp: float) -> str:
     """The quota day a timestamp falls in (UTC), as 'YYYY-MM-DD'."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")

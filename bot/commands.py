@@ -7,11 +7,13 @@ tests can call it without a model, a network or an event loop.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Mapping, NoReturn
+from typing import NoReturn, Protocol
 
 MIN_STRENGTH = 0.05  # below this img2img barely runs a denoising step: the picture comes back unchanged
 MAX_STRENGTH = 1.0
@@ -42,6 +44,8 @@ How much of the picture changes (strength=, from {MIN_STRENGTH} to {MAX_STRENGTH
   0.4-0.6  clear new style, shapes kept          (or "medium strength")
   0.7-0.9  heavy rework                          (or "high strength")
 
+Ready-made styles: style=neon (its own prompt and strength; words you add go with it). /styles lists them.
+
 Other options: seed=N (0 to {MAX_SEED}, same seed = same result), steps=N ({MIN_STEPS} to {MAX_STEPS}, capped by your tier),
 no="things to avoid", format=png|jpeg|webp. Quote values with spaces: no="text, watermark".
 """
@@ -59,6 +63,7 @@ class RestyleCommand:
     steps: int | None = None  # None: the engine's default
     negative_prompt: str | None = None
     output_format: str | None = None  # "png" | "jpeg" | "webp"; None: the front end's choice
+    style: str | None = None  # a recipe's name (style=neon); apply_style() makes its prompt and strength
 
 
 # Every spelling of an option, mapped to the field it sets.
@@ -72,11 +77,13 @@ _KEYS: Mapping[str, str] = MappingProxyType(
         "no": "negative_prompt",
         "negative": "negative_prompt",
         "format": "output_format",
+        "style": "style",
     }
 )
 
 # How options are called in messages: the name people see in USAGE.
-_DISPLAY = {"strength": "strength", "seed": "seed", "steps": "steps", "negative_prompt": "no", "output_format": "format"}
+_DISPLAY = {"strength": "strength", "seed": "seed", "steps": "steps", "negative_prompt": "no", "output_format": "format",
+            "style": "style"}
 
 # Phone keyboards type curly quotes; accept the common pairs so "no=“text”" does what it looks like.
 _QUOTES = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "„": "“", "«": "»"}
@@ -98,6 +105,7 @@ _PHRASE_RE = re.compile(
     r"(?<!\w)(?P<phrase>" + "|".join(p.replace(" ", r"\s+") for p in STRENGTH_PHRASES) + r")(?![\w=])",
     re.IGNORECASE,
 )
+_STYLE_NAME_RE = re.compile(r"[a-z0-9_-]{1,32}")
 _COMMAND_RE = re.compile(r"/restyle(?:@\w+)?(?=\s|$)", re.IGNORECASE)
 _DECIMAL_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _INTEGER_RE = re.compile(r"[0-9]+")
@@ -141,13 +149,48 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
 
     prompt = _remove_spans(body, cuts)
     _check_spaced_options(prompt)
-    if not prompt:
+    if not prompt and "style" not in values:
         raise CommandError(f"Please describe the new style after /restyle, for example:\n{EXAMPLE}")
     _check_length("Your prompt", prompt)
     negative = values.get("negative_prompt")
     if isinstance(negative, str):
         _check_length("Your no= text", negative)
-    return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]
+    return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]  # each option's checked value, by field name
+
+
+class Recipe(Protocol):
+    """A named style (bot.config.StyleSettings is one); read-only, so a frozen dataclass fits."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def strength(self) -> float: ...
+
+
+def apply_style(command: RestyleCommand, styles: Mapping[str, Recipe]) -> RestyleCommand:
+    """The command with its style=<name> made into a prompt and a strength: the recipe's
+    prompt, then the member's words (they add to it); the recipe's strength unless the member
+    gave one. A command without a style comes back as it is."""
+    if command.style is None:
+        return command
+    recipe = styles.get(command.style)
+    if recipe is None:
+        known = ", ".join(sorted(styles)) or "none yet"
+        raise CommandError(f"I know no style called {command.style!r}.{_suggestion(command.style, tuple(styles))} "
+                           f"The styles are: {known} (/styles says what each does).")  # fmt: skip
+    prompt = f"{recipe.prompt}, {command.prompt}" if command.prompt else recipe.prompt
+    _check_length("The style's prompt with your words", prompt)
+    strength = command.strength if command.strength is not None else recipe.strength
+    return replace(command, prompt=prompt, strength=strength, style=None)
+
+
+def _suggestion(word: str, options: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def whole_number(text: str, lo: int, hi: int) -> int | None:
@@ -171,6 +214,24 @@ def describe_strength(s: float) -> str:
 
 # How far the Subtler and Stronger buttons move strength, on every front end.
 STRENGTH_STEP = 0.15
+# The buttons under a result that run the job again, and how each moves strength.
+STRENGTH_CHANGES: Mapping[str, float] = MappingProxyType({"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP})
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str  # as `format=` and the jobs table say it
+    label: str  # on a button
+    extension: str  # of a file sent
+    media_type: str
+
+
+# Every format a result can be had in, in the order the file buttons show them.
+OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType({
+    "png": OutputFormat("png", "PNG", "png", "image/png"),
+    "webp": OutputFormat("webp", "WebP", "webp", "image/webp"),
+    "jpeg": OutputFormat("jpeg", "JPEG", "jpg", "image/jpeg"),
+})  # fmt: skip
 
 
 def with_strength_delta(strength: float, delta: float) -> float:
@@ -250,6 +311,10 @@ def _convert(field: str, raw: str) -> object:
         if value.lower() not in FORMATS:
             raise CommandError(f"{key} must be png, jpeg or webp, like format=png — got {_shown(value)}.")
         return FORMATS[value.lower()]
+    if field == "style":
+        if not _STYLE_NAME_RE.fullmatch(value.lower()):
+            raise CommandError(f"{key}= needs a style's name, like style=neon (/styles lists them) — got {_shown(value)}.")
+        return value.lower()
     # negative_prompt: free text, cleaned like the prompt.
     if not value:
         raise CommandError(f'{key}= needs the things to avoid, like no="text, watermark".')
@@ -313,7 +378,7 @@ def _remove_spans(body: str, cuts: list[tuple[int, int]]) -> str:
         start, end = _widen_to_separator(body, start, end)
         for i in range(start, end):
             keep[i] = False
-    kept = "".join(c for c, k in zip(body, keep) if k)
+    kept = "".join(c for c, k in zip(body, keep, strict=True) if k)
     return re.sub(r" +", " ", kept).strip()
 
 

@@ -7,8 +7,8 @@ documents every key; tests keep the two in step.
 
 Each table is one pydantic dataclass (strict types, `extra="forbid"`, ranges as field
 constraints); `_Loader` turns pydantic's first error into one sentence naming the key. To add a
-key: a field with its default on the table's class (a `Number`/`Whole`/`Flag` type, or a
-validator in `Annotated`), documented in config.example.toml.
+key: a field with its default on the table's class (`Annotated[float, Number(...)]`,
+`Annotated[int, Whole(...)]`, `Flag`, or a validator in `Annotated`), documented in config.example.toml.
 """
 
 from __future__ import annotations
@@ -19,13 +19,18 @@ import os
 import re
 import tomllib
 import typing
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Callable, Mapping, Optional
+from typing import Annotated, Any
 
+from annotated_types import GroupedMetadata
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass as settings
+from pydantic.fields import FieldInfo
+
+from bot.commands import MAX_PROMPT_CHARS
 
 # Environment variables that supply secrets, so they can stay out of the file (and out of git).
 ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -72,25 +77,42 @@ def _fmt(n: float) -> str:
     return str(int(n)) if isinstance(n, int) else str(n)
 
 
-def Number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Any:
-    """A float field (ints accepted, bools, nan and inf not: TOML allows both)."""
+@dataclass(frozen=True)
+class Limits(GroupedMetadata):
+    """A number's limits and the Rule that words them, as one piece of `Annotated` metadata:
+    pydantic unpacks it (annotated_types.GroupedMetadata) as if both had been written there."""
+
+    limits: FieldInfo
+    rule: Rule
+
+    def __iter__(self) -> Iterator[object]:
+        yield from self.limits.metadata
+        yield self.rule
+
+
+def Number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Limits:
+    """A float field's limits, `Annotated[float, Number(0)]` (ints accepted, bools, nan and inf
+    not: TOML allows both)."""
     if above is not None:
         rule = f"a number > {_fmt(above)}"
-    elif hi is None:
-        rule = f"a number >= {_fmt(lo)}"  # type: ignore[arg-type]
+    elif lo is not None and hi is None:
+        rule = f"a number >= {_fmt(lo)}"
+    elif lo is not None and hi is not None:
+        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"
     else:
-        rule = f"a number from {_fmt(lo)} to {_fmt(hi)}"  # type: ignore[arg-type]
-    return Annotated[float, Field(ge=lo, le=hi, gt=above, allow_inf_nan=False), Rule(rule)]
+        rule = "a number"
+    return Limits(Field(ge=lo, le=hi, gt=above, allow_inf_nan=False), Rule(rule))
 
 
-def Whole(lo: int | None = None, hi: int | None = None) -> Any:
+def Whole(lo: int | None = None, hi: int | None = None) -> Limits:
+    """A whole number field's limits, `Annotated[int, Whole(1)]`."""
     if lo is None:
         rule = "a whole number"
     elif hi is None:
         rule = f"a whole number >= {lo}"
     else:
         rule = f"a whole number from {lo} to {hi}"
-    return Annotated[int, Field(ge=lo, le=hi), Rule(rule)]
+    return Limits(Field(ge=lo, le=hi), Rule(rule))
 
 
 Flag = Annotated[bool, Rule("true or false (without quotes)")]
@@ -271,12 +293,12 @@ _TABLE = ConfigDict(extra="forbid", strict=True)
 @settings(frozen=True, config=_TABLE)
 class TierSettings:
     name: str  # "free" | "pro" | "max"
-    rank: Whole()  # higher runs first: 0 free, 1 pro, 2 max by default
-    min_turnaround_s: Number(0)  # a result is delivered no sooner than this after the request
-    max_queued: Whole(1)  # waiting + running jobs per member
-    daily_quota: Whole(1)  # jobs per UTC day
-    max_side: Whole(64, 2048)  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
-    max_steps: Whole(1, 50)  # cap on steps=
+    rank: Annotated[int, Whole()]  # higher runs first: 0 free, 1 pro, 2 max by default
+    min_turnaround_s: Annotated[float, Number(0)]  # a result is delivered no sooner than this after the request
+    max_queued: Annotated[int, Whole(1)]  # waiting + running jobs per member
+    daily_quota: Annotated[int, Whole(1)]  # jobs per UTC day
+    max_side: Annotated[int, Whole(64, 2048)]  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
+    max_steps: Annotated[int, Whole(1, 50)]  # cap on steps=
 
 
 DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
@@ -288,16 +310,16 @@ DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
 )
 
 _ADDRESS = "an address to listen on, like 127.0.0.1"
-_OptionalText = Annotated[Optional[str], Checked(_optional_text())]
-_OptionalHttp = Annotated[Optional[str], Checked(_optional_text(schemes=("http", "https")))]
+_OptionalText = Annotated[str | None, Checked(_optional_text())]
+_OptionalHttp = Annotated[str | None, Checked(_optional_text(schemes=("http", "https")))]
 
 
 @settings(frozen=True, config=_TABLE)
 class BotSettings:
     data_dir: Annotated[Path, Checked(_path)] = Path("data")  # load_config makes it absolute (relative to the config file)
     admins: Annotated[tuple[str, ...], Checked(_admins)] = ()  # "telegram:12345", "discord:67890", "web:local"
-    default_strength: Number(0.05, 1.0) = 0.5
-    max_upload_mb: Number(above=0) = 20.0
+    default_strength: Annotated[float, Number(0.05, 1.0)] = 0.5
+    max_upload_mb: Annotated[float, Number(above=0)] = 20.0
 
 
 @settings(frozen=True, config=_TABLE)
@@ -306,10 +328,10 @@ class EngineSettings:
     device: Annotated[str, Checked(_text(pattern=r"auto|cpu|cuda|cuda:[0-9]+|mps",
                                          hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'))] = "auto"  # fmt: skip
     dtype: Annotated[str, Checked(_text(choices=("auto", "float16", "bfloat16", "float32")))] = "auto"
-    steps: Whole(1, 50) = 4
-    guidance_scale: Optional[Number(0, 50)] = None  # None: 0 for turbo models, 7.5 otherwise
-    max_batch: Whole(1, 64) = 4
-    turbo: Optional[Flag] = None  # None: guess from the model name
+    steps: Annotated[int, Whole(1, 50)] = 4
+    guidance_scale: Annotated[float, Number(0, 50)] | None = None  # None: 0 for turbo models, 7.5 otherwise
+    max_batch: Annotated[int, Whole(1, 64)] = 4
+    turbo: Flag | None = None  # None: guess from the model name
     local_files_only: Flag = False  # true: never try the hub
     # full: the model's own VAE | tiny: tiny_vae (AutoencoderTiny), faster, coarser
     vae: Annotated[str, Checked(_text(choices=("full", "tiny")))] = "full"
@@ -324,18 +346,18 @@ class EngineSettings:
 
 @settings(frozen=True, config=_TABLE)
 class QueueSettings:
-    aging_s: Number(above=0) = 30.0  # a waiting job climbs one tier per aging_s
-    member_gap_s: Number(0) = 30.0  # a member's next waiting job ranks this far behind their previous one
-    eta_window: Whole(1, 1000) = 20  # recent jobs in the rolling mean used for ETAs
-    shutdown_grace_s: Number(0) = 60.0  # on SIGTERM, how long the running batch may finish
+    aging_s: Annotated[float, Number(above=0)] = 30.0  # a waiting job climbs one tier per aging_s
+    member_gap_s: Annotated[float, Number(0)] = 30.0  # a member's next waiting job ranks this far behind their previous one
+    eta_window: Annotated[int, Whole(1, 1000)] = 20  # recent jobs in the rolling mean used for ETAs
+    shutdown_grace_s: Annotated[float, Number(0)] = 60.0  # on SIGTERM, how long the running batch may finish
 
 
 @settings(frozen=True, config=_TABLE)
 class StoreSettings:
     url: Annotated[str, Checked(_store_url)] = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
-    lease_s: Number(3) = 30.0  # a worker holds its jobs this long between renewals
-    poll_s: Number(above=0) = 2.0  # how often processes look for work and results a lost notification hid
-    listener_lease_s: Number(3) = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
+    lease_s: Annotated[float, Number(3)] = 30.0  # a worker holds its jobs this long between renewals
+    poll_s: Annotated[float, Number(above=0)] = 2.0  # how often processes look for work and results a lost notification hid
+    listener_lease_s: Annotated[float, Number(3)] = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
 
     @property
     def shared(self) -> bool:
@@ -350,15 +372,15 @@ class TelegramSettings:
     base_file_url: _OptionalHttp = None
     webhook_url: _OptionalHttp = None  # None: long polling
     webhook_listen: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
-    webhook_port: Whole(1, 65535) = 8443
-    max_download_mb: Number(above=0) = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
+    webhook_port: Annotated[int, Whole(1, 65535)] = 8443
+    max_download_mb: Annotated[float, Number(above=0)] = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
 
 
 @settings(frozen=True, config=_TABLE)
 class DiscordSettings:
     token: _OptionalText = None
     api_base: _OptionalHttp = None  # e.g. "http://127.0.0.1:9000/api/v10"
-    gateway_url: Annotated[Optional[str], Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
+    gateway_url: Annotated[str | None, Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
     proxy: _OptionalHttp = None  # an HTTP(S) proxy for everything sent to Discord: REST, the gateway (resumes too), downloads
     guild_ids: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # sync commands to these guilds (instant); empty: global
     message_replies: Flag = False  # "@bot prompt" replies (mentions are readable without privileged intents)
@@ -368,12 +390,12 @@ class DiscordSettings:
 
 @settings(frozen=True, config=_TABLE)
 class WebSettings:
-    enabled: Optional[Flag] = None  # None: on when no chat token is configured
+    enabled: Flag | None = None  # None: on when no chat token is configured
     host: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
-    port: Whole(0, 65535) = 8080
+    port: Annotated[int, Whole(0, 65535)] = 8080
     access_token: _OptionalText = None  # required when host is not loopback
     tier: Annotated[str, Checked(_text())] = "free"  # the tier of the page's member; checked against the tiers
-    body_timeout_s: Number(above=0, hi=3600) = 120.0  # a request body (an upload) must arrive whole within this
+    body_timeout_s: Annotated[float, Number(above=0, hi=3600)] = 120.0  # a request body (an upload) must arrive whole within this
 
 
 @settings(frozen=True, config=_TABLE)
@@ -389,7 +411,7 @@ class AccessSettings:
 class ModerationSettings:
     blocked_words: Annotated[tuple[str, ...], Checked(_words)] = ()  # whole words or phrases, case- and accent-insensitive
     blocked_patterns: Annotated[tuple[str, ...], Checked(_patterns)] = ()  # regular expressions, matched on the folded prompt
-    retention_days: Number(above=0) = 30.0  # jobs and their pictures are purged this long after they end
+    retention_days: Annotated[float, Number(above=0)] = 30.0  # jobs and their pictures are purged this long after they end
     safety_checker: _OptionalText = None  # hub id or folder of diffusers' safety checker; None: off
     exempt_age_restricted: Flag = False  # Discord age-restricted channels skip the safety check
 
@@ -400,10 +422,34 @@ class PlanSettings:
 
     name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
     tier: Annotated[str, Checked(_text())]  # "pro" | "max" (a defined tier other than free)
-    days: Whole(1, 3650)  # length of the period
-    stars: Optional[Whole(1, 10000)] = None  # price in Telegram Stars; None: not on sale on Telegram
+    days: Annotated[int, Whole(1, 3650)]  # length of the period
+    stars: Annotated[int, Whole(1, 10000)] | None = None  # price in Telegram Stars; None: not on sale on Telegram
     subscription: Flag = False  # a monthly Stars subscription (needs days = 30)
-    discord_sku: Annotated[Optional[int], Checked(_sku)] = None  # Discord SKU id; None: not on sale on Discord
+    discord_sku: Annotated[int | None, Checked(_sku)] = None  # Discord SKU id; None: not on sale on Discord
+
+
+@settings(frozen=True, config=_TABLE)
+class StyleSettings:
+    """A named recipe ([styles.<name>]): a prompt and the strength it works best at, used with
+    /restyle style=<name> (a prompt given with it is added to the recipe's)."""
+
+    name: str  # the table name: 1 to 32 of a-z, 0-9, _ and -
+    prompt: Annotated[str, Checked(_text(hint="the recipe's prompt"))]
+    strength: Annotated[float, Number(0.05, 1.0)]
+    about: _OptionalText = None  # a few words /styles shows; None: the prompt
+
+
+# The recipes every bot has (the owner's [styles.<name>] add to them, or replace one by its name).
+DEFAULT_STYLES: Mapping[str, StyleSettings] = MappingProxyType({
+    "watercolour": StyleSettings("watercolour", "soft watercolour portrait, gentle washes of colour, paper texture", 0.3,
+                                 "a soft watercolour portrait; keeps the face and the layout"),
+    "neon": StyleSettings("neon", "rainy night with neon signs, wet streets, reflections", 0.5,
+                          "a rainy neon night; a clear new look, the shapes kept"),
+    "fantasy": StyleSettings("fantasy", "full-colour fantasy painting, vivid colours, dramatic light, detailed", 0.8,
+                             "a pencil sketch (or anything) to full-colour fantasy art; reworks a lot"),
+    "autumn": StyleSettings("autumn", "warm autumn palette, golden light, orange and red leaves", 0.25,
+                            "warm autumn colours; everything else stays"),
+})  # fmt: skip
 
 
 @settings(frozen=True, config=_TABLE)
@@ -434,6 +480,7 @@ class Config:
     access: AccessSettings = field(default_factory=AccessSettings)
     moderation: ModerationSettings = field(default_factory=ModerationSettings)
     plans: dict[str, PlanSettings] = field(default_factory=dict)  # by name, in file order
+    styles: dict[str, StyleSettings] = field(default_factory=lambda: dict(DEFAULT_STYLES))  # recipes by name
     payments: PaymentSettings = field(default_factory=PaymentSettings)
     path: Path | None = None  # the file it was loaded from
 
@@ -447,11 +494,6 @@ class Config:
         if self.web.enabled is not None:
             return self.web.enabled
         return not (self.telegram.token or self.discord.token)
-
-
-def is_admin(config: Config, platform: str, user_id: str | int) -> bool:
-    """Whether this member is listed in [bot] admins (as "platform:id")."""
-    return f"{platform.strip().lower()}:{str(user_id).strip()}" in config.bot.admins
 
 
 def is_admin(config: Config, platform: str, user_id: str | int) -> bool:
@@ -513,7 +555,7 @@ PLAN_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 30 days, no other period
 
 ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "store", "telegram", "discord", "web", "access", "moderation", "plans",
-                "payments")
+                "styles", "payments")
 
 
 def _keys(cls: type) -> tuple[str, ...]:
@@ -530,6 +572,8 @@ def _rule(cls: type, key: str) -> str:
         for extra in getattr(hint, "__metadata__", ()):
             if isinstance(extra, Rule):
                 return extra.text
+            if isinstance(extra, Limits):
+                return extra.rule.text
         stack.extend(typing.get_args(hint))
     return "something else"
 
@@ -571,7 +615,8 @@ class _Loader:
                 parts[section] = replace(parts[section], **{key: token})
         tiers = self.tiers(raw.get("tiers", {}))
         plans = self.plans(raw.get("plans", {}), tiers)
-        config = Config(tiers=tiers, plans=plans, **parts)
+        styles = self.styles(raw.get("styles", {}))
+        config = Config(tiers=tiers, plans=plans, styles=styles, **parts)
         self.cross_checks(config)
         return config
 
@@ -671,6 +716,20 @@ class _Loader:
                 skus[plan.discord_sku] = name
             plans[name] = plan
         return plans
+
+    def styles(self, table: dict[str, Any]) -> dict[str, StyleSettings]:
+        styles = dict(DEFAULT_STYLES)
+        for name, values in table.items():
+            where = f"styles.{name}"
+            if not isinstance(values, dict):
+                raise self.fail("styles", f"'{name}' must be a section written [styles.{name}], got {_shown(values)}.")
+            if not PLAN_NAME.fullmatch(name):
+                raise self.fail(where, "the style name must be 1 to 32 of a-z, 0-9, _ and - (members type it: style=name).")
+            style = self.table(where, StyleSettings, values, name=name)
+            if len(style.prompt) > MAX_PROMPT_CHARS:
+                raise self.fail(where, f"the prompt is {len(style.prompt)} characters long; the limit is {MAX_PROMPT_CHARS}.")
+            styles[name] = style
+        return styles
 
     def cross_checks(self, config: Config) -> None:
         if config.web.tier not in config.tiers:

@@ -16,9 +16,11 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import aiosqlite
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -27,7 +29,16 @@ from bot.clock import Clock, SystemClock
 
 log = logging.getLogger("bot.db")
 
-Row = Mapping[str, Any]
+
+
+class Row(Protocol):
+    """A result row, read by column name or by position: sqlite3.Row and asyncpg.Record both are."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
 Listener = Callable[[str], None]
 
 
@@ -55,6 +66,13 @@ class _Rows:
     async def fetch_one(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch_all(sql, *args)
         return rows[0] if rows else None
+
+    async def fetch_row(self, sql: str, *args: Any) -> Row:
+        """The row a query always has (an aggregate, a row its caller knows exists)."""
+        row = await self.fetch_one(sql, *args)
+        if row is None:
+            raise StoreError(f"no row where one was expected: {sql.split(' WHERE ')[0]}")
+        return row
 
     async def fetch_value(self, sql: str, *args: Any) -> Any:
         row = await self.fetch_one(sql, *args)
@@ -107,9 +125,10 @@ class SqliteDatabase(_Rows):
         self._wal_copier: asyncio.Task[None] | None = None
         self._wal_dirty = False
         self._closing = False
+        self.on_reconnect: Callable[[], None] | None = None  # never called: see Database
 
     @classmethod
-    async def open(cls, path: Path) -> "SqliteDatabase":
+    async def open(cls, path: Path) -> SqliteDatabase:
         _owner_only(Path(path))
         try:
             conn = await aiosqlite.connect(path, timeout=10.0, isolation_level=None)
@@ -161,6 +180,8 @@ class SqliteDatabase(_Rows):
     def _checkpoint_passive(self) -> None:
         try:
             if self._wal_conn is None:
+                if self._path is None:  # no file of its own (the copier is not started then)
+                    return
                 self._wal_conn = sqlite3.connect(self._path, timeout=0.0, isolation_level=None, check_same_thread=False)
             self._wal_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
@@ -329,7 +350,7 @@ class PostgresDatabase(_Rows):
     @classmethod
     async def open(
         cls, url: str, *, pool_size: int = 10, wait_s: float = 0.0, clock: Clock | None = None
-    ) -> "PostgresDatabase":
+    ) -> PostgresDatabase:
         """Connect; while the server is unreachable (it starts after us, or restarts), keep
         trying for `wait_s` seconds (on `clock`), saying so in the log, before giving up with
         StoreError."""
@@ -362,7 +383,7 @@ class PostgresDatabase(_Rows):
             return await asyncpg.create_pool(url, min_size=1, max_size=pool_size, command_timeout=60)
 
         try:
-            pool = await retrying(connect)
+            pool: Any = await retrying(connect)
         except (OSError, asyncpg.CannotConnectNowError) as exc:
             raise StoreError(f"PostgreSQL at {_safe_url(url)} cannot be reached: {exc}.") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -385,9 +406,7 @@ class PostgresDatabase(_Rows):
 
         try:
             yield
-        except (
-            asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError
-        ) as exc:
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
             # InternalClientError: a pooled connection caught mid-query by a server restart;
             # the pool drops it, and the caller's retry gets a fresh one.
             raise StoreError(f"PostgreSQL refused a query: {type(exc).__name__}: {exc}.") from exc
@@ -596,4 +615,25 @@ def _safe_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-Database = SqliteDatabase | PostgresDatabase
+class Database(Protocol):
+    """What the store asks of a database; SqliteDatabase and PostgresDatabase both are one."""
+
+    dialect: str
+    lock_clause: str  # after a SELECT that a transaction goes on to update
+    # Called after the database came back from an outage (notifications sent meanwhile are lost);
+    # SQLite never sets it off: its file does not go away.
+    on_reconnect: Callable[[], None] | None
+
+    def transaction(self) -> AbstractAsyncContextManager[None]: ...
+    async def execute(self, sql: str, *args: Any) -> int: ...
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetch_written(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None: ...
+    async def fetch_row(self, sql: str, *args: Any) -> Row: ...
+    async def fetch_value(self, sql: str, *args: Any) -> Any: ...
+    async def run_script(self, script: str) -> None: ...
+    async def listen(self, channel: str, callback: Listener) -> None: ...
+    async def notify(self, channel: str, payload: str) -> None: ...
+    async def reclaim(self) -> None: ...
+    async def close(self) -> None: ...

@@ -16,8 +16,9 @@ import asyncio
 import contextvars
 import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 

@@ -9,9 +9,10 @@ device and model checks.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -64,18 +65,14 @@ async def check_database(config: Config) -> Check:
 
 def check_device(config: Config) -> Check:
     from engine.api import ModelLoadError
-    from engine.pipeline import resolve_device
+    from engine.pipeline import describe_device, resolve_device
 
     try:
         device = resolve_device(config.engine.device)
     except ModelLoadError as exc:
         return Check("device", False, str(exc))
     if device.startswith("cuda"):
-        import torch
-
-        index = int(device.partition(":")[2] or 0)
-        props = torch.cuda.get_device_properties(index)
-        return Check("device", True, f"{device}: {props.name}, {props.total_memory / 2**30:.0f} GiB")
+        return Check("device", True, describe_device(device))
     if device == "cpu" and config.engine.device == "auto":
         return Check("device", True, "cpu (no GPU found: a picture takes seconds to minutes)")
     return Check("device", True, device)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from bot.clock import Clock
 
@@ -151,7 +152,7 @@ class InboxStore(Protocol):
 
     async def mark_handled(self, platform: str, request_key: str, now: float) -> None: ...
 
-    async def unhandled(self, platform: str) -> list[tuple[str, str]]: ...
+    async def unhandled(self, platform: str, received_by_not_in: Collection[str] = ()) -> list[tuple[str, str]]: ...
 
 
 @dataclass
@@ -172,9 +173,14 @@ class Inbox:
     async def handled(self, request_key: str) -> None:
         await self.store.mark_handled(self.platform, request_key, self.clock.now())
 
-    async def left_over(self) -> list[tuple[str, str]]:
-        """(key, body) of what a former holder received and never finished handling."""
-        return await self.store.unhandled(self.platform)
+    async def left_over(self, received_by_not_in: Collection[str] = ()) -> list[tuple[str, str]]:
+        """(key, body) of what a former holder received and never finished handling; with
+        `received_by_not_in`, leaving out what those (live) front ends have in hand."""
+        return await self.store.unhandled(self.platform, received_by_not_in)
+
+
+class ListenerStore(LeaseStore, InboxStore, Protocol):
+    """Leases and inboxes: what Listeners needs of the store (bot.store.Store is one)."""
 
 
 @dataclass
@@ -182,7 +188,7 @@ class Listeners:
     """Handed to each front end when several processes share the database (PostgreSQL): the
     leases and inboxes of its streams. None (SQLite, one process): listen without a lease."""
 
-    store: LeaseStore
+    store: ListenerStore
     holder: str
     lease_s: float
     clock: Clock
@@ -195,4 +201,4 @@ class Listeners:
         return await self.store.listener_holders(prefix, self.clock.now())
 
     def inbox(self, platform: str) -> Inbox:
-        return Inbox(self.store, platform, self.holder, self.clock)  # type: ignore[arg-type]
+        return Inbox(self.store, platform, self.holder, self.clock)

@@ -8,7 +8,7 @@ platform and GC collectors. The core feeds it as things happen; counts that live
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,7 +35,6 @@ WAIT_SECONDS_BUCKETS: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 30
 # Every status a job can have, so each series exists from the first scrape (Prometheus rates
 # and alerts behave better when a series does not appear out of nowhere).
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
-PAYMENT_OUTCOMES = ("paid", "held", "duplicate")
 
 
 class ServiceMetrics:

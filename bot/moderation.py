@@ -25,7 +25,7 @@ class Blocklist:
     patterns: tuple[re.Pattern[str], ...]
 
     @classmethod
-    def from_settings(cls, settings: ModerationSettings) -> "Blocklist":
+    def from_settings(cls, settings: ModerationSettings) -> Blocklist:
         compiled = [
             # Whole words: a blocked "cat" must not refuse "category" or "concatenate".
             re.compile(r"(?<!\w)" + r"\s+".join(re.escape(part) for part in fold(word).split()) + r"(?!\w)")

@@ -26,17 +26,18 @@ import random
 import secrets
 import socket
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from PIL import Image
 
 from bot.clock import Clock, utc_day
-from bot.metrics import ServiceMetrics
-from bot.commands import CommandError, RestyleCommand, parse_restyle, with_strength_delta
+from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.decoding import PictureDecoder
+from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -190,7 +191,7 @@ class PaymentResult:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "no end date"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class DeliveryFailed(Exception):
@@ -495,11 +496,12 @@ class RestyleService:
             repeated = await self._answer_from_key(member, key)
             if repeated is not None:
                 return repeated
-        if isinstance(command, str):
-            try:
+        try:
+            if isinstance(command, str):
                 command = parse_restyle(command)
-            except CommandError as exc:
-                return Refused("command", str(exc))
+            command = apply_style(command, self.config.styles)
+        except CommandError as exc:
+            return Refused("command", str(exc))
         return await self._submit(member, command, reply, picture=picture, request_key=key)
 
     async def again(
@@ -1146,7 +1148,7 @@ class RestyleService:
             return await self.me(member)
         account_id, tier, expiry = await self._current(member)
         if row is None:
-            until = ends_at if ends_at is not None or open_ended else now + plan.days * DAY_S
+            until: float | None = ends_at if ends_at is not None or open_ended else now + plan.days * DAY_S
             new: tuple[str, float | None]
             if tier == plan.tier:
                 new = (tier, None if expiry is None or until is None else max(expiry, until))
@@ -1173,7 +1175,7 @@ class RestyleService:
             # the end moved on (a renewal of an entitlement that had one), or an open-ended
             # subscription now has an end still to come: the tier runs until then, or longer where
             # the same tier ran before it for longer (what it ran on comes back)
-            until: float | None = ends_at
+            until = ends_at
             if expiry is None and row["prev_tier"] == plan.tier and is_active(row["prev_tier"], row["prev_expires_at"], now):
                 until = None if row["prev_expires_at"] is None else max(ends_at, row["prev_expires_at"])
             await self.store.set_payment_expiry(charge_key, until)
@@ -1240,15 +1242,13 @@ class RestyleService:
             return refused
         now = self.clock.now()
         row = await self.store.code(code_hash(code))
-        problem = None
+        # Each refusal here was counted as a wrong guess already.
         if row is None:
-            problem = Refused("bad_code", "That code is not valid. Check it and send it again.")
-        elif row["used_at"] is not None:
-            problem = Refused("used_code", "That code has already been used.")
-        elif row["valid_until"] <= now:
-            problem = Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
-        if problem is not None:
-            return problem  # counted as a wrong guess already
+            return Refused("bad_code", "That code is not valid. Check it and send it again.")
+        if row["used_at"] is not None:
+            return Refused("used_code", "That code has already been used.")
+        if row["valid_until"] <= now:
+            return Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
         await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self._current(member)
         if await self.store.is_banned(account_id):
@@ -1374,11 +1374,10 @@ class RestyleService:
         try:
             # From the database at the last moment: a long queue must not hold its pictures in RAM.
             found = await self.store.pictures(ids, "input")  # one read for the batch
-            pictures = [found.get(i) for i in ids]
-            missing = [i for i, data in zip(ids, pictures) if data is None]
+            missing = [i for i in ids if i not in found]
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
-            images = await asyncio.to_thread(lambda: [_open_picture(data) for data in pictures])
+            images = await asyncio.to_thread(lambda: [_open_picture(found[i]) for i in ids])
             await self._publish(ids[0], "started", batch=ids[1:])
         except asyncio.CancelledError:  # a stopping worker cut its claim-ahead short
             await self._end_leases(batch)
@@ -1400,7 +1399,7 @@ class RestyleService:
                 steps=r.steps,
                 negative_prompt=r.negative_prompt,
             )
-            for r, image in zip(records, images)
+            for r, image in zip(records, images, strict=True)
         ]
 
     async def _renew_lease(self, ids: list[str]) -> None:
@@ -1455,7 +1454,7 @@ class RestyleService:
                 log.warning("could not store the results of jobs %s together (%s); storing them one by one",
                             ", ".join(o.job_id for o in outputs), exc)  # fmt: skip
             else:
-                for p, done in zip(prepared, finished):
+                for p, done in zip(prepared, finished, strict=True):
                     await self._announce_output(p, done)
                 return
             for output in outputs:  # the attempt together was each job's first try
@@ -1477,14 +1476,14 @@ class RestyleService:
         prepared = await self._prepare_output(output)
         await self._announce_output(prepared, await self._write_output(prepared, now))
 
-    async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list["_PreparedOutput"]:
+    async def _prepare_outputs(self, outputs: list[EngineOutput]) -> list[_PreparedOutput]:
         """_prepare_output for a batch, with one safety-checker call for all its pictures
         where the checker takes batches (engine.safety.SafetyChecker.check_batch)."""
         by_id = {record.id: record for record in await self.store.jobs(output.job_id for output in outputs)}
         records = [by_id.get(output.job_id) for output in outputs]
         check_batch = getattr(self.safety_check, "check_batch", None)
         checked = [
-            i for i, (output, record) in enumerate(zip(outputs, records))
+            i for i, (output, record) in enumerate(zip(outputs, records, strict=True))
             if record is not None and output.picture is not None and self._needs_check(record)
         ]  # fmt: skip
         verdicts: dict[int, bool] = {}
@@ -1498,12 +1497,12 @@ class RestyleService:
                 log.exception("jobs %s: the safety check failed; the results are withheld", ids)
                 verdicts = dict.fromkeys(checked, True)
         return [
-            await self._prepare_output(output, record, verdicts.get(i)) for i, (output, record) in enumerate(zip(outputs, records))
+            await self._prepare_output(output, record, verdicts.get(i)) for i, (output, record) in enumerate(zip(outputs, records, strict=True))
         ]
 
     async def _prepare_output(
         self, output: EngineOutput, record: JobRecord | None = None, flagged: bool | None = None
-    ) -> "_PreparedOutput":
+    ) -> _PreparedOutput:
         """Everything but the writes: the job, the safety check (unless `flagged` is its
         verdict already), the bytes to store."""
         if record is None:
@@ -1519,7 +1518,7 @@ class RestyleService:
             return False
         return not (self.config.moderation.exempt_age_restricted and record.reply.get("age_restricted"))
 
-    async def _write_output(self, p: "_PreparedOutput", now: float) -> bool:
+    async def _write_output(self, p: _PreparedOutput, now: float) -> bool:
         """The job's end in the database; False when this worker no longer holds it."""
         output, record = p.output, p.record
         if record is None:
@@ -1538,7 +1537,7 @@ class RestyleService:
     def _deliver_after(self, record: JobRecord) -> float:
         return record.created_at + self.config.tier(record.tier).min_turnaround_s
 
-    async def _announce_output(self, p: "_PreparedOutput", finished: bool) -> None:
+    async def _announce_output(self, p: _PreparedOutput, finished: bool) -> None:
         """After the write is committed: logs, metrics, delivery, the job event."""
         output, record, job_id = p.output, p.record, p.output.job_id
         if record is None:
@@ -1562,10 +1561,11 @@ class RestyleService:
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
     async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
-        if not self._needs_check(record):
+        check = self.safety_check
+        if check is None or not self._needs_check(record):
             return False
         try:
-            return await asyncio.to_thread(self.safety_check, picture)
+            return await asyncio.to_thread(check, picture)
         except Exception:
             # Fail closed: an unchecked result is not sent (the job fails, its quota comes back),
             # and the worker carries on; raising here used to end the worker task.

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from bot.clock import Clock
 from bot.db import Database, PostgresDatabase, Row, SqliteDatabase, StoreError, is_postgres, sqlite_path
@@ -200,8 +201,6 @@ MIGRATIONS: list[str] = [
 
 
 ACTIVE = ("queued", "running")
-FINISHED = ("done", "failed", "cancelled")
-PICTURE_KINDS = ("input", "result")
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,6 @@ class JobRecord:
     # The incoming request that asked for it (an update, interaction or form nonce), unique per
     # platform: the same request delivered twice, or retried, finds this job instead of a new one.
     request_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 _JOB_COLUMNS = [
@@ -285,7 +283,7 @@ class Store:
         return isinstance(self.db, PostgresDatabase)
 
     @classmethod
-    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0, clock: Clock | None = None) -> "Store":
+    async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0, clock: Clock | None = None) -> Store:
         """`url` empty or `sqlite:///path`: SQLite (by default restyle.sqlite3 in data_dir);
         `postgresql://...`: a PostgreSQL database shared with other processes, waited for up
         to `wait_s` seconds when it cannot be reached yet."""
@@ -346,8 +344,8 @@ class Store:
             return
         moved = 0
         for path in sorted(folder.glob("*.img")):
-            job_id, _, kind = path.name.removesuffix(".img").rpartition(".")
-            kind = {"in": "input", "out": "result"}.get(kind)
+            job_id, _, suffix = path.name.removesuffix(".img").rpartition(".")
+            kind = {"in": "input", "out": "result"}.get(suffix)
             if kind is None:
                 continue
             if await self.job(job_id) is not None:
@@ -391,13 +389,6 @@ class Store:
     async def replace_picture(self, job_id: str, kind: str, data: bytes) -> None:
         await self.db.execute("UPDATE pictures SET data = ? WHERE job_id = ? AND kind = ?", data, job_id, kind)
 
-    async def picture_kinds(self) -> dict[str, list[str]]:
-        """Which pictures each job has (for tests and checks)."""
-        out: dict[str, list[str]] = {}
-        for row in await self.db.fetch_all("SELECT job_id, kind FROM pictures ORDER BY job_id, kind"):
-            out.setdefault(row["job_id"], []).append(row["kind"])
-        return out
-
     # Accounts --------------------------------------------------------------------------------
 
     async def account_for(self, platform: str, user_id: str, now: float, display_name: str = "") -> Account:
@@ -430,7 +421,7 @@ class Store:
         return Account(row["id"], row["tier"], row["tier_expires_at"]) if row is not None else None
 
     async def account(self, account_id: int) -> Account:
-        row = await self.db.fetch_one("SELECT id, tier, tier_expires_at FROM accounts WHERE id = ?", account_id)
+        row = await self.db.fetch_row("SELECT id, tier, tier_expires_at FROM accounts WHERE id = ?", account_id)
         return Account(row["id"], row["tier"], row["tier_expires_at"])
 
     async def set_tier(
@@ -718,14 +709,15 @@ class Store:
             now, platform, request_key,
         )  # fmt: skip
 
-    async def unhandled(self, platform: str) -> list[tuple[str, str]]:
+    async def unhandled(self, platform: str, received_by_not_in: Collection[str] = ()) -> list[tuple[str, str]]:
         """(request key, body) of the updates received but never handled (their front end died
-        with them in hand), oldest first."""
+        with them in hand), oldest first; leaving out those received by `received_by_not_in`."""
         rows = await self.db.fetch_all(
-            "SELECT request_key, body FROM incoming WHERE platform = ? AND handled_at IS NULL ORDER BY received_at, request_key",
+            "SELECT request_key, body, received_by FROM incoming WHERE platform = ? AND handled_at IS NULL "
+            "ORDER BY received_at, request_key",
             platform,
         )
-        return [(row["request_key"], row["body"]) for row in rows]
+        return [(row["request_key"], row["body"]) for row in rows if row["received_by"] not in received_by_not_in]
 
     async def forget_incoming(self, before: float) -> int:
         """Drop the record of updates handled before `before`: a platform redelivers an update
@@ -827,7 +819,7 @@ class Store:
                 existing = await self.job_for_request(job.platform, job.request_key)
                 if existing is not None:
                     return existing
-            active = await self.db.fetch_one(
+            active = await self.db.fetch_row(
                 "SELECT COUNT(*) AS n, MAX(rank) AS last FROM jobs WHERE account_id = ? AND status IN ('queued', 'running')",
                 job.account_id,
             )

@@ -10,8 +10,9 @@ import contextvars
 import functools
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from engine.api import EngineJob, EngineOutput, RestyleEngine
 

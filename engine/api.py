@@ -4,8 +4,9 @@ use it to describe work without loading a model."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from PIL import Image
 

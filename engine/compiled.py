@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -81,8 +82,9 @@ def compile_pipeline(pipe: Any, *, cuda_graphs: bool, shapes_per_module: int, ba
     for module in modules:
         module.to(memory_format=torch.channels_last)
         eager = module.forward
-        options = {"mode": mode} if backend == "inductor" else {}
-        router = ShapeRouted(eager, torch.compile(eager, backend=backend, dynamic=False, **options))
+        # mode is inductor's; None (torch.compile's default) for any other backend
+        compiled = torch.compile(eager, backend=backend, dynamic=False, mode=mode if backend == "inductor" else None)
+        router = ShapeRouted(eager, compiled)
         module.forward = router  # an instance attribute: nn.Module.__call__ finds it first
         routers.append(router)
     return routers

@@ -13,6 +13,7 @@ import re
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import cast
 
 from PIL import Image, UnidentifiedImageError
 
@@ -306,12 +307,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale (PNG gives "I;16" or "I" holding 0..65535): scale into 0..255.
         img = img.convert("I")
-        lo, hi = img.getextrema()
+        _, hi = cast(tuple[float, float], img.getextrema())  # one band: (lowest, highest)
         top = 255 if hi <= 255 else 65535 if hi <= 65535 else hi
         img = img.point(lambda v: v * (255 / top)).convert("L")
         mode = "L"
     elif mode == "F":
-        lo, hi = img.getextrema()
+        _, hi = cast(tuple[float, float], img.getextrema())  # one band: (lowest, highest)
         top = 1.0 if hi <= 1.0 else 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else hi
         img = img.point(lambda v: v * (255 / top)).convert("L")
         mode = "L"

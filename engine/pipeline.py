@@ -7,28 +7,30 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections import OrderedDict
 import os
 import re
 import threading
 import time
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 # transformers warns at import time about torchvision-less image processors that an
 # image-to-image pipeline never uses; an admin reading the start-up log needs none of it.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
+import torch  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
 
 from engine.api import (
     EngineJob,
     EngineOutput,
     ModelLoadError,
     ProgressCallback,
+    RestyleEngine,
     batch_key,
     random_seed,
     scheduled_steps,
@@ -53,6 +55,14 @@ SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp
 
 
 # Settings ----------------------------------------------------------------------------------------
+
+
+def describe_device(device: str) -> str:
+    """A resolved device in words (for `doctor`): a GPU's name and memory."""
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(int(device.partition(":")[2] or 0))
+        return f"{device}: {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    return device
 
 
 def resolve_device(device: str) -> str:
@@ -141,7 +151,7 @@ def _hub_error(exc: BaseException, name: str) -> bool:
     try:
         from huggingface_hub import errors as hub_errors
     except ImportError:  # older huggingface_hub: the classes lived in utils
-        from huggingface_hub import utils as hub_errors  # type: ignore[no-redef]
+        from huggingface_hub import utils as hub_errors  # type: ignore[no-redef]  # the same name, older home
     cls = getattr(hub_errors, name, None)
     seen: BaseException | None = exc
     while seen is not None:
@@ -152,7 +162,7 @@ def _hub_error(exc: BaseException, name: str) -> bool:
 
 
 def _chain_text(exc: BaseException) -> str:
-    parts = []
+    parts: list[str] = []
     seen: BaseException | None = exc
     while seen is not None and len(parts) < 8:
         parts.append(str(seen))
@@ -335,6 +345,8 @@ class DiffusersEngine:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.pipe = pipe
+        # Looked up once here, for diffusers' calls and ours (see pin_execution_device).
+        self.execution_device = pin_execution_device(pipe)
         self.model = model
         self.device = device
         self.steps = steps
@@ -349,6 +361,9 @@ class DiffusersEngine:
         # batch) and turned back into uint8 there (see _encode_on_device); False: diffusers
         # does it all from PIL images on the CPU, as before.
         self.device_pictures = PromptEmbeddings.supports(pipe)
+        # diffusers' ModelMixin.dtype walks the model's modules on every read (0.8 ms for
+        # SD-Turbo's VAE on the dev VM): read once, as the device is.
+        self.vae_dtype = pipe.vae.dtype if self.device_pictures else None
         # Seeds should mean the same noise on any machine of a kind; Apple's GPU generator is
         # less settled than CPU's, so MPS draws its noise on the CPU.
         self._generator_device = "cpu" if device == "mps" else device
@@ -374,7 +389,7 @@ class DiffusersEngine:
         cuda_graphs: bool = False,
         compile_sizes: Sequence[str] = ("512x512",),
         compile_backend: str = "inductor",
-    ) -> "DiffusersEngine":
+    ) -> DiffusersEngine:
         """Load `model` (a hub id or a local folder) for image-to-image.
 
         Raises ModelLoadError (one sentence naming the setting to change, cause chained) for any
@@ -510,7 +525,7 @@ class DiffusersEngine:
         for group in groups.values():
             for start in range(0, len(group), self.max_batch):
                 chunk = group[start : start + self.max_batch]
-                for planned, output in zip(chunk, self._run_chunk(chunk, on_progress)):
+                for planned, output in zip(chunk, self._run_chunk(chunk, on_progress), strict=True):
                     outputs[planned.index] = output
         return [outputs[index] for index in range(len(jobs))]
 
@@ -541,7 +556,7 @@ class DiffusersEngine:
             _failed(p, seconds, BLOCKED)
             if blocked
             else EngineOutput(p.job.job_id, p.job.seed, p.steps, seconds, picture=picture)
-            for p, picture, blocked in zip(chunk, result.images, flagged)
+            for p, picture, blocked in zip(chunk, result.images, flagged, strict=True)
         ]
 
     def _call_pipeline(self, chunk: list[_Planned], on_progress: ProgressCallback | None) -> Any:
@@ -603,17 +618,11 @@ class DiffusersEngine:
         done on the device from uint8 sent through pinned memory. One VAE call for the batch
         where diffusers, given a generator per picture, encodes one picture at a time; each
         job's latent sample still comes from its own generator. Measured on the CPU in float32:
-        a job alone is identical; in a batch within 1 level of 255 of the one-at-a-time encode
-        (tests/test_engine.py)."""
+        a job alone is identical; in a batch of 4 the latents are within 4.2e-7 of the
+        one-at-a-time encode (a few float32 ULPs; tested to 1e-5) and the pictures within 1
+        level of 255 (tests/test_engine.py). On a GPU in float16, bench/gpu.py reports it."""
         vae = self.pipe.vae
-        device = self.pipe._execution_device
-        pixels = torch.from_numpy(np.stack([np.asarray(_rgb(p.job.picture)) for p in chunk]))
-        if device.type == "cuda":
-            pixels = pixels.pin_memory().to(device, non_blocking=True)
-        else:
-            pixels = pixels.to(device)
-        image = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        image = (2.0 * image - 1.0).to(dtype=vae.dtype)
+        image = self._device_pixels(chunk)
         with torch.no_grad():
             encoded = vae.encode(image)
         if not hasattr(encoded, "latent_dist"):  # AutoencoderTiny: latents, nothing to sample
@@ -625,6 +634,43 @@ class DiffusersEngine:
             noise = randn_like_diffusers(mean, generator)
             samples.append(mean + std * noise)
         return vae.config.scaling_factor * torch.cat(samples)
+
+
+    def _device_pixels(self, chunk: list[_Planned]) -> torch.Tensor:
+        """The batch's pictures on the device in [-1, 1] and the VAE's dtype: uint8 through
+        pinned memory, then diffusers' float ops (x / 255, 2x - 1 in float32) there. A method
+        of its own so that bench/gpu.py can time it as the "pre" stage."""
+        device = self.execution_device
+        pixels = torch.from_numpy(np.stack([np.asarray(_rgb(p.job.picture)) for p in chunk]))
+        if device.type == "cuda":
+            pixels = pixels.pin_memory().to(device, non_blocking=True)
+        else:
+            pixels = pixels.to(device)
+        image = pixels.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return (2.0 * image - 1.0).to(dtype=self.vae_dtype)
+
+
+def pin_execution_device(pipe: Any) -> torch.device:
+    """The device diffusers runs `pipe` on, looked up once: from then on `pipe._execution_device`
+    answers it at once, where diffusers walks every module of every component looking for
+    offload hooks, on every call (1,235 modules in SD-Turbo: 15 ms a lookup on the dev VM's
+    CPU, host time that batch 1 waits for on a GPU). Exact: the device is the same; the engine
+    never offloads or moves its pipeline after loading. Done by giving `pipe` a subclass of its
+    own class (same name) whose property returns the device; `_engine_pinned_from` names the
+    class it came from (bench/gpu.py uses it to time diffusers as it comes)."""
+    cls = type(pipe)
+    if "_engine_pinned_from" in cls.__dict__:
+        return pipe._execution_device
+    device = pipe._execution_device
+    pinned = type(cls.__name__, (cls,), {
+        "_execution_device": property(lambda self: device, doc="The device, looked up once (pin_execution_device)."),
+        "_engine_pinned_from": cls,
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    })  # fmt: skip
+    pipe.__class__ = pinned
+    return device
 
 
 def _load_tiny_vae(name: str, torch_dtype: torch.dtype, local_files_only: bool) -> Any:
@@ -718,7 +764,7 @@ def _free_device_memory() -> None:
 
 
 def restyle_file(
-    engine: DiffusersEngine,
+    engine: RestyleEngine,
     in_path: Path,
     out_path: Path,
     *,

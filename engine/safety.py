@@ -6,20 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
+import torch  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
+from PIL import Image  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
 
-from engine.api import ModelLoadError  # noqa: E402
+from engine.api import ModelLoadError  # noqa: E402  (after TRANSFORMERS_VERBOSITY is set)
 
 log = logging.getLogger("engine.safety")
-
-SafetyCheck = Callable[[Image.Image], bool]  # a SafetyChecker is one, with check_batch too
-
 
 class SafetyChecker:
     """Called with one picture (True: withhold it), or `check_batch` with a batch's pictures:
@@ -52,13 +48,18 @@ class SafetyChecker:
             for indices in by_size.values():
                 pixels = np.stack([np.asarray(rgb[i], dtype=np.float32) / 255.0 for i in indices])
                 _, has_nsfw = self.checker(images=pixels, clip_input=clip_input[indices])
-                verdicts.update((i, bool(flag)) for i, flag in zip(indices, has_nsfw))
+                verdicts.update((i, bool(flag)) for i, flag in zip(indices, has_nsfw, strict=True))
             flags = [verdicts[i] for i in range(len(rgb))]
         return flags
 
 
 def load_safety_checker(
-    model: str, *, device: str = "cpu", dtype: torch.dtype | None = None, local_files_only: bool = False
+    model: str,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    half_on_gpu: bool = False,
+    local_files_only: bool = False,
 ) -> SafetyChecker:
     """`model`: e.g. "CompVis/stable-diffusion-safety-checker" or a folder holding the checker
     and its image processor (preprocessor_config.json). `device`: where the engine runs (the
@@ -75,5 +76,8 @@ def load_safety_checker(
             f"({type(exc).__name__}); set it to a folder or hub id holding diffusers' safety checker, "
             "or remove the key to turn the check off."
         ) from exc
-    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)
+    if dtype is None and half_on_gpu and device.startswith("cuda"):
+        dtype = torch.float16
+    # transformers wraps PreTrainedModel.to in functools.wraps, through which mypy binds no self.
+    checker = checker.to(device, dtype=dtype) if dtype is not None else checker.to(device)  # type: ignore[arg-type]  # see above
     return SafetyChecker(checker.eval(), processor, device)

@@ -30,7 +30,7 @@ def _bytes_to_unicode() -> list[str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    table = dict(zip(bs, cs))
+    table = dict(zip(bs, cs, strict=True))
     return [chr(table[b]) for b in range(256)]
 
 
@@ -150,7 +150,9 @@ def make_test_tiny_vae(folder: Path) -> Path:
     madebyollin/taesd) with narrow channels, written to `folder` with save_pretrained; it
     downsamples 8x like the full test VAE, so it fits the test pipeline's UNet."""
     import torch
-    from diffusers import AutoencoderTiny
+
+    # From diffusers.models: the top-level name is, to a type checker, the torch-less dummy class.
+    from diffusers.models import AutoencoderTiny
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the tests need into .venv and runs the whole suite on the CPU.
+# Installs everything the tests need into .venv, checks lint, format and types (ruff, mypy),
+# then runs the whole suite on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh test
@@ -17,4 +18,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bi
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
     || echo "warning: could not install postgresql; the PostgreSQL tests will be skipped"
 fi
+# Lint, format and types first (configured in pyproject.toml): any finding fails the run.
+"$VENV/bin/ruff" check bot engine
+"$VENV/bin/ruff" format --check bot engine
+"$VENV/bin/mypy"
 exec "$VENV/bin/python" -m pytest "$@"

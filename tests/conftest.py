@@ -15,6 +15,22 @@ from tests.teardown_watchdog import pytest_runtest_teardown  # noqa: F401  (a ho
 # ---------------------------------------------------------------- PostgreSQL (tests/pg_cluster.py)
 
 
+# The fixtures that start (or are) a PostgreSQL server; tests/test_pg_cluster.py has its own.
+PG_FIXTURES = frozenset({"pg_cluster", "pg_url", "pg_cluster_factory", "private_cluster"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `postgres` every test that needs a PostgreSQL server: it asks for one of
+    PG_FIXTURES, or runs as the "postgresql" case of a database parameter (the store fixture
+    here, the backend fixtures of tests/test_service.py and tests/test_worker.py), which reach
+    the server through getfixturevalue, out of pytest's sight."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if on_postgres or PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """One throw-away PostgreSQL server for the whole session (skips when PostgreSQL is missing).
@@ -75,10 +91,10 @@ async def store(request: pytest.FixtureRequest, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _stop_unclosed_harnesses() -> Iterator[None]:
-    """A test that fails before closing its Harness (tests/test_service.py) would leave the
+    """A test that fails before closing its Harness (tests/harness/service.py) would leave the
     SQLite connection's thread running, and pytest would hang at exit instead of reporting."""
     yield
-    module = sys.modules.get("tests.test_service")
+    module = sys.modules.get("tests.harness.service")
     if module is None:
         return
     while module.Harness.unclosed:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
@@ -22,6 +23,7 @@ def run_bot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a `python -m bot restyle` process: torch and the model load
 def test_restyle_command_writes_a_picture_in_the_format_its_suffix_names(tmp_path, tiny_model_dir):
     config = tmp_path / "config.toml"
     config.write_text(f'[engine]\nmodel = "{tiny_model_dir}"\nlocal_files_only = true\ndevice = "cpu"\n')
@@ -39,6 +41,7 @@ def test_restyle_command_writes_a_picture_in_the_format_its_suffix_names(tmp_pat
         assert img.width % 8 == 0 and img.height % 8 == 0 and img.width > img.height
 
 
+@pytest.mark.slow  # a `python -m bot restyle` process: torch and the model load
 def test_restyle_command_explains_a_missing_model_in_one_sentence(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'[engine]\nmodel = "{tmp_path / "no-such-model"}"\n')
@@ -50,6 +53,7 @@ def test_restyle_command_explains_a_missing_model_in_one_sentence(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a `python -m bot restyle` process: torch and the model load
 def test_restyle_command_refuses_a_file_that_is_not_a_picture(tmp_path, tiny_model_dir):
     config = tmp_path / "config.toml"
     config.write_text(f'[engine]\nmodel = "{tiny_model_dir}"\nlocal_files_only = true\ndevice = "cpu"\n')

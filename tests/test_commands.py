@@ -282,3 +282,44 @@ def test_the_longest_legitimate_command_still_fits_under_the_cap() -> None:
 def test_trailing_punctuation_still_leaves_a_bare_value(text: str, prompt: str, seed: int) -> None:
     command = parse_restyle(text)
     assert (command.prompt, command.seed) == (prompt, seed)
+
+
+# --- Styles (recipes) --------------------------------------------------------------------------
+
+RECIPES = {"neon": type("R", (), {"name": "neon", "prompt": "rainy neon night", "strength": 0.5})()}
+
+
+def test_a_style_alone_is_a_whole_command_and_brings_its_prompt_and_strength() -> None:
+    from bot.commands import apply_style
+
+    command = parse_restyle("/restyle style=Neon")
+    assert command.style == "neon" and command.prompt == ""
+    applied = apply_style(command, RECIPES)
+    assert (applied.prompt, applied.strength, applied.style) == ("rainy neon night", 0.5, None)
+
+
+def test_words_given_with_a_style_are_added_to_its_prompt_and_a_given_strength_wins() -> None:
+    from bot.commands import apply_style
+
+    applied = apply_style(parse_restyle("/restyle style=neon with a red umbrella strength=0.7 seed=3"), RECIPES)
+    assert (applied.prompt, applied.strength, applied.seed) == ("rainy neon night, with a red umbrella", 0.7, 3)
+    assert apply_style(parse_restyle("/restyle oil painting"), RECIPES) == parse_restyle("/restyle oil painting")
+
+
+def test_an_unknown_style_is_refused_with_the_names_and_a_near_miss() -> None:
+    from bot.commands import apply_style
+
+    with pytest.raises(CommandError) as caught:
+        apply_style(parse_restyle("/restyle style=noen"), RECIPES)
+    assert "'noen'" in str(caught.value) and "Did you mean 'neon'?" in str(caught.value) and "/styles" in str(caught.value)
+    with pytest.raises(CommandError) as caught:
+        parse_restyle("/restyle style=neon! style=autumn")
+    assert "twice" in str(caught.value) or "once" in str(caught.value)
+
+
+def test_a_style_with_words_past_the_prompt_limit_is_refused() -> None:
+    from bot.commands import apply_style
+
+    with pytest.raises(CommandError) as caught:
+        apply_style(parse_restyle("/restyle style=neon " + "x" * 495), RECIPES)
+    assert "characters long" in str(caught.value)

@@ -455,3 +455,35 @@ def test_settings_made_in_code_are_checked_too() -> None:
     with pytest.raises((ValidationError, TypeError)):
         QueueSettings(agin_s=3)  # type: ignore[call-arg]
     assert dataclasses.replace(Config().engine, steps=8).steps == 8
+
+
+# --- Styles (recipes) --------------------------------------------------------------------------
+
+
+def test_the_four_recipes_come_with_every_bot_and_the_owner_adds_or_replaces_them(tmp_path: Path) -> None:
+    from bot.config import DEFAULT_STYLES
+
+    assert set(DEFAULT_STYLES) == {"watercolour", "neon", "fantasy", "autumn"}
+    assert DEFAULT_STYLES["watercolour"].strength < 0.4 and DEFAULT_STYLES["autumn"].strength < 0.4
+    assert 0.4 <= DEFAULT_STYLES["neon"].strength <= 0.6 and DEFAULT_STYLES["fantasy"].strength >= 0.7
+    config = load_text(tmp_path, '[styles.ink]\nprompt = "ink drawing, bold lines"\nstrength = 0.6\n'
+                                 '[styles.neon]\nprompt = "cyberpunk city at night"\nstrength = 0.55\n')  # fmt: skip
+    assert list(config.styles)[-1] == "ink" and config.styles["ink"].prompt == "ink drawing, bold lines"
+    assert config.styles["neon"].strength == 0.55 and config.styles["watercolour"] == DEFAULT_STYLES["watercolour"]
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ('[styles.Ink]\nprompt = "x"\nstrength = 0.5\n', ["[styles.Ink]", "1 to 32 of a-z"]),
+        ('[styles.ink]\nprompt = "x"\n', ["[styles.ink]", "strength"]),
+        ('[styles.ink]\nprompt = "x"\nstrength = 1.5\n', ["[styles.ink]", "strength"]),
+        ('[styles.ink]\nprompt = "x"\nstrength = 0.5\ncolour = "red"\n', ["unknown key 'colour'"]),
+        (f'[styles.ink]\nprompt = "{"x" * 501}"\nstrength = 0.5\n', ["501 characters", "500"]),
+        ('[styles]\nink = "bold lines"\n', ["[styles]", "[styles.ink]"]),
+    ],
+)
+def test_a_bad_recipe_is_refused_naming_its_section(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    message = refusal(tmp_path, text)
+    for fragment in fragments:
+        assert fragment in message, message

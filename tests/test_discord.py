@@ -10,7 +10,6 @@ import random
 import re
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,142 +19,23 @@ from discord.http import Route
 from PIL import Image
 
 from bot.adapters.discord import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
-from bot.app import App
 from bot.clock import FakeClock
-from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S, Member
 from tests.fake_discord import EPHEMERAL, Call, FakeDiscord, RecordingProxy
-from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
-
-USER = 1001
-OTHER = 2002
-GUILD = 777
-CHANNEL = 555
-
-
-class Harness:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.clock = FakeClock()
-        self.engine = FakeEngine(max_batch=1)
-        self.fake = FakeDiscord(clock=self.clock)
-        self.app: App | None = None
-        self.adapter: DiscordAdapter | None = None
-        # Every hold_database() gate: close() opens them, so a test that fails while one is shut
-        # fails alone instead of leaving every query (and the teardown) waiting forever.
-        self.database_gates: list[asyncio.Event] = []
-
-    async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", bot: str = "", **adapter_kw: Any) -> "Harness":
-        if not self.fake.port:  # else it is another harness's, running already
-            await self.fake.start()
-        path = self.tmp_path / "config.toml"
-        path.write_text(
-            f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n{bot}\n'
-            f'[discord]\ntoken = "fake-token"\napi_base = "{self.fake.api_base}"\n'
-            f'gateway_url = "{self.fake.gateway_url}"\nguild_ids = {guilds}\n{extra}\n'
-            "[tiers.free]\nmin_turnaround_s = 0\n"
-        )
-        config = load_config(path, env={})
-        options = {"edit_interval_s": 0.0, "request_timeout_s": 2.0, "ready_timeout_s": 5.0, **adapter_kw}
-
-        def adapters(config, service, health):
-            self.adapter = DiscordAdapter(config, service, **options)
-            return [self.adapter]
-
-        self.app = await App.create(config, clock=self.clock, engine_factory=lambda c: self.engine, adapters=adapters)
-        await self.app.start()
-        return self
-
-    async def close(self) -> None:
-        for gate in self.database_gates:
-            gate.set()
-        if self.engine.gate is not None:
-            self.engine.gate.set()
-        if self.app is not None:
-            await self.app.stop()
-        await self.fake.close()
-
-    @property
-    def service(self):
-        assert self.app is not None
-        return self.app.service
-
-    async def messages_handled(self, count: int) -> None:
-        """Until the adapter has finished handling `count` message events (answered or ignored)."""
-        await self.fake.wait_for(lambda: self.adapter.messages_handled >= count, what=f"{count} messages handled")
-
-    def hold_engine(self) -> threading.Event:
-        return self.engine.hold()
-
-    async def jobs(self) -> list:
-        rows = await self.app.store.jobs([j for j in await self._job_ids()])
-        return sorted(rows, key=lambda j: j.seq)
-
-    async def _job_ids(self) -> list[str]:
-        rows = await self.app.store.db.fetch_all("SELECT id FROM jobs")  # test-only peek
-        return [row["id"] for row in rows]
-
-    async def restyle(self, prompt: str = "oil painting", strength: float = 0.5, *, user_id: int = USER, **more: Any):
-        image = more.pop("image", None) or self.fake.attachment(picture_bytes())
-        return await self.fake.slash("restyle", {"image": image, "prompt": prompt, "strength": strength, **more},
-                                     user_id=user_id)  # fmt: skip
-
-    async def result_of(self, interaction: dict[str, Any]) -> dict[str, Any]:
-        """Wait until the interaction's response holds the two pictures; return that message."""
-        return await self.fake.wait_for(
-            lambda: (m := self.fake.original(interaction)) and len(m["attachments"]) == 2 and m,
-            what="the result in the original response",
-        )
-
-
-    async def follow_up_result(self, click: dict[str, Any]) -> dict[str, Any]:
-        """After a button click: the new job's result, in a follow-up of the click (not its @original,
-        which is the message the button is on)."""
-        clicked = click["message"]["id"]
-        return await self.fake.wait_for(
-            lambda: next((m for m in self.fake.made_by(click) if m["id"] != clicked and len(m["attachments"]) == 2), None),
-            what="the result in a follow-up of the click",
-        )
-
-
-@pytest.fixture
-async def h(tmp_path):
-    harness = Harness(tmp_path)
-    yield harness
-    await harness.close()
-
-
-def callbacks(fake: FakeDiscord, ctype: int | None = None):
-    return [c for c in fake.find("POST", r"^/interactions/\d+/[^/]+/callback$") if ctype is None or c.json["type"] == ctype]
-
-
-def result_edits(fake: FakeDiscord):
-    return [c for c in fake.find("PATCH", r"^/webhooks/") if len(c.files) == 2]
-
-
-def ephemerals(fake: FakeDiscord) -> list[str]:
-    """Every text the members saw privately: ephemeral callbacks and ephemeral follow-ups."""
-    out = []
-    for c in fake.calls:  # in the order they were made
-        if c.status >= 300 or c.method != "POST" or not c.flags & EPHEMERAL:
-            continue
-        if re.search(r"^/interactions/\d+/[^/]+/callback$", c.path) and c.json["type"] == 4:
-            out.append(c.json["data"].get("content"))
-        elif re.search(r"^/webhooks/\d+/[^/]+$", c.path):
-            out.append(c.content)
-    return [t for t in out if t]
-
-
-def private_answers(fake: FakeDiscord) -> list[Call]:
-    """The calls that carried a private answer (an ephemeral callback or follow-up), in order."""
-    return [c for c in fake.calls if c.method == "POST" and c.status < 300 and c.flags & EPHEMERAL
-            and (c.path.endswith("/callback") and c.json["type"] == 4 or c.path.startswith("/webhooks/"))]
-
-
-def size_of(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size
-
+from tests.fakes import count_admissions, picture_bytes, wait_parked, wait_until
+from tests.harness.discord_bot import (
+    CHANNEL,
+    GUILD,
+    OTHER,
+    USER,
+    Harness,
+    callbacks,
+    ephemerals,
+    h,  # noqa: F401  (a fixture)
+    private_answers,
+    result_edits,
+    size_of,
+)
 
 # Start ---------------------------------------------------------------------------------------------
 
@@ -164,11 +44,13 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
     await h.start()
     assert h.fake.identifies == 1
     names = sorted(c["name"] for c in h.fake.commands[str(GUILD)])
-    assert names == ["Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban",
-                     "upgrade"]
+    assert names == ["Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "styles",
+                     "unban", "upgrade"]
     restyle = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "restyle")
     options = {o["name"]: o for o in restyle["options"]}
-    assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image", "prompt", "strength"]
+    # Only the picture is required: a ready-made style brings its own prompt and strength.
+    assert [o["name"] for o in restyle["options"] if o.get("required")] == ["image"]
+    assert options["style"]["autocomplete"] and options["style"]["max_length"] == 32
     assert options["strength"]["min_value"] == 0.05 and options["strength"]["max_value"] == 1.0
     assert "subtle" in options["strength"]["description"] and options["strength"]["autocomplete"]
     menu = next(c for c in h.fake.commands[str(GUILD)] if c["name"] == "Restyle image")
@@ -178,14 +60,14 @@ async def test_start_returns_on_ready_and_syncs_commands_to_the_configured_guild
 async def test_without_guild_ids_commands_are_synced_globally(h):
     await h.start(guilds="[]")
     assert sorted(c["name"] for c in h.fake.commands["global"]) == [
-        "Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "unban", "upgrade"
+        "Restyle image", "ban", "cancel", "grant", "help", "link", "me", "queue", "restyle", "revoke", "styles", "unban", "upgrade"
     ]  # fmt: skip
 
 
 async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_removes_the_old_copies(h, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="bot.discord")
     await h.start()
-    assert len(h.fake.commands[str(GUILD)]) == 12 and h.fake.commands["global"] == []
+    assert len(h.fake.commands[str(GUILD)]) == 13 and h.fake.commands["global"] == []
     await h.app.stop()
     await h.fake.close()
     h.app = None
@@ -201,8 +83,8 @@ async def test_commands_are_synced_only_when_they_changed_and_a_scope_switch_rem
     h3.fake.commands = dict(h2.fake.commands)
     try:
         await h3.start(guilds="[]")
-        assert len(h3.fake.commands["global"]) == 12 and h3.fake.commands[str(GUILD)] == []
-        assert "commands synced: removed from server 777; 12 globally" in caplog.text
+        assert len(h3.fake.commands["global"]) == 13 and h3.fake.commands[str(GUILD)] == []
+        assert "commands synced: removed from server 777; 13 globally" in caplog.text
         await h3.result_of(await h3.fake.slash("restyle", {"image": h3.fake.attachment(picture_bytes()), "prompt": "oil",
                                                            "strength": 0.5}, guild_id=None, channel_id=4444))  # fmt: skip
     finally:
@@ -220,7 +102,7 @@ async def test_two_processes_starting_at_once_sync_the_commands_from_one_of_them
         await asyncio.gather(h.start(), other.start())
         puts = h.fake.find("PUT", r"/commands$")
         assert sorted(c.path for c in puts) == ["/applications/4242/commands", f"/applications/4242/guilds/{GUILD}/commands"]
-        assert caplog.text.count("commands synced: 12 to server 777") == 1
+        assert caplog.text.count("commands synced: 13 to server 777") == 1
         assert "another process is syncing the commands now" in caplog.text
     finally:
         # discord.py keeps these URLs on its classes, and each adapter puts back the ones it found
@@ -261,6 +143,7 @@ async def test_a_refused_token_fails_start_with_a_clear_error(h):
     assert Route.BASE.startswith("https://discord.com")
 
 
+@pytest.mark.slow
 async def test_no_ready_from_the_gateway_fails_start_within_the_timeout(h, monkeypatch):
     async def silent(self, request):  # accepts the socket, never says HELLO
         from aiohttp import web
@@ -681,7 +564,7 @@ async def test_me_help_and_cancel_answer_privately(h):
     assert "0.7–0.9 heavy rework" in ephemerals(h.fake)[1]
     await h.fake.slash("cancel", {})
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="/cancel")
-    assert ephemerals(h.fake)[2] == "Cancelled 1 job(s)."
+    assert ephemerals(h.fake)[2] == "Cancelled 1 job."
     await h.fake.wait_for(lambda: "Cancelled with /cancel" in h.fake.original(interaction)["content"], what="status")
     gate.set()
 
@@ -1342,3 +1225,31 @@ async def test_buttons_count_toward_the_flood_guard_and_autocomplete_does_not(h)
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == limit + 1, what="the answers")
     texts = ephemerals(h.fake)
     assert sum("That job is gone" in t for t in texts) == limit and sum("too fast" in t for t in texts) == 1
+
+
+# Ready-made styles ------------------------------------------------------------------------------
+
+from bot.config import DEFAULT_STYLES  # noqa: E402
+
+
+async def test_a_style_alone_restyles_with_its_prompt_and_strength_and_styles_lists_them(h):
+    await h.start()
+    interaction = await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "style": "Neon"})
+    await h.result_of(interaction)
+    job = (await h.jobs())[0]
+    assert job.prompt == DEFAULT_STYLES["neon"].prompt and job.strength == DEFAULT_STYLES["neon"].strength
+    await h.fake.slash("styles", {})
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="/styles")
+    text = ephemerals(h.fake)[0]
+    assert text.startswith("**Styles**: reply to a picture with `/restyle style:NAME`") and "`watercolour` (strength 0.3)" in text
+
+
+async def test_the_style_option_suggests_the_recipes_and_an_unknown_one_is_refused_by_name(h):
+    await h.start()
+    await h.fake.autocomplete("restyle", {"style": "ne"}, "style")
+    [answer] = await h.fake.wait_for(lambda: callbacks(h.fake, 8), what="the style suggestions")
+    choices = answer.json["data"]["choices"]
+    assert [c["value"] for c in choices] == ["neon"] and all(len(c["name"]) <= 100 for c in choices)
+    await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "style": "noen", "prompt": "cat"})
+    await h.fake.wait_for(lambda: any("I know no style called 'noen'" in t for t in ephemerals(h.fake)), what="the refusal")
+    assert await h.jobs() == []

@@ -1,5 +1,5 @@
 """Access and moderation on Discord, end to end against the fake Discord: [access] allow-lists
-and DMs on every way in, admins' /ban, /unban and /queue (the harness of tests/test_discord.py)."""
+and DMs on every way in, admins' /ban, /unban and /queue (the harness of tests/harness/discord_bot.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from bot.moderation import BANNED, NO_DMS, NOT_HERE
-from tests.fakes import picture_bytes
 from tests.fake_discord import EPHEMERAL
-from tests.test_discord import CHANNEL, GUILD, OTHER, USER, Harness, callbacks, ephemerals, h  # noqa: F401
+from tests.fakes import picture_bytes
+from tests.harness.discord_bot import CHANNEL, GUILD, OTHER, USER, Harness, callbacks, ephemerals, h  # noqa: F401
 
 ADMIN = 9001
 ADMINS = 'admins = ["discord:9001"]'
@@ -148,22 +148,23 @@ async def test_queue_shows_who_is_waiting_and_the_log_shows_who_asked_what_where
     lines = ephemerals(h.fake)[1].splitlines()
     assert lines[0] == "**Waiting:** free 1 · pro 0 · max 0"
     assert lines[1].startswith("#1 free · job `") and f"<@{OTHER}>" in lines[1] and "“second in line”" in lines[1]
-    assert len(lines) == 2  # the running job is not waiting
+    assert len(lines) == 3  # the running job is not waiting; the last line says how to see the log
 
     await h.fake.slash("queue", {"show": "log"}, user_id=ADMIN)
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="/queue show:log")
     lines = ephemerals(h.fake)[2].splitlines()
     assert lines[0] == "**Latest 2 jobs**, newest first:"
-    assert f"<@{OTHER}> in <#{CHANNEL}> · “second in line” · queued" in lines[1]
-    assert f"<@{USER}> in <#{CHANNEL}> · “running now” · running" in lines[2]
+    assert f"<@{OTHER}> ({OTHER}) in <#{CHANNEL}> · “second in line” · queued" in lines[1]
+    assert f"<@{USER}> ({USER}) in <#{CHANNEL}> · “running now” · running" in lines[2]
     gate.set()
 
 
 def test_queue_texts_fit_one_discord_message():
-    from bot.adapters.discord import _job_log_text
+    from bot.adapters.discord import DISCORD_STYLE
+    from bot.chat.texts import job_log
 
     entries = [{"id": f"job{i}", "platform": "telegram", "user_id": "1", "reply": {"chat_id": 1, "group": True},
                 "prompt": "x" * 500, "status": "failed", "error": "e" * 500, "created_at": 0.0, "finished_at": 1.0}
                for i in range(50)]  # fmt: skip
-    text = _job_log_text(entries)
+    text = job_log(entries, DISCORD_STYLE)
     assert len(text) <= 2000 and text.endswith("more lines") and "Telegram chat 1" in text

@@ -18,6 +18,8 @@ from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixtur
 from tests.fake_discord import FakeDiscord
 from tests.fakes import picture_bytes
 
+pytestmark = pytest.mark.slow  # the real `python -m bot` process on the tiny model
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

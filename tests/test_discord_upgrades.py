@@ -9,7 +9,7 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.service import Member
-from tests.test_discord import USER, OTHER, Harness, ephemerals, h, private_answers  # noqa: F401  (h is a fixture)
+from tests.harness.discord_bot import OTHER, USER, Harness, ephemerals, h, private_answers  # noqa: F401  (h is a fixture)
 
 pytestmark = pytest.mark.timeout(30)
 

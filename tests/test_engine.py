@@ -243,6 +243,33 @@ def test_a_batch_is_vae_encoded_in_one_call(tiny_engine):
     assert sizes == [3]  # diffusers, given one generator per picture, encodes them one by one
 
 
+# Measured on this machine (torch 2.13 CPU, float32): a batch of 4 VAE-encoded in one call gives
+# latents at most 4.2e-7 from each picture encoded alone (latents of magnitude ~0.7: a few float32
+# ULPs); allow 1e-5. In pictures that is at most 1 level of 255 (BATCH_TOLERANCE above).
+VAE_BATCH_LATENT_TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 64)])
+def test_the_batched_vae_encode_is_within_its_tolerance_of_one_picture_at_a_time(tiny_engine, size):
+    from engine.pipeline import _Planned
+
+    chunk = [_Planned(i, job(f"e{i}", seed=20 + i, picture=picture(30 + i, size)), 4) for i in range(4)]
+
+    def generators() -> list:
+        return [torch.Generator("cpu").manual_seed(p.job.seed) for p in chunk]
+
+    together = tiny_engine._encode_on_device(chunk, generators())
+    alone = torch.cat([tiny_engine._encode_on_device([p], [g]) for p, g in zip(chunk, generators())])
+    assert together.shape == alone.shape == (4, 4, size[1] // 8, size[0] // 8)
+    difference = float((together - alone).abs().max())
+    print(f"batched vs one-at-a-time VAE encode at {size}: max abs latent difference {difference:.2e}")
+    assert difference <= VAE_BATCH_LATENT_TOLERANCE
+    # Each job's own generator drew its sample: another seed moves the latents by far more.
+    reseeded = tiny_engine._encode_on_device(chunk, [torch.Generator("cpu").manual_seed(99)] + generators()[1:])
+    assert float((reseeded[0] - together[0]).abs().max()) > 100 * VAE_BATCH_LATENT_TOLERANCE
+    assert torch.equal(reseeded[1:], together[1:])
+
+
 def test_the_tiny_vae_option_loads_and_runs(tiny_model_dir, tmp_path):
     from diffusers import AutoencoderTiny
 
@@ -264,10 +291,65 @@ def test_a_missing_tiny_vae_names_the_setting(tiny_model_dir, tmp_path):
         DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, vae="tiny", tiny_vae=str(tmp_path / "none"))
 
 
-def test_cudnn_benchmark_is_only_for_cuda(tiny_model_dir, monkeypatch):
+def test_cudnn_benchmark_loads_and_runs_on_the_cpu_and_is_only_for_cuda(tiny_model_dir, tiny_engine, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, cudnn_benchmark=True)
+    engine = DiffusersEngine.load(str(tiny_model_dir), device="cpu", local_files_only=True, cudnn_benchmark=True)
     assert torch.backends.cudnn.benchmark is False  # a CPU engine leaves the process setting alone
+    (got,) = engine.run([job("c", seed=5)])
+    (want,) = tiny_engine.run([job("c", seed=5)])
+    assert np.array_equal(pixels(got.picture), pixels(want.picture))
+
+
+def test_cuda_graphs_compiles_in_inductors_graph_mode_and_compile_in_its_default(tiny_model_dir, monkeypatch):
+    """What the two options ask torch.compile for (cuda_graphs cannot run on a CPU: it is refused
+    at start, test_cuda_graphs_are_refused_at_start_without_a_gpu): reduce-overhead is
+    inductor's CUDA-graph mode, for the UNet and both halves of the VAE."""
+    from engine.compiled import compile_pipeline
+
+    asked: list[dict] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: asked.append(kwargs) or fn)
+    for cuda_graphs, mode in ((True, "reduce-overhead"), (False, "default")):
+        asked.clear()
+        pipe = AutoPipelineForImage2Image.from_pretrained(tiny_model_dir, local_files_only=True)
+        routers = compile_pipeline(pipe, cuda_graphs=cuda_graphs, shapes_per_module=3)
+        assert [r is m.forward for r, m in zip(routers, (pipe.unet, pipe.vae.encoder, pipe.vae.decoder))] == [True] * 3
+        assert [(a["mode"], a["backend"], a["dynamic"]) for a in asked] == [(mode, "inductor", False)] * 3
+        assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_device_is_looked_up_once_not_on_every_call(tiny_model_dir, monkeypatch):
+    """diffusers' _execution_device walks every module of the pipeline (15 ms for SD-Turbo's
+    1,235 on the dev VM) on every call; the engine asks it once, at construction."""
+    from diffusers import DiffusionPipeline
+
+    walks: list[int] = []
+    walk = DiffusionPipeline._execution_device.fget
+    monkeypatch.setattr(DiffusionPipeline, "_execution_device", property(lambda pipe: walks.append(1) or walk(pipe)))
+    pipe = AutoPipelineForImage2Image.from_pretrained(tiny_model_dir, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    engine = DiffusersEngine(pipe, model="tiny", device="cpu", max_batch=2)
+    assert len(walks) == 1 and engine.execution_device == torch.device("cpu")
+    outputs = engine.run([job("a", seed=1), job("b", seed=2), job("c", prompt="new", seed=3, picture=picture(1, (64, 128)))])
+    assert all(o.picture is not None for o in outputs)
+    assert len(walks) == 1  # two pipeline calls, two prompts encoded: no walk
+    assert type(pipe).__name__ == "StableDiffusionImg2ImgPipeline" and type(pipe)._engine_pinned_from.__name__ == type(pipe).__name__
+    DiffusersEngine(pipe, model="tiny", device="cpu")  # a second engine on the pipeline: pinned already
+    assert len(walks) == 1 and "_engine_pinned_from" not in type(pipe)._engine_pinned_from.__dict__
+
+
+def test_the_vae_dtype_is_read_once_not_on_every_call(tiny_engine, monkeypatch):
+    """diffusers' ModelMixin.dtype walks the model's modules on every read (0.8 ms for
+    SD-Turbo's VAE on the dev VM); the device path reads the VAE's once, at construction."""
+    from diffusers import ModelMixin
+
+    reads: list[str] = []
+    read = ModelMixin.dtype.fget
+    monkeypatch.setattr(ModelMixin, "dtype", property(lambda model: reads.append(type(model).__name__) or read(model)))
+    engine = sibling(tiny_engine)
+    assert reads == ["AutoencoderKL"] and engine.vae_dtype == torch.float32
+    outputs = engine.run([job("a", seed=1), job("b", seed=2), job("c", seed=3, picture=picture(1, (64, 128)))])
+    assert all(o.picture is not None for o in outputs)
+    assert reads == ["AutoencoderKL"]  # two pipeline calls: no read of any model's dtype
 
 
 def test_a_repeated_prompt_is_encoded_once(tiny_engine):

@@ -21,6 +21,8 @@ from tests.fake_telegram import FakeTelegram
 from tests.fakes import picture_bytes
 from tests.standin_bot import Proc, job_rows, write_config
 
+pytestmark = pytest.mark.slow  # real front-end processes on a PostgreSQL server
+
 TOKEN = "555444333:AAFleetTokenForTheListenerLeaseTest1"
 DB = "listeners"
 LISTENER_LEASE_S = 3.0
@@ -28,7 +30,6 @@ REQUESTS = 150  # Telegram; with the Discord ones, 200 requests
 KILL_AT = 60  # Telegram requests sent before the holder is killed
 PHOTO = picture_bytes((48, 32))
 PER_SECOND = 9  # under the fake's (and Telegram's) ~30 messages/s per token: 3 sends a request
-SHARDS = 3  # one per front end: the one killed always holds one
 DISCORD_EVERY = 3  # a Discord /restyle after every third Telegram request: 50
 
 
@@ -66,10 +67,11 @@ def _holder_pid(cluster) -> int | None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("front_ends", [3])
+@pytest.mark.parametrize("front_ends", [2, 3])
 async def test_front_ends_share_one_token_and_a_killed_holder_loses_no_update_and_doubles_none(
     tmp_path: Path, pg_cluster_factory, front_ends: int
 ):
+    shards = front_ends  # one per front end: the one killed always holds one
     fake = await FakeTelegram(TOKEN).start()
     discord = await FakeDiscord().start()
     cluster = pg_cluster_factory()
@@ -80,7 +82,7 @@ async def test_front_ends_share_one_token_and_a_killed_holder_loses_no_update_an
         telegram = (
             f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n'
             f'[discord]\ntoken = "fleet-discord-token"\napi_base = "{discord.api_base}"\n'
-            f'gateway_url = "{discord.gateway_url}"\nshards = {SHARDS}\n'
+            f'gateway_url = "{discord.gateway_url}"\nshards = {shards}\n'
         )
         base = write_config(
             tmp_path / "base.toml", url, lease_s=3, poll_s=0.5, listener_lease_s=LISTENER_LEASE_S, extra=telegram
@@ -98,9 +100,9 @@ async def test_front_ends_share_one_token_and_a_killed_holder_loses_no_update_an
             # answers to concurrent pollers, and what they lose, fail the test below.
             holder = fes[0].pid
         assert holder in {p.pid for p in fes}
-        shard_holders = await _until(lambda: len(set(_shard_pids(cluster).values())) == SHARDS and _shard_pids(cluster), 30,
+        shard_holders = await _until(lambda: len(set(_shard_pids(cluster).values())) == shards and _shard_pids(cluster), 30,
                                      "one Discord shard per front end")  # fmt: skip
-        await _until(lambda: len(discord._live) == SHARDS, 10, "a gateway session per shard")
+        await _until(lambda: len(discord._live) == shards, 10, "a gateway session per shard")
         victim_shard = next(shard for shard, pid in shard_holders.items() if pid == holder)
 
         users = [FakeTelegram.user(3000 + i, f"m{i}") for i in range(REQUESTS // 2)]
@@ -117,8 +119,8 @@ async def test_front_ends_share_one_token_and_a_killed_holder_loses_no_update_an
             requests.append(fake.message(users[i % len(users)], photo=PHOTO, caption=f"/restyle ink seed={i}"))
             if i % DISCORD_EVERY == 0:
                 k = len(interactions)
-                guild = ((k % SHARDS) << 22) + 5 if k % 4 else None  # every shard, and DMs (shard 0)
-                sent_at.append((0 if guild is None else k % SHARDS, time.monotonic()))
+                guild = ((k % shards) << 22) + 5 if k % 4 else None  # every shard, and DMs (shard 0)
+                sent_at.append((0 if guild is None else k % shards, time.monotonic()))
                 interactions.append(await discord.slash(
                     "restyle", {"image": discord.attachment(PHOTO), "prompt": f"ink {k}", "strength": 0.5},
                     user_id=5000 + k, guild_id=guild,
@@ -232,7 +234,7 @@ async def test_front_ends_share_one_token_and_a_killed_holder_loses_no_update_an
         after = [t for (shard, _), t in zip(discord.sessions_identified, discord.identified_at) if shard == victim_shard and t > killed_at]
         discord_takeover_s = after[0] - killed_at if after else None
         print(
-            f"Discord: {len(interactions)} interactions over {SHARDS} shards; shard {victim_shard} re-IDENTIFYed "
+            f"Discord: {len(interactions)} interactions over {shards} shards; shard {victim_shard} re-IDENTIFYed "
             f"{discord_takeover_s if discord_takeover_s is None else round(discord_takeover_s, 2)} s after SIGKILL; "
             f"outside the handover {len(heard)}: handled {len(heard) - discord_lost}, lost {discord_lost}; doubled "
             f"{discord_doubled}; on the killed front end's shard until its new session {len(window)}: handled "

@@ -10,12 +10,16 @@ import random
 import statistics
 import time
 
+import pytest
+
 from bot.clock import SystemClock
 from bot.config import load_config
 from bot.service import Accepted, FloodGuard, Member, RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes
+
+pytestmark = pytest.mark.slow  # 1,000 jobs through the service
 
 MEMBERS = 200
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from bot.config import AccessSettings, ModerationSettings
-from bot.moderation import NOT_HERE, NO_DMS, Blocklist, Place, place_refusal
+from bot.moderation import NO_DMS, NOT_HERE, Blocklist, Place, place_refusal
 from bot.service import Accepted, Member, Refused
 from tests.fakes import picture_bytes
-from tests.test_service import FREE, FREE2, PRO, Harness, make
+from tests.harness.service import FREE, FREE2, PRO, Harness, make
 
 ADMIN = Member("web", "admin-1", "Ada")
 
@@ -145,7 +145,7 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
     from bot.clock import FakeClock
     from bot.config import load_config
     from tests.fakes import FakeEngine, wait_parked, wait_until
-    from tests.test_service import write_config
+    from tests.harness.service import write_config
 
     config = load_config(write_config(tmp_path, "[moderation]\nretention_days = 1"), env={})
     clock = FakeClock()

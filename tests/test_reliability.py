@@ -27,7 +27,7 @@ from bot.service import Accepted, Refused
 from bot.store import StoreError
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
 from tests.fakes import picture_bytes, wait_until
-from tests.test_service import FREE, PRO, Harness, make
+from tests.harness.service import FREE, PRO, Harness, make
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -316,6 +316,7 @@ class BotProcess:
 SLOW = "slow heavy rework steps=40 strength=1.0"  # 40 UNet calls on the tiny model: a few seconds
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_sigterm_lets_the_running_batch_finish_and_keeps_the_queue(tmp_path, tiny_model_dir):
     bot = BotProcess(tmp_path, tiny_model_dir)
@@ -331,6 +332,7 @@ def test_sigterm_lets_the_running_batch_finish_and_keeps_the_queue(tmp_path, tin
     assert bot.stop() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_second_signal_exits_at_once(tmp_path, tiny_model_dir):
     bot = BotProcess(tmp_path, tiny_model_dir)
@@ -345,6 +347,7 @@ def test_second_signal_exits_at_once(tmp_path, tiny_model_dir):
     assert bot.status(running) == "running"  # left for the next start (the kill -9 test runs it)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_kill_9_mid_batch_then_restart_completes_every_job_exactly_once(tmp_path, tiny_model_dir):
     bot = BotProcess(tmp_path, tiny_model_dir)

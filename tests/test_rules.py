@@ -23,7 +23,7 @@ from PIL import Image
 from bot.service import Accepted, Delivery, Member, PaymentResult, Refused, RestyleService
 from bot.store import JobRecord, Store
 from tests.fakes import RecordingFrontEnd, picture_bytes, wait_parked, wait_until
-from tests.test_service import FREE, FREE2, MAX, PRO, Harness, make
+from tests.harness.service import FREE, FREE2, MAX, PRO, Harness, make
 
 PRO2 = Member("test", "pro-2", "Pia")
 MAX2 = Member("test", "max-2", "Mo")

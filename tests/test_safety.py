@@ -34,6 +34,7 @@ def make_tiny_safety_checker(folder: Path, *, flags: bool | None = None) -> Path
     return folder
 
 
+@pytest.mark.slow
 def test_safety_checker_loads_from_a_folder_and_judges_a_picture(tmp_path):
     from engine.safety import load_safety_checker
 
@@ -73,7 +74,7 @@ def test_a_batch_is_checked_in_one_call_with_the_verdicts_of_one_at_a_time(tmp_p
 
 
 async def test_the_worker_checks_a_batch_of_results_in_one_call(tmp_path):
-    from tests.test_service import FREE, FREE2, PRO, make
+    from tests.harness.service import FREE, FREE2, PRO, make
 
     class BatchChecker:
         def __init__(self) -> None:
@@ -112,9 +113,8 @@ def test_missing_safety_checker_names_the_setting(tmp_path):
 async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     from bot.app import App
     from bot.config import load_config
-    from tests.fakes import FakeEngine, picture_bytes, wait_until
-
     from bot.service import Member
+    from tests.fakes import FakeEngine, picture_bytes, wait_until
 
     checker = make_tiny_safety_checker(tmp_path / "checker", flags=True)
     config_path = tmp_path / "config.toml"

@@ -13,6 +13,8 @@ import pytest
 
 from tests.standin_bot import Proc, job_rows, write_config
 
+pytestmark = pytest.mark.slow  # real OS processes on a PostgreSQL server
+
 WORKERS = 3
 MAX_BATCH = 4
 DB = "scale"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import pytest
 
@@ -99,3 +100,71 @@ async def test_first_listen_failure_is_not_retried(monkeypatch):
     with pytest.raises(OSError):
         await db._connect_listener(asyncio.Event(), retry=False)
     assert clock.sleeps == []
+
+
+class TerminatingConnection:
+    """A LISTEN connection the test ends: like asyncpg's, it calls every termination listener
+    with itself (asyncpg.Connection._call_termination_listeners)."""
+
+    def __init__(self) -> None:
+        self.termination_listeners: list = []
+        self.closed = False
+
+    def add_termination_listener(self, callback) -> None:
+        self.termination_listeners.append(callback)
+
+    async def add_listener(self, channel: str, callback) -> None:
+        pass
+
+    def terminate(self) -> None:
+        for callback in self.termination_listeners:
+            callback(self)
+
+    async def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+async def test_a_late_termination_of_an_old_listen_connection_leaves_the_new_one_alone(monkeypatch):
+    """Each connection's termination listener sets that connection's own 'lost' event. A closure
+    over the reconnect loop's variable (ruff B023) set the newest one instead: an old connection
+    ending late (its close timed out, the socket went later) dropped the healthy new one."""
+    import asyncpg
+
+    made: list[TerminatingConnection] = []
+
+    async def connect(url: str):
+        made.append(TerminatingConnection())
+        return made[-1]
+
+    lost_events: list[asyncio.Event] = []
+    real_event = asyncio.Event
+
+    class RecordedEvent(real_event):  # the loop's `lost` events, in the order it makes them
+        def __init__(self) -> None:
+            super().__init__()
+            if sys._getframe(1).f_globals.get("__name__") == "bot.db":
+                lost_events.append(self)
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    monkeypatch.setattr(asyncio, "Event", RecordedEvent)
+    reconnected = real_event()
+    db = PostgresDatabase("postgresql://x@127.0.0.1:1/x", pool=None, clock=RecordingClock())
+    db._listeners = {"jobs": [lambda payload: None]}
+    db.on_reconnect = reconnected.set
+    ready = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(db._keep_listening(ready))
+    try:
+        await asyncio.wait_for(ready, 5)
+        first = made[0]
+        first.terminate()  # the server went away
+        await asyncio.wait_for(reconnected.wait(), 5)
+        assert len(made) == 2 and first.closed and len(lost_events) == 2
+
+        first.terminate()  # ... and the old connection's termination arrives once more, late
+        assert lost_events[0].is_set()
+        assert not lost_events[1].is_set(), "the old connection's listener set the new connection's event"
+    finally:
+        db._closing = True
+        made[-1].terminate()
+        await asyncio.wait_for(task, 5)
+    assert len(made) == 2  # no third connection

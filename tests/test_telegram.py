@@ -8,10 +8,8 @@ import asyncio
 import io
 import logging
 import socket
-import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,141 +17,33 @@ import pytest
 from PIL import Image
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram import TelegramAdapter, eta_text, result_caption, status_text
-from bot.app import App
+from bot.adapters.telegram import eta_text, result_caption, status_text
 from bot.clock import FakeClock
 from bot.commands import USAGE
-from bot.config import load_config
 from bot.service import DELIVERY_BACKOFF_S
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
-TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
-ANA = FakeTelegram.user(1001, "Ana")
-BEN = FakeTelegram.user(1002, "Ben")
-GROUP = FakeTelegram.group_chat()
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-def write_config(tmp_path: Path, fake: FakeTelegram, telegram: str = "", extra: str = "", bot: str = "") -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n{bot}\n'
-        f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n{telegram}\n'
-        # Results as soon as the engine is done; a held batch gives up quickly at stop.
-        "[tiers.free]\nmin_turnaround_s = 0\n[queue]\nshutdown_grace_s = 0.3\n"
-        f"{extra}\n"
-    )
-    return path
-
-
-class Bot:
-    def __init__(self, app: App, engine: FakeEngine, clock: FakeClock) -> None:
-        self.app = app
-        self.engine = engine
-        self.clock = clock
-        self.adapter: TelegramAdapter = app.adapters[0]  # type: ignore[assignment]
-        self.stopped = False
-
-    async def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            await self.app.stop()  # a held batch stays 'running' on disk, like a crash mid-batch
-            if self.engine.gate is not None:
-                self.engine.gate.set()  # let the engine's thread end
-
-    async def job(self, job_id: str) -> Any:
-        return await self.app.store.job(job_id)
-
-
-@pytest.fixture
-async def fake():
-    server = await FakeTelegram(TOKEN).start()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def start_bot(tmp_path, fake):
-    started: list[Bot] = []
-
-    async def start(
-        *,
-        engine: FakeEngine | None = None,
-        clock: FakeClock | None = None,
-        telegram: str = "",
-        extra: str = "",
-        bot: str = "",  # lines for [bot], e.g. admins = ["telegram:9001"]
-        wait_polling: bool = True,
-        **adapter_kwargs: Any,
-    ) -> Bot:
-        config = load_config(write_config(tmp_path, fake, telegram, extra, bot), env={})
-        engine = engine or FakeEngine()
-        clock = clock or FakeClock()
-        adapter_kwargs.setdefault("edit_interval_s", 0.2)
-        adapter_kwargs.setdefault("poll_timeout_s", 5)
-        app = await App.create(
-            config,
-            engine_factory=lambda _: engine,
-            clock=clock,
-            adapters=lambda c, s, h: [TelegramAdapter(c, s, **adapter_kwargs)],
-        )
-        polls = len(fake.calls_to("getUpdates"))
-        bot = Bot(app, engine, clock)
-        started.append(bot)  # stopped at teardown even if start fails
-        await app.start()
-        if wait_polling:
-            await fake.wait_for("getUpdates", polls + 1)
-        return bot
-
-    yield start
-    for bot in reversed(started):
-        await bot.stop()
-
-
-def photo_message(fake: FakeTelegram, user=ANA, chat=None, picture: bytes | None = None) -> dict[str, Any]:
-    """A photo the member posted earlier (not pushed: only the reply to it is an update)."""
-    return fake.message(user, chat, photo=picture or picture_bytes((96, 64)), push=False)
-
-
-def replies_to(fake: FakeTelegram, message: dict[str, Any], method: str = "sendMessage") -> list[Any]:
-    return [
-        c for c in fake.calls_to(method, ok_only=True)
-        if (c.params.get("reply_parameters") or {}).get("message_id") == message["message_id"]
-        and c.params.get("chat_id") == message["chat"]["id"]
-    ]  # fmt: skip
-
-
-async def wait_reply(fake: FakeTelegram, message: dict[str, Any], count: int = 1, method: str = "sendMessage") -> list[Any]:
-    await fake.wait_until(lambda: len(replies_to(fake, message, method)) >= count)
-    return replies_to(fake, message, method)
-
-
-def album_pictures(call) -> list[bytes]:
-    """The uploaded parts of a sendMediaGroup call, in media order (None for a file_id)."""
-    out = []
-    for item in call.params["media"]:
-        ref = item["media"]
-        out.append(call.files[ref[len("attach://"):]] if ref.startswith("attach://") else None)
-    return out
-
-
-async def settle(bot: Bot, fake: FakeTelegram) -> None:
-    """Until every update pushed so far was fetched and handled, and no delivery is in flight:
-    what the bot has not sent by then, it will not send for those updates (no fixed sleep)."""
-    await fake.wait_fetched()
-    await asyncio.wait_for(bot.adapter.application.update_queue.join(), 5)
-    await asyncio.wait_for(bot.app.service.wait_delivered(), 5)
-
-
-async def finish(bot: Bot, fake: FakeTelegram, n_albums: int = 1) -> None:
-    """Wait until n albums, their buttons messages and the status clean-ups went out."""
-    await fake.wait_for("sendMediaGroup", n_albums)
-    await bot.app.service.wait_delivered()
-
+from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
+    ANA,
+    BEN,
+    GROUP,
+    JPEG_MAGIC,
+    TOKEN,
+    Bot,
+    Turnstile,
+    album_pictures,
+    fake,
+    finish,
+    free_port,
+    photo_message,
+    replies_to,
+    settle,
+    start_bot,
+    wait_reply,
+)
 
 # The whole flow -------------------------------------------------------------------------------
 
@@ -203,7 +93,7 @@ async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake
     assert record.delivered_at is not None and record.status == "done"
     assert [c.method for c in fake.calls if c.method == "setMyCommands"] == ["setMyCommands"]
     commands = [c["command"] for c in fake.calls_to("setMyCommands")[0].params["commands"]]
-    assert commands == ["restyle", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
+    assert commands == ["restyle", "styles", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
 
 
 def status_call_message_id(fake: FakeTelegram, call) -> int:
@@ -429,16 +319,16 @@ async def test_me_help_start_and_cancel_commands(start_bot, fake):
     me = fake.message(ANA, text="/me")
     [answer] = await wait_reply(fake, me)
     assert answer.params["text"].startswith("Tier: free\nToday: 2 of 20 restyles used, 18 left")
-    assert "Your jobs:" in answer.params["text"]
+    assert "Your jobs (2 of up to" in answer.params["text"]
 
     cancel = fake.message(ANA, text="/cancel")
     [answer] = await wait_reply(fake, cancel)
     assert answer.params["text"] == "Cancelled 2 jobs."
     statuses = [m for m in fake.sent(ANA["id"]) if m.get("reply_to_message", {}).get("message_id") in {j["message_id"] for j in jobs}]
-    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled." for s in statuses))
+    await fake.wait_until(lambda: all(fake.live(s)["text"] == "Cancelled with /cancel." for s in statuses))
     again = fake.message(ANA, text="/cancel")
     [answer] = await wait_reply(fake, again)
-    assert answer.params["text"] == "You have no jobs waiting."
+    assert answer.params["text"] == "You have no jobs waiting or running."
     upgrade = fake.message(ANA, text="/upgrade")
     [answer] = await wait_reply(fake, upgrade)
     assert "free" in answer.params["text"]
@@ -466,19 +356,6 @@ async def test_status_edits_are_throttled_and_show_the_latest(start_bot, fake):
     gaps = [b.at - a.at for a, b in zip(edits, edits[1:])]
     assert all(g >= 0.35 for g in gaps)
     assert edits[-1].params["reply_markup"]["inline_keyboard"][0][0]["text"] == "✖ Cancel"
-
-
-class Turnstile:
-    """A gate for FakeEngine that lets one batch through per set()."""
-
-    def __init__(self) -> None:
-        self._passes = threading.Semaphore(0)
-
-    def wait(self, timeout: float) -> bool:
-        return self._passes.acquire(timeout=timeout)
-
-    def set(self) -> None:
-        self._passes.release()
 
 
 async def test_status_message_follows_the_queue_position(start_bot, fake):
@@ -681,12 +558,6 @@ async def test_webhook_port_in_use_stops_the_start_with_a_clear_message(start_bo
             await start_bot(wait_polling=False, telegram=f'webhook_url = "https://example.org/hook"\nwebhook_port = {port}')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_webhook_mode_takes_updates_signed_with_the_secret(start_bot, fake):
     fake.local_mode = True  # a self-hosted Bot API server: an http webhook on any port is allowed
     port = free_port()
@@ -839,3 +710,24 @@ async def test_button_presses_count_toward_the_flood_guard(start_bot, fake):
     assert sum("That job is gone" in t for t in texts) == limit
     assert sum("too fast" in t for t in texts) == 1 and texts.count("") == 12 - limit - 1
     assert fake.unanswered_queries() == []
+
+
+# Ready-made styles ------------------------------------------------------------------------------
+
+
+async def test_a_reply_with_a_style_restyles_with_its_recipe_and_styles_lists_them(start_bot, fake):
+    from bot.config import DEFAULT_STYLES
+
+    bot = await start_bot()
+    request = fake.message(ANA, text="/restyle style=autumn by the lake", reply_to=photo_message(fake))
+    await wait_reply(fake, request, 2)
+    await bot.app.service.wait_delivered()
+    [entry] = await bot.app.store.job_log()
+    assert entry["prompt"] == DEFAULT_STYLES["autumn"].prompt + ", by the lake"
+    record = await bot.job(entry["id"])
+    assert record.strength == DEFAULT_STYLES["autumn"].strength
+    styles = fake.message(ANA, text="/styles")
+    [answer] = await wait_reply(fake, styles)
+    lines = answer.params["text"].splitlines()
+    assert lines[0].startswith("Styles: reply to a picture with /restyle style=NAME")
+    assert [line.split(" ")[1] for line in lines[1:]] == list(DEFAULT_STYLES)

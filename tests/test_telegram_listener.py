@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
+
 import pytest
 
 from bot.adapters.telegram import TelegramAdapter
@@ -19,7 +21,16 @@ from bot.listener import CONTEND_EVERY_S, Listeners, stream_name
 from bot.store import Store
 from tests.fake_telegram import FakeTelegram
 from tests.fakes import FakeEngine, wait_parked, wait_until
-from tests.test_telegram import ANA, BEN, TOKEN, fake, photo_message, replies_to, write_config  # noqa: F401  (fake: a fixture)
+from tests.harness.telegram_bot import (
+    ANA,
+    BEN,
+    TOKEN,
+    fake,  # noqa: F401  (fixtures)
+    free_port,
+    photo_message,
+    replies_to,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,6 +43,11 @@ class CountingStore:
     def __init__(self, store) -> None:
         self.store = store
         self.attempts = 0
+        self.sweeps = 0  # looks for updates a stopped front end left unhandled
+
+    async def unhandled(self, *args) -> list:
+        self.sweeps += 1
+        return await self.store.unhandled(*args)
 
     async def take_listener(self, *args) -> bool:
         self.attempts += 1
@@ -45,8 +61,8 @@ class CountingStore:
 async def leased_bot(tmp_path, fake):
     apps: list[App] = []
 
-    async def start(clock: FakeClock | None = None) -> tuple[App, TelegramAdapter, CountingStore]:
-        config = load_config(write_config(tmp_path, fake), env={})
+    async def start(clock: FakeClock | None = None, telegram: str = "") -> tuple[App, TelegramAdapter, CountingStore]:
+        config = load_config(write_config(tmp_path, fake, telegram=telegram), env={})
         clock = clock or FakeClock()
         made: list[TelegramAdapter] = []
 
@@ -156,3 +172,83 @@ async def test_only_the_lease_holder_polls_and_another_takes_over_when_its_lease
     assert await app.store.listener_holder(name, clock.now()) == app.service.instance_id
     request = fake.message(ANA, text="/restyle ink", reply_to=photo_message(fake))
     await wait_until(lambda: replies_to(fake, request), what="the new holder's answer")
+
+
+def webhook_config(port: int) -> str:
+    return f'webhook_url = "http://127.0.0.1:{port}/telegram-hook"\nwebhook_listen = "127.0.0.1"\nwebhook_port = {port}'
+
+
+async def post_update(port: int, secret: str, update: dict) -> int:
+    """Deliver an update as Telegram does to a webhook; the HTTP status Telegram would see."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"http://127.0.0.1:{port}/telegram-hook", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+        ) as response:
+            return response.status
+
+
+async def test_with_a_webhook_one_front_end_sets_it_and_a_retried_update_is_handled_once(leased_bot, fake):
+    fake.local_mode = True  # a self-hosted Bot API server: http webhooks on any port
+    ports = free_port(), free_port()
+    first, first_adapter, _ = await leased_bot(telegram=webhook_config(ports[0]))
+    await wait_until(lambda: fake.calls_to("setWebhook"), what="the holder to set the webhook")
+    second, second_adapter, second_store = await leased_bot(telegram=webhook_config(ports[1]))
+    # The second front end is up and has tried for the lease (and lost it to the first).
+    await wait_until(lambda: second_adapter.ready and second_store.attempts >= 1, what="the second front end's try")
+    secret = fake.webhook["secret_token"]
+    question = fake.message(BEN, text="/help", push=False)  # an answer, not a job: no request key guards it
+    update = {"update_id": 70_001, "message": question}
+    assert await post_update(ports[0], secret, update) == 200
+    # Telegram sends it again (it saw no 200 in time), and a load balancer hands it to the other.
+    assert await post_update(ports[1], secret, update) == 200
+    request = fake.message(ANA, text="/restyle ink", reply_to=photo_message(fake), push=False)
+    assert await post_update(ports[1], secret, {"update_id": 70_002, "message": request}) == 200
+    await wait_until(lambda: queued_answers(fake, request), what="the other front end's answer")
+    await wait_until(lambda: not first_adapter._in_hand and not second_adapter._in_hand, what="the updates to be handled")
+    assert len(replies_to(fake, question)) == 1
+    assert len(fake.calls_to("setWebhook")) == 1
+    assert fake.calls_to("getUpdates") == []
+    await asyncio.wait_for(second.service.wait_delivered(), 5)
+
+
+async def test_a_webhook_update_a_stopped_front_end_wrote_down_is_handled_by_the_holder_only(leased_bot, fake):
+    fake.local_mode = True
+    clock = FakeClock()
+    port = free_port()
+    app, adapter, counting = await leased_bot(clock, telegram=webhook_config(port))
+    await wait_until(lambda: counting.sweeps >= 1, what="the holder's first look for left-overs")
+    # Written down by a front end that died before handling it, and by one alive (its presence
+    # lease runs) that is handling its own: only the first is the holder's to handle.
+    photo = photo_message(fake)
+    orphan = fake.message(BEN, text="/restyle charcoal", reply_to=photo, push=False)
+    in_hand = fake.message(ANA, text="/restyle ink", reply_to=photo, push=False)
+    alive = "a-live-front-end"
+    assert await app.store.take_listener(stream_name("telegram", TOKEN, f"frontend:{alive}"), alive, clock.now(), clock.now() + 10 * LEASE_S)
+    assert await app.store.receive("telegram", "update:80001", json.dumps({"update_id": 80_001, "message": orphan}), "dead-front-end", 1.0)
+    assert await app.store.receive("telegram", "update:80002", json.dumps({"update_id": 80_002, "message": in_hand}), alive, 1.0)
+    sweeps = counting.sweeps
+    await wait_parked(clock, clock.now() + LEASE_S / 3)
+    await clock.advance(LEASE_S / 3)
+    await wait_until(lambda: queued_answers(fake, orphan), what="the left-over update's answer")
+    await wait_until(lambda: counting.sweeps > sweeps and not adapter._in_hand, what="the sweep to end")
+    assert [key for key, _ in await app.store.unhandled("telegram")] == ["update:80002"]
+    assert replies_to(fake, in_hand) == []
+    await asyncio.wait_for(app.service.wait_delivered(), 5)
+
+
+async def test_a_webhook_update_that_cannot_be_written_down_is_refused_so_telegram_sends_it_again(leased_bot, fake, monkeypatch):
+    fake.local_mode = True
+    port = free_port()
+    app, adapter, _ = await leased_bot(telegram=webhook_config(port))
+    await wait_until(lambda: fake.calls_to("setWebhook"), what="the webhook to be set")
+
+    async def database_gone(*args) -> bool:
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(app.store, "receive", database_gone)
+    question = fake.message(BEN, text="/help", push=False)
+    assert await post_update(port, fake.webhook["secret_token"], {"update_id": 90_001, "message": question}) == 503
+    monkeypatch.undo()
+    assert await post_update(port, fake.webhook["secret_token"], {"update_id": 90_001, "message": question}) == 200
+    await wait_until(lambda: replies_to(fake, question), what="the answer to the update sent again")
+    assert len(replies_to(fake, question)) == 1

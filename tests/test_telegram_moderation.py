@@ -1,17 +1,27 @@
 """Access and moderation on Telegram, end to end against the fake Bot API: [access] allow-lists
-and private chats, admins' /ban, /unban and /queue (fixtures from tests/test_telegram.py)."""
+and private chats, admins' /ban, /unban and /queue (fixtures from tests/harness/telegram_bot.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from bot.moderation import BANNED, NO_DMS, NOT_HERE
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
-from tests.test_telegram import ANA, BEN, GROUP, fake, finish, photo_message, replies_to, settle, start_bot, wait_reply  # noqa: F401
+from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
+    ANA,
+    BEN,
+    GROUP,
+    fake,
+    finish,
+    photo_message,
+    replies_to,
+    settle,
+    start_bot,
+    wait_reply,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -154,15 +164,15 @@ async def test_queue_shows_who_is_waiting_and_the_log_shows_who_asked_what_where
     [answer] = await wait_reply(fake, queue)
     lines = answer.params["text"].splitlines()
     assert lines[0] == "Waiting: free 1 · pro 0 · max 0"
-    assert lines[1].startswith("#1 free · job ") and "telegram:1002" in lines[1] and "“second in line”" in lines[1]
+    assert lines[1].startswith("#1 free · job ") and "1002 · waiting" in lines[1] and "“second in line”" in lines[1]
     assert len(lines) == 3  # the running job is not waiting
 
     log = fake.message(ADA, text="/queue log")
     [answer] = await wait_reply(fake, log)
     lines = answer.params["text"].splitlines()
     assert lines[0] == "Latest 2 jobs, newest first (times UTC):"
-    assert "telegram:1002 in a private chat · “second in line” · queued" in lines[1]
-    assert f"telegram:1001 in chat {GROUP['id']} · “running now” · running" in lines[2]
+    assert "1002 in a private chat · “second in line” · queued" in lines[1]
+    assert f"1001 in chat {GROUP['id']} · “running now” · running" in lines[2]
     engine.gate.set()
 
 
@@ -174,9 +184,10 @@ async def test_queue_answers_only_in_a_private_chat(start_bot, fake):
 
 
 def test_queue_texts_fit_one_telegram_message():
-    from bot.adapters.telegram import job_log_text
+    from bot.adapters.telegram import TELEGRAM_STYLE
+    from bot.chat.texts import job_log
 
     entries = [{"id": f"job{i}", "platform": "telegram", "user_id": "1", "reply": {"chat_id": 1}, "prompt": "x" * 500,
                 "status": "failed", "error": "e" * 500, "created_at": 0.0, "finished_at": 1.0} for i in range(50)]  # fmt: skip
-    text = job_log_text(entries)
+    text = job_log(entries, TELEGRAM_STYLE)
     assert len(text) <= 4096 and text.endswith("more lines") and "x" * 60 not in text

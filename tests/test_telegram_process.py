@@ -16,7 +16,7 @@ from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import picture_bytes
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]  # slow: the real `python -m bot` process on the tiny model
 
 TOKEN = "987654321:AAEx-tinyModelProcessTestTokenValue12"
 ANA = FakeTelegram.user(2001, "Ana")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 import pytest
 
@@ -14,8 +13,24 @@ from bot.adapters.telegram import POST_AS_YOURSELF
 from bot.service import Refused
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
-from tests.test_telegram import ANA, BEN, GROUP, fake, photo_message, settle, start_bot, wait_reply  # noqa: F401  (fixtures)
-from tests.test_telegram_upgrades import PLANS
+from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
+    ADMINS,
+    ANA,
+    BEN,
+    GROUP,
+    PLANS,
+    ROOT,
+    Turnstile,
+    buy,
+    fake,
+    free_port,
+    photo_message,
+    replies_to,
+    said,
+    settle,
+    start_bot,
+    wait_reply,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -177,7 +192,6 @@ def test_a_cloud_webhook_must_be_https_on_an_allowed_port():
 
 
 async def test_a_webhook_telegram_refuses_stops_the_start_with_one_sentence(start_bot, fake):
-    from tests.test_telegram import free_port
 
     port = free_port()
     with pytest.raises(AdapterStartError) as refused:  # the fake is the cloud API here: no http
@@ -232,7 +246,6 @@ async def test_a_group_that_becomes_a_supergroup_keeps_working(start_bot, fake, 
 
 
 async def test_refunding_a_subscription_payment_also_cancels_the_subscription(start_bot, fake):
-    from tests.test_telegram_upgrades import ADMINS, ROOT, buy, said
 
     bot = await start_bot(extra=PLANS, bot=ADMINS)
     _, link = await buy(fake, ANA, "pro_month", method="createInvoiceLink")
@@ -248,7 +261,6 @@ async def test_refunding_a_subscription_payment_also_cancels_the_subscription(st
 
 
 async def test_a_refund_made_outside_the_bot_takes_back_the_time_once(start_bot, fake):
-    from tests.test_telegram_upgrades import buy, said
 
     bot = await start_bot(extra=PLANS)
     _, invoice = await buy(fake, ANA, "max_week")
@@ -269,7 +281,6 @@ async def test_a_refund_made_outside_the_bot_takes_back_the_time_once(start_bot,
 
 
 async def test_jobs_in_one_group_share_one_status_edit_budget(start_bot, fake):
-    from tests.test_telegram import Turnstile
 
     engine = FakeEngine(max_batch=1)
     engine.gate = Turnstile()  # type: ignore[assignment]
@@ -324,7 +335,6 @@ async def test_group_hints_address_the_bot_by_name_and_the_start_logs_privacy_mo
 
 
 def replies_to_count(fake, message) -> int:
-    from tests.test_telegram import replies_to
 
     return len(replies_to(fake, message))
 
@@ -348,7 +358,6 @@ async def test_an_album_telegram_took_but_answered_late_is_not_sent_twice(start_
 async def test_status_editing_stops_after_a_403(start_bot, fake):
     from dataclasses import replace
 
-    from tests.test_telegram import Turnstile
 
     engine = FakeEngine(max_batch=1)
     engine.gate = Turnstile()  # type: ignore[assignment]
@@ -377,7 +386,6 @@ async def test_status_editing_stops_after_a_403(start_bot, fake):
 
 
 async def test_a_result_going_out_in_a_group_comes_before_status_edits(start_bot, fake):
-    from tests.test_telegram import Turnstile
 
     engine = FakeEngine(max_batch=1)
     engine.gate = Turnstile()  # type: ignore[assignment]

@@ -5,7 +5,6 @@ then /me and the queue), a replayed payment, a refund, a subscription and its re
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -15,42 +14,22 @@ from bot.service import Member
 from bot.upgrades import code_hash
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine
-from tests.test_telegram import ANA, BEN, fake, photo_message, start_bot, wait_reply  # noqa: F401  (fixtures)
+from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
+    ADMINS,
+    ANA,
+    BEN,
+    DAY,
+    PLANS,
+    ROOT,
+    buy,
+    fake,
+    photo_message,
+    said,
+    start_bot,
+    wait_reply,
+)
 
 pytestmark = pytest.mark.timeout(30)
-
-ROOT = FakeTelegram.user(900, "Root")
-PLANS = """
-[payments]
-secret = "tg-test"
-[plans.pro_month]
-tier = "pro"
-days = 30
-stars = 250
-subscription = true
-[plans.max_week]
-tier = "max"
-days = 7
-stars = 150
-"""
-ADMINS = 'admins = ["telegram:900"]'
-DAY = 86400.0
-
-
-async def said(fake: FakeTelegram, user: dict, text: str) -> str:
-    message = fake.message(user, text=text)
-    [answer] = await wait_reply(fake, message)
-    return answer.params["text"]
-
-
-async def buy(fake: FakeTelegram, user: dict, plan: str, method: str = "sendInvoice"):
-    upgrade = fake.message(user, text="/upgrade")
-    [answer] = await wait_reply(fake, upgrade)
-    sent = fake.sent(user["id"])[-1]
-    before = len(fake.calls_to(method, ok_only=True))
-    fake.press(user, sent, f"buy:{plan}")
-    calls = await fake.wait_for(method, before + 1)
-    return answer, calls[-1]
 
 
 async def test_stars_flow_pre_checkout_payment_me_and_queue(start_bot, fake):

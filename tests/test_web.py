@@ -618,3 +618,22 @@ def test_the_page_sends_a_nonce_with_each_run():
 
     script = (STATIC_DIR / "app.js").read_text()
     assert 'form.append("request_id", requestId())' in script
+
+
+# Ready-made styles ------------------------------------------------------------------------------
+
+
+async def test_a_style_picked_on_the_page_runs_its_recipe_with_the_slider_s_strength(site):
+    from bot.config import DEFAULT_STYLES
+
+    status, session = await site.get_json("/api/session")
+    assert [s["name"] for s in session["styles"]] == list(DEFAULT_STYLES)
+    assert session["styles"][1] == {"name": "neon", "about": DEFAULT_STYLES["neon"].about, "strength": 0.5}
+    status, body = await site.submit("", style="neon", strength="0.55")
+    assert status == 202, body
+    assert body["job"]["prompt"] == DEFAULT_STYLES["neon"].prompt and body["job"]["strength"] == 0.55
+    status, body = await site.submit("with a red umbrella", style="neon")
+    assert body["job"]["prompt"] == DEFAULT_STYLES["neon"].prompt + ", with a red umbrella"
+    assert body["job"]["strength"] == 0.5  # no slider value sent: the recipe's
+    status, body = await site.submit("style=autumn", style="neon")
+    assert status == 400 and "style" in body["error"]

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT = Path("/tmp/web_screenshot.png")
 PHONE_SCREENSHOT = Path("/tmp/web_screenshot_phone.png")
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]  # slow: headless Chromium
 
 
 def landscape(path: Path, size: tuple[int, int] = (320, 240)) -> Path:

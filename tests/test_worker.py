@@ -10,7 +10,7 @@ import pytest
 
 from bot.store import StoreError
 from tests.fakes import wait_until
-from tests.test_service import FREE, FREE2, MAX, PRO, Harness, make
+from tests.harness.service import FREE, FREE2, MAX, PRO, Harness, make
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], autouse=True)

@@ -25,15 +25,3 @@ class Adapter(FrontEnd, Protocol):
     async def stop(self) -> None:
         """Stop taking events and close connections."""
         ...
-
-
-def fit_lines(lines: list[str], limit: int) -> str:
-    """Lines joined, cut at whole lines (with "...and N more lines") to fit one message."""
-    out: list[str] = []
-    for i, line in enumerate(lines):
-        more = f"…and {len(lines) - i} more lines"
-        if sum(len(x) + 1 for x in out) + len(line) + len(more) + 1 > limit:
-            out.append(more)
-            break
-        out.append(line)
-    return "\n".join(out)

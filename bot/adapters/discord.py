@@ -30,8 +30,9 @@ import io
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Optional
+from typing import Any, Literal
 
 import aiohttp
 import discord
@@ -42,8 +43,13 @@ from discord.http import Route, handle_message_parameters
 from discord.webhook.async_ import async_context
 from PIL import Image
 
-from bot.adapters import AdapterStartError, fit_lines
+from bot.adapters import AdapterStartError
 from bot.adapters.discord_upgrades import DiscordUpgrades
+from bot.chat import account
+from bot.chat import admin as admin_commands
+from bot.chat.buttons import owned_job
+from bot.chat.surface import Style
+from bot.chat.texts import duration
 from bot.commands import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -51,6 +57,8 @@ from bot.commands import (
     MAX_STRENGTH,
     MIN_STEPS,
     MIN_STRENGTH,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
     STRENGTH_STEP,
     CommandError,
     RestyleCommand,
@@ -88,9 +96,7 @@ ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
 STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
-NOT_YOURS = "Only the member who asked for this picture can use its buttons."
 BROKE = "Something went wrong on my side; please try again in a minute."
-NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 MESSAGE_LIMIT = 2000  # Discord's message length
 COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
 
@@ -98,6 +104,7 @@ HELP = f"""\
 **Restyle a picture**
 • `/restyle` — attach a picture, describe the new style, pick a strength:
   `{EXAMPLE}`
+• Or pick a ready-made style in its `style` option (`/styles` lists them); words in `prompt` are added to it.
 • Right-click (long-press) any message with a picture → **Apps → Restyle image**, then fill in the form.
 • `/me` — your tier, today's count and your waiting jobs · `/cancel` — stop your waiting jobs.
 
@@ -120,7 +127,6 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
     "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
     "cancel": ("Cancel", discord.ButtonStyle.danger, 0),
 }
-_DELTAS = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
 
 
 class DiscordStartError(AdapterStartError):
@@ -147,7 +153,7 @@ class JobButton(
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> "JobButton":
+    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> JobButton:
         return cls(match["action"], match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -160,7 +166,7 @@ class JobButton(
 
 def result_view(job_id: str) -> ui.View:
     view = ui.View(timeout=None)
-    for action in ("again", "subtler", "stronger", "png", "webp", "jpeg"):
+    for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
         view.add_item(JobButton(action, job_id))
     return view
 
@@ -191,7 +197,7 @@ class RestyleModal(ui.Modal, title="Restyle image"):
         component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
     )
 
-    def __init__(self, adapter: "DiscordAdapter", picture: "_Picture") -> None:
+    def __init__(self, adapter: DiscordAdapter, picture: _Picture) -> None:
         super().__init__(timeout=TOKEN_TTL_S)
         self.adapter = adapter
         self.picture = picture
@@ -201,7 +207,8 @@ class RestyleModal(ui.Modal, title="Restyle image"):
             if await self.adapter.admitted(interaction):
                 await self.adapter.on_modal_submit(interaction, self.picture, _field(self.prompt), _field(self.strength))
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+    # discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's.
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]  # Modal's
         log.error("the Restyle image form failed", exc_info=error)
         await self.adapter._broke(interaction)
 
@@ -221,10 +228,11 @@ class RestyleTree(app_commands.CommandTree):
         return adapter is None or await adapter.admitted(interaction)
 
 
-class _RestyleEvents:
-    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient)."""
+class _RestyleEvents(discord.Client):
+    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient); a Client
+    (for the type checker too), that RestyleClient puts in front of AutoShardedClient."""
 
-    def __init__(self, adapter: "DiscordAdapter", **options: Any) -> None:
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
         super().__init__(**options)
         self.restyle_adapter = adapter
         # Everywhere Discord allows: servers, the bot's DM, and (user-installed) other DMs; the
@@ -240,7 +248,7 @@ class _RestyleEvents:
         # discord.py's default: 5 s before each IDENTIFY but the first (Discord allows one per
         # 5 s per max_concurrency bucket: Gateway, Session Start Limit); tests pass their own.
         if not initial:
-            await asyncio.sleep(self.restyle_adapter.identify_wait_s)  # type: ignore[attr-defined]
+            await asyncio.sleep(self.restyle_adapter.identify_wait_s)
 
     async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
         self.connected.set()
@@ -260,7 +268,7 @@ class RestyleClient(_RestyleEvents, discord.AutoShardedClient):
     than 2,500 servers needs several (a single session is closed with 4011)."""
 
 
-class ShardClient(_RestyleEvents, discord.Client):
+class ShardClient(_RestyleEvents):
     """One shard's gateway session (shard_id / shard_count), for a front end holding that
     shard's listener lease when several share the database."""
 
@@ -364,7 +372,7 @@ class DiscordAdapter:
                 else " without the Message Content intent (reply_pictures = false: pictures must be attached)",
             )  # fmt: skip
         self._intents = intents
-        self.upgrades = DiscordUpgrades(self)  # /upgrade, /link, /grant, /revoke and entitlements
+        self.upgrades = DiscordUpgrades(self.service, self._member, self.defer_private, self._handling)
         client = self._new_client(RestyleClient, shard_count=None if settings.shards == "auto" else settings.shards)
         self.client = client
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.download_timeout_s))
@@ -406,7 +414,7 @@ class DiscordAdapter:
         )
         client.add_dynamic_items(JobButton)
         self._add_commands(client.tree)
-        self.upgrades.install(client)
+        self.upgrades.install(client, client.tree)
         return client
 
     # Several front ends on one database: each shard's gateway session under a listener lease --
@@ -592,17 +600,19 @@ class DiscordAdapter:
             return {}
 
     async def _send_commands(self, desired: dict[str, list[dict[str, Any]]], previous: dict[str, str],
-                             guild_ids: list[int]) -> None:  # fmt: skip
+                             guild_ids: Sequence[int]) -> None:  # fmt: skip
         client = self._client()
+        app_id = client.application_id
+        assert app_id is not None  # known from login, which comes before any sync
         synced = dict(previous)
         done = []
         try:
             for scope in _commands_to_sync(desired, previous):
                 payload = desired.get(scope, [])
                 if scope == "global":
-                    await client.http.bulk_upsert_global_commands(client.application_id, payload=payload)
+                    await client.http.bulk_upsert_global_commands(app_id, payload=payload)
                 else:
-                    await client.http.bulk_upsert_guild_commands(client.application_id, int(scope), payload=payload)
+                    await client.http.bulk_upsert_guild_commands(app_id, int(scope), payload=payload)
                 synced[scope] = _commands_hash(payload)
                 where = "globally" if scope == "global" else f"to server {scope}"
                 done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
@@ -632,21 +642,38 @@ class DiscordAdapter:
         @tree.command(name="restyle", description="Restyle a picture with a text prompt")
         @app_commands.describe(
             image="The picture to restyle (PNG, JPEG, WebP or GIF)",
-            prompt="The new style, e.g. rainy night with neon signs",
+            prompt="The new style, e.g. rainy night with neon signs (with a style: words added to it)",
             strength=f"How much changes: {STRENGTH_HINT}",
+            style="A ready-made style (/styles lists them); it brings its own prompt and strength",
             seed="Same seed, same result (optional)",
             steps=f"Denoising steps, {MIN_STEPS} to {MAX_STEPS}, capped by your tier (optional)",
         )
         async def restyle(
             interaction: discord.Interaction,
             image: discord.Attachment,
-            prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
-            strength: app_commands.Range[float, MIN_STRENGTH, MAX_STRENGTH],
-            seed: Optional[app_commands.Range[int, 0, MAX_SEED]] = None,
-            steps: Optional[app_commands.Range[int, MIN_STEPS, MAX_STEPS]] = None,
+            prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS] | None = None,
+            strength: app_commands.Range[float, MIN_STRENGTH, MAX_STRENGTH] | None = None,
+            style: app_commands.Range[str, 1, 32] | None = None,
+            seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
+            steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
         ) -> None:
             with adapter._handling():
-                await adapter.on_restyle(interaction, image, prompt, strength, seed, steps)
+                await adapter.on_restyle(interaction, image, prompt or "", strength, seed, steps, style)
+
+        @restyle.autocomplete("style")
+        async def style_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            # Discord shows at most 25 choices, each name at most 100 characters.
+            wanted = current.strip().lower()
+            return [
+                app_commands.Choice(name=f"{name} · {recipe.about or recipe.prompt}"[:100], value=name)
+                for name, recipe in adapter.config.styles.items()
+                if wanted in name
+            ][:25]
+
+        @tree.command(name="styles", description="Ready-made styles for /restyle, with their strengths")
+        async def styles(interaction: discord.Interaction) -> None:
+            with adapter._handling():
+                await adapter.on_styles(interaction)
 
         @restyle.autocomplete("strength")
         async def strength_hints(interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[float]]:
@@ -695,7 +722,7 @@ class DiscordAdapter:
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
         async def unban(
-            interaction: discord.Interaction, member: discord.User, reason: Optional[app_commands.Range[str, 1, 300]] = None
+            interaction: discord.Interaction, member: discord.User, reason: app_commands.Range[str, 1, 300] | None = None
         ) -> None:
             with adapter._handling():
                 await adapter.on_ban(interaction, member, reason or "", banned=False)
@@ -752,16 +779,17 @@ class DiscordAdapter:
         interaction: discord.Interaction,
         image: discord.Attachment,
         prompt: str,
-        strength: float,
+        strength: float | None,
         seed: int | None,
         steps: int | None,
+        style: str | None = None,
     ) -> None:
         if not await self._allowed_here(interaction):
             return
         picture = _Picture(image.url, image.filename, image.size, image.content_type)
         try:
             self._check_picture(picture)
-            command = _command_from_options(prompt, strength, seed, steps)
+            command = _command_from_options(prompt, strength, seed, steps, style)
         except _Unusable as exc:
             await self._tell(interaction, exc.args[0])
             return
@@ -914,62 +942,28 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             log.warning("could not answer %s: %s", interaction.user, exc)
 
+    async def on_styles(self, interaction: discord.Interaction) -> None:
+        await self.defer_private(interaction)
+        await account.styles(self.config.styles, _CommandReply(self, interaction))
+
     async def on_me(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        view = await self.service.me(self._member(interaction.user))
-        lines = [f"Tier: **{view.tier}**" + (f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else "")]
-        lines.append(f"Restyles today: {view.used_today} of {view.daily_quota} (the count starts again at midnight UTC)")
-        lines.append(f"Jobs waiting or running: {len(view.active_jobs)} of {view.max_queued}")
-        for job in view.active_jobs:
-            lines.append(f"• “{_short(job.prompt, 60)}” — {_progress_words(job)}")
-        await self._tell(interaction, "\n".join(lines))
+        await account.me(self.service, self._member(interaction.user), _CommandReply(self, interaction))
 
     async def on_cancel(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        cancelled = await self.service.cancel(self._member(interaction.user))
-        if not cancelled:
-            await self._tell(interaction, "You have no waiting or running jobs.")
-            return
-        await self._tell(interaction, f"Cancelled {len(cancelled)} job(s).")
-        for job_id in cancelled:
-            await self._finish_status(job_id, "✖️ Cancelled with /cancel.")
+        await account.cancel(self.service, self._member(interaction.user), _CommandReply(self, interaction))
 
     # Admins --------------------------------------------------------------------------------------
 
     async def on_ban(self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool) -> None:
-        command = "ban" if banned else "unban"
         await self.defer_private(interaction)
-        admin = self._member(interaction.user)
-        if not self.service.is_admin(admin):
-            await self._tell(interaction, NOT_ADMIN.format(command=command))
-            return
-        result = await self.service.ban(admin, self._member(target), reason, banned=banned)
-        if isinstance(result, Refused):
-            await self._tell(interaction, result.text)
-            return
-        if banned:
-            jobs = f"Cancelled {len(result)} waiting job{'s' if len(result) != 1 else ''}."
-            await self._tell(interaction, f"Banned <@{target.id}> ({target.id}): {reason or 'no reason given'}. {jobs}")
-        else:
-            await self._tell(interaction, f"Unbanned <@{target.id}> ({target.id}); they can use the bot again.")
-        for job_id in result:
-            await self._finish_status(job_id, "Cancelled.")
+        where = _CommandReply(self, interaction)
+        await admin_commands.ban(self.service, self._member(interaction.user), self._member(target), reason, where, banned=banned)
 
     async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
         await self.defer_private(interaction)
-        admin = self._member(interaction.user)
-        if not self.service.is_admin(admin):
-            await self._tell(interaction, NOT_ADMIN.format(command="queue"))
-            return
-        if show == "log":
-            entries = await self.service.job_log(admin, 20)
-            text = entries.text if isinstance(entries, Refused) else _job_log_text(entries)
-        else:
-            waiting = []
-            for job_id, tier, position in await self.service.waiting_summary(20):
-                waiting.append((position, tier, job_id, await self.service.job(job_id)))
-            text = _queue_text(await self.service.queue_lengths(), waiting, self._now())
-        await self._tell(interaction, text)
+        await admin_commands.queue(self.service, self._member(interaction.user), _CommandReply(self, interaction), log=show == "log")
 
     # Buttons -------------------------------------------------------------------------------------
 
@@ -978,8 +972,8 @@ class DiscordAdapter:
             member = self._member(interaction.user)
             if action == "cancel":
                 await self._cancel_button(interaction, member, job_id)
-            elif action in _DELTAS:
-                await self._again_button(interaction, member, job_id, _DELTAS[action])
+            elif action in STRENGTH_CHANGES:
+                await self._again_button(interaction, member, job_id, STRENGTH_CHANGES[action])
             else:
                 await self._file_button(interaction, member, job_id, action)
         except Exception:
@@ -987,12 +981,9 @@ class DiscordAdapter:
             await self._broke(interaction)
 
     async def _owned_job(self, interaction: discord.Interaction, member: Member, job_id: str) -> JobView | None:
-        job = await self.service.job(job_id)
-        if job is None:
-            await self._tell(interaction, "That job is gone; start a new one with /restyle.")
-            return None
-        if (job.platform, job.user_id) != (member.platform, member.user_id):
-            await self._tell(interaction, NOT_YOURS)
+        job = await owned_job(self.service, member, job_id)
+        if isinstance(job, str):
+            await self._tell(interaction, job)
             return None
         return job
 
@@ -1067,7 +1058,7 @@ class DiscordAdapter:
         if isinstance(data, Refused):
             await interaction.followup.send(data.text, ephemeral=True)
             return
-        name = f"restyled-{job_id}.{_suffix(fmt)}"
+        name = f"restyled-{job_id}.{OUTPUT_FORMATS[fmt].extension}"
         await interaction.followup.send(file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)
 
     # "@bot prompt" replies (optional, needs the message-content intent) --------------------------
@@ -1207,7 +1198,7 @@ class DiscordAdapter:
                     if len(data) > limit:
                         raise _Unusable(f"That picture is over the {limit / 1_000_000:g} MB limit. Send a smaller one.")
                 return bytes(data)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("download of %s failed: %r", picture.filename, exc)
             raise _Unusable("I could not download the picture in time. Please try again.") from None
 
@@ -1271,7 +1262,7 @@ class DiscordAdapter:
                 return True
             try:
                 await self._edit(reply, content=text, view=status_view(job_id))
-            except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
                 log.warning("job %s: status edit failed: %r", job_id, exc)
                 return True  # best effort; the next update tries again
             state.last_text = text
@@ -1289,7 +1280,7 @@ class DiscordAdapter:
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
                 try:
                     await self._edit(job.reply, content=text, view=None)
-                except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
                     log.info("job %s: could not mark the status message: %r", job_id, exc)
             elif job is not None:
                 await self._end_stale_status(job, text)
@@ -1305,7 +1296,7 @@ class DiscordAdapter:
         try:
             channel = self._client().get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
             await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(content=text, view=None))
-        except (DeliveryFailed, discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, DeliveryFailed, discord.DiscordException, aiohttp.ClientError) as exc:
             log.info("job %s: could not end the old status message: %r", job.id, exc)
 
     def _token_fresh(self, reply: dict[str, Any]) -> bool:
@@ -1324,7 +1315,8 @@ class DiscordAdapter:
             await self._timed(hook.edit_message(int(message_id), **fields))
         else:
             channel = client.get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
-            await self._timed(channel.get_partial_message(int(message_id)).edit(**fields))
+            # The bot sent this status message itself, so its id is always known.
+            await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(**fields))
 
     async def _timed(self, awaitable: Awaitable[Any]) -> Any:
         # discord.py sleeps through any 429 on webhooks, however long: bound every call, so a
@@ -1371,7 +1363,7 @@ class DiscordAdapter:
         # Deliveries left from the last run start before the connection is up.
         try:
             await asyncio.wait_for(self._ready.wait(), self.ready_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DeliveryFailed("the Discord connection is not up") from None
 
     async def _send_outcome(
@@ -1457,7 +1449,7 @@ class DiscordAdapter:
                     raise
         except DeliveryFailed:
             raise
-        except (discord.DiscordException, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
             # Rate limited past our patience, a 5xx, the network: the service retries later.
             state.finished = False
             raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
@@ -1536,8 +1528,10 @@ async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
                                    attachments=fields.get("attachments", discord.utils.MISSING),
                                    view=fields.get("view", discord.utils.MISSING),
                                    previous_allowed_mentions=discord.AllowedMentions.none()) as params:  # fmt: skip
+        token = hook.token
+        assert token is not None  # an interaction's webhook always carries the interaction's token
         await async_context.get().edit_original_interaction_response(
-            hook.id, hook.token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,  # type: ignore[arg-type]
+            hook.id, token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,
             payload=params.payload, multipart=params.multipart, files=params.files,
         )
 
@@ -1554,15 +1548,19 @@ def _nonce(job_id: str, place: str) -> str:
     return f"rs{place}{job_id}"[:25]
 
 
-def _command_from_options(prompt: str, strength: float, seed: int | None, steps: int | None) -> RestyleCommand:
+def _command_from_options(
+    prompt: str, strength: float | None, seed: int | None, steps: int | None, style: str | None = None
+) -> RestyleCommand:
     prompt = " ".join(prompt.split())
-    if not prompt:
-        raise _Unusable(f"Please describe the new style, for example:\n`{EXAMPLE}`")
+    style = style.strip().lower() if style and style.strip() else None
+    if not prompt and style is None:
+        raise _Unusable(f"Please describe the new style (or pick one in `style`), for example:\n`{EXAMPLE}`")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise _Unusable(f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it.")
-    if not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+    if strength is not None and not MIN_STRENGTH <= strength <= MAX_STRENGTH:
         raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
-    return RestyleCommand(prompt=prompt, strength=round(float(strength), 3), seed=seed, steps=steps)
+    return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,
+                          steps=steps, style=style)  # fmt: skip
 
 
 def _refusal_text(refused: Refused, example: str = f"`{EXAMPLE}`") -> str:
@@ -1605,23 +1603,6 @@ def _int(value: Any) -> int | None:
     return int(value) if value else None
 
 
-def _suffix(fmt: str) -> str:
-    return "jpg" if fmt in ("jpeg", "jpg") else fmt
-
-
-def _seconds(s: float) -> str:
-    s = max(1, round(s))
-    return f"{s} s" if s < 90 else f"{round(s / 60)} min"
-
-
-def _progress_words(job: JobView) -> str:
-    if job.status == "running":
-        return f"restyling, {int((job.progress or 0) * 100)}%"
-    position = (job.position or 0) + 1
-    eta = f", about {_seconds(job.eta_s)}" if job.eta_s else ""
-    return f"queued, #{position} in line{eta}"
-
-
 def _status_text(job: JobView) -> str:
     what = f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
     if job.status == "running":
@@ -1629,7 +1610,7 @@ def _status_text(job: JobView) -> str:
         bar = "▰" * round(done * 10) + "▱" * (10 - round(done * 10))
         return f"🎨 Restyling… {bar} {int(done * 100)}%\n{what}"
     position = (job.position or 0) + 1
-    eta = f" — about {_seconds(job.eta_s)}" if job.eta_s else ""
+    eta = f" — about {duration(job.eta_s)}" if job.eta_s else ""
     return f"⏳ Queued: #{position} in line{eta}\n{what}"
 
 
@@ -1641,45 +1622,47 @@ def _result_text(job: JobView) -> str:
     )
 
 
-def _queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float) -> str:
-    """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
-    counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
-    if not waiting:
-        return f"Nobody is waiting ({counts}).\n`/queue show:log` lists the latest jobs."
-    lines = [f"**Waiting:** {counts}"]
-    for position, tier, job_id, job in waiting:
-        who = f" · {_who(job.platform, job.user_id)} · waiting {_seconds(now - job.created_at)} · “{_short(_one_line(job.prompt), 60)}”" if job else ""
-        lines.append(f"#{position + 1} {tier} · job `{job_id}`{who}")
-    return fit_lines(lines, MESSAGE_LIMIT)
+@dataclass
+class _CommandReply:
+    """Where a slash command was given (bot/chat/surface.py): answered privately (ephemeral)."""
+
+    adapter: DiscordAdapter
+    interaction: discord.Interaction
+    style: Style = field(default_factory=lambda: DISCORD_STYLE)
+    private: bool = True
+
+    async def reply(self, text: str) -> None:
+        await self.adapter._tell(self.interaction, text)
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        await self.adapter._finish_status(job_id, text)
 
 
-def _job_log_text(entries: list[dict[str, Any]]) -> str:
-    """/queue show:log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
-    if not entries:
-        return "No jobs in the log."
-    lines = [f"**Latest {len(entries)} job{'s' if len(entries) != 1 else ''}**, newest first:"]
-    for entry in entries:
-        outcome = entry["status"] + (f" ({_short(entry['error'], 60)})" if entry.get("error") else "")
-        lines.append(f"<t:{int(entry['created_at'])}:f> · {_who(entry['platform'], entry['user_id'])} in {_where(entry)} · "
-                     f"“{_short(_one_line(entry['prompt']), 60)}” · {outcome} · job `{entry['id']}`")  # fmt: skip
-    return fit_lines(lines, MESSAGE_LIMIT)
+def _member_named(platform: str, user_id: str, name: str) -> str:
+    # A mention shows the member's name to the reader; the id is what /ban takes when pasted.
+    return f"<@{user_id}> ({user_id})" if platform == PLATFORM else f"{platform}:{user_id}"
 
 
-def _who(platform: str, user_id: str) -> str:
-    return f"<@{user_id}>" if platform == PLATFORM else f"{platform}:{user_id}"
-
-
-def _where(entry: dict[str, Any]) -> str:
+def _place(entry: dict[str, Any]) -> str | None:
+    if entry.get("platform") != PLATFORM:
+        return None
     reply = entry.get("reply") or {}
-    if entry.get("platform") == PLATFORM:
-        return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
-    if reply.get("chat_id") is not None:  # Telegram
-        return f"Telegram chat {reply['chat_id']}" if reply.get("group") else "a Telegram private chat"
-    return entry.get("platform") or "?"
+    return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+# Markdown; <t:…> timestamps show in each reader's own time zone.
+DISCORD_STYLE: Style = Style(
+    bold=lambda text: f"**{text}**",
+    code=lambda text: f"`{text}`",
+    date=lambda at: f"<t:{int(at)}:D>",
+    moment=lambda at: f"<t:{int(at)}:f>",
+    times_note="",
+    member=_member_named,
+    place=_place,
+    queue_log_hint="`/queue show:log`",
+    with_style=lambda name: f"`/restyle style:{name}`",
+    text_limit=MESSAGE_LIMIT,
+)
 
 
 def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
@@ -1691,4 +1674,4 @@ def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
         original = encode_picture(img.convert("RGB"), "png", budget)
     with Image.open(io.BytesIO(delivery.result_picture)) as img:
         result = encode_picture(img.convert("RGB"), fmt, budget)
-    return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{_suffix(fmt)}", result)]
+    return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{OUTPUT_FORMATS[fmt].extension}", result)]

@@ -10,16 +10,14 @@ arrives as an ENTITLEMENT_CREATE event and again with every interaction of that 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 
 import discord
 from discord import app_commands, ui
 
-from bot.service import Member, MemberView, Refused, UpgradeInfo
+from bot.service import Member, MemberView, Refused, RestyleService, UpgradeInfo
 from bot.upgrades import PlanView, plan_for_sku
-
-if TYPE_CHECKING:
-    from bot.adapters.discord import DiscordAdapter, RestyleClient
 
 log = logging.getLogger("bot.discord")
 
@@ -60,20 +58,31 @@ def premium_view(info: UpgradeInfo, unusable: frozenset[int] | set[int] = frozen
 
 
 class DiscordUpgrades:
-    def __init__(self, adapter: "DiscordAdapter") -> None:
-        self.adapter = adapter
-        self.service = adapter.service
+    """/upgrade, /link, /grant, /revoke and entitlement events: a sub-router the adapter
+    installs on its client. It never imports the adapter; what it needs comes in as arguments."""
+
+    def __init__(
+        self,
+        service: RestyleService,
+        member_of: Callable[[discord.abc.User], Member],
+        defer_private: Callable[[discord.Interaction], Awaitable[None]],
+        handling: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        self.service = service
+        self.member_of = member_of
+        self.defer_private = defer_private
+        self.handling = handling
         self._seen: dict[int, tuple[int | None, bool]] = {}  # entitlement id -> (ends_at, deleted) applied
         self.sku_types: dict[int, discord.SKUType] = {}  # the application's SKUs, fetched at start
         self.unusable_skus: set[int] = set()  # configured SKU ids Discord would refuse on a premium button
 
-    def install(self, client: "RestyleClient") -> None:
+    def install(self, client: discord.Client, tree: app_commands.CommandTree) -> None:
         # discord.Client calls on_<event> attributes; these add to what the client class defines.
-        client.on_entitlement_create = self.on_entitlement  # type: ignore[attr-defined]
-        client.on_entitlement_update = self.on_entitlement  # type: ignore[attr-defined]
-        client.on_entitlement_delete = self.on_entitlement_delete  # type: ignore[attr-defined]
-        client.on_interaction = self.on_interaction  # type: ignore[attr-defined]
-        self.add_commands(client.tree)
+        client.on_entitlement_create = self.on_entitlement  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        client.on_entitlement_update = self.on_entitlement  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        client.on_entitlement_delete = self.on_entitlement_delete  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        client.on_interaction = self.on_interaction  # type: ignore[attr-defined]  # an on_<event> handler: see above
+        self.add_commands(tree)
 
     # Entitlements ------------------------------------------------------------------------------
 
@@ -134,7 +143,7 @@ class DiscordUpgrades:
         log.info("entitlements reconciled: %d live, %d ended while the bot was down", len(live), len(ended))
 
     async def check_skus(self, client: discord.Client) -> None:
-        plans = [p for p in self.service.config.plans.values() if p.discord_sku is not None]
+        plans = [(p, p.discord_sku) for p in self.service.config.plans.values() if p.discord_sku is not None]
         if not plans:
             return
         try:
@@ -143,8 +152,8 @@ class DiscordUpgrades:
             log.error("could not fetch the application's SKUs (%r); premium buttons are not checked", exc)
             return
         self.sku_types = {sku_id: sku.type for sku_id, sku in skus.items()}
-        for plan in plans:
-            sku = skus.get(plan.discord_sku)  # type: ignore[arg-type]
+        for plan, sku_id in plans:
+            sku = skus.get(sku_id)
             problem = None
             if sku is None:
                 problem = "is not an SKU of this application (Developer Portal > Monetization > SKUs lists them)"
@@ -155,7 +164,7 @@ class DiscordUpgrades:
             elif not sku.flags.available:
                 problem = "is not published yet"
             if problem:
-                self.unusable_skus.add(plan.discord_sku)  # type: ignore[arg-type]
+                self.unusable_skus.add(sku_id)
                 log.error("[plans.%s] discord_sku %s %s: /upgrade leaves its button out", plan.name, plan.discord_sku, problem)
 
     async def on_entitlement(self, entitlement: discord.Entitlement) -> None:
@@ -184,14 +193,14 @@ class DiscordUpgrades:
 
         @tree.command(name="upgrade", description="Plans, perks and your tier; or redeem a code")
         @app_commands.describe(code="A redeem code, like RS-ABCD-EFGH-JKMN")
-        async def upgrade(interaction: discord.Interaction, code: Optional[app_commands.Range[str, 1, 64]] = None) -> None:
-            with upgrades.adapter._handling():
+        async def upgrade(interaction: discord.Interaction, code: app_commands.Range[str, 1, 64] | None = None) -> None:
+            with upgrades.handling():
                 await upgrades.on_upgrade(interaction, code)
 
         @tree.command(name="link", description="Share your tier with the bot on Telegram")
         @app_commands.describe(code="The code /link gave you on the other app; leave out to get one")
-        async def link(interaction: discord.Interaction, code: Optional[app_commands.Range[str, 1, 32]] = None) -> None:
-            with upgrades.adapter._handling():
+        async def link(interaction: discord.Interaction, code: app_commands.Range[str, 1, 32] | None = None) -> None:
+            with upgrades.handling():
                 await upgrades.on_link(interaction, code)
 
         @tree.command(name="grant", description="Admins: give a member a tier")
@@ -202,7 +211,7 @@ class DiscordUpgrades:
         async def grant(
             interaction: discord.Interaction, member: discord.User, tier: str, days: app_commands.Range[int, 0, 3650]
         ) -> None:
-            with upgrades.adapter._handling():
+            with upgrades.handling():
                 await upgrades.on_grant(interaction, member, tier, days)
 
         @tree.command(name="revoke", description="Admins: put a member back on the free tier")
@@ -211,7 +220,7 @@ class DiscordUpgrades:
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
         async def revoke(interaction: discord.Interaction, member: discord.User) -> None:
-            with upgrades.adapter._handling():
+            with upgrades.handling():
                 await upgrades.on_revoke(interaction, member)
 
     async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None,
@@ -229,7 +238,7 @@ class DiscordUpgrades:
                     # the member still gets the plans and the code hint, and the buttons are left
                     # out from now on, so the log says it once.
                     shown = [p for p in plans or [] if p.discord_sku is not None and p.discord_sku not in self.unusable_skus]
-                    self.unusable_skus.update(p.discord_sku for p in shown)  # type: ignore[misc]
+                    self.unusable_skus.update(p.discord_sku for p in shown if p.discord_sku is not None)
                     log.error("Discord refused the premium button of %s (%s): check the SKU ids in the Developer Portal"
                               " > Monetization > SKUs; /upgrade answers without them until the bot restarts",
                               ", ".join(f"[plans.{p.name}] discord_sku {p.discord_sku}" for p in shown) or "a plan", exc)  # fmt: skip
@@ -238,8 +247,8 @@ class DiscordUpgrades:
             log.warning("could not answer %s: %s", interaction.user, exc)
 
     async def on_upgrade(self, interaction: discord.Interaction, code: str | None) -> None:
-        await self.adapter.defer_private(interaction)
-        member = self.adapter._member(interaction.user)
+        await self.defer_private(interaction)
+        member = self.member_of(interaction.user)
         if code:
             result = await self.service.redeem(member, code)
             await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted."))
@@ -248,8 +257,8 @@ class DiscordUpgrades:
         await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus), info.plans)
 
     async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
-        await self.adapter.defer_private(interaction)
-        member = self.adapter._member(interaction.user)
+        await self.defer_private(interaction)
+        member = self.member_of(interaction.user)
         if code:
             result = await self.service.link_finish(member, code)
             text = result.text if isinstance(result, Refused) else changed_text(result, "Linked: both apps share one account now.")
@@ -267,13 +276,13 @@ class DiscordUpgrades:
         )
 
     async def on_grant(self, interaction: discord.Interaction, user: discord.abc.User, tier: str, days: int) -> None:
-        await self.adapter.defer_private(interaction)
-        admin = self.adapter._member(interaction.user)
-        result = await self.service.grant(admin, self.adapter._member(user), tier.strip().lower(), days)
+        await self.defer_private(interaction)
+        admin = self.member_of(interaction.user)
+        result = await self.service.grant(admin, self.member_of(user), tier.strip().lower(), days)
         await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
 
     async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
-        await self.adapter.defer_private(interaction)
-        admin = self.adapter._member(interaction.user)
-        result = await self.service.revoke(admin, self.adapter._member(user))
+        await self.defer_private(interaction)
+        admin = self.member_of(interaction.user)
+        result = await self.service.revoke(admin, self.member_of(user))
         await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import hashlib
 import hmac
+import io
 import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -67,11 +67,17 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.adapters import AdapterStartError, fit_lines
+from bot.adapters import AdapterStartError
 from bot.adapters.telegram_upgrades import TelegramUpgrades
+from bot.chat import account, texts
+from bot.chat import admin as admin_commands
+from bot.chat.buttons import owned_job
+from bot.chat.surface import Style, plain
 from bot.commands import (
     EXAMPLE,
     MAX_PLATFORM_ID,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
     STRENGTH_STEP,
     USAGE,
     CommandError,
@@ -90,7 +96,6 @@ from bot.service import (
     DeliveryFailed,
     JobView,
     Member,
-    MemberView,
     Refused,
     RestyleService,
 )
@@ -110,6 +115,7 @@ ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
 COMMANDS = [
     BotCommand("restyle", "Reply to a picture: /restyle <new style>"),
+    BotCommand("styles", "Ready-made styles: /restyle style=neon"),
     BotCommand("me", "Your tier and what is left today"),
     BotCommand("upgrade", "Skip the queue and get more restyles"),
     BotCommand("cancel", "Cancel your waiting jobs"),
@@ -123,7 +129,6 @@ COMMANDS = [
 # is addressed to, if any.
 CAPTION_COMMAND = re.compile(r"^/restyle(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
 BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file):")
-FORMATS = {"png": ("PNG", "png"), "webp": ("WebP", "webp"), "jpeg": ("JPEG", "jpg")}
 
 NO_PICTURE = (
     "Reply to a picture with /restyle and the new style, or send a picture with the command as "
@@ -133,12 +138,10 @@ NOT_A_PICTURE = (
     "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
     f"/restyle and the new style. For example:\n{EXAMPLE}"
 )
-NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 BAN_USAGE = (
     "Reply to the member's message with /{command} and a reason, or give their Telegram id:\n"
     "/{command} 123456789 {example}"
 )
-QUEUE_LOG_LIMIT = 20  # jobs /queue log lists by default (at most 50)
 TEXT_LIMIT = 4096  # Telegram's message length
 POST_AS_YOURSELF = (
     "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
@@ -218,7 +221,7 @@ class _Limiter(AIORateLimiter):
         if endpoint in COSMETIC_ENDPOINTS:
             chat_id = data.get("chat_id")
             try:
-                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]
+                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]  # None: TypeError, below
             except (TypeError, ValueError):
                 group = chat_id if isinstance(chat_id, str) else False
             # One try inside the per-group and overall budgets; a RetryAfter goes to the caller
@@ -384,6 +387,7 @@ class TelegramAdapter:
         app.add_handler(MessageHandler(only_new & filters.CaptionRegex(CAPTION_COMMAND), self._on_restyle))
         app.add_handler(CommandHandler("start", self._on_start, filters=only_new))
         app.add_handler(CommandHandler("help", self._on_help, filters=only_new))
+        app.add_handler(CommandHandler("styles", self._on_styles, filters=only_new))
         app.add_handler(CommandHandler("me", self._on_me, filters=only_new))
         app.add_handler(CommandHandler("cancel", self._on_cancel, filters=only_new))
         app.add_handler(CommandHandler("upgrade", self._on_upgrade, filters=only_new))
@@ -392,7 +396,7 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("unban", self._on_unban, filters=only_new))
         app.add_handler(CommandHandler("queue", self._on_queue, filters=only_new))
         # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram_upgrades.py
-        self.upgrades = TelegramUpgrades(self)
+        self.upgrades = TelegramUpgrades(self.service, self.config, app.bot, self._member)
         self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
         # Last: any other button (an old keyboard, data we no longer make) still gets its answer,
@@ -438,7 +442,11 @@ class TelegramAdapter:
             self._initialized = True
         if not self.application.running:
             await self.application.start()
-        if self.config.telegram.webhook_url:
+        if self.config.telegram.webhook_url and self.listeners is not None:
+            await self._start_webhook(set_it=False)
+            if self._lease_task is None or self._lease_task.done():
+                self._lease_task = asyncio.create_task(self._keep_webhook_leases(), name="telegram-lease")
+        elif self.config.telegram.webhook_url:
             await self._start_webhook()
         elif self.listeners is not None:
             if self._lease_task is None or self._lease_task.done():
@@ -446,8 +454,8 @@ class TelegramAdapter:
                 self._lease_task = asyncio.create_task(
                     keep_listening(lease, self._start_leased_polling, self._stop_leased_polling), name="telegram-lease"
                 )
-        elif not self.application.updater.running:  # type: ignore[union-attr]
-            await self.application.updater.start_polling(  # type: ignore[union-attr]
+        elif not self.application.updater.running:  # type: ignore[union-attr]  # polling: built with an Updater
+            await self.application.updater.start_polling(  # type: ignore[union-attr]  # as above
                 poll_interval=0.0,
                 timeout=int(self.poll_timeout_s),
                 allowed_updates=ALLOWED_UPDATES,
@@ -604,6 +612,51 @@ class TelegramAdapter:
             if updates:
                 offset = updates[-1].update_id + 1
 
+    # The webhook under the listener lease (several front ends) --------------------------------
+
+    async def _keep_webhook_leases(self) -> None:
+        """Every front end takes webhook posts (Telegram sends to one URL; behind a load balancer
+        any of them may get one) and writes each down before answering 200. The holder of the
+        token's lease is the one that sets the webhook (one setWebhook, not one per front end)
+        and handles what a front end that died wrote down and never handled: a front end proves
+        it is alive with a presence lease of its own."""
+        assert self.listeners is not None
+        lease = self.listeners.lease(stream_name("telegram", self.token))
+        present = self.listeners.lease(stream_name("telegram", self.token, f"frontend:{self.listeners.holder}"))
+
+        async def nothing() -> None:
+            return None
+
+        await asyncio.gather(
+            keep_listening(present, nothing, nothing),
+            keep_listening(lease, self._start_webhook_holding, self._stop_webhook_holding),
+        )
+
+    async def _start_webhook_holding(self) -> None:
+        await self._set_webhook()
+        self._poll_task = asyncio.create_task(self._sweep_webhook_left_overs(), name="telegram-webhook-sweep")
+
+    async def _stop_webhook_holding(self) -> None:
+        # The webhook stays set: the other front ends go on taking posts.
+        await self._stop_leased_polling()
+
+    async def _sweep_webhook_left_overs(self) -> None:
+        assert self.listeners is not None
+        inbox = self.listeners.inbox(self.platform)
+        prefix = stream_name("telegram", self.token, "frontend:")
+        while True:
+            try:
+                alive = {holder for _, holder in await self.listeners.holders(prefix)}
+                for key, body in await inbox.left_over(received_by_not_in=alive):
+                    if key not in self._in_hand:
+                        log.info("Telegram %s was received by a front end that stopped before handling it; handling it here", key)
+                        self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not look for Telegram updates left by a stopped front end (%s); trying again", _short(exc))
+            await self.listeners.clock.sleep(self.listeners.lease_s / 3)
+
     def _spawn_handling(self, inbox: Any, key: str, update: Update) -> None:
         self._in_hand.add(key)
 
@@ -635,15 +688,21 @@ class TelegramAdapter:
 
     # Webhook -----------------------------------------------------------------------------------
 
-    async def _start_webhook(self) -> None:
+    @property
+    def _webhook_secret(self) -> str:
+        # Derived from the bot token, so restarts and every front end agree.
+        return hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
+
+    async def _start_webhook(self, set_it: bool = True) -> None:
         """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
-        secret token header, derived from the bot token so restarts agree."""
+        secret token header."""
         from aiohttp import web
 
         settings = self.config.telegram
         assert settings.webhook_url
-        secret = hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
+        secret = self._webhook_secret
         path = urlsplit(settings.webhook_url).path or "/"
+        inbox = self.listeners.inbox(self.platform) if self.listeners is not None else None
 
         async def receive(request: web.Request) -> web.Response:
             if not webhook_secret_matches(request.headers.get("X-Telegram-Bot-Api-Secret-Token"), secret):
@@ -653,7 +712,20 @@ class TelegramAdapter:
                 update = Update.de_json(data, self.bot)
             except Exception:
                 return web.Response(status=400)
-            await self.application.update_queue.put(update)
+            if inbox is None:
+                await self.application.update_queue.put(update)
+                return web.Response(status=200)
+            key = f"update:{update.update_id}"
+            try:
+                new = key not in self._in_hand and await inbox.receive(key, json.dumps(update.to_dict()))
+            except Exception as exc:
+                # Not written down: not 200, so Telegram sends it again (Bot API, setWebhook: "In
+                # case of an unsuccessful request, we will give up after a reasonable amount of
+                # attempts"), to this front end or another.
+                log.warning("could not write Telegram %s down (%s); asking Telegram to send it again", key, _short(exc))
+                return web.Response(status=503)
+            if new:  # else a retry of one written down before: handled there, or by the holder
+                self._spawn_handling(inbox, key, update)
             return web.Response(status=200)
 
         if self._webhook_runner is None:
@@ -670,8 +742,14 @@ class TelegramAdapter:
                     f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
                 ) from None
             self._webhook_runner = runner
+        if set_it:
+            await self._set_webhook()
+
+    async def _set_webhook(self) -> None:
+        settings = self.config.telegram
+        assert settings.webhook_url
         try:
-            await self.bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+            await self.bot.set_webhook(settings.webhook_url, secret_token=self._webhook_secret, allowed_updates=ALLOWED_UPDATES)
         except BadRequest as exc:
             # Not a network problem: Telegram will refuse this URL every time.
             raise AdapterStartError(
@@ -692,7 +770,7 @@ class TelegramAdapter:
         if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
             old, new = (message.chat.id, message.migrate_to_chat_id) if message.migrate_to_chat_id else (
                 message.migrate_from_chat_id, message.chat.id)  # fmt: skip
-            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]
+            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]  # both set: see the if above
             raise ApplicationHandlerStop
         if message is not None and _posted_as_chat(message):
             # Never a member account (a shared quota for "Telegram", /ban banning a channel).
@@ -763,7 +841,6 @@ class TelegramAdapter:
             "group": message.chat.type != "private",
             "picture_file_id": picture.file_id,
             "picture_kind": picture.kind,
-            "lang": user.language_code,
         }
         # A chat and message id names the request: an update Telegram delivers again (a restart
         # before its offset was confirmed, a webhook retried) finds the job it queued.
@@ -855,23 +932,19 @@ class TelegramAdapter:
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
 
+    async def _on_styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.effective_message is not None:
+            await account.styles(self.config.styles, _CommandChat(self, update.effective_message))
+
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
-            return
-        await self._answer(message, me_text(await self.service.me(self._member(user))))
+        if message is not None and user is not None:
+            await account.me(self.service, self._member(user), _CommandChat(self, message))
 
     async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None:
-            return
-        cancelled = await self.service.cancel(self._member(user))
-        for job_id in cancelled:
-            await self._finish_status(job_id, "Cancelled.")
-        if not cancelled:
-            await self._answer(message, "You have no jobs waiting.")
-        else:
-            await self._answer(message, f"Cancelled {len(cancelled)} job{'s' if len(cancelled) > 1 else ''}.")
+        if message is not None and user is not None:
+            await account.cancel(self.service, self._member(user), _CommandChat(self, message))
 
     def _place_refusal(self, message: Message) -> Refused | None:
         """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
@@ -909,7 +982,7 @@ class TelegramAdapter:
         command = "ban" if banned else "unban"
         admin = self._member(user)
         if not self.service.is_admin(admin):
-            await self._answer(message, NOT_ADMIN.format(command=command))
+            await self._answer(message, texts.NOT_ADMIN.format(command=command))
             return
         args = list(context.args or [])
         target: Member | None = None
@@ -924,45 +997,17 @@ class TelegramAdapter:
             example = "spamming the group" if banned else "appeal accepted"
             await self._answer(message, BAN_USAGE.format(command=command, example=example))
             return
-        reason = " ".join(args).strip()
-        result = await self.service.ban(admin, target, reason, banned=banned)
-        if isinstance(result, Refused):
-            await self._answer(message, result.text)
-            return
-        for job_id in result:
-            await self._finish_status(job_id, "Cancelled.")
-        who = f"{target.name} ({target.user_id})" if target.name else target.user_id
-        if banned:
-            jobs = f"Cancelled {len(result)} waiting job{'s' if len(result) != 1 else ''}."
-            text = f"Banned {who}: {reason or 'no reason given'}. {jobs}"
-        else:
-            text = f"Unbanned {who}; they can use the bot again."
-        await self._answer(message, text)
+        await admin_commands.ban(self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned)
 
     async def _on_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/queue: who is waiting, per tier. /queue log [n]: the latest jobs, for complaints."""
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or user.is_bot:
             return
-        admin = self._member(user)
-        if not self.service.is_admin(admin):
-            await self._answer(message, NOT_ADMIN.format(command="queue"))
-            return
-        if message.chat.type != "private":
-            # The answer names members and quotes their prompts: not for a whole group to read.
-            await self._answer(message, "For members' privacy, use /queue in a private chat with me.")
-            return
         args = [a.lower() for a in context.args or []]
-        if args and args[0] == "log":
-            asked = whole_number(args[1], 1, 1_000_000) if len(args) > 1 else None
-            entries = await self.service.job_log(admin, min(50, asked) if asked else QUEUE_LOG_LIMIT)
-            text = entries.text if isinstance(entries, Refused) else job_log_text(entries)
-        else:
-            waiting = []
-            for job_id, tier, position in await self.service.waiting_summary(20):
-                waiting.append((position, tier, job_id, await self.service.job(job_id)))
-            text = queue_text(await self.service.queue_lengths(), waiting, self.service.clock.now())
-        await self._answer(message, text)
+        log_asked = bool(args) and args[0] == "log"
+        count = whole_number(args[1], 1, 1_000_000) if log_asked and len(args) > 1 else None
+        await admin_commands.queue(self.service, self._member(user), _CommandChat(self, message), log=log_asked, count=count)
 
     # Buttons -----------------------------------------------------------------------------------
 
@@ -971,18 +1016,15 @@ class TelegramAdapter:
         if query is None or not query.data:
             return
         action, _, rest = query.data.partition(":")
-        fmt = None
+        fmt = ""
         if action == "file":
             fmt, _, rest = rest.partition(":")
         job_id = rest
-        job = await self.service.job(job_id)
-        if job is None:
-            await _quietly(query.answer("That job is gone; send the picture again with /restyle.", show_alert=True))
-            return
-        if job.user_id != str(query.from_user.id):
-            await _quietly(query.answer("Only the member who asked for this picture can use its buttons.", show_alert=True))
-            return
         member = self._member(query.from_user)
+        job = await owned_job(self.service, member, job_id)
+        if isinstance(job, str):
+            await _quietly(query.answer(job, show_alert=True))
+            return
         message = query.message
         if action == "cancel":
             cancelled = await self.service.cancel(member, job_id)
@@ -992,8 +1034,9 @@ class TelegramAdapter:
             else:
                 await _quietly(query.answer("Too late to cancel: that job has already finished."))
             return
-        if action == "file" and fmt in FORMATS:
-            label, ext = FORMATS[fmt]
+        if action == "file" and fmt in OUTPUT_FORMATS:
+            output = OUTPUT_FORMATS[fmt]
+            label, ext = output.label, output.extension
             await _quietly(query.answer(f"Sending the {label} file…"))
             data = await self.service.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
             if message is None:
@@ -1009,11 +1052,11 @@ class TelegramAdapter:
             except TelegramError as exc:
                 log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
             return
-        delta = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}.get(action)
+        delta = STRENGTH_CHANGES.get(action)
         if delta is None or message is None:
             await _quietly(query.answer())
             return
-        refused = self._place_refusal(message)  # type: ignore[arg-type]
+        refused = self._place_refusal(message)  # type: ignore[arg-type]  # an InaccessibleMessage is not told apart
         if refused is not None:
             await _quietly(query.answer(refused.text if not refused.quiet else None, show_alert=not refused.quiet))
             return
@@ -1024,7 +1067,6 @@ class TelegramAdapter:
             "group": job.reply.get("group", False),
             "picture_file_id": job.reply.get("picture_file_id"),
             "picture_kind": job.reply.get("picture_kind"),
-            "lang": job.reply.get("lang"),
             "parent": job_id,
         }
         result = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}")
@@ -1034,7 +1076,7 @@ class TelegramAdapter:
         if result.duplicate:
             return  # this press was answered when it first came
         await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
-        await self._after_submit(result, reply, message)  # type: ignore[arg-type]
+        await self._after_submit(result, reply, message)  # type: ignore[arg-type]  # as in _place_refusal above
 
     # The service's side (FrontEnd) -------------------------------------------------------------
 
@@ -1149,7 +1191,7 @@ class TelegramAdapter:
             # for a moment: wait a little before handing the job back to the retry schedule.
             try:
                 await asyncio.wait_for(self._ready_event.wait(), self.ready_wait_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DeliveryFailed("Telegram is not connected") from None
         reply = {**job.reply, **self._state(job.id).reply_changes}
         moved = self._moved_to.get(int(reply["chat_id"]))
@@ -1260,7 +1302,7 @@ class TelegramAdapter:
             )
             await self._mark_step(job, "buttons")
         if job.output_format and "file" not in steps:
-            label, ext = FORMATS[job.output_format]
+            ext = OUTPUT_FORMATS[job.output_format].extension
             data = await self.service.result_file(
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
@@ -1291,7 +1333,7 @@ class TelegramAdapter:
             picture = img.convert("RGB")
         if width + height > PHOTO_MAX_SIDES:
             scale = (PHOTO_MAX_SIDES - 8) / (width + height)
-            picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.LANCZOS)
+            picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
         from engine.pictures import encode_picture
 
         return encode_picture(picture, "jpeg", self.photo_limit_bytes)
@@ -1425,79 +1467,62 @@ def result_buttons(job: JobView) -> InlineKeyboardMarkup:
                 InlineKeyboardButton(f"Stronger {stronger:g}", callback_data=f"stronger:{job.id}"),
             ],
             [
-                InlineKeyboardButton(label, callback_data=f"file:{fmt}:{job.id}")
-                for fmt, (label, _) in FORMATS.items()
+                InlineKeyboardButton(output.label, callback_data=f"file:{fmt}:{job.id}")
+                for fmt, output in OUTPUT_FORMATS.items()
             ],
         ]
     )
 
 
-def me_text(view: MemberView) -> str:
-    expiry = ""
-    if view.tier_expires_at:
-        when = datetime.fromtimestamp(view.tier_expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        expiry = f", until {when}"
-    left = max(0, view.daily_quota - view.used_today)
-    lines = [
-        f"Tier: {view.tier}{expiry}",
-        f"Today: {view.used_today} of {view.daily_quota} restyles used, {left} left (the count restarts at midnight UTC)",
-    ]
-    if view.active_jobs:
-        jobs = [
-            f"#{(j.position or 0) + 1} in line" if j.status == "queued" else "restyling now" for j in view.active_jobs
-        ]
-        lines.append(f"Your jobs: {', '.join(jobs)} (up to {view.max_queued} at once)")
-    else:
-        lines.append(f"No jobs waiting (up to {view.max_queued} at once).")
-    return "\n".join(lines)
+@dataclass
+class _CommandChat:
+    """Where a command was given (bot/chat/surface.py): answered in the same chat."""
+
+    adapter: TelegramAdapter
+    message: Message
+    style: Style = field(default_factory=lambda: TELEGRAM_STYLE)
+
+    @property
+    def private(self) -> bool:
+        return self.message.chat.type == "private"
+
+    async def reply(self, text: str) -> None:
+        await self.adapter._answer(self.message, text)
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        await self.adapter._finish_status(job_id, text)
 
 
-def queue_text(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float) -> str:
-    """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
-    counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
-    if not waiting:
-        return f"Nobody is waiting ({counts}).\n/queue log shows the latest jobs."
-    lines = [f"Waiting: {counts}"]
-    for position, tier, job_id, job in waiting:
-        who = f"{job.platform}:{job.user_id} · {_waited(now - job.created_at)} · “{_clip(job.prompt, 60)}”" if job else ""
-        lines.append(f"#{position + 1} {tier} · job {job_id} · {who}".rstrip(" ·"))
-    lines.append("/queue log shows the latest jobs.")
-    return fit_lines(lines, TEXT_LIMIT)
+def _utc(strftime: str) -> Callable[[float], str]:
+    return lambda at: datetime.fromtimestamp(at, UTC).strftime(strftime)
 
 
-def job_log_text(entries: list[dict[str, Any]]) -> str:
-    """/queue log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
-    if not entries:
-        return "No jobs in the log."
-    lines = [f"Latest {len(entries)} job{'s' if len(entries) != 1 else ''}, newest first (times UTC):"]
-    for entry in entries:
-        when = datetime.fromtimestamp(entry["created_at"], timezone.utc).strftime("%m-%d %H:%M")
-        outcome = entry["status"] + (f" ({_clip(entry['error'], 60)})" if entry.get("error") else "")
-        lines.append(f"{when} · {entry['platform']}:{entry['user_id']} in {_where(entry)} · "
-                     f"“{_clip(entry['prompt'], 60)}” · {outcome} · job {entry['id']}")  # fmt: skip
-    return fit_lines(lines, TEXT_LIMIT)
+def _member_named(platform: str, user_id: str, name: str) -> str:
+    if platform != "telegram":
+        return f"{platform}:{user_id}"
+    return f"{name} ({user_id})" if name else user_id
 
 
-def _where(entry: dict[str, Any]) -> str:
+def _place(entry: dict[str, Any]) -> str | None:
+    if entry.get("platform") != "telegram":
+        return None
     reply = entry.get("reply") or {}
-    if reply.get("chat_id") is not None:  # Telegram
-        return f"chat {reply['chat_id']}" if reply.get("group") else "a private chat"
-    if reply.get("channel_id"):  # Discord
-        guild = reply.get("guild_id")
-        return f"channel {reply['channel_id']} of server {guild}" if guild else "a DM"
-    return entry.get("platform") or "?"
+    return f"chat {reply.get('chat_id')}" if reply.get("group") else "a private chat"
 
 
-def _waited(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"waiting {seconds} s" if seconds < 90 else f"waiting {round(seconds / 60)} min"
-
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
+# Plain text (no parse_mode): Telegram shows what members typed, asterisks and all.
+TELEGRAM_STYLE: Style = Style(
+    bold=plain,
+    code=plain,
+    date=_utc("%Y-%m-%d %H:%M UTC"),
+    moment=_utc("%m-%d %H:%M"),
+    times_note=" (times UTC)",
+    member=_member_named,
+    place=_place,
+    queue_log_hint="/queue log",
+    with_style=lambda name: f"/restyle style={name}",
+    text_limit=TEXT_LIMIT,
+)
 
 
 def _cancel_markup(job_id: str) -> InlineKeyboardMarkup:

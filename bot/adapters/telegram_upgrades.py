@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, ReplyParameters, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, ReplyParameters, Update, User
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     Application,
@@ -26,11 +27,9 @@ from telegram.ext import (
 )
 
 from bot.commands import MAX_PLATFORM_ID, whole_number
-from bot.service import Member, MemberView, PaymentResult, Refused, UpgradeInfo
+from bot.config import Config
+from bot.service import Member, MemberView, PaymentResult, Refused, RestyleService, UpgradeInfo
 from bot.upgrades import MAX_GRANT_DAYS, PlanView, looks_like_redeem_code
-
-if TYPE_CHECKING:
-    from bot.adapters.telegram import TelegramAdapter
 
 log = logging.getLogger("bot.telegram")
 
@@ -47,7 +46,7 @@ GRANT_USAGE = (
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "with no end date"
-    return "until " + datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "until " + datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def upgrade_text(info: UpgradeInfo, *, can_redeem: bool = True) -> str:
@@ -94,10 +93,15 @@ def parse_target(text: str) -> Member | None:
 
 
 class TelegramUpgrades:
-    def __init__(self, adapter: "TelegramAdapter") -> None:
-        self.adapter = adapter
-        self.service = adapter.service
-        self.config = adapter.config
+    """/upgrade, /link, /redeem, /grant, /revoke, /refund and Stars payments: a sub-router the
+    adapter installs on its application. It never imports the adapter; what it needs comes in
+    as arguments."""
+
+    def __init__(self, service: RestyleService, config: Config, bot: Bot, member_of: Callable[[User], Member]) -> None:
+        self.service = service
+        self.config = config
+        self.bot = bot
+        self.member_of = member_of
 
     def install(self, app: Application, only_new: Any) -> None:
         app.add_handler(CommandHandler("link", self.on_link, filters=only_new))
@@ -116,7 +120,7 @@ class TelegramUpgrades:
         if message is None:
             return
         try:
-            await self.adapter.bot.send_message(
+            await self.bot.send_message(
                 message.chat.id,
                 text,
                 reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
@@ -132,7 +136,7 @@ class TelegramUpgrades:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or user.is_bot:
             return
-        member = self.adapter._member(user)
+        member = self.member_of(user)
         args = list(context.args or [])
         if args:
             code = " ".join(args)
@@ -149,7 +153,7 @@ class TelegramUpgrades:
         query = update.callback_query
         if query is None or not query.data:
             return
-        member = self.adapter._member(query.from_user)
+        member = self.member_of(query.from_user)
         result = await self.service.invoice_payload(member, query.data.partition(":")[2])
         if isinstance(result, Refused):
             await _quietly(query.answer(result.text, show_alert=True))
@@ -166,37 +170,37 @@ class TelegramUpgrades:
         )
         try:
             if plan.subscription:
-                link = await self.adapter.bot.create_invoice_link(
+                link = await self.bot.create_invoice_link(
                     title=plan.title, description=description[:255], payload=payload, provider_token="",
                     currency="XTR", prices=prices, subscription_period=SUBSCRIPTION_PERIOD_S,
                 )  # fmt: skip
-                await self.adapter.bot.send_message(
+                await self.bot.send_message(
                     chat_id,
                     f"{plan.title}: {plan.price_text}, renewed every 30 days until you cancel it in Telegram.",
                     reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(f"Subscribe · {plan.price_text}", url=link)]]),
                 )
             else:
-                await self.adapter.bot.send_invoice(
+                await self.bot.send_invoice(
                     chat_id, title=plan.title, description=description[:255], payload=payload, provider_token="",
                     currency="XTR", prices=prices,
                 )  # fmt: skip
         except Forbidden:
             if chat is not None:
                 message = query.message
-                thread = message.message_thread_id if getattr(message, "is_topic_message", False) else None  # type: ignore[union-attr]
-                await _quietly(self.adapter.bot.send_message(
+                thread = message.message_thread_id if getattr(message, "is_topic_message", False) else None  # type: ignore[union-attr]  # getattr rules out None
+                await _quietly(self.bot.send_message(
                     chat.id, f"{query.from_user.first_name}, open a private chat with me and send /upgrade there to pay.",
                     message_thread_id=thread,
                 ))  # fmt: skip
         except TelegramError as exc:
             log.warning("could not send an invoice for %s: %s", plan.name, exc)
-            await _quietly(self.adapter.bot.send_message(chat_id, "Telegram would not make the invoice; try again later."))
+            await _quietly(self.bot.send_message(chat_id, "Telegram would not make the invoice; try again later."))
 
     async def on_pre_checkout(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.pre_checkout_query
         if query is None:
             return
-        member = self.adapter._member(query.from_user)
+        member = self.member_of(query.from_user)
         try:
             refused = await asyncio.wait_for(
                 self.service.check_pre_checkout(member, query.invoice_payload, query.total_amount, query.currency),
@@ -220,7 +224,7 @@ class TelegramUpgrades:
         paid = message.successful_payment
         expiry = paid.subscription_expiration_date
         result = await self.service.record_payment(
-            self.adapter._member(user),
+            self.member_of(user),
             paid.invoice_payload,
             paid.telegram_payment_charge_id,
             paid.total_amount,
@@ -241,7 +245,7 @@ class TelegramUpgrades:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or user.is_bot:
             return
-        member = self.adapter._member(user)
+        member = self.member_of(user)
         args = list(context.args or [])
         if args:
             result = await self.service.link_finish(member, " ".join(args))
@@ -275,7 +279,7 @@ class TelegramUpgrades:
         user = update.effective_user
         if update.effective_message is None or user is None or user.is_bot:
             return None
-        admin = self.adapter._member(user)
+        admin = self.member_of(user)
         if not self.service.is_admin(admin):
             await self._say(update, NOT_ADMIN_TEXT.format(command=command))
             return None
@@ -298,7 +302,7 @@ class TelegramUpgrades:
             return
         user_id, charge = int(row["platform_user_id"]), row["charge_id"].partition(":")[2]
         try:
-            await self.adapter.bot.refund_star_payment(user_id, charge)
+            await self.bot.refund_star_payment(user_id, charge)
         except TelegramError as exc:
             await self._say(update, f"Telegram refused the refund: {exc}. The tier was left as it is.")
             return
@@ -310,7 +314,7 @@ class TelegramUpgrades:
         if row.get("subscription_expires_at") is not None or (plan is not None and plan.subscription):
             # A refund alone leaves the subscription renewing (and charging) every 30 days.
             try:
-                await self.adapter.bot.edit_user_star_subscription(user_id, charge, is_canceled=True)
+                await self.bot.edit_user_star_subscription(user_id, charge, is_canceled=True)
                 text += " Their subscription is cancelled too."
             except TelegramError as exc:
                 log.warning("could not cancel the subscription of charge %s: %s", charge, exc)
@@ -323,7 +327,7 @@ class TelegramUpgrades:
         if message is None or user is None or message.refunded_payment is None:
             return
         charge = message.refunded_payment.telegram_payment_charge_id
-        view = await self.service.refunded_elsewhere(self.adapter._member(user), f"telegram-stars:{charge}")
+        view = await self.service.refunded_elsewhere(self.member_of(user), f"telegram-stars:{charge}")
         if view is not None:
             await self._say(update, changed_text(view, f"Your payment {charge} was refunded."))
 

@@ -28,14 +28,18 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from bot.adapters import AdapterStartError
 from bot.commands import (
+    FORMATS,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
     STRENGTH_STEP,
     CommandError,
     RestyleCommand,
@@ -59,9 +63,6 @@ WEB_MEMBER = Member("web", "local", "Web")
 COOKIE = "restyle_web"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 # Subtler / Stronger move strength by this much (the same step as the chat buttons should use).
-CHANGES = {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
-FORMATS = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
-MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 # Room for the form's text fields and multipart framing above the picture itself.
 FORM_SLACK_BYTES = 64 * 1024
 TERMINAL = ("ready", "failed", "cancelled")
@@ -152,9 +153,11 @@ def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
 def command_from_form(fields: dict[str, str]) -> RestyleCommand:
     """The prompt box goes through the chat grammar, so it may carry options too (a typed
     strength=0.8 wins over the slider); the form's own fields are checked with the same words."""
-    for key in ("prompt", "strength", "seed", "steps", "no"):
+    for key in ("prompt", "strength", "seed", "steps", "no", "style"):
         check_command_length(str(fields.get(key, "")))  # each as typed, before any pattern sees it
-    command = parse_restyle(fields.get("prompt", ""))
+    prompt, style = str(fields.get("prompt", "")), " ".join(str(fields.get("style", "")).split())
+    # The style list's pick reads as style= in the prompt (one given in both is refused as twice).
+    command = parse_restyle(f"{prompt} style={style}" if style else prompt)
     options: dict[str, Any] = {}
     for key, field in (("strength", "strength"), ("seed", "seed"), ("steps", "steps"), ("no", "negative_prompt")):
         raw = " ".join(str(fields.get(key, "")).split())
@@ -360,6 +363,7 @@ class WebAdapter:
                     rest = [(k, v) for k, v in request.query.items() if k != "token"]
                     location = _same_site_location(request.rel_url.with_query(rest))
                     response = web.Response(status=303, headers={"Location": location})
+                    assert self._cookie_value is not None  # made with the token
                     response.set_cookie(
                         COOKIE, self._cookie_value, max_age=COOKIE_MAX_AGE, httponly=True, samesite="Strict", path="/"
                     )
@@ -464,6 +468,10 @@ class WebAdapter:
                 "max_side": tier.max_side,
                 "default_strength": self.config.bot.default_strength,
                 "strength_step": STRENGTH_STEP,
+                "styles": [
+                    {"name": name, "about": style.about or style.prompt, "strength": style.strength}
+                    for name, style in self.config.styles.items()
+                ],
                 "max_upload_mb": self.config.bot.max_upload_mb,
                 "max_upload_bytes": self.max_upload_bytes,
                 "active_jobs": [job.id for job in view.active_jobs],
@@ -539,9 +547,9 @@ class WebAdapter:
         if not isinstance(body, dict):
             body = {}
         change = str(body.get("change") or "again").lower()
-        if change not in CHANGES:
+        if change not in STRENGTH_CHANGES:
             return _json_error(400, 'change must be "again", "subtler" or "stronger".')
-        outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=CHANGES[change])
+        outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change])
         return await self._answer(outcome)
 
     async def _answer(self, outcome: Accepted | Refused) -> web.Response:
@@ -583,7 +591,7 @@ class WebAdapter:
                     break
                 try:
                     await asyncio.wait_for(wake.wait(), STREAM_REFRESH_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 wake.clear()
                 state = await self._state(job_id)
@@ -618,13 +626,12 @@ class WebAdapter:
         data = await self.service.result_file(self.member, job_id, fmt)
         if isinstance(data, Refused):
             return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
-        ext = "jpg" if fmt == "jpeg" else fmt
         disposition = "attachment" if request.query.get("download") else "inline"
         return web.Response(
             body=data,
             headers={
-                "Content-Type": MEDIA_TYPES[fmt],
-                "Content-Disposition": f'{disposition}; filename="restyle-{job_id}-seed{state["seed"]}.{ext}"',
+                "Content-Type": OUTPUT_FORMATS[fmt].media_type,
+                "Content-Disposition": f'{disposition}; filename="restyle-{job_id}-seed{state["seed"]}.{OUTPUT_FORMATS[fmt].extension}"',
                 "Cache-Control": "private, max-age=3600",
             },
         )

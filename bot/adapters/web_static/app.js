@@ -56,6 +56,25 @@ async function api(path, options = {}) {
   return { ok: response.ok, status: response.status, data };
 }
 
+// Ready-made styles ------------------------------------------------------------------------
+
+function showStyles(styles) {
+  const select = $("style");
+  for (const style of styles) {
+    const option = document.createElement("option");
+    option.value = style.name;
+    option.textContent = `${style.name} (strength ${style.strength}): ${style.about}`;
+    select.append(option);
+  }
+  select.addEventListener("change", () => {
+    const picked = styles.find((s) => s.name === select.value);
+    if (picked) {
+      $("strength").value = String(picked.strength); // the recipe's own strength, still adjustable
+      showStrength();
+    }
+  });
+}
+
 // Account line -----------------------------------------------------------------------------
 
 async function loadSession() {
@@ -151,6 +170,7 @@ async function run(event) {
   const form = new FormData();
   form.append("picture", state.file, state.file.name || "picture");
   form.append("prompt", $("prompt").value);
+  form.append("style", $("style").value);
   form.append("strength", $("strength").value);
   form.append("seed", $("seed").value.trim());
   form.append("no", $("negative").value.trim());
@@ -376,6 +396,7 @@ function init() {
     if (!session) return;
     $("strength").value = String(session.default_strength);
     showStrength();
+    showStyles(session.styles || []);
     // A reload while a job waits picks it up again.
     const last = session.active_jobs[session.active_jobs.length - 1];
     if (last && !state.job) {
