@@ -1,14 +1,14 @@
 """`python -m bot`: run the bot, or one of the admin commands.
 
-    python -m bot [--config PATH] [--role all|frontend|worker]
-                                                      run the bot: front ends and worker (all, the
-                                                      default), or one half, many of each on one
-                                                      PostgreSQL ([store] url)
-    python -m bot restyle IN OUT --prompt "..."       restyle one file, to check a model and a GPU
-    python -m bot codes mint --tier pro --days 30 --count 10 [--valid-days 90]
-                                                      print new single-use redeem codes
-    python -m bot doctor [--skip-model]               check the config, database, device, model,
-                                                      chat tokens and their settings
+python -m bot [--config PATH] [--role all|frontend|worker]
+                                                  run the bot: front ends and worker (all, the
+                                                  default), or one half, many of each on one
+                                                  PostgreSQL ([store] url)
+python -m bot restyle IN OUT --prompt "..."       restyle one file, to check a model and a GPU
+python -m bot codes mint --tier pro --days 30 --count 10 [--valid-days 90]
+                                                  print new single-use redeem codes
+python -m bot doctor [--skip-model]               check the config, database, device, model,
+                                                  chat tokens and their settings
 """
 
 from __future__ import annotations
@@ -26,10 +26,14 @@ log = logging.getLogger("bot")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="restyle-bot: restyle pictures in chat")
-    parser.add_argument("--config", type=Path, help="config file (see config.example.toml); default: ./config.toml if present")
+    parser.add_argument(
+        "--config", type=Path, help="config file (see config.example.toml); default: ./config.toml if present"
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
-    role_help = ("all: chat front ends, web page and a worker in one process (the default); frontend: accept, "
-                 "queue and deliver; worker: run the engine. frontend and worker need [store] url = postgresql://...")
+    role_help = (
+        "all: chat front ends, web page and a worker in one process (the default); frontend: accept, "
+        "queue and deliver; worker: run the engine. frontend and worker need [store] url = postgresql://..."
+    )
     parser.add_argument("--role", default="all", choices=("all", "frontend", "worker"), help=role_help)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the bot (the default)")
@@ -123,8 +127,11 @@ async def _mint_codes(config: Config, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     print("\n".join(codes))
-    print(f"{len(codes)} code(s) for {args.days} days of {args.tier}, redeemable for {args.valid_days:g} days "
-          "with /upgrade CODE. Only their hashes are stored: keep this list.", file=sys.stderr)
+    print(
+        f"{len(codes)} code(s) for {args.days} days of {args.tier}, redeemable for {args.valid_days:g} days "
+        "with /upgrade CODE. Only their hashes are stored: keep this list.",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -189,8 +196,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(str(exc), file=sys.stderr)
         return 2
-    hide_secrets(tuple(t for t in (config.telegram.token, config.discord.token, config.web.access_token,
-                                   _url_password(config.store.url)) if t))
+    hide_secrets(
+        tuple(
+            t
+            for t in (
+                config.telegram.token,
+                config.discord.token,
+                config.web.access_token,
+                _url_password(config.store.url),
+            )
+            if t
+        )
+    )
     if args.command == "restyle":
         return _restyle_file(config, args)
     if args.command == "codes":

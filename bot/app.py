@@ -174,7 +174,9 @@ class App:
         if self.store.shared:
             # Several front ends may share this database: each platform stream (a Telegram
             # token, a Discord shard) is read by the one holding its lease (bot/listener.py).
-            listeners = Listeners(self.store, self.service.instance_id, self.config.store.listener_lease_s, self.service.clock)
+            listeners = Listeners(
+                self.store, self.service.instance_id, self.config.store.listener_lease_s, self.service.clock
+            )
             for adapter in self.adapters:
                 if hasattr(adapter, "listeners"):
                     adapter.listeners = listeners

@@ -82,8 +82,14 @@ _KEYS: Mapping[str, str] = MappingProxyType(
 )
 
 # How options are called in messages: the name people see in USAGE.
-_DISPLAY = {"strength": "strength", "seed": "seed", "steps": "steps", "negative_prompt": "no", "output_format": "format",
-            "style": "style"}
+_DISPLAY = {
+    "strength": "strength",
+    "seed": "seed",
+    "steps": "steps",
+    "negative_prompt": "no",
+    "output_format": "format",
+    "style": "style",
+}
 
 # Phone keyboards type curly quotes; accept the common pairs so "no=“text”" does what it looks like.
 _QUOTES = {'"': '"', "'": "'", "“": "”", "”": "”", "‘": "’", "„": "“", "«": "»"}
@@ -141,9 +147,7 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     if phrases:
         phrase = _squash(phrases[0].group("phrase"))
         if "strength" in values:
-            raise CommandError(
-                f'You wrote both "{phrase}" and {given_as["strength"]}=; please keep just one of them.'
-            )
+            raise CommandError(f'You wrote both "{phrase}" and {given_as["strength"]}=; please keep just one of them.')
         values["strength"] = STRENGTH_PHRASES[phrase.lower()]
         cuts.append(phrases[0].span())
 
@@ -215,7 +219,9 @@ def describe_strength(s: float) -> str:
 # How far the Subtler and Stronger buttons move strength, on every front end.
 STRENGTH_STEP = 0.15
 # The buttons under a result that run the job again, and how each moves strength.
-STRENGTH_CHANGES: Mapping[str, float] = MappingProxyType({"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP})
+STRENGTH_CHANGES: Mapping[str, float] = MappingProxyType(
+    {"again": 0.0, "subtler": -STRENGTH_STEP, "stronger": STRENGTH_STEP}
+)
 
 
 @dataclass(frozen=True)
@@ -313,7 +319,9 @@ def _convert(field: str, raw: str) -> object:
         return FORMATS[value.lower()]
     if field == "style":
         if not _STYLE_NAME_RE.fullmatch(value.lower()):
-            raise CommandError(f"{key}= needs a style's name, like style=neon (/styles lists them) — got {_shown(value)}.")
+            raise CommandError(
+                f"{key}= needs a style's name, like style=neon (/styles lists them) — got {_shown(value)}."
+            )
         return value.lower()
     # negative_prompt: free text, cleaned like the prompt.
     if not value:
@@ -343,9 +351,13 @@ def _whole(key: str, value: str, lo: int, hi: int) -> int:
 
 def _example_value(key: str) -> str:
     field = _KEYS[key.lower()]
-    return {"strength": "0.5", "seed": "42", "steps": "8", "negative_prompt": "text, watermark", "output_format": "png"}[
-        field
-    ]
+    return {
+        "strength": "0.5",
+        "seed": "42",
+        "steps": "8",
+        "negative_prompt": "text, watermark",
+        "output_format": "png",
+    }[field]
 
 
 def _twice(field: str, first: str, second: str) -> str:

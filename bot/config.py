@@ -51,6 +51,7 @@ class ConfigError(ValueError):
 
 # --- Value rules --------------------------------------------------------------------------------
 
+
 class _Invalid(ValueError):
     """A value was refused; args[0] says what it must be ("must be a list of ...").
 
@@ -181,7 +182,7 @@ def _sizes(value: Any) -> tuple[str, ...]:
         width, sep, height = entry.strip().lower().partition("x")
         if not (sep and width.isdigit() and height.isdigit() and int(width) % 8 == 0 and int(height) % 8 == 0
                 and min(int(width), int(height)) >= 64):  # fmt: skip
-            raise _Invalid(f"entry {_shown(entry)} must be WIDTHxHEIGHT, multiples of 8, like \"512x384\".", whole=True)
+            raise _Invalid(f'entry {_shown(entry)} must be WIDTHxHEIGHT, multiples of 8, like "512x384".', whole=True)
     if len(value) > 4:  # each size is two compiles at start, and torch recompiles 8 shapes at most
         raise _Invalid("may list at most 4 sizes")
     return tuple(entry.strip().lower() for entry in value)
@@ -271,7 +272,6 @@ def _path(value: Any) -> Path:
     return Path(value)
 
 
-
 def _sku(value: Any) -> int | None:
     if value is None:  # not on sale on Discord (a copy made with dataclasses.replace)
         return None
@@ -281,7 +281,6 @@ def _sku(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _Invalid("must be a Discord SKU id (a number from the developer portal's Monetization page)")
     return value
-
 
 
 # --- The tables -------------------------------------------------------------------------------
@@ -297,15 +296,23 @@ class TierSettings:
     min_turnaround_s: Annotated[float, Number(0)]  # a result is delivered no sooner than this after the request
     max_queued: Annotated[int, Whole(1)]  # waiting + running jobs per member
     daily_quota: Annotated[int, Whole(1)]  # jobs per UTC day
-    max_side: Annotated[int, Whole(64, 2048)]  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
+    max_side: Annotated[
+        int, Whole(64, 2048)
+    ]  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
     max_steps: Annotated[int, Whole(1, 50)]  # cap on steps=
 
 
 DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
     {
-        "free": TierSettings("free", rank=0, min_turnaround_s=40.0, max_queued=2, daily_quota=20, max_side=512, max_steps=8),
-        "pro": TierSettings("pro", rank=1, min_turnaround_s=0.0, max_queued=5, daily_quota=200, max_side=768, max_steps=20),
-        "max": TierSettings("max", rank=2, min_turnaround_s=0.0, max_queued=10, daily_quota=1000, max_side=1024, max_steps=50),
+        "free": TierSettings(
+            "free", rank=0, min_turnaround_s=40.0, max_queued=2, daily_quota=20, max_side=512, max_steps=8
+        ),
+        "pro": TierSettings(
+            "pro", rank=1, min_turnaround_s=0.0, max_queued=5, daily_quota=200, max_side=768, max_steps=20
+        ),
+        "max": TierSettings(
+            "max", rank=2, min_turnaround_s=0.0, max_queued=10, daily_quota=1000, max_side=1024, max_steps=50
+        ),
     }
 )
 
@@ -316,7 +323,9 @@ _OptionalHttp = Annotated[str | None, Checked(_optional_text(schemes=("http", "h
 
 @settings(frozen=True, config=_TABLE)
 class BotSettings:
-    data_dir: Annotated[Path, Checked(_path)] = Path("data")  # load_config makes it absolute (relative to the config file)
+    data_dir: Annotated[Path, Checked(_path)] = Path(
+        "data"
+    )  # load_config makes it absolute (relative to the config file)
     admins: Annotated[tuple[str, ...], Checked(_admins)] = ()  # "telegram:12345", "discord:67890", "web:local"
     default_strength: Annotated[float, Number(0.05, 1.0)] = 0.5
     max_upload_mb: Annotated[float, Number(above=0)] = 20.0
@@ -324,7 +333,9 @@ class BotSettings:
 
 @settings(frozen=True, config=_TABLE)
 class EngineSettings:
-    model: Annotated[str, Checked(_text(hint="a hub id like stabilityai/sd-turbo or a local folder"))] = "stabilityai/sd-turbo"
+    model: Annotated[str, Checked(_text(hint="a hub id like stabilityai/sd-turbo or a local folder"))] = (
+        "stabilityai/sd-turbo"
+    )
     device: Annotated[str, Checked(_text(pattern=r"auto|cpu|cuda|cuda:[0-9]+|mps",
                                          hint='"auto", "cpu", "cuda", "cuda:N" or "mps"'))] = "auto"  # fmt: skip
     dtype: Annotated[str, Checked(_text(choices=("auto", "float16", "bfloat16", "float32")))] = "auto"
@@ -336,7 +347,9 @@ class EngineSettings:
     # full: the model's own VAE | tiny: tiny_vae (AutoencoderTiny), faster, coarser
     vae: Annotated[str, Checked(_text(choices=("full", "tiny")))] = "full"
     # hub id or folder of the AutoencoderTiny used when vae = "tiny"
-    tiny_vae: Annotated[str, Checked(_text(hint="a hub id like madebyollin/taesd or a local folder"))] = "madebyollin/taesd"
+    tiny_vae: Annotated[str, Checked(_text(hint="a hub id like madebyollin/taesd or a local folder"))] = (
+        "madebyollin/taesd"
+    )
     cudnn_benchmark: Flag = False  # CUDA: let cuDNN time its convolution kernels per shape
     compile: Flag = False  # torch.compile the UNet and VAE (channels_last) for compile_sizes, at start
     cuda_graphs: Flag = False  # CUDA: compile's kernels captured and replayed as CUDA graphs
@@ -347,17 +360,25 @@ class EngineSettings:
 @settings(frozen=True, config=_TABLE)
 class QueueSettings:
     aging_s: Annotated[float, Number(above=0)] = 30.0  # a waiting job climbs one tier per aging_s
-    member_gap_s: Annotated[float, Number(0)] = 30.0  # a member's next waiting job ranks this far behind their previous one
+    member_gap_s: Annotated[float, Number(0)] = (
+        30.0  # a member's next waiting job ranks this far behind their previous one
+    )
     eta_window: Annotated[int, Whole(1, 1000)] = 20  # recent jobs in the rolling mean used for ETAs
     shutdown_grace_s: Annotated[float, Number(0)] = 60.0  # on SIGTERM, how long the running batch may finish
 
 
 @settings(frozen=True, config=_TABLE)
 class StoreSettings:
-    url: Annotated[str, Checked(_store_url)] = ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
+    url: Annotated[str, Checked(_store_url)] = (
+        ""  # "": SQLite in [bot] data_dir; sqlite:///path; postgresql://user:pw@host/db
+    )
     lease_s: Annotated[float, Number(3)] = 30.0  # a worker holds its jobs this long between renewals
-    poll_s: Annotated[float, Number(above=0)] = 2.0  # how often processes look for work and results a lost notification hid
-    listener_lease_s: Annotated[float, Number(3)] = 10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
+    poll_s: Annotated[float, Number(above=0)] = (
+        2.0  # how often processes look for work and results a lost notification hid
+    )
+    listener_lease_s: Annotated[float, Number(3)] = (
+        10.0  # a front end holds a Telegram token's / Discord shard's updates this long between renewals
+    )
 
     @property
     def shared(self) -> bool:
@@ -373,16 +394,24 @@ class TelegramSettings:
     webhook_url: _OptionalHttp = None  # None: long polling
     webhook_listen: Annotated[str, Checked(_text(hint=_ADDRESS))] = "127.0.0.1"
     webhook_port: Annotated[int, Whole(1, 65535)] = 8443
-    max_download_mb: Annotated[float, Number(above=0)] = 20.0  # 20 on the cloud Bot API; raise with a self-hosted server
+    max_download_mb: Annotated[float, Number(above=0)] = (
+        20.0  # 20 on the cloud Bot API; raise with a self-hosted server
+    )
 
 
 @settings(frozen=True, config=_TABLE)
 class DiscordSettings:
     token: _OptionalText = None
     api_base: _OptionalHttp = None  # e.g. "http://127.0.0.1:9000/api/v10"
-    gateway_url: Annotated[str | None, Checked(_optional_text(schemes=("ws", "wss")))] = None  # e.g. "ws://127.0.0.1:9000/"
-    proxy: _OptionalHttp = None  # an HTTP(S) proxy for everything sent to Discord: REST, the gateway (resumes too), downloads
-    guild_ids: Annotated[tuple[int, ...], Checked(_guild_ids)] = ()  # sync commands to these guilds (instant); empty: global
+    gateway_url: Annotated[str | None, Checked(_optional_text(schemes=("ws", "wss")))] = (
+        None  # e.g. "ws://127.0.0.1:9000/"
+    )
+    proxy: _OptionalHttp = (
+        None  # an HTTP(S) proxy for everything sent to Discord: REST, the gateway (resumes too), downloads
+    )
+    guild_ids: Annotated[
+        tuple[int, ...], Checked(_guild_ids)
+    ] = ()  # sync commands to these guilds (instant); empty: global
     message_replies: Flag = False  # "@bot prompt" replies (mentions are readable without privileged intents)
     reply_pictures: Flag = True  # with message_replies: read pictures in replied-to messages (message-content intent)
     shards: Annotated[Any, Checked(_shards)] = "auto"  # gateway shards: "auto" (Discord's advice) or a number
@@ -395,7 +424,9 @@ class WebSettings:
     port: Annotated[int, Whole(0, 65535)] = 8080
     access_token: _OptionalText = None  # required when host is not loopback
     tier: Annotated[str, Checked(_text())] = "free"  # the tier of the page's member; checked against the tiers
-    body_timeout_s: Annotated[float, Number(above=0, hi=3600)] = 120.0  # a request body (an upload) must arrive whole within this
+    body_timeout_s: Annotated[float, Number(above=0, hi=3600)] = (
+        120.0  # a request body (an upload) must arrive whole within this
+    )
 
 
 @settings(frozen=True, config=_TABLE)
@@ -409,9 +440,15 @@ class AccessSettings:
 
 @settings(frozen=True, config=_TABLE)
 class ModerationSettings:
-    blocked_words: Annotated[tuple[str, ...], Checked(_words)] = ()  # whole words or phrases, case- and accent-insensitive
-    blocked_patterns: Annotated[tuple[str, ...], Checked(_patterns)] = ()  # regular expressions, matched on the folded prompt
-    retention_days: Annotated[float, Number(above=0)] = 30.0  # jobs and their pictures are purged this long after they end
+    blocked_words: Annotated[
+        tuple[str, ...], Checked(_words)
+    ] = ()  # whole words or phrases, case- and accent-insensitive
+    blocked_patterns: Annotated[
+        tuple[str, ...], Checked(_patterns)
+    ] = ()  # regular expressions, matched on the folded prompt
+    retention_days: Annotated[float, Number(above=0)] = (
+        30.0  # jobs and their pictures are purged this long after they end
+    )
     safety_checker: _OptionalText = None  # hub id or folder of diffusers' safety checker; None: off
     exempt_age_restricted: Flag = False  # Discord age-restricted channels skip the safety check
 
@@ -554,8 +591,21 @@ _SECTIONS: dict[str, type] = {
 PLAN_NAME = re.compile(r"[a-z0-9_-]{1,32}")
 SUBSCRIPTION_DAYS = 30  # Telegram Stars subscriptions renew every 30 days, no other period
 
-ALL_SECTIONS = ("bot", "engine", "tiers", "queue", "store", "telegram", "discord", "web", "access", "moderation", "plans",
-                "styles", "payments")
+ALL_SECTIONS = (
+    "bot",
+    "engine",
+    "tiers",
+    "queue",
+    "store",
+    "telegram",
+    "discord",
+    "web",
+    "access",
+    "moderation",
+    "plans",
+    "styles",
+    "payments",
+)
 
 
 def _keys(cls: type) -> tuple[str, ...]:
@@ -705,14 +755,19 @@ class _Loader:
                 raise self.fail(where, "subscription = true needs stars (a Telegram Stars subscription has a price).")
             if plan.subscription and plan.days != SUBSCRIPTION_DAYS:
                 raise self.fail(
-                    where, f"a subscription renews every {SUBSCRIPTION_DAYS} days (Telegram's only period): set days ="
-                    f" {SUBSCRIPTION_DAYS}, got {plan.days}."
+                    where,
+                    f"a subscription renews every {SUBSCRIPTION_DAYS} days (Telegram's only period): set days ="
+                    f" {SUBSCRIPTION_DAYS}, got {plan.days}.",
                 )
             if plan.stars is None and plan.discord_sku is None:
-                raise self.fail(where, "set stars (Telegram) or discord_sku (Discord), or both: otherwise nobody can buy it.")
+                raise self.fail(
+                    where, "set stars (Telegram) or discord_sku (Discord), or both: otherwise nobody can buy it."
+                )
             if plan.discord_sku is not None:
                 if plan.discord_sku in skus:
-                    raise self.fail(where, f"discord_sku {plan.discord_sku} is also used by [plans.{skus[plan.discord_sku]}].")
+                    raise self.fail(
+                        where, f"discord_sku {plan.discord_sku} is also used by [plans.{skus[plan.discord_sku]}]."
+                    )
                 skus[plan.discord_sku] = name
             plans[name] = plan
         return plans
@@ -724,10 +779,14 @@ class _Loader:
             if not isinstance(values, dict):
                 raise self.fail("styles", f"'{name}' must be a section written [styles.{name}], got {_shown(values)}.")
             if not PLAN_NAME.fullmatch(name):
-                raise self.fail(where, "the style name must be 1 to 32 of a-z, 0-9, _ and - (members type it: style=name).")
+                raise self.fail(
+                    where, "the style name must be 1 to 32 of a-z, 0-9, _ and - (members type it: style=name)."
+                )
             style = self.table(where, StyleSettings, values, name=name)
             if len(style.prompt) > MAX_PROMPT_CHARS:
-                raise self.fail(where, f"the prompt is {len(style.prompt)} characters long; the limit is {MAX_PROMPT_CHARS}.")
+                raise self.fail(
+                    where, f"the prompt is {len(style.prompt)} characters long; the limit is {MAX_PROMPT_CHARS}."
+                )
             styles[name] = style
         return styles
 
@@ -742,7 +801,7 @@ class _Loader:
             raise self.fail(
                 "web",
                 f"access_token is required when host is {_shown(config.web.host)}: without it the web UI would be"
-                " open to anyone on the network. Set access_token (or RESTYLE_WEB_TOKEN), or use host = \"127.0.0.1\".",
+                ' open to anyone on the network. Set access_token (or RESTYLE_WEB_TOKEN), or use host = "127.0.0.1".',
             )
 
 

@@ -30,7 +30,6 @@ from bot.clock import Clock, SystemClock
 log = logging.getLogger("bot.db")
 
 
-
 class Row(Protocol):
     """A result row, read by column name or by position: sqlite3.Row and asyncpg.Record both are."""
 
@@ -49,7 +48,7 @@ class StoreError(RuntimeError):
 def sqlite_path(url: str) -> Path | None:
     """The file of a `sqlite:///path` URL; None for any other URL."""
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):])
+        return Path(url[len("sqlite:///") :])
     return None
 
 
@@ -92,6 +91,8 @@ class _Rows:
 # itself, made the main connection's writes fail with "database is locked".)
 WAL_COPY_EVERY_S = 0.1  # at most this often, while writes come
 WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, said here because the copier relies on it
+
+
 async def _set_wal_mode(conn: Any, attempts: int = 100) -> None:
     """PRAGMA journal_mode=WAL needs the file to itself while a new database becomes WAL, and
     SQLite answers "database is locked" at once then, without waiting out the busy timeout: two
@@ -274,7 +275,9 @@ class SqliteDatabase(_Rows):
         async with self._guard():
             return await self._on_thread(_all_rows, sql, args)
 
-    async def _on_thread(self, query: Callable[[sqlite3.Connection, str, Sequence[Any]], Any], sql: str, args: Sequence[Any]) -> Any:
+    async def _on_thread(
+        self, query: Callable[[sqlite3.Connection, str, Sequence[Any]], Any], sql: str, args: Sequence[Any]
+    ) -> Any:
         """One statement, whole, in one trip to aiosqlite's thread. aiosqlite's own cursor API
         makes three (execute, fetchall, close; a write two), and each trip is a hand-over of
         the GIL both ways and a wake-up of the event loop: at ~40 statements a batch that was
@@ -377,6 +380,7 @@ class PostgresDatabase(_Rows):
             before_sleep=say_why,
             reraise=True,
         )
+
         async def connect() -> Any:
             # Awaited here: create_pool returns an awaitable, and tenacity calls a plain function
             # without awaiting what it returns.
@@ -406,7 +410,13 @@ class PostgresDatabase(_Rows):
 
         try:
             yield
-        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
+        except (
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ) as exc:
             # InternalClientError: a pooled connection caught mid-query by a server restart;
             # the pool drops it, and the caller's retry gets a fresh one.
             raise StoreError(f"PostgreSQL refused a query: {type(exc).__name__}: {exc}.") from exc

@@ -101,7 +101,13 @@ async def check_telegram(config: Config, http: aiohttp.ClientSession) -> list[Ch
     try:
         status, me = await _telegram_call(http, config, "getMe")
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return [Check("telegram", False, f"cannot reach {server} ({type(exc).__name__}); check the network or [telegram] base_url.")]
+        return [
+            Check(
+                "telegram",
+                False,
+                f"cannot reach {server} ({type(exc).__name__}); check the network or [telegram] base_url.",
+            )
+        ]
     if status in (401, 404) or not me.get("ok"):
         # The Bot API answers 401 to a wrong token and 404 to one that is not a token at all.
         return [Check("telegram", False, f"Telegram refused the token ({status}); copy it again from @BotFather "
@@ -119,7 +125,9 @@ async def check_telegram(config: Config, http: aiohttp.ClientSession) -> list[Ch
     hook = info.get("result") or {}
     registered, wanted = hook.get("url") or "", config.telegram.webhook_url
     if wanted is None:
-        note = "long polling" + ("; a webhook is registered at Telegram, the bot deletes it at start" if registered else "")
+        note = "long polling" + (
+            "; a webhook is registered at Telegram, the bot deletes it at start" if registered else ""
+        )
         return checks + [Check("webhook", True, note)]
     if hook.get("last_error_message") and registered == wanted:
         return checks + [Check("webhook", False,
@@ -161,7 +169,13 @@ async def check_discord(config: Config, http: aiohttp.ClientSession) -> list[Che
             checks += _guild_checks(config, app.get("id") or me.get("id"), guilds if status == 200 else [])
         return checks
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return [Check("discord", False, f"cannot reach {server} ({type(exc).__name__}); check the network or [discord] api_base.")]
+        return [
+            Check(
+                "discord",
+                False,
+                f"cannot reach {server} ({type(exc).__name__}); check the network or [discord] api_base.",
+            )
+        ]
 
 
 def _guild_checks(config: Config, app_id: Any, guilds: list[dict[str, Any]]) -> list[Check]:
@@ -173,7 +187,11 @@ def _guild_checks(config: Config, app_id: Any, guilds: list[dict[str, Any]]) -> 
     for guild_id in config.discord.guild_ids:
         guild = joined.get(guild_id)
         if guild is None:
-            checks.append(Check("server", False, f"the bot is not in server {guild_id} ([discord] guild_ids); invite it: {invite}"))
+            checks.append(
+                Check(
+                    "server", False, f"the bot is not in server {guild_id} ([discord] guild_ids); invite it: {invite}"
+                )
+            )
             continue
         granted = int(guild.get("permissions") or 0)
         missing = [name for bit, name in DISCORD_PERMISSIONS.items() if not granted & bit]

@@ -79,7 +79,11 @@ class ListenerLease:
                 self.store.take_listener(self.name, self.holder, now, now + self.lease_s), self.renew_every_s
             )
         except Exception as exc:
-            log.warning("could not renew the %s listener lease (%s); keeping it until it runs out", self.name, exc or type(exc).__name__)
+            log.warning(
+                "could not renew the %s listener lease (%s); keeping it until it runs out",
+                self.name,
+                exc or type(exc).__name__,
+            )
             return self.may_listen()
         self.held_until = now + self.lease_s if taken else None
         return taken

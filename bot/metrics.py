@@ -54,7 +54,9 @@ class ServiceMetrics:
             "restyle_job_seconds", "Engine seconds per finished job (its batch's wall time).",
             buckets=JOB_SECONDS_BUCKETS, registry=r,
         )  # fmt: skip
-        self.batch_size = Histogram("restyle_batch_size", "Jobs per engine batch.", buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "restyle_batch_size", "Jobs per engine batch.", buckets=BATCH_SIZE_BUCKETS, registry=r
+        )
         self.engine_batch_seconds = Histogram(
             "restyle_engine_batch_seconds", "Engine wall seconds per batch.", buckets=JOB_SECONDS_BUCKETS, registry=r
         )

@@ -676,7 +676,9 @@ class RestyleService:
                 return self._queue_limit_refusal(tier)
             assert isinstance(added, JobRecord)
             if added.id != job_id:  # queued before under this request key (a retry found it)
-                log.info("job %s: request %s from %s was saved already; not queued twice", added.id, request_key, member.key)
+                log.info(
+                    "job %s: request %s from %s was saved already; not queued twice", added.id, request_key, member.key
+                )
                 return await self._accepted(added, duplicate=True)
             record = added
         except (StoreError, OSError) as exc:
@@ -966,13 +968,17 @@ class RestyleService:
             return "plan_gone"
         return "other_member" if looks_like_payload(payload) else "unreadable"
 
-    async def check_pre_checkout(self, member: Member, payload: str, amount: int, currency: str = "XTR") -> Refused | None:
+    async def check_pre_checkout(
+        self, member: Member, payload: str, amount: int, currency: str = "XTR"
+    ) -> Refused | None:
         """Telegram's last question before it takes the Stars (answer within 10 s): None to go
         ahead, else why not (Telegram shows the message to the member)."""
         plan = self._plan_of_payload(member, payload)
         if plan is None:
             if self._payload_problem(member, payload) == "other_member":
-                return Refused("not_yours", "This invoice was made for another member. Send /upgrade for one of your own.")
+                return Refused(
+                    "not_yours", "This invoice was made for another member. Send /upgrade for one of your own."
+                )
             return Refused("payload", "This invoice is not valid any more. Send /upgrade for a new one.")
         if currency != "XTR" or amount != plan.stars:
             return Refused("price", "The price of this plan has changed. Send /upgrade for a new invoice.")
@@ -1054,8 +1060,14 @@ class RestyleService:
         return "price"
 
     async def _hold_payment(
-        self, member: Member, account_id: int, charge_key: str, charge_id: str, problem: str,
-        detail: dict[str, Any], now: float,
+        self,
+        member: Member,
+        account_id: int,
+        charge_key: str,
+        charge_id: str,
+        problem: str,
+        detail: dict[str, Any],
+        now: float,
     ) -> Refused:
         """A payment that arrived but buys nothing as it stands: the tier is left alone, and it is
         written down (admin_actions, once per charge id) so that an admin can refund or grant by
@@ -1125,7 +1137,13 @@ class RestyleService:
         return await self.me(Member(row["platform"], row["platform_user_id"]))
 
     async def apply_entitlement(
-        self, member: Member, entitlement_id: str, sku_id: int, ends_at: float | None, *, deleted: bool = False,
+        self,
+        member: Member,
+        entitlement_id: str,
+        sku_id: int,
+        ends_at: float | None,
+        *,
+        deleted: bool = False,
         open_ended: bool = False,
     ) -> MemberView | None:
         """A Discord entitlement appeared, ended or was deleted. Idempotent: the same entitlement
@@ -1169,14 +1187,21 @@ class RestyleService:
             )  # fmt: skip
             await self._rerank_member(account_id, self.config.tier(new[0]))
             return await self.me(member)
-        if row["status"] == "paid" and ends_at is not None and tier == plan.tier and (
-            (expiry is not None and ends_at > expiry) or (expiry is None and row["expires_at"] is None)
+        if (
+            row["status"] == "paid"
+            and ends_at is not None
+            and tier == plan.tier
+            and ((expiry is not None and ends_at > expiry) or (expiry is None and row["expires_at"] is None))
         ):
             # the end moved on (a renewal of an entitlement that had one), or an open-ended
             # subscription now has an end still to come: the tier runs until then, or longer where
             # the same tier ran before it for longer (what it ran on comes back)
             until = ends_at
-            if expiry is None and row["prev_tier"] == plan.tier and is_active(row["prev_tier"], row["prev_expires_at"], now):
+            if (
+                expiry is None
+                and row["prev_tier"] == plan.tier
+                and is_active(row["prev_tier"], row["prev_expires_at"], now)
+            ):
                 until = None if row["prev_expires_at"] is None else max(ends_at, row["prev_expires_at"])
             await self.store.set_payment_expiry(charge_key, until)
             return await self.set_tier(member, plan.tier, until, reason="discord-entitlement", changed_by=charge_key)
@@ -1323,8 +1348,11 @@ class RestyleService:
             return Refused("command", f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
         if tier == "free":
             return await self.revoke(admin, target)
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or not (
-            0 <= days <= MAX_GRANT_DAYS
+        if (
+            isinstance(days, bool)
+            or not isinstance(days, (int, float))
+            or not math.isfinite(days)
+            or not (0 <= days <= MAX_GRANT_DAYS)
         ):
             return Refused("command", f"Days must be a number from 0 (no end) to {MAX_GRANT_DAYS}.")
         _, current, expiry = await self._current(target)
@@ -1414,7 +1442,11 @@ class RestyleService:
                 log.warning("could not renew the lease on jobs %s (%s); retrying", ", ".join(ids), exc)
                 continue
             if held < len(ids):
-                log.info("%d of jobs %s are no longer this worker's (cancelled or taken over)", len(ids) - held, ", ".join(ids))
+                log.info(
+                    "%d of jobs %s are no longer this worker's (cancelled or taken over)",
+                    len(ids) - held,
+                    ", ".join(ids),
+                )
 
     async def _end_leases(self, job_ids: frozenset[str]) -> None:
         """Stop renewing the lease of every held batch among `job_ids`."""
@@ -1497,7 +1529,8 @@ class RestyleService:
                 log.exception("jobs %s: the safety check failed; the results are withheld", ids)
                 verdicts = dict.fromkeys(checked, True)
         return [
-            await self._prepare_output(output, record, verdicts.get(i)) for i, (output, record) in enumerate(zip(outputs, records, strict=True))
+            await self._prepare_output(output, record, verdicts.get(i))
+            for i, (output, record) in enumerate(zip(outputs, records, strict=True))
         ]
 
     async def _prepare_output(
@@ -1551,12 +1584,16 @@ class RestyleService:
             else:
                 log.info("job %s finished after it was cancelled (or taken over); result dropped", job_id)
         else:
-            log.warning("job %s failed: %s", job_id, output.error or "The picture engine failed on this job; try again.")
+            log.warning(
+                "job %s failed: %s", job_id, output.error or "The picture engine failed on this job; try again."
+            )
         if finished:
             if record.platform in self._frontends:
                 # A stored result's platform and deliver_after are known here: the delivery
                 # need not read the job before it claims it.
-                due = (record.platform, self._deliver_after(record)) if p.stored is not None and not p.withheld else None
+                due = (
+                    (record.platform, self._deliver_after(record)) if p.stored is not None and not p.withheld else None
+                )
                 self._schedule_delivery(job_id, due)
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
@@ -1698,7 +1735,9 @@ class RestyleService:
             if frontend is not None:
                 self._spawn(self._send_view(frontend, record, None, None))
 
-    async def _send_view(self, frontend: FrontEnd, record: JobRecord, position: int | None, running: int | None) -> None:
+    async def _send_view(
+        self, frontend: FrontEnd, record: JobRecord, position: int | None, running: int | None
+    ) -> None:
         try:
             await frontend.job_updated(await self._view(record, position=position, running=running))
         except Exception:

@@ -375,7 +375,9 @@ class Store:
         ids = list(job_ids)
         if not ids:
             return {}
-        rows = await self.db.fetch_all(f"SELECT job_id, data FROM pictures WHERE kind = ? AND job_id IN {_in(ids)}", kind, *ids)
+        rows = await self.db.fetch_all(
+            f"SELECT job_id, data FROM pictures WHERE kind = ? AND job_id IN {_in(ids)}", kind, *ids
+        )
         return {row["job_id"]: bytes(row["data"]) for row in rows}
 
     async def job_pictures(self, job_id: str) -> dict[str, bytes]:
@@ -384,7 +386,9 @@ class Store:
         return {row["kind"]: bytes(row["data"]) for row in rows}
 
     async def has_picture(self, job_id: str, kind: str) -> bool:
-        return await self.db.fetch_value("SELECT 1 FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind) is not None
+        return (
+            await self.db.fetch_value("SELECT 1 FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind) is not None
+        )
 
     async def replace_picture(self, job_id: str, kind: str, data: bytes) -> None:
         await self.db.execute("UPDATE pictures SET data = ? WHERE job_id = ? AND kind = ?", data, job_id, kind)
@@ -444,7 +448,9 @@ class Store:
     ) -> None:
         """Inside a caller's transaction: change the tier and audit it."""
         before = await self.account(account_id)
-        await self.db.execute("UPDATE accounts SET tier = ?, tier_expires_at = ? WHERE id = ?", tier, expires_at, account_id)
+        await self.db.execute(
+            "UPDATE accounts SET tier = ?, tier_expires_at = ? WHERE id = ?", tier, expires_at, account_id
+        )
         await self.db.execute(
             "INSERT INTO tier_changes (account_id, from_tier, to_tier, expires_at, reason, changed_by, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -479,7 +485,9 @@ class Store:
             await self._write_tier(account_id, tier, expires_at, reason="code", changed_by=changed_by, now=now)
             return True
 
-    async def add_link_code(self, code_hash: str, account_id: int, platform: str, expires_at: float, now: float) -> None:
+    async def add_link_code(
+        self, code_hash: str, account_id: int, platform: str, expires_at: float, now: float
+    ) -> None:
         """One live link code per account: a new /link replaces the last one."""
         async with self.db.transaction():
             await self.db.execute("DELETE FROM link_codes WHERE account_id = ? OR expires_at <= ?", account_id, now)
@@ -519,8 +527,16 @@ class Store:
         return [(row["platform"], row["platform_user_id"]) for row in rows]
 
     async def merge_accounts(
-        self, keep: int, drop: int, code_hash: str, *, tier: str, expires_at: float | None, day: str,
-        changed_by: str, now: float,
+        self,
+        keep: int,
+        drop: int,
+        code_hash: str,
+        *,
+        tier: str,
+        expires_at: float | None,
+        day: str,
+        changed_by: str,
+        now: float,
     ) -> None:
         """Move every identity of `drop` to `keep`, carry today's usage over (the larger count,
         never the sum), spend the link code and set the merged tier (audited when it changes)."""
@@ -554,7 +570,12 @@ class Store:
             if inserted != 1:
                 return False
             await self._write_tier(
-                payment["account_id"], payment["tier"], payment["expires_at"], reason=reason, changed_by=changed_by, now=now
+                payment["account_id"],
+                payment["tier"],
+                payment["expires_at"],
+                reason=reason,
+                changed_by=changed_by,
+                now=now,
             )
             return True
 
@@ -596,7 +617,14 @@ class Store:
         await self.db.execute("UPDATE payments SET expires_at = ? WHERE charge_id = ?", expires_at, charge_id)
 
     async def refund_payment(
-        self, charge_id: str, tier: str, expires_at: float | None, *, changed_by: str, now: float, reason: str = "refund"
+        self,
+        charge_id: str,
+        tier: str,
+        expires_at: float | None,
+        *,
+        changed_by: str,
+        now: float,
+        reason: str = "refund",
     ) -> bool:
         """Mark a payment refunded (no longer in force) and set the reverted tier; False when it
         was refunded already. `reason` goes to the tier change (an ended subscription is no refund)."""
@@ -654,7 +682,7 @@ class Store:
             "ORDER BY charge_id",
             len(prefix), prefix,
         )  # fmt: skip
-        return [(row["charge_id"][len(prefix):], row["platform_user_id"]) for row in rows]
+        return [(row["charge_id"][len(prefix) :], row["platform_user_id"]) for row in rows]
 
     # Listeners: which front end holds a platform's update stream, and what came in ----------
 
@@ -668,7 +696,11 @@ class Store:
                 "taken_at = CASE WHEN listener_leases.holder = excluded.holder THEN listener_leases.taken_at "
                 "ELSE excluded.taken_at END "
                 "WHERE listener_leases.holder = excluded.holder OR listener_leases.until < ?",
-                name, holder, until, now, now,
+                name,
+                holder,
+                until,
+                now,
+                now,
             )  # fmt: skip
             == 1
         )
@@ -679,9 +711,7 @@ class Store:
 
     async def listener_holder(self, name: str, now: float) -> str | None:
         """Who holds listener `name` now (None: nobody, or the lease ran out)."""
-        return await self.db.fetch_value(
-            "SELECT holder FROM listener_leases WHERE name = ? AND until >= ?", name, now
-        )
+        return await self.db.fetch_value("SELECT holder FROM listener_leases WHERE name = ? AND until >= ?", name, now)
 
     async def listener_holders(self, prefix: str, now: float) -> list[tuple[str, str]]:
         """(name, holder) of the leases running now whose name starts with `prefix`."""
@@ -698,7 +728,11 @@ class Store:
             await self.db.execute(
                 "INSERT INTO incoming (platform, request_key, body, received_by, received_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (platform, request_key) DO NOTHING",
-                platform, request_key, body, received_by, now,
+                platform,
+                request_key,
+                body,
+                received_by,
+                now,
             )  # fmt: skip
             == 1
         )
@@ -910,9 +944,7 @@ class Store:
 
     async def waiting_jobs(self, limit: int) -> list[JobRecord]:
         """The first `limit` waiting jobs, in the order they will run: the i-th has position i."""
-        rows = await self.db.fetch_all(
-            f"{_SELECT_JOB} WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit
-        )
+        rows = await self.db.fetch_all(f"{_SELECT_JOB} WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit)
         return [_job_from_row(row) for row in rows]
 
     async def waiting_head(self, limit: int) -> tuple[list[JobRecord], int]:
@@ -1023,8 +1055,16 @@ class Store:
         return [row["id"] for row in rows]
 
     async def finish_job(
-        self, job_id: str, worker_id: str, result: bytes, *, seed: int, steps: int, seconds: float,
-        deliver_after: float, now: float,
+        self,
+        job_id: str,
+        worker_id: str,
+        result: bytes,
+        *,
+        seed: int,
+        steps: int,
+        seconds: float,
+        deliver_after: float,
+        now: float,
     ) -> bool:
         """Store a result and mark the job done, together. False (nothing written) when this
         worker no longer holds the job: it was cancelled, or its lease ran out and it went back

@@ -163,7 +163,11 @@ class Worker:
             loop.call_soon_threadsafe(self.source.report_progress, job_id, fraction)
 
         wanted = [job for job in batch if job.job_id not in self._cancelled]
-        dropped = [EngineOutput(job.job_id, job.seed, job.steps or 0, 0.0, error=CANCELLED) for job in batch if job.job_id in self._cancelled]
+        dropped = [
+            EngineOutput(job.job_id, job.seed, job.steps or 0, 0.0, error=CANCELLED)
+            for job in batch
+            if job.job_id in self._cancelled
+        ]
         self._in_engine = True
         started = self._monotonic()
         try:

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine.testmodel import make_test_model
 
         folder = make_test_model(args.dir)
-        print(f"wrote the tiny test model to {folder}; use it with [engine] model = \"{folder}\"")
+        print(f'wrote the tiny test model to {folder}; use it with [engine] model = "{folder}"')
         return 0
     return 2
 

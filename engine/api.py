@@ -45,9 +45,7 @@ class RestyleEngine(Protocol):
 
     max_batch: int
 
-    def run(
-        self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None
-    ) -> list[EngineOutput]:
+    def run(self, jobs: Sequence[EngineJob], on_progress: ProgressCallback | None = None) -> list[EngineOutput]:
         """Blocking; run off the event loop. One output per job, in the same order."""
         ...
 

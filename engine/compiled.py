@@ -67,7 +67,9 @@ class ShapeRouted:
         return self.eager(sample, *args, **kwargs)
 
 
-def compile_pipeline(pipe: Any, *, cuda_graphs: bool, shapes_per_module: int, backend: str = "inductor") -> list[ShapeRouted]:
+def compile_pipeline(
+    pipe: Any, *, cuda_graphs: bool, shapes_per_module: int, backend: str = "inductor"
+) -> list[ShapeRouted]:
     """Compile the UNet's and the VAE's encoder and decoder forwards in place (channels_last
     weights); returns their routers, recording nothing yet. `backend` other than inductor is
     for tests: "eager" traces with dynamo but runs the traced code as it is (seconds, where
@@ -105,14 +107,21 @@ def warm_up(engine: Any, routers: list[ShapeRouted], sizes: list[tuple[int, int]
             for n in batch_sizes:
                 started = time.perf_counter()
                 jobs = [
-                    EngineJob(job_id=f"warm-up-{width}x{height}-{n}-{i}", picture=Image.new("RGB", (width, height), (128, 128, 128)),
-                              prompt="warm-up", strength=0.5, seed=i)  # fmt: skip
+                    EngineJob(
+                        job_id=f"warm-up-{width}x{height}-{n}-{i}",
+                        picture=Image.new("RGB", (width, height), (128, 128, 128)),
+                        prompt="warm-up",
+                        strength=0.5,
+                        seed=i,
+                    )  # fmt: skip
                     for i in range(n)
                 ]
                 outputs = engine.run(jobs)
                 failed = [o.error for o in outputs if o.error]
                 if failed:
-                    raise RuntimeError(f"the compiled engine failed its warm-up at {width}x{height}, batch {n}: {failed[0]}")
+                    raise RuntimeError(
+                        f"the compiled engine failed its warm-up at {width}x{height}, batch {n}: {failed[0]}"
+                    )
                 log.info("compiled for %dx%d, batch %d, in %.1f s", width, height, n, time.perf_counter() - started)
     finally:
         for router in routers:

@@ -85,7 +85,9 @@ def resolve_device(device: str) -> str:
     if name == "cuda" or name.startswith("cuda:"):
         index = name.partition(":")[2]
         if index and not index.isdigit():
-            raise ModelLoadError(f"[engine] device '{device}' is not a device name; use 'cuda' or 'cuda:N' (N a GPU number).")
+            raise ModelLoadError(
+                f"[engine] device '{device}' is not a device name; use 'cuda' or 'cuda:N' (N a GPU number)."
+            )
         if not torch.cuda.is_available():
             raise ModelLoadError(
                 f"[engine] device is '{device}' but no CUDA GPU is usable here (is the CUDA build of torch installed?); "
@@ -97,7 +99,9 @@ def resolve_device(device: str) -> str:
                 "numbered from 0; fix [engine] device."
             )
         return name
-    raise ModelLoadError(f"[engine] device '{device}' is not one of auto, cpu, cuda, cuda:N or mps; fix [engine] device.")
+    raise ModelLoadError(
+        f"[engine] device '{device}' is not one of auto, cpu, cuda, cuda:N or mps; fix [engine] device."
+    )
 
 
 def _mps_available() -> bool:
@@ -114,11 +118,17 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if name == "auto":
         return torch.float16 if device.startswith("cuda") else torch.float32
     if name not in DTYPES:
-        raise ModelLoadError(f"[engine] dtype '{dtype}' is not one of auto, float16, bfloat16 or float32; fix [engine] dtype.")
+        raise ModelLoadError(
+            f"[engine] dtype '{dtype}' is not one of auto, float16, bfloat16 or float32; fix [engine] dtype."
+        )
     if name == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        raise ModelLoadError("[engine] dtype is bfloat16 but this GPU does not support it; set [engine] dtype to float16 or auto.")
+        raise ModelLoadError(
+            "[engine] dtype is bfloat16 but this GPU does not support it; set [engine] dtype to float16 or auto."
+        )
     if name == "float16" and device == "cpu":
-        log.warning("[engine] dtype float16 on the CPU is slow and some layers may not support it; float32 is the usual choice")
+        log.warning(
+            "[engine] dtype float16 on the CPU is slow and some layers may not support it; float32 is the usual choice"
+        )
     return DTYPES[name]
 
 
@@ -398,7 +408,9 @@ class DiffusersEngine:
         _one_line_per_hub_warning()
         model = str(model).strip()
         if not model:
-            raise ModelLoadError(f"[engine] model is empty; set it to a hub id such as {DEFAULT_MODEL} or a local folder.")
+            raise ModelLoadError(
+                f"[engine] model is empty; set it to a hub id such as {DEFAULT_MODEL} or a local folder."
+            )
         resolved_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, resolved_device)
         if cuda_graphs and not resolved_device.startswith("cuda"):
@@ -594,7 +606,9 @@ class DiffusersEngine:
             else:
                 kwargs["image"] = [_rgb(p.job.picture) for p in chunk]
             if self.prompt_cache is not None:
-                embeds = [self.prompt_cache.get(p.job.prompt, p.job.negative_prompt or "", self.uses_cfg) for p in chunk]
+                embeds = [
+                    self.prompt_cache.get(p.job.prompt, p.job.negative_prompt or "", self.uses_cfg) for p in chunk
+                ]
                 kwargs["prompt_embeds"] = torch.cat([positive for positive, _ in embeds])
                 if self.uses_cfg:
                     kwargs["negative_prompt_embeds"] = torch.cat([negative for _, negative in embeds])
@@ -634,7 +648,6 @@ class DiffusersEngine:
             noise = randn_like_diffusers(mean, generator)
             samples.append(mean + std * noise)
         return vae.config.scaling_factor * torch.cat(samples)
-
 
     def _device_pixels(self, chunk: list[_Planned]) -> torch.Tensor:
         """The batch's pictures on the device in [-1, 1] and the VAE's dtype: uint8 through

@@ -17,6 +17,7 @@ from engine.api import ModelLoadError  # noqa: E402  (after TRANSFORMERS_VERBOSI
 
 log = logging.getLogger("engine.safety")
 
+
 class SafetyChecker:
     """Called with one picture (True: withhold it), or `check_batch` with a batch's pictures:
     one checker call for all of them, on the engine's device."""

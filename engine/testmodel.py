@@ -115,7 +115,10 @@ def build_test_pipeline():
         tokenizer = CLIPTokenizer.from_pretrained(tmp)
     _check_tokenizer(tokenizer)
     scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
         steps_offset=1,
     )
     return StableDiffusionImg2ImgPipeline(

@@ -205,7 +205,9 @@ class RestyleModal(ui.Modal, title="Restyle image"):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         with self.adapter._handling():
             if await self.adapter.admitted(interaction):
-                await self.adapter.on_modal_submit(interaction, self.picture, _field(self.prompt), _field(self.strength))
+                await self.adapter.on_modal_submit(
+                    interaction, self.picture, _field(self.prompt), _field(self.strength)
+                )
 
     # discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's.
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]  # Modal's
@@ -382,7 +384,9 @@ class DiscordAdapter:
         self._task = asyncio.create_task(client.start(settings.token), name="discord-client")
         waiter = asyncio.create_task(client.connected.wait())
         try:
-            done, _ = await asyncio.wait({self._task, waiter}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {self._task, waiter}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
             if self._task in done:
                 raise self._start_error(self._task.exception())
             if waiter not in done:
@@ -488,7 +492,9 @@ class DiscordAdapter:
             await asyncio.gather(task, return_exceptions=True)
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise self._start_error(task.exception())
-            raise DiscordStartError(f"Discord shard {shard} of {count} did not connect within {self.ready_timeout_s:g} s.")
+            raise DiscordStartError(
+                f"Discord shard {shard} of {count} did not connect within {self.ready_timeout_s:g} s."
+            )
         self._shard_clients[shard] = (client, task)
         log.info("Discord shard %d of %d: gateway session open here", shard, count)
 
@@ -510,12 +516,16 @@ class DiscordAdapter:
         if self._ready.is_set() and not task.cancelled():
             self._ready.clear()
             exc = task.exception()
-            log.error("the Discord connection ended for good: %s", self._start_error(exc) if exc else "closed by Discord")
+            log.error(
+                "the Discord connection ended for good: %s", self._start_error(exc) if exc else "closed by Discord"
+            )
 
     @staticmethod
     def _start_error(exc: BaseException | None) -> DiscordStartError:
         if isinstance(exc, discord.LoginFailure):
-            return DiscordStartError("Discord refused the bot token (401). Check [discord] token or RESTYLE_DISCORD_TOKEN.")
+            return DiscordStartError(
+                "Discord refused the bot token (401). Check [discord] token or RESTYLE_DISCORD_TOKEN."
+            )
         if isinstance(exc, discord.PrivilegedIntentsRequired):
             return DiscordStartError(
                 "Discord refused the Message Content intent (close code 4014), which [discord] reply_pictures"
@@ -706,7 +716,9 @@ class DiscordAdapter:
         # Admins: hidden from members by default (server admins can change that in Integrations);
         # [bot] admins is what counts, checked on every use.
         @tree.command(name="ban", description="Admins: stop a member using the bot and cancel their waiting jobs")
-        @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (kept in the audit log)")
+        @app_commands.describe(
+            member="The member (pick them, or paste their user id)", reason="Why (kept in the audit log)"
+        )
         @app_commands.default_permissions(administrator=True)
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
@@ -722,7 +734,9 @@ class DiscordAdapter:
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
         async def unban(
-            interaction: discord.Interaction, member: discord.User, reason: app_commands.Range[str, 1, 300] | None = None
+            interaction: discord.Interaction,
+            member: discord.User,
+            reason: app_commands.Range[str, 1, 300] | None = None,
         ) -> None:
             with adapter._handling():
                 await adapter.on_ban(interaction, member, reason or "", banned=False)
@@ -813,7 +827,9 @@ class DiscordAdapter:
             return
         await interaction.response.send_modal(RestyleModal(self, pictures[0]))
 
-    async def on_modal_submit(self, interaction: discord.Interaction, picture: _Picture, prompt: str, strength: str) -> None:
+    async def on_modal_submit(
+        self, interaction: discord.Interaction, picture: _Picture, prompt: str, strength: str
+    ) -> None:
         text = prompt
         strength = strength.strip()
         if strength:
@@ -956,14 +972,20 @@ class DiscordAdapter:
 
     # Admins --------------------------------------------------------------------------------------
 
-    async def on_ban(self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool) -> None:
+    async def on_ban(
+        self, interaction: discord.Interaction, target: discord.abc.User, reason: str, *, banned: bool
+    ) -> None:
         await self.defer_private(interaction)
         where = _CommandReply(self, interaction)
-        await admin_commands.ban(self.service, self._member(interaction.user), self._member(target), reason, where, banned=banned)
+        await admin_commands.ban(
+            self.service, self._member(interaction.user), self._member(target), reason, where, banned=banned
+        )
 
     async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
         await self.defer_private(interaction)
-        await admin_commands.queue(self.service, self._member(interaction.user), _CommandReply(self, interaction), log=show == "log")
+        await admin_commands.queue(
+            self.service, self._member(interaction.user), _CommandReply(self, interaction), log=show == "log"
+        )
 
     # Buttons -------------------------------------------------------------------------------------
 
@@ -1106,7 +1128,9 @@ class DiscordAdapter:
                                             f" to your mention instead, like {example}.")  # fmt: skip
             return
         if not pictures:
-            await self._safe_reply(message, f"Reply to a message with a picture (or attach one) and describe a style, like {example}.")
+            await self._safe_reply(
+                message, f"Reply to a message with a picture (or attach one) and describe a style, like {example}."
+            )
             return
         try:
             command = parse_restyle(text)
@@ -1169,7 +1193,9 @@ class DiscordAdapter:
                 f"**{picture.filename}** is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
             )
         if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
-            raise _Unusable(f"**{picture.filename}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`")
+            raise _Unusable(
+                f"**{picture.filename}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
+            )
         if picture.size is not None and picture.size > self.max_picture_bytes:
             raise _Unusable(
                 f"That picture is {picture.size / 1_000_000:.1f} MB; the limit is {self.max_picture_bytes / 1_000_000:g} MB."
@@ -1182,7 +1208,9 @@ class DiscordAdapter:
         limit = self.max_picture_bytes
         try:
             if not _on_discord(picture.url, self.config.discord.api_base):
-                raise _Unusable("I only take pictures from Discord itself: attach the picture, or use one posted on Discord.")
+                raise _Unusable(
+                    "I only take pictures from Discord itself: attach the picture, or use one posted on Discord."
+                )
             async with self._session.get(picture.url, proxy=self.config.discord.proxy) as response:
                 if response.status != 200:
                     raise _Unusable(
@@ -1191,7 +1219,9 @@ class DiscordAdapter:
                     )
                 ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-                    raise _Unusable(f"That link is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`")
+                    raise _Unusable(
+                        f"That link is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
+                    )
                 data = bytearray()
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     data.extend(chunk)
@@ -1294,7 +1324,9 @@ class DiscordAdapter:
         if not (reply.get("bot_can_edit") and reply.get("message_id") and reply.get("channel_id")):
             return
         try:
-            channel = self._client().get_partial_messageable(int(reply["channel_id"]), guild_id=_int(reply.get("guild_id")))
+            channel = self._client().get_partial_messageable(
+                int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
+            )
             await self._timed(channel.get_partial_message(int(reply["message_id"])).edit(content=text, view=None))
         except (TimeoutError, DeliveryFailed, discord.DiscordException, aiohttp.ClientError) as exc:
             log.info("job %s: could not end the old status message: %r", job.id, exc)
@@ -1354,6 +1386,7 @@ class DiscordAdapter:
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
         text = f"❌ {job.error or 'The picture engine failed on this job; try again.'}\n“{_short(job.prompt, 200)}”"
+
         async def no_files(max_bytes: int | None = None) -> list[discord.File]:
             return []
 
@@ -1440,12 +1473,18 @@ class DiscordAdapter:
                                               view=view if view is not None else discord.utils.MISSING,
                                               nonce=_nonce(job.id, "d")))  # fmt: skip
                 except (discord.Forbidden, discord.NotFound) as exc:
-                    raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+                    raise DeliveryFailed(
+                        f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True
+                    ) from exc
                 except discord.HTTPException as exc:
                     if exc.code == CANNOT_DM:  # sometimes a 400, not a 403
-                        raise DeliveryFailed(f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True) from exc
+                        raise DeliveryFailed(
+                            f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True
+                        ) from exc
                     if exc.status < 500 and exc.status != 429:
-                        raise DeliveryFailed(f"Discord refused the DM to member {user_id}: {exc}", permanent=True) from exc
+                        raise DeliveryFailed(
+                            f"Discord refused the DM to member {user_id}: {exc}", permanent=True
+                        ) from exc
                     raise
         except DeliveryFailed:
             raise
@@ -1531,8 +1570,14 @@ async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
         token = hook.token
         assert token is not None  # an interaction's webhook always carries the interaction's token
         await async_context.get().edit_original_interaction_response(
-            hook.id, token, session=hook.session, proxy=hook.proxy, proxy_auth=hook.proxy_auth,
-            payload=params.payload, multipart=params.multipart, files=params.files,
+            hook.id,
+            token,
+            session=hook.session,
+            proxy=hook.proxy,
+            proxy_auth=hook.proxy_auth,
+            payload=params.payload,
+            multipart=params.multipart,
+            files=params.files,
         )
 
 
@@ -1556,7 +1601,9 @@ def _command_from_options(
     if not prompt and style is None:
         raise _Unusable(f"Please describe the new style (or pick one in `style`), for example:\n`{EXAMPLE}`")
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise _Unusable(f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it.")
+        raise _Unusable(
+            f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
+        )
     if strength is not None and not MIN_STRENGTH <= strength <= MAX_STRENGTH:
         raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
     return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,

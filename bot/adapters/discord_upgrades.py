@@ -127,7 +127,9 @@ class DiscordUpgrades:
             # arriving while this runs is applied by its event and not ended below
             live = [e async for e in client.entitlements(limit=None, exclude_ended=True)]
         except Exception as exc:
-            log.error("could not list the Discord entitlements (%r); ends while the bot was down are not caught up", exc)
+            log.error(
+                "could not list the Discord entitlements (%r); ends while the bot was down are not caught up", exc
+            )
             return
         live_ids = set()
         for entitlement in live:
@@ -165,7 +167,9 @@ class DiscordUpgrades:
                 problem = "is not published yet"
             if problem:
                 self.unusable_skus.add(sku_id)
-                log.error("[plans.%s] discord_sku %s %s: /upgrade leaves its button out", plan.name, plan.discord_sku, problem)
+                log.error(
+                    "[plans.%s] discord_sku %s %s: /upgrade leaves its button out", plan.name, plan.discord_sku, problem
+                )
 
     async def on_entitlement(self, entitlement: discord.Entitlement) -> None:
         try:
@@ -237,7 +241,9 @@ class DiscordUpgrades:
                     # A premium button Discord refused (an SKU the start-up check could not see):
                     # the member still gets the plans and the code hint, and the buttons are left
                     # out from now on, so the log says it once.
-                    shown = [p for p in plans or [] if p.discord_sku is not None and p.discord_sku not in self.unusable_skus]
+                    shown = [
+                        p for p in plans or [] if p.discord_sku is not None and p.discord_sku not in self.unusable_skus
+                    ]
                     self.unusable_skus.update(p.discord_sku for p in shown if p.discord_sku is not None)
                     log.error("Discord refused the premium button of %s (%s): check the SKU ids in the Developer Portal"
                               " > Monetization > SKUs; /upgrade answers without them until the bot restarts",
@@ -251,7 +257,9 @@ class DiscordUpgrades:
         member = self.member_of(interaction.user)
         if code:
             result = await self.service.redeem(member, code)
-            await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted."))
+            await self._send(
+                interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted.")
+            )
             return
         info = await self.service.plans_for(member)
         await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus), info.plans)
@@ -261,7 +269,11 @@ class DiscordUpgrades:
         member = self.member_of(interaction.user)
         if code:
             result = await self.service.link_finish(member, code)
-            text = result.text if isinstance(result, Refused) else changed_text(result, "Linked: both apps share one account now.")
+            text = (
+                result.text
+                if isinstance(result, Refused)
+                else changed_text(result, "Linked: both apps share one account now.")
+            )
             await self._send(interaction, text)
             return
         started = await self.service.link_start(member)
@@ -279,10 +291,14 @@ class DiscordUpgrades:
         await self.defer_private(interaction)
         admin = self.member_of(interaction.user)
         result = await self.service.grant(admin, self.member_of(user), tier.strip().lower(), days)
-        await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
+        await self._send(
+            interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:")
+        )
 
     async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
         await self.defer_private(interaction)
         admin = self.member_of(interaction.user)
         result = await self.service.revoke(admin, self.member_of(user))
-        await self._send(interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:"))
+        await self._send(
+            interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:")
+        )

@@ -540,7 +540,9 @@ class TelegramAdapter:
     def _install_log_filter(self) -> None:
         # Logger filters see every record those libraries create, whatever handlers the host
         # set up; bot.logs.hide_secrets covers the handlers of `python -m bot` as well.
-        names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("telegram", "httpx", "httpcore")]
+        names = [
+            n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("telegram", "httpx", "httpcore")
+        ]
         for name in ["telegram", "httpx", "httpcore", *names, "bot.telegram"]:
             logger = logging.getLogger(name)
             if self._log_filter not in logger.filters:
@@ -586,7 +588,9 @@ class TelegramAdapter:
         delays = iter(self.reconnect_delays_s)
         for key, body in await inbox.left_over():
             if key not in self._in_hand:
-                log.info("Telegram %s was received by a front end that stopped before handling it; handling it here", key)
+                log.info(
+                    "Telegram %s was received by a front end that stopped before handling it; handling it here", key
+                )
                 self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
         offset: int | None = None
         while True:
@@ -649,12 +653,17 @@ class TelegramAdapter:
                 alive = {holder for _, holder in await self.listeners.holders(prefix)}
                 for key, body in await inbox.left_over(received_by_not_in=alive):
                     if key not in self._in_hand:
-                        log.info("Telegram %s was received by a front end that stopped before handling it; handling it here", key)
+                        log.info(
+                            "Telegram %s was received by a front end that stopped before handling it; handling it here",
+                            key,
+                        )
                         self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("could not look for Telegram updates left by a stopped front end (%s); trying again", _short(exc))
+                log.warning(
+                    "could not look for Telegram updates left by a stopped front end (%s); trying again", _short(exc)
+                )
             await self.listeners.clock.sleep(self.listeners.lease_s / 3)
 
     def _spawn_handling(self, inbox: Any, key: str, update: Update) -> None:
@@ -684,7 +693,9 @@ class TelegramAdapter:
 
     async def _on_unknown_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.callback_query is not None:
-            await _quietly(update.callback_query.answer("That button is out of date; send /restyle again.", show_alert=True))
+            await _quietly(
+                update.callback_query.answer("That button is out of date; send /restyle again.", show_alert=True)
+            )
 
     # Webhook -----------------------------------------------------------------------------------
 
@@ -749,7 +760,9 @@ class TelegramAdapter:
         settings = self.config.telegram
         assert settings.webhook_url
         try:
-            await self.bot.set_webhook(settings.webhook_url, secret_token=self._webhook_secret, allowed_updates=ALLOWED_UPDATES)
+            await self.bot.set_webhook(
+                settings.webhook_url, secret_token=self._webhook_secret, allowed_updates=ALLOWED_UPDATES
+            )
         except BadRequest as exc:
             # Not a network problem: Telegram will refuse this URL every time.
             raise AdapterStartError(
@@ -788,7 +801,9 @@ class TelegramAdapter:
             return
         if update.callback_query is not None:
             # Even a quiet refusal answers the press (without text): an unanswered button spins.
-            await _quietly(update.callback_query.answer(None if refused.quiet else refused.text, show_alert=not refused.quiet))
+            await _quietly(
+                update.callback_query.answer(None if refused.quiet else refused.text, show_alert=not refused.quiet)
+            )
         elif not refused.quiet and update.message is not None:
             await self._answer(update.message, refused.text)
         raise ApplicationHandlerStop
@@ -897,7 +912,9 @@ class TelegramAdapter:
             log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
             state.status_pending = False
             return
-        status = _Status(sent.chat.id, sent.message_id, bool(reply.get("group")), shown=text, last_edit=time.monotonic())
+        status = _Status(
+            sent.chat.id, sent.message_id, bool(reply.get("group")), shown=text, last_edit=time.monotonic()
+        )
         self._statuses[job_id] = status
         state.status_pending = False
         await self._save_reply(job_id, reply, status_id=sent.message_id)
@@ -997,7 +1014,9 @@ class TelegramAdapter:
             example = "spamming the group" if banned else "appeal accepted"
             await self._answer(message, BAN_USAGE.format(command=command, example=example))
             return
-        await admin_commands.ban(self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned)
+        await admin_commands.ban(
+            self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned
+        )
 
     async def _on_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/queue: who is waiting, per tier. /queue log [n]: the latest jobs, for complaints."""
@@ -1007,7 +1026,9 @@ class TelegramAdapter:
         args = [a.lower() for a in context.args or []]
         log_asked = bool(args) and args[0] == "log"
         count = whole_number(args[1], 1, 1_000_000) if log_asked and len(args) > 1 else None
-        await admin_commands.queue(self.service, self._member(user), _CommandChat(self, message), log=log_asked, count=count)
+        await admin_commands.queue(
+            self.service, self._member(user), _CommandChat(self, message), log=log_asked, count=count
+        )
 
     # Buttons -----------------------------------------------------------------------------------
 
@@ -1069,7 +1090,9 @@ class TelegramAdapter:
             "picture_kind": job.reply.get("picture_kind"),
             "parent": job_id,
         }
-        result = await self.service.again(member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}")
+        result = await self.service.again(
+            member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}"
+        )
         if isinstance(result, Refused):
             await _quietly(query.answer(result.text if not result.quiet else None, show_alert=not result.quiet))
             return
@@ -1147,7 +1170,9 @@ class TelegramAdapter:
                 self._edit_hold[status.chat_id] = time.monotonic() + float(seconds)
                 if status.wanted is None:
                     status.wanted = (text, cancel)
-                log.info("job %s: status edits in chat %s paused %s s by flood control", job_id, status.chat_id, seconds)
+                log.info(
+                    "job %s: status edits in chat %s paused %s s by flood control", job_id, status.chat_id, seconds
+                )
             except ChatMigrated as exc:
                 # The status message stayed in the old group: nothing left to edit.
                 self._chat_moved(status.chat_id, int(exc.new_chat_id))
@@ -1311,7 +1336,13 @@ class TelegramAdapter:
             await self._mark_step(job, "file")
 
     async def _send_file(
-        self, job_id: str, chat_id: int, data: bytes, filename: str, reply_to: ReplyParameters | None, thread: int | None
+        self,
+        job_id: str,
+        chat_id: int,
+        data: bytes,
+        filename: str,
+        reply_to: ReplyParameters | None,
+        thread: int | None,
     ) -> None:
         """A file as a file: without disable_content_type_detection Telegram turns a WebP
         document into a sticker (Bot API, sendDocument)."""
@@ -1333,7 +1364,9 @@ class TelegramAdapter:
             picture = img.convert("RGB")
         if width + height > PHOTO_MAX_SIDES:
             scale = (PHOTO_MAX_SIDES - 8) / (width + height)
-            picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
+            picture = picture.resize(
+                (max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS
+            )
         from engine.pictures import encode_picture
 
         return encode_picture(picture, "jpeg", self.photo_limit_bytes)
@@ -1546,7 +1579,11 @@ def _is_request(update: Update, bot_username: str) -> bool:
     if message.text is not None:
         word = message.text.split(maxsplit=1)[0] if message.text.strip() else ""
         command, _, addressed = word.partition("@")
-        return command.startswith("/") and len(command) > 1 and (not addressed or addressed.lower() == bot_username.lower())
+        return (
+            command.startswith("/")
+            and len(command) > 1
+            and (not addressed or addressed.lower() == bot_username.lower())
+        )
     match = CAPTION_COMMAND.match(message.caption or "")
     return match is not None and (match.group(1) is None or match.group(1).lower() == bot_username.lower())
 

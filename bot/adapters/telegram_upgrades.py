@@ -71,13 +71,18 @@ def plan_buttons(plans: list[PlanView]) -> InlineKeyboardMarkup | None:
     if not plans:
         return None
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(f"{plan.title} · {plan.price_text}", callback_data=f"buy:{plan.name}")] for plan in plans]
+        [
+            [InlineKeyboardButton(f"{plan.title} · {plan.price_text}", callback_data=f"buy:{plan.name}")]
+            for plan in plans
+        ]
     )
 
 
 def changed_text(view: MemberView, what: str) -> str:
-    return f"{what} You are on the {view.tier} tier {_when(view.tier_expires_at)}." if view.tier != "free" else (
-        f"{what} You are on the free tier."
+    return (
+        f"{what} You are on the {view.tier} tier {_when(view.tier_expires_at)}."
+        if view.tier != "free"
+        else (f"{what} You are on the free tier.")
     )
 
 
@@ -165,8 +170,9 @@ class TelegramUpgrades:
         # payload is signed for the member who asked.
         chat_id = query.from_user.id
         prices = [LabeledPrice(plan.title, int(plan.stars or 0))]
-        description = f"{plan.tier} tier for {'a month, renewed monthly' if plan.subscription else f'{plan.days} days'}: " + (
-            ", ".join(plan.perks)
+        description = (
+            f"{plan.tier} tier for {'a month, renewed monthly' if plan.subscription else f'{plan.days} days'}: "
+            + (", ".join(plan.perks))
         )
         try:
             if plan.subscription:
@@ -177,7 +183,9 @@ class TelegramUpgrades:
                 await self.bot.send_message(
                     chat_id,
                     f"{plan.title}: {plan.price_text}, renewed every 30 days until you cancel it in Telegram.",
-                    reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(f"Subscribe · {plan.price_text}", url=link)]]),
+                    reply_markup=InlineKeyboardMarkup(
+                        [[InlineKeyboardButton(f"Subscribe · {plan.price_text}", url=link)]]
+                    ),
                 )
             else:
                 await self.bot.send_invoice(
@@ -208,7 +216,9 @@ class TelegramUpgrades:
             )
         except Exception:
             log.exception("pre-checkout check failed; declining")
-            refused = Refused("storage", "The bot cannot take payments right now; nothing was charged. Try again later.")
+            refused = Refused(
+                "storage", "The bot cannot take payments right now; nothing was charged. Try again later."
+            )
         try:
             if refused is None:
                 await query.answer(ok=True)
@@ -236,8 +246,10 @@ class TelegramUpgrades:
             if not result.quiet:  # quiet: the same charge was held before, and the member told
                 await self._say(update, result.text)
         elif not result.duplicate:
-            what = "Subscription renewed, thank you!" if paid.is_recurring and not paid.is_first_recurring else (
-                "Payment received, thank you!"
+            what = (
+                "Subscription renewed, thank you!"
+                if paid.is_recurring and not paid.is_first_recurring
+                else ("Payment received, thank you!")
             )
             await self._say(update, changed_text(result.view, what) + f"\nCharge id: {paid.telegram_payment_charge_id}")
 
@@ -249,7 +261,11 @@ class TelegramUpgrades:
         args = list(context.args or [])
         if args:
             result = await self.service.link_finish(member, " ".join(args))
-            text = result.text if isinstance(result, Refused) else changed_text(result, "Linked: both apps share one account now.")
+            text = (
+                result.text
+                if isinstance(result, Refused)
+                else changed_text(result, "Linked: both apps share one account now.")
+            )
             await self._say(update, text)
             return
         if message.chat.type != "private":
@@ -307,8 +323,10 @@ class TelegramUpgrades:
             await self._say(update, f"Telegram refused the refund: {exc}. The tier was left as it is.")
             return
         result = await self.service.refund(admin, row["charge_id"])
-        text = result.text if isinstance(result, Refused) else changed_text(
-            result, f"Refunded {row['amount']} ⭐ to {row['platform_user_id']}."
+        text = (
+            result.text
+            if isinstance(result, Refused)
+            else changed_text(result, f"Refunded {row['amount']} ⭐ to {row['platform_user_id']}.")
         )
         plan = self.config.plans.get(row["plan"])
         if row.get("subscription_expires_at") is not None or (plan is not None and plan.subscription):

@@ -312,7 +312,9 @@ class WebAdapter:
     # Middlewares -----------------------------------------------------------------------------
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             response = await handler(request)
         except ApiError as exc:
@@ -340,7 +342,9 @@ class WebAdapter:
         return response
 
     @web.middleware
-    async def _guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         declared = request.content_length
         if declared is not None and declared > self.max_body_bytes:
             # Said before a byte of the body is read; the connection closes after the answer.
@@ -447,7 +451,9 @@ class WebAdapter:
 
     def _static_file(self, name: str, media_type: str) -> web.Response:
         body = (STATIC_DIR / name).read_bytes()
-        response = web.Response(body=body, content_type=media_type, charset="utf-8" if media_type.startswith("text") else None)
+        response = web.Response(
+            body=body, content_type=media_type, charset="utf-8" if media_type.startswith("text") else None
+        )
         response.headers["Cache-Control"] = "no-cache"
         if name == "index.html":
             response.headers["Content-Security-Policy"] = (
@@ -489,7 +495,9 @@ class WebAdapter:
     async def submit(self, request: web.Request) -> web.Response:
         if (flooded := self._flooded()) is not None:
             return flooded
-        if not (request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"):
+        if not (
+            request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"
+        ):
             return _json_error(400, "Send the picture as multipart/form-data, with the file in a field named picture.")
         form = await self._read_body(request, request.post)
         request_id = request.headers.get("Idempotency-Key") or form.get("request_id") or None

@@ -28,7 +28,9 @@ async def ban(
         await where.finish_status(job_id, texts.CANCELLED)
 
 
-async def queue(service: RestyleService, admin: Member, where: CommandSurface, *, log: bool, count: int | None = None) -> None:
+async def queue(
+    service: RestyleService, admin: Member, where: CommandSurface, *, log: bool, count: int | None = None
+) -> None:
     """Who is waiting, per tier, or (`log`) the latest `count` jobs: who asked what, where. It
     names members and quotes their prompts, so it is answered only where the admin alone reads it."""
     if not service.is_admin(admin):

@@ -62,7 +62,9 @@ def next_tier_gains(current: TierSettings, better: TierSettings) -> list[str]:
                      if better.min_turnaround_s == 0 else
                      f"results after {better.min_turnaround_s:g} s at the least (now {current.min_turnaround_s:g} s)")  # fmt: skip
     if better.rank > current.rank:
-        gains.append("a place in line ahead of " + ("free members" if current.name == "free" else f"{current.name} members"))
+        gains.append(
+            "a place in line ahead of " + ("free members" if current.name == "free" else f"{current.name} members")
+        )
     if better.daily_quota > current.daily_quota:
         gains.append(f"{better.daily_quota} restyles a day (now {current.daily_quota})")
     if better.max_side > current.max_side:
@@ -116,7 +118,9 @@ def unbanned(who: str) -> str:
     return f"Unbanned {who}; they can use the bot again."
 
 
-def queue(lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float, style: Style) -> str:
+def queue(
+    lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float, style: Style
+) -> str:
     """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
     counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
     if not waiting:
