@@ -283,6 +283,10 @@ class RestyleService:
         self._progress: dict[str, float] = {}
         self._batch_seconds: deque[float] = deque(maxlen=config.queue.eta_window)
         self._deliveries: dict[str, asyncio.Task[None]] = {}
+        # The input pictures of the jobs this process's worker runs, as read at the claim: a result
+        # delivered at once (no minimum turnaround left) goes out with them and its stored bytes,
+        # not read back from the database (~1.2 MB a job). Bounded: a batch given back leaves its own.
+        self._inputs_in_hand: dict[str, bytes] = {}
         self._gave_up: set[str] = set()  # deliveries retried only after a restart
         self._background: set[asyncio.Task[Any]] = set()
         # Called with a cancelled job's id when this process's worker holds that job: the
@@ -1406,6 +1410,11 @@ class RestyleService:
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
             images = await asyncio.to_thread(lambda: [_open_picture(found[i]) for i in ids])
+            for record in records:
+                if record.platform in self._frontends:
+                    self._inputs_in_hand[record.id] = found[record.id]
+            while len(self._inputs_in_hand) > INPUTS_IN_HAND_MAX:
+                self._inputs_in_hand.pop(next(iter(self._inputs_in_hand)))
             await self._publish(ids[0], "started", batch=ids[1:])
         except asyncio.CancelledError:  # a stopping worker cut its claim-ahead short
             await self._end_leases(batch)
@@ -1573,6 +1582,7 @@ class RestyleService:
     async def _announce_output(self, p: _PreparedOutput, finished: bool) -> None:
         """After the write is committed: logs, metrics, delivery, the job event."""
         output, record, job_id = p.output, p.record, p.output.job_id
+        input_picture = self._inputs_in_hand.pop(job_id, None)
         if record is None:
             return
         if p.withheld:
@@ -1594,7 +1604,10 @@ class RestyleService:
                 due = (
                     (record.platform, self._deliver_after(record)) if p.stored is not None and not p.withheld else None
                 )
-                self._schedule_delivery(job_id, due)
+                # Held back (a free result's minimum turnaround), it is read again when due.
+                in_hand = due is not None and input_picture is not None and due[1] <= self.clock.now()
+                pictures = (input_picture, p.stored) if in_hand and p.stored is not None and input_picture else None
+                self._schedule_delivery(job_id, due, pictures)
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
     async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
@@ -1611,19 +1624,24 @@ class RestyleService:
 
     # Delivery --------------------------------------------------------------------------------
 
-    def _schedule_delivery(self, job_id: str, due: tuple[str, float] | None = None) -> None:
+    def _schedule_delivery(
+        self, job_id: str, due: tuple[str, float] | None = None, pictures: tuple[bytes, bytes] | None = None
+    ) -> None:
         """`due`: the job's platform and deliver_after, where the caller has just stored its
-        result (the delivery then claims it without reading it first)."""
+        result (the delivery then claims it without reading it first); `pictures`: its input and
+        result as stored, where the caller has them (then they are not read back either)."""
         if job_id in self._deliveries:
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(job_id, due), name=f"deliver-{job_id}")
+        task = asyncio.get_running_loop().create_task(self._deliver(job_id, due, pictures), name=f"deliver-{job_id}")
         self._deliveries[job_id] = task
         task.add_done_callback(lambda _: self._deliveries.pop(job_id, None))
 
-    async def _deliver(self, job_id: str, due: tuple[str, float] | None = None) -> None:
+    async def _deliver(
+        self, job_id: str, due: tuple[str, float] | None = None, pictures: tuple[bytes, bytes] | None = None
+    ) -> None:
         for delay in (*self.store_retry_s, None):
             try:
-                await self._deliver_once(job_id, due)
+                await self._deliver_once(job_id, due, pictures)
                 return
             except StoreError as exc:
                 if delay is None:  # the delivery lease runs out and a poll tries again
@@ -1633,7 +1651,9 @@ class RestyleService:
                 log.warning("job %s: delivery interrupted by the database (%s); retrying in %.1f s", job_id, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _deliver_once(self, job_id: str, due: tuple[str, float] | None = None) -> None:
+    async def _deliver_once(
+        self, job_id: str, due: tuple[str, float] | None = None, pictures: tuple[bytes, bytes] | None = None
+    ) -> None:
         if due is None:
             known = await self.store.job(job_id)
             if known is None or known.delivered_at is not None:
@@ -1656,9 +1676,15 @@ class RestyleService:
             view = await self._view(record)
             try:
                 if record.status == "done":
-                    both = await self.store.job_pictures(job_id)
-                    input_picture, result_picture = both.get("input"), both.get("result")
-                    del both
+                    input_picture: bytes | None
+                    result_picture: bytes | None
+                    if pictures is not None:  # the first try, straight from the worker
+                        input_picture, result_picture = pictures
+                        pictures = None  # not held through a retry's backoff
+                    else:
+                        both = await self.store.job_pictures(job_id)
+                        input_picture, result_picture = both.get("input"), both.get("result")
+                        del both
                     if input_picture is None or result_picture is None:
                         log.error("job %s: its pictures are gone (purged?); nothing to deliver", job_id)
                         return
@@ -1798,6 +1824,7 @@ def _stored_bytes(picture: Image.Image) -> bytes:
 
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+INPUTS_IN_HAND_MAX = 64  # input pictures kept from claim to delivery (~590 KB each at 512x384)
 
 
 def _open_picture(data: bytes) -> Image.Image:

@@ -311,3 +311,39 @@ async def test_a_batch_costs_a_bounded_number_of_database_round_trips(tmp_path, 
     print(f"{len(calls)} round trips for a batch of 4 ({per_job:.1f} a job): {calls}")
     assert per_job <= ROUND_TRIPS_PER_JOB[backend]
     await h.close()
+
+
+async def test_a_result_due_at_once_is_delivered_from_the_worker_s_hands_not_read_back(tmp_path, monkeypatch, backend):
+    """Pro and Max results go out as soon as they are stored: the delivery takes the input and
+    the result from the worker (~1.2 MB a job not read back from the database). A free result
+    held for its minimum turnaround is read again when due, so nothing waits in memory for it."""
+    h = await make(tmp_path, max_batch=4)
+    fast = [(await h.submit(member, "/restyle x")).job_id for member in (MAX, PRO)]
+    held = (await h.submit(FREE, "/restyle x")).job_id
+    await h.quiet()
+    reads: list[str] = []
+    original = h.store.job_pictures
+
+    async def spy(job_id):
+        reads.append(job_id)
+        return await original(job_id)
+
+    monkeypatch.setattr(h.store, "job_pictures", spy)
+    sent: dict[str, tuple[bytes, bytes]] = {}
+    record = h.frontend.deliver_result
+
+    async def keep(delivery):
+        sent[delivery.job.id] = (delivery.input_picture, delivery.result_picture)
+        await record(delivery)
+
+    monkeypatch.setattr(h.frontend, "deliver_result", keep)
+    h.start_worker()
+    await h.drain(advance=60)
+    assert sorted(sent) == sorted([*fast, held])
+    assert reads == [held]
+    monkeypatch.undo()
+    for job_id, pictures in sent.items():  # the bytes sent are the bytes stored
+        stored = await h.store.job_pictures(job_id)
+        assert pictures == (stored["input"], stored["result"])
+    assert h.service._inputs_in_hand == {}
+    await h.close()
