@@ -38,7 +38,9 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
     assert results["errors"] == [] and results["skipped"] == [], (results["errors"], results["skipped"])
     rows = {(r["variant"], r["batch"]): r for r in results["rows"]}
     eager = {"baseline", "prompt_cache", "device_pictures", "pinned_device", "tiny_vae", "exact", "all_eager"}  # cudnn: CUDA only
-    assert set(rows) == {("naive", 1), ("worker", 2)} | {(v, b) for v in eager for b in (1, 2)}
+    # The worker runs at the batch the exact path measured fastest: on a busy CPU that can be 1.
+    best = max((rows[("exact", b)] for b in (1, 2)), key=lambda r: r["pictures_per_s"]["median"])["batch"]
+    assert set(rows) == {("naive", 1), ("worker", best)} | {(v, b) for v in eager for b in (1, 2)}
     for (variant, batch), row in rows.items():
         if variant == "worker":
             continue
@@ -56,7 +58,7 @@ def test_the_tiny_smoke_run_measures_every_variant_and_the_worker(tmp_path):
         assert rows[(variant, 2)]["vs_naive"]["max_abs_delta"] <= BATCH_TOLERANCE
     assert rows[("exact", 1)]["stages_ms_per_call"]["text"] == 0 < rows[("baseline", 1)]["stages_ms_per_call"]["text"]
     assert rows[("tiny_vae", 2)]["random_weights_vae"] and rows[("tiny_vae", 2)]["vs_naive"]["max_abs_delta"] > 20
-    worker = rows[("worker", 2)]
+    worker = rows[("worker", best)]
     assert worker["delivered"] == worker["jobs"] == 16 and not worker["stopped_at_budget"]
     assert 0 < worker["engine_busy_fraction"] <= 1 and worker["sizes"] == {"64x64": 16}
     assert "| exact path: prompt cache + device pictures + device once (the default) | 2 |" in done.stdout  # the table

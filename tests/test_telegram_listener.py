@@ -166,7 +166,10 @@ async def test_only_the_lease_holder_polls_and_another_takes_over_when_its_lease
         await wait_until(lambda: counting.attempts > tries, what="another try for the lease")
     assert fake.calls_to("getUpdates") == []
     assert await app.store.listener_holder(name, clock.now()) == "other-front-end"
-    # The other front end stops renewing: once its lease has run out, this one takes over.
+    # The other front end stops renewing: once its lease has run out, this one takes over. (The
+    # count above goes up as a try starts: wait until that try has ended and the next one sleeps,
+    # or the advance lands before that sleep and nothing ever wakes it.)
+    await wait_parked(clock, clock.now() + CONTEND_EVERY_S)
     await clock.advance(LEASE_S)
     await fake.wait_for("getUpdates")
     assert await app.store.listener_holder(name, clock.now()) == app.service.instance_id
