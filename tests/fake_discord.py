@@ -935,6 +935,15 @@ class FakeDiscord:
         self._check_components(data)
         if ctype == 9:
             _check_modal(data)
+        if ctype == 8:
+            # discord-api-docs, Interaction Response (autocomplete: "up to 25 choices") and
+            # Application Command Option Choice (name 1-100 characters; a string value up to 100).
+            choices = data.get("choices") or []
+            if len(choices) > 25 or any(
+                not 1 <= len(c.get("name", "")) <= 100 or (isinstance(c.get("value"), str) and len(c["value"]) > 100)
+                for c in choices
+            ):
+                raise _Error(400, "Invalid Form Body (data.choices)", 50035)
         info["answered"] = ctype
         interaction: dict[str, Any] = {"id": "0", "type": ctype}
         resource: dict[str, Any] = {"type": ctype}
