@@ -80,7 +80,16 @@ def test_the_front_ends_import_no_database_driver_and_no_torch():
     for path in (ROOT / "bot" / "adapters").rglob("*.py"):
         imported = _imports(path)
         assert not {name.split(".")[0] for name in imported} & (ENGINE_LIBRARIES | {"sqlite3", "aiosqlite", "asyncpg"}), path
-        assert not {"bot.store", "bot.db"} & imported, path
+        assert not any(name == "bot.store" or name.startswith("bot.store.") for name in imported), path
+
+
+def test_the_store_imports_no_chat_library_no_torch_and_no_picture_codec():
+    """The database room: its drivers, and of the bot only the clock (nothing above it)."""
+    for path in (ROOT / "bot" / "store").rglob("*.py"):
+        imported = _imports(path)
+        assert not _top_levels(path) & (CHAT_LIBRARIES | ENGINE_LIBRARIES | {"PIL"}), path
+        above = {name for name in imported if name.split(".")[0] == "bot" and not name.startswith(("bot.store", "bot.clock"))}
+        assert above == set(), path
 
 
 def test_the_engine_knows_nothing_of_the_bot():

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from bot.db import PostgresDatabase, StoreError
+from bot.store import StoreError
+from bot.store.postgres import PostgresDatabase
 
 REFUSED_URL = "postgresql://restyle:secret@127.0.0.1:1/x"  # port 1: refused at once
 
@@ -142,7 +143,7 @@ async def test_a_late_termination_of_an_old_listen_connection_leaves_the_new_one
     class RecordedEvent(real_event):  # the loop's `lost` events, in the order it makes them
         def __init__(self) -> None:
             super().__init__()
-            if sys._getframe(1).f_globals.get("__name__") == "bot.db":
+            if sys._getframe(1).f_globals.get("__name__") == "bot.store.postgres":
                 lost_events.append(self)
 
     monkeypatch.setattr(asyncpg, "connect", connect)

@@ -4,7 +4,8 @@ Every state change of a job is written here before anyone is told about it, so a
 crash, of any process) loses nothing and delivers what was not delivered, once. The queue lives
 in the jobs table: each waiting job's rank and sequence number order it (see bot/queue.py), so
 any process can read a position, cancel a job, or claim a batch. The same SQL runs on SQLite
-(one process) and PostgreSQL (many); bot/db.py translates what differs.
+(one process) and PostgreSQL (many); bot/store/db.py and its two implementations translate
+what differs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.clock import Clock
-from bot.db import Database, PostgresDatabase, Row, SqliteDatabase, StoreError, is_postgres, sqlite_path
+from bot.store.db import Database, Row, StoreError, is_postgres, sqlite_path
+from bot.store.postgres import PostgresDatabase
+from bot.store.sqlite import SqliteDatabase
 
 log = logging.getLogger("bot.store")
 
@@ -29,7 +32,7 @@ MIGRATION_LOCK = 0x7265_7374  # advisory lock key: one process migrates at a tim
 CLAIM_LOCK = 0x7265_7375  # advisory lock key: one process at a time reads and takes a claim marker
 
 # Each entry moves the schema one version up; never edit a released entry, append a new one.
-# Written in SQLite's types; bot/db.py maps them to PostgreSQL's (same tables on both).
+# Written in SQLite's types; bot/store/postgres.py maps them to PostgreSQL's (same tables on both).
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE accounts (
