@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from bot.queue import compute_rank
-from bot.store import _JOB_COLUMNS, JobRecord, Store
+from bot.store import JobRecord, Store
+from bot.store.jobs import JOB_COLUMNS
 
 TIERS = (("free", 0), ("pro", 1), ("max", 2))
 KEYS = ("512x512:4:2", "512x384:4:2", "384x512:4:2", "768x512:4:2")
@@ -56,7 +57,7 @@ async def fill(store: Store, size: int, filler: Filler) -> None:
             "INSERT INTO accounts (id, tier, created_at) VALUES (?, 'free', 0.0)",
             [(member + 1,) for member in range(filler.members)],
         )
-    insert = f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
+    insert = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
     for start in range(0, size, 5000):
         rows = [Store._job_values(filler.make(seq, seq * 0.01)) for seq in range(start + 1, min(size, start + 5000) + 1)]
         async with store.db.transaction():

@@ -6,20 +6,26 @@ in the jobs table: each waiting job's rank and sequence number order it (see bot
 any process can read a position, cancel a job, or claim a batch. The same SQL runs on SQLite
 (one process) and PostgreSQL (many); bot/store/db.py and its two implementations translate
 what differs.
+
+Store is one class built by inheritance from one small class per aggregate (jobs, claims,
+pictures, accounts, billing, coordination), all on the one `db` of StoreBase: every caller keeps
+calling `store.claim_batch(...)`, and one transaction can still span aggregates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.clock import Clock
+from bot.store.claims import ClaimsStore
 from bot.store.db import Database, Row, StoreError, is_postgres, sqlite_path
+from bot.store.jobs import ACTIVE, JobRecord, JobsStore
+from bot.store.pictures import PicturesStore
 from bot.store.postgres import PostgresDatabase
 from bot.store.schema import MIGRATION_LOCK, MIGRATIONS, import_picture_files, migrate
 from bot.store.schema import schema_version as read_schema_version
@@ -27,13 +33,22 @@ from bot.store.sqlite import SqliteDatabase
 
 log = logging.getLogger("bot.store")
 
-__all__ = ["Account", "JobRecord", "Store", "StoreError", "MIGRATIONS", "MIGRATION_LOCK"]
+__all__ = [
+    "ACTIVE",
+    "CLAIM_LOCK",
+    "MIGRATION_LOCK",
+    "MIGRATIONS",
+    "TIERS_BY_DEFAULT",
+    "Account",
+    "Database",
+    "JobRecord",
+    "Row",
+    "Store",
+    "StoreError",
+]
 
 TIERS_BY_DEFAULT = "free"
 CLAIM_LOCK = 0x7265_7375  # advisory lock key: one process at a time reads and takes a claim marker
-
-
-ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -49,71 +64,8 @@ class Account:
         return self.tier
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    id: str
-    account_id: int
-    platform: str
-    platform_user_id: str
-    reply: dict[str, Any]  # what the owning front end needs to answer later (chat, message ids)
-    prompt: str
-    negative_prompt: str | None
-    strength: float
-    seed: int
-    steps: int
-    output_format: str | None
-    width: int
-    height: int
-    batch_key: str
-    tier: str
-    rank: float
-    seq: int
-    status: str
-    created_at: float
-    quota_day: str
-    started_at: float | None = None
-    finished_at: float | None = None
-    deliver_after: float | None = None
-    delivered_at: float | None = None
-    seconds: float | None = None
-    error: str | None = None
-    parent_job_id: str | None = None
-    worker_id: str | None = None  # the worker process that runs it (while running)
-    # The incoming request that asked for it (an update, interaction or form nonce), unique per
-    # platform: the same request delivered twice, or retried, finds this job instead of a new one.
-    request_key: str | None = None
-
-
-_JOB_COLUMNS = [
-    "id", "account_id", "platform", "platform_user_id", "reply_json", "prompt", "negative_prompt",
-    "strength", "seed", "steps", "output_format", "width", "height", "batch_key", "tier", "rank",
-    "seq", "status", "created_at", "quota_day", "started_at", "finished_at", "deliver_after",
-    "delivered_at", "seconds", "error", "parent_job_id", "worker_id", "request_key",
-]  # fmt: skip
-_SELECT_JOB = f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs"
-
-
-def _job_from_row(row: Row) -> JobRecord:
-    values = {column: row[column] for column in _JOB_COLUMNS}
-    values["reply"] = json.loads(values.pop("reply_json"))
-    return JobRecord(**values)
-
-
-def _in(ids: list[str]) -> str:
-    return f"({', '.join('?' * len(ids))})"
-
-
-class Store:
+class Store(JobsStore, ClaimsStore, PicturesStore):
     """The bot's database, SQLite or PostgreSQL, behind one set of methods."""
-
-    def __init__(self, db: Database, data_dir: Path) -> None:
-        self.db = db
-        self.data_dir = data_dir
-
-    @property
-    def shared(self) -> bool:
-        """True on PostgreSQL, where other processes use the same database."""
-        return isinstance(self.db, PostgresDatabase)
 
     @classmethod
     async def open(cls, data_dir: Path, url: str = "", *, wait_s: float = 0.0, clock: Clock | None = None) -> Store:
@@ -156,36 +108,6 @@ class Store:
 
     async def schema_version(self) -> int:
         return await read_schema_version(self.db)
-
-    # Pictures --------------------------------------------------------------------------------
-
-    async def picture(self, job_id: str, kind: str) -> bytes | None:
-        """A job's input ("input") or result ("result") picture: lossless bytes Pillow reads."""
-        data = await self.db.fetch_value("SELECT data FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind)
-        return bytes(data) if data is not None else None
-
-    async def pictures(self, job_ids: Iterable[str], kind: str) -> dict[str, bytes]:
-        """The `kind` pictures of these jobs, by job id (a job without one is left out)."""
-        ids = list(job_ids)
-        if not ids:
-            return {}
-        rows = await self.db.fetch_all(
-            f"SELECT job_id, data FROM pictures WHERE kind = ? AND job_id IN {_in(ids)}", kind, *ids
-        )
-        return {row["job_id"]: bytes(row["data"]) for row in rows}
-
-    async def job_pictures(self, job_id: str) -> dict[str, bytes]:
-        """A job's pictures by kind ("input", "result"), in one read."""
-        rows = await self.db.fetch_all("SELECT kind, data FROM pictures WHERE job_id = ?", job_id)
-        return {row["kind"]: bytes(row["data"]) for row in rows}
-
-    async def has_picture(self, job_id: str, kind: str) -> bool:
-        return (
-            await self.db.fetch_value("SELECT 1 FROM pictures WHERE job_id = ? AND kind = ?", job_id, kind) is not None
-        )
-
-    async def replace_picture(self, job_id: str, kind: str, data: bytes) -> None:
-        await self.db.execute("UPDATE pictures SET data = ? WHERE job_id = ? AND kind = ?", data, job_id, kind)
 
     # Accounts --------------------------------------------------------------------------------
 
@@ -579,381 +501,3 @@ class Store:
             "SELECT action, detail, done_by, at FROM admin_actions WHERE account_id = ? ORDER BY id", account_id
         )
         return [dict(row) for row in rows]
-
-    # Retention -------------------------------------------------------------------------------
-
-    async def purge_finished(self, before: float) -> list[str]:
-        """Forget jobs that ended before `before`, with their pictures; returns their ids.
-        Daily usage rows stay: they hold no prompt or picture."""
-        async with self.db.transaction():
-            rows = await self.db.fetch_all(
-                "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ? RETURNING id",
-                before,
-            )
-            ids = [row["id"] for row in rows]
-            for chunk in _chunks(ids, 500):
-                await self.db.execute(f"DELETE FROM pictures WHERE job_id IN {_in(chunk)}", *chunk)
-        if ids:
-            await self.db.reclaim()  # the purged prompts and pictures leave no copy behind
-        return ids
-
-    async def delivered_before(self, before: float) -> list[str]:
-        """Jobs with a result delivered before `before` (their pictures may be compacted)."""
-        rows = await self.db.fetch_all("SELECT id FROM jobs WHERE status = 'done' AND delivered_at < ?", before)
-        return [row["id"] for row in rows]
-
-    async def job_log(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest jobs with who asked, where, what and how it ended, for complaints."""
-        rows = await self.db.fetch_all(
-            "SELECT id, platform, platform_user_id, reply_json, prompt, status, error, created_at, finished_at "
-            "FROM jobs ORDER BY created_at DESC LIMIT ?",
-            limit,
-        )
-        return [dict(row) for row in rows]
-
-    # Quota -----------------------------------------------------------------------------------
-
-    async def used_today(self, account_id: int, day: str) -> int:
-        used = await self.db.fetch_value(
-            "SELECT used FROM daily_usage WHERE account_id = ? AND day = ?", account_id, day
-        )
-        return used or 0
-
-    # Jobs: adding ----------------------------------------------------------------------------
-
-    async def add_job(
-        self,
-        job: JobRecord,
-        *,
-        quota_limit: int,
-        max_active: int,
-        rank_for: Callable[[float | None], float],
-        picture: bytes | None = None,
-        picture_from: str | None = None,
-    ) -> JobRecord | str:
-        """Queue a new job with its input picture, spending one unit of its member's daily
-        quota, in one transaction. The rank comes from `rank_for(the member's last active
-        rank)`, read under a lock on the member's account, so two processes queueing for one
-        member at once still space the jobs apart.
-
-        Returns the stored job, or "quota" / "queue_limit" (and nothing written). A job with
-        a request_key already stored for its platform returns that job, and nothing is written
-        or charged: the same request retried (its first commit's outcome unknown) queues once.
-        """
-        async with self.db.transaction():
-            await self.db.fetch_one(f"SELECT id FROM accounts WHERE id = ? {self.db.lock_clause}", job.account_id)
-            if job.request_key is not None:
-                # Under the account's lock: a second copy of the request waits for the first.
-                existing = await self.job_for_request(job.platform, job.request_key)
-                if existing is not None:
-                    return existing
-            active = await self.db.fetch_row(
-                "SELECT COUNT(*) AS n, MAX(rank) AS last FROM jobs WHERE account_id = ? AND status IN ('queued', 'running')",
-                job.account_id,
-            )
-            if active["n"] >= max_active:
-                return "queue_limit"
-            used = await self.used_today(job.account_id, job.quota_day)
-            if used >= quota_limit:
-                return "quota"
-            await self.db.execute(
-                "INSERT INTO daily_usage (account_id, day, used) VALUES (?, ?, 1) "
-                "ON CONFLICT (account_id, day) DO UPDATE SET used = daily_usage.used + 1",
-                job.account_id, job.quota_day,
-            )  # fmt: skip
-            # One counter row: arrival order across processes, without scanning the jobs.
-            seq = await self.db.fetch_value("UPDATE job_seq SET n = n + 1 RETURNING n")
-            stored = replace(job, rank=rank_for(active["last"]), seq=seq)
-            await self.db.execute(
-                f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})",
-                *self._job_values(stored),
-            )
-            if picture is not None:
-                await self.db.execute(
-                    "INSERT INTO pictures (job_id, kind, data) VALUES (?, 'input', ?)", job.id, picture
-                )
-            elif picture_from is not None:
-                copied = await self.db.execute(
-                    "INSERT INTO pictures (job_id, kind, data) SELECT ?, kind, data FROM pictures "
-                    "WHERE job_id = ? AND kind = 'input'",
-                    job.id, picture_from,
-                )  # fmt: skip
-                if copied != 1:
-                    raise StoreError(f"the picture of job {picture_from} is gone")
-            return stored
-
-    @staticmethod
-    def _job_values(job: JobRecord) -> list[Any]:
-        values = []
-        for column in _JOB_COLUMNS:
-            if column == "reply_json":
-                values.append(json.dumps(job.reply, separators=(",", ":")))
-            else:
-                values.append(getattr(job, column))
-        return values
-
-    # Jobs: reading ---------------------------------------------------------------------------
-
-    async def job(self, job_id: str) -> JobRecord | None:
-        row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE id = ?", job_id)
-        return _job_from_row(row) if row else None
-
-    async def job_for_request(self, platform: str, request_key: str) -> JobRecord | None:
-        """The job an incoming request (see JobRecord.request_key) already queued, if any."""
-        row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE platform = ? AND request_key = ?", platform, request_key)
-        return _job_from_row(row) if row else None
-
-    async def jobs(self, job_ids: Iterable[str]) -> list[JobRecord]:
-        ids = list(job_ids)
-        if not ids:
-            return []
-        rows = await self.db.fetch_all(f"{_SELECT_JOB} WHERE id IN {_in(ids)}", *ids)
-        by_id = {row["id"]: _job_from_row(row) for row in rows}
-        return [by_id[i] for i in ids if i in by_id]
-
-    async def member_active_jobs(self, account_id: int) -> list[JobRecord]:
-        """The member's waiting and running jobs, best-ranked first."""
-        rows = await self.db.fetch_all(
-            f"{_SELECT_JOB} WHERE account_id = ? AND status IN ('queued', 'running') ORDER BY rank, seq, id",
-            account_id,
-        )
-        return [_job_from_row(row) for row in rows]
-
-    async def position(self, job_id: str) -> int | None:
-        """How many waiting jobs run before this one (0: next); None if it is not waiting."""
-        row = await self.db.fetch_one("SELECT rank, seq, status FROM jobs WHERE id = ?", job_id)
-        if row is None or row["status"] != "queued":
-            return None
-        return await self.db.fetch_value(
-            "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (rank, seq, id) < (?, ?, ?)",
-            row["rank"], row["seq"], job_id,
-        )  # fmt: skip
-
-    async def waiting(self, limit: int) -> list[tuple[str, str]]:
-        """(job id, tier) of the first `limit` waiting jobs, in the order they will run."""
-        rows = await self.db.fetch_all(
-            "SELECT id, tier FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit
-        )
-        return [(row["id"], row["tier"]) for row in rows]
-
-    async def waiting_jobs(self, limit: int) -> list[JobRecord]:
-        """The first `limit` waiting jobs, in the order they will run: the i-th has position i."""
-        rows = await self.db.fetch_all(f"{_SELECT_JOB} WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?", limit)
-        return [_job_from_row(row) for row in rows]
-
-    async def waiting_head(self, limit: int) -> tuple[list[JobRecord], int]:
-        """waiting_jobs(limit) and running_count() in one read (0 running when none waits)."""
-        rows = await self.db.fetch_all(
-            f"SELECT {', '.join(_JOB_COLUMNS)}, (SELECT COUNT(*) FROM jobs WHERE status = 'running') AS running_now "
-            "FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT ?",
-            limit,
-        )  # fmt: skip
-        return [_job_from_row(row) for row in rows], int(rows[0]["running_now"]) if rows else 0
-
-    async def waiting_by_tier(self) -> dict[str, int]:
-        rows = await self.db.fetch_all("SELECT tier, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY tier")
-        return {row["tier"]: row["n"] for row in rows}
-
-    async def running_count(self) -> int:
-        return await self.db.fetch_value("SELECT COUNT(*) FROM jobs WHERE status = 'running'")
-
-    async def undelivered_jobs(self, platforms: Iterable[str], now: float) -> list[str]:
-        """Finished jobs of these platforms whose member has not been told yet (results and
-        failure notices), that no front end is delivering right now."""
-        names = list(platforms)
-        if not names:
-            return []
-        rows = await self.db.fetch_all(
-            "SELECT id FROM jobs WHERE delivered_at IS NULL AND status IN ('done', 'failed') "
-            f"AND platform IN {_in(names)} AND (delivery_until IS NULL OR delivery_until < ?) ORDER BY finished_at",
-            *names, now,
-        )  # fmt: skip
-        return [row["id"] for row in rows]
-
-    async def count_by_status(self) -> dict[str, int]:
-        rows = await self.db.fetch_all("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-        return {row["status"]: row["n"] for row in rows}
-
-    async def recent_seconds(self, limit: int) -> list[float]:
-        rows = await self.db.fetch_all(
-            "SELECT seconds FROM jobs WHERE status = 'done' AND seconds IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
-            limit,
-        )
-        return [row["seconds"] for row in rows]
-
-    # Jobs: the worker's side -----------------------------------------------------------------
-
-    async def claim_batch(self, max_batch: int, worker_id: str, now: float, lease_until: float) -> list[JobRecord]:
-        """Mark the best-ranked waiting job and up to max_batch - 1 compatible ones (same batch
-        key, best-ranked first) running for this worker, in one statement. On PostgreSQL rows
-        other workers are claiming are skipped, not waited for (FOR UPDATE SKIP LOCKED)."""
-        skip = f"{self.db.lock_clause} SKIP LOCKED" if self.db.lock_clause else ""
-        # One statement is its own transaction on both databases (SQLite takes the write lock
-        # before it reads, as BEGIN IMMEDIATE would): no BEGIN and COMMIT around it, which on
-        # SQLite were two more trips to the database's thread on the path the engine waits on.
-        claim = asyncio.ensure_future(self.db.fetch_written(
-            "WITH best AS ("
-            f" SELECT batch_key FROM jobs WHERE status = 'queued' ORDER BY rank, seq, id LIMIT 1 {skip}"
-            "), picked AS ("
-            " SELECT id FROM jobs WHERE status = 'queued' AND batch_key = (SELECT batch_key FROM best)"
-            f" ORDER BY rank, seq, id LIMIT ? {skip}"
-            ") "
-            "UPDATE jobs SET status = 'running', started_at = ?, worker_id = ?, lease_until = ? "
-            f"WHERE id IN (SELECT id FROM picked) RETURNING {', '.join(_JOB_COLUMNS)}",
-            max_batch, now, worker_id, lease_until,
-        ))  # fmt: skip
-        try:
-            rows = await asyncio.shield(claim)
-        except asyncio.CancelledError:
-            # A stopping worker cut its claim-ahead short. The statement still runs to its end
-            # (on aiosqlite's thread, or on the server), and with no transaction to roll back
-            # what it took would stay 'running' for a worker that never runs it: back in line.
-            await asyncio.wait([claim])
-            if not claim.cancelled() and claim.exception() is None and claim.result():
-                await self.requeue([row["id"] for row in claim.result()])
-            raise
-        return sorted((_job_from_row(row) for row in rows), key=lambda job: (job.rank, job.seq, job.id))
-
-    async def renew_lease(self, worker_id: str, job_ids: list[str], lease_until: float) -> int:
-        """Keep this worker's running jobs; returns how many it still holds."""
-        if not job_ids:
-            return 0
-        return await self.db.execute(
-            f"UPDATE jobs SET lease_until = ? WHERE status = 'running' AND worker_id = ? AND id IN {_in(job_ids)}",
-            lease_until, worker_id, *job_ids,
-        )  # fmt: skip
-
-    async def requeue_expired(self, now: float) -> list[str]:
-        """Running jobs whose worker stopped renewing its lease (it died) go back in line at
-        their original rank."""
-        async with self.db.transaction():
-            rows = await self.db.fetch_all(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, worker_id = NULL, lease_until = NULL "
-                "WHERE status = 'running' AND lease_until < ? RETURNING id",
-                now,
-            )
-        return [row["id"] for row in rows]
-
-    async def requeue(self, job_ids: list[str] | None = None) -> list[str]:
-        """Put running jobs back in line at their original rank: these (a batch that could not
-        start), or all of them (None: the one SQLite process starting again)."""
-        where = "status = 'running'" + (f" AND id IN {_in(job_ids)}" if job_ids is not None else "")
-        if job_ids is not None and not job_ids:
-            return []
-        async with self.db.transaction():
-            rows = await self.db.fetch_all(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, worker_id = NULL, lease_until = NULL "
-                f"WHERE {where} RETURNING id",
-                *(job_ids or ()),
-            )
-        return [row["id"] for row in rows]
-
-    async def finish_job(
-        self,
-        job_id: str,
-        worker_id: str,
-        result: bytes,
-        *,
-        seed: int,
-        steps: int,
-        seconds: float,
-        deliver_after: float,
-        now: float,
-    ) -> bool:
-        """Store a result and mark the job done, together. False (nothing written) when this
-        worker no longer holds the job: it was cancelled, or its lease ran out and it went back
-        in line, so the one result kept is the one from the worker that holds it."""
-        async with self.db.transaction():
-            held = await self.db.execute(
-                "UPDATE jobs SET status = 'done', seed = ?, steps = ?, seconds = ?, deliver_after = ?, finished_at = ?, "
-                "lease_until = NULL WHERE id = ? AND status = 'running' AND worker_id = ?",
-                seed, steps, seconds, deliver_after, now, job_id, worker_id,
-            )  # fmt: skip
-            if held != 1:
-                return False
-            await self.db.execute(
-                "INSERT INTO pictures (job_id, kind, data) VALUES (?, 'result', ?) "
-                "ON CONFLICT (job_id, kind) DO UPDATE SET data = excluded.data",
-                job_id, result,
-            )  # fmt: skip
-            return True
-
-    async def mark_failed(self, job_id: str, error: str, now: float, *, worker_id: str | None = None) -> bool:
-        """Fail an active job (held by `worker_id`, when given) and give its quota unit back;
-        False if it had already ended or another worker holds it."""
-        return await self._end_with_refund(job_id, "failed", error, now, worker_id) is not None
-
-    async def mark_cancelled(self, job_id: str, now: float) -> JobRecord | None:
-        """Cancel an active job and give its quota unit back; nothing is delivered for it.
-        Returns the job as it was (status queued or running, and its worker) or None."""
-        return await self._end_with_refund(job_id, "cancelled", None, now, None)
-
-    async def _end_with_refund(
-        self, job_id: str, status: str, error: str | None, now: float, worker_id: str | None
-    ) -> JobRecord | None:
-        async with self.db.transaction():
-            row = await self.db.fetch_one(f"{_SELECT_JOB} WHERE id = ? {self.db.lock_clause}", job_id)
-            if row is None or row["status"] not in ACTIVE:
-                return None
-            if worker_id is not None and (row["status"] != "running" or row["worker_id"] != worker_id):
-                return None
-            await self.db.execute(
-                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, delivered_at = ?, lease_until = NULL "
-                "WHERE id = ?",
-                status, error, now, now if status == "cancelled" else None, job_id,
-            )  # fmt: skip
-            await self.db.execute(
-                "UPDATE daily_usage SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END "
-                "WHERE account_id = ? AND day = ?",
-                row["account_id"], row["quota_day"],
-            )  # fmt: skip
-            return _job_from_row(row)
-
-    # Jobs: the front ends' side --------------------------------------------------------------
-
-    async def claim_delivery(self, job_id: str, owner: str, now: float, until: float) -> bool:
-        """Take (or renew) the right to deliver a finished job until `until`, so that of several
-        front ends exactly one sends it; False when another holds it or it was delivered."""
-        return await self.claim_delivery_record(job_id, owner, now, until) is not None
-
-    async def claim_delivery_record(self, job_id: str, owner: str, now: float, until: float) -> JobRecord | None:
-        """claim_delivery that answers with the job as it is once claimed (None: not claimed),
-        in the same statement: a delivery read the job again right after claiming it."""
-        rows = await self.db.fetch_written(
-            "UPDATE jobs SET delivery_by = ?, delivery_until = ? WHERE id = ? AND delivered_at IS NULL "
-            "AND status IN ('done', 'failed') AND (delivery_by IS NULL OR delivery_by = ? OR delivery_until < ?) "
-            f"RETURNING {', '.join(_JOB_COLUMNS)}",
-            owner, until, job_id, owner, now,
-        )  # fmt: skip
-        return _job_from_row(rows[0]) if rows else None
-
-    async def release_deliveries(self, owner: str | None, job_id: str | None = None) -> None:
-        """Give up delivery leases: one job's or all of `owner`'s (None: everybody's, for the
-        one SQLite process at start), so another front end or the next start may deliver."""
-        where, args = ("delivery_by IS NOT NULL", []) if owner is None else ("delivery_by = ?", [owner])
-        if job_id is not None:
-            where, args = f"{where} AND id = ?", [*args, job_id]
-        await self.db.execute(
-            f"UPDATE jobs SET delivery_by = NULL, delivery_until = NULL WHERE delivered_at IS NULL AND {where}", *args
-        )
-
-    async def mark_delivered(self, job_id: str, now: float) -> None:
-        await self.db.execute("UPDATE jobs SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL", now, job_id)
-
-    async def set_ranks(self, ranks: dict[str, float], tier: str) -> None:
-        async with self.db.transaction():
-            await self.db.execute_many(
-                "UPDATE jobs SET rank = ?, tier = ? WHERE id = ? AND status = 'queued'",
-                [(rank, tier, job_id) for job_id, rank in ranks.items()],
-            )
-
-    async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
-        """Front ends add to a job's reply data (e.g. the id of the status message they sent)."""
-        await self.db.execute(
-            "UPDATE jobs SET reply_json = ? WHERE id = ?", json.dumps(reply, separators=(",", ":")), job_id
-        )
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
