@@ -239,6 +239,8 @@ class JobsStore(StoreBase):
                     raise StoreError(f"the picture of job {picture_from} is gone")
             return stored
 
+    # Jobs: changing a waiting job --------------------------------------------------------------
+
     async def set_ranks(self, ranks: dict[str, float], tier: str) -> None:
         async with self.db.transaction():
             await self.db.execute_many(
