@@ -406,6 +406,14 @@ def before_after(original: Image.Image, result: Image.Image, divider: int = 4) -
     return canvas
 
 
+def before_after_file(original: bytes, result: bytes, fmt: str = "jpeg", max_bytes: int | None = None) -> bytes:
+    """The before/after picture of two encoded pictures (a stored job's input and result), encoded
+    as `fmt` under `max_bytes`: one picture a chat can show, where two would be two messages."""
+    with Image.open(io.BytesIO(original)) as before, Image.open(io.BytesIO(result)) as after:
+        both = before_after(before, after)
+    return encode_picture(both, fmt, max_bytes)
+
+
 def _normal_format(fmt: str) -> str:
     name = fmt.lower().lstrip(".")
     name = {"jpg": "jpeg"}.get(name, name)

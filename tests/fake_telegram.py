@@ -893,9 +893,15 @@ class FakeTelegram:
             if len(data) > self.photo_upload_limit:
                 raise _ApiError(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
             try:
-                return self._photo_sizes(data)
+                sizes = self._photo_sizes(data)
             except Exception:
                 raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+            # Bot API, sendPhoto: "The photo's width and height must not exceed 10000 in total.
+            # Width and height ratio must be at most 20."
+            width, height = sizes[-1]["width"], sizes[-1]["height"]
+            if width + height > 10_000 or max(width, height) > 20 * min(width, height):
+                raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+            return sizes
         return self.add_file(data, kind="document")
 
 

@@ -182,13 +182,16 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     gate.set()
 
     message = await h.result_of(interaction)
-    assert [a["filename"] for a in message["attachments"]] == [f"original-{job_id}.png", f"restyled-{job_id}.png"]
+    assert [a["filename"] for a in message["attachments"]] == [
+        f"before-after-{job_id}.jpg", f"original-{job_id}.png", f"restyled-{job_id}.png"
+    ]  # the comparison first: Discord shows it largest
     assert "oil painting" in message["content"] and "seed 42" in message["content"]
     assert [c for c in h.fake.messages[int(message["id"])]["components"][0]["components"]][0]["custom_id"] == f"restyle:again:{job_id}"
     edit = result_edits(h.fake)[-1]
     assert edit.custom_ids == [f"restyle:{a}:{job_id}" for a in ("again", "subtler", "stronger", "png", "webp", "jpeg")]
-    original, result = (data for _, data, _ in edit.files)
+    both, original, result = (data for _, data, _ in edit.files)
     assert size_of(original) == size_of(result) == (256, 256)
+    assert size_of(both) == (256 + 4 + 256, 256)  # side by side, a thin line between
     job = (await h.jobs())[0]
     assert job.strength == 0.5 and job.seed == 42 and job.reply["kind"] == "interaction"
     assert len(result_edits(h.fake)) == 1
@@ -202,7 +205,7 @@ async def test_a_status_message_whose_id_was_never_learnt_is_edited_through_orig
     result = await h.result_of(interaction)
     assert result["components"] and not result["flags"] & EPHEMERAL
     edits = h.fake.find("PATCH", rf"^/webhooks/\d+/{interaction['token']}/messages/(@|%40)original$")
-    assert any("Queued" in (c.content or "") for c in edits) and len(edits[-1].files) == 2
+    assert any("Queued" in (c.content or "") for c in edits) and len(edits[-1].files) == 3
     assert not h.fake.find("POST", r"^/channels/")  # not posted anew
 
 
@@ -230,7 +233,7 @@ async def test_result_files_are_re_encoded_to_fit_the_interactions_upload_limit(
     await h.result_of(interaction)
     files = result_edits(h.fake)[-1].files
     assert sum(len(data) for _, data, _ in files) <= 300_000
-    assert all(data[:4] == b"\x89PNG" for _, data, _ in files)
+    assert [data[:4] == b"\x89PNG" for _, data, _ in files] == [False, True, True]  # a JPEG before/after first
 
 
 async def test_queue_position_is_shown_while_waiting(h):
@@ -347,7 +350,7 @@ async def test_context_menu_opens_a_form_and_its_submission_restyles_the_message
     message = await h.result_of(submit)
     job = (await h.jobs())[0]
     assert (job.prompt, job.strength, job.seed) == ("watercolor", 0.8, 7)
-    assert message["attachments"][1]["filename"] == f"restyled-{job.id}.png"
+    assert message["attachments"][2]["filename"] == f"restyled-{job.id}.png"
 
 
 async def test_context_menu_takes_an_embedded_picture(h):
@@ -410,7 +413,7 @@ async def test_again_and_stronger_run_new_jobs_from_the_same_picture(h):
     assert jobs[1].parent_job_id == jobs[2].parent_job_id == job_id
     assert jobs[1].seed != jobs[0].seed
     assert len(h.fake.find("GET", r"^/files/")) == 1  # no new download
-    assert len(h.fake.messages[int(first["id"])]["attachments"]) == 2  # the first result stays as it was
+    assert len(h.fake.messages[int(first["id"])]["attachments"]) == 3  # the first result stays as it was
 
 
 @pytest.mark.parametrize("action", ["again", "subtler", "stronger"])
@@ -627,7 +630,7 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     gate.set()
     posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a channel post")
     call = posted[0]
-    assert call.content.startswith(f"<@{USER}> ✨") and len(call.files) == 2
+    assert call.content.startswith(f"<@{USER}> ✨") and len(call.files) == 3
     assert call.json["allowed_mentions"] == {"parse": [], "users": [USER]}  # the member only
     assert call.custom_ids[0].startswith("restyle:again:")
     # The expired token was never used for the result.
@@ -688,7 +691,7 @@ async def test_a_user_installed_app_promises_and_uses_a_dm_where_the_bot_cannot_
     await h.clock.advance(5 * 60)
     gate.set()
     dm = await dm_of(h)
-    assert len(dm.files) == 2
+    assert len(dm.files) == 3
     assert not h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)  # never tried as the bot
 
 
@@ -702,7 +705,7 @@ async def test_a_deleted_channel_after_the_token_expired_sends_the_result_by_dm(
     gate.set()
     dm_channel = await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM channel")
     dm = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{dm_channel}/messages$"), what="the DM")
-    assert "channel you asked in is gone" in dm[0].content and len(dm[0].files) == 2
+    assert "channel you asked in is gone" in dm[0].content and len(dm[0].files) == 3
 
 
 async def test_missing_permission_in_the_channel_sends_the_result_by_dm_saying_why(h):
@@ -727,7 +730,7 @@ async def test_a_deleted_status_message_gets_the_result_as_a_new_channel_message
     h.fake.delete_message(h.fake.original(interaction)["id"])
     gate.set()
     posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a channel post")
-    assert posted[0].content.startswith(f"<@{USER}>") and len(posted[0].files) == 2
+    assert posted[0].content.startswith(f"<@{USER}>") and len(posted[0].files) == 3
 
 
 async def outlive_the_token(h: Harness, **start: Any) -> threading.Event:
@@ -751,7 +754,7 @@ async def test_an_archived_thread_sends_the_result_by_dm_instead_of_retrying(h):
     h.fake.archived_threads.add(CHANNEL)
     gate.set()
     dm = await dm_of(h)
-    assert "is archived" in dm.content and len(dm.files) == 2
+    assert "is archived" in dm.content and len(dm.files) == 3
     assert [c.status for c in h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$", ok=False)] == [400]
 
 
@@ -770,7 +773,7 @@ async def test_pictures_too_large_for_the_channel_go_by_dm_re_encoded_to_its_10_
     h.fake.channel_size_limits[CHANNEL] = 100  # the channel takes less than these pictures
     gate.set()
     dm = await dm_of(h)
-    assert "too large" in dm.content and len(dm.files) == 2
+    assert "too large" in dm.content and len(dm.files) == 3
     assert limits == [25 * 1024 * 1024, 10 * 1024 * 1024]
 
 
@@ -812,7 +815,7 @@ async def test_a_retried_post_whose_answer_was_lost_is_not_posted_twice(h):
     await asyncio.wait_for(h.service.wait_delivered(), 5)
     first, second = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")
     assert first.json["nonce"] == second.json["nonce"] and first.json["enforce_nonce"] is True
-    posted = [m for m in h.fake.messages.values() if m["channel_id"] == str(CHANNEL) and len(m["attachments"]) == 2]
+    posted = [m for m in h.fake.messages.values() if m["channel_id"] == str(CHANNEL) and len(m["attachments"]) == 3]
     assert len(posted) == 1
 
 
@@ -845,7 +848,7 @@ async def test_a_result_left_undelivered_at_shutdown_is_delivered_after_a_restar
     try:
         await h2.start()  # the service schedules the delivery before Discord is connected
         posted = await h2.fake.wait_for(
-            lambda: [c for c in h2.fake.find("POST", rf"^/channels/{CHANNEL}/messages$") if len(c.files) == 2],
+            lambda: [c for c in h2.fake.find("POST", rf"^/channels/{CHANNEL}/messages$") if len(c.files) == 3],
             what="the result after the restart",
         )
         assert posted[0].content.startswith(f"<@{USER}>")  # the old token is unknown here: 401, so a channel post
@@ -900,7 +903,7 @@ async def result_past_the_token(h: Harness) -> dict[str, Any]:
     await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted")
     await asyncio.wait_for(h.service.wait_delivered(), 5)
     [posted] = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"] and m.get("nonce")]
-    assert len(posted["attachments"]) == 2
+    assert len(posted["attachments"]) == 3
     return posted
 
 
@@ -1093,7 +1096,7 @@ async def test_a_mention_replying_to_a_picture_restyles_it_when_enabled(h):
     status = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the reply")
     status_id = int(h.fake.messages[max(h.fake.messages)]["id"])
     assert str(status[0].json["message_reference"]["message_id"]) == mention["id"]
-    await h.fake.wait_for(lambda: len(h.fake.messages.get(status_id, {}).get("attachments", [])) == 2, what="the result")
+    await h.fake.wait_for(lambda: len(h.fake.messages.get(status_id, {}).get("attachments", [])) == 3, what="the result")
     job = (await h.jobs())[0]
     assert (job.prompt, job.strength, job.reply["kind"]) == ("watercolor", 0.3, "message")
 

@@ -44,14 +44,14 @@ async def test_python_m_bot_answers_a_slash_restyle_with_both_pictures_on_the_ti
                 "restyle", {"image": fake.attachment(picture_bytes((80, 64))), "prompt": "ink drawing", "strength": 0.5}
             )
             message = await fake.wait_for(
-                lambda: (m := fake.original(interaction)) and len(m["attachments"]) == 2 and m,
+                lambda: (m := fake.original(interaction)) and len(m["attachments"]) == 3 and m,
                 timeout=90,
                 what="the result",
             )
             assert "ink drawing" in message["content"]
-            edit = next(c for c in fake.calls if c.method == "PATCH" and len(c.files) == 2)
+            edit = next(c for c in fake.calls if c.method == "PATCH" and len(c.files) == 3)
             sizes = []
-            for _, data, _ in edit.files:
+            for _, data, _ in edit.files[1:]:  # after the before/after: the original and the result
                 with Image.open(io.BytesIO(data)) as img:
                     sizes.append(img.size)
             assert sizes[0] == sizes[1] and max(sizes[0]) == 64  # the free tier's max_side

@@ -13,7 +13,7 @@ import zlib
 import pytest
 from PIL import Image, features
 
-from engine.pictures import PictureError, before_after, encode_picture, picture_size, prepare_picture
+from engine.pictures import PictureError, before_after, before_after_file, encode_picture, picture_size, prepare_picture
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -252,6 +252,18 @@ def test_before_after_puts_both_side_by_side_at_the_results_height():
     assert both.getpixel((10, 10)) == RED
     assert both.getpixel((130, 10)) == (220, 220, 220)  # the divider
     assert both.getpixel((140, 10)) == BLUE
+
+
+def test_before_after_file_of_two_stored_pictures_fits_the_budget_it_is_given():
+    def png(img: Image.Image) -> bytes:
+        out = io.BytesIO()
+        img.save(out, format="PNG")
+        return out.getvalue()
+
+    data = before_after_file(png(noise(256, 256)), png(noise(256, 256)), "jpeg", 30_000)
+    assert data[:3] == b"\xff\xd8\xff" and len(data) <= 30_000
+    with Image.open(io.BytesIO(data)) as both:
+        assert both.width / both.height == pytest.approx((256 + 4 + 256) / 256, rel=0.02)  # shrunk, aspect kept
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "jpg", "webp"])

@@ -82,7 +82,7 @@ async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake
     [_, buttons_call] = await wait_reply(fake, request, 2)
     data = [b["callback_data"] for row in buttons_call.params["reply_markup"]["inline_keyboard"] for b in row]
     assert data == [f"again:{job_id}", f"subtler:{job_id}", f"stronger:{job_id}",
-                    f"file:png:{job_id}", f"file:webp:{job_id}", f"file:jpeg:{job_id}"]  # fmt: skip
+                    f"file:png:{job_id}", f"file:webp:{job_id}", f"file:jpeg:{job_id}", f"compare:{job_id}"]  # fmt: skip
     assert all(len(d.encode()) < 64 for d in data)
     labels = [b["text"] for row in buttons_call.params["reply_markup"]["inline_keyboard"] for b in row]
     assert "Subtler 0.45" in labels and "Stronger 0.75" in labels
@@ -260,15 +260,49 @@ async def test_format_button_sends_the_result_converted_as_a_file(start_bot, fak
     assert len(fake.calls_to("sendMediaGroup")) == 1  # no new GPU work
 
 
+async def test_side_by_side_button_sends_the_original_and_the_result_in_one_photo(start_bot, fake):
+    bot = await start_bot()
+    message, job_id = await delivered_buttons(bot, fake)
+    assert [b["callback_data"] for b in buttons(message)][-1] == f"compare:{job_id}"
+    fake.press(ANA, message, f"compare:{job_id}")
+    [photo] = await fake.wait_for("sendPhoto")
+    assert photo.params["reply_parameters"]["message_id"] == message["message_id"]
+    assert photo.params["caption"] == "Before | after"
+    with Image.open(io.BytesIO(photo.files["photo"])) as both:
+        result = (await bot.app.store.picture(job_id, "result")) or b""
+        with Image.open(io.BytesIO(result)) as alone:
+            # Two pictures of the result's height side by side, a thin line between.
+            assert both.height == alone.height and both.width > 2 * alone.width * 0.9
+    [answer] = fake.calls_to("answerCallbackQuery")
+    assert answer.params["text"] == "Sending the before and after…"
+    assert len(fake.calls_to("sendMediaGroup")) == 1  # no new GPU work, no second album
+
+
+async def test_a_side_by_side_wider_than_telegram_takes_is_shrunk_to_fit(start_bot, fake):
+    """Telegram refuses a photo whose width and height add up to more than 10,000 (Bot API,
+    sendPhoto); side by side, a wide result can get there."""
+    bot = await start_bot()
+    message, job_id = await delivered_buttons(bot, fake)
+    wide = io.BytesIO()
+    Image.new("RGB", (5000, 800), (90, 30, 200)).save(wide, format="PNG")  # 6.25:1, within MAX_ASPECT
+    await bot.app.store.replace_picture(job_id, "result", wide.getvalue())
+    await bot.app.store.replace_picture(job_id, "input", wide.getvalue())
+    fake.press(ANA, message, f"compare:{job_id}")
+    [photo] = await fake.wait_for("sendPhoto")
+    with Image.open(io.BytesIO(photo.files["photo"])) as both:
+        assert sum(both.size) <= 10_000
+
+
 async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
     bot = await start_bot()
     message, job_id = await delivered_buttons(bot, fake)
-    for data in (f"again:{job_id}", f"file:png:{job_id}", f"cancel:{job_id}"):
+    for data in (f"again:{job_id}", f"file:png:{job_id}", f"cancel:{job_id}", f"compare:{job_id}"):
         fake.press(BEN, message, data)
-    answers = await fake.wait_for("answerCallbackQuery", 3)
+    answers = await fake.wait_for("answerCallbackQuery", 4)
     assert all(a.params["show_alert"] is True and "Only the member who asked" in a.params["text"] for a in answers)
     await settle(bot, fake)
     assert len(fake.calls_to("sendMediaGroup")) == 1 and fake.calls_to("sendDocument") == []
+    assert fake.calls_to("sendPhoto") == []
     assert not {"queued", "running"} & set(await bot.app.store.count_by_status())
 
 

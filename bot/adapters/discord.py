@@ -69,7 +69,7 @@ from bot.config import Config
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
 from bot.service import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, RestyleService
-from engine.pictures import PictureError, encode_picture
+from engine.pictures import PictureError, before_after_file, encode_picture
 
 log = logging.getLogger("bot.discord")
 
@@ -1372,7 +1372,7 @@ class DiscordAdapter:
             raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
 
         async def files(max_bytes: int | None = None) -> list[discord.File]:
-            """The two pictures, re-encoded (off the loop) where a smaller limit applies (a DM)."""
+            """The pictures, re-encoded (off the loop) where a smaller limit applies (a DM)."""
             chosen = pictures
             if max_bytes is not None and max_bytes < limit:
                 try:
@@ -1713,12 +1713,19 @@ DISCORD_STYLE: Style = Style(
 
 
 def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
-    """Original and result, each re-encoded to fit half the upload limit (both go in one message)."""
+    """Before/after first (Discord shows a message's first picture largest, so the comparison
+    is what the member sees), then the original and the result, each re-encoded to fit a third
+    of the upload limit (all three go in one message)."""
     job = delivery.job
     fmt = job.output_format or "png"
-    budget = max(64 * 1024, limit // 2 - 16 * 1024)
+    budget = max(64 * 1024, limit // 3 - 16 * 1024)
+    both = before_after_file(delivery.input_picture, delivery.result_picture, "jpeg", budget)
     with Image.open(io.BytesIO(delivery.input_picture)) as img:
         original = encode_picture(img.convert("RGB"), "png", budget)
     with Image.open(io.BytesIO(delivery.result_picture)) as img:
         result = encode_picture(img.convert("RGB"), fmt, budget)
-    return [(f"original-{job.id}.png", original), (f"restyled-{job.id}.{OUTPUT_FORMATS[fmt].extension}", result)]
+    return [
+        (f"before-after-{job.id}.jpg", both),
+        (f"original-{job.id}.png", original),
+        (f"restyled-{job.id}.{OUTPUT_FORMATS[fmt].extension}", result),
+    ]

@@ -72,6 +72,7 @@ from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
+from bot.chat.compare import side_by_side
 from bot.chat.surface import Style, plain
 from bot.commands import (
     EXAMPLE,
@@ -128,7 +129,7 @@ COMMANDS = [
 # A caption that is a /restyle command (CommandHandler ignores captions). Group 1: the bot it
 # is addressed to, if any.
 CAPTION_COMMAND = re.compile(r"^/restyle(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
-BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file):")
+BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file|compare):")
 
 NO_PICTURE = (
     "Reply to a picture with /restyle and the new style, or send a picture with the command as "
@@ -1073,6 +1074,11 @@ class TelegramAdapter:
             except TelegramError as exc:
                 log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
             return
+        if action == "compare":
+            await _quietly(query.answer(texts.SENDING_SIDE_BY_SIDE))
+            if message is not None:
+                await self._send_side_by_side(job, member, message.chat.id, message.message_id)
+            return
         delta = STRENGTH_CHANGES.get(action)
         if delta is None or message is None:
             await _quietly(query.answer())
@@ -1100,6 +1106,22 @@ class TelegramAdapter:
             return  # this press was answered when it first came
         await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
         await self._after_submit(result, reply, message)  # type: ignore[arg-type]  # as in _place_refusal above
+
+    async def _send_side_by_side(self, job: JobView, member: Member, chat_id: int, buttons_message_id: int) -> None:
+        """The original and the result in one photo, answering the buttons message; from what
+        is stored, so no GPU work and no second album."""
+        reply_to = ReplyParameters(buttons_message_id, allow_sending_without_reply=True)
+        thread = job.reply.get("thread_id")
+        try:
+            both = await side_by_side(self.service, member, job.id, self.photo_limit_bytes)
+            if isinstance(both, Refused):
+                await self.bot.send_message(chat_id, both.text, reply_parameters=reply_to, message_thread_id=thread)
+                return
+            photo = await asyncio.to_thread(self._photo_payload, both)  # inside Telegram's photo sides
+            await self.bot.send_photo(chat_id, photo, caption=texts.SIDE_BY_SIDE_CAPTION, reply_parameters=reply_to,
+                                      message_thread_id=thread, read_timeout=self.media_read_timeout_s)  # fmt: skip
+        except TelegramError as exc:
+            log.warning("job %s: could not send the side-by-side picture (%s)", job.id, _short(exc))
 
     # The service's side (FrontEnd) -------------------------------------------------------------
 
@@ -1503,6 +1525,7 @@ def result_buttons(job: JobView) -> InlineKeyboardMarkup:
                 InlineKeyboardButton(output.label, callback_data=f"file:{fmt}:{job.id}")
                 for fmt, output in OUTPUT_FORMATS.items()
             ],
+            [InlineKeyboardButton(texts.SIDE_BY_SIDE_BUTTON, callback_data=f"compare:{job.id}")],
         ]
     )
 

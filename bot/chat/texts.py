@@ -162,3 +162,9 @@ def _place(entry: dict[str, Any]) -> str:
         guild = reply.get("guild_id")
         return f"Discord channel {reply['channel_id']} of server {guild}" if guild else "a Discord DM"
     return entry.get("platform") or "?"
+
+
+# Compare: the original and the result side by side.
+SIDE_BY_SIDE_BUTTON = "↔ Side by side"
+SENDING_SIDE_BY_SIDE = "Sending the before and after…"
+SIDE_BY_SIDE_CAPTION = "Before | after"

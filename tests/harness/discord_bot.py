@@ -25,6 +25,7 @@ USER = 1001
 OTHER = 2002
 GUILD = 777
 CHANNEL = 555
+RESULT_FILES = 3  # a result message: the before/after, the original, the result
 
 
 class Harness:
@@ -97,7 +98,7 @@ class Harness:
     async def result_of(self, interaction: dict[str, Any]) -> dict[str, Any]:
         """Wait until the interaction's response holds the two pictures; return that message."""
         return await self.fake.wait_for(
-            lambda: (m := self.fake.original(interaction)) and len(m["attachments"]) == 2 and m,
+            lambda: (m := self.fake.original(interaction)) and len(m["attachments"]) == RESULT_FILES and m,
             what="the result in the original response",
         )
 
@@ -107,7 +108,7 @@ class Harness:
         which is the message the button is on)."""
         clicked = click["message"]["id"]
         return await self.fake.wait_for(
-            lambda: next((m for m in self.fake.made_by(click) if m["id"] != clicked and len(m["attachments"]) == 2), None),
+            lambda: next((m for m in self.fake.made_by(click) if m["id"] != clicked and len(m["attachments"]) == RESULT_FILES), None),
             what="the result in a follow-up of the click",
         )
 
@@ -124,7 +125,7 @@ def callbacks(fake: FakeDiscord, ctype: int | None = None):
 
 
 def result_edits(fake: FakeDiscord):
-    return [c for c in fake.find("PATCH", r"^/webhooks/") if len(c.files) == 2]
+    return [c for c in fake.find("PATCH", r"^/webhooks/") if len(c.files) == RESULT_FILES]
 
 
 def ephemerals(fake: FakeDiscord) -> list[str]:
