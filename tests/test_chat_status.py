@@ -216,3 +216,16 @@ async def test_edit_now_shows_the_first_status_outside_the_budget_and_counts_as_
     await clock.advance(1.5)
     await throttle.settled("a")
     assert edits.edits == [("a", "Queued: #1", True, t0), ("a", "Restyling…", True, t0 + 1.5)]
+
+
+async def test_finishing_a_job_lets_an_edit_on_its_way_end_and_starts_no_other(throttle, clock, edits):
+    throttle.track("a", chat=1, budget=PRIVATE)
+    edits.gate = asyncio.Event()
+    task = throttle.want("a", "Restyling… 10%", True)
+    await wait_until(lambda: edits.edits, what="the edit on its way")
+    throttle.want("a", "Restyling… 90%", True)
+    throttle.finish("a")
+    edits.gate.set()
+    assert task is not None
+    await task  # ended by itself, not cancelled mid-request
+    assert edits.texts("a") == ["Restyling… 10%"]

@@ -70,6 +70,7 @@ class _Job:
     wanted: tuple[str, bool, int | None] | None = None  # (text, with Cancel, queued place) to show next
     task: asyncio.Task[None] | None = None
     final: bool = False  # nothing more to edit (the message is gone, or the job ended)
+    editing: bool = False  # an edit is on its way
     settled: bool = False  # the job's last word is wanted (a held result): older states are stale
 
 
@@ -135,7 +136,9 @@ class StatusThrottle:
         if job is None:
             return
         job.final = True
-        if job.task is not None and job.task is not asyncio.current_task():
+        # An edit on its way is let finish (cancelled, its request could be half sent); the
+        # loop ends after it.
+        if job.task is not None and job.task is not asyncio.current_task() and not job.editing:
             job.task.cancel()
 
     def tasks(self) -> list[asyncio.Task[None]]:
@@ -180,7 +183,12 @@ class StatusThrottle:
                 continue
             job.last_edit = self._clock.now()
             self._chat_next_edit[chat] = job.last_edit + budget.chat_interval_s
-            self._settle(job_id, job, text, with_cancel, position, await self._edit(job_id, text, with_cancel))
+            job.editing = True
+            try:
+                done = await self._edit(job_id, text, with_cancel)
+            finally:
+                job.editing = False
+            self._settle(job_id, job, text, with_cancel, position, done)
 
     def _settle(
         self, job_id: str, job: _Job, text: str, with_cancel: bool, position: int | None, done: EditOutcome
