@@ -7,8 +7,11 @@ import asyncio
 
 import pytest
 
-from bot.chat.status import GONE, SHOWN, Budget, EditOutcome, StatusThrottle, hold
+from bot.chat import texts
+from bot.chat.status import GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
+from bot.chat.surface import Style, plain
 from bot.clock import FakeClock
+from bot.service import JobView
 from tests.fakes import wait_parked, wait_until
 
 pytestmark = pytest.mark.timeout(10)
@@ -229,3 +232,41 @@ async def test_finishing_a_job_lets_an_edit_on_its_way_end_and_starts_no_other(t
     assert task is not None
     await task  # ended by itself, not cancelled mid-request
     assert edits.texts("a") == ["Restyling… 10%"]
+
+
+MARKED = Style(bold=plain, code=lambda text: f"`{text}`", date=str, moment=str, times_note="",
+               member=lambda platform, user_id, name: name, place=lambda entry: None, queue_log_hint="",
+               with_style=plain, text_limit=4096)  # fmt: skip
+
+
+def job_view(status: str, **more) -> JobView:
+    return JobView(id="a", platform="test", user_id="1", reply={}, prompt="ink", negative_prompt=None, strength=0.5,
+                   seed=1, steps=4, output_format=None, tier="free", status=status, width=64, height=64,
+                   created_at=0.0, **more)  # fmt: skip
+
+
+def test_only_a_done_result_not_yet_due_is_held():
+    now = 1000.0
+    assert held_s(job_view("done", deliver_after=now + 25), now) == 25
+    assert held_s(job_view("done", deliver_after=now), now) is None  # due: it is going out
+    assert held_s(job_view("done", deliver_after=now + 25, delivered=True), now) is None
+    assert held_s(job_view("running", deliver_after=now + 25), now) is None
+    assert held_s(job_view("done"), now) is None
+
+
+async def test_a_held_result_is_said_once_with_its_seconds(throttle, clock, edits):
+    throttle.track("a", chat=1, budget=Budget(message_interval_s=1.0))
+    throttle.want("a", "Restyling… 90%", True)
+    await throttle.settled("a")
+    done = job_view("done", deliver_after=clock.now() + 25)
+    await clock.advance(1.0)
+    throttle.want("a", texts.held_result(held_s(done, clock.now()), done.tier, MARKED), False, settled=True)
+    throttle.want("a", "Restyling… 100%", True)  # an update read before the job was done, late
+    await throttle.settled("a")
+    await clock.advance(10.0)
+    throttle.want("a", texts.held_result(held_s(done, clock.now()), done.tier, MARKED), False, settled=True)
+    await throttle.settled("a")
+    assert edits.edits[1:] == [
+        ("a", "Ready — it arrives in about 24 s on the free plan. `/upgrade` to get results as soon as they're done.",
+         False, clock.now() - 10.0),
+    ]  # fmt: skip

@@ -45,10 +45,10 @@ from PIL import Image
 
 from bot.adapters import AdapterStartError
 from bot.adapters.discord_upgrades import DiscordUpgrades
-from bot.chat import account
+from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
-from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle
+from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
 from bot.chat.surface import Style
 from bot.chat.texts import duration
 from bot.clock import MonotonicClock
@@ -1248,12 +1248,16 @@ class DiscordAdapter:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
             await self._finish_status(job.id, "Cancelled.")
             return
-        if job.status not in ("queued", "running") or not self._ready.is_set():
+        held = held_s(job, self._now())
+        if (job.status not in ("queued", "running") and held is None) or not self._ready.is_set():
             return
         state = self._state(job.id)
         if state.finished:
             return
         self._track_status(job.id)
+        if held is not None:  # done early: a free result waits for its minimum turnaround
+            state.task = self._status_edits.want(job.id, self._held_line(job, held), False, settled=True)
+            return
         state.task = self._status_edits.want(job.id, self._status_line(job), True)
 
     def _track_status(self, job_id: str) -> None:
@@ -1272,6 +1276,9 @@ class DiscordAdapter:
             text += "\n" + (LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM)
         return text
 
+    def _held_line(self, job: JobView, held: float) -> str:
+        return f"⌛ {texts.held_result(held, job.tier, DISCORD_STYLE)}\n{_status_what(job)}"
+
     async def _edit_status_now(self, job_id: str) -> None:
         """The first status, in the place of the deferred answer: at once."""
         job = await self.service.job(job_id)
@@ -1287,7 +1294,7 @@ class DiscordAdapter:
             if state.finished:
                 return GONE
             job = await self.service.job(job_id)
-            if job is None or job.status not in ("queued", "running"):
+            if job is None or (job.status not in ("queued", "running") and held_s(job, self._now()) is None):
                 self._status.pop(job_id, None)  # over: its delivery (here or elsewhere) ends the status
                 self._status_edits.finish(job_id)
                 return GONE
@@ -1653,8 +1660,12 @@ def _int(value: Any) -> int | None:
     return int(value) if value else None
 
 
+def _status_what(job: JobView) -> str:
+    return f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
+
+
 def _status_text(job: JobView) -> str:
-    what = f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
+    what = _status_what(job)
     if job.status == "running":
         done = max(0.0, min(1.0, job.progress or 0.0))
         bar = "▰" * round(done * 10) + "▱" * (10 - round(done * 10))

@@ -71,7 +71,7 @@ from bot.adapters.telegram_upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
-from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, hold
+from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
 from bot.chat.surface import Style, plain
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
@@ -1100,13 +1100,20 @@ class TelegramAdapter:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
             await self._finish_status(job.id, "Cancelled.")
             return
-        if job.status not in ("queued", "running"):
+        held = held_s(job, self.service.clock.now())
+        if job.status not in ("queued", "running") and held is None:
             return
         state = self._jobs.get(job.id)
         if state is not None and state.status_pending:
             state.early_view = job
             return
         if self._status_of(job) is None:
+            return
+        if held is not None:  # done early: a free result waits for its minimum turnaround
+            text = texts.held_result(held, job.tier, TELEGRAM_STYLE)
+            if job.reply.get("group"):
+                text = addressed_commands(text, self.bot.username or "")
+            self._status_edits.want(job.id, text, False, settled=True)
             return
         text, cancel = status_text(job)
         self._status_edits.want(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bot.clock import Clock
+from bot.service import JobView
 
 log = logging.getLogger("bot.chat.status")
 
@@ -45,6 +46,14 @@ def hold(seconds: float) -> EditOutcome:
     return EditOutcome(Outcome.HOLD, float(seconds))
 
 
+def held_s(job: JobView, now: float) -> float | None:
+    """How long a finished job's result is still held back (a free member's minimum wait),
+    or None where it is not held."""
+    if job.status != "done" or job.delivered or job.deliver_after is None or job.deliver_after <= now:
+        return None
+    return job.deliver_after - now
+
+
 # (job id, text, with a Cancel button) -> what became of the edit
 Edit = Callable[[str, str, bool], Awaitable[EditOutcome]]
 
@@ -71,7 +80,7 @@ class _Job:
     task: asyncio.Task[None] | None = None
     final: bool = False  # nothing more to edit (the message is gone, or the job ended)
     editing: bool = False  # an edit is on its way
-    settled: bool = False  # the job's last word is wanted (a held result): older states are stale
+    settled: bool = False  # the job's last word before delivery is wanted (a held result): said once
 
 
 class StatusThrottle:
@@ -107,10 +116,11 @@ class StatusThrottle:
         self, job_id: str, text: str, with_cancel: bool, *, position: int | None = None, settled: bool = False
     ) -> asyncio.Task[None] | None:
         """Show `text` as soon as the budget allows (a later want replaces it). `position`: the
-        queued place it shows; `settled`: the job's last state before delivery, which an update
-        read before it can no longer replace. Returns the task doing the edits, if one runs."""
+        queued place it shows; `settled`: the job's last word before delivery (a held result),
+        said once: neither an update read before it nor a second one replaces it. Returns the
+        task doing the edits, if one runs."""
         job = self._jobs.get(job_id)
-        if job is None or job.final or (job.settled and not settled):
+        if job is None or job.final or job.settled:
             return None
         step = job.budget.position_step
         if step is not None and position is not None and job.shown_position is not None:
