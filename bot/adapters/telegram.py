@@ -1439,11 +1439,6 @@ def position_step_matters(shown: int | None, new: int) -> bool:
     return new <= 3 or abs(shown - new) >= max(2, shown // 4)
 
 
-def _shown_position(text: str) -> int | None:
-    match = re.match(r"Queued: #(\d+)", text)
-    return int(match.group(1)) if match else None
-
-
 def result_caption(job: JobView) -> str:
     facts = f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed} · {job.steps} steps"
     if job.seconds is not None:

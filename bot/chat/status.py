@@ -120,8 +120,10 @@ class StatusThrottle:
         said once: neither an update read before it nor a second one replaces it. Returns the
         task doing the edits, if one runs."""
         job = self._jobs.get(job_id)
-        if job is None or job.final or job.settled:
+        if job is None:
             return None
+        if job.final or job.settled:
+            return job.task
         step = job.budget.position_step
         if step is not None and position is not None and job.shown_position is not None:
             if not step(job.shown_position, position):
