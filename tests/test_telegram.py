@@ -464,6 +464,21 @@ async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(s
     assert fake.live(status) is None  # delivered: the status message is cleaned up as always
 
 
+async def test_a_held_free_result_in_a_group_names_the_bot_in_its_upgrade_command(start_bot, fake):
+    clock = FakeClock()
+    bot = await start_bot(clock=clock, free_wait_s=40, group_edit_interval_s=0.2)
+    request = fake.message(ANA, GROUP, text="/restyle ink", reply_to=photo_message(fake, ANA, GROUP))
+    await wait_reply(fake, request)
+
+    def held() -> list:
+        return [c for c in fake.calls_to("editMessageText", ok_only=True) if "Ready" in c.params["text"]]
+
+    await fake.wait_until(held)
+    assert "/upgrade@RestyleTestBot to get results" in held()[0].params["text"]  # another bot may be there
+    await clock.advance(40)
+    await finish(bot, fake)
+
+
 async def test_network_error_is_retried_later_and_delivered_once(start_bot, fake):
     clock = FakeClock()
     bot = await start_bot(clock=clock)
