@@ -24,6 +24,16 @@ class SystemClock:
         await asyncio.sleep(max(0.0, seconds))
 
 
+class MonotonicClock:
+    """Seconds that never jump with the wall clock: for spacing out requests (rate limits)."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
 class FakeClock:
     """A clock the tests move by hand; sleepers wake when `advance` passes their deadline."""
 

@@ -1662,6 +1662,7 @@ class RestyleService:
         platform, deliver_after = due
         wait = deliver_after - self.clock.now()
         if wait > 0:
+            self._notify(job_id)  # held back: the status says when it arrives
             await self.clock.sleep(wait)
         for attempt, backoff in enumerate((*DELIVERY_BACKOFF_S, None)):
             frontend = self._frontends.get(platform)

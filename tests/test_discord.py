@@ -1022,6 +1022,32 @@ async def test_status_edits_are_throttled_and_end_on_the_latest_state(h):
     await h.result_of(interaction)
 
 
+async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(h):
+    await h.start(free_wait_s=40)
+    interaction = await h.restyle("oil painting")
+    await wait_until(h.jobs, what="the job")
+    [job] = await h.jobs()
+    await wait_parked(h.clock, job.created_at + 40)  # done at once, held until 40 s after the request
+
+    def held() -> list[Call]:
+        return [c for c in h.fake.find("PATCH", r"^/webhooks/") if "Ready" in (c.content or "")]
+
+    await h.fake.wait_for(held, what="the held line")
+    status = h.fake.original(interaction)
+    assert status["content"] == (
+        "⌛ Ready — it arrives in about 40 s on the free plan. `/upgrade` to get results as soon as they're done.\n"
+        "“oil painting” · strength 0.5 (clear)"
+    )
+    assert status["components"] == [] and status["attachments"] == []  # done: nothing to cancel, nothing yet
+    await h.clock.advance(15)
+    await h.adapter.job_updated(await h.service.job(job.id))  # the same held job seen again
+    await h.adapter._status_edits.settled(job.id)
+    assert len(held()) == 1  # said once
+    await h.clock.advance(25)
+    await h.result_of(interaction)
+    assert len(held()) == 1
+
+
 async def test_a_failed_job_tells_the_member(h):
     await h.start()
     h.engine.fail_prompts.add("doomed")

@@ -469,6 +469,50 @@ async def test_deleted_request_gets_the_result_without_a_reply(start_bot, fake):
     assert bot.app.service.delivery_failures == 0
 
 
+async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(start_bot, fake):
+    clock = FakeClock()
+    bot = await start_bot(clock=clock, free_wait_s=40)
+    request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
+    [status_call] = await wait_reply(fake, request)
+    job_id = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    due = (await bot.job(job_id)).created_at + 40
+    await wait_parked(clock, due)  # done at once, held until 40 s after the request
+
+    def held() -> list:
+        return [c for c in fake.calls_to("editMessageText", ok_only=True) if "Ready" in c.params["text"]]
+
+    await fake.wait_until(held)
+    [edit] = held()
+    assert edit.params["text"] == (
+        "Ready — it arrives in about 40 s on the free plan. /upgrade to get results as soon as they're done."
+    )
+    assert "reply_markup" not in edit.params  # done: nothing left to cancel
+    await clock.advance(15)
+    await bot.adapter.job_updated(await bot.app.service.job(job_id))  # the same held job seen again
+    await bot.adapter._status_edits.settled(job_id)
+    assert len(held()) == 1 and fake.calls_to("sendMediaGroup") == []  # said once; the result waits
+    await clock.advance(25)
+    await finish(bot, fake)
+    assert len(held()) == 1
+    status = next(m for m in fake.sent(ANA["id"]) if (m.get("reply_to_message") or {}).get("message_id") == request["message_id"])
+    assert fake.live(status) is None  # delivered: the status message is cleaned up as always
+
+
+async def test_a_held_free_result_in_a_group_names_the_bot_in_its_upgrade_command(start_bot, fake):
+    clock = FakeClock()
+    bot = await start_bot(clock=clock, free_wait_s=40, group_edit_interval_s=0.2)
+    request = fake.message(ANA, GROUP, text="/restyle ink", reply_to=photo_message(fake, ANA, GROUP))
+    await wait_reply(fake, request)
+
+    def held() -> list:
+        return [c for c in fake.calls_to("editMessageText", ok_only=True) if "Ready" in c.params["text"]]
+
+    await fake.wait_until(held)
+    assert "/upgrade@RestyleTestBot to get results" in held()[0].params["text"]  # another bot may be there
+    await clock.advance(40)
+    await finish(bot, fake)
+
+
 async def test_network_error_is_retried_later_and_delivered_once(start_bot, fake):
     clock = FakeClock()
     bot = await start_bot(clock=clock)

@@ -372,15 +372,13 @@ async def test_status_editing_stops_after_a_403(start_bot, fake):
     fake.blocked.add(ANA["id"])  # Ana blocks the bot while she waits
     engine.gate.set()  # the queue moves: Ana's status wants "#1 in line" and gets the 403
     await fake.wait_until(lambda: any(c.failed and c.params["chat_id"] == ANA["id"] for c in fake.calls_to("editMessageText")))
-    status = bot.adapter._statuses[job_id]
-    if status.task is not None:
-        await status.task
+    status_edits = bot.adapter._status_edits
+    await status_edits.settled(job_id)
     edits = len(fake.calls_to("editMessageText"))
     view = await bot.app.service.job(job_id)
     await bot.adapter.job_updated(replace(view, status="running", progress=0.5))  # a later update
-    if status.task is not None:
-        await status.task
-    assert status.final and len(fake.calls_to("editMessageText")) == edits
+    await status_edits.settled(job_id)
+    assert status_edits.is_final(job_id) and len(fake.calls_to("editMessageText")) == edits
     engine.gate.set()
     engine.gate.set()
 

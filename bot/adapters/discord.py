@@ -45,11 +45,13 @@ from PIL import Image
 
 from bot.adapters import AdapterStartError
 from bot.adapters.discord_upgrades import DiscordUpgrades
-from bot.chat import account
+from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
+from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
 from bot.chat.surface import Style
 from bot.chat.texts import duration
+from bot.clock import MonotonicClock
 from bot.commands import (
     MAX_PROMPT_CHARS,
     MAX_SEED,
@@ -280,12 +282,11 @@ class ShardClient(_RestyleEvents):
 
 @dataclass
 class _Status:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """What a job's status message shares with its delivery (the throttle keeps its texts)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one edit of the message at a time
     finished: bool = False  # delivered, failed or cancelled: no more status edits
-    dirty: bool = False
-    last_text: str = ""
-    last_at: float = -1e9  # loop time of the last edit
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # the status edits waiting for their turn
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,7 @@ class DiscordAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._ready = asyncio.Event()
         self._status: dict[str, _Status] = {}
+        self._status_edits = StatusThrottle(self._edit_status, MonotonicClock(), name="discord-status")
         self._saved_urls: tuple[str, yarl.URL] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.messages_handled = 0  # message events whose handler has finished (see RestyleClient.on_message)
@@ -540,7 +542,7 @@ class DiscordAdapter:
             lease_task.cancel()  # closes its shard's session and gives the lease up
         await asyncio.gather(*self._lease_tasks, return_exceptions=True)
         self._lease_tasks = []
-        for task in list(self._tasks) + [s.task for s in self._status.values() if s.task]:
+        for task in list(self._tasks) + self._status_edits.tasks():
             task.cancel()
         if self.client is not None and not self.client.is_closed():
             await self.client.close()
@@ -1017,6 +1019,7 @@ class DiscordAdapter:
             return
         state = self._state(job_id)
         state.finished = True
+        self._status_edits.finish(job_id)
         if await self.service.cancel(member, job_id):
             await interaction.edit_original_response(content="✖️ Cancelled.", view=None)
             self._status.pop(job_id, None)
@@ -1245,66 +1248,71 @@ class DiscordAdapter:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
             await self._finish_status(job.id, "Cancelled.")
             return
-        if job.status not in ("queued", "running") or not self._ready.is_set():
+        held = held_s(job, self._now())
+        if (job.status not in ("queued", "running") and held is None) or not self._ready.is_set():
             return
         state = self._state(job.id)
         if state.finished:
             return
-        state.dirty = True
-        if state.task is None or state.task.done():
-            state.task = asyncio.create_task(self._status_loop(job.id, state), name=f"discord-status-{job.id}")
+        self._track_status(job.id)
+        if held is not None:  # done early: a free result waits for its minimum turnaround
+            state.task = self._status_edits.want(job.id, self._held_line(job, held), False, settled=True)
+            return
+        state.task = self._status_edits.want(job.id, self._status_line(job), True)
 
-    async def _status_loop(self, job_id: str, state: _Status) -> None:
-        """Edit the status message at most once per edit_interval_s, always ending on the latest
-        state (a throttled update is sent when the interval is over, not dropped)."""
-        loop = asyncio.get_running_loop()
-        while state.dirty and not state.finished:
-            wait = state.last_at + self.edit_interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            state.dirty = False
-            if not await self._edit_status(job_id, state):
-                break
-        if state.finished or not state.dirty:
-            job = await self.service.job(job_id)
-            if job is None or job.status not in ("queued", "running"):
-                self._status.pop(job_id, None)
+    def _track_status(self, job_id: str) -> None:
+        """One edit per edit_interval_s, always ending on the latest state (a throttled update is
+        sent when the interval is over, not dropped)."""
+        if not self._status_edits.tracks(job_id):
+            self._status_edits.track(job_id, job_id, Budget(self.edit_interval_s))
+
+    def _status_line(self, job: JobView) -> str:
+        text = _status_text(job)
+        reply = job.reply
+        if (
+            reply.get("kind") == "interaction"
+            and self._now() - float(reply.get("interaction_at") or 0) > LATE_NOTE_AFTER_S
+        ):
+            text += "\n" + (LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM)
+        return text
+
+    def _held_line(self, job: JobView, held: float) -> str:
+        return f"⌛ {texts.held_result(held, job.tier, DISCORD_STYLE)}\n{_status_what(job)}"
 
     async def _edit_status_now(self, job_id: str) -> None:
-        await self._edit_status(job_id, self._state(job_id))
+        """The first status, in the place of the deferred answer: at once."""
+        job = await self.service.job(job_id)
+        if job is None or job.status not in ("queued", "running"):
+            return
+        self._track_status(job_id)
+        await self._status_edits.edit_now(job_id, self._status_line(job), True)
 
-    async def _edit_status(self, job_id: str, state: _Status) -> bool:
-        """Show the job's current state; False when there is nothing more to show."""
+    async def _edit_status(self, job_id: str, text: str, cancel: bool) -> EditOutcome:
+        """How a status message is edited here (the StatusThrottle decides when)."""
+        state = self._state(job_id)
         async with state.lock:
             if state.finished:
-                return False
+                return GONE
             job = await self.service.job(job_id)
-            if job is None or job.status not in ("queued", "running"):
-                return False
+            if job is None or (job.status not in ("queued", "running") and held_s(job, self._now()) is None):
+                self._status.pop(job_id, None)  # over: its delivery (here or elsewhere) ends the status
+                self._status_edits.finish(job_id)
+                return GONE
             reply = job.reply
-            text = _status_text(job)
-            if reply.get("kind") == "interaction":
-                if not self._token_fresh(reply):
-                    return False  # the status can no longer be edited; the result comes by message
-                if self._now() - float(reply.get("interaction_at") or 0) > LATE_NOTE_AFTER_S:
-                    text += "\n" + (LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM)
-            if text == state.last_text:
-                return True
+            if reply.get("kind") == "interaction" and not self._token_fresh(reply):
+                return GONE  # the status can no longer be edited; the result comes by message
             try:
-                await self._edit(reply, content=text, view=status_view(job_id))
+                await self._edit(reply, content=text, view=status_view(job_id) if cancel else None)
             except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
                 log.warning("job %s: status edit failed: %r", job_id, exc)
-                return True  # best effort; the next update tries again
-            state.last_text = text
-            state.last_at = asyncio.get_running_loop().time()
-            return True
+                return FAILED  # best effort; the next update tries again
+            return SHOWN
 
     async def _finish_status(self, job_id: str, text: str) -> None:
         """The job ended without a result message (cancelled): say so where the status was."""
         state = self._state(job_id)
         state.finished = True
-        if state.task is not None and not state.lock.locked():
-            state.task.cancel()
+        self._status_edits.finish(job_id)
         async with state.lock:
             job = await self.service.job(job_id)
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
@@ -1382,6 +1390,7 @@ class DiscordAdapter:
             return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
 
         await self._send_outcome(job, _result_text(job), files, result_view(job.id))
+        self._status_edits.finish(job.id)
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
@@ -1391,6 +1400,7 @@ class DiscordAdapter:
             return []
 
         await self._send_outcome(job, text, no_files, None)
+        self._status_edits.finish(job.id)
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1650,8 +1660,12 @@ def _int(value: Any) -> int | None:
     return int(value) if value else None
 
 
+def _status_what(job: JobView) -> str:
+    return f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
+
+
 def _status_text(job: JobView) -> str:
-    what = f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
+    what = _status_what(job)
     if job.status == "running":
         done = max(0.0, min(1.0, job.progress or 0.0))
         bar = "▰" * round(done * 10) + "▱" * (10 - round(done * 10))

@@ -22,8 +22,7 @@ import io
 import json
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,7 +72,9 @@ from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
 from bot.chat.compare import side_by_side
+from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
 from bot.chat.surface import Style, plain
+from bot.clock import Clock, MonotonicClock
 from bot.commands import (
     EXAMPLE,
     MAX_PLATFORM_ID,
@@ -163,18 +164,12 @@ START_TEXT = (
 )
 
 
-@dataclass
-class _Status:
-    """A status message we edit as its job moves."""
+@dataclass(frozen=True)
+class _StatusMessage:
+    """Where a job's status message is (its edits go through the StatusThrottle)."""
 
     chat_id: int
     message_id: int
-    group: bool
-    shown: str = ""
-    last_edit: float = 0.0  # time.monotonic() of the last edit
-    wanted: tuple[str, bool] | None = None  # (text, with Cancel button) to show next
-    task: asyncio.Task[None] | None = None
-    final: bool = False
 
 
 @dataclass
@@ -310,6 +305,7 @@ class TelegramAdapter:
         reconnect_delays_s: tuple[float, ...] = RECONNECT_DELAYS_S,
         ready_wait_s: float = 30.0,
         media_read_timeout_s: float = MEDIA_READ_TIMEOUT_S,
+        status_clock: Clock | None = None,
     ) -> None:
         settings = config.telegram
         if not settings.token:
@@ -327,14 +323,12 @@ class TelegramAdapter:
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
         self.media_read_timeout_s = media_read_timeout_s
-        self._statuses: dict[str, _Status] = {}
+        self._statuses: dict[str, _StatusMessage] = {}
+        self._status_clock = status_clock or MonotonicClock()  # spaces status edits out (real time in tests too)
+        self._status_edits = StatusThrottle(self._edit_status, self._status_clock, name="tg-status")
         self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
         self._moved_from: dict[int, int] = {}
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
-        self._edit_hold: dict[int, float] = {}
-        self._chat_next_edit: dict[int, float] = {}  # chat -> earliest next status edit (all its jobs)
-        self._chat_sending: dict[int, int] = {}  # chat -> results / answers being sent there now
-        self._sends_done = asyncio.Condition()  # chat -> time.monotonic() before which no status edit
         self._jobs: dict[str, _JobState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
@@ -527,12 +521,10 @@ class TelegramAdapter:
             await updater.stop()
         if self.application.running:
             await self.application.stop()
-        for status in self._statuses.values():
-            if status.task:
-                status.task.cancel()
-        for task in list(self._tasks):
+        status_tasks = self._status_edits.tasks()
+        for task in [*status_tasks, *self._tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, *(s.task for s in self._statuses.values() if s.task), return_exceptions=True)
+        await asyncio.gather(*self._tasks, *status_tasks, return_exceptions=True)
         if self._initialized:
             await self.application.shutdown()
             self._initialized = False
@@ -913,10 +905,9 @@ class TelegramAdapter:
             log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
             state.status_pending = False
             return
-        status = _Status(
-            sent.chat.id, sent.message_id, bool(reply.get("group")), shown=text, last_edit=time.monotonic()
-        )
-        self._statuses[job_id] = status
+        self._statuses[job_id] = _StatusMessage(sent.chat.id, sent.message_id)
+        self._status_edits.track(job_id, sent.chat.id, self._edit_budget(bool(reply.get("group"))), shown=text,
+                                 position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
         state.status_pending = False
         await self._save_reply(job_id, reply, status_id=sent.message_id)
         if state.finished_text is not None:  # it was delivered while we were saying "Queued"
@@ -1126,91 +1117,78 @@ class TelegramAdapter:
     # The service's side (FrontEnd) -------------------------------------------------------------
 
     async def job_updated(self, job: JobView) -> None:
-        """Edit the job's status message, at most once per interval and only on a change."""
+        """Show the job's state in its status message, within its chat's edit budget."""
         if job.status == "cancelled" and job.id in self._statuses:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
             await self._finish_status(job.id, "Cancelled.")
             return
-        if job.status not in ("queued", "running"):
+        held = held_s(job, self.service.clock.now())
+        if job.status not in ("queued", "running") and held is None:
             return
         state = self._jobs.get(job.id)
         if state is not None and state.status_pending:
             state.early_view = job
             return
-        status = self._status_of(job)
-        if status is None or status.final:
+        if self._status_of(job) is None:
             return
-        if status.group and job.status == "queued" and status.shown.startswith("Queued"):
-            if not position_step_matters(_shown_position(status.shown), (job.position or 0) + 1):
-                return  # a group sees every edit: #9 -> #8 is not worth one of its 20 a minute
-        status.wanted = status_text(job)
-        if status.task is None or status.task.done():
-            status.task = asyncio.create_task(self._edit_soon(job.id, status), name=f"tg-status-{job.id}")
+        if held is not None:  # done early: a free result waits for its minimum turnaround
+            text = texts.held_result(held, job.tier, TELEGRAM_STYLE)
+            if job.reply.get("group"):
+                text = addressed_commands(text, self.bot.username or "")
+            self._status_edits.want(job.id, text, False, settled=True)
+            return
+        text, cancel = status_text(job)
+        self._status_edits.want(
+            job.id, text, cancel, position=(job.position or 0) + 1 if job.status == "queued" else None
+        )
 
-    def _status_of(self, job: JobView) -> _Status | None:
+    def _status_of(self, job: JobView) -> _StatusMessage | None:
         status = self._statuses.get(job.id)
         if status is None and job.reply.get("status_id"):
             # After a restart: the status message we sent in the last run.
-            status = _Status(int(job.reply["chat_id"]), int(job.reply["status_id"]), bool(job.reply.get("group")))
+            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]))
             self._statuses[job.id] = status
+            self._status_edits.track(job.id, status.chat_id, self._edit_budget(bool(job.reply.get("group"))))
         return status
 
-    async def _edit_soon(self, job_id: str, status: _Status) -> None:
-        """Edit a status message within its chat's budget: in a group all jobs share one edit
-        every group_edit_interval_s (Telegram allows about 20 messages a minute per group, and
-        results come first), in a private chat about one a second (Telegram's per-chat limit)."""
-        interval = self.group_edit_interval_s if status.group else self.edit_interval_s
-        chat_spacing = self.group_edit_interval_s if status.group else min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s)
-        chat = status.chat_id
-        while not status.final and status.wanted is not None:
-            wait = max(status.last_edit + interval, self._edit_hold.get(chat, 0.0), self._chat_next_edit.get(chat, 0.0))
-            wait -= time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue  # a newer text may have come meanwhile: show the latest
-            if self._chat_sending.get(chat):
-                # A result or a "Queued" answer is going out in this chat: it goes first.
-                async with self._sends_done:
-                    await self._sends_done.wait_for(lambda: not self._chat_sending.get(chat))
-                continue
-            text, cancel = status.wanted
-            status.wanted = None
-            if text == status.shown or status.final:
-                continue
-            status.last_edit = time.monotonic()
-            self._chat_next_edit[chat] = status.last_edit + chat_spacing
-            try:
-                await self.bot.edit_message_text(
-                    text, chat_id=status.chat_id, message_id=status.message_id,
-                    reply_markup=_cancel_markup(job_id) if cancel else None,
-                )  # fmt: skip
-                status.shown = text
-            except RetryAfter as exc:
-                # Flood control for this chat: no status edit there until it lifts; then only
-                # the latest text is shown (older ones are stale by then).
-                seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
-                self._edit_hold[status.chat_id] = time.monotonic() + float(seconds)
-                if status.wanted is None:
-                    status.wanted = (text, cancel)
-                log.info(
-                    "job %s: status edits in chat %s paused %s s by flood control", job_id, status.chat_id, seconds
-                )
-            except ChatMigrated as exc:
-                # The status message stayed in the old group: nothing left to edit.
-                self._chat_moved(status.chat_id, int(exc.new_chat_id))
-                status.final = True
-            except Forbidden as exc:
-                status.final = True  # blocked, or removed from the group: every further edit fails too
-                log.info("job %s: status edits stop (%s)", job_id, _short(exc))
-            except BadRequest as exc:
-                if "not modified" in str(exc).lower():
-                    status.shown = text
-                elif "not found" in str(exc).lower():
-                    status.final = True  # the member deleted it; stop editing
-                else:
-                    log.info("job %s: status edit refused (%s)", job_id, _short(exc))
-            except TelegramError as exc:
-                log.info("job %s: status edit failed (%s)", job_id, _short(exc))  # best effort
+    def _edit_budget(self, group: bool) -> Budget:
+        """In a group all jobs share one edit every group_edit_interval_s (Telegram allows about
+        20 messages a minute per group, and results come first), and a queued place moves only by
+        a step worth one of them; in a private chat about one a second (Telegram's per-chat limit)."""
+        if group:
+            return Budget(self.group_edit_interval_s, self.group_edit_interval_s, position_step_matters)
+        return Budget(self.edit_interval_s, min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s))
+
+    async def _edit_status(self, job_id: str, text: str, cancel: bool) -> EditOutcome:
+        status = self._statuses.get(job_id)
+        if status is None:
+            return GONE
+        try:
+            await self.bot.edit_message_text(
+                text, chat_id=status.chat_id, message_id=status.message_id,
+                reply_markup=_cancel_markup(job_id) if cancel else None,
+            )  # fmt: skip
+            return SHOWN
+        except RetryAfter as exc:
+            seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
+            return hold(float(seconds))
+        except ChatMigrated as exc:
+            # The status message stayed in the old group: nothing left to edit.
+            self._chat_moved(status.chat_id, int(exc.new_chat_id))
+            return GONE
+        except Forbidden as exc:
+            log.info("job %s: status edits stop (%s)", job_id, _short(exc))
+            return GONE  # blocked, or removed from the group: every further edit fails too
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return NOT_MODIFIED
+            if "not found" in str(exc).lower():
+                return GONE  # the member deleted it; stop editing
+            log.info("job %s: status edit refused (%s)", job_id, _short(exc))
+            return FAILED
+        except TelegramError as exc:
+            log.info("job %s: status edit failed (%s)", job_id, _short(exc))  # best effort
+            return FAILED
 
     async def deliver_result(self, delivery: Delivery) -> None:
         job = delivery.job
@@ -1282,20 +1260,9 @@ class TelegramAdapter:
                 raise DeliveryFailed(_short(exc)) from None
         raise DeliveryFailed("the chat moved twice")
 
-    @contextlib.asynccontextmanager
-    async def _sending(self, chat_id: int) -> AsyncIterator[None]:
+    def _sending(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Marks a result or an answer going out in a chat: its status edits wait meanwhile."""
-        self._chat_sending[chat_id] = self._chat_sending.get(chat_id, 0) + 1
-        try:
-            yield
-        finally:
-            left = self._chat_sending[chat_id] - 1
-            if left:
-                self._chat_sending[chat_id] = left
-            else:
-                del self._chat_sending[chat_id]
-            async with self._sends_done:
-                self._sends_done.notify_all()
+        return self._status_edits.sending(chat_id)
 
     async def _tell_privately(self, job: JobView, text: str) -> None:
         try:
@@ -1431,9 +1398,7 @@ class TelegramAdapter:
             self._forget(job_id)
             return
         self._forget(job_id)
-        status.final = True
-        if status.task is not None and status.task is not asyncio.current_task():
-            status.task.cancel()
+        self._status_edits.finish(job_id)
         try:
             if text == "Done ✓":
                 await self.bot.delete_message(status.chat_id, status.message_id)
@@ -1494,11 +1459,6 @@ def position_step_matters(shown: int | None, new: int) -> bool:
     if new == shown:
         return False
     return new <= 3 or abs(shown - new) >= max(2, shown // 4)
-
-
-def _shown_position(text: str) -> int | None:
-    match = re.match(r"Queued: #(\d+)", text)
-    return int(match.group(1)) if match else None
 
 
 def result_caption(job: JobView) -> str:

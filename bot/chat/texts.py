@@ -54,6 +54,15 @@ def progress(job: JobView) -> str:
     return f"queued, #{(job.position or 0) + 1} in line{eta}"
 
 
+def held_result(seconds: float, tier: str, style: Style) -> str:
+    """A finished result held back until the tier's minimum wait is over (the status message
+    says it once, until the result arrives)."""
+    return (
+        f"Ready — it arrives in about {duration(seconds)} on the {tier} plan. "
+        f"{style.code('/upgrade')} to get results as soon as they're done."
+    )
+
+
 def next_tier_gains(current: TierSettings, better: TierSettings) -> list[str]:
     """What moving from `current` up to `better` changes, in a member's words; only what differs."""
     gains = []

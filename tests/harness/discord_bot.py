@@ -40,7 +40,8 @@ class Harness:
         # fails alone instead of leaving every query (and the teardown) waiting forever.
         self.database_gates: list[asyncio.Event] = []
 
-    async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", bot: str = "", **adapter_kw: Any) -> "Harness":
+    async def start(self, extra: str = "", *, guilds: str = f"[{GUILD}]", bot: str = "", free_wait_s: float = 0,
+                    **adapter_kw: Any) -> "Harness":  # fmt: skip
         if not self.fake.port:  # else it is another harness's, running already
             await self.fake.start()
         path = self.tmp_path / "config.toml"
@@ -48,7 +49,7 @@ class Harness:
             f'[bot]\ndata_dir = "{self.tmp_path / "data"}"\n{bot}\n'
             f'[discord]\ntoken = "fake-token"\napi_base = "{self.fake.api_base}"\n'
             f'gateway_url = "{self.fake.gateway_url}"\nguild_ids = {guilds}\n{extra}\n'
-            "[tiers.free]\nmin_turnaround_s = 0\n"
+            f"[tiers.free]\nmin_turnaround_s = {free_wait_s}\n"
         )
         config = load_config(path, env={})
         options = {"edit_interval_s": 0.0, "request_timeout_s": 2.0, "ready_timeout_s": 5.0, **adapter_kw}

@@ -27,13 +27,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def write_config(tmp_path: Path, fake: FakeTelegram, telegram: str = "", extra: str = "", bot: str = "") -> Path:
+def write_config(
+    tmp_path: Path, fake: FakeTelegram, telegram: str = "", extra: str = "", bot: str = "", free_wait_s: float = 0
+) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         f'[bot]\ndata_dir = "{tmp_path / "data"}"\n{bot}\n'
         f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{fake.base_url}"\nbase_file_url = "{fake.base_file_url}"\n{telegram}\n'
         # Results as soon as the engine is done; a held batch gives up quickly at stop.
-        "[tiers.free]\nmin_turnaround_s = 0\n[queue]\nshutdown_grace_s = 0.3\n"
+        f"[tiers.free]\nmin_turnaround_s = {free_wait_s}\n[queue]\nshutdown_grace_s = 0.3\n"
         f"{extra}\n"
     )
     return path
@@ -77,9 +79,10 @@ async def start_bot(tmp_path, fake):
         extra: str = "",
         bot: str = "",  # lines for [bot], e.g. admins = ["telegram:9001"]
         wait_polling: bool = True,
+        free_wait_s: float = 0,  # [tiers.free] min_turnaround_s: results as soon as the engine is done
         **adapter_kwargs: Any,
     ) -> Bot:
-        config = load_config(write_config(tmp_path, fake, telegram, extra, bot), env={})
+        config = load_config(write_config(tmp_path, fake, telegram, extra, bot, free_wait_s), env={})
         engine = engine or FakeEngine()
         clock = clock or FakeClock()
         adapter_kwargs.setdefault("edit_interval_s", 0.2)
