@@ -786,7 +786,8 @@ async def worker_run(engine: Any, folder: Path, jobs: int, max_side: int, steps:
     worker's start until every result has been handed to a front end that takes it at once."""
     from bot.clock import SystemClock
     from bot.config import load_config
-    from bot.service import Accepted, Member, RestyleService
+    from bot.core.types import Accepted, Member
+    from bot.service import RestyleService
     from bot.store import Store
     from bot.worker import Worker
 

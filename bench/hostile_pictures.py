@@ -68,7 +68,8 @@ async def _submit_all(pictures: list[bytes]) -> tuple[list[str], float]:
     at once; the answers and the seconds until the last one."""
     from bot.clock import FakeClock
     from bot.config import load_config
-    from bot.service import Accepted, Member, RestyleService
+    from bot.core.types import Accepted, Member
+    from bot.service import RestyleService
     from bot.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:

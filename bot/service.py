@@ -28,14 +28,27 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
 from bot.clock import Clock, utc_day
 from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
+from bot.core.guards import FloodGuard
+from bot.core.types import (
+    Accepted,
+    Delivery,
+    DeliveryFailed,
+    FrontEnd,
+    JobView,
+    Member,
+    MemberView,
+    PaymentResult,
+    Refused,
+    UpgradeInfo,
+    when,
+)
 from bot.decoding import PictureDecoder
 from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
@@ -72,7 +85,6 @@ from engine.pictures import PictureError, decoded_pixel_limit, encode_picture
 log = logging.getLogger("bot.service")
 
 WITHHELD = "The result was withheld by this server's safety filter. It did not count against your quota."
-UPGRADE_HINT = "Upgrade with /upgrade to skip the queue and get more."
 # How many of the first waiting jobs hear about their new position after each batch; the rest
 # are far back, and telling thousands of members "you moved up one" would only hit rate limits.
 NOTIFY_HEAD = 10
@@ -89,161 +101,6 @@ DELIVERY_LEASE_S = 120.0
 # A database write that failed is tried again after these pauses (a PostgreSQL restart takes a
 # few seconds); the worker's lease keeps its jobs meanwhile.
 STORE_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
-
-
-@dataclass(frozen=True)
-class Member:
-    platform: str  # "telegram" | "discord" | "web"
-    user_id: str
-    name: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.platform}:{self.user_id}"
-
-
-@dataclass(frozen=True)
-class Accepted:
-    job_id: str
-    position: int  # waiting jobs ahead of this one; 0 = next
-    eta_s: float  # rough seconds until the result is delivered
-    tier: str
-    strength: float
-    seed: int
-    steps: int
-    # True: this request (same request key) was queued before, as this job; the front end has
-    # answered it already and should not announce it again.
-    duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class Refused:
-    # command | picture | quota | queue_limit | steps | flood | storage | not_found | not_yours |
-    # rules | banned | place | not_admin
-    reason: str
-    message: str  # written for the member
-    upgrade_hint: bool = False
-    quiet: bool = False  # the member was already told; the front end should say nothing
-
-    @property
-    def text(self) -> str:
-        return f"{self.message} {UPGRADE_HINT}" if self.upgrade_hint else self.message
-
-
-@dataclass(frozen=True)
-class JobView:
-    id: str
-    platform: str
-    user_id: str
-    reply: dict[str, Any]
-    prompt: str
-    negative_prompt: str | None
-    strength: float
-    seed: int
-    steps: int
-    output_format: str | None
-    tier: str
-    status: str  # queued | running | done | failed | cancelled
-    width: int
-    height: int
-    created_at: float
-    position: int | None = None  # while queued
-    eta_s: float | None = None  # while queued or running
-    progress: float | None = None  # 0..1 while running
-    seconds: float | None = None  # engine time, when done
-    error: str | None = None  # for the member, when failed
-    deliver_after: float | None = None  # when done: the result is held back until then
-    delivered: bool = False  # the member has been sent the result (or the failure)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    job: JobView
-    input_picture: bytes  # the picture as the engine saw it (lossless; open with Pillow)
-    result_picture: bytes  # the result (lossless; open with Pillow)
-
-
-@dataclass(frozen=True)
-class MemberView:
-    tier: str
-    tier_expires_at: float | None
-    used_today: int
-    daily_quota: int
-    max_queued: int
-    active_jobs: list[JobView]
-
-
-@dataclass(frozen=True)
-class UpgradeInfo:
-    tier: str
-    tier_expires_at: float | None
-    plans: list[PlanView]  # on sale on the member's app; empty: payments not set up there
-    tiers: list[tuple[str, tuple[str, ...]]]  # every tier's perks, lowest first
-
-
-@dataclass(frozen=True)
-class PaymentResult:
-    view: MemberView  # the member after the payment
-    duplicate: bool  # this charge id was recorded before: nothing changed
-    plan: str
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "no end date"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-class DeliveryFailed(Exception):
-    """Raised by a front end that could not deliver. `permanent`: retrying cannot help (the
-    member blocked the bot); the result stays on disk and is tried again after a restart."""
-
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-
-
-class FrontEnd(Protocol):
-    platform: str
-
-    async def job_updated(self, job: JobView) -> None:
-        """Position or progress changed. Best effort; may be throttled by the front end."""
-        ...
-
-    async def deliver_result(self, delivery: Delivery) -> None:
-        """Send the result. Return only once it is sent; raise to have it retried."""
-        ...
-
-    async def deliver_failure(self, job: JobView) -> None:
-        """Tell the member their job failed (job.error). Raise to have it retried."""
-        ...
-
-
-class FloodGuard:
-    """At most `limit` commands per member in `window_s`; the first refusal is said, later ones
-    in the same window are quiet, so a flood costs one message. RestyleService.admit is the one
-    caller: every command, refused or not, and every button counts once."""
-
-    def __init__(self, limit: int = 10, window_s: float = 10.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._recent: dict[str, deque[float]] = {}
-        self._warned_until: dict[str, float] = {}
-
-    def check(self, member_key: str, now: float) -> Refused | None:
-        recent = self._recent.setdefault(member_key, deque())
-        while recent and recent[0] <= now - self.window_s:
-            recent.popleft()
-        if len(recent) < self.limit:
-            recent.append(now)
-            return None
-        quiet = self._warned_until.get(member_key, 0.0) > now
-        self._warned_until[member_key] = recent[0] + self.window_s
-        return Refused(
-            "flood",
-            f"You are sending commands too fast. Wait {int(recent[0] + self.window_s - now) + 1} s and try again.",
-            quiet=quiet,
-        )
 
 
 class RestyleService:
@@ -937,7 +794,7 @@ class RestyleService:
         return self.config.plans.get(name)
 
     def _downgrade_refusal(self, current: str, expiry: float | None, wanted: str) -> Refused:
-        until = f" until {_when(expiry)}" if expiry else ""
+        until = f" until {when(expiry)}" if expiry else ""
         return Refused(
             "downgrade",
             f"You already have the {current} tier{until}, which gives more than {wanted}. "
@@ -1046,7 +903,7 @@ class RestyleService:
             self.metrics.payments.labels(source=source, outcome="duplicate").inc()
             return PaymentResult(await self.me(member), duplicate=True, plan=plan.name)
         log.info("%s paid %d %s for %s (%s): %s until %s", member.key, amount, currency, plan.name,
-                 "renewal" if recurring else "new", new[0], _when(new[1]))  # fmt: skip
+                 "renewal" if recurring else "new", new[0], when(new[1]))  # fmt: skip
         await self._rerank_member(account_id, self.config.tier(new[0]))
         self.metrics.payments.labels(source=source, outcome="paid").inc()
         return PaymentResult(await self.me(member), duplicate=False, plan=plan.name)
@@ -1136,7 +993,7 @@ class RestyleService:
         if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=changed_by, now=now):
             return Refused("refunded", f"The payment {charge_id} was refunded already.")
         log.info("%s refunded %s: %s is now %s until %s", changed_by, row["charge_id"], row["platform_user_id"],
-                 new[0], _when(new[1]))  # fmt: skip
+                 new[0], when(new[1]))  # fmt: skip
         await self._rerank_member(row["account_id"], self.config.tier(new[0]))
         return await self.me(Member(row["platform"], row["platform_user_id"]))
 
@@ -1277,7 +1134,7 @@ class RestyleService:
         if row["used_at"] is not None:
             return Refused("used_code", "That code has already been used.")
         if row["valid_until"] <= now:
-            return Refused("expired_code", f"That code expired on {_when(row['valid_until'])}.")
+            return Refused("expired_code", f"That code expired on {when(row['valid_until'])}.")
         await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self._current(member)
         if await self.store.is_banned(account_id):
@@ -1287,7 +1144,7 @@ class RestyleService:
             return self._downgrade_refusal(tier, expiry, row["tier"])
         if not await self.store.use_code(row["hash"], account_id, new[0], new[1], changed_by=member.key, now=now):
             return Refused("used_code", "That code has already been used.")
-        log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], _when(new[1]))
+        log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], when(new[1]))
         await self._rerank_member(account_id, self.config.tier(new[0]))
         return await self.me(member)
 
@@ -1365,7 +1222,7 @@ class RestyleService:
         else:
             new = extended(self.config, current, expiry, tier, days, self.clock.now())
             expires = new[1] if new is not None else self.clock.now() + days * DAY_S
-        log.info("%s granted %s to %s until %s", admin.key, tier, target.key, _when(expires))
+        log.info("%s granted %s to %s until %s", admin.key, tier, target.key, when(expires))
         return await self.set_tier(target, tier, expires, reason="admin", changed_by=admin.key)
 
     async def revoke(self, admin: Member, target: Member) -> MemberView | Refused:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from PIL import Image, ImageOps
 
 from bot.clock import FakeClock
-from bot.service import Delivery, DeliveryFailed, JobView
+from bot.core.types import Delivery, DeliveryFailed, JobView
 from engine.api import EngineJob, EngineOutput, ProgressCallback, scheduled_steps
 
 

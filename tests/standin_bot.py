@@ -32,7 +32,8 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.config import Config, load_config
-from bot.service import Accepted, Delivery, JobView, Member, RestyleService
+from bot.core.types import Accepted, Delivery, JobView, Member
+from bot.service import RestyleService
 from tests.fakes import FakeEngine, picture_bytes
 
 log = logging.getLogger("bot.standin")

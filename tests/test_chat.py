@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bot.chat import account, admin, texts
 from bot.chat.buttons import owned_job
 from bot.chat.surface import Style, plain
-from bot.service import Member
+from bot.core.types import Member
 from tests.harness.service import FREE, FREE2, make
 
 ADMIN = Member("web", "admin-1", "Ada")

@@ -20,7 +20,8 @@ from PIL import Image
 
 from bot.adapters.discord import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
 from bot.clock import FakeClock
-from bot.service import DELIVERY_BACKOFF_S, Member
+from bot.core.types import Member
+from bot.service import DELIVERY_BACKOFF_S
 from tests.fake_discord import EPHEMERAL, Call, FakeDiscord, RecordingProxy
 from tests.fakes import count_admissions, picture_bytes, wait_parked, wait_until
 from tests.harness.discord_bot import (
@@ -1180,7 +1181,7 @@ async def test_a_refused_message_content_intent_is_a_clear_start_error(h):
 
 
 def test_status_text_names_position_and_progress():
-    from bot.service import JobView
+    from bot.core.types import JobView
 
     base = dict(id="j", platform="discord", user_id="1", reply={}, prompt="oil", negative_prompt=None, strength=0.8,
                 seed=1, steps=4, output_format=None, tier="free", width=64, height=64, created_at=0.0)  # fmt: skip

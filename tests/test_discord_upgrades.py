@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bot.clock import FakeClock
-from bot.service import Member
+from bot.core.types import Member
 from tests.harness.discord_bot import OTHER, USER, Harness, ephemerals, h, private_answers  # noqa: F401  (h is a fixture)
 
 pytestmark = pytest.mark.timeout(30)

@@ -20,7 +20,8 @@ from bot.clock import FakeClock
 from bot.config import load_config
 from bot.logs import hide_secrets
 from bot.decoding import BUSY, TOO_SLOW, PictureDecoder
-from bot.service import Accepted, Member, Refused, RestyleService
+from bot.core.types import Accepted, Member, Refused
+from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from engine.pictures import (

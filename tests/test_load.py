@@ -14,7 +14,9 @@ import pytest
 
 from bot.clock import SystemClock
 from bot.config import load_config
-from bot.service import Accepted, FloodGuard, Member, RestyleService
+from bot.core.types import Accepted, Member
+from bot.core.guards import FloodGuard
+from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.clock import FakeClock
 from bot.config import load_config
 from bot.metrics import ServiceMetrics
-from bot.service import Accepted, Member, RestyleService
+from bot.core.types import Accepted, Member
+from bot.service import RestyleService
 from bot.store import Store
 from engine.api import EngineOutput
 from tests.fakes import picture_bytes

@@ -7,7 +7,7 @@ import pytest
 
 from bot.config import AccessSettings, ModerationSettings
 from bot.moderation import NO_DMS, NOT_HERE, Blocklist, Place, place_refusal
-from bot.service import Accepted, Member, Refused
+from bot.core.types import Accepted, Member, Refused
 from tests.fakes import picture_bytes
 from tests.harness.service import FREE, FREE2, PRO, Harness, make
 

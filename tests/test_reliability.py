@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.service import Accepted, Refused
+from bot.core.types import Accepted, Refused
 from bot.store import StoreError
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
 from tests.fakes import picture_bytes, wait_until

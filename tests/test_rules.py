@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 from PIL import Image
 
-from bot.service import Accepted, Delivery, Member, PaymentResult, Refused, RestyleService
+from bot.core.types import Accepted, Delivery, Member, PaymentResult, Refused
+from bot.service import RestyleService
 from bot.store import JobRecord, Store
 from tests.fakes import RecordingFrontEnd, picture_bytes, wait_parked, wait_until
 from tests.harness.service import FREE, FREE2, MAX, PRO, Harness, make

@@ -113,7 +113,7 @@ def test_missing_safety_checker_names_the_setting(tmp_path):
 async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     from bot.app import App
     from bot.config import load_config
-    from bot.service import Member
+    from bot.core.types import Member
     from tests.fakes import FakeEngine, picture_bytes, wait_until
 
     checker = make_tiny_safety_checker(tmp_path / "checker", flags=True)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.clock import FakeClock
-from bot.service import Accepted, Refused
+from bot.core.types import Accepted, Refused
 from tests.fakes import picture_bytes, wait_parked, wait_until
 from tests.harness.service import FREE, FREE2, MAX, PRO, Harness, make
 

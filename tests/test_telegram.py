@@ -659,7 +659,7 @@ async def test_the_token_never_appears_in_logs(start_bot, fake, caplog):
 
 def test_eta_and_caption_texts():
     assert [eta_text(s) for s in (None, 1, 12, 59, 61, 600)] == ["soon", "about 5 s", "about 10 s", "about 60 s", "about 1 min", "about 10 min"]
-    from bot.service import JobView
+    from bot.core.types import JobView
 
     job = JobView(id="abcdef0123", platform="telegram", user_id="1", reply={}, prompt="x" * 2000, negative_prompt="text",
                   strength=0.3, seed=7, steps=4, output_format=None, tier="free", status="done", width=64, height=64,

@@ -10,7 +10,7 @@ import pytest
 
 from bot.adapters import AdapterStartError
 from bot.adapters.telegram import POST_AS_YOURSELF
-from bot.service import Refused
+from bot.core.types import Refused
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
 from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bot.adapters.telegram_upgrades import GRANT_USAGE
-from bot.service import Member
+from bot.core.types import Member
 from bot.upgrades import code_hash
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine
@@ -152,7 +152,7 @@ async def test_link_gives_a_code_in_private_only(start_bot, fake):
     text = await said(fake, ANA, "/link")
     code = text.split("Your link code: ")[1].split()[0]
     # Discord side (through the service, as the Discord adapter does) uses the code.
-    from bot.service import Member
+    from bot.core.types import Member
 
     view = await bot.app.service.link_finish(Member("discord", "5001", "ana"), code)
     assert view.tier == "free"

@@ -13,7 +13,8 @@ from bot.__main__ import main
 from bot.clock import FakeClock
 from bot.commands import whole_number
 from bot.config import Config, ConfigError, load_config
-from bot.service import Member, MemberView, PaymentResult, Refused, RestyleService
+from bot.core.types import Member, MemberView, PaymentResult, Refused
+from bot.service import RestyleService
 from bot.store import Store
 from bot import upgrades as up
 from tests.fakes import picture_bytes

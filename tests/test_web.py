@@ -19,7 +19,7 @@ from bot.app import App, Health
 from bot.clock import FakeClock
 from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
-from bot.service import Member
+from bot.core.types import Member
 from tests.fakes import FakeEngine, picture_bytes, wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

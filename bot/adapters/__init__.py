@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.service import FrontEnd
+from bot.core.types import FrontEnd
 
 
 class AdapterStartError(RuntimeError):

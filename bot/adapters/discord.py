@@ -66,9 +66,10 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
-from bot.service import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, RestyleService
+from bot.service import RestyleService
 from engine.pictures import PictureError, encode_picture
 
 log = logging.getLogger("bot.discord")

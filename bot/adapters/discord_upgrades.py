@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager
 import discord
 from discord import app_commands, ui
 
-from bot.service import Member, MemberView, Refused, RestyleService, UpgradeInfo
+from bot.core.types import Member, MemberView, Refused, UpgradeInfo
+from bot.service import RestyleService
 from bot.upgrades import PlanView, plan_for_sku
 
 log = logging.getLogger("bot.discord")

@@ -87,18 +87,11 @@ from bot.commands import (
     with_strength_delta,
 )
 from bot.config import Config
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.logs import RedactingFilter
 from bot.moderation import Place, place_refusal
-from bot.service import (
-    Accepted,
-    Delivery,
-    DeliveryFailed,
-    JobView,
-    Member,
-    Refused,
-    RestyleService,
-)
+from bot.service import RestyleService
 
 log = logging.getLogger("bot.telegram")
 

@@ -28,7 +28,8 @@ from telegram.ext import (
 
 from bot.commands import MAX_PLATFORM_ID, whole_number
 from bot.config import Config
-from bot.service import Member, MemberView, PaymentResult, Refused, RestyleService, UpgradeInfo
+from bot.core.types import Member, MemberView, PaymentResult, Refused, UpgradeInfo
+from bot.service import RestyleService
 from bot.upgrades import MAX_GRANT_DAYS, PlanView, looks_like_redeem_code
 
 log = logging.getLogger("bot.telegram")

@@ -48,8 +48,9 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config, is_loopback
+from bot.core.types import Accepted, Delivery, JobView, Member, Refused
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bot.service import Accepted, Delivery, JobView, Member, Refused, RestyleService
+from bot.service import RestyleService
 
 log = logging.getLogger("bot.web")
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from bot.chat import texts
 from bot.chat.surface import CommandSurface
 from bot.commands import Recipe
-from bot.service import Member, RestyleService
+from bot.core.types import Member
+from bot.service import RestyleService
 
 
 async def me(service: RestyleService, member: Member, where: CommandSurface) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.chat import texts
 from bot.chat.surface import CommandSurface
-from bot.service import Member, Refused, RestyleService
+from bot.core.types import Member, Refused
+from bot.service import RestyleService
 
 QUEUE_WAITING_SHOWN = 20  # waiting jobs /queue names
 QUEUE_LOG_SHOWN = 20  # jobs /queue log lists unless asked for more

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.chat import texts
-from bot.service import JobView, Member, RestyleService
+from bot.core.types import JobView, Member
+from bot.service import RestyleService
 
 
 async def owned_job(service: RestyleService, member: Member, job_id: str) -> JobView | str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from bot.clock import FakeClock
 from bot.config import load_config
-from bot.service import Member, RestyleService
+from bot.core.types import Member
+from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from tests.fakes import FakeEngine, RecordingFrontEnd, clock_deadlines, picture_bytes, wait_until
