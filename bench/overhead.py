@@ -91,7 +91,7 @@ class Trace:
         import bot.store as store
         from telegram import Bot, File
 
-        for attr in ("prepare_picture", "_stored_bytes", "_open_picture"):
+        for attr in ("stored_bytes", "open_stored_all"):
             self.wrap(service, attr, f"service.{attr} (thread)")
         for attr in ("account_for", "is_banned", "used_today", "member_active_jobs", "add_job", "position",
                      "claim_batch", "picture", "jobs", "job", "finish_job", "claim_delivery", "mark_delivered",

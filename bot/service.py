@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 import math
@@ -29,8 +28,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from PIL import Image
 
 from bot.clock import Clock, utc_day
 from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyle, with_strength_delta
@@ -79,8 +76,16 @@ from bot.upgrades import (
     tier_perks,
     tiers_by_rank,
 )
-from engine.api import EngineJob, EngineOutput, batch_key, random_seed, scheduled_steps
-from engine.pictures import PictureError, decoded_pixel_limit, encode_picture
+from engine.api import EngineJob, EngineOutput, SafetyCheck, batch_key, random_seed, scheduled_steps
+from engine.pictures import (
+    PictureError,
+    convert_stored,
+    decoded_pixel_limit,
+    is_uncompressed,
+    open_stored_all,
+    stored_as_png,
+    stored_bytes,
+)
 
 log = logging.getLogger("bot.service")
 
@@ -112,7 +117,7 @@ class RestyleService:
         *,
         rng: random.Random | None = None,
         flood_guard: FloodGuard | None = None,
-        safety_check: Callable[[Image.Image], bool] | None = None,
+        safety_check: SafetyCheck | None = None,
         decoder: PictureDecoder | None = None,
     ) -> None:
         self.config = config
@@ -522,7 +527,7 @@ class RestyleService:
                 parent_job_id=source_job.id if source_job else None,
                 request_key=request_key,
             )
-            stored_picture = await asyncio.to_thread(_stored_bytes, prepared) if prepared is not None else None
+            stored_picture = await asyncio.to_thread(stored_bytes, prepared) if prepared is not None else None
             added = await self._add_job_retrying(
                 record,
                 quota_limit=tier.daily_quota,
@@ -616,9 +621,9 @@ class RestyleService:
         for job_id in await self.store.delivered_before(self.clock.now() - older_than_s):
             for kind in ("input", "result"):
                 data = await self.store.picture(job_id, kind)
-                if data is None or data[:4] not in TIFF_MAGIC:
+                if data is None or not is_uncompressed(data):
                     continue
-                png = await asyncio.to_thread(_as_png, data)
+                png = await asyncio.to_thread(stored_as_png, data)
                 await self.store.replace_picture(job_id, kind, png)
                 changed += 1
                 saved += len(data) - len(png)
@@ -739,7 +744,7 @@ class RestyleService:
             return Refused("not_found", "That result is no longer kept; run /restyle again.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
             return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
-        return await asyncio.to_thread(_convert_picture, data, fmt, max_bytes)
+        return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The prepared picture (the original as the engine saw it) as png / jpeg / webp."""
@@ -749,7 +754,7 @@ class RestyleService:
             return Refused("not_found", "That picture is no longer kept; send it again with /restyle.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
             return Refused("not_yours", "Only the member who asked for this picture can see it here.")
-        return await asyncio.to_thread(_convert_picture, data, fmt, max_bytes)
+        return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_picture(self, job_id: str) -> bytes | None:
         """The prepared picture of a job (lossless; open it with Pillow), or None once purged."""
@@ -1266,7 +1271,7 @@ class RestyleService:
             missing = [i for i in ids if i not in found]
             if missing:
                 raise StoreError(f"the input pictures of jobs {', '.join(missing)} are missing")
-            images = await asyncio.to_thread(lambda: [_open_picture(found[i]) for i in ids])
+            images = await asyncio.to_thread(open_stored_all, [found[i] for i in ids])
             for record in records:
                 if record.platform in self._frontends:
                     self._inputs_in_hand[record.id] = found[record.id]
@@ -1410,7 +1415,7 @@ class RestyleService:
             return _PreparedOutput(output, record)
         if flagged if flagged is not None else await self._flagged(record, output.picture):
             return _PreparedOutput(output, record, withheld=True)
-        return _PreparedOutput(output, record, stored=await asyncio.to_thread(_stored_bytes, output.picture))
+        return _PreparedOutput(output, record, stored=await asyncio.to_thread(stored_bytes, output.picture))
 
     def _needs_check(self, record: JobRecord) -> bool:
         if self.safety_check is None:
@@ -1467,7 +1472,7 @@ class RestyleService:
                 self._schedule_delivery(job_id, due, pictures)
             await self._publish(job_id, "finished", s=round(output.seconds, 3))
 
-    async def _flagged(self, record: JobRecord, picture: Image.Image) -> bool:
+    async def _flagged(self, record: JobRecord, picture: Any) -> bool:
         check = self.safety_check
         if check is None or not self._needs_check(record):
             return False
@@ -1671,33 +1676,4 @@ class _PreparedOutput:
     withheld: bool = False  # by the safety check
 
 
-def _stored_bytes(picture: Image.Image) -> bytes:
-    """Lossless and fast: uncompressed TIFF writes a 768x576 picture in ~1 ms where PNG took
-    30-50 ms on the path between a request and its answer. An hour after delivery the file is
-    recompressed to PNG (compact_pictures); front ends encode what they send from either."""
-    buffer = io.BytesIO()
-    picture.save(buffer, format="TIFF")
-    return buffer.getvalue()
-
-
-TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 INPUTS_IN_HAND_MAX = 64  # input pictures kept from claim to delivery (~590 KB each at 512x384)
-
-
-def _open_picture(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        if img.mode == "RGB":  # what we store: convert() would only copy it (~1 ms at 512x384)
-            img.load()
-            return img
-        return img.convert("RGB")
-
-
-def _as_png(data: bytes) -> bytes:
-    """An uncompressed picture recompressed as PNG (about half the bytes), once it is cold."""
-    buffer = io.BytesIO()
-    _open_picture(data).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _convert_picture(data: bytes, fmt: str, max_bytes: int | None) -> bytes:
-    return encode_picture(_open_picture(data), fmt, max_bytes)
