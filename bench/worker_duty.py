@@ -139,12 +139,12 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
     frontend = CountingFrontEnd()
     frontend.expected = jobs
     if not worker_only:
-        service.register(frontend)
+        service.dispatch.register(frontend)
     await service.start()
     engine = FixedTimeEngine(max_batch, batch_seconds)
     stored_all = asyncio.Event()
     stored = 0
-    complete = service.complete
+    complete = service.batches.complete
 
     async def counted_complete(outputs):
         nonlocal stored
@@ -153,13 +153,13 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
         if stored >= jobs:
             stored_all.set()
 
-    service.complete = counted_complete  # type: ignore[method-assign]
-    worker = Worker(service, engine)
+    service.batches.complete = counted_complete  # type: ignore[method-assign]
+    worker = Worker(service.batches, engine)
     try:
         photo = photo_jpeg()
         members = max(1, jobs // 6)  # six each: under the flood guard's 10 per 10 s
         for i in range(jobs):
-            answer = await service.submit(Member("bench", f"m{i % members}"), photo, f"/restyle job {i}", {})
+            answer = await service.jobs.submit(Member("bench", f"m{i % members}"), photo, f"/restyle job {i}", {})
             assert isinstance(answer, Accepted), answer
         print("measuring from now", file=sys.stderr, flush=True)  # a profiler may attach here
         threads0 = thread_cpu_s() if by_thread else {}

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from bot.upgrades import PlanView
 
 UPGRADE_HINT = "Upgrade with /upgrade to skip the queue and get more."
+NOT_ADMIN = "Only the bot's admins can do that."
 
 
 @dataclass(frozen=True)
