@@ -28,7 +28,7 @@ from telegram.ext import (
 
 from bot.commands import MAX_PLATFORM_ID, whole_number
 from bot.config import Config
-from bot.core.types import Member, MemberView, PaymentResult, Refused, UpgradeInfo
+from bot.core.types import Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo
 from bot.service import RestyleService
 from bot.upgrades import MAX_GRANT_DAYS, PlanView, looks_like_redeem_code
 
@@ -220,7 +220,7 @@ class TelegramUpgrades:
         except Exception:
             log.exception("pre-checkout check failed; declining")
             refused = Refused(
-                "storage", "The bot cannot take payments right now; nothing was charged. Try again later."
+                Reason.STORAGE, "The bot cannot take payments right now; nothing was charged. Try again later."
             )
         try:
             if refused is None:

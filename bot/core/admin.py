@@ -11,7 +11,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.config import Config, is_admin
 from bot.core.jobs import Jobs
-from bot.core.types import NOT_ADMIN, Member, Refused
+from bot.core.types import NOT_ADMIN, Member, Reason, Refused
 from bot.moderation import Place, place_refusal
 from bot.store import Store
 from engine.pictures import is_uncompressed, stored_as_png
@@ -35,7 +35,7 @@ class Admin:
             return None
         quiet = place in self._places_told
         self._places_told.add(place)
-        return Refused("place", message, quiet=quiet)
+        return Refused(Reason.PLACE, message, quiet=quiet)
 
     def is_admin(self, member: Member) -> bool:
         return is_admin(self.config, member.platform, member.user_id)
@@ -43,7 +43,7 @@ class Admin:
     async def ban(self, admin: Member, target: Member, reason: str, *, banned: bool = True) -> list[str] | Refused:
         """Ban (or unban) a member; a ban cancels their waiting jobs. Returns the cancelled ids."""
         if not self.is_admin(admin):
-            return Refused("not_admin", NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
         now = self.clock.now()
         account = await self.store.account_for(target.platform, target.user_id, now, target.name)
         await self.store.set_ban(account.id, banned, reason=reason or "no reason given", by=admin.key, now=now)
@@ -85,7 +85,7 @@ class Admin:
         platform, user_id, reply (where it was asked), prompt, status, error, created_at,
         finished_at)."""
         if not self.is_admin(admin):
-            return Refused("not_admin", NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
         rows = await self.store.job_log(limit)
         return [
             {

@@ -14,7 +14,7 @@ from typing import Any
 from bot.clock import Clock
 from bot.config import Config, PlanSettings, is_admin
 from bot.core.jobs import Jobs
-from bot.core.types import NOT_ADMIN, Member, MemberView, PaymentResult, Refused, UpgradeInfo, when
+from bot.core.types import NOT_ADMIN, Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo, when
 from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED
 from bot.store import Store
@@ -76,7 +76,7 @@ class Billing:
     def downgrade_refusal(self, current: str, expiry: float | None, wanted: str) -> Refused:
         until = f" until {when(expiry)}" if expiry else ""
         return Refused(
-            "downgrade",
+            Reason.DOWNGRADE,
             f"You already have the {current} tier{until}, which gives more than {wanted}. "
             "Buy (or redeem) this again when it has ended.",
         )
@@ -85,10 +85,10 @@ class Billing:
         """A signed payload for a Telegram invoice of this plan, made for this member only."""
         plan = self._plan(plan_name)
         if plan is None or plan.stars is None:
-            return Refused("not_found", "That plan is no longer on sale; send /upgrade to see the current ones.")
+            return Refused(Reason.NOT_FOUND, "That plan is no longer on sale; send /upgrade to see the current ones.")
         account_id, tier, expiry = await self.current(member)
         if await self.store.is_banned(account_id):
-            return Refused("banned", BANNED)
+            return Refused(Reason.BANNED, BANNED)
         if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
             return self.downgrade_refusal(tier, expiry, plan.tier)
         return plan_view(self.config, plan), sign_payload(self._payload_key, member.key, plan.name)
@@ -118,14 +118,14 @@ class Billing:
         if plan is None:
             if self._payload_problem(member, payload) == "other_member":
                 return Refused(
-                    "not_yours", "This invoice was made for another member. Send /upgrade for one of your own."
+                    Reason.NOT_YOURS, "This invoice was made for another member. Send /upgrade for one of your own."
                 )
-            return Refused("payload", "This invoice is not valid any more. Send /upgrade for a new one.")
+            return Refused(Reason.PAYLOAD, "This invoice is not valid any more. Send /upgrade for a new one.")
         if currency != "XTR" or amount != plan.stars:
-            return Refused("price", "The price of this plan has changed. Send /upgrade for a new invoice.")
+            return Refused(Reason.PRICE, "The price of this plan has changed. Send /upgrade for a new invoice.")
         account_id, tier, expiry = await self.current(member)
         if await self.store.is_banned(account_id):
-            return Refused("banned", BANNED)
+            return Refused(Reason.BANNED, BANNED)
         if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
             return self.downgrade_refusal(tier, expiry, plan.tier)
         return None
@@ -224,7 +224,7 @@ class Billing:
             "unreadable": "the bot cannot read its invoice",
         }[problem]
         return Refused(
-            "payment_held",
+            Reason.PAYMENT_HELD,
             f"Your payment arrived, but {why}, so your tier was not changed; "
             f"send /paysupport with the charge id {charge_id} and support will sort it out.",
             quiet=not first,
@@ -234,15 +234,15 @@ class Billing:
         """For an admin's /refund: the payment (platform, platform_user_id, amount ...) before
         the platform is asked to give the money back."""
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused("not_admin", NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
         for key in (charge_id, f"telegram-stars:{charge_id}"):
             row = await self.store.payment(key)
             if row is not None:
                 break
         else:
-            return Refused("not_found", f"No payment with the charge id {charge_id}.")
+            return Refused(Reason.NOT_FOUND, f"No payment with the charge id {charge_id}.")
         if row["status"] == "refunded":
-            return Refused("refunded", f"The payment {charge_id} was refunded already.")
+            return Refused(Reason.REFUNDED, f"The payment {charge_id} was refunded already.")
         return row
 
     async def refund(self, admin: Member, charge_id: str) -> MemberView | Refused:
@@ -271,7 +271,7 @@ class Billing:
         tier = account.effective_tier(now)
         new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
         if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=changed_by, now=now):
-            return Refused("refunded", f"The payment {charge_id} was refunded already.")
+            return Refused(Reason.REFUNDED, f"The payment {charge_id} was refunded already.")
         log.info("%s refunded %s: %s is now %s until %s", changed_by, row["charge_id"], row["platform_user_id"],
                  new[0], when(new[1]))  # fmt: skip
         await self.jobs.rerank_member(row["account_id"], self.config.tier(new[0]))
@@ -379,9 +379,9 @@ class Billing:
     async def grant(self, admin: Member, target: Member, tier: str, days: float) -> MemberView | Refused:
         """Admin: give `tier` for `days` (0: without an end), extending the same tier."""
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused("not_admin", NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
         if tier not in self.config.tiers:
-            return Refused("command", f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
+            return Refused(Reason.COMMAND, f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
         if tier == "free":
             return await self.revoke(admin, target)
         if (
@@ -390,7 +390,7 @@ class Billing:
             or not math.isfinite(days)
             or not (0 <= days <= MAX_GRANT_DAYS)
         ):
-            return Refused("command", f"Days must be a number from 0 (no end) to {MAX_GRANT_DAYS}.")
+            return Refused(Reason.COMMAND, f"Days must be a number from 0 (no end) to {MAX_GRANT_DAYS}.")
         _, current, expiry = await self.current(target)
         if days == 0:
             expires = None
@@ -403,6 +403,6 @@ class Billing:
     async def revoke(self, admin: Member, target: Member) -> MemberView | Refused:
         """Admin: back to free, now."""
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused("not_admin", NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
         log.info("%s revoked the tier of %s", admin.key, target.key)
         return await self.jobs.set_tier(target, "free", None, reason="admin", changed_by=admin.key)

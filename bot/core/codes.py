@@ -9,7 +9,7 @@ from bot.clock import Clock, utc_day
 from bot.config import Config
 from bot.core.billing import Billing
 from bot.core.jobs import Jobs
-from bot.core.types import Member, MemberView, Refused, when
+from bot.core.types import Member, MemberView, Reason, Refused, when
 from bot.moderation import BANNED
 from bot.store import Store
 from bot.upgrades import (
@@ -45,7 +45,7 @@ class Codes:
             return None
         wait = window_start + GUESS_WINDOW_S - now
         log.info("%s tried a code past the limit (%d attempts this window)", member.key, tries)
-        return Refused("guessing", f"Too many wrong codes. Try again in {int(wait // 60) + 1} min.")
+        return Refused(Reason.GUESSING, f"Too many wrong codes. Try again in {int(wait // 60) + 1} min.")
 
     async def redeem(self, member: Member, code: str) -> MemberView | Refused:
         """Spend a redeem code minted with `python -m bot codes mint`."""
@@ -56,20 +56,20 @@ class Codes:
         row = await self.store.code(code_hash(code))
         # Each refusal here was counted as a wrong guess already.
         if row is None:
-            return Refused("bad_code", "That code is not valid. Check it and send it again.")
+            return Refused(Reason.BAD_CODE, "That code is not valid. Check it and send it again.")
         if row["used_at"] is not None:
-            return Refused("used_code", "That code has already been used.")
+            return Refused(Reason.USED_CODE, "That code has already been used.")
         if row["valid_until"] <= now:
-            return Refused("expired_code", f"That code expired on {when(row['valid_until'])}.")
+            return Refused(Reason.EXPIRED_CODE, f"That code expired on {when(row['valid_until'])}.")
         await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self.billing.current(member)
         if await self.store.is_banned(account_id):
-            return Refused("banned", BANNED)
+            return Refused(Reason.BANNED, BANNED)
         new = extended(self.config, tier, expiry, row["tier"], row["days"], now)
         if new is None:
             return self.billing.downgrade_refusal(tier, expiry, row["tier"])
         if not await self.store.use_code(row["hash"], account_id, new[0], new[1], changed_by=member.key, now=now):
-            return Refused("used_code", "That code has already been used.")
+            return Refused(Reason.USED_CODE, "That code has already been used.")
         log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], when(new[1]))
         await self.jobs.rerank_member(account_id, self.config.tier(new[0]))
         return await self.jobs.me(member)
@@ -88,7 +88,7 @@ class Codes:
         now = self.clock.now()
         account = await self.store.account_for(member.platform, member.user_id, now, member.name)
         if await self.store.is_banned(account.id):
-            return Refused("banned", BANNED)
+            return Refused(Reason.BANNED, BANNED)
         code = new_link_code()
         await self.store.add_link_code(code_hash(code), account.id, member.platform, now + LINK_CODE_TTL_S, now)
         return code, LINK_CODE_TTL_S
@@ -101,23 +101,23 @@ class Codes:
         now = self.clock.now()
         row = await self.store.link_code(code_hash(code))
         if row is None or row["expires_at"] <= now:
-            return Refused("bad_code", "That link code is not valid or has expired (they last 10 minutes). "
+            return Refused(Reason.BAD_CODE, "That link code is not valid or has expired (they last 10 minutes). "
                                        "Send /link on the other app for a new one.")  # fmt: skip
         mine = await self.store.account_for(member.platform, member.user_id, now, member.name)
         keep = row["account_id"]
         if mine.id == keep:
             await self.store.forgive_guess(member.key)  # the member's own code
-            return Refused("linked", "These are already linked.")
+            return Refused(Reason.LINKED, "These are already linked.")
         if any(p == member.platform for p, _ in await self.store.identities(keep)):
-            return Refused("linked", f"That code was made by another {member.platform} account; "
+            return Refused(Reason.LINKED, f"That code was made by another {member.platform} account; "
                                      "send /link here and /link CODE on the other app.")  # fmt: skip
         # A live code from the other app: the member holds it, so it was no guess. (One made on
         # this app stays counted: a guesser must not learn codes here to use them there.)
         await self.store.forgive_guess(member.key)
         if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
-            return Refused("banned", BANNED)
+            return Refused(Reason.BANNED, BANNED)
         if await self.store.member_active_jobs(mine.id):
-            return Refused("busy", "Wait until your jobs here have finished (or /cancel them), then link.")
+            return Refused(Reason.BUSY, "Wait until your jobs here have finished (or /cancel them), then link.")
         other = await self.store.account(keep)
         new = merged(self.config, (mine.tier, mine.tier_expires_at), (other.tier, other.tier_expires_at), now)
         await self.store.merge_accounts(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from bot.core.types import Refused
+from bot.core.types import Reason, Refused
 
 
 class FloodGuard:
@@ -28,7 +28,7 @@ class FloodGuard:
         quiet = self._warned_until.get(member_key, 0.0) > now
         self._warned_until[member_key] = recent[0] + self.window_s
         return Refused(
-            "flood",
+            Reason.FLOOD,
             f"You are sending commands too fast. Wait {int(recent[0] + self.window_s - now) + 1} s and try again.",
             quiet=quiet,
         )

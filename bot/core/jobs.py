@@ -18,7 +18,7 @@ from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyl
 from bot.config import Config, TierSettings
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.guards import FloodGuard
-from bot.core.types import Accepted, JobView, Member, MemberView, Refused
+from bot.core.types import Accepted, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist
@@ -156,7 +156,7 @@ class Jobs:
                 command = parse_restyle(command)
             command = apply_style(command, self.config.styles)
         except CommandError as exc:
-            return Refused("command", str(exc))
+            return Refused(Reason.COMMAND, str(exc))
         return await self._submit(member, command, reply, picture=picture, request_key=key)
 
     async def again(
@@ -178,9 +178,9 @@ class Jobs:
                 return repeated
         job = await self.store.job(job_id)
         if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused("not_found", "That job is gone; send the picture again with /restyle.")
+            return Refused(Reason.NOT_FOUND, "That job is gone; send the picture again with /restyle.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
+            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
         command = RestyleCommand(
             prompt=job.prompt,
             strength=with_strength_delta(job.strength, strength_delta),
@@ -197,7 +197,7 @@ class Jobs:
             job = await self.store.job_for_request(member.platform, request_key)
         except StoreError as exc:
             log.error("could not look up request %s from %s: %s", request_key, member.key, exc)
-            return Refused("storage", STORAGE_DOWN)
+            return Refused(Reason.STORAGE, STORAGE_DOWN)
         if job is None:
             return None
         log.info("job %s: request %s from %s seen again; not queued twice", job.id, request_key, member.key)
@@ -240,18 +240,18 @@ class Jobs:
     ) -> Accepted | Refused:
         now = self.clock.now()
         if not self.dispatch.accepting:
-            return Refused("storage", "The bot is restarting; send your request again in a minute.")
+            return Refused(Reason.STORAGE, "The bot is restarting; send your request again in a minute.")
         if self.blocklist.blocks(command.prompt, command.negative_prompt):
             log.info("request from %s refused by the blocklist", member.key)
-            return Refused("rules", REFUSED_BY_RULES)
+            return Refused(Reason.RULES, REFUSED_BY_RULES)
         try:
             account_id, tier = await self._account_and_tier(member)
             if await self.store.is_banned(account_id):
-                return Refused("banned", BANNED)
+                return Refused(Reason.BANNED, BANNED)
             steps = command.steps if command.steps is not None else self.config.engine.steps
             if steps > tier.max_steps:
                 return Refused(
-                    "steps",
+                    Reason.STEPS,
                     f"The {tier.name} tier allows up to {tier.max_steps} steps; use steps={tier.max_steps} or fewer.",
                     upgrade_hint=tier.name != self._top_tier(),
                 )
@@ -271,7 +271,7 @@ class Jobs:
                         max_decoded_pixels=self._max_decoded_pixels,
                     )
                 except PictureError as exc:
-                    return Refused("picture", str(exc))
+                    return Refused(Reason.PICTURE, str(exc))
                 width, height = prepared.size
             else:
                 assert source_job is not None
@@ -338,7 +338,7 @@ class Jobs:
             record = added
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
-            return Refused("storage", STORAGE_DOWN)
+            return Refused(Reason.STORAGE, STORAGE_DOWN)
         accepted = await self._accepted(record)
 
         self.dispatch.work.set()
@@ -349,7 +349,7 @@ class Jobs:
 
     def _queue_limit_refusal(self, tier: TierSettings) -> Refused:
         return Refused(
-            "queue_limit",
+            Reason.QUEUE_LIMIT,
             f"You already have {tier.max_queued} job(s) waiting, the most the {tier.name} tier allows. "
             "Wait for one to finish, or /cancel one.",
             upgrade_hint=tier.name != self._top_tier(),
@@ -357,7 +357,7 @@ class Jobs:
 
     def _quota_refusal(self, tier: TierSettings) -> Refused:
         return Refused(
-            "quota",
+            Reason.QUOTA,
             f"You have used all {tier.daily_quota} restyles of the {tier.name} tier today. "
             "The count starts again at midnight UTC.",
             upgrade_hint=tier.name != self._top_tier(),
@@ -404,9 +404,9 @@ class Jobs:
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "result") if job is not None and job.status == "done" else None
         if job is None or data is None:
-            return Refused("not_found", "That result is no longer kept; run /restyle again.")
+            return Refused(Reason.NOT_FOUND, "That result is no longer kept; run /restyle again.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused("not_yours", "Only the member who asked for this picture can use its buttons.")
+            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
@@ -414,9 +414,9 @@ class Jobs:
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "input") if job is not None else None
         if job is None or data is None:
-            return Refused("not_found", "That picture is no longer kept; send it again with /restyle.")
+            return Refused(Reason.NOT_FOUND, "That picture is no longer kept; send it again with /restyle.")
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused("not_yours", "Only the member who asked for this picture can see it here.")
+            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can see it here.")
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_picture(self, job_id: str) -> bytes | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from bot.upgrades import PlanView
@@ -38,11 +39,38 @@ class Accepted:
     duplicate: bool = False
 
 
+class Reason(StrEnum):
+    """Why the core said no. A str: front ends and texts compare and key by the plain name."""
+
+    COMMAND = "command"
+    PICTURE = "picture"
+    QUOTA = "quota"
+    QUEUE_LIMIT = "queue_limit"
+    STEPS = "steps"
+    FLOOD = "flood"
+    STORAGE = "storage"
+    NOT_FOUND = "not_found"
+    NOT_YOURS = "not_yours"
+    RULES = "rules"
+    BANNED = "banned"
+    PLACE = "place"
+    NOT_ADMIN = "not_admin"
+    DOWNGRADE = "downgrade"
+    PAYLOAD = "payload"
+    PRICE = "price"
+    PAYMENT_HELD = "payment_held"
+    REFUNDED = "refunded"
+    GUESSING = "guessing"
+    BAD_CODE = "bad_code"
+    USED_CODE = "used_code"
+    EXPIRED_CODE = "expired_code"
+    LINKED = "linked"
+    BUSY = "busy"
+
+
 @dataclass(frozen=True)
 class Refused:
-    # command | picture | quota | queue_limit | steps | flood | storage | not_found | not_yours |
-    # rules | banned | place | not_admin
-    reason: str
+    reason: Reason
     message: str  # written for the member
     upgrade_hint: bool = False
     quiet: bool = False  # the member was already told; the front end should say nothing
