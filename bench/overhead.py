@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 from bot.adapters.telegram import TelegramAdapter  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.core.types import Member
+from bot.core.types import Member  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from tests.fakes import FakeEngine  # noqa: E402
 

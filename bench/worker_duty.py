@@ -41,8 +41,8 @@ from PIL import Image  # noqa: E402
 
 from bot.clock import SystemClock  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.core.types import Accepted, Delivery, JobView, Member
-from bot.service import RestyleService
+from bot.core.types import Accepted, Delivery, JobView, Member  # noqa: E402
+from bot.service import RestyleService  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.worker import Worker  # noqa: E402
 from engine.api import EngineJob, EngineOutput, ProgressCallback, scheduled_steps  # noqa: E402
