@@ -786,7 +786,8 @@ async def worker_run(engine: Any, folder: Path, jobs: int, max_side: int, steps:
     worker's start until every result has been handed to a front end that takes it at once."""
     from bot.clock import SystemClock
     from bot.config import load_config
-    from bot.service import Accepted, Member, RestyleService
+    from bot.core.types import Accepted, Member
+    from bot.service import RestyleService
     from bot.store import Store
     from bot.worker import Worker
 
@@ -819,17 +820,17 @@ async def worker_run(engine: Any, folder: Path, jobs: int, max_side: int, steps:
     store = await Store.open(config.bot.data_dir, config.store.url)
     service = RestyleService(config, store, SystemClock(), rng=random.Random(7))
     frontend = CountingFrontEnd()
-    service.register(frontend)
+    service.dispatch.register(frontend)
     await service.start()
     counted = CountingEngine(engine)
-    worker = Worker(service, counted)
+    worker = Worker(service.batches, counted)
     task = None
     timed_out = False
     try:
         picture = photo_jpeg()
         members = max(1, jobs // 6)  # six each: under the flood guard's 10 per 10 s
         for i in range(jobs):
-            answer = await service.submit(Member("bench", f"m{i % members}"), picture, f"/restyle {PROMPTS[i % len(PROMPTS)]}", {})
+            answer = await service.jobs.submit(Member("bench", f"m{i % members}"), picture, f"/restyle {PROMPTS[i % len(PROMPTS)]}", {})
             if not isinstance(answer, Accepted):
                 raise RuntimeError(f"the service refused job {i}: {answer}")
         started = time.perf_counter()

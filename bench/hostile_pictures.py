@@ -9,7 +9,7 @@ and reported as "over N s" instead of stalling the run (that is what the old cod
 
 Cases:
   scan-bomb-NNNk   a 6000 x 6000 grey progressive JPEG, last scan repeated to ~NNN KB: the time
-                   until RestyleService.submit answers (refused now; decoded, minutes, before)
+                   until service.jobs.submit (bot.core.jobs) answers (refused now; decoded, minutes, before)
   worst-accepted   the slowest progressive JPEG still accepted: 6000 x 4000 (24 MP), 41 scans
   webp-bombs-x4    four 6300 x 6300 lossless WebP (39.7 MP each, tens of bytes) submitted at once
                    by four members: peak RSS of the process and the time to answer all four
@@ -64,11 +64,12 @@ def _pictures(case: str) -> list[bytes]:
 
 
 async def _submit_all(pictures: list[bytes]) -> tuple[list[str], float]:
-    """Through RestyleService.submit (SQLite in a temp dir, default config), one member each, all
+    """Through service.jobs.submit (bot.core.jobs) (SQLite in a temp dir, default config), one member each, all
     at once; the answers and the seconds until the last one."""
     from bot.clock import FakeClock
     from bot.config import load_config
-    from bot.service import Accepted, Member, RestyleService
+    from bot.core.types import Accepted, Member
+    from bot.service import RestyleService
     from bot.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +82,7 @@ async def _submit_all(pictures: list[bytes]) -> tuple[list[str], float]:
         try:
             start = time.perf_counter()
             answers = await asyncio.gather(
-                *(service.submit(Member("bench", f"m{i}"), data, "/restyle cat", {}) for i, data in enumerate(pictures))
+                *(service.jobs.submit(Member("bench", f"m{i}"), data, "/restyle cat", {}) for i, data in enumerate(pictures))
             )
             seconds = time.perf_counter() - start
         finally:

@@ -40,7 +40,7 @@ from PIL import Image  # noqa: E402
 from bot.adapters.telegram import TelegramAdapter  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.service import Member  # noqa: E402
+from bot.core.types import Member  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 from tests.fakes import FakeEngine  # noqa: E402
 
@@ -87,18 +87,21 @@ class Trace:
         setattr(owner, attr, wrapper)
 
     def install(self) -> None:
-        import bot.service as service
+        import bot.core.batches as batches
+        import bot.core.jobs as jobs
         import bot.store as store
         from telegram import Bot, File
 
-        for attr in ("prepare_picture", "_stored_bytes", "_open_picture"):
-            self.wrap(service, attr, f"service.{attr} (thread)")
+        self.wrap(jobs, "stored_bytes", "jobs.stored_bytes (thread)")
+        self.wrap(batches, "open_stored_all", "batches.open_stored_all (thread)")
+        self.wrap(batches, "stored_bytes", "batches.stored_bytes (thread)")
         for attr in ("account_for", "is_banned", "used_today", "member_active_jobs", "add_job", "position",
                      "claim_batch", "picture", "jobs", "job", "finish_job", "claim_delivery", "mark_delivered",
                      "update_reply"):  # fmt: skip
             self.wrap(store.Store, attr, f"Store.{attr} (SQLite)")
-        for attr in ("submit", "complete"):  # (claim_batch is mostly waiting for work)
-            self.wrap(service.RestyleService, attr, f"service.{attr}")
+        # (claim_batch is mostly waiting for work)
+        self.wrap(jobs.Jobs, "submit", "service.jobs.submit")
+        self.wrap(batches.Batches, "complete", "service.batches.complete")
         for attr in ("_on_restyle", "_after_submit", "_send_result", "_finish_status", "_photo_payload"):
             self.wrap(TelegramAdapter, attr, f"telegram.{attr}")
         for attr in ("get_file", "send_message", "send_media_group", "delete_message"):
@@ -213,7 +216,7 @@ async def run_size(width: int, height: int, jobs: int, pause_s: float, profile: 
 
     users = [FakeTelegram.user(5000 + i, f"Member{i}") for i in range(MEMBERS)]
     for user in users:
-        await app.service.set_tier(Member("telegram", str(user["id"]), user["first_name"]), "pro", None,
+        await app.service.jobs.set_tier(Member("telegram", str(user["id"]), user["first_name"]), "pro", None,
                                    reason="benchmark", changed_by="bench")  # fmt: skip
     picture = photo_jpeg(width, height)
 
@@ -239,7 +242,7 @@ async def run_size(width: int, height: int, jobs: int, pause_s: float, profile: 
             ),
             timeout=30,
         )
-        await app.service.wait_delivered()
+        await app.service.dispatch.wait_delivered()
         await fake.wait_until(
             lambda: len(fake.calls_to("editMessageText", ok_only=True)) + len(fake.calls_to("deleteMessage", ok_only=True))
             > deletes_edits,

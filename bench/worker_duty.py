@@ -41,7 +41,8 @@ from PIL import Image  # noqa: E402
 
 from bot.clock import SystemClock  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.service import Accepted, Delivery, JobView, Member, RestyleService  # noqa: E402
+from bot.core.types import Accepted, Delivery, JobView, Member  # noqa: E402
+from bot.service import RestyleService  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.worker import Worker  # noqa: E402
 from engine.api import EngineJob, EngineOutput, ProgressCallback, scheduled_steps  # noqa: E402
@@ -138,12 +139,12 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
     frontend = CountingFrontEnd()
     frontend.expected = jobs
     if not worker_only:
-        service.register(frontend)
+        service.dispatch.register(frontend)
     await service.start()
     engine = FixedTimeEngine(max_batch, batch_seconds)
     stored_all = asyncio.Event()
     stored = 0
-    complete = service.complete
+    complete = service.batches.complete
 
     async def counted_complete(outputs):
         nonlocal stored
@@ -152,13 +153,13 @@ async def measure(folder: Path, url: str, jobs: int, batch_seconds: float, max_b
         if stored >= jobs:
             stored_all.set()
 
-    service.complete = counted_complete  # type: ignore[method-assign]
-    worker = Worker(service, engine)
+    service.batches.complete = counted_complete  # type: ignore[method-assign]
+    worker = Worker(service.batches, engine)
     try:
         photo = photo_jpeg()
         members = max(1, jobs // 6)  # six each: under the flood guard's 10 per 10 s
         for i in range(jobs):
-            answer = await service.submit(Member("bench", f"m{i % members}"), photo, f"/restyle job {i}", {})
+            answer = await service.jobs.submit(Member("bench", f"m{i % members}"), photo, f"/restyle job {i}", {})
             assert isinstance(answer, Accepted), answer
         print("measuring from now", file=sys.stderr, flush=True)  # a profiler may attach here
         threads0 = thread_cpu_s() if by_thread else {}

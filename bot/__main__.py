@@ -123,7 +123,7 @@ async def _mint_codes(config: Config, args: argparse.Namespace) -> int:
         return 2
     try:
         service = RestyleService(config, store, SystemClock())
-        codes = await service.mint_codes(args.tier, args.days, args.count, args.valid_days)
+        codes = await service.codes.mint_codes(args.tier, args.days, args.count, args.valid_days)
     finally:
         await store.close()
     print("\n".join(codes))

@@ -169,7 +169,7 @@ class App:
         is still loading; the worker starts once the engine is ready."""
         for adapter in self.adapters:
             if adapter.platform != "web-ops":  # health only: no jobs of its own
-                self.service.register(adapter)
+                self.service.dispatch.register(adapter)
         await self.service.start()
         if self.store.shared:
             # Several front ends may share this database: each platform stream (a Telegram
@@ -211,8 +211,8 @@ class App:
         pictures: at start, then every hour."""
         while True:
             try:
-                await self.service.purge_expired()
-                await self.service.compact_pictures()
+                await self.service.admin.purge_expired()
+                await self.service.admin.compact_pictures()
                 if self.store.shared:
                     await self.store.forget_incoming(self.service.clock.now() - INCOMING_KEPT_S)
             except Exception:
@@ -222,13 +222,13 @@ class App:
     async def _load_engine_and_work(self) -> None:
         try:
             engine = await asyncio.to_thread(self.engine_factory, self.config)
-            if self.config.moderation.safety_checker and self.service.safety_check is None:
-                self.service.safety_check = await asyncio.to_thread(load_safety_check, self.config)
+            if self.config.moderation.safety_checker and self.service.batches.safety_check is None:
+                self.service.batches.safety_check = await asyncio.to_thread(load_safety_check, self.config)
         except Exception as exc:
             self.health.engine_error = str(exc)
             raise
-        self.worker = Worker(self.service, engine)
-        self.service.set_engine_interrupt(self.worker.interrupt)
+        self.worker = Worker(self.service.batches, engine)
+        self.service.batches.set_engine_interrupt(self.worker.interrupt)
         self.health.engine_ready = True
         log.info("engine ready; the worker is taking jobs")
         await self.worker.run()

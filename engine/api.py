@@ -91,3 +91,7 @@ def batch_key(width: int, height: int, steps: int, strength: float) -> str:
 def random_seed(rng: random.Random | None = None) -> int:
     """A seed for a job that did not name one; reported back so the member can repeat it."""
     return (rng or random).randrange(2**32)
+
+
+# Returns True for a result that must not be sent (diffusers' safety checker, or a test's).
+SafetyCheck = Callable[[Image.Image], bool]

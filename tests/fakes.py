@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from PIL import Image, ImageOps
 
 from bot.clock import FakeClock
-from bot.service import Delivery, DeliveryFailed, JobView
+from bot.core.types import Delivery, DeliveryFailed, JobView
 from engine.api import EngineJob, EngineOutput, ProgressCallback, scheduled_steps
 
 
@@ -140,14 +140,14 @@ async def wait_parked(clock: FakeClock, until: float, *, timeout: float = 5.0) -
 
 
 def count_admissions(service) -> list[bool]:
-    """Spy on service.admit, the one flood check: True for each command let through."""
+    """Spy on service.jobs.admit, the one flood check: True for each command let through."""
     admitted: list[bool] = []
-    original = service.admit
+    original = service.jobs.admit
 
     def admit(member):
         refused = original(member)
         admitted.append(refused is None)
         return refused
 
-    service.admit = admit
+    service.jobs.admit = admit
     return admitted

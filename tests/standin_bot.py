@@ -32,7 +32,8 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.config import Config, load_config
-from bot.service import Accepted, Delivery, JobView, Member, RestyleService
+from bot.core.types import Accepted, Delivery, JobView, Member
+from bot.service import RestyleService
 from tests.fakes import FakeEngine, picture_bytes
 
 log = logging.getLogger("bot.standin")
@@ -75,7 +76,7 @@ class LoadFrontEnd:
         try:
             body = await request.json()
             member = Member(PLATFORM, str(body["user"]))
-            answer = await self.service.submit(member, self.picture, "/restyle " + str(body["prompt"]), {})
+            answer = await self.service.jobs.submit(member, self.picture, "/restyle " + str(body["prompt"]), {})
         except Exception as exc:
             log.exception("submit failed")
             return web.json_response({"error": repr(exc)}, status=503)
@@ -87,7 +88,7 @@ class LoadFrontEnd:
         try:
             body = await request.json()
             member = Member(PLATFORM, str(body["user"]))
-            view = await self.service.set_tier(member, str(body["tier"]), None, reason="load test", changed_by="test")
+            view = await self.service.jobs.set_tier(member, str(body["tier"]), None, reason="load test", changed_by="test")
         except Exception as exc:
             log.exception("set_tier failed")
             return web.json_response({"error": repr(exc)}, status=503)
@@ -97,7 +98,7 @@ class LoadFrontEnd:
         # Every delivery this process started has ended (sent, or given up): once the database
         # says all jobs are delivered, no further send can start (a delivery lease needs
         # delivered_at IS NULL), so the deliveries file is final.
-        await self.service.wait_delivered()
+        await self.service.dispatch.wait_delivered()
         return web.json_response({"settled": True})
 
     async def job_updated(self, job: JobView) -> None:

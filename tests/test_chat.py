@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bot.chat import account, admin, texts
 from bot.chat.buttons import owned_job
 from bot.chat.surface import Style, plain
-from bot.service import Member
+from bot.core.types import Member
 from tests.harness.service import FREE, FREE2, make
 
 ADMIN = Member("web", "admin-1", "Ada")
@@ -164,7 +164,7 @@ async def test_a_restyle_with_a_style_queues_the_recipe_s_prompt_and_strength(tm
     h = await make(tmp_path)
     try:
         accepted = await h.submit(FREE, "/restyle style=fantasy a dragon")
-        job = await h.service.job(accepted.job_id)
+        job = await h.service.jobs.job(accepted.job_id)
         assert job.prompt.startswith("full-colour fantasy painting") and job.prompt.endswith(", a dragon")
         assert job.strength == 0.8
         refused = await h.submit(FREE, "/restyle style=nope")

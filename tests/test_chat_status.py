@@ -11,7 +11,7 @@ from bot.chat import texts
 from bot.chat.status import GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
 from bot.chat.surface import Style, plain
 from bot.clock import FakeClock
-from bot.service import JobView
+from bot.core.types import JobView
 from tests.fakes import wait_parked, wait_until
 
 pytestmark = pytest.mark.timeout(10)

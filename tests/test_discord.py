@@ -20,7 +20,8 @@ from PIL import Image
 
 from bot.adapters.discord import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
 from bot.clock import FakeClock
-from bot.service import DELIVERY_BACKOFF_S, Member
+from bot.core.types import Member
+from bot.core.dispatch import DELIVERY_BACKOFF_S
 from tests.fake_discord import EPHEMERAL, Call, FakeDiscord, RecordingProxy
 from tests.fakes import count_admissions, picture_bytes, wait_parked, wait_until
 from tests.harness.discord_bot import (
@@ -304,7 +305,7 @@ async def test_a_crash_on_our_side_leaves_no_public_thinking_message_and_says_so
     async def broken(*args, **kwargs):
         raise RuntimeError("disk on fire (fake)")
 
-    monkeypatch.setattr(h.service, "submit", broken)
+    monkeypatch.setattr(h.service.jobs, "submit", broken)
     interaction = await h.restyle()
     await h.fake.wait_for(lambda: ephemerals(h.fake), what="the apology")
     assert "Something went wrong on my side" in ephemerals(h.fake)[0]
@@ -421,7 +422,7 @@ async def test_again_subtler_and_stronger_answer_before_touching_the_database(h,
     await h.start()
     first = await h.result_of(await h.restyle())
     job_id = (await h.jobs())[0].id
-    await h.service.wait_delivered()
+    await h.service.dispatch.wait_delivered()
     gate = hold_database(h)
     click = await h.fake.click(first, f"restyle:{action}:{job_id}")
     try:
@@ -437,7 +438,7 @@ async def test_a_refused_again_click_is_said_privately_and_leaves_no_public_mess
     await h.start()
     first = await h.result_of(await h.restyle())
     job_id = (await h.jobs())[0].id
-    await h.service.wait_delivered()
+    await h.service.dispatch.wait_delivered()
     gate = h.hold_engine()
     await h.restyle("running")
     await asyncio.to_thread(h.engine.started.wait, 5)
@@ -546,7 +547,7 @@ async def test_cancel_button_on_the_status_stops_the_job(h):
     assert (await h.jobs())[1].status == "cancelled"
     gate.set()
     await h.result_of(first)  # the worker moved on past the cancelled job
-    await h.service.wait_delivered()
+    await h.service.dispatch.wait_delivered()
     assert [j.status for j in await h.jobs()] == ["done", "cancelled"]
     assert h.fake.original(second)["content"] == "✖️ Cancelled."  # no late status edit
 
@@ -624,7 +625,7 @@ async def test_a_job_outliving_the_follow_up_token_is_posted_in_the_channel_ment
     await asyncio.to_thread(h.engine.started.wait, 5)
     await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
     await h.clock.advance(11 * 60)
-    h.service.report_progress((await h.jobs())[0].id, 0.5)
+    h.service.batches.report_progress((await h.jobs())[0].id, 0.5)
     await h.fake.wait_for(lambda: "post it in this channel" in h.fake.original(interaction)["content"], what="the note")
     await h.clock.advance(5 * 60)
     gate.set()
@@ -685,7 +686,7 @@ async def test_a_user_installed_app_promises_and_uses_a_dm_where_the_bot_cannot_
     await asyncio.to_thread(h.engine.started.wait, 5)
     await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="status")
     await h.clock.advance(11 * 60)
-    h.service.report_progress((await h.jobs())[0].id, 0.5)
+    h.service.batches.report_progress((await h.jobs())[0].id, 0.5)
     await h.fake.wait_for(lambda: "by direct message" in h.fake.original(interaction)["content"], what="the note")
     assert "post it in this channel" not in h.fake.original(interaction)["content"]
     await h.clock.advance(5 * 60)
@@ -790,17 +791,17 @@ async def test_dms_closed_as_a_400_is_a_permanent_failure_not_a_loop(h):
     h.fake.delete_channel(CHANNEL)
     h.fake.fail("POST", r"^/channels/\d+/messages$", 400, times=-1, code=50007, message="Cannot send messages to this user")
     gate.set()
-    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
-    await asyncio.wait_for(h.service.wait_delivered(), 5)  # permanent: no retry waits on the clock
-    assert h.service.delivery_failures == 1
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the failure")
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)  # permanent: no retry waits on the clock
+    assert h.service.dispatch.delivery_failures == 1
 
 
 async def test_a_refused_post_that_cannot_succeed_fails_at_once_with_the_reason(h, caplog):
     gate = await outlive_the_token(h)
     h.fake.fail("POST", rf"^/channels/{CHANNEL}/messages$", 400, times=-1, code=50035, message="Invalid Form Body")
     gate.set()
-    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
-    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the failure")
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)
     assert "Discord refused the post in" in caplog.text and "Invalid Form Body" in caplog.text
 
 
@@ -808,11 +809,11 @@ async def test_a_retried_post_whose_answer_was_lost_is_not_posted_twice(h):
     gate = await outlive_the_token(h, request_timeout_s=0.3)
     h.fake.answer_late("POST", rf"^/channels/{CHANNEL}/messages$", 1.0)  # posted, but the bot gives up waiting
     gate.set()
-    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the first try to give up")
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the first try to give up")
     await wait_parked(h.clock, h.clock.now() + DELIVERY_BACKOFF_S[0])
     await h.clock.advance(DELIVERY_BACKOFF_S[0])
     await h.fake.wait_for(lambda: len(h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")) == 2, what="the retry")
-    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)
     first, second = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")
     assert first.json["nonce"] == second.json["nonce"] and first.json["enforce_nonce"] is True
     posted = [m for m in h.fake.messages.values() if m["channel_id"] == str(CHANNEL) and len(m["attachments"]) == 3]
@@ -829,10 +830,10 @@ async def test_a_member_who_cannot_be_reached_at_all_is_a_permanent_failure_not_
     h.fake.fail("POST", r"^/channels/\d+/messages$", 403, times=-1, code=50007, message="Cannot send messages to this user")
     gate.set()
     await h.fake.wait_for(lambda: h.fake.dm_channels.get(USER), what="a DM attempt")
-    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the failure")
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the failure")
     # Permanent: the delivery ended (a retry would wait on the fake clock, which never moves here).
-    await asyncio.wait_for(h.service.wait_delivered(), 5)
-    assert h.service.delivery_failures == 1
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)
+    assert h.service.dispatch.delivery_failures == 1
 
 
 async def test_a_result_left_undelivered_at_shutdown_is_delivered_after_a_restart(h, tmp_path):
@@ -840,7 +841,7 @@ async def test_a_result_left_undelivered_at_shutdown_is_delivered_after_a_restar
     h.fake.fail("PATCH", r"^/webhooks/", 403, times=-1, when=lambda call: bool(call.files))
     h.fake.fail("POST", r"^/channels/", 403, times=-1)
     await h.restyle()
-    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the delivery to fail")
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the delivery to fail")
     await h.app.stop()
     await h.fake.close()
     h.app = None
@@ -852,7 +853,7 @@ async def test_a_result_left_undelivered_at_shutdown_is_delivered_after_a_restar
             what="the result after the restart",
         )
         assert posted[0].content.startswith(f"<@{USER}>")  # the old token is unknown here: 401, so a channel post
-        await asyncio.wait_for(h2.service.wait_delivered(), 5)
+        await asyncio.wait_for(h2.service.dispatch.wait_delivered(), 5)
         assert all(j.delivered_at for j in await h2.jobs())
     finally:
         await h2.close()
@@ -884,7 +885,7 @@ async def test_a_long_rate_limit_becomes_a_retried_delivery_not_a_silent_hang(h)
     await h.fake.wait_for(lambda: h.fake.original(interaction)["components"], what="status")
     h.fake.fail("PATCH", r"^/webhooks/", 429, retry_after=30, times=1, when=lambda call: bool(call.files))
     gate.set()
-    await h.fake.wait_for(lambda: h.service.delivery_failures == 1, what="the delivery to give up this try")
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the delivery to give up this try")
     await wait_parked(h.clock, h.clock.now() + DELIVERY_BACKOFF_S[0])  # the retry waits on the clock
     assert not result_edits(h.fake)
     await h.clock.advance(DELIVERY_BACKOFF_S[0])  # the service's first retry
@@ -901,7 +902,7 @@ async def result_past_the_token(h: Harness) -> dict[str, Any]:
     await h.clock.advance(16 * 60)
     gate.set()
     await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="the result posted")
-    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)
     [posted] = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"] and m.get("nonce")]
     assert len(posted["attachments"]) == 3
     return posted
@@ -959,7 +960,7 @@ async def test_a_gateway_reconnect_mid_job_still_delivers_the_result_once(h):
     await h.result_of(second)
     assert h.fake.identifies == 1
     assert len(result_edits(h.fake)) == 2
-    await asyncio.wait_for(h.service.wait_delivered(), 5)
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)
     assert all(j.delivered_at is not None for j in await h.jobs())
 
 
@@ -1013,7 +1014,7 @@ async def test_status_edits_are_throttled_and_end_on_the_latest_state(h):
     loop = asyncio.get_running_loop()
     started = loop.time()
     for step in range(1, 21):
-        h.service.report_progress(job_id, step / 20)
+        h.service.batches.report_progress(job_id, step / 20)
         await asyncio.sleep(0.01)
     await h.fake.wait_for(lambda: "100%" in h.fake.original(interaction)["content"], what="the last progress")
     edits = len(h.fake.find("PATCH", r"^/webhooks/")) - before
@@ -1040,7 +1041,7 @@ async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(h
     )
     assert status["components"] == [] and status["attachments"] == []  # done: nothing to cancel, nothing yet
     await h.clock.advance(15)
-    await h.adapter.job_updated(await h.service.job(job.id))  # the same held job seen again
+    await h.adapter.job_updated(await h.service.jobs.job(job.id))  # the same held job seen again
     await h.adapter._status_edits.settled(job.id)
     assert len(held()) == 1  # said once
     await h.clock.advance(25)
@@ -1059,14 +1060,14 @@ async def test_a_failed_job_tells_the_member(h):
 def count_submits(h: Harness) -> list[Any]:
     """The service's answers to submit, as they return (the adapter calls it through the instance)."""
     answers: list[Any] = []
-    real_submit = h.service.submit
+    real_submit = h.service.jobs.submit
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         answer = await real_submit(*args, **kwargs)
         answers.append(answer)
         return answer
 
-    h.service.submit = counted
+    h.service.jobs.submit = counted
     return answers
 
 
@@ -1083,7 +1084,7 @@ async def test_the_same_interaction_delivered_twice_queues_one_job(h, caplog):
     assert len(result_edits(h.fake)) == 1 and len(answers) == 1 and not answers[0].duplicate
     assert [c.status for c in h.fake.find("POST", r"/callback$", ok=False)] == [200, 400]
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
-    assert len(await h.jobs()) == 1 and (await h.service.me(Member("discord", str(USER)))).used_today == 1
+    assert len(await h.jobs()) == 1 and (await h.service.jobs.me(Member("discord", str(USER)))).used_today == 1
 
 
 # "@bot prompt" replies -----------------------------------------------------------------------------------
@@ -1209,7 +1210,7 @@ async def test_a_refused_message_content_intent_is_a_clear_start_error(h):
 
 
 def test_status_text_names_position_and_progress():
-    from bot.service import JobView
+    from bot.core.types import JobView
 
     base = dict(id="j", platform="discord", user_id="1", reply={}, prompt="oil", negative_prompt=None, strength=0.8,
                 seed=1, steps=4, output_format=None, tier="free", width=64, height=64, created_at=0.0)  # fmt: skip
@@ -1230,7 +1231,7 @@ async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(
     for i in range(50):
         await h.fake.slash(kinds[i % len(kinds)])
     await h.fake.wait_for(lambda: len(admitted) == 50, what="all fifty commands at the flood guard")
-    limit = h.service.flood.limit
+    limit = h.service.jobs.flood.limit
     assert admitted.count(True) == limit
     answered = await h.fake.wait_for(lambda: len(callbacks(h.fake)) == limit + 1 and callbacks(h.fake),
                                      what="the answers")  # fmt: skip
@@ -1250,7 +1251,7 @@ async def test_buttons_count_toward_the_flood_guard_and_autocomplete_does_not(h)
     for _ in range(12):
         await h.fake.click(message, "restyle:png:0123456789")
     await h.fake.wait_for(lambda: len(admitted) == 12, what="every click at the flood guard")
-    limit = h.service.flood.limit
+    limit = h.service.jobs.flood.limit
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == limit + 1, what="the answers")
     texts = ephemerals(h.fake)
     assert sum("That job is gone" in t for t in texts) == limit and sum("too fast" in t for t in texts) == 1

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bot.clock import FakeClock
-from bot.service import Member
+from bot.core.types import Member
 from tests.harness.discord_bot import OTHER, USER, Harness, ephemerals, h, private_answers  # noqa: F401  (h is a fixture)
 
 pytestmark = pytest.mark.timeout(30)
@@ -45,7 +45,7 @@ async def last_ephemeral(h, count: int) -> str:
 
 
 async def tier_is(h, tier, expiry="any", member=ME) -> bool:
-    view = await h.service.me(member)
+    view = await h.service.jobs.me(member)
     return view.tier == tier and (expiry == "any" or view.tier_expires_at == (expiry if expiry is None else pytest.approx(expiry)))
 
 
@@ -97,7 +97,7 @@ async def test_upgrade_without_plans_says_so_and_redeems_codes(h):
     await h.fake.slash("upgrade", {})
     assert "has not set up payments" in await last_ephemeral(h, 1)
     assert not private_answers(h.fake)[0].json.get("components")
-    [code] = await h.service.mint_codes("max", 7, 1)
+    [code] = await h.service.codes.mint_codes("max", 7, 1)
     await h.fake.slash("upgrade", {"code": code})
     assert "Code accepted. You are on the **max** tier until" in await last_ephemeral(h, 2)
     await h.fake.slash("upgrade", {"code": code}, user_id=OTHER)
@@ -140,7 +140,7 @@ async def test_a_subscription_on_top_of_a_code_gives_the_code_back_when_it_ends(
     h.fake.sku(SKU)
     await h.start(PLANS)
     now = h.clock.now()
-    await h.service.set_tier(ME, "pro", now + 60 * DAY, reason="admin", changed_by="test")
+    await h.service.jobs.set_tier(ME, "pro", now + 60 * DAY, reason="admin", changed_by="test")
     entitlement = h.fake.entitlement(USER, SKU, starts_at=now)
     await h.fake.entitlement_event("create", entitlement)
     await eventually(lambda: tier_is(h, "pro", None))
@@ -153,7 +153,7 @@ async def test_a_subscription_on_top_of_a_code_that_ends_later_keeps_the_code(h)
     h.fake.sku(SKU)
     await h.start(PLANS)
     now = h.clock.now()
-    await h.service.set_tier(ME, "pro", now + 60 * DAY, reason="admin", changed_by="test")
+    await h.service.jobs.set_tier(ME, "pro", now + 60 * DAY, reason="admin", changed_by="test")
     entitlement = h.fake.entitlement(USER, SKU, starts_at=now)
     await h.fake.entitlement_event("create", entitlement)
     await eventually(lambda: tier_is(h, "pro", None))
@@ -242,11 +242,11 @@ async def test_entitlements_on_interactions_set_the_tier_once(h):
 async def test_link_with_a_code_from_telegram(h):
     await h.start()
     ana_tg = Member("telegram", "1001", "Ana")
-    await h.service.set_tier(ana_tg, "pro", h.clock.now() + 5 * DAY, reason="admin", changed_by="test")
-    code, _ = await h.service.link_start(ana_tg)
+    await h.service.jobs.set_tier(ana_tg, "pro", h.clock.now() + 5 * DAY, reason="admin", changed_by="test")
+    code, _ = await h.service.codes.link_start(ana_tg)
     await h.fake.slash("link", {"code": code})
     assert "Linked" in await last_ephemeral(h, 1) and "**pro**" in ephemerals(h.fake)[-1]
-    assert (await h.service.me(ME)).tier == "pro"
+    assert (await h.service.jobs.me(ME)).tier == "pro"
     await h.fake.slash("link", {}, user_id=OTHER)
     text = await last_ephemeral(h, 2)
     assert "Your link code: `" in text and "10 minutes" in text
@@ -257,10 +257,10 @@ async def test_admin_grant_and_revoke(h):
     target = h.fake.user(USER, "ana")
     await h.fake.slash("grant", {"member": target, "tier": "max", "days": 30}, user_id=OTHER)
     assert "Only the bot's admins" in await last_ephemeral(h, 1)
-    assert (await h.service.me(ME)).tier == "free"
+    assert (await h.service.jobs.me(ME)).tier == "free"
     await h.fake.slash("grant", {"member": target, "tier": "max", "days": 30}, user_id=ADMIN)
     assert "**max** tier until" in await last_ephemeral(h, 2)
-    assert (await h.service.me(ME)).tier == "max"
+    assert (await h.service.jobs.me(ME)).tier == "max"
     await h.fake.slash("revoke", {"member": target}, user_id=ADMIN)
     assert "**free**" in await last_ephemeral(h, 3)
-    assert (await h.service.me(ME)).tier == "free"
+    assert (await h.service.jobs.me(ME)).tier == "free"

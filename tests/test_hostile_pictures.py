@@ -20,7 +20,8 @@ from bot.clock import FakeClock
 from bot.config import load_config
 from bot.logs import hide_secrets
 from bot.decoding import BUSY, TOO_SLOW, PictureDecoder
-from bot.service import Accepted, Member, Refused, RestyleService
+from bot.core.types import Accepted, Member, Refused
+from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from engine.pictures import (
@@ -242,7 +243,7 @@ async def open_service(tmp_path: Path, engine: FakeEngine, decoder: PictureDecod
     store = await Store.open(config.bot.data_dir, config.store.url)
     service = RestyleService(config, store, FakeClock(), rng=random.Random(7), decoder=decoder)
     await service.start()
-    worker = Worker(service, engine)
+    worker = Worker(service.batches, engine)
     return service, store, worker
 
 
@@ -260,11 +261,11 @@ async def test_an_upload_is_not_delayed_by_a_busy_engine(tmp_path, one_thread_de
     service, store, worker = await open_service(tmp_path, engine)
     task = asyncio.create_task(worker.run())
     try:
-        first = await service.submit(Member("test", "a"), picture_bytes(), "/restyle cat", {})
+        first = await service.jobs.submit(Member("test", "a"), picture_bytes(), "/restyle cat", {})
         assert isinstance(first, Accepted)
         await wait_until(engine.started.is_set)  # the engine holds its batch
         async with asyncio.timeout(5):
-            second = await service.submit(Member("test", "b"), picture_bytes((640, 480)), "/restyle dog", {})
+            second = await service.jobs.submit(Member("test", "b"), picture_bytes((640, 480)), "/restyle dog", {})
         assert isinstance(second, Accepted)
     finally:
         engine.gate.set()
@@ -276,14 +277,14 @@ async def test_the_engine_is_not_delayed_by_stuck_decodes(tmp_path, one_thread_d
     engine = FakeEngine(max_batch=1)
     service, store, worker = await open_service(tmp_path, engine, PictureDecoder(threads=2, prepare=prepare))
     try:
-        queued = await service.submit(Member("test", "a"), b"ordinary", "/restyle cat", {})
+        queued = await service.jobs.submit(Member("test", "a"), b"ordinary", "/restyle cat", {})
         assert isinstance(queued, Accepted)
-        stuck = [asyncio.create_task(service.submit(Member("test", f"s{i}"), b"slow", "/restyle x", {})) for i in range(3)]
+        stuck = [asyncio.create_task(service.jobs.submit(Member("test", f"s{i}"), b"slow", "/restyle x", {})) for i in range(3)]
         await wait_until(lambda: prepare.calls == 3)  # both decode threads are stuck; one upload waits
         task = asyncio.create_task(worker.run())
         await wait_until(lambda: engine.batches == [[queued.job_id]])
         await wait_until(lambda: not worker.busy)
-        assert (await service.job(queued.job_id)).status == "done"
+        assert (await service.jobs.job(queued.job_id)).status == "done"
     finally:
         prepare.gate.set()
     assert all(isinstance(r, Accepted) for r in await asyncio.gather(*stuck))
@@ -295,7 +296,7 @@ async def test_a_webp_bomb_is_refused_through_the_service(tmp_path):
         pytest.skip("Pillow built without WebP")
     service, store, worker = await open_service(tmp_path, FakeEngine())
     try:
-        refused = await service.submit(Member("test", "a"), lossless_webp(6300), "/restyle cat", {})
+        refused = await service.jobs.submit(Member("test", "a"), lossless_webp(6300), "/restyle cat", {})
         assert isinstance(refused, Refused) and refused.reason == "picture"
         assert "at most 16.8 megapixels" in refused.message
     finally:

@@ -76,6 +76,12 @@ def test_the_core_imports_no_chat_library_and_no_torch():
         assert not _top_levels(path) & (CHAT_LIBRARIES | ENGINE_LIBRARIES), path
 
 
+def test_the_use_cases_decode_no_picture_themselves():
+    """Picture codecs (Pillow) live in engine/pictures.py: the core passes bytes in and out."""
+    for path in [ROOT / "bot" / "service.py", *(ROOT / "bot" / "core").rglob("*.py")]:
+        assert "PIL" not in _top_levels(path), path
+
+
 def test_the_front_ends_import_no_database_driver_and_no_torch():
     for path in (ROOT / "bot" / "adapters").rglob("*.py"):
         imported = _imports(path)

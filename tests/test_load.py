@@ -14,7 +14,9 @@ import pytest
 
 from bot.clock import SystemClock
 from bot.config import load_config
-from bot.service import Accepted, FloodGuard, Member, RestyleService
+from bot.core.types import Accepted, Member
+from bot.core.guards import FloodGuard
+from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from tests.fakes import FakeEngine, RecordingFrontEnd, picture_bytes
@@ -42,7 +44,7 @@ async def test_thousand_jobs_from_two_hundred_members_all_complete_in_rank_order
     store = await Store.open(config.bot.data_dir)
     service = RestyleService(config, store, SystemClock(), rng=random.Random(1), flood_guard=FloodGuard(limit=100))
     frontend = RecordingFrontEnd()
-    service.register(frontend)
+    service.dispatch.register(frontend)
     await service.start()
     engine = FakeEngine(max_batch=4)
 
@@ -50,7 +52,7 @@ async def test_thousand_jobs_from_two_hundred_members_all_complete_in_rank_order
     tiers = ["free", "pro", "max"]
     for i, member in enumerate(members):
         if tiers[i % 3] != "free":
-            await service.set_tier(member, tiers[i % 3], None, reason="admin", changed_by="test")
+            await service.jobs.set_tier(member, tiers[i % 3], None, reason="admin", changed_by="test")
 
     lags: list[float] = []
     stop = asyncio.Event()
@@ -68,13 +70,13 @@ async def test_thousand_jobs_from_two_hundred_members_all_complete_in_rank_order
     accepted: list[Accepted] = []
     for round_ in range(JOBS_PER_MEMBER):
         for member in members:
-            answer = await service.submit(member, random.choice(pictures), f"/restyle job {round_}", {})
+            answer = await service.jobs.submit(member, random.choice(pictures), f"/restyle job {round_}", {})
             assert isinstance(answer, Accepted), answer
             accepted.append(answer)
     rss_queued = _rss_bytes()
 
     expected_order = [job_id for job_id, _tier in await service.store.waiting(len(accepted))]
-    worker = Worker(service, engine)
+    worker = Worker(service.batches, engine)
     worker_task = asyncio.create_task(worker.run())
     started = time.perf_counter()
     while len(frontend.results) < len(accepted) and time.perf_counter() - started < 120:

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.clock import FakeClock
 from bot.config import load_config
 from bot.metrics import ServiceMetrics
-from bot.service import Accepted, Member, RestyleService
+from bot.core.types import Accepted, Member
+from bot.service import RestyleService
 from bot.store import Store
 from engine.api import EngineOutput
 from tests.fakes import picture_bytes
@@ -74,19 +75,19 @@ async def test_service_measures_wait_in_line_on_its_clock_and_counts_payments(tm
     service = RestyleService(config, store, clock, rng=random.Random(1))
     await service.start()
     try:
-        accepted = await service.submit(PAYING, picture_bytes(), "/restyle oil painting", {"chat": 1})
+        accepted = await service.jobs.submit(PAYING, picture_bytes(), "/restyle oil painting", {"chat": 1})
         assert isinstance(accepted, Accepted)
         await clock.advance(42.0)
-        jobs = await service.claim_batch(4)
+        jobs = await service.batches.claim_batch(4)
         assert [j.job_id for j in jobs] == [accepted.job_id]
-        await service.complete([EngineOutput(accepted.job_id, seed=1, steps=2, seconds=3.0, error="boom")])
+        await service.batches.complete([EngineOutput(accepted.job_id, seed=1, steps=2, seconds=3.0, error="boom")])
         metrics = service.metrics
         assert metrics.value("restyle_queue_wait_seconds_sum", tier="free") == 42.0
         assert metrics.value("restyle_engine_busy_seconds_total") == 3.0
 
-        _, payload = await service.invoice_payload(PAYING, "pro_month")
-        await service.record_payment(PAYING, payload, "ch-1", 250)
-        await service.record_payment(PAYING, payload, "ch-1", 250)  # replayed update
+        _, payload = await service.billing.invoice_payload(PAYING, "pro_month")
+        await service.billing.record_payment(PAYING, payload, "ch-1", 250)
+        await service.billing.record_payment(PAYING, payload, "ch-1", 250)  # replayed update
         assert metrics.value("restyle_payments_total", source="telegram-stars", outcome="paid") == 1
         assert metrics.value("restyle_payments_total", source="telegram-stars", outcome="duplicate") == 1
     finally:

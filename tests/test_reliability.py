@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.service import Accepted, Refused
+from bot.core.types import Accepted, Refused
 from bot.store import StoreError
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
 from tests.fakes import picture_bytes, wait_until
@@ -76,7 +76,7 @@ async def test_bad_picture_gets_a_clear_answer_and_never_reaches_the_engine(tmp_
     assert isinstance(answer, Refused) and answer.reason == "picture", answer
     assert answer.message.endswith(".") and "Traceback" not in answer.message and len(answer.message) < 300
     await h.drain()
-    assert h.engine.batches == [] and (await h.service.me(PRO)).used_today == 0
+    assert h.engine.batches == [] and (await h.service.jobs.me(PRO)).used_today == 0
     await h.close()
 
 
@@ -135,7 +135,7 @@ async def test_disk_full_while_accepting_refuses_clearly_and_spends_nothing(tmp_
     answer = await h.submit(PRO)
     assert isinstance(answer, Refused) and answer.reason == "storage"
     assert "try again" in answer.message.lower()
-    assert (await h.store.count_by_status()) == {} and (await h.service.me(PRO)).used_today == 0
+    assert (await h.store.count_by_status()) == {} and (await h.service.jobs.me(PRO)).used_today == 0
     await h.close()
 
 
@@ -150,12 +150,12 @@ async def test_disk_full_while_storing_a_result_never_marks_the_job_done(tmp_pat
         raise StoreError(f"The database refused a query: {os.strerror(errno.ENOSPC)}.")
 
     monkeypatch.setattr(h.store, "finish_job", disk_full_for_results)
-    h.service.store_retry_s = (0.01, 0.01)  # it retries, then gives up and leaves the job running
+    h.service.batches.store_retry_s = (0.01, 0.01)  # it retries, then gives up and leaves the job running
     h.start_worker()
     # The job never leaves 'running' here, so wait for the worker to have given up on it.
     await wait_until(lambda: len(tries) == 3 and not h.worker.busy, what="three tries to store the result")
     assert h.frontend.results == []
-    assert (await h.service.job(answer.job_id)).status == "running"  # so the next start runs it
+    assert (await h.service.jobs.job(answer.job_id)).status == "running"  # so the next start runs it
     await h.close()
 
     monkeypatch.setattr(h.store, "finish_job", real_finish)

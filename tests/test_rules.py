@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 from PIL import Image
 
-from bot.service import Accepted, Delivery, Member, PaymentResult, Refused, RestyleService
+from bot.core.types import Accepted, Delivery, Member, PaymentResult, Refused
+from bot.service import RestyleService
 from bot.store import JobRecord, Store
 from tests.fakes import RecordingFrontEnd, picture_bytes, wait_parked, wait_until
 from tests.harness.service import FREE, FREE2, MAX, PRO, Harness, make
@@ -34,7 +35,7 @@ async def rules(tmp_path, extra: str = "", **kwargs) -> Harness:
     """The service with members of every tier: FREE, FREE2 (free), PRO, PRO2 (pro), MAX, MAX2 (max)."""
     h = await make(tmp_path, extra_config=extra, **kwargs)
     for member, tier in ((PRO2, "pro"), (MAX2, "max")):
-        await h.service.set_tier(member, tier, None, reason="admin", changed_by="test")
+        await h.service.jobs.set_tier(member, tier, None, reason="admin", changed_by="test")
     return h
 
 
@@ -135,7 +136,7 @@ async def test_an_upgrade_re_ranks_a_members_waiting_jobs_and_keeps_them_spaced(
     await h.clock.advance(1)
     jobs["pia"] = await h.submit(PRO2, "/restyle pia")  # pro: rank t+1-30
     assert await waiting_order(h, jobs) == ["pia", "fay 0", "fay 1", "fay 2"]
-    await h.service.set_tier(FREE, "pro", None, reason="admin", changed_by="test")
+    await h.service.jobs.set_tier(FREE, "pro", None, reason="admin", changed_by="test")
     # As pro, Fay's jobs rank t-30, t, t+30: only the first passes Pia, the others keep their turns.
     assert await waiting_order(h, jobs) == ["fay 0", "pia", "fay 1", "fay 2"]
     await h.close()
@@ -152,7 +153,7 @@ async def test_an_upgrade_keeps_a_waiting_job_spaced_behind_the_members_running_
     assert h.engine.batches == [[running.job_id]]
     await h.clock.advance(1)
     pia = await h.submit(PRO2, "/restyle pia")  # rank t+1-30
-    await h.service.set_tier(FREE, "pro", None, reason="admin", changed_by="test")
+    await h.service.jobs.set_tier(FREE, "pro", None, reason="admin", changed_by="test")
     # As pro the waiting job could rank t-30, but it stays one gap behind the running job (t).
     assert await waiting_order(h, {"waits": waiting, "pia": pia}) == ["pia", "waits"]
     h.engine.gate.set()
@@ -171,7 +172,7 @@ async def test_the_free_tier_wait_counts_from_the_request_not_from_when_the_job_
     await h.clock.advance(30)  # it waited in line for 30 s before the GPU took it
     h.start_worker()
     await h.drain()
-    assert (await h.service.job(accepted.job_id)).deliver_after == requested + 40
+    assert (await h.service.jobs.job(accepted.job_id)).deliver_after == requested + 40
     await wait_parked(h.clock, requested + 40)
     assert h.frontend.results == []
     await h.clock.advance(10)
@@ -212,9 +213,9 @@ async def test_pictures_are_scaled_to_the_members_tier_max_side(tmp_path, member
     h = await rules(tmp_path)
     answer = await h.submit(member, picture=picture_bytes((1200, 900)))
     assert isinstance(answer, Accepted)
-    job = await h.service.job(answer.job_id)
+    job = await h.service.jobs.job(answer.job_id)
     assert smaller < max(job.width, job.height) <= largest
-    with Image.open(io.BytesIO(await h.service.input_picture(answer.job_id))) as stored:
+    with Image.open(io.BytesIO(await h.service.jobs.input_picture(answer.job_id))) as stored:
         assert stored.size == (job.width, job.height)
     await h.close()
 
@@ -228,7 +229,7 @@ async def test_requests_racing_each_other_never_pass_the_queue_limit_or_the_dail
     assert [a.reason for a in queued if isinstance(a, Refused)] == ["queue_limit"]
     paid = await asyncio.gather(*(h.submit(PRO, f"/restyle p{i}") for i in range(3)))
     assert [a.reason for a in paid if isinstance(a, Refused)] == ["quota"]
-    assert (await h.service.me(PRO)).used_today == 2 and (await h.service.me(FREE)).used_today == 2
+    assert (await h.service.jobs.me(PRO)).used_today == 2 and (await h.service.jobs.me(FREE)).used_today == 2
     assert (await h.store.count_by_status()) == {"queued": 4}
     await h.close()
 
@@ -314,15 +315,15 @@ async def test_only_the_member_who_asked_can_use_a_jobs_buttons_files_or_cancel_
     h.engine.hold()  # the next job is held by the engine while we look
     waiting = await h.submit(PRO, "/restyle also mine")
 
-    assert (await h.service.again(FREE, done.job_id, {})).reason == "not_yours"
-    assert (await h.service.result_file(FREE, done.job_id, "png")).reason == "not_yours"
-    assert (await h.service.input_file(FREE, done.job_id, "png")).reason == "not_yours"
-    assert await h.service.cancel(FREE, waiting.job_id) == []
-    assert (await h.service.job(waiting.job_id)).status in ("queued", "running")
+    assert (await h.service.jobs.again(FREE, done.job_id, {})).reason == "not_yours"
+    assert (await h.service.jobs.result_file(FREE, done.job_id, "png")).reason == "not_yours"
+    assert (await h.service.jobs.input_file(FREE, done.job_id, "png")).reason == "not_yours"
+    assert await h.service.jobs.cancel(FREE, waiting.job_id) == []
+    assert (await h.service.jobs.job(waiting.job_id)).status in ("queued", "running")
     # ...while the owner can do all of it.
-    assert isinstance(await h.service.result_file(PRO, done.job_id, "png"), bytes)
-    assert isinstance(await h.service.input_file(PRO, done.job_id, "png"), bytes)
-    assert await h.service.cancel(PRO, waiting.job_id) == [waiting.job_id]
+    assert isinstance(await h.service.jobs.result_file(PRO, done.job_id, "png"), bytes)
+    assert isinstance(await h.service.jobs.input_file(PRO, done.job_id, "png"), bytes)
+    assert await h.service.jobs.cancel(PRO, waiting.job_id) == [waiting.job_id]
     h.engine.gate.set()
     await h.close()
 
@@ -330,13 +331,13 @@ async def test_only_the_member_who_asked_can_use_a_jobs_buttons_files_or_cancel_
 # Admin gates -----------------------------------------------------------------------------------
 
 ADMIN_ACTIONS = {
-    "ban": lambda s, who: s.ban(who, FREE, "spam"),
-    "unban": lambda s, who: s.ban(who, FREE, "", banned=False),
-    "job log": lambda s, who: s.job_log(who),
-    "grant": lambda s, who: s.grant(who, FREE, "max", 30),
-    "revoke": lambda s, who: s.revoke(who, PRO),
-    "refund": lambda s, who: s.refund(who, "ch-1"),
-    "payment to refund": lambda s, who: s.payment_to_refund(who, "ch-1"),
+    "ban": lambda s, who: s.admin.ban(who, FREE, "spam"),
+    "unban": lambda s, who: s.admin.ban(who, FREE, "", banned=False),
+    "job log": lambda s, who: s.admin.job_log(who),
+    "grant": lambda s, who: s.billing.grant(who, FREE, "max", 30),
+    "revoke": lambda s, who: s.billing.revoke(who, PRO),
+    "refund": lambda s, who: s.billing.refund(who, "ch-1"),
+    "payment to refund": lambda s, who: s.billing.payment_to_refund(who, "ch-1"),
 }
 
 
@@ -347,10 +348,10 @@ ADMIN_ACTIONS = {
 async def test_admin_commands_are_refused_to_everyone_not_listed_and_change_nothing(tmp_path, action, who):
     """Breaks: any one admin check removed, or admins matched by user id without the app."""
     h = await rules(tmp_path, 'admins = ["web:admin-1"]')  # lands in [bot]
-    before = {m: (await h.service.me(m)).tier for m in (FREE, PRO)}
+    before = {m: (await h.service.jobs.me(m)).tier for m in (FREE, PRO)}
     answer = await ADMIN_ACTIONS[action](h.service, who)
     assert isinstance(answer, Refused) and answer.reason == "not_admin"
-    assert {m: (await h.service.me(m)).tier for m in (FREE, PRO)} == before
+    assert {m: (await h.service.jobs.me(m)).tier for m in (FREE, PRO)} == before
     assert isinstance(await h.submit(FREE), Accepted)  # not banned
     account = await h.store.account_for("test", FREE.user_id, h.clock.now())
     assert await h.store.admin_actions(account.id) == []
@@ -375,12 +376,12 @@ async def test_one_charge_delivered_twice_at_once_extends_the_tier_once(tmp_path
     """Breaks: the store's once-per-charge-id guard (two updates racing past the service's
     "seen before?" check both extend)."""
     h = await rules(tmp_path, PLANS)
-    _plan, payload = await h.service.invoice_payload(FREE, "pro_month")
+    _plan, payload = await h.service.billing.invoice_payload(FREE, "pro_month")
     now = h.clock.now()
-    results = await asyncio.gather(*(h.service.record_payment(FREE, payload, "ch-7", 250) for _ in range(2)))
+    results = await asyncio.gather(*(h.service.billing.record_payment(FREE, payload, "ch-7", 250) for _ in range(2)))
     assert all(isinstance(r, PaymentResult) for r in results)
     assert sorted(r.duplicate for r in results) == [False, True]
-    assert (await h.service.me(FREE)).tier_expires_at == now + 30 * 86400
+    assert (await h.service.jobs.me(FREE)).tier_expires_at == now + 30 * 86400
     account = await h.store.account_for("test", FREE.user_id, now)
     assert [c["reason"] for c in await h.store.tier_changes(account.id)] == ["payment"]
     await h.close()
@@ -406,7 +407,7 @@ async def test_a_result_one_front_end_is_sending_is_not_sent_by_another(tmp_path
     """Breaks: the delivery lease (a second front end on the same database sends it too)."""
     h = await rules(tmp_path)
     first = HeldFrontEnd()
-    h.service.register(first)
+    h.service.dispatch.register(first)
     accepted = await h.submit(PRO)
     h.start_worker()
     await h.drain(deliveries=False)
@@ -414,19 +415,19 @@ async def test_a_result_one_front_end_is_sending_is_not_sent_by_another(tmp_path
 
     other_frontend = RecordingFrontEnd()
     other = RestyleService(h.config, h.store, h.clock, rng=random.Random(1))
-    other.register(other_frontend)
+    other.dispatch.register(other_frontend)
     # Another front end on the same database hears the job finished, and polls: both must see
     # the first one's delivery lease and leave the job alone.
-    other._on_job_event(json.dumps({"id": accepted.job_id, "event": "finished"}))
-    await wait_until(lambda: not other._background, what="the other front end to handle the event")
-    await other.schedule_undelivered()
-    await other.wait_delivered()
+    other.dispatch.on_job_event(json.dumps({"id": accepted.job_id, "event": "finished"}))
+    await wait_until(lambda: not other.dispatch._background, what="the other front end to handle the event")
+    await other.dispatch.schedule_undelivered()
+    await other.dispatch.wait_delivered()
     assert other_frontend.results == []
     first.release.set()
     await wait_until(lambda: first.results, what="the first front end to finish sending")
-    await h.service.wait_delivered()
-    await other.schedule_undelivered()  # delivered now: nothing left for anyone
-    await other.wait_delivered()
+    await h.service.dispatch.wait_delivered()
+    await other.dispatch.schedule_undelivered()  # delivered now: nothing left for anyone
+    await other.dispatch.wait_delivered()
     assert [d.job.id for d in first.results] == [accepted.job_id]
     assert other_frontend.results == [] and other_frontend.failures == []
     await other.close()
@@ -440,8 +441,8 @@ async def test_a_delivered_result_is_not_sent_again_when_it_is_scheduled_again(t
     h.start_worker()
     await h.drain()
     assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
-    h.service._schedule_delivery(accepted.job_id)  # a late 'finished' event, a poll, a restart
-    await h.service.wait_delivered()
+    h.service.dispatch.schedule_delivery(accepted.job_id)  # a late 'finished' event, a poll, a restart
+    await h.service.dispatch.wait_delivered()
     assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
     await h.close()
 
@@ -490,7 +491,7 @@ async def test_a_blocked_word_in_the_negative_prompt_is_refused_too(tmp_path, te
     h = await rules(tmp_path, '[moderation]\nblocked_words = ["gore"]')
     answer = await h.submit(PRO, text)
     assert isinstance(answer, Refused) and answer.reason == "rules"
-    assert (await h.store.count_by_status()) == {} and (await h.service.me(PRO)).used_today == 0
+    assert (await h.store.count_by_status()) == {} and (await h.service.jobs.me(PRO)).used_today == 0
     await h.close()
 
 
@@ -500,8 +501,8 @@ async def test_again_on_a_job_refuses_a_banned_member(tmp_path):
     done = await h.submit(PRO)
     h.start_worker()
     await h.drain()
-    await h.service.ban(ADMIN, PRO, "spam")
-    answer = await h.service.again(PRO, done.job_id, {})
+    await h.service.admin.ban(ADMIN, PRO, "spam")
+    answer = await h.service.jobs.again(PRO, done.job_id, {})
     assert isinstance(answer, Refused) and answer.reason == "banned"
     assert (await h.store.count_by_status()).get("queued", 0) == 0
     await h.close()
@@ -519,7 +520,7 @@ async def test_a_result_the_checker_flags_is_withheld_costs_no_quota_and_others_
         seen.append(picture.getpixel((0, 0)))
         return picture.getpixel((0, 0)) == (255, 255, 255)
 
-    h.service.safety_check = flags_white
+    h.service.batches.safety_check = flags_white
     flagged = await h.submit(PRO, "/restyle a", picture_bytes(color=(0, 0, 0)))
     fine = await h.submit(MAX, "/restyle b", picture_bytes(color=(0, 0, 200)))
     h.start_worker()
@@ -527,9 +528,9 @@ async def test_a_result_the_checker_flags_is_withheld_costs_no_quota_and_others_
     assert sorted(seen) == [(255, 255, 55), (255, 255, 255)]  # the results, not the inputs
     assert [d.job.id for d in h.frontend.results] == [fine.job_id]
     assert [j.id for j in h.frontend.failures] == [flagged.job_id] and "safety filter" in h.frontend.failures[0].error
-    assert (await h.service.me(PRO)).used_today == 0 and (await h.service.me(MAX)).used_today == 1
+    assert (await h.service.jobs.me(PRO)).used_today == 0 and (await h.service.jobs.me(MAX)).used_today == 1
     assert not await h.store.has_picture(flagged.job_id, "result")
-    assert isinstance(await h.service.result_file(PRO, flagged.job_id, "png"), Refused)
+    assert isinstance(await h.service.jobs.result_file(PRO, flagged.job_id, "png"), Refused)
     await h.close()
 
 
@@ -543,7 +544,7 @@ async def test_a_checker_that_fails_withholds_that_result_and_the_worker_carries
             raise RuntimeError("CUDA out of memory (fake)")
         return False
 
-    h.service.safety_check = breaks_on_white
+    h.service.batches.safety_check = breaks_on_white
     unchecked = await h.submit(PRO, "/restyle a", picture_bytes(color=(0, 0, 0)))
     h.start_worker()
     await h.drain()
@@ -551,7 +552,7 @@ async def test_a_checker_that_fails_withholds_that_result_and_the_worker_carries
     await h.drain()
     assert [d.job.id for d in h.frontend.results] == [later.job_id]
     assert [j.id for j in h.frontend.failures] == [unchecked.job_id]
-    assert (await h.service.me(PRO)).used_today == 0
+    assert (await h.service.jobs.me(PRO)).used_today == 0
     assert any(unchecked.job_id in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
     await h.close()
 

@@ -89,7 +89,7 @@ async def test_the_worker_checks_a_batch_of_results_in_one_call(tmp_path):
 
     h = await make(tmp_path, max_batch=3)
     checker = BatchChecker()
-    h.service.safety_check = checker
+    h.service.batches.safety_check = checker
     try:
         jobs = [(await h.submit(member, "/restyle x")).job_id for member in (PRO, FREE, FREE2)]
         h.start_worker()
@@ -113,7 +113,7 @@ def test_missing_safety_checker_names_the_setting(tmp_path):
 async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     from bot.app import App
     from bot.config import load_config
-    from bot.service import Member
+    from bot.core.types import Member
     from tests.fakes import FakeEngine, picture_bytes, wait_until
 
     checker = make_tiny_safety_checker(tmp_path / "checker", flags=True)
@@ -126,18 +126,18 @@ async def test_app_wires_the_configured_checker_into_the_service(tmp_path):
     await app.start()
     try:
         await wait_until(lambda: app.health.engine_ready, timeout=10, what="the engine and the safety checker to load")
-        assert app.service.safety_check is not None
+        assert app.service.batches.safety_check is not None
         # The configured checker flags everything, so a finished job is withheld, not sent.
         member = Member("web", "local")
-        answer = await app.service.submit(member, picture_bytes(), "/restyle x", {})
+        answer = await app.service.jobs.submit(member, picture_bytes(), "/restyle x", {})
         await wait_until(lambda: _status(app.service, answer.job_id, ("done", "failed")), what="the job to finish")
-        job = await app.service.job(answer.job_id)
+        job = await app.service.jobs.job(answer.job_id)
         assert job.status == "failed" and "safety filter" in job.error
-        assert (await app.service.me(member)).used_today == 0
+        assert (await app.service.jobs.me(member)).used_today == 0
     finally:
         await app.stop()
 
 
 async def _status(service, job_id: str, statuses: tuple[str, ...]) -> bool:
-    job = await service.job(job_id)
+    job = await service.jobs.job(job_id)
     return job is not None and job.status in statuses

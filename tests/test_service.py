@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.clock import FakeClock
-from bot.service import Accepted, Refused
+from bot.core.types import Accepted, Refused
 from tests.fakes import picture_bytes, wait_parked, wait_until
 from tests.harness.service import FREE, FREE2, MAX, PRO, Harness, make
 
@@ -47,7 +47,7 @@ async def test_free_job_waits_behind_pro_job_that_came_later(tmp_path):
     pro = await h.submit(PRO, "/restyle pro")
     assert isinstance(free, Accepted) and isinstance(pro, Accepted)
     assert pro.position == 0
-    assert (await h.service.job(free.job_id)).position == 1
+    assert (await h.service.jobs.job(free.job_id)).position == 1
     h.start_worker()
     await h.drain(advance=60)
     assert [batch for batch in h.engine.batches] == [[pro.job_id], [free.job_id]]
@@ -59,8 +59,8 @@ async def test_free_job_aged_past_a_tier_runs_before_newer_pro_job(tmp_path):
     free = await h.submit(FREE, "/restyle patient")
     await h.clock.advance(31)
     pro = await h.submit(PRO, "/restyle hurried")
-    assert (await h.service.job(free.job_id)).position == 0
-    assert (await h.service.job(pro.job_id)).position == 1
+    assert (await h.service.jobs.job(free.job_id)).position == 0
+    assert (await h.service.jobs.job(pro.job_id)).position == 1
     await h.close()
 
 
@@ -82,7 +82,7 @@ async def test_free_result_is_delivered_no_sooner_than_min_turnaround_but_gpu_is
     h.start_worker()
     await h.drain()
     assert h.engine.batches == [[accepted.job_id]]  # the engine ran at once
-    due = (await h.service.job(accepted.job_id)).created_at + 40
+    due = (await h.service.jobs.job(accepted.job_id)).created_at + 40
     await wait_parked(h.clock, due)  # the delivery waits on the clock for the rest of the 40 s...
     assert h.frontend.results == []
     await h.clock.advance(39)
@@ -91,7 +91,7 @@ async def test_free_result_is_delivered_no_sooner_than_min_turnaround_but_gpu_is
     await h.clock.advance(1.5)
     await wait_until(lambda: h.frontend.results, what="the held-back result to be delivered")
     assert [d.job.id for d in h.frontend.results] == [accepted.job_id]
-    assert h.frontend.delivered_at[0] - (await h.service.job(accepted.job_id)).created_at >= 40
+    assert h.frontend.delivered_at[0] - (await h.service.jobs.job(accepted.job_id)).created_at >= 40
     await h.close()
 
 
@@ -121,12 +121,12 @@ async def test_daily_quota_refuses_and_failed_or_cancelled_jobs_give_their_unit_
     second = await h.submit(FREE, "/restyle cancel me")
     refused = await h.submit(FREE, "/restyle one too many")
     assert isinstance(refused, Refused) and refused.reason == "quota"
-    assert await h.service.cancel(FREE, second.job_id) == [second.job_id]
+    assert await h.service.jobs.cancel(FREE, second.job_id) == [second.job_id]
     h.start_worker()
     await h.drain(advance=60)
     assert [j.id for j in h.frontend.failures] == [first.job_id]
     assert "failed" in h.frontend.failures[0].error
-    assert (await h.service.me(FREE)).used_today == 0
+    assert (await h.service.jobs.me(FREE)).used_today == 0
     assert isinstance(await h.submit(FREE, "/restyle now it fits"), Accepted)
     await h.close()
 
@@ -174,7 +174,7 @@ async def test_bad_command_and_bad_picture_are_refused_before_the_queue(tmp_path
     assert isinstance(refused, Refused) and refused.reason == "command" and "1.0" in refused.message
     refused = await h.submit(FREE, "/restyle fine prompt", picture=b"this is not a picture")
     assert isinstance(refused, Refused) and refused.reason == "picture"
-    assert (await h.store.count_by_status()).get("queued", 0) == 0 and (await h.service.me(FREE)).used_today == 0
+    assert (await h.store.count_by_status()).get("queued", 0) == 0 and (await h.service.jobs.me(FREE)).used_today == 0
     await h.close()
 
 
@@ -191,11 +191,11 @@ async def test_upgrade_re_ranks_waiting_jobs_and_is_audited(tmp_path):
     other = await h.submit(FREE2)
     await h.clock.advance(5)
     mine = await h.submit(FREE)
-    assert (await h.service.job(mine.job_id)).position == 1
-    view = await h.service.set_tier(FREE, "pro", h.clock.now() + 30 * 86400, reason="payment", changed_by="stars:abc")
+    assert (await h.service.jobs.job(mine.job_id)).position == 1
+    view = await h.service.jobs.set_tier(FREE, "pro", h.clock.now() + 30 * 86400, reason="payment", changed_by="stars:abc")
     assert view.tier == "pro"
-    assert (await h.service.job(mine.job_id)).position == 0
-    assert (await h.service.job(other.job_id)).position == 1
+    assert (await h.service.jobs.job(mine.job_id)).position == 0
+    assert (await h.service.jobs.job(other.job_id)).position == 1
     account = await h.store.account_for("test", FREE.user_id, h.clock.now())
     changes = await h.store.tier_changes(account.id)
     assert changes[-1]["from_tier"] == "free" and changes[-1]["to_tier"] == "pro" and changes[-1]["reason"] == "payment"
@@ -204,10 +204,10 @@ async def test_upgrade_re_ranks_waiting_jobs_and_is_audited(tmp_path):
 
 async def test_expired_tier_reads_as_free(tmp_path):
     h = await make(tmp_path)
-    await h.service.set_tier(FREE, "max", h.clock.now() + 100, reason="admin", changed_by="test")
-    assert (await h.service.me(FREE)).tier == "max"
+    await h.service.jobs.set_tier(FREE, "max", h.clock.now() + 100, reason="admin", changed_by="test")
+    assert (await h.service.jobs.me(FREE)).tier == "max"
     await h.clock.advance(101)
-    assert (await h.service.me(FREE)).tier == "free"
+    assert (await h.service.jobs.me(FREE)).tier == "free"
     await h.close()
 
 
@@ -215,10 +215,10 @@ async def test_cancel_removes_only_the_members_waiting_jobs(tmp_path):
     h = await make(tmp_path)
     mine = await h.submit(FREE)
     theirs = await h.submit(FREE2)
-    assert await h.service.cancel(FREE2, mine.job_id) == []
-    assert await h.service.cancel(FREE) == [mine.job_id]
-    assert (await h.service.job(mine.job_id)).status == "cancelled"
-    assert (await h.service.job(theirs.job_id)).position == 0
+    assert await h.service.jobs.cancel(FREE2, mine.job_id) == []
+    assert await h.service.jobs.cancel(FREE) == [mine.job_id]
+    assert (await h.service.jobs.job(mine.job_id)).status == "cancelled"
+    assert (await h.service.jobs.job(theirs.job_id)).position == 0
     await h.close()
 
 
@@ -236,7 +236,7 @@ async def test_service_dropped_mid_run_and_reopened_loses_nothing_and_sends_noth
     # The process dies: no close(), the worker is simply gone.
     h.worker_task.cancel()
     await asyncio.gather(h.worker_task, return_exceptions=True)
-    deliveries = list(h.service._deliveries.values())
+    deliveries = list(h.service.dispatch._deliveries.values())
     for task in deliveries:
         task.cancel()
     await asyncio.gather(*deliveries, return_exceptions=True)
@@ -269,7 +269,7 @@ async def test_job_running_at_a_crash_runs_again_after_restart(tmp_path, backend
     accepted = await h.submit(PRO, "/restyle interrupted")
     h.start_worker()
     await asyncio.to_thread(h.engine.started.wait, 5)
-    assert (await h.service.job(accepted.job_id)).status == "running"
+    assert (await h.service.jobs.job(accepted.job_id)).status == "running"
     h.worker_task.cancel()
     await asyncio.gather(h.worker_task, return_exceptions=True)
     await h.store.close()
@@ -280,7 +280,7 @@ async def test_job_running_at_a_crash_runs_again_after_restart(tmp_path, backend
     if backend == "sqlite":  # the one process: what ran is back in line at once
         assert await h2.store.position(accepted.job_id) == 0
     else:  # other workers may share the database: the job comes back when its lease runs out
-        assert (await h2.service.job(accepted.job_id)).status == "running"
+        assert (await h2.service.jobs.job(accepted.job_id)).status == "running"
         assert await h2.store.requeue_expired(h.clock.now()) == []
         await h2.clock.advance(h2.config.store.lease_s + 1)
         assert await h2.store.requeue_expired(h.clock.now()) == [accepted.job_id]
@@ -314,14 +314,14 @@ async def test_again_reuses_the_picture_with_a_new_seed_and_stronger(tmp_path):
     first = await h.submit(PRO, "/restyle ink drawing strength=0.5 seed=1")
     h.start_worker()
     await h.drain()
-    again = await h.service.again(PRO, first.job_id, {"chat": "x"}, strength_delta=0.15)
+    again = await h.service.jobs.again(PRO, first.job_id, {"chat": "x"}, strength_delta=0.15)
     assert isinstance(again, Accepted)
     assert again.strength == pytest.approx(0.65) and again.seed != 1
-    refused = await h.service.again(FREE, first.job_id, {})
+    refused = await h.service.jobs.again(FREE, first.job_id, {})
     assert refused.reason == "not_yours"
     await h.drain()
     assert [d.job.prompt for d in h.frontend.results] == ["ink drawing", "ink drawing"]
-    png = await h.service.result_file(PRO, first.job_id, "webp")
+    png = await h.service.jobs.result_file(PRO, first.job_id, "webp")
     assert png[:4] == b"RIFF"
     await h.close()
 
@@ -329,14 +329,14 @@ async def test_again_reuses_the_picture_with_a_new_seed_and_stronger(tmp_path):
 async def test_flood_is_limited_with_one_message(tmp_path):
     # Every front end admits each command before it parses it or asks the service anything.
     h = await make(tmp_path)
-    answers = [h.service.admit(FREE) for _ in range(50)]
+    answers = [h.service.jobs.admit(FREE) for _ in range(50)]
     floods = [a for a in answers if a is not None]
     assert len(floods) == 40 and all(a.reason == "flood" for a in floods)
     assert sum(1 for a in floods if not a.quiet) == 1
-    assert h.service.admit(FREE2) is None  # per member
+    assert h.service.jobs.admit(FREE2) is None  # per member
     assert isinstance(await h.submit(FREE2), Accepted)
     await h.clock.advance(10.0)
-    assert h.service.admit(FREE) is None  # the window has passed
+    assert h.service.jobs.admit(FREE) is None  # the window has passed
     await h.close()
 
 
@@ -346,12 +346,12 @@ async def test_delivered_pictures_are_recompressed_to_png_after_an_hour_and_stil
     h.start_worker()
     await h.drain()
     assert (await h.store.picture(accepted.job_id, "result"))[:4] in (b"II*\x00", b"MM\x00*")  # fast to write on the hot path
-    assert await h.service.compact_pictures() == 0  # not yet: delivered just now
+    assert await h.service.admin.compact_pictures() == 0  # not yet: delivered just now
     await h.clock.advance(3601)
-    assert await h.service.compact_pictures() == 2  # input and result
+    assert await h.service.admin.compact_pictures() == 2  # input and result
     assert (await h.store.picture(accepted.job_id, "result"))[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (await h.service.result_file(PRO, accepted.job_id, "jpeg"))[:3] == b"\xff\xd8\xff"
-    again = await h.service.again(PRO, accepted.job_id, {})
+    assert (await h.service.jobs.result_file(PRO, accepted.job_id, "jpeg"))[:3] == b"\xff\xd8\xff"
+    again = await h.service.jobs.again(PRO, accepted.job_id, {})
     assert isinstance(again, Accepted)  # the compacted input still feeds a new run
     await h.drain()
     assert len(h.frontend.results) == 2
@@ -387,24 +387,24 @@ async def test_a_batch_that_cannot_start_goes_back_in_line_and_the_worker_carrie
 async def test_the_same_request_key_queues_one_job_and_spends_one_unit(tmp_path):
     h = await make(tmp_path)
     picture = picture_bytes()
-    first = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
-    second = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
+    first = await h.service.jobs.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
+    second = await h.service.jobs.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
     assert isinstance(first, Accepted) and isinstance(second, Accepted)
     assert not first.duplicate and second.duplicate
     assert (second.job_id, second.seed, second.strength) == (first.job_id, first.seed, first.strength)
-    view = await h.service.me(FREE)
+    view = await h.service.jobs.me(FREE)
     assert view.used_today == 1 and [j.id for j in view.active_jobs] == [first.job_id]
     # Another request, or the same key from another member, is a request of its own.
-    other = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg8")
-    theirs = await h.service.submit(FREE2, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
+    other = await h.service.jobs.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg8")
+    theirs = await h.service.jobs.submit(FREE2, picture, "/restyle oil painting", {"chat": 1}, request_key="chat1:msg7")
     assert not other.duplicate and not theirs.duplicate
     assert len({first.job_id, other.job_id, theirs.job_id}) == 3
     # A button pressed twice (again) queues once as well.
     h.start_worker()
     await h.drain()
-    repeat = [await h.service.again(FREE, first.job_id, {}, request_key="press-1") for _ in range(2)]
+    repeat = [await h.service.jobs.again(FREE, first.job_id, {}, request_key="press-1") for _ in range(2)]
     assert repeat[0].job_id == repeat[1].job_id and [r.duplicate for r in repeat] == [False, True]
-    assert (await h.service.me(FREE)).used_today == 3
+    assert (await h.service.jobs.me(FREE)).used_today == 3
     await h.close()
 
 
@@ -412,7 +412,7 @@ async def test_a_submit_whose_commit_outcome_was_unknown_is_answered_from_its_ke
     from bot.store import StoreError
 
     h = await make(tmp_path)
-    h.service.store_retry_s = (0.0, 0.0, 0.0)
+    h.service.jobs.store_retry_s = (0.0, 0.0, 0.0)
     real_add = h.store.add_job
     lost = []
 
@@ -425,12 +425,12 @@ async def test_a_submit_whose_commit_outcome_was_unknown_is_answered_from_its_ke
 
     monkeypatch.setattr(h.store, "add_job", committed_but_the_answer_was_lost)
     picture = picture_bytes()
-    accepted = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="update-41")
+    accepted = await h.service.jobs.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="update-41")
     assert isinstance(accepted, Accepted) and accepted.job_id == lost[0]
     # The front end (or the platform) sends the same request again: answered from its key.
-    again = await h.service.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="update-41")
+    again = await h.service.jobs.submit(FREE, picture, "/restyle oil painting", {"chat": 1}, request_key="update-41")
     assert isinstance(again, Accepted) and again.job_id == accepted.job_id and again.duplicate
-    view = await h.service.me(FREE)
+    view = await h.service.jobs.me(FREE)
     assert view.used_today == 1 and [j.id for j in view.active_jobs] == [accepted.job_id]
     assert (await h.store.count_by_status()) == {"queued": 1}
     await h.close()

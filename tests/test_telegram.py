@@ -20,7 +20,7 @@ from bot.adapters import AdapterStartError
 from bot.adapters.telegram import eta_text, result_caption, status_text
 from bot.clock import FakeClock
 from bot.commands import USAGE
-from bot.service import DELIVERY_BACKOFF_S
+from bot.core.dispatch import DELIVERY_BACKOFF_S
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, count_admissions, picture_bytes, wait_parked, wait_until
 
@@ -203,7 +203,7 @@ async def test_failed_job_is_reported_to_the_member(start_bot, fake):
     bot = await start_bot(engine=engine)
     request = fake.message(ANA, text="/restyle doomed", reply_to=photo_message(fake))
     [status, failure] = await wait_reply(fake, request, 2)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     assert failure.params["text"].startswith("Sorry, that restyle did not work: The picture engine failed")
     status_msg = next(m for m in fake.sent(ANA["id"]) if m.get("text") == "Failed.")
     assert "reply_markup" not in status_msg
@@ -215,7 +215,7 @@ async def test_failed_job_is_reported_to_the_member(start_bot, fake):
 async def delivered_buttons(bot: Bot, fake: FakeTelegram, text: str = "/restyle oil painting") -> tuple[dict, str]:
     request = fake.message(ANA, text=text, reply_to=photo_message(fake))
     await wait_reply(fake, request, 2)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     message = next(m for m in fake.sent(ANA["id"]) if m.get("text") == "More from this picture:")
     job_id = buttons(message)[0]["callback_data"].split(":")[1]
     return message, job_id
@@ -380,7 +380,7 @@ async def test_status_edits_are_throttled_and_show_the_latest(start_bot, fake):
     await asyncio.to_thread(engine.started.wait, 5)
     job_id = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
     for step in range(1, 11):
-        bot.app.service.report_progress(job_id, step / 10)
+        bot.app.service.batches.report_progress(job_id, step / 10)
         await asyncio.sleep(0.01)
     await fake.wait_until(lambda: any(c.params.get("text") == "Restyling… 100%" for c in fake.calls_to("editMessageText")))
     engine.gate.set()
@@ -429,7 +429,7 @@ async def test_rate_limited_album_is_retried_after_retry_after(start_bot, fake):
     calls = fake.calls_to("sendMediaGroup")
     assert [c.failed for c in calls] == [True, False]
     assert calls[1].at - calls[0].at >= 1.0
-    assert bot.app.service.delivery_failures == 0  # the rate limiter waited it out
+    assert bot.app.service.dispatch.delivery_failures == 0  # the rate limiter waited it out
 
 
 async def test_blocked_member_keeps_the_result_for_the_next_start(start_bot, fake, caplog):
@@ -439,7 +439,7 @@ async def test_blocked_member_keeps_the_result_for_the_next_start(start_bot, fak
     job_id = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
     fake.blocked.add(ANA["id"])
     await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMediaGroup")))
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     assert len(fake.calls_to("sendMediaGroup")) == 1  # a 403 is not retried now
     assert "blocked the bot" in caplog.text
     record = await bot.job(job_id)
@@ -450,7 +450,7 @@ async def test_blocked_member_keeps_the_result_for_the_next_start(start_bot, fak
     fake.blocked.clear()  # the member unblocked the bot
     bot2 = await start_bot()
     await fake.wait_for("sendMediaGroup", 1)
-    await bot2.app.service.wait_delivered()
+    await bot2.app.service.dispatch.wait_delivered()
     assert (await bot2.job(job_id)).delivered_at is not None
 
 
@@ -466,7 +466,7 @@ async def test_deleted_request_gets_the_result_without_a_reply(start_bot, fake):
     [album] = fake.calls_to("sendMediaGroup")
     assert album.params["reply_parameters"]["allow_sending_without_reply"] is True
     assert not any("reply_to_message" in m for m in fake.sent(ANA["id"]) if m.get("media_group_id"))
-    assert bot.app.service.delivery_failures == 0
+    assert bot.app.service.dispatch.delivery_failures == 0
 
 
 async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(start_bot, fake):
@@ -488,7 +488,7 @@ async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(s
     )
     assert "reply_markup" not in edit.params  # done: nothing left to cancel
     await clock.advance(15)
-    await bot.adapter.job_updated(await bot.app.service.job(job_id))  # the same held job seen again
+    await bot.adapter.job_updated(await bot.app.service.jobs.job(job_id))  # the same held job seen again
     await bot.adapter._status_edits.settled(job_id)
     assert len(held()) == 1 and fake.calls_to("sendMediaGroup") == []  # said once; the result waits
     await clock.advance(25)
@@ -521,7 +521,7 @@ async def test_network_error_is_retried_later_and_delivered_once(start_bot, fake
     await wait_reply(fake, request)
     await fake.wait_until(lambda: any(c.failed for c in fake.calls_to("sendMediaGroup")))
     await wait_parked(clock, clock.now() + DELIVERY_BACKOFF_S[0])  # the retry waits on the clock
-    assert bot.app.service.delivery_failures == 1
+    assert bot.app.service.dispatch.delivery_failures == 1
     assert fake.calls_to("sendMediaGroup", ok_only=True) == []
     await clock.advance(DELIVERY_BACKOFF_S[0])
     await finish(bot, fake)
@@ -540,7 +540,7 @@ async def test_buttons_failure_retry_does_not_send_the_album_twice(start_bot, fa
     await wait_parked(clock, clock.now() + DELIVERY_BACKOFF_S[0])  # the retry waits on the clock
     await clock.advance(DELIVERY_BACKOFF_S[0])
     await wait_reply(fake, request, 2)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     assert len(fake.calls_to("sendMediaGroup")) == 1
 
 
@@ -553,7 +553,7 @@ async def test_refused_file_id_of_the_original_is_replaced_by_an_upload(start_bo
     failed, sent = fake.calls_to("sendMediaGroup")
     assert failed.failed and not sent.failed
     assert album_pictures(sent)[0] is not None  # the original, uploaded this time
-    assert bot.app.service.delivery_failures == 0
+    assert bot.app.service.dispatch.delivery_failures == 0
 
 
 async def test_result_over_the_photo_limit_is_sent_as_a_smaller_jpeg(start_bot, fake):
@@ -686,14 +686,14 @@ async def test_the_webhook_secret_is_compared_in_constant_time(start_bot, fake, 
 async def test_a_telegram_update_delivered_twice_queues_one_job(start_bot, fake):
     bot = await start_bot()
     answers: list[Any] = []
-    real_submit = bot.app.service.submit
+    real_submit = bot.app.service.jobs.submit
 
     async def counted(*args, **kwargs):
         answer = await real_submit(*args, **kwargs)
         answers.append(answer)
         return answer
 
-    bot.app.service.submit = counted  # type: ignore[method-assign]
+    bot.app.service.jobs.submit = counted  # type: ignore[method-assign]
     request = fake.message(ANA, text="/restyle oil painting", reply_to=photo_message(fake))
     fake.redeliver(request)  # at once: both copies are handled side by side
     await wait_until(lambda: len(answers) == 2, what="both copies answered")
@@ -737,7 +737,7 @@ async def test_the_token_never_appears_in_logs(start_bot, fake, caplog):
 
 def test_eta_and_caption_texts():
     assert [eta_text(s) for s in (None, 1, 12, 59, 61, 600)] == ["soon", "about 5 s", "about 10 s", "about 60 s", "about 1 min", "about 10 min"]
-    from bot.service import JobView
+    from bot.core.types import JobView
 
     job = JobView(id="abcdef0123", platform="telegram", user_id="1", reply={}, prompt="x" * 2000, negative_prompt="text",
                   strength=0.3, seed=7, steps=4, output_format=None, tier="free", status="done", width=64, height=64,
@@ -762,7 +762,7 @@ async def test_fifty_commands_of_every_kind_get_one_slow_down_not_fifty_answers(
     admitted = count_admissions(bot.app.service)
     messages = [fake.message(ANA, text=FLOOD_COMMANDS[i % len(FLOOD_COMMANDS)]) for i in range(50)]
     await fake.wait_until(lambda: len(admitted) == 50)  # every one of them reached the guard
-    limit = bot.app.service.flood.limit
+    limit = bot.app.service.jobs.flood.limit
     assert admitted.count(True) == limit
     # Those let through are answered; of the rest, only the first hears "too fast".
     await fake.wait_until(lambda: sum(bool(replies_to(fake, m)) for m in messages) == limit + 1)
@@ -781,7 +781,7 @@ async def test_button_presses_count_toward_the_flood_guard(start_bot, fake):
     for _ in range(12):
         fake.press(ANA, status, "cancel:0123456789")
     await fake.wait_until(lambda: len(admitted) == 12)
-    limit = bot.app.service.flood.limit
+    limit = bot.app.service.jobs.flood.limit
     # Every press is answered (an unanswered button spins), past the first refusal silently.
     await fake.wait_for("answerCallbackQuery", 12)
     texts = [c.params.get("text") or "" for c in fake.calls_to("answerCallbackQuery")]
@@ -799,7 +799,7 @@ async def test_a_reply_with_a_style_restyles_with_its_recipe_and_styles_lists_th
     bot = await start_bot()
     request = fake.message(ANA, text="/restyle style=autumn by the lake", reply_to=photo_message(fake))
     await wait_reply(fake, request, 2)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     [entry] = await bot.app.store.job_log()
     assert entry["prompt"] == DEFAULT_STYLES["autumn"].prompt + ", by the lake"
     record = await bot.job(entry["id"])

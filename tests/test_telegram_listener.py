@@ -104,7 +104,7 @@ async def handled_everything(app: App, adapter: TelegramAdapter, fake: FakeTeleg
     await wait_until(confirmed, what="the updates to be confirmed")
     await asyncio.wait_for(adapter.application.update_queue.join(), 5)  # python-telegram-bot's own polling
     await wait_until(lambda: not getattr(adapter, "_in_hand", ()), what="the leased updates to be handled")
-    await asyncio.wait_for(app.service.wait_delivered(), 5)
+    await asyncio.wait_for(app.service.dispatch.wait_delivered(), 5)
 
 
 async def test_an_update_fetched_again_after_a_handover_is_not_handled_twice(leased_bot, fake):
@@ -145,7 +145,7 @@ async def test_updates_a_front_end_received_but_never_handled_are_handled_by_the
         return await app.store.unhandled("telegram") == []
 
     await wait_until(none_left, what="the left-over update to be marked handled")
-    await asyncio.wait_for(app.service.wait_delivered(), 5)
+    await asyncio.wait_for(app.service.dispatch.wait_delivered(), 5)
     assert len(queued_answers(fake, request)) == 1
 
 
@@ -211,7 +211,7 @@ async def test_with_a_webhook_one_front_end_sets_it_and_a_retried_update_is_hand
     assert len(replies_to(fake, question)) == 1
     assert len(fake.calls_to("setWebhook")) == 1
     assert fake.calls_to("getUpdates") == []
-    await asyncio.wait_for(second.service.wait_delivered(), 5)
+    await asyncio.wait_for(second.service.dispatch.wait_delivered(), 5)
 
 
 async def test_a_webhook_update_a_stopped_front_end_wrote_down_is_handled_by_the_holder_only(leased_bot, fake):
@@ -236,7 +236,7 @@ async def test_a_webhook_update_a_stopped_front_end_wrote_down_is_handled_by_the
     await wait_until(lambda: counting.sweeps > sweeps and not adapter._in_hand, what="the sweep to end")
     assert [key for key, _ in await app.store.unhandled("telegram")] == ["update:80002"]
     assert replies_to(fake, in_hand) == []
-    await asyncio.wait_for(app.service.wait_delivered(), 5)
+    await asyncio.wait_for(app.service.dispatch.wait_delivered(), 5)
 
 
 async def test_a_webhook_update_that_cannot_be_written_down_is_refused_so_telegram_sends_it_again(leased_bot, fake, monkeypatch):

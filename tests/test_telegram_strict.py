@@ -10,7 +10,7 @@ import pytest
 
 from bot.adapters import AdapterStartError
 from bot.adapters.telegram import POST_AS_YOURSELF
-from bot.service import Refused
+from bot.core.types import Refused
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
 from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
@@ -39,7 +39,7 @@ async def finished_job(bot, fake, user=ANA, chat=None) -> tuple[dict, dict]:
     """A delivered job: (the member's request, the buttons message)."""
     request = fake.message(user, chat, text="/restyle ink", reply_to=photo_message(fake, user, chat))
     await wait_reply(fake, request, 2)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     [buttons_message] = [m for m in fake.sent(request["chat"]["id"]) if m.get("text") == "More from this picture:"]
     return request, buttons_message
 
@@ -57,12 +57,12 @@ async def test_every_button_press_is_answered_unknown_old_or_failing(start_bot, 
     async def broken(job_id):
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(bot.app.service, "job", broken)
+    monkeypatch.setattr(bot.app.service.jobs, "job", broken)
     fake.press(ANA, message, buttons(message)[0]["callback_data"])  # fails before its answer
     await settle(bot, fake)
     monkeypatch.undo()
 
-    monkeypatch.setattr(bot.app.service, "admit", lambda member: Refused("flood", "", quiet=True))
+    monkeypatch.setattr(bot.app.service.jobs, "admit", lambda member: Refused("flood", "", quiet=True))
     fake.press(ANA, message, buttons(message)[0]["callback_data"])  # a quiet flood refusal
     await settle(bot, fake)
     assert fake.unanswered_queries() == []
@@ -93,7 +93,7 @@ async def test_a_static_sticker_is_a_picture(start_bot, fake):
     [queued] = await wait_reply(fake, request)
     assert queued.params["text"].startswith("Queued")
     await fake.wait_for("sendMediaGroup")
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     [album] = fake.calls_to("sendMediaGroup", ok_only=True)
     original = album.params["media"][0]
     assert original["media"].startswith("attach://")  # a sticker's file_id is no photo: uploaded
@@ -154,7 +154,7 @@ async def test_a_closed_topic_gets_the_result_outside_the_topic(start_bot, fake)
     fake.closed_topics.add((GROUP["id"], 7))  # an admin closes the topic while the job runs
     engine.gate.set()
     await fake.wait_for("sendMediaGroup", timeout=3)  # at once, not after a retry's backoff
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     [album] = fake.calls_to("sendMediaGroup", ok_only=True)
     assert album.params.get("message_thread_id") is None
     assert (await bot.job(request_job(fake, request))).delivered_at is not None
@@ -168,9 +168,9 @@ async def test_no_right_to_send_photos_fails_at_once_and_tells_the_member_privat
     request = fake.message(ANA, GROUP, text="/restyle ink", reply_to=photo_message(fake, ANA, GROUP))
     await wait_reply(fake, request)
     await fake.wait_until(lambda: any("not allowed me to send photos" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
-    await bot.app.service.wait_delivered()  # given up, not parked on a 20-minute retry schedule
+    await bot.app.service.dispatch.wait_delivered()  # given up, not parked on a 20-minute retry schedule
     assert len(fake.calls_to("sendMediaGroup")) == 1
-    assert bot.app.service.delivery_failures == 1
+    assert bot.app.service.dispatch.delivery_failures == 1
 
 
 def request_job(fake, request) -> str:
@@ -234,7 +234,7 @@ async def test_a_group_that_becomes_a_supergroup_keeps_working(start_bot, fake, 
     assert "replace -4001 with -1004001 in [access] telegram_chats" in caplog.text
     engine.gate.set()
     await fake.wait_for("sendMediaGroup")
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     assert [c.params["chat_id"] for c in fake.calls_to("sendMediaGroup")] == [new["id"]]  # no try at the old id
     # The allow-list names the old id; the supergroup is the same group.
     again = fake.message(ANA, new, text="/restyle pencil", reply_to=photo_message(fake, ANA, new))
@@ -299,7 +299,7 @@ async def test_jobs_in_one_group_share_one_status_edit_budget(start_bot, fake):
         await fake.wait_until(running_shown)  # the running job's status says so (an edit)
         engine.gate.set()  # the queue moves: every waiting job's place changes at once
         await fake.wait_for("sendMediaGroup", done, timeout=5)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     edits = sorted(c.at for c in fake.calls_to("editMessageText") if c.params["chat_id"] == GROUP["id"])
     assert edits, "the statuses were edited at all"
     gaps = [b - a for a, b in zip(edits, edits[1:])]
@@ -347,7 +347,7 @@ async def test_an_album_telegram_took_but_answered_late_is_not_sent_twice(start_
     fake.slow_next("sendMediaGroup", 1.0)  # processed at once, answered after the bot gave up waiting
     request = fake.message(ANA, text="/restyle ink", reply_to=photo_message(fake))
     await wait_reply(fake, request, 2)  # "Queued", then the buttons message: no retry's backoff in between
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
     albums = {m["media_group_id"] for m in fake.sent(ANA["id"]) if "media_group_id" in m}
     assert len(albums) == 1 and len(fake.calls_to("sendMediaGroup")) == 1
 
@@ -375,7 +375,7 @@ async def test_status_editing_stops_after_a_403(start_bot, fake):
     status_edits = bot.adapter._status_edits
     await status_edits.settled(job_id)
     edits = len(fake.calls_to("editMessageText"))
-    view = await bot.app.service.job(job_id)
+    view = await bot.app.service.jobs.job(job_id)
     await bot.adapter.job_updated(replace(view, status="running", progress=0.5))  # a later update
     await status_edits.settled(job_id)
     assert status_edits.is_final(job_id) and len(fake.calls_to("editMessageText")) == edits

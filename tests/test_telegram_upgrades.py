@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bot.adapters.telegram_upgrades import GRANT_USAGE
-from bot.service import Member
+from bot.core.types import Member
 from bot.upgrades import code_hash
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine
@@ -77,10 +77,10 @@ async def test_stars_flow_pre_checkout_payment_me_and_queue(start_bot, fake):
     assert change["reason"] == "payment" and change["changed_by"] == "telegram-stars:stxCHARGE1"
 
     # The same update again (a replay) changes nothing and says nothing.
-    expiry = (await bot.app.service.me(Member("telegram", str(ANA["id"])))).tier_expires_at
+    expiry = (await bot.app.service.jobs.me(Member("telegram", str(ANA["id"])))).tier_expires_at
     fake.successful_payment(ANA, payload, 150, "stxCHARGE1")
     me = await said(fake, ANA, "/me")
-    assert (await bot.app.service.me(Member("telegram", str(ANA["id"])))).tier_expires_at == expiry
+    assert (await bot.app.service.jobs.me(Member("telegram", str(ANA["id"])))).tier_expires_at == expiry
     assert len(await bot.app.store.tier_changes(account.id)) == 1
     assert sum("Payment received" in (m.get("text") or "") for m in fake.sent(ANA["id"])) == 1
 
@@ -116,12 +116,12 @@ async def test_subscription_link_and_renewal(start_bot, fake):
                             is_recurring=True, is_first_recurring=True)  # fmt: skip
     await fake.wait_until(lambda: any("Payment received" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
     member = Member("telegram", str(ANA["id"]))
-    assert (await bot.app.service.me(member)).tier_expires_at == now + 30 * DAY
+    assert (await bot.app.service.jobs.me(member)).tier_expires_at == now + 30 * DAY
     await bot.clock.advance(30 * DAY - 60)  # Telegram charges again near the end of the period
     fake.successful_payment(ANA, payload, 250, "sub-2", subscription_expiration_date=int(now + 60 * DAY),
                             is_recurring=True)  # fmt: skip
     await fake.wait_until(lambda: any("Subscription renewed" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
-    assert (await bot.app.service.me(member)).tier_expires_at == now + 60 * DAY
+    assert (await bot.app.service.jobs.me(member)).tier_expires_at == now + 60 * DAY
 
 
 async def test_upgrade_without_plans_explains_and_redeems_codes(start_bot, fake):
@@ -129,7 +129,7 @@ async def test_upgrade_without_plans_explains_and_redeems_codes(start_bot, fake)
     text = await said(fake, ANA, "/upgrade")
     assert "has not set up payments" in text and "/upgrade CODE" in text and "pictures up to 1024 px" in text
     assert not buttons(fake.sent(ANA["id"])[-1])
-    [code] = await bot.app.service.mint_codes("pro", 30, 1, valid_days=1)
+    [code] = await bot.app.service.codes.mint_codes("pro", 30, 1, valid_days=1)
     assert "Code accepted. You are on the pro tier until" in await said(fake, ANA, f"/upgrade {code}")
     assert "already been used" in await said(fake, BEN, f"/upgrade {code}")
     assert "not valid" in await said(fake, BEN, "/upgrade RS-AAAA-AAAA-AAAA")
@@ -152,9 +152,9 @@ async def test_link_gives_a_code_in_private_only(start_bot, fake):
     text = await said(fake, ANA, "/link")
     code = text.split("Your link code: ")[1].split()[0]
     # Discord side (through the service, as the Discord adapter does) uses the code.
-    from bot.service import Member
+    from bot.core.types import Member
 
-    view = await bot.app.service.link_finish(Member("discord", "5001", "ana"), code)
+    view = await bot.app.service.codes.link_finish(Member("discord", "5001", "ana"), code)
     assert view.tier == "free"
     account = await bot.app.store.account_for("telegram", str(ANA["id"]), 0)
     assert ("discord", "5001") in await bot.app.store.identities(account.id)

@@ -13,7 +13,8 @@ from bot.__main__ import main
 from bot.clock import FakeClock
 from bot.commands import whole_number
 from bot.config import Config, ConfigError, load_config
-from bot.service import Member, MemberView, PaymentResult, Refused, RestyleService
+from bot.core.types import Member, MemberView, PaymentResult, Refused
+from bot.service import RestyleService
 from bot.store import Store
 from bot import upgrades as up
 from tests.fakes import picture_bytes
@@ -173,7 +174,7 @@ def test_previous_secrets_and_the_token_key_of_older_versions_still_count(tmp_pa
 
 
 async def test_plans_for_lists_plans_and_every_tier(svc: RestyleService) -> None:
-    info = await svc.plans_for(ANA)
+    info = await svc.billing.plans_for(ANA)
     assert info.tier == "free" and [p.name for p in info.plans] == ["pro_month", "max_week"]
     assert [name for name, _ in info.tiers] == ["free", "pro", "max"]
 
@@ -182,25 +183,25 @@ async def test_no_plans_means_none_on_sale(tmp_path: Path) -> None:
     config = load_config(config_file(tmp_path, ""), env={})
     store = await Store.open(config.bot.data_dir)
     service = RestyleService(config, store, FakeClock())
-    info = await service.plans_for(ANA)
+    info = await service.billing.plans_for(ANA)
     assert info.plans == [] and len(info.tiers) == 3
     await store.close()
 
 
 async def test_payment_flow_extends_once_per_charge(svc: RestyleService) -> None:
     now = svc.clock.now()
-    plan, payload = await svc.invoice_payload(ANA, "pro_month")
+    plan, payload = await svc.billing.invoice_payload(ANA, "pro_month")
     assert plan.stars == 250
-    assert await svc.check_pre_checkout(ANA, payload, 250) is None
-    assert isinstance(await svc.check_pre_checkout(BEN, payload, 250), Refused)  # not Ben's invoice
-    assert (await svc.check_pre_checkout(ANA, payload, 1)).reason == "price"
-    assert (await svc.check_pre_checkout(ANA, payload + "x", 250)).reason == "payload"
-    paid = await svc.record_payment(ANA, payload, "ch-1", 250)
+    assert await svc.billing.check_pre_checkout(ANA, payload, 250) is None
+    assert isinstance(await svc.billing.check_pre_checkout(BEN, payload, 250), Refused)  # not Ben's invoice
+    assert (await svc.billing.check_pre_checkout(ANA, payload, 1)).reason == "price"
+    assert (await svc.billing.check_pre_checkout(ANA, payload + "x", 250)).reason == "payload"
+    paid = await svc.billing.record_payment(ANA, payload, "ch-1", 250)
     assert isinstance(paid, PaymentResult) and not paid.duplicate
     assert paid.view.tier == "pro" and paid.view.tier_expires_at == now + 30 * DAY
-    again = await svc.record_payment(ANA, payload, "ch-1", 250)  # replayed update
+    again = await svc.billing.record_payment(ANA, payload, "ch-1", 250)  # replayed update
     assert again.duplicate and again.view.tier_expires_at == now + 30 * DAY
-    renewal = await svc.record_payment(ANA, payload, "ch-2", 250, recurring=True, subscription_expiry=now + 60 * DAY)
+    renewal = await svc.billing.record_payment(ANA, payload, "ch-2", 250, recurring=True, subscription_expiry=now + 60 * DAY)
     assert renewal.view.tier_expires_at == now + 60 * DAY
     changes = await svc.store.tier_changes((await svc.store.account_for("telegram", "1001", now)).id)
     assert [c["reason"] for c in changes] == ["payment", "payment"]
@@ -211,12 +212,12 @@ async def test_payment_flow_extends_once_per_charge(svc: RestyleService) -> None
 async def test_a_payment_that_does_not_match_its_plan_is_held_and_granted_nothing(
     svc: RestyleService, caplog: pytest.LogCaptureFixture, amount: int, currency: str
 ) -> None:
-    _, payload = await svc.invoice_payload(ANA, "pro_month")
-    with caplog.at_level("ERROR", logger="bot.service"):
-        held = await svc.record_payment(ANA, payload, "ch-cheap", amount, currency=currency)
+    _, payload = await svc.billing.invoice_payload(ANA, "pro_month")
+    with caplog.at_level("ERROR", logger="bot.core.billing"):
+        held = await svc.billing.record_payment(ANA, payload, "ch-cheap", amount, currency=currency)
     assert isinstance(held, Refused) and held.reason == "payment_held" and not held.quiet
     assert "does not match the price" in held.text and "ch-cheap" in held.text and "support" in held.text
-    assert (await svc.me(ANA)).tier == "free"
+    assert (await svc.jobs.me(ANA)).tier == "free"
     assert await svc.store.payment("telegram-stars:ch-cheap") is None
     [row] = await svc.store.held_payments()
     assert row["charge_id"] == "telegram-stars:ch-cheap"
@@ -224,59 +225,59 @@ async def test_a_payment_that_does_not_match_its_plan_is_held_and_granted_nothin
     assert row["detail"]["problem"] == "price" and row["detail"]["plan"] == "pro_month"
     assert any("telegram-stars:ch-cheap" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     # The same update again: written down once, the member told once.
-    again = await svc.record_payment(ANA, payload, "ch-cheap", amount, currency=currency)
+    again = await svc.billing.record_payment(ANA, payload, "ch-cheap", amount, currency=currency)
     assert isinstance(again, Refused) and again.quiet
-    assert len(await svc.store.held_payments()) == 1 and (await svc.me(ANA)).tier == "free"
+    assert len(await svc.store.held_payments()) == 1 and (await svc.jobs.me(ANA)).tier == "free"
 
 
 async def test_a_renewal_keeps_the_price_its_subscription_started_at(svc: RestyleService, tmp_path: Path) -> None:
     now = svc.clock.now()
-    _, payload = await svc.invoice_payload(ANA, "pro_month")
-    assert isinstance(await svc.record_payment(ANA, payload, "ch-s1", 250), PaymentResult)
+    _, payload = await svc.billing.invoice_payload(ANA, "pro_month")
+    assert isinstance(await svc.billing.record_payment(ANA, payload, "ch-s1", 250), PaymentResult)
     dearer = (tmp_path / "dearer")
     dearer.mkdir()
     config = load_config(config_file(dearer, PLANS.replace("stars = 250", "stars = 300")), env={})
     raised = RestyleService(config, svc.store, svc.clock, rng=random.Random(2))
-    renewal = await raised.record_payment(ANA, payload, "ch-s2", 250, recurring=True)
+    renewal = await raised.billing.record_payment(ANA, payload, "ch-s2", 250, recurring=True)
     assert isinstance(renewal, PaymentResult) and renewal.view.tier_expires_at == now + 60 * DAY
     # A new purchase at the old price is not a renewal: held.
-    _, payload_b = await raised.invoice_payload(BEN, "pro_month")
-    held = await raised.record_payment(BEN, payload_b, "ch-s3", 250)
+    _, payload_b = await raised.billing.invoice_payload(BEN, "pro_month")
+    held = await raised.billing.record_payment(BEN, payload_b, "ch-s3", 250)
     assert isinstance(held, Refused) and held.reason == "payment_held"
     # Nor is a renewal at a price this member never paid.
-    held = await raised.record_payment(ANA, payload, "ch-s4", 100, recurring=True)
+    held = await raised.billing.record_payment(ANA, payload, "ch-s4", 100, recurring=True)
     assert isinstance(held, Refused) and held.reason == "payment_held"
 
 
 async def test_another_members_invoice_is_called_that(svc: RestyleService) -> None:
-    _, bens = await svc.invoice_payload(BEN, "pro_month")
-    refused = await svc.check_pre_checkout(ANA, bens, 250)
+    _, bens = await svc.billing.invoice_payload(BEN, "pro_month")
+    refused = await svc.billing.check_pre_checkout(ANA, bens, 250)
     assert isinstance(refused, Refused) and "another member" in refused.text
-    held = await svc.record_payment(ANA, bens, "ch-other", 250)
+    held = await svc.billing.record_payment(ANA, bens, "ch-other", 250)
     assert isinstance(held, Refused) and "another member" in held.text and "no longer on sale" not in held.text
-    assert (await svc.me(ANA)).tier == "free" and (await svc.me(BEN)).tier == "free"
+    assert (await svc.jobs.me(ANA)).tier == "free" and (await svc.jobs.me(BEN)).tier == "free"
     assert [r["detail"]["problem"] for r in await svc.store.held_payments()] == ["other_member"]
     # Garbage is not "another member's"; a plan since removed is "no longer on sale".
-    garbage = await svc.record_payment(ANA, "hello", "ch-garbage", 250)
+    garbage = await svc.billing.record_payment(ANA, "hello", "ch-garbage", 250)
     assert "cannot read" in garbage.text
-    gone = up.sign_payload(svc._payload_key, ANA.key, "old_plan")
-    assert "no longer on sale" in (await svc.record_payment(ANA, gone, "ch-gone", 250)).text
+    gone = up.sign_payload(svc.billing._payload_key, ANA.key, "old_plan")
+    assert "no longer on sale" in (await svc.billing.record_payment(ANA, gone, "ch-gone", 250)).text
     assert len(await svc.store.held_payments()) == 3
 
 
 async def test_lower_plan_refused_while_a_higher_one_runs(svc: RestyleService) -> None:
-    await svc.set_tier(ANA, "max", svc.clock.now() + DAY, reason="admin", changed_by="t")
-    refused = await svc.invoice_payload(ANA, "pro_month")
+    await svc.jobs.set_tier(ANA, "max", svc.clock.now() + DAY, reason="admin", changed_by="t")
+    refused = await svc.billing.invoice_payload(ANA, "pro_month")
     assert isinstance(refused, Refused) and "max" in refused.message
-    assert isinstance(await svc.invoice_payload(ANA, "nope"), Refused)
+    assert isinstance(await svc.billing.invoice_payload(ANA, "nope"), Refused)
 
 
 async def test_lower_tier_renewal_during_a_higher_tier_still_gives_the_time_paid_for(svc: RestyleService) -> None:
     now = svc.clock.now()
-    _, payload = await svc.invoice_payload(ANA, "pro_month")
-    await svc.record_payment(ANA, payload, "ch-20", 250)  # pro for 30 days
-    await svc.set_tier(ANA, "max", now + 10 * DAY, reason="admin", changed_by="t")
-    renewal = await svc.record_payment(ANA, payload, "ch-21", 250, recurring=True)
+    _, payload = await svc.billing.invoice_payload(ANA, "pro_month")
+    await svc.billing.record_payment(ANA, payload, "ch-20", 250)  # pro for 30 days
+    await svc.jobs.set_tier(ANA, "max", now + 10 * DAY, reason="admin", changed_by="t")
+    renewal = await svc.billing.record_payment(ANA, payload, "ch-21", 250, recurring=True)
     assert isinstance(renewal, PaymentResult) and not renewal.duplicate
     # Not charged for nothing: the 30 days paid for are added to the tier held.
     assert renewal.view.tier == "max" and renewal.view.tier_expires_at == now + 40 * DAY
@@ -284,42 +285,42 @@ async def test_lower_tier_renewal_during_a_higher_tier_still_gives_the_time_paid
 
 async def test_refund_reverts_the_tier(svc: RestyleService) -> None:
     now = svc.clock.now()
-    _, payload = await svc.invoice_payload(ANA, "max_week")
-    await svc.record_payment(ANA, payload, "ch-9", 150)
-    assert (await svc.me(ANA)).tier == "max"
-    assert (await svc.refund(BEN, "ch-9")).reason == "not_admin"
-    assert (await svc.refund(ADMIN, "nope")).reason == "not_found"
-    view = await svc.refund(ADMIN, "ch-9")
-    assert view.tier == "free" and (await svc.me(ANA)).tier == "free"
-    assert (await svc.refund(ADMIN, "ch-9")).reason == "refunded"
+    _, payload = await svc.billing.invoice_payload(ANA, "max_week")
+    await svc.billing.record_payment(ANA, payload, "ch-9", 150)
+    assert (await svc.jobs.me(ANA)).tier == "max"
+    assert (await svc.billing.refund(BEN, "ch-9")).reason == "not_admin"
+    assert (await svc.billing.refund(ADMIN, "nope")).reason == "not_found"
+    view = await svc.billing.refund(ADMIN, "ch-9")
+    assert view.tier == "free" and (await svc.jobs.me(ANA)).tier == "free"
+    assert (await svc.billing.refund(ADMIN, "ch-9")).reason == "refunded"
     # A refund of the second of two purchases of the same tier takes off only its period.
-    _, payload = await svc.invoice_payload(ANA, "pro_month")
-    await svc.record_payment(ANA, payload, "ch-10", 250)
-    await svc.record_payment(ANA, payload, "ch-11", 250)
-    assert (await svc.me(ANA)).tier_expires_at == now + 60 * DAY
-    assert (await svc.refund(ADMIN, "ch-11")).tier_expires_at == now + 30 * DAY
+    _, payload = await svc.billing.invoice_payload(ANA, "pro_month")
+    await svc.billing.record_payment(ANA, payload, "ch-10", 250)
+    await svc.billing.record_payment(ANA, payload, "ch-11", 250)
+    assert (await svc.jobs.me(ANA)).tier_expires_at == now + 60 * DAY
+    assert (await svc.billing.refund(ADMIN, "ch-11")).tier_expires_at == now + 30 * DAY
 
 
 async def test_payment_moves_waiting_jobs_up(svc: RestyleService) -> None:
-    await svc.submit(BEN, picture_bytes(), "/restyle one", {})
-    await svc.submit(ANA, picture_bytes(), "/restyle two", {})
-    ana_job = (await svc.me(ANA)).active_jobs[0]
+    await svc.jobs.submit(BEN, picture_bytes(), "/restyle one", {})
+    await svc.jobs.submit(ANA, picture_bytes(), "/restyle two", {})
+    ana_job = (await svc.jobs.me(ANA)).active_jobs[0]
     assert ana_job.position == 1
-    _, payload = await svc.invoice_payload(ANA, "max_week")
-    paid = await svc.record_payment(ANA, payload, "ch-3", 150)
+    _, payload = await svc.billing.invoice_payload(ANA, "max_week")
+    paid = await svc.billing.record_payment(ANA, payload, "ch-3", 150)
     assert paid.view.active_jobs[0].position == 0 and paid.view.active_jobs[0].tier == "max"
 
 
 async def test_discord_entitlements_set_renew_and_end_the_tier(svc: RestyleService) -> None:
     now = svc.clock.now()
-    view = await svc.apply_entitlement(ANA_DC, "e1", 222, now + 30 * DAY)
+    view = await svc.billing.apply_entitlement(ANA_DC, "e1", 222, now + 30 * DAY)
     assert view.tier == "pro" and view.tier_expires_at == now + 30 * DAY
-    await svc.apply_entitlement(ANA_DC, "e1", 222, now + 30 * DAY)  # seen again: nothing written
+    await svc.billing.apply_entitlement(ANA_DC, "e1", 222, now + 30 * DAY)  # seen again: nothing written
     account = await svc.store.account_for("discord", "5001", now)
     assert len(await svc.store.tier_changes(account.id)) == 1
-    assert (await svc.apply_entitlement(ANA_DC, "e1", 222, now + 60 * DAY)).tier_expires_at == now + 60 * DAY
-    assert await svc.apply_entitlement(ANA_DC, "e2", 999, None) is None  # not our SKU
-    assert (await svc.apply_entitlement(ANA_DC, "e1", 222, now + 60 * DAY, deleted=True)).tier == "free"
+    assert (await svc.billing.apply_entitlement(ANA_DC, "e1", 222, now + 60 * DAY)).tier_expires_at == now + 60 * DAY
+    assert await svc.billing.apply_entitlement(ANA_DC, "e2", 999, None) is None  # not our SKU
+    assert (await svc.billing.apply_entitlement(ANA_DC, "e1", 222, now + 60 * DAY, deleted=True)).tier == "free"
     reasons = [c["reason"] for c in await svc.store.tier_changes(account.id)]
     assert reasons == ["discord-entitlement", "discord-entitlement", "refund"]
 
@@ -329,29 +330,29 @@ async def test_discord_entitlements_set_renew_and_end_the_tier(svc: RestyleServi
 
 async def test_codes_redeem_once_and_expire(svc: RestyleService) -> None:
     now = svc.clock.now()
-    codes = await svc.mint_codes("pro", 30, 3, valid_days=10)
+    codes = await svc.codes.mint_codes("pro", 30, 3, valid_days=10)
     assert len(set(codes)) == 3 and all(up.looks_like_redeem_code(c) for c in codes)
-    view = await svc.redeem(ANA, codes[0].lower().replace("-", " "))  # typed loosely
+    view = await svc.codes.redeem(ANA, codes[0].lower().replace("-", " "))  # typed loosely
     assert view.tier == "pro" and view.tier_expires_at == now + 30 * DAY
-    used = await svc.redeem(BEN, codes[0])
+    used = await svc.codes.redeem(BEN, codes[0])
     assert used.reason == "used_code" and "already been used" in used.message
-    assert (await svc.redeem(BEN, "RS-AAAA-BBBB-CCCC")).reason == "bad_code"
+    assert (await svc.codes.redeem(BEN, "RS-AAAA-BBBB-CCCC")).reason == "bad_code"
     await svc.clock.advance(11 * DAY)
-    expired = await svc.redeem(BEN, codes[1])
+    expired = await svc.codes.redeem(BEN, codes[1])
     assert expired.reason == "expired_code" and "expired" in expired.message
     row = await svc.store.code(up.code_hash(codes[0]))
     assert row is not None and codes[0] not in str(row)  # stored hashed
 
 
 async def test_guessing_is_rate_limited(svc: RestyleService) -> None:
-    codes = await svc.mint_codes("max", 7, 1)
+    codes = await svc.codes.mint_codes("max", 7, 1)
     for _ in range(5):
-        assert (await svc.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
-    limited = await svc.redeem(BEN, codes[0])  # even the right code waits now
+        assert (await svc.codes.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+    limited = await svc.codes.redeem(BEN, codes[0])  # even the right code waits now
     assert limited.reason == "guessing" and "Try again in" in limited.message
-    assert (await svc.redeem(ANA, codes[0])).tier == "max"  # per member
+    assert (await svc.codes.redeem(ANA, codes[0])).tier == "max"  # per member
     await svc.clock.advance(3601)
-    assert (await svc.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+    assert (await svc.codes.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
 
 
 def test_cli_mints_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -371,7 +372,7 @@ async def test_cli_codes_redeem_in_the_service(tmp_path: Path, capsys: pytest.Ca
     config = load_config(path, env={})
     store = await Store.open(config.bot.data_dir)
     service = RestyleService(config, store, FakeClock())
-    assert (await service.redeem(ANA, code)).tier == "max"
+    assert (await service.codes.redeem(ANA, code)).tier == "max"
     await store.close()
 
 
@@ -380,31 +381,31 @@ async def test_cli_codes_redeem_in_the_service(tmp_path: Path, capsys: pytest.Ca
 
 async def test_link_shares_tier_and_quota(svc: RestyleService) -> None:
     now = svc.clock.now()
-    await svc.set_tier(ANA, "pro", now + 10 * DAY, reason="admin", changed_by="t")
-    await svc.submit(ANA_DC, picture_bytes(), "/restyle x", {})
-    await svc.cancel(ANA_DC)
-    await svc.submit(ANA_DC, picture_bytes(), "/restyle y", {})
-    busy = await svc.link_finish(ANA_DC, (await svc.link_start(ANA))[0])
+    await svc.jobs.set_tier(ANA, "pro", now + 10 * DAY, reason="admin", changed_by="t")
+    await svc.jobs.submit(ANA_DC, picture_bytes(), "/restyle x", {})
+    await svc.jobs.cancel(ANA_DC)
+    await svc.jobs.submit(ANA_DC, picture_bytes(), "/restyle y", {})
+    busy = await svc.codes.link_finish(ANA_DC, (await svc.codes.link_start(ANA))[0])
     assert busy.reason == "busy"
-    await svc.cancel(ANA_DC)
-    code, ttl = await svc.link_start(ANA)
+    await svc.jobs.cancel(ANA_DC)
+    code, ttl = await svc.codes.link_start(ANA)
     assert ttl == 600 and len(code) == 8
-    view = await svc.link_finish(ANA_DC, code)
+    view = await svc.codes.link_finish(ANA_DC, code)
     assert view.tier == "pro" and view.tier_expires_at == now + 10 * DAY
-    assert (await svc.me(ANA)).tier == "pro"
+    assert (await svc.jobs.me(ANA)).tier == "pro"
     account = await svc.store.account_for("telegram", "1001", now)
     assert await svc.store.identities(account.id) == [("discord", "5001"), ("telegram", "1001")]
     # one account now: a change seen from one app shows on the other
-    await svc.set_tier(ANA_DC, "max", None, reason="admin", changed_by="t")
-    assert (await svc.me(ANA)).tier == "max"
-    assert (await svc.link_finish(ANA_DC, code)).reason == "bad_code"  # spent
+    await svc.jobs.set_tier(ANA_DC, "max", None, reason="admin", changed_by="t")
+    assert (await svc.jobs.me(ANA)).tier == "max"
+    assert (await svc.codes.link_finish(ANA_DC, code)).reason == "bad_code"  # spent
 
 
 async def test_link_code_expires_and_refuses_same_app(svc: RestyleService) -> None:
-    code, _ = await svc.link_start(ANA)
-    assert (await svc.link_finish(BEN, code)).reason == "linked"  # two Telegram accounts: no
+    code, _ = await svc.codes.link_start(ANA)
+    assert (await svc.codes.link_finish(BEN, code)).reason == "linked"  # two Telegram accounts: no
     await svc.clock.advance(601)
-    assert (await svc.link_finish(ANA_DC, code)).reason == "bad_code"
+    assert (await svc.codes.link_finish(ANA_DC, code)).reason == "bad_code"
 
 
 # --- Admins -----------------------------------------------------------------------------------
@@ -412,14 +413,14 @@ async def test_link_code_expires_and_refuses_same_app(svc: RestyleService) -> No
 
 async def test_admin_grant_and_revoke(svc: RestyleService) -> None:
     now = svc.clock.now()
-    assert (await svc.grant(BEN, ANA, "max", 30)).reason == "not_admin"
-    assert (await svc.revoke(BEN, ANA)).reason == "not_admin"
-    view = await svc.grant(ADMIN, ANA, "pro", 30)
+    assert (await svc.billing.grant(BEN, ANA, "max", 30)).reason == "not_admin"
+    assert (await svc.billing.revoke(BEN, ANA)).reason == "not_admin"
+    view = await svc.billing.grant(ADMIN, ANA, "pro", 30)
     assert view.tier == "pro" and view.tier_expires_at == now + 30 * DAY
-    assert (await svc.grant(ADMIN, ANA, "pro", 5)).tier_expires_at == now + 35 * DAY
-    assert (await svc.grant(ADMIN, ANA, "max", 0)).tier_expires_at is None
-    assert (await svc.grant(ADMIN, ANA, "gold", 1)).reason == "command"
-    assert (await svc.revoke(ADMIN, ANA)).tier == "free"
+    assert (await svc.billing.grant(ADMIN, ANA, "pro", 5)).tier_expires_at == now + 35 * DAY
+    assert (await svc.billing.grant(ADMIN, ANA, "max", 0)).tier_expires_at is None
+    assert (await svc.billing.grant(ADMIN, ANA, "gold", 1)).reason == "command"
+    assert (await svc.billing.revoke(ADMIN, ANA)).tier == "free"
     account = await svc.store.account_for("telegram", "1001", now)
     changes = await svc.store.tier_changes(account.id)
     assert [c["to_tier"] for c in changes] == ["pro", "pro", "max", "free"]
@@ -428,14 +429,14 @@ async def test_admin_grant_and_revoke(svc: RestyleService) -> None:
 
 @pytest.mark.parametrize("days", [-1, -0.5, float("nan"), float("inf"), float("-inf"), 36501, 99999999999, True])
 async def test_grant_refuses_days_out_of_range_with_one_sentence(svc: RestyleService, days) -> None:
-    refused = await svc.grant(ADMIN, ANA, "pro", days)
+    refused = await svc.billing.grant(ADMIN, ANA, "pro", days)
     assert isinstance(refused, Refused) and refused.reason == "command"
     assert refused.text == "Days must be a number from 0 (no end) to 36500."
-    assert (await svc.me(ANA)).tier == "free"
+    assert (await svc.jobs.me(ANA)).tier == "free"
 
 
 async def test_grant_of_the_longest_allowed_time_has_a_date(svc: RestyleService) -> None:
-    view = await svc.grant(ADMIN, ANA, "pro", up.MAX_GRANT_DAYS)
+    view = await svc.billing.grant(ADMIN, ANA, "pro", up.MAX_GRANT_DAYS)
     assert view.tier == "pro" and view.tier_expires_at == svc.clock.now() + up.MAX_GRANT_DAYS * DAY
 
 
@@ -478,7 +479,7 @@ def _count_lookups(store: Store) -> list[str]:
 async def test_forty_concurrent_wrong_guesses_check_at_most_the_limit(store, tmp_path, attempt) -> None:
     service = _service_on(store, tmp_path)
     looked_up = _count_lookups(store)
-    guess = getattr(service, attempt)
+    guess = getattr(service.codes, attempt)
     answers = await asyncio.gather(*(guess(BEN, f"RS-WRNG-WRNG-{i:04d}") for i in range(40)))
     reasons = [answer.reason for answer in answers]
     assert len(looked_up) <= up.GUESS_LIMIT
@@ -489,13 +490,13 @@ async def test_forty_concurrent_wrong_guesses_check_at_most_the_limit(store, tmp
 async def test_the_guess_limit_survives_a_restart(tmp_path) -> None:
     store = await Store.open(tmp_path)
     service = _service_on(store, tmp_path)
-    code = (await service.mint_codes("max", 7, 1))[0]
+    code = (await service.codes.mint_codes("max", 7, 1))[0]
     for _ in range(up.GUESS_LIMIT):
-        assert (await service.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+        assert (await service.codes.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
     await store.close()
     store = await Store.open(tmp_path)
     try:
-        refused = await _service_on(store, tmp_path).redeem(BEN, code)
+        refused = await _service_on(store, tmp_path).codes.redeem(BEN, code)
         assert refused.reason == "guessing"
     finally:
         await store.close()
@@ -505,29 +506,29 @@ async def test_two_front_ends_on_one_postgresql_share_the_guess_limit(pg_url, tm
     first, second = await Store.open(tmp_path / "a", pg_url), await Store.open(tmp_path / "b", pg_url)
     try:
         one, other = _service_on(first, tmp_path), _service_on(second, tmp_path)
-        code = (await one.mint_codes("max", 7, 1))[0]
+        code = (await one.codes.mint_codes("max", 7, 1))[0]
         answers = await asyncio.gather(
-            *((one if i % 2 else other).link_finish(BEN, f"WRONG{i:03d}") for i in range(20))
+            *((one if i % 2 else other).codes.link_finish(BEN, f"WRONG{i:03d}") for i in range(20))
         )
         assert sum(answer.reason == "bad_code" for answer in answers) == up.GUESS_LIMIT
-        assert (await one.redeem(BEN, code)).reason == "guessing"
-        assert (await other.redeem(BEN, code)).reason == "guessing"
-        assert (await other.redeem(ANA, code)).tier == "max"  # per member
+        assert (await one.codes.redeem(BEN, code)).reason == "guessing"
+        assert (await other.codes.redeem(BEN, code)).reason == "guessing"
+        assert (await other.codes.redeem(ANA, code)).tier == "max"  # per member
     finally:
         await first.close()
         await second.close()
 
 
 async def test_a_right_code_is_not_counted_as_a_wrong_guess(svc: RestyleService) -> None:
-    codes = await svc.mint_codes("pro", 7, up.GUESS_LIMIT + 2)
+    codes = await svc.codes.mint_codes("pro", 7, up.GUESS_LIMIT + 2)
     for code in codes:  # more right codes than the limit allows wrong ones
-        assert isinstance(await svc.redeem(BEN, code), MemberView)
-    assert (await svc.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
+        assert isinstance(await svc.codes.redeem(BEN, code), MemberView)
+    assert (await svc.codes.redeem(BEN, "RS-WRNG-WRNG-WRNG")).reason == "bad_code"
 
 
 async def test_a_live_link_code_from_the_same_app_counts_as_a_guess(svc: RestyleService) -> None:
     # Ana's code, tried by Ben on the same app: a guesser must not learn live codes that way.
-    code, _ = await svc.link_start(ANA)
+    code, _ = await svc.codes.link_start(ANA)
     for _ in range(up.GUESS_LIMIT):
-        assert (await svc.link_finish(BEN, code)).reason == "linked"
-    assert (await svc.link_finish(BEN, code)).reason == "guessing"
+        assert (await svc.codes.link_finish(BEN, code)).reason == "linked"
+    assert (await svc.codes.link_finish(BEN, code)).reason == "guessing"

@@ -19,7 +19,7 @@ from bot.app import App, Health
 from bot.clock import FakeClock
 from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
 from bot.config import load_config
-from bot.service import Member
+from bot.core.types import Member
 from tests.fakes import FakeEngine, picture_bytes, wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -228,7 +228,7 @@ def test_a_form_field_of_40_000_digits_gets_one_sentence_not_a_traceback():
 
 
 async def test_refused_forms_count_toward_the_flood_guard_before_they_are_parsed(site):
-    limit = site.app.service.flood.limit
+    limit = site.app.service.jobs.flood.limit
     statuses = [(await site.submit(""))[0] for _ in range(limit)]  # no prompt: refused commands
     assert statuses == [400] * limit
     status, body = await site.submit("")
@@ -246,7 +246,7 @@ def test_options_typed_in_the_prompt_win_over_the_form():
 async def test_a_file_that_is_not_a_picture_is_refused_with_the_services_words(site):
     status, body = await site.submit("cat", picture=b"%PDF-1.4 not a picture at all" * 10)
     assert status == 400
-    refused = await site.app.service.submit(Member("test", "x"), b"%PDF-1.4 not a picture at all" * 10, "/restyle cat", {})
+    refused = await site.app.service.jobs.submit(Member("test", "x"), b"%PDF-1.4 not a picture at all" * 10, "/restyle cat", {})
     assert body["error"] == refused.text and body["reason"] == "picture"
 
 
@@ -289,7 +289,7 @@ async def test_waiting_job_can_be_cancelled(site):
 
 
 async def test_other_members_jobs_are_invisible_to_the_page(site):
-    accepted = await site.app.service.submit(Member("telegram", "77", "Tom"), picture_bytes(), "/restyle secret", {})
+    accepted = await site.app.service.jobs.submit(Member("telegram", "77", "Tom"), picture_bytes(), "/restyle secret", {})
     for path in ("", "/original.png", "/result.png", "/events"):
         async with site.http.get(f"{site.url}/api/jobs/{accepted.job_id}{path}") as response:
             assert response.status == 404, path
@@ -317,7 +317,7 @@ async def test_free_tier_result_is_held_back_until_its_turnaround(tmp_path):
 async def test_config_tier_is_given_to_the_page_member_at_start(tmp_path):
     site = await open_site(tmp_path, tier="max")
     try:
-        assert (await site.app.service.me(site.web.member)).tier == "max"
+        assert (await site.app.service.jobs.me(site.web.member)).tier == "max"
         _, session = await site.get_json("/api/session")
         assert session["tier"] == "max"
     finally:

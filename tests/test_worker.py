@@ -64,7 +64,7 @@ async def test_results_are_stored_behind_the_next_batch(tmp_path, monkeypatch):
     h = await warmed(tmp_path)
     storing = asyncio.Event()
     release = asyncio.Event()
-    complete = h.service.complete
+    complete = h.service.batches.complete
     held: list[str] = []
 
     async def held_complete(outputs):
@@ -74,7 +74,7 @@ async def test_results_are_stored_behind_the_next_batch(tmp_path, monkeypatch):
             await release.wait()
         await complete(outputs)
 
-    monkeypatch.setattr(h.service, "complete", held_complete)
+    monkeypatch.setattr(h.service.batches, "complete", held_complete)
     first = await h.submit(FREE, "/restyle one")
     second = await h.submit(FREE2, "/restyle two")
     try:
@@ -98,14 +98,14 @@ async def test_a_cancel_reaches_a_job_claimed_ahead(tmp_path):
         first = await h.submit(FREE, "/restyle one")
         second = await h.submit(FREE2, "/restyle two")
         await wait_until(lambda: _is(status(h, second.job_id), "running"), what="the second job claimed ahead")
-        assert await h.service.cancel(FREE2, second.job_id) == [second.job_id]
+        assert await h.service.jobs.cancel(FREE2, second.job_id) == [second.job_id]
         assert not h.engine._interrupted.is_set()  # the engine's batch is still wanted
         h.engine.gate.set()
         await h.drain(advance=60)
         assert h.engine.batches == [[first.job_id]]  # the cancelled job never reached the engine
         assert await status(h, second.job_id) == "cancelled"
         assert [d.job.id for d in h.frontend.results] == [first.job_id]
-        assert h.service._leases == {}  # every lease ended
+        assert h.service.batches._leases == {}  # every lease ended
     finally:
         h.engine.gate.set()
         await h.close()
@@ -119,9 +119,9 @@ async def test_a_cancel_stops_the_engine_only_when_its_whole_batch_is_cancelled(
         b = await h.submit(FREE2, "/restyle b")
         h.start_worker()
         await wait_until(lambda: h.engine.batches == [[a.job_id, b.job_id]], what="one batch of two on the engine")
-        await h.service.cancel(FREE, a.job_id)
+        await h.service.jobs.cancel(FREE, a.job_id)
         assert not h.engine._interrupted.is_set()  # b is still wanted
-        await h.service.cancel(FREE2, b.job_id)
+        await h.service.jobs.cancel(FREE2, b.job_id)
         await wait_until(h.engine._interrupted.is_set, what="the engine interrupted")
         await h.drain(advance=60)
         assert [await status(h, j.job_id) for j in (a, b)] == ["cancelled", "cancelled"]
@@ -143,7 +143,7 @@ async def test_stopping_gives_back_the_batch_claimed_ahead(tmp_path):
         await asyncio.wait_for(h.worker_task, 5)
         assert await status(h, first.job_id) == "done"
         assert await status(h, second.job_id) == "queued"  # back in line now, not when its lease ends
-        assert h.service._leases == {}
+        assert h.service.batches._leases == {}
         assert h.engine.batches == [[first.job_id]]
     finally:
         h.engine.gate.set()
@@ -200,7 +200,7 @@ async def test_when_the_batch_cannot_be_written_together_each_job_is_tried_alone
         return await finish(job_id, *args, **kwargs)
 
     monkeypatch.setattr(h.store, "finish_job", one_fails)
-    h.service.store_retry_s = (0.01,)
+    h.service.batches.store_retry_s = (0.01,)
     h.start_worker()
     await wait_until(lambda: tries.count(bad.job_id) == 2 and not h.worker.busy, what="two tries of the bad job")
     assert await status(h, good.job_id) == "done"  # stored alone once the batch's transaction failed
@@ -214,14 +214,14 @@ async def test_two_batches_are_stored_side_by_side_and_no_more(tmp_path, monkeyp
     h = await warmed(tmp_path)
     release = asyncio.Event()
     storing: list[str] = []
-    complete = h.service.complete
+    complete = h.service.batches.complete
 
     async def held_complete(outputs):
         storing.append(outputs[0].job_id)
         await release.wait()  # a slow database
         await complete(outputs)
 
-    monkeypatch.setattr(h.service, "complete", held_complete)
+    monkeypatch.setattr(h.service.batches, "complete", held_complete)
     h.engine.hold()  # hold the first batch until all four are queued
     jobs = [(await h.submit(member, "/restyle x")).job_id for member in (MAX, PRO, FREE, FREE2)]
     h.engine.gate.set()
@@ -262,17 +262,17 @@ async def test_the_head_of_the_queue_hears_its_positions_from_one_read(tmp_path,
 
             monkeypatch.setattr(h.store, name, spy)
         h.frontend.updates.clear()
-        h.service._notify_head()
+        h.service.dispatch._notify_head()
         await wait_until(lambda: len(h.frontend.updates) == len(expected), what="an update for each waiting job")
         await h.quiet()
         assert [(u.id, u.position, u.status) for u in h.frontend.updates] == [(j, i, "queued") for i, j in enumerate(expected)]
         # The same view as asking for each job alone (position, ETA).
         for update in h.frontend.updates:
-            alone = await h.service.job(update.id)
+            alone = await h.service.jobs.job(update.id)
             assert (update.position, update.eta_s) == (alone.position, alone.eta_s)
         reads.clear()
         h.frontend.updates.clear()
-        h.service._notify_head()
+        h.service.dispatch._notify_head()
         await wait_until(lambda: len(h.frontend.updates) == len(expected), what="the updates again")
         await h.quiet()
         assert reads == []  # the running count comes with the head itself: one query for all of it
@@ -345,5 +345,5 @@ async def test_a_result_due_at_once_is_delivered_from_the_worker_s_hands_not_rea
     for job_id, pictures in sent.items():  # the bytes sent are the bytes stored
         stored = await h.store.job_pictures(job_id)
         assert pictures == (stored["input"], stored["result"])
-    assert h.service._inputs_in_hand == {}
+    assert h.service.batches._inputs_in_hand == {}
     await h.close()

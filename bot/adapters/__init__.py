@@ -1,7 +1,7 @@
 """Front ends: one module per platform, each a thin translator between platform events and the
-service (bot.service). They never touch SQL or torch.
+core's use cases (bot.core, reached through bot.service). They never touch SQL or torch.
 
-Every adapter is an `Adapter`: the service's FrontEnd (it receives progress and results for
+Every adapter is an `Adapter`: the core's FrontEnd (it receives progress and results for
 the jobs it submitted) plus start/stop for the app to run it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bot.service import FrontEnd
+from bot.core.types import FrontEnd
 
 
 class AdapterStartError(RuntimeError):

@@ -4,7 +4,7 @@ How a request travels:
   slash command / menu + form / "@bot prompt" reply
     → checks that need no network (file type and size, the grammar): an ephemeral answer at once
     → defer (Discord wants an answer within 3 s), download the picture (its link is signed and
-      expires), service.submit
+      expires), service.jobs.submit
     → the deferred response becomes the status message ("Queued #2", "Restyling 40%", Cancel),
       edited as the service reports (throttled)
     → the result: original and restyled picture as two files in that same message, with
@@ -68,9 +68,10 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
-from bot.service import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, RestyleService
+from bot.service import RestyleService
 from engine.pictures import PictureError, before_after_file, encode_picture
 
 log = logging.getLogger("bot.discord")
@@ -589,7 +590,7 @@ class DiscordAdapter:
             log.info("commands unchanged since the last sync: nothing sent to Discord")
             return
         try:
-            claimed = await self.service.claim_discord_command_sync(COMMAND_SYNC_CLAIM_S)
+            claimed = await self.service.admin.claim_discord_command_sync(COMMAND_SYNC_CLAIM_S)
         except Exception as exc:
             log.error("could not claim the command sync in the database (%r); not syncing, the commands"
                       " registered before still work", exc)  # fmt: skip
@@ -602,11 +603,11 @@ class DiscordAdapter:
             await self._send_commands(desired, await self._synced_hashes(), guild_ids)
         finally:
             with contextlib.suppress(Exception):  # the claim runs out by itself
-                await self.service.release_discord_command_sync()
+                await self.service.admin.release_discord_command_sync()
 
     async def _synced_hashes(self) -> dict[str, str]:
         try:
-            return await self.service.discord_commands_synced()
+            return await self.service.admin.discord_commands_synced()
         except Exception as exc:
             log.error("could not read which commands were synced (%r); syncing them all", exc)
             return {}
@@ -640,7 +641,7 @@ class DiscordAdapter:
             log.info("commands synced: %s%s", "; ".join(done),
                      "" if guild_ids else " (global commands can take up to an hour to appear)")  # fmt: skip
             try:
-                await self.service.record_discord_commands({k: v for k, v in synced.items() if k in desired})
+                await self.service.admin.record_discord_commands({k: v for k, v in synced.items() if k in desired})
             except Exception as exc:
                 log.error("could not record the synced commands (%r); the next start syncs again", exc)
         else:
@@ -770,7 +771,7 @@ class DiscordAdapter:
         guild_id = interaction.guild_id
         place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
                       parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
-        refused = self.service.check_place(place)
+        refused = self.service.admin.check_place(place)
         if refused is None:
             return True
         await self._tell(interaction, refused.message)
@@ -783,7 +784,7 @@ class DiscordAdapter:
     async def admitted(self, interaction: discord.Interaction) -> bool:
         """The flood guard, for every command, form and button before it is looked at: past the
         limit the first one hears "too fast" (privately) and the rest get no answer at all."""
-        refused = self.service.admit(self._member(interaction.user))
+        refused = self.service.jobs.admit(self._member(interaction.user))
         if refused is None:
             return True
         if not refused.quiet:
@@ -853,7 +854,7 @@ class DiscordAdapter:
             await self._refuse_deferred(interaction, exc.args[0])
             return
         reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.submit(
+        outcome = await self.service.jobs.submit(
             self._member(interaction.user), data, command, reply, request_key=f"interaction:{interaction.id}"
         )
         await self._after_submit(interaction, outcome)
@@ -1020,7 +1021,7 @@ class DiscordAdapter:
         state = self._state(job_id)
         state.finished = True
         self._status_edits.finish(job_id)
-        if await self.service.cancel(member, job_id):
+        if await self.service.jobs.cancel(member, job_id):
             await interaction.edit_original_response(content="✖️ Cancelled.", view=None)
             self._status.pop(job_id, None)
         else:
@@ -1042,7 +1043,7 @@ class DiscordAdapter:
         status = await interaction.followup.send("⏳ Got it…", wait=True)
         try:
             reply = self._interaction_reply(interaction, status.id)
-            outcome = await self.service.again(member, job_id, reply, strength_delta=delta,
+            outcome = await self.service.jobs.again(member, job_id, reply, strength_delta=delta,
                                                request_key=f"interaction:{interaction.id}")  # fmt: skip
         except BaseException:
             await self._withdraw(status)
@@ -1076,7 +1077,7 @@ class DiscordAdapter:
             return
         limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
         try:
-            data = await self.service.result_file(member, job_id, fmt, limit)
+            data = await self.service.jobs.result_file(member, job_id, fmt, limit)
         except PictureError as exc:
             await interaction.followup.send(str(exc), ephemeral=True)
             return
@@ -1094,7 +1095,7 @@ class DiscordAdapter:
             return
         if message.author.bot or not _addresses_bot(message, client.user.id):
             return
-        refused = self.service.admit(self._member(message.author))
+        refused = self.service.jobs.admit(self._member(message.author))
         if refused is not None:
             if not refused.quiet:
                 await self._safe_reply(message, refused.text)
@@ -1108,7 +1109,7 @@ class DiscordAdapter:
     async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
         # message.guild is None for a server not (yet) in the cache: the channel still knows it.
         guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-        refused = self.service.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
+        refused = self.service.admin.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
                                                  private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)))  # fmt: skip
         if refused is not None:
             if not refused.quiet:
@@ -1158,7 +1159,7 @@ class DiscordAdapter:
         }
         # Every gateway session on a token gets every message: two processes sharing one token
         # (or a replayed event) must still queue it once.
-        outcome = await self.service.submit(
+        outcome = await self.service.jobs.submit(
             self._member(message.author), data, command, reply, request_key=f"message:{message.id}"
         )
         if isinstance(outcome, Refused) or outcome.duplicate:
@@ -1281,7 +1282,7 @@ class DiscordAdapter:
 
     async def _edit_status_now(self, job_id: str) -> None:
         """The first status, in the place of the deferred answer: at once."""
-        job = await self.service.job(job_id)
+        job = await self.service.jobs.job(job_id)
         if job is None or job.status not in ("queued", "running"):
             return
         self._track_status(job_id)
@@ -1293,7 +1294,7 @@ class DiscordAdapter:
         async with state.lock:
             if state.finished:
                 return GONE
-            job = await self.service.job(job_id)
+            job = await self.service.jobs.job(job_id)
             if job is None or (job.status not in ("queued", "running") and held_s(job, self._now()) is None):
                 self._status.pop(job_id, None)  # over: its delivery (here or elsewhere) ends the status
                 self._status_edits.finish(job_id)
@@ -1314,7 +1315,7 @@ class DiscordAdapter:
         state.finished = True
         self._status_edits.finish(job_id)
         async with state.lock:
-            job = await self.service.job(job_id)
+            job = await self.service.jobs.job(job_id)
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
                 try:
                     await self._edit(job.reply, content=text, view=None)

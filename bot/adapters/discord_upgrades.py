@@ -16,7 +16,8 @@ from contextlib import AbstractContextManager
 import discord
 from discord import app_commands, ui
 
-from bot.service import Member, MemberView, Refused, RestyleService, UpgradeInfo
+from bot.core.types import Member, MemberView, Refused, UpgradeInfo
+from bot.service import RestyleService
 from bot.upgrades import PlanView, plan_for_sku
 
 log = logging.getLogger("bot.discord")
@@ -94,7 +95,7 @@ class DiscordUpgrades:
         if self._seen.get(entitlement.id) == state:
             return None  # seen with every interaction: nothing new
         sku_type = self.sku_types.get(entitlement.sku_id)
-        view = await self.service.apply_entitlement(
+        view = await self.service.billing.apply_entitlement(
             Member("discord", str(entitlement.user_id)), str(entitlement.id), entitlement.sku_id, ends,
             deleted=deleted or entitlement.deleted, open_ended=self._is_subscription(entitlement),
         )  # fmt: skip
@@ -123,7 +124,7 @@ class DiscordUpgrades:
         while the bot was down (purchases, and ends or deletions, which no event replays)."""
         await self.check_skus(client)
         try:
-            in_force = await self.service.discord_entitlements_in_force()  # before listing: a purchase
+            in_force = await self.service.billing.discord_entitlements_in_force()  # before listing: a purchase
             # arriving while this runs is applied by its event and not ended below
             live = [e async for e in client.entitlements(limit=None, exclude_ended=True)]
         except Exception as exc:
@@ -138,7 +139,7 @@ class DiscordUpgrades:
         ended = [(eid, uid) for eid, uid in in_force if eid not in live_ids]
         for entitlement_id, user_id in ended:
             try:
-                await self.service.end_discord_entitlement(entitlement_id)
+                await self.service.billing.end_discord_entitlement(entitlement_id)
                 log.info("entitlement %s for discord:%s ended while the bot was down", entitlement_id, user_id)
             except Exception:
                 log.exception("could not end entitlement %s", entitlement_id)
@@ -256,19 +257,19 @@ class DiscordUpgrades:
         await self.defer_private(interaction)
         member = self.member_of(interaction.user)
         if code:
-            result = await self.service.redeem(member, code)
+            result = await self.service.codes.redeem(member, code)
             await self._send(
                 interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted.")
             )
             return
-        info = await self.service.plans_for(member)
+        info = await self.service.billing.plans_for(member)
         await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus), info.plans)
 
     async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
         await self.defer_private(interaction)
         member = self.member_of(interaction.user)
         if code:
-            result = await self.service.link_finish(member, code)
+            result = await self.service.codes.link_finish(member, code)
             text = (
                 result.text
                 if isinstance(result, Refused)
@@ -276,7 +277,7 @@ class DiscordUpgrades:
             )
             await self._send(interaction, text)
             return
-        started = await self.service.link_start(member)
+        started = await self.service.codes.link_start(member)
         if isinstance(started, Refused):
             await self._send(interaction, started.text)
             return
@@ -290,7 +291,7 @@ class DiscordUpgrades:
     async def on_grant(self, interaction: discord.Interaction, user: discord.abc.User, tier: str, days: int) -> None:
         await self.defer_private(interaction)
         admin = self.member_of(interaction.user)
-        result = await self.service.grant(admin, self.member_of(user), tier.strip().lower(), days)
+        result = await self.service.billing.grant(admin, self.member_of(user), tier.strip().lower(), days)
         await self._send(
             interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:")
         )
@@ -298,7 +299,7 @@ class DiscordUpgrades:
     async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
         await self.defer_private(interaction)
         admin = self.member_of(interaction.user)
-        result = await self.service.revoke(admin, self.member_of(user))
+        result = await self.service.billing.revoke(admin, self.member_of(user))
         await self._send(
             interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:")
         )

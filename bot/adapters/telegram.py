@@ -89,18 +89,11 @@ from bot.commands import (
     with_strength_delta,
 )
 from bot.config import Config
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.logs import RedactingFilter
 from bot.moderation import Place, place_refusal
-from bot.service import (
-    Accepted,
-    Delivery,
-    DeliveryFailed,
-    JobView,
-    Member,
-    Refused,
-    RestyleService,
-)
+from bot.service import RestyleService
 
 log = logging.getLogger("bot.telegram")
 
@@ -789,7 +782,7 @@ class TelegramAdapter:
         user = update.effective_user
         if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
             return
-        refused = self.service.admit(self._member(user))
+        refused = self.service.jobs.admit(self._member(user))
         if refused is None:
             return
         if update.callback_query is not None:
@@ -852,7 +845,7 @@ class TelegramAdapter:
         }
         # A chat and message id names the request: an update Telegram delivers again (a restart
         # before its offset was confirmed, a webhook retried) finds the job it queued.
-        result = await self.service.submit(
+        result = await self.service.jobs.submit(
             self._member(user), data, text, reply, request_key=f"message:{message.chat.id}:{message.message_id}"
         )
         await self._after_submit(result, reply, message)
@@ -962,7 +955,7 @@ class TelegramAdapter:
         old = self._moved_from.get(chat.id)
         if old is not None and place_refusal(self.config.access, Place("telegram", chat_id=old)) is None:
             return None
-        return self.service.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"))
+        return self.service.admin.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"))
 
     def _chat_moved(self, old: int, new: int) -> None:
         """A group became a supergroup (a new chat id): deliveries go to the new id from now on."""
@@ -990,7 +983,7 @@ class TelegramAdapter:
             return
         command = "ban" if banned else "unban"
         admin = self._member(user)
-        if not self.service.is_admin(admin):
+        if not self.service.admin.is_admin(admin):
             await self._answer(message, texts.NOT_ADMIN.format(command=command))
             return
         args = list(context.args or [])
@@ -1040,7 +1033,7 @@ class TelegramAdapter:
             return
         message = query.message
         if action == "cancel":
-            cancelled = await self.service.cancel(member, job_id)
+            cancelled = await self.service.jobs.cancel(member, job_id)
             if cancelled:
                 await _quietly(query.answer("Cancelled."))
                 await self._finish_status(job_id, "Cancelled.")
@@ -1051,7 +1044,7 @@ class TelegramAdapter:
             output = OUTPUT_FORMATS[fmt]
             label, ext = output.label, output.extension
             await _quietly(query.answer(f"Sending the {label} file…"))
-            data = await self.service.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
+            data = await self.service.jobs.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
             if message is None:
                 return
             reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
@@ -1087,7 +1080,7 @@ class TelegramAdapter:
             "picture_kind": job.reply.get("picture_kind"),
             "parent": job_id,
         }
-        result = await self.service.again(
+        result = await self.service.jobs.again(
             member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}"
         )
         if isinstance(result, Refused):
@@ -1317,7 +1310,7 @@ class TelegramAdapter:
             await self._mark_step(job, "buttons")
         if job.output_format and "file" not in steps:
             ext = OUTPUT_FORMATS[job.output_format].extension
-            data = await self.service.result_file(
+            data = await self.service.jobs.result_file(
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
             if not isinstance(data, Refused):
@@ -1371,7 +1364,7 @@ class TelegramAdapter:
         state = self._state(job_id)
         state.reply_changes.update(changes)
         try:
-            await self.service.update_reply(job_id, {**base, **state.reply_changes})
+            await self.service.jobs.update_reply(job_id, {**base, **state.reply_changes})
         except Exception:
             log.warning("job %s: could not save its reply data", job_id, exc_info=True)
 
@@ -1388,7 +1381,7 @@ class TelegramAdapter:
         state = self._jobs.get(job_id)
         status = self._statuses.pop(job_id, None)
         if status is None:
-            job = await self.service.job(job_id)
+            job = await self.service.jobs.job(job_id)
             if job is not None:
                 status = self._status_of(job)
                 self._statuses.pop(job_id, None)

@@ -28,7 +28,8 @@ from telegram.ext import (
 
 from bot.commands import MAX_PLATFORM_ID, whole_number
 from bot.config import Config
-from bot.service import Member, MemberView, PaymentResult, Refused, RestyleService, UpgradeInfo
+from bot.core.types import Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo
+from bot.service import RestyleService
 from bot.upgrades import MAX_GRANT_DAYS, PlanView, looks_like_redeem_code
 
 log = logging.getLogger("bot.telegram")
@@ -145,13 +146,13 @@ class TelegramUpgrades:
         args = list(context.args or [])
         if args:
             code = " ".join(args)
-            result = await self.service.redeem(member, code)
+            result = await self.service.codes.redeem(member, code)
             if isinstance(result, Refused):
                 await self._say(update, result.text)
             else:
                 await self._say(update, changed_text(result, "Code accepted."))
             return
-        info = await self.service.plans_for(member)
+        info = await self.service.billing.plans_for(member)
         await self._say(update, upgrade_text(info), reply_markup=plan_buttons(info.plans))
 
     async def on_buy(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -159,7 +160,7 @@ class TelegramUpgrades:
         if query is None or not query.data:
             return
         member = self.member_of(query.from_user)
-        result = await self.service.invoice_payload(member, query.data.partition(":")[2])
+        result = await self.service.billing.invoice_payload(member, query.data.partition(":")[2])
         if isinstance(result, Refused):
             await _quietly(query.answer(result.text, show_alert=True))
             return
@@ -211,13 +212,15 @@ class TelegramUpgrades:
         member = self.member_of(query.from_user)
         try:
             refused = await asyncio.wait_for(
-                self.service.check_pre_checkout(member, query.invoice_payload, query.total_amount, query.currency),
+                self.service.billing.check_pre_checkout(
+                    member, query.invoice_payload, query.total_amount, query.currency
+                ),
                 PRE_CHECKOUT_BUDGET_S,
             )
         except Exception:
             log.exception("pre-checkout check failed; declining")
             refused = Refused(
-                "storage", "The bot cannot take payments right now; nothing was charged. Try again later."
+                Reason.STORAGE, "The bot cannot take payments right now; nothing was charged. Try again later."
             )
         try:
             if refused is None:
@@ -233,7 +236,7 @@ class TelegramUpgrades:
             return
         paid = message.successful_payment
         expiry = paid.subscription_expiration_date
-        result = await self.service.record_payment(
+        result = await self.service.billing.record_payment(
             self.member_of(user),
             paid.invoice_payload,
             paid.telegram_payment_charge_id,
@@ -260,7 +263,7 @@ class TelegramUpgrades:
         member = self.member_of(user)
         args = list(context.args or [])
         if args:
-            result = await self.service.link_finish(member, " ".join(args))
+            result = await self.service.codes.link_finish(member, " ".join(args))
             text = (
                 result.text
                 if isinstance(result, Refused)
@@ -271,7 +274,7 @@ class TelegramUpgrades:
         if message.chat.type != "private":
             await self._say(update, "Send /link to me in a private chat: the code must stay secret.")
             return
-        started = await self.service.link_start(member)
+        started = await self.service.codes.link_start(member)
         if isinstance(started, Refused):
             await self._say(update, started.text)
             return
@@ -296,7 +299,7 @@ class TelegramUpgrades:
         if update.effective_message is None or user is None or user.is_bot:
             return None
         admin = self.member_of(user)
-        if not self.service.is_admin(admin):
+        if not self.service.admin.is_admin(admin):
             await self._say(update, NOT_ADMIN_TEXT.format(command=command))
             return None
         return admin
@@ -309,7 +312,7 @@ class TelegramUpgrades:
         if len(args) != 1:
             await self._say(update, "Usage: /refund CHARGE_ID (from the payment's confirmation message).")
             return
-        row = await self.service.payment_to_refund(admin, args[0])
+        row = await self.service.billing.payment_to_refund(admin, args[0])
         if isinstance(row, Refused):
             await self._say(update, row.text)
             return
@@ -322,7 +325,7 @@ class TelegramUpgrades:
         except TelegramError as exc:
             await self._say(update, f"Telegram refused the refund: {exc}. The tier was left as it is.")
             return
-        result = await self.service.refund(admin, row["charge_id"])
+        result = await self.service.billing.refund(admin, row["charge_id"])
         text = (
             result.text
             if isinstance(result, Refused)
@@ -345,7 +348,7 @@ class TelegramUpgrades:
         if message is None or user is None or message.refunded_payment is None:
             return
         charge = message.refunded_payment.telegram_payment_charge_id
-        view = await self.service.refunded_elsewhere(self.member_of(user), f"telegram-stars:{charge}")
+        view = await self.service.billing.refunded_elsewhere(self.member_of(user), f"telegram-stars:{charge}")
         if view is not None:
             await self._say(update, changed_text(view, f"Your payment {charge} was refunded."))
 
@@ -359,7 +362,7 @@ class TelegramUpgrades:
         if target is None or days is None:
             await self._say(update, GRANT_USAGE)
             return
-        result = await self.service.grant(admin, target, args[1].lower(), days)
+        result = await self.service.billing.grant(admin, target, args[1].lower(), days)
         await self._say(update, result.text if isinstance(result, Refused) else changed_text(result, f"{target.key}:"))
 
     async def on_revoke(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -371,7 +374,7 @@ class TelegramUpgrades:
         if target is None:
             await self._say(update, "Usage: /revoke ID, for example /revoke 12345 (or discord:12345).")
             return
-        result = await self.service.revoke(admin, target)
+        result = await self.service.billing.revoke(admin, target)
         await self._say(update, result.text if isinstance(result, Refused) else changed_text(result, f"{target.key}:"))
 
 

@@ -48,8 +48,9 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config, is_loopback
+from bot.core.types import Accepted, Delivery, JobView, Member, Refused
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bot.service import Accepted, Delivery, JobView, Member, Refused, RestyleService
+from bot.service import RestyleService
 
 log = logging.getLogger("bot.web")
 
@@ -304,9 +305,9 @@ class WebAdapter:
 
     async def _apply_config_tier(self) -> None:
         wanted = self.config.web.tier
-        view = await self.service.me(self.member)
+        view = await self.service.jobs.me(self.member)
         if view.tier != wanted:
-            await self.service.set_tier(self.member, wanted, None, reason="config", changed_by="config")
+            await self.service.jobs.set_tier(self.member, wanted, None, reason="config", changed_by="config")
             log.info("the web page's member now has the %s tier ([web] tier)", wanted)
 
     # Middlewares -----------------------------------------------------------------------------
@@ -427,9 +428,9 @@ class WebAdapter:
     async def metrics(self, request: web.Request) -> web.Response:
         service = self.service
         try:
-            by_status = await service.jobs_by_status()
-            queue_lengths = await service.queue_lengths()
-            running = await service.running_count()
+            by_status = await service.admin.jobs_by_status()
+            queue_lengths = await service.admin.queue_lengths()
+            running = await service.admin.running_count()
         except Exception:
             log.warning("metrics: could not count jobs in the store", exc_info=True)
             by_status, queue_lengths, running = {}, {}, 0
@@ -463,7 +464,7 @@ class WebAdapter:
         return response
 
     async def session(self, request: web.Request) -> web.Response:
-        view = await self.service.me(self.member)
+        view = await self.service.jobs.me(self.member)
         tier = self.config.tier(view.tier)
         return web.json_response(
             {
@@ -489,7 +490,7 @@ class WebAdapter:
 
     def _flooded(self) -> web.Response | None:
         """The flood guard, for every job, again and cancel request, before its body is read."""
-        refused = self.service.admit(self.member)
+        refused = self.service.jobs.admit(self.member)
         return None if refused is None else _json_error(REFUSAL_STATUS["flood"], refused.text, reason="flood")
 
     async def submit(self, request: web.Request) -> web.Response:
@@ -519,7 +520,7 @@ class WebAdapter:
             command = command_from_form(fields)
         except CommandError as exc:
             return _json_error(400, str(exc))
-        outcome = await self.service.submit(self.member, data, command, {"page": True}, request_key=request_id)
+        outcome = await self.service.jobs.submit(self.member, data, command, {"page": True}, request_key=request_id)
         return await self._answer(outcome)
 
     async def _read_body(self, request: web.Request, read: Callable[[], Awaitable[Any]]) -> Any:
@@ -557,7 +558,9 @@ class WebAdapter:
         change = str(body.get("change") or "again").lower()
         if change not in STRENGTH_CHANGES:
             return _json_error(400, 'change must be "again", "subtler" or "stronger".')
-        outcome = await self.service.again(self.member, job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change])
+        outcome = await self.service.jobs.again(
+            self.member, job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change]
+        )
         return await self._answer(outcome)
 
     async def _answer(self, outcome: Accepted | Refused) -> web.Response:
@@ -570,7 +573,7 @@ class WebAdapter:
         if (flooded := self._flooded()) is not None:
             return flooded
         job_id = await self._own_job_id(request)
-        cancelled = await self.service.cancel(self.member, job_id)
+        cancelled = await self.service.jobs.cancel(self.member, job_id)
         return web.json_response({"cancelled": bool(cancelled), "job": await self._state(job_id)})
 
     async def job_state(self, request: web.Request) -> web.Response:
@@ -615,7 +618,7 @@ class WebAdapter:
 
     async def original(self, request: web.Request) -> web.StreamResponse:
         job_id = await self._own_job_id(request)
-        data = await self.service.input_file(self.member, job_id, "png")
+        data = await self.service.jobs.input_file(self.member, job_id, "png")
         if isinstance(data, Refused):
             return _json_error(404, GONE)
         return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
@@ -631,7 +634,7 @@ class WebAdapter:
             if status in ("queued", "running", "finishing"):
                 return _json_error(409, NOT_READY)
             return _json_error(404, state.get("error") or GONE if state else GONE)
-        data = await self.service.result_file(self.member, job_id, fmt)
+        data = await self.service.jobs.result_file(self.member, job_id, fmt)
         if isinstance(data, Refused):
             return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
         disposition = "attachment" if request.query.get("download") else "inline"
@@ -649,7 +652,7 @@ class WebAdapter:
         members' jobs are not the page's business, not even whether they exist)."""
         job_id = request.match_info["id"]
         if JOB_ID_RE.fullmatch(job_id):
-            view = await self.service.job(job_id)
+            view = await self.service.jobs.job(job_id)
             if view is not None and (view.platform, view.user_id) == (self.member.platform, self.member.user_id):
                 return job_id
         raise ApiError(404, GONE)
@@ -657,7 +660,7 @@ class WebAdapter:
     async def _state(self, job_id: str) -> dict[str, Any] | None:
         """What the page shows for a job: queued, running, finishing (done, held back by the
         tier's turnaround), ready, failed or cancelled."""
-        view = await self.service.job(job_id)
+        view = await self.service.jobs.job(job_id)
         if view is None or (view.platform, view.user_id) != (self.member.platform, self.member.user_id):
             return None
         status, eta = view.status, view.eta_s

@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from bot.chat import texts
 from bot.chat.surface import CommandSurface
 from bot.commands import Recipe
-from bot.service import Member, RestyleService
+from bot.core.types import Member
+from bot.service import RestyleService
 
 
 async def me(service: RestyleService, member: Member, where: CommandSurface) -> None:
-    view = await service.me(member)
+    view = await service.jobs.me(member)
     tiers = sorted(service.config.tiers.values(), key=lambda tier: tier.rank)
     current = service.config.tier(view.tier)
     above = [tier for tier in tiers if tier.rank > current.rank]
@@ -21,7 +22,7 @@ async def me(service: RestyleService, member: Member, where: CommandSurface) -> 
 async def cancel(service: RestyleService, member: Member, where: CommandSurface) -> None:
     """Every waiting or running job of the member's: the answer first (it is what they wait
     for), then each job's status message ends."""
-    cancelled = await service.cancel(member)
+    cancelled = await service.jobs.cancel(member)
     await where.reply(texts.cancelled(len(cancelled)))
     for job_id in cancelled:
         await where.finish_status(job_id, texts.CANCELLED_BY_COMMAND)

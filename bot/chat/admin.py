@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.chat import texts
 from bot.chat.surface import CommandSurface
-from bot.service import Member, Refused, RestyleService
+from bot.core.types import Member, Refused
+from bot.service import RestyleService
 
 QUEUE_WAITING_SHOWN = 20  # waiting jobs /queue names
 QUEUE_LOG_SHOWN = 20  # jobs /queue log lists unless asked for more
@@ -15,10 +16,10 @@ async def ban(
     service: RestyleService, admin: Member, target: Member, reason: str, where: CommandSurface, *, banned: bool
 ) -> None:
     """A ban also cancels the member's waiting jobs (their status messages say so)."""
-    if not service.is_admin(admin):
+    if not service.admin.is_admin(admin):
         await where.reply(texts.NOT_ADMIN.format(command="ban" if banned else "unban"))
         return
-    result = await service.ban(admin, target, reason, banned=banned)
+    result = await service.admin.ban(admin, target, reason, banned=banned)
     if isinstance(result, Refused):
         await where.reply(result.text)
         return
@@ -33,18 +34,18 @@ async def queue(
 ) -> None:
     """Who is waiting, per tier, or (`log`) the latest `count` jobs: who asked what, where. It
     names members and quotes their prompts, so it is answered only where the admin alone reads it."""
-    if not service.is_admin(admin):
+    if not service.admin.is_admin(admin):
         await where.reply(texts.NOT_ADMIN.format(command="queue"))
         return
     if not where.private:
         await where.reply(texts.QUEUE_IN_PRIVATE)
         return
     if log:
-        entries = await service.job_log(admin, min(QUEUE_LOG_MOST, count or QUEUE_LOG_SHOWN))
+        entries = await service.admin.job_log(admin, min(QUEUE_LOG_MOST, count or QUEUE_LOG_SHOWN))
         await where.reply(entries.text if isinstance(entries, Refused) else texts.job_log(entries, where.style))
         return
     waiting = [
-        (position, tier, job_id, await service.job(job_id))
-        for job_id, tier, position in await service.waiting_summary(QUEUE_WAITING_SHOWN)
+        (position, tier, job_id, await service.jobs.job(job_id))
+        for job_id, tier, position in await service.admin.waiting_summary(QUEUE_WAITING_SHOWN)
     ]
-    await where.reply(texts.queue(await service.queue_lengths(), waiting, service.clock.now(), where.style))
+    await where.reply(texts.queue(await service.admin.queue_lengths(), waiting, service.clock.now(), where.style))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from bot.chat import texts
-from bot.service import JobView, Member, RestyleService
+from bot.core.types import JobView, Member
+from bot.service import RestyleService
 
 
 async def owned_job(service: RestyleService, member: Member, job_id: str) -> JobView | str:
     """The job behind a button, or what to tell the member who pressed it instead (a job that
     is gone, or someone else's: buttons sit in shared chats for everyone to press)."""
-    job = await service.job(job_id)
+    job = await service.jobs.job(job_id)
     if job is None:
         return texts.JOB_GONE
     if (job.platform, job.user_id) != (member.platform, member.user_id):

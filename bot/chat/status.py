@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from bot.clock import Clock
-from bot.service import JobView
+from bot.core.types import JobView
 
 log = logging.getLogger("bot.chat.status")
 

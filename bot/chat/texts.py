@@ -8,7 +8,7 @@ from typing import Any
 from bot.chat.surface import Style
 from bot.commands import Recipe
 from bot.config import TierSettings
-from bot.service import JobView, MemberView
+from bot.core.types import JobView, MemberView
 
 NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
 NO_JOBS = "You have no jobs waiting or running."

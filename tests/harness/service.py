@@ -10,7 +10,8 @@ from pathlib import Path
 
 from bot.clock import FakeClock
 from bot.config import load_config
-from bot.service import Member, RestyleService
+from bot.core.types import Member
+from bot.service import RestyleService
 from bot.store import Store
 from bot.worker import Worker
 from tests.fakes import FakeEngine, RecordingFrontEnd, clock_deadlines, picture_bytes, wait_until
@@ -46,10 +47,10 @@ class Harness:
         self.store = await Store.open(self.config.bot.data_dir, self.config.store.url)
         Harness.unclosed.append(self)
         self.service = RestyleService(self.config, self.store, self.clock, rng=random.Random(7))
-        self.service.register(self.frontend)
+        self.service.dispatch.register(self.frontend)
         await self.service.start()
-        self.worker = Worker(self.service, self.engine)
-        self.service.set_engine_interrupt(self.worker.interrupt)
+        self.worker = Worker(self.service.batches, self.engine)
+        self.service.batches.set_engine_interrupt(self.worker.interrupt)
         return self
 
     def start_worker(self) -> None:
@@ -78,7 +79,7 @@ class Harness:
         service = self.service
 
         def quiet() -> bool:
-            return not service._background and len(service._deliveries) <= len(clock_deadlines(self.clock))
+            return not service.dispatch._background and len(service.dispatch._deliveries) <= len(clock_deadlines(self.clock))
 
         await wait_until(quiet, timeout=timeout, what="background notifications and deliveries to finish")
 
@@ -104,12 +105,12 @@ class Harness:
 
     async def submit(self, member: Member, text: str = "/restyle oil painting", picture: bytes | None = None):
         picture = picture_bytes() if picture is None else picture
-        return await self.service.submit(member, picture, text, {"chat": member.user_id})
+        return await self.service.jobs.submit(member, picture, text, {"chat": member.user_id})
 
 
 async def make(tmp_path, **kwargs) -> Harness:
     h = Harness(tmp_path, **kwargs)
     await h.open()
     for member, tier in ((PRO, "pro"), (MAX, "max")):
-        await h.service.set_tier(member, tier, None, reason="admin", changed_by="test")
+        await h.service.jobs.set_tier(member, tier, None, reason="admin", changed_by="test")
     return h

@@ -138,13 +138,13 @@ async def settle(bot: Bot, fake: FakeTelegram) -> None:
     what the bot has not sent by then, it will not send for those updates (no fixed sleep)."""
     await fake.wait_fetched()
     await asyncio.wait_for(bot.adapter.application.update_queue.join(), 5)
-    await asyncio.wait_for(bot.app.service.wait_delivered(), 5)
+    await asyncio.wait_for(bot.app.service.dispatch.wait_delivered(), 5)
 
 
 async def finish(bot: Bot, fake: FakeTelegram, n_albums: int = 1) -> None:
     """Wait until n albums, their buttons messages and the status clean-ups went out."""
     await fake.wait_for("sendMediaGroup", n_albums)
-    await bot.app.service.wait_delivered()
+    await bot.app.service.dispatch.wait_delivered()
 
 
 class Turnstile:

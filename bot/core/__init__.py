@@ -1,0 +1,1 @@
+"""The use cases: jobs, dispatch, batches, billing, admin; each takes its collaborators."""
