@@ -37,6 +37,7 @@ from bot.clock import Clock, utc_day
 from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyle, with_strength_delta
 from bot.config import Config, PlanSettings, TierSettings, is_admin
 from bot.decoding import PictureDecoder
+from bot.links import compare_links
 from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist, Place, place_refusal
 from bot.queue import compute_rank
@@ -298,6 +299,8 @@ class RestyleService:
         self._accepting = True
         self.store_retry_s: tuple[float, ...] = STORE_RETRY_S
         self.metrics = ServiceMetrics()
+        # With [web] public_url, each result links to its compare view on the page.
+        self.compare_links = compare_links(config, store.data_dir)
 
     @property
     def delivery_failures(self) -> int:
