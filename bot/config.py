@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from annotated_types import GroupedMetadata
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
@@ -427,6 +428,8 @@ class WebSettings:
     body_timeout_s: Annotated[float, Number(above=0, hi=3600)] = (
         120.0  # a request body (an upload) must arrive whole within this
     )
+    public_url: _OptionalHttp = None  # where members' browsers reach this page; set: results get a Compare link
+    compare_link_days: Annotated[float, Number(above=0, hi=365)] = 7.0  # how long a Compare link opens
 
 
 @settings(frozen=True, config=_TABLE)
@@ -803,6 +806,19 @@ class _Loader:
                 f"access_token is required when host is {_shown(config.web.host)}: without it the web UI would be"
                 ' open to anyone on the network. Set access_token (or RESTYLE_WEB_TOKEN), or use host = "127.0.0.1".',
             )
+        if config.web.public_url:
+            parts = urlsplit(config.web.public_url)
+            if is_loopback(parts.hostname or "") or parts.query or parts.fragment:
+                raise self.fail(
+                    "web",
+                    f"public_url must be the address members' browsers open (like https://restyle.example.org),"
+                    f" got {_shown(config.web.public_url)}: Telegram and Discord members cannot open a loopback"
+                    " address, and the link adds its own query.",
+                )
+            if config.web.enabled is False:
+                raise self.fail(
+                    "web", "public_url needs the web listener, but enabled = false turns it off: remove one of them."
+                )
 
 
 def is_loopback(host: str) -> bool:

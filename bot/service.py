@@ -30,6 +30,7 @@ from bot.core.guards import FloodGuard
 from bot.core.jobs import Jobs
 from bot.core.views import JobViews
 from bot.decoding import PictureDecoder
+from bot.links import compare_links
 from bot.metrics import ServiceMetrics
 from bot.store import Store, StoreError
 from engine.api import SafetyCheck
@@ -69,6 +70,8 @@ class RestyleService:
         self.billing = Billing(config, store, clock, self.jobs, self.metrics)
         self.codes = Codes(config, store, clock, self.jobs, self.billing)
         self.admin = Admin(config, store, clock, self.jobs, instance_id=self.instance_id)
+        # With [web] public_url, each result links to its compare view on the page.
+        self.compare_links = compare_links(config, store.data_dir)
 
     async def start(self) -> None:
         """Listen for job events and resume deliveries left from the last run. The one SQLite

@@ -1020,6 +1020,14 @@ class FakeDiscord:
         Button Object: "sku_id: Identifier for a purchasable SKU, only available when using premium-style
         buttons"); anything else is refused as an invalid form body (50035)."""
         for component in _walk_components((body or {}).get("components") or []):
+            # Button Object: a link button (style 5) has a url and no custom_id; the others a
+            # custom_id and no url; "url: max 512 characters" (discord-api-docs).
+            if component.get("type") == 2 and component.get("style") == 5:
+                url = component.get("url") or ""
+                if component.get("custom_id") or not url.startswith(("http://", "https://")) or len(url) > 512:
+                    raise _Error(400, "Invalid Form Body (components.0.components.0.url: Not a well formed URL.)", 50035)
+            elif component.get("type") == 2 and component.get("url"):
+                raise _Error(400, "Invalid Form Body (components.0.components.0.url: only link buttons have one)", 50035)
             if component.get("type") == 2 and component.get("style") == 6:
                 sku = self.skus.get(int(component.get("sku_id") or 0))
                 if sku is None or not sku["flags"] & (1 << 2):

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import itertools
 import json
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -590,6 +592,7 @@ class FakeTelegram:
             raise _ApiError(400, "Bad Request: not enough rights to send documents to the chat")
         if "text" in params and len(str(params["text"])) > TEXT_LIMIT:
             raise _ApiError(400, "Bad Request: message is too long")
+        _check_inline_keyboard(params.get("reply_markup"))
         captions = [params.get("caption")] + [m.get("caption") for m in params.get("media") or [] if isinstance(m, dict)]
         if any(c is not None and len(str(c)) > CAPTION_LIMIT for c in captions):
             raise _ApiError(400, "Bad Request: message caption is too long")
@@ -986,6 +989,38 @@ def _chat_id(params: dict[str, Any]) -> int:
         return int(params.get("chat_id", 0))
     except (TypeError, ValueError):
         return 0
+
+
+def _check_inline_keyboard(markup: Any) -> None:
+    """Bot API, InlineKeyboardButton: exactly one optional field per button; callback_data is
+    1-64 bytes; url is an HTTP(S) or tg:// address. Telegram refuses a link it will not open
+    (BUTTON_URL_INVALID); this fake refuses loopback and private addresses too, which a member's
+    phone could never open (stricter than Telegram, never more lenient)."""
+    if isinstance(markup, str):
+        markup = json.loads(markup)
+    for row in (markup or {}).get("inline_keyboard", []) if isinstance(markup, dict) else []:
+        for button in row:
+            kinds = [k for k in button if k != "text"]
+            if len(kinds) != 1:
+                raise _ApiError(400, "Bad Request: can't parse inline keyboard button: exactly one field is expected")
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                raise _ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            url = button.get("url")
+            if url is not None:
+                parts = urlsplit(str(url))
+                host = (parts.hostname or "").lower()
+                private = host == "localhost" or _is_private_ip(host)
+                if parts.scheme not in ("http", "https", "tg") or (parts.scheme != "tg" and (not host or private)):
+                    raise _ApiError(400, "Bad Request: BUTTON_URL_INVALID")
+
+
+def _is_private_ip(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
 
 
 def _set_markup(msg: dict[str, Any], markup: Any) -> None:

@@ -198,6 +198,19 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     assert len(result_edits(h.fake)) == 1
 
 
+async def test_with_a_public_url_the_result_has_a_compare_link_button(h):
+    await h.start('[web]\nport = 0\npublic_url = "https://restyle.example.org"')
+    message = await h.result_of(await h.restyle("oil painting"))
+    job = (await h.jobs())[0]
+    buttons = [c for row in message["components"] for c in row["components"]]
+    [link] = [b for b in buttons if b.get("style") == 5]
+    assert link["label"] == "Compare ↗" and "custom_id" not in link
+    assert link["url"].startswith(f"https://restyle.example.org/compare/{job.id}?until=")
+    until, sig = (part.split("=", 1)[1] for part in link["url"].split("?", 1)[1].split("&"))
+    links = h.app.service.compare_links
+    assert links is not None and links.problem(job.id, until, sig, h.clock.now()) is None
+
+
 async def test_a_status_message_whose_id_was_never_learnt_is_edited_through_original(h):
     await h.start()
     h.fake.hide_response_message_id = True

@@ -293,6 +293,36 @@ async def test_a_side_by_side_wider_than_telegram_takes_is_shrunk_to_fit(start_b
         assert sum(both.size) <= 10_000
 
 
+async def test_with_a_public_url_each_result_links_to_its_compare_view(start_bot, fake):
+    bot = await start_bot(extra='[web]\nport = 0\npublic_url = "https://restyle.example.org"')
+    message, job_id = await delivered_buttons(bot, fake)
+    [link] = [b for b in buttons(message) if "url" in b]
+    assert link["text"] == "Compare ↗"
+    assert link["url"].startswith(f"https://restyle.example.org/compare/{job_id}?until=")
+    links = bot.app.service.compare_links
+    until, sig = (part.split("=", 1)[1] for part in link["url"].split("?", 1)[1].split("&"))
+    assert links is not None and links.problem(job_id, until, sig, bot.clock.now()) is None
+
+
+async def test_a_button_link_a_members_phone_cannot_open_is_refused_like_telegram_does(fake):
+    """The fake refuses what Telegram refuses (BUTTON_URL_INVALID) and, stricter, a loopback
+    address: a config check keeps public_url from being one."""
+    from telegram import Bot as PtbBot, InlineKeyboardButton, InlineKeyboardMarkup
+    from telegram.error import BadRequest
+
+    from tests.harness.telegram_bot import TOKEN
+
+    ptb = PtbBot(TOKEN, base_url=fake.base_url)
+    chat = fake.message(ANA, text="/start")["chat"]["id"]
+    async with ptb:
+        for url in ("http://127.0.0.1:8080/compare/x", "ftp://restyle.example.org/x"):
+            with pytest.raises(BadRequest, match="(?i)button_url_invalid"):
+                markup = InlineKeyboardMarkup([[InlineKeyboardButton("Compare", url=url)]])
+                await ptb.send_message(chat, "x", reply_markup=markup)
+        ok = InlineKeyboardMarkup([[InlineKeyboardButton("Compare", url="https://restyle.example.org/c")]])
+        await ptb.send_message(chat, "x", reply_markup=ok)
+
+
 async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
     bot = await start_bot()
     message, job_id = await delivered_buttons(bot, fake)

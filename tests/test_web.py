@@ -7,19 +7,20 @@ import asyncio
 import json
 import logging
 import socket
-import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bot.adapters.web import WebAdapter, WebStartError, command_from_form
+from bot.adapters.web import COMPARE_EXPIRED, COMPARE_GONE, WebAdapter, WebStartError, command_from_form
 from bot.app import App, Health
 from bot.clock import FakeClock
 from bot.commands import MAX_COMMAND_CHARS, CommandError, parse_restyle
-from bot.config import load_config
+from bot.config import ConfigError, load_config
 from bot.core.types import Member
+from bot.links import CompareLinks, compare_links
 from tests.fakes import FakeEngine, picture_bytes, wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -373,7 +374,8 @@ async def test_a_busy_port_stops_start_with_a_message_naming_the_setting(tmp_pat
         busy.listen()
         port = busy.getsockname()[1]
         config = load_config(write_config(tmp_path), env={})
-        adapter = WebAdapter(config, None, Health(), page=False, port=port)  # type: ignore[arg-type]
+        no_service = SimpleNamespace(compare_links=None)  # health only: it never reaches the service
+        adapter = WebAdapter(config, no_service, Health(), page=False, port=port)  # type: ignore[arg-type]
         with pytest.raises(WebStartError, match=r"\[web\] port"):
             await adapter.start()
 
@@ -637,3 +639,112 @@ async def test_a_style_picked_on_the_page_runs_its_recipe_with_the_slider_s_stre
     assert body["job"]["strength"] == 0.5  # no slider value sent: the recipe's
     status, body = await site.submit("style=autumn", style="neon")
     assert status == 400 and "style" in body["error"]
+
+
+# A chat result's "Compare" link ([web] public_url): a signed, expiring address of the page's
+# drag-to-compare view of that one job. The link is its only credential.
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+PUBLIC = 'public_url = "https://restyle.example.org"\naccess_token = "s3cret-token"'
+BEARER = {"Authorization": "Bearer s3cret-token"}
+
+
+def test_a_link_opens_only_the_job_and_the_time_it_was_signed_for():
+    links = CompareLinks("https://restyle.example.org", b"k" * 32, ttl_s=3600)
+    url = links.url("abc123", now=1000.0)
+    assert url.startswith("https://restyle.example.org/compare/abc123?until=4600&sig=")
+    sig = url.rsplit("sig=", 1)[1]
+    assert links.problem("abc123", "4600", sig, now=4599.0) is None
+    assert links.problem("abc124", "4600", sig, now=1000.0) == "forged"  # another job
+    assert links.problem("abc123", "9600", sig, now=1000.0) == "forged"  # a longer life
+    assert links.problem("abc123", "4600", sig[:-1] + "A", now=1000.0) == "forged"
+    assert links.problem("abc123", "soon", sig, now=1000.0) == "forged"
+    assert links.problem("abc123", "4600", sig, now=4601.0) == "expired"
+    other_key = CompareLinks("https://restyle.example.org", b"j" * 32, ttl_s=3600)
+    assert other_key.problem("abc123", "4600", sig, now=1000.0) == "forged"
+
+
+@pytest.mark.parametrize(
+    ("web", "fragment"),
+    [
+        ('public_url = "http://127.0.0.1:8080"', "cannot open a loopback address"),
+        ('public_url = "https://restyle.example.org/?a=1"', "the link adds its own query"),
+        ('public_url = "restyle.example.org"', "public_url"),
+        ('public_url = "https://restyle.example.org"\nenabled = false', "public_url needs the web listener"),
+    ],
+)
+def test_a_public_url_members_could_not_open_is_refused(tmp_path: Path, web: str, fragment: str):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(_written(tmp_path, f'[telegram]\ntoken = "1:x"\n[web]\n{web}\n'), env={})
+
+
+async def test_the_link_opens_that_jobs_compare_view_without_the_pages_token(tmp_path):
+    clock = FakeClock()
+    site = await open_site(tmp_path, web=PUBLIC, clock=clock, headers=BEARER)
+    stranger = aiohttp.ClientSession()  # a member's browser: no token, no cookie
+    try:
+        status, body = await site.submit("oil painting")
+        assert status == 202, body
+        job_id = body["job"]["id"]
+        await site.wait(job_id)
+        links = site.app.service.compare_links
+        assert links is not None
+        link = links.url(job_id, clock.now()).replace("https://restyle.example.org", site.url)
+
+        async with stranger.get(link) as response:
+            assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+            assert "img-src 'self'" in response.headers["Content-Security-Policy"]
+            page = await response.text()
+        assert "oil painting" in page and 'src="assets/compare.js"' in page
+        query = link.split("?", 1)[1]
+        assert f'src="{job_id}/original.png?{query.replace("&", "&amp;")}"' in page
+        for which, kind in (("original", "input"), ("result", "result")):
+            async with stranger.get(f"{site.url}/compare/{job_id}/{which}.png?{query}") as response:
+                assert response.status == 200 and response.headers["Content-Type"] == "image/png"
+                assert (await response.read())[:4] == b"\x89PNG"
+        for name in ("style.css", "compare.js"):
+            async with stranger.get(f"{site.url}/compare/assets/{name}") as response:
+                assert response.status == 200
+
+        # Everything else keeps the page's token rules.
+        async with stranger.get(f"{site.url}/api/jobs/{job_id}?{query}") as response:
+            assert response.status == 401
+        async with stranger.get(f"{site.url}/compare/assets/app.js") as response:
+            assert response.status == 404
+        # An edited link opens nothing, and does not say whether the job exists.
+        async with stranger.get(link.replace("sig=", "sig=x")) as response:
+            assert response.status == 404 and COMPARE_GONE in await response.text()
+        async with stranger.get(f"{site.url}/compare/{job_id}/result.png?{query.replace('until=', 'until=9')}") as response:
+            assert response.status == 404
+
+        await clock.advance(7 * 86_400 + 1)  # compare_link_days defaults to 7
+        async with stranger.get(link) as response:
+            assert response.status == 410 and COMPARE_EXPIRED in await response.text()
+    finally:
+        await stranger.close()
+        await site.http.close()
+        await site.app.stop()
+
+
+async def test_without_a_public_url_there_are_no_compare_routes(tmp_path):
+    site = await open_site(tmp_path)
+    try:
+        assert site.app.service.compare_links is None
+        async with site.http.get(f"{site.url}/compare/abc?until=1&sig=x") as response:
+            assert response.status == 404
+    finally:
+        await site.http.close()
+        await site.app.stop()
+
+
+def test_the_key_is_the_same_on_every_machine_that_shares_the_payments_secret(tmp_path: Path):
+    text = '[payments]\nsecret = "shared"\n[web]\npublic_url = "https://restyle.example.org"\n'
+    first = compare_links(load_config(_written(tmp_path, text), env={}), tmp_path / "a")
+    second = compare_links(load_config(tmp_path / "config.toml", env={}), tmp_path / "b")
+    assert first is not None and second is not None and first.key == second.key

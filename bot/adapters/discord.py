@@ -167,10 +167,13 @@ class JobButton(
                     await adapter.on_button(interaction, self.action, self.job_id)
 
 
-def result_view(job_id: str) -> ui.View:
+def result_view(job_id: str, compare_url: str | None = None) -> ui.View:
     view = ui.View(timeout=None)
     for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
         view.add_item(JobButton(action, job_id))
+    if compare_url:
+        # A link button opens the page in the member's browser; Discord sends no interaction.
+        view.add_item(ui.Button(label=texts.COMPARE_BUTTON, style=discord.ButtonStyle.link, url=compare_url, row=1))
     return view
 
 
@@ -1390,7 +1393,9 @@ class DiscordAdapter:
                     raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
             return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
 
-        await self._send_outcome(job, _result_text(job), files, result_view(job.id))
+        links = self.service.compare_links
+        compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
+        await self._send_outcome(job, _result_text(job), files, result_view(job.id, compare_url))
         self._status_edits.finish(job.id)
 
     async def deliver_failure(self, job: JobView) -> None:

@@ -1091,6 +1091,10 @@ class TelegramAdapter:
         await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
         await self._after_submit(result, reply, message)  # type: ignore[arg-type]  # as in _place_refusal above
 
+    def _compare_url(self, job_id: str) -> str | None:
+        links = self.service.compare_links
+        return links.url(job_id, self.service.clock.now()) if links is not None else None
+
     async def _send_side_by_side(self, job: JobView, member: Member, chat_id: int, buttons_message_id: int) -> None:
         """The original and the result in one photo, answering the buttons message; from what
         is stored, so no GPU work and no second album."""
@@ -1304,7 +1308,7 @@ class TelegramAdapter:
                 chat_id,
                 "More from this picture:",
                 reply_parameters=_reply_to(reply),
-                reply_markup=result_buttons(job),
+                reply_markup=result_buttons(job, self._compare_url(job.id)),
                 message_thread_id=thread,
             )
             await self._mark_step(job, "buttons")
@@ -1464,7 +1468,7 @@ def result_caption(job: JobView) -> str:
     return f"“{prompt}”{negative}\n{facts}"[:CAPTION_LIMIT]
 
 
-def result_buttons(job: JobView) -> InlineKeyboardMarkup:
+def result_buttons(job: JobView, compare_url: str | None = None) -> InlineKeyboardMarkup:
     subtler = with_strength_delta(job.strength, -STRENGTH_STEP)
     stronger = with_strength_delta(job.strength, STRENGTH_STEP)
     return InlineKeyboardMarkup(
@@ -1478,7 +1482,10 @@ def result_buttons(job: JobView) -> InlineKeyboardMarkup:
                 InlineKeyboardButton(output.label, callback_data=f"file:{fmt}:{job.id}")
                 for fmt, output in OUTPUT_FORMATS.items()
             ],
-            [InlineKeyboardButton(texts.SIDE_BY_SIDE_BUTTON, callback_data=f"compare:{job.id}")],
+            [
+                InlineKeyboardButton(texts.SIDE_BY_SIDE_BUTTON, callback_data=f"compare:{job.id}"),
+                *([InlineKeyboardButton(texts.COMPARE_BUTTON, url=compare_url)] if compare_url else []),
+            ],
         ]
     )
 

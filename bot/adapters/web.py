@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import html
 import json
 import logging
 import re
@@ -58,6 +59,7 @@ STATIC_DIR = Path(__file__).with_name("web_static")
 STATIC_FILES = {
     "style.css": "text/css",
     "app.js": "text/javascript",
+    "compare.js": "text/javascript",
     "icon.svg": "image/svg+xml",
 }
 WEB_MEMBER = Member("web", "local", "Web")
@@ -86,6 +88,9 @@ REFUSAL_STATUS = {
 }
 JOB_ID_RE = re.compile(r"[0-9a-f]{1,40}")
 GONE = "That picture is not kept any more; pick it again and press Run."
+COMPARE_GONE = "This compare link does not open anything (the picture is no longer kept, or the link is incomplete)."
+COMPARE_EXPIRED = "This compare link has expired. The result's Side by side button still shows both pictures."
+COMPARE_ASSETS = ("style.css", "compare.js")
 # The page's own words, for what chat never has to say.
 NO_PICTURE = "Pick or drop a picture first."
 NOT_READY = "The result is not ready yet; it appears here as soon as it is."
@@ -254,6 +259,11 @@ class WebAdapter:
             app.router.add_get("/api/jobs/{id}/result.{fmt}", self.result)
             app.router.add_post("/api/jobs/{id}/again", self.again)
             app.router.add_post("/api/jobs/{id}/cancel", self.cancel)
+        if self.service.compare_links is not None:
+            # Reached through a signed link from a chat result, with or without the page.
+            app.router.add_get("/compare/assets/{name}", self.compare_asset)
+            app.router.add_get("/compare/{id}", self.compare_page)
+            app.router.add_get("/compare/{id}/{which}.png", self.compare_picture)
         return app
 
     async def start(self) -> None:
@@ -352,6 +362,10 @@ class WebAdapter:
             response = _json_error(413, too_big_message(declared, self.config.bot.max_upload_mb))
             response.force_close()
             return response
+        if request.path.startswith("/compare/") and self.service.compare_links is not None:
+            # The signed link is this view's credential (checked by its handler); members who
+            # open it from a chat have no token. Nothing else is reachable this way.
+            return await handler(request)
         if self._token is None:
             refusal = self._loopback_only(request)
             if refusal is not None:
@@ -646,6 +660,67 @@ class WebAdapter:
                 "Cache-Control": "private, max-age=3600",
             },
         )
+
+    # The compare view of one chat result, through its signed link -----------------------------
+
+    async def compare_page(self, request: web.Request) -> web.Response:
+        job, problem = await self._linked_job(request)
+        if job is None:
+            return web.Response(status=problem[0], text=problem[1] + "\n", content_type="text/plain")
+        query = request.query_string
+        page = (STATIC_DIR / "compare.html").read_text(encoding="utf-8")
+        for name, value in {
+            "before": f"{job.id}/original.png?{query}",
+            "after": f"{job.id}/result.png?{query}",
+            "prompt": job.prompt,
+            "facts": f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed}",
+        }.items():
+            page = page.replace("{{" + name + "}}", html.escape(value, quote=True))
+        response = web.Response(text=page, content_type="text/html", charset="utf-8")
+        response.headers["Cache-Control"] = "private, no-cache"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        )
+        return response
+
+    async def compare_picture(self, request: web.Request) -> web.Response:
+        job, problem = await self._linked_job(request)
+        which = request.match_info["which"]
+        if job is None or which not in ("original", "result"):
+            status, text = problem if job is None else (404, COMPARE_GONE)
+            return web.Response(status=status, text=text + "\n", content_type="text/plain")
+        owner = Member(job.platform, job.user_id)
+        if which == "original":
+            data = await self.service.jobs.input_file(owner, job.id, "png")
+        else:
+            data = await self.service.jobs.result_file(owner, job.id, "png")
+        if isinstance(data, Refused):
+            return web.Response(status=404, text=COMPARE_GONE + "\n", content_type="text/plain")
+        return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
+
+    async def compare_asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in COMPARE_ASSETS:
+            raise web.HTTPNotFound()
+        return self._static_file(name, STATIC_FILES[name])
+
+    async def _linked_job(self, request: web.Request) -> tuple[JobView | None, tuple[int, str]]:
+        """The finished job a compare link names, or the status and words for why not. A link not
+        signed here says only "gone", not whether such a job exists."""
+        links = self.service.compare_links
+        job_id = request.match_info["id"]
+        assert links is not None  # the routes exist only with links
+        if not JOB_ID_RE.fullmatch(job_id):
+            return None, (404, COMPARE_GONE)
+        query = request.query
+        problem = links.problem(job_id, query.get("until", ""), query.get("sig", ""), self.service.clock.now())
+        if problem == "expired":
+            return None, (410, COMPARE_EXPIRED)
+        job = await self.service.jobs.job(job_id) if problem is None else None
+        if job is None or job.status != "done":
+            return None, (404, COMPARE_GONE)
+        return job, (200, "")
 
     async def _own_job_id(self, request: web.Request) -> str:
         """The job id in the path, if it names one of the page member's jobs (404 otherwise: other

@@ -177,3 +177,4 @@ def _place(entry: dict[str, Any]) -> str:
 SIDE_BY_SIDE_BUTTON = "↔ Side by side"
 SENDING_SIDE_BY_SIDE = "Sending the before and after…"
 SIDE_BY_SIDE_CAPTION = "Before | after"
+COMPARE_BUTTON = "Compare ↗"  # opens the web page's drag-to-compare view ([web] public_url)
