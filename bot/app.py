@@ -113,7 +113,7 @@ def build_adapters(config: Config, service: RestyleService, health: Health, role
 
         adapters.append(TelegramAdapter(config, service))
     if config.discord.token:
-        from bot.adapters.discord import DiscordAdapter
+        from bot.adapters.discord.adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(config, service))
     if config.web_enabled:

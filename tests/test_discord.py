@@ -18,7 +18,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from bot.adapters.discord import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
+from bot.adapters.discord.adapter import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError, _status_text
 from bot.clock import FakeClock
 from bot.core.types import Member
 from bot.core.dispatch import DELIVERY_BACKOFF_S
@@ -773,7 +773,7 @@ async def test_an_archived_thread_sends_the_result_by_dm_instead_of_retrying(h):
 
 
 async def test_pictures_too_large_for_the_channel_go_by_dm_re_encoded_to_its_10_mib(h, monkeypatch):
-    import bot.adapters.discord as adapter_module
+    import bot.adapters.discord.adapter as adapter_module
 
     limits: list[int] = []
     real = adapter_module._result_files

@@ -104,8 +104,8 @@ def test_the_engine_knows_nothing_of_the_bot():
 
 
 def test_a_sub_router_never_imports_its_adapter():
-    for router, adapter in (("telegram_upgrades", "telegram"), ("discord_upgrades", "discord")):
-        assert f"bot.adapters.{adapter}" not in _imports(ROOT / "bot" / "adapters" / f"{router}.py"), router
+    for router, adapter in (("telegram_upgrades.py", "bot.adapters.telegram"), ("discord/upgrades.py", "bot.adapters.discord.adapter")):
+        assert adapter not in _imports(ROOT / "bot" / "adapters" / router), router
 
 
 def test_no_test_module_imports_another():

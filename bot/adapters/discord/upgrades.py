@@ -1,7 +1,7 @@
 """Discord: /upgrade [code] with Discord's premium purchase buttons, entitlements that set and
 end the tier, /link [code] and the admins' /grant and /revoke.
 
-Installed by bot/adapters/discord.py. Purchases are Discord's own: a plan with a `discord_sku`
+Installed by bot/adapters/discord/adapter.py. Purchases are Discord's own: a plan with a `discord_sku`
 shows a premium button (`discord.ui.Button(sku_id=...)`); buying creates an entitlement, which
 arrives as an ENTITLEMENT_CREATE event and again with every interaction of that member
 (`interaction.entitlements`). Both go to the service, which is idempotent about them.

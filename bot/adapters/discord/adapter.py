@@ -44,7 +44,7 @@ from discord.webhook.async_ import async_context
 from PIL import Image
 
 from bot.adapters import AdapterStartError
-from bot.adapters.discord_upgrades import DiscordUpgrades
+from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
