@@ -160,7 +160,7 @@ async def test_queue_shows_who_is_waiting_and_the_log_shows_who_asked_what_where
 
 
 def test_queue_texts_fit_one_discord_message():
-    from bot.adapters.discord.adapter import DISCORD_STYLE
+    from bot.adapters.discord.texts import DISCORD_STYLE
     from bot.chat.texts import job_log
 
     entries = [{"id": f"job{i}", "platform": "telegram", "user_id": "1", "reply": {"chat_id": 1, "group": True},

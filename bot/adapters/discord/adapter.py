@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import io
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,18 +37,55 @@ import discord
 import yarl
 from discord import app_commands, ui
 from discord.gateway import DiscordWebSocket
-from discord.http import Route, handle_message_parameters
-from discord.webhook.async_ import async_context
-from PIL import Image
+from discord.http import Route
 
 from bot.adapters import AdapterStartError
+from bot.adapters.discord.connection import (
+    COMMAND_SYNC_CLAIM_S,
+    _as_bot_there,
+    _commands_hash,
+    _commands_to_sync,
+    _edit_original,
+    _intents,
+    _nonce,
+    _webhook,
+)
+from bot.adapters.discord.files import _result_files
+from bot.adapters.discord.parsing import (
+    PICTURE_SUFFIXES,
+    STRENGTH_WORDS,
+    _addresses_bot,
+    _command_from_options,
+    _int,
+    _on_discord,
+    _Picture,
+    _pictures_in,
+    _Unusable,
+)
+from bot.adapters.discord.texts import (
+    BROKE,
+    DISCORD_STYLE,
+    EXAMPLE,
+    HELP,
+    LATE_NOTE,
+    LATE_NOTE_AFTER_S,
+    LATE_NOTE_DM,
+    NOT_STARTED,
+    PLATFORM,
+    STRENGTH_HINT,
+    _refusal_text,
+    _result_text,
+    _short,
+    _stale_text,
+    _status_text,
+    _status_what,
+)
 from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
 from bot.chat.surface import Style
-from bot.chat.texts import duration
 from bot.clock import MonotonicClock
 from bot.commands import (
     MAX_PROMPT_CHARS,
@@ -61,10 +96,8 @@ from bot.commands import (
     MIN_STRENGTH,
     OUTPUT_FORMATS,
     STRENGTH_CHANGES,
-    STRENGTH_STEP,
     CommandError,
     RestyleCommand,
-    describe_strength,
     parse_restyle,
 )
 from bot.config import Config
@@ -72,24 +105,14 @@ from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, 
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
 from bot.service import RestyleService
-from engine.pictures import PictureError, before_after_file, encode_picture
+from engine.pictures import PictureError
 
 log = logging.getLogger("bot.discord")
 
-PLATFORM = "discord"
 TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
 CREATED_AT_SLACK_S = 5.0  # an interaction must be answered within 3 s of its creation: older is a clock off
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
-# Past this, the status says where the result will go once this message can't be edited any more.
-LATE_NOTE_AFTER_S = 10 * 60
-LATE_NOTE = "_This is taking a while: when it is ready I will post it in this channel and mention you._"
-# Where the bot cannot post as itself (a user-installed app in a server without the bot, a DM
-# between other people), the result can only come by DM.
-LATE_NOTE_DM = "_This is taking a while: when it is ready I will send it to you by direct message._"
-STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-NOT_STARTED = "This request was not started."
 DM_FILE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in a DM: no server boost raises it
 TOO_LARGE = 40005  # "Request entity too large" (discord-api-docs, JSON Error Codes)
 ARCHIVED_THREAD = 50083
@@ -97,29 +120,7 @@ MISSING_ACCESS = 50001
 CANNOT_DM = 50007
 ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord-api-docs, JSON Error Codes)
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
-EXAMPLE = "/restyle image:(your picture) prompt:rainy night with neon signs strength:0.5"
-STRENGTH_HINT = "0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"
-BROKE = "Something went wrong on my side; please try again in a minute."
-MESSAGE_LIMIT = 2000  # Discord's message length
-COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
 
-HELP = f"""\
-**Restyle a picture**
-• `/restyle` — attach a picture, describe the new style, pick a strength:
-  `{EXAMPLE}`
-• Or pick a ready-made style in its `style` option (`/styles` lists them); words in `prompt` are added to it.
-• Right-click (long-press) any message with a picture → **Apps → Restyle image**, then fill in the form.
-• `/me` — your tier, today's count and your waiting jobs · `/cancel` — stop your waiting jobs.
-
-**Strength** (how much of the picture changes, {MIN_STRENGTH} to {MAX_STRENGTH}):
-  0.2–0.3 keeps the layout and nudges colours (subtle)
-  0.4–0.6 clear new style, shapes kept (clear)
-  0.7–0.9 heavy rework (heavy)
-Optional: `seed` (same seed, same result), `steps` ({MIN_STEPS} to {MAX_STEPS}, capped by your tier).
-In the form's prompt you may also add `seed=42`, `no="text, watermark"` or `format=webp`.
-
-Under a result: **Again** (new seed), **Subtler** / **Stronger** (strength ∓{STRENGTH_STEP}), and the \
-result as a **PNG**, **WebP** or **JPEG** file."""
 
 _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
     "again": ("Again", discord.ButtonStyle.primary, 0),
@@ -134,10 +135,6 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
 
 class DiscordStartError(AdapterStartError):
     """The bot could not connect; the message says what to check."""
-
-
-class _Unusable(Exception):
-    """A request we refuse before it reaches the service; args[0] is for the member."""
 
 
 # Buttons ---------------------------------------------------------------------------------------
@@ -291,14 +288,6 @@ class _Status:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one edit of the message at a time
     finished: bool = False  # delivered, failed or cancelled: no more status edits
     task: asyncio.Task[None] | None = None  # the status edits waiting for their turn
-
-
-@dataclass(frozen=True)
-class _Picture:
-    url: str
-    filename: str
-    size: int | None  # bytes, when Discord told us
-    content_type: str | None
 
 
 # The adapter -------------------------------------------------------------------------------------
@@ -1513,180 +1502,7 @@ class DiscordAdapter:
                 self._status.pop(job.id, None)
 
 
-# Text and files --------------------------------------------------------------------------------------
-
-
-def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
-    """Only what the bot uses: guilds (channels, threads, its own role), and messages when it
-    answers mentions. Discord gives a bot the content of messages that mention it and of DMs
-    without the privileged Message Content intent; the intent is needed only to read the
-    picture in a message a mention replies to."""
-    intents = discord.Intents.none()
-    intents.guilds = True
-    if message_replies:
-        intents.guild_messages = True
-        intents.dm_messages = True
-        intents.message_content = reply_pictures
-    return intents
-
-
-def _commands_to_sync(desired: dict[str, list[dict[str, Any]]], previous: dict[str, str]) -> list[str]:
-    """The scopes whose commands differ from the last sync (a scope no longer wanted is emptied)."""
-    return [scope for scope in sorted(set(desired) | set(previous))
-            if previous.get(scope) != _commands_hash(desired.get(scope, []))]  # fmt: skip
-
-
-def _commands_hash(payload: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
-    """What the bot can do as itself (bot token, no interaction token) where the interaction came
-    from: edit its own messages and post new ones. Only a server that installed the bot has the
-    bot in it (`authorizing_integration_owners` holds that server); a user-installed app elsewhere,
-    and a DM between other people, have only the interaction's webhook (discord-api-docs,
-    Interaction Object: authorizing_integration_owners, context, app_permissions)."""
-    if interaction.guild_id is not None:
-        if not interaction.is_guild_integration():
-            return {"bot_can_edit": False, "bot_can_post": False}
-        perms = interaction.app_permissions
-        thread = isinstance(interaction.channel, discord.Thread)
-        send = perms.send_messages_in_threads if thread else perms.send_messages
-        return {"bot_can_edit": perms.view_channel, "bot_can_post": perms.view_channel and send and perms.attach_files}
-    ours = interaction.context.dm_channel  # the member's DM with the bot, not someone else's
-    return {"bot_can_edit": ours, "bot_can_post": ours}
-
-
-def _webhook(client: discord.Client, reply: dict[str, Any]) -> discord.Webhook:
-    """The interaction's webhook, sent through the client's proxy like the rest (Webhook.partial
-    takes the client's session but not its proxy)."""
-    hook = discord.Webhook.partial(int(reply["application_id"]), reply["token"], client=client)
-    hook.proxy, hook.proxy_auth = client.http.proxy, client.http.proxy_auth
-    return hook
-
-
-DISCORD_MEDIA_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})  # attachments and the media proxy
-
-
-def _on_discord(url: str, api_base: str | None) -> bool:
-    """Whether a picture's link is on Discord's CDN (or where [discord] api_base points: a test's
-    fake, a self-hosted proxy). An embed's own URL can name any host; downloading from there
-    would let a message make the bot fetch arbitrary addresses."""
-    host = (yarl.URL(url).host or "").lower()
-    return host in DISCORD_MEDIA_HOSTS or (api_base is not None and host == (yarl.URL(api_base).host or "").lower())
-
-
-async def _edit_original(hook: discord.Webhook, **fields: Any) -> None:
-    """PATCH /webhooks/{app}/{token}/messages/@original, the request discord.py's own
-    Interaction.edit_original_response makes, for a job whose interaction object is long gone."""
-    with handle_message_parameters(content=fields.get("content", discord.utils.MISSING),
-                                   attachments=fields.get("attachments", discord.utils.MISSING),
-                                   view=fields.get("view", discord.utils.MISSING),
-                                   previous_allowed_mentions=discord.AllowedMentions.none()) as params:  # fmt: skip
-        token = hook.token
-        assert token is not None  # an interaction's webhook always carries the interaction's token
-        await async_context.get().edit_original_interaction_response(
-            hook.id,
-            token,
-            session=hook.session,
-            proxy=hook.proxy,
-            proxy_auth=hook.proxy_auth,
-            payload=params.payload,
-            multipart=params.multipart,
-            files=params.files,
-        )
-
-
-def _stale_text(text: str) -> str:
-    """The last words of a status message the result did not replace (it went to a new message)."""
-    if text.startswith("❌"):
-        return text
-    return "✅ Done: the result is in a new message."
-
-
-def _nonce(job_id: str, place: str) -> str:
-    """The same for every try at one job's message in one place (Discord takes up to 25 characters)."""
-    return f"rs{place}{job_id}"[:25]
-
-
-def _command_from_options(
-    prompt: str, strength: float | None, seed: int | None, steps: int | None, style: str | None = None
-) -> RestyleCommand:
-    prompt = " ".join(prompt.split())
-    style = style.strip().lower() if style and style.strip() else None
-    if not prompt and style is None:
-        raise _Unusable(f"Please describe the new style (or pick one in `style`), for example:\n`{EXAMPLE}`")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise _Unusable(
-            f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
-        )
-    if strength is not None and not MIN_STRENGTH <= strength <= MAX_STRENGTH:
-        raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
-    return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,
-                          steps=steps, style=style)  # fmt: skip
-
-
-def _refusal_text(refused: Refused, example: str = f"`{EXAMPLE}`") -> str:
-    if refused.reason in ("command", "picture"):
-        return f"{refused.text}\nFor example: {example}"
-    return refused.text
-
-
-def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
-    """Only a mention written in the text is a request: `message.mentions` also holds the
-    replied-to author when a reply keeps its ping (the default), so "thanks!" under a result
-    would otherwise start a paid job. The bot's managed role counts too (a role mention in the
-    text is how members pick it from the @ menu in some servers)."""
-    if re.search(rf"<@!?{bot_id}>", message.content):  # what raw_mentions reads, for any id length
-        return True
-    role = message.guild.self_role if message.guild is not None else None
-    return role is not None and role.id in message.raw_role_mentions
-
-
-def _pictures_in(message: discord.Message) -> list[_Picture]:
-    found = []
-    for attachment in message.attachments:
-        ctype = attachment.content_type or ""
-        if ctype.startswith("image/") or (not ctype and attachment.filename.lower().endswith(PICTURE_SUFFIXES)):
-            found.append(_Picture(attachment.url, attachment.filename, attachment.size, attachment.content_type))
-    for embed in message.embeds:
-        for media in (embed.image, embed.thumbnail):
-            url = media.proxy_url or media.url  # proxy_url: Discord's copy on media.discordapp.net
-            if url:
-                found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
-                break
-    return found
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if value else None
-
-
-def _status_what(job: JobView) -> str:
-    return f"“{_short(job.prompt, 200)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
-
-
-def _status_text(job: JobView) -> str:
-    what = _status_what(job)
-    if job.status == "running":
-        done = max(0.0, min(1.0, job.progress or 0.0))
-        bar = "▰" * round(done * 10) + "▱" * (10 - round(done * 10))
-        return f"🎨 Restyling… {bar} {int(done * 100)}%\n{what}"
-    position = (job.position or 0) + 1
-    eta = f" — about {duration(job.eta_s)}" if job.eta_s else ""
-    return f"⏳ Queued: #{position} in line{eta}\n{what}"
-
-
-def _result_text(job: JobView) -> str:
-    took = f" · {job.seconds:.1f} s" if job.seconds else ""
-    return (
-        f"✨ “{_short(job.prompt, 300)}” · strength {job.strength:g} ({describe_strength(job.strength)})"
-        f" · seed {job.seed} · {job.steps} steps{took}"
-    )
+# Where a slash command answers ---------------------------------------------------------------------
 
 
 @dataclass
@@ -1703,49 +1519,3 @@ class _CommandReply:
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
-
-
-def _member_named(platform: str, user_id: str, name: str) -> str:
-    # A mention shows the member's name to the reader; the id is what /ban takes when pasted.
-    return f"<@{user_id}> ({user_id})" if platform == PLATFORM else f"{platform}:{user_id}"
-
-
-def _place(entry: dict[str, Any]) -> str | None:
-    if entry.get("platform") != PLATFORM:
-        return None
-    reply = entry.get("reply") or {}
-    return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
-
-
-# Markdown; <t:…> timestamps show in each reader's own time zone.
-DISCORD_STYLE: Style = Style(
-    bold=lambda text: f"**{text}**",
-    code=lambda text: f"`{text}`",
-    date=lambda at: f"<t:{int(at)}:D>",
-    moment=lambda at: f"<t:{int(at)}:f>",
-    times_note="",
-    member=_member_named,
-    place=_place,
-    queue_log_hint="`/queue show:log`",
-    with_style=lambda name: f"`/restyle style:{name}`",
-    text_limit=MESSAGE_LIMIT,
-)
-
-
-def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
-    """Before/after first (Discord shows a message's first picture largest, so the comparison
-    is what the member sees), then the original and the result, each re-encoded to fit a third
-    of the upload limit (all three go in one message)."""
-    job = delivery.job
-    fmt = job.output_format or "png"
-    budget = max(64 * 1024, limit // 3 - 16 * 1024)
-    both = before_after_file(delivery.input_picture, delivery.result_picture, "jpeg", budget)
-    with Image.open(io.BytesIO(delivery.input_picture)) as img:
-        original = encode_picture(img.convert("RGB"), "png", budget)
-    with Image.open(io.BytesIO(delivery.result_picture)) as img:
-        result = encode_picture(img.convert("RGB"), fmt, budget)
-    return [
-        (f"before-after-{job.id}.jpg", both),
-        (f"original-{job.id}.png", original),
-        (f"restyled-{job.id}.{OUTPUT_FORMATS[fmt].extension}", result),
-    ]

@@ -1,0 +1,87 @@
+"""From a Discord event to what a request needs: the pictures in a message (and whether their
+links may be fetched), whether a message addresses the bot, and a command from slash options."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+import yarl
+
+from bot.adapters.discord.texts import EXAMPLE
+from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, RestyleCommand
+
+STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+class _Unusable(Exception):
+    """A request we refuse before it reaches the service; args[0] is for the member."""
+
+
+@dataclass(frozen=True)
+class _Picture:
+    url: str
+    filename: str
+    size: int | None  # bytes, when Discord told us
+    content_type: str | None
+
+
+DISCORD_MEDIA_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})  # attachments and the media proxy
+
+
+def _on_discord(url: str, api_base: str | None) -> bool:
+    """Whether a picture's link is on Discord's CDN (or where [discord] api_base points: a test's
+    fake, a self-hosted proxy). An embed's own URL can name any host; downloading from there
+    would let a message make the bot fetch arbitrary addresses."""
+    host = (yarl.URL(url).host or "").lower()
+    return host in DISCORD_MEDIA_HOSTS or (api_base is not None and host == (yarl.URL(api_base).host or "").lower())
+
+
+def _command_from_options(
+    prompt: str, strength: float | None, seed: int | None, steps: int | None, style: str | None = None
+) -> RestyleCommand:
+    prompt = " ".join(prompt.split())
+    style = style.strip().lower() if style and style.strip() else None
+    if not prompt and style is None:
+        raise _Unusable(f"Please describe the new style (or pick one in `style`), for example:\n`{EXAMPLE}`")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _Unusable(
+            f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
+        )
+    if strength is not None and not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+        raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
+    return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,
+                          steps=steps, style=style)  # fmt: skip
+
+
+def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
+    """Only a mention written in the text is a request: `message.mentions` also holds the
+    replied-to author when a reply keeps its ping (the default), so "thanks!" under a result
+    would otherwise start a paid job. The bot's managed role counts too (a role mention in the
+    text is how members pick it from the @ menu in some servers)."""
+    if re.search(rf"<@!?{bot_id}>", message.content):  # what raw_mentions reads, for any id length
+        return True
+    role = message.guild.self_role if message.guild is not None else None
+    return role is not None and role.id in message.raw_role_mentions
+
+
+def _pictures_in(message: discord.Message) -> list[_Picture]:
+    found = []
+    for attachment in message.attachments:
+        ctype = attachment.content_type or ""
+        if ctype.startswith("image/") or (not ctype and attachment.filename.lower().endswith(PICTURE_SUFFIXES)):
+            found.append(_Picture(attachment.url, attachment.filename, attachment.size, attachment.content_type))
+    for embed in message.embeds:
+        for media in (embed.image, embed.thumbnail):
+            url = media.proxy_url or media.url  # proxy_url: Discord's copy on media.discordapp.net
+            if url:
+                found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
+                break
+    return found
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value else None
