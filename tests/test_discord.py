@@ -18,7 +18,8 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from bot.adapters.discord.adapter import TOKEN_MARGIN_S, TOKEN_TTL_S, DiscordAdapter, DiscordStartError
+from bot.adapters.discord.adapter import TOKEN_MARGIN_S, DiscordAdapter, DiscordStartError
+from bot.adapters.discord.connection import TOKEN_TTL_S
 from bot.adapters.discord.texts import _status_text
 from bot.clock import FakeClock
 from bot.core.types import Member

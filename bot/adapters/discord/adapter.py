@@ -42,6 +42,9 @@ from discord.http import Route
 from bot.adapters import AdapterStartError
 from bot.adapters.discord.connection import (
     COMMAND_SYNC_CLAIM_S,
+    TOKEN_TTL_S,
+    RestyleClient,
+    ShardClient,
     _as_bot_there,
     _commands_hash,
     _commands_to_sync,
@@ -51,6 +54,7 @@ from bot.adapters.discord.connection import (
     _webhook,
 )
 from bot.adapters.discord.files import _result_files
+from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view
 from bot.adapters.discord.parsing import (
     PICTURE_SUFFIXES,
     STRENGTH_WORDS,
@@ -109,7 +113,6 @@ from engine.pictures import PictureError
 
 log = logging.getLogger("bot.discord")
 
-TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
 CREATED_AT_SLACK_S = 5.0  # an interaction must be answered within 3 s of its creation: older is a clock off
 DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
@@ -122,160 +125,8 @@ ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 
 
-_BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
-    "again": ("Again", discord.ButtonStyle.primary, 0),
-    "subtler": ("Subtler", discord.ButtonStyle.secondary, 0),
-    "stronger": ("Stronger", discord.ButtonStyle.secondary, 0),
-    "png": ("PNG", discord.ButtonStyle.secondary, 1),
-    "webp": ("WebP", discord.ButtonStyle.secondary, 1),
-    "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
-    "cancel": ("Cancel", discord.ButtonStyle.danger, 0),
-}
-
-
 class DiscordStartError(AdapterStartError):
     """The bot could not connect; the message says what to check."""
-
-
-# Buttons ---------------------------------------------------------------------------------------
-
-
-class JobButton(
-    ui.DynamicItem[ui.Button],
-    template=r"restyle:(?P<action>again|subtler|stronger|png|webp|jpeg|cancel):(?P<job>[0-9A-Za-z_-]{1,64})",
-):
-    """One button of a job. Rebuilt from its custom_id on every click, so it outlives restarts."""
-
-    def __init__(self, action: str, job_id: str) -> None:
-        label, style, row = _BUTTONS[action]
-        super().__init__(ui.Button(label=label, style=style, custom_id=f"restyle:{action}:{job_id}"), row=row)
-        self.action = action
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> JobButton:
-        return cls(match["action"], match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        adapter: DiscordAdapter | None = getattr(interaction.client, "restyle_adapter", None)
-        if adapter is not None:
-            with adapter._handling():
-                if await adapter.admitted(interaction):
-                    await adapter.on_button(interaction, self.action, self.job_id)
-
-
-def result_view(job_id: str, compare_url: str | None = None) -> ui.View:
-    view = ui.View(timeout=None)
-    for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
-        view.add_item(JobButton(action, job_id))
-    if compare_url:
-        # A link button opens the page in the member's browser; Discord sends no interaction.
-        view.add_item(ui.Button(label=texts.COMPARE_BUTTON, style=discord.ButtonStyle.link, url=compare_url, row=1))
-    return view
-
-
-def status_view(job_id: str) -> ui.View:
-    view = ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job_id))
-    return view
-
-
-class RestyleModal(ui.Modal, title="Restyle image"):
-    """The form behind the "Restyle image" message menu. Each input sits in a Label, the layout
-    Discord has for modals since 2025 (an action row around a text input is deprecated there)."""
-
-    prompt: ui.Label = ui.Label(
-        text="Prompt: the new style",
-        description="What the picture should look like, e.g. rainy night with neon signs",
-        component=ui.TextInput(
-            custom_id="prompt",
-            placeholder="rainy night with neon signs",
-            style=discord.TextStyle.paragraph,
-            max_length=MAX_PROMPT_CHARS,
-        ),
-    )
-    strength: ui.Label = ui.Label(
-        text=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
-        description="0.25 subtle · 0.5 clear · 0.8 heavy; empty: the default",
-        component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
-    )
-
-    def __init__(self, adapter: DiscordAdapter, picture: _Picture) -> None:
-        super().__init__(timeout=TOKEN_TTL_S)
-        self.adapter = adapter
-        self.picture = picture
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        with self.adapter._handling():
-            if await self.adapter.admitted(interaction):
-                await self.adapter.on_modal_submit(
-                    interaction, self.picture, _field(self.prompt), _field(self.strength)
-                )
-
-    # discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's.
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]  # Modal's
-        log.error("the Restyle image form failed", exc_info=error)
-        await self.adapter._broke(interaction)
-
-
-def _field(label: ui.Label) -> str:
-    component = label.component
-    return str(component.value or "") if isinstance(component, ui.TextInput) else ""
-
-
-class RestyleTree(app_commands.CommandTree):
-    """Every slash command and message menu passes the flood guard before it runs."""
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if interaction.type is discord.InteractionType.autocomplete:
-            return True  # typing in an option, not a command sent
-        adapter: DiscordAdapter | None = getattr(interaction.client, "restyle_adapter", None)
-        return adapter is None or await adapter.admitted(interaction)
-
-
-class _RestyleEvents(discord.Client):
-    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient); a Client
-    (for the type checker too), that RestyleClient puts in front of AutoShardedClient."""
-
-    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(**options)
-        self.restyle_adapter = adapter
-        # Everywhere Discord allows: servers, the bot's DM, and (user-installed) other DMs; the
-        # admin commands narrow this to servers.
-        self.tree = RestyleTree(
-            self,
-            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
-            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
-        )
-        self.connected = asyncio.Event()
-
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        # discord.py's default: 5 s before each IDENTIFY but the first (Discord allows one per
-        # 5 s per max_concurrency bucket: Gateway, Session Start Limit); tests pass their own.
-        if not initial:
-            await asyncio.sleep(self.restyle_adapter.identify_wait_s)
-
-    async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
-        self.connected.set()
-
-    async def on_message(self, message: discord.Message) -> None:
-        try:
-            with self.restyle_adapter._handling():
-                await self.restyle_adapter.on_message(message)
-        finally:
-            # Counted when the handler is done, ignored messages too: "it said nothing" can then
-            # be checked once the message was handled, instead of after a guessed wait.
-            self.restyle_adapter.messages_handled += 1
-
-
-class RestyleClient(_RestyleEvents, discord.AutoShardedClient):
-    """One process, every shard ([discord] shards: "auto" asks Discord how many): a bot in more
-    than 2,500 servers needs several (a single session is closed with 4011)."""
-
-
-class ShardClient(_RestyleEvents):
-    """One shard's gateway session (shard_id / shard_count), for a front end holding that
-    shard's listener lease when several share the database."""
 
 
 # State kept per job while it waits --------------------------------------------------------------

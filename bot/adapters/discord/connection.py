@@ -1,17 +1,102 @@
-"""Discord's connection, below the events: the gateway intents, which command scopes need a
-sync, the interaction's webhook and what the bot may do as itself where an interaction came from."""
+"""Discord's connection: the discord.py clients the adapter runs (one for every shard, or one per
+leased shard) and their command tree, which hand each event to an EventHandler (the adapter);
+the gateway intents, which command scopes need a sync, the interaction's webhook and what the
+bot may do as itself where an interaction came from."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import discord
+from discord import app_commands
 from discord.http import handle_message_parameters
 from discord.webhook.async_ import async_context
 
+from bot.adapters.discord.parsing import _Picture
+
+TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
 COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
+
+
+class EventHandler(Protocol):
+    """What the clients, the buttons and the form hand events to (DiscordAdapter): they hold this,
+    not the adapter, so they live apart from it without importing it back."""
+
+    identify_wait_s: float
+    messages_handled: int
+
+    def _handling(self) -> AbstractContextManager[None]: ...
+
+    async def admitted(self, interaction: discord.Interaction) -> bool: ...
+
+    async def on_message(self, message: discord.Message) -> None: ...
+
+    async def on_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None: ...
+
+    async def on_modal_submit(
+        self, interaction: discord.Interaction, picture: _Picture, prompt: str, strength: str
+    ) -> None: ...
+
+    async def _broke(self, interaction: discord.Interaction) -> None: ...
+
+
+class RestyleTree(app_commands.CommandTree):
+    """Every slash command and message menu passes the flood guard before it runs."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.type is discord.InteractionType.autocomplete:
+            return True  # typing in an option, not a command sent
+        adapter: EventHandler | None = getattr(interaction.client, "restyle_adapter", None)
+        return adapter is None or await adapter.admitted(interaction)
+
+
+class _RestyleEvents(discord.Client):
+    """The bot's client, whichever shards it runs (see RestyleClient, ShardClient); a Client
+    (for the type checker too), that RestyleClient puts in front of AutoShardedClient."""
+
+    def __init__(self, adapter: EventHandler, **options: Any) -> None:
+        super().__init__(**options)
+        self.restyle_adapter = adapter
+        # Everywhere Discord allows: servers, the bot's DM, and (user-installed) other DMs; the
+        # admin commands narrow this to servers.
+        self.tree = RestyleTree(
+            self,
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+        )
+        self.connected = asyncio.Event()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # discord.py's default: 5 s before each IDENTIFY but the first (Discord allows one per
+        # 5 s per max_concurrency bucket: Gateway, Session Start Limit); tests pass their own.
+        if not initial:
+            await asyncio.sleep(self.restyle_adapter.identify_wait_s)
+
+    async def on_connect(self) -> None:  # READY arrived (IDENTIFY accepted)
+        self.connected.set()
+
+    async def on_message(self, message: discord.Message) -> None:
+        try:
+            with self.restyle_adapter._handling():
+                await self.restyle_adapter.on_message(message)
+        finally:
+            # Counted when the handler is done, ignored messages too: "it said nothing" can then
+            # be checked once the message was handled, instead of after a guessed wait.
+            self.restyle_adapter.messages_handled += 1
+
+
+class RestyleClient(_RestyleEvents, discord.AutoShardedClient):
+    """One process, every shard ([discord] shards: "auto" asks Discord how many): a bot in more
+    than 2,500 servers needs several (a single session is closed with 4011)."""
+
+
+class ShardClient(_RestyleEvents):
+    """One shard's gateway session (shard_id / shard_count), for a front end holding that
+    shard's listener lease when several share the database."""
 
 
 def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:

@@ -1,0 +1,111 @@
+"""The components under Discord messages and the form: a job's buttons (rebuilt from their
+custom_id, so they outlive restarts), the result and status views, the "Restyle image" form."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import discord
+from discord import ui
+
+from bot.adapters.discord.connection import TOKEN_TTL_S, EventHandler
+from bot.adapters.discord.parsing import _Picture
+from bot.chat import texts
+from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, OUTPUT_FORMATS, STRENGTH_CHANGES
+
+log = logging.getLogger("bot.discord")
+
+
+_BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
+    "again": ("Again", discord.ButtonStyle.primary, 0),
+    "subtler": ("Subtler", discord.ButtonStyle.secondary, 0),
+    "stronger": ("Stronger", discord.ButtonStyle.secondary, 0),
+    "png": ("PNG", discord.ButtonStyle.secondary, 1),
+    "webp": ("WebP", discord.ButtonStyle.secondary, 1),
+    "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
+    "cancel": ("Cancel", discord.ButtonStyle.danger, 0),
+}
+
+
+class JobButton(
+    ui.DynamicItem[ui.Button],
+    template=r"restyle:(?P<action>again|subtler|stronger|png|webp|jpeg|cancel):(?P<job>[0-9A-Za-z_-]{1,64})",
+):
+    """One button of a job. Rebuilt from its custom_id on every click, so it outlives restarts."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        label, style, row = _BUTTONS[action]
+        super().__init__(ui.Button(label=label, style=style, custom_id=f"restyle:{action}:{job_id}"), row=row)
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match: re.Match[str]) -> JobButton:
+        return cls(match["action"], match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        adapter: EventHandler | None = getattr(interaction.client, "restyle_adapter", None)
+        if adapter is not None:
+            with adapter._handling():
+                if await adapter.admitted(interaction):
+                    await adapter.on_button(interaction, self.action, self.job_id)
+
+
+def result_view(job_id: str, compare_url: str | None = None) -> ui.View:
+    view = ui.View(timeout=None)
+    for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
+        view.add_item(JobButton(action, job_id))
+    if compare_url:
+        # A link button opens the page in the member's browser; Discord sends no interaction.
+        view.add_item(ui.Button(label=texts.COMPARE_BUTTON, style=discord.ButtonStyle.link, url=compare_url, row=1))
+    return view
+
+
+def status_view(job_id: str) -> ui.View:
+    view = ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job_id))
+    return view
+
+
+class RestyleModal(ui.Modal, title="Restyle image"):
+    """The form behind the "Restyle image" message menu. Each input sits in a Label, the layout
+    Discord has for modals since 2025 (an action row around a text input is deprecated there)."""
+
+    prompt: ui.Label = ui.Label(
+        text="Prompt: the new style",
+        description="What the picture should look like, e.g. rainy night with neon signs",
+        component=ui.TextInput(
+            custom_id="prompt",
+            placeholder="rainy night with neon signs",
+            style=discord.TextStyle.paragraph,
+            max_length=MAX_PROMPT_CHARS,
+        ),
+    )
+    strength: ui.Label = ui.Label(
+        text=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
+        description="0.25 subtle · 0.5 clear · 0.8 heavy; empty: the default",
+        component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
+    )
+
+    def __init__(self, adapter: EventHandler, picture: _Picture) -> None:
+        super().__init__(timeout=TOKEN_TTL_S)
+        self.adapter = adapter
+        self.picture = picture
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        with self.adapter._handling():
+            if await self.adapter.admitted(interaction):
+                await self.adapter.on_modal_submit(
+                    interaction, self.picture, _field(self.prompt), _field(self.strength)
+                )
+
+    # discord.py's Modal.on_error drops BaseView's `item` argument; this matches Modal's.
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]  # Modal's
+        log.error("the Restyle image form failed", exc_info=error)
+        await self.adapter._broke(interaction)
+
+
+def _field(label: ui.Label) -> str:
+    component = label.component
+    return str(component.value or "") if isinstance(component, ui.TextInput) else ""
