@@ -68,7 +68,7 @@ class FrontEnds:
         # discord.py's REST base and gateway are class attributes, which a stopping adapter puts
         # back: one process holds one adapter in production; here the others point them again.
         for other in self.adapters:
-            other._point_library_at(self.fake.api_base, self.fake.gateway_url)
+            other._library_urls.point_at(self.fake.api_base, self.fake.gateway_url)
 
     async def settle_until(self, condition, what: str) -> None:
         """Move the clock a second at a time (the leases' renewals and tries) until `condition`."""

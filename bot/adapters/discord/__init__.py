@@ -8,8 +8,10 @@ texts.py       what it says: fixed texts, the status and result lines, DISCORD_S
 parsing.py     event → request: pictures in a message (and whether their links may be fetched),
                mentions of the bot, a command from slash options.
 connection.py  the discord.py clients and command tree, which hand events to an EventHandler
-               (the adapter, without importing it); intents, command sync hashing, the
-               interaction's webhook and what the bot may do as itself where it was used.
+               (the adapter, without importing it); LibraryUrls (discord.py's REST base and
+               gateway, pointed and put back); intents, the interaction's webhook and what the
+               bot may do as itself where it was used.
+command_sync.py  registering the slash commands where they changed, one process at a time.
 files.py       a result's pictures, sized to the upload limit.
 upgrades.py    the payments and entitlements sub-router (/upgrade, /link, /grant, /revoke); it
                never imports the adapter.

@@ -28,26 +28,22 @@ import functools
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 import discord
-import yarl
 from discord import app_commands, ui
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 from bot.adapters import AdapterStartError
+from bot.adapters.discord.command_sync import sync_commands
 from bot.adapters.discord.connection import (
-    COMMAND_SYNC_CLAIM_S,
     TOKEN_TTL_S,
+    LibraryUrls,
     RestyleClient,
     ShardClient,
     _as_bot_there,
-    _commands_hash,
-    _commands_to_sync,
     _edit_original,
     _intents,
     _nonce,
@@ -173,7 +169,7 @@ class DiscordAdapter:
         self._ready = asyncio.Event()
         self._status: dict[str, _Status] = {}
         self._status_edits = StatusThrottle(self._edit_status, MonotonicClock(), name="discord-status")
-        self._saved_urls: tuple[str, yarl.URL] | None = None
+        self._library_urls = LibraryUrls()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.messages_handled = 0  # message events whose handler has finished (see RestyleClient.on_message)
         # Several front ends on one database (set by the app): each shard's gateway session is
@@ -208,7 +204,7 @@ class DiscordAdapter:
         settings = self.config.discord
         if not settings.token:
             raise DiscordStartError("No Discord token: set [discord] token or RESTYLE_DISCORD_TOKEN.")
-        self._point_library_at(settings.api_base, settings.gateway_url)
+        self._library_urls.point_at(settings.api_base, settings.gateway_url)
         # The bot never joins voice: silence discord.py's warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -398,97 +394,10 @@ class DiscordAdapter:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        self._restore_library_urls()
-
-    def _point_library_at(self, api_base: str | None, gateway_url: str | None) -> None:
-        """discord.py reads its REST base and gateway from class attributes; point them at the
-        configured proxy (or a test's fake server) and put them back on stop."""
-        if not api_base and not gateway_url:
-            return
-        self._saved_urls = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
-        if api_base:
-            Route.BASE = api_base.rstrip("/")
-        if gateway_url:
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
-
-    def _restore_library_urls(self) -> None:
-        if self._saved_urls is not None:
-            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved_urls
-            self._saved_urls = None
+        self._library_urls.restore()
 
     async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
-        """Register the commands where they changed since the last sync (a hash per scope kept in
-        the database): syncing is rate limited, and every process start would otherwise redo it.
-        Only one process syncs (a claim in the database): two starting at once would both send.
-        With guild_ids they live in those servers only (Discord has no guild commands in DMs) and
-        the global copies go; without, they are global and copies left in servers go."""
-        guild_ids = self.config.discord.guild_ids
-        desired: dict[str, list[dict[str, Any]]] = {}
-        for guild_id in guild_ids:
-            guild = discord.Object(id=guild_id)
-            tree.copy_global_to(guild=guild)
-            desired[str(guild_id)] = [c.to_dict(tree) for c in tree._get_all_commands(guild=guild)]
-        desired["global"] = [] if guild_ids else [c.to_dict(tree) for c in tree._get_all_commands()]
-        if not _commands_to_sync(desired, await self._synced_hashes()):
-            log.info("commands unchanged since the last sync: nothing sent to Discord")
-            return
-        try:
-            claimed = await self.service.admin.claim_discord_command_sync(COMMAND_SYNC_CLAIM_S)
-        except Exception as exc:
-            log.error("could not claim the command sync in the database (%r); not syncing, the commands"
-                      " registered before still work", exc)  # fmt: skip
-            return
-        if not claimed:
-            log.info("another process is syncing the commands now; leaving it to that one")
-            return
-        try:
-            # Read again under the claim: a process that held it a moment ago may have synced.
-            await self._send_commands(desired, await self._synced_hashes(), guild_ids)
-        finally:
-            with contextlib.suppress(Exception):  # the claim runs out by itself
-                await self.service.admin.release_discord_command_sync()
-
-    async def _synced_hashes(self) -> dict[str, str]:
-        try:
-            return await self.service.admin.discord_commands_synced()
-        except Exception as exc:
-            log.error("could not read which commands were synced (%r); syncing them all", exc)
-            return {}
-
-    async def _send_commands(self, desired: dict[str, list[dict[str, Any]]], previous: dict[str, str],
-                             guild_ids: Sequence[int]) -> None:  # fmt: skip
-        client = self._client()
-        app_id = client.application_id
-        assert app_id is not None  # known from login, which comes before any sync
-        synced = dict(previous)
-        done = []
-        try:
-            for scope in _commands_to_sync(desired, previous):
-                payload = desired.get(scope, [])
-                if scope == "global":
-                    await client.http.bulk_upsert_global_commands(app_id, payload=payload)
-                else:
-                    await client.http.bulk_upsert_guild_commands(app_id, int(scope), payload=payload)
-                synced[scope] = _commands_hash(payload)
-                where = "globally" if scope == "global" else f"to server {scope}"
-                done.append(f"{len(payload)} {where}" if payload else f"removed {where.replace('to ', 'from ')}")
-        except discord.Forbidden:
-            log.error(
-                "Discord refused to register the commands (403): invite the bot with the applications.commands"
-                " scope to the servers in [discord] guild_ids (%s).",
-                ", ".join(map(str, guild_ids)) or "global",
-            )
-        except Exception as exc:  # a network hiccup must not stop the bot: old registrations still work
-            log.error("could not register the commands (%r); the ones registered before still work", exc)
-        if done:
-            log.info("commands synced: %s%s", "; ".join(done),
-                     "" if guild_ids else " (global commands can take up to an hour to appear)")  # fmt: skip
-            try:
-                await self.service.admin.record_discord_commands({k: v for k, v in synced.items() if k in desired})
-            except Exception as exc:
-                log.error("could not record the synced commands (%r); the next start syncs again", exc)
-        else:
-            log.info("commands unchanged since the last sync: nothing sent to Discord")
+        await sync_commands(tree, self.config.discord.guild_ids, self.service.admin, self._client)
 
     # Commands ------------------------------------------------------------------------------------
 

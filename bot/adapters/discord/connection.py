@@ -6,20 +6,19 @@ bot may do as itself where an interaction came from."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import discord
+import yarl
 from discord import app_commands
-from discord.http import handle_message_parameters
+from discord.gateway import DiscordWebSocket
+from discord.http import Route, handle_message_parameters
 from discord.webhook.async_ import async_context
 
 from bot.adapters.discord.parsing import _Picture
 
 TOKEN_TTL_S = 15 * 60  # an interaction token (follow-ups, edits of the response) lives this long
-COMMAND_SYNC_CLAIM_S = 120.0  # one process syncs the commands; a claim left by a crash runs out after this
 
 
 class EventHandler(Protocol):
@@ -99,6 +98,28 @@ class ShardClient(_RestyleEvents):
     shard's listener lease when several share the database."""
 
 
+class LibraryUrls:
+    """discord.py reads its REST base and gateway from class attributes; point them at the
+    configured proxy (or a test's fake server) and put them back on stop."""
+
+    def __init__(self) -> None:
+        self._saved: tuple[str, yarl.URL] | None = None
+
+    def point_at(self, api_base: str | None, gateway_url: str | None) -> None:
+        if not api_base and not gateway_url:
+            return
+        self._saved = (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+        if api_base:
+            Route.BASE = api_base.rstrip("/")
+        if gateway_url:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved
+            self._saved = None
+
+
 def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
     """Only what the bot uses: guilds (channels, threads, its own role), and messages when it
     answers mentions. Discord gives a bot the content of messages that mention it and of DMs
@@ -111,16 +132,6 @@ def _intents(message_replies: bool, reply_pictures: bool) -> discord.Intents:
         intents.dm_messages = True
         intents.message_content = reply_pictures
     return intents
-
-
-def _commands_to_sync(desired: dict[str, list[dict[str, Any]]], previous: dict[str, str]) -> list[str]:
-    """The scopes whose commands differ from the last sync (a scope no longer wanted is emptied)."""
-    return [scope for scope in sorted(set(desired) | set(previous))
-            if previous.get(scope) != _commands_hash(desired.get(scope, []))]  # fmt: skip
-
-
-def _commands_hash(payload: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _as_bot_there(interaction: discord.Interaction) -> dict[str, bool]:
