@@ -67,7 +67,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram_upgrades import TelegramUpgrades
+from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
@@ -383,7 +383,7 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("ban", self._on_ban, filters=only_new))
         app.add_handler(CommandHandler("unban", self._on_unban, filters=only_new))
         app.add_handler(CommandHandler("queue", self._on_queue, filters=only_new))
-        # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram_upgrades.py
+        # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram/upgrades.py
         self.upgrades = TelegramUpgrades(self.service, self.config, app.bot, self._member)
         self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
