@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -62,10 +61,10 @@ from telegram.request import BaseRequest
 from bot.adapters import AdapterStartError
 from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, result_buttons
 from bot.adapters.telegram.connection import (
+    LogRedaction,
     _Limiter,
-    _token_forms,
-    _TokenFilter,
     webhook_problem,
+    webhook_secret,
     webhook_secret_matches,
 )
 from bot.adapters.telegram.parsing import (
@@ -213,11 +212,8 @@ class TelegramAdapter:
         self._handling = asyncio.Semaphore(64)  # as concurrent_updates(64) below
         self._initialized = False
         self._stopping = False
-        # The file download URL carries the token with its colon escaped (%3A): hide that form
-        # and the secret half on its own too.
-        self._log_filter = _TokenFilter(_token_forms(self.token))
-        self._filtered_loggers: list[logging.Logger] = []
-        self._install_log_filter()  # before building: the Bot logs its URLs as it is made
+        self._log_redaction = LogRedaction(self.token)
+        self._log_redaction.install()  # before building: the Bot logs its URLs as it is made
         self.application = self._build(request, get_updates_request)
 
     # Building ----------------------------------------------------------------------------------
@@ -286,7 +282,7 @@ class TelegramAdapter:
         problem = webhook_problem(self.config.telegram.webhook_url, self.config.telegram.base_url)
         if problem is not None:
             raise AdapterStartError(problem)
-        self._install_log_filter()
+        self._log_redaction.install()
         try:
             await self._connect()
         except InvalidToken:
@@ -399,24 +395,7 @@ class TelegramAdapter:
         if self._initialized:
             await self.application.shutdown()
             self._initialized = False
-        self._remove_log_filter()
-
-    def _install_log_filter(self) -> None:
-        # Logger filters see every record those libraries create, whatever handlers the host
-        # set up; bot.logs.hide_secrets covers the handlers of `python -m bot` as well.
-        names = [
-            n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("telegram", "httpx", "httpcore")
-        ]
-        for name in ["telegram", "httpx", "httpcore", *names, "bot.telegram"]:
-            logger = logging.getLogger(name)
-            if self._log_filter not in logger.filters:
-                logger.addFilter(self._log_filter)
-                self._filtered_loggers.append(logger)
-
-    def _remove_log_filter(self) -> None:
-        for logger in self._filtered_loggers:
-            logger.removeFilter(self._log_filter)
-        self._filtered_loggers.clear()
+        self._log_redaction.remove()
 
     def _on_poll_error(self, exc: TelegramError) -> None:
         if isinstance(exc, Conflict):
@@ -563,11 +542,6 @@ class TelegramAdapter:
 
     # Webhook -----------------------------------------------------------------------------------
 
-    @property
-    def _webhook_secret(self) -> str:
-        # Derived from the bot token, so restarts and every front end agree.
-        return hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
-
     async def _start_webhook(self, set_it: bool = True) -> None:
         """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
         secret token header."""
@@ -575,7 +549,7 @@ class TelegramAdapter:
 
         settings = self.config.telegram
         assert settings.webhook_url
-        secret = self._webhook_secret
+        secret = webhook_secret(self.token)
         path = urlsplit(settings.webhook_url).path or "/"
         inbox = self.listeners.inbox(self.platform) if self.listeners is not None else None
 
@@ -625,7 +599,7 @@ class TelegramAdapter:
         assert settings.webhook_url
         try:
             await self.bot.set_webhook(
-                settings.webhook_url, secret_token=self._webhook_secret, allowed_updates=ALLOWED_UPDATES
+                settings.webhook_url, secret_token=webhook_secret(self.token), allowed_updates=ALLOWED_UPDATES
             )
         except BadRequest as exc:
             # Not a network problem: Telegram will refuse this URL every time.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -67,6 +68,34 @@ class _TokenFilter(RedactingFilter):
         return True
 
 
+class LogRedaction:
+    """The bot token kept out of the logs of the libraries that see it (telegram, httpx,
+    httpcore, ours): one filter on each of their loggers while the adapter runs."""
+
+    def __init__(self, token: str) -> None:
+        # The file download URL carries the token with its colon escaped (%3A): hide that form
+        # and the secret half on its own too.
+        self._log_filter = _TokenFilter(_token_forms(token))
+        self._filtered_loggers: list[logging.Logger] = []
+
+    def install(self) -> None:
+        # Logger filters see every record those libraries create, whatever handlers the host
+        # set up; bot.logs.hide_secrets covers the handlers of `python -m bot` as well.
+        names = [
+            n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("telegram", "httpx", "httpcore")
+        ]
+        for name in ["telegram", "httpx", "httpcore", *names, "bot.telegram"]:
+            logger = logging.getLogger(name)
+            if self._log_filter not in logger.filters:
+                logger.addFilter(self._log_filter)
+                self._filtered_loggers.append(logger)
+
+    def remove(self) -> None:
+        for logger in self._filtered_loggers:
+            logger.removeFilter(self._log_filter)
+        self._filtered_loggers.clear()
+
+
 def _token_forms(token: str) -> tuple[str, ...]:
     from urllib.parse import quote
 
@@ -100,6 +129,12 @@ def webhook_problem(webhook_url: str | None, base_url: str | None) -> str | None
     if port not in WEBHOOK_PORTS:
         return f"[telegram] webhook_url uses port {port}; Telegram sends webhooks only to ports 443, 80, 88 or 8443."
     return None
+
+
+def webhook_secret(token: str) -> str:
+    """The webhook's secret header. Derived from the bot token, so restarts and every front end
+    agree."""
+    return hashlib.sha256(("restyle-webhook:" + token).encode()).hexdigest()[:48]
 
 
 def webhook_secret_matches(given: str | None, secret: str) -> bool:
