@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram import eta_text, result_caption, status_text
+from bot.adapters.telegram.texts import eta_text, result_caption, status_text
 from bot.clock import FakeClock
 from bot.commands import USAGE
 from bot.core.dispatch import DELIVERY_BACKOFF_S
