@@ -22,7 +22,7 @@ import io
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 from telegram import (
     BotCommand,
+    CopyTextButton,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -83,6 +84,7 @@ from bot.commands import (
     STRENGTH_STEP,
     USAGE,
     CommandError,
+    Recipe,
     describe_strength,
     parse_restyle,
     whole_number,
@@ -99,6 +101,7 @@ log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
 PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
+RECIPE_BUTTONS = 12  # ready-made styles under /help; /styles lists them all
 DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
@@ -910,7 +913,7 @@ class TelegramAdapter:
             view, state.early_view = state.early_view, None
             await self.job_updated(view)
 
-    async def _answer(self, message: Message, text: str) -> None:
+    async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         if message.chat.type != "private":
             text = addressed_commands(text, self.bot.username or "")
         try:
@@ -919,6 +922,7 @@ class TelegramAdapter:
                 text,
                 reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
                 message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                reply_markup=markup,
             )
         except TelegramError as exc:
             log.warning("could not answer a member (%s)", _short(exc))
@@ -928,8 +932,18 @@ class TelegramAdapter:
             await self._answer(update.effective_message, START_TEXT)
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.effective_message:
-            await self._answer(update.effective_message, USAGE)
+        """Usage, and a button per ready-made style that copies its command: the member pastes
+        it as a reply to their picture (a bot cannot type into the member's input box)."""
+        message = update.effective_message
+        if message is None:
+            return
+        group = message.chat.type != "private"
+
+        def addressed(text: str) -> str:
+            return addressed_commands(text, self.bot.username or "") if group else text
+
+        markup = recipe_buttons(self.config.styles, addressed)
+        await self._answer(message, USAGE + (f"\n\n{texts.RECIPE_BUTTONS_NOTE}" if markup else ""), markup)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
@@ -1466,6 +1480,21 @@ def result_caption(job: JobView) -> str:
     room = CAPTION_LIMIT - len(facts) - len(negative) - 4
     prompt = job.prompt if len(job.prompt) <= room else job.prompt[: room - 1] + "…"
     return f"“{prompt}”{negative}\n{facts}"[:CAPTION_LIMIT]
+
+
+def recipe_buttons(recipes: Mapping[str, Recipe], addressed: Callable[[str], str]) -> InlineKeyboardMarkup | None:
+    """Two ready-made styles a row, each copying `/restyle style=<name> ` (Bot API 7.11,
+    CopyTextButton: 1-256 characters); at most RECIPE_BUTTONS of them, /styles lists the rest."""
+    buttons = [
+        InlineKeyboardButton(
+            f"🎨 {recipe.name} · {recipe.strength:g}",
+            copy_text=CopyTextButton(addressed(f"/restyle style={recipe.name} ")[:256]),
+        )
+        for recipe in list(recipes.values())[:RECIPE_BUTTONS]
+    ]
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
 
 
 def result_buttons(job: JobView, compare_url: str | None = None) -> InlineKeyboardMarkup:
