@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 from telegram import (
     BotCommand,
+    InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
     Message,
@@ -59,7 +60,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, result_buttons
+from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_buttons, result_buttons
 from bot.adapters.telegram.connection import (
     LogRedaction,
     _Limiter,
@@ -762,7 +763,7 @@ class TelegramAdapter:
             view, state.early_view = state.early_view, None
             await self.job_updated(view)
 
-    async def _answer(self, message: Message, text: str) -> None:
+    async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         if message.chat.type != "private":
             text = addressed_commands(text, self.bot.username or "")
         try:
@@ -771,6 +772,7 @@ class TelegramAdapter:
                 text,
                 reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
                 message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                reply_markup=markup,
             )
         except TelegramError as exc:
             log.warning("could not answer a member (%s)", _short(exc))
@@ -780,8 +782,18 @@ class TelegramAdapter:
             await self._answer(update.effective_message, START_TEXT)
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.effective_message:
-            await self._answer(update.effective_message, USAGE)
+        """Usage, and a button per ready-made style that copies its command: the member pastes
+        it as a reply to their picture (a bot cannot type into the member's input box)."""
+        message = update.effective_message
+        if message is None:
+            return
+        group = message.chat.type != "private"
+
+        def addressed(text: str) -> str:
+            return addressed_commands(text, self.bot.username or "") if group else text
+
+        markup = recipe_buttons(self.config.styles, addressed)
+        await self._answer(message, USAGE + (f"\n\n{texts.RECIPE_BUTTONS_NOTE}" if markup else ""), markup)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
