@@ -157,6 +157,7 @@ async def keep_listening(
                 await lease.release()
                 await lease.clock.sleep(lease.contend_every_s)
                 continue
+            tried_at = lease.clock.now()
             may = await lease.renew()
             if may and not listening:
                 log.info("holding the %s listener lease: listening here", lease.name)
@@ -172,7 +173,12 @@ async def keep_listening(
                 log.warning("lost the %s listener lease: another front end listens now", lease.name)
                 listening = False
                 await stop()
-            await lease.clock.sleep(lease.renew_every_s if listening else lease.contend_every_s)
+            if listening:
+                # Counted from this try's start: a slow answer or a slow start() must not push the
+                # next try toward the end of the lease (it comes at once when they took that long).
+                await lease.clock.sleep(tried_at + lease.renew_every_s - lease.clock.now())
+            else:
+                await lease.clock.sleep(lease.contend_every_s)
     finally:
         if listening:
             await asyncio.shield(_stop_and_release(lease, stop))
