@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
-from bot.adapters.web import LINGER_S, WebAdapter  # noqa: E402
+from bot.adapters.web.adapter import LINGER_S, WebAdapter  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from tests.fakes import FakeEngine, picture_bytes  # noqa: E402

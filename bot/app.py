@@ -109,7 +109,7 @@ def build_adapters(config: Config, service: RestyleService, health: Health, role
             adapters.append(WebAdapter(config, service, health, page=False))
         return adapters
     if config.telegram.token:
-        from bot.adapters.telegram import TelegramAdapter
+        from bot.adapters.telegram.adapter import TelegramAdapter
 
         adapters.append(TelegramAdapter(config, service))
     if config.discord.token:

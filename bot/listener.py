@@ -4,7 +4,7 @@ Telegram gives a token's updates to one `getUpdates` reader (a second one gets 4
 Discord sends every event of a shard to every gateway session of it: two front ends listening
 would split Telegram's updates and handle each Discord event twice. So each stream (a Telegram
 token, a Discord shard) has a lease in the database, the same pattern the workers' job leases
-use: the holder renews it every `lease_s / 3`; when it stops (it died, or lost the database),
+use: the holder renews it every `lease_s / 6`; when it stops (it died, or lost the database),
 another front end takes the lease once it ran out and starts listening in its place. Every front
 end, holder or not, still delivers results, edits statuses and serves the web page.
 
@@ -56,17 +56,33 @@ class ListenerLease:
     held_until: float | None = None  # as last written by us; None: not held
 
     @property
-    def renew_every_s(self) -> float:
+    def stop_before_s(self) -> float:
+        """A holder whose renewals fail stops listening this long before its lease runs out."""
         return self.lease_s / 3
 
     @property
+    def renew_every_s(self) -> float:
+        # Twice per stop_before_s: a renewal that starts late (the loop lagged) or answers late
+        # (a busy database) still has lease_s / 2 to land before the holder must stop; renewing
+        # every lease_s / 3 left it lease_s / 3, and one slow query on a starved machine ended
+        # a healthy gateway session (a new IDENTIFY, whose missed events Discord never sends).
+        return self.lease_s / 6
+
+    @property
     def contend_every_s(self) -> float:
-        return min(self.renew_every_s, CONTEND_EVERY_S)
+        return min(self.lease_s / 3, CONTEND_EVERY_S)
 
     def may_listen(self) -> bool:
-        """Held, with time to spare: a holder whose renewals fail stops a renewal period before
-        its lease runs out, so two never listen at once however the database fails."""
-        return self.held_until is not None and self.clock.now() + self.renew_every_s < self.held_until
+        """Held, with time to spare: a holder whose renewals fail stops stop_before_s before its
+        lease runs out, so two never listen at once however the database fails."""
+        return self.held_until is not None and self.clock.now() + self.stop_before_s < self.held_until
+
+    def _renew_timeout_s(self, now: float) -> float:
+        """How long a renewal may take: a holder waits until it would have to stop anyway (at
+        least renew_every_s, when the loop woke that late); a contender lease_s / 3."""
+        if self.held_until is None:
+            return self.lease_s / 3
+        return max(self.held_until - self.stop_before_s - now, self.renew_every_s)
 
     async def renew(self) -> bool:
         """Take or renew the lease; returns may_listen() afterwards. A database error keeps what
@@ -75,18 +91,38 @@ class ListenerLease:
         try:
             # A query that hangs (a database cut off) counts as failed: waiting it out could
             # outlast the lease while we still listen.
-            taken = await asyncio.wait_for(
-                self.store.take_listener(self.name, self.holder, now, now + self.lease_s), self.renew_every_s
+            taken = await self._within(
+                self.store.take_listener(self.name, self.holder, now, now + self.lease_s), self._renew_timeout_s(now)
             )
         except Exception as exc:
             log.warning(
-                "could not renew the %s listener lease (%s); keeping it until it runs out",
+                "could not renew the %s listener lease (%s, after %.1f s); keeping it until it runs out",
                 self.name,
-                exc or type(exc).__name__,
+                str(exc) or type(exc).__name__,
+                self.clock.now() - now,
             )
             return self.may_listen()
         self.held_until = now + self.lease_s if taken else None
         return taken
+
+    async def _within(self, query: Awaitable[bool], timeout_s: float) -> bool:
+        """`query`'s answer, or TimeoutError once `timeout_s` has passed on the lease's clock (the
+        clock the lease's times are read on: a test's FakeClock moves both)."""
+        answer = asyncio.ensure_future(query)
+        timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
+        try:
+            await asyncio.wait({answer, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            answer.cancel()
+            raise
+        finally:
+            timer.cancel()
+        if not answer.done():
+            # As wait_for does: the query is cancelled and its end awaited before the next one.
+            answer.cancel()
+            await asyncio.gather(answer, return_exceptions=True)
+            raise TimeoutError(f"no answer within {timeout_s:.1f} s")
+        return answer.result()
 
     async def release(self) -> None:
         if self.held_until is None:
@@ -121,6 +157,7 @@ async def keep_listening(
                 await lease.release()
                 await lease.clock.sleep(lease.contend_every_s)
                 continue
+            tried_at = lease.clock.now()
             may = await lease.renew()
             if may and not listening:
                 log.info("holding the %s listener lease: listening here", lease.name)
@@ -136,7 +173,12 @@ async def keep_listening(
                 log.warning("lost the %s listener lease: another front end listens now", lease.name)
                 listening = False
                 await stop()
-            await lease.clock.sleep(lease.renew_every_s if listening else lease.contend_every_s)
+            if listening:
+                # Counted from this try's start: a slow answer or a slow start() must not push the
+                # next try toward the end of the lease (it comes at once when they took that long).
+                await lease.clock.sleep(tried_at + lease.renew_every_s - lease.clock.now())
+            else:
+                await lease.clock.sleep(lease.contend_every_s)
     finally:
         if listening:
             await asyncio.shield(_stop_and_release(lease, stop))

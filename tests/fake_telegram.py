@@ -1003,6 +1003,9 @@ def _check_inline_keyboard(markup: Any) -> None:
             kinds = [k for k in button if k != "text"]
             if len(kinds) != 1:
                 raise _ApiError(400, "Bad Request: can't parse inline keyboard button: exactly one field is expected")
+            copy = button.get("copy_text")
+            if copy is not None and not (isinstance(copy, dict) and 1 <= len(str(copy.get("text") or "")) <= 256):
+                raise _ApiError(400, "Bad Request: BUTTON_COPY_TEXT_INVALID")  # CopyTextButton: 1-256 characters
             data = button.get("callback_data")
             if data is not None and not 1 <= len(str(data).encode()) <= 64:
                 raise _ApiError(400, "Bad Request: BUTTON_DATA_INVALID")

@@ -147,7 +147,7 @@ def test_dockerfile_passes_hadolint_when_it_is_installed():
 
 def test_the_image_install_step_ships_the_web_page(tmp_path):
     """The Dockerfile's COPY lines, then `pip install .`: built here as a wheel from exactly the
-    copied files (no network, no daemon). A non-editable install once lost bot/adapters/web_static."""
+    copied files (no network, no daemon). A non-editable install once lost the web page's files (bot/adapters/web/static)."""
     context = tmp_path / "app"
     context.mkdir()
     for keyword, rest in dockerfile_instructions():
@@ -168,10 +168,10 @@ def test_the_image_install_step_ships_the_web_page(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    from bot.adapters.web import STATIC_FILES
+    from bot.adapters.web.adapter import STATIC_FILES
 
-    for name in STATIC_FILES:
-        assert f"bot/adapters/web_static/{name}" in names, name
+    for name in (*STATIC_FILES, "index.html", "compare.html"):
+        assert f"bot/adapters/web/static/{name}" in names, name
     assert {"bot/__main__.py", "engine/pipeline.py"} <= names
 
 

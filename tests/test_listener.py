@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.clock import FakeClock
+from bot.clock import FakeClock, SystemClock
 from bot.listener import ListenerLease, keep_listening, stream_name
 from bot.store import Store
 from tests.fakes import wait_until
@@ -114,6 +114,8 @@ async def test_the_second_front_end_takes_over_once_the_holders_lease_runs_out(s
         await clock.advance(0.5)
         await asyncio.sleep(0.01)
     assert b.events == ["start"] and clock.now() > renewed_at + LEASE_S
+    # a's hanging renewal timed out on the lease's clock and a stopped before b started
+    assert a.events == ["start", "stop"]
     task_b.cancel()
     await asyncio.gather(task_b, return_exceptions=True)
     assert b.events == ["start", "stop"]
@@ -140,3 +142,45 @@ async def test_a_holder_that_cannot_renew_stops_listening_before_its_lease_runs_
     assert clock.now() < until, "it listened on past its lease: another front end may have taken it"
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+class SlowStore(HangingStore):
+    """A starved machine: the next renewals answer `late` real seconds late, then as usual."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.late: list[float] = []
+        self.answered: list[bool] = []
+
+    async def take_listener(self, *args) -> bool:
+        await asyncio.sleep(self.late.pop(0) if self.late else 0.0)
+        taken = await self.store.take_listener(*args)
+        self.answered.append(taken)
+        return taken
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("late", [[3.6], [2.7, 2.7]], ids=["one-late-answer", "two-in-a-row"])
+async def test_a_holder_rides_out_renewals_that_answer_late_but_within_its_lease(store: Store, late: list[float]):
+    # Real seconds: the lateness is the loop's and the database's, not a FakeClock's. A 9 s
+    # lease: renewals every 1.5 s, each counted from the last one's start, and a holder must stop
+    # 3 s before its lease runs out, so a renewal may answer up to 4.5 s late. Renewals used to
+    # come every 3 s counted from the last one's answer, and be given up after 3 s: any late
+    # answer ended a healthy Discord session (a new IDENTIFY: what came meanwhile reached no one).
+    slow = SlowStore(store)
+    a = Recorder()
+    lease = ListenerLease(slow, NAME, "a", LEASE_S, SystemClock())
+    task = asyncio.create_task(keep_listening(lease, a.start, a.stop))
+    try:
+        await wait_until(lambda: a.events == ["start"], timeout=5)
+        slow.late = list(late)
+        answers = len(slow.answered)
+        # The late renewals, and the one after them, all renewed: a listened on throughout
+        await wait_until(lambda: len(slow.answered) > answers + len(late), timeout=2 * LEASE_S + sum(late))
+        assert slow.answered[answers:] == [True] * (len(late) + 1)
+        assert a.events == ["start"], "a gave up a lease it still held"
+        assert await store.listener_holder(NAME, lease.clock.now()) == "a"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert a.events == ["start", "stop"]

@@ -48,6 +48,16 @@ def _logged(proc: Proc, text: str) -> bool:
     return text in proc.log_path.read_text(errors="replace")
 
 
+def _listener_lines(proc: Proc) -> str:
+    """What the front end did with its leases and gateway sessions (a session that ended while
+    its holder lived shows here: a lease given up, a renewal that answered too late)."""
+    try:
+        lines = proc.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(line for line in lines if "bot.listener" in line or "Discord shard" in line)
+
+
 def _shard_pids(cluster) -> dict[int, int]:
     out = cluster.psql(
         "SELECT name, holder FROM listener_leases WHERE name LIKE 'discord:%:shard:%' AND until > extract(epoch from now())", DB
@@ -165,7 +175,7 @@ async def test_front_ends_share_one_token_and_a_killed_holder_loses_no_update_an
             await _until(all_delivered, 60, "every job done and delivered", every=0.3)
         except AssertionError:
             counts = collections.Counter(r["status"] for r in job_rows(cluster, DB))
-            logs = "\n".join(f"--- {p.role} {p.pid}\n{p.log_tail(20)}" for p in procs)
+            logs = "\n".join(f"--- {p.role} {p.pid}\n{_listener_lines(p)}\n{p.log_tail(20)}" for p in procs)
             stuck = cluster.psql("SELECT platform, status, delivery_by FROM jobs WHERE delivered_at IS NULL", DB)
             raise AssertionError(
                 f"{dict(counts)} jobs of {REQUESTS} + {len(interactions)} ({len(discord.unheard)} unheard); "

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram import eta_text, result_caption, status_text
+from bot.adapters.telegram.texts import eta_text, result_caption, status_text
 from bot.clock import FakeClock
 from bot.commands import USAGE
 from bot.core.dispatch import DELIVERY_BACKOFF_S
@@ -365,13 +365,27 @@ async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
 # Commands -------------------------------------------------------------------------------------
 
 
+async def test_help_offers_a_button_per_ready_made_style_that_copies_its_command(start_bot, fake):
+    await start_bot(extra='[styles.ink]\nprompt = "ink drawing"\nstrength = 0.4')
+    [answer] = await wait_reply(fake, fake.message(ANA, text="/help"))
+    rows = answer.params["reply_markup"]["inline_keyboard"]
+    copies = {b["text"]: b["copy_text"]["text"] for row in rows for b in row}
+    assert copies["🎨 neon · 0.5"] == "/restyle style=neon "
+    assert copies["🎨 ink · 0.4"] == "/restyle style=ink "
+    assert all(len(row) <= 2 for row in rows)
+    # In a group the copied command names the bot, or another bot there could take it.
+    [in_group] = await wait_reply(fake, fake.message(ANA, GROUP, text="/help@RestyleTestBot"))
+    grouped = [b["copy_text"]["text"] for row in in_group.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert "/restyle@RestyleTestBot style=neon " in grouped
+
+
 async def test_me_help_start_and_cancel_commands(start_bot, fake):
     engine = FakeEngine(max_batch=1)
     engine.hold()
     await start_bot(engine=engine)
     help_ = fake.message(ANA, text="/help")
     [answer] = await wait_reply(fake, help_)
-    assert answer.params["text"] == USAGE
+    assert answer.params["text"].startswith(USAGE + "\n\nTap a style to copy its command")
     start = fake.message(ANA, text="/start")
     [answer] = await wait_reply(fake, start)
     assert "Reply to a photo with /restyle" in answer.params["text"]

@@ -13,7 +13,7 @@ import aiohttp
 
 import pytest
 
-from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config

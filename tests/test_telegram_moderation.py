@@ -184,7 +184,7 @@ async def test_queue_answers_only_in_a_private_chat(start_bot, fake):
 
 
 def test_queue_texts_fit_one_telegram_message():
-    from bot.adapters.telegram import TELEGRAM_STYLE
+    from bot.adapters.telegram.texts import TELEGRAM_STYLE
     from bot.chat.texts import job_log
 
     entries = [{"id": f"job{i}", "platform": "telegram", "user_id": "1", "reply": {"chat_id": 1}, "prompt": "x" * 500,

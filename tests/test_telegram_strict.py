@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram import POST_AS_YOURSELF
+from bot.adapters.telegram.texts import POST_AS_YOURSELF
 from bot.core.types import Refused
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine, picture_bytes
@@ -182,7 +182,7 @@ def request_job(fake, request) -> str:
 
 
 def test_a_cloud_webhook_must_be_https_on_an_allowed_port():
-    from bot.adapters.telegram import webhook_problem
+    from bot.adapters.telegram.connection import webhook_problem
 
     assert "https://" in webhook_problem("http://bot.example.org/hook", None)
     assert "port 8080" in webhook_problem("https://bot.example.org:8080/hook", None)
@@ -308,7 +308,7 @@ async def test_jobs_in_one_group_share_one_status_edit_budget(start_bot, fake):
 
 
 def test_a_group_status_moves_only_by_a_meaningful_step():
-    from bot.adapters.telegram import position_step_matters
+    from bot.adapters.telegram.texts import position_step_matters
 
     assert not position_step_matters(9, 8) and not position_step_matters(9, 9)
     assert position_step_matters(9, 7) and position_step_matters(4, 3) and position_step_matters(2, 1)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.adapters.telegram_upgrades import GRANT_USAGE
+from bot.adapters.telegram.upgrades import GRANT_USAGE
 from bot.core.types import Member
 from bot.upgrades import code_hash
 from tests.fake_telegram import FakeTelegram, buttons

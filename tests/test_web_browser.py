@@ -13,6 +13,8 @@ from PIL import Image, ImageDraw
 from bot.adapters.web import WebAdapter
 from bot.app import App
 from bot.config import load_config
+from bot.core.types import Accepted, Member
+from tests.fakes import FakeEngine, wait_until
 from tests.engine_fixtures import tiny_model_dir  # noqa: F401  (a pytest fixture)
 
 CHROMIUM = Path(os.environ.get("RESTYLE_CHROMIUM", "/usr/bin/chromium"))
@@ -26,6 +28,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT = Path("/tmp/web_screenshot.png")
 PHONE_SCREENSHOT = Path("/tmp/web_screenshot_phone.png")
+# RESTYLE_DOCS_SCREENSHOTS=docs: the screenshots README shows are written there too (docs/).
+DOCS = Path(os.environ["RESTYLE_DOCS_SCREENSHOTS"]) if os.environ.get("RESTYLE_DOCS_SCREENSHOTS") else None
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]  # slow: headless Chromium
 
@@ -152,6 +156,8 @@ async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot,
                 await page.keyboard.press("ArrowRight")
             await page.locator("#prompt").blur()
             await page.screenshot(path=str(SCREENSHOT), full_page=True)
+            if DOCS is not None:
+                await page.screenshot(path=str(DOCS / "web-compare.png"), full_page=True)
 
             # Stronger runs the same picture again, and the new result replaces the old one.
             first_result = await page.get_attribute("#compare-after", "src")
@@ -174,3 +180,67 @@ async def test_a_person_restyles_compares_and_downloads_in_chromium(running_bot,
             assert not errors, errors
         finally:
             await browser.close()
+
+
+async def test_a_chat_results_compare_link_opens_its_drag_to_compare_view_in_chromium(tmp_path):
+    """What a Telegram or Discord member sees behind "Compare ↗": no token, that one result."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(
+        f'[bot]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[web]\nport = 0\ntier = "pro"\naccess_token = "s3cret-token"\npublic_url = "https://restyle.example.org"\n'
+    )
+    app = await App.create(load_config(config_path, env={}), engine_factory=lambda _: FakeEngine())
+    await app.start()
+    try:
+        await wait_until(lambda: app.health.engine_ready, what="the engine")
+        web = next(a for a in app.adapters if isinstance(a, WebAdapter))
+        member = Member("telegram", "1001", "Ana")
+        picture = landscape(tmp_path / "landscape.png", (480, 320)).read_bytes()
+        accepted = await app.service.jobs.submit(member, picture, "inverted colours strength=0.5", {})
+        assert isinstance(accepted, Accepted), accepted
+        await wait_until(lambda: _done(app, accepted.job_id), timeout=15, what="the result")
+        links = app.service.compare_links
+        assert links is not None and web.url is not None
+        link = links.url(accepted.job_id, app.service.clock.now()).replace("https://restyle.example.org", web.url)
+
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = await (await browser.new_context(viewport={"width": 1000, "height": 760})).new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+                await page.goto(link)
+                await page.wait_for_function(
+                    "() => ['compare-before', 'compare-after'].every(id => document.getElementById(id).naturalWidth > 0)"
+                )
+                clip = "getComputedStyle(document.getElementById('compare-after')).clipPath"
+                assert await page.evaluate(clip) == "inset(0px 0px 0px 50%)"
+                assert "inverted colours" in await page.inner_text("figcaption")
+                await page.focus("#compare-range")
+                await page.keyboard.press("Home")
+                for _ in range(35):
+                    await page.keyboard.press("ArrowRight")
+                assert await page.evaluate(clip) == "inset(0px 0px 0px 35%)"
+                # The picture keeps its own shape (compare.js reads it once loaded).
+                ratio = await page.evaluate("getComputedStyle(document.getElementById('compare')).aspectRatio")
+                assert ratio.replace(" ", "") in ("480/320", "3/2"), ratio
+                if DOCS is not None:
+                    await page.screenshot(path=str(DOCS / "compare-link.png"), full_page=True)
+                assert not errors, errors
+                # The token-guarded page itself is still closed to this browser.
+                response = await page.goto(web.url + "/")
+                assert response is not None and response.status == 401
+            finally:
+                await browser.close()
+    finally:
+        await app.stop()
+
+
+async def _done(app: App, job_id: str) -> bool:
+    job = await app.service.jobs.job(job_id)
+    return job is not None and job.status == "done"

@@ -178,3 +178,6 @@ SIDE_BY_SIDE_BUTTON = "↔ Side by side"
 SENDING_SIDE_BY_SIDE = "Sending the before and after…"
 SIDE_BY_SIDE_CAPTION = "Before | after"
 COMPARE_BUTTON = "Compare ↗"  # opens the web page's drag-to-compare view ([web] public_url)
+RECIPE_BUTTONS_NOTE = (
+    "Tap a style to copy its command, then send it as a reply to your picture (add your own words after it):"
+)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.telegram import TelegramAdapter
+from bot.adapters.telegram.adapter import TelegramAdapter
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config

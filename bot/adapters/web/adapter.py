@@ -1,6 +1,6 @@
 """The local web page: the bot's face when no chat token is set, and /healthz, /readyz, /metrics.
 
-One member, "web:local", whose tier comes from `[web] tier`. The page (bot/adapters/web_static)
+One member, "web:local", whose tier comes from `[web] tier`. The page (bot/adapters/web/static)
 talks to a small JSON API:
 
     GET  /api/session                      tier, today's quota, defaults for the form
@@ -16,7 +16,8 @@ as in chat. With `[web] access_token` set every request needs it: `?token=` once
 cookie and the address loses it), the cookie, or `Authorization: Bearer <token>`.
 
 `WebAdapter(..., page=False)` serves only /healthz, /readyz and /metrics, for chat-only
-deployments; it answers to platform "web-ops", so it never claims web jobs.
+deployments; it answers to platform "web-ops", so it never claims web jobs. Either serves a chat
+result's compare view through its signed link when [web] public_url is set (bot/adapters/web/compare.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import html
 import json
 import logging
 import re
@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.adapters import AdapterStartError
+from bot.adapters.web.compare import JOB_ID_RE, CompareView
 from bot.commands import (
     FORMATS,
     OUTPUT_FORMATS,
@@ -55,7 +56,7 @@ from bot.service import RestyleService
 
 log = logging.getLogger("bot.web")
 
-STATIC_DIR = Path(__file__).with_name("web_static")
+STATIC_DIR = Path(__file__).with_name("static")
 STATIC_FILES = {
     "style.css": "text/css",
     "app.js": "text/javascript",
@@ -86,11 +87,7 @@ REFUSAL_STATUS = {
     "place": 403,
     "not_admin": 403,
 }
-JOB_ID_RE = re.compile(r"[0-9a-f]{1,40}")
 GONE = "That picture is not kept any more; pick it again and press Run."
-COMPARE_GONE = "This compare link does not open anything (the picture is no longer kept, or the link is incomplete)."
-COMPARE_EXPIRED = "This compare link has expired. The result's Side by side button still shows both pictures."
-COMPARE_ASSETS = ("style.css", "compare.js")
 # The page's own words, for what chat never has to say.
 NO_PICTURE = "Pick or drop a picture first."
 NOT_READY = "The result is not ready yet; it appears here as soon as it is."
@@ -261,9 +258,9 @@ class WebAdapter:
             app.router.add_post("/api/jobs/{id}/cancel", self.cancel)
         if self.service.compare_links is not None:
             # Reached through a signed link from a chat result, with or without the page.
-            app.router.add_get("/compare/assets/{name}", self.compare_asset)
-            app.router.add_get("/compare/{id}", self.compare_page)
-            app.router.add_get("/compare/{id}/{which}.png", self.compare_picture)
+            CompareView(self.service, self.service.compare_links, STATIC_DIR, self._static_file_named).add_routes(
+                app.router
+            )
         return app
 
     async def start(self) -> None:
@@ -464,6 +461,9 @@ class WebAdapter:
             raise web.HTTPNotFound()
         return self._static_file(name, STATIC_FILES[name])
 
+    def _static_file_named(self, name: str) -> web.Response:
+        return self._static_file(name, STATIC_FILES[name])
+
     def _static_file(self, name: str, media_type: str) -> web.Response:
         body = (STATIC_DIR / name).read_bytes()
         response = web.Response(
@@ -660,67 +660,6 @@ class WebAdapter:
                 "Cache-Control": "private, max-age=3600",
             },
         )
-
-    # The compare view of one chat result, through its signed link -----------------------------
-
-    async def compare_page(self, request: web.Request) -> web.Response:
-        job, problem = await self._linked_job(request)
-        if job is None:
-            return web.Response(status=problem[0], text=problem[1] + "\n", content_type="text/plain")
-        query = request.query_string
-        page = (STATIC_DIR / "compare.html").read_text(encoding="utf-8")
-        for name, value in {
-            "before": f"{job.id}/original.png?{query}",
-            "after": f"{job.id}/result.png?{query}",
-            "prompt": job.prompt,
-            "facts": f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed}",
-        }.items():
-            page = page.replace("{{" + name + "}}", html.escape(value, quote=True))
-        response = web.Response(text=page, content_type="text/html", charset="utf-8")
-        response.headers["Cache-Control"] = "private, no-cache"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-        )
-        return response
-
-    async def compare_picture(self, request: web.Request) -> web.Response:
-        job, problem = await self._linked_job(request)
-        which = request.match_info["which"]
-        if job is None or which not in ("original", "result"):
-            status, text = problem if job is None else (404, COMPARE_GONE)
-            return web.Response(status=status, text=text + "\n", content_type="text/plain")
-        owner = Member(job.platform, job.user_id)
-        if which == "original":
-            data = await self.service.jobs.input_file(owner, job.id, "png")
-        else:
-            data = await self.service.jobs.result_file(owner, job.id, "png")
-        if isinstance(data, Refused):
-            return web.Response(status=404, text=COMPARE_GONE + "\n", content_type="text/plain")
-        return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
-
-    async def compare_asset(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in COMPARE_ASSETS:
-            raise web.HTTPNotFound()
-        return self._static_file(name, STATIC_FILES[name])
-
-    async def _linked_job(self, request: web.Request) -> tuple[JobView | None, tuple[int, str]]:
-        """The finished job a compare link names, or the status and words for why not. A link not
-        signed here says only "gone", not whether such a job exists."""
-        links = self.service.compare_links
-        job_id = request.match_info["id"]
-        assert links is not None  # the routes exist only with links
-        if not JOB_ID_RE.fullmatch(job_id):
-            return None, (404, COMPARE_GONE)
-        query = request.query
-        problem = links.problem(job_id, query.get("until", ""), query.get("sig", ""), self.service.clock.now())
-        if problem == "expired":
-            return None, (410, COMPARE_EXPIRED)
-        job = await self.service.jobs.job(job_id) if problem is None else None
-        if job is None or job.status != "done":
-            return None, (404, COMPARE_GONE)
-        return job, (200, "")
 
     async def _own_job_id(self, request: web.Request) -> str:
         """The job id in the path, if it names one of the page member's jobs (404 otherwise: other

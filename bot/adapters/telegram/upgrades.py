@@ -1,7 +1,7 @@
 """Telegram: /upgrade with Telegram Stars, redeem codes, /link, /paysupport, /terms and the
 admins' /refund, /grant and /revoke.
 
-Kept beside bot/adapters/telegram.py (which installs these handlers) so payments read as one
+Kept beside bot/adapters/telegram/adapter.py (which installs these handlers) so payments read as one
 piece. Stars facts: currency XTR, provider_token "", one price line; a pre-checkout query must
 be answered within 10 s; subscriptions exist only as invoice links with a 30-day period.
 """

@@ -16,27 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import io
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from telegram import (
     BotCommand,
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
     Message,
-    PhotoSize,
     ReplyParameters,
     Update,
     User,
@@ -53,7 +47,6 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     ApplicationHandlerStop,
@@ -67,31 +60,59 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram_upgrades import TelegramUpgrades
+from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_buttons, result_buttons
+from bot.adapters.telegram.connection import (
+    LogRedaction,
+    _Limiter,
+    webhook_problem,
+    webhook_secret,
+    webhook_secret_matches,
+)
+from bot.adapters.telegram.parsing import (
+    CAPTION_COMMAND,
+    _is_request,
+    _Picture,
+    _picture_of,
+    _posted_as_chat,
+    _replied,
+    _stale_file_id,
+)
+from bot.adapters.telegram.texts import (
+    BAN_USAGE,
+    NO_PICTURE,
+    NO_RIGHTS_TEXT,
+    NOT_A_PICTURE,
+    POST_AS_YOURSELF,
+    START_TEXT,
+    TELEGRAM_STYLE,
+    _with_example,
+    addressed_commands,
+    eta_text,
+    position_step_matters,
+    result_caption,
+    status_text,
+)
+from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
 from bot.chat.compare import side_by_side
 from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
-from bot.chat.surface import Style, plain
+from bot.chat.surface import Style
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
     EXAMPLE,
     MAX_PLATFORM_ID,
     OUTPUT_FORMATS,
     STRENGTH_CHANGES,
-    STRENGTH_STEP,
     USAGE,
     CommandError,
-    describe_strength,
     parse_restyle,
     whole_number,
-    with_strength_delta,
 )
 from bot.config import Config
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
 from bot.listener import Listeners, keep_listening, stream_name
-from bot.logs import RedactingFilter
 from bot.moderation import Place, place_refusal
 from bot.service import RestyleService
 
@@ -100,7 +121,6 @@ log = logging.getLogger("bot.telegram")
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
 PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
 DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
-CAPTION_LIMIT = 1024
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
 MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
@@ -120,42 +140,6 @@ COMMANDS = [
     BotCommand("help", "How to use the bot, with examples"),
 ]
 
-# A caption that is a /restyle command (CommandHandler ignores captions). Group 1: the bot it
-# is addressed to, if any.
-CAPTION_COMMAND = re.compile(r"^/restyle(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
-BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file|compare):")
-
-NO_PICTURE = (
-    "Reply to a picture with /restyle and the new style, or send a picture with the command as "
-    f"its caption. For example:\n{EXAMPLE}"
-)
-NOT_A_PICTURE = (
-    "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
-    f"/restyle and the new style. For example:\n{EXAMPLE}"
-)
-BAN_USAGE = (
-    "Reply to the member's message with /{command} and a reason, or give their Telegram id:\n"
-    "/{command} 123456789 {example}"
-)
-TEXT_LIMIT = 4096  # Telegram's message length
-POST_AS_YOURSELF = (
-    "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
-    "restyles and quota they are."
-)
-# Senders that are not a person (Bot API, Message.from: "For messages sent to channels and for
-# messages sent on behalf of chats, the field contains a fake sender user"): Telegram itself
-# (automatic forwards from a linked channel), GroupAnonymousBot, Channel_Bot.
-NOT_MEMBER_IDS = frozenset({777000, 1087968824, 136817688})
-NO_RIGHTS_TEXT = (
-    "I could not post your restyled picture in the group: its admins have not allowed me to send "
-    "photos there. Ask them to, or send me the picture here in our private chat."
-)
-START_TEXT = (
-    "Hi! I restyle pictures with a diffusion model.\n\n"
-    f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
-    "/help shows every option, /me your tier and what is left today."
-)
-
 
 @dataclass(frozen=True)
 class _StatusMessage:
@@ -166,13 +150,6 @@ class _StatusMessage:
 
 
 @dataclass
-class _Picture:
-    file_id: str
-    kind: str  # "photo" | "document"
-    size: int | None
-
-
-@dataclass
 class _JobState:
     """Per-job bookkeeping that must agree between the handler and delivery."""
 
@@ -180,105 +157,6 @@ class _JobState:
     status_pending: bool = False  # the status message is being sent
     finished_text: str | None = None  # the job ended before its status message was known
     early_view: JobView | None = None  # an update that came while the status was being sent
-
-
-# Answers Telegram waits for: a pre-checkout query not answered in 10 s cancels the payment, and
-# an unanswered button keeps spinning. They never queue behind the limiter (see _Limiter).
-ANSWER_ENDPOINTS = frozenset({"answerPreCheckoutQuery", "answerCallbackQuery"})
-# Status edits are cosmetic: tried once, never retried (the status throttle honours retry_after).
-COSMETIC_ENDPOINTS = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessage"})
-
-
-class _Limiter(AIORateLimiter):
-    """AIORateLimiter, except that a 429 cannot hold up a payment or a button.
-
-    PTB's AIORateLimiter halts *all* requests for retry_after + 0.1 s after one RetryAfter
-    (telegram/ext/_aioratelimiter.py, process_request), and `rate_limit_args=0` cannot turn its
-    retries off (`rate_limit_args or self._max_retries`)."""
-
-    async def process_request(
-        self,
-        callback: Callable[..., Any],
-        args: Any,
-        kwargs: dict[str, Any],
-        endpoint: str,
-        data: dict[str, Any],
-        rate_limit_args: int | None,
-    ) -> Any:
-        if endpoint in ANSWER_ENDPOINTS:
-            return await callback(*args, **kwargs)
-        if endpoint in COSMETIC_ENDPOINTS:
-            chat_id = data.get("chat_id")
-            try:
-                group: int | str | bool = int(chat_id) if int(chat_id) < 0 else False  # type: ignore[arg-type]  # None: TypeError, below
-            except (TypeError, ValueError):
-                group = chat_id if isinstance(chat_id, str) else False
-            # One try inside the per-group and overall budgets; a RetryAfter goes to the caller
-            # without halting everyone else. (_run_request: PTB 22's private helper.)
-            return await self._run_request(
-                chat=chat_id is not None, group=group, allow_paid_broadcast=False,
-                callback=callback, args=args, kwargs=kwargs,
-            )  # fmt: skip
-        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
-
-
-class _TokenFilter(RedactingFilter):
-    """bot.logs' filter, plus tracebacks: exception text can carry a URL too."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        super().filter(record)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = _redact(record.exc_text, self.secrets)
-        return True
-
-
-def _token_forms(token: str) -> tuple[str, ...]:
-    from urllib.parse import quote
-
-    forms = [token, quote(token, safe="")]
-    _, _, secret = token.partition(":")
-    if len(secret) >= 16:
-        forms.append(secret)
-    return tuple(dict.fromkeys(forms))
-
-
-WEBHOOK_PORTS = (443, 80, 88, 8443)  # Bot API, setWebhook: the only ports Telegram sends to
-CLOUD_API_HOST = "api.telegram.org"
-
-
-def webhook_problem(webhook_url: str | None, base_url: str | None) -> str | None:
-    """Why Telegram's cloud Bot API would refuse this webhook URL (one sentence), or None. A
-    self-hosted Bot API server (base_url elsewhere) takes http and any port."""
-    if not webhook_url:
-        return None
-    if base_url and (urlsplit(base_url).hostname or "").lower() != CLOUD_API_HOST:
-        return None
-    url = urlsplit(webhook_url)
-    if url.scheme != "https":
-        return f"[telegram] webhook_url must start with https:// (Telegram sends updates only over HTTPS), not {webhook_url}."
-    try:
-        port = url.port or 443
-    except ValueError:
-        return f"[telegram] webhook_url {webhook_url} has no valid port."
-    if port not in WEBHOOK_PORTS:
-        return f"[telegram] webhook_url uses port {port}; Telegram sends webhooks only to ports 443, 80, 88 or 8443."
-    return None
-
-
-def webhook_secret_matches(given: str | None, secret: str) -> bool:
-    """The webhook's secret header, compared in constant time (as bytes: compare_digest refuses
-    non-ASCII str, and a header may carry any byte)."""
-    if given is None:
-        return False
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
-
-
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
-    from bot.logs import redact
-
-    return redact(text, secrets)
 
 
 class TelegramAdapter:
@@ -335,11 +213,8 @@ class TelegramAdapter:
         self._handling = asyncio.Semaphore(64)  # as concurrent_updates(64) below
         self._initialized = False
         self._stopping = False
-        # The file download URL carries the token with its colon escaped (%3A): hide that form
-        # and the secret half on its own too.
-        self._log_filter = _TokenFilter(_token_forms(self.token))
-        self._filtered_loggers: list[logging.Logger] = []
-        self._install_log_filter()  # before building: the Bot logs its URLs as it is made
+        self._log_redaction = LogRedaction(self.token)
+        self._log_redaction.install()  # before building: the Bot logs its URLs as it is made
         self.application = self._build(request, get_updates_request)
 
     # Building ----------------------------------------------------------------------------------
@@ -383,7 +258,7 @@ class TelegramAdapter:
         app.add_handler(CommandHandler("ban", self._on_ban, filters=only_new))
         app.add_handler(CommandHandler("unban", self._on_unban, filters=only_new))
         app.add_handler(CommandHandler("queue", self._on_queue, filters=only_new))
-        # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram_upgrades.py
+        # Payments, codes, links, /grant /revoke /refund: bot/adapters/telegram/upgrades.py
         self.upgrades = TelegramUpgrades(self.service, self.config, app.bot, self._member)
         self.upgrades.install(app, only_new)
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_DATA))
@@ -408,7 +283,7 @@ class TelegramAdapter:
         problem = webhook_problem(self.config.telegram.webhook_url, self.config.telegram.base_url)
         if problem is not None:
             raise AdapterStartError(problem)
-        self._install_log_filter()
+        self._log_redaction.install()
         try:
             await self._connect()
         except InvalidToken:
@@ -521,24 +396,7 @@ class TelegramAdapter:
         if self._initialized:
             await self.application.shutdown()
             self._initialized = False
-        self._remove_log_filter()
-
-    def _install_log_filter(self) -> None:
-        # Logger filters see every record those libraries create, whatever handlers the host
-        # set up; bot.logs.hide_secrets covers the handlers of `python -m bot` as well.
-        names = [
-            n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("telegram", "httpx", "httpcore")
-        ]
-        for name in ["telegram", "httpx", "httpcore", *names, "bot.telegram"]:
-            logger = logging.getLogger(name)
-            if self._log_filter not in logger.filters:
-                logger.addFilter(self._log_filter)
-                self._filtered_loggers.append(logger)
-
-    def _remove_log_filter(self) -> None:
-        for logger in self._filtered_loggers:
-            logger.removeFilter(self._log_filter)
-        self._filtered_loggers.clear()
+        self._log_redaction.remove()
 
     def _on_poll_error(self, exc: TelegramError) -> None:
         if isinstance(exc, Conflict):
@@ -685,11 +543,6 @@ class TelegramAdapter:
 
     # Webhook -----------------------------------------------------------------------------------
 
-    @property
-    def _webhook_secret(self) -> str:
-        # Derived from the bot token, so restarts and every front end agree.
-        return hashlib.sha256(("restyle-webhook:" + self.token).encode()).hexdigest()[:48]
-
     async def _start_webhook(self, set_it: bool = True) -> None:
         """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
         secret token header."""
@@ -697,7 +550,7 @@ class TelegramAdapter:
 
         settings = self.config.telegram
         assert settings.webhook_url
-        secret = self._webhook_secret
+        secret = webhook_secret(self.token)
         path = urlsplit(settings.webhook_url).path or "/"
         inbox = self.listeners.inbox(self.platform) if self.listeners is not None else None
 
@@ -747,7 +600,7 @@ class TelegramAdapter:
         assert settings.webhook_url
         try:
             await self.bot.set_webhook(
-                settings.webhook_url, secret_token=self._webhook_secret, allowed_updates=ALLOWED_UPDATES
+                settings.webhook_url, secret_token=webhook_secret(self.token), allowed_updates=ALLOWED_UPDATES
             )
         except BadRequest as exc:
             # Not a network problem: Telegram will refuse this URL every time.
@@ -910,7 +763,7 @@ class TelegramAdapter:
             view, state.early_view = state.early_view, None
             await self.job_updated(view)
 
-    async def _answer(self, message: Message, text: str) -> None:
+    async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         if message.chat.type != "private":
             text = addressed_commands(text, self.bot.username or "")
         try:
@@ -919,6 +772,7 @@ class TelegramAdapter:
                 text,
                 reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
                 message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                reply_markup=markup,
             )
         except TelegramError as exc:
             log.warning("could not answer a member (%s)", _short(exc))
@@ -928,8 +782,18 @@ class TelegramAdapter:
             await self._answer(update.effective_message, START_TEXT)
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.effective_message:
-            await self._answer(update.effective_message, USAGE)
+        """Usage, and a button per ready-made style that copies its command: the member pastes
+        it as a reply to their picture (a bot cannot type into the member's input box)."""
+        message = update.effective_message
+        if message is None:
+            return
+        group = message.chat.type != "private"
+
+        def addressed(text: str) -> str:
+            return addressed_commands(text, self.bot.username or "") if group else text
+
+        markup = recipe_buttons(self.config.styles, addressed)
+        await self._answer(message, USAGE + (f"\n\n{texts.RECIPE_BUTTONS_NOTE}" if markup else ""), markup)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
@@ -1415,81 +1279,6 @@ class TelegramAdapter:
         task.add_done_callback(self._tasks.discard)
 
 
-# Texts and buttons (pure) ------------------------------------------------------------------------
-
-
-def eta_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "soon"
-    if seconds < 60:
-        return f"about {max(5, int(round(seconds / 5.0)) * 5)} s"
-    return f"about {max(1, round(seconds / 60))} min"
-
-
-def status_text(job: JobView) -> tuple[str, bool]:
-    """(text, with Cancel button) for a job's status message."""
-    if job.status == "queued":
-        return f"Queued: #{(job.position or 0) + 1} in line, {eta_text(job.eta_s)}", True
-    if job.status == "running":
-        if job.progress:
-            return f"Restyling… {int(job.progress * 100)}%", True
-        return "Restyling…", True
-    return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
-
-
-_BARE_COMMAND = re.compile(r"(?<![\w@/])/(restyle|help|me|upgrade|cancel|link|terms|paysupport)\b(?!@)")
-
-
-def addressed_commands(text: str, bot_username: str) -> str:
-    """Commands in a text for a group, written /cmd@ThisBot: with privacy mode on and another
-    bot in the group, Telegram gives a bare /cmd to the last bot that spoke there."""
-    if not bot_username:
-        return text
-    return _BARE_COMMAND.sub(lambda m: f"/{m.group(1)}@{bot_username}", text)
-
-
-def position_step_matters(shown: int | None, new: int) -> bool:
-    """Whether a group's status message should move from place `shown` to `new`: always near
-    the front, elsewhere only by a quarter of the way (at least two places)."""
-    if shown is None:
-        return True
-    if new == shown:
-        return False
-    return new <= 3 or abs(shown - new) >= max(2, shown // 4)
-
-
-def result_caption(job: JobView) -> str:
-    facts = f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed} · {job.steps} steps"
-    if job.seconds is not None:
-        facts += f" · {job.seconds:.1f} s"
-    negative = f"\nno: {job.negative_prompt}" if job.negative_prompt else ""
-    room = CAPTION_LIMIT - len(facts) - len(negative) - 4
-    prompt = job.prompt if len(job.prompt) <= room else job.prompt[: room - 1] + "…"
-    return f"“{prompt}”{negative}\n{facts}"[:CAPTION_LIMIT]
-
-
-def result_buttons(job: JobView, compare_url: str | None = None) -> InlineKeyboardMarkup:
-    subtler = with_strength_delta(job.strength, -STRENGTH_STEP)
-    stronger = with_strength_delta(job.strength, STRENGTH_STEP)
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton("🎲 Again", callback_data=f"again:{job.id}"),
-                InlineKeyboardButton(f"Subtler {subtler:g}", callback_data=f"subtler:{job.id}"),
-                InlineKeyboardButton(f"Stronger {stronger:g}", callback_data=f"stronger:{job.id}"),
-            ],
-            [
-                InlineKeyboardButton(output.label, callback_data=f"file:{fmt}:{job.id}")
-                for fmt, output in OUTPUT_FORMATS.items()
-            ],
-            [
-                InlineKeyboardButton(texts.SIDE_BY_SIDE_BUTTON, callback_data=f"compare:{job.id}"),
-                *([InlineKeyboardButton(texts.COMPARE_BUTTON, url=compare_url)] if compare_url else []),
-            ],
-        ]
-    )
-
-
 @dataclass
 class _CommandChat:
     """Where a command was given (bot/chat/surface.py): answered in the same chat."""
@@ -1509,108 +1298,10 @@ class _CommandChat:
         await self.adapter._finish_status(job_id, text)
 
 
-def _utc(strftime: str) -> Callable[[float], str]:
-    return lambda at: datetime.fromtimestamp(at, UTC).strftime(strftime)
-
-
-def _member_named(platform: str, user_id: str, name: str) -> str:
-    if platform != "telegram":
-        return f"{platform}:{user_id}"
-    return f"{name} ({user_id})" if name else user_id
-
-
-def _place(entry: dict[str, Any]) -> str | None:
-    if entry.get("platform") != "telegram":
-        return None
-    reply = entry.get("reply") or {}
-    return f"chat {reply.get('chat_id')}" if reply.get("group") else "a private chat"
-
-
-# Plain text (no parse_mode): Telegram shows what members typed, asterisks and all.
-TELEGRAM_STYLE: Style = Style(
-    bold=plain,
-    code=plain,
-    date=_utc("%Y-%m-%d %H:%M UTC"),
-    moment=_utc("%m-%d %H:%M"),
-    times_note=" (times UTC)",
-    member=_member_named,
-    place=_place,
-    queue_log_hint="/queue log",
-    with_style=lambda name: f"/restyle style={name}",
-    text_limit=TEXT_LIMIT,
-)
-
-
-def _cancel_markup(job_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup([[InlineKeyboardButton("✖ Cancel", callback_data=f"cancel:{job_id}")]])
-
-
 def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
     if not reply.get("message_id"):
         return None
     return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
-
-
-def _is_request(update: Update, bot_username: str) -> bool:
-    """A command for this bot (text, or a /restyle caption) or a button press: what the bot
-    answers. Plain chat, payments and commands addressed to other bots are not."""
-    if update.callback_query is not None:
-        return True
-    message = update.message
-    if message is None or message.successful_payment is not None:
-        return False
-    if message.text is not None:
-        word = message.text.split(maxsplit=1)[0] if message.text.strip() else ""
-        command, _, addressed = word.partition("@")
-        return (
-            command.startswith("/")
-            and len(command) > 1
-            and (not addressed or addressed.lower() == bot_username.lower())
-        )
-    match = CAPTION_COMMAND.match(message.caption or "")
-    return match is not None and (match.group(1) is None or match.group(1).lower() == bot_username.lower())
-
-
-def _posted_as_chat(message: Message) -> bool:
-    """Posted on behalf of a chat (an anonymous admin, a channel, an automatic forward from
-    the linked channel) rather than by a person."""
-    author = message.from_user
-    return message.sender_chat is not None or (author is not None and author.id in NOT_MEMBER_IDS)
-
-
-def _replied(message: Message) -> Message | None:
-    """The message a command replies to; in forum topics every message 'replies' to the topic's
-    first service message, which is not a real reply."""
-    replied = message.reply_to_message
-    if replied is not None and replied.forum_topic_created is not None:
-        replied = None
-    if replied is None and message.external_reply is not None:
-        return message.external_reply  # type: ignore[return-value]  # has .photo / .document too
-    return replied
-
-
-def _picture_of(message: Any) -> _Picture | None:
-    photos: tuple[PhotoSize, ...] = tuple(getattr(message, "photo", None) or ())
-    if photos:
-        largest = max(photos, key=lambda p: (p.width * p.height, p.file_size or 0))
-        return _Picture(largest.file_id, "photo", largest.file_size)
-    document = getattr(message, "document", None)
-    if document is not None and (document.mime_type or "").startswith("image/"):
-        return _Picture(document.file_id, "document", document.file_size)
-    sticker = getattr(message, "sticker", None)
-    if sticker is not None and not sticker.is_animated and not sticker.is_video:
-        # A static sticker is a WebP picture (animated ones are TGS / WebM: not pictures).
-        return _Picture(sticker.file_id, "sticker", sticker.file_size)
-    return None
-
-
-def _stale_file_id(exc: BadRequest) -> bool:
-    text = str(exc).lower()
-    return "file identifier" in text or "file_id" in text or "remote file" in text
-
-
-def _with_example(error: str) -> str:
-    return error if EXAMPLE in error else f"{error}\nFor example: {EXAMPLE}"
 
 
 def _short(exc: BaseException | None) -> str:

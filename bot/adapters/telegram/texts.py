@@ -1,0 +1,141 @@
+"""What the Telegram front end says: its fixed answers, status and result texts, and the style
+(bot/chat/surface.py) the shared chat flow writes with. Pure functions of their arguments."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.chat.surface import Style, plain
+from bot.commands import EXAMPLE, describe_strength
+from bot.core.types import JobView
+
+CAPTION_LIMIT = 1024
+
+
+NO_PICTURE = (
+    "Reply to a picture with /restyle and the new style, or send a picture with the command as "
+    f"its caption. For example:\n{EXAMPLE}"
+)
+
+
+NOT_A_PICTURE = (
+    "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
+    f"/restyle and the new style. For example:\n{EXAMPLE}"
+)
+
+
+BAN_USAGE = (
+    "Reply to the member's message with /{command} and a reason, or give their Telegram id:\n"
+    "/{command} 123456789 {example}"
+)
+
+
+TEXT_LIMIT = 4096  # Telegram's message length
+
+
+POST_AS_YOURSELF = (
+    "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
+    "restyles and quota they are."
+)
+
+
+NO_RIGHTS_TEXT = (
+    "I could not post your restyled picture in the group: its admins have not allowed me to send "
+    "photos there. Ask them to, or send me the picture here in our private chat."
+)
+
+
+START_TEXT = (
+    "Hi! I restyle pictures with a diffusion model.\n\n"
+    f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
+    "/help shows every option, /me your tier and what is left today."
+)
+
+
+def eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "soon"
+    if seconds < 60:
+        return f"about {max(5, int(round(seconds / 5.0)) * 5)} s"
+    return f"about {max(1, round(seconds / 60))} min"
+
+
+def status_text(job: JobView) -> tuple[str, bool]:
+    """(text, with Cancel button) for a job's status message."""
+    if job.status == "queued":
+        return f"Queued: #{(job.position or 0) + 1} in line, {eta_text(job.eta_s)}", True
+    if job.status == "running":
+        if job.progress:
+            return f"Restyling… {int(job.progress * 100)}%", True
+        return "Restyling…", True
+    return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
+
+
+_BARE_COMMAND = re.compile(r"(?<![\w@/])/(restyle|help|me|upgrade|cancel|link|terms|paysupport)\b(?!@)")
+
+
+def addressed_commands(text: str, bot_username: str) -> str:
+    """Commands in a text for a group, written /cmd@ThisBot: with privacy mode on and another
+    bot in the group, Telegram gives a bare /cmd to the last bot that spoke there."""
+    if not bot_username:
+        return text
+    return _BARE_COMMAND.sub(lambda m: f"/{m.group(1)}@{bot_username}", text)
+
+
+def position_step_matters(shown: int | None, new: int) -> bool:
+    """Whether a group's status message should move from place `shown` to `new`: always near
+    the front, elsewhere only by a quarter of the way (at least two places)."""
+    if shown is None:
+        return True
+    if new == shown:
+        return False
+    return new <= 3 or abs(shown - new) >= max(2, shown // 4)
+
+
+def result_caption(job: JobView) -> str:
+    facts = f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed} · {job.steps} steps"
+    if job.seconds is not None:
+        facts += f" · {job.seconds:.1f} s"
+    negative = f"\nno: {job.negative_prompt}" if job.negative_prompt else ""
+    room = CAPTION_LIMIT - len(facts) - len(negative) - 4
+    prompt = job.prompt if len(job.prompt) <= room else job.prompt[: room - 1] + "…"
+    return f"“{prompt}”{negative}\n{facts}"[:CAPTION_LIMIT]
+
+
+def _utc(strftime: str) -> Callable[[float], str]:
+    return lambda at: datetime.fromtimestamp(at, UTC).strftime(strftime)
+
+
+def _member_named(platform: str, user_id: str, name: str) -> str:
+    if platform != "telegram":
+        return f"{platform}:{user_id}"
+    return f"{name} ({user_id})" if name else user_id
+
+
+def _place(entry: dict[str, Any]) -> str | None:
+    if entry.get("platform") != "telegram":
+        return None
+    reply = entry.get("reply") or {}
+    return f"chat {reply.get('chat_id')}" if reply.get("group") else "a private chat"
+
+
+# Plain text (no parse_mode): Telegram shows what members typed, asterisks and all.
+TELEGRAM_STYLE: Style = Style(
+    bold=plain,
+    code=plain,
+    date=_utc("%Y-%m-%d %H:%M UTC"),
+    moment=_utc("%m-%d %H:%M"),
+    times_note=" (times UTC)",
+    member=_member_named,
+    place=_place,
+    queue_log_hint="/queue log",
+    with_style=lambda name: f"/restyle style={name}",
+    text_limit=TEXT_LIMIT,
+)
+
+
+def _with_example(error: str) -> str:
+    return error if EXAMPLE in error else f"{error}\nFor example: {EXAMPLE}"
