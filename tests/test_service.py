@@ -434,3 +434,15 @@ async def test_a_submit_whose_commit_outcome_was_unknown_is_answered_from_its_ke
     assert view.used_today == 1 and [j.id for j in view.active_jobs] == [accepted.job_id]
     assert (await h.store.count_by_status()) == {"queued": 1}
     await h.close()
+
+
+async def test_a_job_event_after_close_starts_no_task_nobody_would_end(tmp_path):
+    """The worker's last batch can finish after the service closed (Harness.close stops the
+    worker after it); its notifications must not leave tasks that are never awaited."""
+    h = await make(tmp_path)
+    accepted = await h.submit(FREE)
+    await h.service.dispatch.close()
+    h.service.dispatch.notify(accepted.job_id)
+    h.service.dispatch.spawn(h.service.dispatch.publish(accepted.job_id, "progress", p=0.5))
+    assert h.service.dispatch._background == set()
+    await h.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bot.clock import Clock
@@ -57,6 +57,7 @@ class Dispatch:
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         self._gave_up: set[str] = set()  # deliveries retried only after a restart
         self._background: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     @property
     def delivery_failures(self) -> int:
@@ -65,12 +66,18 @@ class Dispatch:
     def register(self, frontend: FrontEnd) -> None:
         self.frontends[frontend.platform] = frontend
 
-    def spawn(self, awaitable: Any) -> None:
+    def spawn(self, awaitable: Coroutine[Any, Any, Any]) -> None:
+        if self._closed:
+            # A job event after close (the worker's last batch, a late notification): nobody
+            # would await or cancel its task, so it is not started at all.
+            awaitable.close()
+            return
         task = asyncio.get_running_loop().create_task(awaitable)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        self._closed = True
         tasks = list(self._deliveries.values()) + list(self._background)
         for task in tasks:
             task.cancel()
