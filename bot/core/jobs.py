@@ -21,6 +21,7 @@ from bot.core.guards import FloodGuard
 from bot.core.types import Accepted, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
+from bot.i18n import N_, Text, Translator, translator
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -29,7 +30,7 @@ from engine.pictures import PictureError, convert_stored, decoded_pixel_limit, s
 
 log = logging.getLogger("bot.core.jobs")
 
-STORAGE_DOWN = "The bot cannot save new requests right now. Try again in a few minutes."
+STORAGE_DOWN = N_("The bot cannot save new requests right now. Try again in a few minutes.")
 
 
 class Jobs:
@@ -127,7 +128,7 @@ class Jobs:
         incoming command, button or form, before it parses or looks anything up, whatever the
         command turns out to be (a refused /restyle, /help and /me count as much as a job). None:
         go ahead. A quiet refusal means the member was told already: answer nothing."""
-        return self.flood.check(member.key, self.clock.now())
+        return self.flood.check(member.key, self.clock.now(), member.lang)
 
     # Submitting ------------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class Jobs:
                 command = parse_restyle(command)
             command = apply_style(command, self.config.styles)
         except CommandError as exc:
-            return Refused(Reason.COMMAND, str(exc))
+            return Refused(Reason.COMMAND, exc.render(translator(member.lang)), lang=member.lang)
         return await self._submit(member, command, reply, picture=picture, request_key=key)
 
     async def again(
@@ -177,10 +178,13 @@ class Jobs:
             if repeated is not None:
                 return repeated
         job = await self.store.job(job_id)
+        tr = translator(member.lang)
         if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused(Reason.NOT_FOUND, "That job is gone; send the picture again with /restyle.")
+            return Refused(Reason.NOT_FOUND, tr.gettext("That job is gone; send the picture again with /restyle."))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
+            return Refused(
+                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
+            )
         command = RestyleCommand(
             prompt=job.prompt,
             strength=with_strength_delta(job.strength, strength_delta),
@@ -197,7 +201,7 @@ class Jobs:
             job = await self.store.job_for_request(member.platform, request_key)
         except StoreError as exc:
             log.error("could not look up request %s from %s: %s", request_key, member.key, exc)
-            return Refused(Reason.STORAGE, STORAGE_DOWN)
+            return Refused(Reason.STORAGE, translator(member.lang).gettext(STORAGE_DOWN))
         if job is None:
             return None
         log.info("job %s: request %s from %s seen again; not queued twice", job.id, request_key, member.key)
@@ -239,27 +243,35 @@ class Jobs:
         request_key: str | None = None,
     ) -> Accepted | Refused:
         now = self.clock.now()
+        tr = translator(member.lang)
         if not self.dispatch.accepting:
-            return Refused(Reason.STORAGE, "The bot is restarting; send your request again in a minute.")
+            return Refused(Reason.STORAGE, tr.gettext("The bot is restarting; send your request again in a minute."))
         if self.blocklist.blocks(command.prompt, command.negative_prompt):
             log.info("request from %s refused by the blocklist", member.key)
-            return Refused(Reason.RULES, REFUSED_BY_RULES)
+            return Refused(Reason.RULES, tr.gettext(REFUSED_BY_RULES))
+        # Where later messages (status, result, failure) go, and in which language: they are
+        # written after this request, maybe by another process, maybe after a restart.
+        if member.lang:
+            reply = {**reply, "lang": member.lang}
         try:
             account_id, tier = await self._account_and_tier(member)
             if await self.store.is_banned(account_id):
-                return Refused(Reason.BANNED, BANNED)
+                return Refused(Reason.BANNED, tr.gettext(BANNED))
             steps = command.steps if command.steps is not None else self.config.engine.steps
             if steps > tier.max_steps:
                 return Refused(
                     Reason.STEPS,
-                    f"The {tier.name} tier allows up to {tier.max_steps} steps; use steps={tier.max_steps} or fewer.",
+                    tr.gettext("The {tier} tier allows up to {steps} steps; use steps={steps} or fewer.").format(
+                        tier=tier.name, steps=tier.max_steps
+                    ),
                     upgrade_hint=tier.name != self._top_tier(),
+                    lang=member.lang,
                 )
             if len(await self.store.member_active_jobs(account_id)) >= tier.max_queued:
-                return self._queue_limit_refusal(tier)
+                return self._queue_limit_refusal(tier, member.lang)
             day = utc_day(now)
             if await self.store.used_today(account_id, day) >= tier.daily_quota:
-                return self._quota_refusal(tier)
+                return self._quota_refusal(tier, member.lang)
 
             if picture is not None:
                 try:
@@ -271,7 +283,7 @@ class Jobs:
                         max_decoded_pixels=self._max_decoded_pixels,
                     )
                 except PictureError as exc:
-                    return Refused(Reason.PICTURE, str(exc))
+                    return Refused(Reason.PICTURE, Text(exc.template, exc.params).render(tr))
                 width, height = prepared.size
             else:
                 assert source_job is not None
@@ -326,9 +338,9 @@ class Jobs:
                 picture_from=source_job.id if source_job is not None else None,
             )
             if added == "quota":
-                return self._quota_refusal(tier)
+                return self._quota_refusal(tier, member.lang)
             if added == "queue_limit":
-                return self._queue_limit_refusal(tier)
+                return self._queue_limit_refusal(tier, member.lang)
             assert isinstance(added, JobRecord)
             if added.id != job_id:  # queued before under this request key (a retry found it)
                 log.info(
@@ -338,7 +350,7 @@ class Jobs:
             record = added
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
-            return Refused(Reason.STORAGE, STORAGE_DOWN)
+            return Refused(Reason.STORAGE, tr.gettext(STORAGE_DOWN))
         accepted = await self._accepted(record)
 
         self.dispatch.work.set()
@@ -347,20 +359,32 @@ class Jobs:
                  accepted.position)  # fmt: skip
         return accepted
 
-    def _queue_limit_refusal(self, tier: TierSettings) -> Refused:
+    def _queue_limit_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
+        tr: Translator = translator(lang)
         return Refused(
             Reason.QUEUE_LIMIT,
-            f"You already have {tier.max_queued} job(s) waiting, the most the {tier.name} tier allows. "
-            "Wait for one to finish, or /cancel one.",
+            tr.ngettext(
+                "You already have {count} job waiting, the most the {tier} tier allows. "
+                "Wait for it to finish, or /cancel it.",
+                "You already have {count} jobs waiting, the most the {tier} tier allows. "
+                "Wait for one to finish, or /cancel one.",
+                tier.max_queued,
+            ).format(count=tier.max_queued, tier=tier.name),
             upgrade_hint=tier.name != self._top_tier(),
+            lang=lang,
         )
 
-    def _quota_refusal(self, tier: TierSettings) -> Refused:
+    def _quota_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
+        tr: Translator = translator(lang)
         return Refused(
             Reason.QUOTA,
-            f"You have used all {tier.daily_quota} restyles of the {tier.name} tier today. "
-            "The count starts again at midnight UTC.",
+            tr.ngettext(
+                "You have used your {count} restyle of the {tier} tier today. The count starts again at midnight UTC.",
+                "You have used all {count} restyles of the {tier} tier today. The count starts again at midnight UTC.",
+                tier.daily_quota,
+            ).format(count=tier.daily_quota, tier=tier.name),
             upgrade_hint=tier.name != self._top_tier(),
+            lang=lang,
         )
 
     def _top_tier(self) -> str:
@@ -403,20 +427,24 @@ class Jobs:
         """The stored result converted to png / jpeg / webp; no new GPU work."""
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "result") if job is not None and job.status == "done" else None
+        tr = translator(member.lang)
         if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, "That result is no longer kept; run /restyle again.")
+            return Refused(Reason.NOT_FOUND, tr.gettext("That result is no longer kept; run /restyle again."))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
+            return Refused(
+                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
+            )
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The prepared picture (the original as the engine saw it) as png / jpeg / webp."""
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "input") if job is not None else None
+        tr = translator(member.lang)
         if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, "That picture is no longer kept; send it again with /restyle.")
+            return Refused(Reason.NOT_FOUND, tr.gettext("That picture is no longer kept; send it again with /restyle."))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can see it here.")
+            return Refused(Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can see it here."))
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_picture(self, job_id: str) -> bytes | None:
