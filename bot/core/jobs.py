@@ -420,7 +420,12 @@ class Jobs:
 
     async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
         """A front end records where it answered (status message ids), so it can find it again
-        after a restart."""
+        after a restart. The member's language saved at submit stays, whatever dict the front end
+        writes (it may have built its own before the core added the language)."""
+        if "lang" not in reply:
+            job = await self.store.job(job_id)
+            if job is not None and job.reply.get("lang"):
+                reply = {**reply, "lang": job.reply["lang"]}
         await self.store.update_reply(job_id, reply)
 
     async def result_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
