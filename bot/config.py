@@ -314,7 +314,14 @@ DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
             "pro", rank=1, min_turnaround_s=0.0, max_queued=5, daily_quota=200, max_side=768, max_steps=20, sweep=True
         ),
         "max": TierSettings(
-            "max", rank=2, min_turnaround_s=0.0, max_queued=10, daily_quota=1000, max_side=1024, max_steps=50, sweep=True
+            "max",
+            rank=2,
+            min_turnaround_s=0.0,
+            max_queued=10,
+            daily_quota=1000,
+            max_side=1024,
+            max_steps=50,
+            sweep=True,
         ),
     }
 )
