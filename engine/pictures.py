@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator
 from typing import cast
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 log = logging.getLogger("engine.pictures")
 
@@ -412,6 +412,37 @@ def before_after_file(original: bytes, result: bytes, fmt: str = "jpeg", max_byt
     with Image.open(io.BytesIO(original)) as before, Image.open(io.BytesIO(result)) as after:
         both = before_after(before, after)
     return encode_picture(both, fmt, max_bytes)
+
+
+DARK_GREY = (40, 40, 40)
+SHEET_LABEL_SHARE = 12  # the label strip is 1/12 of a panel's height (at least MIN_LABEL_STRIP px)
+MIN_LABEL_STRIP = 28
+
+
+def sweep_sheet(results: list[tuple[str, bytes]], divider: int = 4) -> bytes:
+    """One picture of a strength sweep: the results side by side in the order given, each over its
+    label (e.g. "0.3"), so a member sees which strength did what before picking one. Panels are
+    scaled to the first one's height (a sweep's results share one size). Returns the stored
+    form (lossless; `convert_stored` encodes it for a chat)."""
+    if not results:
+        raise ValueError("a sweep sheet needs at least one result")
+    panels = [open_stored(data) for _, data in results]
+    height = panels[0].height
+    panels = [
+        p if p.height == height else p.resize((max(1, round(p.width * height / p.height)), height)) for p in panels
+    ]
+    strip = max(MIN_LABEL_STRIP, height // SHEET_LABEL_SHARE)
+    width = sum(p.width for p in panels) + divider * (len(panels) - 1)
+    canvas = Image.new("RGB", (width, height + strip), LIGHT_GREY)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(12, round(strip * 0.6)))
+    x = 0
+    for (label, _), panel in zip(results, panels, strict=True):
+        canvas.paste(panel, (x, 0))
+        # Centred on the panel, in the strip below it ("mm": the anchor is the text's middle).
+        draw.text((x + panel.width / 2, height + strip / 2), label, fill=DARK_GREY, font=font, anchor="mm")
+        x += panel.width + divider
+    return stored_bytes(canvas)
 
 
 def _normal_format(fmt: str) -> str:

@@ -13,7 +13,17 @@ import zlib
 import pytest
 from PIL import Image, features
 
-from engine.pictures import PictureError, before_after, before_after_file, encode_picture, picture_size, prepare_picture
+from engine.pictures import (
+    PictureError,
+    before_after,
+    before_after_file,
+    encode_picture,
+    open_stored,
+    picture_size,
+    prepare_picture,
+    stored_bytes,
+    sweep_sheet,
+)
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -264,6 +274,37 @@ def test_before_after_file_of_two_stored_pictures_fits_the_budget_it_is_given():
     assert data[:3] == b"\xff\xd8\xff" and len(data) <= 30_000
     with Image.open(io.BytesIO(data)) as both:
         assert both.width / both.height == pytest.approx((256 + 4 + 256) / 256, rel=0.02)  # shrunk, aspect kept
+
+
+def _dark_pixels(img: Image.Image, box: tuple[int, int, int, int]) -> int:
+    return sum(1 for p in img.crop(box).getdata() if max(p) < 120)
+
+
+def test_a_sweep_sheet_shows_the_results_in_order_each_over_its_label():
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    results = [(label, stored_bytes(Image.new("RGB", (96, 120), c))) for label, c in zip(["0.3", "0.5", "0.7"], colours, strict=True)]
+    sheet = open_stored(sweep_sheet(results))
+    strip = 28  # 120 // 12 is below the smallest strip
+    assert sheet.size == (3 * 96 + 2 * 4, 120 + strip)
+    for i, colour in enumerate(colours):
+        left = i * (96 + 4)
+        assert sheet.getpixel((left + 48, 60)) == colour
+        assert _dark_pixels(sheet, (left, 120, left + 96, 120 + strip)) > 10, f"no label under panel {i}"
+    assert sheet.getpixel((97, 60)) == (220, 220, 220)  # the divider
+    labels = [sheet.crop((i * 100, 120, i * 100 + 96, 120 + strip)).tobytes() for i in range(3)]
+    assert len(set(labels)) == 3  # three different labels were drawn
+
+
+def test_a_sweep_sheet_scales_panels_to_the_first_ones_height():
+    results = [("a", stored_bytes(Image.new("RGB", (100, 200), RED))), ("b", stored_bytes(Image.new("RGB", (50, 100), BLUE)))]
+    sheet = open_stored(sweep_sheet(results))
+    assert sheet.size == (100 + 4 + 100, 200 + 28)
+    assert sheet.getpixel((150, 100)) == BLUE
+
+
+def test_a_sweep_sheet_of_nothing_is_a_programming_error():
+    with pytest.raises(ValueError):
+        sweep_sheet([])
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "jpg", "webp"])
