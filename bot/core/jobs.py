@@ -501,8 +501,15 @@ class Jobs:
         mine = [job.id for job in active]
         targets = [job_id] if job_id is not None else mine
         sweeps = {job.id: job.sweep_id for job in active if job.sweep_id is not None}
-        if job_id is not None and job_id in sweeps:
-            targets = [job.id for job in active if job.sweep_id == sweeps[job_id]]
+        if job_id is not None:
+            # The job named may have ended already (a sweep's first result is in): its sweep's
+            # other jobs still go, and only the member's own active jobs are ever targets.
+            named = sweeps.get(job_id)
+            if named is None and job_id not in mine:
+                record = await self.store.job(job_id)
+                named = record.sweep_id if record is not None else None
+            if named is not None:
+                targets = [job.id for job in active if job.sweep_id == named]
         cancelled = []
         for target in targets:
             if target not in mine:

@@ -127,7 +127,9 @@ class SweepDelivery:
     jobs: list[JobView]  # every job of the sweep, in strength order
     input_picture: bytes  # the picture as the engine saw it (lossless; open with Pillow)
     results: dict[str, bytes]  # job id -> result (lossless), for the done jobs only
-    sheet: bytes | None  # engine.pictures.sweep_sheet of the done results (lossless PNG)
+    # engine.pictures.sweep_sheet of the done results, each labelled "0.3" ...: lossless, in the
+    # stored form like the results (engine.pictures.convert_stored makes a chat's PNG/JPEG/WebP)
+    sheet: bytes | None
 
     @property
     def done(self) -> list[JobView]:
