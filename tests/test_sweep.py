@@ -109,6 +109,18 @@ async def test_the_members_next_request_is_pushed_back_one_turn_not_three(tmp_pa
     await h.close()
 
 
+async def test_an_upgrade_keeps_a_waiting_sweep_at_one_rank_and_one_turn(tmp_path):
+    h = await make_sweeping(tmp_path)
+    sweep = await h.submit(PRO, SWEEP)
+    single = await h.submit(PRO, "/restyle after the sweep")
+    await h.service.jobs.set_tier(PRO, "max", None, reason="admin", changed_by="test")
+    jobs = await sweep_records(h, sweep.job_id)
+    assert len({job.rank for job in jobs}) == 1 and {job.tier for job in jobs} == {"max"}
+    after = await h.store.job(single.job_id)
+    assert after.rank == pytest.approx(jobs[0].rank + h.config.queue.member_gap_s)
+    await h.close()
+
+
 async def test_a_sweep_is_delivered_once_as_a_whole_after_its_last_job(tmp_path):
     h = await make_sweeping(tmp_path)
     sweep = await h.submit(PRO, SWEEP)

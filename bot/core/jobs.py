@@ -115,7 +115,11 @@ class Jobs:
             if job.status == "running":
                 last = job.rank if last is None else max(last, job.rank)
         ranks: dict[str, float] = {}
+        sweep_ranks: dict[str, float] = {}  # a sweep's jobs keep one rank: one turn of the member's
         for job in waiting:
+            if job.sweep_id is not None and job.sweep_id in sweep_ranks:
+                ranks[job.id] = sweep_ranks[job.sweep_id]
+                continue
             last = compute_rank(
                 arrival=job.created_at,
                 tier_rank=self._tier_level[tier.name],
@@ -124,6 +128,8 @@ class Jobs:
                 member_gap_s=self.config.queue.member_gap_s,
             )
             ranks[job.id] = last
+            if job.sweep_id is not None:
+                sweep_ranks[job.sweep_id] = last
         if ranks:
             await self.store.set_ranks(ranks, tier.name)
 
