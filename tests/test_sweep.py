@@ -330,3 +330,22 @@ async def test_a_failed_sweep_delivery_is_retried_whole(tmp_path):
     await wait_until(lambda: frontend(h).sweeps, what="the retried sweep")
     assert set(frontend(h).sweeps[0].results) == set(sweep.sweep)
     await h.close()
+
+
+async def test_a_sweep_another_process_finishes_is_delivered_once_by_the_owning_front_end(tmp_path, backend):
+    if backend == "sqlite":
+        pytest.skip("one process per SQLite database")
+    (tmp_path / "owner").mkdir()
+    (tmp_path / "worker").mkdir()
+    owner = await make_sweeping(tmp_path / "owner")
+    worker = await make_sweeping(tmp_path / "worker", clock=owner.clock)
+    worker.service.dispatch.frontends.clear()  # a worker-only process: it delivers nothing itself
+    sweep = await owner.submit(PRO, SWEEP)
+    for _ in range(3):
+        assert len(await run_one_batch(worker)) == 1
+    await wait_until(lambda: frontend(owner).sweeps, what="the owner to deliver the sweep the worker finished")
+    await owner.quiet()
+    assert [got.sweep_id for got in frontend(owner).sweeps] == [sweep.job_id]
+    assert frontend(worker).sweeps == [] and frontend(owner).results == []
+    await worker.close()
+    await owner.close()
