@@ -349,3 +349,21 @@ async def test_a_sweep_another_process_finishes_is_delivered_once_by_the_owning_
     assert frontend(worker).sweeps == [] and frontend(owner).results == []
     await worker.close()
     await owner.close()
+
+
+async def test_a_free_sweep_is_held_until_the_tiers_minimum_wait_like_one_result(tmp_path):
+    h = await make_sweeping(tmp_path, extra_config="[tiers.free]\nsweep = true\nmax_queued = 3")
+    sweep = await h.submit(FREE, SWEEP)
+    assert isinstance(sweep, Accepted), sweep
+    h.start_worker()
+    await h.drain()
+    due = (await h.store.job(sweep.job_id)).created_at + 40
+    await wait_parked(h.clock, due)  # the sweep's delivery waits on the clock for the 40 s
+    assert frontend(h).sweeps == []
+    await h.clock.advance(39)
+    await wait_parked(h.clock, due)
+    assert frontend(h).sweeps == []
+    await h.clock.advance(1.5)
+    await wait_until(lambda: frontend(h).sweeps, what="the held-back sweep")
+    assert frontend(h).results == [] and len(frontend(h).sweeps) == 1
+    await h.close()
