@@ -30,6 +30,11 @@ STRENGTH_PHRASES: Mapping[str, float] = MappingProxyType(
     {"low strength": 0.25, "medium strength": 0.5, "high strength": 0.8}
 )
 
+# strength=sweep runs one request at these strengths (same picture, prompt and seed), in this order.
+SWEEP_STRENGTHS: tuple[float, ...] = (0.3, 0.5, 0.7)
+SWEEP_WORD = "sweep"
+_SWEEP_SHOWN = ", ".join(map(str, SWEEP_STRENGTHS))
+
 EXAMPLE = "/restyle rainy night with neon signs strength=0.5"
 
 USAGE = f"""\
@@ -43,6 +48,8 @@ How much of the picture changes (strength=, from {MIN_STRENGTH} to {MAX_STRENGTH
   0.2-0.3  keeps the layout and nudges colours   (or say "low strength")
   0.4-0.6  clear new style, shapes kept          (or "medium strength")
   0.7-0.9  heavy rework                          (or "high strength")
+  strength=sweep  tries {_SWEEP_SHOWN} at once and shows them side by side
+                  (costs {len(SWEEP_STRENGTHS)} restyles; not on every tier)
 
 Ready-made styles: style=neon (its own prompt and strength; words you add go with it). /styles lists them.
 
@@ -64,6 +71,8 @@ class RestyleCommand:
     negative_prompt: str | None = None
     output_format: str | None = None  # "png" | "jpeg" | "webp"; None: the front end's choice
     style: str | None = None  # a recipe's name (style=neon); apply_style() makes its prompt and strength
+    # strength=sweep: run at each of SWEEP_STRENGTHS (strength stays None); one request, 3 jobs
+    sweep: bool = False
 
 
 # Every spelling of an option, mapped to the field it sets.
@@ -146,6 +155,11 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
         raise CommandError(f"Please pick one strength: you wrote {said}.")
     if phrases:
         phrase = _squash(phrases[0].group("phrase"))
+        if values.get("strength") == SWEEP_WORD:
+            raise CommandError(
+                f'You wrote both "{phrase}" and {given_as["strength"]}=sweep; please pick one: '
+                "a sweep tries several strengths by itself."
+            )
         if "strength" in values:
             raise CommandError(f'You wrote both "{phrase}" and {given_as["strength"]}=; please keep just one of them.')
         values["strength"] = STRENGTH_PHRASES[phrase.lower()]
@@ -159,6 +173,9 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
     negative = values.get("negative_prompt")
     if isinstance(negative, str):
         _check_length("Your no= text", negative)
+    if values.get("strength") == SWEEP_WORD:
+        del values["strength"]
+        values["sweep"] = True
     return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]  # each option's checked value, by field name
 
 
@@ -188,7 +205,8 @@ def apply_style(command: RestyleCommand, styles: Mapping[str, Recipe]) -> Restyl
                            f"The styles are: {known} (/styles says what each does).")  # fmt: skip
     prompt = f"{recipe.prompt}, {command.prompt}" if command.prompt else recipe.prompt
     _check_length("The style's prompt with your words", prompt)
-    strength = command.strength if command.strength is not None else recipe.strength
+    # A sweep keeps strength None: it tries its own strengths on the recipe's prompt.
+    strength = command.strength if command.strength is not None or command.sweep else recipe.strength
     return replace(command, prompt=prompt, strength=strength, style=None)
 
 
@@ -308,6 +326,8 @@ def _convert(field: str, raw: str) -> object:
     key = _DISPLAY[field]  # messages use the name USAGE teaches, whichever alias was typed
     value = raw.strip()
     if field == "strength":
+        if value.lower() == SWEEP_WORD:
+            return SWEEP_WORD  # parse_restyle turns it into RestyleCommand.sweep
         return _number(key, value, MIN_STRENGTH, MAX_STRENGTH)
     if field == "seed":
         return _whole(key, value, 0, MAX_SEED)

@@ -82,6 +82,8 @@ def next_tier_gains(current: TierSettings, better: TierSettings) -> list[str]:
         gains.append(f"{better.max_queued} jobs at once (now {current.max_queued})")
     if better.max_steps > current.max_steps:
         gains.append(f"up to {better.max_steps} steps (now {current.max_steps})")
+    if better.sweep and not current.sweep:
+        gains.append("strength sweeps (strength=sweep: three strengths side by side)")
     return gains
 
 
