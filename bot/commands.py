@@ -32,6 +32,11 @@ STRENGTH_PHRASES: Mapping[str, float] = MappingProxyType(
     {"low strength": 0.25, "medium strength": 0.5, "high strength": 0.8}
 )
 
+# strength=sweep runs one request at these strengths (same picture, prompt and seed), in this order.
+SWEEP_STRENGTHS: tuple[float, ...] = (0.3, 0.5, 0.7)
+SWEEP_WORD = "sweep"
+_SWEEP_SHOWN = ", ".join(map(str, SWEEP_STRENGTHS))
+
 EXAMPLE = "/restyle rainy night with neon signs strength=0.5"
 
 # The option names (strength=, seed=, ...) and "low strength" are the grammar: translations keep them.
@@ -47,6 +52,8 @@ How much of the picture changes (strength=, from {min_strength} to {max_strength
   0.2-0.3  keeps the layout and nudges colours   (or say "low strength")
   0.4-0.6  clear new style, shapes kept          (or "medium strength")
   0.7-0.9  heavy rework                          (or "high strength")
+  strength=sweep  tries {sweep_strengths} at once and shows them side by side
+                  (costs {sweep_count} restyles; not on every tier)
 
 Ready-made styles: style=neon (its own prompt and strength; words you add go with it). /styles lists them.
 
@@ -60,6 +67,8 @@ no="things to avoid", format=png|jpeg|webp. Quote values with spaces: no="text, 
         "max_seed": MAX_SEED,
         "min_steps": MIN_STEPS,
         "max_steps": MAX_STEPS,
+        "sweep_strengths": _SWEEP_SHOWN,
+        "sweep_count": len(SWEEP_STRENGTHS),
     },
 )
 USAGE = USAGE_TEXT.render()
@@ -91,6 +100,8 @@ class RestyleCommand:
     negative_prompt: str | None = None
     output_format: str | None = None  # "png" | "jpeg" | "webp"; None: the front end's choice
     style: str | None = None  # a recipe's name (style=neon); apply_style() makes its prompt and strength
+    # strength=sweep: run at each of SWEEP_STRENGTHS (strength stays None); one request, 3 jobs
+    sweep: bool = False
 
 
 # Every spelling of an option, mapped to the field it sets.
@@ -173,6 +184,13 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
         raise CommandError(Text("Please pick one strength: you wrote {phrases}.", {"phrases": said}))
     if phrases:
         phrase = _squash(phrases[0].group("phrase"))
+        if values.get("strength") == SWEEP_WORD:
+            raise CommandError(
+                Text(
+                    'You wrote both "{phrase}" and {key}=sweep; please pick one: a sweep tries several strengths by itself.',
+                    {"phrase": phrase, "key": given_as["strength"]},
+                )
+            )
         if "strength" in values:
             raise CommandError(
                 Text(
@@ -195,6 +213,9 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
         _check_length(
             N_("Your no= text is {length} characters long; the limit is {limit}. Please shorten it."), negative
         )
+    if values.get("strength") == SWEEP_WORD:
+        del values["strength"]
+        values["sweep"] = True
     return RestyleCommand(prompt=prompt, **values)  # type: ignore[arg-type]  # each option's checked value, by field name
 
 
@@ -235,7 +256,8 @@ def apply_style(command: RestyleCommand, styles: Mapping[str, Recipe]) -> Restyl
         N_("The style's prompt with your words is {length} characters long; the limit is {limit}. Please shorten it."),
         prompt,
     )
-    strength = command.strength if command.strength is not None else recipe.strength
+    # A sweep keeps strength None: it tries its own strengths on the recipe's prompt.
+    strength = command.strength if command.strength is not None or command.sweep else recipe.strength
     return replace(command, prompt=prompt, strength=strength, style=None)
 
 
@@ -360,6 +382,8 @@ def _convert(field: str, raw: str) -> object:
     key = _DISPLAY[field]  # messages use the name USAGE teaches, whichever alias was typed
     value = raw.strip()
     if field == "strength":
+        if value.lower() == SWEEP_WORD:
+            return SWEEP_WORD  # parse_restyle turns it into RestyleCommand.sweep
         return _number(key, value, MIN_STRENGTH, MAX_STRENGTH)
     if field == "seed":
         return _whole(key, value, 0, MAX_SEED)

@@ -301,6 +301,8 @@ class TierSettings:
         int, Whole(64, 2048)
     ]  # longest side of the prepared picture; the multiple-of-8 rule is checked (and explained) apart
     max_steps: Annotated[int, Whole(1, 50)]  # cap on steps=
+    # strength=sweep and the "Try 3 strengths" button: 3 jobs (and 3 of the quota) per request
+    sweep: Flag = False
 
 
 DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
@@ -309,10 +311,17 @@ DEFAULT_TIERS: Mapping[str, TierSettings] = MappingProxyType(
             "free", rank=0, min_turnaround_s=40.0, max_queued=2, daily_quota=20, max_side=512, max_steps=8
         ),
         "pro": TierSettings(
-            "pro", rank=1, min_turnaround_s=0.0, max_queued=5, daily_quota=200, max_side=768, max_steps=20
+            "pro", rank=1, min_turnaround_s=0.0, max_queued=5, daily_quota=200, max_side=768, max_steps=20, sweep=True
         ),
         "max": TierSettings(
-            "max", rank=2, min_turnaround_s=0.0, max_queued=10, daily_quota=1000, max_side=1024, max_steps=50
+            "max",
+            rank=2,
+            min_turnaround_s=0.0,
+            max_queued=10,
+            daily_quota=1000,
+            max_side=1024,
+            max_steps=50,
+            sweep=True,
         ),
     }
 )

@@ -183,6 +183,7 @@ async def test_me_says_what_the_next_tier_would_change_and_nothing_at_the_top(tm
         last = where.said[0].splitlines()[-1]
         assert last.startswith("*Pro* would give: results as soon as they are ready (now at least 40 s); a place in line")
         assert "200 restyles a day (now 20)" in last and "pictures up to 768 px (now 512)" in last and last.endswith("/upgrade")
+        assert "strength sweeps (strength=sweep" in last
         top = RecordingSurface()
         await account.me(h.service, MAX, top)
         assert "would give" not in top.said[0]
@@ -198,3 +199,6 @@ def test_only_what_differs_between_two_tiers_is_named():
     free = DEFAULT_TIERS["free"]
     richer = replace(free, name="pro", rank=1, daily_quota=50)
     assert texts.next_tier_gains(free, richer) == ["a place in line ahead of free members", "50 restyles a day (now 20)"]
+    sweeping = replace(free, name="pro", rank=1, sweep=True)
+    assert texts.next_tier_gains(free, sweeping)[-1].startswith("strength sweeps")
+    assert not any("sweep" in gain for gain in texts.next_tier_gains(sweeping, replace(sweeping, name="max", rank=2)))

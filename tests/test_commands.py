@@ -38,6 +38,10 @@ VALID = [
     ("restyle-inside-prompt-kept", "like /restyle but words", C("like /restyle but words")),
     # Strength and its aliases.
     ("strength", "/restyle cat strength=0.5", C("cat", strength=0.5)),
+    ("strength-sweep", "/restyle cat strength=sweep", C("cat", sweep=True)),
+    ("strength-sweep-alias-s", "/restyle cat s=Sweep", C("cat", sweep=True)),
+    ("strength-sweep-alias-denoise", "/restyle cat DENOISE=SWEEP, at night", C("cat, at night", sweep=True)),
+    ("strength-sweep-quoted", '/restyle cat strength="sweep" seed=4', C("cat", seed=4, sweep=True)),
     ("strength-leading-dot", "/restyle cat strength=.7", C("cat", strength=0.7)),
     ("strength-trailing-dot", "/restyle cat strength=1.", C("cat.", strength=1.0)),
     ("strength-integer-one", "/restyle cat strength=1", C("cat", strength=1.0)),
@@ -123,6 +127,10 @@ INVALID = [
     ("only-phrase", "/restyle low strength", ["for example"]),
     ("too-long", "/restyle " + "a" * (MAX_PROMPT_CHARS + 1), ["501 characters", "limit is 500"]),
     ("negative-too-long", f'/restyle cat no="{"b" * 501}"', ["no=", "501 characters", "500"]),
+    ("sweep-and-phrase", "/restyle cat strength=sweep low strength", ["pick one", "low strength", "strength=sweep"]),
+    ("phrase-and-sweep", "/restyle cat high strength s=sweep", ["pick one", "high strength", "s=sweep"]),
+    ("sweep-and-number", "/restyle cat strength=sweep s=0.4", ["given twice"]),
+    ("sweep-misspelt", "/restyle cat strength=swep", ["strength must be a number", "'swep'"]),
     ("strength-word", "/restyle cat strength=abc", ["strength must be a number from 0.05 to 1.0", "strength=0.5", "'abc'"]),
     ("strength-too-high", "/restyle cat strength=1.5", ["from 0.05 to 1.0", "'1.5'"]),
     ("strength-too-low", "/restyle cat strength=0.01", ["from 0.05 to 1.0", "'0.01'"]),
@@ -173,7 +181,8 @@ def test_command_error_is_a_value_error() -> None:
 
 def test_unset_options_stay_none() -> None:
     command = parse_restyle("/restyle cat")
-    assert all(getattr(command, f.name) is None for f in dataclasses.fields(command) if f.name != "prompt")
+    assert all(getattr(command, f.name) is None for f in dataclasses.fields(command) if f.name not in ("prompt", "sweep"))
+    assert command.sweep is False
 
 
 def test_command_is_frozen() -> None:
@@ -304,6 +313,15 @@ def test_words_given_with_a_style_are_added_to_its_prompt_and_a_given_strength_w
     applied = apply_style(parse_restyle("/restyle style=neon with a red umbrella strength=0.7 seed=3"), RECIPES)
     assert (applied.prompt, applied.strength, applied.seed) == ("rainy neon night, with a red umbrella", 0.7, 3)
     assert apply_style(parse_restyle("/restyle oil painting"), RECIPES) == parse_restyle("/restyle oil painting")
+
+
+def test_a_style_with_strength_sweep_sweeps_the_recipes_prompt() -> None:
+    from bot.commands import SWEEP_STRENGTHS, USAGE, apply_style
+
+    applied = apply_style(parse_restyle("/restyle style=neon strength=sweep"), RECIPES)
+    assert (applied.prompt, applied.strength, applied.sweep) == ("rainy neon night", None, True)
+    assert SWEEP_STRENGTHS == (0.3, 0.5, 0.7)
+    assert "strength=sweep" in USAGE and "0.3, 0.5, 0.7" in USAGE
 
 
 def test_an_unknown_style_is_refused_with_the_names_and_a_near_miss() -> None:

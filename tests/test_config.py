@@ -77,8 +77,8 @@ def test_default_tiers() -> None:
     tiers = Config().tiers
     assert list(tiers) == ["free", "pro", "max"]
     assert tiers["free"] == TierSettings("free", 0, 40.0, 2, 20, 512, 8)
-    assert tiers["pro"] == TierSettings("pro", 1, 0.0, 5, 200, 768, 20)
-    assert tiers["max"] == TierSettings("max", 2, 0.0, 10, 1000, 1024, 50)
+    assert tiers["pro"] == TierSettings("pro", 1, 0.0, 5, 200, 768, 20, sweep=True)
+    assert tiers["max"] == TierSettings("max", 2, 0.0, 10, 1000, 1024, 50, sweep=True)
     assert dict(DEFAULT_TIERS) == tiers
 
 
@@ -215,6 +215,13 @@ def test_tier_override_keeps_the_other_keys(tmp_path: Path) -> None:
     assert isinstance(config.tiers["max"].min_turnaround_s, float)
 
 
+def test_tier_sweep_defaults_and_override(tmp_path: Path) -> None:
+    config = load_text(tmp_path, "[tiers.free]\nsweep = true\n[tiers.max]\nsweep = false\n")
+    assert [config.tiers[t].sweep for t in ("free", "pro", "max")] == [True, True, False]
+    defaults = load_text(tmp_path, "")
+    assert [defaults.tiers[t].sweep for t in ("free", "pro", "max")] == [False, True, True]
+
+
 def test_tier_ranks_can_be_reordered(tmp_path: Path) -> None:
     config = load_text(tmp_path, "[tiers.free]\nrank = 5\n[tiers.pro]\nrank = -1\n")
     assert [config.tiers[t].rank for t in ("free", "pro", "max")] == [5, -1, 2]
@@ -346,6 +353,7 @@ REFUSALS = [
     ("max-side-big", "[tiers.max]\nmax_side = 4096\n", ["[tiers.max] max_side", "from 64 to 2048"]),
     ("max-side-not-8", "[tiers.pro]\nmax_side = 500\n", ["[tiers.pro] max_side must be a multiple of 8", "got 500", "496"]),
     ("max-steps-high", "[tiers.max]\nmax_steps = 51\n", ["[tiers.max] max_steps", "from 1 to 50"]),
+    ("sweep-not-bool", '[tiers.pro]\nsweep = "yes"\n', ["[tiers.pro] sweep", "true or false"]),
     ("quota-zero", "[tiers.free]\ndaily_quota = 0\n", ["[tiers.free] daily_quota must be a whole number >= 1"]),
     ("queued-zero", "[tiers.pro]\nmax_queued = 0\n", ["[tiers.pro] max_queued", ">= 1"]),
     ("ranks-clash", "[tiers.max]\nrank = 1\n", ["rank 1", "[tiers.pro]", "own rank"]),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import MIGRATIONS, JobRecord, Store, StoreError
+from bot.store.jobs import JOB_COLUMNS, job_values
 from tests.fakes import wait_until
 
 DAY = "2027-01-15"
@@ -572,3 +573,48 @@ async def test_two_stores_opening_one_new_database_at_the_same_moment_both_get_i
         for store in opened:
             await store.close()
         assert len(opened) == 2, stores
+
+
+# Strength sweeps ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_a_database_from_before_sweeps_gets_the_sweep_column_and_keeps_its_jobs(
+    database, request, tmp_path, monkeypatch
+):
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else ""
+    monkeypatch.setattr("bot.store.schema.MIGRATIONS", MIGRATIONS[:-1])  # the schema before sweeps
+    old = await Store.open(tmp_path, url)
+    account = (await old.account_for("test", "u", now=100.0)).id
+    columns = [c for c in JOB_COLUMNS if c != "sweep_id"]
+    values = [v for c, v in zip(JOB_COLUMNS, job_values(job("old", account)), strict=True) if c != "sweep_id"]
+    await old.db.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", *values)
+    assert await old.schema_version() == len(MIGRATIONS) - 1
+    await old.close()
+    monkeypatch.undo()
+
+    store = await Store.open(tmp_path, url)
+    try:
+        assert await store.schema_version() == len(MIGRATIONS)
+        kept = await store.job("old")
+        assert kept is not None and kept.sweep_id is None and kept.status == "queued"
+        lead = job("lead", account, sweep_id="lead", request_key="k")
+        added = await store.add_jobs(
+            [lead, job("second", account, sweep_id="lead")], quota_limit=100, max_active=100, rank_for=lambda _: 5.0,
+            picture=b"input",
+        )  # fmt: skip
+        assert isinstance(added, list) and [j.id for j in await store.sweep_jobs("lead")] == ["lead", "second"]
+        assert await store.picture("second", "input") == b"input"
+    finally:
+        await store.close()
+
+
+async def test_a_sweep_that_does_not_fit_writes_nothing(store, account):
+    three = [job(name, account, sweep_id="a") for name in ("a", "b", "c")]
+    limits = dict(max_active=100, rank_for=lambda _: 1.0, picture=b"input")
+    assert await store.add_jobs(three, quota_limit=2, **limits) == "quota"
+    assert await store.add_jobs(three, quota_limit=3, **{**limits, "max_active": 2}) == "queue_limit"
+    assert await store.count_by_status() == {} and await store.used_today(account, DAY) == 0
+    added = await store.add_jobs(three, quota_limit=3, **limits)
+    assert isinstance(added, list) and [j.seq - added[0].seq for j in added] == [0, 1, 2]
+    assert {j.rank for j in added} == {1.0} and await store.used_today(account, DAY) == 3

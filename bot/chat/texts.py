@@ -96,6 +96,8 @@ def next_tier_gains(current: TierSettings, better: TierSettings, tr: Translator 
         gains.append(
             tr.gettext("up to {steps} steps (now {now})").format(steps=better.max_steps, now=current.max_steps)
         )
+    if better.sweep and not current.sweep:
+        gains.append(tr.gettext("strength sweeps (strength=sweep: three strengths side by side)"))
     return gains
 
 

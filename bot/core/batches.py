@@ -334,7 +334,10 @@ class Batches:
                 # Held back (a free result's minimum turnaround), it is read again when due.
                 in_hand = due is not None and input_picture is not None and due[1] <= self.clock.now()
                 pictures = (input_picture, p.stored) if in_hand and p.stored is not None and input_picture else None
-                self.dispatch.schedule_delivery(job_id, due, pictures)
+                if record.sweep_id is not None:  # delivered as a whole, once its last job ends
+                    self.dispatch.schedule_sweep_delivery(record.sweep_id)
+                else:
+                    self.dispatch.schedule_delivery(job_id, due, pictures)
             await self.dispatch.publish(job_id, "finished", s=round(output.seconds, 3))
 
 

@@ -14,10 +14,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bot.clock import Clock
-from bot.core.types import Delivery, DeliveryFailed, FrontEnd
+from bot.core.types import Delivery, DeliveryFailed, FrontEnd, JobView, SweepDelivery
 from bot.core.views import JobViews
 from bot.metrics import ServiceMetrics
-from bot.store import JobRecord, Store, StoreError
+from bot.store import ACTIVE, JobRecord, Store, StoreError
+from engine.pictures import sweep_sheet
 
 log = logging.getLogger("bot.core.dispatch")
 
@@ -56,6 +57,9 @@ class Dispatch:
         self.store_retry_s: tuple[float, ...] = STORE_RETRY_S
         self._deliveries: dict[str, asyncio.Task[None]] = {}
         self._gave_up: set[str] = set()  # deliveries retried only after a restart
+        # Sweeps asked for again while their delivery task ran: it may have looked before the
+        # last job ended, so it runs once more when it is done.
+        self._sweeps_again: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -129,7 +133,10 @@ class Dispatch:
             return
         record = await self.store.job(job_id)
         if record is not None and record.platform in self.frontends and record.delivered_at is None:
-            self.schedule_delivery(job_id)
+            if record.sweep_id is not None:
+                self.schedule_sweep_delivery(record.sweep_id)
+            else:
+                self.schedule_delivery(job_id)
 
     # Delivery --------------------------------------------------------------------------------
 
@@ -152,6 +159,22 @@ class Dispatch:
         self._deliveries[job_id] = task
         task.add_done_callback(lambda _: self._deliveries.pop(job_id, None))
 
+    def schedule_sweep_delivery(self, sweep_id: str) -> None:
+        """Deliver a strength sweep as a whole if it has ended (a job of it finished, failed or
+        was cancelled): the delivery finds out, under the sweep's claim."""
+        if sweep_id in self._deliveries:
+            self._sweeps_again.add(sweep_id)
+            return
+        self.schedule_delivery(sweep_id)
+        task = self._deliveries.get(sweep_id)
+        if task is not None:
+            task.add_done_callback(lambda _: self._sweep_delivery_ended(sweep_id))
+
+    def _sweep_delivery_ended(self, sweep_id: str) -> None:
+        if sweep_id in self._sweeps_again and not self._closed:
+            self._sweeps_again.discard(sweep_id)
+            self.schedule_sweep_delivery(sweep_id)
+
     async def _deliver(
         self, job_id: str, due: tuple[str, float] | None = None, pictures: tuple[bytes, bytes] | None = None
     ) -> None:
@@ -172,6 +195,9 @@ class Dispatch:
     ) -> None:
         if due is None:
             known = await self.store.job(job_id)
+            if known is not None and known.sweep_id is not None:
+                await self._deliver_sweep(known.sweep_id)
+                return
             if known is None or known.delivered_at is not None:
                 return
             due = (known.platform, known.deliver_after or 0.0)
@@ -228,6 +254,107 @@ class Dispatch:
             await self._mark_delivered(job_id)
             log.info("job %s delivered", job_id)
             return
+
+    async def _deliver_sweep(self, sweep_id: str) -> None:
+        """A strength sweep, once all its jobs have ended, as one delivery: the lease is on the
+        lead, the results go out together (deliver_sweep, or one by one to a front end without
+        it), and every job of it is marked delivered."""
+        jobs = await self.store.sweep_jobs(sweep_id)
+        if not jobs or any(job.status in ACTIVE for job in jobs):
+            return  # the last job to end delivers it
+        platform = jobs[0].platform
+        deliver_after = max((job.deliver_after or 0.0 for job in jobs if job.status == "done"), default=0.0)
+        wait = deliver_after - self.clock.now()
+        if wait > 0:
+            self.notify(sweep_id)  # held back: the status says when it arrives
+            await self.clock.sleep(wait)
+        for attempt, backoff in enumerate((*DELIVERY_BACKOFF_S, None)):
+            frontend = self.frontends.get(platform)
+            if frontend is None:
+                log.warning("sweep %s: no %s front end is running; delivery waits for a restart", sweep_id, platform)
+                return
+            now = self.clock.now()
+            claimed = await self.store.claim_sweep_delivery(sweep_id, self.instance_id, now, now + DELIVERY_LEASE_S)
+            if not claimed:
+                return  # not over yet, delivered already, or another front end is delivering it
+            try:
+                await self._send_sweep(frontend, sweep_id, claimed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.delivery_failures.inc()
+                permanent = isinstance(exc, DeliveryFailed) and exc.permanent
+                if permanent or backoff is None:
+                    log.error("sweep %s: delivery gave up after %d tries (%s); it is retried at the next start",
+                              sweep_id, attempt + 1, exc)  # fmt: skip
+                    self._gave_up.add(sweep_id)
+                    await self.store.release_deliveries(self.instance_id, sweep_id)
+                    return
+                log.warning("sweep %s: delivery failed (%s); retrying in %.0f s", sweep_id, exc, backoff)
+                now = self.clock.now()
+                await self.store.claim_sweep_delivery(sweep_id, self.instance_id, now, now + backoff + DELIVERY_LEASE_S)
+                await self.clock.sleep(backoff)
+                continue
+            for delay in (*self.store_retry_s, None):  # as _mark_delivered: an unrecorded send repeats
+                try:
+                    await self.store.mark_sweep_delivered(sweep_id, self.clock.now())
+                    break
+                except StoreError:
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
+            log.info("sweep %s delivered (jobs %s)", sweep_id, ", ".join(job.id for job in claimed))
+            return
+
+    async def _send_sweep(self, frontend: FrontEnd, sweep_id: str, jobs: list[JobRecord]) -> None:
+        views = [await self.views.view(job) for job in jobs]
+        undelivered = {job.id for job in jobs if job.delivered_at is None}
+        results: dict[str, bytes] = {}
+        input_picture: bytes | None = None
+        for job in jobs:
+            if job.status != "done":
+                continue
+            pictures = await self.store.job_pictures(job.id)
+            if "result" not in pictures or "input" not in pictures:
+                log.error("job %s (sweep %s): its pictures are gone (purged?); left out", job.id, sweep_id)
+                continue
+            results[job.id] = pictures["result"]
+            input_picture = input_picture or pictures["input"]
+        if not results or input_picture is None:
+            # Nothing to show: one failure notice for the sweep (the first failed job says why).
+            failed = [view for view in views if view.status == "failed"] or views
+            await frontend.deliver_failure(failed[0])
+            return
+        deliver_sweep = getattr(frontend, "deliver_sweep", None)
+        if deliver_sweep is None:
+            await self._send_sweep_one_by_one(frontend, views, undelivered, input_picture, results)
+            return
+        sheet = await self._sheet(sweep_id, views, results)
+        await deliver_sweep(SweepDelivery(sweep_id, views, input_picture, results, sheet))
+
+    async def _send_sweep_one_by_one(
+        self,
+        frontend: FrontEnd,
+        views: list[JobView],
+        undelivered: set[str],
+        input_picture: bytes,
+        results: dict[str, bytes],
+    ) -> None:
+        """For a front end without deliver_sweep: each done job as an ordinary result, each
+        marked delivered once sent, so a retry after a failed send does not repeat the others."""
+        for view in views:
+            if view.id in results and view.id in undelivered:
+                await frontend.deliver_result(Delivery(view, input_picture, results[view.id]))
+                await self._mark_delivered(view.id)
+
+    async def _sheet(self, sweep_id: str, views: list[JobView], results: dict[str, bytes]) -> bytes | None:
+        labelled = [(f"{view.strength:g}", results[view.id]) for view in views if view.id in results]
+        try:
+            return await asyncio.to_thread(sweep_sheet, labelled)
+        except (ValueError, OSError):  # PictureError is a ValueError
+            # The results still go out, one by one (SweepDelivery.sheet None says so).
+            log.exception("sweep %s: its 3-up picture could not be drawn; sending the results alone", sweep_id)
+            return None
 
     async def _mark_delivered(self, job_id: str) -> None:
         """Sent: record it, trying through a short database outage, since a delivery that is

@@ -14,11 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.clock import Clock, utc_day
-from bot.commands import CommandError, RestyleCommand, apply_style, parse_restyle, with_strength_delta
+from bot.commands import (
+    SWEEP_STRENGTHS,
+    CommandError,
+    RestyleCommand,
+    apply_style,
+    parse_restyle,
+    with_strength_delta,
+)
 from bot.config import Config, TierSettings
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.guards import FloodGuard
-from bot.core.types import Accepted, JobView, Member, MemberView, Reason, Refused
+from bot.core.types import Accepted, Delivery, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
 from bot.i18n import N_, Text, Translator, translator
@@ -109,7 +116,11 @@ class Jobs:
             if job.status == "running":
                 last = job.rank if last is None else max(last, job.rank)
         ranks: dict[str, float] = {}
+        sweep_ranks: dict[str, float] = {}  # a sweep's jobs keep one rank: one turn of the member's
         for job in waiting:
+            if job.sweep_id is not None and job.sweep_id in sweep_ranks:
+                ranks[job.id] = sweep_ranks[job.sweep_id]
+                continue
             last = compute_rank(
                 arrival=job.created_at,
                 tier_rank=self._tier_level[tier.name],
@@ -118,6 +129,8 @@ class Jobs:
                 member_gap_s=self.config.queue.member_gap_s,
             )
             ranks[job.id] = last
+            if job.sweep_id is not None:
+                sweep_ranks[job.sweep_id] = last
         if ranks:
             await self.store.set_ranks(ranks, tier.name)
 
@@ -195,6 +208,82 @@ class Jobs:
         )
         return await self._submit(member, command, reply, source_job=job, request_key=key)
 
+    async def sweep(
+        self, member: Member, job_id: str, reply: dict[str, Any], *, request_key: str | None = None
+    ) -> Accepted | Refused:
+        """The "Try 3 strengths" button under a result: the job's stored picture, prompt, no=
+        text, steps and SAME seed at each of SWEEP_STRENGTHS, as one sweep (see submit). The
+        front end has admitted the button press (see `admit`)."""
+        key = _request_key(member, request_key)
+        if key is not None:
+            repeated = await self._answer_from_key(member, key)
+            if repeated is not None:
+                return repeated
+        job = await self.store.job(job_id)
+        if job is None or not await self.store.has_picture(job_id, "input"):
+            return Refused(
+                Reason.NOT_FOUND,
+                translator(member.lang).gettext("That job is gone; send the picture again with /restyle."),
+            )
+        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
+            return Refused(
+                Reason.NOT_YOURS,
+                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
+            )
+        command = RestyleCommand(
+            prompt=job.prompt,
+            seed=job.seed,
+            steps=job.steps if job.steps != self.config.engine.steps else None,
+            negative_prompt=job.negative_prompt,
+            output_format=job.output_format,
+            sweep=True,
+        )
+        return await self._submit(member, command, reply, source_job=job, request_key=key)
+
+    async def keep(self, member: Member, job_id: str) -> Delivery | Refused:
+        """ "Keep 0.5" under a sweep: that job's result as an ordinary Delivery, for the front
+        end to send like any result (its Again / Subtler / Stronger work from it as from any)."""
+        job = await self.store.job(job_id)
+        pictures = await self.store.job_pictures(job_id) if job is not None and job.status == "done" else {}
+        if job is None or "input" not in pictures or "result" not in pictures:
+            return Refused(
+                Reason.NOT_FOUND, translator(member.lang).gettext("That result is no longer kept; run /restyle again.")
+            )
+        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
+            return Refused(
+                Reason.NOT_YOURS,
+                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
+            )
+        return Delivery(await self.views.view(job), pictures["input"], pictures["result"])
+
+    async def sweep_files(
+        self, member: Member, sweep_id: str, fmt: str, max_bytes: int | None = None
+    ) -> list[tuple[float, bytes]] | Refused:
+        """A sweep's done results as files (png / jpeg / webp, each under max_bytes), as
+        (strength, bytes) in strength order; no new GPU work."""
+        jobs = await self.store.sweep_jobs(sweep_id)
+        if not jobs:
+            return Refused(
+                Reason.NOT_FOUND,
+                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
+            )
+        if (jobs[0].platform, jobs[0].platform_user_id) != (member.platform, member.user_id):
+            return Refused(
+                Reason.NOT_YOURS,
+                translator(member.lang).gettext("Only the member who asked for these pictures can use their buttons."),
+            )
+        files = []
+        for job in jobs:
+            data = await self.store.picture(job.id, "result") if job.status == "done" else None
+            if data is not None:
+                files.append((job.strength, await asyncio.to_thread(convert_stored, data, fmt, max_bytes)))
+        if not files:
+            return Refused(
+                Reason.NOT_FOUND,
+                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
+            )
+        return files
+
     async def _answer_from_key(self, member: Member, request_key: str) -> Accepted | Refused | None:
         """The answer to a request already queued under this key; None when it is new."""
         try:
@@ -208,27 +297,35 @@ class Jobs:
         return await self._accepted(job, duplicate=True)
 
     async def _accepted(self, record: JobRecord, *, duplicate: bool = False) -> Accepted:
+        sweep: tuple[str, ...] = ()
         try:
+            if record.sweep_id is not None:
+                sweep = tuple(job.id for job in await self.store.sweep_jobs(record.sweep_id))
             position = await self.store.position(record.id) or 0
             eta = await self.views.eta(record, position)
         except StoreError as exc:
             # The job is saved: say so (a "try again" here would make the member queue it twice).
             log.warning("job %s queued, but its position could not be read: %s", record.id, exc)
             position, eta = 0, DEFAULT_BATCH_SECONDS
-        return Accepted(record.id, position, eta, record.tier, record.strength, record.seed, record.steps, duplicate)
+        return Accepted(
+            record.id, position, eta, record.tier, record.strength, record.seed, record.steps, duplicate, sweep
+        )
 
-    async def _add_job_retrying(self, record: JobRecord, **kwargs: Any) -> JobRecord | str:
-        """store.add_job; with a request key, a failed write is tried again (a database restart
+    async def _add_jobs_retrying(self, records: list[JobRecord], **kwargs: Any) -> list[JobRecord] | str:
+        """store.add_jobs; with a request key, a failed write is tried again (a database restart
         mid-commit leaves its outcome unknown: the key finds the job if it was saved after all,
         so the retry cannot queue it twice or charge the quota twice)."""
-        pauses = self.store_retry_s[:3] if record.request_key is not None else ()
+        pauses = self.store_retry_s[:3] if records[0].request_key is not None else ()
         for pause in (*pauses, None):
             try:
-                return await self.store.add_job(record, **kwargs)
+                if len(records) > 1:
+                    return await self.store.add_jobs(records, **kwargs)
+                one = await self.store.add_job(records[0], **kwargs)
+                return one if isinstance(one, str) else [one]
             except StoreError as exc:
                 if pause is None:
                     raise
-                log.warning("job %s: saving it failed (%s); trying again in %.1f s", record.id, exc, pause)
+                log.warning("job %s: saving it failed (%s); trying again in %.1f s", records[0].id, exc, pause)
                 await asyncio.sleep(pause)
         raise AssertionError("unreachable")
 
@@ -253,10 +350,15 @@ class Jobs:
         # written after this request, maybe by another process, maybe after a restart.
         if member.lang:
             reply = {**reply, "lang": member.lang}
+        # A sweep is one request of several jobs: each costs a job of the quota and a place in
+        # the queue, and they are checked and queued together.
+        count = len(SWEEP_STRENGTHS) if command.sweep else 1
         try:
             account_id, tier = await self._account_and_tier(member)
             if await self.store.is_banned(account_id):
                 return Refused(Reason.BANNED, tr.gettext(BANNED))
+            if command.sweep and not tier.sweep:
+                return self._sweep_refusal(tier, member.lang)
             steps = command.steps if command.steps is not None else self.config.engine.steps
             if steps > tier.max_steps:
                 return Refused(
@@ -267,11 +369,13 @@ class Jobs:
                     upgrade_hint=tier.name != self._top_tier(),
                     lang=member.lang,
                 )
-            if len(await self.store.member_active_jobs(account_id)) >= tier.max_queued:
-                return self._queue_limit_refusal(tier, member.lang)
+            active = len(await self.store.member_active_jobs(account_id))
+            if active + count > tier.max_queued:
+                return self._queue_limit_refusal(tier, member.lang, count, active)
             day = utc_day(now)
-            if await self.store.used_today(account_id, day) >= tier.daily_quota:
-                return self._quota_refusal(tier, member.lang)
+            used = await self.store.used_today(account_id, day)
+            if used + count > tier.daily_quota:
+                return self._quota_refusal(tier, member.lang, count, used)
 
             if picture is not None:
                 try:
@@ -290,10 +394,11 @@ class Jobs:
                 prepared = None
                 width, height = source_job.width, source_job.height
 
-            strength = command.strength if command.strength is not None else self.config.bot.default_strength
+            default = command.strength if command.strength is not None else self.config.bot.default_strength
+            strengths = SWEEP_STRENGTHS if command.sweep else (default,)
             seed = command.seed if command.seed is not None else random_seed(self.rng)
-            steps = scheduled_steps(steps, strength)
-            job_id = self._new_job_id()
+            job_ids = [self._new_job_id() for _ in strengths]
+            job_id = job_ids[0]
 
             def rank_for(member_last_rank: float | None) -> float:
                 return compute_rank(
@@ -304,33 +409,41 @@ class Jobs:
                     member_gap_s=self.config.queue.member_gap_s,
                 )
 
-            record = JobRecord(
-                id=job_id,
-                account_id=account_id,
-                platform=member.platform,
-                platform_user_id=member.user_id,
-                reply=reply,
-                prompt=command.prompt,
-                negative_prompt=command.negative_prompt,
-                strength=strength,
-                seed=seed,
-                steps=steps,
-                output_format=command.output_format,
-                width=width,
-                height=height,
-                batch_key=batch_key(width, height, steps, strength),
-                tier=tier.name,
-                rank=0.0,  # set by the store, under the member's lock
-                seq=0,
-                status="queued",
-                created_at=now,
-                quota_day=day,
-                parent_job_id=source_job.id if source_job else None,
-                request_key=request_key,
-            )
+            # Each job of a sweep carries the normal batch key, so it batches with any job of
+            # its size and effective steps. Its siblings share a pipeline call only where their
+            # effective steps match too (at 4 steps 0.5 and 0.7 both make 2 UNet calls, 0.3 one):
+            # diffusers runs int(steps * strength) calls, one number per call.
+            records = []
+            for one_id, strength in zip(job_ids, strengths, strict=True):
+                job_steps = scheduled_steps(steps, strength)
+                records.append(JobRecord(
+                    id=one_id,
+                    account_id=account_id,
+                    platform=member.platform,
+                    platform_user_id=member.user_id,
+                    reply=reply,
+                    prompt=command.prompt,
+                    negative_prompt=command.negative_prompt,
+                    strength=strength,
+                    seed=seed,
+                    steps=job_steps,
+                    output_format=command.output_format,
+                    width=width,
+                    height=height,
+                    batch_key=batch_key(width, height, job_steps, strength),
+                    tier=tier.name,
+                    rank=0.0,  # set by the store, under the member's lock
+                    seq=0,
+                    status="queued",
+                    created_at=now,
+                    quota_day=day,
+                    parent_job_id=source_job.id if source_job else None,
+                    request_key=request_key if one_id == job_id else None,  # the lead answers for the sweep
+                    sweep_id=job_id if command.sweep else None,
+                ))  # fmt: skip
             stored_picture = await asyncio.to_thread(stored_bytes, prepared) if prepared is not None else None
-            added = await self._add_job_retrying(
-                record,
+            added = await self._add_jobs_retrying(
+                records,
                 quota_limit=tier.daily_quota,
                 max_active=tier.max_queued,
                 rank_for=rank_for,
@@ -338,16 +451,20 @@ class Jobs:
                 picture_from=source_job.id if source_job is not None else None,
             )
             if added == "quota":
-                return self._quota_refusal(tier, member.lang)
+                return self._quota_refusal(tier, member.lang, count, await self.store.used_today(account_id, day))
             if added == "queue_limit":
-                return self._queue_limit_refusal(tier, member.lang)
-            assert isinstance(added, JobRecord)
-            if added.id != job_id:  # queued before under this request key (a retry found it)
+                active = len(await self.store.member_active_jobs(account_id))
+                return self._queue_limit_refusal(tier, member.lang, count, active)
+            assert isinstance(added, list)
+            if added[0].id != job_id:  # queued before under this request key (a retry found it)
                 log.info(
-                    "job %s: request %s from %s was saved already; not queued twice", added.id, request_key, member.key
+                    "job %s: request %s from %s was saved already; not queued twice",
+                    added[0].id,
+                    request_key,
+                    member.key,
                 )
-                return await self._accepted(added, duplicate=True)
-            record = added
+                return await self._accepted(added[0], duplicate=True)
+            record = added[0]
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
             return Refused(Reason.STORAGE, tr.gettext(STORAGE_DOWN))
@@ -355,12 +472,39 @@ class Jobs:
 
         self.dispatch.work.set()
         await self.dispatch.publish(job_id, "queued")  # wakes an idle worker, in this process or another
-        log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, record.rank,
-                 accepted.position)  # fmt: skip
+        if command.sweep:
+            log.info("jobs %s queued for %s as one sweep (%s, rank %.1f, position %d)", ", ".join(job_ids), member.key,
+                     tier.name, record.rank, accepted.position)  # fmt: skip
+        else:
+            log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, record.rank,
+                     accepted.position)  # fmt: skip
         return accepted
 
-    def _queue_limit_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
+    def _sweep_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
         tr: Translator = translator(lang)
+        higher = [t for t in self.config.tiers.values() if t.rank > tier.rank and t.sweep]
+        allowed = min(higher, key=lambda t: t.rank).name if higher else None
+        message = tr.gettext("The {tier} tier cannot run strength sweeps; pick one strength, like strength=0.5.")
+        message = message.format(tier=tier.name)
+        if allowed is not None:
+            message += " " + tr.gettext("The {tier} tier runs them.").format(tier=allowed)
+        return Refused(Reason.SWEEP, message, upgrade_hint=allowed is not None, lang=lang)
+
+    def _queue_limit_refusal(self, tier: TierSettings, lang: str | None, count: int = 1, active: int = 0) -> Refused:
+        tr: Translator = translator(lang)
+        if count > 1:
+            return Refused(
+                Reason.QUEUE_LIMIT,
+                tr.ngettext(
+                    "A sweep runs {count} jobs at once, and the {tier} tier allows {most} waiting; you have {active} "
+                    "waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
+                    "A sweep runs {count} jobs at once, and the {tier} tier allows {most} waiting; you have {active} "
+                    "waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
+                    count,
+                ).format(count=count, tier=tier.name, most=tier.max_queued, active=active),
+                upgrade_hint=tier.name != self._top_tier(),
+                lang=lang,
+            )
         return Refused(
             Reason.QUEUE_LIMIT,
             tr.ngettext(
@@ -374,8 +518,22 @@ class Jobs:
             lang=lang,
         )
 
-    def _quota_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
+    def _quota_refusal(self, tier: TierSettings, lang: str | None, count: int = 1, used: int = 0) -> Refused:
         tr: Translator = translator(lang)
+        left = max(0, tier.daily_quota - used)
+        if count > 1 and left > 0:
+            return Refused(
+                Reason.QUOTA,
+                tr.ngettext(
+                    "A sweep runs {count} jobs; you have {left} of your {quota} restyles left today. "
+                    "Ask for one strength instead, or sweep again after midnight UTC.",
+                    "A sweep runs {count} jobs; you have {left} of your {quota} restyles left today. "
+                    "Ask for one strength instead, or sweep again after midnight UTC.",
+                    count,
+                ).format(count=count, left=left, quota=tier.daily_quota),
+                upgrade_hint=tier.name != self._top_tier(),
+                lang=lang,
+            )
         return Refused(
             Reason.QUOTA,
             tr.ngettext(
@@ -399,11 +557,24 @@ class Jobs:
         return await self.views.view(record) if record else None
 
     async def cancel(self, member: Member, job_id: str | None = None) -> list[str]:
-        """Cancel one of the member's jobs, or all of them waiting or running; returns the ids."""
+        """Cancel one of the member's jobs, or all of them waiting or running; returns the ids.
+        A job of a strength sweep takes the rest of its sweep with it (what of it finished
+        already is then delivered as the sweep)."""
         now = self.clock.now()
         account = await self.store.account_for(member.platform, member.user_id, now, member.name)
-        mine = [job.id for job in await self.store.member_active_jobs(account.id)]
+        active = await self.store.member_active_jobs(account.id)
+        mine = [job.id for job in active]
         targets = [job_id] if job_id is not None else mine
+        sweeps = {job.id: job.sweep_id for job in active if job.sweep_id is not None}
+        if job_id is not None:
+            # The job named may have ended already (a sweep's first result is in): its sweep's
+            # other jobs still go, and only the member's own active jobs are ever targets.
+            named = sweeps.get(job_id)
+            if named is None and job_id not in mine:
+                record = await self.store.job(job_id)
+                named = record.sweep_id if record is not None else None
+            if named is not None:
+                targets = [job.id for job in active if job.sweep_id == named]
         cancelled = []
         for target in targets:
             if target not in mine:
@@ -416,6 +587,8 @@ class Jobs:
                     await self.dispatch.publish(target, "cancelled")
                 self.dispatch.notify(target)  # the owning front end replaces its status with "Cancelled"
                 log.info("job %s cancelled by %s", target, member.key)
+        for sweep_id in {sweeps[target] for target in cancelled if target in sweeps}:
+            self.dispatch.schedule_sweep_delivery(sweep_id)  # its finished jobs, if any, go out now
         return cancelled
 
     async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:

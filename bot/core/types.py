@@ -41,6 +41,9 @@ class Accepted:
     # True: this request (same request key) was queued before, as this job; the front end has
     # answered it already and should not announce it again.
     duplicate: bool = False
+    # A strength sweep: its job ids, lead first, in strength order (job_id is the lead's);
+    # empty for a single job.
+    sweep: tuple[str, ...] = ()
 
 
 class Reason(StrEnum):
@@ -70,6 +73,7 @@ class Reason(StrEnum):
     EXPIRED_CODE = "expired_code"
     LINKED = "linked"
     BUSY = "busy"
+    SWEEP = "sweep"  # the member's tier has no strength sweeps
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,32 @@ class JobView:
     error: str | None = None  # for the member, when failed
     deliver_after: float | None = None  # when done: the result is held back until then
     delivered: bool = False  # the member has been sent the result (or the failure)
+    # One of a strength sweep's jobs: its lead's id. A front end shows ONE status per sweep
+    # (keyed by sweep_id) and reads how far it is from sweep_ended of sweep_size.
+    sweep_id: str | None = None
+    sweep_size: int = 1  # jobs in the sweep (1: not a sweep)
+    sweep_ended: int = 0  # of those, how many are done, failed or cancelled
+
+
+@dataclass(frozen=True)
+class SweepDelivery:
+    """A strength sweep delivered as a whole, once its last job has ended. Send `sheet` (the
+    results side by side, each labelled with its strength) or, where it is None (it could
+    not be drawn), the results one by one; say which strengths failed (job.status "failed",
+    job.error) or were cancelled. Buttons: "Keep <strength>" per done job (Jobs.keep) and the
+    three files (Jobs.sweep_files)."""
+
+    sweep_id: str  # the lead's job id; the lead's reply says where to answer
+    jobs: list[JobView]  # every job of the sweep, in strength order
+    input_picture: bytes  # the picture as the engine saw it (lossless; open with Pillow)
+    results: dict[str, bytes]  # job id -> result (lossless), for the done jobs only
+    # engine.pictures.sweep_sheet of the done results, each labelled "0.3" ...: lossless, in the
+    # stored form like the results (engine.pictures.convert_stored makes a chat's PNG/JPEG/WebP)
+    sheet: bytes | None
+
+    @property
+    def done(self) -> list[JobView]:
+        return [job for job in self.jobs if job.id in self.results]
 
 
 @dataclass(frozen=True)
@@ -173,4 +203,14 @@ class FrontEnd(Protocol):
 
     async def deliver_failure(self, job: JobView) -> None:
         """Tell the member their job failed (job.error). Raise to have it retried."""
+        ...
+
+
+class SweepFrontEnd(FrontEnd, Protocol):
+    """A front end that answers a strength sweep as one message. Dispatch calls deliver_sweep
+    where a front end has it; to one without, it sends a sweep's done jobs one by one with
+    deliver_result (or one deliver_failure when none is done)."""
+
+    async def deliver_sweep(self, sweep: SweepDelivery) -> None:
+        """Send the sweep. Return only once it is sent; raise to have it retried (whole)."""
         ...

@@ -47,6 +47,10 @@ class JobViews:
         if position is None:
             position = await self.store.position(job.id) if job.status == "queued" else None
         active = job.status in ("queued", "running")
+        size, ended = 1, 0
+        if job.sweep_id is not None:
+            sweep = await self.store.sweep_jobs(job.sweep_id)
+            size, ended = len(sweep), sum(1 for one in sweep if one.status not in ("queued", "running"))
         return JobView(
             id=job.id,
             platform=job.platform,
@@ -70,4 +74,7 @@ class JobViews:
             error=job.error,
             deliver_after=job.deliver_after,
             delivered=job.delivered_at is not None,
+            sweep_id=job.sweep_id,
+            sweep_size=size,
+            sweep_ended=ended,
         )

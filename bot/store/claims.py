@@ -158,14 +158,44 @@ class ClaimsStore(StoreBase):
         )  # fmt: skip
         return job_from_row(rows[0]) if rows else None
 
+    async def claim_sweep_delivery(self, sweep_id: str, owner: str, now: float, until: float) -> list[JobRecord]:
+        """claim_delivery for a strength sweep as a whole: the lease is taken on its lead, and
+        only once none of its jobs is waiting or running and one has an undelivered result or
+        failure (the lead itself may have been cancelled). Returns the sweep's jobs in strength
+        order, as they are once claimed; empty: not claimed (not over yet, delivered, or
+        another front end holds it)."""
+        claimed = await self.db.execute(
+            "UPDATE jobs SET delivery_by = ?, delivery_until = ? WHERE id = ? AND sweep_id = id "
+            "AND (delivery_by IS NULL OR delivery_by = ? OR delivery_until < ?) "
+            "AND NOT EXISTS (SELECT 1 FROM jobs busy WHERE busy.sweep_id = ? AND busy.status IN ('queued', 'running')) "
+            "AND EXISTS (SELECT 1 FROM jobs ended WHERE ended.sweep_id = ? AND ended.delivered_at IS NULL "
+            "AND ended.status IN ('done', 'failed'))",
+            owner, until, sweep_id, owner, now, sweep_id, sweep_id,
+        )  # fmt: skip
+        if claimed != 1:
+            return []
+        rows = await self.db.fetch_all(f"{SELECT_JOB} WHERE sweep_id = ? ORDER BY seq, id", sweep_id)
+        return [job_from_row(row) for row in rows]
+
+    async def mark_sweep_delivered(self, sweep_id: str, now: float) -> None:
+        """Every job of a sweep delivered (it is sent as a whole) and its lease let go."""
+        await self.db.execute(
+            "UPDATE jobs SET delivered_at = CASE WHEN delivered_at IS NULL THEN ? ELSE delivered_at END, "
+            "delivery_by = NULL, delivery_until = NULL WHERE sweep_id = ?",
+            now, sweep_id,
+        )  # fmt: skip
+
     async def release_deliveries(self, owner: str | None, job_id: str | None = None) -> None:
         """Give up delivery leases: one job's or all of `owner`'s (None: everybody's, for the
         one SQLite process at start), so another front end or the next start may deliver."""
         where, args = ("delivery_by IS NOT NULL", []) if owner is None else ("delivery_by = ?", [owner])
         if job_id is not None:
             where, args = f"{where} AND id = ?", [*args, job_id]
+        # A sweep's lease is on its lead, which may be a cancelled (so "delivered") job.
         await self.db.execute(
-            f"UPDATE jobs SET delivery_by = NULL, delivery_until = NULL WHERE delivered_at IS NULL AND {where}", *args
+            "UPDATE jobs SET delivery_by = NULL, delivery_until = NULL "
+            f"WHERE (delivered_at IS NULL OR sweep_id = id) AND {where}",
+            *args,
         )
 
     async def mark_delivered(self, job_id: str, now: float) -> None:

@@ -48,13 +48,16 @@ class JobRecord:
     # The incoming request that asked for it (an update, interaction or form nonce), unique per
     # platform: the same request delivered twice, or retried, finds this job instead of a new one.
     request_key: str | None = None
+    # One of a strength sweep's jobs: the sweep's lead job id (the lead's own id on the lead),
+    # which holds the request key and the sweep's delivery lease. None: a job on its own.
+    sweep_id: str | None = None
 
 
 JOB_COLUMNS = [
     "id", "account_id", "platform", "platform_user_id", "reply_json", "prompt", "negative_prompt",
     "strength", "seed", "steps", "output_format", "width", "height", "batch_key", "tier", "rank",
     "seq", "status", "created_at", "quota_day", "started_at", "finished_at", "deliver_after",
-    "delivered_at", "seconds", "error", "parent_job_id", "worker_id", "request_key",
+    "delivered_at", "seconds", "error", "parent_job_id", "worker_id", "request_key", "sweep_id",
 ]  # fmt: skip
 SELECT_JOB = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
 
@@ -97,6 +100,11 @@ class JobsStore(StoreBase):
         rows = await self.db.fetch_all(f"{SELECT_JOB} WHERE id IN {in_list(ids)}", *ids)
         by_id = {row["id"]: job_from_row(row) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
+
+    async def sweep_jobs(self, sweep_id: str) -> list[JobRecord]:
+        """A strength sweep's jobs, lead first, in strength order (their seqs are consecutive)."""
+        rows = await self.db.fetch_all(f"{SELECT_JOB} WHERE sweep_id = ? ORDER BY seq, id", sweep_id)
+        return [job_from_row(row) for row in rows]
 
     async def member_active_jobs(self, account_id: int) -> list[JobRecord]:
         """The member's waiting and running jobs, best-ranked first."""
@@ -146,16 +154,25 @@ class JobsStore(StoreBase):
 
     async def undelivered_jobs(self, platforms: Iterable[str], now: float) -> list[str]:
         """Finished jobs of these platforms whose member has not been told yet (results and
-        failure notices), that no front end is delivering right now."""
+        failure notices), that no front end is delivering right now. A strength sweep is one
+        entry, its lead's id, and only once none of its jobs is waiting or running: it is
+        delivered as a whole (see ClaimsStore.claim_sweep_delivery)."""
         names = list(platforms)
         if not names:
             return []
         rows = await self.db.fetch_all(
-            "SELECT id FROM jobs WHERE delivered_at IS NULL AND status IN ('done', 'failed') "
-            f"AND platform IN {in_list(names)} AND (delivery_until IS NULL OR delivery_until < ?) ORDER BY finished_at",
-            *names, now,
+            "SELECT id, finished_at FROM jobs WHERE delivered_at IS NULL AND status IN ('done', 'failed') "
+            f"AND sweep_id IS NULL AND platform IN {in_list(names)} "
+            "AND (delivery_until IS NULL OR delivery_until < ?) "
+            "UNION ALL "
+            "SELECT lead.id, MAX(ended.finished_at) FROM jobs lead JOIN jobs ended ON ended.sweep_id = lead.id "
+            "WHERE lead.id = lead.sweep_id AND ended.delivered_at IS NULL AND ended.status IN ('done', 'failed') "
+            f"AND lead.platform IN {in_list(names)} AND (lead.delivery_until IS NULL OR lead.delivery_until < ?) "
+            "AND NOT EXISTS (SELECT 1 FROM jobs busy WHERE busy.sweep_id = lead.id AND busy.status IN ('queued', 'running')) "
+            "GROUP BY lead.id",
+            *names, now, *names, now,
         )  # fmt: skip
-        return [row["id"] for row in rows]
+        return [row["id"] for row in sorted(rows, key=lambda row: (row["finished_at"] or 0.0, row["id"]))]
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self.db.fetch_all("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
@@ -197,47 +214,78 @@ class JobsStore(StoreBase):
         a request_key already stored for its platform returns that job, and nothing is written
         or charged: the same request retried (its first commit's outcome unknown) queues once.
         """
+        added = await self.add_jobs(
+            [job], quota_limit=quota_limit, max_active=max_active, rank_for=rank_for,
+            picture=picture, picture_from=picture_from,
+        )  # fmt: skip
+        return added if isinstance(added, str) else added[0]
+
+    async def add_jobs(
+        self,
+        jobs: list[JobRecord],
+        *,
+        quota_limit: int,
+        max_active: int,
+        rank_for: Callable[[float | None], float],
+        picture: bytes | None = None,
+        picture_from: str | None = None,
+    ) -> list[JobRecord] | str:
+        """add_job for one request of several jobs (a strength sweep), all or nothing: the
+        member needs room for all of them in the quota and the queue. They get ONE rank (the
+        request is one turn of the member's, not several) and consecutive seqs in the order
+        given; the first carries the request key, and its input picture is copied to the others.
+
+        Returns the stored jobs, or "quota" / "queue_limit". A request key stored already
+        answers with that job and the rest of its sweep."""
+        lead = jobs[0]
         async with self.db.transaction():
-            await self.db.fetch_one(f"SELECT id FROM accounts WHERE id = ? {self.db.lock_clause}", job.account_id)
-            if job.request_key is not None:
+            await self.db.fetch_one(f"SELECT id FROM accounts WHERE id = ? {self.db.lock_clause}", lead.account_id)
+            if lead.request_key is not None:
                 # Under the account's lock: a second copy of the request waits for the first.
-                existing = await self.job_for_request(job.platform, job.request_key)
+                existing = await self.job_for_request(lead.platform, lead.request_key)
                 if existing is not None:
-                    return existing
+                    return await self.sweep_jobs(existing.sweep_id) if existing.sweep_id else [existing]
             active = await self.db.fetch_row(
                 "SELECT COUNT(*) AS n, MAX(rank) AS last FROM jobs WHERE account_id = ? AND status IN ('queued', 'running')",
-                job.account_id,
+                lead.account_id,
             )
-            if active["n"] >= max_active:
+            if active["n"] + len(jobs) > max_active:
                 return "queue_limit"
-            used = await self.used_today(job.account_id, job.quota_day)
-            if used >= quota_limit:
+            used = await self.used_today(lead.account_id, lead.quota_day)
+            if used + len(jobs) > quota_limit:
                 return "quota"
             await self.db.execute(
-                "INSERT INTO daily_usage (account_id, day, used) VALUES (?, ?, 1) "
-                "ON CONFLICT (account_id, day) DO UPDATE SET used = daily_usage.used + 1",
-                job.account_id, job.quota_day,
+                "INSERT INTO daily_usage (account_id, day, used) VALUES (?, ?, ?) "
+                "ON CONFLICT (account_id, day) DO UPDATE SET used = daily_usage.used + excluded.used",
+                lead.account_id, lead.quota_day, len(jobs),
             )  # fmt: skip
             # One counter row: arrival order across processes, without scanning the jobs.
-            seq = await self.db.fetch_value("UPDATE job_seq SET n = n + 1 RETURNING n")
-            stored = replace(job, rank=rank_for(active["last"]), seq=seq)
-            await self.db.execute(
-                f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})",
-                *job_values(stored),
-            )
+            last_seq = await self.db.fetch_value("UPDATE job_seq SET n = n + ? RETURNING n", len(jobs))
+            rank = rank_for(active["last"])
+            stored = [replace(job, rank=rank, seq=last_seq - len(jobs) + 1 + i) for i, job in enumerate(jobs)]
+            for job in stored:
+                await self.db.execute(
+                    f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})",
+                    *job_values(job),
+                )
             if picture is not None:
                 await self.db.execute(
-                    "INSERT INTO pictures (job_id, kind, data) VALUES (?, 'input', ?)", job.id, picture
+                    "INSERT INTO pictures (job_id, kind, data) VALUES (?, 'input', ?)", lead.id, picture
                 )
             elif picture_from is not None:
-                copied = await self.db.execute(
-                    "INSERT INTO pictures (job_id, kind, data) SELECT ?, kind, data FROM pictures "
-                    "WHERE job_id = ? AND kind = 'input'",
-                    job.id, picture_from,
-                )  # fmt: skip
-                if copied != 1:
-                    raise StoreError(f"the picture of job {picture_from} is gone")
+                await self._copy_input(picture_from, lead.id)
+            for job in stored[1:]:
+                await self._copy_input(lead.id, job.id)
             return stored
+
+    async def _copy_input(self, from_job: str, to_job: str) -> None:
+        copied = await self.db.execute(
+            "INSERT INTO pictures (job_id, kind, data) SELECT ?, kind, data FROM pictures "
+            "WHERE job_id = ? AND kind = 'input'",
+            to_job, from_job,
+        )  # fmt: skip
+        if copied != 1:
+            raise StoreError(f"the picture of job {from_job} is gone")
 
     # Jobs: changing a waiting job --------------------------------------------------------------
 

@@ -183,6 +183,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incoming_open ON incoming (platform, handled_at, received_at);
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN sweep_id TEXT;
+    CREATE INDEX jobs_sweep ON jobs (sweep_id);
+    """,
 ]
 
 
