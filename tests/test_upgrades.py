@@ -352,6 +352,7 @@ async def test_a_code_refusal_is_said_in_the_members_language(svc: RestyleServic
     assert (await svc.codes.redeem(spanish, codes[0])).message == "Ese código ya se ha usado."
     assert (await svc.codes.redeem(russian, "RS-AAAA-BBBB-CCCC")).message.startswith("Этот код недействителен.")
     assert (await svc.codes.link_finish(spanish, "ABCDEFGH")).message.startswith("Ese código de vinculación no es válido")
+    assert (await svc.billing.invoice_payload(russian, "no-such-plan")).message.startswith("Этот тариф больше не продаётся")
 
 
 async def test_guessing_is_rate_limited(svc: RestyleService) -> None:

@@ -70,7 +70,7 @@ class Codes:
             return Refused(Reason.BANNED, _tr(member).gettext(BANNED))
         new = extended(self.config, tier, expiry, row["tier"], row["days"], now)
         if new is None:
-            return self.billing.downgrade_refusal(tier, expiry, row["tier"])
+            return self.billing.downgrade_refusal(tier, expiry, row["tier"], member.lang)
         if not await self.store.use_code(row["hash"], account_id, new[0], new[1], changed_by=member.key, now=now):
             return Refused(Reason.USED_CODE, _tr(member).gettext("That code has already been used."))
         log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], when(new[1]))
