@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import NoReturn, Protocol
 
+from bot.i18n import N_, Text, Translator
+
 MIN_STRENGTH = 0.05  # below this img2img barely runs a denoising step: the picture comes back unchanged
 MAX_STRENGTH = 1.0
 MAX_SEED = 2**32 - 1  # torch generators take any int, but 32 bits is what people can copy and share
@@ -37,29 +39,56 @@ _SWEEP_SHOWN = ", ".join(map(str, SWEEP_STRENGTHS))
 
 EXAMPLE = "/restyle rainy night with neon signs strength=0.5"
 
-USAGE = f"""\
+# The option names (strength=, seed=, ...) and "low strength" are the grammar: translations keep them.
+USAGE_TEXT = Text(
+    N_("""\
 Send or reply to a picture with /restyle and a description of the new style.
 
-  {EXAMPLE}
+  {example}
   /restyle oil painting, thick brush strokes, low strength
   /restyle pencil sketch strength=0.8 seed=42 no="colour, text"
 
-How much of the picture changes (strength=, from {MIN_STRENGTH} to {MAX_STRENGTH}):
+How much of the picture changes (strength=, from {min_strength} to {max_strength}):
   0.2-0.3  keeps the layout and nudges colours   (or say "low strength")
   0.4-0.6  clear new style, shapes kept          (or "medium strength")
   0.7-0.9  heavy rework                          (or "high strength")
-  strength=sweep  tries {_SWEEP_SHOWN} at once and shows them side by side
-                  (costs {len(SWEEP_STRENGTHS)} restyles; not on every tier)
+  strength=sweep  tries {sweep_strengths} at once and shows them side by side
+                  (costs {sweep_count} restyles; not on every tier)
 
 Ready-made styles: style=neon (its own prompt and strength; words you add go with it). /styles lists them.
 
-Other options: seed=N (0 to {MAX_SEED}, same seed = same result), steps=N ({MIN_STEPS} to {MAX_STEPS}, capped by your tier),
+Other options: seed=N (0 to {max_seed}, same seed = same result), steps=N ({min_steps} to {max_steps}, capped by your tier),
 no="things to avoid", format=png|jpeg|webp. Quote values with spaces: no="text, watermark".
-"""
+"""),
+    {
+        "example": EXAMPLE,
+        "min_strength": MIN_STRENGTH,
+        "max_strength": MAX_STRENGTH,
+        "max_seed": MAX_SEED,
+        "min_steps": MIN_STEPS,
+        "max_steps": MAX_STEPS,
+        "sweep_strengths": _SWEEP_SHOWN,
+        "sweep_count": len(SWEEP_STRENGTHS),
+    },
+)
+USAGE = USAGE_TEXT.render()
+
+
+def usage(tr: Translator | None = None) -> str:
+    """/help's text in the member's language."""
+    return USAGE_TEXT.render(tr)
 
 
 class CommandError(ValueError):
-    """A /restyle that cannot be run; str(error) is written for the chat member who sent it."""
+    """A /restyle that cannot be run; str(error) is written (in English) for the chat member who
+    sent it, `render(translator)` says it in their language."""
+
+    def __init__(self, text: Text | str) -> None:
+        self.text = text if isinstance(text, Text) else Text(text)
+        super().__init__(self.text.render())
+
+    def render(self, tr: Translator | None = None) -> str:
+        return self.text.render(tr)
 
 
 @dataclass(frozen=True)
@@ -151,28 +180,39 @@ def parse_restyle(text: str, *, bot_username: str | None = None) -> RestyleComma
 
     phrases = [m for m in _PHRASE_RE.finditer(body) if not _inside(m.start(), cuts)]
     if len(phrases) > 1:
-        said = " and ".join(f'"{_squash(m.group("phrase"))}"' for m in phrases)
-        raise CommandError(f"Please pick one strength: you wrote {said}.")
+        said = ", ".join(f'"{_squash(m.group("phrase"))}"' for m in phrases)
+        raise CommandError(Text("Please pick one strength: you wrote {phrases}.", {"phrases": said}))
     if phrases:
         phrase = _squash(phrases[0].group("phrase"))
         if values.get("strength") == SWEEP_WORD:
             raise CommandError(
-                f'You wrote both "{phrase}" and {given_as["strength"]}=sweep; please pick one: '
-                "a sweep tries several strengths by itself."
+                Text(
+                    'You wrote both "{phrase}" and {key}=sweep; please pick one: a sweep tries several strengths by itself.',
+                    {"phrase": phrase, "key": given_as["strength"]},
+                )
             )
         if "strength" in values:
-            raise CommandError(f'You wrote both "{phrase}" and {given_as["strength"]}=; please keep just one of them.')
+            raise CommandError(
+                Text(
+                    'You wrote both "{phrase}" and {key}=; please keep just one of them.',
+                    {"phrase": phrase, "key": given_as["strength"]},
+                )
+            )
         values["strength"] = STRENGTH_PHRASES[phrase.lower()]
         cuts.append(phrases[0].span())
 
     prompt = _remove_spans(body, cuts)
     _check_spaced_options(prompt)
     if not prompt and "style" not in values:
-        raise CommandError(f"Please describe the new style after /restyle, for example:\n{EXAMPLE}")
-    _check_length("Your prompt", prompt)
+        raise CommandError(
+            Text("Please describe the new style after /restyle, for example:\n{example}", {"example": EXAMPLE})
+        )
+    _check_length(N_("Your prompt is {length} characters long; the limit is {limit}. Please shorten it."), prompt)
     negative = values.get("negative_prompt")
     if isinstance(negative, str):
-        _check_length("Your no= text", negative)
+        _check_length(
+            N_("Your no= text is {length} characters long; the limit is {limit}. Please shorten it."), negative
+        )
     if values.get("strength") == SWEEP_WORD:
         del values["strength"]
         values["sweep"] = True
@@ -200,19 +240,25 @@ def apply_style(command: RestyleCommand, styles: Mapping[str, Recipe]) -> Restyl
         return command
     recipe = styles.get(command.style)
     if recipe is None:
-        known = ", ".join(sorted(styles)) or "none yet"
-        raise CommandError(f"I know no style called {command.style!r}.{_suggestion(command.style, tuple(styles))} "
-                           f"The styles are: {known} (/styles says what each does).")  # fmt: skip
+        close = difflib.get_close_matches(command.style, list(styles), n=1, cutoff=0.6)
+        if not styles:
+            raise CommandError(
+                Text("I know no style called {name!r}; there are no styles yet.", {"name": command.style})
+            )
+        if close:
+            raise CommandError(Text("I know no style called {name!r}. Did you mean {close!r}? The styles are: {known} "
+                                    "(/styles says what each does).",
+                                    {"name": command.style, "close": close[0], "known": ", ".join(sorted(styles))}))  # fmt: skip
+        raise CommandError(Text("I know no style called {name!r}. The styles are: {known} (/styles says what each does).",
+                                {"name": command.style, "known": ", ".join(sorted(styles))}))  # fmt: skip
     prompt = f"{recipe.prompt}, {command.prompt}" if command.prompt else recipe.prompt
-    _check_length("The style's prompt with your words", prompt)
+    _check_length(
+        N_("The style's prompt with your words is {length} characters long; the limit is {limit}. Please shorten it."),
+        prompt,
+    )
     # A sweep keeps strength None: it tries its own strengths on the recipe's prompt.
     strength = command.strength if command.strength is not None or command.sweep else recipe.strength
     return replace(command, prompt=prompt, strength=strength, style=None)
-
-
-def _suggestion(word: str, options: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def whole_number(text: str, lo: int, hi: int) -> int | None:
@@ -225,13 +271,15 @@ def whole_number(text: str, lo: int, hi: int) -> int | None:
     return number if lo <= number <= hi else None
 
 
-def describe_strength(s: float) -> str:
+def describe_strength(s: float, tr: Translator | None = None) -> str:
     """One word for a strength, for captions: "subtle", "clear" or "heavy"."""
+    # A context: "clear" here is a clearly visible change, not "transparent" or "to empty".
+    pgettext = tr.pgettext if tr is not None else (lambda _context, word: word)
     if s < 0.35:
-        return "subtle"
+        return pgettext("strength", "subtle")
     if s < 0.65:
-        return "clear"
-    return "heavy"
+        return pgettext("strength", "clear")
+    return pgettext("strength", "heavy")
 
 
 # How far the Subtler and Stronger buttons move strength, on every front end.
@@ -291,7 +339,12 @@ def _check_spaced_options(prompt: str) -> None:
 
 def _spaced_error(key: str) -> NoReturn:
     name = _DISPLAY[_KEYS[key.lower()]]
-    raise CommandError(f"Please write options without spaces around =, like {name}={_example_value(name)}.")
+    raise CommandError(
+        Text(
+            "Please write options without spaces around =, like {name}={example}.",
+            {"name": name, "example": _example_value(name)},
+        )
+    )
 
 
 def _find_options(body: str) -> list[tuple[int, int, str, str]]:
@@ -307,7 +360,10 @@ def _find_options(body: str) -> list[tuple[int, int, str, str]]:
             close = body.find(closer, value_start + 1)
             if close < 0:
                 raise CommandError(
-                    f"The quote after {key}= is never closed; write it like {key}={opener}{_example_value(key)}{closer}."
+                    Text(
+                        "The quote after {key}= is never closed; write it like {key}={opener}{example}{closer}.",
+                        {"key": key, "opener": opener, "example": _example_value(key), "closer": closer},
+                    )
                 )
             raw, end = body[value_start + 1 : close], close + 1
         else:
@@ -335,37 +391,51 @@ def _convert(field: str, raw: str) -> object:
         return _whole(key, value, MIN_STEPS, MAX_STEPS)
     if field == "output_format":
         if value.lower() not in FORMATS:
-            raise CommandError(f"{key} must be png, jpeg or webp, like format=png — got {_shown(value)}.")
+            raise CommandError(
+                Text(
+                    "{key} must be png, jpeg or webp, like format=png — got {value}.",
+                    {"key": key, "value": _shown(value)},
+                )
+            )
         return FORMATS[value.lower()]
     if field == "style":
         if not _STYLE_NAME_RE.fullmatch(value.lower()):
             raise CommandError(
-                f"{key}= needs a style's name, like style=neon (/styles lists them) — got {_shown(value)}."
+                Text(
+                    "{key}= needs a style's name, like style=neon (/styles lists them) — got {value}.",
+                    {"key": key, "value": _shown(value)},
+                )
             )
         return value.lower()
     # negative_prompt: free text, cleaned like the prompt.
     if not value:
-        raise CommandError(f'{key}= needs the things to avoid, like no="text, watermark".')
+        raise CommandError(Text('{key}= needs the things to avoid, like no="text, watermark".', {"key": key}))
     return value
 
 
 def _number(key: str, value: str, lo: float, hi: float) -> float:
-    wanted = f"{key} must be a number from {lo} to {hi}, like {key}=0.5"
+    params = {"key": key, "lo": lo, "hi": hi, "value": _shown(value)}
     if re.fullmatch(r"[0-9]*,[0-9]+", value):
         # Decimal commas are common outside English; say exactly what to change.
-        raise CommandError(f"{wanted} — got {_shown(value)}. Use a dot: {key}={value.replace(',', '.')}.")
-    if not _DECIMAL_RE.fullmatch(value):
-        raise CommandError(f"{wanted} — got {_shown(value)}.")
-    number = float(value)
-    if not lo <= number <= hi:
-        raise CommandError(f"{wanted} — got {_shown(value)}.")
-    return number
+        raise CommandError(
+            Text(
+                "{key} must be a number from {lo} to {hi}, like {key}=0.5 — got {value}. Use a dot: {key}={dotted}.",
+                {**params, "dotted": value.replace(",", ".")},
+            )
+        )
+    if not _DECIMAL_RE.fullmatch(value) or not lo <= float(value) <= hi:
+        raise CommandError(Text("{key} must be a number from {lo} to {hi}, like {key}=0.5 — got {value}.", params))
+    return float(value)
 
 
 def _whole(key: str, value: str, lo: int, hi: int) -> int:
-    wanted = f"{key} must be a whole number from {lo} to {hi}, like {key}={_example_value(key)}"
     if not _INTEGER_RE.fullmatch(value) or not lo <= int(value) <= hi:
-        raise CommandError(f"{wanted} — got {_shown(value)}.")
+        raise CommandError(
+            Text(
+                "{key} must be a whole number from {lo} to {hi}, like {key}={example} — got {value}.",
+                {"key": key, "lo": lo, "hi": hi, "example": _example_value(key), "value": _shown(value)},
+            )
+        )
     return int(value)
 
 
@@ -380,11 +450,11 @@ def _example_value(key: str) -> str:
     }[field]
 
 
-def _twice(field: str, first: str, second: str) -> str:
-    name = _DISPLAY[field]
+def _twice(field: str, first: str, second: str) -> Text:
+    params = {"name": _DISPLAY[field], "first": first, "second": second}
     if first.lower() == second.lower():
-        return f"{name} is given twice; please keep just one {first}=."
-    return f"{name} is given twice ({first}= and {second}= mean the same); please keep just one."
+        return Text("{name} is given twice; please keep just one {first}=.", params)
+    return Text("{name} is given twice ({first}= and {second}= mean the same); please keep just one.", params)
 
 
 def check_command_length(text: str) -> None:
@@ -392,15 +462,17 @@ def check_command_length(text: str) -> None:
     this for each text field they pass on)."""
     if len(text) > MAX_COMMAND_CHARS:
         raise CommandError(
-            f"That text is {len(text):,} characters long; the bot reads at most {MAX_COMMAND_CHARS:,}, so please shorten it."
+            Text(
+                "That text is {length:,} characters long; the bot reads at most {limit:,}, so please shorten it.",
+                {"length": len(text), "limit": MAX_COMMAND_CHARS},
+            )
         )
 
 
-def _check_length(what: str, text: str) -> None:
+def _check_length(template: str, text: str) -> None:
+    """`template`: the whole sentence (with {length} and {limit}) for the field that is too long."""
     if len(text) > MAX_PROMPT_CHARS:
-        raise CommandError(
-            f"{what} is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
-        )
+        raise CommandError(Text(template, {"length": len(text), "limit": MAX_PROMPT_CHARS}))
 
 
 def _remove_spans(body: str, cuts: list[tuple[int, int]]) -> str:
@@ -444,8 +516,8 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def _shown(value: str) -> str:
+def _shown(value: str) -> str | Text:
     # Echo what was typed so the member sees the mistake, but never a wall of text.
     if not value:
-        return "nothing"
+        return Text(N_("nothing"))
     return f"'{value if len(value) <= 30 else value[:29] + '…'}'"

@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from bot.i18n import N_
 from engine.pictures import PictureError, prepare_picture
 
 log = logging.getLogger("bot.decoding")
@@ -30,8 +31,8 @@ DECODE_THREADS = 2
 DECODE_TIME_LIMIT_S = 15.0  # the slowest picture we accept decodes in ~2 s here
 DECODE_WAIT_LIMIT_S = 60.0
 
-TOO_SLOW = "That picture takes too long to read; save it again as an ordinary JPEG or PNG and send it again."
-BUSY = "Too many pictures are being read right now; send yours again in a minute."
+TOO_SLOW = N_("That picture takes too long to read; save it again as an ordinary JPEG or PNG and send it again.")
+BUSY = N_("Too many pictures are being read right now; send yours again in a minute.")
 
 
 class PictureDecoder:

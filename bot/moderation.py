@@ -7,11 +7,13 @@ import unicodedata
 from dataclasses import dataclass
 
 from bot.config import AccessSettings, ModerationSettings
+from bot.i18n import N_
 
-REFUSED_BY_RULES = "That request was refused by this server's rules. Try a different prompt."
-NOT_HERE = "I'm not enabled in this chat. Ask an admin of this server, or use me where I'm enabled."
-NO_DMS = "I don't take requests in private messages here; use me in the server or group instead."
-BANNED = "You can't use this bot here. If you think this is a mistake, ask an admin."
+# English msgids: the core says them in the member's language (bot/i18n.py).
+REFUSED_BY_RULES = N_("That request was refused by this server's rules. Try a different prompt.")
+NOT_HERE = N_("I'm not enabled in this chat. Ask an admin of this server, or use me where I'm enabled.")
+NO_DMS = N_("I don't take requests in private messages here; use me in the server or group instead.")
+BANNED = N_("You can't use this bot here. If you think this is a mistake, ask an admin.")
 
 
 def fold(text: str) -> str:

@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from bot.i18n import N_
 from engine.api import EngineJob, EngineOutput, RestyleEngine
 
 log = logging.getLogger("bot.worker")
 
-ENGINE_FAILED = "The picture engine failed on this job; try again in a moment."
+ENGINE_FAILED = N_("The picture engine failed on this job; try again in a moment.")
 
 
 class BatchSource(Protocol):
@@ -31,7 +32,7 @@ class BatchSource(Protocol):
     async def give_back(self, job_ids: list[str]) -> None: ...
 
 
-CANCELLED = "This job was cancelled."
+CANCELLED = N_("This job was cancelled.")
 # Batches whose results may be in the database's hands at once. Two: on PostgreSQL storing a
 # batch of 4 took ~58 ms against a 40 ms engine (each write is a round trip and the server
 # compresses the pictures), and a pool runs two batches' transactions side by side; more would

@@ -19,8 +19,12 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 log = logging.getLogger("engine.pictures")
 
-FORMATS_SENTENCE = "Send a photo or an image file (PNG, JPEG, WebP or GIF)."
-NOT_A_PICTURE = "That file isn't a picture I can read (PNG, JPEG, WebP or GIF). Send a photo or an image file."
+
+def N_(text: str) -> str:  # noqa: N802  (gettext's name: marks a text for bot/i18n.py's extractor)
+    return text
+
+
+NOT_A_PICTURE = N_("That file isn't a picture I can read (PNG, JPEG, WebP or GIF). Send a photo or an image file.")
 READABLE = ("PNG", "JPEG", "WEBP", "GIF")  # Pillow's format ids (JPEG covers phones' MPO files)
 MAX_ASPECT = 8  # longer side / shorter side
 LIGHT_GREY = (220, 220, 220)
@@ -44,7 +48,14 @@ DECODE_SIDE_FACTOR = 4
 
 
 class PictureError(ValueError):
-    """A picture we won't take (or can't send); the message is written for a chat member."""
+    """A picture we won't take (or can't send); the message is written for a chat member.
+    `template` (an English text marked with N_) and `params` let the bot say it in the member's
+    language (the engine knows nothing of languages); str() is the English sentence."""
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template = template
+        self.params = params
+        super().__init__(template.format(**params) if params else template)
 
 
 def _mb(n: int) -> str:
@@ -120,11 +131,17 @@ def _check_jpeg_scans(data: bytes, width: int, height: int) -> None:
     if scans is None:
         raise PictureError(DAMAGED)
     if scans > MAX_JPEG_SCANS or scans * width * height > MAX_SCAN_PIXELS:
-        count = f"{scans}" if scans <= MAX_JPEG_SCANS else f"over {MAX_JPEG_SCANS}"
+        if scans > MAX_JPEG_SCANS:
+            raise PictureError(
+                N_("That JPEG is saved in over {count} progressive passes, far more than cameras and editors write, "
+                   "and would take too long to read; save it again as an ordinary JPEG or as PNG and send it again."),
+                count=MAX_JPEG_SCANS,
+            )  # fmt: skip
         raise PictureError(
-            f"That JPEG is saved in {count} progressive passes, far more than cameras and editors write, "
-            "and would take too long to read; save it again as an ordinary JPEG or as PNG and send it again."
-        )
+            N_("That JPEG is saved in {count} progressive passes, far more than cameras and editors write, "
+               "and would take too long to read; save it again as an ordinary JPEG or as PNG and send it again."),
+            count=scans,
+        )  # fmt: skip
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -172,16 +189,18 @@ def _pillow_warnings_logged() -> Iterator[None]:
             log.info("picture metadata is damaged; Pillow warned: %s%s", str(caught[0].message)[:200], more)
 
 
-DAMAGED = "That picture is damaged or cut short (perhaps the upload didn't finish); send it again."
+DAMAGED = N_("That picture is damaged or cut short (perhaps the upload didn't finish); send it again.")
 
 
 def _open(data: bytes, max_bytes: int, max_pixels: int) -> tuple[Image.Image, int | None]:
     """Open (headers only) and run every check that needs no pixels. Returns the image and its
     EXIF orientation (read here, where Pillow's warnings about EXIF are collected)."""
     if not data:
-        raise PictureError(f"That file is empty. {FORMATS_SENTENCE}")
+        raise PictureError(N_("That file is empty. Send a photo or an image file (PNG, JPEG, WebP or GIF)."))
     if len(data) > max_bytes:
-        raise PictureError(f"That picture is {_mb(len(data))}; the limit is {_mb(max_bytes)}.")
+        raise PictureError(
+            N_("That picture is {size}; the limit is {limit}."), size=_mb(len(data)), limit=_mb(max_bytes)
+        )
     with _pillow_warnings_logged():
         img = _open_image(data, max_pixels)
         orientation = _orientation(img)
@@ -189,12 +208,13 @@ def _open(data: bytes, max_bytes: int, max_pixels: int) -> tuple[Image.Image, in
     if width < 1 or height < 1:
         raise PictureError(NOT_A_PICTURE)
     if width * height > max_pixels:
-        raise PictureError(_too_many_pixels((width, height), max_pixels))
+        raise _too_many_pixels((width, height), max_pixels)
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise PictureError(
-            f"That picture is {width} × {height} pixels, too long and thin to restyle. "
-            f"Crop it so one side is at most {MAX_ASPECT} times the other."
-        )
+            N_("That picture is {width} × {height} pixels, too long and thin to restyle. "
+               "Crop it so one side is at most {aspect} times the other."),
+            width=width, height=height, aspect=MAX_ASPECT,
+        )  # fmt: skip
     if img.format in ("JPEG", "MPO"):
         _check_jpeg_scans(data, width, height)
     return img, orientation
@@ -214,15 +234,22 @@ def _open_image(data: bytes, max_pixels: int) -> Image.Image:
                 raise
             return Image.open(io.BytesIO(stripped), formats=READABLE)
     except Image.DecompressionBombError:
-        raise PictureError(_too_many_pixels(None, max_pixels)) from None
+        raise _too_many_pixels(None, max_pixels) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         kind = _sniff(data)
         if kind == "HEIC":
             raise PictureError(
-                "That's a HEIC photo, which I can't read. Send it as a photo (not as a file), or save it as JPEG first."
+                N_(
+                    "That's a HEIC photo, which I can't read. Send it as a photo (not as a file), or save it as JPEG first."
+                )
             ) from exc
         if kind:
-            raise PictureError(f"That's an {kind} file, which I can't read. {FORMATS_SENTENCE}") from exc
+            raise PictureError(
+                N_(
+                    "That's an {kind} file, which I can't read. Send a photo or an image file (PNG, JPEG, WebP or GIF)."
+                ),
+                kind=kind,
+            ) from exc
         raise PictureError(NOT_A_PICTURE) from exc
 
 
@@ -233,19 +260,25 @@ def _check_decoded_pixels(img: Image.Image, limit: int) -> None:
         return
     mp = f"{limit / 1_000_000:.1f}".removesuffix(".0")
     if img.format in ("JPEG", "MPO"):
-        raise PictureError(_too_many_pixels(img.size, limit))
+        raise _too_many_pixels(img.size, limit)
     kind = {"WEBP": "WebP"}.get(str(img.format), str(img.format))
     raise PictureError(
-        f"That picture is {width} × {height} pixels; I can read at most {mp} megapixels from a "
-        f"{kind} file. Make it smaller, or send it as a JPEG."
-    )
+        N_("That picture is {width} × {height} pixels; I can read at most {mp} megapixels from a "
+           "{kind} file. Make it smaller, or send it as a JPEG."),
+        width=width, height=height, mp=mp, kind=kind,
+    )  # fmt: skip
 
 
-def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> str:
+def _too_many_pixels(size: tuple[int, int] | None, max_pixels: int) -> PictureError:
     mp = f"{max_pixels / 1_000_000:g}"
     if size is None:
-        return f"That picture has far too many pixels; the limit is {mp} megapixels."
-    return f"That picture is {size[0]} × {size[1]} pixels; the limit is {mp} megapixels."
+        return PictureError(N_("That picture has far too many pixels; the limit is {mp} megapixels."), mp=mp)
+    return PictureError(
+        N_("That picture is {width} × {height} pixels; the limit is {mp} megapixels."),
+        width=size[0],
+        height=size[1],
+        mp=mp,
+    )
 
 
 def _orientation(img: Image.Image) -> int | None:
@@ -382,7 +415,7 @@ def prepare_picture(
     except PictureError:  # a ValueError too: must not become "damaged"
         raise
     except Image.DecompressionBombError:
-        raise PictureError(_too_many_pixels(None, max_pixels)) from None
+        raise _too_many_pixels(None, max_pixels) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         raise PictureError(DAMAGED) from exc
     method = _UPRIGHT.get(orientation or 1)
@@ -483,7 +516,8 @@ def encode_picture(img: Image.Image, fmt: str, max_bytes: int | None = None) -> 
         w, h = current.size
         if min(w, h) * SHRINK < MIN_ENCODE_SIDE:
             raise PictureError(
-                f"The picture can't be made small enough to send (the limit here is {max_bytes:,} bytes)."
+                N_("The picture can't be made small enough to send (the limit here is {limit:,} bytes)."),
+                limit=max_bytes,
             )
         current = current.resize((round(w * SHRINK), round(h * SHRINK)), Image.Resampling.LANCZOS)
         best = _encode_once(current, fmt, ladder[0])

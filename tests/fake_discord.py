@@ -138,6 +138,9 @@ _SNOWFLAKES = itertools.count(900_000_000_000_000_001)
 class FakeDiscord:
     def __init__(self, *, clock: Any = None, app_id: int = 4242, bot_id: int = 4242, size_limit: int = DEFAULT_SIZE_LIMIT):
         self.user_entitlements: dict[int, list[dict[str, Any]]] = {}  # sent with each interaction of that user
+        # Each user's Discord language, sent as the interaction's `locale` (discord-api-docs,
+        # Interaction Object: "locale: Selected language of the invoking user"); default en-US.
+        self.user_locales: dict[int, str] = {}
         self.entitlements: dict[int, dict[str, Any]] = {}  # the application's, as GET .../entitlements lists them
         self.skus: dict[int, dict[str, Any]] = {}  # the application's SKUs (GET .../skus)
         self.clock = clock  # with now(): interaction tokens expire TOKEN_TTL_S after they were dispatched
@@ -509,7 +512,7 @@ class FakeDiscord:
             "channel": {"id": str(channel_id), "type": 0 if guild_id else 1, "name": "pictures", "position": 0,
                         "permission_overwrites": [], "nsfw": False},  # fmt: skip
             "app_permissions": "562949953421311",
-            "locale": "en-US",
+            "locale": self.user_locales.get(user_id, "en-US"),
             # the invoking user's entitlements in force (discord-api-docs, Interaction Object: entitlements)
             "entitlements": list(self.user_entitlements[user_id] if user_id in self.user_entitlements
                                  else self._list_entitlements({"user_id": str(user_id), "exclude_ended": "1"})),
@@ -1131,6 +1134,36 @@ def _check_modal(modal: dict[str, Any]) -> None:
 
 
 _NAME = re.compile(r"^[-_\w]{1,32}$")
+# discord-api-docs, Reference > Locales: the only keys a localization dictionary may have.
+LOCALES = frozenset({
+    "id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl", "no", "pl", "pt-BR",
+    "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi", "th", "zh-CN", "ja", "zh-TW", "ko",
+})  # fmt: skip
+
+
+def _localization_problem(where: str, item: dict[str, Any], *, chat_input: bool) -> str | None:
+    """discord-api-docs, Application Commands > Localization: name_localizations and
+    description_localizations are keyed by Locales, and each value follows the restrictions of
+    the field it localizes (a chat-input name: lower case 1-32 word characters and dashes; a
+    description 1-100 characters; a choice's name 1-100)."""
+    for field in ("name_localizations", "description_localizations"):
+        localized = item.get(field)
+        if localized is None:
+            continue
+        if not isinstance(localized, dict):
+            return f"{where}.{field}: not a dictionary"
+        for locale, value in localized.items():
+            if locale not in LOCALES:
+                return f"{where}.{field}: {locale!r} is not a valid locale"
+            if field == "description_localizations" and not (isinstance(value, str) and 1 <= len(value) <= 100):
+                return f"{where}.{field}.{locale}: must be 1-100 characters"
+            if field == "name_localizations" and chat_input and not (
+                isinstance(value, str) and _NAME.match(value) and value == value.lower()
+            ):
+                return f"{where}.{field}.{locale}: not a valid name"
+            if field == "name_localizations" and not (isinstance(value, str) and 1 <= len(value) <= 100):
+                return f"{where}.{field}.{locale}: must be 1-100 characters"
+    return None
 
 
 def _command_schema_problem(commands: list[dict[str, Any]]) -> str | None:
@@ -1152,6 +1185,9 @@ def _command_schema_problem(commands: list[dict[str, Any]]) -> str | None:
         else:
             if not 1 <= len(name) <= 32 or command.get("description"):
                 return f"{name}: a context menu has a 1-32 character name and no description"
+        problem = _localization_problem(name, command, chat_input=kind == 1)
+        if problem:
+            return problem
         options = command.get("options") or []
         if len(options) > 25:
             return f"{name}: more than 25 options"
@@ -1163,6 +1199,11 @@ def _command_schema_problem(commands: list[dict[str, Any]]) -> str | None:
                 return f"{name}.{option.get('name')}: bad option name or description"
             if len(option.get("choices") or []) > 25:
                 return f"{name}.{option['name']}: more than 25 choices"
+            problem = _localization_problem(f"{name}.{option.get('name')}", option, chat_input=True)
+            for choice in option.get("choices") or []:
+                problem = problem or _localization_problem(f"{name}.{option.get('name')}.choice", choice, chat_input=False)
+            if problem:
+                return problem
     if sum(1 for c in commands if c.get("type", 1) == 1) > 100:
         return "more than 100 chat commands"
     return None

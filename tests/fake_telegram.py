@@ -23,6 +23,7 @@ import io
 import ipaddress
 import itertools
 import json
+import re
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class FakeTelegram:
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     deleted: set[tuple[int, int]] = field(default_factory=set)
     webhook: dict[str, Any] | None = None
+    # setMyCommands: (scope as JSON, language_code or "") -> the commands set for it
+    my_commands: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     webhook_error: str | None = None  # getWebhookInfo's last_error_message (Telegram could not deliver)
     charges: dict[str, int] = field(default_factory=dict)  # Stars charge id -> payer
     refunded: set[str] = field(default_factory=set)
@@ -664,6 +667,25 @@ class FakeTelegram:
         return info
 
     async def _m_setMyCommands(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        # Bot API, setMyCommands: "commands: A JSON-serialized list of bot commands ... At most 100
+        # commands can be specified"; BotCommand.command: "Text of the command; 1-32 characters.
+        # Can contain only lowercase English letters, digits and underscores", description:
+        # "1-256 characters"; language_code: "A two-letter ISO 639-1 language code. If empty,
+        # commands will be applied to all users from the given scope, for whose language there
+        # are no dedicated commands". (The error texts are this fake's; Telegram's name the field.)
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise _ApiError(400, "Bad Request: commands must be a list of at most 100 commands")
+        for command in commands:
+            name, description = command.get("command"), command.get("description")
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]{1,32}", name):
+                raise _ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not isinstance(description, str) or not 1 <= len(description) <= 256:
+                raise _ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        language = params.get("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise _ApiError(400, "Bad Request: LANG_CODE_INVALID")
+        self.my_commands[(json.dumps(params.get("scope") or {"type": "default"}, sort_keys=True), language)] = commands
         return True
 
     async def _m_getUpdates(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:

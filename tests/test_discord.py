@@ -463,7 +463,7 @@ async def test_a_refused_again_click_is_said_privately_and_leaves_no_public_mess
     for count in (1, 2):
         await h.fake.click(first, f"restyle:again:{job_id}")
         await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == count, what="the refusal")
-    assert all("You already have 2 job(s) waiting" in text for text in ephemerals(h.fake))
+    assert all("You already have 2 jobs waiting" in text for text in ephemerals(h.fake))
     ours = [m for m in h.fake.messages.values() if m["author"]["id"] == h.fake.bot_user["id"]
             and int(m["id"]) > int(first["id"]) and not m["attachments"] and not m["components"]]  # fmt: skip
     public = [m for m in ours if not m["flags"] & EPHEMERAL]

@@ -136,3 +136,20 @@ async def test_privacy_mode_keeps_plain_group_messages_from_the_bot(api):
     updates = (await api("getUpdates", timeout=0))["result"]
     assert [u["message"]["text"] for u in updates] == ["/restyle@RestyleTestBot ink"]
     assert len(fake.withheld) == 3
+
+
+async def test_set_my_commands_takes_a_two_letter_language_and_valid_commands(api):
+    """Bot API, setMyCommands: language_code is a two-letter ISO 639-1 code (empty: everyone);
+    a command is 1-32 lowercase letters, digits and underscores, its description 1-256 characters."""
+    good = [{"command": "restyle", "description": "Responde a una imagen"}]
+    assert (await api("setMyCommands", commands=good, language_code="es"))["ok"]
+    assert (await api("setMyCommands", commands=good))["ok"]
+    for code in ("es-ES", "ES", "spa", "e"):
+        answer = await api("setMyCommands", commands=good, language_code=code)
+        assert not answer["ok"] and answer["error_code"] == 400, code
+    for bad in ({"command": "Restyle", "description": "x"}, {"command": "re-style", "description": "x"},
+                {"command": "r" * 33, "description": "x"}, {"command": "restyle", "description": ""},
+                {"command": "restyle", "description": "x" * 257}):  # fmt: skip
+        answer = await api("setMyCommands", commands=[bad])
+        assert not answer["ok"] and answer["error_code"] == 400, bad
+    assert set(api.fake.my_commands) == {('{"type": "default"}', "es"), ('{"type": "default"}', "")}

@@ -91,9 +91,11 @@ async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake
     assert fake.live(status) is None  # the status message is cleaned up
     record = await bot.job(job_id)
     assert record.delivered_at is not None and record.status == "done"
-    assert [c.method for c in fake.calls if c.method == "setMyCommands"] == ["setMyCommands"]
-    commands = [c["command"] for c in fake.calls_to("setMyCommands")[0].params["commands"]]
-    assert commands == ["restyle", "styles", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
+    # The default (English) list, then one per translated language, with the same command names.
+    assert [c.params.get("language_code") for c in fake.calls_to("setMyCommands")] == [None, "es", "ru"]
+    for call in fake.calls_to("setMyCommands"):
+        commands = [c["command"] for c in call.params["commands"]]
+        assert commands == ["restyle", "styles", "me", "upgrade", "cancel", "link", "terms", "paysupport", "help"]
 
 
 def status_call_message_id(fake: FakeTelegram, call) -> int:

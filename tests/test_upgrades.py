@@ -344,6 +344,17 @@ async def test_codes_redeem_once_and_expire(svc: RestyleService) -> None:
     assert row is not None and codes[0] not in str(row)  # stored hashed
 
 
+
+async def test_a_code_refusal_is_said_in_the_members_language(svc: RestyleService) -> None:
+    codes = await svc.codes.mint_codes("pro", 30, 1)
+    await svc.codes.redeem(ANA, codes[0])
+    spanish, russian = Member("telegram", "1003", "Lucía", lang="es"), Member("discord", "5003", "ivan", lang="ru")
+    assert (await svc.codes.redeem(spanish, codes[0])).message == "Ese código ya se ha usado."
+    assert (await svc.codes.redeem(russian, "RS-AAAA-BBBB-CCCC")).message.startswith("Этот код недействителен.")
+    assert (await svc.codes.link_finish(spanish, "ABCDEFGH")).message.startswith("Ese código de vinculación no es válido")
+    assert (await svc.billing.invoice_payload(russian, "no-such-plan")).message.startswith("Этот тариф больше не продаётся")
+
+
 async def test_guessing_is_rate_limited(svc: RestyleService) -> None:
     codes = await svc.codes.mint_codes("max", 7, 1)
     for _ in range(5):

@@ -750,3 +750,32 @@ def test_the_key_is_the_same_on_every_machine_that_shares_the_payments_secret(tm
     first = compare_links(load_config(_written(tmp_path, text), env={}), tmp_path / "a")
     second = compare_links(load_config(tmp_path / "config.toml", env={}), tmp_path / "b")
     assert first is not None and second is not None and first.key == second.key
+
+
+# The member's language (the browser's Accept-Language) -------------------------------------------
+
+
+async def test_the_page_answers_in_the_language_the_browser_asks_for(site):
+    spanish = {"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
+    form = aiohttp.FormData()
+    form.add_field("prompt", "cat")
+    async with site.http.post(f"{site.url}/api/jobs", data=form, headers=spanish) as response:
+        assert response.status == 400 and (await response.json())["error"] == "Elige o suelta una imagen primero."
+    form = aiohttp.FormData()
+    form.add_field("picture", picture_bytes(), filename="in.png", content_type="image/png")
+    form.add_field("prompt", "cat")
+    form.add_field("strength", "2")
+    async with site.http.post(f"{site.url}/api/jobs", data=form, headers={"Accept-Language": "ru"}) as response:
+        assert response.status == 400
+        assert (await response.json())["error"].startswith("strength должен быть числом от 0.05 до 1.0")
+    # A refusal from the core too: a file that is not a picture, in Spanish.
+    form = aiohttp.FormData()
+    form.add_field("picture", b"%PDF-1.4 not a picture at all" * 10, filename="in.png", content_type="image/png")
+    form.add_field("prompt", "cat")
+    async with site.http.post(f"{site.url}/api/jobs", data=form, headers=spanish) as response:
+        body = await response.json()
+        assert response.status == 400 and body["reason"] == "picture"
+        assert body["error"].startswith("Ese archivo no es una imagen que pueda leer")
+    # Without the header (or with a language the bot has no catalogue for): English.
+    status, body = await site.submit("cat", picture=b"%PDF-1.4 not a picture at all" * 10)
+    assert status == 400 and body["error"].startswith("That file isn't a picture I can read")

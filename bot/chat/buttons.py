@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.chat import texts
 from bot.core.types import JobView, Member
+from bot.i18n import translator
 from bot.service import RestyleService
 
 
@@ -12,7 +13,7 @@ async def owned_job(service: RestyleService, member: Member, job_id: str) -> Job
     is gone, or someone else's: buttons sit in shared chats for everyone to press)."""
     job = await service.jobs.job(job_id)
     if job is None:
-        return texts.JOB_GONE
+        return translator(member.lang).gettext(texts.JOB_GONE)
     if (job.platform, job.user_id) != (member.platform, member.user_id):
-        return texts.NOT_YOURS
+        return translator(member.lang).gettext(texts.NOT_YOURS)
     return job

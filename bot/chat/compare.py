@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.core.types import Member, Reason, Refused
+from bot.i18n import translator
 from bot.service import RestyleService
 from engine.pictures import before_after_file
 
@@ -17,5 +18,6 @@ async def side_by_side(service: RestyleService, member: Member, job_id: str, max
         return result
     original = await service.jobs.input_picture(job_id)
     if original is None:
-        return Refused(Reason.NOT_FOUND, "That picture is no longer kept; send it again with /restyle.")
+        message = translator(member.lang).gettext("That picture is no longer kept; send it again with /restyle.")
+        return Refused(Reason.NOT_FOUND, message)
     return await asyncio.to_thread(before_after_file, original, result, "jpeg", max_bytes)

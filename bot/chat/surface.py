@@ -43,5 +43,6 @@ class CommandSurface(Protocol):
     async def reply(self, text: str) -> None: ...
 
     async def finish_status(self, job_id: str, text: str) -> None:
-        """The job ended without a result (cancelled): end its status message with `text`."""
+        """The job ended without a result (cancelled): end its status message with `text`, an
+        English msgid the surface says in the language of the job's member (saved with the job)."""
         ...

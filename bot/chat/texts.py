@@ -1,4 +1,6 @@
-"""What the bot says to members and admins, the same on every platform (styled by the surface)."""
+"""What the bot says to members and admins, the same on every platform (styled by the surface),
+in the member's language: each text is an English msgid (bot/i18n.py); the constants are said
+with `tr.gettext(CONSTANT)`, the functions take the member's translator `tr` (English without)."""
 
 from __future__ import annotations
 
@@ -9,31 +11,30 @@ from bot.chat.surface import Style
 from bot.commands import Recipe
 from bot.config import TierSettings
 from bot.core.types import JobView, MemberView
+from bot.i18n import N_, Translator, translator
 
-NOT_ADMIN = "Sorry, only the bot's admins can use /{command}."
-NO_JOBS = "You have no jobs waiting or running."
-QUEUE_IN_PRIVATE = "For members' privacy, use /queue in a private chat with me."
-CANCELLED = "Cancelled."  # where a cancelled job's status was
-CANCELLED_BY_COMMAND = "Cancelled with /cancel."
-NO_LOG = "No jobs in the log."
-JOB_GONE = "That job is gone; send the picture again with /restyle."
-NOT_YOURS = "Only the member who asked for this picture can use its buttons."
+ENGLISH = translator(None)
+NOT_ADMIN = N_("Sorry, only the bot's admins can use /{command}.")
+NO_JOBS = N_("You have no jobs waiting or running.")
+QUEUE_IN_PRIVATE = N_("For members' privacy, use /queue in a private chat with me.")
+CANCELLED = N_("Cancelled.")  # where a cancelled job's status was
+CANCELLED_BY_COMMAND = N_("Cancelled with /cancel.")
+NO_LOG = N_("No jobs in the log.")
+JOB_GONE = N_("That job is gone; send the picture again with /restyle.")
+NOT_YOURS = N_("Only the member who asked for this picture can use its buttons.")
 
 
-def fit_lines(lines: list[str], limit: int) -> str:
+def fit_lines(lines: list[str], limit: int, tr: Translator = ENGLISH) -> str:
     """Lines joined, cut at whole lines (with "...and N more lines") to fit one message."""
     out: list[str] = []
     for i, line in enumerate(lines):
-        more = f"…and {len(lines) - i} more lines"
+        left = len(lines) - i
+        more = tr.ngettext("…and {count} more line", "…and {count} more lines", left).format(count=left)
         if sum(len(x) + 1 for x in out) + len(line) + len(more) + 1 > limit:
             out.append(more)
             break
         out.append(line)
     return "\n".join(out)
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def clip(text: str, n: int) -> str:
@@ -42,144 +43,199 @@ def clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def duration(seconds: float) -> str:
+def duration(seconds: float, tr: Translator = ENGLISH) -> str:
     seconds = max(1, round(seconds))
-    return f"{seconds} s" if seconds < 90 else f"{round(seconds / 60)} min"
+    if seconds < 90:
+        return tr.gettext("{seconds} s").format(seconds=seconds)
+    return tr.gettext("{minutes} min").format(minutes=round(seconds / 60))
 
 
-def progress(job: JobView) -> str:
+def progress(job: JobView, tr: Translator = ENGLISH) -> str:
     if job.status == "running":
-        return f"restyling, {int((job.progress or 0) * 100)}%"
-    eta = f", about {duration(job.eta_s)}" if job.eta_s else ""
-    return f"queued, #{(job.position or 0) + 1} in line{eta}"
+        return tr.gettext("restyling, {percent}%").format(percent=int((job.progress or 0) * 100))
+    place = (job.position or 0) + 1
+    if job.eta_s:
+        return tr.gettext("queued, #{place} in line, about {eta}").format(place=place, eta=duration(job.eta_s, tr))
+    return tr.gettext("queued, #{place} in line").format(place=place)
 
 
-def held_result(seconds: float, tier: str, style: Style) -> str:
+def held_result(seconds: float, tier: str, style: Style, tr: Translator = ENGLISH) -> str:
     """A finished result held back until the tier's minimum wait is over (the status message
     says it once, until the result arrives)."""
-    return (
-        f"Ready — it arrives in about {duration(seconds)} on the {tier} plan. "
-        f"{style.code('/upgrade')} to get results as soon as they're done."
-    )
+    return tr.gettext(
+        "Ready — it arrives in about {wait} on the {tier} plan. {upgrade} to get results as soon as they're done."
+    ).format(wait=duration(seconds, tr), tier=tier, upgrade=style.code("/upgrade"))
 
 
-def next_tier_gains(current: TierSettings, better: TierSettings) -> list[str]:
+def next_tier_gains(current: TierSettings, better: TierSettings, tr: Translator = ENGLISH) -> list[str]:
     """What moving from `current` up to `better` changes, in a member's words; only what differs."""
     gains = []
     if better.min_turnaround_s < current.min_turnaround_s:
-        gains.append(f"results as soon as they are ready (now at least {current.min_turnaround_s:g} s)"
-                     if better.min_turnaround_s == 0 else
-                     f"results after {better.min_turnaround_s:g} s at the least (now {current.min_turnaround_s:g} s)")  # fmt: skip
+        if better.min_turnaround_s == 0:
+            gains.append(tr.gettext("results as soon as they are ready (now at least {now:g} s)")
+                         .format(now=current.min_turnaround_s))  # fmt: skip
+        else:
+            gains.append(tr.gettext("results after {better:g} s at the least (now {now:g} s)")
+                         .format(better=better.min_turnaround_s, now=current.min_turnaround_s))  # fmt: skip
     if better.rank > current.rank:
-        gains.append(
-            "a place in line ahead of " + ("free members" if current.name == "free" else f"{current.name} members")
-        )
+        if current.name == "free":
+            gains.append(tr.gettext("a place in line ahead of free members"))
+        else:
+            gains.append(tr.gettext("a place in line ahead of {tier} members").format(tier=current.name))
     if better.daily_quota > current.daily_quota:
-        gains.append(f"{better.daily_quota} restyles a day (now {current.daily_quota})")
+        gains.append(tr.ngettext("{count} restyle a day (now {now})", "{count} restyles a day (now {now})",
+                                 better.daily_quota).format(count=better.daily_quota, now=current.daily_quota))  # fmt: skip
     if better.max_side > current.max_side:
-        gains.append(f"pictures up to {better.max_side} px (now {current.max_side})")
+        gains.append(
+            tr.gettext("pictures up to {side} px (now {now})").format(side=better.max_side, now=current.max_side)
+        )
     if better.max_queued > current.max_queued:
-        gains.append(f"{better.max_queued} jobs at once (now {current.max_queued})")
+        gains.append(tr.ngettext("{count} job at once (now {now})", "{count} jobs at once (now {now})",
+                                 better.max_queued).format(count=better.max_queued, now=current.max_queued))  # fmt: skip
     if better.max_steps > current.max_steps:
-        gains.append(f"up to {better.max_steps} steps (now {current.max_steps})")
+        gains.append(
+            tr.gettext("up to {steps} steps (now {now})").format(steps=better.max_steps, now=current.max_steps)
+        )
     if better.sweep and not current.sweep:
-        gains.append("strength sweeps (strength=sweep: three strengths side by side)")
+        gains.append(tr.gettext("strength sweeps (strength=sweep: three strengths side by side)"))
     return gains
 
 
-def me(view: MemberView, style: Style, next_tier: tuple[TierSettings, TierSettings] | None = None) -> str:
+def me(
+    view: MemberView,
+    style: Style,
+    next_tier: tuple[TierSettings, TierSettings] | None = None,
+    tr: Translator = ENGLISH,
+) -> str:
     """/me; with `next_tier` (the member's tier and the one above it), what upgrading would change."""
-    until = f", until {style.date(view.tier_expires_at)}" if view.tier_expires_at else ""
     left = max(0, view.daily_quota - view.used_today)
-    lines = [
-        f"Tier: {style.bold(view.tier)}{until}",
-        f"Today: {view.used_today} of {view.daily_quota} restyles used, {left} left (the count restarts at midnight UTC)",
-    ]
-    if not view.active_jobs:
-        lines.append(f"No jobs waiting (up to {view.max_queued} at once).")
+    tier = style.bold(view.tier)
+    if view.tier_expires_at:
+        lines = [tr.gettext("Tier: {tier}, until {date}").format(tier=tier, date=style.date(view.tier_expires_at))]
     else:
-        lines.append(f"Your jobs ({len(view.active_jobs)} of up to {view.max_queued} at once):")
-        lines += [f"• “{clip(job.prompt, 60)}” — {progress(job)}" for job in view.active_jobs]
+        lines = [tr.gettext("Tier: {tier}").format(tier=tier)]
+    lines.append(
+        tr.ngettext(
+            "Today: {used} of {count} restyle used, {left} left (the count restarts at midnight UTC)",
+            "Today: {used} of {count} restyles used, {left} left (the count restarts at midnight UTC)",
+            view.daily_quota,
+        ).format(used=view.used_today, count=view.daily_quota, left=left)
+    )
+    if not view.active_jobs:
+        lines.append(tr.gettext("No jobs waiting (up to {most} at once).").format(most=view.max_queued))
+    else:
+        lines.append(tr.gettext("Your jobs ({count} of up to {most} at once):")
+                     .format(count=len(view.active_jobs), most=view.max_queued))  # fmt: skip
+        lines += [f"• “{clip(job.prompt, 60)}” — {progress(job, tr)}" for job in view.active_jobs]
     if next_tier is not None:
-        gains = next_tier_gains(*next_tier)
+        gains = next_tier_gains(*next_tier, tr)
         if gains:
-            lines.append(f"{style.bold(next_tier[1].name.capitalize())} would give: {'; '.join(gains)}. /upgrade")
-    return fit_lines(lines, style.text_limit)
+            lines.append(tr.gettext("{tier} would give: {gains}. /upgrade")
+                         .format(tier=style.bold(next_tier[1].name.capitalize()), gains="; ".join(gains)))  # fmt: skip
+    return fit_lines(lines, style.text_limit, tr)
 
 
-def styles(recipes: Iterable[Recipe], style: Style) -> str:
+def styles(recipes: Iterable[Recipe], style: Style, tr: Translator = ENGLISH) -> str:
     """/styles: every recipe with its strength, and how to use one."""
-    lines = [f"{style.bold('Styles')}: reply to a picture with {style.with_style('NAME')}; words you add go with the "
-             f"recipe's, like {style.with_style('neon')} with a red umbrella"]  # fmt: skip
+    lines = [tr.gettext("{styles}: reply to a picture with {command}; words you add go with the recipe's, "
+                        "like {example} with a red umbrella")
+             .format(styles=style.bold(tr.gettext("Styles")), command=style.with_style("NAME"),
+                     example=style.with_style("neon"))]  # fmt: skip
     for recipe in recipes:
         about = getattr(recipe, "about", None) or recipe.prompt
-        lines.append(f"• {style.code(recipe.name)} (strength {recipe.strength:g}): {clip(about, 120)}")
-    return fit_lines(lines, style.text_limit)
+        lines.append(tr.gettext("• {name} (strength {strength:g}): {about}")
+                     .format(name=style.code(recipe.name), strength=recipe.strength, about=clip(about, 120)))  # fmt: skip
+    return fit_lines(lines, style.text_limit, tr)
 
 
-def cancelled(count: int) -> str:
-    return f"Cancelled {plural(count, 'job')}." if count else NO_JOBS
+def cancelled(count: int, tr: Translator = ENGLISH) -> str:
+    if not count:
+        return tr.gettext(NO_JOBS)
+    return tr.ngettext("Cancelled {count} job.", "Cancelled {count} jobs.", count).format(count=count)
 
 
-def banned(who: str, reason: str, cancelled_jobs: int) -> str:
-    return f"Banned {who}: {reason or 'no reason given'}. Cancelled {plural(cancelled_jobs, 'waiting job')}."
+def banned(who: str, reason: str, cancelled_jobs: int, tr: Translator = ENGLISH) -> str:
+    return tr.ngettext(
+        "Banned {who}: {reason}. Cancelled {count} waiting job.",
+        "Banned {who}: {reason}. Cancelled {count} waiting jobs.",
+        cancelled_jobs,
+    ).format(who=who, reason=reason or tr.gettext("no reason given"), count=cancelled_jobs)
 
 
-def unbanned(who: str) -> str:
-    return f"Unbanned {who}; they can use the bot again."
+def unbanned(who: str, tr: Translator = ENGLISH) -> str:
+    return tr.gettext("Unbanned {who}; they can use the bot again.").format(who=who)
 
 
 def queue(
-    lengths: dict[str, int], waiting: list[tuple[int, str, str, JobView | None]], now: float, style: Style
+    lengths: dict[str, int],
+    waiting: list[tuple[int, str, str, JobView | None]],
+    now: float,
+    style: Style,
+    tr: Translator = ENGLISH,
 ) -> str:
     """/queue for admins: jobs waiting per tier, then the first ones with who asked."""
     counts = " · ".join(f"{tier} {n}" for tier, n in lengths.items())
+    hint = tr.gettext("{command} lists the latest jobs.").format(command=style.queue_log_hint)
     if not waiting:
-        return f"Nobody is waiting ({counts}).\n{style.queue_log_hint} lists the latest jobs."
-    lines = [f"{style.bold('Waiting:')} {counts}"]
+        return tr.gettext("Nobody is waiting ({counts}).").format(counts=counts) + "\n" + hint
+    lines = [f"{style.bold(tr.gettext('Waiting:'))} {counts}"]
     for position, tier, job_id, job in waiting:
-        who = (
-            f" · {style.member(job.platform, job.user_id, '')} · waiting {duration(now - job.created_at)}"
-            f" · “{clip(job.prompt, 60)}”"
-            if job
-            else ""
-        )
-        lines.append(f"#{position + 1} {tier} · job {style.code(job_id)}{who}")
-    lines.append(f"{style.queue_log_hint} lists the latest jobs.")
-    return fit_lines(lines, style.text_limit)
+        line = tr.gettext("#{place} {tier} · job {job}").format(place=position + 1, tier=tier, job=style.code(job_id))
+        if job:
+            line += tr.gettext(" · {member} · waiting {wait} · “{prompt}”").format(
+                member=style.member(job.platform, job.user_id, ""),
+                wait=duration(now - job.created_at, tr),
+                prompt=clip(job.prompt, 60),
+            )
+        lines.append(line)
+    lines.append(hint)
+    return fit_lines(lines, style.text_limit, tr)
 
 
-def job_log(entries: list[dict[str, Any]], style: Style) -> str:
+def job_log(entries: list[dict[str, Any]], style: Style, tr: Translator = ENGLISH) -> str:
     """/queue log for admins: the latest jobs, newest first: when, who, where, what, outcome."""
     if not entries:
-        return NO_LOG
-    latest = f"Latest {plural(len(entries), 'job')}"
-    lines = [f"{style.bold(latest)}, newest first{style.times_note}:"]
+        return tr.gettext(NO_LOG)
+    latest = tr.ngettext("Latest {count} job", "Latest {count} jobs", len(entries)).format(count=len(entries))
+    lines = [tr.gettext("{latest}, newest first{note}:").format(latest=style.bold(latest), note=style.times_note)]
     for entry in entries:
+        # The status is the jobs table's word (queued, done, failed ...): admins read it as stored.
         outcome = entry["status"] + (f" ({clip(entry['error'], 60)})" if entry.get("error") else "")
         lines.append(
-            f"{style.moment(entry['created_at'])} · {style.member(entry['platform'], entry['user_id'], '')} in "
-            f"{style.place(entry) or _place(entry)} · “{clip(entry['prompt'], 60)}” · {outcome} · job {style.code(entry['id'])}"
+            tr.gettext("{when} · {member} in {place} · “{prompt}” · {outcome} · job {job}").format(
+                when=style.moment(entry["created_at"]),
+                member=style.member(entry["platform"], entry["user_id"], ""),
+                place=style.place(entry) or _place(entry, tr),
+                prompt=clip(entry["prompt"], 60),
+                outcome=outcome,
+                job=style.code(entry["id"]),
+            )
         )
-    return fit_lines(lines, style.text_limit)
+    return fit_lines(lines, style.text_limit, tr)
 
 
-def _place(entry: dict[str, Any]) -> str:
+def _place(entry: dict[str, Any], tr: Translator = ENGLISH) -> str:
     """Where a job was asked for, said to an admin on any platform."""
     reply = entry.get("reply") or {}
     if reply.get("chat_id") is not None:  # Telegram
-        return f"Telegram chat {reply['chat_id']}" if reply.get("group") else "a Telegram private chat"
+        if reply.get("group"):
+            return tr.gettext("Telegram chat {chat}").format(chat=reply["chat_id"])
+        return tr.gettext("a Telegram private chat")
     if reply.get("channel_id"):  # Discord
         guild = reply.get("guild_id")
-        return f"Discord channel {reply['channel_id']} of server {guild}" if guild else "a Discord DM"
+        if guild:
+            return tr.gettext("Discord channel {channel} of server {guild}").format(
+                channel=reply["channel_id"], guild=guild
+            )
+        return tr.gettext("a Discord DM")
     return entry.get("platform") or "?"
 
 
 # Compare: the original and the result side by side.
-SIDE_BY_SIDE_BUTTON = "↔ Side by side"
-SENDING_SIDE_BY_SIDE = "Sending the before and after…"
-SIDE_BY_SIDE_CAPTION = "Before | after"
-COMPARE_BUTTON = "Compare ↗"  # opens the web page's drag-to-compare view ([web] public_url)
-RECIPE_BUTTONS_NOTE = (
+SIDE_BY_SIDE_BUTTON = N_("↔ Side by side")
+SENDING_SIDE_BY_SIDE = N_("Sending the before and after…")
+SIDE_BY_SIDE_CAPTION = N_("Before | after")
+COMPARE_BUTTON = N_("Compare ↗")  # opens the web page's drag-to-compare view ([web] public_url)
+RECIPE_BUTTONS_NOTE = N_(
     "Tap a style to copy its command, then send it as a reply to your picture (add your own words after it):"
 )

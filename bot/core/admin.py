@@ -12,6 +12,7 @@ from bot.clock import Clock
 from bot.config import Config, is_admin
 from bot.core.jobs import Jobs
 from bot.core.types import NOT_ADMIN, Member, Reason, Refused
+from bot.i18n import translator
 from bot.moderation import Place, place_refusal
 from bot.store import Store
 from engine.pictures import is_uncompressed, stored_as_png
@@ -28,14 +29,14 @@ class Admin:
         self.instance_id = instance_id
         self._places_told: set[Place] = set()
 
-    def check_place(self, place: Place) -> Refused | None:
+    def check_place(self, place: Place, lang: str | None = None) -> Refused | None:
         """None where the bot works. Elsewhere a refusal that is said once per chat, then quiet."""
         message = place_refusal(self.config.access, place)
         if message is None:
             return None
         quiet = place in self._places_told
         self._places_told.add(place)
-        return Refused(Reason.PLACE, message, quiet=quiet)
+        return Refused(Reason.PLACE, translator(lang).gettext(message), quiet=quiet, lang=lang)
 
     def is_admin(self, member: Member) -> bool:
         return is_admin(self.config, member.platform, member.user_id)
@@ -43,7 +44,7 @@ class Admin:
     async def ban(self, admin: Member, target: Member, reason: str, *, banned: bool = True) -> list[str] | Refused:
         """Ban (or unban) a member; a ban cancels their waiting jobs. Returns the cancelled ids."""
         if not self.is_admin(admin):
-            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(NOT_ADMIN), lang=admin.lang)
         now = self.clock.now()
         account = await self.store.account_for(target.platform, target.user_id, now, target.name)
         await self.store.set_ban(account.id, banned, reason=reason or "no reason given", by=admin.key, now=now)
@@ -85,7 +86,7 @@ class Admin:
         platform, user_id, reply (where it was asked), prompt, status, error, created_at,
         finished_at)."""
         if not self.is_admin(admin):
-            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(NOT_ADMIN), lang=admin.lang)
         rows = await self.store.job_log(limit)
         return [
             {

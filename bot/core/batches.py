@@ -17,6 +17,7 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.views import JobViews
+from bot.i18n import N_
 from bot.metrics import ServiceMetrics
 from bot.store import JobRecord, Store, StoreError
 from engine.api import EngineJob, EngineOutput, SafetyCheck
@@ -24,8 +25,8 @@ from engine.pictures import open_stored_all, stored_bytes
 
 log = logging.getLogger("bot.core.batches")
 
-WITHHELD = "The result was withheld by this server's safety filter. It did not count against your quota."
-ENGINE_FAILED = "The picture engine failed on this job; try again."
+WITHHELD = N_("The result was withheld by this server's safety filter. It did not count against your quota.")
+ENGINE_FAILED = N_("The picture engine failed on this job; try again.")
 INPUTS_IN_HAND_MAX = 64  # input pictures kept from claim to delivery (~590 KB each at 512x384)
 
 

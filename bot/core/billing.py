@@ -15,6 +15,7 @@ from bot.clock import Clock
 from bot.config import Config, PlanSettings, is_admin
 from bot.core.jobs import Jobs
 from bot.core.types import NOT_ADMIN, Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo, when
+from bot.i18n import N_, translator
 from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED
 from bot.store import Store
@@ -73,24 +74,29 @@ class Billing:
     def _plan(self, name: str) -> PlanSettings | None:
         return self.config.plans.get(name)
 
-    def downgrade_refusal(self, current: str, expiry: float | None, wanted: str) -> Refused:
-        until = f" until {when(expiry)}" if expiry else ""
-        return Refused(
-            Reason.DOWNGRADE,
-            f"You already have the {current} tier{until}, which gives more than {wanted}. "
-            "Buy (or redeem) this again when it has ended.",
-        )
+    def downgrade_refusal(self, current: str, expiry: float | None, wanted: str, lang: str | None = None) -> Refused:
+        tr = translator(lang)
+        if expiry:
+            message = tr.gettext("You already have the {tier} tier until {date}, which gives more than {wanted}. "
+                                 "Buy (or redeem) this again when it has ended.")  # fmt: skip
+        else:
+            message = tr.gettext("You already have the {tier} tier, which gives more than {wanted}. "
+                                 "Buy (or redeem) this again when it has ended.")  # fmt: skip
+        return Refused(Reason.DOWNGRADE, message.format(tier=current, date=when(expiry, lang), wanted=wanted))
 
     async def invoice_payload(self, member: Member, plan_name: str) -> tuple[PlanView, str] | Refused:
         """A signed payload for a Telegram invoice of this plan, made for this member only."""
         plan = self._plan(plan_name)
+        tr = translator(member.lang)
         if plan is None or plan.stars is None:
-            return Refused(Reason.NOT_FOUND, "That plan is no longer on sale; send /upgrade to see the current ones.")
+            return Refused(
+                Reason.NOT_FOUND, tr.gettext("That plan is no longer on sale; send /upgrade to see the current ones.")
+            )
         account_id, tier, expiry = await self.current(member)
         if await self.store.is_banned(account_id):
-            return Refused(Reason.BANNED, BANNED)
+            return Refused(Reason.BANNED, tr.gettext(BANNED))
         if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
-            return self.downgrade_refusal(tier, expiry, plan.tier)
+            return self.downgrade_refusal(tier, expiry, plan.tier, member.lang)
         return plan_view(self.config, plan), sign_payload(self._payload_key, member.key, plan.name)
 
     @functools.cached_property
@@ -115,19 +121,25 @@ class Billing:
         """Telegram's last question before it takes the Stars (answer within 10 s): None to go
         ahead, else why not (Telegram shows the message to the member)."""
         plan = self._plan_of_payload(member, payload)
+        tr = translator(member.lang)
         if plan is None:
             if self._payload_problem(member, payload) == "other_member":
                 return Refused(
-                    Reason.NOT_YOURS, "This invoice was made for another member. Send /upgrade for one of your own."
+                    Reason.NOT_YOURS,
+                    tr.gettext("This invoice was made for another member. Send /upgrade for one of your own."),
                 )
-            return Refused(Reason.PAYLOAD, "This invoice is not valid any more. Send /upgrade for a new one.")
+            return Refused(
+                Reason.PAYLOAD, tr.gettext("This invoice is not valid any more. Send /upgrade for a new one.")
+            )
         if currency != "XTR" or amount != plan.stars:
-            return Refused(Reason.PRICE, "The price of this plan has changed. Send /upgrade for a new invoice.")
+            return Refused(
+                Reason.PRICE, tr.gettext("The price of this plan has changed. Send /upgrade for a new invoice.")
+            )
         account_id, tier, expiry = await self.current(member)
         if await self.store.is_banned(account_id):
-            return Refused(Reason.BANNED, BANNED)
+            return Refused(Reason.BANNED, tr.gettext(BANNED))
         if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
-            return self.downgrade_refusal(tier, expiry, plan.tier)
+            return self.downgrade_refusal(tier, expiry, plan.tier, member.lang)
         return None
 
     async def record_payment(
@@ -217,18 +229,19 @@ class Billing:
         if first:
             log.error("payment %s from %s held, tier not changed (%s: %s); refund it or grant by hand",
                       charge_key, member.key, problem, detail)  # fmt: skip
+        tr = translator(member.lang)
         why = {
-            "other_member": "its invoice was made for another member",
-            "plan_gone": "its plan is no longer on sale",
-            "price": "it does not match the price of its plan",
-            "unreadable": "the bot cannot read its invoice",
+            "other_member": N_("its invoice was made for another member"),
+            "plan_gone": N_("its plan is no longer on sale"),
+            "price": N_("it does not match the price of its plan"),
+            "unreadable": N_("the bot cannot read its invoice"),
         }[problem]
         return Refused(
             Reason.PAYMENT_HELD,
-            f"Your payment arrived, but {why}, so your tier was not changed; "
-            f"send /paysupport with the charge id {charge_id} and support will sort it out.",
+            tr.gettext("Your payment arrived, but {why}, so your tier was not changed; send /paysupport with the "
+                       "charge id {charge} and support will sort it out.").format(why=tr.gettext(why), charge=charge_id),
             quiet=not first,
-        )
+        )  # fmt: skip
 
     async def payment_to_refund(self, admin: Member, charge_id: str) -> dict[str, Any] | Refused:
         """For an admin's /refund: the payment (platform, platform_user_id, amount ...) before

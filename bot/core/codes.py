@@ -10,6 +10,7 @@ from bot.config import Config
 from bot.core.billing import Billing
 from bot.core.jobs import Jobs
 from bot.core.types import Member, MemberView, Reason, Refused, when
+from bot.i18n import Translator, translator
 from bot.moderation import BANNED
 from bot.store import Store
 from bot.upgrades import (
@@ -45,7 +46,8 @@ class Codes:
             return None
         wait = window_start + GUESS_WINDOW_S - now
         log.info("%s tried a code past the limit (%d attempts this window)", member.key, tries)
-        return Refused(Reason.GUESSING, f"Too many wrong codes. Try again in {int(wait // 60) + 1} min.")
+        message = translator(member.lang).gettext("Too many wrong codes. Try again in {minutes} min.")
+        return Refused(Reason.GUESSING, message.format(minutes=int(wait // 60) + 1))
 
     async def redeem(self, member: Member, code: str) -> MemberView | Refused:
         """Spend a redeem code minted with `python -m bot codes mint`."""
@@ -56,20 +58,21 @@ class Codes:
         row = await self.store.code(code_hash(code))
         # Each refusal here was counted as a wrong guess already.
         if row is None:
-            return Refused(Reason.BAD_CODE, "That code is not valid. Check it and send it again.")
+            return Refused(Reason.BAD_CODE, _tr(member).gettext("That code is not valid. Check it and send it again."))
         if row["used_at"] is not None:
-            return Refused(Reason.USED_CODE, "That code has already been used.")
+            return Refused(Reason.USED_CODE, _tr(member).gettext("That code has already been used."))
         if row["valid_until"] <= now:
-            return Refused(Reason.EXPIRED_CODE, f"That code expired on {when(row['valid_until'])}.")
+            message = _tr(member).gettext("That code expired on {date}.")
+            return Refused(Reason.EXPIRED_CODE, message.format(date=when(row["valid_until"], member.lang)))
         await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self.billing.current(member)
         if await self.store.is_banned(account_id):
-            return Refused(Reason.BANNED, BANNED)
+            return Refused(Reason.BANNED, _tr(member).gettext(BANNED))
         new = extended(self.config, tier, expiry, row["tier"], row["days"], now)
         if new is None:
-            return self.billing.downgrade_refusal(tier, expiry, row["tier"])
+            return self.billing.downgrade_refusal(tier, expiry, row["tier"], member.lang)
         if not await self.store.use_code(row["hash"], account_id, new[0], new[1], changed_by=member.key, now=now):
-            return Refused(Reason.USED_CODE, "That code has already been used.")
+            return Refused(Reason.USED_CODE, _tr(member).gettext("That code has already been used."))
         log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], when(new[1]))
         await self.jobs.rerank_member(account_id, self.config.tier(new[0]))
         return await self.jobs.me(member)
@@ -88,7 +91,7 @@ class Codes:
         now = self.clock.now()
         account = await self.store.account_for(member.platform, member.user_id, now, member.name)
         if await self.store.is_banned(account.id):
-            return Refused(Reason.BANNED, BANNED)
+            return Refused(Reason.BANNED, _tr(member).gettext(BANNED))
         code = new_link_code()
         await self.store.add_link_code(code_hash(code), account.id, member.platform, now + LINK_CODE_TTL_S, now)
         return code, LINK_CODE_TTL_S
@@ -101,23 +104,27 @@ class Codes:
         now = self.clock.now()
         row = await self.store.link_code(code_hash(code))
         if row is None or row["expires_at"] <= now:
-            return Refused(Reason.BAD_CODE, "That link code is not valid or has expired (they last 10 minutes). "
-                                       "Send /link on the other app for a new one.")  # fmt: skip
+            return Refused(Reason.BAD_CODE, _tr(member).gettext("That link code is not valid or has expired (they last "
+                                       "10 minutes). Send /link on the other app for a new one."))  # fmt: skip
         mine = await self.store.account_for(member.platform, member.user_id, now, member.name)
         keep = row["account_id"]
         if mine.id == keep:
             await self.store.forgive_guess(member.key)  # the member's own code
-            return Refused(Reason.LINKED, "These are already linked.")
+            return Refused(Reason.LINKED, _tr(member).gettext("These are already linked."))
         if any(p == member.platform for p, _ in await self.store.identities(keep)):
-            return Refused(Reason.LINKED, f"That code was made by another {member.platform} account; "
-                                     "send /link here and /link CODE on the other app.")  # fmt: skip
+            message = _tr(member).gettext("That code was made by another {platform} account; send /link here and "
+                                          "/link CODE on the other app.")  # fmt: skip
+            return Refused(Reason.LINKED, message.format(platform=member.platform))
         # A live code from the other app: the member holds it, so it was no guess. (One made on
         # this app stays counted: a guesser must not learn codes here to use them there.)
         await self.store.forgive_guess(member.key)
         if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
-            return Refused(Reason.BANNED, BANNED)
+            return Refused(Reason.BANNED, _tr(member).gettext(BANNED))
         if await self.store.member_active_jobs(mine.id):
-            return Refused(Reason.BUSY, "Wait until your jobs here have finished (or /cancel them), then link.")
+            return Refused(
+                Reason.BUSY,
+                _tr(member).gettext("Wait until your jobs here have finished (or /cancel them), then link."),
+            )
         other = await self.store.account(keep)
         new = merged(self.config, (mine.tier, mine.tier_expires_at), (other.tier, other.tier_expires_at), now)
         await self.store.merge_accounts(
@@ -126,3 +133,7 @@ class Codes:
         log.info("%s linked to account %d (%s)", member.key, keep, new[0])
         await self.jobs.rerank_member(keep, self.config.tier(new[0]))
         return await self.jobs.me(member)
+
+
+def _tr(member: Member) -> Translator:
+    return translator(member.lang)

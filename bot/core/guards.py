@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 from bot.core.types import Reason, Refused
+from bot.i18n import translator
 
 
 class FloodGuard:
@@ -18,7 +19,7 @@ class FloodGuard:
         self._recent: dict[str, deque[float]] = {}
         self._warned_until: dict[str, float] = {}
 
-    def check(self, member_key: str, now: float) -> Refused | None:
+    def check(self, member_key: str, now: float, lang: str | None = None) -> Refused | None:
         recent = self._recent.setdefault(member_key, deque())
         while recent and recent[0] <= now - self.window_s:
             recent.popleft()
@@ -29,6 +30,9 @@ class FloodGuard:
         self._warned_until[member_key] = recent[0] + self.window_s
         return Refused(
             Reason.FLOOD,
-            f"You are sending commands too fast. Wait {int(recent[0] + self.window_s - now) + 1} s and try again.",
+            translator(lang)
+            .gettext("You are sending commands too fast. Wait {seconds} s and try again.")
+            .format(seconds=int(recent[0] + self.window_s - now) + 1),
             quiet=quiet,
+            lang=lang,
         )

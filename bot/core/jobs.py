@@ -28,6 +28,7 @@ from bot.core.guards import FloodGuard
 from bot.core.types import Accepted, Delivery, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
+from bot.i18n import N_, Text, Translator, translator
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -36,7 +37,7 @@ from engine.pictures import PictureError, convert_stored, decoded_pixel_limit, s
 
 log = logging.getLogger("bot.core.jobs")
 
-STORAGE_DOWN = "The bot cannot save new requests right now. Try again in a few minutes."
+STORAGE_DOWN = N_("The bot cannot save new requests right now. Try again in a few minutes.")
 
 
 class Jobs:
@@ -140,7 +141,7 @@ class Jobs:
         incoming command, button or form, before it parses or looks anything up, whatever the
         command turns out to be (a refused /restyle, /help and /me count as much as a job). None:
         go ahead. A quiet refusal means the member was told already: answer nothing."""
-        return self.flood.check(member.key, self.clock.now())
+        return self.flood.check(member.key, self.clock.now(), member.lang)
 
     # Submitting ------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Jobs:
                 command = parse_restyle(command)
             command = apply_style(command, self.config.styles)
         except CommandError as exc:
-            return Refused(Reason.COMMAND, str(exc))
+            return Refused(Reason.COMMAND, exc.render(translator(member.lang)), lang=member.lang)
         return await self._submit(member, command, reply, picture=picture, request_key=key)
 
     async def again(
@@ -190,10 +191,13 @@ class Jobs:
             if repeated is not None:
                 return repeated
         job = await self.store.job(job_id)
+        tr = translator(member.lang)
         if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused(Reason.NOT_FOUND, "That job is gone; send the picture again with /restyle.")
+            return Refused(Reason.NOT_FOUND, tr.gettext("That job is gone; send the picture again with /restyle."))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
+            return Refused(
+                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
+            )
         command = RestyleCommand(
             prompt=job.prompt,
             strength=with_strength_delta(job.strength, strength_delta),
@@ -217,9 +221,15 @@ class Jobs:
                 return repeated
         job = await self.store.job(job_id)
         if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused(Reason.NOT_FOUND, "That job is gone; send the picture again with /restyle.")
+            return Refused(
+                Reason.NOT_FOUND,
+                translator(member.lang).gettext("That job is gone; send the picture again with /restyle."),
+            )
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
+            return Refused(
+                Reason.NOT_YOURS,
+                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
+            )
         command = RestyleCommand(
             prompt=job.prompt,
             seed=job.seed,
@@ -236,9 +246,14 @@ class Jobs:
         job = await self.store.job(job_id)
         pictures = await self.store.job_pictures(job_id) if job is not None and job.status == "done" else {}
         if job is None or "input" not in pictures or "result" not in pictures:
-            return Refused(Reason.NOT_FOUND, "That result is no longer kept; run /restyle again.")
+            return Refused(
+                Reason.NOT_FOUND, translator(member.lang).gettext("That result is no longer kept; run /restyle again.")
+            )
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
+            return Refused(
+                Reason.NOT_YOURS,
+                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
+            )
         return Delivery(await self.views.view(job), pictures["input"], pictures["result"])
 
     async def sweep_files(
@@ -248,16 +263,25 @@ class Jobs:
         (strength, bytes) in strength order; no new GPU work."""
         jobs = await self.store.sweep_jobs(sweep_id)
         if not jobs:
-            return Refused(Reason.NOT_FOUND, "Those results are no longer kept; run /restyle again.")
+            return Refused(
+                Reason.NOT_FOUND,
+                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
+            )
         if (jobs[0].platform, jobs[0].platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for these pictures can use their buttons.")
+            return Refused(
+                Reason.NOT_YOURS,
+                translator(member.lang).gettext("Only the member who asked for these pictures can use their buttons."),
+            )
         files = []
         for job in jobs:
             data = await self.store.picture(job.id, "result") if job.status == "done" else None
             if data is not None:
                 files.append((job.strength, await asyncio.to_thread(convert_stored, data, fmt, max_bytes)))
         if not files:
-            return Refused(Reason.NOT_FOUND, "Those results are no longer kept; run /restyle again.")
+            return Refused(
+                Reason.NOT_FOUND,
+                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
+            )
         return files
 
     async def _answer_from_key(self, member: Member, request_key: str) -> Accepted | Refused | None:
@@ -266,7 +290,7 @@ class Jobs:
             job = await self.store.job_for_request(member.platform, request_key)
         except StoreError as exc:
             log.error("could not look up request %s from %s: %s", request_key, member.key, exc)
-            return Refused(Reason.STORAGE, STORAGE_DOWN)
+            return Refused(Reason.STORAGE, translator(member.lang).gettext(STORAGE_DOWN))
         if job is None:
             return None
         log.info("job %s: request %s from %s seen again; not queued twice", job.id, request_key, member.key)
@@ -316,34 +340,42 @@ class Jobs:
         request_key: str | None = None,
     ) -> Accepted | Refused:
         now = self.clock.now()
+        tr = translator(member.lang)
         if not self.dispatch.accepting:
-            return Refused(Reason.STORAGE, "The bot is restarting; send your request again in a minute.")
+            return Refused(Reason.STORAGE, tr.gettext("The bot is restarting; send your request again in a minute."))
         if self.blocklist.blocks(command.prompt, command.negative_prompt):
             log.info("request from %s refused by the blocklist", member.key)
-            return Refused(Reason.RULES, REFUSED_BY_RULES)
+            return Refused(Reason.RULES, tr.gettext(REFUSED_BY_RULES))
+        # Where later messages (status, result, failure) go, and in which language: they are
+        # written after this request, maybe by another process, maybe after a restart.
+        if member.lang:
+            reply = {**reply, "lang": member.lang}
         # A sweep is one request of several jobs: each costs a job of the quota and a place in
         # the queue, and they are checked and queued together.
         count = len(SWEEP_STRENGTHS) if command.sweep else 1
         try:
             account_id, tier = await self._account_and_tier(member)
             if await self.store.is_banned(account_id):
-                return Refused(Reason.BANNED, BANNED)
+                return Refused(Reason.BANNED, tr.gettext(BANNED))
             if command.sweep and not tier.sweep:
-                return self._sweep_refusal(tier)
+                return self._sweep_refusal(tier, member.lang)
             steps = command.steps if command.steps is not None else self.config.engine.steps
             if steps > tier.max_steps:
                 return Refused(
                     Reason.STEPS,
-                    f"The {tier.name} tier allows up to {tier.max_steps} steps; use steps={tier.max_steps} or fewer.",
+                    tr.gettext("The {tier} tier allows up to {steps} steps; use steps={steps} or fewer.").format(
+                        tier=tier.name, steps=tier.max_steps
+                    ),
                     upgrade_hint=tier.name != self._top_tier(),
+                    lang=member.lang,
                 )
             active = len(await self.store.member_active_jobs(account_id))
             if active + count > tier.max_queued:
-                return self._queue_limit_refusal(tier, count, active)
+                return self._queue_limit_refusal(tier, member.lang, count, active)
             day = utc_day(now)
             used = await self.store.used_today(account_id, day)
             if used + count > tier.daily_quota:
-                return self._quota_refusal(tier, count, used)
+                return self._quota_refusal(tier, member.lang, count, used)
 
             if picture is not None:
                 try:
@@ -355,7 +387,7 @@ class Jobs:
                         max_decoded_pixels=self._max_decoded_pixels,
                     )
                 except PictureError as exc:
-                    return Refused(Reason.PICTURE, str(exc))
+                    return Refused(Reason.PICTURE, Text(exc.template, exc.params).render(tr))
                 width, height = prepared.size
             else:
                 assert source_job is not None
@@ -419,9 +451,10 @@ class Jobs:
                 picture_from=source_job.id if source_job is not None else None,
             )
             if added == "quota":
-                return self._quota_refusal(tier, count, await self.store.used_today(account_id, day))
+                return self._quota_refusal(tier, member.lang, count, await self.store.used_today(account_id, day))
             if added == "queue_limit":
-                return self._queue_limit_refusal(tier, count, len(await self.store.member_active_jobs(account_id)))
+                active = len(await self.store.member_active_jobs(account_id))
+                return self._queue_limit_refusal(tier, member.lang, count, active)
             assert isinstance(added, list)
             if added[0].id != job_id:  # queued before under this request key (a retry found it)
                 log.info(
@@ -434,7 +467,7 @@ class Jobs:
             record = added[0]
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
-            return Refused(Reason.STORAGE, STORAGE_DOWN)
+            return Refused(Reason.STORAGE, tr.gettext(STORAGE_DOWN))
         accepted = await self._accepted(record)
 
         self.dispatch.work.set()
@@ -447,43 +480,69 @@ class Jobs:
                      accepted.position)  # fmt: skip
         return accepted
 
-    def _sweep_refusal(self, tier: TierSettings) -> Refused:
+    def _sweep_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
+        tr: Translator = translator(lang)
         higher = [t for t in self.config.tiers.values() if t.rank > tier.rank and t.sweep]
         allowed = min(higher, key=lambda t: t.rank).name if higher else None
-        message = f"The {tier.name} tier cannot run strength sweeps; pick one strength, like strength=0.5."
+        message = tr.gettext("The {tier} tier cannot run strength sweeps; pick one strength, like strength=0.5.")
+        message = message.format(tier=tier.name)
         if allowed is not None:
-            message += f" The {allowed} tier runs them."
-        return Refused(Reason.SWEEP, message, upgrade_hint=allowed is not None)
+            message += " " + tr.gettext("The {tier} tier runs them.").format(tier=allowed)
+        return Refused(Reason.SWEEP, message, upgrade_hint=allowed is not None, lang=lang)
 
-    def _queue_limit_refusal(self, tier: TierSettings, count: int = 1, active: int = 0) -> Refused:
+    def _queue_limit_refusal(self, tier: TierSettings, lang: str | None, count: int = 1, active: int = 0) -> Refused:
+        tr: Translator = translator(lang)
         if count > 1:
             return Refused(
                 Reason.QUEUE_LIMIT,
-                f"A sweep runs {count} jobs at once, and the {tier.name} tier allows {tier.max_queued} waiting; "
-                f"you have {active} waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
+                tr.ngettext(
+                    "A sweep runs {count} jobs at once, and the {tier} tier allows {most} waiting; you have {active} "
+                    "waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
+                    "A sweep runs {count} jobs at once, and the {tier} tier allows {most} waiting; you have {active} "
+                    "waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
+                    count,
+                ).format(count=count, tier=tier.name, most=tier.max_queued, active=active),
                 upgrade_hint=tier.name != self._top_tier(),
+                lang=lang,
             )
         return Refused(
             Reason.QUEUE_LIMIT,
-            f"You already have {tier.max_queued} job(s) waiting, the most the {tier.name} tier allows. "
-            "Wait for one to finish, or /cancel one.",
+            tr.ngettext(
+                "You already have {count} job waiting, the most the {tier} tier allows. "
+                "Wait for it to finish, or /cancel it.",
+                "You already have {count} jobs waiting, the most the {tier} tier allows. "
+                "Wait for one to finish, or /cancel one.",
+                tier.max_queued,
+            ).format(count=tier.max_queued, tier=tier.name),
             upgrade_hint=tier.name != self._top_tier(),
+            lang=lang,
         )
 
-    def _quota_refusal(self, tier: TierSettings, count: int = 1, used: int = 0) -> Refused:
+    def _quota_refusal(self, tier: TierSettings, lang: str | None, count: int = 1, used: int = 0) -> Refused:
+        tr: Translator = translator(lang)
         left = max(0, tier.daily_quota - used)
         if count > 1 and left > 0:
             return Refused(
                 Reason.QUOTA,
-                f"A sweep runs {count} jobs; you have {left} of your {tier.daily_quota} restyles left today. "
-                "Ask for one strength instead, or sweep again after midnight UTC.",
+                tr.ngettext(
+                    "A sweep runs {count} jobs; you have {left} of your {quota} restyles left today. "
+                    "Ask for one strength instead, or sweep again after midnight UTC.",
+                    "A sweep runs {count} jobs; you have {left} of your {quota} restyles left today. "
+                    "Ask for one strength instead, or sweep again after midnight UTC.",
+                    count,
+                ).format(count=count, left=left, quota=tier.daily_quota),
                 upgrade_hint=tier.name != self._top_tier(),
+                lang=lang,
             )
         return Refused(
             Reason.QUOTA,
-            f"You have used all {tier.daily_quota} restyles of the {tier.name} tier today. "
-            "The count starts again at midnight UTC.",
+            tr.ngettext(
+                "You have used your {count} restyle of the {tier} tier today. The count starts again at midnight UTC.",
+                "You have used all {count} restyles of the {tier} tier today. The count starts again at midnight UTC.",
+                tier.daily_quota,
+            ).format(count=tier.daily_quota, tier=tier.name),
             upgrade_hint=tier.name != self._top_tier(),
+            lang=lang,
         )
 
     def _top_tier(self) -> str:
@@ -534,27 +593,36 @@ class Jobs:
 
     async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
         """A front end records where it answered (status message ids), so it can find it again
-        after a restart."""
+        after a restart. The member's language saved at submit stays, whatever dict the front end
+        writes (it may have built its own before the core added the language)."""
+        if "lang" not in reply:
+            job = await self.store.job(job_id)
+            if job is not None and job.reply.get("lang"):
+                reply = {**reply, "lang": job.reply["lang"]}
         await self.store.update_reply(job_id, reply)
 
     async def result_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The stored result converted to png / jpeg / webp; no new GPU work."""
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "result") if job is not None and job.status == "done" else None
+        tr = translator(member.lang)
         if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, "That result is no longer kept; run /restyle again.")
+            return Refused(Reason.NOT_FOUND, tr.gettext("That result is no longer kept; run /restyle again."))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can use its buttons.")
+            return Refused(
+                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
+            )
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The prepared picture (the original as the engine saw it) as png / jpeg / webp."""
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "input") if job is not None else None
+        tr = translator(member.lang)
         if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, "That picture is no longer kept; send it again with /restyle.")
+            return Refused(Reason.NOT_FOUND, tr.gettext("That picture is no longer kept; send it again with /restyle."))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, "Only the member who asked for this picture can see it here.")
+            return Refused(Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can see it here."))
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_picture(self, job_id: str) -> bytes | None:

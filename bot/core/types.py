@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot.i18n import N_, translator
 from bot.upgrades import PlanView
 
-UPGRADE_HINT = "Upgrade with /upgrade to skip the queue and get more."
-NOT_ADMIN = "Only the bot's admins can do that."
+UPGRADE_HINT = N_("Upgrade with /upgrade to skip the queue and get more.")
+NOT_ADMIN = N_("Only the bot's admins can do that.")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class Member:
     platform: str  # "telegram" | "discord" | "web"
     user_id: str
     name: str = ""
+    # The member's language as their platform says it ("es", "es-ES", an Accept-Language
+    # header); None: unknown, English. bot/i18n.py maps it to a catalogue. Not part of `key`.
+    lang: str | None = None
 
     @property
     def key(self) -> str:
@@ -75,13 +79,16 @@ class Reason(StrEnum):
 @dataclass(frozen=True)
 class Refused:
     reason: Reason
-    message: str  # written for the member
+    message: str  # written for the member, in their language (`lang`)
     upgrade_hint: bool = False
     quiet: bool = False  # the member was already told; the front end should say nothing
+    lang: str | None = None  # the member's language (Member.lang): the upgrade hint is said in it
 
     @property
     def text(self) -> str:
-        return f"{self.message} {UPGRADE_HINT}" if self.upgrade_hint else self.message
+        if not self.upgrade_hint:
+            return self.message
+        return f"{self.message} {translator(self.lang).gettext(UPGRADE_HINT)}"
 
 
 @dataclass(frozen=True)
@@ -168,9 +175,9 @@ class PaymentResult:
     plan: str
 
 
-def when(timestamp: float | None) -> str:
+def when(timestamp: float | None, lang: str | None = None) -> str:
     if timestamp is None:
-        return "no end date"
+        return translator(lang).gettext("no end date")
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 

@@ -66,20 +66,20 @@ from bot.adapters.discord.texts import (
     BROKE,
     DISCORD_STYLE,
     EXAMPLE,
-    HELP,
     LATE_NOTE,
     LATE_NOTE_AFTER_S,
     LATE_NOTE_DM,
     NOT_STARTED,
     PLATFORM,
-    STRENGTH_HINT,
     _refusal_text,
     _result_text,
     _short,
     _stale_text,
     _status_text,
     _status_what,
+    help_text,
 )
+from bot.adapters.discord.translator import CatalogueTranslator, described
 from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
@@ -102,6 +102,7 @@ from bot.commands import (
 )
 from bot.config import Config
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
+from bot.i18n import N_, Text, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
 from bot.service import RestyleService
@@ -119,6 +120,11 @@ MISSING_ACCESS = 50001
 CANNOT_DM = 50007
 ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord-api-docs, JSON Error Codes)
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
+
+
+def _tr(interaction: discord.Interaction) -> Translator:
+    """The member's Discord language (interaction.locale, e.g. es-ES), English where none fits."""
+    return translator(interaction.locale.value)
 
 
 class DiscordStartError(AdapterStartError):
@@ -397,6 +403,8 @@ class DiscordAdapter:
         self._library_urls.restore()
 
     async def _sync_commands(self, tree: app_commands.CommandTree) -> None:
+        if tree.translator is None:
+            await tree.set_translator(CatalogueTranslator())
         await sync_commands(tree, self.config.discord.guild_ids, self.service.admin, self._client)
 
     # Commands ------------------------------------------------------------------------------------
@@ -404,14 +412,16 @@ class DiscordAdapter:
     def _add_commands(self, tree: app_commands.CommandTree) -> None:
         adapter = self
 
-        @tree.command(name="restyle", description="Restyle a picture with a text prompt")
+        @tree.command(name="restyle", description=N_("Restyle a picture with a text prompt"))
         @app_commands.describe(
-            image="The picture to restyle (PNG, JPEG, WebP or GIF)",
-            prompt="The new style, e.g. rainy night with neon signs (with a style: words added to it)",
-            strength=f"How much changes: {STRENGTH_HINT}",
-            style="A ready-made style (/styles lists them); it brings its own prompt and strength",
-            seed="Same seed, same result (optional)",
-            steps=f"Denoising steps, {MIN_STEPS} to {MAX_STEPS}, capped by your tier (optional)",
+            image=N_("The picture to restyle (PNG, JPEG, WebP or GIF)"),
+            prompt=N_("The new style, e.g. rainy night with neon signs (with a style: words added to it)"),
+            strength=N_("How much changes: 0.2–0.3 subtle, 0.4–0.6 clear, 0.7–0.9 heavy"),
+            style=N_("A ready-made style (/styles lists them); it brings its own prompt and strength"),
+            seed=N_("Same seed, same result (optional)"),
+            steps=described(
+                N_("Denoising steps, {low} to {high}, capped by your tier (optional)"), low=MIN_STEPS, high=MAX_STEPS
+            ),
         )
         async def restyle(
             interaction: discord.Interaction,
@@ -435,7 +445,7 @@ class DiscordAdapter:
                 if wanted in name
             ][:25]
 
-        @tree.command(name="styles", description="Ready-made styles for /restyle, with their strengths")
+        @tree.command(name="styles", description=N_("Ready-made styles for /restyle, with their strengths"))
         async def styles(interaction: discord.Interaction) -> None:
             with adapter._handling():
                 await adapter.on_styles(interaction)
@@ -454,25 +464,25 @@ class DiscordAdapter:
 
         tree.add_command(app_commands.ContextMenu(name="Restyle image", callback=restyle_message))
 
-        @tree.command(name="me", description="Your tier, today's restyles and your waiting jobs")
+        @tree.command(name="me", description=N_("Your tier, today's restyles and your waiting jobs"))
         async def me(interaction: discord.Interaction) -> None:
             with adapter._handling():
                 await adapter.on_me(interaction)
 
-        @tree.command(name="help", description="How to restyle a picture")
+        @tree.command(name="help", description=N_("How to restyle a picture"))
         async def help_(interaction: discord.Interaction) -> None:
-            await interaction.response.send_message(HELP, ephemeral=True)
+            await interaction.response.send_message(help_text(translator(interaction.locale.value)), ephemeral=True)
 
-        @tree.command(name="cancel", description="Cancel your waiting and running jobs")
+        @tree.command(name="cancel", description=N_("Cancel your waiting and running jobs"))
         async def cancel(interaction: discord.Interaction) -> None:
             with adapter._handling():
                 await adapter.on_cancel(interaction)
 
         # Admins: hidden from members by default (server admins can change that in Integrations);
         # [bot] admins is what counts, checked on every use.
-        @tree.command(name="ban", description="Admins: stop a member using the bot and cancel their waiting jobs")
+        @tree.command(name="ban", description=N_("Admins: stop a member using the bot and cancel their waiting jobs"))
         @app_commands.describe(
-            member="The member (pick them, or paste their user id)", reason="Why (kept in the audit log)"
+            member=N_("The member (pick them, or paste their user id)"), reason=N_("Why (kept in the audit log)")
         )
         @app_commands.default_permissions(administrator=True)
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
@@ -483,8 +493,8 @@ class DiscordAdapter:
             with adapter._handling():
                 await adapter.on_ban(interaction, member, reason, banned=True)
 
-        @tree.command(name="unban", description="Admins: let a banned member use the bot again")
-        @app_commands.describe(member="The member (pick them, or paste their user id)", reason="Why (optional)")
+        @tree.command(name="unban", description=N_("Admins: let a banned member use the bot again"))
+        @app_commands.describe(member=N_("The member (pick them, or paste their user id)"), reason=N_("Why (optional)"))
         @app_commands.default_permissions(administrator=True)
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
@@ -496,8 +506,8 @@ class DiscordAdapter:
             with adapter._handling():
                 await adapter.on_ban(interaction, member, reason or "", banned=False)
 
-        @tree.command(name="queue", description="Admins: who is waiting, or the latest jobs")
-        @app_commands.describe(show="waiting (the default), or log: the latest jobs with who asked what, where")
+        @tree.command(name="queue", description=N_("Admins: who is waiting, or the latest jobs"))
+        @app_commands.describe(show=N_("waiting (the default), or log: the latest jobs with who asked what, where"))
         @app_commands.default_permissions(administrator=True)
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
@@ -523,20 +533,25 @@ class DiscordAdapter:
         guild_id = interaction.guild_id
         place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
                       parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
-        refused = self.service.admin.check_place(place)
+        refused = self.service.admin.check_place(place, interaction.locale.value)
         if refused is None:
             return True
         await self._tell(interaction, refused.message)
         return False
 
     @staticmethod
-    def _member(user: discord.abc.User) -> Member:
-        return Member(PLATFORM, str(user.id), user.name)
+    def _member(user: discord.abc.User, lang: str | None = None) -> Member:
+        return Member(PLATFORM, str(user.id), user.name, lang=lang)
+
+    @staticmethod
+    def _asker(interaction: discord.Interaction) -> Member:
+        # interaction.locale: the member's Discord language (a discord.Locale, like "es-ES").
+        return Member(PLATFORM, str(interaction.user.id), interaction.user.name, lang=interaction.locale.value)
 
     async def admitted(self, interaction: discord.Interaction) -> bool:
         """The flood guard, for every command, form and button before it is looked at: past the
         limit the first one hears "too fast" (privately) and the rest get no answer at all."""
-        refused = self.service.jobs.admit(self._member(interaction.user))
+        refused = self.service.jobs.admit(self._asker(interaction))
         if refused is None:
             return True
         if not refused.quiet:
@@ -560,7 +575,7 @@ class DiscordAdapter:
             self._check_picture(picture)
             command = _command_from_options(prompt, strength, seed, steps, style)
         except _Unusable as exc:
-            await self._tell(interaction, exc.args[0])
+            await self._tell(interaction, exc.said(_tr(interaction)))
             return
         await self._request(interaction, picture, command)
 
@@ -571,14 +586,18 @@ class DiscordAdapter:
         if not pictures:
             await self._tell(
                 interaction,
-                "That message has no picture. Use **Restyle image** on a message with an attached or embedded"
-                f" picture, or attach one to `/restyle`, for example:\n`{EXAMPLE}`",
+                _tr(interaction)
+                .gettext(
+                    "That message has no picture. Use **Restyle image** on a message with an attached or embedded"
+                    " picture, or attach one to `/restyle`, for example:\n`{example}`"
+                )
+                .format(example=EXAMPLE),
             )
             return
         try:
             self._check_picture(pictures[0])
         except _Unusable as exc:
-            await self._tell(interaction, exc.args[0])
+            await self._tell(interaction, exc.said(_tr(interaction)))
             return
         await interaction.response.send_modal(RestyleModal(self, pictures[0]))
 
@@ -593,7 +612,9 @@ class DiscordAdapter:
         try:
             command = parse_restyle(text)
         except CommandError as exc:
-            await self._tell(interaction, f"{exc}\nFor example: prompt `rainy night with neon signs`, strength `0.5`.")
+            tr = _tr(interaction)
+            hint = tr.gettext("For example: prompt `rainy night with neon signs`, strength `0.5`.")
+            await self._tell(interaction, f"{exc.render(tr)}\n{hint}")
             return
         await self._request(interaction, picture, command)
 
@@ -603,11 +624,11 @@ class DiscordAdapter:
         try:
             data = await self._download(picture)
         except _Unusable as exc:
-            await self._refuse_deferred(interaction, exc.args[0])
+            await self._refuse_deferred(interaction, exc.said(_tr(interaction)))
             return
         reply = self._interaction_reply(interaction, message_id)
         outcome = await self.service.jobs.submit(
-            self._member(interaction.user), data, command, reply, request_key=f"interaction:{interaction.id}"
+            self._asker(interaction), data, command, reply, request_key=f"interaction:{interaction.id}"
         )
         await self._after_submit(interaction, outcome)
 
@@ -664,11 +685,11 @@ class DiscordAdapter:
         deferred = interaction.response.type == discord.InteractionResponseType.deferred_channel_message
         if deferred and "job_id" not in interaction.extras:
             try:
-                await self._refuse_deferred(interaction, BROKE)
+                await self._refuse_deferred(interaction, _tr(interaction).gettext(BROKE))
             except discord.HTTPException as exc:
                 log.warning("could not answer %s: %s", interaction.user, exc)
             return
-        await self._tell(interaction, BROKE)
+        await self._tell(interaction, _tr(interaction).gettext(BROKE))
 
     async def _refuse_deferred(self, interaction: discord.Interaction, text: str) -> None:
         """A deferred ("thinking") response is public; a refusal is for the member alone, so the
@@ -678,7 +699,7 @@ class DiscordAdapter:
             # (Discord ignores the ephemeral flag on it): end that message neutrally first, or
             # the private refusal would be posted for everyone.
             try:
-                await interaction.edit_original_response(content=NOT_STARTED, view=None)
+                await interaction.edit_original_response(content=_tr(interaction).gettext(NOT_STARTED), view=None)
             except discord.HTTPException as exc:
                 log.warning("could not end the public response either (%s); the refusal is not sent", exc)
                 return
@@ -715,15 +736,15 @@ class DiscordAdapter:
 
     async def on_styles(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        await account.styles(self.config.styles, _CommandReply(self, interaction))
+        await account.styles(self.config.styles, _CommandReply(self, interaction), interaction.locale.value)
 
     async def on_me(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        await account.me(self.service, self._member(interaction.user), _CommandReply(self, interaction))
+        await account.me(self.service, self._asker(interaction), _CommandReply(self, interaction))
 
     async def on_cancel(self, interaction: discord.Interaction) -> None:
         await self.defer_private(interaction)
-        await account.cancel(self.service, self._member(interaction.user), _CommandReply(self, interaction))
+        await account.cancel(self.service, self._asker(interaction), _CommandReply(self, interaction))
 
     # Admins --------------------------------------------------------------------------------------
 
@@ -733,20 +754,20 @@ class DiscordAdapter:
         await self.defer_private(interaction)
         where = _CommandReply(self, interaction)
         await admin_commands.ban(
-            self.service, self._member(interaction.user), self._member(target), reason, where, banned=banned
+            self.service, self._asker(interaction), self._member(target), reason, where, banned=banned
         )
 
     async def on_queue(self, interaction: discord.Interaction, show: str) -> None:
         await self.defer_private(interaction)
         await admin_commands.queue(
-            self.service, self._member(interaction.user), _CommandReply(self, interaction), log=show == "log"
+            self.service, self._asker(interaction), _CommandReply(self, interaction), log=show == "log"
         )
 
     # Buttons -------------------------------------------------------------------------------------
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
         try:
-            member = self._member(interaction.user)
+            member = self._asker(interaction)
             if action == "cancel":
                 await self._cancel_button(interaction, member, job_id)
             elif action in STRENGTH_CHANGES:
@@ -773,11 +794,12 @@ class DiscordAdapter:
         state = self._state(job_id)
         state.finished = True
         self._status_edits.finish(job_id)
+        tr = translator(member.lang)
         if await self.service.jobs.cancel(member, job_id):
-            await interaction.edit_original_response(content="✖️ Cancelled.", view=None)
+            await interaction.edit_original_response(content=tr.gettext("✖️ Cancelled."), view=None)
             self._status.pop(job_id, None)
         else:
-            await self._tell(interaction, "That job has already finished.")
+            await self._tell(interaction, tr.gettext("That job has already finished."))
 
     async def _again_button(self, interaction: discord.Interaction, member: Member, job_id: str, delta: float) -> None:
         # Deferred as an update of the result message (type 6) before the database is asked: it
@@ -792,7 +814,7 @@ class DiscordAdapter:
             return
         if not await self._allowed_here(interaction):
             return
-        status = await interaction.followup.send("⏳ Got it…", wait=True)
+        status = await interaction.followup.send(translator(member.lang).gettext("⏳ Got it…"), wait=True)
         try:
             reply = self._interaction_reply(interaction, status.id)
             outcome = await self.service.jobs.again(member, job_id, reply, strength_delta=delta,
@@ -831,7 +853,9 @@ class DiscordAdapter:
         try:
             data = await self.service.jobs.result_file(member, job_id, fmt, limit)
         except PictureError as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(
+                Text(exc.template, exc.params).render(translator(member.lang)), ephemeral=True
+            )
             return
         if isinstance(data, Refused):
             await interaction.followup.send(data.text, ephemeral=True)
@@ -944,19 +968,18 @@ class DiscordAdapter:
 
     def _check_picture(self, picture: _Picture) -> None:
         ctype = (picture.content_type or "").split(";")[0].strip().lower()
+        named = {"name": picture.filename, "type": ctype, "example": EXAMPLE}
         if ctype and not ctype.startswith("image/"):
-            raise _Unusable(
-                f"**{picture.filename}** is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
-            )
+            raise _Unusable(Text("**{name}** is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for example:"
+                                 "\n`{example}`", named))  # fmt: skip
         if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
-            raise _Unusable(
-                f"**{picture.filename}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
-            )
+            raise _Unusable(Text("**{name}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for "
+                                 "example:\n`{example}`", named))  # fmt: skip
         if picture.size is not None and picture.size > self.max_picture_bytes:
-            raise _Unusable(
-                f"That picture is {picture.size / 1_000_000:.1f} MB; the limit is {self.max_picture_bytes / 1_000_000:g} MB."
-                f" Send a smaller one, for example a screenshot of it:\n`{EXAMPLE}`"
-            )
+            raise _Unusable(Text("That picture is {size:.1f} MB; the limit is {limit:g} MB. Send a smaller one, for "
+                                 "example a screenshot of it:\n`{example}`",
+                                 {"size": picture.size / 1_000_000, "limit": self.max_picture_bytes / 1_000_000,
+                                  "example": EXAMPLE}))  # fmt: skip
 
     async def _download(self, picture: _Picture) -> bytes:
         """The picture's bytes, fetched now: Discord's attachment links are signed and expire."""
@@ -965,28 +988,26 @@ class DiscordAdapter:
         try:
             if not _on_discord(picture.url, self.config.discord.api_base):
                 raise _Unusable(
-                    "I only take pictures from Discord itself: attach the picture, or use one posted on Discord."
+                    Text("I only take pictures from Discord itself: attach the picture, or use one posted on Discord.")
                 )
             async with self._session.get(picture.url, proxy=self.config.discord.proxy) as response:
                 if response.status != 200:
-                    raise _Unusable(
-                        f"I could not download the picture (HTTP {response.status}); the link may have expired."
-                        " Please send it again."
-                    )
+                    raise _Unusable(Text("I could not download the picture (HTTP {status}); the link may have expired."
+                                         " Please send it again.", {"status": response.status}))  # fmt: skip
                 ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-                    raise _Unusable(
-                        f"That link is not a picture ({ctype}). Attach a PNG, JPEG, WebP or GIF, for example:\n`{EXAMPLE}`"
-                    )
+                    raise _Unusable(Text("That link is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for "
+                                         "example:\n`{example}`", {"type": ctype, "example": EXAMPLE}))  # fmt: skip
                 data = bytearray()
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     data.extend(chunk)
                     if len(data) > limit:
-                        raise _Unusable(f"That picture is over the {limit / 1_000_000:g} MB limit. Send a smaller one.")
+                        raise _Unusable(Text("That picture is over the {limit:g} MB limit. Send a smaller one.",
+                                             {"limit": limit / 1_000_000}))  # fmt: skip
                 return bytes(data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("download of %s failed: %r", picture.filename, exc)
-            raise _Unusable("I could not download the picture in time. Please try again.") from None
+            raise _Unusable(Text("I could not download the picture in time. Please try again.")) from None
 
     # Status messages ---------------------------------------------------------------------------------
 
@@ -1026,11 +1047,13 @@ class DiscordAdapter:
             reply.get("kind") == "interaction"
             and self._now() - float(reply.get("interaction_at") or 0) > LATE_NOTE_AFTER_S
         ):
-            text += "\n" + (LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM)
+            note = LATE_NOTE if reply.get("bot_can_post", True) else LATE_NOTE_DM
+            text += "\n" + translator(reply.get("lang")).gettext(note)
         return text
 
     def _held_line(self, job: JobView, held: float) -> str:
-        return f"⌛ {texts.held_result(held, job.tier, DISCORD_STYLE)}\n{_status_what(job)}"
+        held_text = texts.held_result(held, job.tier, DISCORD_STYLE, translator(job.reply.get("lang")))
+        return f"⌛ {held_text}\n{_status_what(job)}"
 
     async def _edit_status_now(self, job_id: str) -> None:
         """The first status, in the place of the deferred answer: at once."""
@@ -1055,19 +1078,23 @@ class DiscordAdapter:
             if reply.get("kind") == "interaction" and not self._token_fresh(reply):
                 return GONE  # the status can no longer be edited; the result comes by message
             try:
-                await self._edit(reply, content=text, view=status_view(job_id) if cancel else None)
+                view = status_view(job_id, reply.get("lang")) if cancel else None
+                await self._edit(reply, content=text, view=view)
             except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
                 log.warning("job %s: status edit failed: %r", job_id, exc)
                 return FAILED  # best effort; the next update tries again
             return SHOWN
 
     async def _finish_status(self, job_id: str, text: str) -> None:
-        """The job ended without a result message (cancelled): say so where the status was."""
+        """The job ended without a result message (cancelled): say so where the status was
+        (`text`: an English msgid, said in the job's member's language)."""
         state = self._state(job_id)
         state.finished = True
         self._status_edits.finish(job_id)
         async with state.lock:
             job = await self.service.jobs.job(job_id)
+            if job is not None:
+                text = translator(job.reply.get("lang")).gettext(text)
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
                 try:
                     await self._edit(job.reply, content=text, view=None)
@@ -1144,12 +1171,15 @@ class DiscordAdapter:
 
         links = self.service.compare_links
         compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
-        await self._send_outcome(job, _result_text(job), files, result_view(job.id, compare_url))
+        await self._send_outcome(job, _result_text(job), files, result_view(job.id, compare_url, job.reply.get("lang")))
         self._status_edits.finish(job.id)
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
-        text = f"❌ {job.error or 'The picture engine failed on this job; try again.'}\n“{_short(job.prompt, 200)}”"
+        tr = translator(job.reply.get("lang"))
+        # job.error is stored in English (the worker writes it): a known sentence is translated.
+        error = tr.gettext(job.error or "The picture engine failed on this job; try again.")
+        text = f"❌ {error}\n“{_short(job.prompt, 200)}”"
 
         async def no_files(max_bytes: int | None = None) -> list[discord.File]:
             return []
@@ -1178,6 +1208,7 @@ class DiscordAdapter:
             state.task.cancel()
         reply = job.reply
         user_id = int(reply["user_id"])
+        tr = translator(reply.get("lang"))
         try:
             async with state.lock:
                 note = ""
@@ -1196,7 +1227,7 @@ class DiscordAdapter:
                             raise
                         log.info("job %s: could not edit the status message (%s); posting anew", job.id, exc)
                 if not can_edit and reply.get("kind") == "interaction":
-                    await self._end_stale_status(job, _stale_text(text))
+                    await self._end_stale_status(job, _stale_text(text, job.reply.get("lang")))
                 if reply.get("channel_id") and not reply.get("bot_can_post", True):
                     note = "(I cannot post in the channel you asked in, so here it is.)\n"
                 elif reply.get("channel_id"):
@@ -1218,15 +1249,21 @@ class DiscordAdapter:
                         )
                         return
                     except discord.NotFound:
-                        note = "(The channel you asked in is gone, so here it is.)\n"
+                        note = tr.gettext("(The channel you asked in is gone, so here it is.)") + "\n"
                     except discord.Forbidden as exc:  # 50001 missing access, 50013 missing permissions
+                        # Discord's own names for the permissions, as the server settings show them in English.
                         needs = "View Channel" if exc.code == MISSING_ACCESS else "Send Messages and Attach Files"
-                        note = f"(I am not allowed to post in {where}: I need {needs} there. So here it is.)\n"
+                        note = tr.gettext("(I am not allowed to post in {where}: I need {needs} there. So here it is.)")\
+                            .format(where=where, needs=needs) + "\n"  # fmt: skip
                     except discord.HTTPException as exc:
                         if exc.code == ARCHIVED_THREAD:
-                            note = f"(The thread {where} is archived, so here it is.)\n"
+                            note = (
+                                tr.gettext("(The thread {where} is archived, so here it is.)").format(where=where)
+                                + "\n"
+                            )
                         elif exc.code == TOO_LARGE:
-                            note = f"(The pictures were too large for {where}, so here they are.)\n"
+                            note = tr.gettext("(The pictures were too large for {where}, so here they are.)")\
+                                .format(where=where) + "\n"  # fmt: skip
                         elif exc.status < 500 and exc.status != 429:
                             raise DeliveryFailed(f"Discord refused the post in {where}: {exc}", permanent=True) from exc
                         else:

@@ -32,8 +32,8 @@ async def sync_commands(
     for guild_id in guild_ids:
         guild = discord.Object(id=guild_id)
         tree.copy_global_to(guild=guild)
-        desired[str(guild_id)] = [c.to_dict(tree) for c in tree._get_all_commands(guild=guild)]
-    desired["global"] = [] if guild_ids else [c.to_dict(tree) for c in tree._get_all_commands()]
+        desired[str(guild_id)] = [await _payload(tree, c) for c in tree._get_all_commands(guild=guild)]
+    desired["global"] = [] if guild_ids else [await _payload(tree, c) for c in tree._get_all_commands()]
     if not _commands_to_sync(desired, await _synced_hashes(admin)):
         log.info("commands unchanged since the last sync: nothing sent to Discord")
         return
@@ -52,6 +52,13 @@ async def sync_commands(
     finally:
         with contextlib.suppress(Exception):  # the claim runs out by itself
             await admin.release_discord_command_sync()
+
+
+async def _payload(tree: app_commands.CommandTree, command: Any) -> dict[str, Any]:
+    """A command as CommandTree.sync sends it: with its translations when the tree has a translator."""
+    if tree.translator is not None:
+        return await command.get_translated_payload(tree, tree.translator)
+    return command.to_dict(tree)
 
 
 async def _synced_hashes(admin: Admin) -> dict[str, str]:

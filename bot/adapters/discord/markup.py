@@ -13,18 +13,19 @@ from bot.adapters.discord.connection import TOKEN_TTL_S, EventHandler
 from bot.adapters.discord.parsing import _Picture
 from bot.chat import texts
 from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, OUTPUT_FORMATS, STRENGTH_CHANGES
+from bot.i18n import N_, translator
 
 log = logging.getLogger("bot.discord")
 
 
 _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
-    "again": ("Again", discord.ButtonStyle.primary, 0),
-    "subtler": ("Subtler", discord.ButtonStyle.secondary, 0),
-    "stronger": ("Stronger", discord.ButtonStyle.secondary, 0),
+    "again": (N_("Again"), discord.ButtonStyle.primary, 0),
+    "subtler": (N_("Subtler"), discord.ButtonStyle.secondary, 0),
+    "stronger": (N_("Stronger"), discord.ButtonStyle.secondary, 0),
     "png": ("PNG", discord.ButtonStyle.secondary, 1),
     "webp": ("WebP", discord.ButtonStyle.secondary, 1),
     "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
-    "cancel": ("Cancel", discord.ButtonStyle.danger, 0),
+    "cancel": (N_("Cancel"), discord.ButtonStyle.danger, 0),
 }
 
 
@@ -34,8 +35,10 @@ class JobButton(
 ):
     """One button of a job. Rebuilt from its custom_id on every click, so it outlives restarts."""
 
-    def __init__(self, action: str, job_id: str) -> None:
+    def __init__(self, action: str, job_id: str, lang: str | None = None) -> None:
+        """`lang`: the label's language (the member's); a click rebuilds the button without one."""
         label, style, row = _BUTTONS[action]
+        label = translator(lang).gettext(label)
         super().__init__(ui.Button(label=label, style=style, custom_id=f"restyle:{action}:{job_id}"), row=row)
         self.action = action
         self.job_id = job_id
@@ -52,19 +55,20 @@ class JobButton(
                     await adapter.on_button(interaction, self.action, self.job_id)
 
 
-def result_view(job_id: str, compare_url: str | None = None) -> ui.View:
+def result_view(job_id: str, compare_url: str | None = None, lang: str | None = None) -> ui.View:
     view = ui.View(timeout=None)
     for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
-        view.add_item(JobButton(action, job_id))
+        view.add_item(JobButton(action, job_id, lang))
     if compare_url:
         # A link button opens the page in the member's browser; Discord sends no interaction.
-        view.add_item(ui.Button(label=texts.COMPARE_BUTTON, style=discord.ButtonStyle.link, url=compare_url, row=1))
+        label = translator(lang).gettext(texts.COMPARE_BUTTON)
+        view.add_item(ui.Button(label=label, style=discord.ButtonStyle.link, url=compare_url, row=1))
     return view
 
 
-def status_view(job_id: str) -> ui.View:
+def status_view(job_id: str, lang: str | None = None) -> ui.View:
     view = ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job_id))
+    view.add_item(JobButton("cancel", job_id, lang))
     return view
 
 

@@ -12,13 +12,22 @@ import yarl
 
 from bot.adapters.discord.texts import EXAMPLE
 from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, RestyleCommand
+from bot.i18n import Text, Translator
 
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
 class _Unusable(Exception):
-    """A request we refuse before it reaches the service; args[0] is for the member."""
+    """A request we refuse before it reaches the service; `said(tr)` is for the member, in their
+    language (`text` holds the English msgid and its values)."""
+
+    def __init__(self, text: Text) -> None:
+        super().__init__(text.render())
+        self.text = text
+
+    def said(self, tr: Translator) -> str:
+        return self.text.render(tr)
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,26 @@ def _command_from_options(
     prompt = " ".join(prompt.split())
     style = style.strip().lower() if style and style.strip() else None
     if not prompt and style is None:
-        raise _Unusable(f"Please describe the new style (or pick one in `style`), for example:\n`{EXAMPLE}`")
+        raise _Unusable(
+            Text(
+                "Please describe the new style (or pick one in `style`), for example:\n`{example}`",
+                {"example": EXAMPLE},
+            )
+        )
     if len(prompt) > MAX_PROMPT_CHARS:
         raise _Unusable(
-            f"Your prompt is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}. Please shorten it."
+            Text(
+                "Your prompt is {length} characters long; the limit is {limit}. Please shorten it.",
+                {"length": len(prompt), "limit": MAX_PROMPT_CHARS},
+            )
         )
     if strength is not None and not MIN_STRENGTH <= strength <= MAX_STRENGTH:
-        raise _Unusable(f"strength must be a number from {MIN_STRENGTH} to {MAX_STRENGTH}, for example:\n`{EXAMPLE}`")
+        raise _Unusable(
+            Text(
+                "strength must be a number from {low} to {high}, for example:\n`{example}`",
+                {"low": MIN_STRENGTH, "high": MAX_STRENGTH, "example": EXAMPLE},
+            )
+        )
     return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,
                           steps=steps, style=style)  # fmt: skip
 

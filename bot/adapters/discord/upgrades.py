@@ -17,6 +17,7 @@ import discord
 from discord import app_commands, ui
 
 from bot.core.types import Member, MemberView, Refused, UpgradeInfo
+from bot.i18n import N_
 from bot.service import RestyleService
 from bot.upgrades import PlanView, plan_for_sku
 
@@ -196,20 +197,20 @@ class DiscordUpgrades:
     def add_commands(self, tree: app_commands.CommandTree) -> None:
         upgrades = self
 
-        @tree.command(name="upgrade", description="Plans, perks and your tier; or redeem a code")
-        @app_commands.describe(code="A redeem code, like RS-ABCD-EFGH-JKMN")
+        @tree.command(name="upgrade", description=N_("Plans, perks and your tier; or redeem a code"))
+        @app_commands.describe(code=N_("A redeem code, like RS-ABCD-EFGH-JKMN"))
         async def upgrade(interaction: discord.Interaction, code: app_commands.Range[str, 1, 64] | None = None) -> None:
             with upgrades.handling():
                 await upgrades.on_upgrade(interaction, code)
 
-        @tree.command(name="link", description="Share your tier with the bot on Telegram")
-        @app_commands.describe(code="The code /link gave you on the other app; leave out to get one")
+        @tree.command(name="link", description=N_("Share your tier with the bot on Telegram"))
+        @app_commands.describe(code=N_("The code /link gave you on the other app; leave out to get one"))
         async def link(interaction: discord.Interaction, code: app_commands.Range[str, 1, 32] | None = None) -> None:
             with upgrades.handling():
                 await upgrades.on_link(interaction, code)
 
-        @tree.command(name="grant", description="Admins: give a member a tier")
-        @app_commands.describe(member="The member", tier="pro or max", days="How long (0: no end)")
+        @tree.command(name="grant", description=N_("Admins: give a member a tier"))
+        @app_commands.describe(member=N_("The member"), tier=N_("pro or max"), days=N_("How long (0: no end)"))
         @app_commands.default_permissions(administrator=True)
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)
@@ -219,8 +220,8 @@ class DiscordUpgrades:
             with upgrades.handling():
                 await upgrades.on_grant(interaction, member, tier, days)
 
-        @tree.command(name="revoke", description="Admins: put a member back on the free tier")
-        @app_commands.describe(member="The member")
+        @tree.command(name="revoke", description=N_("Admins: put a member back on the free tier"))
+        @app_commands.describe(member=N_("The member"))
         @app_commands.default_permissions(administrator=True)
         @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
         @app_commands.allowed_installs(guilds=True, users=False)

@@ -79,6 +79,8 @@ from bot.adapters.telegram.parsing import (
 )
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
+    CANCELLED,
+    DONE,
     NO_PICTURE,
     NO_RIGHTS_TEXT,
     NOT_A_PICTURE,
@@ -87,10 +89,14 @@ from bot.adapters.telegram.texts import (
     TELEGRAM_STYLE,
     _with_example,
     addressed_commands,
-    eta_text,
     position_step_matters,
+    queued_text,
     result_caption,
     status_text,
+    with_example,
+)
+from bot.adapters.telegram.texts import (
+    FAILED as FAILED_TEXT,
 )
 from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
@@ -105,13 +111,14 @@ from bot.commands import (
     MAX_PLATFORM_ID,
     OUTPUT_FORMATS,
     STRENGTH_CHANGES,
-    USAGE,
     CommandError,
     parse_restyle,
+    usage,
     whole_number,
 )
 from bot.config import Config
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
+from bot.i18n import LANGUAGES, N_, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place, place_refusal
 from bot.service import RestyleService
@@ -128,17 +135,28 @@ PRIVATE_CHAT_SPACING_S = 1.0  # Telegram: about one message a second per chat
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
-COMMANDS = [
-    BotCommand("restyle", "Reply to a picture: /restyle <new style>"),
-    BotCommand("styles", "Ready-made styles: /restyle style=neon"),
-    BotCommand("me", "Your tier and what is left today"),
-    BotCommand("upgrade", "Skip the queue and get more restyles"),
-    BotCommand("cancel", "Cancel your waiting jobs"),
-    BotCommand("link", "Share your tier with the bot on Discord"),
-    BotCommand("terms", "Terms of the paid plans"),
-    BotCommand("paysupport", "Help with a payment"),
-    BotCommand("help", "How to use the bot, with examples"),
+# (command, description): the names stay English in every language (they are what members type,
+# and what /help, the README and shared recipes say); the descriptions are translated.
+COMMAND_TEXTS = [
+    ("restyle", N_("Reply to a picture: /restyle <new style>")),
+    ("styles", N_("Ready-made styles: /restyle style=neon")),
+    ("me", N_("Your tier and what is left today")),
+    ("upgrade", N_("Skip the queue and get more restyles")),
+    ("cancel", N_("Cancel your waiting jobs")),
+    ("link", N_("Share your tier with the bot on Discord")),
+    ("terms", N_("Terms of the paid plans")),
+    ("paysupport", N_("Help with a payment")),
+    ("help", N_("How to use the bot, with examples")),
 ]
+
+
+def commands_in(lang: str | None) -> list[BotCommand]:
+    """The command list with its descriptions in `lang` (None: English, the default list)."""
+    tr = translator(lang)
+    return [BotCommand(name, tr.gettext(description)) for name, description in COMMAND_TEXTS]
+
+
+COMMANDS = commands_in(None)
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,7 @@ class _StatusMessage:
 
     chat_id: int
     message_id: int
+    lang: str | None = None  # its member's language: how it ends is said in it
 
 
 @dataclass
@@ -365,7 +384,12 @@ class TelegramAdapter:
         for delay in (0.0, *self.reconnect_delays_s):
             await asyncio.sleep(delay)
             try:
+                # The default list (English) for everyone, then one per translated language:
+                # Telegram shows a member the list of their app's language when there is one.
                 await self.bot.set_my_commands(COMMANDS)
+                for lang in LANGUAGES:
+                    if lang != "en":
+                        await self.bot.set_my_commands(commands_in(lang), language_code=lang)
                 return
             except TelegramError as exc:
                 log.warning("could not register the command list (%s); retrying", _short(exc))
@@ -533,12 +557,17 @@ class TelegramAdapter:
         if query is not None:
             # The handler failed before (or after) answering: answer now. A second answer is
             # refused by Telegram and only logged.
-            await _quietly(query.answer("Something went wrong on my side; try again in a minute.", show_alert=True))
+            tr = translator(query.from_user.language_code if query.from_user else None)
+            await _quietly(
+                query.answer(tr.gettext("Something went wrong on my side; try again in a minute."), show_alert=True)
+            )
 
     async def _on_unknown_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.callback_query is not None:
             await _quietly(
-                update.callback_query.answer("That button is out of date; send /restyle again.", show_alert=True)
+                update.callback_query.answer(
+                    self._tr(update).gettext("That button is out of date; send /restyle again."), show_alert=True
+                )
             )
 
     # Webhook -----------------------------------------------------------------------------------
@@ -612,7 +641,13 @@ class TelegramAdapter:
 
     @staticmethod
     def _member(user: User) -> Member:
-        return Member("telegram", str(user.id), user.full_name or user.username or "")
+        # language_code: the member's app language (an IETF tag, may be absent: English).
+        return Member("telegram", str(user.id), user.full_name or user.username or "", lang=user.language_code)
+
+    @staticmethod
+    def _tr(update: Update) -> Translator:
+        user = update.effective_user
+        return translator(user.language_code if user is not None else None)
 
     async def _admit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """The flood guard, for every command and button press, before any handler parses it:
@@ -630,7 +665,7 @@ class TelegramAdapter:
                 chat_id = message.chat.id
                 if chat_id not in self._told_post_as_self:
                     self._told_post_as_self.add(chat_id)
-                    await self._answer(message, POST_AS_YOURSELF)
+                    await self._answer(message, self._tr(update).gettext(POST_AS_YOURSELF))
             raise ApplicationHandlerStop
         user = update.effective_user
         if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
@@ -658,35 +693,38 @@ class TelegramAdapter:
             addressed = match.group(1) if match else None
             if addressed and addressed.lower() != (self.bot.username or "").lower():
                 return  # /restyle@SomeOtherBot: not ours
-        refused = self._place_refusal(message)
+        tr = translator(user.language_code)
+        refused = self._place_refusal(message, user.language_code)
         if refused is not None:
             if not refused.quiet:
                 await self._answer(message, refused.text)
             return
-        picture, problem = self._find_picture(message if caption_form else _replied(message), caption_form)
+        picture, problem = self._find_picture(message if caption_form else _replied(message), caption_form, tr)
         if picture is None:
             await self._answer(message, problem)
             return
         try:
             parse_restyle(text)  # refuse a bad command before downloading anything
         except CommandError as exc:
-            await self._answer(message, _with_example(str(exc)))
+            await self._answer(message, _with_example(exc.render(tr), tr))
             return
         try:
             tg_file = await self.bot.get_file(picture.file_id)
             if tg_file.file_size and tg_file.file_size > self.max_download_bytes:
-                await self._answer(message, self._too_big(tg_file.file_size))
+                await self._answer(message, self._too_big(tg_file.file_size, tr))
                 return
             data = bytes(await tg_file.download_as_bytearray())
         except BadRequest as exc:
             if "too big" in str(exc).lower():
-                await self._answer(message, self._too_big(picture.size))
+                await self._answer(message, self._too_big(picture.size, tr))
             else:
-                await self._answer(message, "Telegram would not give me that picture; send it again.")
+                await self._answer(message, tr.gettext("Telegram would not give me that picture; send it again."))
             return
         except TelegramError as exc:
             log.warning("download failed: %s", _short(exc))
-            await self._answer(message, "I could not download that picture from Telegram; try again in a minute.")
+            await self._answer(
+                message, tr.gettext("I could not download that picture from Telegram; try again in a minute.")
+            )
             return
         reply = {
             "chat_id": message.chat.id,
@@ -701,30 +739,40 @@ class TelegramAdapter:
         result = await self.service.jobs.submit(
             self._member(user), data, text, reply, request_key=f"message:{message.chat.id}:{message.message_id}"
         )
-        await self._after_submit(result, reply, message)
+        await self._after_submit(result, reply, message, user.language_code)
 
-    def _find_picture(self, source: Message | None, caption_form: bool) -> tuple[_Picture | None, str]:
+    def _find_picture(self, source: Message | None, caption_form: bool, tr: Translator) -> tuple[_Picture | None, str]:
         if source is None:
-            return None, NO_PICTURE
+            return None, with_example(NO_PICTURE, tr)
         picture = _picture_of(source)
         if picture is None:
-            return None, NOT_A_PICTURE if not caption_form else (
+            if not caption_form:
+                return None, with_example(NOT_A_PICTURE, tr)
+            return None, tr.gettext(
                 "That file is not a picture. Send a photo, or a picture file (PNG, JPEG, WebP), with "
-                f"/restyle as its caption. For example:\n{EXAMPLE}"
-            )
+                "/restyle as its caption. For example:\n{example}"
+            ).format(example=EXAMPLE)
         if picture.size is not None and picture.size > self.max_download_bytes:
-            return None, self._too_big(picture.size)
+            return None, self._too_big(picture.size, tr)
         return picture, ""
 
-    def _too_big(self, size: int | None) -> str:
-        got = f" is {size / 1_000_000:.1f} MB" if size else " is too big"
-        return (
-            f"That picture{got}; I can download up to {self.max_download_bytes / 1_000_000:g} MB. "
-            "Send it as a photo (Telegram makes photos smaller) or a smaller file, then reply to it with "
-            f"/restyle. For example:\n{EXAMPLE}"
-        )
+    def _too_big(self, size: int | None, tr: Translator) -> str:
+        limit = f"{self.max_download_bytes / 1_000_000:g}"
+        if size:
+            template = tr.gettext(
+                "That picture is {size:.1f} MB; I can download up to {limit} MB. Send it as a photo (Telegram "
+                "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
+            )
+        else:
+            template = tr.gettext(
+                "That picture is too big; I can download up to {limit} MB. Send it as a photo (Telegram "
+                "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
+            )
+        return template.format(size=(size or 0) / 1_000_000, limit=limit, example=EXAMPLE)
 
-    async def _after_submit(self, result: Accepted | Refused, reply: dict[str, Any], message: Message) -> None:
+    async def _after_submit(
+        self, result: Accepted | Refused, reply: dict[str, Any], message: Message, lang: str | None
+    ) -> None:
         """Say "Queued" (with a Cancel button) or why not, and remember the status message."""
         if isinstance(result, Refused):
             if not result.quiet:
@@ -736,14 +784,15 @@ class TelegramAdapter:
         job_id = result.job_id
         state = self._jobs.setdefault(job_id, _JobState())
         state.status_pending = True
-        text = f"Queued: #{result.position + 1} in line, {eta_text(result.eta_s)}"
+        tr = translator(lang)
+        text = queued_text(result.position, result.eta_s, tr)
         try:
             async with self._sending(reply["chat_id"]):
                 sent = await self.bot.send_message(
                     reply["chat_id"],
                     text,
                     reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
-                    reply_markup=_cancel_markup(job_id),
+                    reply_markup=_cancel_markup(job_id, tr),
                     message_thread_id=reply.get("thread_id"),
                 )
         except TelegramError as exc:
@@ -751,7 +800,7 @@ class TelegramAdapter:
             log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
             state.status_pending = False
             return
-        self._statuses[job_id] = _StatusMessage(sent.chat.id, sent.message_id)
+        self._statuses[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
         self._status_edits.track(job_id, sent.chat.id, self._edit_budget(bool(reply.get("group"))), shown=text,
                                  position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
         state.status_pending = False
@@ -779,7 +828,7 @@ class TelegramAdapter:
 
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_message:
-            await self._answer(update.effective_message, START_TEXT)
+            await self._answer(update.effective_message, with_example(START_TEXT, self._tr(update)))
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Usage, and a button per ready-made style that copies its command: the member pastes
@@ -792,15 +841,19 @@ class TelegramAdapter:
         def addressed(text: str) -> str:
             return addressed_commands(text, self.bot.username or "") if group else text
 
+        tr = self._tr(update)
         markup = recipe_buttons(self.config.styles, addressed)
-        await self._answer(message, USAGE + (f"\n\n{texts.RECIPE_BUTTONS_NOTE}" if markup else ""), markup)
+        note = "\n\n" + tr.gettext(texts.RECIPE_BUTTONS_NOTE) if markup else ""
+        await self._answer(message, usage(tr) + note, markup)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
 
     async def _on_styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_message is not None:
-            await account.styles(self.config.styles, _CommandChat(self, update.effective_message))
+            user = update.effective_user
+            lang = user.language_code if user is not None else None
+            await account.styles(self.config.styles, _CommandChat(self, update.effective_message), lang)
 
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
@@ -812,14 +865,14 @@ class TelegramAdapter:
         if message is not None and user is not None:
             await account.cancel(self.service, self._member(user), _CommandChat(self, message))
 
-    def _place_refusal(self, message: Message) -> Refused | None:
+    def _place_refusal(self, message: Message, lang: str | None) -> Refused | None:
         """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
         A supergroup made from an allowed group is allowed too (its id changed, not its members)."""
         chat = message.chat
         old = self._moved_from.get(chat.id)
         if old is not None and place_refusal(self.config.access, Place("telegram", chat_id=old)) is None:
             return None
-        return self.service.admin.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"))
+        return self.service.admin.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"), lang)
 
     def _chat_moved(self, old: int, new: int) -> None:
         """A group became a supergroup (a new chat id): deliveries go to the new id from now on."""
@@ -847,8 +900,9 @@ class TelegramAdapter:
             return
         command = "ban" if banned else "unban"
         admin = self._member(user)
+        tr = translator(user.language_code)
         if not self.service.admin.is_admin(admin):
-            await self._answer(message, texts.NOT_ADMIN.format(command=command))
+            await self._answer(message, tr.gettext(texts.NOT_ADMIN).format(command=command))
             return
         args = list(context.args or [])
         target: Member | None = None
@@ -860,8 +914,8 @@ class TelegramAdapter:
             args.pop(0)
             target = Member("telegram", str(user_id))
         if target is None:
-            example = "spamming the group" if banned else "appeal accepted"
-            await self._answer(message, BAN_USAGE.format(command=command, example=example))
+            example = tr.gettext("spamming the group") if banned else tr.gettext("appeal accepted")
+            await self._answer(message, tr.gettext(BAN_USAGE).format(command=command, example=example))
             return
         await admin_commands.ban(
             self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned
@@ -891,6 +945,7 @@ class TelegramAdapter:
             fmt, _, rest = rest.partition(":")
         job_id = rest
         member = self._member(query.from_user)
+        tr = translator(member.lang)
         job = await owned_job(self.service, member, job_id)
         if isinstance(job, str):
             await _quietly(query.answer(job, show_alert=True))
@@ -899,15 +954,15 @@ class TelegramAdapter:
         if action == "cancel":
             cancelled = await self.service.jobs.cancel(member, job_id)
             if cancelled:
-                await _quietly(query.answer("Cancelled."))
-                await self._finish_status(job_id, "Cancelled.")
+                await _quietly(query.answer(tr.gettext(CANCELLED)))
+                await self._finish_status(job_id, CANCELLED)
             else:
-                await _quietly(query.answer("Too late to cancel: that job has already finished."))
+                await _quietly(query.answer(tr.gettext("Too late to cancel: that job has already finished.")))
             return
         if action == "file" and fmt in OUTPUT_FORMATS:
             output = OUTPUT_FORMATS[fmt]
             label, ext = output.label, output.extension
-            await _quietly(query.answer(f"Sending the {label} file…"))
+            await _quietly(query.answer(tr.gettext("Sending the {format} file…").format(format=label)))
             data = await self.service.jobs.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
             if message is None:
                 return
@@ -923,7 +978,7 @@ class TelegramAdapter:
                 log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
             return
         if action == "compare":
-            await _quietly(query.answer(texts.SENDING_SIDE_BY_SIDE))
+            await _quietly(query.answer(tr.gettext(texts.SENDING_SIDE_BY_SIDE)))
             if message is not None:
                 await self._send_side_by_side(job, member, message.chat.id, message.message_id)
             return
@@ -931,7 +986,7 @@ class TelegramAdapter:
         if delta is None or message is None:
             await _quietly(query.answer())
             return
-        refused = self._place_refusal(message)  # type: ignore[arg-type]  # an InaccessibleMessage is not told apart
+        refused = self._place_refusal(message, member.lang)  # type: ignore[arg-type]  # an InaccessibleMessage is not told apart
         if refused is not None:
             await _quietly(query.answer(refused.text if not refused.quiet else None, show_alert=not refused.quiet))
             return
@@ -952,8 +1007,8 @@ class TelegramAdapter:
             return
         if result.duplicate:
             return  # this press was answered when it first came
-        await _quietly(query.answer(f"Queued: #{result.position + 1} in line"))
-        await self._after_submit(result, reply, message)  # type: ignore[arg-type]  # as in _place_refusal above
+        await _quietly(query.answer(tr.gettext("Queued: #{place} in line").format(place=result.position + 1)))
+        await self._after_submit(result, reply, message, member.lang)  # type: ignore[arg-type]  # as in _place_refusal above
 
     def _compare_url(self, job_id: str) -> str | None:
         links = self.service.compare_links
@@ -970,7 +1025,8 @@ class TelegramAdapter:
                 await self.bot.send_message(chat_id, both.text, reply_parameters=reply_to, message_thread_id=thread)
                 return
             photo = await asyncio.to_thread(self._photo_payload, both)  # inside Telegram's photo sides
-            await self.bot.send_photo(chat_id, photo, caption=texts.SIDE_BY_SIDE_CAPTION, reply_parameters=reply_to,
+            caption = translator(member.lang).gettext(texts.SIDE_BY_SIDE_CAPTION)
+            await self.bot.send_photo(chat_id, photo, caption=caption, reply_parameters=reply_to,
                                       message_thread_id=thread, read_timeout=self.media_read_timeout_s)  # fmt: skip
         except TelegramError as exc:
             log.warning("job %s: could not send the side-by-side picture (%s)", job.id, _short(exc))
@@ -981,7 +1037,7 @@ class TelegramAdapter:
         """Show the job's state in its status message, within its chat's edit budget."""
         if job.status == "cancelled" and job.id in self._statuses:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
-            await self._finish_status(job.id, "Cancelled.")
+            await self._finish_status(job.id, CANCELLED)
             return
         held = held_s(job, self.service.clock.now())
         if job.status not in ("queued", "running") and held is None:
@@ -993,7 +1049,7 @@ class TelegramAdapter:
         if self._status_of(job) is None:
             return
         if held is not None:  # done early: a free result waits for its minimum turnaround
-            text = texts.held_result(held, job.tier, TELEGRAM_STYLE)
+            text = texts.held_result(held, job.tier, TELEGRAM_STYLE, translator(job.reply.get("lang")))
             if job.reply.get("group"):
                 text = addressed_commands(text, self.bot.username or "")
             self._status_edits.want(job.id, text, False, settled=True)
@@ -1007,7 +1063,7 @@ class TelegramAdapter:
         status = self._statuses.get(job.id)
         if status is None and job.reply.get("status_id"):
             # After a restart: the status message we sent in the last run.
-            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]))
+            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang"))
             self._statuses[job.id] = status
             self._status_edits.track(job.id, status.chat_id, self._edit_budget(bool(job.reply.get("group"))))
         return status
@@ -1027,7 +1083,7 @@ class TelegramAdapter:
         try:
             await self.bot.edit_message_text(
                 text, chat_id=status.chat_id, message_id=status.message_id,
-                reply_markup=_cancel_markup(job_id) if cancel else None,
+                reply_markup=_cancel_markup(job_id, translator(status.lang)) if cancel else None,
             )  # fmt: skip
             return SHOWN
         except RetryAfter as exc:
@@ -1054,21 +1110,26 @@ class TelegramAdapter:
     async def deliver_result(self, delivery: Delivery) -> None:
         job = delivery.job
         await self._deliver(job, lambda reply, steps: self._send_result(delivery, reply, steps))
-        await self._finish_status(job.id, "Done ✓")
+        await self._finish_status(job.id, DONE)
 
     async def deliver_failure(self, job: JobView) -> None:
+        tr = translator(job.reply.get("lang"))
+        # job.error is stored in English (the worker writes it, maybe before any member's
+        # language is at hand): a known sentence is said in the member's language.
+        error = tr.gettext(job.error) if job.error else tr.gettext("the picture engine failed.")
+
         async def send(reply: dict[str, Any], steps: set[str]) -> None:
             if "failure" not in steps:
                 await self.bot.send_message(
                     reply["chat_id"],
-                    f"Sorry, that restyle did not work: {job.error or 'the picture engine failed.'}",
+                    tr.gettext("Sorry, that restyle did not work: {error}").format(error=error),
                     reply_parameters=_reply_to(reply),
                     message_thread_id=reply.get("thread_id"),
                 )
                 await self._mark_step(job, "failure")
 
         await self._deliver(job, send)
-        await self._finish_status(job.id, "Failed.")
+        await self._finish_status(job.id, FAILED_TEXT)
 
     async def _deliver(self, job: JobView, send: Callable[[dict[str, Any], set[str]], Awaitable[None]]) -> None:
         """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
@@ -1110,7 +1171,7 @@ class TelegramAdapter:
                     raise DeliveryFailed(f"chat gone: {_short(exc)}", permanent=True) from None
                 if "not enough rights" in text:
                     log.warning("job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), _short(exc))
-                    await self._tell_privately(job, NO_RIGHTS_TEXT)
+                    await self._tell_privately(job, translator(job.reply.get("lang")).gettext(NO_RIGHTS_TEXT))
                     raise DeliveryFailed(f"no rights in the chat: {_short(exc)}", permanent=True) from None
                 # The same request gets the same answer: retrying for 20 minutes cannot help.
                 log.error("job %s: Telegram refused the delivery (%s)", job.id, _short(exc))
@@ -1168,11 +1229,12 @@ class TelegramAdapter:
                 await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
             await self._mark_step(job, "album")
         if "buttons" not in steps:
+            tr = translator(job.reply.get("lang"))
             await self.bot.send_message(
                 chat_id,
-                "More from this picture:",
+                tr.gettext("More from this picture:"),
                 reply_parameters=_reply_to(reply),
-                reply_markup=result_buttons(job, self._compare_url(job.id)),
+                reply_markup=result_buttons(job, self._compare_url(job.id), tr),
                 message_thread_id=thread,
             )
             await self._mark_step(job, "buttons")
@@ -1245,7 +1307,8 @@ class TelegramAdapter:
             del self._jobs[job_id]
 
     async def _finish_status(self, job_id: str, text: str) -> None:
-        """The job is over: delete its status message (or, if Telegram will not, say `text`)."""
+        """The job is over: delete its status message (or, if Telegram will not, say `text`, an
+        English msgid said in the member's language; DONE deletes)."""
         state = self._jobs.get(job_id)
         status = self._statuses.pop(job_id, None)
         if status is None:
@@ -1260,15 +1323,16 @@ class TelegramAdapter:
             return
         self._forget(job_id)
         self._status_edits.finish(job_id)
+        said = translator(status.lang).gettext(text)
         try:
-            if text == "Done ✓":
+            if text == DONE:
                 await self.bot.delete_message(status.chat_id, status.message_id)
             else:
-                await self.bot.edit_message_text(text, chat_id=status.chat_id, message_id=status.message_id)
+                await self.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
         except TelegramError as exc:
-            if text == "Done ✓":
+            if text == DONE:
                 try:
-                    await self.bot.edit_message_text(text, chat_id=status.chat_id, message_id=status.message_id)
+                    await self.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
                 except TelegramError:
                     pass
             log.info("job %s: could not finish its status message (%s)", job_id, _short(exc))

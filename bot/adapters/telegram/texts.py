@@ -1,5 +1,7 @@
 """What the Telegram front end says: its fixed answers, status and result texts, and the style
-(bot/chat/surface.py) the shared chat flow writes with. Pure functions of their arguments."""
+(bot/chat/surface.py) the shared chat flow writes with. Pure functions of their arguments.
+Each text is an English msgid (bot/i18n.py): constants are said with `tr.gettext(CONSTANT)`
+(their {example} filled in), functions take the member's translator."""
 
 from __future__ import annotations
 
@@ -11,23 +13,25 @@ from typing import Any
 from bot.chat.surface import Style, plain
 from bot.commands import EXAMPLE, describe_strength
 from bot.core.types import JobView
+from bot.i18n import N_, Translator, translator
 
 CAPTION_LIMIT = 1024
+ENGLISH = translator(None)
 
 
-NO_PICTURE = (
+NO_PICTURE = N_(
     "Reply to a picture with /restyle and the new style, or send a picture with the command as "
-    f"its caption. For example:\n{EXAMPLE}"
+    "its caption. For example:\n{example}"
 )
 
 
-NOT_A_PICTURE = (
+NOT_A_PICTURE = N_(
     "That message has no picture in it. Reply to a photo (or a picture sent as a file) with "
-    f"/restyle and the new style. For example:\n{EXAMPLE}"
+    "/restyle and the new style. For example:\n{example}"
 )
 
 
-BAN_USAGE = (
+BAN_USAGE = N_(
     "Reply to the member's message with /{command} and a reason, or give their Telegram id:\n"
     "/{command} 123456789 {example}"
 )
@@ -36,42 +40,59 @@ BAN_USAGE = (
 TEXT_LIMIT = 4096  # Telegram's message length
 
 
-POST_AS_YOURSELF = (
+POST_AS_YOURSELF = N_(
     "Post as yourself to use me: when you post as the group or a channel, I can't tell whose "
     "restyles and quota they are."
 )
 
 
-NO_RIGHTS_TEXT = (
+NO_RIGHTS_TEXT = N_(
     "I could not post your restyled picture in the group: its admins have not allowed me to send "
     "photos there. Ask them to, or send me the picture here in our private chat."
 )
 
 
-START_TEXT = (
+START_TEXT = N_(
     "Hi! I restyle pictures with a diffusion model.\n\n"
-    f"Reply to a photo with /restyle and a style, for example:\n{EXAMPLE}\n\n"
+    "Reply to a photo with /restyle and a style, for example:\n{example}\n\n"
     "/help shows every option, /me your tier and what is left today."
 )
 
+# How a status message ends (bot/adapters/telegram/adapter.py _finish_status): "done" deletes it.
+DONE = N_("Done ✓")
+FAILED = N_("Failed.")
+CANCELLED = N_("Cancelled.")
 
-def eta_text(seconds: float | None) -> str:
+
+def with_example(text: str, tr: Translator = ENGLISH) -> str:
+    """A constant above in the member's language, the example command filled in."""
+    return tr.gettext(text).format(example=EXAMPLE)
+
+
+def eta_text(seconds: float | None, tr: Translator = ENGLISH) -> str:
     if seconds is None:
-        return "soon"
+        return tr.gettext("soon")
     if seconds < 60:
-        return f"about {max(5, int(round(seconds / 5.0)) * 5)} s"
-    return f"about {max(1, round(seconds / 60))} min"
+        return tr.gettext("about {seconds} s").format(seconds=max(5, int(round(seconds / 5.0)) * 5))
+    return tr.gettext("about {minutes} min").format(minutes=max(1, round(seconds / 60)))
+
+
+def queued_text(position: int, eta_s: float | None, tr: Translator = ENGLISH) -> str:
+    """`position`: waiting jobs ahead (0: next)."""
+    return tr.gettext("Queued: #{place} in line, {eta}").format(place=position + 1, eta=eta_text(eta_s, tr))
 
 
 def status_text(job: JobView) -> tuple[str, bool]:
-    """(text, with Cancel button) for a job's status message."""
+    """(text, with Cancel button) for a job's status message, in its member's language."""
+    tr = translator(job.reply.get("lang"))
     if job.status == "queued":
-        return f"Queued: #{(job.position or 0) + 1} in line, {eta_text(job.eta_s)}", True
+        return queued_text(job.position or 0, job.eta_s, tr), True
     if job.status == "running":
         if job.progress:
-            return f"Restyling… {int(job.progress * 100)}%", True
-        return "Restyling…", True
-    return {"done": "Done ✓", "failed": "Failed.", "cancelled": "Cancelled."}.get(job.status, job.status), False
+            return tr.gettext("Restyling… {percent}%").format(percent=int(job.progress * 100)), True
+        return tr.gettext("Restyling…"), True
+    ended = {"done": DONE, "failed": FAILED, "cancelled": CANCELLED}.get(job.status)
+    return (tr.gettext(ended) if ended else job.status), False
 
 
 _BARE_COMMAND = re.compile(r"(?<![\w@/])/(restyle|help|me|upgrade|cancel|link|terms|paysupport)\b(?!@)")
@@ -96,9 +117,15 @@ def position_step_matters(shown: int | None, new: int) -> bool:
 
 
 def result_caption(job: JobView) -> str:
-    facts = f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed} · {job.steps} steps"
+    """The result's caption, in its member's language (the option names stay: they are the grammar)."""
+    tr = translator(job.reply.get("lang"))
+    facts = tr.ngettext(
+        "strength {strength:g} ({word}) · seed {seed} · {count} step",
+        "strength {strength:g} ({word}) · seed {seed} · {count} steps",
+        job.steps,
+    ).format(strength=job.strength, word=describe_strength(job.strength, tr), seed=job.seed, count=job.steps)
     if job.seconds is not None:
-        facts += f" · {job.seconds:.1f} s"
+        facts += tr.gettext(" · {seconds:.1f} s").format(seconds=job.seconds)
     negative = f"\nno: {job.negative_prompt}" if job.negative_prompt else ""
     room = CAPTION_LIMIT - len(facts) - len(negative) - 4
     prompt = job.prompt if len(job.prompt) <= room else job.prompt[: room - 1] + "…"
@@ -137,5 +164,7 @@ TELEGRAM_STYLE: Style = Style(
 )
 
 
-def _with_example(error: str) -> str:
-    return error if EXAMPLE in error else f"{error}\nFor example: {EXAMPLE}"
+def _with_example(error: str, tr: Translator = ENGLISH) -> str:
+    if EXAMPLE in error:
+        return error
+    return error + "\n" + tr.gettext("For example: {example}").format(example=EXAMPLE)

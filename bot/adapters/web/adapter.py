@@ -51,6 +51,7 @@ from bot.commands import (
 )
 from bot.config import Config, is_loopback
 from bot.core.types import Accepted, Delivery, JobView, Member, Refused
+from bot.i18n import N_, language, translator
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.service import RestyleService
 
@@ -89,7 +90,7 @@ REFUSAL_STATUS = {
 }
 GONE = "That picture is not kept any more; pick it again and press Run."
 # The page's own words, for what chat never has to say.
-NO_PICTURE = "Pick or drop a picture first."
+NO_PICTURE = N_("Pick or drop a picture first.")
 NOT_READY = "The result is not ready yet; it appears here as soon as it is."
 CROSS_SITE = "This request came from another website, so it was refused."
 NEEDS_TOKEN = "This page needs its access token: open it once as /?token=<your [web] access_token>."
@@ -502,13 +503,17 @@ class WebAdapter:
 
     # Jobs ----------------------------------------------------------------------------------------
 
-    def _flooded(self) -> web.Response | None:
+    def _member_of(self, request: web.Request) -> Member:
+        """The page's member, speaking the language the browser asks for (Accept-Language)."""
+        return replace(self.member, lang=language(request.headers.get("Accept-Language")))
+
+    def _flooded(self, request: web.Request) -> web.Response | None:
         """The flood guard, for every job, again and cancel request, before its body is read."""
-        refused = self.service.jobs.admit(self.member)
+        refused = self.service.jobs.admit(self._member_of(request))
         return None if refused is None else _json_error(REFUSAL_STATUS["flood"], refused.text, reason="flood")
 
     async def submit(self, request: web.Request) -> web.Response:
-        if (flooded := self._flooded()) is not None:
+        if (flooded := self._flooded(request)) is not None:
             return flooded
         if not (
             request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"
@@ -518,23 +523,25 @@ class WebAdapter:
         request_id = request.headers.get("Idempotency-Key") or form.get("request_id") or None
         if request_id is not None and not (isinstance(request_id, str) and REQUEST_ID_RE.fullmatch(request_id)):
             return _json_error(400, BAD_REQUEST_ID)
+        member = self._member_of(request)
+        tr = translator(member.lang)
         picture = form.get("picture")
         if not isinstance(picture, web.FileField):
-            return _json_error(400, NO_PICTURE)
+            return _json_error(400, tr.gettext(NO_PICTURE))
         try:
             data = picture.file.read()
         finally:
             picture.file.close()
         if not data:
-            return _json_error(400, NO_PICTURE)
+            return _json_error(400, tr.gettext(NO_PICTURE))
         if len(data) > self.max_upload_bytes:
             return _json_error(413, too_big_message(len(data), self.config.bot.max_upload_mb))
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
             command = command_from_form(fields)
         except CommandError as exc:
-            return _json_error(400, str(exc))
-        outcome = await self.service.jobs.submit(self.member, data, command, {"page": True}, request_key=request_id)
+            return _json_error(400, exc.render(tr))
+        outcome = await self.service.jobs.submit(member, data, command, {"page": True}, request_key=request_id)
         return await self._answer(outcome)
 
     async def _read_body(self, request: web.Request, read: Callable[[], Awaitable[Any]]) -> Any:
@@ -557,7 +564,7 @@ class WebAdapter:
             raise ApiError(400, BROKEN_UPLOAD, close=True) from None
 
     async def again(self, request: web.Request) -> web.Response:
-        if (flooded := self._flooded()) is not None:
+        if (flooded := self._flooded(request)) is not None:
             return flooded
         job_id = await self._own_job_id(request)
         try:
@@ -573,7 +580,7 @@ class WebAdapter:
         if change not in STRENGTH_CHANGES:
             return _json_error(400, 'change must be "again", "subtler" or "stronger".')
         outcome = await self.service.jobs.again(
-            self.member, job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change]
+            self._member_of(request), job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change]
         )
         return await self._answer(outcome)
 
@@ -584,7 +591,7 @@ class WebAdapter:
         return web.json_response({"job": state}, status=202)
 
     async def cancel(self, request: web.Request) -> web.Response:
-        if (flooded := self._flooded()) is not None:
+        if (flooded := self._flooded(request)) is not None:
             return flooded
         job_id = await self._own_job_id(request)
         cancelled = await self.service.jobs.cancel(self.member, job_id)

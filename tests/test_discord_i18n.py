@@ -1,0 +1,105 @@
+"""The member's language on Discord (the interaction's `locale`), against the strict fake: the
+commands are synced with description_localizations Discord accepts (keys from its Locales list),
+names stay English, and a Russian member reads Russian statuses, results, buttons and refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.adapters.discord.translator import CatalogueTranslator
+from tests.fake_discord import LOCALES, _command_schema_problem
+from tests.harness.discord_bot import (
+    GUILD,
+    USER,
+    ephemerals,
+    h,  # noqa: F401  (a fixture)
+    result_edits,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_the_commands_are_synced_with_spanish_and_russian_descriptions_and_english_names(h):
+    await h.start()
+    commands = {c["name"]: c for c in h.fake.commands[str(GUILD)]}
+    restyle = commands["restyle"]
+    assert restyle["description"] == "Restyle a picture with a text prompt"
+    localized = restyle["description_localizations"]
+    assert set(localized) == {"es-ES", "es-419", "ru"}  # only where there is a translation
+    assert localized["es-ES"] == localized["es-419"] == "Cambia el estilo de una imagen con una descripción"
+    assert localized["ru"] == "Изменить стиль картинки по текстовому описанию"
+    assert not restyle.get("name_localizations")  # /restyle everywhere
+    options = {o["name"]: o for o in restyle["options"]}
+    assert options["steps"]["description"] == "Denoising steps, 1 to 50, capped by your tier (optional)"
+    assert options["steps"]["description_localizations"]["ru"].startswith("Шаги шумоподавления, от 1 до 50")
+    assert not options["strength"].get("name_localizations")
+    assert all(set(c.get("description_localizations") or {}) <= LOCALES for c in commands.values())
+
+
+def test_the_fake_refuses_a_localization_discord_would_refuse():
+    command = {"name": "restyle", "type": 1, "description": "Restyle a picture", "options": []}
+    assert _command_schema_problem([{**command, "description_localizations": {"es-ES": "Reestiliza"}}]) is None
+    for bad in ({"es": "Reestiliza"}, {"ru-RU": "x"}, {"en": "x"}, {"es-ES": ""}, {"ru": "x" * 101}):
+        assert _command_schema_problem([{**command, "description_localizations": bad}]), bad
+    assert _command_schema_problem([{**command, "name_localizations": {"es-ES": "Reestilizar"}}])  # upper case
+    option = {"name": "prompt", "type": 3, "description": "The style", "description_localizations": {"pt": "x"}}
+    assert _command_schema_problem([{**command, "options": [option]}])
+
+
+async def test_the_translator_keeps_names_and_english_and_says_descriptions_in_the_language():
+    import discord
+    from discord import app_commands
+
+    translator = CatalogueTranslator()
+    text = app_commands.locale_str("Cancel your waiting and running jobs")
+    description = app_commands.TranslationContext(app_commands.TranslationContextLocation.command_description, None)
+    name = app_commands.TranslationContext(app_commands.TranslationContextLocation.command_name, None)
+    assert await translator.translate(text, discord.Locale.spain_spanish, description) == (
+        "Cancela tus trabajos en espera y en curso"
+    )
+    assert await translator.translate(text, discord.Locale.american_english, description) is None
+    assert await translator.translate(text, discord.Locale.japanese, description) is None
+    assert await translator.translate(app_commands.locale_str("cancel"), discord.Locale.russian, name) is None
+
+
+async def test_a_russian_member_gets_a_russian_status_result_and_buttons(h):
+    await h.start()
+    h.fake.user_locales[USER] = "ru"
+    gate = h.hold_engine()
+    interaction = await h.restyle("oil painting", 0.8, seed=42)
+    status = await h.fake.wait_for(
+        lambda: [c for c in h.fake.find("PATCH", r"^/webhooks/") if "Меняю стиль" in (c.content or "")],
+        what="a Russian progress edit",
+    )
+    assert "strength 0.8 (сильная)" in status[-1].content
+    gate.set()
+    message = await h.result_of(interaction)
+    assert "seed 42" in message["content"] and "шаг" in message["content"]
+    labels = [b["label"] for row in message["components"] for b in row["components"]]
+    assert labels[:3] == ["Ещё раз", "Мягче", "Сильнее"]
+    job = (await h.jobs())[0]
+    assert job.reply["lang"] == "ru"
+    assert len(result_edits(h.fake)) == 1
+
+
+async def test_a_spanish_member_is_refused_in_spanish_and_an_english_one_in_english(h):
+    await h.start()
+    h.fake.user_locales[USER] = "es-419"
+    await h.restyle(steps=20)  # the free tier allows 8
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert ephemerals(h.fake)[0].startswith("El plan free permite hasta 8 pasos; usa steps=8 o menos.")
+    assert "Mejora tu plan con /upgrade" in ephemerals(h.fake)[0]
+    await h.restyle(steps=20, user_id=2002)  # no locale set: en-US
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="the second refusal")
+    assert ephemerals(h.fake)[1].startswith("The free tier allows up to 8 steps")
+
+
+async def test_help_and_me_in_russian(h):
+    await h.start()
+    h.fake.user_locales[USER] = "ru"
+    await h.fake.slash("help", {})
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="/help")
+    assert ephemerals(h.fake)[0].startswith("**Как изменить стиль картинки**")
+    await h.fake.slash("me", {})
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="/me")
+    assert ephemerals(h.fake)[1].startswith("Тариф: **free**")
