@@ -556,6 +556,10 @@ class Jobs:
         record = await self.store.job(job_id)
         return await self.views.view(record) if record else None
 
+    async def sweep_jobs(self, sweep_id: str) -> list[JobView]:
+        """A strength sweep's jobs, in strength order; empty where there is no such sweep."""
+        return [await self.views.view(record) for record in await self.store.sweep_jobs(sweep_id)]
+
     async def cancel(self, member: Member, job_id: str | None = None) -> list[str]:
         """Cancel one of the member's jobs, or all of them waiting or running; returns the ids.
         A job of a strength sweep takes the rest of its sweep with it (what of it finished

@@ -9,7 +9,14 @@ talks to a small JSON API:
     GET  /api/jobs/<id>/original.png       the picture as the engine saw it
     GET  /api/jobs/<id>/result.<fmt>       png | webp | jpeg (?download=1 for an attachment)
     POST /api/jobs/<id>/again              {"change": "again" | "subtler" | "stronger"}
-    POST /api/jobs/<id>/cancel
+    POST /api/jobs/<id>/cancel             (a job of a strength sweep: the whole sweep)
+    POST /api/jobs/<id>/sweep              "Try 3 strengths": the job's picture, prompt and seed again
+    POST /api/jobs/<id>/keep               "Keep 0.5" under a sweep: that job becomes the page's result
+    GET  /api/sweeps/<id>                  a sweep's state (id: its lead job's), also as SSE at .../events
+    GET  /api/sweeps/<id>/files.<fmt>.zip  its results, one file per strength (restyle-0.3.png ...)
+
+A sweep is asked for with the form's sweep=1 (or strength=sweep typed in the prompt); the answer
+to it carries "sweep" (the sweep's state) beside "job" (its lead's).
 
 Errors are {"error": "<text for the member>"}; refusals carry the service's own words, the same
 as in chat. With `[web] access_token` set every request needs it: `?token=` once (it becomes a
@@ -38,11 +45,13 @@ from aiohttp import web
 
 from bot.adapters import AdapterStartError
 from bot.adapters.web.compare import JOB_ID_RE, CompareView
+from bot.adapters.web.sweep import sweep_state, sweep_zip
 from bot.commands import (
     FORMATS,
     OUTPUT_FORMATS,
     STRENGTH_CHANGES,
     STRENGTH_STEP,
+    SWEEP_STRENGTHS,
     CommandError,
     RestyleCommand,
     check_command_length,
@@ -50,7 +59,7 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config, is_loopback
-from bot.core.types import Accepted, Delivery, JobView, Member, Refused
+from bot.core.types import Accepted, Delivery, JobView, Member, Refused, SweepDelivery
 from bot.i18n import N_, language, translator
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.service import RestyleService
@@ -87,6 +96,7 @@ REFUSAL_STATUS = {
     "banned": 403,
     "place": 403,
     "not_admin": 403,
+    "sweep": 403,
 }
 GONE = "That picture is not kept any more; pick it again and press Run."
 # The page's own words, for what chat never has to say.
@@ -96,6 +106,7 @@ CROSS_SITE = "This request came from another website, so it was refused."
 NEEDS_TOKEN = "This page needs its access token: open it once as /?token=<your [web] access_token>."
 SLOW_UPLOAD = "The upload took too long, so it was dropped; try again on a faster connection or with a smaller picture."
 BROKEN_UPLOAD = "The upload arrived cut short or garbled; pick the picture again and press Run."
+SWEEP_GONE = "That sweep is not kept any more; pick the picture again and press Run."
 BAD_REQUEST_ID = "request_id must be 8 to 64 letters, digits, '-' or '_'."
 METRICS_NEED_TOKEN = (
     "/metrics is served beyond loopback only with a token: set [web] access_token (or RESTYLE_WEB_TOKEN) "
@@ -161,12 +172,16 @@ def command_from_form(fields: dict[str, str]) -> RestyleCommand:
         check_command_length(str(fields.get(key, "")))  # each as typed, before any pattern sees it
     prompt, style = str(fields.get("prompt", "")), " ".join(str(fields.get("style", "")).split())
     # The style list's pick reads as style= in the prompt (one given in both is refused as twice).
-    command = parse_restyle(f"{prompt} style={style}" if style else prompt)
+    text = f"{prompt} style={style}" if style else prompt
+    command = parse_restyle(text)
+    if str(fields.get("sweep", "")).strip().lower() in ("1", "on", "true") and not command.sweep:
+        # The "Try 3 strengths" box reads as strength=sweep (a strength also typed is refused as twice).
+        command = parse_restyle(f"{text} strength=sweep")
     options: dict[str, Any] = {}
     for key, field in (("strength", "strength"), ("seed", "seed"), ("steps", "steps"), ("no", "negative_prompt")):
         raw = " ".join(str(fields.get(key, "")).split())
-        if not raw or getattr(command, field) is not None:
-            continue
+        if not raw or getattr(command, field) is not None or (key == "strength" and command.sweep):
+            continue  # (a sweep tries its own strengths: the slider's is not one of them)
         if key == "no":
             raw = "“" + raw.replace("”", "'") + "”"
         options[field] = getattr(parse_restyle(f"x {key}={raw}"), field)
@@ -215,10 +230,18 @@ class WebAdapter:
 
     async def job_updated(self, job: JobView) -> None:
         self._wake(job.id)
+        if job.sweep_id is not None:
+            self._wake(job.sweep_id)  # the sweep's one stream is keyed by its lead's id
 
     async def deliver_result(self, delivery: Delivery) -> None:
         # The page fetches the result itself; being told is all "delivery" means here.
         self._mark_delivered(delivery.job.id)
+
+    async def deliver_sweep(self, sweep: SweepDelivery) -> None:
+        # The page shows the sweep's own results side by side (the 3-up sheet is for chats):
+        # all of them at once, as soon as the whole sweep is in.
+        for job in sweep.jobs:
+            self._mark_delivered(job.id)
 
     async def deliver_failure(self, job: JobView) -> None:
         self._mark_delivered(job.id)
@@ -257,6 +280,11 @@ class WebAdapter:
             app.router.add_get("/api/jobs/{id}/result.{fmt}", self.result)
             app.router.add_post("/api/jobs/{id}/again", self.again)
             app.router.add_post("/api/jobs/{id}/cancel", self.cancel)
+            app.router.add_post("/api/jobs/{id}/sweep", self.try_sweep)
+            app.router.add_post("/api/jobs/{id}/keep", self.keep)
+            app.router.add_get("/api/sweeps/{id}", self.sweep_view)
+            app.router.add_get("/api/sweeps/{id}/events", self.sweep_events)
+            app.router.add_get("/api/sweeps/{id}/files.{fmt}.zip", self.sweep_files_zip)
         if self.service.compare_links is not None:
             # Reached through a signed link from a chat result, with or without the page.
             CompareView(self.service, self.service.compare_links, STATIC_DIR, self._static_file_named).add_routes(
@@ -490,6 +518,8 @@ class WebAdapter:
                 "max_side": tier.max_side,
                 "default_strength": self.config.bot.default_strength,
                 "strength_step": STRENGTH_STEP,
+                "sweep": tier.sweep,  # whether this tier may try several strengths at once
+                "sweep_strengths": list(SWEEP_STRENGTHS),
                 "styles": [
                     {"name": name, "about": style.about or style.prompt, "strength": style.strength}
                     for name, style in self.config.styles.items()
@@ -588,6 +618,9 @@ class WebAdapter:
         if isinstance(outcome, Refused):
             return _json_error(REFUSAL_STATUS.get(outcome.reason, 400), outcome.text, reason=outcome.reason)
         state = await self._state(outcome.job_id)
+        if outcome.sweep:
+            sweep = await self._sweep_state(outcome.job_id)
+            return web.json_response({"job": state, "sweep": sweep}, status=202)
         return web.json_response({"job": state}, status=202)
 
     async def cancel(self, request: web.Request) -> web.Response:
@@ -595,7 +628,47 @@ class WebAdapter:
             return flooded
         job_id = await self._own_job_id(request)
         cancelled = await self.service.jobs.cancel(self.member, job_id)
-        return web.json_response({"cancelled": bool(cancelled), "job": await self._state(job_id)})
+        state = await self._state(job_id)
+        answer: dict[str, Any] = {"cancelled": bool(cancelled), "job": state}
+        if state is not None and state["sweep_id"] is not None:
+            answer["sweep"] = await self._sweep_state(state["sweep_id"])
+        return web.json_response(answer)
+
+    async def try_sweep(self, request: web.Request) -> web.Response:
+        if (flooded := self._flooded(request)) is not None:
+            return flooded
+        job_id = await self._own_job_id(request)
+        return await self._answer(await self.service.jobs.sweep(self._member_of(request), job_id, {"page": True}))
+
+    async def keep(self, request: web.Request) -> web.Response:
+        """The page shows the job as its current result (the core checks it is still kept)."""
+        job_id = await self._own_job_id(request)
+        kept = await self.service.jobs.keep(self._member_of(request), job_id)
+        if isinstance(kept, Refused):
+            return _json_error(REFUSAL_STATUS.get(kept.reason, 404), kept.text, reason=kept.reason)
+        return web.json_response({"job": await self._state(job_id)})
+
+    async def sweep_view(self, request: web.Request) -> web.Response:
+        sweep_id = await self._own_sweep_id(request)
+        return web.json_response(await self._sweep_state(sweep_id))
+
+    async def sweep_files_zip(self, request: web.Request) -> web.Response:
+        sweep_id = await self._own_sweep_id(request)
+        fmt = FORMATS.get(request.match_info["fmt"].lower())
+        if fmt is None:
+            return _json_error(404, "Results come as .png, .webp or .jpeg.")
+        files = await self.service.jobs.sweep_files(self._member_of(request), sweep_id, fmt)
+        if isinstance(files, Refused):
+            return _json_error(REFUSAL_STATUS.get(files.reason, 404), files.text)
+        extension = OUTPUT_FORMATS[fmt].extension
+        return web.Response(
+            body=sweep_zip(files, extension),
+            headers={
+                "Content-Type": "application/zip",
+                "Content-Disposition": f'attachment; filename="restyle-{sweep_id}-{extension}.zip"',
+                "Cache-Control": "private, max-age=3600",
+            },
+        )
 
     async def job_state(self, request: web.Request) -> web.Response:
         job_id = await self._own_job_id(request)
@@ -604,7 +677,20 @@ class WebAdapter:
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the job's state now and at every change, until it ends."""
         job_id = await self._own_job_id(request)
-        state = await self._state(job_id)
+        return await self._stream(request, job_id, self._state)
+
+    async def sweep_events(self, request: web.Request) -> web.StreamResponse:
+        """The sweep's one state (as /api/sweeps/<id>) now and at every change of any of its jobs."""
+        sweep_id = await self._own_sweep_id(request)
+        return await self._stream(request, sweep_id, self._sweep_state)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        job_id: str,
+        read_state: Callable[[str], Awaitable[dict[str, Any] | None]],
+    ) -> web.StreamResponse:
+        state = await read_state(job_id)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
@@ -626,7 +712,7 @@ class WebAdapter:
                 except TimeoutError:
                     pass
                 wake.clear()
-                state = await self._state(job_id)
+                state = await read_state(job_id)
         except ConnectionResetError:
             pass
         finally:
@@ -659,11 +745,15 @@ class WebAdapter:
         if isinstance(data, Refused):
             return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
         disposition = "attachment" if request.query.get("download") else "inline"
+        extension = OUTPUT_FORMATS[fmt].extension
+        name = f"restyle-{job_id}-seed{state['seed']}.{extension}"
+        if state["sweep_id"] is not None:  # named by its strength, as in the sweep's ZIP
+            name = f"restyle-{state['sweep_id']}-{state['strength']:g}.{extension}"
         return web.Response(
             body=data,
             headers={
                 "Content-Type": OUTPUT_FORMATS[fmt].media_type,
-                "Content-Disposition": f'{disposition}; filename="restyle-{job_id}-seed{state["seed"]}.{OUTPUT_FORMATS[fmt].extension}"',
+                "Content-Disposition": f'{disposition}; filename="{name}"',
                 "Cache-Control": "private, max-age=3600",
             },
         )
@@ -677,6 +767,21 @@ class WebAdapter:
             if view is not None and (view.platform, view.user_id) == (self.member.platform, self.member.user_id):
                 return job_id
         raise ApiError(404, GONE)
+
+    async def _own_sweep_id(self, request: web.Request) -> str:
+        """The sweep id in the path (its lead job's), if it names one of the page member's sweeps."""
+        sweep_id = request.match_info["id"]
+        if JOB_ID_RE.fullmatch(sweep_id):
+            view = await self.service.jobs.job(sweep_id)
+            if view is not None and (view.platform, view.user_id) == (self.member.platform, self.member.user_id):
+                if view.sweep_id == sweep_id:
+                    return sweep_id
+        raise ApiError(404, SWEEP_GONE)
+
+    async def _sweep_state(self, sweep_id: str) -> dict[str, Any] | None:
+        states = [await self._state(view.id) for view in await self.service.jobs.sweep_jobs(sweep_id)]
+        jobs = [state for state in states if state is not None]
+        return sweep_state(sweep_id, jobs) if jobs else None
 
     async def _state(self, job_id: str) -> dict[str, Any] | None:
         """What the page shows for a job: queued, running, finishing (done, held back by the
@@ -709,6 +814,7 @@ class WebAdapter:
             "height": view.height,
             "seconds": round(view.seconds, 2) if view.seconds is not None else None,
             "error": view.error,
+            "sweep_id": view.sweep_id,
             "original_url": f"{base}/original.png",
             "result_url": None,
             "downloads": None,
