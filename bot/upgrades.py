@@ -70,6 +70,8 @@ def tier_perks(tier: TierSettings, free: TierSettings) -> tuple[str, ...]:
         perks.append(f"results after at least {tier.min_turnaround_s:g} s")
     if tier.rank > free.rank:
         perks.append("priority in the queue")
+    if tier.sweep and not free.sweep:
+        perks.append("strength sweeps (3 strengths side by side)")
     perks.append(f"pictures up to {tier.max_side} px" + (" (larger)" if tier.max_side > free.max_side else ""))
     perks.append(f"{tier.daily_quota} restyles a day")
     perks.append(f"{tier.max_queued} jobs waiting at once")

@@ -73,6 +73,8 @@ def test_perks_are_read_from_the_tier_settings() -> None:
     assert perks[0] == "no wait" and "priority in the queue" in perks
     assert "pictures up to 768 px (larger)" in perks and "200 restyles a day" in perks
     assert up.tier_perks(free, free)[0] == "results after at least 40 s"
+    assert "strength sweeps (3 strengths side by side)" in perks  # pro has them, free has not
+    assert not any("sweep" in perk for perk in up.tier_perks(free, free))
 
 
 def test_payload_is_signed_for_one_member_and_short() -> None:
