@@ -58,7 +58,7 @@ def sweep_state(sweep_id: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
         "height": lead["height"],
         "error": failed[0]["error"] if status == "failed" else None,
         "original_url": lead["original_url"],
-        "files_url": f"/api/sweeps/{sweep_id}/files.zip" if status == "ready" else None,
+        "files_url": f"/api/sweeps/{sweep_id}/files.png.zip" if status == "ready" else None,
         "jobs": jobs,
     }
 
