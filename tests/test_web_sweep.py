@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import zipfile
@@ -34,14 +33,7 @@ async def post(site: Site, path: str, payload: dict | None = None) -> tuple[int,
 
 
 async def wait_sweep(site: Site, sweep_id: str, statuses: tuple[str, ...] = ("ready",)) -> dict:
-    deadline = asyncio.get_running_loop().time() + 5
-    while True:
-        status, state = await site.get_json(f"/api/sweeps/{sweep_id}")
-        assert status == 200, state
-        if state["status"] in statuses:
-            return state
-        assert asyncio.get_running_loop().time() < deadline, f"sweep stuck at {state}"
-        await asyncio.sleep(0.02)
+    return await site.wait_state(f"/api/sweeps/{sweep_id}", statuses)
 
 
 def test_the_form_s_sweep_box_asks_for_a_sweep_and_the_slider_is_not_one_of_its_strengths():

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bot.chat.surface import Style
-from bot.commands import Recipe
+from bot.commands import Recipe, describe_strength
 from bot.config import TierSettings
 from bot.core.types import JobView, MemberView
 from bot.i18n import N_, Translator, translator
@@ -57,6 +57,15 @@ def progress(job: JobView, tr: Translator = ENGLISH) -> str:
     if job.eta_s:
         return tr.gettext("queued, #{place} in line, about {eta}").format(place=place, eta=duration(job.eta_s, tr))
     return tr.gettext("queued, #{place} in line").format(place=place)
+
+
+def result_facts(job: JobView, tr: Translator) -> str:
+    """A result's settings, the same under it on every platform, so a member can repeat it."""
+    return tr.ngettext(
+        "strength {strength:g} ({word}) · seed {seed} · {count} step",
+        "strength {strength:g} ({word}) · seed {seed} · {count} steps",
+        job.steps,
+    ).format(strength=job.strength, word=describe_strength(job.strength, tr), seed=job.seed, count=job.steps)
 
 
 def held_result(seconds: float, tier: str, style: Style, tr: Translator = ENGLISH) -> str:

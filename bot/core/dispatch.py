@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bot.clock import Clock
@@ -238,19 +238,9 @@ class Dispatch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.metrics.delivery_failures.inc()
-                permanent = isinstance(exc, DeliveryFailed) and exc.permanent
-                if permanent or backoff is None:
-                    log.error("job %s: delivery gave up after %d tries (%s); it is retried at the next start",
-                              job_id, attempt + 1, exc)  # fmt: skip
-                    self._gave_up.add(job_id)
-                    await self.store.release_deliveries(self.instance_id, job_id)
-                    return
-                log.warning("job %s: delivery failed (%s); retrying in %.0f s", job_id, exc, backoff)
-                now = self.clock.now()
-                await self.store.claim_delivery(job_id, self.instance_id, now, now + backoff + DELIVERY_LEASE_S)
-                await self.clock.sleep(backoff)
-                continue
+                if await self._retry_after_failed_send("job", job_id, exc, attempt, backoff, self.store.claim_delivery):
+                    continue
+                return
             await self._mark_delivered(job_id)
             log.info("job %s delivered", job_id)
             return
@@ -282,27 +272,11 @@ class Dispatch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.metrics.delivery_failures.inc()
-                permanent = isinstance(exc, DeliveryFailed) and exc.permanent
-                if permanent or backoff is None:
-                    log.error("sweep %s: delivery gave up after %d tries (%s); it is retried at the next start",
-                              sweep_id, attempt + 1, exc)  # fmt: skip
-                    self._gave_up.add(sweep_id)
-                    await self.store.release_deliveries(self.instance_id, sweep_id)
-                    return
-                log.warning("sweep %s: delivery failed (%s); retrying in %.0f s", sweep_id, exc, backoff)
-                now = self.clock.now()
-                await self.store.claim_sweep_delivery(sweep_id, self.instance_id, now, now + backoff + DELIVERY_LEASE_S)
-                await self.clock.sleep(backoff)
-                continue
-            for delay in (*self.store_retry_s, None):  # as _mark_delivered: an unrecorded send repeats
-                try:
-                    await self.store.mark_sweep_delivered(sweep_id, self.clock.now())
-                    break
-                except StoreError:
-                    if delay is None:
-                        raise
-                    await asyncio.sleep(delay)
+                extend = self.store.claim_sweep_delivery
+                if await self._retry_after_failed_send("sweep", sweep_id, exc, attempt, backoff, extend):
+                    continue
+                return
+            await self._record_sent(self.store.mark_sweep_delivered, sweep_id)
             log.info("sweep %s delivered (jobs %s)", sweep_id, ", ".join(job.id for job in claimed))
             return
 
@@ -356,12 +330,41 @@ class Dispatch:
             log.exception("sweep %s: its 3-up picture could not be drawn; sending the results alone", sweep_id)
             return None
 
+    async def _retry_after_failed_send(
+        self,
+        what: str,
+        key: str,
+        exc: Exception,
+        attempt: int,
+        backoff: float | None,
+        extend_claim: Callable[[str, str, float, float], Awaitable[Any]],
+    ) -> bool:
+        """After a front end raised on a send (of a job or a sweep, named by `key`): True once
+        the backoff is slept, with the claim extended over it so no one else sends meanwhile;
+        False when it gave up until the next start (a permanent failure, or the last try)."""
+        self.metrics.delivery_failures.inc()
+        permanent = isinstance(exc, DeliveryFailed) and exc.permanent
+        if permanent or backoff is None:
+            log.error("%s %s: delivery gave up after %d tries (%s); it is retried at the next start",
+                      what, key, attempt + 1, exc)  # fmt: skip
+            self._gave_up.add(key)
+            await self.store.release_deliveries(self.instance_id, key)
+            return False
+        log.warning("%s %s: delivery failed (%s); retrying in %.0f s", what, key, exc, backoff)
+        now = self.clock.now()
+        await extend_claim(key, self.instance_id, now, now + backoff + DELIVERY_LEASE_S)
+        await self.clock.sleep(backoff)
+        return True
+
     async def _mark_delivered(self, job_id: str) -> None:
-        """Sent: record it, trying through a short database outage, since a delivery that is
-        not recorded would be sent again once its lease runs out."""
+        await self._record_sent(self.store.mark_delivered, job_id)
+
+    async def _record_sent(self, mark: Callable[[str, float], Awaitable[Any]], key: str) -> None:
+        """Sent: record it (a job, or a whole sweep), trying through a short database outage,
+        since a delivery that is not recorded would be sent again once its lease runs out."""
         for delay in (*self.store_retry_s, None):
             try:
-                await self.store.mark_delivered(job_id, self.clock.now())
+                await mark(key, self.clock.now())
                 return
             except StoreError:
                 if delay is None:

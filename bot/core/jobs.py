@@ -186,18 +186,9 @@ class Jobs:
         Stronger, another strength). No new upload: the prepared input is reused. The front end
         has admitted the button press (see `admit`)."""
         key = _request_key(member, request_key)
-        if key is not None:
-            repeated = await self._answer_from_key(member, key)
-            if repeated is not None:
-                return repeated
-        job = await self.store.job(job_id)
-        tr = translator(member.lang)
-        if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused(Reason.NOT_FOUND, tr.gettext("That job is gone; send the picture again with /restyle."))
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
-            )
+        job = await self._button_source(member, job_id, key)
+        if not isinstance(job, JobRecord):
+            return job
         command = RestyleCommand(
             prompt=job.prompt,
             strength=with_strength_delta(job.strength, strength_delta),
@@ -215,21 +206,9 @@ class Jobs:
         text, steps and SAME seed at each of SWEEP_STRENGTHS, as one sweep (see submit). The
         front end has admitted the button press (see `admit`)."""
         key = _request_key(member, request_key)
-        if key is not None:
-            repeated = await self._answer_from_key(member, key)
-            if repeated is not None:
-                return repeated
-        job = await self.store.job(job_id)
-        if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused(
-                Reason.NOT_FOUND,
-                translator(member.lang).gettext("That job is gone; send the picture again with /restyle."),
-            )
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS,
-                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
-            )
+        job = await self._button_source(member, job_id, key)
+        if not isinstance(job, JobRecord):
+            return job
         command = RestyleCommand(
             prompt=job.prompt,
             seed=job.seed,
@@ -239,6 +218,24 @@ class Jobs:
             sweep=True,
         )
         return await self._submit(member, command, reply, source_job=job, request_key=key)
+
+    async def _button_source(self, member: Member, job_id: str, key: str | None) -> JobRecord | Accepted | Refused:
+        """The finished job a result's button runs again (Again, Subtler, Stronger, Try 3
+        strengths): the answer already given under this request key, a refusal (gone, or
+        someone else's), or the job with its stored input."""
+        if key is not None:
+            repeated = await self._answer_from_key(member, key)
+            if repeated is not None:
+                return repeated
+        job = await self.store.job(job_id)
+        tr = translator(member.lang)
+        if job is None or not await self.store.has_picture(job_id, "input"):
+            return Refused(Reason.NOT_FOUND, tr.gettext("That job is gone; send the picture again with /restyle."))
+        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
+            return Refused(
+                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
+            )
+        return job
 
     async def keep(self, member: Member, job_id: str) -> Delivery | Refused:
         """ "Keep 0.5" under a sweep: that job's result as an ordinary Delivery, for the front

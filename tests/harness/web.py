@@ -52,13 +52,17 @@ class Site:
             return response.status, await response.json()
 
     async def wait(self, job_id: str, statuses: tuple[str, ...] = ("ready",), timeout: float = 5.0) -> dict:
+        return await self.wait_state(f"/api/jobs/{job_id}", statuses, timeout)
+
+    async def wait_state(self, path: str, statuses: tuple[str, ...] = ("ready",), timeout: float = 5.0) -> dict:
+        """The state at `path` (a job's or a sweep's) once its status is one of `statuses`."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            status, state = await self.get_json(f"/api/jobs/{job_id}")
+            status, state = await self.get_json(path)
             assert status == 200, state
             if state["status"] in statuses:
                 return state
-            assert asyncio.get_running_loop().time() < deadline, f"job stuck at {state}"
+            assert asyncio.get_running_loop().time() < deadline, f"{path} stuck at {state}"
             await asyncio.sleep(0.02)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat.surface import Style
-from bot.chat.texts import duration
+from bot.chat.texts import duration, result_facts
 from bot.commands import MAX_STEPS, MAX_STRENGTH, MIN_STEPS, MIN_STRENGTH, STRENGTH_STEP, describe_strength
 from bot.core.types import JobView, Refused
 from bot.i18n import N_, Translator, translator
@@ -96,11 +96,7 @@ def _status_text(job: JobView) -> str:
 
 def _result_text(job: JobView) -> str:
     tr = translator(job.reply.get("lang"))
-    facts = tr.ngettext(
-        "strength {strength:g} ({word}) · seed {seed} · {count} step",
-        "strength {strength:g} ({word}) · seed {seed} · {count} steps",
-        job.steps,
-    ).format(strength=job.strength, word=describe_strength(job.strength, tr), seed=job.seed, count=job.steps)
+    facts = result_facts(job, tr)
     took = tr.gettext(" · {seconds:.1f} s").format(seconds=job.seconds) if job.seconds else ""
     return f"✨ “{_short(job.prompt, 300)}” · {facts}{took}"
 

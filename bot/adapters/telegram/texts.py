@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.chat.surface import Style, plain
-from bot.commands import EXAMPLE, describe_strength
+from bot.chat.texts import result_facts
+from bot.commands import EXAMPLE
 from bot.core.types import JobView
 from bot.i18n import N_, Translator, translator
 
@@ -119,11 +120,7 @@ def position_step_matters(shown: int | None, new: int) -> bool:
 def result_caption(job: JobView) -> str:
     """The result's caption, in its member's language (the option names stay: they are the grammar)."""
     tr = translator(job.reply.get("lang"))
-    facts = tr.ngettext(
-        "strength {strength:g} ({word}) · seed {seed} · {count} step",
-        "strength {strength:g} ({word}) · seed {seed} · {count} steps",
-        job.steps,
-    ).format(strength=job.strength, word=describe_strength(job.strength, tr), seed=job.seed, count=job.steps)
+    facts = result_facts(job, tr)
     if job.seconds is not None:
         facts += tr.gettext(" · {seconds:.1f} s").format(seconds=job.seconds)
     negative = f"\nno: {job.negative_prompt}" if job.negative_prompt else ""
