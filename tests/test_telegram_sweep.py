@@ -339,3 +339,56 @@ async def test_cancel_after_the_first_strength_sends_it_and_cancels_the_rest(sta
     assert markup_data(sheet) == [("Keep 0.3", f"keep:{lead}"), ("📁 Files", f"sweepfiles:{lead}")]
     await settle(bot, fake)
     assert len(fake.calls_to("sendPhoto")) == 1 and fake.calls_to("sendMediaGroup") == []
+
+
+async def test_a_sweep_whose_strengths_all_failed_is_one_failure_notice(start_bot, fake):
+    engine = FakeEngine()
+    engine.fail_prompts.add("doomed")
+    bot = await start_bot(engine=engine)
+    await pro(bot)
+    request = fake.message(ANA, text="/restyle doomed strength=sweep", reply_to=photo_message(fake))
+    [status_call, failure] = await wait_reply(fake, request, 2)
+    await settle(bot, fake)
+    assert failure.params["text"].startswith("Sorry, that restyle did not work: The picture engine failed")
+    assert len(replies_to(fake, request)) == 2 and fake.calls_to("sendPhoto") == []  # said once, not three times
+    status = next(m for m in fake.sent(ANA["id"]) if m.get("text") == "Failed.")
+    assert "reply_markup" not in status and status["reply_to_message"]["message_id"] == request["message_id"]
+
+
+async def test_a_spanish_member_gets_the_sweep_in_spanish(start_bot, fake):
+    lucia = FakeTelegram.user(1003, "Lucía", language_code="es")
+    bot = await start_bot()
+    await pro(bot, lucia)
+    request = fake.message(lucia, text="/restyle tinta strength=sweep", reply_to=photo_message(fake, lucia))
+    [status_call] = await wait_reply(fake, request)
+    assert status_call.params["text"].startswith("Probando 3 intensidades")
+    sheet, _ = await swept(bot, fake, request)
+    labels = [text for text, _ in markup_data(sheet)]
+    assert labels == ["Quedarme con 0.3", "Quedarme con 0.5", "Quedarme con 0.7", "📁 Archivos"]
+    assert sheet.params["caption"].endswith("Quédate con la que te guste para seguir a partir de ella.")
+
+
+async def test_a_refusal_too_long_for_the_press_alert_is_said_in_the_chat(start_bot, fake):
+    """answerCallbackQuery takes 0-200 characters (Bot API); a sweep's queue-limit refusal with
+    its upgrade hint is longer, so the alert stays empty and the chat says it."""
+    engine = FakeEngine(max_batch=1)
+    bot = await start_bot(engine=engine)
+    await pro(bot)
+    photo = photo_message(fake)
+    first = fake.message(ANA, text="/restyle ink", reply_to=photo)
+    await wait_reply(fake, first, 2)
+    await bot.app.service.dispatch.wait_delivered()
+    message = next(m for m in fake.sent(ANA["id"]) if m.get("text") == "More from this picture:")
+    job_id = data_of(message)[0].split(":")[1]
+    gate = engine.hold()
+    for i in range(3):  # three waiting or running of the pro tier's five
+        await wait_reply(fake, fake.message(ANA, text=f"/restyle ink {i}", reply_to=photo))
+    fake.press(ANA, message, f"sweep:{job_id}")
+    [said] = await wait_reply(fake, message)
+    assert said.params["text"].startswith("A sweep runs 3 jobs at once, and the pro tier allows 5 waiting")
+    assert "/upgrade" in said.params["text"] and len(said.params["text"]) > 200
+    [answer] = await fake.wait_for("answerCallbackQuery")
+    assert not answer.params.get("text")
+    gate.set()
+    await settle(bot, fake)
+    assert await bot.app.store.sweep_jobs(job_id) == []

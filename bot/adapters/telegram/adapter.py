@@ -6,6 +6,10 @@ status message that it edits as the job moves, and delivers the result as an alb
 result) followed by one message of buttons: Again, Subtler, Stronger and the file as PNG / WebP /
 JPEG.
 
+A strength sweep (`strength=sweep`, or "Try 3 strengths" under a result) has one status message
+for its three jobs and is answered with one photo of the results side by side, with a "Keep"
+button per strength and one for the files (bot/adapters/telegram/sweep.py).
+
 Everything the adapter needs to answer later (chat, message to reply to, status message, the
 original picture's file_id) lives in the job's `reply` dict, which the service keeps in SQLite:
 a restart loses nothing. Delivery steps already done (album, buttons) are recorded there too, so
@@ -1383,7 +1387,8 @@ class TelegramAdapter:
             width, height = img.size
             picture = img.convert("RGB")
         if max(width, height) > PHOTO_MAX_RATIO * min(width, height):
-            short = -(-max(width, height) // PHOTO_MAX_RATIO)  # rounded up
+            # Rounded up, one short of the limit: the shrinking below rounds each side down.
+            short = -(-max(width, height) // (PHOTO_MAX_RATIO - 1))
             padded = Image.new("RGB", (width, short) if width > height else (short, height), LIGHT_GREY)
             padded.paste(picture, (0, (short - height) // 2) if width > height else ((short - width) // 2, 0))
             picture, (width, height) = padded, padded.size
