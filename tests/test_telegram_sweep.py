@@ -392,3 +392,25 @@ async def test_a_refusal_too_long_for_the_press_alert_is_said_in_the_chat(start_
     gate.set()
     await settle(bot, fake)
     assert await bot.app.store.sweep_jobs(job_id) == []
+
+
+async def test_a_sweep_waiting_at_a_restart_keeps_its_one_status_and_is_answered_once(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.hold()
+    bot = await start_bot(engine=engine)
+    await pro(bot)
+    request = fake.message(ANA, text="/restyle ink strength=sweep", reply_to=photo_message(fake))
+    [status_call] = await wait_reply(fake, request)
+    lead = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    await asyncio.to_thread(engine.started.wait, 5)
+    await bot.stop()  # 0.3 was running, 0.5 and 0.7 waiting
+
+    bot2 = await start_bot()
+    await swept(bot2, fake, request)
+    await settle(bot2, fake)
+    status = next(m for m in fake.sent(ANA["id"]) if (m.get("reply_to_message") or {}).get("message_id") == request["message_id"] and "photo" not in m)
+    assert fake.live(status) is None  # every job found the one status message, and it was cleaned up
+    edits = fake.calls_to("editMessageText")
+    assert all(c.params["message_id"] == status["message_id"] for c in edits)
+    assert all(data_of(c.params) in ([], [f"cancel:{lead}"]) for c in edits)
+    assert len(fake.calls_to("sendPhoto")) == 1 and replies_to(fake, request) == [status_call]
