@@ -191,7 +191,7 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     assert "oil painting" in message["content"] and "seed 42" in message["content"]
     assert [c for c in h.fake.messages[int(message["id"])]["components"][0]["components"]][0]["custom_id"] == f"restyle:again:{job_id}"
     edit = result_edits(h.fake)[-1]
-    assert edit.custom_ids == [f"restyle:{a}:{job_id}" for a in ("again", "subtler", "stronger", "png", "webp", "jpeg")]
+    assert edit.custom_ids == [f"restyle:{a}:{job_id}" for a in ("again", "subtler", "stronger", "sweep", "png", "webp", "jpeg")]
     both, original, result = (data for _, data, _ in edit.files)
     assert size_of(original) == size_of(result) == (256, 256)
     assert size_of(both) == (256 + 4 + 256, 256)  # side by side, a thin line between

@@ -1,0 +1,304 @@
+"""The strength sweep on Discord, through the real discord.py client against the strict fake: one
+status for the three jobs, one message with the 3-up picture and a Keep button per strength, the
+results as files on request, "Try 3 strengths" under every result, and Keep going on from one."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from bot.commands import STRENGTH_STEP, SWEEP_STRENGTHS
+from bot.core.types import Member
+from tests.fake_discord import EPHEMERAL, FakeDiscord, _Error
+from tests.fakes import picture_bytes
+from tests.harness.discord_bot import (
+    CHANNEL,
+    GUILD,
+    OTHER,
+    RESULT_FILES,
+    USER,
+    Harness,
+    callbacks,
+    ephemerals,
+    h,  # noqa: F401  (a fixture)
+    result_edits,
+    size_of,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def make_pro(h: Harness, user_id: int = USER) -> None:
+    await h.service.jobs.set_tier(Member("discord", str(user_id), "member"), "pro", None, reason="admin",
+                                  changed_by="test")  # fmt: skip
+
+
+async def sweep_command(h: Harness, prompt: str = "oil painting", *, user_id: int = USER, **more) -> dict:
+    image = h.fake.attachment(picture_bytes())
+    return await h.fake.slash("restyle", {"image": image, "prompt": prompt, "sweep": True, **more}, user_id=user_id)
+
+
+def buttons(message: dict) -> list[dict]:
+    return [b for row in message["components"] for b in row["components"]]
+
+
+def is_sweep_sheet(message: dict | None) -> bool:
+    return bool(message and len(message["attachments"]) == 1 and any(
+        b.get("custom_id", "").startswith("restyle:keep:") for b in buttons(message)))  # fmt: skip
+
+
+async def sheet_of(h: Harness, interaction: dict) -> dict:
+    """The sweep's one message: the interaction's response, turned from the status into the sheet."""
+    return await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and is_sweep_sheet(m) and m,
+                                 what="the sweep's 3-up picture in the original response")  # fmt: skip
+
+
+async def sweep_jobs(h: Harness) -> list:
+    return [job for job in await h.jobs() if job.sweep_id is not None]
+
+
+async def test_sweep_answers_with_one_status_and_one_sheet_with_keep_buttons(h):
+    await h.start()
+    await make_pro(h)
+    gate = h.hold_engine()
+    interaction = await sweep_command(h, seed=42)
+    status = await h.fake.wait_for(
+        lambda: [c for c in h.fake.find("PATCH", r"^/webhooks/") if "Trying 3 strengths" in (c.content or "")],
+        what="the sweep's status",
+    )
+    jobs = await sweep_jobs(h)
+    lead = jobs[0].id
+    assert [j.strength for j in jobs] == list(SWEEP_STRENGTHS) and {j.seed for j in jobs} == {42}
+    assert {j.sweep_id for j in jobs} == {lead}
+    assert status[-1].custom_ids == [f"restyle:cancel:{lead}"]  # one Cancel, for the whole sweep
+    gate.set()
+
+    sheet = await sheet_of(h, interaction)
+    await h.service.dispatch.wait_delivered()
+    [attachment] = sheet["attachments"]
+    assert attachment["filename"] == f"restyle-sweep-{lead}.jpg"
+    [sent] = [c for c in h.fake.find("PATCH", r"^/webhooks/") if c.files]
+    name, data, _ = sent.files[0]
+    assert data[:3] == b"\xff\xd8\xff"  # a JPEG
+    width, height = size_of(data)
+    assert width > 3 * 256 and height >= 256  # three results side by side, labelled
+    assert "“oil painting”" in sheet["content"] and "seed 42" in sheet["content"]
+    assert "0.3" in sheet["content"] and "0.7" in sheet["content"]
+    assert [b["label"] for b in buttons(sheet)] == ["Keep 0.3", "Keep 0.5", "Keep 0.7", "📁 Files"]
+    assert sent.custom_ids == [*(f"restyle:keep:{j.id}" for j in jobs), f"restyle:files:{lead}"]
+    # One message for the whole request: every status edit and the sheet went to the response;
+    # no follow-up, no channel post, no result of a single job.
+    token = interaction["token"]
+    assert not h.fake.find("POST", rf"^/webhooks/\d+/{token}$") and not h.fake.find("POST", r"^/channels/")
+    assert {c.path.rsplit("/", 1)[-1] for c in h.fake.find("PATCH", rf"^/webhooks/\d+/{token}/")} == {sheet["id"]}
+    assert all("Trying 3 strengths" in c.content for c in h.fake.find("PATCH", r"^/webhooks/") if not c.files)
+    assert not result_edits(h.fake)
+    assert all(j.delivered_at for j in await h.jobs())
+
+
+async def test_the_restyle_image_form_and_a_mention_take_sweep_as_the_strength(h):
+    await h.start("message_replies = true")
+    await make_pro(h)
+    target = h.fake.message(CHANNEL, author=h.fake.user(3003, "poster"), guild_id=GUILD,
+                            attachments=[h.fake.attachment(picture_bytes(), filename="cat.png")])  # fmt: skip
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    submit = await h.fake.modal_submit(modal_call, {"prompt": "watercolor", "strength": "sweep"})
+    await sheet_of(h, submit)
+    assert [j.strength for j in await sweep_jobs(h)] == list(SWEEP_STRENGTHS)
+
+    mention = h.fake.message(CHANNEL, author=h.fake.user(USER), guild_id=GUILD,
+                             content=f"<@{h.fake.bot_user['id']}> ink drawing strength=sweep",
+                             attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    await h.fake.message_create(mention)
+    posted = await h.fake.wait_for(
+        lambda: [m for m in h.fake.messages.values() if m.get("message_reference") and is_sweep_sheet(m)],
+        what="the sweep under the mention",
+    )
+    assert "ink drawing" in posted[0]["content"]
+    assert len(await sweep_jobs(h)) == 2 * len(SWEEP_STRENGTHS)
+
+
+async def test_free_member_is_refused_a_sweep_with_the_upgrade_hint(h):
+    await h.start()
+    await sweep_command(h)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert "cannot run strength sweeps" in ephemerals(h.fake)[0] and "/upgrade" in ephemerals(h.fake)[0]
+    assert not await h.jobs()
+
+    # The "Try 3 strengths" button under a free member's result: refused privately as well.
+    result = await h.result_of(await h.restyle("oil painting"))
+    job_id = (await h.jobs())[0].id
+    [sweep_button] = [b for b in buttons(result) if b["custom_id"] == f"restyle:sweep:{job_id}"]
+    assert sweep_button["label"] == "🎚 Try 3 strengths"
+    await h.fake.click(result, f"restyle:sweep:{job_id}")
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="the button's refusal")
+    assert "cannot run strength sweeps" in ephemerals(h.fake)[1] and "/upgrade" in ephemerals(h.fake)[1]
+    assert len(await h.jobs()) == 1
+    public = [m for m in h.fake.messages.values() if int(m["id"]) > int(result["id"]) and not m["flags"] & EPHEMERAL]
+    assert not public  # the status follow-up was taken back
+
+
+async def test_try_three_strengths_button_sweeps_a_result_with_its_seed(h):
+    await h.start()
+    await make_pro(h)
+    result = await h.result_of(await h.restyle("oil painting", 0.8, seed=7))
+    job_id = (await h.jobs())[0].id
+    click = await h.fake.click(result, f"restyle:sweep:{job_id}")
+    sheet = await h.fake.wait_for(lambda: next((m for m in h.fake.made_by(click) if is_sweep_sheet(m)), None),
+                                  what="the sweep in a follow-up of the click")  # fmt: skip
+    jobs = await sweep_jobs(h)
+    assert [j.strength for j in jobs] == list(SWEEP_STRENGTHS)
+    assert {j.seed for j in jobs} == {7} and {j.parent_job_id for j in jobs} == {job_id}
+    assert len(h.fake.find("GET", r"^/files/")) == 1  # the stored picture, not a new download
+    assert sheet["id"] != result["id"] and len(h.fake.messages[int(result["id"])]["attachments"]) == RESULT_FILES
+
+
+async def test_keep_sends_that_result_with_again_buttons(h):
+    await h.start()
+    await make_pro(h)
+    sheet = await sheet_of(h, await sweep_command(h, seed=3))
+    kept = (await sweep_jobs(h))[1]
+    assert kept.strength == 0.5
+    click = await h.fake.click(sheet, f"restyle:keep:{kept.id}")
+    assert (await h.fake.wait_for(lambda: callbacks(h.fake, 6), what="the click answered"))[0]
+    result = await h.fake.wait_for(
+        lambda: next((m for m in h.fake.made_by(click) if len(m["attachments"]) == RESULT_FILES), None),
+        what="the kept result in a follow-up",
+    )
+    assert not result["flags"] & EPHEMERAL and result["id"] != sheet["id"]
+    assert [b["custom_id"] for b in buttons(result)] == [
+        f"restyle:{a}:{kept.id}" for a in ("again", "subtler", "stronger", "sweep", "png", "webp", "jpeg")
+    ]
+    assert result["attachments"][2]["filename"] == f"restyled-{kept.id}.png"
+    assert is_sweep_sheet(h.fake.messages[int(sheet["id"])])  # the sweep stays, to keep another one too
+
+    stronger = await h.fake.click(result, f"restyle:stronger:{kept.id}")
+    await h.follow_up_result(stronger)
+    newest = (await h.jobs())[-1]
+    assert newest.parent_job_id == kept.id and newest.sweep_id is None
+    assert newest.strength == pytest.approx(kept.strength + STRENGTH_STEP)
+
+
+async def test_files_button_sends_three_files_named_by_strength(h):
+    await h.start()
+    await make_pro(h)
+    sheet = await sheet_of(h, await sweep_command(h))
+    lead = (await sweep_jobs(h))[0].id
+    await h.fake.click(sheet, f"restyle:files:{lead}")
+    sent = await h.fake.wait_for(lambda: [c for c in h.fake.find("POST", r"^/webhooks/\d+/[^/]+$") if c.files],
+                                 what="the files")  # fmt: skip
+    assert sent[0].flags & EPHEMERAL  # privately, like the PNG / WebP / JPEG buttons
+    assert [name for name, _, _ in sent[0].files] == ["restyle-0.3.png", "restyle-0.5.png", "restyle-0.7.png"]
+    assert all(data[:8] == b"\x89PNG\r\n\x1a\n" and size_of(data) == (256, 256) for _, data, _ in sent[0].files)
+    assert callbacks(h.fake)[-1].json["type"] == 5 and callbacks(h.fake)[-1].flags & EPHEMERAL
+
+
+async def test_someone_else_cannot_press_keep(h):
+    await h.start()
+    await make_pro(h)
+    sheet = await sheet_of(h, await sweep_command(h))
+    jobs = await sweep_jobs(h)
+    before = len(h.fake.messages)
+    await h.fake.click(sheet, f"restyle:keep:{jobs[0].id}", user_id=OTHER)
+    await h.fake.click(sheet, f"restyle:files:{jobs[0].id}", user_id=OTHER)
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="two refusals")
+    assert ephemerals(h.fake)[0] == "Only the member who asked for this picture can use its buttons."
+    assert ephemerals(h.fake)[1] == "Only the member who asked for these pictures can use their buttons."
+    assert not [m for m in list(h.fake.messages.values())[before:] if not m["flags"] & EPHEMERAL]
+    assert len(await h.jobs()) == len(SWEEP_STRENGTHS)
+
+    # A sweep no longer kept: its buttons say so.
+    gone = h.fake.keep_message({**sheet, "id": str(h.fake.new_id()), "components": [{"type": 1, "components": [
+        {"type": 2, "style": 1, "label": "Keep 0.5", "custom_id": "restyle:keep:0000000000"},
+        {"type": 2, "style": 2, "label": "📁 Files", "custom_id": "restyle:files:0000000000"}]}]})  # fmt: skip
+    await h.fake.click(gone, "restyle:keep:0000000000")
+    await h.fake.click(gone, "restyle:files:0000000000")
+    await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 4, what="two answers for a gone sweep")
+    assert ephemerals(h.fake)[2:] == ["That sweep is gone; send the picture again with /restyle strength=sweep."] * 2
+
+
+async def test_cancel_cancels_the_whole_sweep(h):
+    await h.start()
+    await make_pro(h)
+    gate = h.hold_engine()
+    first = await h.restyle("held")
+    await asyncio.to_thread(h.engine.started.wait, 5)  # "held" is on the engine: the sweep waits behind it
+    interaction = await sweep_command(h)
+    status = await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"] and m,
+                                   what="the sweep's status")  # fmt: skip
+    lead = (await sweep_jobs(h))[0].id
+    await h.fake.click(status, f"restyle:cancel:{lead}", user_id=OTHER)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="a refusal for a stranger")
+    await h.fake.click(status, f"restyle:cancel:{lead}")
+    await h.fake.wait_for(lambda: h.fake.original(interaction)["content"] == "✖️ Cancelled.", what="cancelled")
+    assert [j.status for j in await sweep_jobs(h)] == ["cancelled"] * len(SWEEP_STRENGTHS)
+    gate.set()
+    await h.result_of(first)
+    await h.service.dispatch.wait_delivered()
+    assert h.fake.original(interaction)["content"] == "✖️ Cancelled." and not h.fake.original(interaction)["components"]
+    assert [j.status for j in await h.jobs()] == ["done", *["cancelled"] * len(SWEEP_STRENGTHS)]
+
+
+async def test_sweep_delivery_is_not_resent_after_restart(h, tmp_path):
+    await h.start()
+    await make_pro(h)
+    await sheet_of(h, await sweep_command(h))
+    await h.service.dispatch.wait_delivered()
+    await h.app.stop()
+    await h.fake.close()
+    h.app = None
+    h2 = Harness(tmp_path)
+    try:
+        await h2.start()
+        await asyncio.wait_for(h2.service.dispatch.wait_delivered(), 5)
+        assert all(j.delivered_at for j in await h2.jobs())
+        assert not [c for c in h2.fake.calls if c.files]  # nothing sent again
+    finally:
+        await h2.close()
+
+
+async def test_a_sweep_left_undelivered_at_shutdown_is_delivered_once_after_a_restart(h, tmp_path):
+    await h.start()
+    await make_pro(h)
+    h.fake.fail("PATCH", r"^/webhooks/", 403, times=-1, when=lambda call: bool(call.files))
+    h.fake.fail("POST", r"^/channels/", 403, times=-1)
+    await sweep_command(h)
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the delivery to fail")
+    await h.app.stop()
+    await h.fake.close()
+    h.app = None
+    h2 = Harness(tmp_path)
+    try:
+        await h2.start()
+        posted = await h2.fake.wait_for(
+            lambda: [c for c in h2.fake.find("POST", rf"^/channels/{CHANNEL}/messages$") if c.files],
+            what="the sweep after the restart",
+        )
+        await asyncio.wait_for(h2.service.dispatch.wait_delivered(), 5)
+        assert len(posted) == 1 and posted[0].content.startswith(f"<@{USER}> 🎚")
+        assert re.fullmatch(r"restyle-sweep-[0-9a-f]+\.jpg", posted[0].files[0][0])
+        assert all(j.delivered_at for j in await h2.jobs())
+    finally:
+        await h2.close()
+
+
+def test_the_fake_refuses_components_files_and_content_discord_would_refuse():
+    fake = FakeDiscord()
+
+    def row(*ids: str, label: str = "x") -> dict:
+        return {"type": 1, "components": [{"type": 2, "style": 2, "label": label, "custom_id": i} for i in ids]}
+
+    fake._check_components({"components": [row("a", "b", "c", "d", "e")] * 5})  # at the limits: fine
+    for bad in ([row("a", "b", "c", "d", "e", "f")], [row("a")] * 6, [row("x" * 101)], [row("")],
+                [row("a", label="y" * 81)]):  # fmt: skip
+        with pytest.raises(_Error):
+            fake._check_components({"components": bad})
+    info = {"size_limit": 1000}
+    fake._check_interaction_message(info, {"content": "x" * 2000}, [("a.png", b"x" * 500, "")] * 2)
+    for body, files in (({"content": "x" * 2001}, []), ({}, [("a.png", b"x", "")] * 11),
+                        ({}, [("a.png", b"x" * 600, "")] * 2)):  # fmt: skip
+        with pytest.raises(_Error):
+            fake._check_interaction_message(info, body, files)
