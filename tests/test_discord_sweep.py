@@ -205,8 +205,8 @@ async def test_someone_else_cannot_press_keep(h):
     await h.fake.click(sheet, f"restyle:keep:{jobs[0].id}", user_id=OTHER)
     await h.fake.click(sheet, f"restyle:files:{jobs[0].id}", user_id=OTHER)
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 2, what="two refusals")
-    assert ephemerals(h.fake)[0] == "Only the member who asked for this picture can use its buttons."
-    assert ephemerals(h.fake)[1] == "Only the member who asked for these pictures can use their buttons."
+    assert sorted(ephemerals(h.fake)) == ["Only the member who asked for these pictures can use their buttons.",
+                                          "Only the member who asked for this picture can use its buttons."]
     assert not [m for m in list(h.fake.messages.values())[before:] if not m["flags"] & EPHEMERAL]
     assert len(await h.jobs()) == len(SWEEP_STRENGTHS)
 
@@ -302,3 +302,100 @@ def test_the_fake_refuses_components_files_and_content_discord_would_refuse():
                         ({}, [("a.png", b"x" * 600, "")] * 2)):  # fmt: skip
         with pytest.raises(_Error):
             fake._check_interaction_message(info, body, files)
+
+
+@pytest.mark.parametrize("action", ["keep", "files", "sweep"])
+async def test_the_sweep_buttons_answer_before_touching_the_database(h, action):
+    await h.start()
+    await make_pro(h)
+    if action == "sweep":  # "Try 3 strengths" under an ordinary result
+        message = await h.result_of(await h.restyle())
+        target = (await h.jobs())[0].id
+    else:
+        message = await sheet_of(h, await sweep_command(h))
+        jobs = await sweep_jobs(h)
+        target = jobs[1].id if action == "keep" else jobs[0].id
+    await h.service.dispatch.wait_delivered()
+    answered, calls = len(callbacks(h.fake)), len(h.fake.calls)
+    gate = h.hold_database()
+    try:
+        await h.fake.click(message, f"restyle:{action}:{target}")
+        await h.fake.wait_for(lambda: len(callbacks(h.fake)) == answered + 1, what="the click answered")
+    finally:
+        gate.set()
+    answer = callbacks(h.fake)[-1]
+    # keep / Try 3 strengths: an update of the clicked message (nothing shown yet); files: a
+    # private "thinking", like the PNG / WebP / JPEG buttons.
+    assert (answer.json["type"], bool(answer.flags & EPHEMERAL)) == ((5, True) if action == "files" else (6, False))
+    # Then the work: the kept result, the files, or the new sweep's 3-up picture.
+    await h.fake.wait_for(lambda: any(c.files and c.status < 300 for c in h.fake.calls[calls:]),
+                          what="the pictures the button asked for")  # fmt: skip
+
+
+async def test_a_sweep_outliving_the_token_is_posted_in_the_channel_mentioning_the_member(h):
+    await h.start()
+    await make_pro(h)
+    gate = h.hold_engine()
+    interaction = await sweep_command(h)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="the status")
+    await h.clock.advance(16 * 60)
+    gate.set()
+    posted = await h.fake.wait_for(lambda: h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$"), what="a post")
+    [call] = posted
+    assert call.content.startswith(f"<@{USER}> 🎚") and len(call.files) == 1
+    assert call.json["allowed_mentions"] == {"parse": [], "users": [USER]}
+    assert [i.split(":")[1] for i in call.custom_ids] == ["keep", "keep", "keep", "files"]
+    await h.fake.wait_for(lambda: h.fake.original(interaction)["content"] == "✅ Done: the result is in a new message.",
+                          what="the old status ended as the bot")  # fmt: skip
+    assert not [c for c in h.fake.find("PATCH", r"^/webhooks/") if c.files]  # the expired token was not used
+
+
+async def test_sweep_and_a_strength_together_are_refused_by_name(h):
+    await h.start()
+    await make_pro(h)
+    await sweep_command(h, strength=0.4)
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the refusal")
+    assert ephemerals(h.fake) == ["Pick either a strength or sweep, not both: a sweep tries 0.3, 0.5, 0.7 by itself."]
+    assert not await h.jobs() and not callbacks(h.fake, 5)  # refused before any defer
+
+
+async def test_a_sweep_cancelled_after_one_strength_is_in_sends_what_is_done(h):
+    await h.start()
+    await make_pro(h)
+    first_gate = h.hold_engine()
+    interaction = await sweep_command(h)
+    await asyncio.to_thread(h.engine.started.wait, 5)  # 0.3 on the engine
+    second_gate = h.hold_engine()  # the next batch waits on this one
+    first_gate.set()
+    await asyncio.to_thread(h.engine.started.wait, 5)  # 0.3 done, 0.5 on the engine
+    status = await h.fake.wait_for(
+        lambda: (m := h.fake.original(interaction)) and "1 of 3 done" in m["content"] and m["components"] and m,
+        what="the status after the first strength",
+    )
+    lead = (await sweep_jobs(h))[0].id
+    await h.fake.click(status, f"restyle:cancel:{lead}")
+    sheet = await sheet_of(h, interaction)
+    second_gate.set()
+    await h.service.dispatch.wait_delivered()
+    assert [j.status for j in await sweep_jobs(h)] == ["done", "cancelled", "cancelled"]
+    assert [b["label"] for b in buttons(sheet)] == ["Keep 0.3", "📁 Files"]
+    assert "0.5 cancelled" in sheet["content"] and "0.7 cancelled" in sheet["content"]
+    assert not any(c.content == "✖️ Cancelled." for c in h.fake.calls if c.method == "PATCH")
+
+
+async def test_slash_cancel_ends_the_sweeps_one_status(h):
+    await h.start()
+    await make_pro(h)
+    gate = h.hold_engine()
+    first = await h.restyle("held")
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    interaction = await sweep_command(h)
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="the sweep's status")
+    await h.fake.slash("cancel", {})
+    await h.fake.wait_for(lambda: not h.fake.original(interaction)["components"]
+                          and "Cancelled" in h.fake.original(interaction)["content"], what="the status ended")  # fmt: skip
+    gate.set()
+    await h.service.dispatch.wait_delivered()
+    assert {j.status for j in await sweep_jobs(h)} == {"cancelled"}
+    assert not is_sweep_sheet(h.fake.original(interaction))
+    assert (await h.jobs())[0].status == "cancelled" and h.fake.original(first)["content"] != ""

@@ -1186,12 +1186,16 @@ class DiscordAdapter:
 
     async def _finish_status(self, job_id: str, text: str) -> None:
         """The job ended without a result message (cancelled): say so where the status was
-        (`text`: an English msgid, said in the job's member's language)."""
-        state = self._state(job_id)
+        (`text`: an English msgid, said in the job's member's language). A sweep's job ends the
+        sweep's one status, unless part of the sweep is done: its delivery takes that message over."""
+        job = await self.service.jobs.job(job_id)
+        key = job.sweep_id if job is not None and job.sweep_id is not None else job_id
+        state = self._state(key)
         state.finished = True
-        self._status_edits.finish(job_id)
+        self._status_edits.finish(key)
         async with state.lock:
-            job = await self.service.jobs.job(job_id)
+            if job is not None and job.sweep_id is not None and await self._sweep_has_results(key):
+                job = None
             if job is not None:
                 text = translator(job.reply.get("lang")).gettext(text)
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
@@ -1201,8 +1205,8 @@ class DiscordAdapter:
                     log.info("job %s: could not mark the status message: %r", job_id, exc)
             elif job is not None:
                 await self._end_stale_status(job, text)
-        self._status.pop(job_id, None)
-        self._sweeps.pop(job_id, None)
+        self._status.pop(key, None)
+        self._sweeps.pop(key, None)
 
     async def _end_stale_status(self, job: JobView, text: str) -> None:
         """Past the interaction token's 15 minutes its status ("Restyling 60%" with a Cancel
@@ -1318,8 +1322,11 @@ class DiscordAdapter:
         async def no_files(max_bytes: int | None = None) -> list[discord.File]:
             return []
 
-        await self._send_outcome(job, text, no_files, None)
-        self._status_edits.finish(job.id)
+        # A sweep with nothing done is told once, in the place of its one status.
+        key = job.sweep_id or job.id
+        await self._send_outcome(job, text, no_files, None, key=key)
+        self._status_edits.finish(key)
+        self._sweeps.pop(key, None)
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
