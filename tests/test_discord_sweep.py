@@ -10,7 +10,8 @@ import re
 import pytest
 
 from bot.commands import STRENGTH_STEP, SWEEP_STRENGTHS
-from bot.core.types import Member
+from bot.adapters.discord.sweep import SweepShown
+from bot.core.types import JobView, Member
 from tests.fake_discord import EPHEMERAL, FakeDiscord, _Error
 from tests.fakes import picture_bytes
 from tests.harness.discord_bot import (
@@ -245,7 +246,7 @@ async def test_cancel_cancels_the_whole_sweep(h):
 async def test_sweep_delivery_is_not_resent_after_restart(h, tmp_path):
     await h.start()
     await make_pro(h)
-    await sheet_of(h, await sweep_command(h))
+    sheet = await sheet_of(h, await sweep_command(h))
     await h.service.dispatch.wait_delivered()
     await h.app.stop()
     await h.fake.close()
@@ -256,6 +257,12 @@ async def test_sweep_delivery_is_not_resent_after_restart(h, tmp_path):
         await asyncio.wait_for(h2.service.dispatch.wait_delivered(), 5)
         assert all(j.delivered_at for j in await h2.jobs())
         assert not [c for c in h2.fake.calls if c.files]  # nothing sent again
+        # Its buttons outlive the restart: Keep still sends that result.
+        kept = h2.fake.keep_message({**sheet, "id": str(h2.fake.new_id())})  # Discord still has the sweep
+        job = (await sweep_jobs(h2))[2]
+        click = await h2.fake.click(kept, f"restyle:keep:{job.id}")
+        result = await h2.follow_up_result(click)
+        assert result["attachments"][2]["filename"] == f"restyled-{job.id}.png"
     finally:
         await h2.close()
 
@@ -399,3 +406,18 @@ async def test_slash_cancel_ends_the_sweeps_one_status(h):
     assert {j.status for j in await sweep_jobs(h)} == {"cancelled"}
     assert not is_sweep_sheet(h.fake.original(interaction))
     assert (await h.jobs())[0].status == "cancelled" and h.fake.original(first)["content"] != ""
+
+
+def test_the_one_status_follows_the_running_strength_not_the_places_of_the_waiting_ones():
+    def view(job_id: str, strength: float, status: str, ended: int = 0, position: int | None = None) -> JobView:
+        return JobView(id=job_id, platform="discord", user_id="1", reply={}, prompt="p", negative_prompt=None,
+                       strength=strength, seed=1, steps=4, output_format=None, tier="pro", status=status, width=64,
+                       height=64, created_at=0.0, position=position, sweep_id="a", sweep_size=3, sweep_ended=ended)  # fmt: skip
+
+    shown = SweepShown()
+    assert shown.speaker(view("a", 0.3, "queued", position=4)) is not None  # the nearest waiting one
+    assert shown.speaker(view("b", 0.5, "queued", position=5)) is None
+    assert shown.speaker(view("a", 0.3, "running")) is not None
+    assert shown.speaker(view("c", 0.7, "queued", position=1)) is None  # 0.3 is running: say that
+    assert shown.speaker(view("b", 0.5, "queued", ended=1, position=0)) is not None  # 0.3 ended since
+    assert shown.speaker(view("b", 0.5, "running", ended=1)).id == "b"

@@ -63,7 +63,7 @@ from bot.adapters.discord.parsing import (
     _pictures_in,
     _Unusable,
 )
-from bot.adapters.discord.sweep import ACTIVE, SweepShown, file_budget, sweep_file_name, sweep_message_files
+from bot.adapters.discord.sweep import ACTIVE, SweepShown, send_sweep_files, sweep_message_files, sweep_refusal
 from bot.adapters.discord.texts import (
     BROKE,
     DISCORD_STYLE,
@@ -88,7 +88,7 @@ from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
 from bot.chat.surface import Style
-from bot.chat.sweep import SWEEP_GONE, keep_choices, sweep_caption, sweep_status
+from bot.chat.sweep import keep_choices, sweep_caption, sweep_status
 from bot.clock import MonotonicClock
 from bot.commands import (
     MAX_PROMPT_CHARS,
@@ -105,7 +105,7 @@ from bot.commands import (
     parse_restyle,
 )
 from bot.config import Config
-from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Reason, Refused, SweepDelivery
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
 from bot.i18n import N_, Text, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
@@ -886,7 +886,7 @@ class DiscordAdapter:
         await interaction.response.defer()
         kept = await self.service.jobs.keep(member, job_id)
         if isinstance(kept, Refused):
-            await self._tell(interaction, self._sweep_refusal(kept, member))
+            await self._tell(interaction, sweep_refusal(kept, member.lang))
             return
         tr = translator(member.lang)
         status = await interaction.followup.send(tr.gettext("⏳ Got it…"), wait=True)
@@ -901,22 +901,9 @@ class DiscordAdapter:
             raise
 
     async def _sweep_files_button(self, interaction: discord.Interaction, member: Member, sweep_id: str) -> None:
-        """The sweep's results as files (PNG, named by strength), privately like the PNG / WebP /
-        JPEG buttons: one message, every file within the interaction's upload limit."""
-        await self.defer_private(interaction)
+        await self.defer_private(interaction)  # private, like the PNG / WebP / JPEG buttons
         limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
-        made = await self.service.jobs.sweep_files(member, sweep_id, "png", file_budget(limit, len(SWEEP_STRENGTHS)))
-        if isinstance(made, Refused):
-            await interaction.followup.send(self._sweep_refusal(made, member), ephemeral=True)
-            return
-        files = [discord.File(io.BytesIO(data), filename=sweep_file_name(strength, "png")) for strength, data in made]
-        await interaction.followup.send(files=files, ephemeral=True)
-
-    @staticmethod
-    def _sweep_refusal(refused: Refused, member: Member) -> str:
-        if refused.reason == Reason.NOT_FOUND:
-            return translator(member.lang).gettext(SWEEP_GONE)
-        return refused.text
+        await send_sweep_files(self.service.jobs, interaction, member, sweep_id, limit)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
         await self.defer_private(interaction)  # private: a stranger's click leaves no trace

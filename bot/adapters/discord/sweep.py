@@ -1,12 +1,20 @@
 """A strength sweep on Discord: the files of its one message (the 3-up picture, or the results
-themselves where it could not be drawn), the results as files named by strength, and which of
-its jobs its one status message speaks for. Plain functions and data: the adapter sends them."""
+themselves where it could not be drawn), the results as files named by strength (the Files
+button), and which of its jobs its one status message speaks for. Plain functions and data on
+discord.py's objects; it never imports the adapter."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
-from bot.core.types import JobView, SweepDelivery
+import discord
+
+from bot.chat.sweep import SWEEP_GONE
+from bot.commands import SWEEP_STRENGTHS
+from bot.core.jobs import Jobs
+from bot.core.types import JobView, Member, Reason, Refused, SweepDelivery
+from bot.i18n import translator
 from engine.pictures import convert_stored
 
 ACTIVE = ("queued", "running")
@@ -32,6 +40,26 @@ def sweep_message_files(sweep: SweepDelivery, limit: int) -> list[tuple[str, byt
     return [
         (sweep_file_name(job.strength, "png"), convert_stored(sweep.results[job.id], "png", budget)) for job in done
     ]
+
+
+def sweep_refusal(refused: Refused, lang: str | None) -> str:
+    """A sweep's button refused: a sweep no longer kept says how to run one again."""
+    if refused.reason == Reason.NOT_FOUND:
+        return translator(lang).gettext(SWEEP_GONE)
+    return refused.text
+
+
+async def send_sweep_files(
+    jobs: Jobs, interaction: discord.Interaction, member: Member, sweep_id: str, limit: int
+) -> None:
+    """The Files button, once deferred privately: the sweep's results as PNG files named by
+    strength, in one ephemeral follow-up, each within its share of the upload limit."""
+    made = await jobs.sweep_files(member, sweep_id, "png", file_budget(limit, len(SWEEP_STRENGTHS)))
+    if isinstance(made, Refused):
+        await interaction.followup.send(sweep_refusal(made, member.lang), ephemeral=True)
+        return
+    files = [discord.File(io.BytesIO(data), filename=sweep_file_name(strength, "png")) for strength, data in made]
+    await interaction.followup.send(files=files, ephemeral=True)
 
 
 @dataclass
