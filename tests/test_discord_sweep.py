@@ -13,7 +13,8 @@ from bot.commands import STRENGTH_STEP, SWEEP_STRENGTHS
 from bot.adapters.discord.sweep import SweepShown
 from bot.core.types import JobView, Member
 from tests.fake_discord import EPHEMERAL, FakeDiscord, _Error
-from tests.fakes import picture_bytes
+from bot.core.dispatch import DELIVERY_BACKOFF_S
+from tests.fakes import picture_bytes, wait_parked
 from tests.harness.discord_bot import (
     CHANNEL,
     GUILD,
@@ -421,3 +422,40 @@ def test_the_one_status_follows_the_running_strength_not_the_places_of_the_waiti
     assert shown.speaker(view("c", 0.7, "queued", position=1)) is None  # 0.3 is running: say that
     assert shown.speaker(view("b", 0.5, "queued", ended=1, position=0)) is not None  # 0.3 ended since
     assert shown.speaker(view("b", 0.5, "running", ended=1)).id == "b"
+
+
+async def test_a_retried_sweep_post_whose_answer_was_lost_is_not_posted_twice(h):
+    await h.start(request_timeout_s=0.3)
+    await make_pro(h)
+    gate = h.hold_engine()
+    await sweep_command(h)
+    await asyncio.to_thread(h.engine.started.wait, 5)
+    await h.clock.advance(16 * 60)  # past the token: the sweep is posted in the channel
+    h.fake.answer_late("POST", rf"^/channels/{CHANNEL}/messages$", 1.0)  # posted, but the bot gives up waiting
+    gate.set()
+    await h.fake.wait_for(lambda: h.service.dispatch.delivery_failures == 1, what="the first try to give up")
+    await wait_parked(h.clock, h.clock.now() + DELIVERY_BACKOFF_S[0])
+    await h.clock.advance(DELIVERY_BACKOFF_S[0])
+    await h.fake.wait_for(lambda: len(h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")) == 2, what="the retry")
+    await asyncio.wait_for(h.service.dispatch.wait_delivered(), 5)
+    first, second = h.fake.find("POST", rf"^/channels/{CHANNEL}/messages$")
+    assert first.json["nonce"] == second.json["nonce"] and first.json["enforce_nonce"] is True
+    assert len([m for m in h.fake.messages.values() if m["channel_id"] == str(CHANNEL) and is_sweep_sheet(m)]) == 1
+    assert all(j.delivered_at for j in await h.jobs())
+
+
+async def test_a_russian_member_gets_the_sweep_in_russian(h):
+    await h.start()
+    await make_pro(h)
+    h.fake.user_locales[USER] = "ru"
+    gate = h.hold_engine()
+    interaction = await sweep_command(h)
+    await h.fake.wait_for(lambda: "Пробую 3 варианта силы" in (h.fake.original(interaction) or {}).get("content", ""),
+                          what="the Russian status")  # fmt: skip
+    assert [b["label"] for b in buttons(h.fake.original(interaction))] == ["Отменить"]
+    gate.set()
+    sheet = await sheet_of(h, interaction)
+    assert [b["label"] for b in buttons(sheet)] == ["Оставить 0.3", "Оставить 0.5", "Оставить 0.7", "📁 Файлы"]
+    click = await h.fake.click(sheet, f"restyle:keep:{(await sweep_jobs(h))[0].id}")
+    result = await h.follow_up_result(click)
+    assert "🎚 Попробовать 3 варианта" in [b["label"] for b in buttons(result)]
