@@ -459,3 +459,26 @@ async def test_a_russian_member_gets_the_sweep_in_russian(h):
     click = await h.fake.click(sheet, f"restyle:keep:{(await sweep_jobs(h))[0].id}")
     result = await h.follow_up_result(click)
     assert "🎚 Попробовать 3 варианта" in [b["label"] for b in buttons(result)]
+
+
+async def test_a_held_sweep_says_once_when_it_arrives_then_comes_whole(h):
+    await h.start("\n[tiers.pro]\nmin_turnaround_s = 40")
+    await make_pro(h)
+    interaction = await sweep_command(h)
+    await h.fake.wait_for(lambda: len(h.engine.batches) == len(SWEEP_STRENGTHS), what="the three jobs run")
+    lead = (await sweep_jobs(h))[0]
+    await wait_parked(h.clock, lead.created_at + 40)  # done at once, held until 40 s after the request
+
+    def held() -> list:
+        return [c for c in h.fake.find("PATCH", r"^/webhooks/") if "Ready" in (c.content or "")]
+
+    await h.fake.wait_for(held, what="the held line")
+    status = h.fake.original(interaction)
+    assert status["content"] == (
+        "⌛ Ready — it arrives in about 40 s on the pro plan. `/upgrade` to get results as soon as they're done.\n"
+        "Trying 3 strengths: 3 of 3 done"
+    )
+    assert status["components"] == [] and status["attachments"] == []
+    await h.clock.advance(40)
+    await sheet_of(h, interaction)
+    assert len(held()) == 1
