@@ -482,3 +482,14 @@ async def test_a_held_sweep_says_once_when_it_arrives_then_comes_whole(h):
     await h.clock.advance(40)
     await sheet_of(h, interaction)
     assert len(held()) == 1
+
+
+async def test_restyle_has_a_sweep_option_described_in_each_language(h):
+    await h.start()
+    [restyle] = [c for c in h.fake.commands[str(GUILD)] if c["name"] == "restyle"]
+    [option] = [o for o in restyle["options"] if o["name"] == "sweep"]
+    assert option["type"] == 5 and not option.get("required")  # a boolean: strength is a number
+    assert option["description"] == "Try strengths 0.3, 0.5, 0.7 at once, side by side (costs 3 restyles; not on every tier)"
+    localized = option["description_localizations"]
+    assert set(localized) == {"es-ES", "es-419", "ru"} and localized["ru"].startswith("Попробовать силу 0.3, 0.5, 0.7")
+    assert not option.get("name_localizations")  # /restyle sweep:True everywhere
