@@ -39,6 +39,13 @@ DEFAULT_SIZE_LIMIT = 10 * 1024 * 1024
 DISCORD_EPOCH_MS = 1420070400000  # the first millisecond of 2015: snowflake time 0 (discord-api-docs, Snowflakes)
 
 MAX_CONTENT_CHARS = 2000  # discord-api-docs, Create Message: content "up to 2000 characters"
+MAX_FILES = 10  # discord-api-docs, Create Message / Create Followup Message: "files[n]" up to 10 per message
+# discord-api-docs, Message Components (legacy layout): at most 5 action rows a message, at most
+# 5 buttons a row; Button: "custom_id: max 100 characters", "label: max 80 characters".
+MAX_ROWS = 5
+MAX_ROW_BUTTONS = 5
+MAX_CUSTOM_ID = 100
+MAX_LABEL = 80
 DM_SIZE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in DMs: the default 10 MiB (no server boost applies)
 
 # Gateway intents (discord-api-docs, Gateway Intents)
@@ -500,7 +507,8 @@ class FakeDiscord:
         interaction_id = self._snowflake_at(created if self.clock is not None else time.time() - created_ago_s)
         token = f"itoken-{interaction_id}"
         self._tokens[token] = {"created": created, "original": None, "channel_id": channel_id, "guild_id": guild_id,
-                               "received": asyncio.get_running_loop().time(), "answered": None, "made": set()}  # fmt: skip
+                               "received": asyncio.get_running_loop().time(), "answered": None, "made": set(),
+                               "size_limit": size_limit or self.size_limit}  # fmt: skip
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.app_id),
@@ -936,6 +944,8 @@ class FakeDiscord:
             raise _Error(404, "Unknown interaction", 10062)
         data = body.get("data") or {}
         self._check_components(data)
+        if ctype in (4, 7):
+            self._check_interaction_message(info, data, files)
         if ctype == 9:
             _check_modal(data)
         if ctype == 8:
@@ -989,6 +999,7 @@ class FakeDiscord:
         if len(parts) == 3 and method == "POST":  # follow-up
             body = body or {}
             self._check_components(body)
+            self._check_interaction_message(info, body, files)
             if info["answered"] is None:
                 raise _Error(404, "Unknown Webhook", 10015)  # a follow-up needs an initial response first
             original = self.messages.get(info["original"] or 0)
@@ -1015,14 +1026,41 @@ class FakeDiscord:
                 return 204, None
             if method == "PATCH":
                 self._check_components(body)
+                self._check_interaction_message(info, body or {}, files)
                 return 200, self._edit(msg, body or {}, files)
         raise _Error(405, "method not allowed", 0)
+
+    @staticmethod
+    def _check_interaction_message(info: dict[str, Any], body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> None:
+        """A message made or edited through an interaction (its response, a follow-up, an edit):
+        content up to 2000 characters (Create Followup Message / Edit Original Interaction
+        Response: "content ... up to 2000 characters"), at most 10 files, and the files within the
+        interaction's `attachment_size_limit` (Interaction Object: "Attachment size limit in
+        bytes"; over it Discord answers 413, 40005 "Request entity too large"). Discord counts
+        that limit per file; the fake counts all of a message's files together, stricter, as
+        the bot's own budget (a third of it per picture of a result) does."""
+        if len(body.get("content") or "") > MAX_CONTENT_CHARS:
+            raise _Error(400, "Invalid Form Body (content: Must be 2000 or fewer in length.)", 50035)
+        _check_file_count(files)
+        if sum(len(data) for _, data, _ in files) > info["size_limit"]:
+            raise _Error(413, "Request entity too large", 40005)
 
     def _check_components(self, body: dict[str, Any] | None) -> None:
         """A premium button (style 6) must name a published SKU of this application (discord-api-docs,
         Button Object: "sku_id: Identifier for a purchasable SKU, only available when using premium-style
         buttons"); anything else is refused as an invalid form body (50035)."""
-        for component in _walk_components((body or {}).get("components") or []):
+        top = (body or {}).get("components") or []
+        rows = [c for c in top if c.get("type") == 1]
+        if len(rows) > MAX_ROWS:
+            raise _Error(400, f"Invalid Form Body (components: at most {MAX_ROWS} action rows)", 50035)
+        for row in rows:
+            if sum(1 for c in row.get("components") or [] if c.get("type") == 2) > MAX_ROW_BUTTONS:
+                raise _Error(400, f"Invalid Form Body (components: at most {MAX_ROW_BUTTONS} buttons a row)", 50035)
+        for component in _walk_components(top):
+            if "custom_id" in component and not 1 <= len(str(component["custom_id"])) <= MAX_CUSTOM_ID:
+                raise _Error(400, "Invalid Form Body (custom_id: Must be between 1 and 100 in length.)", 50035)
+            if component.get("type") == 2 and len(component.get("label") or "") > MAX_LABEL:
+                raise _Error(400, "Invalid Form Body (label: Must be 80 or fewer in length.)", 50035)
             # Button Object: a link button (style 5) has a url and no custom_id; the others a
             # custom_id and no url; "url: max 512 characters" (discord-api-docs).
             if component.get("type") == 2 and component.get("style") == 5:
@@ -1067,6 +1105,7 @@ class FakeDiscord:
             raise _Error(403, "Cannot send messages to this user", 50007)
         if len(body.get("content") or "") > MAX_CONTENT_CHARS:
             raise _Error(400, "Invalid Form Body (content: Must be 2000 or fewer in length.)", 50035)
+        _check_file_count(files)
         limit = DM_SIZE_LIMIT if dm_user is not None else self.channel_size_limits.get(channel_id, self.size_limit)
         if any(len(data) > limit for _, data, _ in files):
             raise _Error(413, "Request entity too large", 40005)
@@ -1103,13 +1142,23 @@ class FakeDiscord:
             if method == "GET":
                 return 200, msg
             if method == "PATCH":
-                return 200, self._edit(msg, body or {}, files)
+                body = body or {}
+                self._check_components(body)
+                if len(body.get("content") or "") > MAX_CONTENT_CHARS:  # Edit Message: as Create Message
+                    raise _Error(400, "Invalid Form Body (content: Must be 2000 or fewer in length.)", 50035)
+                _check_file_count(files)
+                return 200, self._edit(msg, body, files)
             if method == "DELETE":
                 self.messages.pop(int(parts[3]), None)
                 return 204, None
         if len(parts) == 3 and parts[2] == "typing":
             return 204, None
         raise _Error(405, "method not allowed", 0)
+
+
+def _check_file_count(files: list[tuple[str, bytes, str]]) -> None:
+    if len(files) > MAX_FILES:
+        raise _Error(400, f"Invalid Form Body (files: at most {MAX_FILES} a message)", 50035)
 
 
 def _check_modal(modal: dict[str, Any]) -> None:

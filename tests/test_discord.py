@@ -191,7 +191,7 @@ async def test_slash_restyle_defers_shows_queue_and_progress_then_edits_in_origi
     assert "oil painting" in message["content"] and "seed 42" in message["content"]
     assert [c for c in h.fake.messages[int(message["id"])]["components"][0]["components"]][0]["custom_id"] == f"restyle:again:{job_id}"
     edit = result_edits(h.fake)[-1]
-    assert edit.custom_ids == [f"restyle:{a}:{job_id}" for a in ("again", "subtler", "stronger", "png", "webp", "jpeg")]
+    assert edit.custom_ids == [f"restyle:{a}:{job_id}" for a in ("again", "subtler", "stronger", "sweep", "png", "webp", "jpeg")]
     both, original, result = (data for _, data, _ in edit.files)
     assert size_of(original) == size_of(result) == (256, 256)
     assert size_of(both) == (256 + 4 + 256, 256)  # side by side, a thin line between
@@ -438,7 +438,7 @@ async def test_again_subtler_and_stronger_answer_before_touching_the_database(h,
     first = await h.result_of(await h.restyle())
     job_id = (await h.jobs())[0].id
     await h.service.dispatch.wait_delivered()
-    gate = hold_database(h)
+    gate = h.hold_database()
     click = await h.fake.click(first, f"restyle:{action}:{job_id}")
     try:
         await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, what="the click answered")
@@ -501,7 +501,7 @@ async def test_the_file_and_cancel_buttons_answer_before_touching_the_database(h
     await h.start()
     first = await h.result_of(await h.restyle())
     job_id = (await h.jobs())[0].id
-    gate = hold_database(h)
+    gate = h.hold_database()
     try:
         await h.fake.click(first, f"restyle:png:{job_id}")
         await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 2, what="the click answered")
@@ -516,7 +516,7 @@ async def test_the_file_and_cancel_buttons_answer_before_touching_the_database(h
     second = await h.restyle("waits")
     status = await h.fake.wait_for(lambda: (m := h.fake.original(second)) and m["components"] and m, what="status")
     [second_id] = [job.id for job in await h.jobs() if job.prompt == "waits"]
-    gate = hold_database(h)
+    gate = h.hold_database()
     try:
         await h.fake.click(status, f"restyle:cancel:{second_id}")
         await h.fake.wait_for(lambda: len(callbacks(h.fake)) == 5, what="the cancel answered")
@@ -588,22 +588,6 @@ async def test_me_help_and_cancel_answer_privately(h):
     gate.set()
 
 
-def hold_database(h: Harness) -> asyncio.Event:
-    """Every query waits until the returned event is set: a remote database having a slow moment."""
-    gate = asyncio.Event()
-    h.database_gates.append(gate)
-    db = h.app.store.db
-    for name in ("fetch_all", "fetch_written", "execute", "execute_many"):
-        real = getattr(db, name)
-
-        async def held(*args: Any, _real=real, **kwargs: Any) -> Any:
-            await gate.wait()
-            return await _real(*args, **kwargs)
-
-        setattr(db, name, held)
-    return gate
-
-
 ADMIN = 9001
 
 
@@ -614,7 +598,7 @@ ADMIN = 9001
 ])  # fmt: skip
 async def test_every_command_answers_privately_before_touching_the_database(h, name, options):
     await h.start(bot=f'admins = ["discord:{ADMIN}"]')
-    gate = hold_database(h)
+    gate = h.hold_database()
     options = {k: h.fake.user(USER, "ana") if v == "target" else v for k, v in options.items()}
     await h.fake.slash(name, options, user_id=ADMIN)
     try:

@@ -80,6 +80,21 @@ class Harness:
         """Until the adapter has finished handling `count` message events (answered or ignored)."""
         await self.fake.wait_for(lambda: self.adapter.messages_handled >= count, what=f"{count} messages handled")
 
+    def hold_database(self) -> asyncio.Event:
+        """Every query waits until the returned event is set: a remote database having a slow moment."""
+        gate = asyncio.Event()
+        self.database_gates.append(gate)
+        db = self.app.store.db
+        for name in ("fetch_all", "fetch_written", "execute", "execute_many"):
+            real = getattr(db, name)
+
+            async def held(*args: Any, _real=real, **kwargs: Any) -> Any:
+                await gate.wait()
+                return await _real(*args, **kwargs)
+
+            setattr(db, name, held)
+        return gate
+
     def hold_engine(self) -> threading.Event:
         return self.engine.hold()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
@@ -50,7 +51,7 @@ from bot.adapters.discord.connection import (
     _webhook,
 )
 from bot.adapters.discord.files import _result_files
-from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view
+from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view, sweep_view
 from bot.adapters.discord.parsing import (
     PICTURE_SUFFIXES,
     STRENGTH_WORDS,
@@ -62,6 +63,7 @@ from bot.adapters.discord.parsing import (
     _pictures_in,
     _Unusable,
 )
+from bot.adapters.discord.sweep import ACTIVE, SweepShown, send_sweep_files, sweep_message_files, sweep_refusal
 from bot.adapters.discord.texts import (
     BROKE,
     DISCORD_STYLE,
@@ -86,6 +88,7 @@ from bot.chat import admin as admin_commands
 from bot.chat.buttons import owned_job
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
 from bot.chat.surface import Style
+from bot.chat.sweep import keep_choices, sweep_caption, sweep_status
 from bot.clock import MonotonicClock
 from bot.commands import (
     MAX_PROMPT_CHARS,
@@ -96,12 +99,13 @@ from bot.commands import (
     MIN_STRENGTH,
     OUTPUT_FORMATS,
     STRENGTH_CHANGES,
+    SWEEP_STRENGTHS,
     CommandError,
     RestyleCommand,
     parse_restyle,
 )
 from bot.config import Config
-from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
 from bot.i18n import N_, Text, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place
@@ -120,6 +124,9 @@ MISSING_ACCESS = 50001
 CANNOT_DM = 50007
 ANSWERED_ALREADY = 40060  # "Interaction has already been acknowledged" (discord-api-docs, JSON Error Codes)
 UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
+# A sweep's caption: Discord's 2000 characters, less room for what a post elsewhere adds in front
+# (the member's mention, "(The channel you asked in is gone, so here it is.)").
+SWEEP_CAPTION_LIMIT = 1700
 
 
 def _tr(interaction: discord.Interaction) -> Translator:
@@ -173,7 +180,8 @@ class DiscordAdapter:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ready = asyncio.Event()
-        self._status: dict[str, _Status] = {}
+        self._status: dict[str, _Status] = {}  # keyed by job id, or by sweep id for a sweep's one status
+        self._sweeps: dict[str, SweepShown] = {}  # sweep id -> what its status has heard of its jobs
         self._status_edits = StatusThrottle(self._edit_status, MonotonicClock(), name="discord-status")
         self._library_urls = LibraryUrls()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -422,6 +430,11 @@ class DiscordAdapter:
             steps=described(
                 N_("Denoising steps, {low} to {high}, capped by your tier (optional)"), low=MIN_STEPS, high=MAX_STEPS
             ),
+            sweep=described(
+                N_("Try strengths {strengths} at once, side by side (costs {count} restyles; not on every tier)"),
+                strengths=", ".join(f"{s:g}" for s in SWEEP_STRENGTHS),
+                count=len(SWEEP_STRENGTHS),
+            ),
         )
         async def restyle(
             interaction: discord.Interaction,
@@ -431,9 +444,10 @@ class DiscordAdapter:
             style: app_commands.Range[str, 1, 32] | None = None,
             seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
             steps: app_commands.Range[int, MIN_STEPS, MAX_STEPS] | None = None,
+            sweep: bool | None = None,
         ) -> None:
             with adapter._handling():
-                await adapter.on_restyle(interaction, image, prompt or "", strength, seed, steps, style)
+                await adapter.on_restyle(interaction, image, prompt or "", strength, seed, steps, style, bool(sweep))
 
         @restyle.autocomplete("style")
         async def style_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -567,13 +581,14 @@ class DiscordAdapter:
         seed: int | None,
         steps: int | None,
         style: str | None = None,
+        sweep: bool = False,
     ) -> None:
         if not await self._allowed_here(interaction):
             return
         picture = _Picture(image.url, image.filename, image.size, image.content_type)
         try:
             self._check_picture(picture)
-            command = _command_from_options(prompt, strength, seed, steps, style)
+            command = _command_from_options(prompt, strength, seed, steps, style, sweep=sweep)
         except _Unusable as exc:
             await self._tell(interaction, exc.said(_tr(interaction)))
             return
@@ -772,6 +787,12 @@ class DiscordAdapter:
                 await self._cancel_button(interaction, member, job_id)
             elif action in STRENGTH_CHANGES:
                 await self._again_button(interaction, member, job_id, STRENGTH_CHANGES[action])
+            elif action == "sweep":
+                await self._again_button(interaction, member, job_id, 0.0, sweep=True)
+            elif action == "keep":
+                await self._keep_button(interaction, member, job_id)
+            elif action == "files":
+                await self._sweep_files_button(interaction, member, job_id)
             else:
                 await self._file_button(interaction, member, job_id, action)
         except Exception:
@@ -789,19 +810,28 @@ class DiscordAdapter:
         # Deferred as an update of the status message (type 6) before the database is asked:
         # nothing shows in the channel, and the edit below goes to that message (@original).
         await interaction.response.defer()
-        if await self._owned_job(interaction, member, job_id) is None:
+        job = await self._owned_job(interaction, member, job_id)
+        if job is None:
             return
         state = self._state(job_id)
         state.finished = True
         self._status_edits.finish(job_id)
         tr = translator(member.lang)
         if await self.service.jobs.cancel(member, job_id):
-            await interaction.edit_original_response(content=tr.gettext("✖️ Cancelled."), view=None)
+            # A sweep's Cancel (on its lead) stops all of it; where part of it is done, the
+            # sweep's delivery takes this message over with what is done.
+            if job.sweep_id != job_id or not await self._sweep_has_results(job_id):
+                await interaction.edit_original_response(content=tr.gettext("✖️ Cancelled."), view=None)
             self._status.pop(job_id, None)
+            self._sweeps.pop(job_id, None)
         else:
             await self._tell(interaction, tr.gettext("That job has already finished."))
 
-    async def _again_button(self, interaction: discord.Interaction, member: Member, job_id: str, delta: float) -> None:
+    async def _again_button(
+        self, interaction: discord.Interaction, member: Member, job_id: str, delta: float, *, sweep: bool = False
+    ) -> None:
+        """Again / Subtler / Stronger, and "Try 3 strengths" (`sweep`: the same picture, prompt and
+        seed at each sweep strength, one status for the three)."""
         # Deferred as an update of the result message (type 6) before the database is asked: it
         # shows nothing, so a stranger's or refused click leaves no trace in the channel. After a
         # type-6 defer every follow-up is a new message that keeps its ephemeral flag (only the
@@ -817,8 +847,12 @@ class DiscordAdapter:
         status = await interaction.followup.send(translator(member.lang).gettext("⏳ Got it…"), wait=True)
         try:
             reply = self._interaction_reply(interaction, status.id)
-            outcome = await self.service.jobs.again(member, job_id, reply, strength_delta=delta,
-                                               request_key=f"interaction:{interaction.id}")  # fmt: skip
+            request_key = f"interaction:{interaction.id}"
+            if sweep:
+                outcome = await self.service.jobs.sweep(member, job_id, reply, request_key=request_key)
+            else:
+                outcome = await self.service.jobs.again(member, job_id, reply, strength_delta=delta,
+                                                   request_key=request_key)  # fmt: skip
         except BaseException:
             await self._withdraw(status)
             raise
@@ -844,6 +878,32 @@ class DiscordAdapter:
                 await status.edit(content=NOT_STARTED, view=None)
             except discord.HTTPException as exc2:
                 log.warning("could not end a status follow-up either: %s", exc2)
+
+    async def _keep_button(self, interaction: discord.Interaction, member: Member, job_id: str) -> None:
+        """ "Keep 0.5" under a sweep: that result as an ordinary result (its files and Again /
+        Subtler / Stronger / Try 3 strengths), in a new follow-up; the sweep's message stays, so
+        another one can be kept too. Deferred first as an update (type 6): nothing shown yet."""
+        await interaction.response.defer()
+        kept = await self.service.jobs.keep(member, job_id)
+        if isinstance(kept, Refused):
+            await self._tell(interaction, sweep_refusal(kept, member.lang))
+            return
+        tr = translator(member.lang)
+        status = await interaction.followup.send(tr.gettext("⏳ Got it…"), wait=True)
+        # The same path as a delivered result, to the follow-up just made (the click's token is
+        # fresh; past it, the channel or a DM as for any result).
+        reply = {**kept.job.reply, **self._interaction_reply(interaction, status.id)}
+        job = dataclasses.replace(kept.job, reply=reply)
+        try:
+            await self._send_result(dataclasses.replace(kept, job=job), key=f"k{interaction.id}")
+        except BaseException:
+            await self._withdraw(status)
+            raise
+
+    async def _sweep_files_button(self, interaction: discord.Interaction, member: Member, sweep_id: str) -> None:
+        await self.defer_private(interaction)  # private, like the PNG / WebP / JPEG buttons
+        limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
+        await send_sweep_files(self.service.jobs, interaction, member, sweep_id, limit)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
         await self.defer_private(interaction)  # private: a stranger's click leaves no trace
@@ -1018,21 +1078,45 @@ class DiscordAdapter:
         return state
 
     async def job_updated(self, job: JobView) -> None:
-        if job.status == "cancelled" and job.id in self._status and not self._status[job.id].finished:
-            # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
-            await self._finish_status(job.id, "Cancelled.")
+        # A sweep's jobs share one status message, keyed by the sweep (its lead's job id).
+        key = job.sweep_id or job.id
+        if job.status == "cancelled" and key in self._status and not self._status[key].finished:
+            # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued"
+            # (unless part of the sweep is done: its delivery takes that message over).
+            if job.sweep_id is None or not await self._sweep_has_results(key):
+                await self._finish_status(key, "Cancelled.")
             return
         held = held_s(job, self._now())
-        if (job.status not in ("queued", "running") and held is None) or not self._ready.is_set():
+        if job.sweep_id is not None and job.sweep_ended < job.sweep_size:
+            held = None  # one result of a sweep in: the sweep goes on, the status follows its other jobs
+        if (job.status not in ACTIVE and held is None) or not self._ready.is_set():
             return
-        state = self._state(job.id)
+        state = self._state(key)
         if state.finished:
             return
-        self._track_status(job.id)
+        self._track_status(key)
         if held is not None:  # done early: a free result waits for its minimum turnaround
-            state.task = self._status_edits.want(job.id, self._held_line(job, held), False, settled=True)
+            state.task = self._status_edits.want(key, self._held_line(job, held), False, settled=True)
             return
-        state.task = self._status_edits.want(job.id, self._status_line(job), True)
+        if job.sweep_id is not None:
+            speaker = self._sweeps.setdefault(key, SweepShown()).speaker(job)
+            if speaker is None:
+                return  # another job of the sweep is what its status says now
+            job = speaker
+        state.task = self._status_edits.want(key, self._status_line(job), True)
+
+    async def _sweep_has_results(self, sweep_id: str) -> bool:
+        return any(job.status == "done" for job in await self.service.jobs.sweep_jobs(sweep_id))
+
+    async def _still_waiting(self, key: str) -> JobView | None:
+        """The job (a sweep's lead, for a sweep) whose status message `key` is, while it is worth
+        editing: the job or any job of the sweep waiting, running or held back; else None."""
+        job = await self.service.jobs.job(key)
+        if job is None:
+            return None
+        jobs = await self.service.jobs.sweep_jobs(key) if job.sweep_id == key else [job]
+        now = self._now()
+        return job if any(j.status in ACTIVE or held_s(j, now) is not None for j in jobs) else None
 
     def _track_status(self, job_id: str) -> None:
         """One edit per edit_interval_s, always ending on the latest state (a throttled update is
@@ -1041,7 +1125,7 @@ class DiscordAdapter:
             self._status_edits.track(job_id, job_id, Budget(self.edit_interval_s))
 
     def _status_line(self, job: JobView) -> str:
-        text = _status_text(job)
+        text = sweep_status(job) if job.sweep_id is not None else _status_text(job)
         reply = job.reply
         if (
             reply.get("kind") == "interaction"
@@ -1053,7 +1137,8 @@ class DiscordAdapter:
 
     def _held_line(self, job: JobView, held: float) -> str:
         held_text = texts.held_result(held, job.tier, DISCORD_STYLE, translator(job.reply.get("lang")))
-        return f"⌛ {held_text}\n{_status_what(job)}"
+        what = sweep_status(job) if job.sweep_id is not None else _status_what(job)
+        return f"⌛ {held_text}\n{what}"
 
     async def _edit_status_now(self, job_id: str) -> None:
         """The first status, in the place of the deferred answer: at once."""
@@ -1069,9 +1154,10 @@ class DiscordAdapter:
         async with state.lock:
             if state.finished:
                 return GONE
-            job = await self.service.jobs.job(job_id)
-            if job is None or (job.status not in ("queued", "running") and held_s(job, self._now()) is None):
+            job = await self._still_waiting(job_id)
+            if job is None:
                 self._status.pop(job_id, None)  # over: its delivery (here or elsewhere) ends the status
+                self._sweeps.pop(job_id, None)
                 self._status_edits.finish(job_id)
                 return GONE
             reply = job.reply
@@ -1087,12 +1173,16 @@ class DiscordAdapter:
 
     async def _finish_status(self, job_id: str, text: str) -> None:
         """The job ended without a result message (cancelled): say so where the status was
-        (`text`: an English msgid, said in the job's member's language)."""
-        state = self._state(job_id)
+        (`text`: an English msgid, said in the job's member's language). A sweep's job ends the
+        sweep's one status, unless part of the sweep is done: its delivery takes that message over."""
+        job = await self.service.jobs.job(job_id)
+        key = job.sweep_id if job is not None and job.sweep_id is not None else job_id
+        state = self._state(key)
         state.finished = True
-        self._status_edits.finish(job_id)
+        self._status_edits.finish(key)
         async with state.lock:
-            job = await self.service.jobs.job(job_id)
+            if job is not None and job.sweep_id is not None and await self._sweep_has_results(key):
+                job = None
             if job is not None:
                 text = translator(job.reply.get("lang")).gettext(text)
             if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
@@ -1102,7 +1192,8 @@ class DiscordAdapter:
                     log.info("job %s: could not mark the status message: %r", job_id, exc)
             elif job is not None:
                 await self._end_stale_status(job, text)
-        self._status.pop(job_id, None)
+        self._status.pop(key, None)
+        self._sweeps.pop(key, None)
 
     async def _end_stale_status(self, job: JobView, text: str) -> None:
         """Past the interaction token's 15 minutes its status ("Restyling 60%" with a Cancel
@@ -1152,6 +1243,12 @@ class DiscordAdapter:
 
     async def deliver_result(self, delivery: Delivery) -> None:
         await self._wait_ready()
+        await self._send_result(delivery)
+        self._status_edits.finish(delivery.job.id)
+
+    async def _send_result(self, delivery: Delivery, key: str | None = None) -> None:
+        """A result with its buttons where its job's reply says (see _send_outcome); `key`: the
+        send's own name where it is not the job's delivery (a kept result of a sweep)."""
         job = delivery.job
         limit = int(job.reply.get("size_limit") or DEFAULT_FILE_LIMIT)
         try:
@@ -1171,8 +1268,36 @@ class DiscordAdapter:
 
         links = self.service.compare_links
         compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
-        await self._send_outcome(job, _result_text(job), files, result_view(job.id, compare_url, job.reply.get("lang")))
-        self._status_edits.finish(job.id)
+        view = result_view(job.id, compare_url, job.reply.get("lang"))
+        await self._send_outcome(job, _result_text(job), files, view, key=key)
+
+    async def deliver_sweep(self, sweep: SweepDelivery) -> None:
+        """The whole sweep in one message where its lead's result would go (its status message
+        while the token lasts, else the channel, else a DM): the 3-up picture, the caption, a
+        Keep button per done job and the files button. Dispatch records it sent, once."""
+        await self._wait_ready()
+        lead = sweep.jobs[0]
+        lang = lead.reply.get("lang")
+        limit = int(lead.reply.get("size_limit") or DEFAULT_FILE_LIMIT)
+        try:
+            made = await asyncio.to_thread(sweep_message_files, sweep, limit)
+        except (OSError, PictureError) as exc:
+            raise DeliveryFailed(f"could not prepare the sweep's files: {exc}") from exc
+
+        async def files(max_bytes: int | None = None) -> list[discord.File]:
+            chosen = made
+            if max_bytes is not None and max_bytes < limit:
+                try:
+                    chosen = await asyncio.to_thread(sweep_message_files, sweep, max_bytes)
+                except (OSError, PictureError) as exc:
+                    raise DeliveryFailed(f"could not prepare the sweep's files: {exc}") from exc
+            return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
+
+        tr = translator(lang)
+        text = "🎚 " + sweep_caption(sweep, SWEEP_CAPTION_LIMIT, tr)
+        await self._send_outcome(lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang))
+        self._status_edits.finish(sweep.sweep_id)
+        self._sweeps.pop(sweep.sweep_id, None)
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
@@ -1184,8 +1309,11 @@ class DiscordAdapter:
         async def no_files(max_bytes: int | None = None) -> list[discord.File]:
             return []
 
-        await self._send_outcome(job, text, no_files, None)
-        self._status_edits.finish(job.id)
+        # A sweep with nothing done is told once, in the place of its one status.
+        key = job.sweep_id or job.id
+        await self._send_outcome(job, text, no_files, None, key=key)
+        self._status_edits.finish(key)
+        self._sweeps.pop(key, None)
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1195,14 +1323,21 @@ class DiscordAdapter:
             raise DeliveryFailed("the Discord connection is not up") from None
 
     async def _send_outcome(
-        self, job: JobView, text: str, files: Callable[..., Awaitable[list[discord.File]]], view: ui.View | None
+        self,
+        job: JobView,
+        text: str,
+        files: Callable[..., Awaitable[list[discord.File]]],
+        view: ui.View | None,
+        *,
+        key: str | None = None,
     ) -> None:
         """Where the member will see it: the status message while it can be edited, else a new
         message in the channel mentioning them, else a DM. Raises DeliveryFailed to be retried,
         permanent where Discord's error code says a retry cannot succeed. Each create carries a
-        nonce fixed per job and place (with enforce_nonce), so a retried send that did reach
-        Discord returns the first message instead of posting a second."""
-        state = self._state(job.id)
+        nonce fixed per job (or `key`) and place (with enforce_nonce), so a retried send that did
+        reach Discord returns the first message instead of posting a second."""
+        key = key or job.id
+        state = self._state(key)
         state.finished = True
         if state.task is not None and not state.lock.locked():
             state.task.cancel()
@@ -1244,7 +1379,7 @@ class DiscordAdapter:
                                 allowed_mentions=discord.AllowedMentions(
                                     everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)]
                                 ),
-                                nonce=_nonce(job.id, "c"),
+                                nonce=_nonce(key, "c"),
                             )
                         )
                         return
@@ -1273,7 +1408,7 @@ class DiscordAdapter:
                     dm = await self._timed(self._client().create_dm(discord.Object(user_id)))
                     await self._timed(dm.send(content=note + text, files=await files(DM_FILE_LIMIT),
                                               view=view if view is not None else discord.utils.MISSING,
-                                              nonce=_nonce(job.id, "d")))  # fmt: skip
+                                              nonce=_nonce(key, "d")))  # fmt: skip
                 except (discord.Forbidden, discord.NotFound) as exc:
                     raise DeliveryFailed(
                         f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True
@@ -1296,7 +1431,7 @@ class DiscordAdapter:
             raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
         finally:
             if state.finished:
-                self._status.pop(job.id, None)
+                self._status.pop(key, None)
 
 
 # Where a slash command answers ---------------------------------------------------------------------

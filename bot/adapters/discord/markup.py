@@ -12,7 +12,16 @@ from discord import ui
 from bot.adapters.discord.connection import TOKEN_TTL_S, EventHandler
 from bot.adapters.discord.parsing import _Picture
 from bot.chat import texts
-from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, OUTPUT_FORMATS, STRENGTH_CHANGES
+from bot.chat.sweep import SWEEP_FILES_BUTTON, TRY_SWEEP_TEMPLATE
+from bot.commands import (
+    MAX_PROMPT_CHARS,
+    MAX_STRENGTH,
+    MIN_STRENGTH,
+    OUTPUT_FORMATS,
+    STRENGTH_CHANGES,
+    SWEEP_STRENGTHS,
+)
+from bot.core.types import SweepDelivery
 from bot.i18n import N_, translator
 
 log = logging.getLogger("bot.discord")
@@ -22,23 +31,31 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle, int]] = {
     "again": (N_("Again"), discord.ButtonStyle.primary, 0),
     "subtler": (N_("Subtler"), discord.ButtonStyle.secondary, 0),
     "stronger": (N_("Stronger"), discord.ButtonStyle.secondary, 0),
+    "sweep": (TRY_SWEEP_TEMPLATE, discord.ButtonStyle.secondary, 0),
     "png": ("PNG", discord.ButtonStyle.secondary, 1),
     "webp": ("WebP", discord.ButtonStyle.secondary, 1),
     "jpeg": ("JPEG", discord.ButtonStyle.secondary, 1),
     "cancel": (N_("Cancel"), discord.ButtonStyle.danger, 0),
+    # Under a sweep's 3-up picture: its job id for "keep", the sweep's (its lead's) for "files".
+    "keep": ("", discord.ButtonStyle.primary, 0),  # labelled by the caller: "Keep 0.5"
+    "files": (SWEEP_FILES_BUTTON, discord.ButtonStyle.secondary, 0),
 }
 
 
 class JobButton(
     ui.DynamicItem[ui.Button],
-    template=r"restyle:(?P<action>again|subtler|stronger|png|webp|jpeg|cancel):(?P<job>[0-9A-Za-z_-]{1,64})",
+    template=r"restyle:(?P<action>again|subtler|stronger|sweep|png|webp|jpeg|cancel|keep|files):"
+    r"(?P<job>[0-9A-Za-z_-]{1,64})",
 ):
-    """One button of a job. Rebuilt from its custom_id on every click, so it outlives restarts."""
+    """One button of a job (or of a sweep: keep, files). Rebuilt from its custom_id on every
+    click, so it outlives restarts; its custom_id stays within Discord's 100 characters."""
 
-    def __init__(self, action: str, job_id: str, lang: str | None = None) -> None:
-        """`lang`: the label's language (the member's); a click rebuilds the button without one."""
-        label, style, row = _BUTTONS[action]
-        label = translator(lang).gettext(label)
+    def __init__(self, action: str, job_id: str, lang: str | None = None, label: str | None = None) -> None:
+        """`lang`: the label's language (the member's); a click rebuilds the button without one.
+        `label`: one said already (a Keep button names its strength)."""
+        template, style, row = _BUTTONS[action]
+        if label is None:
+            label = translator(lang).gettext(template).format(count=len(SWEEP_STRENGTHS)) if template else action
         super().__init__(ui.Button(label=label, style=style, custom_id=f"restyle:{action}:{job_id}"), row=row)
         self.action = action
         self.job_id = job_id
@@ -57,12 +74,22 @@ class JobButton(
 
 def result_view(job_id: str, compare_url: str | None = None, lang: str | None = None) -> ui.View:
     view = ui.View(timeout=None)
-    for action in (*STRENGTH_CHANGES, *OUTPUT_FORMATS):
+    for action in (*STRENGTH_CHANGES, "sweep", *OUTPUT_FORMATS):
         view.add_item(JobButton(action, job_id, lang))
     if compare_url:
         # A link button opens the page in the member's browser; Discord sends no interaction.
         label = translator(lang).gettext(texts.COMPARE_BUTTON)
         view.add_item(ui.Button(label=label, style=discord.ButtonStyle.link, url=compare_url, row=1))
+    return view
+
+
+def sweep_view(sweep: SweepDelivery, choices: list[tuple[str, str]], lang: str | None = None) -> ui.View:
+    """Under a sweep's 3-up picture: "Keep 0.3 / 0.5 / 0.7" (one per done job, `choices` from
+    chat.sweep.keep_choices) and the results as files; one row (at most 4 of Discord's 5)."""
+    view = ui.View(timeout=None)
+    for job_id, label in choices:
+        view.add_item(JobButton("keep", job_id, lang, label=label))
+    view.add_item(JobButton("files", sweep.sweep_id, lang))
     return view
 
 
@@ -88,7 +115,7 @@ class RestyleModal(ui.Modal, title="Restyle image"):
     )
     strength: ui.Label = ui.Label(
         text=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
-        description="0.25 subtle · 0.5 clear · 0.8 heavy; empty: the default",
+        description="0.25 subtle · 0.5 clear · 0.8 heavy · sweep: try 0.3, 0.5 and 0.7; empty: the default",
         component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
     )
 

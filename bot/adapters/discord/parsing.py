@@ -11,7 +11,7 @@ import discord
 import yarl
 
 from bot.adapters.discord.texts import EXAMPLE
-from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, RestyleCommand
+from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, SWEEP_STRENGTHS, RestyleCommand
 from bot.i18n import Text, Translator
 
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
@@ -50,8 +50,15 @@ def _on_discord(url: str, api_base: str | None) -> bool:
 
 
 def _command_from_options(
-    prompt: str, strength: float | None, seed: int | None, steps: int | None, style: str | None = None
+    prompt: str,
+    strength: float | None,
+    seed: int | None,
+    steps: int | None,
+    style: str | None = None,
+    *,
+    sweep: bool = False,
 ) -> RestyleCommand:
+    """`sweep`: the boolean option (the strength option is a number, so it cannot say "sweep")."""
     prompt = " ".join(prompt.split())
     style = style.strip().lower() if style and style.strip() else None
     if not prompt and style is None:
@@ -75,8 +82,15 @@ def _command_from_options(
                 {"low": MIN_STRENGTH, "high": MAX_STRENGTH, "example": EXAMPLE},
             )
         )
+    if sweep and strength is not None:
+        raise _Unusable(
+            Text(
+                "Pick either a strength or sweep, not both: a sweep tries {strengths} by itself.",
+                {"strengths": ", ".join(f"{s:g}" for s in SWEEP_STRENGTHS)},
+            )
+        )
     return RestyleCommand(prompt=prompt, strength=None if strength is None else round(float(strength), 3), seed=seed,
-                          steps=steps, style=style)  # fmt: skip
+                          steps=steps, style=style, sweep=sweep)  # fmt: skip
 
 
 def _addresses_bot(message: discord.Message, bot_id: int) -> bool:

@@ -9,7 +9,15 @@ from typing import Any
 
 from bot.chat.surface import Style
 from bot.chat.texts import duration, result_facts
-from bot.commands import MAX_STEPS, MAX_STRENGTH, MIN_STEPS, MIN_STRENGTH, STRENGTH_STEP, describe_strength
+from bot.commands import (
+    MAX_STEPS,
+    MAX_STRENGTH,
+    MIN_STEPS,
+    MIN_STRENGTH,
+    STRENGTH_STEP,
+    SWEEP_STRENGTHS,
+    describe_strength,
+)
 from bot.core.types import JobView, Refused
 from bot.i18n import N_, Translator, translator
 
@@ -38,17 +46,21 @@ HELP = N_("""\
   0.2–0.3 keeps the layout and nudges colours (subtle)
   0.4–0.6 clear new style, shapes kept (clear)
   0.7–0.9 heavy rework (heavy)
+  `sweep: True` (in the form's strength: `sweep`) tries {sweep_strengths} at once, side by side \
+(costs {sweep_count} restyles; not on every tier)
 Optional: `seed` (same seed, same result), `steps` ({min_steps} to {max_steps}, capped by your tier).
 In the form's prompt you may also add `seed=42`, `no="text, watermark"` or `format=webp`.
 
-Under a result: **Again** (new seed), **Subtler** / **Stronger** (strength ∓{step}), and the \
-result as a **PNG**, **WebP** or **JPEG** file.""")
+Under a result: **Again** (new seed), **Subtler** / **Stronger** (strength ∓{step}), \
+**Try {sweep_count} strengths** (the same seed at each), and the result as a **PNG**, **WebP** or \
+**JPEG** file. Under a sweep: **Keep** one to go on from it, or **Files** for all of them.""")
 
 
 def help_text(tr: Translator) -> str:
     return tr.gettext(HELP).format(
         example=EXAMPLE, min_strength=MIN_STRENGTH, max_strength=MAX_STRENGTH,
         min_steps=MIN_STEPS, max_steps=MAX_STEPS, step=STRENGTH_STEP,
+        sweep_strengths=", ".join(f"{s:g}" for s in SWEEP_STRENGTHS), sweep_count=len(SWEEP_STRENGTHS),
     )  # fmt: skip
 
 
