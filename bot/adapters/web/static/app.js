@@ -10,7 +10,9 @@ const state = {
   file: null,
   fileUrl: null,
   job: null,
-  source: null, // EventSource of the job being watched
+  sweep: null, // the strength sweep shown or watched (then job is null)
+  source: null, // EventSource of the job or sweep being watched
+  watching: null, // the id of what is being followed (a job's, or a sweep's lead's)
   pollTimer: null,
   busy: false,
 };
@@ -21,6 +23,13 @@ function strengthWord(s) {
   if (s < 0.35) return "subtle";
   if (s < 0.65) return "clear";
   return "heavy";
+}
+
+// What a strength does, as the strength help says it (under each picture of a sweep).
+function strengthEffect(s) {
+  if (s < 0.35) return "keeps the layout";
+  if (s < 0.65) return "clear new style";
+  return "reworks heavily";
 }
 
 function seconds(s) {
@@ -94,7 +103,24 @@ async function loadSession() {
   $("engine-note").textContent = data.engine_ready
     ? ""
     : "The model is still loading; jobs wait in the queue until it is ready.";
+  showSweepChoice(data);
   return data;
+}
+
+// The sweep box and button: greyed, with the reason, where the tier has no sweeps.
+function showSweepChoice(session) {
+  const strengths = session.sweep_strengths || [];
+  const box = $("sweep");
+  $("sweep-label").textContent = `Try ${strengths.length} strengths (${strengths.join(" · ")})`;
+  $("try-sweep").textContent = `Try ${strengths.length} strengths`;
+  $("try-sweep").title = `The same picture, prompt and seed at ${strengths.join(", ")}`;
+  box.disabled = !session.sweep;
+  if (!session.sweep) box.checked = false;
+  $("sweep-help").textContent = session.sweep
+    ? "Same picture, prompt and seed at each strength; costs one restyle each."
+    : `The ${session.tier} tier has no strength sweeps; pick one strength above.`;
+  $("try-sweep").disabled = !session.sweep || state.busy;
+  showStrength();
 }
 
 // Strength slider --------------------------------------------------------------------------
@@ -102,6 +128,14 @@ async function loadSession() {
 function showStrength() {
   const value = parseFloat($("strength").value);
   const word = strengthWord(value);
+  // A sweep tries its own strengths: the slider is not one of them.
+  const sweeping = $("sweep").checked && !$("sweep").disabled;
+  $("strength").disabled = sweeping;
+  for (const tick of document.querySelectorAll(".tick")) tick.disabled = sweeping;
+  if (sweeping) {
+    $("strength-out").textContent = (state.session ? state.session.sweep_strengths : []).join(" · ");
+    return;
+  }
   $("strength-out").textContent = `${value.toFixed(2)} · ${word}`;
   $("strength").setAttribute("aria-valuetext", `${value.toFixed(2)}, ${word}`);
   for (const tick of document.querySelectorAll(".tick")) {
@@ -123,6 +157,7 @@ function pick(file) {
   }
   stopWatching();
   state.job = null;
+  state.sweep = null;
   state.file = file;
   if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
   state.fileUrl = URL.createObjectURL(file);
@@ -140,6 +175,7 @@ function showPreview(src) {
   img.src = src;
   $("drop").hidden = true;
   $("compare-wrap").hidden = true;
+  $("sweep-view").hidden = true;
   $("preview").hidden = false;
   $("change-picture").hidden = false;
 }
@@ -152,6 +188,8 @@ function setBusy(busy) {
   run.disabled = busy;
   run.classList.toggle("busy", busy);
   for (const b of document.querySelectorAll("[data-change]")) b.disabled = busy;
+  $("try-sweep").disabled = busy || !(state.session && state.session.sweep);
+  for (const b of document.querySelectorAll("[data-keep]")) b.disabled = busy;
 }
 
 function requestId() {
@@ -172,6 +210,7 @@ async function run(event) {
   form.append("prompt", $("prompt").value);
   form.append("style", $("style").value);
   form.append("strength", $("strength").value);
+  if ($("sweep").checked && !$("sweep").disabled) form.append("sweep", "1");
   form.append("seed", $("seed").value.trim());
   form.append("no", $("negative").value.trim());
   // One id per press of Run: if this post reaches the bot twice, it still queues one job.
@@ -184,7 +223,8 @@ async function run(event) {
     return;
   }
   if (state.fileUrl) showPreview(state.fileUrl);
-  watch(data.job);
+  if (data.sweep) watchSweep(data.sweep);
+  else watch(data.job);
   loadSession();
 }
 
@@ -207,11 +247,46 @@ async function again(change) {
   loadSession();
 }
 
-async function cancel() {
+// "Try 3 strengths" under a result: its picture, prompt and seed at each of the sweep's strengths.
+async function trySweep() {
   if (!state.job) return;
-  const { ok, data } = await api(`/api/jobs/${state.job.id}/cancel`, { method: "POST" });
-  if (ok && data.job) render(data.job);
-  else if (!ok) showError(data.error);
+  showError("");
+  setBusy(true);
+  const { ok, data } = await api(`/api/jobs/${state.job.id}/sweep`, { method: "POST" });
+  setBusy(false);
+  if (!ok) {
+    showError(data.error);
+    return;
+  }
+  showPreview(data.sweep.original_url);
+  watchSweep(data.sweep);
+  loadSession();
+}
+
+// "Keep 0.5" under a sweep: that result becomes the page's result, with its own buttons.
+async function keep(jobId) {
+  showError("");
+  setBusy(true);
+  const { ok, data } = await api(`/api/jobs/${jobId}/keep`, { method: "POST" });
+  setBusy(false);
+  if (!ok) {
+    showError(data.error);
+    return;
+  }
+  stopWatching();
+  state.sweep = null;
+  state.job = null;
+  render(data.job);
+}
+
+async function cancel() {
+  // Cancelling any job of a sweep cancels the whole sweep; its lead stands for it.
+  const id = state.sweep ? state.sweep.id : state.job && state.job.id;
+  if (!id) return;
+  const { ok, data } = await api(`/api/jobs/${id}/cancel`, { method: "POST" });
+  if (!ok) showError(data.error);
+  else if (data.sweep) renderSweep(data.sweep);
+  else if (data.job) render(data.job);
 }
 
 // Watching a job ---------------------------------------------------------------------------
@@ -219,38 +294,53 @@ async function cancel() {
 function stopWatching() {
   if (state.source) state.source.close();
   state.source = null;
+  state.watching = null;
   clearTimeout(state.pollTimer);
   state.pollTimer = null;
 }
 
-function watch(job) {
-  stopWatching();
-  render(job);
-  if (TERMINAL.includes(job.status)) return;
-  const source = new EventSource(`/api/jobs/${job.id}/events`);
+// Follows a job's or a sweep's state at `path` (its live stream at path/events) until it ends.
+function follow(path, id, show) {
+  state.watching = id;
+  const source = new EventSource(`${path}/events`);
   state.source = source;
   source.onmessage = (event) => {
     if (state.source !== source) return;
     const update = JSON.parse(event.data);
-    render(update);
+    show(update);
     if (TERMINAL.includes(update.status)) stopWatching();
   };
   source.onerror = () => {
     // The stream broke (a proxy, a restart): fall back to asking every second.
     if (state.source !== source) return;
     stopWatching();
-    poll(job.id);
+    state.watching = id;
+    poll(path, id, show);
   };
 }
 
-async function poll(jobId) {
-  if (!state.job || state.job.id !== jobId) return;
-  const { ok, data } = await api(`/api/jobs/${jobId}`);
-  if (!state.job || state.job.id !== jobId) return;
-  if (ok) render(data);
+async function poll(path, id, show) {
+  if (state.watching !== id) return;
+  const { ok, data } = await api(path);
+  if (state.watching !== id) return;
+  if (ok) show(data);
   if (!ok || !TERMINAL.includes(data.status)) {
-    state.pollTimer = setTimeout(() => poll(jobId), 1000);
+    state.pollTimer = setTimeout(() => poll(path, id, show), 1000);
   }
+}
+
+function watch(job) {
+  stopWatching();
+  state.sweep = null;
+  render(job);
+  if (!TERMINAL.includes(job.status)) follow(`/api/jobs/${job.id}`, job.id, render);
+}
+
+function watchSweep(sweep) {
+  stopWatching();
+  state.job = null;
+  renderSweep(sweep);
+  if (!TERMINAL.includes(sweep.status)) follow(`/api/sweeps/${sweep.id}`, sweep.id, renderSweep);
 }
 
 function statusLine(job) {
@@ -267,9 +357,119 @@ function statusLine(job) {
   }
 }
 
+function sweepLine(sweep) {
+  const what = `Trying ${sweep.size} strengths`;
+  switch (sweep.status) {
+    case "queued":
+      if (!sweep.position) return `${what} · next in line · ${seconds(sweep.eta_s)}`;
+      return `${what} · waiting in line: ${sweep.position} ahead · ${seconds(sweep.eta_s)}`;
+    case "running":
+      return `${what}: ${sweep.ended} of ${sweep.size} done` +
+        (sweep.running_strength != null ? ` · restyling ${sweep.running_strength}…` : "");
+    case "finishing":
+      return `All ${sweep.size} done. ${sweep.tier[0].toUpperCase()}${sweep.tier.slice(1)} tier results appear in ${seconds(sweep.eta_s)}`;
+    default:
+      return "";
+  }
+}
+
+// The overlay on the picture while a job or a sweep waits or runs.
+function showStatus(text, status, progress) {
+  $("status").hidden = false;
+  $("status-text").textContent = text;
+  const bar = $("bar");
+  const fill = $("bar-fill");
+  let percent = 0;
+  if (status === "running" && progress != null) percent = Math.round(progress * 100);
+  if (status === "finishing") percent = 100;
+  bar.classList.toggle("indeterminate", status === "queued" || (status === "running" && !progress));
+  fill.style.width = bar.classList.contains("indeterminate") ? "" : `${percent}%`;
+  bar.setAttribute("aria-valuenow", String(percent));
+  $("cancel").hidden = !(status === "queued" || status === "running");
+}
+
+function renderSweep(sweep) {
+  const previous = state.sweep;
+  state.sweep = sweep;
+  state.job = null;
+  $("actions").hidden = true;
+  if (sweep.status === "ready") {
+    $("status").hidden = true;
+    if (!previous || previous.id !== sweep.id || previous.status !== "ready" || $("sweep-view").hidden) {
+      showSweep(sweep);
+    }
+    loadSession();
+    return;
+  }
+  if (sweep.status === "failed" || sweep.status === "cancelled") {
+    $("status").hidden = true;
+    if (sweep.status === "failed") showError(sweep.error || "The picture engine failed on this sweep; try again.");
+    loadSession();
+    return;
+  }
+  showStatus(sweepLine(sweep), sweep.status, sweep.progress);
+}
+
+// A ready sweep: its pictures side by side, each with its strength, what it does and Keep.
+function showSweep(sweep) {
+  const grid = $("sweep-grid");
+  grid.replaceChildren();
+  if (sweep.width && sweep.height) grid.style.setProperty("--ratio", `${sweep.width} / ${sweep.height}`);
+  for (const job of sweep.jobs) {
+    const item = document.createElement("figure");
+    item.className = "sweep-item";
+    item.dataset.strength = String(job.strength);
+    item.dataset.status = job.status;
+    const pic = document.createElement("div");
+    pic.className = "sweep-pic";
+    if (job.status === "ready") {
+      const img = document.createElement("img");
+      img.src = job.result_url;
+      img.alt = `Restyled at strength ${job.strength}`;
+      pic.append(img);
+    } else {
+      pic.classList.add("missing");
+      const why = document.createElement("p");
+      if (job.status === "cancelled") why.textContent = "Cancelled";
+      else why.textContent = job.error ? `Failed: ${job.error}` : "Failed";
+      pic.append(why);
+    }
+    const caption = document.createElement("figcaption");
+    const number = document.createElement("span");
+    number.className = "sweep-strength";
+    number.textContent = String(job.strength);
+    const effect = document.createElement("span");
+    effect.className = "sweep-effect";
+    effect.textContent = strengthEffect(job.strength);
+    caption.append(number, effect);
+    item.append(pic, caption);
+    if (job.status === "ready") {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "keep";
+      button.dataset.keep = job.id;
+      button.textContent = `Keep ${job.strength}`;
+      button.addEventListener("click", () => keep(job.id));
+      item.append(button);
+    }
+    grid.append(item);
+  }
+  const zip = $("sweep-zip");
+  zip.hidden = !sweep.files_url;
+  if (sweep.files_url) zip.href = sweep.files_url; // the address the API gives, never built here
+  $("sweep-title").textContent = `${sweep.size} strengths, one seed`;
+  $("sweep-info").textContent = `seed ${sweep.seed} · ${sweep.steps} steps · keep the one you like to go on from it`;
+  $("preview").hidden = true;
+  $("drop").hidden = true;
+  $("compare-wrap").hidden = true;
+  $("sweep-view").hidden = false;
+  $("change-picture").hidden = false;
+}
+
 function render(job) {
   const previous = state.job;
   state.job = job;
+  state.sweep = null;
   const status = $("status");
   if (job.status === "ready") {
     status.hidden = true;
@@ -286,17 +486,7 @@ function render(job) {
     loadSession();
     return;
   }
-  status.hidden = false;
-  $("status-text").textContent = statusLine(job);
-  const bar = $("bar");
-  const fill = $("bar-fill");
-  let percent = 0;
-  if (job.status === "running" && job.progress != null) percent = Math.round(job.progress * 100);
-  if (job.status === "finishing") percent = 100;
-  bar.classList.toggle("indeterminate", job.status === "queued" || (job.status === "running" && !job.progress));
-  fill.style.width = bar.classList.contains("indeterminate") ? "" : `${percent}%`;
-  bar.setAttribute("aria-valuenow", String(percent));
-  $("cancel").hidden = !(job.status === "queued" || job.status === "running");
+  showStatus(statusLine(job), job.status, job.progress);
 }
 
 function showCompare(job) {
@@ -309,6 +499,7 @@ function showCompare(job) {
   setCompare(50);
   $("preview").hidden = true;
   $("drop").hidden = true;
+  $("sweep-view").hidden = true;
   $("compare-wrap").hidden = false;
   $("change-picture").hidden = false;
 
@@ -389,6 +580,8 @@ function init() {
     button.addEventListener("click", () => again(button.dataset.change));
   }
   $("cancel").addEventListener("click", cancel);
+  $("try-sweep").addEventListener("click", trySweep);
+  $("sweep").addEventListener("change", showStrength);
   wireDrop();
   showStrength();
 
@@ -399,9 +592,16 @@ function init() {
     showStyles(session.styles || []);
     // A reload while a job waits picks it up again.
     const last = session.active_jobs[session.active_jobs.length - 1];
-    if (last && !state.job) {
+    if (last && !state.job && !state.sweep) {
       const { ok, data } = await api(`/api/jobs/${last}`);
-      if (ok && !state.job) {
+      if (!ok || state.job || state.sweep) return;
+      if (data.sweep_id) {
+        // One of a sweep's jobs: follow the whole sweep, as before the reload.
+        const answer = await api(`/api/sweeps/${data.sweep_id}`);
+        if (!answer.ok || state.job || state.sweep) return;
+        showPreview(answer.data.original_url);
+        watchSweep(answer.data);
+      } else {
         showPreview(data.original_url);
         watch(data);
       }
