@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT = Path("/tmp/web_screenshot.png")
 PHONE_SCREENSHOT = Path("/tmp/web_screenshot_phone.png")
+SPANISH_SCREENSHOT = Path("/tmp/web_screenshot_es.png")
 # RESTYLE_DOCS_SCREENSHOTS=docs: the screenshots README shows are written there too (docs/).
 DOCS = Path(os.environ["RESTYLE_DOCS_SCREENSHOTS"]) if os.environ.get("RESTYLE_DOCS_SCREENSHOTS") else None
 
@@ -285,7 +287,7 @@ async def test_sweep_shows_three_strengths_and_keeps_one(running_bot, tmp_path):
             assert "strength 0.65 (heavy)" in await page.inner_text("#result-info")
 
             # Try 3 strengths under that result sweeps it again, with its seed.
-            seed = (await page.inner_text("#result-info")).split(" · ")[0]
+            seed = re.search(r"seed \d+", await page.inner_text("#result-info")).group(0)
             await page.click("#try-sweep")
             await page.wait_for_selector("#sweep-view:not([hidden])", timeout=45_000)
             assert await page.locator(".sweep-item .sweep-strength").all_inner_texts() == ["0.3", "0.5", "0.7"]
@@ -389,6 +391,75 @@ async def test_cancel_stops_a_running_sweep_and_a_tier_without_sweeps_greys_the_
                 await browser.close()
     finally:
         gate.set()
+        await app.stop()
+
+
+async def test_a_spanish_browser_sees_the_page_in_spanish(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(f'[bot]\ndata_dir = "{tmp_path / "data"}"\n[web]\nport = 0\ntier = "pro"\n')
+    app = await App.create(load_config(config_path, env={}), engine_factory=lambda _: FakeEngine())
+    await app.start()
+    try:
+        await wait_until(lambda: app.health.engine_ready, what="the engine")
+        web = next(a for a in app.adapters if isinstance(a, WebAdapter))
+        picture = landscape(tmp_path / "landscape.png")
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                # The browser's language reaches the bot as its Accept-Language header.
+                context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 820})
+                page = await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on(
+                    "console",
+                    lambda msg: errors.append(msg.text)
+                    if msg.type == "error" and "Failed to load resource" not in msg.text
+                    else None,
+                )
+                await page.goto(web.url)
+                await page.wait_for_selector("#account .badge")
+                await page.wait_for_function("() => document.documentElement.lang === 'es'")
+                assert await page.inner_text("label[for=strength]") == "Intensidad"
+                assert await page.inner_text("#run") == "Ejecutar"
+                assert await page.inner_text("#sweep-label") == "Probar 3 intensidades (0.3 · 0.5 · 0.7)"
+                assert await page.get_attribute("#prompt", "placeholder") == "noche lluviosa con letreros de neón"
+                assert "hoy" in await page.inner_text("#account")
+                assert await page.inner_text("#strength-out") == "0.50 · clara"
+
+                # The page says what it builds in Spanish too; the bot's refusals come in Spanish.
+                await page.click("#run")
+                await page.wait_for_selector("#error:not([hidden])")
+                assert await page.inner_text("#error") == "Elige o suelta una imagen primero."
+                await page.set_input_files("#picture", str(picture))
+                await page.click("#run")
+                await page.wait_for_function("() => document.getElementById('error').textContent.startsWith('Describe')")
+                await page.fill("#prompt", "acuarela")
+                await page.check("#sweep")
+                await page.click("#run")
+                await page.wait_for_selector("#sweep-view:not([hidden])")
+                assert await page.locator(".sweep-item .keep").all_inner_texts() == [
+                    "Quedarme con 0.3",
+                    "Quedarme con 0.5",
+                    "Quedarme con 0.7",
+                ]
+                assert (await page.locator(".sweep-item .sweep-effect").all_inner_texts())[0] == "conserva la composición"
+                assert await page.inner_text("#sweep-zip") == "Descargar todo (ZIP)"
+                await page.click(".sweep-item[data-strength='0.5'] .keep")
+                await page.wait_for_selector("#compare-wrap:not([hidden])")
+                assert "(clara)" in await page.inner_text("#result-info")
+                assert "pasos" in await page.inner_text("#result-info")
+                assert await page.inner_text('[data-change="subtler"]') == "Más sutil"
+                assert await page.inner_text("#try-sweep") == "Probar 3 intensidades"
+                await page.screenshot(path=str(SPANISH_SCREENSHOT), full_page=True)
+                assert not errors, errors
+            finally:
+                await browser.close()
+    finally:
         await app.stop()
 
 

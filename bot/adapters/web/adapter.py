@@ -4,6 +4,7 @@ One member, "web:local", whose tier comes from `[web] tier`. The page (bot/adapt
 talks to a small JSON API:
 
     GET  /api/session                      tier, today's quota, defaults for the form
+    GET  /api/texts                        the page's own words in the browser's language (page_texts.py)
     POST /api/jobs                         multipart: picture, prompt, strength, seed, no, steps
     GET  /api/jobs/<id>                    the job's state (also streamed by .../events as SSE)
     GET  /api/jobs/<id>/original.png       the picture as the engine saw it
@@ -45,6 +46,7 @@ from aiohttp import web
 
 from bot.adapters import AdapterStartError
 from bot.adapters.web.compare import JOB_ID_RE, CompareView
+from bot.adapters.web.page_texts import texts_response
 from bot.adapters.web.sweep import sweep_state, sweep_zip
 from bot.commands import (
     FORMATS,
@@ -273,6 +275,7 @@ class WebAdapter:
             app.router.add_get("/", self.index)
             app.router.add_get("/static/{name}", self.static)
             app.router.add_get("/api/session", self.session)
+            app.router.add_get("/api/texts", self.texts)
             app.router.add_post("/api/jobs", self.submit)
             app.router.add_get("/api/jobs/{id}", self.job_state)
             app.router.add_get("/api/jobs/{id}/events", self.events)
@@ -505,6 +508,9 @@ class WebAdapter:
                 "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
             )
         return response
+
+    async def texts(self, request: web.Request) -> web.Response:
+        return texts_response(request.headers.get("Accept-Language"), request.headers.get("If-None-Match"))
 
     async def session(self, request: web.Request) -> web.Response:
         view = await self.service.jobs.me(self.member)

@@ -3,9 +3,12 @@
 
 const $ = (id) => document.getElementById(id);
 const TERMINAL = ["ready", "failed", "cancelled"];
-const NO_PICTURE = "Pick or drop a picture first.";
+// The one text said before the page's words have come from the bot (it cannot come from it).
+const UNREACHABLE = "The bot cannot be reached. Is it still running?";
 
 const state = {
+  texts: null, // the page's words in the browser's language, from /api/texts (page_texts.py)
+  lang: "en",
   session: null,
   file: null,
   fileUrl: null,
@@ -17,26 +20,67 @@ const state = {
   busy: false,
 };
 
+// The page's words ---------------------------------------------------------------------------
+
+// Fills {name} (or {name:g}, a Python format spec: the page writes the plain number) from values.
+function fill(text, values) {
+  return text.replace(/\{(\w+)(?::[^}]*)?\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+
+// The text with this id in the member's language; the id itself if the table never came.
+function t(id, values = {}) {
+  const text = state.texts && typeof state.texts[id] === "string" ? state.texts[id] : id;
+  return fill(text, values);
+}
+
+// A text whose words depend on `count`: its form for count's plural category in this language.
+function tn(id, count, values = {}) {
+  const forms = state.texts && state.texts[id];
+  if (!forms || typeof forms !== "object") return id;
+  const category = new Intl.PluralRules(state.lang).select(count);
+  return fill(forms[category] || forms.other, { count, ...values });
+}
+
+async function loadTexts() {
+  const { ok, data } = await api("/api/texts");
+  if (!ok) return false;
+  state.texts = data.texts;
+  state.lang = data.lang;
+  document.documentElement.lang = data.lang;
+  // The markup's English is the fallback; each marked element (and attribute) says it here.
+  for (const el of document.querySelectorAll("[data-t]")) el.textContent = t(el.dataset.t);
+  for (const [attr, key] of [["alt", "tAlt"], ["title", "tTitle"], ["placeholder", "tPlaceholder"], ["aria-label", "tAriaLabel"]]) {
+    for (const el of document.querySelectorAll(`[data-t-${attr}]`)) el.setAttribute(attr, t(el.dataset[key]));
+  }
+  return true;
+}
+
 // Helpers ----------------------------------------------------------------------------------
 
-function strengthWord(s) {
+function strengthLevel(s) {
   if (s < 0.35) return "subtle";
   if (s < 0.65) return "clear";
   return "heavy";
 }
 
+function strengthWord(s) {
+  return t(`word_${strengthLevel(s)}`);
+}
+
 // What a strength does, as the strength help says it (under each picture of a sweep).
 function strengthEffect(s) {
-  if (s < 0.35) return "keeps the layout";
-  if (s < 0.65) return "clear new style";
-  return "reworks heavily";
+  return t(`effect_${strengthLevel(s)}`);
 }
 
 function seconds(s) {
   if (s == null) return "";
-  if (s < 1.5) return "a moment";
-  if (s < 90) return `about ${Math.round(s)} s`;
-  return `about ${Math.round(s / 60)} min`;
+  if (s < 1.5) return t("a_moment");
+  if (s < 90) return t("about", { duration: t("seconds", { seconds: Math.round(s) }) });
+  return t("about", { duration: t("minutes", { minutes: Math.round(s / 60) }) });
+}
+
+function capitalised(word) {
+  return word ? word[0].toUpperCase() + word.slice(1) : word;
 }
 
 function megabytes(n) {
@@ -54,13 +98,13 @@ async function api(path, options = {}) {
   try {
     response = await fetch(path, { credentials: "same-origin", ...options });
   } catch (err) {
-    return { ok: false, data: { error: "The bot cannot be reached. Is it still running?" } };
+    return { ok: false, data: { error: state.texts ? t("unreachable") : UNREACHABLE } };
   }
   let data = null;
   try {
     data = await response.json();
   } catch (err) {
-    data = { error: `The bot answered ${response.status} ${response.statusText}.` };
+    data = { error: t("bad_answer", { status: response.status, reason: response.statusText }) };
   }
   return { ok: response.ok, status: response.status, data };
 }
@@ -72,7 +116,7 @@ function showStyles(styles) {
   for (const style of styles) {
     const option = document.createElement("option");
     option.value = style.name;
-    option.textContent = `${style.name} (strength ${style.strength}): ${style.about}`;
+    option.textContent = t("style_option", { name: style.name, strength: style.strength, about: style.about });
     select.append(option);
   }
   select.addEventListener("change", () => {
@@ -98,11 +142,9 @@ async function loadSession() {
   const badge = document.createElement("span");
   badge.className = "badge";
   badge.textContent = data.tier;
-  account.append(badge, `${data.used_today} of ${data.daily_quota} today`);
-  $("drop-hint").textContent = `PNG, JPEG or WebP, up to ${data.max_upload_mb} MB`;
-  $("engine-note").textContent = data.engine_ready
-    ? ""
-    : "The model is still loading; jobs wait in the queue until it is ready.";
+  account.append(badge, t("used_today", { used: data.used_today, quota: data.daily_quota }));
+  $("drop-hint").textContent = t("drop_hint_limit", { mb: data.max_upload_mb });
+  $("engine-note").textContent = data.engine_ready ? "" : t("engine_loading");
   showSweepChoice(data);
   return data;
 }
@@ -111,14 +153,12 @@ async function loadSession() {
 function showSweepChoice(session) {
   const strengths = session.sweep_strengths || [];
   const box = $("sweep");
-  $("sweep-label").textContent = `Try ${strengths.length} strengths (${strengths.join(" · ")})`;
-  $("try-sweep").textContent = `Try ${strengths.length} strengths`;
-  $("try-sweep").title = `The same picture, prompt and seed at ${strengths.join(", ")}`;
+  $("sweep-label").textContent = t("sweep_box", { count: strengths.length, strengths: strengths.join(" · ") });
+  $("try-sweep").textContent = t("try_sweep", { count: strengths.length });
+  $("try-sweep").title = t("try_sweep_title", { strengths: strengths.join(" · ") });
   box.disabled = !session.sweep;
   if (!session.sweep) box.checked = false;
-  $("sweep-help").textContent = session.sweep
-    ? "Same picture, prompt and seed at each strength; costs one restyle each."
-    : `The ${session.tier} tier has no strength sweeps; pick one strength above.`;
+  $("sweep-help").textContent = session.sweep ? t("sweep_help") : t("sweep_not_in_tier", { tier: session.tier });
   $("try-sweep").disabled = !session.sweep || state.busy;
   showStrength();
 }
@@ -139,7 +179,7 @@ function showStrength() {
   $("strength-out").textContent = `${value.toFixed(2)} · ${word}`;
   $("strength").setAttribute("aria-valuetext", `${value.toFixed(2)}, ${word}`);
   for (const tick of document.querySelectorAll(".tick")) {
-    tick.classList.toggle("on", tick.textContent === word);
+    tick.classList.toggle("on", tick.dataset.word === strengthLevel(value));
   }
 }
 
@@ -150,9 +190,7 @@ function pick(file) {
   showError("");
   const limit = state.session ? state.session.max_upload_bytes : Infinity;
   if (file.size > limit) {
-    showError(
-      `That picture is ${megabytes(file.size)} MB; the most the bot takes is ${state.session.max_upload_mb} MB.`
-    );
+    showError(t("too_big", { size: megabytes(file.size), mb: state.session.max_upload_mb }));
     return;
   }
   stopWatching();
@@ -202,7 +240,7 @@ async function run(event) {
   event.preventDefault();
   showError("");
   if (!state.file) {
-    showError(NO_PICTURE);
+    showError(t("no_picture"));
     return;
   }
   const form = new FormData();
@@ -346,28 +384,30 @@ function watchSweep(sweep) {
 function statusLine(job) {
   switch (job.status) {
     case "queued":
-      if (!job.position) return `Next in line · ${seconds(job.eta_s)}`;
-      return `Waiting in line: ${job.position} ahead · ${seconds(job.eta_s)}`;
+      if (!job.position) return t("next_in_line", { eta: seconds(job.eta_s) });
+      return t("waiting", { ahead: job.position, eta: seconds(job.eta_s) });
     case "running":
-      return job.progress ? `Restyling… ${Math.round(job.progress * 100)}%` : "Restyling…";
+      return job.progress ? t("restyling_percent", { percent: Math.round(job.progress * 100) }) : t("restyling");
     case "finishing":
-      return `Done. ${job.tier[0].toUpperCase()}${job.tier.slice(1)} tier results appear in ${seconds(job.eta_s)}`;
+      return t("held_back", { tier: capitalised(job.tier), eta: seconds(job.eta_s) });
     default:
       return "";
   }
 }
 
 function sweepLine(sweep) {
-  const what = `Trying ${sweep.size} strengths`;
+  const what = t("trying", { count: sweep.size });
   switch (sweep.status) {
     case "queued":
-      if (!sweep.position) return `${what} · next in line · ${seconds(sweep.eta_s)}`;
-      return `${what} · waiting in line: ${sweep.position} ahead · ${seconds(sweep.eta_s)}`;
-    case "running":
-      return `${what}: ${sweep.ended} of ${sweep.size} done` +
-        (sweep.running_strength != null ? ` · restyling ${sweep.running_strength}…` : "");
+      if (!sweep.position) return t("sweep_next_in_line", { what, eta: seconds(sweep.eta_s) });
+      return t("sweep_waiting", { what, ahead: sweep.position, eta: seconds(sweep.eta_s) });
+    case "running": {
+      const done = what + t("trying_done", { ended: sweep.ended, count: sweep.size });
+      if (sweep.running_strength == null) return done;
+      return t("sweep_restyling", { what: done, strength: sweep.running_strength });
+    }
     case "finishing":
-      return `All ${sweep.size} done. ${sweep.tier[0].toUpperCase()}${sweep.tier.slice(1)} tier results appear in ${seconds(sweep.eta_s)}`;
+      return t("sweep_held_back", { count: sweep.size, tier: capitalised(sweep.tier), eta: seconds(sweep.eta_s) });
     default:
       return "";
   }
@@ -403,7 +443,7 @@ function renderSweep(sweep) {
   }
   if (sweep.status === "failed" || sweep.status === "cancelled") {
     $("status").hidden = true;
-    if (sweep.status === "failed") showError(sweep.error || "The picture engine failed on this sweep; try again.");
+    if (sweep.status === "failed") showError(sweep.error || t("sweep_failed"));
     loadSession();
     return;
   }
@@ -425,13 +465,13 @@ function showSweep(sweep) {
     if (job.status === "ready") {
       const img = document.createElement("img");
       img.src = job.result_url;
-      img.alt = `Restyled at strength ${job.strength}`;
+      img.alt = t("sweep_alt", { strength: job.strength });
       pic.append(img);
     } else {
       pic.classList.add("missing");
       const why = document.createElement("p");
-      if (job.status === "cancelled") why.textContent = "Cancelled";
-      else why.textContent = job.error ? `Failed: ${job.error}` : "Failed";
+      if (job.status === "cancelled") why.textContent = t("sweep_cancelled");
+      else why.textContent = job.error ? t("sweep_failed_why", { error: job.error }) : t("sweep_failed_one");
       pic.append(why);
     }
     const caption = document.createElement("figcaption");
@@ -448,7 +488,7 @@ function showSweep(sweep) {
       button.type = "button";
       button.className = "keep";
       button.dataset.keep = job.id;
-      button.textContent = `Keep ${job.strength}`;
+      button.textContent = t("keep", { strength: job.strength });
       button.addEventListener("click", () => keep(job.id));
       item.append(button);
     }
@@ -457,8 +497,8 @@ function showSweep(sweep) {
   const zip = $("sweep-zip");
   zip.hidden = !sweep.files_url;
   if (sweep.files_url) zip.href = sweep.files_url; // the address the API gives, never built here
-  $("sweep-title").textContent = `${sweep.size} strengths, one seed`;
-  $("sweep-info").textContent = `seed ${sweep.seed} · ${sweep.steps} steps · keep the one you like to go on from it`;
+  $("sweep-title").textContent = t("sweep_title", { count: sweep.size });
+  $("sweep-info").textContent = `${t("sweep_seed", { seed: sweep.seed })} · ${t("sweep_advice")}`;
   $("preview").hidden = true;
   $("drop").hidden = true;
   $("compare-wrap").hidden = true;
@@ -482,7 +522,7 @@ function render(job) {
   $("actions").hidden = true;
   if (job.status === "failed" || job.status === "cancelled") {
     status.hidden = true;
-    if (job.status === "failed") showError(job.error || "The picture engine failed on this job; try again.");
+    if (job.status === "failed") showError(job.error || t("job_failed"));
     loadSession();
     return;
   }
@@ -503,8 +543,8 @@ function showCompare(job) {
   $("compare-wrap").hidden = false;
   $("change-picture").hidden = false;
 
-  const bits = [`seed ${job.seed}`, `strength ${job.strength} (${job.strength_word})`, `${job.steps} steps`];
-  if (job.seconds) bits.push(`${job.seconds < 10 ? job.seconds.toFixed(1) : Math.round(job.seconds)} s`);
+  const bits = [tn("result_facts", job.steps, { strength: job.strength, word: strengthWord(job.strength), seed: job.seed })];
+  if (job.seconds) bits.push(t("seconds", { seconds: job.seconds < 10 ? job.seconds.toFixed(1) : Math.round(job.seconds) }));
   $("result-info").textContent = bits.join(" · ");
 
   $("dl-png").href = job.downloads.png;
@@ -519,7 +559,7 @@ function setCompare(value) {
   const range = $("compare-range");
   range.value = String(value);
   $("compare").style.setProperty("--pos", `${value}%`);
-  range.setAttribute("aria-valuetext", `${100 - value}% restyled`);
+  range.setAttribute("aria-valuetext", t("compare_value", { percent: 100 - value }));
 }
 
 // Wiring -----------------------------------------------------------------------------------
@@ -555,7 +595,7 @@ function wireDrop() {
   });
 }
 
-function init() {
+async function init() {
   $("picture").addEventListener("change", (e) => {
     pick(e.target.files[0]);
     e.target.value = ""; // picking the same file again still fires
@@ -583,6 +623,11 @@ function init() {
   $("try-sweep").addEventListener("click", trySweep);
   $("sweep").addEventListener("change", showStrength);
   wireDrop();
+  // The page's words first: what follows builds its sentences from them.
+  if (!(await loadTexts())) {
+    showError(UNREACHABLE);
+    return;
+  }
   showStrength();
 
   loadSession().then(async (session) => {
