@@ -100,3 +100,18 @@ async def test_every_text_the_page_names_is_in_the_table(site):
     # Nothing in the table goes unused (a text no one shows would still be translated).
     unused = served - named - {"word_subtle", "word_clear", "word_heavy"}
     assert not unused, sorted(unused)
+
+
+async def test_a_failed_job_s_error_and_strength_word_come_in_the_browser_s_language(tmp_path):
+    site = await open_site(tmp_path, headers={"Accept-Language": "es"})
+    try:
+        site.engine.fail_prompts.add("doomed")
+        status, body = await site.submit("doomed", strength="0.5")
+        assert status == 202, body
+        assert body["job"]["strength_word"] == "clara"
+        failed = await site.wait(body["job"]["id"], ("failed",))
+        english = "The picture engine failed on this job; try again."
+        assert failed["error"] == translator("es").gettext(english) != english
+    finally:
+        await site.http.close()
+        await site.app.stop()

@@ -31,6 +31,7 @@ result's compare view through its signed link when [web] public_url is set (bot/
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -578,7 +579,7 @@ class WebAdapter:
         except CommandError as exc:
             return _json_error(400, exc.render(tr))
         outcome = await self.service.jobs.submit(member, data, command, {"page": True}, request_key=request_id)
-        return await self._answer(outcome)
+        return await self._answer(outcome, member.lang)
 
     async def _read_body(self, request: web.Request, read: Callable[[], Awaitable[Any]]) -> Any:
         """`read()` the request's body within body_timeout_s. A body that is too slow, cut
@@ -615,17 +616,16 @@ class WebAdapter:
         change = str(body.get("change") or "again").lower()
         if change not in STRENGTH_CHANGES:
             return _json_error(400, 'change must be "again", "subtler" or "stronger".')
-        outcome = await self.service.jobs.again(
-            self._member_of(request), job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change]
-        )
-        return await self._answer(outcome)
+        member = self._member_of(request)
+        outcome = await self.service.jobs.again(member, job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change])
+        return await self._answer(outcome, member.lang)
 
-    async def _answer(self, outcome: Accepted | Refused) -> web.Response:
+    async def _answer(self, outcome: Accepted | Refused, lang: str | None) -> web.Response:
         if isinstance(outcome, Refused):
             return _json_error(REFUSAL_STATUS.get(outcome.reason, 400), outcome.text, reason=outcome.reason)
-        state = await self._state(outcome.job_id)
+        state = await self._state(outcome.job_id, lang)
         if outcome.sweep:
-            sweep = await self._sweep_state(outcome.job_id)
+            sweep = await self._sweep_state(outcome.job_id, lang)
             return web.json_response({"job": state, "sweep": sweep}, status=202)
         return web.json_response({"job": state}, status=202)
 
@@ -634,29 +634,32 @@ class WebAdapter:
             return flooded
         job_id = await self._own_job_id(request)
         cancelled = await self.service.jobs.cancel(self.member, job_id)
-        state = await self._state(job_id)
+        lang = self._member_of(request).lang
+        state = await self._state(job_id, lang)
         answer: dict[str, Any] = {"cancelled": bool(cancelled), "job": state}
         if state is not None and state["sweep_id"] is not None:
-            answer["sweep"] = await self._sweep_state(state["sweep_id"])
+            answer["sweep"] = await self._sweep_state(state["sweep_id"], lang)
         return web.json_response(answer)
 
     async def try_sweep(self, request: web.Request) -> web.Response:
         if (flooded := self._flooded(request)) is not None:
             return flooded
         job_id = await self._own_job_id(request)
-        return await self._answer(await self.service.jobs.sweep(self._member_of(request), job_id, {"page": True}))
+        member = self._member_of(request)
+        return await self._answer(await self.service.jobs.sweep(member, job_id, {"page": True}), member.lang)
 
     async def keep(self, request: web.Request) -> web.Response:
         """The page shows the job as its current result (the core checks it is still kept)."""
         job_id = await self._own_job_id(request)
-        kept = await self.service.jobs.keep(self._member_of(request), job_id)
+        member = self._member_of(request)
+        kept = await self.service.jobs.keep(member, job_id)
         if isinstance(kept, Refused):
             return _json_error(REFUSAL_STATUS.get(kept.reason, 404), kept.text, reason=kept.reason)
-        return web.json_response({"job": await self._state(job_id)})
+        return web.json_response({"job": await self._state(job_id, member.lang)})
 
     async def sweep_view(self, request: web.Request) -> web.Response:
         sweep_id = await self._own_sweep_id(request)
-        return web.json_response(await self._sweep_state(sweep_id))
+        return web.json_response(await self._sweep_state(sweep_id, self._member_of(request).lang))
 
     async def sweep_files_zip(self, request: web.Request) -> web.Response:
         sweep_id = await self._own_sweep_id(request)
@@ -678,17 +681,18 @@ class WebAdapter:
 
     async def job_state(self, request: web.Request) -> web.Response:
         job_id = await self._own_job_id(request)
-        return web.json_response(await self._state(job_id))
+        return web.json_response(await self._state(job_id, self._member_of(request).lang))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the job's state now and at every change, until it ends."""
         job_id = await self._own_job_id(request)
-        return await self._stream(request, job_id, self._state)
+        return await self._stream(request, job_id, functools.partial(self._state, lang=self._member_of(request).lang))
 
     async def sweep_events(self, request: web.Request) -> web.StreamResponse:
         """The sweep's one state (as /api/sweeps/<id>) now and at every change of any of its jobs."""
         sweep_id = await self._own_sweep_id(request)
-        return await self._stream(request, sweep_id, self._sweep_state)
+        lang = self._member_of(request).lang
+        return await self._stream(request, sweep_id, functools.partial(self._sweep_state, lang=lang))
 
     async def _stream(
         self,
@@ -784,14 +788,14 @@ class WebAdapter:
                     return sweep_id
         raise ApiError(404, SWEEP_GONE)
 
-    async def _sweep_state(self, sweep_id: str) -> dict[str, Any] | None:
-        states = [await self._state(view.id) for view in await self.service.jobs.sweep_jobs(sweep_id)]
+    async def _sweep_state(self, sweep_id: str, lang: str | None = None) -> dict[str, Any] | None:
+        states = [await self._state(view.id, lang) for view in await self.service.jobs.sweep_jobs(sweep_id)]
         jobs = [state for state in states if state is not None]
         return sweep_state(sweep_id, jobs) if jobs else None
 
-    async def _state(self, job_id: str) -> dict[str, Any] | None:
+    async def _state(self, job_id: str, lang: str | None = None) -> dict[str, Any] | None:
         """What the page shows for a job: queued, running, finishing (done, held back by the
-        tier's turnaround), ready, failed or cancelled."""
+        tier's turnaround), ready, failed or cancelled; its words in `lang`."""
         view = await self.service.jobs.job(job_id)
         if view is None or (view.platform, view.user_id) != (self.member.platform, self.member.user_id):
             return None
@@ -803,6 +807,7 @@ class WebAdapter:
                 now = self.service.clock.now()
                 eta = max(0.0, (view.deliver_after or now) - now)
         base = f"/api/jobs/{job_id}"
+        tr = translator(lang)
         state: dict[str, Any] = {
             "id": job_id,
             "status": status,
@@ -812,14 +817,14 @@ class WebAdapter:
             "prompt": view.prompt,
             "negative_prompt": view.negative_prompt,
             "strength": view.strength,
-            "strength_word": describe_strength(view.strength),
+            "strength_word": describe_strength(view.strength, tr),
             "seed": view.seed,
             "steps": view.steps,
             "tier": view.tier,
             "width": view.width,
             "height": view.height,
             "seconds": round(view.seconds, 2) if view.seconds is not None else None,
-            "error": view.error,
+            "error": tr.gettext(view.error) if view.error else None,  # the engine's words are msgids
             "sweep_id": view.sweep_id,
             "original_url": f"{base}/original.png",
             "result_url": None,
