@@ -356,6 +356,11 @@ async def test_cancel_stops_a_running_sweep_and_a_tier_without_sweeps_greys_the_
                 active = (await app.service.jobs.me(web.member)).active_jobs
                 sweep_id = active[0].sweep_id
                 assert sweep_id is not None and len(active) == 3
+                # A reload finds the running sweep again and follows it as one.
+                await page.reload()
+                await page.wait_for_function(
+                    "() => document.getElementById('status-text').textContent.startsWith('Trying 3 strengths: 0 of 3 done')"
+                )
                 await page.click("#cancel")
                 await page.wait_for_selector("#status", state="hidden")
                 gate.set()
@@ -366,6 +371,9 @@ async def test_cancel_stops_a_running_sweep_and_a_tier_without_sweeps_greys_the_
                 # One strength fails: the others are shown and kept as usual, that one says so.
                 engine.gate = None
                 engine.fail_strengths = {0.7}
+                await page.set_input_files("#picture", str(picture))  # (the reload forgot the picked file)
+                await page.fill("#prompt", "mosaic tiles")
+                await page.check("#sweep")
                 await page.click("#run")
                 await page.wait_for_selector("#sweep-view:not([hidden])")
                 assert await page.locator(".sweep-item .keep").all_inner_texts() == ["Keep 0.3", "Keep 0.5"]
