@@ -115,3 +115,26 @@ async def test_a_failed_job_s_error_and_strength_word_come_in_the_browser_s_lang
     finally:
         await site.http.close()
         await site.app.stop()
+
+
+async def test_the_api_s_own_errors_come_in_the_browser_s_language(tmp_path):
+    site = await open_site(tmp_path, extra="max_upload_mb = 0.1", headers={"Accept-Language": "es"})
+    es = translator("es")
+    try:
+        status, body = await site.get_json("/api/jobs/abc123")
+        assert status == 404
+        assert body["error"] == es.gettext("That picture is not kept any more; pick it again and press Run.")
+        assert body["error"].startswith("Esa imagen ya no se conserva")
+        status, body = await site.get_json("/api/sweeps/abc123")
+        assert status == 404 and body["error"].startswith("Ese barrido ya no se conserva")
+        status, body = await site.get_json("/api/nothing-here")
+        assert status == 404 and body["error"] == "Aquí no hay nada."
+        async with site.http.post(f"{site.url}/api/jobs", json={"prompt": "x"}) as response:
+            assert response.status == 400
+            assert (await response.json())["error"].startswith("Envía la imagen como multipart/form-data")
+        status, body = await site.submit("acuarela", picture=b"\x89PNG" + b"0" * 200_000)
+        assert status == 413
+        assert body["error"].startswith("Esa imagen ocupa") and "como mucho 0.1 MB" in body["error"]
+    finally:
+        await site.http.close()
+        await site.app.stop()
