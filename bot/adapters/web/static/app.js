@@ -3,8 +3,9 @@
 
 const $ = (id) => document.getElementById(id);
 const TERMINAL = ["ready", "failed", "cancelled"];
-// The one text said before the page's words have come from the bot (it cannot come from it).
+// What the page says before its words have come from the bot (then they cannot come from it).
 const UNREACHABLE = "The bot cannot be reached. Is it still running?";
+const BAD_ANSWER = "The bot answered {status} {reason}.";
 
 const state = {
   texts: null, // the page's words in the browser's language, from /api/texts (page_texts.py)
@@ -43,7 +44,10 @@ function tn(id, count, values = {}) {
 
 async function loadTexts() {
   const { ok, data } = await api("/api/texts");
-  if (!ok) return false;
+  if (!ok) {
+    showError(data.error); // (a refusal, such as a missing token, comes in the member's language)
+    return false;
+  }
   state.texts = data.texts;
   state.lang = data.lang;
   document.documentElement.lang = data.lang;
@@ -104,7 +108,8 @@ async function api(path, options = {}) {
   try {
     data = await response.json();
   } catch (err) {
-    data = { error: t("bad_answer", { status: response.status, reason: response.statusText }) };
+    const values = { status: response.status, reason: response.statusText };
+    data = { error: state.texts ? t("bad_answer", values) : fill(BAD_ANSWER, values) };
   }
   return { ok: response.ok, status: response.status, data };
 }
@@ -624,10 +629,7 @@ async function init() {
   $("sweep").addEventListener("change", showStrength);
   wireDrop();
   // The page's words first: what follows builds its sentences from them.
-  if (!(await loadTexts())) {
-    showError(UNREACHABLE);
-    return;
-  }
+  if (!(await loadTexts())) return;
   showStrength();
 
   loadSession().then(async (session) => {
