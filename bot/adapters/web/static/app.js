@@ -160,7 +160,9 @@ function showSweepChoice(session) {
   const box = $("sweep");
   $("sweep-label").textContent = t("sweep_box", { count: strengths.length, strengths: strengths.join(" · ") });
   $("try-sweep").textContent = t("try_sweep", { count: strengths.length });
-  $("try-sweep").title = t("try_sweep_title", { strengths: strengths.join(" · ") });
+  $("try-sweep").title = session.sweep
+    ? t("try_sweep_title", { strengths: strengths.join(" · ") })
+    : t("sweep_not_in_tier", { tier: session.tier }); // greyed: the reason on hover
   box.disabled = !session.sweep;
   if (!session.sweep) box.checked = false;
   $("sweep-help").textContent = session.sweep ? t("sweep_help") : t("sweep_not_in_tier", { tier: session.tier });
