@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT = Path("/tmp/web_screenshot.png")
 PHONE_SCREENSHOT = Path("/tmp/web_screenshot_phone.png")
 SPANISH_SCREENSHOT = Path("/tmp/web_screenshot_es.png")
+SWEEP_PHONE_SCREENSHOT = Path("/tmp/web_screenshot_sweep_phone.png")
 # RESTYLE_DOCS_SCREENSHOTS=docs: the screenshots README shows are written there too (docs/).
 DOCS = Path(os.environ["RESTYLE_DOCS_SCREENSHOTS"]) if os.environ.get("RESTYLE_DOCS_SCREENSHOTS") else None
 
@@ -266,6 +267,7 @@ async def test_sweep_shows_three_strengths_and_keeps_one(running_bot, tmp_path):
             )
             assert tops == sorted(tops) and len(set(tops)) == 3, tops
             assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+            await page.screenshot(path=str(SWEEP_PHONE_SCREENSHOT), full_page=True)
             await page.set_viewport_size({"width": 1280, "height": 820})
 
             # Keep 0.5: it becomes the page's result, with the compare view and its buttons.
