@@ -4,6 +4,7 @@ SQLite in tmp_path, FakeEngine, FakeClock), and a fake Discord (REST + gateway) 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import random
@@ -585,6 +586,23 @@ async def test_me_help_and_cancel_answer_privately(h):
     await h.fake.wait_for(lambda: len(ephemerals(h.fake)) == 3, what="/cancel")
     assert ephemerals(h.fake)[2] == "Cancelled 1 job."
     await h.fake.wait_for(lambda: "Cancelled with /cancel" in h.fake.original(interaction)["content"], what="status")
+    gate.set()
+
+
+async def test_cancel_commands_words_outlast_the_plain_cancelled_its_jobs_update_asks_for(h):
+    """/cancel ends the status with its own words while the job's "cancelled" update asks for
+    the plain "Cancelled." too; whichever reaches the message last, the command's words stay."""
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle("first")
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="the status")
+    [job] = await h.jobs()
+    cancelled = dataclasses.replace(await h.service.jobs.job(job.id), status="cancelled")
+    await asyncio.gather(
+        h.adapter._finish_status(job.id, "Cancelled with /cancel."),  # the command's, first in
+        h.adapter.job_updated(cancelled),  # the update's, behind it
+    )
+    assert "Cancelled with /cancel." in h.fake.original(interaction)["content"]
     gate.set()
 
 

@@ -147,6 +147,9 @@ class _Status:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one edit of the message at a time
     finished: bool = False  # delivered, failed or cancelled: no more status edits
+    # Ended by a command's own words ("Cancelled with /cancel"): the plain "Cancelled." its
+    # job's update also asks for, which may reach the lock second, must not replace them.
+    ended_by_command: bool = False
     task: asyncio.Task[None] | None = None  # the status edits waiting for their turn
 
 
@@ -1084,7 +1087,7 @@ class DiscordAdapter:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued"
             # (unless part of the sweep is done: its delivery takes that message over).
             if job.sweep_id is None or not await self._sweep_has_results(key):
-                await self._finish_status(key, "Cancelled.")
+                await self._finish_status(key, "Cancelled.", from_update=True)
             return
         held = held_s(job, self._now())
         if job.sweep_id is not None and job.sweep_ended < job.sweep_size:
@@ -1171,7 +1174,7 @@ class DiscordAdapter:
                 return FAILED  # best effort; the next update tries again
             return SHOWN
 
-    async def _finish_status(self, job_id: str, text: str) -> None:
+    async def _finish_status(self, job_id: str, text: str, *, from_update: bool = False) -> None:
         """The job ended without a result message (cancelled): say so where the status was
         (`text`: an English msgid, said in the job's member's language). A sweep's job ends the
         sweep's one status, unless part of the sweep is done: its delivery takes that message over."""
@@ -1181,6 +1184,9 @@ class DiscordAdapter:
         state.finished = True
         self._status_edits.finish(key)
         async with state.lock:
+            if from_update and state.ended_by_command:
+                return
+            state.ended_by_command = state.ended_by_command or not from_update
             if job is not None and job.sweep_id is not None and await self._sweep_has_results(key):
                 job = None
             if job is not None:
