@@ -15,6 +15,7 @@ from tests.harness.discord_bot import (
     GUILD,
     OTHER,
     USER,
+    callbacks,
     ephemerals,
     h,  # noqa: F401  (a fixture)
     result_edits,
@@ -172,3 +173,23 @@ async def test_a_mention_is_answered_in_the_language_of_the_members_latest_comma
     assert replies()[-1].content == "⏳ Recibido…"
     [job] = await h.jobs()
     assert job.reply["lang"] == "es-ES"  # its later statuses and result are said in Spanish too
+
+
+async def test_the_restyle_image_form_is_in_the_members_language_and_still_restyles(h):
+    await h.start()
+    h.fake.user_locales[USER] = "es-ES"
+    target = h.fake.message(CHANNEL, author=h.fake.user(3003, "poster"), guild_id=GUILD,
+                            attachments=[h.fake.attachment(picture_bytes())])  # fmt: skip
+    await h.fake.context_menu(target)
+    modal_call = (await h.fake.wait_for(lambda: callbacks(h.fake, 9), what="the form"))[0]
+    modal = modal_call.json["data"]
+    assert modal["title"] == "Reestilizar imagen"
+    labels = [(c["label"], c.get("description")) for c in modal["components"]]
+    assert labels == [
+        ("Descripción: el nuevo estilo", "Cómo debe quedar la imagen, p. ej. rainy night with neon signs"),
+        ("Intensidad (0.05 a 1.0)", "0.25 sutil · 0.5 clara · 0.8 fuerte; vacío: la predeterminada"),
+    ]
+    submit = await h.fake.modal_submit(modal_call, {"prompt": "watercolor", "strength": "0.5"})
+    await h.result_of(submit)
+    [job] = await h.jobs()
+    assert (job.prompt, job.strength, job.reply["lang"]) == ("watercolor", 0.5, "es-ES")

@@ -602,7 +602,7 @@ class DiscordAdapter:
         except _Unusable as exc:
             await self._tell(interaction, exc.said(_tr(interaction)))
             return
-        await interaction.response.send_modal(RestyleModal(self, pictures[0]))
+        await interaction.response.send_modal(RestyleModal(self, pictures[0], interaction.locale.value))
 
     async def on_modal_submit(
         self, interaction: discord.Interaction, picture: _Picture, prompt: str, strength: str
