@@ -18,6 +18,8 @@ pytestmark = pytest.mark.timeout(30)
 from tests.harness.language import english_left
 from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
     ANA,
+    BEN,
+    GROUP,
     PLANS,
     buy,
     fake,
@@ -180,3 +182,19 @@ async def test_a_spanish_member_is_answered_in_spanish_at_pre_checkout_and_on_th
     assert receipt.endswith("\nId del cobro: stxES1")
     assert not any(english in receipt for english in ("Payment received", "You are on", "Charge id", "until"))
 
+
+
+async def test_a_spanish_admin_reads_the_job_log_with_spanish_status_words_and_places(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.hold()
+    bot = await start_bot(engine=engine, bot='admins = ["telegram:1003"]')
+    running = fake.message(ANA, GROUP, text="/restyle running now", reply_to=photo_message(fake, ANA, GROUP))
+    await wait_reply(fake, running)
+    await asyncio.to_thread(engine.started.wait, 5)
+    await bot.clock.advance(5)  # newest first: the waiting one is listed above
+    await wait_reply(fake, fake.message(BEN, text="/restyle second in line", reply_to=photo_message(fake, BEN)))
+    lines = (await said(fake, LUCIA, "/queue log")).splitlines()
+    assert lines[0].endswith(", del más reciente al más antiguo (horas en UTC):")
+    assert "1002 en un chat privado · “second in line” · en cola · trabajo " in lines[1]
+    assert f"1001 en el chat {GROUP['id']} · “running now” · en curso · trabajo " in lines[2]
+    engine.gate.set()
