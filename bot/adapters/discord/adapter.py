@@ -454,10 +454,11 @@ class DiscordAdapter:
 
         @restyle.autocomplete("strength")
         async def strength_hints(interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[float]]:
+            tr = _tr(interaction)
             return [
-                app_commands.Choice(name="0.25 · subtle: keeps the layout, nudges colours", value=0.25),
-                app_commands.Choice(name="0.5 · clear: new style, shapes kept", value=0.5),
-                app_commands.Choice(name="0.8 · heavy: a rework", value=0.8),
+                app_commands.Choice(name=tr.gettext("0.25 · subtle: keeps the layout, nudges colours"), value=0.25),
+                app_commands.Choice(name=tr.gettext("0.5 · clear: new style, shapes kept"), value=0.5),
+                app_commands.Choice(name=tr.gettext("0.8 · heavy: a rework"), value=0.8),
             ]
 
         async def restyle_message(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -1238,7 +1239,7 @@ class DiscordAdapter:
                 if not can_edit and reply.get("kind") == "interaction":
                     await self._end_stale_status(job, _stale_text(text, job.reply.get("lang")))
                 if reply.get("channel_id") and not reply.get("bot_can_post", True):
-                    note = "(I cannot post in the channel you asked in, so here it is.)\n"
+                    note = tr.gettext("(I cannot post in the channel you asked in, so here it is.)") + "\n"
                 elif reply.get("channel_id"):
                     channel = self._client().get_partial_messageable(
                         int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
@@ -1260,8 +1261,12 @@ class DiscordAdapter:
                     except discord.NotFound:
                         note = tr.gettext("(The channel you asked in is gone, so here it is.)") + "\n"
                     except discord.Forbidden as exc:  # 50001 missing access, 50013 missing permissions
-                        # Discord's own names for the permissions, as the server settings show them in English.
-                        needs = "View Channel" if exc.code == MISSING_ACCESS else "Send Messages and Attach Files"
+                        # Discord's own names for the permissions, as its server settings show them.
+                        needs = (
+                            tr.pgettext("Discord permission", "View Channel")
+                            if exc.code == MISSING_ACCESS
+                            else tr.pgettext("Discord permission", "Send Messages and Attach Files")
+                        )
                         note = tr.gettext("(I am not allowed to post in {where}: I need {needs} there. So here it is.)")\
                             .format(where=where, needs=needs) + "\n"  # fmt: skip
                     except discord.HTTPException as exc:

@@ -30,6 +30,7 @@ result's compare view through its signed link when [web] public_url is set (bot/
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -60,7 +61,7 @@ from bot.commands import (
 )
 from bot.config import Config, is_loopback
 from bot.core.types import Accepted, Delivery, JobView, Member, Refused, SweepDelivery
-from bot.i18n import N_, language, translator
+from bot.i18n import N_, Translator, language, translator
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.service import RestyleService
 
@@ -98,20 +99,30 @@ REFUSAL_STATUS = {
     "not_admin": 403,
     "sweep": 403,
 }
-GONE = "That picture is not kept any more; pick it again and press Run."
+GONE = N_("That picture is not kept any more; pick it again and press Run.")
 # The page's own words, for what chat never has to say.
 NO_PICTURE = N_("Pick or drop a picture first.")
-NOT_READY = "The result is not ready yet; it appears here as soon as it is."
-CROSS_SITE = "This request came from another website, so it was refused."
-NEEDS_TOKEN = "This page needs its access token: open it once as /?token=<your [web] access_token>."
-SLOW_UPLOAD = "The upload took too long, so it was dropped; try again on a faster connection or with a smaller picture."
-BROKEN_UPLOAD = "The upload arrived cut short or garbled; pick the picture again and press Run."
-SWEEP_GONE = "That sweep is not kept any more; pick the picture again and press Run."
-BAD_REQUEST_ID = "request_id must be 8 to 64 letters, digits, '-' or '_'."
-METRICS_NEED_TOKEN = (
+NOT_READY = N_("The result is not ready yet; it appears here as soon as it is.")
+CROSS_SITE = N_("This request came from another website, so it was refused.")
+NEEDS_TOKEN = N_("This page needs its access token: open it once as /?token=<your [web] access_token>.")
+SLOW_UPLOAD = N_(
+    "The upload took too long, so it was dropped; try again on a faster connection or with a smaller picture."
+)
+BROKEN_UPLOAD = N_("The upload arrived cut short or garbled; pick the picture again and press Run.")
+SWEEP_GONE = N_("That sweep is not kept any more; pick the picture again and press Run.")
+BAD_REQUEST_ID = N_("request_id must be 8 to 64 letters, digits, '-' or '_'.")
+METRICS_NEED_TOKEN = N_(
     "/metrics is served beyond loopback only with a token: set [web] access_token (or RESTYLE_WEB_TOKEN) "
     "and send it as Authorization: Bearer <token>."
 )
+NOTHING_HERE = N_("There is nothing here.")
+NOT_ALLOWED = N_("That method is not allowed here.")
+BROKE = N_("Something went wrong on the bot's side; try again in a moment.")
+LOOPBACK_ONLY = N_("Open this page as http://127.0.0.1 (or localhost).")
+NOT_MULTIPART = N_("Send the picture as multipart/form-data, with the file in a field named picture.")
+BAD_CHANGE = N_('change must be "again", "subtler" or "stronger".')
+RESULT_FORMATS = N_("Results come as .png, .webp or .jpeg.")
+ENGLISH = translator(None)
 # After refusing a request whose body was not read (too big, too slow), the server still reads
 # and drops what the client sends this long, so the client can see the answer; then it hangs up.
 LINGER_S = 1.0
@@ -137,6 +148,11 @@ def _json_error(status: int, text: str, **extra: Any) -> web.Response:
     return web.json_response({"error": text, **extra}, status=status)
 
 
+def _tr(request: web.Request) -> Translator:
+    """The page's words in the language the browser asks for (Accept-Language)."""
+    return translator(request.headers.get("Accept-Language"))
+
+
 def _host_without_port(host_header: str) -> str:
     host = host_header.strip().lower()
     if host.startswith("["):
@@ -159,10 +175,12 @@ def _same_site_location(url: Any) -> str:
     return raw + (f"?{query}" if query else "")
 
 
-def too_big_message(size_bytes: int | None, limit_mb: float) -> str:
+def too_big_message(size_bytes: int | None, limit_mb: float, tr: Translator = ENGLISH) -> str:
     if size_bytes:
-        return f"That picture is {size_bytes / 1_000_000:.1f} MB; the most the bot takes is {limit_mb:g} MB."
-    return f"That picture is too big; the most the bot takes is {limit_mb:g} MB."
+        return tr.gettext("That picture is {size:.1f} MB; the most the bot takes is {limit:g} MB.").format(
+            size=size_bytes / 1_000_000, limit=limit_mb
+        )
+    return tr.gettext("That picture is too big; the most the bot takes is {limit:g} MB.").format(limit=limit_mb)
 
 
 def command_from_form(fields: dict[str, str]) -> RestyleCommand:
@@ -355,24 +373,26 @@ class WebAdapter:
         try:
             response = await handler(request)
         except ApiError as exc:
-            response = _json_error(exc.status, exc.text)
+            response = _json_error(exc.status, _tr(request).gettext(exc.text))
             if exc.close:
                 response.force_close()
         except web.HTTPRequestEntityTooLarge:
             # aiohttp stops reading at the limit; the declared length (when sent) is the real size.
-            response = _json_error(413, too_big_message(request.content_length, self.config.bot.max_upload_mb))
+            response = _json_error(
+                413, too_big_message(request.content_length, self.config.bot.max_upload_mb, _tr(request))
+            )
         except web.HTTPException as exc:
             if not (request.path.startswith("/api/") and exc.status >= 400):
                 raise
-            text = {404: "There is nothing here.", 405: "That method is not allowed here."}.get(exc.status, exc.reason)
-            response = _json_error(exc.status, text)
+            said = {404: NOTHING_HERE, 405: NOT_ALLOWED}.get(exc.status)
+            response = _json_error(exc.status, _tr(request).gettext(said) if said else exc.reason)
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
             log.exception("web request %s %s failed", request.method, request.path)
             if not request.path.startswith("/api/"):
                 raise
-            response = _json_error(500, "Something went wrong on the bot's side; try again in a moment.")
+            response = _json_error(500, _tr(request).gettext(BROKE))
         if not response.prepared:
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -385,7 +405,7 @@ class WebAdapter:
         declared = request.content_length
         if declared is not None and declared > self.max_body_bytes:
             # Said before a byte of the body is read; the connection closes after the answer.
-            response = _json_error(413, too_big_message(declared, self.config.bot.max_upload_mb))
+            response = _json_error(413, too_big_message(declared, self.config.bot.max_upload_mb, _tr(request)))
             response.force_close()
             return response
         if request.path.startswith("/compare/") and self.service.compare_links is not None:
@@ -398,7 +418,7 @@ class WebAdapter:
                 return refusal
             if request.path == "/metrics" and not is_loopback(self.host):
                 # Counts of jobs are nobody's business on the network without the admin's say-so.
-                return _json_error(403, METRICS_NEED_TOKEN)
+                return _json_error(403, _tr(request).gettext(METRICS_NEED_TOKEN))
         else:
             given = request.query.get("token")
             if given is not None and hmac.compare_digest(given.encode(), self._token.encode()):
@@ -415,9 +435,11 @@ class WebAdapter:
                     return response
             elif not self._authorized(request):
                 if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics"):
-                    response = _json_error(401, NEEDS_TOKEN)
+                    response = _json_error(401, _tr(request).gettext(NEEDS_TOKEN))
                 else:
-                    response = web.Response(status=401, text=NEEDS_TOKEN + "\n", content_type="text/plain")
+                    response = web.Response(
+                        status=401, text=_tr(request).gettext(NEEDS_TOKEN) + "\n", content_type="text/plain"
+                    )
                 response.headers["WWW-Authenticate"] = 'Bearer realm="restyle-bot"'
                 return response
             # With a token, the cookie is SameSite=Strict: other sites' requests carry no cookie.
@@ -430,11 +452,11 @@ class WebAdapter:
         if not (self.page and is_loopback(self.host)):
             return None
         if not is_loopback(_host_without_port(request.host)):
-            return _json_error(403, "Open this page as http://127.0.0.1 (or localhost).")
+            return _json_error(403, _tr(request).gettext(LOOPBACK_ONLY))
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("Origin")
             if origin is not None and origin.split("://", 1)[-1].lower() != request.host.lower():
-                return _json_error(403, CROSS_SITE)
+                return _json_error(403, _tr(request).gettext(CROSS_SITE))
         return None
 
     def _authorized(self, request: web.Request) -> bool:
@@ -548,11 +570,11 @@ class WebAdapter:
         if not (
             request.content_type.startswith("multipart/") or request.content_type == "application/x-www-form-urlencoded"
         ):
-            return _json_error(400, "Send the picture as multipart/form-data, with the file in a field named picture.")
+            return _json_error(400, _tr(request).gettext(NOT_MULTIPART))
         form = await self._read_body(request, request.post)
         request_id = request.headers.get("Idempotency-Key") or form.get("request_id") or None
         if request_id is not None and not (isinstance(request_id, str) and REQUEST_ID_RE.fullmatch(request_id)):
-            return _json_error(400, BAD_REQUEST_ID)
+            return _json_error(400, _tr(request).gettext(BAD_REQUEST_ID))
         member = self._member_of(request)
         tr = translator(member.lang)
         picture = form.get("picture")
@@ -565,14 +587,14 @@ class WebAdapter:
         if not data:
             return _json_error(400, tr.gettext(NO_PICTURE))
         if len(data) > self.max_upload_bytes:
-            return _json_error(413, too_big_message(len(data), self.config.bot.max_upload_mb))
+            return _json_error(413, too_big_message(len(data), self.config.bot.max_upload_mb, tr))
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         try:
             command = command_from_form(fields)
         except CommandError as exc:
             return _json_error(400, exc.render(tr))
         outcome = await self.service.jobs.submit(member, data, command, {"page": True}, request_key=request_id)
-        return await self._answer(outcome)
+        return await self._answer(outcome, tr)
 
     async def _read_body(self, request: web.Request, read: Callable[[], Awaitable[Any]]) -> Any:
         """`read()` the request's body within body_timeout_s. A body that is too slow, cut
@@ -608,18 +630,18 @@ class WebAdapter:
             body = {}
         change = str(body.get("change") or "again").lower()
         if change not in STRENGTH_CHANGES:
-            return _json_error(400, 'change must be "again", "subtler" or "stronger".')
+            return _json_error(400, _tr(request).gettext(BAD_CHANGE))
         outcome = await self.service.jobs.again(
             self._member_of(request), job_id, {"page": True}, strength_delta=STRENGTH_CHANGES[change]
         )
-        return await self._answer(outcome)
+        return await self._answer(outcome, _tr(request))
 
-    async def _answer(self, outcome: Accepted | Refused) -> web.Response:
+    async def _answer(self, outcome: Accepted | Refused, tr: Translator = ENGLISH) -> web.Response:
         if isinstance(outcome, Refused):
             return _json_error(REFUSAL_STATUS.get(outcome.reason, 400), outcome.text, reason=outcome.reason)
-        state = await self._state(outcome.job_id)
+        state = await self._state(outcome.job_id, tr)
         if outcome.sweep:
-            sweep = await self._sweep_state(outcome.job_id)
+            sweep = await self._sweep_state(outcome.job_id, tr)
             return web.json_response({"job": state, "sweep": sweep}, status=202)
         return web.json_response({"job": state}, status=202)
 
@@ -628,17 +650,18 @@ class WebAdapter:
             return flooded
         job_id = await self._own_job_id(request)
         cancelled = await self.service.jobs.cancel(self.member, job_id)
-        state = await self._state(job_id)
+        state = await self._state(job_id, _tr(request))
         answer: dict[str, Any] = {"cancelled": bool(cancelled), "job": state}
         if state is not None and state["sweep_id"] is not None:
-            answer["sweep"] = await self._sweep_state(state["sweep_id"])
+            answer["sweep"] = await self._sweep_state(state["sweep_id"], _tr(request))
         return web.json_response(answer)
 
     async def try_sweep(self, request: web.Request) -> web.Response:
         if (flooded := self._flooded(request)) is not None:
             return flooded
         job_id = await self._own_job_id(request)
-        return await self._answer(await self.service.jobs.sweep(self._member_of(request), job_id, {"page": True}))
+        outcome = await self.service.jobs.sweep(self._member_of(request), job_id, {"page": True})
+        return await self._answer(outcome, _tr(request))
 
     async def keep(self, request: web.Request) -> web.Response:
         """The page shows the job as its current result (the core checks it is still kept)."""
@@ -646,17 +669,17 @@ class WebAdapter:
         kept = await self.service.jobs.keep(self._member_of(request), job_id)
         if isinstance(kept, Refused):
             return _json_error(REFUSAL_STATUS.get(kept.reason, 404), kept.text, reason=kept.reason)
-        return web.json_response({"job": await self._state(job_id)})
+        return web.json_response({"job": await self._state(job_id, _tr(request))})
 
     async def sweep_view(self, request: web.Request) -> web.Response:
         sweep_id = await self._own_sweep_id(request)
-        return web.json_response(await self._sweep_state(sweep_id))
+        return web.json_response(await self._sweep_state(sweep_id, _tr(request)))
 
     async def sweep_files_zip(self, request: web.Request) -> web.Response:
         sweep_id = await self._own_sweep_id(request)
         fmt = FORMATS.get(request.match_info["fmt"].lower())
         if fmt is None:
-            return _json_error(404, "Results come as .png, .webp or .jpeg.")
+            return _json_error(404, _tr(request).gettext(RESULT_FORMATS))
         files = await self.service.jobs.sweep_files(self._member_of(request), sweep_id, fmt)
         if isinstance(files, Refused):
             return _json_error(REFUSAL_STATUS.get(files.reason, 404), files.text)
@@ -672,17 +695,17 @@ class WebAdapter:
 
     async def job_state(self, request: web.Request) -> web.Response:
         job_id = await self._own_job_id(request)
-        return web.json_response(await self._state(job_id))
+        return web.json_response(await self._state(job_id, _tr(request)))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the job's state now and at every change, until it ends."""
         job_id = await self._own_job_id(request)
-        return await self._stream(request, job_id, self._state)
+        return await self._stream(request, job_id, functools.partial(self._state, tr=_tr(request)))
 
     async def sweep_events(self, request: web.Request) -> web.StreamResponse:
         """The sweep's one state (as /api/sweeps/<id>) now and at every change of any of its jobs."""
         sweep_id = await self._own_sweep_id(request)
-        return await self._stream(request, sweep_id, self._sweep_state)
+        return await self._stream(request, sweep_id, functools.partial(self._sweep_state, tr=_tr(request)))
 
     async def _stream(
         self,
@@ -727,20 +750,21 @@ class WebAdapter:
         job_id = await self._own_job_id(request)
         data = await self.service.jobs.input_file(self.member, job_id, "png")
         if isinstance(data, Refused):
-            return _json_error(404, GONE)
+            return _json_error(404, _tr(request).gettext(GONE))
         return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
 
     async def result(self, request: web.Request) -> web.Response:
         job_id = await self._own_job_id(request)
         fmt = FORMATS.get(request.match_info["fmt"].lower())
+        tr = _tr(request)
         if fmt is None:
-            return _json_error(404, "Results come as .png, .webp or .jpeg.")
-        state = await self._state(job_id)
+            return _json_error(404, tr.gettext(RESULT_FORMATS))
+        state = await self._state(job_id, tr)
         if state is None or state["status"] != "ready":
             status = state["status"] if state else "gone"
             if status in ("queued", "running", "finishing"):
-                return _json_error(409, NOT_READY)
-            return _json_error(404, state.get("error") or GONE if state else GONE)
+                return _json_error(409, tr.gettext(NOT_READY))
+            return _json_error(404, (state.get("error") if state else None) or tr.gettext(GONE))
         data = await self.service.jobs.result_file(self.member, job_id, fmt)
         if isinstance(data, Refused):
             return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
@@ -778,14 +802,14 @@ class WebAdapter:
                     return sweep_id
         raise ApiError(404, SWEEP_GONE)
 
-    async def _sweep_state(self, sweep_id: str) -> dict[str, Any] | None:
-        states = [await self._state(view.id) for view in await self.service.jobs.sweep_jobs(sweep_id)]
+    async def _sweep_state(self, sweep_id: str, tr: Translator = ENGLISH) -> dict[str, Any] | None:
+        states = [await self._state(view.id, tr) for view in await self.service.jobs.sweep_jobs(sweep_id)]
         jobs = [state for state in states if state is not None]
         return sweep_state(sweep_id, jobs) if jobs else None
 
-    async def _state(self, job_id: str) -> dict[str, Any] | None:
+    async def _state(self, job_id: str, tr: Translator = ENGLISH) -> dict[str, Any] | None:
         """What the page shows for a job: queued, running, finishing (done, held back by the
-        tier's turnaround), ready, failed or cancelled."""
+        tier's turnaround), ready, failed or cancelled; its words in the browser's language (`tr`)."""
         view = await self.service.jobs.job(job_id)
         if view is None or (view.platform, view.user_id) != (self.member.platform, self.member.user_id):
             return None
@@ -806,14 +830,15 @@ class WebAdapter:
             "prompt": view.prompt,
             "negative_prompt": view.negative_prompt,
             "strength": view.strength,
-            "strength_word": describe_strength(view.strength),
+            "strength_word": describe_strength(view.strength, tr),
             "seed": view.seed,
             "steps": view.steps,
             "tier": view.tier,
             "width": view.width,
             "height": view.height,
             "seconds": round(view.seconds, 2) if view.seconds is not None else None,
-            "error": view.error,
+            # stored in English (the worker writes it): a known sentence is said in the language
+            "error": tr.gettext(view.error) if view.error else view.error,
             "sweep_id": view.sweep_id,
             "original_url": f"{base}/original.png",
             "result_url": None,
