@@ -5,6 +5,8 @@ one Spanish plans and perks, and an @mention is answered in its member's latest 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from bot.adapters.discord.translator import CatalogueTranslator
@@ -193,3 +195,23 @@ async def test_the_restyle_image_form_is_in_the_members_language_and_still_resty
     await h.result_of(submit)
     [job] = await h.jobs()
     assert (job.prompt, job.strength, job.reply["lang"]) == ("watercolor", 0.5, "es-ES")
+
+
+def test_a_message_is_answered_in_the_members_latest_language_else_the_servers_else_english():
+    import discord
+
+    from bot.adapters.discord.locales import RecentLocales
+
+    def message(user_id: int, guild_locale: str | None):
+        guild = SimpleNamespace(preferred_locale=discord.Locale(guild_locale)) if guild_locale else None
+        return SimpleNamespace(author=SimpleNamespace(id=user_id), guild=guild)
+
+    locales = RecentLocales(limit=2)
+    assert locales.of(message(1, None)) is None  # a DM from a member never seen: English
+    assert locales.of(message(1, "ru")) == "ru"  # a Community server's language
+    locales.saw(1, "es-ES")
+    assert locales.of(message(1, "ru")) == "es-ES"  # the member's own, once known
+    locales.saw(2, "ru")
+    locales.saw(1, "es-419")  # seen again: now the latest
+    locales.saw(3, "ru")  # past the limit the one seen longest ago (2) is forgotten
+    assert locales.of(message(1, None)) == "es-419" and locales.of(message(2, None)) is None
