@@ -88,6 +88,9 @@ class FakeTelegram:
     bot_username: str = "RestyleTestBot"
     download_limit: int = 20_000_000  # getFile refuses bigger files, like the cloud Bot API
     photo_upload_limit: int = 10_000_000
+    # Bot API, sendDocument: "Bots can currently send files of any type of up to 50 MB in size"
+    # (the cloud Bot API; a local server takes up to 2000 MB).
+    document_upload_limit: int = 50_000_000
     calls: list[Call] = field(default_factory=list)
     blocked: set[int] = field(default_factory=set)  # chats whose member blocked the bot
     files: dict[str, StoredFile] = field(default_factory=dict)
@@ -743,15 +746,27 @@ class FakeTelegram:
             raise _ApiError(400, "Bad Request: wrong number of media in the album")
         self._reply_target(params)  # fail before anything is "sent"
         group_id = str(next(self._group_ids))
-        prepared = []
+        kinds = {item.get("type") for item in media}
+        if not kinds <= {"photo", "document"}:
+            raise _ApiError(400, "Bad Request: this fake only takes photo and document albums")
+        if len(kinds) > 1:
+            # Bot API, sendMediaGroup / InputMediaDocument: "Documents and audio files can be
+            # only grouped in an album with messages of the same type."
+            raise _ApiError(400, "Bad Request: MEDIA_INVALID: documents can be grouped only with documents")
+        prepared: list[tuple[dict[str, Any], Any]] = []
         for item in media:
-            if item.get("type") != "photo":
-                raise _ApiError(400, "Bad Request: this fake only takes photo albums")
-            sizes = self._media(item["media"], files, None, photo=True)
-            prepared.append((sizes, item.get("caption")))
+            if item["type"] == "photo":
+                content: dict[str, Any] = {"photo": self._media(item["media"], files, None, photo=True)}
+            else:
+                file_id = self._media(item["media"], files, None, photo=False)
+                ref = str(item["media"])
+                name = _filename(files, ref[len("attach://"):]) if ref.startswith("attach://") else None
+                content = {"document": {"file_id": file_id, "file_unique_id": "u" + file_id,
+                                        "file_name": name or "file", "file_size": self.files[file_id].size}}  # fmt: skip
+            prepared.append((content, item.get("caption")))
         out = []
-        for sizes, caption in prepared:
-            extra: dict[str, Any] = {"photo": sizes, "media_group_id": group_id}
+        for content, caption in prepared:
+            extra: dict[str, Any] = {**content, "media_group_id": group_id}
             if caption is not None:
                 extra["caption"] = caption
             out.append(self._bot_message(params, **extra))
@@ -927,6 +942,9 @@ class FakeTelegram:
             if width + height > 10_000 or max(width, height) > 20 * min(width, height):
                 raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
             return sizes
+        if len(data) > self.document_upload_limit:
+            # Bot API, sendDocument: at most 50 MB a file for bots; bigger is 413 from the server.
+            raise _ApiError(413, "Request Entity Too Large")
         return self.add_file(data, kind="document")
 
 

@@ -153,3 +153,28 @@ async def test_set_my_commands_takes_a_two_letter_language_and_valid_commands(ap
         answer = await api("setMyCommands", commands=[bad])
         assert not answer["ok"] and answer["error_code"] == 400, bad
     assert set(api.fake.my_commands) == {('{"type": "default"}', "es"), ('{"type": "default"}', "")}
+
+
+async def test_document_albums_take_only_documents_and_each_file_is_at_most_50_mb(api):
+    fake = api.fake
+    fake.message(ANA, text="/start", push=False)
+    assert fake.document_upload_limit == 50_000_000  # Bot API, sendDocument: 50 MB for bots
+
+    async def album(*kinds: str) -> dict:
+        form = aiohttp.FormData()
+        form.add_field("chat_id", str(ANA["id"]))
+        media = [{"type": kind, "media": f"attach://part{i}"} for i, kind in enumerate(kinds)]
+        form.add_field("media", json.dumps(media))
+        for i in range(len(kinds)):
+            form.add_field(f"part{i}", picture_bytes(), filename=f"restyle-{i}.png")
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{fake.base_url}{TOKEN}/sendMediaGroup", data=form) as answer:
+                return await answer.json()
+
+    sent = await album("document", "document", "document")
+    assert sent["ok"] and [m["document"]["file_name"] for m in sent["result"]] == [f"restyle-{i}.png" for i in range(3)]
+    assert "MEDIA_INVALID" in (await album("document", "photo"))["description"]  # not mixed with photos
+    assert not (await album("document"))["ok"]  # 2-10 items
+    fake.document_upload_limit = 100  # stricter here, to test the rule without a 50 MB upload
+    assert (await album("document", "document"))["error_code"] == 413
+    assert (await api("sendDocument", chat_id=ANA["id"], document=picture_bytes()))["error_code"] == 413

@@ -81,11 +81,11 @@ async def test_reply_to_photo_gets_status_then_album_and_buttons(start_bot, fake
 
     [_, buttons_call] = await wait_reply(fake, request, 2)
     data = [b["callback_data"] for row in buttons_call.params["reply_markup"]["inline_keyboard"] for b in row]
-    assert data == [f"again:{job_id}", f"subtler:{job_id}", f"stronger:{job_id}",
+    assert data == [f"again:{job_id}", f"subtler:{job_id}", f"stronger:{job_id}", f"sweep:{job_id}",
                     f"file:png:{job_id}", f"file:webp:{job_id}", f"file:jpeg:{job_id}", f"compare:{job_id}"]  # fmt: skip
     assert all(len(d.encode()) < 64 for d in data)
     labels = [b["text"] for row in buttons_call.params["reply_markup"]["inline_keyboard"] for b in row]
-    assert "Subtler 0.45" in labels and "Stronger 0.75" in labels
+    assert "Subtler 0.45" in labels and "Stronger 0.75" in labels and "🎚 Try 3 strengths" in labels
 
     status = fake.messages[(ANA["id"], status_call_message_id(fake, status_call))]
     assert fake.live(status) is None  # the status message is cleaned up

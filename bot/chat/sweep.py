@@ -23,6 +23,11 @@ def try_sweep_button(tr: Translator = ENGLISH) -> str:
     return tr.gettext(TRY_SWEEP_TEMPLATE).format(count=len(SWEEP_STRENGTHS))
 
 
+def sweep_file_name(strength: float, extension: str) -> str:
+    """A sweep's result as a file, named by its strength: restyle-0.5.png."""
+    return f"restyle-{strength:g}.{extension}"
+
+
 def keep_label(strength: float, tr: Translator = ENGLISH) -> str:
     return tr.gettext("Keep {strength:g}").format(strength=strength)
 

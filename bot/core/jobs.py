@@ -23,12 +23,13 @@ from bot.commands import (
     with_strength_delta,
 )
 from bot.config import Config, TierSettings
+from bot.core import refusals
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.guards import FloodGuard
 from bot.core.types import Accepted, Delivery, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
-from bot.i18n import N_, Text, Translator, translator
+from bot.i18n import N_, Text, translator
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -355,24 +356,17 @@ class Jobs:
             if await self.store.is_banned(account_id):
                 return Refused(Reason.BANNED, tr.gettext(BANNED))
             if command.sweep and not tier.sweep:
-                return self._sweep_refusal(tier, member.lang)
+                return refusals.sweep(self.config.tiers, tier, member.lang)
             steps = command.steps if command.steps is not None else self.config.engine.steps
             if steps > tier.max_steps:
-                return Refused(
-                    Reason.STEPS,
-                    tr.gettext("The {tier} tier allows up to {steps} steps; use steps={steps} or fewer.").format(
-                        tier=tier.name, steps=tier.max_steps
-                    ),
-                    upgrade_hint=tier.name != self._top_tier(),
-                    lang=member.lang,
-                )
+                return refusals.steps(self.config.tiers, tier, member.lang)
             active = len(await self.store.member_active_jobs(account_id))
             if active + count > tier.max_queued:
-                return self._queue_limit_refusal(tier, member.lang, count, active)
+                return refusals.queue_limit(self.config.tiers, tier, member.lang, count, active)
             day = utc_day(now)
             used = await self.store.used_today(account_id, day)
             if used + count > tier.daily_quota:
-                return self._quota_refusal(tier, member.lang, count, used)
+                return refusals.quota(self.config.tiers, tier, member.lang, count, used)
 
             if picture is not None:
                 try:
@@ -448,10 +442,12 @@ class Jobs:
                 picture_from=source_job.id if source_job is not None else None,
             )
             if added == "quota":
-                return self._quota_refusal(tier, member.lang, count, await self.store.used_today(account_id, day))
+                return refusals.quota(
+                    self.config.tiers, tier, member.lang, count, await self.store.used_today(account_id, day)
+                )
             if added == "queue_limit":
                 active = len(await self.store.member_active_jobs(account_id))
-                return self._queue_limit_refusal(tier, member.lang, count, active)
+                return refusals.queue_limit(self.config.tiers, tier, member.lang, count, active)
             assert isinstance(added, list)
             if added[0].id != job_id:  # queued before under this request key (a retry found it)
                 log.info(
@@ -476,74 +472,6 @@ class Jobs:
             log.info("job %s queued for %s (%s, rank %.1f, position %d)", job_id, member.key, tier.name, record.rank,
                      accepted.position)  # fmt: skip
         return accepted
-
-    def _sweep_refusal(self, tier: TierSettings, lang: str | None) -> Refused:
-        tr: Translator = translator(lang)
-        higher = [t for t in self.config.tiers.values() if t.rank > tier.rank and t.sweep]
-        allowed = min(higher, key=lambda t: t.rank).name if higher else None
-        message = tr.gettext("The {tier} tier cannot run strength sweeps; pick one strength, like strength=0.5.")
-        message = message.format(tier=tier.name)
-        if allowed is not None:
-            message += " " + tr.gettext("The {tier} tier runs them.").format(tier=allowed)
-        return Refused(Reason.SWEEP, message, upgrade_hint=allowed is not None, lang=lang)
-
-    def _queue_limit_refusal(self, tier: TierSettings, lang: str | None, count: int = 1, active: int = 0) -> Refused:
-        tr: Translator = translator(lang)
-        if count > 1:
-            return Refused(
-                Reason.QUEUE_LIMIT,
-                tr.ngettext(
-                    "A sweep runs {count} jobs at once, and the {tier} tier allows {most} waiting; you have {active} "
-                    "waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
-                    "A sweep runs {count} jobs at once, and the {tier} tier allows {most} waiting; you have {active} "
-                    "waiting already. Wait for them to finish, /cancel one, or ask for one strength.",
-                    count,
-                ).format(count=count, tier=tier.name, most=tier.max_queued, active=active),
-                upgrade_hint=tier.name != self._top_tier(),
-                lang=lang,
-            )
-        return Refused(
-            Reason.QUEUE_LIMIT,
-            tr.ngettext(
-                "You already have {count} job waiting, the most the {tier} tier allows. "
-                "Wait for it to finish, or /cancel it.",
-                "You already have {count} jobs waiting, the most the {tier} tier allows. "
-                "Wait for one to finish, or /cancel one.",
-                tier.max_queued,
-            ).format(count=tier.max_queued, tier=tier.name),
-            upgrade_hint=tier.name != self._top_tier(),
-            lang=lang,
-        )
-
-    def _quota_refusal(self, tier: TierSettings, lang: str | None, count: int = 1, used: int = 0) -> Refused:
-        tr: Translator = translator(lang)
-        left = max(0, tier.daily_quota - used)
-        if count > 1 and left > 0:
-            return Refused(
-                Reason.QUOTA,
-                tr.ngettext(
-                    "A sweep runs {count} jobs; you have {left} of your {quota} restyles left today. "
-                    "Ask for one strength instead, or sweep again after midnight UTC.",
-                    "A sweep runs {count} jobs; you have {left} of your {quota} restyles left today. "
-                    "Ask for one strength instead, or sweep again after midnight UTC.",
-                    count,
-                ).format(count=count, left=left, quota=tier.daily_quota),
-                upgrade_hint=tier.name != self._top_tier(),
-                lang=lang,
-            )
-        return Refused(
-            Reason.QUOTA,
-            tr.ngettext(
-                "You have used your {count} restyle of the {tier} tier today. The count starts again at midnight UTC.",
-                "You have used all {count} restyles of the {tier} tier today. The count starts again at midnight UTC.",
-                tier.daily_quota,
-            ).format(count=tier.daily_quota, tier=tier.name),
-            upgrade_hint=tier.name != self._top_tier(),
-            lang=lang,
-        )
-
-    def _top_tier(self) -> str:
-        return max(self.config.tiers.values(), key=lambda t: t.rank).name
 
     def _new_job_id(self) -> str:
         # Short enough for Telegram's 64-byte button data, unguessable enough for links.

@@ -6,6 +6,10 @@ status message that it edits as the job moves, and delivers the result as an alb
 result) followed by one message of buttons: Again, Subtler, Stronger and the file as PNG / WebP /
 JPEG.
 
+A strength sweep (`strength=sweep`, or "Try 3 strengths" under a result) has one status message
+for its three jobs and is answered with one photo of the results side by side, with a "Keep"
+button per strength and one for the files (bot/adapters/telegram/sweep.py).
+
 Everything the adapter needs to answer later (chat, message to reply to, status message, the
 original picture's file_id) lives in the job's `reply` dict, which the service keeps in SQLite:
 a restart loses nothing. Delivery steps already done (album, buttons) are recorded there too, so
@@ -27,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 from telegram import (
     BotCommand,
+    CallbackQuery,
     InlineKeyboardMarkup,
     InputFile,
     InputMediaPhoto,
@@ -77,6 +82,7 @@ from bot.adapters.telegram.parsing import (
     _replied,
     _stale_file_id,
 )
+from bot.adapters.telegram.sweep import send_sweep, send_sweep_files
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
     CANCELLED,
@@ -105,6 +111,7 @@ from bot.chat.buttons import owned_job
 from bot.chat.compare import side_by_side
 from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
 from bot.chat.surface import Style
+from bot.chat.sweep import SENDING_SWEEP_FILES, SWEEP_GONE, sweep_status
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
     EXAMPLE,
@@ -117,7 +124,7 @@ from bot.commands import (
     whole_number,
 )
 from bot.config import Config
-from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
 from bot.i18n import LANGUAGES, N_, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place, place_refusal
@@ -127,6 +134,9 @@ log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
 PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
+PHOTO_MAX_RATIO = 20  # Bot API, sendPhoto: "Width and height ratio must be at most 20"
+CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
+FINISHED_KEPT = 1000  # finished status messages remembered (a sweep's three jobs end it once)
 DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
@@ -220,6 +230,7 @@ class TelegramAdapter:
         self._moved_from: dict[int, int] = {}
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
         self._jobs: dict[str, _JobState] = {}
+        self._finished: dict[str, str] = {}  # status key -> what its end said, in this run, oldest first
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
         self._webhook_runner: Any = None
@@ -773,7 +784,8 @@ class TelegramAdapter:
     async def _after_submit(
         self, result: Accepted | Refused, reply: dict[str, Any], message: Message, lang: str | None
     ) -> None:
-        """Say "Queued" (with a Cancel button) or why not, and remember the status message."""
+        """Say "Queued" (with a Cancel button) or why not, and remember the status message. A
+        sweep gets one, keyed by its lead (the Cancel button cancels the whole sweep)."""
         if isinstance(result, Refused):
             if not result.quiet:
                 await self._answer(message, result.text)
@@ -786,6 +798,10 @@ class TelegramAdapter:
         state.status_pending = True
         tr = translator(lang)
         text = queued_text(result.position, result.eta_s, tr)
+        if result.sweep:
+            lead = await self.service.jobs.job(job_id)
+            if lead is not None:
+                text = sweep_status(lead, tr)
         try:
             async with self._sending(reply["chat_id"]):
                 sent = await self.bot.send_message(
@@ -805,6 +821,11 @@ class TelegramAdapter:
                                  position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
         state.status_pending = False
         await self._save_reply(job_id, reply, status_id=sent.message_id)
+        for sibling in result.sweep[1:]:  # each job of a sweep finds the one status after a restart
+            try:
+                await self.service.jobs.update_reply(sibling, {**reply, "status_id": sent.message_id})
+            except Exception:
+                log.warning("job %s: could not save its reply data", sibling, exc_info=True)
         if state.finished_text is not None:  # it was delivered while we were saying "Queued"
             await self._finish_status(job_id, state.finished_text)
             self._forget(job_id)
@@ -946,7 +967,8 @@ class TelegramAdapter:
         job_id = rest
         member = self._member(query.from_user)
         tr = translator(member.lang)
-        job = await owned_job(self.service, member, job_id)
+        under_sweep = action in ("keep", "sweepfiles")
+        job = await owned_job(self.service, member, job_id, SWEEP_GONE if under_sweep else texts.JOB_GONE)
         if isinstance(job, str):
             await _quietly(query.answer(job, show_alert=True))
             return
@@ -982,13 +1004,19 @@ class TelegramAdapter:
             if message is not None:
                 await self._send_side_by_side(job, member, message.chat.id, message.message_id)
             return
-        delta = STRENGTH_CHANGES.get(action)
+        if action == "keep" and message is not None:
+            await self._keep(query, job, member, message)  # type: ignore[arg-type]  # as in _place_refusal below
+            return
+        if action == "sweepfiles" and message is not None:
+            await self._send_sweep_files(query, job, member, message)  # type: ignore[arg-type]  # as above
+            return
+        delta = STRENGTH_CHANGES.get(action) if action != "sweep" else 0.0
         if delta is None or message is None:
             await _quietly(query.answer())
             return
         refused = self._place_refusal(message, member.lang)  # type: ignore[arg-type]  # an InaccessibleMessage is not told apart
         if refused is not None:
-            await _quietly(query.answer(refused.text if not refused.quiet else None, show_alert=not refused.quiet))
+            await self._refuse_press(query, message, refused)  # type: ignore[arg-type]  # as above
             return
         reply = {
             "chat_id": message.chat.id,
@@ -999,16 +1027,67 @@ class TelegramAdapter:
             "picture_kind": job.reply.get("picture_kind"),
             "parent": job_id,
         }
-        result = await self.service.jobs.again(
-            member, job_id, reply, strength_delta=delta, request_key=f"callback:{query.id}"
-        )
+        key = f"callback:{query.id}"
+        if action == "sweep":  # "Try 3 strengths": the same picture, prompt and seed at each
+            result = await self.service.jobs.sweep(member, job_id, reply, request_key=key)
+        else:
+            result = await self.service.jobs.again(member, job_id, reply, strength_delta=delta, request_key=key)
         if isinstance(result, Refused):
-            await _quietly(query.answer(result.text if not result.quiet else None, show_alert=not result.quiet))
+            await self._refuse_press(query, message, result)  # type: ignore[arg-type]  # as above
             return
         if result.duplicate:
             return  # this press was answered when it first came
         await _quietly(query.answer(tr.gettext("Queued: #{place} in line").format(place=result.position + 1)))
         await self._after_submit(result, reply, message, member.lang)  # type: ignore[arg-type]  # as in _place_refusal above
+
+    async def _refuse_press(self, query: CallbackQuery, message: Message, refused: Refused) -> None:
+        """Why a button did nothing: in the press's alert, or (too long for one) in the chat."""
+        if refused.quiet:
+            await _quietly(query.answer())
+        elif len(refused.text) <= CALLBACK_ANSWER_LIMIT:
+            await _quietly(query.answer(refused.text, show_alert=True))
+        else:
+            await _quietly(query.answer())
+            await self._answer(message, refused.text)
+
+    async def _keep(self, query: CallbackQuery, job: JobView, member: Member, message: Message) -> None:
+        """ "Keep 0.5" under a sweep: that result sent as an ordinary one (album and buttons),
+        answering the sweep's message; its Again / Subtler / Stronger then go on from it."""
+        delivery = await self.service.jobs.keep(member, job.id)
+        if isinstance(delivery, Refused):
+            await self._refuse_press(query, message, delivery)
+            return
+        await _quietly(query.answer())
+        reply = {
+            "chat_id": message.chat.id,
+            "message_id": message.message_id,
+            "thread_id": job.reply.get("thread_id"),
+            "picture_file_id": job.reply.get("picture_file_id"),
+            "picture_kind": job.reply.get("picture_kind"),
+        }
+        try:
+            async with self._sending(message.chat.id):
+                # Not a delivery of the service's: nothing to record (a second press sends it again).
+                await self._send_result(delivery, reply, set(), record=False)
+        except TelegramError as exc:
+            log.warning("job %s: could not send the kept result (%s)", job.id, _short(exc))
+
+    async def _send_sweep_files(self, query: CallbackQuery, job: JobView, member: Member, message: Message) -> None:
+        """ "📁 Files" under a sweep: its results as PNG documents in one album, named by strength."""
+        await _quietly(query.answer(translator(member.lang).gettext(SENDING_SWEEP_FILES)))
+        sweep_id = job.sweep_id or job.id
+        files = await self.service.jobs.sweep_files(member, sweep_id, "png", DOCUMENT_LIMIT_BYTES)
+        reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
+        thread = job.reply.get("thread_id")
+        try:
+            if isinstance(files, Refused):
+                await self.bot.send_message(message.chat.id, files.text, reply_parameters=reply_to,
+                                            message_thread_id=thread)  # fmt: skip
+            else:
+                await send_sweep_files(self.bot, message.chat.id, files, OUTPUT_FORMATS["png"].extension, reply_to,
+                                       thread, self.media_read_timeout_s)  # fmt: skip
+        except TelegramError as exc:
+            log.warning("sweep %s: could not send its files (%s)", sweep_id, _short(exc))
 
     def _compare_url(self, job_id: str) -> str | None:
         links = self.service.compare_links
@@ -1034,15 +1113,19 @@ class TelegramAdapter:
     # The service's side (FrontEnd) -------------------------------------------------------------
 
     async def job_updated(self, job: JobView) -> None:
-        """Show the job's state in its status message, within its chat's edit budget."""
-        if job.status == "cancelled" and job.id in self._statuses:
+        """Show the job's state in its status message, within its chat's edit budget. A sweep's
+        jobs share one status message, keyed by the sweep's lead."""
+        key = _status_key(job)
+        if job.status == "cancelled" and key in self._statuses:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
-            await self._finish_status(job.id, CANCELLED)
+            await self._finish_status(key, CANCELLED)
             return
         held = held_s(job, self.service.clock.now())
+        if job.sweep_id is not None and job.sweep_ended < job.sweep_size:
+            held = None  # one result of a sweep is in; its status goes on with the others
         if job.status not in ("queued", "running") and held is None:
             return
-        state = self._jobs.get(job.id)
+        state = self._jobs.get(key)
         if state is not None and state.status_pending:
             state.early_view = job
             return
@@ -1052,20 +1135,22 @@ class TelegramAdapter:
             text = texts.held_result(held, job.tier, TELEGRAM_STYLE, translator(job.reply.get("lang")))
             if job.reply.get("group"):
                 text = addressed_commands(text, self.bot.username or "")
-            self._status_edits.want(job.id, text, False, settled=True)
+            self._status_edits.want(key, text, False, settled=True)
             return
-        text, cancel = status_text(job)
-        self._status_edits.want(
-            job.id, text, cancel, position=(job.position or 0) + 1 if job.status == "queued" else None
-        )
+        if job.sweep_id is not None:
+            text, cancel = sweep_status(job), True
+        else:
+            text, cancel = status_text(job)
+        self._status_edits.want(key, text, cancel, position=(job.position or 0) + 1 if job.status == "queued" else None)
 
     def _status_of(self, job: JobView) -> _StatusMessage | None:
-        status = self._statuses.get(job.id)
+        key = _status_key(job)
+        status = self._statuses.get(key)
         if status is None and job.reply.get("status_id"):
             # After a restart: the status message we sent in the last run.
             status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang"))
-            self._statuses[job.id] = status
-            self._status_edits.track(job.id, status.chat_id, self._edit_budget(bool(job.reply.get("group"))))
+            self._statuses[key] = status
+            self._status_edits.track(key, status.chat_id, self._edit_budget(bool(job.reply.get("group"))))
         return status
 
     def _edit_budget(self, group: bool) -> Budget:
@@ -1129,7 +1214,22 @@ class TelegramAdapter:
                 await self._mark_step(job, "failure")
 
         await self._deliver(job, send)
-        await self._finish_status(job.id, FAILED_TEXT)
+        await self._finish_status(_status_key(job), FAILED_TEXT)
+
+    async def deliver_sweep(self, sweep: SweepDelivery) -> None:
+        """The sweep as one answer to its request (bot/adapters/telegram/sweep.py); each step
+        sent is recorded in the lead's reply, so a retry or a restart sends it once."""
+        lead = next((job for job in sweep.jobs if job.id == sweep.sweep_id), sweep.jobs[0])
+
+        async def send(reply: dict[str, Any], steps: set[str]) -> None:
+            async def mark(step: str) -> None:
+                await self._mark_step(lead, step)
+
+            await send_sweep(self.bot, sweep, reply, steps, photo=self._photo_payload, mark=mark,
+                             read_timeout=self.media_read_timeout_s)  # fmt: skip
+
+        await self._deliver(lead, send)
+        await self._finish_status(sweep.sweep_id, DONE)
 
     async def _deliver(self, job: JobView, send: Callable[[dict[str, Any], set[str]], Awaitable[None]]) -> None:
         """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
@@ -1192,8 +1292,17 @@ class TelegramAdapter:
         except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
             log.info("job %s: could not tell the member privately (%s)", job.id, _short(exc))
 
-    async def _send_result(self, delivery: Delivery, reply: dict[str, Any], steps: set[str]) -> None:
+    async def _send_result(
+        self, delivery: Delivery, reply: dict[str, Any], steps: set[str], *, record: bool = True
+    ) -> None:
+        """The album (original + result), its buttons and the file asked for; each step sent is
+        recorded in the job's reply unless `record` is False."""
         job = delivery.job
+
+        async def mark(step: str) -> None:
+            if record:
+                await self._mark_step(job, step)
+
         chat_id, thread = reply["chat_id"], reply.get("thread_id")
         if "album" not in steps:
             result_bytes = await asyncio.to_thread(self._photo_payload, delivery.result_picture)
@@ -1227,7 +1336,7 @@ class TelegramAdapter:
                     await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
             else:
                 await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
-            await self._mark_step(job, "album")
+            await mark("album")
         if "buttons" not in steps:
             tr = translator(job.reply.get("lang"))
             await self.bot.send_message(
@@ -1237,7 +1346,7 @@ class TelegramAdapter:
                 reply_markup=result_buttons(job, self._compare_url(job.id), tr),
                 message_thread_id=thread,
             )
-            await self._mark_step(job, "buttons")
+            await mark("buttons")
         if job.output_format and "file" not in steps:
             ext = OUTPUT_FORMATS[job.output_format].extension
             data = await self.service.jobs.result_file(
@@ -1245,7 +1354,7 @@ class TelegramAdapter:
             )
             if not isinstance(data, Refused):
                 await self._send_file(job.id, chat_id, data, f"restyle-{job.id}.{ext}", _reply_to(reply), thread)
-            await self._mark_step(job, "file")
+            await mark("file")
 
     async def _send_file(
         self,
@@ -1268,12 +1377,21 @@ class TelegramAdapter:
 
     def _photo_payload(self, data: bytes) -> bytes:
         """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
-        into one anyway; the lossless PNG is one button away) under the upload limit."""
+        into one anyway; the lossless PNG is one button away) under the upload limit, within its
+        sides (a sweep's three wide pictures side by side get a margin to a ratio it takes)."""
         from PIL import Image
+
+        from engine.pictures import LIGHT_GREY
 
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             picture = img.convert("RGB")
+        if max(width, height) > PHOTO_MAX_RATIO * min(width, height):
+            # Rounded up, one short of the limit: the shrinking below rounds each side down.
+            short = -(-max(width, height) // (PHOTO_MAX_RATIO - 1))
+            padded = Image.new("RGB", (width, short) if width > height else (short, height), LIGHT_GREY)
+            padded.paste(picture, (0, (short - height) // 2) if width > height else ((short - width) // 2, 0))
+            picture, (width, height) = padded, padded.size
         if width + height > PHOTO_MAX_SIDES:
             scale = (PHOTO_MAX_SIDES - 8) / (width + height)
             picture = picture.resize(
@@ -1309,13 +1427,16 @@ class TelegramAdapter:
     async def _finish_status(self, job_id: str, text: str) -> None:
         """The job is over: delete its status message (or, if Telegram will not, say `text`, an
         English msgid said in the member's language; DONE deletes)."""
-        state = self._jobs.get(job_id)
         status = self._statuses.pop(job_id, None)
         if status is None:
             job = await self.service.jobs.job(job_id)
             if job is not None:
+                job_id = _status_key(job)  # a sweep's job: the sweep's one status
+                if self._finished.get(job_id) == text:
+                    return  # said already: a sweep's jobs end together (its /cancel names each)
                 status = self._status_of(job)
                 self._statuses.pop(job_id, None)
+        state = self._jobs.get(job_id)
         if status is None:
             if state is not None and state.status_pending:
                 state.finished_text = text
@@ -1323,6 +1444,9 @@ class TelegramAdapter:
             return
         self._forget(job_id)
         self._status_edits.finish(job_id)
+        self._finished[job_id] = text
+        while len(self._finished) > FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
         said = translator(status.lang).gettext(text)
         try:
             if text == DONE:
@@ -1360,6 +1484,11 @@ class _CommandChat:
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
+
+
+def _status_key(job: JobView) -> str:
+    """Where a job's status is kept: its own id, or its sweep's (the lead's) for a sweep's job."""
+    return job.sweep_id or job.id
 
 
 def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:

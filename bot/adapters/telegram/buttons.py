@@ -8,11 +8,13 @@ from collections.abc import Callable, Mapping
 from telegram import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.chat import texts
+from bot.chat.sweep import SWEEP_FILES_BUTTON, keep_choices, try_sweep_button
 from bot.commands import OUTPUT_FORMATS, STRENGTH_STEP, Recipe, with_strength_delta
-from bot.core.types import JobView
+from bot.core.types import JobView, SweepDelivery
 from bot.i18n import Translator, translator
 
-BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file|compare):")
+# sweep:<job> runs a result at three strengths; keep:<job> and sweepfiles:<sweep> sit under a sweep.
+BUTTON_DATA = re.compile(r"^(again|subtler|stronger|cancel|file|compare|sweep|sweepfiles|keep):")
 RECIPE_BUTTONS = 12  # ready-made styles under /help; /styles lists them all
 
 
@@ -31,6 +33,7 @@ def result_buttons(job: JobView, compare_url: str | None = None, tr: Translator 
                     tr.gettext("Stronger {strength:g}").format(strength=stronger), callback_data=f"stronger:{job.id}"
                 ),
             ],
+            [InlineKeyboardButton(try_sweep_button(tr), callback_data=f"sweep:{job.id}")],
             [
                 InlineKeyboardButton(output.label, callback_data=f"file:{fmt}:{job.id}")
                 for fmt, output in OUTPUT_FORMATS.items()
@@ -41,6 +44,14 @@ def result_buttons(job: JobView, compare_url: str | None = None, tr: Translator 
             ],
         ]
     )
+
+
+def sweep_buttons(sweep: SweepDelivery, tr: Translator | None = None) -> InlineKeyboardMarkup:
+    """Under a sweep's picture: "Keep <strength>" for each result there is, then its files."""
+    tr = tr or translator(sweep.jobs[0].reply.get("lang"))
+    keeps = [InlineKeyboardButton(label, callback_data=f"keep:{job_id}") for job_id, label in keep_choices(sweep, tr)]
+    files = InlineKeyboardButton(tr.gettext(SWEEP_FILES_BUTTON), callback_data=f"sweepfiles:{sweep.sweep_id}")
+    return InlineKeyboardMarkup([keeps, [files]])
 
 
 def _cancel_markup(job_id: str, tr: Translator | None = None) -> InlineKeyboardMarkup:

@@ -7,11 +7,9 @@ import io
 import zipfile
 from typing import Any
 
+from bot.chat.sweep import sweep_file_name
+
 ACTIVE = ("queued", "running")
-
-
-def sweep_file_name(strength: float, extension: str) -> str:
-    return f"restyle-{strength:g}.{extension}"
 
 
 def sweep_state(sweep_id: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,126 @@
+"""A strength sweep on Telegram: its answer (one photo of the results side by side, captioned,
+with a Keep button per result and one for the files) and its results as files in one album.
+Plain functions on python-telegram-bot's Bot; the adapter supplies the reply data and records
+each step it reports, so a delivery retried after a restart sends nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from telegram import InputFile, InputMediaDocument, InputMediaPhoto, ReplyParameters
+from telegram.error import TimedOut
+
+from bot.adapters.telegram.buttons import sweep_buttons
+from bot.adapters.telegram.texts import CAPTION_LIMIT
+from bot.chat.sweep import sweep_caption, sweep_file_name
+from bot.core.types import SweepDelivery
+from bot.i18n import translator
+
+log = logging.getLogger("bot.telegram")
+
+# The steps of a sweep's delivery, recorded in its lead's reply["sent"].
+SHEET = "sweep-sheet"  # the one photo with its caption and buttons
+ALBUM = "sweep-album"  # no sheet: the results as an album ...
+BUTTONS = "sweep-buttons"  # ... then the caption and buttons as a message
+ALBUM_MIN, ALBUM_MAX = 2, 10  # Bot API, sendMediaGroup: "must include 2-10 items"
+
+
+async def send_sweep(
+    bot: Any,
+    sweep: SweepDelivery,
+    reply: dict[str, Any],
+    steps: set[str],
+    *,
+    photo: Callable[[bytes], bytes],
+    mark: Callable[[str], Awaitable[None]],
+    read_timeout: float,
+) -> None:
+    """Answer the sweep's request: the 3-up sheet as one photo (`photo` makes a stored picture
+    one Telegram takes); where there is no sheet, one result alone the same way, or the results
+    as an album followed by the caption and buttons. Steps in `steps` were sent before."""
+    lead = sweep.jobs[0]
+    tr = translator(lead.reply.get("lang"))
+    chat_id, thread = reply["chat_id"], reply.get("thread_id")
+    reply_to = _reply_to(reply)
+    caption = sweep_caption(sweep, CAPTION_LIMIT, tr)
+    markup = sweep_buttons(sweep, tr)
+    done = sweep.done
+    alone = sweep.sheet if sweep.sheet is not None else (sweep.results[done[0].id] if len(done) == 1 else None)
+    if alone is not None:
+        if SHEET not in steps:
+            data = await asyncio.to_thread(photo, alone)
+            await _upload(
+                bot.send_photo(chat_id, InputFile(data, filename=f"sweep-{sweep.sweep_id}.jpg"), caption=caption,
+                               reply_markup=markup, reply_parameters=reply_to, message_thread_id=thread,
+                               read_timeout=read_timeout),
+                sweep.sweep_id,
+            )  # fmt: skip
+            await mark(SHEET)
+        return
+    if ALBUM not in steps:
+        media = [
+            InputMediaPhoto(
+                await asyncio.to_thread(photo, sweep.results[job.id]),
+                caption=f"{job.strength:g}",
+                filename=sweep_file_name(job.strength, "jpg"),
+            )
+            for job in done[:ALBUM_MAX]
+        ]
+        await _upload(
+            bot.send_media_group(chat_id, media, reply_parameters=reply_to, message_thread_id=thread,
+                                 read_timeout=read_timeout),
+            sweep.sweep_id,
+        )  # fmt: skip
+        await mark(ALBUM)
+    if BUTTONS not in steps:
+        # sendMediaGroup takes no reply_markup (Bot API): the buttons come in a message of their own.
+        await bot.send_message(chat_id, caption, reply_markup=markup, reply_parameters=reply_to,
+                               message_thread_id=thread)  # fmt: skip
+        await mark(BUTTONS)
+
+
+async def send_sweep_files(
+    bot: Any,
+    chat_id: int,
+    files: list[tuple[float, bytes]],
+    extension: str,
+    reply_to: ReplyParameters | None,
+    thread: int | None,
+    read_timeout: float,
+) -> None:
+    """The results as files named by strength (restyle-0.5.png): one album of documents (Bot
+    API, sendMediaGroup: 2-10 documents, none mixed with photos), or one document alone."""
+    named = [(sweep_file_name(strength, extension), data) for strength, data in files]
+    if len(named) < ALBUM_MIN:
+        for name, data in named:
+            await bot.send_document(chat_id, InputFile(data, filename=name), reply_parameters=reply_to,
+                                    message_thread_id=thread, disable_content_type_detection=True,
+                                    read_timeout=read_timeout)  # fmt: skip
+        return
+    media = [
+        InputMediaDocument(data, filename=name, disable_content_type_detection=True)
+        for name, data in named[:ALBUM_MAX]  # a sweep has 3
+    ]
+    await bot.send_media_group(chat_id, media, reply_parameters=reply_to, message_thread_id=thread,
+                               read_timeout=read_timeout)  # fmt: skip
+
+
+async def _upload(call: Awaitable[Any], sweep_id: str) -> None:
+    try:
+        await call
+    except TimedOut as exc:
+        if not isinstance(exc.__cause__, httpx.ReadTimeout):
+            raise
+        # The whole upload was written and only the answer was late: Telegram has taken it.
+        # Sending it again would post it twice.
+        log.warning("sweep %s: Telegram took the pictures but answered too late; not sending them again", sweep_id)
+
+
+def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
+    if not reply.get("message_id"):
+        return None
+    return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
