@@ -198,3 +198,10 @@ async def test_a_spanish_admin_reads_the_job_log_with_spanish_status_words_and_p
     assert "1002 en un chat privado · “second in line” · en cola · trabajo " in lines[1]
     assert f"1001 en el chat {GROUP['id']} · “running now” · en curso · trabajo " in lines[2]
     engine.gate.set()
+
+
+async def test_the_default_terms_and_support_texts_are_said_in_the_members_language(start_bot, fake):
+    await start_bot(extra=PLANS)
+    assert (await said(fake, LUCIA, "/terms")).startswith("Las mejoras dan un plan superior durante el periodo comprado.")
+    assert (await said(fake, IVAN, "/paysupport")).startswith("Если нужна помощь с платежом, напишите администратору")
+    assert (await said(fake, ANA, "/terms")).startswith("Upgrades give a higher tier for the period bought.")
