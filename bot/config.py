@@ -32,6 +32,7 @@ from pydantic.dataclasses import dataclass as settings
 from pydantic.fields import FieldInfo
 
 from bot.commands import MAX_PROMPT_CHARS
+from bot.i18n import N_
 
 # Environment variables that supply secrets, so they can stay out of the file (and out of git).
 ENV_TOKENS: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -503,11 +504,12 @@ DEFAULT_STYLES: Mapping[str, StyleSettings] = MappingProxyType({
 
 @settings(frozen=True, config=_TABLE)
 class PaymentSettings:
-    terms: Annotated[str, Checked(_text(hint="the text /terms shows"))] = (
+    # The defaults are in the catalogue (said in the member's language); an admin's own text is shown as written.
+    terms: Annotated[str, Checked(_text(hint="the text /terms shows"))] = N_(
         "Upgrades give a higher tier for the period bought. Payments are final, except where the admin refunds "
         "them; a refund ends the tier it paid for. The service may change or stop; unused paid time is refunded then."
     )
-    support: Annotated[str, Checked(_text(hint="the text /paysupport shows"))] = (
+    support: Annotated[str, Checked(_text(hint="the text /paysupport shows"))] = N_(
         "For help with a payment, write to the bot's admin and give the date and the charge id."
     )
     secret: _OptionalText = None  # signs invoice payloads; None: a random one kept in data_dir

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Config, PlanSettings, TierSettings
+from bot.i18n import Translator, translator
 
 DAY_S = 86400.0
 LINK_CODE_TTL_S = 600.0  # a /link code works for 10 minutes
@@ -30,6 +31,7 @@ CODE_PREFIX = "RS"
 LINK_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 LINK_LENGTH = 8  # ~39 bits, alive 10 minutes, 5 guesses an hour: not guessable
 PAYLOAD_VERSION = "u1"
+ENGLISH = translator(None)
 SIG_BYTES = 12  # 96-bit HMAC tag, base64url: 16 characters
 
 
@@ -44,37 +46,57 @@ class PlanView:
     stars: int | None
     subscription: bool
     discord_sku: int | None
-    perks: tuple[str, ...]
+    perks: tuple[str, ...]  # in the language of the member it was made for (plan_view's `tr`)
 
     @property
     def title(self) -> str:
-        """Short, for a button or an invoice title (Telegram: 1-32 characters)."""
-        period = "month" if self.subscription else (f"{self.days} days" if self.days != 1 else "1 day")
-        return f"{self.tier.capitalize()} · {period}"[:32]
+        return self.title_in(ENGLISH)
 
     @property
     def price_text(self) -> str:
+        return self.price_in(ENGLISH)
+
+    def title_in(self, tr: Translator) -> str:
+        """Short, for a button or an invoice title (Telegram: 1-32 characters)."""
+        tier = self.tier.capitalize()
+        if self.subscription:
+            title = tr.gettext("{tier} · month").format(tier=tier)
+        else:
+            title = tr.ngettext("{tier} · {count} day", "{tier} · {count} days", self.days).format(
+                tier=tier, count=self.days
+            )
+        return title[:32]
+
+    def price_in(self, tr: Translator) -> str:
         if self.stars is None:
             return ""
-        return f"{self.stars} ⭐ a month" if self.subscription else f"{self.stars} ⭐"
+        return tr.gettext("{stars} ⭐ a month").format(stars=self.stars) if self.subscription else f"{self.stars} ⭐"
 
 
-def tier_perks(tier: TierSettings, free: TierSettings) -> tuple[str, ...]:
+def tier_perks(tier: TierSettings, free: TierSettings, tr: Translator = ENGLISH) -> tuple[str, ...]:
     """What a tier gives, read from its settings and said against the free tier's."""
     perks = []
     if tier.min_turnaround_s <= 0:
-        perks.append("no wait" if free.min_turnaround_s > 0 else "results as soon as they are ready")
+        perks.append(
+            tr.gettext("no wait") if free.min_turnaround_s > 0 else tr.gettext("results as soon as they are ready")
+        )
     elif tier.min_turnaround_s < free.min_turnaround_s:
-        perks.append(f"results in {tier.min_turnaround_s:g} s instead of {free.min_turnaround_s:g} s")
+        perks.append(tr.gettext("results in {seconds:g} s instead of {free:g} s")
+                     .format(seconds=tier.min_turnaround_s, free=free.min_turnaround_s))  # fmt: skip
     else:
-        perks.append(f"results after at least {tier.min_turnaround_s:g} s")
+        perks.append(tr.gettext("results after at least {seconds:g} s").format(seconds=tier.min_turnaround_s))
     if tier.rank > free.rank:
-        perks.append("priority in the queue")
+        perks.append(tr.gettext("priority in the queue"))
     if tier.sweep and not free.sweep:
-        perks.append("strength sweeps (3 strengths side by side)")
-    perks.append(f"pictures up to {tier.max_side} px" + (" (larger)" if tier.max_side > free.max_side else ""))
-    perks.append(f"{tier.daily_quota} restyles a day")
-    perks.append(f"{tier.max_queued} jobs waiting at once")
+        perks.append(tr.gettext("strength sweeps (3 strengths side by side)"))
+    if tier.max_side > free.max_side:
+        perks.append(tr.gettext("pictures up to {side} px (larger)").format(side=tier.max_side))
+    else:
+        perks.append(tr.gettext("pictures up to {side} px").format(side=tier.max_side))
+    perks.append(tr.ngettext("{count} restyle a day", "{count} restyles a day", tier.daily_quota)
+                 .format(count=tier.daily_quota))  # fmt: skip
+    perks.append(tr.ngettext("{count} job waiting at once", "{count} jobs waiting at once", tier.max_queued)
+                 .format(count=tier.max_queued))  # fmt: skip
     return tuple(perks)
 
 
@@ -82,14 +104,15 @@ def tiers_by_rank(config: Config) -> list[TierSettings]:
     return sorted(config.tiers.values(), key=lambda t: t.rank)
 
 
-def plan_view(config: Config, plan: PlanSettings) -> PlanView:
+def plan_view(config: Config, plan: PlanSettings, tr: Translator = ENGLISH) -> PlanView:
+    """A plan as a member sees it: its perks in that member's language (`tr`)."""
     return PlanView(
         plan.name, plan.tier, plan.days, plan.stars, plan.subscription, plan.discord_sku,
-        tier_perks(config.tier(plan.tier), config.tiers["free"]),
+        tier_perks(config.tier(plan.tier), config.tiers["free"], tr),
     )  # fmt: skip
 
 
-def plans_on(config: Config, platform: str) -> list[PlanView]:
+def plans_on(config: Config, platform: str, tr: Translator = ENGLISH) -> list[PlanView]:
     """Plans on sale on one platform: Stars prices on Telegram, SKUs on Discord."""
     out = []
     for plan in config.plans.values():
@@ -99,7 +122,7 @@ def plans_on(config: Config, platform: str) -> list[PlanView]:
             continue
         if platform not in ("telegram", "discord"):
             continue
-        out.append(plan_view(config, plan))
+        out.append(plan_view(config, plan, tr))
     return out
 
 

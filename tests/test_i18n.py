@@ -14,6 +14,7 @@ from babel.messages.pofile import read_po
 from bot import i18n
 from bot.commands import CommandError, parse_restyle
 from bot.i18n import Plural, Text, language, translator
+from tests.harness.language import english_left
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,3 +167,12 @@ def test_a_grammar_error_is_said_in_the_members_language():
         "strength tiene que ser un número de 0.05 a 1.0, como strength=0.5, y recibí '2'."
     )
     assert caught.value.render(translator("ru")).startswith("strength должен быть числом от 0.05 до 1.0")
+
+
+def test_the_english_left_check_finds_a_sentence_left_untranslated_and_passes_names_and_commands():
+    english = "You are on the free tier.\n\npro: priority in the queue, 200 restyles a day\nHave a code? Send /upgrade CODE."
+    spanish = "Estás en el plan free.\n\npro: prioridad en la cola, 200 reestilizados al día\n¿Tienes un código? Envía /upgrade CÓDIGO."
+    assert english_left(english, spanish) == []
+    half = spanish.replace("prioridad en la cola", "priority in the queue")
+    assert english_left(english, half) == ["priority in the queue"]
+    assert english_left("Plans: /upgrade, strength=sweep, Max", "Planes: /upgrade, strength=sweep, Max") == []

@@ -1,6 +1,7 @@
 """The member's language on Telegram (its `language_code`), against the strict fake Bot API: a
 Spanish member reads Spanish refusals, statuses, captions and buttons, also when the result is
-delivered later; the command list is registered per language."""
+delivered later, and Spanish plans, prices and receipts; a Russian one a Russian Stars invoice; the
+command list is registered per language."""
 
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ from tests.fakes import FakeEngine
 
 pytestmark = pytest.mark.timeout(30)
 
+from tests.harness.language import english_left
 from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
     ANA,
+    BEN,
+    GROUP,
+    PLANS,
+    buy,
     fake,
     finish,
     photo_message,
+    said,
     settle,
     start_bot,
     wait_reply,
@@ -116,3 +123,85 @@ async def test_the_command_list_is_registered_in_each_language(start_bot, fake):
     assert described["restyle"] == "Responde a una imagen: /restyle <nuevo estilo>"
     assert {c["command"]: c["description"] for c in russian}["cancel"] == "Отменить задания в очереди"
     assert {c["command"]: c["description"] for c in default}["cancel"] == "Cancel your waiting jobs"
+
+
+async def test_a_spanish_member_reads_upgrade_with_its_plans_prices_and_perks_in_spanish(start_bot, fake):
+    await start_bot(extra=PLANS)
+    english = await said(fake, ANA, "/upgrade")
+    upgrade = fake.message(LUCIA, text="/upgrade")
+    [answer] = await wait_reply(fake, upgrade)
+    spanish = answer.params["text"]
+    assert spanish.startswith("Estás en el plan free.")
+    assert "• Pro · mes: 250 ⭐ al mes" in spanish and "• Max · 7 días: 150 ⭐" in spanish
+    assert "max: resultados en cuanto estén listos, prioridad en la cola" in spanish
+    assert "Pulsa un plan para pagar con Telegram Stars." in spanish
+    assert spanish.endswith("¿Tienes un código? Envía /upgrade CÓDIGO.")
+    labels = [b["text"] for b in buttons(answer.params)]
+    assert labels == ["Pro · mes · 250 ⭐ al mes", "Max · 7 días · 150 ⭐"]
+    assert english_left(english, spanish) == []
+
+
+async def test_a_spanish_member_reads_me_with_no_english_sentence_left(start_bot, fake):
+    await start_bot()
+    english = await said(fake, ANA, "/me")
+    spanish = await said(fake, LUCIA, "/me")
+    assert spanish.startswith("Plan: free") and "Pro te daría:" in spanish
+    assert english_left(english, spanish) == []
+
+
+async def test_a_russian_member_gets_a_russian_stars_invoice(start_bot, fake):
+    await start_bot(extra=PLANS)
+    _, invoice = await buy(fake, IVAN, "max_week")
+    assert invoice.params["title"] == "Max · 7 дней"
+    assert invoice.params["prices"] == [{"label": "Max · 7 дней", "amount": 150}]
+    description = invoice.params["description"]
+    assert description.startswith("Тариф max на 7 дней: ") and "приоритет в очереди" in description
+    assert "обработок в день" in description  # the free tier's 20 (and max's) a day: the "many" form
+    _, link = await buy(fake, IVAN, "pro_month", method="createInvoiceLink")
+    assert link.params["title"] == "Pro · месяц"
+    assert link.params["description"].startswith("Тариф pro на месяц с ежемесячным продлением: ")
+    await fake.wait_until(lambda: any("Подписаться" in str(m.get("reply_markup")) for m in fake.sent(IVAN["id"])))
+
+
+async def test_a_spanish_member_is_answered_in_spanish_at_pre_checkout_and_on_the_receipt(start_bot, fake):
+    await start_bot(extra=PLANS)
+    _, theirs = await buy(fake, IVAN, "max_week")
+    fake.pre_checkout(LUCIA, theirs.params["payload"], 150)  # an invoice made for another member
+    [declined] = await fake.wait_for("answerPreCheckoutQuery")
+    assert declined.params["error_message"].startswith("Esta factura se hizo para otro miembro.")
+
+    _, invoice = await buy(fake, LUCIA, "max_week")
+    assert invoice.params["title"] == "Max · 7 días"
+    assert invoice.params["description"].startswith("Plan max durante 7 días: ")
+    fake.pre_checkout(LUCIA, invoice.params["payload"], 150)
+    await fake.wait_for("answerPreCheckoutQuery", 2)
+    fake.successful_payment(LUCIA, invoice.params["payload"], 150, "stxES1")
+    await fake.wait_until(lambda: any("Pago recibido" in (m.get("text") or "") for m in fake.sent(LUCIA["id"])))
+    receipt = next(m["text"] for m in fake.sent(LUCIA["id"]) if "Pago recibido" in (m.get("text") or ""))
+    assert receipt.startswith("¡Pago recibido, gracias! Estás en el plan max hasta el ")
+    assert receipt.endswith("\nId del cobro: stxES1")
+    assert not any(english in receipt for english in ("Payment received", "You are on", "Charge id", "until"))
+
+
+
+async def test_a_spanish_admin_reads_the_job_log_with_spanish_status_words_and_places(start_bot, fake):
+    engine = FakeEngine(max_batch=1)
+    engine.hold()
+    bot = await start_bot(engine=engine, bot='admins = ["telegram:1003"]')
+    running = fake.message(ANA, GROUP, text="/restyle running now", reply_to=photo_message(fake, ANA, GROUP))
+    await wait_reply(fake, running)
+    await asyncio.to_thread(engine.started.wait, 5)
+    await bot.clock.advance(5)  # newest first: the waiting one is listed above
+    await wait_reply(fake, fake.message(BEN, text="/restyle second in line", reply_to=photo_message(fake, BEN)))
+    lines = (await said(fake, LUCIA, "/queue log")).splitlines()
+    assert lines[0].endswith(", del más reciente al más antiguo (horas en UTC):")
+    assert "1002 en un chat privado · “second in line” · en cola · trabajo " in lines[1]
+    assert f"1001 en el chat {GROUP['id']} · “running now” · en curso · trabajo " in lines[2]
+    engine.gate.set()
+
+
+async def test_the_default_terms_and_support_texts_are_said_in_the_members_language(start_bot, fake):
+    await start_bot(extra=PLANS)
+    assert (await said(fake, LUCIA, "/terms")).startswith("Las mejoras dan un plan superior durante el periodo comprado.")
+    assert (await said(fake, IVAN, "/paysupport")).startswith("Если нужна помощь с платежом, напишите администратору")
+    assert (await said(fake, ANA, "/terms")).startswith("Upgrades give a higher tier for the period bought.")

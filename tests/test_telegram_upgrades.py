@@ -11,7 +11,7 @@ import pytest
 
 from bot.adapters.telegram.upgrades import GRANT_USAGE
 from bot.core.types import Member
-from bot.upgrades import code_hash
+from bot.upgrades import MAX_GRANT_DAYS, code_hash
 from tests.fake_telegram import FakeTelegram, buttons
 from tests.fakes import FakeEngine
 from tests.harness.telegram_bot import (  # noqa: F401  (fixtures)
@@ -194,7 +194,7 @@ async def test_admin_grant_and_revoke_and_non_admin_refused(start_bot, fake):
 )
 async def test_odd_numbers_in_grant_get_the_usage_sentence_not_a_traceback(start_bot, fake, command):
     bot = await start_bot(bot=ADMINS)
-    assert await said(fake, ROOT, command) == GRANT_USAGE
+    assert await said(fake, ROOT, command) == GRANT_USAGE.format(most=MAX_GRANT_DAYS)
     assert await bot.app.store.tier_changes((await bot.app.store.account_for("telegram", "3005", 0)).id) == []
 
 

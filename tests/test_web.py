@@ -720,3 +720,50 @@ async def test_the_page_answers_in_the_language_the_browser_asks_for(site):
     # Without the header (or with a language the bot has no catalogue for): English.
     status, body = await site.submit("cat", picture=b"%PDF-1.4 not a picture at all" * 10)
     assert status == 400 and body["error"].startswith("That file isn't a picture I can read")
+
+
+async def test_the_pages_own_errors_and_a_jobs_words_follow_the_browsers_language(site):
+    spanish = {"Accept-Language": "es-ES,es;q=0.9"}
+    async with site.http.get(f"{site.url}/api/jobs/0123abcd", headers=spanish) as response:
+        assert response.status == 404
+        assert (await response.json())["error"] == "Esa imagen ya no se conserva; elígela otra vez y pulsa Ejecutar."
+    async with site.http.get(f"{site.url}/api/nothing-here", headers={"Accept-Language": "ru"}) as response:
+        assert response.status == 404 and (await response.json())["error"] == "Здесь ничего нет."
+    async with site.http.post(f"{site.url}/api/jobs", data="x=1", headers={**spanish, "Content-Type": "text/plain"}) as response:
+        assert response.status == 400 and (await response.json())["error"].startswith("Envía la imagen como multipart")
+    status, body = await site.submit("oil painting", strength="0.8")
+    assert status == 202, body
+    job_id = body["job"]["id"]
+    await site.wait(job_id)
+    async with site.http.get(f"{site.url}/api/jobs/{job_id}", headers=spanish) as response:
+        assert (await response.json())["strength_word"] == "fuerte"
+    async with site.http.get(f"{site.url}/api/jobs/{job_id}") as response:
+        assert (await response.json())["strength_word"] == "heavy"  # no header: English
+    async with site.http.get(f"{site.url}/api/jobs/{job_id}/result.gif", headers=spanish) as response:
+        assert (await response.json())["error"] == "Los resultados se descargan como .png, .webp o .jpeg."
+
+
+async def test_a_compare_link_that_opens_nothing_says_so_in_the_browsers_language(tmp_path):
+    clock = FakeClock()
+    site = await open_site(tmp_path, web=PUBLIC, clock=clock, headers=BEARER)
+    stranger = aiohttp.ClientSession(headers={"Accept-Language": "es"})
+    try:
+        status, body = await site.submit("oil painting", strength="0.8")
+        assert status == 202, body
+        job_id = body["job"]["id"]
+        await site.wait(job_id)
+        links = site.app.service.compare_links
+        assert links is not None
+        link = links.url(job_id, clock.now()).replace("https://restyle.example.org", site.url)
+        async with stranger.get(link) as response:
+            assert "strength 0.8 (fuerte) · seed" in await response.text()
+        async with stranger.get(link.replace("sig=", "sig=x")) as response:
+            assert response.status == 404
+            assert (await response.text()).startswith("Este enlace de comparación no abre nada")
+        await clock.advance(7 * 86_400 + 1)
+        async with stranger.get(link) as response:
+            assert response.status == 410 and (await response.text()).startswith("Este enlace de comparación ha caducado.")
+    finally:
+        await stranger.close()
+        await site.http.close()
+        await site.app.stop()

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.i18n import Text
+
 
 @dataclass(frozen=True)
 class Style:
@@ -16,9 +18,10 @@ class Style:
     code: Callable[[str], str]
     date: Callable[[float], str]  # a day, e.g. when a tier runs out
     moment: Callable[[float], str]  # a day and time, in a job log
-    times_note: str  # said once above a job log, e.g. " (times UTC)"
+    times_note: str  # said once above a job log, e.g. " (times UTC)": a msgid, said in the reader's language
     member: Callable[[str, str, str], str]  # (platform, user id, name) -> how to name a member
-    place: Callable[[dict[str, Any]], str | None]  # a job log entry's place on this platform; None: another's
+    # a job log entry's place on this platform (a Text: said in the reader's language); None: another's
+    place: Callable[[dict[str, Any]], str | Text | None]
     queue_log_hint: str  # how an admin asks for the job log here
     with_style: Callable[[str], str]  # how a member asks for a recipe here, e.g. "/restyle style=neon"
     text_limit: int  # characters in one message

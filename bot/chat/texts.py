@@ -11,7 +11,7 @@ from bot.chat.surface import Style
 from bot.commands import Recipe, describe_strength
 from bot.config import TierSettings
 from bot.core.types import JobView, MemberView
-from bot.i18n import N_, Translator, translator
+from bot.i18n import N_, Text, Translator, translator
 
 ENGLISH = translator(None)
 NOT_ADMIN = N_("Sorry, only the bot's admins can use /{command}.")
@@ -206,21 +206,37 @@ def job_log(entries: list[dict[str, Any]], style: Style, tr: Translator = ENGLIS
     if not entries:
         return tr.gettext(NO_LOG)
     latest = tr.ngettext("Latest {count} job", "Latest {count} jobs", len(entries)).format(count=len(entries))
-    lines = [tr.gettext("{latest}, newest first{note}:").format(latest=style.bold(latest), note=style.times_note)]
+    # times_note is a msgid ("" for none: gettext("") would be the catalogue's header)
+    note = tr.gettext(style.times_note) if style.times_note else ""
+    lines = [tr.gettext("{latest}, newest first{note}:").format(latest=style.bold(latest), note=note)]
     for entry in entries:
-        # The status is the jobs table's word (queued, done, failed ...): admins read it as stored.
-        outcome = entry["status"] + (f" ({clip(entry['error'], 60)})" if entry.get("error") else "")
+        # The error is the stored English sentence: a known one is said in the admin's language.
+        error = f" ({clip(tr.gettext(entry['error']), 60)})" if entry.get("error") else ""
+        outcome = job_status(entry["status"], tr) + error
+        place = style.place(entry)
         lines.append(
             tr.gettext("{when} · {member} in {place} · “{prompt}” · {outcome} · job {job}").format(
                 when=style.moment(entry["created_at"]),
                 member=style.member(entry["platform"], entry["user_id"], ""),
-                place=style.place(entry) or _place(entry, tr),
+                place=(place.render(tr) if isinstance(place, Text) else place) or _place(entry, tr),
                 prompt=clip(entry["prompt"], 60),
                 outcome=outcome,
                 job=style.code(entry["id"]),
             )
         )
     return fit_lines(lines, style.text_limit, tr)
+
+
+def job_status(status: str, tr: Translator = ENGLISH) -> str:
+    """A job's status (the jobs table's word) in the admin's language; English as stored."""
+    words = {
+        "queued": tr.pgettext("job status", "queued"),
+        "running": tr.pgettext("job status", "running"),
+        "done": tr.pgettext("job status", "done"),
+        "failed": tr.pgettext("job status", "failed"),
+        "cancelled": tr.pgettext("job status", "cancelled"),
+    }
+    return words.get(status, status)
 
 
 def _place(entry: dict[str, Any], tr: Translator = ENGLISH) -> str:

@@ -39,6 +39,7 @@ from bot.upgrades import (
 )
 
 log = logging.getLogger("bot.core.billing")
+REFUNDED_ALREADY = N_("The payment {charge} was refunded already.")
 
 
 class Billing:
@@ -58,11 +59,12 @@ class Billing:
         every tier's perks (also when no plan is configured)."""
         view = await self.jobs.me(member)
         free = self.config.tiers["free"]
+        tr = translator(member.lang)
         return UpgradeInfo(
             tier=view.tier,
             tier_expires_at=view.tier_expires_at,
-            plans=plans_on(self.config, member.platform),
-            tiers=[(t.name, tier_perks(t, free)) for t in tiers_by_rank(self.config)],
+            plans=plans_on(self.config, member.platform, tr),
+            tiers=[(t.name, tier_perks(t, free, tr)) for t in tiers_by_rank(self.config)],
         )
 
     async def current(self, member: Member) -> tuple[int, str, float | None]:
@@ -97,7 +99,7 @@ class Billing:
             return Refused(Reason.BANNED, tr.gettext(BANNED))
         if extended(self.config, tier, expiry, plan.tier, plan.days, self.clock.now()) is None:
             return self.downgrade_refusal(tier, expiry, plan.tier, member.lang)
-        return plan_view(self.config, plan), sign_payload(self._payload_key, member.key, plan.name)
+        return plan_view(self.config, plan, tr), sign_payload(self._payload_key, member.key, plan.name)
 
     @functools.cached_property
     def _payload_keys(self) -> list[bytes]:
@@ -246,16 +248,19 @@ class Billing:
     async def payment_to_refund(self, admin: Member, charge_id: str) -> dict[str, Any] | Refused:
         """For an admin's /refund: the payment (platform, platform_user_id, amount ...) before
         the platform is asked to give the money back."""
+        tr = translator(admin.lang)
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, tr.gettext(NOT_ADMIN))
         for key in (charge_id, f"telegram-stars:{charge_id}"):
             row = await self.store.payment(key)
             if row is not None:
                 break
         else:
-            return Refused(Reason.NOT_FOUND, f"No payment with the charge id {charge_id}.")
+            return Refused(
+                Reason.NOT_FOUND, tr.gettext("No payment with the charge id {charge}.").format(charge=charge_id)
+            )
         if row["status"] == "refunded":
-            return Refused(Reason.REFUNDED, f"The payment {charge_id} was refunded already.")
+            return Refused(Reason.REFUNDED, tr.gettext(REFUNDED_ALREADY).format(charge=charge_id))
         return row
 
     async def refund(self, admin: Member, charge_id: str) -> MemberView | Refused:
@@ -263,7 +268,7 @@ class Billing:
         row = await self.payment_to_refund(admin, charge_id)
         if isinstance(row, Refused):
             return row
-        return await self._revert_payment(row, admin.key, charge_id)
+        return await self._revert_payment(row, admin.key, charge_id, admin.lang)
 
     async def refunded_elsewhere(self, member: Member, charge_key: str) -> MemberView | None:
         """The platform says a payment was refunded (Telegram's refunded_payment: by its support,
@@ -278,13 +283,15 @@ class Billing:
         result = await self._revert_payment(row, f"{member.platform}-refund", charge_key)
         return None if isinstance(result, Refused) else result
 
-    async def _revert_payment(self, row: dict[str, Any], changed_by: str, charge_id: str) -> MemberView | Refused:
+    async def _revert_payment(
+        self, row: dict[str, Any], changed_by: str, charge_id: str, lang: str | None = None
+    ) -> MemberView | Refused:
         now = self.clock.now()
         account = await self.store.account(row["account_id"])
         tier = account.effective_tier(now)
         new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
         if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=changed_by, now=now):
-            return Refused(Reason.REFUNDED, f"The payment {charge_id} was refunded already.")
+            return Refused(Reason.REFUNDED, translator(lang).gettext(REFUNDED_ALREADY).format(charge=charge_id))
         log.info("%s refunded %s: %s is now %s until %s", changed_by, row["charge_id"], row["platform_user_id"],
                  new[0], when(new[1]))  # fmt: skip
         await self.jobs.rerank_member(row["account_id"], self.config.tier(new[0]))
@@ -391,10 +398,12 @@ class Billing:
 
     async def grant(self, admin: Member, target: Member, tier: str, days: float) -> MemberView | Refused:
         """Admin: give `tier` for `days` (0: without an end), extending the same tier."""
+        tr = translator(admin.lang)
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, tr.gettext(NOT_ADMIN))
         if tier not in self.config.tiers:
-            return Refused(Reason.COMMAND, f"Unknown tier {tier!r}; the tiers are {', '.join(self.config.tiers)}.")
+            message = tr.gettext("Unknown tier {tier}; the tiers are {tiers}.")
+            return Refused(Reason.COMMAND, message.format(tier=repr(tier), tiers=", ".join(self.config.tiers)))
         if tier == "free":
             return await self.revoke(admin, target)
         if (
@@ -403,7 +412,8 @@ class Billing:
             or not math.isfinite(days)
             or not (0 <= days <= MAX_GRANT_DAYS)
         ):
-            return Refused(Reason.COMMAND, f"Days must be a number from 0 (no end) to {MAX_GRANT_DAYS}.")
+            message = tr.gettext("Days must be a number from 0 (no end) to {most}.")
+            return Refused(Reason.COMMAND, message.format(most=MAX_GRANT_DAYS))
         _, current, expiry = await self.current(target)
         if days == 0:
             expires = None
@@ -416,6 +426,6 @@ class Billing:
     async def revoke(self, admin: Member, target: Member) -> MemberView | Refused:
         """Admin: back to free, now."""
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused(Reason.NOT_ADMIN, NOT_ADMIN)
+            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(NOT_ADMIN))
         log.info("%s revoked the tier of %s", admin.key, target.key)
         return await self.jobs.set_tier(target, "free", None, reason="admin", changed_by=admin.key)

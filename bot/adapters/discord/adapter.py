@@ -51,6 +51,7 @@ from bot.adapters.discord.connection import (
     _webhook,
 )
 from bot.adapters.discord.files import _result_files
+from bot.adapters.discord.locales import RecentLocales
 from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view, sweep_view
 from bot.adapters.discord.parsing import (
     PICTURE_SUFFIXES,
@@ -188,6 +189,7 @@ class DiscordAdapter:
         self._status_edits = StatusThrottle(self._edit_status, MonotonicClock(), name="discord-status")
         self._library_urls = LibraryUrls()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._locales = RecentLocales()  # members' languages, for answering their @mentions
         self.messages_handled = 0  # message events whose handler has finished (see RestyleClient.on_message)
         # Several front ends on one database (set by the app): each shard's gateway session is
         # held by one of them (see _start_leased); None (one process): every shard here.
@@ -469,10 +471,11 @@ class DiscordAdapter:
 
         @restyle.autocomplete("strength")
         async def strength_hints(interaction: discord.Interaction, current: Any) -> list[app_commands.Choice[float]]:
+            tr = _tr(interaction)
             return [
-                app_commands.Choice(name="0.25 · subtle: keeps the layout, nudges colours", value=0.25),
-                app_commands.Choice(name="0.5 · clear: new style, shapes kept", value=0.5),
-                app_commands.Choice(name="0.8 · heavy: a rework", value=0.8),
+                app_commands.Choice(name=tr.gettext("0.25 · subtle: keeps the layout, nudges colours"), value=0.25),
+                app_commands.Choice(name=tr.gettext("0.5 · clear: new style, shapes kept"), value=0.5),
+                app_commands.Choice(name=tr.gettext("0.8 · heavy: a rework"), value=0.8),
             ]
 
         async def restyle_message(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -568,6 +571,7 @@ class DiscordAdapter:
     async def admitted(self, interaction: discord.Interaction) -> bool:
         """The flood guard, for every command, form and button before it is looked at: past the
         limit the first one hears "too fast" (privately) and the rest get no answer at all."""
+        self._locales.saw(interaction.user.id, interaction.locale.value)
         refused = self.service.jobs.admit(self._asker(interaction))
         if refused is None:
             return True
@@ -617,7 +621,7 @@ class DiscordAdapter:
         except _Unusable as exc:
             await self._tell(interaction, exc.said(_tr(interaction)))
             return
-        await interaction.response.send_modal(RestyleModal(self, pictures[0]))
+        await interaction.response.send_modal(RestyleModal(self, pictures[0], interaction.locale.value))
 
     async def on_modal_submit(
         self, interaction: discord.Interaction, picture: _Picture, prompt: str, strength: str
@@ -934,25 +938,27 @@ class DiscordAdapter:
             return
         if message.author.bot or not _addresses_bot(message, client.user.id):
             return
-        refused = self.service.jobs.admit(self._member(message.author))
+        lang = self._locales.of(message)
+        refused = self.service.jobs.admit(self._member(message.author, lang))
         if refused is not None:
             if not refused.quiet:
-                await self._safe_reply(message, refused.text)
+                await self._safe_reply(message, refused.text, lang)
             return
         try:
-            await self._mention_request(message, client.user.id)
+            await self._mention_request(message, client.user.id, lang)
         except Exception:
             log.exception("an @mention request failed")
-            await self._safe_reply(message, BROKE)
+            await self._safe_reply(message, translator(lang).gettext(BROKE), lang)
 
-    async def _mention_request(self, message: discord.Message, bot_id: int) -> None:
+    async def _mention_request(self, message: discord.Message, bot_id: int, lang: str | None = None) -> None:
         # message.guild is None for a server not (yet) in the cache: the channel still knows it.
         guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
+        tr = translator(lang)
         refused = self.service.admin.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
-                                                 private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)))  # fmt: skip
+                                                 private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)), lang)  # fmt: skip
         if refused is not None:
             if not refused.quiet:
-                await self._safe_reply(message, refused.text)
+                await self._safe_reply(message, refused.text, lang)
             return
         text = re.sub(rf"<@!?{bot_id}>", " ", message.content).strip()
         pictures = _pictures_in(message)
@@ -967,25 +973,25 @@ class DiscordAdapter:
                 pictures = _pictures_in(source)
         example = f"`@{self.client.user.name if self.client and self.client.user else 'bot'} rainy night with neon signs strength=0.5`"
         if not pictures and message.reference and not self.config.discord.reply_pictures:
-            await self._safe_reply(message, "I cannot see pictures in the messages you reply to here; attach the picture"
-                                            f" to your mention instead, like {example}.")  # fmt: skip
+            await self._safe_reply(message, tr.gettext("I cannot see pictures in the messages you reply to here; attach "
+                                   "the picture to your mention instead, like {example}.").format(example=example), lang)  # fmt: skip
             return
         if not pictures:
-            await self._safe_reply(
-                message, f"Reply to a message with a picture (or attach one) and describe a style, like {example}."
-            )
+            await self._safe_reply(message, tr.gettext("Reply to a message with a picture (or attach one) and describe a "
+                                   "style, like {example}.").format(example=example), lang)  # fmt: skip
             return
         try:
             command = parse_restyle(text)
             self._check_picture(pictures[0])
             data = await self._download(pictures[0])
         except CommandError as exc:
-            await self._safe_reply(message, f"{exc}\nFor example: {example}")
+            hint = tr.gettext("For example: {example}").format(example=example)
+            await self._safe_reply(message, f"{exc.render(tr)}\n{hint}", lang)
             return
         except _Unusable as exc:
-            await self._safe_reply(message, exc.args[0])
+            await self._safe_reply(message, exc.said(tr), lang)
             return
-        status = await self._safe_reply(message, "⏳ Got it…")
+        status = await self._safe_reply(message, tr.gettext("⏳ Got it…"), lang)
         if status is None:
             return
         reply = {
@@ -999,7 +1005,7 @@ class DiscordAdapter:
         # Every gateway session on a token gets every message: two processes sharing one token
         # (or a replayed event) must still queue it once.
         outcome = await self.service.jobs.submit(
-            self._member(message.author), data, command, reply, request_key=f"message:{message.id}"
+            self._member(message.author, lang), data, command, reply, request_key=f"message:{message.id}"
         )
         if isinstance(outcome, Refused) or outcome.duplicate:
             if isinstance(outcome, Accepted) or outcome.quiet:
@@ -1009,17 +1015,21 @@ class DiscordAdapter:
             return
         await self._edit_status_now(outcome.job_id)
 
-    async def _safe_reply(self, message: discord.Message, text: str) -> discord.Message | None:
-        """Reply in the channel; where the bot may not post, tell the member by DM instead."""
+    async def _safe_reply(self, message: discord.Message, text: str, lang: str | None = None) -> discord.Message | None:
+        """Reply in the channel; where the bot may not post, tell the member by DM instead (in `lang`)."""
         try:
             return await message.reply(text, mention_author=False)
         except discord.Forbidden:
             log.info("no permission to reply in channel %s; telling %s by DM", message.channel.id, message.author.id)
             try:
                 await message.author.send(
-                    f"I am not allowed to post in <#{message.channel.id}>, so I cannot restyle pictures there."
-                    " Ask a moderator to give me Send Messages, Attach Files and Read Message History there"
-                    " (a reply needs the history), or use /restyle."
+                    translator(lang)
+                    .gettext(
+                        "I am not allowed to post in {channel}, so I cannot restyle pictures there. Ask a moderator"
+                        " to give me Send Messages, Attach Files and Read Message History there (a reply needs the"
+                        " history), or use /restyle."
+                    )
+                    .format(channel=f"<#{message.channel.id}>")
                 )
             except discord.HTTPException as exc:
                 log.warning("could not DM %s either: %s", message.author.id, exc)
@@ -1370,7 +1380,7 @@ class DiscordAdapter:
                 if not can_edit and reply.get("kind") == "interaction":
                     await self._end_stale_status(job, _stale_text(text, job.reply.get("lang")))
                 if reply.get("channel_id") and not reply.get("bot_can_post", True):
-                    note = "(I cannot post in the channel you asked in, so here it is.)\n"
+                    note = tr.gettext("(I cannot post in the channel you asked in, so here it is.)") + "\n"
                 elif reply.get("channel_id"):
                     channel = self._client().get_partial_messageable(
                         int(reply["channel_id"]), guild_id=_int(reply.get("guild_id"))
@@ -1392,8 +1402,12 @@ class DiscordAdapter:
                     except discord.NotFound:
                         note = tr.gettext("(The channel you asked in is gone, so here it is.)") + "\n"
                     except discord.Forbidden as exc:  # 50001 missing access, 50013 missing permissions
-                        # Discord's own names for the permissions, as the server settings show them in English.
-                        needs = "View Channel" if exc.code == MISSING_ACCESS else "Send Messages and Attach Files"
+                        # Discord's own names for the permissions, as its server settings show them.
+                        needs = (
+                            tr.pgettext("Discord permission", "View Channel")
+                            if exc.code == MISSING_ACCESS
+                            else tr.pgettext("Discord permission", "Send Messages and Attach Files")
+                        )
                         note = tr.gettext("(I am not allowed to post in {where}: I need {needs} there. So here it is.)")\
                             .format(where=where, needs=needs) + "\n"  # fmt: skip
                     except discord.HTTPException as exc:

@@ -101,11 +101,12 @@ def status_view(job_id: str, lang: str | None = None) -> ui.View:
 
 class RestyleModal(ui.Modal, title="Restyle image"):
     """The form behind the "Restyle image" message menu. Each input sits in a Label, the layout
-    Discord has for modals since 2025 (an action row around a text input is deprecated there)."""
+    Discord has for modals since 2025 (an action row around a text input is deprecated there).
+    Its words are said in the member's language (`lang`); the example prompt stays as it is."""
 
     prompt: ui.Label = ui.Label(
-        text="Prompt: the new style",
-        description="What the picture should look like, e.g. rainy night with neon signs",
+        text=N_("Prompt: the new style"),
+        description=N_("What the picture should look like, e.g. rainy night with neon signs"),
         component=ui.TextInput(
             custom_id="prompt",
             placeholder="rainy night with neon signs",
@@ -114,15 +115,21 @@ class RestyleModal(ui.Modal, title="Restyle image"):
         ),
     )
     strength: ui.Label = ui.Label(
-        text=f"Strength ({MIN_STRENGTH} to {MAX_STRENGTH})",
-        description="0.25 subtle · 0.5 clear · 0.8 heavy · sweep: try 0.3, 0.5 and 0.7; empty: the default",
+        text=N_("Strength ({low} to {high})"),
+        description=N_("0.25 subtle · 0.5 clear · 0.8 heavy · sweep: try 0.3, 0.5 and 0.7; empty: the default"),
         component=ui.TextInput(custom_id="strength", placeholder="0.5", required=False, max_length=20),
     )
 
-    def __init__(self, adapter: EventHandler, picture: _Picture) -> None:
-        super().__init__(timeout=TOKEN_TTL_S)
+    def __init__(self, adapter: EventHandler, picture: _Picture, lang: str | None = None) -> None:
+        tr = translator(lang)
+        super().__init__(title=tr.gettext("Restyle image"), timeout=TOKEN_TTL_S)
         self.adapter = adapter
         self.picture = picture
+        # the instance's own copies of the class's labels (discord.py copies them per view)
+        for label in (self.prompt, self.strength):
+            label.text = tr.gettext(label.text).format(low=MIN_STRENGTH, high=MAX_STRENGTH)
+            if label.description:  # gettext("") would be the catalogue's header
+                label.description = tr.gettext(label.description)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         with self.adapter._handling():

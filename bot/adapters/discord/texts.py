@@ -19,7 +19,7 @@ from bot.commands import (
     describe_strength,
 )
 from bot.core.types import JobView, Refused
-from bot.i18n import N_, Translator, translator
+from bot.i18n import N_, Text, Translator, translator
 
 PLATFORM = "discord"
 # Past this, the status says where the result will go once this message can't be edited any more.
@@ -118,11 +118,11 @@ def _member_named(platform: str, user_id: str, name: str) -> str:
     return f"<@{user_id}> ({user_id})" if platform == PLATFORM else f"{platform}:{user_id}"
 
 
-def _place(entry: dict[str, Any]) -> str | None:
+def _place(entry: dict[str, Any]) -> str | Text | None:
     if entry.get("platform") != PLATFORM:
         return None
     reply = entry.get("reply") or {}
-    return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else "a DM"
+    return f"<#{reply['channel_id']}>" if reply.get("guild_id") and reply.get("channel_id") else Text("a DM")
 
 
 # Markdown; <t:…> timestamps show in each reader's own time zone.

@@ -9,6 +9,7 @@ arrives as an ENTITLEMENT_CREATE event and again with every interaction of that 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -17,36 +18,47 @@ import discord
 from discord import app_commands, ui
 
 from bot.core.types import Member, MemberView, Refused, UpgradeInfo
-from bot.i18n import N_
+from bot.i18n import N_, Translator, translator
 from bot.service import RestyleService
 from bot.upgrades import PlanView, plan_for_sku
 
 log = logging.getLogger("bot.discord")
 
 SEEN_LIMIT = 10_000  # entitlements remembered as applied; beyond it the oldest is forgotten
+ENGLISH = translator(None)
+NO_PAYMENTS = N_("The admin has not set up payments for this bot, so upgrades are not on sale here.")
+LINKED = N_("Linked: both apps share one account now.")
+CODE_ACCEPTED = N_("Code accepted.")
 
 
-def _until(view: MemberView | UpgradeInfo) -> str:
+def _tier_is(view: MemberView | UpgradeInfo, tr: Translator) -> str:
+    """ "You are on the **pro** tier until <date>." (Discord shows the date in the reader's time zone)."""
+    tier = f"**{view.tier}**"
     if view.tier == "free":
-        return ""
-    return f" until <t:{int(view.tier_expires_at)}:D>" if view.tier_expires_at else " with no end date"
+        return tr.gettext("You are on the {tier} tier.").format(tier=tier)
+    if view.tier_expires_at:
+        return tr.gettext("You are on the {tier} tier until {date}.").format(
+            tier=tier, date=f"<t:{int(view.tier_expires_at)}:D>"
+        )
+    return tr.gettext("You are on the {tier} tier with no end date.").format(tier=tier)
 
 
-def upgrade_text(info: UpgradeInfo) -> str:
-    lines = [f"You are on the **{info.tier}** tier{_until(info)}.", ""]
+def upgrade_text(info: UpgradeInfo, tr: Translator = ENGLISH) -> str:
+    lines = [_tier_is(info, tr), ""]
     for name, perks in info.tiers:
         lines.append(f"**{name}**: {', '.join(perks)}")
     lines.append("")
     if info.plans:
-        lines.append("Plans: " + "; ".join(f"{p.title}" for p in info.plans) + ". Buy one with a button below.")
+        plans = "; ".join(p.title_in(tr) for p in info.plans)
+        lines.append(tr.gettext("Plans: {plans}. Buy one with a button below.").format(plans=plans))
     else:
-        lines.append("The admin has not set up payments for this bot, so upgrades are not on sale here.")
-    lines.append("Have a code? Use `/upgrade code:YOUR-CODE`.")
+        lines.append(tr.gettext(NO_PAYMENTS))
+    lines.append(tr.gettext("Have a code? Use `/upgrade code:YOUR-CODE`."))
     return "\n".join(lines)
 
 
-def changed_text(view: MemberView, what: str) -> str:
-    return f"{what} You are on the **{view.tier}** tier{_until(view)}."
+def changed_text(view: MemberView, what: str, tr: Translator = ENGLISH) -> str:
+    return f"{what} {_tier_is(view, tr)}"
 
 
 def premium_view(info: UpgradeInfo, unusable: frozenset[int] | set[int] = frozenset()) -> ui.View | None:
@@ -229,6 +241,10 @@ class DiscordUpgrades:
             with upgrades.handling():
                 await upgrades.on_revoke(interaction, member)
 
+    def _asker(self, interaction: discord.Interaction) -> Member:
+        """Who gave the command, in their Discord language (the interaction's locale)."""
+        return dataclasses.replace(self.member_of(interaction.user), lang=interaction.locale.value)
+
     async def _send(self, interaction: discord.Interaction, text: str, view: ui.View | None = None,
                     plans: list[PlanView] | None = None) -> None:  # fmt: skip
         """The answer, as the follow-up to the private defer each command starts with."""
@@ -256,26 +272,25 @@ class DiscordUpgrades:
 
     async def on_upgrade(self, interaction: discord.Interaction, code: str | None) -> None:
         await self.defer_private(interaction)
-        member = self.member_of(interaction.user)
+        member = self._asker(interaction)
+        tr = translator(member.lang)
         if code:
             result = await self.service.codes.redeem(member, code)
             await self._send(
-                interaction, result.text if isinstance(result, Refused) else changed_text(result, "Code accepted.")
+                interaction,
+                result.text if isinstance(result, Refused) else changed_text(result, tr.gettext(CODE_ACCEPTED), tr),
             )
             return
         info = await self.service.billing.plans_for(member)
-        await self._send(interaction, upgrade_text(info), premium_view(info, self.unusable_skus), info.plans)
+        await self._send(interaction, upgrade_text(info, tr), premium_view(info, self.unusable_skus), info.plans)
 
     async def on_link(self, interaction: discord.Interaction, code: str | None) -> None:
         await self.defer_private(interaction)
-        member = self.member_of(interaction.user)
+        member = self._asker(interaction)
+        tr = translator(member.lang)
         if code:
             result = await self.service.codes.link_finish(member, code)
-            text = (
-                result.text
-                if isinstance(result, Refused)
-                else changed_text(result, "Linked: both apps share one account now.")
-            )
+            text = result.text if isinstance(result, Refused) else changed_text(result, tr.gettext(LINKED), tr)
             await self._send(interaction, text)
             return
         started = await self.service.codes.link_start(member)
@@ -285,22 +300,29 @@ class DiscordUpgrades:
         code, ttl = started
         await self._send(
             interaction,
-            f"Your link code: `{code}` (only you can see this). Send `/link {code}` to the bot on the other app "
-            f"(Telegram) within {int(ttl // 60)} minutes; both will then share your tier, its expiry and your daily restyles.",
-        )
+            tr.gettext("Your link code: `{code}` (only you can see this). Send `/link {code}` to the bot on the other "
+                       "app (Telegram) within {minutes} minutes; both will then share your tier, its expiry and your "
+                       "daily restyles.").format(code=code, minutes=int(ttl // 60)),
+        )  # fmt: skip
 
     async def on_grant(self, interaction: discord.Interaction, user: discord.abc.User, tier: str, days: int) -> None:
         await self.defer_private(interaction)
-        admin = self.member_of(interaction.user)
+        admin = self._asker(interaction)
         result = await self.service.billing.grant(admin, self.member_of(user), tier.strip().lower(), days)
         await self._send(
-            interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:")
+            interaction,
+            result.text
+            if isinstance(result, Refused)
+            else changed_text(result, f"{user.name}:", translator(admin.lang)),
         )
 
     async def on_revoke(self, interaction: discord.Interaction, user: discord.abc.User) -> None:
         await self.defer_private(interaction)
-        admin = self.member_of(interaction.user)
+        admin = self._asker(interaction)
         result = await self.service.billing.revoke(admin, self.member_of(user))
         await self._send(
-            interaction, result.text if isinstance(result, Refused) else changed_text(result, f"{user.name}:")
+            interaction,
+            result.text
+            if isinstance(result, Refused)
+            else changed_text(result, f"{user.name}:", translator(admin.lang)),
         )

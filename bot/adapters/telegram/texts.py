@@ -14,7 +14,7 @@ from bot.chat.surface import Style, plain
 from bot.chat.texts import result_facts
 from bot.commands import EXAMPLE
 from bot.core.types import JobView
-from bot.i18n import N_, Translator, translator
+from bot.i18n import N_, Text, Translator, translator
 
 CAPTION_LIMIT = 1024
 ENGLISH = translator(None)
@@ -139,11 +139,11 @@ def _member_named(platform: str, user_id: str, name: str) -> str:
     return f"{name} ({user_id})" if name else user_id
 
 
-def _place(entry: dict[str, Any]) -> str | None:
+def _place(entry: dict[str, Any]) -> Text | None:
     if entry.get("platform") != "telegram":
         return None
     reply = entry.get("reply") or {}
-    return f"chat {reply.get('chat_id')}" if reply.get("group") else "a private chat"
+    return Text("chat {chat}", {"chat": reply.get("chat_id")}) if reply.get("group") else Text("a private chat")
 
 
 # Plain text (no parse_mode): Telegram shows what members typed, asterisks and all.
@@ -152,7 +152,7 @@ TELEGRAM_STYLE: Style = Style(
     code=plain,
     date=_utc("%Y-%m-%d %H:%M UTC"),
     moment=_utc("%m-%d %H:%M"),
-    times_note=" (times UTC)",
+    times_note=N_(" (times UTC)"),
     member=_member_named,
     place=_place,
     queue_log_hint="/queue log",

@@ -15,12 +15,15 @@ from aiohttp import web
 
 from bot.commands import describe_strength
 from bot.core.types import JobView, Member, Refused
+from bot.i18n import N_, translator
 from bot.links import CompareLinks
 from bot.service import RestyleService
 
 JOB_ID_RE = re.compile(r"[0-9a-f]{1,40}")
-COMPARE_GONE = "This compare link does not open anything (the picture is no longer kept, or the link is incomplete)."
-COMPARE_EXPIRED = "This compare link has expired. The result's Side by side button still shows both pictures."
+COMPARE_GONE = N_(
+    "This compare link does not open anything (the picture is no longer kept, or the link is incomplete)."
+)
+COMPARE_EXPIRED = N_("This compare link has expired. The result's Side by side button still shows both pictures.")
 COMPARE_ASSETS = ("style.css", "compare.js", "icon.svg")
 PAGE_POLICY = (
     "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; "
@@ -28,8 +31,10 @@ PAGE_POLICY = (
 )
 
 
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n", content_type="text/plain")
+def _plain(status: int, text: str, request: web.Request) -> web.Response:
+    """`text` (a msgid) in the language the browser asks for (Accept-Language)."""
+    said = translator(request.headers.get("Accept-Language")).gettext(text)
+    return web.Response(status=status, text=said + "\n", content_type="text/plain")
 
 
 class CompareView:
@@ -53,14 +58,17 @@ class CompareView:
     async def page(self, request: web.Request) -> web.Response:
         job, problem = await self._linked_job(request)
         if job is None:
-            return _plain(*problem)
+            return _plain(*problem, request)
+        tr = translator(request.headers.get("Accept-Language"))
         query = request.query_string
         page = (self.static_dir / "compare.html").read_text(encoding="utf-8")
         for name, value in {
             "before": f"{job.id}/original.png?{query}",
             "after": f"{job.id}/result.png?{query}",
             "prompt": job.prompt,
-            "facts": f"strength {job.strength:g} ({describe_strength(job.strength)}) · seed {job.seed}",
+            "facts": tr.gettext("strength {strength:g} ({word}) · seed {seed}").format(
+                strength=job.strength, word=describe_strength(job.strength, tr), seed=job.seed
+            ),
         }.items():
             page = page.replace("{{" + name + "}}", html.escape(value, quote=True))
         response = web.Response(text=page, content_type="text/html", charset="utf-8")
@@ -72,16 +80,16 @@ class CompareView:
         job, problem = await self._linked_job(request)
         which = request.match_info["which"]
         if job is None:
-            return _plain(*problem)
+            return _plain(*problem, request)
         if which not in ("original", "result"):
-            return _plain(404, COMPARE_GONE)
+            return _plain(404, COMPARE_GONE, request)
         owner = Member(job.platform, job.user_id)
         if which == "original":
             data = await self.service.jobs.input_file(owner, job.id, "png")
         else:
             data = await self.service.jobs.result_file(owner, job.id, "png")
         if isinstance(data, Refused):
-            return _plain(404, COMPARE_GONE)
+            return _plain(404, COMPARE_GONE, request)
         return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
 
     async def asset(self, request: web.Request) -> web.Response:
