@@ -627,6 +627,35 @@ def test_a_public_url_members_could_not_open_is_refused(tmp_path: Path, web: str
         load_config(_written(tmp_path, f'[telegram]\ntoken = "1:x"\n[web]\n{web}\n'), env={})
 
 
+async def test_the_compare_view_speaks_the_browsers_language(tmp_path):
+    clock = FakeClock()
+    site = await open_site(tmp_path, web=PUBLIC, clock=clock, headers=BEARER)
+    browser = aiohttp.ClientSession()
+    try:
+        status, body = await site.submit("oil painting")
+        assert status == 202, body
+        job_id = body["job"]["id"]
+        await site.wait(job_id)
+        link = site.app.service.compare_links.url(job_id, clock.now()).replace("https://restyle.example.org", site.url)
+        pages = {}
+        for lang in ("es-ES,es;q=0.9", "ru", None):
+            headers = {"Accept-Language": lang} if lang else {}
+            async with browser.get(link, headers=headers) as response:
+                assert response.status == 200
+                pages[lang] = await response.text()
+        spanish, russian, english = pages.values()
+        assert '<html lang="es">' in spanish and "<title>Comparar · restyle-bot</title>" in spanish
+        assert ">Original<" in spanish and 'alt="La imagen original"' in spanish
+        assert '<html lang="ru">' in russian and ">Оригинал<" in russian
+        assert '<html lang="en">' in english and ">Restyled<" in english and 'data-valuetext="{percent}% restyled"' in english
+        for page in pages.values():
+            assert "{{" not in page  # every label was filled
+    finally:
+        await browser.close()
+        await site.http.close()
+        await site.app.stop()
+
+
 async def test_the_link_opens_that_jobs_compare_view_without_the_pages_token(tmp_path):
     clock = FakeClock()
     site = await open_site(tmp_path, web=PUBLIC, clock=clock, headers=BEARER)

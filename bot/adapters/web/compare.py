@@ -13,13 +13,18 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.adapters.web.page_texts import PAGE_TEXTS
 from bot.commands import describe_strength
 from bot.core.types import JobView, Member, Refused
-from bot.i18n import N_, translator
+from bot.i18n import N_, language, translator
 from bot.links import CompareLinks
 from bot.service import RestyleService
 
 JOB_ID_RE = re.compile(r"[0-9a-f]{1,40}")
+# The compare page's labels, by their id in PAGE_TEXTS (the main page says the same words).
+COMPARE_PAGE_WORDS = ("stage_label", "original_alt", "restyled_alt", "tag_original", "tag_restyled", "compare_label",
+                      "compare_value")  # fmt: skip
+COMPARE_TITLE = N_("Compare")
 COMPARE_GONE = N_(
     "This compare link does not open anything (the picture is no longer kept, or the link is incomplete)."
 )
@@ -59,10 +64,16 @@ class CompareView:
         job, problem = await self._linked_job(request)
         if job is None:
             return _plain(*problem, request)
-        tr = translator(request.headers.get("Accept-Language"))
+        lang = language(request.headers.get("Accept-Language"))
+        tr = translator(lang)
         query = request.query_string
         page = (self.static_dir / "compare.html").read_text(encoding="utf-8")
+        # The page's words are the main page's (page_texts.py), in the reader's language.
+        words = {name: tr.gettext(PAGE_TEXTS[name]) for name in COMPARE_PAGE_WORDS}
         for name, value in {
+            "lang": lang,
+            "title": tr.gettext(COMPARE_TITLE),
+            **words,
             "before": f"{job.id}/original.png?{query}",
             "after": f"{job.id}/result.png?{query}",
             "prompt": job.prompt,

@@ -10,7 +10,9 @@
   function setCompare(value) {
     range.value = String(value);
     compare.style.setProperty("--pos", `${value}%`);
-    range.setAttribute("aria-valuetext", `${100 - value}% restyled`);
+    // The words come with the page, in the reader's language ("{percent}% restyled").
+    const words = range.dataset.valuetext || "{percent}% restyled";
+    range.setAttribute("aria-valuetext", words.replace("{percent}", String(100 - value)));
   }
 
   function fitTo(img) {
