@@ -28,6 +28,7 @@ from bot.core.codes import Codes
 from bot.core.dispatch import JOB_EVENTS, Dispatch
 from bot.core.guards import FloodGuard
 from bot.core.jobs import Jobs
+from bot.core.results import Results
 from bot.core.views import JobViews
 from bot.decoding import PictureDecoder
 from bot.links import compare_links
@@ -67,6 +68,7 @@ class RestyleService:
             config, store, clock, self.dispatch, self.views,
             interrupt=self.batches.interrupt_if_held, rng=rng, flood_guard=flood_guard, decoder=decoder,
         )  # fmt: skip
+        self.results = Results(store, self.views)
         self.billing = Billing(config, store, clock, self.jobs, self.metrics)
         self.codes = Codes(config, store, clock, self.jobs, self.billing)
         self.admin = Admin(config, store, clock, self.jobs, instance_id=self.instance_id)

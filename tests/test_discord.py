@@ -606,6 +606,23 @@ async def test_cancel_commands_words_outlast_the_plain_cancelled_its_jobs_update
     gate.set()
 
 
+async def test_a_progress_update_arriving_after_cancel_does_not_reopen_its_status(h):
+    """A progress update sent before /cancel but heard after it makes the status known again;
+    the job's "cancelled" update behind it must still leave /cancel's words."""
+    await h.start()
+    gate = h.hold_engine()
+    interaction = await h.restyle("first")
+    await h.fake.wait_for(lambda: (m := h.fake.original(interaction)) and m["components"], what="the status")
+    [job] = await h.jobs()
+    running = dataclasses.replace(await h.service.jobs.job(job.id), status="running", progress=0.4)
+    await h.adapter._finish_status(job.id, "Cancelled with /cancel.")
+    await h.adapter.job_updated(running)  # late: sent before the cancel
+    await h.adapter.job_updated(dataclasses.replace(running, status="cancelled"))
+    await h.fake.wait_for(lambda: not h.adapter._status, what="the late update to be dropped")
+    assert h.fake.original(interaction)["content"] == "Cancelled with /cancel."
+    gate.set()
+
+
 ADMIN = 9001
 
 

@@ -134,9 +134,9 @@ async def test_jobs_and_pictures_are_purged_after_the_retention_period(tmp_path)
     await h.clock.advance(1.5 * 86400)
     assert await h.service.admin.purge_expired() == 1
     assert await h.service.jobs.job(old.job_id) is None
-    assert await h.service.jobs.input_picture(old.job_id) is None
+    assert await h.service.results.input_picture(old.job_id) is None
     assert (await h.service.jobs.job(recent.job_id)).status == "done"
-    assert await h.service.jobs.input_picture(recent.job_id) is not None
+    assert await h.service.results.input_picture(recent.job_id) is not None
     await h.close()
 
 
@@ -177,7 +177,7 @@ async def test_the_app_purges_expired_jobs_at_start_and_then_every_hour(tmp_path
         await wait_parked(clock, start + 86400 + 2 * PURGE_INTERVAL_S)
         assert purged == [0, 0, 1]
         assert await app.service.jobs.job(old.job_id) is None
-        assert await app.service.jobs.input_picture(old.job_id) is None
+        assert await app.service.results.input_picture(old.job_id) is None
     finally:
         await app.stop()
     assert app._purge_task is not None and app._purge_task.done()

@@ -215,7 +215,7 @@ async def test_pictures_are_scaled_to_the_members_tier_max_side(tmp_path, member
     assert isinstance(answer, Accepted)
     job = await h.service.jobs.job(answer.job_id)
     assert smaller < max(job.width, job.height) <= largest
-    with Image.open(io.BytesIO(await h.service.jobs.input_picture(answer.job_id))) as stored:
+    with Image.open(io.BytesIO(await h.service.results.input_picture(answer.job_id))) as stored:
         assert stored.size == (job.width, job.height)
     await h.close()
 
@@ -316,13 +316,13 @@ async def test_only_the_member_who_asked_can_use_a_jobs_buttons_files_or_cancel_
     waiting = await h.submit(PRO, "/restyle also mine")
 
     assert (await h.service.jobs.again(FREE, done.job_id, {})).reason == "not_yours"
-    assert (await h.service.jobs.result_file(FREE, done.job_id, "png")).reason == "not_yours"
-    assert (await h.service.jobs.input_file(FREE, done.job_id, "png")).reason == "not_yours"
+    assert (await h.service.results.result_file(FREE, done.job_id, "png")).reason == "not_yours"
+    assert (await h.service.results.input_file(FREE, done.job_id, "png")).reason == "not_yours"
     assert await h.service.jobs.cancel(FREE, waiting.job_id) == []
     assert (await h.service.jobs.job(waiting.job_id)).status in ("queued", "running")
     # ...while the owner can do all of it.
-    assert isinstance(await h.service.jobs.result_file(PRO, done.job_id, "png"), bytes)
-    assert isinstance(await h.service.jobs.input_file(PRO, done.job_id, "png"), bytes)
+    assert isinstance(await h.service.results.result_file(PRO, done.job_id, "png"), bytes)
+    assert isinstance(await h.service.results.input_file(PRO, done.job_id, "png"), bytes)
     assert await h.service.jobs.cancel(PRO, waiting.job_id) == [waiting.job_id]
     h.engine.gate.set()
     await h.close()
@@ -530,7 +530,7 @@ async def test_a_result_the_checker_flags_is_withheld_costs_no_quota_and_others_
     assert [j.id for j in h.frontend.failures] == [flagged.job_id] and "safety filter" in h.frontend.failures[0].error
     assert (await h.service.jobs.me(PRO)).used_today == 0 and (await h.service.jobs.me(MAX)).used_today == 1
     assert not await h.store.has_picture(flagged.job_id, "result")
-    assert isinstance(await h.service.jobs.result_file(PRO, flagged.job_id, "png"), Refused)
+    assert isinstance(await h.service.results.result_file(PRO, flagged.job_id, "png"), Refused)
     await h.close()
 
 

@@ -321,7 +321,7 @@ async def test_again_reuses_the_picture_with_a_new_seed_and_stronger(tmp_path):
     assert refused.reason == "not_yours"
     await h.drain()
     assert [d.job.prompt for d in h.frontend.results] == ["ink drawing", "ink drawing"]
-    png = await h.service.jobs.result_file(PRO, first.job_id, "webp")
+    png = await h.service.results.result_file(PRO, first.job_id, "webp")
     assert png[:4] == b"RIFF"
     await h.close()
 
@@ -350,7 +350,7 @@ async def test_delivered_pictures_are_recompressed_to_png_after_an_hour_and_stil
     await h.clock.advance(3601)
     assert await h.service.admin.compact_pictures() == 2  # input and result
     assert (await h.store.picture(accepted.job_id, "result"))[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (await h.service.jobs.result_file(PRO, accepted.job_id, "jpeg"))[:3] == b"\xff\xd8\xff"
+    assert (await h.service.results.result_file(PRO, accepted.job_id, "jpeg"))[:3] == b"\xff\xd8\xff"
     again = await h.service.jobs.again(PRO, accepted.job_id, {})
     assert isinstance(again, Accepted)  # the compacted input still feeds a new run
     await h.drain()

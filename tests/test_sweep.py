@@ -276,17 +276,17 @@ async def test_keep_gives_a_delivery_and_again_works_from_the_kept_job(tmp_path)
     h.start_worker()
     await h.drain()
     await wait_until(lambda: frontend(h).sweeps, what="the sweep to be delivered")
-    kept = await h.service.jobs.keep(PRO, sweep.sweep[1])
+    kept = await h.service.results.keep(PRO, sweep.sweep[1])
     assert isinstance(kept, Delivery) and kept.job.strength == 0.5 and kept.job.sweep_id == sweep.job_id
     assert kept.result_picture == frontend(h).sweeps[0].results[sweep.sweep[1]] and kept.input_picture
-    assert isinstance(await h.service.jobs.keep(MAX, sweep.sweep[1]), Refused)
+    assert isinstance(await h.service.results.keep(MAX, sweep.sweep[1]), Refused)
     stronger = await h.service.jobs.again(PRO, kept.job.id, {"chat": "x"}, strength_delta=0.15)
     assert isinstance(stronger, Accepted) and stronger.strength == pytest.approx(0.65) and not stronger.sweep
     await h.drain()
     assert [d.job.id for d in frontend(h).results] == [stronger.job_id]
-    files = await h.service.jobs.sweep_files(PRO, sweep.job_id, "webp")
+    files = await h.service.results.sweep_files(PRO, sweep.job_id, "webp")
     assert [strength for strength, _ in files] == [0.3, 0.5, 0.7] and all(f[:4] == b"RIFF" for _, f in files)
-    assert isinstance(await h.service.jobs.sweep_files(MAX, sweep.job_id, "webp"), Refused)
+    assert isinstance(await h.service.results.sweep_files(MAX, sweep.job_id, "webp"), Refused)
     await h.close()
 
 

@@ -364,6 +364,32 @@ async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
     assert "first" in fake.calls_to("sendMediaGroup")[0].params["media"][1]["caption"]
 
 
+async def test_a_progress_update_arriving_after_cancel_does_not_reopen_its_status(start_bot, fake):
+    """A progress update sent before /cancel but heard after it finds the status message again
+    (its id is saved with the job); the job's "cancelled" update behind it must still leave
+    /cancel's words."""
+    engine = FakeEngine(max_batch=1)
+    engine.hold()
+    bot = await start_bot(engine=engine)
+    request = fake.message(ANA, text="/restyle first", reply_to=photo_message(fake))
+    [status_call] = await wait_reply(fake, request)
+    job_id = status_call.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(":")[1]
+    await asyncio.to_thread(engine.started.wait, 5)
+    running = await bot.app.service.jobs.job(job_id)
+    [answer] = await wait_reply(fake, fake.message(ANA, text="/cancel"))
+    assert answer.params["text"] == "Cancelled 1 job."
+    status = next(m for m in fake.sent(ANA["id"]) if (m.get("reply_to_message") or {}).get("message_id") == request["message_id"])
+    await fake.wait_until(lambda: fake.live(status)["text"] == "Cancelled with /cancel.")
+    edits = len(fake.calls_to("editMessageText"))
+    await bot.adapter.job_updated(replace(running, status="running", progress=0.4))  # late: sent before the cancel
+    await bot.adapter.job_updated(replace(running, status="cancelled"))
+    await bot.adapter._status_edits.settled(job_id)
+    assert fake.live(status)["text"] == "Cancelled with /cancel."
+    assert len(fake.calls_to("editMessageText")) == edits
+    engine.gate.set()
+    await settle(bot, fake)
+
+
 # Commands -------------------------------------------------------------------------------------
 
 

@@ -13,10 +13,10 @@ from engine.pictures import before_after_file
 async def side_by_side(service: RestyleService, member: Member, job_id: str, max_bytes: int) -> bytes | Refused:
     """The job's original and result in one JPEG under `max_bytes`, or why not (someone else's
     job, or one whose pictures are no longer kept). Built from what is stored: no GPU work."""
-    result = await service.jobs.result_file(member, job_id, "png")
+    result = await service.results.result_file(member, job_id, "png")
     if isinstance(result, Refused):
         return result
-    original = await service.jobs.input_picture(job_id)
+    original = await service.results.input_picture(job_id)
     if original is None:
         message = translator(member.lang).gettext("That picture is no longer kept; send it again with /restyle.")
         return Refused(Reason.NOT_FOUND, message)

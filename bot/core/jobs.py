@@ -26,7 +26,7 @@ from bot.config import Config, TierSettings
 from bot.core import refusals
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.guards import FloodGuard
-from bot.core.types import Accepted, Delivery, JobView, Member, MemberView, Reason, Refused
+from bot.core.types import Accepted, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
 from bot.i18n import N_, Text, translator
@@ -34,7 +34,7 @@ from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
 from engine.api import batch_key, random_seed, scheduled_steps
-from engine.pictures import PictureError, convert_stored, decoded_pixel_limit, stored_bytes
+from engine.pictures import PictureError, decoded_pixel_limit, stored_bytes
 
 log = logging.getLogger("bot.core.jobs")
 
@@ -237,50 +237,6 @@ class Jobs:
                 Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
             )
         return job
-
-    async def keep(self, member: Member, job_id: str) -> Delivery | Refused:
-        """ "Keep 0.5" under a sweep: that job's result as an ordinary Delivery, for the front
-        end to send like any result (its Again / Subtler / Stronger work from it as from any)."""
-        job = await self.store.job(job_id)
-        pictures = await self.store.job_pictures(job_id) if job is not None and job.status == "done" else {}
-        if job is None or "input" not in pictures or "result" not in pictures:
-            return Refused(
-                Reason.NOT_FOUND, translator(member.lang).gettext("That result is no longer kept; run /restyle again.")
-            )
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS,
-                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
-            )
-        return Delivery(await self.views.view(job), pictures["input"], pictures["result"])
-
-    async def sweep_files(
-        self, member: Member, sweep_id: str, fmt: str, max_bytes: int | None = None
-    ) -> list[tuple[float, bytes]] | Refused:
-        """A sweep's done results as files (png / jpeg / webp, each under max_bytes), as
-        (strength, bytes) in strength order; no new GPU work."""
-        jobs = await self.store.sweep_jobs(sweep_id)
-        if not jobs:
-            return Refused(
-                Reason.NOT_FOUND,
-                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
-            )
-        if (jobs[0].platform, jobs[0].platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS,
-                translator(member.lang).gettext("Only the member who asked for these pictures can use their buttons."),
-            )
-        files = []
-        for job in jobs:
-            data = await self.store.picture(job.id, "result") if job.status == "done" else None
-            if data is not None:
-                files.append((job.strength, await asyncio.to_thread(convert_stored, data, fmt, max_bytes)))
-        if not files:
-            return Refused(
-                Reason.NOT_FOUND,
-                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
-            )
-        return files
 
     async def _answer_from_key(self, member: Member, request_key: str) -> Accepted | Refused | None:
         """The answer to a request already queued under this key; None when it is new."""
@@ -529,34 +485,6 @@ class Jobs:
             if job is not None and job.reply.get("lang"):
                 reply = {**reply, "lang": job.reply["lang"]}
         await self.store.update_reply(job_id, reply)
-
-    async def result_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
-        """The stored result converted to png / jpeg / webp; no new GPU work."""
-        job = await self.store.job(job_id)
-        data = await self.store.picture(job_id, "result") if job is not None and job.status == "done" else None
-        tr = translator(member.lang)
-        if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, tr.gettext("That result is no longer kept; run /restyle again."))
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
-            )
-        return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
-
-    async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
-        """The prepared picture (the original as the engine saw it) as png / jpeg / webp."""
-        job = await self.store.job(job_id)
-        data = await self.store.picture(job_id, "input") if job is not None else None
-        tr = translator(member.lang)
-        if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, tr.gettext("That picture is no longer kept; send it again with /restyle."))
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can see it here."))
-        return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
-
-    async def input_picture(self, job_id: str) -> bytes | None:
-        """The prepared picture of a job (lossless; open it with Pillow), or None once purged."""
-        return await self.store.picture(job_id, "input")
 
 
 REQUEST_KEY_MAX = 200

@@ -139,6 +139,8 @@ class DiscordStartError(AdapterStartError):
     """The bot could not connect; the message says what to check."""
 
 
+ENDED_KEPT = 1000  # statuses ended by a command, remembered (see DiscordAdapter._ended_by_command)
+
 # State kept per job while it waits --------------------------------------------------------------
 
 
@@ -148,9 +150,6 @@ class _Status:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one edit of the message at a time
     finished: bool = False  # delivered, failed or cancelled: no more status edits
-    # Ended by a command's own words ("Cancelled with /cancel"): the plain "Cancelled." its
-    # job's update also asks for, which may reach the lock second, must not replace them.
-    ended_by_command: bool = False
     task: asyncio.Task[None] | None = None  # the status edits waiting for their turn
 
 
@@ -186,6 +185,11 @@ class DiscordAdapter:
         self._ready = asyncio.Event()
         self._status: dict[str, _Status] = {}  # keyed by job id, or by sweep id for a sweep's one status
         self._sweeps: dict[str, SweepShown] = {}  # sweep id -> what its status has heard of its jobs
+        # Statuses a command ended with its own words ("Cancelled with /cancel"), the latest
+        # ENDED_KEPT: the plain "Cancelled." the job's own update asks for must not replace them,
+        # whether it reaches the message second or after a late progress update made the status
+        # known again.
+        self._ended_by_command: dict[str, None] = {}
         self._status_edits = StatusThrottle(self._edit_status, MonotonicClock(), name="discord-status")
         self._library_urls = LibraryUrls()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -891,7 +895,7 @@ class DiscordAdapter:
         Subtler / Stronger / Try 3 strengths), in a new follow-up; the sweep's message stays, so
         another one can be kept too. Deferred first as an update (type 6): nothing shown yet."""
         await interaction.response.defer()
-        kept = await self.service.jobs.keep(member, job_id)
+        kept = await self.service.results.keep(member, job_id)
         if isinstance(kept, Refused):
             await self._tell(interaction, sweep_refusal(kept, member.lang))
             return
@@ -910,7 +914,7 @@ class DiscordAdapter:
     async def _sweep_files_button(self, interaction: discord.Interaction, member: Member, sweep_id: str) -> None:
         await self.defer_private(interaction)  # private, like the PNG / WebP / JPEG buttons
         limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
-        await send_sweep_files(self.service.jobs, interaction, member, sweep_id, limit)
+        await send_sweep_files(self.service.results, interaction, member, sweep_id, limit)
 
     async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
         await self.defer_private(interaction)  # private: a stranger's click leaves no trace
@@ -918,7 +922,7 @@ class DiscordAdapter:
             return
         limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
         try:
-            data = await self.service.jobs.result_file(member, job_id, fmt, limit)
+            data = await self.service.results.result_file(member, job_id, fmt, limit)
         except PictureError as exc:
             await interaction.followup.send(
                 Text(exc.template, exc.params).render(translator(member.lang)), ephemeral=True
@@ -1093,6 +1097,8 @@ class DiscordAdapter:
     async def job_updated(self, job: JobView) -> None:
         # A sweep's jobs share one status message, keyed by the sweep (its lead's job id).
         key = job.sweep_id or job.id
+        if key in self._ended_by_command:
+            return  # ended by a command's own words: nothing more to say there
         if job.status == "cancelled" and key in self._status and not self._status[key].finished:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued"
             # (unless part of the sweep is done: its delivery takes that message over).
@@ -1190,13 +1196,16 @@ class DiscordAdapter:
         sweep's one status, unless part of the sweep is done: its delivery takes that message over."""
         job = await self.service.jobs.job(job_id)
         key = job.sweep_id if job is not None and job.sweep_id is not None else job_id
+        if not from_update:
+            self._ended_by_command[key] = None
+            while len(self._ended_by_command) > ENDED_KEPT:
+                del self._ended_by_command[next(iter(self._ended_by_command))]
         state = self._state(key)
         state.finished = True
         self._status_edits.finish(key)
         async with state.lock:
-            if from_update and state.ended_by_command:
+            if from_update and key in self._ended_by_command:
                 return
-            state.ended_by_command = state.ended_by_command or not from_update
             if job is not None and job.sweep_id is not None and await self._sweep_has_results(key):
                 job = None
             if job is not None:
@@ -1267,21 +1276,7 @@ class DiscordAdapter:
         send's own name where it is not the job's delivery (a kept result of a sweep)."""
         job = delivery.job
         limit = int(job.reply.get("size_limit") or DEFAULT_FILE_LIMIT)
-        try:
-            pictures = await asyncio.to_thread(_result_files, delivery, limit)
-        except (OSError, PictureError) as exc:
-            raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
-
-        async def files(max_bytes: int | None = None) -> list[discord.File]:
-            """The pictures, re-encoded (off the loop) where a smaller limit applies (a DM)."""
-            chosen = pictures
-            if max_bytes is not None and max_bytes < limit:
-                try:
-                    chosen = await asyncio.to_thread(_result_files, delivery, max_bytes)
-                except (OSError, PictureError) as exc:
-                    raise DeliveryFailed(f"could not prepare the files: {exc}") from exc
-            return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
-
+        files = await _files_within(lambda max_bytes: _result_files(delivery, max_bytes), limit, "the files")
         links = self.service.compare_links
         compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
         view = result_view(job.id, compare_url, job.reply.get("lang"))
@@ -1295,20 +1290,7 @@ class DiscordAdapter:
         lead = sweep.jobs[0]
         lang = lead.reply.get("lang")
         limit = int(lead.reply.get("size_limit") or DEFAULT_FILE_LIMIT)
-        try:
-            made = await asyncio.to_thread(sweep_message_files, sweep, limit)
-        except (OSError, PictureError) as exc:
-            raise DeliveryFailed(f"could not prepare the sweep's files: {exc}") from exc
-
-        async def files(max_bytes: int | None = None) -> list[discord.File]:
-            chosen = made
-            if max_bytes is not None and max_bytes < limit:
-                try:
-                    chosen = await asyncio.to_thread(sweep_message_files, sweep, max_bytes)
-                except (OSError, PictureError) as exc:
-                    raise DeliveryFailed(f"could not prepare the sweep's files: {exc}") from exc
-            return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
-
+        files = await _files_within(lambda max_bytes: sweep_message_files(sweep, max_bytes), limit, "the sweep's files")
         tr = translator(lang)
         text = "🎚 " + sweep_caption(sweep, SWEEP_CAPTION_LIMIT, tr)
         await self._send_outcome(lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang))
@@ -1452,6 +1434,27 @@ class DiscordAdapter:
         finally:
             if state.finished:
                 self._status.pop(key, None)
+
+
+async def _files_within(
+    make: Callable[[int], list[tuple[str, bytes]]], limit: int, what: str
+) -> Callable[[int | None], Awaitable[list[discord.File]]]:
+    """A message's files made (off the loop) within `limit` bytes, and made again where a smaller
+    limit applies when it is sent (a DM's)."""
+
+    async def made_within(max_bytes: int) -> list[tuple[str, bytes]]:
+        try:
+            return await asyncio.to_thread(make, max_bytes)
+        except (OSError, PictureError) as exc:
+            raise DeliveryFailed(f"could not prepare {what}: {exc}") from exc
+
+    first = await made_within(limit)
+
+    async def files(max_bytes: int | None = None) -> list[discord.File]:
+        chosen = first if max_bytes is None or max_bytes >= limit else await made_within(max_bytes)
+        return [discord.File(io.BytesIO(data), filename=name) for name, data in chosen]
+
+    return files
 
 
 # Where a slash command answers ---------------------------------------------------------------------

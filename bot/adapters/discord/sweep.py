@@ -12,7 +12,7 @@ import discord
 
 from bot.chat.sweep import SWEEP_GONE
 from bot.commands import SWEEP_STRENGTHS
-from bot.core.jobs import Jobs
+from bot.core.results import Results
 from bot.core.types import JobView, Member, Reason, Refused, SweepDelivery
 from bot.i18n import translator
 from engine.pictures import convert_stored
@@ -50,11 +50,11 @@ def sweep_refusal(refused: Refused, lang: str | None) -> str:
 
 
 async def send_sweep_files(
-    jobs: Jobs, interaction: discord.Interaction, member: Member, sweep_id: str, limit: int
+    results: Results, interaction: discord.Interaction, member: Member, sweep_id: str, limit: int
 ) -> None:
     """The Files button, once deferred privately: the sweep's results as PNG files named by
     strength, in one ephemeral follow-up, each within its share of the upload limit."""
-    made = await jobs.sweep_files(member, sweep_id, "png", file_budget(limit, len(SWEEP_STRENGTHS)))
+    made = await results.sweep_files(member, sweep_id, "png", file_budget(limit, len(SWEEP_STRENGTHS)))
     if isinstance(made, Refused):
         await interaction.followup.send(sweep_refusal(made, member.lang), ephemeral=True)
         return

@@ -82,6 +82,7 @@ from bot.adapters.telegram.parsing import (
     _replied,
     _stale_file_id,
 )
+from bot.adapters.telegram.replies import answer
 from bot.adapters.telegram.sweep import send_sweep, send_sweep_files
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
@@ -834,18 +835,7 @@ class TelegramAdapter:
             await self.job_updated(view)
 
     async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        if message.chat.type != "private":
-            text = addressed_commands(text, self.bot.username or "")
-        try:
-            await self.bot.send_message(
-                message.chat.id,
-                text,
-                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-                message_thread_id=message.message_thread_id if message.is_topic_message else None,
-                reply_markup=markup,
-            )
-        except TelegramError as exc:
-            log.warning("could not answer a member (%s)", _short(exc))
+        await answer(self.bot, message, text, markup)
 
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_message:
@@ -985,7 +975,7 @@ class TelegramAdapter:
             output = OUTPUT_FORMATS[fmt]
             label, ext = output.label, output.extension
             await _quietly(query.answer(tr.gettext("Sending the {format} file…").format(format=label)))
-            data = await self.service.jobs.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
+            data = await self.service.results.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
             if message is None:
                 return
             reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
@@ -1053,7 +1043,7 @@ class TelegramAdapter:
     async def _keep(self, query: CallbackQuery, job: JobView, member: Member, message: Message) -> None:
         """ "Keep 0.5" under a sweep: that result sent as an ordinary one (album and buttons),
         answering the sweep's message; its Again / Subtler / Stronger then go on from it."""
-        delivery = await self.service.jobs.keep(member, job.id)
+        delivery = await self.service.results.keep(member, job.id)
         if isinstance(delivery, Refused):
             await self._refuse_press(query, message, delivery)
             return
@@ -1076,7 +1066,7 @@ class TelegramAdapter:
         """ "📁 Files" under a sweep: its results as PNG documents in one album, named by strength."""
         await _quietly(query.answer(translator(member.lang).gettext(SENDING_SWEEP_FILES)))
         sweep_id = job.sweep_id or job.id
-        files = await self.service.jobs.sweep_files(member, sweep_id, "png", DOCUMENT_LIMIT_BYTES)
+        files = await self.service.results.sweep_files(member, sweep_id, "png", DOCUMENT_LIMIT_BYTES)
         reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
         thread = job.reply.get("thread_id")
         try:
@@ -1116,6 +1106,8 @@ class TelegramAdapter:
         """Show the job's state in its status message, within its chat's edit budget. A sweep's
         jobs share one status message, keyed by the sweep's lead."""
         key = _status_key(job)
+        if key in self._finished:
+            return  # its status was ended in this run: a late update (sent before) has nothing to add
         if job.status == "cancelled" and key in self._statuses:
             # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
             await self._finish_status(key, CANCELLED)
@@ -1349,7 +1341,7 @@ class TelegramAdapter:
             await mark("buttons")
         if job.output_format and "file" not in steps:
             ext = OUTPUT_FORMATS[job.output_format].extension
-            data = await self.service.jobs.result_file(
+            data = await self.service.results.result_file(
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
             if not isinstance(data, Refused):

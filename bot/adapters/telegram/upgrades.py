@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, ReplyParameters, Update, User
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Update, User
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     Application,
@@ -26,6 +26,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.adapters.telegram.replies import answer
 from bot.commands import MAX_PLATFORM_ID, whole_number
 from bot.config import Config
 from bot.core.types import Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo
@@ -137,19 +138,8 @@ class TelegramUpgrades:
         app.add_handler(MessageHandler(filters.StatusUpdate.REFUNDED_PAYMENT, self.on_refunded_payment))
 
     async def _say(self, update: Update, text: str, reply_markup: InlineKeyboardMarkup | None = None) -> None:
-        message = update.effective_message
-        if message is None:
-            return
-        try:
-            await self.bot.send_message(
-                message.chat.id,
-                text,
-                reply_parameters=ReplyParameters(message.message_id, allow_sending_without_reply=True),
-                message_thread_id=message.message_thread_id if message.is_topic_message else None,
-                reply_markup=reply_markup,
-            )
-        except TelegramError as exc:
-            log.warning("could not answer a member (%s)", exc)
+        if update.effective_message is not None:
+            await answer(self.bot, update.effective_message, text, reply_markup)
 
     # Members -----------------------------------------------------------------------------------
 

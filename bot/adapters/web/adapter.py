@@ -676,7 +676,7 @@ class WebAdapter:
         """The page shows the job as its current result (the core checks it is still kept)."""
         job_id = await self._own_job_id(request)
         member = self._member_of(request)
-        kept = await self.service.jobs.keep(member, job_id)
+        kept = await self.service.results.keep(member, job_id)
         if isinstance(kept, Refused):
             return _json_error(REFUSAL_STATUS.get(kept.reason, 404), kept.text, reason=kept.reason)
         return web.json_response({"job": await self._state(job_id, member.lang)})
@@ -690,7 +690,7 @@ class WebAdapter:
         fmt = FORMATS.get(request.match_info["fmt"].lower())
         if fmt is None:
             return _json_error(404, _said(request, BAD_FORMAT))
-        files = await self.service.jobs.sweep_files(self._member_of(request), sweep_id, fmt)
+        files = await self.service.results.sweep_files(self._member_of(request), sweep_id, fmt)
         if isinstance(files, Refused):
             return _json_error(REFUSAL_STATUS.get(files.reason, 404), files.text)
         extension = OUTPUT_FORMATS[fmt].extension
@@ -759,7 +759,7 @@ class WebAdapter:
 
     async def original(self, request: web.Request) -> web.StreamResponse:
         job_id = await self._own_job_id(request)
-        data = await self.service.jobs.input_file(self.member, job_id, "png")
+        data = await self.service.results.input_file(self.member, job_id, "png")
         if isinstance(data, Refused):
             return _json_error(404, _said(request, GONE))
         return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
@@ -775,7 +775,7 @@ class WebAdapter:
             if status in ("queued", "running", "finishing"):
                 return _json_error(409, _said(request, NOT_READY))
             return _json_error(404, state.get("error") or _said(request, GONE) if state else _said(request, GONE))
-        data = await self.service.jobs.result_file(self.member, job_id, fmt)
+        data = await self.service.results.result_file(self.member, job_id, fmt)
         if isinstance(data, Refused):
             return _json_error(REFUSAL_STATUS.get(data.reason, 404), data.text)
         disposition = "attachment" if request.query.get("download") else "inline"

@@ -96,9 +96,9 @@ class CompareView:
             return _plain(404, COMPARE_GONE, request)
         owner = Member(job.platform, job.user_id)
         if which == "original":
-            data = await self.service.jobs.input_file(owner, job.id, "png")
+            data = await self.service.results.input_file(owner, job.id, "png")
         else:
-            data = await self.service.jobs.result_file(owner, job.id, "png")
+            data = await self.service.results.result_file(owner, job.id, "png")
         if isinstance(data, Refused):
             return _plain(404, COMPARE_GONE, request)
         return web.Response(body=data, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"})
