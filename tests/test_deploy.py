@@ -168,7 +168,7 @@ def test_the_image_install_step_ships_the_web_page(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    from bot.adapters.web.adapter import STATIC_FILES
+    from bot.adapters.web.page import STATIC_FILES
 
     for name in (*STATIC_FILES, "index.html", "compare.html"):
         assert f"bot/adapters/web/static/{name}" in names, name

@@ -110,6 +110,13 @@ def test_a_sub_router_never_imports_its_adapter():
     )
     for router, adapters in routers:
         assert not _imports(ROOT / "bot" / "adapters" / router) & adapters, router
+    # The web adapter's rooms (access, jobs, uploads, health, page, compare, sweep ...) get what
+    # they need passed in; only the front end itself (adapter.py) puts them together.
+    web = ROOT / "bot" / "adapters" / "web"
+    rooms = [path for path in web.glob("*.py") if path.name not in ("adapter.py", "__init__.py")]
+    assert len(rooms) >= 8, rooms
+    for room in rooms:
+        assert not _imports(room) & {"bot.adapters.web", "bot.adapters.web.adapter"}, room.name
 
 
 def test_no_test_module_imports_another():

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bot.adapters.web import WebAdapter, WebStartError
-from bot.adapters.web.adapter import command_from_form
+from bot.adapters.web.uploads import command_from_form
 from bot.adapters.web.compare import COMPARE_EXPIRED, COMPARE_GONE
 from bot.app import App, Health
 from bot.clock import FakeClock
@@ -559,7 +559,7 @@ async def test_the_same_form_nonce_queues_one_job(site):
 
 
 def test_the_page_sends_a_nonce_with_each_run():
-    from bot.adapters.web.adapter import STATIC_DIR
+    from bot.adapters.web.page import STATIC_DIR
 
     script = (STATIC_DIR / "app.js").read_text()
     assert 'form.append("request_id", requestId())' in script

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from babel.messages.pofile import read_po
 
-from bot.adapters.web.adapter import STATIC_DIR
+from bot.adapters.web.page import STATIC_DIR
 from bot.adapters.web.page_texts import PAGE_PLURALS, PAGE_TEXTS
 from bot.i18n import LOCALES, translator
 from tests.harness.web import Site, open_site

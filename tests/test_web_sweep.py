@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from bot.adapters.web.adapter import command_from_form
+from bot.adapters.web.uploads import command_from_form
 from bot.commands import SWEEP_STRENGTHS, CommandError
 from bot.core.types import Member
 from tests.fakes import picture_bytes
