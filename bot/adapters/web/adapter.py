@@ -62,10 +62,8 @@ class WebStartError(AdapterStartError):
 
 
 class WebAdapter:
-    """The page and its API (page=True), or only the health and metrics endpoints. The routes'
-    handlers live in their rooms: page.py (the page's files and session), jobs.py (the job
-    API), health.py (/healthz, /readyz, /metrics), compare.py (a chat result's compare view);
-    access.py holds the token rules, uploads.py the reading of what the page sends."""
+    """The page and its API (page=True), or only the health and metrics endpoints. It puts the
+    package's rooms together (bot/adapters/web/__init__.py lists them); their handlers answer."""
 
     def __init__(
         self,
