@@ -129,6 +129,12 @@ UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 SWEEP_CAPTION_LIMIT = 1700
 
 
+def _place(interaction: discord.Interaction) -> Place:
+    guild_id = interaction.guild_id
+    return Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
+                 parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
+
+
 def _tr(interaction: discord.Interaction) -> Translator:
     """The member's Discord language (interaction.locale, e.g. es-ES), English where none fits."""
     return translator(interaction.locale.value)
@@ -553,10 +559,7 @@ class DiscordAdapter:
     async def _allowed_here(self, interaction: discord.Interaction) -> bool:
         """[access] allow-lists: outside them, say so privately (an interaction must be answered,
         and an ephemeral answer bothers no one else, so it is said every time)."""
-        guild_id = interaction.guild_id
-        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
-                      parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
-        refused = self.service.admin.check_place(place, interaction.locale.value)
+        refused = self.service.admin.check_place(_place(interaction), interaction.locale.value)
         if refused is None:
             return True
         await self._tell(interaction, refused.message)
@@ -1414,11 +1417,7 @@ class _PressReply:
         ephemeral message that stays, so none is sent."""
 
     def place_refusal(self, lang: str | None) -> Refused | None:
-        interaction = self.interaction
-        guild_id = interaction.guild_id
-        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
-                      parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
-        refused = self.adapter.service.admin.check_place(place, lang)
+        refused = self.adapter.service.admin.check_place(_place(self.interaction), lang)
         # An ephemeral answer bothers no one else: it is said every time, never quietly.
         return dataclasses.replace(refused, quiet=False) if refused is not None else None
 
@@ -1460,6 +1459,8 @@ class _PressReply:
         await self.interaction.followup.send(files=named, ephemeral=True)
 
     async def send_picture(self, data: bytes, caption: str) -> None:
+        """Privately, like the files. (Discord's results carry their before-after picture already,
+        bot/adapters/discord/files.py, so no button of theirs asks for it: a Telegram button does.)"""
         picture = discord.File(io.BytesIO(data), filename="before-after.jpg")
         await self.interaction.followup.send(caption, file=picture, ephemeral=True)
 
