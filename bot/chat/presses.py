@@ -50,10 +50,10 @@ class Press:
 
 async def handle_press(service: RestyleService, member: Member, press: Press, surface: PressSurface) -> None:
     tr = translator(member.lang)
-    under_sweep = press.action in (KEEP, SWEEP_FILES)
-    gone = SWEEP_GONE if under_sweep else texts.JOB_GONE
-    job = await owned_job(service, member, press.job_id, gone, SWEEP_NOT_YOURS if press.action == SWEEP_FILES
-                          else texts.NOT_YOURS)  # fmt: skip
+    # A sweep's buttons speak of the sweep: a gone one says how to run one again.
+    gone = SWEEP_GONE if press.action in (KEEP, SWEEP_FILES) else texts.JOB_GONE
+    not_yours = SWEEP_NOT_YOURS if press.action == SWEEP_FILES else texts.NOT_YOURS
+    job = await owned_job(service, member, press.job_id, gone, not_yours)
     if isinstance(job, str):
         await surface.notice(job)
         return
