@@ -547,6 +547,20 @@ async def test_buttons_keep_working_after_a_restart(h, tmp_path):
         await h2.close()
 
 
+async def test_cancel_clicked_after_the_job_finished_says_too_late_privately(h):
+    await h.start()
+    interaction = await h.restyle()
+    message = await h.result_of(interaction)
+    job_id = (await h.jobs())[0].id
+    # A click that raced the result: the status, with its Cancel button, as the member still saw it.
+    status = h.fake.keep_message({**message, "id": str(h.fake.new_id()), "components": [{"type": 1, "components": [
+        {"type": 2, "style": 4, "label": "Cancel", "custom_id": f"restyle:cancel:{job_id}"}]}]})  # fmt: skip
+    await h.fake.click(status, f"restyle:cancel:{job_id}")
+    await h.fake.wait_for(lambda: ephemerals(h.fake), what="the answer")
+    assert ephemerals(h.fake) == ["Too late to cancel: that job has already finished."]
+    assert (await h.jobs())[0].status == "done" and h.fake.original(interaction)["content"] == message["content"]
+
+
 async def test_cancel_button_on_the_status_stops_the_job(h):
     await h.start()
     gate = h.hold_engine()

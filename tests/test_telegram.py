@@ -338,6 +338,16 @@ async def test_buttons_answer_only_the_member_who_asked(start_bot, fake):
     assert not {"queued", "running"} & set(await bot.app.store.count_by_status())
 
 
+async def test_cancel_pressed_after_the_job_finished_says_too_late_in_an_alert(start_bot, fake):
+    bot = await start_bot()
+    message, job_id = await delivered_buttons(bot, fake)  # a press that raced the result
+    fake.press(ANA, message, f"cancel:{job_id}")
+    [answer] = await fake.wait_for("answerCallbackQuery", 1)
+    assert answer.params["text"] == "Too late to cancel: that job has already finished."
+    assert answer.params["show_alert"] is True
+    assert (await bot.job(job_id)).status == "done"
+
+
 async def test_cancel_button_while_waiting_cancels_that_job(start_bot, fake):
     engine = FakeEngine(max_batch=1)
     engine.hold()

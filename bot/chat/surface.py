@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.types import Accepted, Delivery, JobView, Refused
 from bot.i18n import Text
 
 
@@ -48,4 +49,80 @@ class CommandSurface(Protocol):
     async def finish_status(self, job_id: str, text: str) -> None:
         """The job ended without a result (cancelled): end its status message with `text`, an
         English msgid the surface says in the language of the job's member (saved with the job)."""
+        ...
+
+
+class PressSurface(Protocol):
+    """Where a button of a result, a status or a sweep was pressed: what the shared press flow
+    (bot/chat/presses.py) asks of a platform. Each platform keeps its own rules inside: how many
+    answers a press takes, when it must be acknowledged, what a member alone can read."""
+
+    # Read-only (properties here): a dataclass field or a property gives each.
+    @property
+    def file_limit(self) -> int:
+        """Bytes of one file sent for a press (a result as PNG / WebP / JPEG)."""
+        ...
+
+    @property
+    def files_limit(self) -> int:
+        """Bytes of each of a sweep's files, sent together."""
+        ...
+
+    @property
+    def picture_limit(self) -> int:
+        """Bytes of the side-by-side picture."""
+        ...
+
+    @property
+    def result_name(self) -> str:
+        """How a result's file is named here: `<result_name>-<job id>.png`."""
+        ...
+
+    async def notice(self, text: str) -> None:
+        """A word for the presser alone, to read before going on (a refusal, "too late")."""
+        ...
+
+    async def acknowledge(self, text: str | None = None) -> None:
+        """The press is taken; `text`: a passing word where the platform shows one ("Sending
+        the PNG file…"). Every press ends acknowledged or noticed, once at least."""
+        ...
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        """None where a new job may start from this press; else why not ([access] lists)."""
+        ...
+
+    async def reply_data(self, job: JobView) -> dict[str, Any]:
+        """Where the answer to a new job from `job`'s buttons goes (the job's reply dict)."""
+        ...
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        """The new job is queued: its status message, where `reply` says."""
+        ...
+
+    async def not_started(self) -> None:
+        """No job came of reply_data's answer (refused, or a press seen before): take back
+        whatever reply_data put in the chat."""
+        ...
+
+    async def cancelling(self, job_id: str) -> None:
+        """The job's owner asks to cancel it: its status takes no more progress edits from now."""
+        ...
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        """The job was cancelled from its status message: end that message with `text` (an
+        English msgid, said in the member's language)."""
+        ...
+
+    async def send_file(self, name: str, data: bytes) -> None: ...
+
+    async def send_files(self, files: list[tuple[str, bytes]]) -> None:
+        """Several files together (a sweep's results), named."""
+        ...
+
+    async def send_picture(self, data: bytes, caption: str) -> None:
+        """A picture to look at (the side-by-side JPEG), with its caption."""
+        ...
+
+    async def send_result(self, delivery: Delivery) -> None:
+        """A result (a sweep's kept one) sent as an ordinary result, with its buttons."""
         ...

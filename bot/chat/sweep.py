@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bot.chat.texts import clip, duration
 from bot.commands import SWEEP_STRENGTHS, describe_strength
-from bot.core.types import JobView, SweepDelivery
+from bot.core.types import JobView, Reason, Refused, SweepDelivery
 from bot.i18n import N_, Translator, translator
 
 ENGLISH = translator(None)
@@ -17,6 +17,7 @@ TRY_SWEEP_BUTTON = TRY_SWEEP_TEMPLATE.format(count=len(SWEEP_STRENGTHS))
 SWEEP_FILES_BUTTON = N_("📁 Files")
 SENDING_SWEEP_FILES = N_("Sending the results as files…")
 SWEEP_GONE = N_("That sweep is gone; send the picture again with /restyle strength=sweep.")
+SWEEP_NOT_YOURS = N_("Only the member who asked for these pictures can use their buttons.")
 
 
 def try_sweep_button(tr: Translator = ENGLISH) -> str:
@@ -26,6 +27,13 @@ def try_sweep_button(tr: Translator = ENGLISH) -> str:
 def sweep_file_name(strength: float, extension: str) -> str:
     """A sweep's result as a file, named by its strength: restyle-0.5.png."""
     return f"restyle-{strength:g}.{extension}"
+
+
+def sweep_refusal(refused: Refused, lang: str | None) -> str:
+    """A sweep's button refused: a sweep no longer kept says how to run one again."""
+    if refused.reason == Reason.NOT_FOUND:
+        return translator(lang).gettext(SWEEP_GONE)
+    return refused.text
 
 
 def keep_label(strength: float, tr: Translator = ENGLISH) -> str:

@@ -64,7 +64,7 @@ from bot.adapters.discord.parsing import (
     _pictures_in,
     _Unusable,
 )
-from bot.adapters.discord.sweep import ACTIVE, SweepShown, send_sweep_files, sweep_message_files, sweep_refusal
+from bot.adapters.discord.sweep import ACTIVE, SweepShown, file_budget, sweep_message_files
 from bot.adapters.discord.texts import (
     BROKE,
     DISCORD_STYLE,
@@ -84,9 +84,9 @@ from bot.adapters.discord.texts import (
 )
 from bot.adapters.discord.translator import CatalogueTranslator, described
 from bot.adapters.discord.upgrades import DiscordUpgrades
-from bot.chat import account, texts
+from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
-from bot.chat.buttons import owned_job
+from bot.chat.presses import Press, handle_press
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
 from bot.chat.surface import Style
 from bot.chat.sweep import keep_choices, sweep_caption, sweep_status
@@ -99,7 +99,6 @@ from bot.commands import (
     MIN_STEPS,
     MIN_STRENGTH,
     OUTPUT_FORMATS,
-    STRENGTH_CHANGES,
     SWEEP_STRENGTHS,
     CommandError,
     RestyleCommand,
@@ -128,6 +127,12 @@ UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 # A sweep's caption: Discord's 2000 characters, less room for what a post elsewhere adds in front
 # (the member's mention, "(The channel you asked in is gone, so here it is.)").
 SWEEP_CAPTION_LIMIT = 1700
+
+
+def _place(interaction: discord.Interaction) -> Place:
+    guild_id = interaction.guild_id
+    return Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
+                 parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
 
 
 def _tr(interaction: discord.Interaction) -> Translator:
@@ -554,10 +559,7 @@ class DiscordAdapter:
     async def _allowed_here(self, interaction: discord.Interaction) -> bool:
         """[access] allow-lists: outside them, say so privately (an interaction must be answered,
         and an ephemeral answer bothers no one else, so it is said every time)."""
-        guild_id = interaction.guild_id
-        place = Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
-                      parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
-        refused = self.service.admin.check_place(place, interaction.locale.value)
+        refused = self.service.admin.check_place(_place(interaction), interaction.locale.value)
         if refused is None:
             return True
         await self._tell(interaction, refused.message)
@@ -792,88 +794,17 @@ class DiscordAdapter:
     # Buttons -------------------------------------------------------------------------------------
 
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+        # The custom_id's action names: a format alone for a file, "files" for a sweep's.
+        if action in OUTPUT_FORMATS:
+            press = Press(presses.FILE, job_id, f"interaction:{interaction.id}", action)
+        else:
+            press = Press(presses.SWEEP_FILES if action == "files" else action, job_id, f"interaction:{interaction.id}")
         try:
-            member = self._asker(interaction)
-            if action == "cancel":
-                await self._cancel_button(interaction, member, job_id)
-            elif action in STRENGTH_CHANGES:
-                await self._again_button(interaction, member, job_id, STRENGTH_CHANGES[action])
-            elif action == "sweep":
-                await self._again_button(interaction, member, job_id, 0.0, sweep=True)
-            elif action == "keep":
-                await self._keep_button(interaction, member, job_id)
-            elif action == "files":
-                await self._sweep_files_button(interaction, member, job_id)
-            else:
-                await self._file_button(interaction, member, job_id, action)
+            surface = await _PressReply.deferred(self, interaction, press)
+            await handle_press(self.service, self._asker(interaction), press, surface)
         except Exception:
             log.exception("button %s on job %s failed", action, job_id)
             await self._broke(interaction)
-
-    async def _owned_job(self, interaction: discord.Interaction, member: Member, job_id: str) -> JobView | None:
-        job = await owned_job(self.service, member, job_id)
-        if isinstance(job, str):
-            await self._tell(interaction, job)
-            return None
-        return job
-
-    async def _cancel_button(self, interaction: discord.Interaction, member: Member, job_id: str) -> None:
-        # Deferred as an update of the status message (type 6) before the database is asked:
-        # nothing shows in the channel, and the edit below goes to that message (@original).
-        await interaction.response.defer()
-        job = await self._owned_job(interaction, member, job_id)
-        if job is None:
-            return
-        state = self._state(job_id)
-        state.finished = True
-        self._status_edits.finish(job_id)
-        tr = translator(member.lang)
-        if await self.service.jobs.cancel(member, job_id):
-            # A sweep's Cancel (on its lead) stops all of it; where part of it is done, the
-            # sweep's delivery takes this message over with what is done.
-            if job.sweep_id != job_id or not await self._sweep_has_results(job_id):
-                await interaction.edit_original_response(content=tr.gettext("✖️ Cancelled."), view=None)
-            self._status.pop(job_id, None)
-            self._sweeps.pop(job_id, None)
-        else:
-            await self._tell(interaction, tr.gettext("That job has already finished."))
-
-    async def _again_button(
-        self, interaction: discord.Interaction, member: Member, job_id: str, delta: float, *, sweep: bool = False
-    ) -> None:
-        """Again / Subtler / Stronger, and "Try 3 strengths" (`sweep`: the same picture, prompt and
-        seed at each sweep strength, one status for the three)."""
-        # Deferred as an update of the result message (type 6) before the database is asked: it
-        # shows nothing, so a stranger's or refused click leaves no trace in the channel. After a
-        # type-6 defer every follow-up is a new message that keeps its ephemeral flag (only the
-        # first follow-up after a type-5 defer replaces the "thinking" message and turns public;
-        # discord-api-docs, Create Followup Message): refusals go privately, and the new job's
-        # status is a public follow-up of its own, while @original stays the old result.
-        await interaction.response.defer()
-        interaction.extras.setdefault("received_at", self._created_at(interaction))
-        if await self._owned_job(interaction, member, job_id) is None:
-            return
-        if not await self._allowed_here(interaction):
-            return
-        status = await interaction.followup.send(translator(member.lang).gettext("⏳ Got it…"), wait=True)
-        try:
-            reply = self._interaction_reply(interaction, status.id)
-            request_key = f"interaction:{interaction.id}"
-            if sweep:
-                outcome = await self.service.jobs.sweep(member, job_id, reply, request_key=request_key)
-            else:
-                outcome = await self.service.jobs.again(member, job_id, reply, strength_delta=delta,
-                                                   request_key=request_key)  # fmt: skip
-        except BaseException:
-            await self._withdraw(status)
-            raise
-        if isinstance(outcome, Refused) or outcome.duplicate:
-            await self._withdraw(status)
-            if isinstance(outcome, Refused) and not outcome.quiet:
-                await self._tell(interaction, _refusal_text(outcome))
-            return
-        interaction.extras["job_id"] = outcome.job_id
-        await self._edit_status_now(outcome.job_id)
 
     @staticmethod
     async def _withdraw(status: discord.WebhookMessage) -> None:
@@ -889,50 +820,6 @@ class DiscordAdapter:
                 await status.edit(content=NOT_STARTED, view=None)
             except discord.HTTPException as exc2:
                 log.warning("could not end a status follow-up either: %s", exc2)
-
-    async def _keep_button(self, interaction: discord.Interaction, member: Member, job_id: str) -> None:
-        """ "Keep 0.5" under a sweep: that result as an ordinary result (its files and Again /
-        Subtler / Stronger / Try 3 strengths), in a new follow-up; the sweep's message stays, so
-        another one can be kept too. Deferred first as an update (type 6): nothing shown yet."""
-        await interaction.response.defer()
-        kept = await self.service.results.keep(member, job_id)
-        if isinstance(kept, Refused):
-            await self._tell(interaction, sweep_refusal(kept, member.lang))
-            return
-        tr = translator(member.lang)
-        status = await interaction.followup.send(tr.gettext("⏳ Got it…"), wait=True)
-        # The same path as a delivered result, to the follow-up just made (the click's token is
-        # fresh; past it, the channel or a DM as for any result).
-        reply = {**kept.job.reply, **self._interaction_reply(interaction, status.id)}
-        job = dataclasses.replace(kept.job, reply=reply)
-        try:
-            await self._send_result(dataclasses.replace(kept, job=job), key=f"k{interaction.id}")
-        except BaseException:
-            await self._withdraw(status)
-            raise
-
-    async def _sweep_files_button(self, interaction: discord.Interaction, member: Member, sweep_id: str) -> None:
-        await self.defer_private(interaction)  # private, like the PNG / WebP / JPEG buttons
-        limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
-        await send_sweep_files(self.service.results, interaction, member, sweep_id, limit)
-
-    async def _file_button(self, interaction: discord.Interaction, member: Member, job_id: str, fmt: str) -> None:
-        await self.defer_private(interaction)  # private: a stranger's click leaves no trace
-        if await self._owned_job(interaction, member, job_id) is None:
-            return
-        limit = int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
-        try:
-            data = await self.service.results.result_file(member, job_id, fmt, limit)
-        except PictureError as exc:
-            await interaction.followup.send(
-                Text(exc.template, exc.params).render(translator(member.lang)), ephemeral=True
-            )
-            return
-        if isinstance(data, Refused):
-            await interaction.followup.send(data.text, ephemeral=True)
-            return
-        name = f"restyled-{job_id}.{OUTPUT_FORMATS[fmt].extension}"
-        await interaction.followup.send(file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)
 
     # "@bot prompt" replies (optional, needs the message-content intent) --------------------------
 
@@ -1474,3 +1361,120 @@ class _CommandReply:
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
+
+
+# Where a button was pressed -------------------------------------------------------------------------
+
+
+@dataclass
+class _PressReply:
+    """Where a button was pressed (bot/chat/surface.py PressSurface). Discord drops a press not
+    answered within 3 s (10062), so it is deferred when this is made, before any database work
+    (`deferred`): the deferral is the press's acknowledgement, and everything said after it is
+    a follow-up. Files, refusals and notices are ephemeral (only the presser sees them); a new
+    job's status is a public follow-up of its own."""
+
+    adapter: DiscordAdapter
+    interaction: discord.Interaction
+    status: discord.WebhookMessage | None = None  # a new job's status follow-up, once sent
+    result_name: str = "restyled"  # as the result message's own file
+
+    @classmethod
+    async def deferred(cls, adapter: DiscordAdapter, interaction: discord.Interaction, press: Press) -> _PressReply:
+        if press.action in (presses.FILE, presses.SWEEP_FILES, presses.COMPARE):
+            # Private "thinking": its first follow-up (the file, or why not) replaces it, privately.
+            await adapter.defer_private(interaction)
+        else:
+            # As an update of the message pressed (type 6): nothing shows, so a stranger's or a
+            # refused press leaves no trace in the channel. After it every follow-up is a new
+            # message that keeps its ephemeral flag (only the first follow-up after a type-5
+            # defer replaces the "thinking" message and turns public; discord-api-docs, Create
+            # Followup Message), and @original stays the message pressed.
+            await interaction.response.defer()
+        interaction.extras.setdefault("received_at", adapter._created_at(interaction))
+        return cls(adapter, interaction)
+
+    @property
+    def file_limit(self) -> int:
+        return int(getattr(self.interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT)
+
+    @property
+    def files_limit(self) -> int:
+        return file_budget(self.file_limit, len(SWEEP_STRENGTHS))  # one message carries them all
+
+    @property
+    def picture_limit(self) -> int:
+        return self.file_limit
+
+    def _tr(self) -> Translator:
+        return _tr(self.interaction)
+
+    async def notice(self, text: str) -> None:
+        await self.adapter._tell(self.interaction, text)
+
+    async def acknowledge(self, text: str | None = None) -> None:
+        """The deferral made when the press came acknowledged it; a passing word would be an
+        ephemeral message that stays, so none is sent."""
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        refused = self.adapter.service.admin.check_place(_place(self.interaction), lang)
+        # An ephemeral answer bothers no one else: it is said every time, never quietly.
+        return dataclasses.replace(refused, quiet=False) if refused is not None else None
+
+    async def reply_data(self, job: JobView) -> dict[str, Any]:
+        """The new job's status is a public follow-up, sent now: its id goes in the job's reply."""
+        self.status = await self.interaction.followup.send(self._tr().gettext("⏳ Got it…"), wait=True)
+        return self.adapter._interaction_reply(self.interaction, self.status.id)
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        self.interaction.extras["job_id"] = accepted.job_id
+        await self.adapter._edit_status_now(accepted.job_id)
+
+    async def not_started(self) -> None:
+        if self.status is not None:
+            await self.adapter._withdraw(self.status)
+            self.status = None
+
+    async def cancelling(self, job_id: str) -> None:
+        # Before the service cancels: an edit already waiting could otherwise land after "Cancelled".
+        self.adapter._state(job_id).finished = True
+        self.adapter._status_edits.finish(job_id)
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        """The press's own token edits the status it was pressed on (@original): fresh, even where
+        the job's token is past its 15 minutes. A sweep's Cancel (on its lead) stops all of it;
+        where part of it is done, the sweep's delivery takes this message over with what is done."""
+        adapter = self.adapter
+        job = await adapter.service.jobs.job(job_id)
+        if job is None or job.sweep_id != job_id or not await adapter._sweep_has_results(job_id):
+            await self.interaction.edit_original_response(content="✖️ " + self._tr().gettext(text), view=None)
+        adapter._status.pop(job_id, None)
+        adapter._sweeps.pop(job_id, None)
+
+    async def send_file(self, name: str, data: bytes) -> None:
+        await self.interaction.followup.send(file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)
+
+    async def send_files(self, files: list[tuple[str, bytes]]) -> None:
+        named = [discord.File(io.BytesIO(data), filename=name) for name, data in files]
+        await self.interaction.followup.send(files=named, ephemeral=True)
+
+    async def send_picture(self, data: bytes, caption: str) -> None:
+        """Privately, like the files. (Discord's results carry their before-after picture already,
+        bot/adapters/discord/files.py, so no button of theirs asks for it: a Telegram button does.)"""
+        picture = discord.File(io.BytesIO(data), filename="before-after.jpg")
+        await self.interaction.followup.send(caption, file=picture, ephemeral=True)
+
+    async def send_result(self, delivery: Delivery) -> None:
+        """As a delivered result (its files and buttons), in a new follow-up: the sweep's message
+        stays, so another of its results can be kept too."""
+        adapter = self.adapter
+        status = await self.interaction.followup.send(self._tr().gettext("⏳ Got it…"), wait=True)
+        # The same path as a delivered result, to the follow-up just made (the press's token is
+        # fresh; past it, the channel or a DM as for any result).
+        reply = {**delivery.job.reply, **adapter._interaction_reply(self.interaction, status.id)}
+        job = dataclasses.replace(delivery.job, reply=reply)
+        try:
+            await adapter._send_result(dataclasses.replace(delivery, job=job), key=f"k{self.interaction.id}")
+        except BaseException:
+            await adapter._withdraw(status)
+            raise

@@ -5,16 +5,10 @@ discord.py's objects; it never imports the adapter."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
-import discord
-
-from bot.chat.sweep import SWEEP_GONE
-from bot.commands import SWEEP_STRENGTHS
-from bot.core.results import Results
-from bot.core.types import JobView, Member, Reason, Refused, SweepDelivery
-from bot.i18n import translator
+from bot.chat.sweep import sweep_file_name
+from bot.core.types import JobView, SweepDelivery
 from engine.pictures import convert_stored
 
 ACTIVE = ("queued", "running")
@@ -24,10 +18,6 @@ def file_budget(limit: int, count: int) -> int:
     """Bytes for each of `count` files in one message: the upload limit shared among them, less
     room for the form's overhead (the same budget as a result's three pictures)."""
     return max(64 * 1024, limit // max(1, count) - 16 * 1024)
-
-
-def sweep_file_name(strength: float, extension: str) -> str:
-    return f"restyle-{strength:g}.{extension}"
 
 
 def sweep_message_files(sweep: SweepDelivery, limit: int) -> list[tuple[str, bytes]]:
@@ -40,26 +30,6 @@ def sweep_message_files(sweep: SweepDelivery, limit: int) -> list[tuple[str, byt
     return [
         (sweep_file_name(job.strength, "png"), convert_stored(sweep.results[job.id], "png", budget)) for job in done
     ]
-
-
-def sweep_refusal(refused: Refused, lang: str | None) -> str:
-    """A sweep's button refused: a sweep no longer kept says how to run one again."""
-    if refused.reason == Reason.NOT_FOUND:
-        return translator(lang).gettext(SWEEP_GONE)
-    return refused.text
-
-
-async def send_sweep_files(
-    results: Results, interaction: discord.Interaction, member: Member, sweep_id: str, limit: int
-) -> None:
-    """The Files button, once deferred privately: the sweep's results as PNG files named by
-    strength, in one ephemeral follow-up, each within its share of the upload limit."""
-    made = await results.sweep_files(member, sweep_id, "png", file_budget(limit, len(SWEEP_STRENGTHS)))
-    if isinstance(made, Refused):
-        await interaction.followup.send(sweep_refusal(made, member.lang), ephemeral=True)
-        return
-    files = [discord.File(io.BytesIO(data), filename=sweep_file_name(strength, "png")) for strength, data in made]
-    await interaction.followup.send(files=files, ephemeral=True)
 
 
 @dataclass

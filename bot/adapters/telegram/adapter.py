@@ -83,7 +83,7 @@ from bot.adapters.telegram.parsing import (
     _stale_file_id,
 )
 from bot.adapters.telegram.replies import answer
-from bot.adapters.telegram.sweep import send_sweep, send_sweep_files
+from bot.adapters.telegram.sweep import send_files, send_sweep
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
     CANCELLED,
@@ -108,17 +108,15 @@ from bot.adapters.telegram.texts import (
 from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
-from bot.chat.buttons import owned_job
-from bot.chat.compare import side_by_side
+from bot.chat.presses import Press, handle_press
 from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
 from bot.chat.surface import Style
-from bot.chat.sweep import SENDING_SWEEP_FILES, SWEEP_GONE, sweep_status
+from bot.chat.sweep import sweep_status
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
     EXAMPLE,
     MAX_PLATFORM_ID,
     OUTPUT_FORMATS,
-    STRENGTH_CHANGES,
     CommandError,
     parse_restyle,
     usage,
@@ -950,155 +948,21 @@ class TelegramAdapter:
         query = update.callback_query
         if query is None or not query.data:
             return
+        if query.message is None:  # an inline message's buttons: ours never are
+            await _quietly(query.answer())
+            return
         action, _, rest = query.data.partition(":")
         fmt = ""
         if action == "file":
             fmt, _, rest = rest.partition(":")
-        job_id = rest
+        press = Press(action, rest, f"callback:{query.id}", fmt)
         member = self._member(query.from_user)
-        tr = translator(member.lang)
-        under_sweep = action in ("keep", "sweepfiles")
-        job = await owned_job(self.service, member, job_id, SWEEP_GONE if under_sweep else texts.JOB_GONE)
-        if isinstance(job, str):
-            await _quietly(query.answer(job, show_alert=True))
-            return
-        message = query.message
-        if action == "cancel":
-            cancelled = await self.service.jobs.cancel(member, job_id)
-            if cancelled:
-                await _quietly(query.answer(tr.gettext(CANCELLED)))
-                await self._finish_status(job_id, CANCELLED)
-            else:
-                await _quietly(query.answer(tr.gettext("Too late to cancel: that job has already finished.")))
-            return
-        if action == "file" and fmt in OUTPUT_FORMATS:
-            output = OUTPUT_FORMATS[fmt]
-            label, ext = output.label, output.extension
-            await _quietly(query.answer(tr.gettext("Sending the {format} file…").format(format=label)))
-            data = await self.service.results.result_file(member, job_id, fmt, DOCUMENT_LIMIT_BYTES)
-            if message is None:
-                return
-            reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
-            try:
-                if isinstance(data, Refused):
-                    await self.bot.send_message(message.chat.id, data.text, reply_parameters=reply_to,
-                                                message_thread_id=job.reply.get("thread_id"))  # fmt: skip
-                else:
-                    await self._send_file(job_id, message.chat.id, data, f"restyle-{job_id}.{ext}", reply_to,
-                                          job.reply.get("thread_id"))  # fmt: skip
-            except TelegramError as exc:
-                log.warning("job %s: could not send the %s file (%s)", job_id, label, _short(exc))
-            return
-        if action == "compare":
-            await _quietly(query.answer(tr.gettext(texts.SENDING_SIDE_BY_SIDE)))
-            if message is not None:
-                await self._send_side_by_side(job, member, message.chat.id, message.message_id)
-            return
-        if action == "keep" and message is not None:
-            await self._keep(query, job, member, message)  # type: ignore[arg-type]  # as in _place_refusal below
-            return
-        if action == "sweepfiles" and message is not None:
-            await self._send_sweep_files(query, job, member, message)  # type: ignore[arg-type]  # as above
-            return
-        delta = STRENGTH_CHANGES.get(action) if action != "sweep" else 0.0
-        if delta is None or message is None:
-            await _quietly(query.answer())
-            return
-        refused = self._place_refusal(message, member.lang)  # type: ignore[arg-type]  # an InaccessibleMessage is not told apart
-        if refused is not None:
-            await self._refuse_press(query, message, refused)  # type: ignore[arg-type]  # as above
-            return
-        reply = {
-            "chat_id": message.chat.id,
-            "message_id": message.message_id,  # the buttons message: the new result answers it
-            "thread_id": job.reply.get("thread_id"),
-            "group": job.reply.get("group", False),
-            "picture_file_id": job.reply.get("picture_file_id"),
-            "picture_kind": job.reply.get("picture_kind"),
-            "parent": job_id,
-        }
-        key = f"callback:{query.id}"
-        if action == "sweep":  # "Try 3 strengths": the same picture, prompt and seed at each
-            result = await self.service.jobs.sweep(member, job_id, reply, request_key=key)
-        else:
-            result = await self.service.jobs.again(member, job_id, reply, strength_delta=delta, request_key=key)
-        if isinstance(result, Refused):
-            await self._refuse_press(query, message, result)  # type: ignore[arg-type]  # as above
-            return
-        if result.duplicate:
-            return  # this press was answered when it first came
-        await _quietly(query.answer(tr.gettext("Queued: #{place} in line").format(place=result.position + 1)))
-        await self._after_submit(result, reply, message, member.lang)  # type: ignore[arg-type]  # as in _place_refusal above
-
-    async def _refuse_press(self, query: CallbackQuery, message: Message, refused: Refused) -> None:
-        """Why a button did nothing: in the press's alert, or (too long for one) in the chat."""
-        if refused.quiet:
-            await _quietly(query.answer())
-        elif len(refused.text) <= CALLBACK_ANSWER_LIMIT:
-            await _quietly(query.answer(refused.text, show_alert=True))
-        else:
-            await _quietly(query.answer())
-            await self._answer(message, refused.text)
-
-    async def _keep(self, query: CallbackQuery, job: JobView, member: Member, message: Message) -> None:
-        """ "Keep 0.5" under a sweep: that result sent as an ordinary one (album and buttons),
-        answering the sweep's message; its Again / Subtler / Stronger then go on from it."""
-        delivery = await self.service.results.keep(member, job.id)
-        if isinstance(delivery, Refused):
-            await self._refuse_press(query, message, delivery)
-            return
-        await _quietly(query.answer())
-        reply = {
-            "chat_id": message.chat.id,
-            "message_id": message.message_id,
-            "thread_id": job.reply.get("thread_id"),
-            "picture_file_id": job.reply.get("picture_file_id"),
-            "picture_kind": job.reply.get("picture_kind"),
-        }
-        try:
-            async with self._sending(message.chat.id):
-                # Not a delivery of the service's: nothing to record (a second press sends it again).
-                await self._send_result(delivery, reply, set(), record=False)
-        except TelegramError as exc:
-            log.warning("job %s: could not send the kept result (%s)", job.id, _short(exc))
-
-    async def _send_sweep_files(self, query: CallbackQuery, job: JobView, member: Member, message: Message) -> None:
-        """ "📁 Files" under a sweep: its results as PNG documents in one album, named by strength."""
-        await _quietly(query.answer(translator(member.lang).gettext(SENDING_SWEEP_FILES)))
-        sweep_id = job.sweep_id or job.id
-        files = await self.service.results.sweep_files(member, sweep_id, "png", DOCUMENT_LIMIT_BYTES)
-        reply_to = ReplyParameters(message.message_id, allow_sending_without_reply=True)
-        thread = job.reply.get("thread_id")
-        try:
-            if isinstance(files, Refused):
-                await self.bot.send_message(message.chat.id, files.text, reply_parameters=reply_to,
-                                            message_thread_id=thread)  # fmt: skip
-            else:
-                await send_sweep_files(self.bot, message.chat.id, files, OUTPUT_FORMATS["png"].extension, reply_to,
-                                       thread, self.media_read_timeout_s)  # fmt: skip
-        except TelegramError as exc:
-            log.warning("sweep %s: could not send its files (%s)", sweep_id, _short(exc))
+        # An InaccessibleMessage (too old for the bot to see) still names its chat and id.
+        await handle_press(self.service, member, press, _PressChat(self, query, query.message, member, rest))  # type: ignore[arg-type]
 
     def _compare_url(self, job_id: str) -> str | None:
         links = self.service.compare_links
         return links.url(job_id, self.service.clock.now()) if links is not None else None
-
-    async def _send_side_by_side(self, job: JobView, member: Member, chat_id: int, buttons_message_id: int) -> None:
-        """The original and the result in one photo, answering the buttons message; from what
-        is stored, so no GPU work and no second album."""
-        reply_to = ReplyParameters(buttons_message_id, allow_sending_without_reply=True)
-        thread = job.reply.get("thread_id")
-        try:
-            both = await side_by_side(self.service, member, job.id, self.photo_limit_bytes)
-            if isinstance(both, Refused):
-                await self.bot.send_message(chat_id, both.text, reply_parameters=reply_to, message_thread_id=thread)
-                return
-            photo = await asyncio.to_thread(self._photo_payload, both)  # inside Telegram's photo sides
-            caption = translator(member.lang).gettext(texts.SIDE_BY_SIDE_CAPTION)
-            await self.bot.send_photo(chat_id, photo, caption=caption, reply_parameters=reply_to,
-                                      message_thread_id=thread, read_timeout=self.media_read_timeout_s)  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send the side-by-side picture (%s)", job.id, _short(exc))
 
     # The service's side (FrontEnd) -------------------------------------------------------------
 
@@ -1476,6 +1340,118 @@ class _CommandChat:
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
+
+
+@dataclass
+class _PressChat:
+    """Where a button was pressed (bot/chat/surface.py PressSurface). Telegram takes one answer
+    per press (answerCallbackQuery: a passing toast or an alert of at most 200 characters, and
+    the button spins until it comes); what is said after that, or is longer, is a message in the
+    chat answering the buttons' message. Files and pictures are sent there too: Telegram has no
+    message only one member of a group sees."""
+
+    adapter: TelegramAdapter
+    query: CallbackQuery
+    message: Message
+    member: Member
+    job_id: str  # the pressed button's
+    answered: bool = False
+    file_limit: int = DOCUMENT_LIMIT_BYTES
+    files_limit: int = DOCUMENT_LIMIT_BYTES  # each document of an album has the whole limit
+    result_name: str = "restyle"
+
+    @property
+    def picture_limit(self) -> int:
+        return self.adapter.photo_limit_bytes
+
+    @property
+    def _thread(self) -> int | None:
+        return self.message.message_thread_id if self.message.is_topic_message else None
+
+    def _reply_to(self) -> ReplyParameters:
+        return ReplyParameters(self.message.message_id, allow_sending_without_reply=True)
+
+    async def _answer_query(self, text: str | None = None, *, alert: bool = False) -> None:
+        if not self.answered:
+            self.answered = True
+            await _quietly(self.query.answer(text, show_alert=alert))
+
+    async def notice(self, text: str) -> None:
+        if not self.answered and len(text) <= CALLBACK_ANSWER_LIMIT:
+            await self._answer_query(text, alert=True)
+            return
+        await self._answer_query()
+        await self.adapter._answer(self.message, text)
+
+    async def acknowledge(self, text: str | None = None) -> None:
+        await self._answer_query(text)
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        return self.adapter._place_refusal(self.message, lang)
+
+    async def reply_data(self, job: JobView) -> dict[str, Any]:
+        return {
+            "chat_id": self.message.chat.id,
+            "message_id": self.message.message_id,  # the buttons message: the new result answers it
+            "thread_id": job.reply.get("thread_id"),
+            "group": job.reply.get("group", False),
+            "picture_file_id": job.reply.get("picture_file_id"),
+            "picture_kind": job.reply.get("picture_kind"),
+            "parent": job.id,
+        }
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        await self.adapter._after_submit(accepted, reply, self.message, self.member.lang)
+
+    async def not_started(self) -> None:
+        """reply_data sent nothing: the status message comes only with `queued`."""
+
+    async def cancelling(self, job_id: str) -> None:
+        """_finish_status stops the status's edits itself, and a late update finds it finished."""
+
+    async def finish_status(self, job_id: str, text: str) -> None:
+        await self.adapter._finish_status(job_id, text)
+
+    async def send_file(self, name: str, data: bytes) -> None:
+        try:
+            await self.adapter._send_file(self.job_id, self.message.chat.id, data, name, self._reply_to(),
+                                          self._thread)  # fmt: skip
+        except TelegramError as exc:
+            log.warning("job %s: could not send %s (%s)", self.job_id, name, _short(exc))
+
+    async def send_files(self, files: list[tuple[str, bytes]]) -> None:
+        try:
+            await send_files(self.adapter.bot, self.message.chat.id, files, self._reply_to(), self._thread,
+                             self.adapter.media_read_timeout_s)  # fmt: skip
+        except TelegramError as exc:
+            log.warning("job %s: could not send the files (%s)", self.job_id, _short(exc))
+
+    async def send_picture(self, data: bytes, caption: str) -> None:
+        try:
+            photo = await asyncio.to_thread(self.adapter._photo_payload, data)  # inside Telegram's photo sides
+            await self.adapter.bot.send_photo(
+                self.message.chat.id, photo, caption=caption, reply_parameters=self._reply_to(),
+                message_thread_id=self._thread, read_timeout=self.adapter.media_read_timeout_s,
+            )  # fmt: skip
+        except TelegramError as exc:
+            log.warning("job %s: could not send the side-by-side picture (%s)", self.job_id, _short(exc))
+
+    async def send_result(self, delivery: Delivery) -> None:
+        """As a delivered result (album and buttons), answering the buttons' message."""
+        job = delivery.job
+        reply = {
+            "chat_id": self.message.chat.id,
+            "message_id": self.message.message_id,
+            "thread_id": job.reply.get("thread_id"),
+            "picture_file_id": job.reply.get("picture_file_id"),
+            "picture_kind": job.reply.get("picture_kind"),
+        }
+        try:
+            async with self.adapter._sending(self.message.chat.id):
+                # Not a delivery of the service's: nothing to record (a second press sends it again).
+                await self.adapter._send_result(delivery, reply, set(), record=False)
+        except TelegramError as exc:
+            log.warning("job %s: could not send the kept result (%s)", job.id, _short(exc))
 
 
 def _status_key(job: JobView) -> str:

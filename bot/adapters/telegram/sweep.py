@@ -83,18 +83,16 @@ async def send_sweep(
         await mark(BUTTONS)
 
 
-async def send_sweep_files(
+async def send_files(
     bot: Any,
     chat_id: int,
-    files: list[tuple[float, bytes]],
-    extension: str,
+    named: list[tuple[str, bytes]],
     reply_to: ReplyParameters | None,
     thread: int | None,
     read_timeout: float,
 ) -> None:
-    """The results as files named by strength (restyle-0.5.png): one album of documents (Bot
-    API, sendMediaGroup: 2-10 documents, none mixed with photos), or one document alone."""
-    named = [(sweep_file_name(strength, extension), data) for strength, data in files]
+    """Files as files (a sweep's results, named by strength): one album of documents (Bot API,
+    sendMediaGroup: 2-10 documents, none mixed with photos), or one document alone."""
     if len(named) < ALBUM_MIN:
         for name, data in named:
             await bot.send_document(chat_id, InputFile(data, filename=name), reply_parameters=reply_to,
