@@ -203,6 +203,11 @@ class StatusFollower:
         self._remember(key, "")
         self._forget(key)
 
+    def undelivered(self, key: str) -> None:
+        """Its delivery failed, to be tried again: its status may be edited again meanwhile."""
+        if self._ended.get(key) == "":
+            del self._ended[key]
+
     async def end(self, job_id: str, text: str, *, by_update: bool = False, say: Say | None = None) -> None:
         """End the status of `job_id` (a sweep's job: the sweep's) with `text`, an English msgid
         said in the member's language. A command's words (`by_update` False) are said unless said
