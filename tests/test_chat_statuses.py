@@ -141,6 +141,7 @@ async def test_a_status_stops_after_delivery(tmp_path):
     follower.delivered(job.id)
     await shown(follower, dataclasses.replace(job, status="running", progress=0.7))
     await follower.updated(dataclasses.replace(job, status="cancelled"))
+    await follower.end(job.id, texts.CANCELLED_BY_COMMAND)  # the message is the result's now
     assert place.edits == [(job.id, "queued 0.5", True)] and place.ends == []
     await h.close()
 

@@ -24,6 +24,7 @@ from bot.service import RestyleService
 log = logging.getLogger("bot.chat.statuses")
 
 ACTIVE = ("queued", "running")
+DELIVERED = ""  # what ended a status its result (or failure) took over
 ENDED_KEPT = 1000  # ended statuses remembered (a sweep's three jobs end it once; late updates find it ended)
 
 
@@ -180,8 +181,7 @@ class StatusFollower:
             return
         followed.opening = False
         if not sent:
-            if followed.end_text is None:
-                self._followed.pop(key, None)
+            self._followed.pop(key, None)  # nothing to edit or end: its result still comes
             return
         if followed.end_text is not None:  # it ended while the status message was on its way
             text, followed.end_text = followed.end_text, None
@@ -200,12 +200,12 @@ class StatusFollower:
 
     def delivered(self, key: str) -> None:
         """Its result (or failure) took over or replaced the status: nothing more to edit there."""
-        self._remember(key, "")
+        self._remember(key, DELIVERED)
         self._forget(key)
 
     def undelivered(self, key: str) -> None:
         """Its delivery failed, to be tried again: its status may be edited again meanwhile."""
-        if self._ended.get(key) == "":
+        if self._ended.get(key) == DELIVERED:
             del self._ended[key]
 
     async def end(self, job_id: str, text: str, *, by_update: bool = False, say: Say | None = None) -> None:
@@ -218,8 +218,10 @@ class StatusFollower:
         else:
             job = await self._service.jobs.job(job_id)
             key = status_key(job) if job is not None else job_id
-        if key in self._ended and (by_update or self._ended[key] == text):
-            return  # said already (a sweep's jobs end together; its /cancel names each), or in a command's words
+        if key in self._ended and (by_update or self._ended[key] in (text, DELIVERED)):
+            # Said already (a sweep's jobs end together; its /cancel names each), in a command's
+            # words, or the message is its result now.
+            return
         followed = self._followed.get(key)
         self._remember(key, text)
         if followed is not None and followed.opening:

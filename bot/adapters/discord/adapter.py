@@ -29,6 +29,7 @@ import functools
 import io
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -176,7 +177,8 @@ class DiscordAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._ready = asyncio.Event()
         # One edit of a status message at a time: its progress, or its delivery taking it over.
-        self._status_locks: dict[str, asyncio.Lock] = {}
+        # A lock lives while someone holds or awaits it: nothing to clean up when a status ends.
+        self._status_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # A sweep's delivery is written into its status message: a sweep cancelled with part of
         # it done leaves that message to it.
         self._statuses = StatusFollower(_StatusMessages(self), service, MonotonicClock(), name="discord-status",
@@ -1190,8 +1192,6 @@ class DiscordAdapter:
             # Rate limited past our patience, a 5xx, the network: the service retries later.
             self._statuses.undelivered(key)
             raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
-        finally:
-            self._status_locks.pop(key, None)
 
 
 async def _files_within(
@@ -1271,7 +1271,6 @@ class _StatusMessages:
                     log.info("job %s: could not mark the status message: %r", key, exc)
             else:
                 await adapter._end_stale_status(job, said)
-        adapter._status_locks.pop(key, None)
 
 
 @dataclass
