@@ -1375,7 +1375,8 @@ class _PressChat:
         """reply_data sent nothing: the status message comes only with `queued`."""
 
     async def cancelling(self, job_id: str) -> None:
-        """_finish_status stops the status's edits itself, and a late update finds it finished."""
+        # Before the service cancels: a progress edit starting meanwhile could land after "Cancelled".
+        self.adapter._statuses.stop(job_id)
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
