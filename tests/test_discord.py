@@ -632,7 +632,7 @@ async def test_a_progress_update_arriving_after_cancel_does_not_reopen_its_statu
     await h.adapter._finish_status(job.id, "Cancelled with /cancel.")
     await h.adapter.job_updated(running)  # late: sent before the cancel
     await h.adapter.job_updated(dataclasses.replace(running, status="cancelled"))
-    await h.fake.wait_for(lambda: not h.adapter._status, what="the late update to be dropped")
+    await h.fake.wait_for(lambda: not h.adapter._statuses.follows(job.id), what="the late update to be dropped")
     assert h.fake.original(interaction)["content"] == "Cancelled with /cancel."
     gate.set()
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from bot.commands import STRENGTH_STEP, SWEEP_STRENGTHS
-from bot.adapters.discord.sweep import SweepShown
+from bot.chat.statuses import SweepShown
 from bot.core.types import JobView, Member
 from tests.fake_discord import EPHEMERAL, FakeDiscord, _Error
 from bot.core.dispatch import DELIVERY_BACKOFF_S

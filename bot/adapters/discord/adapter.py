@@ -29,6 +29,7 @@ import functools
 import io
 import logging
 import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -64,7 +65,7 @@ from bot.adapters.discord.parsing import (
     _pictures_in,
     _Unusable,
 )
-from bot.adapters.discord.sweep import ACTIVE, SweepShown, file_budget, sweep_message_files
+from bot.adapters.discord.sweep import file_budget, sweep_message_files
 from bot.adapters.discord.texts import (
     BROKE,
     DISCORD_STYLE,
@@ -87,7 +88,8 @@ from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
 from bot.chat.presses import Press, handle_press
-from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome, StatusThrottle, held_s
+from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
+from bot.chat.statuses import StatusFollower, status_key
 from bot.chat.surface import Style
 from bot.chat.sweep import keep_choices, sweep_caption, sweep_status
 from bot.clock import MonotonicClock
@@ -144,20 +146,6 @@ class DiscordStartError(AdapterStartError):
     """The bot could not connect; the message says what to check."""
 
 
-ENDED_KEPT = 1000  # statuses ended by a command, remembered (see DiscordAdapter._ended_by_command)
-
-# State kept per job while it waits --------------------------------------------------------------
-
-
-@dataclass
-class _Status:
-    """What a job's status message shares with its delivery (the throttle keeps its texts)."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one edit of the message at a time
-    finished: bool = False  # delivered, failed or cancelled: no more status edits
-    task: asyncio.Task[None] | None = None  # the status edits waiting for their turn
-
-
 # The adapter -------------------------------------------------------------------------------------
 
 
@@ -188,14 +176,14 @@ class DiscordAdapter:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ready = asyncio.Event()
-        self._status: dict[str, _Status] = {}  # keyed by job id, or by sweep id for a sweep's one status
-        self._sweeps: dict[str, SweepShown] = {}  # sweep id -> what its status has heard of its jobs
-        # Statuses a command ended with its own words ("Cancelled with /cancel"), the latest
-        # ENDED_KEPT: the plain "Cancelled." the job's own update asks for must not replace them,
-        # whether it reaches the message second or after a late progress update made the status
-        # known again.
-        self._ended_by_command: dict[str, None] = {}
-        self._status_edits = StatusThrottle(self._edit_status, MonotonicClock(), name="discord-status")
+        # One edit of a status message at a time: its progress, or its delivery taking it over.
+        # A lock lives while someone holds or awaits it: nothing to clean up when a status ends.
+        self._status_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # A sweep's delivery is written into its status message: a sweep cancelled with part of
+        # it done leaves that message to it.
+        self._statuses = StatusFollower(_StatusMessages(self), service, MonotonicClock(), name="discord-status",
+                                        sweep_result_takes_status=True)  # fmt: skip
+        self._status_edits = self._statuses.throttle
         self._library_urls = LibraryUrls()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locales = RecentLocales()  # members' languages, for answering their @mentions
@@ -975,60 +963,12 @@ class DiscordAdapter:
 
     # Status messages ---------------------------------------------------------------------------------
 
-    def _state(self, job_id: str) -> _Status:
-        state = self._status.get(job_id)
-        if state is None:
-            state = self._status[job_id] = _Status()
-        return state
+    def _status_lock(self, key: str) -> asyncio.Lock:
+        return self._status_locks.setdefault(key, asyncio.Lock())
 
     async def job_updated(self, job: JobView) -> None:
-        # A sweep's jobs share one status message, keyed by the sweep (its lead's job id).
-        key = job.sweep_id or job.id
-        if key in self._ended_by_command:
-            return  # ended by a command's own words: nothing more to say there
-        if job.status == "cancelled" and key in self._status and not self._status[key].finished:
-            # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued"
-            # (unless part of the sweep is done: its delivery takes that message over).
-            if job.sweep_id is None or not await self._sweep_has_results(key):
-                await self._finish_status(key, "Cancelled.", from_update=True)
-            return
-        held = held_s(job, self._now())
-        if job.sweep_id is not None and job.sweep_ended < job.sweep_size:
-            held = None  # one result of a sweep in: the sweep goes on, the status follows its other jobs
-        if (job.status not in ACTIVE and held is None) or not self._ready.is_set():
-            return
-        state = self._state(key)
-        if state.finished:
-            return
-        self._track_status(key)
-        if held is not None:  # done early: a free result waits for its minimum turnaround
-            state.task = self._status_edits.want(key, self._held_line(job, held), False, settled=True)
-            return
-        if job.sweep_id is not None:
-            speaker = self._sweeps.setdefault(key, SweepShown()).speaker(job)
-            if speaker is None:
-                return  # another job of the sweep is what its status says now
-            job = speaker
-        state.task = self._status_edits.want(key, self._status_line(job), True)
-
-    async def _sweep_has_results(self, sweep_id: str) -> bool:
-        return any(job.status == "done" for job in await self.service.jobs.sweep_jobs(sweep_id))
-
-    async def _still_waiting(self, key: str) -> JobView | None:
-        """The job (a sweep's lead, for a sweep) whose status message `key` is, while it is worth
-        editing: the job or any job of the sweep waiting, running or held back; else None."""
-        job = await self.service.jobs.job(key)
-        if job is None:
-            return None
-        jobs = await self.service.jobs.sweep_jobs(key) if job.sweep_id == key else [job]
-        now = self._now()
-        return job if any(j.status in ACTIVE or held_s(j, now) is not None for j in jobs) else None
-
-    def _track_status(self, job_id: str) -> None:
-        """One edit per edit_interval_s, always ending on the latest state (a throttled update is
-        sent when the interval is over, not dropped)."""
-        if not self._status_edits.tracks(job_id):
-            self._status_edits.track(job_id, job_id, Budget(self.edit_interval_s))
+        """Show the job's state in its status message (bot/chat/statuses.py)."""
+        await self._statuses.updated(job)
 
     def _status_line(self, job: JobView) -> str:
         text = sweep_status(job) if job.sweep_id is not None else _status_text(job)
@@ -1041,71 +981,14 @@ class DiscordAdapter:
             text += "\n" + translator(reply.get("lang")).gettext(note)
         return text
 
-    def _held_line(self, job: JobView, held: float) -> str:
-        held_text = texts.held_result(held, job.tier, DISCORD_STYLE, translator(job.reply.get("lang")))
-        what = sweep_status(job) if job.sweep_id is not None else _status_what(job)
-        return f"⌛ {held_text}\n{what}"
-
     async def _edit_status_now(self, job_id: str) -> None:
         """The first status, in the place of the deferred answer: at once."""
-        job = await self.service.jobs.job(job_id)
-        if job is None or job.status not in ("queued", "running"):
-            return
-        self._track_status(job_id)
-        await self._status_edits.edit_now(job_id, self._status_line(job), True)
+        await self._statuses.show_now(job_id)
 
-    async def _edit_status(self, job_id: str, text: str, cancel: bool) -> EditOutcome:
-        """How a status message is edited here (the StatusThrottle decides when)."""
-        state = self._state(job_id)
-        async with state.lock:
-            if state.finished:
-                return GONE
-            job = await self._still_waiting(job_id)
-            if job is None:
-                self._status.pop(job_id, None)  # over: its delivery (here or elsewhere) ends the status
-                self._sweeps.pop(job_id, None)
-                self._status_edits.finish(job_id)
-                return GONE
-            reply = job.reply
-            if reply.get("kind") == "interaction" and not self._token_fresh(reply):
-                return GONE  # the status can no longer be edited; the result comes by message
-            try:
-                view = status_view(job_id, reply.get("lang")) if cancel else None
-                await self._edit(reply, content=text, view=view)
-            except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
-                log.warning("job %s: status edit failed: %r", job_id, exc)
-                return FAILED  # best effort; the next update tries again
-            return SHOWN
-
-    async def _finish_status(self, job_id: str, text: str, *, from_update: bool = False) -> None:
-        """The job ended without a result message (cancelled): say so where the status was
-        (`text`: an English msgid, said in the job's member's language). A sweep's job ends the
-        sweep's one status, unless part of the sweep is done: its delivery takes that message over."""
-        job = await self.service.jobs.job(job_id)
-        key = job.sweep_id if job is not None and job.sweep_id is not None else job_id
-        if not from_update:
-            self._ended_by_command[key] = None
-            while len(self._ended_by_command) > ENDED_KEPT:
-                del self._ended_by_command[next(iter(self._ended_by_command))]
-        state = self._state(key)
-        state.finished = True
-        self._status_edits.finish(key)
-        async with state.lock:
-            if from_update and key in self._ended_by_command:
-                return
-            if job is not None and job.sweep_id is not None and await self._sweep_has_results(key):
-                job = None
-            if job is not None:
-                text = translator(job.reply.get("lang")).gettext(text)
-            if job is not None and (job.reply.get("kind") != "interaction" or self._token_fresh(job.reply)):
-                try:
-                    await self._edit(job.reply, content=text, view=None)
-                except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
-                    log.info("job %s: could not mark the status message: %r", job_id, exc)
-            elif job is not None:
-                await self._end_stale_status(job, text)
-        self._status.pop(key, None)
-        self._sweeps.pop(key, None)
+    async def _finish_status(self, job_id: str, text: str) -> None:
+        """The job ended without a result message (cancelled by a command): say so where the
+        status was (`text`: an English msgid, said in the job's member's language)."""
+        await self._statuses.end(job_id, text)
 
     async def _end_stale_status(self, job: JobView, text: str) -> None:
         """Past the interaction token's 15 minutes its status ("Restyling 60%" with a Cancel
@@ -1156,7 +1039,6 @@ class DiscordAdapter:
     async def deliver_result(self, delivery: Delivery) -> None:
         await self._wait_ready()
         await self._send_result(delivery)
-        self._status_edits.finish(delivery.job.id)
 
     async def _send_result(self, delivery: Delivery, key: str | None = None) -> None:
         """A result with its buttons where its job's reply says (see _send_outcome); `key`: the
@@ -1181,8 +1063,6 @@ class DiscordAdapter:
         tr = translator(lang)
         text = "🎚 " + sweep_caption(sweep, SWEEP_CAPTION_LIMIT, tr)
         await self._send_outcome(lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang))
-        self._status_edits.finish(sweep.sweep_id)
-        self._sweeps.pop(sweep.sweep_id, None)
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
@@ -1195,10 +1075,7 @@ class DiscordAdapter:
             return []
 
         # A sweep with nothing done is told once, in the place of its one status.
-        key = job.sweep_id or job.id
-        await self._send_outcome(job, text, no_files, None, key=key)
-        self._status_edits.finish(key)
-        self._sweeps.pop(key, None)
+        await self._send_outcome(job, text, no_files, None, key=status_key(job))
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1222,15 +1099,12 @@ class DiscordAdapter:
         nonce fixed per job (or `key`) and place (with enforce_nonce), so a retried send that did
         reach Discord returns the first message instead of posting a second."""
         key = key or job.id
-        state = self._state(key)
-        state.finished = True
-        if state.task is not None and not state.lock.locked():
-            state.task.cancel()
+        self._statuses.delivered(key)  # no progress edit may land on the result
         reply = job.reply
         user_id = int(reply["user_id"])
         tr = translator(reply.get("lang"))
         try:
-            async with state.lock:
+            async with self._status_lock(key):
                 note = ""
                 can_edit = (self._token_fresh(reply) if reply.get("kind") == "interaction"
                             else bool(reply.get("message_id")))  # an interaction's status can be @original  # fmt: skip
@@ -1316,11 +1190,8 @@ class DiscordAdapter:
             raise
         except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
             # Rate limited past our patience, a 5xx, the network: the service retries later.
-            state.finished = False
+            self._statuses.undelivered(key)
             raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
-        finally:
-            if state.finished:
-                self._status.pop(key, None)
 
 
 async def _files_within(
@@ -1345,6 +1216,61 @@ async def _files_within(
 
 
 # Where a slash command answers ---------------------------------------------------------------------
+
+
+@dataclass
+class _StatusMessages:
+    """Discord's parts of the status lifecycle (bot/chat/statuses.py StatusPlace): Markdown
+    lines with a late note, edits through the interaction token while it is fresh (else as the
+    bot where it can), one edit of a message at a time with its delivery."""
+
+    adapter: DiscordAdapter
+
+    def find(self, key: str, job: JobView) -> Budget | None:
+        # One edit per edit_interval_s, always ending on the latest state (a throttled update
+        # is sent when the interval is over, not dropped); none before the connection is up.
+        return Budget(self.adapter.edit_interval_s) if self.adapter._ready.is_set() else None
+
+    def line(self, job: JobView) -> tuple[str, bool]:
+        return self.adapter._status_line(job), True
+
+    def held_line(self, job: JobView, held: float) -> str:
+        held_text = texts.held_result(held, job.tier, DISCORD_STYLE, translator(job.reply.get("lang")))
+        what = sweep_status(job) if job.sweep_id is not None else _status_what(job)
+        return f"⌛ {held_text}\n{what}"
+
+    async def edit(self, key: str, job: JobView, text: str, cancel: bool) -> EditOutcome:
+        adapter = self.adapter
+        async with adapter._status_lock(key):
+            if not adapter._statuses.live(key):
+                return GONE  # its delivery took the message over, or it ended
+            if not adapter._ready.is_set():
+                return FAILED  # reconnecting: the next update tries again
+            reply = job.reply
+            if reply.get("kind") == "interaction" and not adapter._token_fresh(reply):
+                return GONE  # the status can no longer be edited; the result comes by message
+            try:
+                view = status_view(key, reply.get("lang")) if cancel else None
+                await adapter._edit(reply, content=text, view=view)
+            except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
+                log.warning("job %s: status edit failed: %r", key, exc)
+                return FAILED  # best effort; the next update tries again
+            return SHOWN
+
+    async def end(self, key: str, text: str) -> None:
+        adapter = self.adapter
+        async with adapter._status_lock(key):
+            job = await adapter.service.jobs.job(key)
+            if job is None:
+                return
+            said = translator(job.reply.get("lang")).gettext(text)
+            if job.reply.get("kind") != "interaction" or adapter._token_fresh(job.reply):
+                try:
+                    await adapter._edit(job.reply, content=said, view=None)
+                except (TimeoutError, discord.DiscordException, aiohttp.ClientError) as exc:
+                    log.info("job %s: could not mark the status message: %r", key, exc)
+            else:
+                await adapter._end_stale_status(job, said)
 
 
 @dataclass
@@ -1437,19 +1363,16 @@ class _PressReply:
 
     async def cancelling(self, job_id: str) -> None:
         # Before the service cancels: an edit already waiting could otherwise land after "Cancelled".
-        self.adapter._state(job_id).finished = True
-        self.adapter._status_edits.finish(job_id)
+        self.adapter._statuses.stop(job_id)
 
     async def finish_status(self, job_id: str, text: str) -> None:
         """The press's own token edits the status it was pressed on (@original): fresh, even where
-        the job's token is past its 15 minutes. A sweep's Cancel (on its lead) stops all of it;
-        where part of it is done, the sweep's delivery takes this message over with what is done."""
-        adapter = self.adapter
-        job = await adapter.service.jobs.job(job_id)
-        if job is None or job.sweep_id != job_id or not await adapter._sweep_has_results(job_id):
+        the job's token is past its 15 minutes. A sweep's Cancel (on its lead) stops all of it."""
+
+        async def on_message_pressed(key: str, text: str) -> None:
             await self.interaction.edit_original_response(content="✖️ " + self._tr().gettext(text), view=None)
-        adapter._status.pop(job_id, None)
-        adapter._sweeps.pop(job_id, None)
+
+        await self.adapter._statuses.end(job_id, text, say=on_message_pressed)
 
     async def send_file(self, name: str, data: bytes) -> None:
         await self.interaction.followup.send(file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)

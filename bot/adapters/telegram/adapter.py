@@ -86,7 +86,6 @@ from bot.adapters.telegram.replies import answer
 from bot.adapters.telegram.sweep import send_files, send_sweep
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
-    CANCELLED,
     DONE,
     NO_PICTURE,
     NO_RIGHTS_TEXT,
@@ -109,7 +108,8 @@ from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.presses import Press, handle_press
-from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, StatusThrottle, held_s, hold
+from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, hold
+from bot.chat.statuses import StatusFollower, status_key
 from bot.chat.surface import Style
 from bot.chat.sweep import sweep_status
 from bot.clock import Clock, MonotonicClock
@@ -135,7 +135,6 @@ PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
 PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
 PHOTO_MAX_RATIO = 20  # Bot API, sendPhoto: "Width and height ratio must be at most 20"
 CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
-FINISHED_KEPT = 1000  # finished status messages remembered (a sweep's three jobs end it once)
 DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
@@ -182,9 +181,6 @@ class _JobState:
     """Per-job bookkeeping that must agree between the handler and delivery."""
 
     reply_changes: dict[str, Any] = field(default_factory=dict)
-    status_pending: bool = False  # the status message is being sent
-    finished_text: str | None = None  # the job ended before its status message was known
-    early_view: JobView | None = None  # an update that came while the status was being sent
 
 
 class TelegramAdapter:
@@ -222,14 +218,14 @@ class TelegramAdapter:
         self._ready_event = asyncio.Event()
         self.ready_wait_s = ready_wait_s
         self.media_read_timeout_s = media_read_timeout_s
-        self._statuses: dict[str, _StatusMessage] = {}
+        self._messages: dict[str, _StatusMessage] = {}  # status key -> its status message
         self._status_clock = status_clock or MonotonicClock()  # spaces status edits out (real time in tests too)
-        self._status_edits = StatusThrottle(self._edit_status, self._status_clock, name="tg-status")
+        self._statuses = StatusFollower(_StatusChats(self), service, self._status_clock, name="tg-status")
+        self._status_edits = self._statuses.throttle
         self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
         self._moved_from: dict[int, int] = {}
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
         self._jobs: dict[str, _JobState] = {}
-        self._finished: dict[str, str] = {}  # status key -> what its end said, in this run, oldest first
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
         self._webhook_runner: Any = None
@@ -793,8 +789,7 @@ class TelegramAdapter:
             log.info("job %s: its request came again; answered already", result.job_id)
             return
         job_id = result.job_id
-        state = self._jobs.setdefault(job_id, _JobState())
-        state.status_pending = True
+        self._statuses.open(job_id)
         tr = translator(lang)
         text = queued_text(result.position, result.eta_s, tr)
         if result.sweep:
@@ -813,24 +808,18 @@ class TelegramAdapter:
         except TelegramError as exc:
             # The result still arrives; only the progress messages are lost.
             log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
-            state.status_pending = False
+            await self._statuses.opened(job_id, False)
             return
-        self._statuses[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
+        self._messages[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
         self._status_edits.track(job_id, sent.chat.id, self._edit_budget(bool(reply.get("group"))), shown=text,
                                  position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
-        state.status_pending = False
         await self._save_reply(job_id, reply, status_id=sent.message_id)
         for sibling in result.sweep[1:]:  # each job of a sweep finds the one status after a restart
             try:
                 await self.service.jobs.update_reply(sibling, {**reply, "status_id": sent.message_id})
             except Exception:
                 log.warning("job %s: could not save its reply data", sibling, exc_info=True)
-        if state.finished_text is not None:  # it was delivered while we were saying "Queued"
-            await self._finish_status(job_id, state.finished_text)
-            self._forget(job_id)
-        elif state.early_view is not None:
-            view, state.early_view = state.early_view, None
-            await self.job_updated(view)
+        await self._statuses.opened(job_id, True)  # an end or an update heard meanwhile is said now
 
     async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         await answer(self.bot, message, text, markup)
@@ -967,47 +956,8 @@ class TelegramAdapter:
     # The service's side (FrontEnd) -------------------------------------------------------------
 
     async def job_updated(self, job: JobView) -> None:
-        """Show the job's state in its status message, within its chat's edit budget. A sweep's
-        jobs share one status message, keyed by the sweep's lead."""
-        key = _status_key(job)
-        if key in self._finished:
-            return  # its status was ended in this run: a late update (sent before) has nothing to add
-        if job.status == "cancelled" and key in self._statuses:
-            # Cancelled elsewhere (a ban, /cancel on another app): the status must not say "Queued".
-            await self._finish_status(key, CANCELLED)
-            return
-        held = held_s(job, self.service.clock.now())
-        if job.sweep_id is not None and job.sweep_ended < job.sweep_size:
-            held = None  # one result of a sweep is in; its status goes on with the others
-        if job.status not in ("queued", "running") and held is None:
-            return
-        state = self._jobs.get(key)
-        if state is not None and state.status_pending:
-            state.early_view = job
-            return
-        if self._status_of(job) is None:
-            return
-        if held is not None:  # done early: a free result waits for its minimum turnaround
-            text = texts.held_result(held, job.tier, TELEGRAM_STYLE, translator(job.reply.get("lang")))
-            if job.reply.get("group"):
-                text = addressed_commands(text, self.bot.username or "")
-            self._status_edits.want(key, text, False, settled=True)
-            return
-        if job.sweep_id is not None:
-            text, cancel = sweep_status(job), True
-        else:
-            text, cancel = status_text(job)
-        self._status_edits.want(key, text, cancel, position=(job.position or 0) + 1 if job.status == "queued" else None)
-
-    def _status_of(self, job: JobView) -> _StatusMessage | None:
-        key = _status_key(job)
-        status = self._statuses.get(key)
-        if status is None and job.reply.get("status_id"):
-            # After a restart: the status message we sent in the last run.
-            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang"))
-            self._statuses[key] = status
-            self._status_edits.track(key, status.chat_id, self._edit_budget(bool(job.reply.get("group"))))
-        return status
+        """Show the job's state in its status message (bot/chat/statuses.py)."""
+        await self._statuses.updated(job)
 
     def _edit_budget(self, group: bool) -> Budget:
         """In a group all jobs share one edit every group_edit_interval_s (Telegram allows about
@@ -1016,37 +966,6 @@ class TelegramAdapter:
         if group:
             return Budget(self.group_edit_interval_s, self.group_edit_interval_s, position_step_matters)
         return Budget(self.edit_interval_s, min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s))
-
-    async def _edit_status(self, job_id: str, text: str, cancel: bool) -> EditOutcome:
-        status = self._statuses.get(job_id)
-        if status is None:
-            return GONE
-        try:
-            await self.bot.edit_message_text(
-                text, chat_id=status.chat_id, message_id=status.message_id,
-                reply_markup=_cancel_markup(job_id, translator(status.lang)) if cancel else None,
-            )  # fmt: skip
-            return SHOWN
-        except RetryAfter as exc:
-            seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
-            return hold(float(seconds))
-        except ChatMigrated as exc:
-            # The status message stayed in the old group: nothing left to edit.
-            self._chat_moved(status.chat_id, int(exc.new_chat_id))
-            return GONE
-        except Forbidden as exc:
-            log.info("job %s: status edits stop (%s)", job_id, _short(exc))
-            return GONE  # blocked, or removed from the group: every further edit fails too
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return NOT_MODIFIED
-            if "not found" in str(exc).lower():
-                return GONE  # the member deleted it; stop editing
-            log.info("job %s: status edit refused (%s)", job_id, _short(exc))
-            return FAILED
-        except TelegramError as exc:
-            log.info("job %s: status edit failed (%s)", job_id, _short(exc))  # best effort
-            return FAILED
 
     async def deliver_result(self, delivery: Delivery) -> None:
         job = delivery.job
@@ -1070,7 +989,7 @@ class TelegramAdapter:
                 await self._mark_step(job, "failure")
 
         await self._deliver(job, send)
-        await self._finish_status(_status_key(job), FAILED_TEXT)
+        await self._finish_status(status_key(job), FAILED_TEXT)
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
         """The sweep as one answer to its request (bot/adapters/telegram/sweep.py); each step
@@ -1276,51 +1195,100 @@ class TelegramAdapter:
         return self._jobs.setdefault(job_id, _JobState())
 
     def _forget(self, job_id: str) -> None:
-        state = self._jobs.get(job_id)
-        if state is not None and not state.status_pending:
+        if job_id in self._jobs and not self._statuses.opening(job_id):
             del self._jobs[job_id]
 
     async def _finish_status(self, job_id: str, text: str) -> None:
-        """The job is over: delete its status message (or, if Telegram will not, say `text`, an
-        English msgid said in the member's language; DONE deletes)."""
-        status = self._statuses.pop(job_id, None)
-        if status is None:
-            job = await self.service.jobs.job(job_id)
-            if job is not None:
-                job_id = _status_key(job)  # a sweep's job: the sweep's one status
-                if self._finished.get(job_id) == text:
-                    return  # said already: a sweep's jobs end together (its /cancel names each)
-                status = self._status_of(job)
-                self._statuses.pop(job_id, None)
-        state = self._jobs.get(job_id)
-        if status is None:
-            if state is not None and state.status_pending:
-                state.finished_text = text
-            self._forget(job_id)
-            return
+        """The job is over: end its status message with `text` (DONE deletes it)."""
+        await self._statuses.end(job_id, text)
         self._forget(job_id)
-        self._status_edits.finish(job_id)
-        self._finished[job_id] = text
-        while len(self._finished) > FINISHED_KEPT:
-            del self._finished[next(iter(self._finished))]
-        said = translator(status.lang).gettext(text)
-        try:
-            if text == DONE:
-                await self.bot.delete_message(status.chat_id, status.message_id)
-            else:
-                await self.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
-        except TelegramError as exc:
-            if text == DONE:
-                try:
-                    await self.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
-                except TelegramError:
-                    pass
-            log.info("job %s: could not finish its status message (%s)", job_id, _short(exc))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+@dataclass
+class _StatusChats:
+    """Telegram's parts of the status lifecycle (bot/chat/statuses.py StatusPlace): plain-text
+    lines, a status message found again from the job's reply after a restart, DONE deleting it."""
+
+    adapter: TelegramAdapter
+
+    def find(self, key: str, job: JobView) -> Budget | None:
+        messages = self.adapter._messages
+        if key not in messages:
+            if not job.reply.get("status_id"):
+                return None
+            # After a restart: the status message we sent in the last run.
+            messages[key] = _StatusMessage(
+                int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang")
+            )
+        return self.adapter._edit_budget(bool(job.reply.get("group")))
+
+    def line(self, job: JobView) -> tuple[str, bool]:
+        return (sweep_status(job), True) if job.sweep_id is not None else status_text(job)
+
+    def held_line(self, job: JobView, held: float) -> str:
+        text = texts.held_result(held, job.tier, TELEGRAM_STYLE, translator(job.reply.get("lang")))
+        return addressed_commands(text, self.adapter.bot.username or "") if job.reply.get("group") else text
+
+    async def edit(self, key: str, job: JobView, text: str, cancel: bool) -> EditOutcome:
+        adapter = self.adapter
+        status = adapter._messages.get(key)
+        if status is None:
+            return GONE
+        try:
+            await adapter.bot.edit_message_text(
+                text, chat_id=status.chat_id, message_id=status.message_id,
+                reply_markup=_cancel_markup(key, translator(status.lang)) if cancel else None,
+            )  # fmt: skip
+            return SHOWN
+        except RetryAfter as exc:
+            seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
+            return hold(float(seconds))
+        except ChatMigrated as exc:
+            # The status message stayed in the old group: nothing left to edit.
+            adapter._chat_moved(status.chat_id, int(exc.new_chat_id))
+            return GONE
+        except Forbidden as exc:
+            log.info("job %s: status edits stop (%s)", key, _short(exc))
+            return GONE  # blocked, or removed from the group: every further edit fails too
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return NOT_MODIFIED
+            if "not found" in str(exc).lower():
+                return GONE  # the member deleted it; stop editing
+            log.info("job %s: status edit refused (%s)", key, _short(exc))
+            return FAILED
+        except TelegramError as exc:
+            log.info("job %s: status edit failed (%s)", key, _short(exc))  # best effort
+            return FAILED
+
+    async def end(self, key: str, text: str) -> None:
+        """Delete the status message (or, if Telegram will not, say `text`; DONE deletes)."""
+        adapter = self.adapter
+        status = adapter._messages.pop(key, None)
+        if status is None:
+            job = await adapter.service.jobs.job(key)
+            if job is None or not job.reply.get("status_id"):
+                return
+            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang"))
+        adapter._forget(key)
+        said = translator(status.lang).gettext(text)
+        try:
+            if text == DONE:
+                await adapter.bot.delete_message(status.chat_id, status.message_id)
+            else:
+                await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
+        except TelegramError as exc:
+            if text == DONE:
+                try:
+                    await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
+                except TelegramError:
+                    pass
+            log.info("job %s: could not finish its status message (%s)", key, _short(exc))
 
 
 @dataclass
@@ -1407,7 +1375,8 @@ class _PressChat:
         """reply_data sent nothing: the status message comes only with `queued`."""
 
     async def cancelling(self, job_id: str) -> None:
-        """_finish_status stops the status's edits itself, and a late update finds it finished."""
+        # Before the service cancels: a progress edit starting meanwhile could land after "Cancelled".
+        self.adapter._statuses.stop(job_id)
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
@@ -1452,11 +1421,6 @@ class _PressChat:
                 await self.adapter._send_result(delivery, reply, set(), record=False)
         except TelegramError as exc:
             log.warning("job %s: could not send the kept result (%s)", job.id, _short(exc))
-
-
-def _status_key(job: JobView) -> str:
-    """Where a job's status is kept: its own id, or its sweep's (the lead's) for a sweep's job."""
-    return job.sweep_id or job.id
 
 
 def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
