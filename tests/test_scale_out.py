@@ -146,7 +146,13 @@ def test_three_workers_two_frontends_500_jobs_each_done_and_delivered_once_in_ra
     pro_first = [r["started_at"] for k, r in first.items() if k.startswith("pro:")]
     free_first = [r["started_at"] for k, r in first.items() if k.startswith("free:")]
     assert len(pro_first) == 5 and len(free_first) == 20
-    assert max(pro_first) <= min(free_first)
+    # Five pro first jobs fill more than one batch (MAX_BATCH 4). Workers claiming at the same time
+    # take consecutive batches (the rows another claim holds are skipped), and the start times they
+    # write may come out of rank order by a batch per worker, as the rank check above allows: so at
+    # most `slack` free first jobs start before the last pro first job (seen once in a full run:
+    # one free first 18 ms before it); the rest wait behind every pro one.
+    free_before_last_pro = sorted(t for t in free_first if t < max(pro_first))
+    assert len(free_before_last_pro) <= slack, (pro_first, free_first)
     assert all(p.proc.poll() is None for p in fleet.procs)
 
 
