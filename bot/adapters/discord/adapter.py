@@ -55,11 +55,11 @@ from bot.adapters.discord.files import _result_files
 from bot.adapters.discord.locales import RecentLocales
 from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view, sweep_view
 from bot.adapters.discord.parsing import (
-    PICTURE_SUFFIXES,
     STRENGTH_WORDS,
     _addresses_bot,
     _command_from_options,
     _int,
+    _not_a_picture,
     _on_discord,
     _Picture,
     _pictures_in,
@@ -88,9 +88,10 @@ from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
 from bot.chat.presses import Press, handle_press
+from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
 from bot.chat.statuses import StatusFollower, status_key
-from bot.chat.surface import Style
+from bot.chat.surface import Found, Style
 from bot.chat.sweep import keep_choices, sweep_caption, sweep_status
 from bot.clock import MonotonicClock
 from bot.commands import (
@@ -104,7 +105,6 @@ from bot.commands import (
     SWEEP_STRENGTHS,
     CommandError,
     RestyleCommand,
-    parse_restyle,
 )
 from bot.config import Config
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
@@ -584,16 +584,13 @@ class DiscordAdapter:
         style: str | None = None,
         sweep: bool = False,
     ) -> None:
-        if not await self._allowed_here(interaction):
-            return
-        picture = _Picture(image.url, image.filename, image.size, image.content_type)
+        command: RestyleCommand | CommandError
         try:
-            self._check_picture(picture)
             command = _command_from_options(prompt, strength, seed, steps, style, sweep=sweep)
         except _Unusable as exc:
-            await self._tell(interaction, exc.said(_tr(interaction)))
-            return
-        await self._request(interaction, picture, command)
+            command = CommandError(exc.text)  # said after the place and the picture are checked
+        picture = _Picture(image.url, image.filename, image.size, image.content_type)
+        await self._request(interaction, picture, command, form=False)
 
     async def on_restyle_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if not await self._allowed_here(interaction):
@@ -625,28 +622,15 @@ class DiscordAdapter:
         if strength:
             value = STRENGTH_WORDS.get(strength.lower(), strength)
             text = f"{prompt} strength={value}"
-        try:
-            command = parse_restyle(text)
-        except CommandError as exc:
-            tr = _tr(interaction)
-            hint = tr.gettext("For example: prompt `rainy night with neon signs`, strength `0.5`.")
-            await self._tell(interaction, f"{exc.render(tr)}\n{hint}")
-            return
-        await self._request(interaction, picture, command)
+        await self._request(interaction, picture, text, form=True)
 
-    async def _request(self, interaction: discord.Interaction, picture: _Picture, command: RestyleCommand) -> None:
-        """Defer, download, submit, and turn the deferred response into the status message."""
-        message_id = await self._defer(interaction)
-        try:
-            data = await self._download(picture)
-        except _Unusable as exc:
-            await self._refuse_deferred(interaction, exc.said(_tr(interaction)))
-            return
-        reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.jobs.submit(
-            self._asker(interaction), data, command, reply, request_key=f"interaction:{interaction.id}"
-        )
-        await self._after_submit(interaction, outcome)
+    async def _request(
+        self, interaction: discord.Interaction, picture: _Picture, command: str | RestyleCommand | CommandError,
+        *, form: bool,
+    ) -> None:  # fmt: skip
+        request = RestyleRequest(command, f"interaction:{interaction.id}")
+        where = _InteractionRestyle(self, interaction, picture, form=form)
+        await handle_restyle(self.service, self._asker(interaction), request, where)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
         interaction.extras.setdefault("received_at", self._created_at(interaction))
@@ -680,21 +664,6 @@ class DiscordAdapter:
             "size_limit": int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT),
             **_as_bot_there(interaction),
         }
-
-    async def _after_submit(self, interaction: discord.Interaction, outcome: Accepted | Refused) -> None:
-        if isinstance(outcome, Refused):
-            if outcome.quiet:
-                await self._delete_original(interaction)
-            else:
-                await self._refuse_deferred(interaction, _refusal_text(outcome))
-            return
-        if outcome.duplicate:
-            # The same interaction seen again (Discord refuses a second acknowledgement, so this
-            # is a second process on the token, or a replay): its first copy answers it.
-            log.info("job %s: interaction %s came again; answered already", outcome.job_id, interaction.id)
-            return
-        interaction.extras["job_id"] = outcome.job_id  # the response is now the job's status message
-        await self._edit_status_now(outcome.job_id)
 
     async def _broke(self, interaction: discord.Interaction) -> None:
         """Something failed on our side: never leave a public "thinking…" behind, say so privately."""
@@ -830,69 +799,12 @@ class DiscordAdapter:
             await self._safe_reply(message, translator(lang).gettext(BROKE), lang)
 
     async def _mention_request(self, message: discord.Message, bot_id: int, lang: str | None = None) -> None:
-        # message.guild is None for a server not (yet) in the cache: the channel still knows it.
-        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-        tr = translator(lang)
-        refused = self.service.admin.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
-                                                 private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)), lang)  # fmt: skip
-        if refused is not None:
-            if not refused.quiet:
-                await self._safe_reply(message, refused.text, lang)
-            return
         text = re.sub(rf"<@!?{bot_id}>", " ", message.content).strip()
-        pictures = _pictures_in(message)
-        if not pictures and message.reference and message.reference.message_id:
-            source = message.reference.resolved
-            if not isinstance(source, discord.Message):
-                try:
-                    source = await message.channel.fetch_message(message.reference.message_id)
-                except discord.HTTPException:
-                    source = None
-            if source is not None:
-                pictures = _pictures_in(source)
-        example = f"`@{self.client.user.name if self.client and self.client.user else 'bot'} rainy night with neon signs strength=0.5`"
-        if not pictures and message.reference and not self.config.discord.reply_pictures:
-            await self._safe_reply(message, tr.gettext("I cannot see pictures in the messages you reply to here; attach "
-                                   "the picture to your mention instead, like {example}.").format(example=example), lang)  # fmt: skip
-            return
-        if not pictures:
-            await self._safe_reply(message, tr.gettext("Reply to a message with a picture (or attach one) and describe a "
-                                   "style, like {example}.").format(example=example), lang)  # fmt: skip
-            return
-        try:
-            command = parse_restyle(text)
-            self._check_picture(pictures[0])
-            data = await self._download(pictures[0])
-        except CommandError as exc:
-            hint = tr.gettext("For example: {example}").format(example=example)
-            await self._safe_reply(message, f"{exc.render(tr)}\n{hint}", lang)
-            return
-        except _Unusable as exc:
-            await self._safe_reply(message, exc.said(tr), lang)
-            return
-        status = await self._safe_reply(message, tr.gettext("⏳ Got it…"), lang)
-        if status is None:
-            return
-        reply = {
-            "kind": "message",
-            "channel_id": str(message.channel.id),
-            "guild_id": str(guild_id) if guild_id else None,
-            "user_id": str(message.author.id),
-            "message_id": str(status.id),
-            "size_limit": DEFAULT_FILE_LIMIT,
-        }
         # Every gateway session on a token gets every message: two processes sharing one token
         # (or a replayed event) must still queue it once.
-        outcome = await self.service.jobs.submit(
-            self._member(message.author, lang), data, command, reply, request_key=f"message:{message.id}"
-        )
-        if isinstance(outcome, Refused) or outcome.duplicate:
-            if isinstance(outcome, Accepted) or outcome.quiet:
-                await status.delete()  # a duplicate: the first copy's status message tells it
-            else:
-                await status.edit(content=_refusal_text(outcome, example=example))
-            return
-        await self._edit_status_now(outcome.job_id)
+        request = RestyleRequest(text, f"message:{message.id}")
+        where = _MentionRestyle(self, message, lang)
+        await handle_restyle(self.service, self._member(message.author, lang), request, where)
 
     async def _safe_reply(self, message: discord.Message, text: str, lang: str | None = None) -> discord.Message | None:
         """Reply in the channel; where the bot may not post, tell the member by DM instead (in `lang`)."""
@@ -919,19 +831,17 @@ class DiscordAdapter:
     # Pictures in -----------------------------------------------------------------------------------
 
     def _check_picture(self, picture: _Picture) -> None:
-        ctype = (picture.content_type or "").split(";")[0].strip().lower()
-        named = {"name": picture.filename, "type": ctype, "example": EXAMPLE}
-        if ctype and not ctype.startswith("image/"):
-            raise _Unusable(Text("**{name}** is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for example:"
-                                 "\n`{example}`", named))  # fmt: skip
-        if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
-            raise _Unusable(Text("**{name}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for "
-                                 "example:\n`{example}`", named))  # fmt: skip
+        """What is checked before the form opens (before a network call): a picture, small enough."""
+        problem = _not_a_picture(picture)
+        if problem is not None:
+            raise _Unusable(problem)
         if picture.size is not None and picture.size > self.max_picture_bytes:
-            raise _Unusable(Text("That picture is {size:.1f} MB; the limit is {limit:g} MB. Send a smaller one, for "
-                                 "example a screenshot of it:\n`{example}`",
-                                 {"size": picture.size / 1_000_000, "limit": self.max_picture_bytes / 1_000_000,
-                                  "example": EXAMPLE}))  # fmt: skip
+            raise _Unusable(self._too_big(picture.size))
+
+    def _too_big(self, size: int) -> Text:
+        return Text("That picture is {size:.1f} MB; the limit is {limit:g} MB. Send a smaller one, for example a "
+                    "screenshot of it:\n`{example}`",
+                    {"size": size / 1_000_000, "limit": self.max_picture_bytes / 1_000_000, "example": EXAMPLE})  # fmt: skip
 
     async def _download(self, picture: _Picture) -> bytes:
         """The picture's bytes, fetched now: Discord's attachment links are signed and expire."""
@@ -1287,6 +1197,186 @@ class _CommandReply:
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
+
+
+# Where a restyle request came ---------------------------------------------------------------------
+
+
+@dataclass
+class _InteractionRestyle:
+    """A /restyle command or a "Restyle image" form (bot/chat/surface.py RestyleSurface). What
+    needs no network is answered at once, ephemerally; the download defers first (Discord drops
+    an interaction not answered within 3 s), and the deferred ("thinking") response becomes the
+    job's status message."""
+
+    adapter: DiscordAdapter
+    interaction: discord.Interaction
+    picture: _Picture
+    form: bool  # the place and the picture were checked when the form opened
+    deferred: bool = False
+    message_id: int | None = None  # the deferred response's
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.adapter.max_picture_bytes
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        if self.form:
+            return None  # checked when the form was opened (on_restyle_message)
+        refused = self.adapter.service.admin.check_place(_place(self.interaction), self.interaction.locale.value)
+        # Said every time: an interaction must be answered, and an ephemeral answer bothers no one else.
+        return None if refused is None else dataclasses.replace(refused, quiet=False)
+
+    async def find_picture(self) -> Found | str:
+        problem = _not_a_picture(self.picture)
+        return Found(self.picture.size) if problem is None else problem.render(_tr(self.interaction))
+
+    def too_big(self, size: int | None, tr: Translator) -> str:
+        return self.adapter._too_big(size or 0).render(tr)
+
+    def bad_command(self, error: CommandError, tr: Translator) -> str:
+        if not self.form:
+            return error.render(tr)  # a slash option's own error says how to write it
+        hint = tr.gettext("For example: prompt `rainy night with neon signs`, strength `0.5`.")
+        return f"{error.render(tr)}\n{hint}"
+
+    async def download(self) -> bytes | str:
+        self.message_id = await self.adapter._defer(self.interaction)
+        self.deferred = True
+        try:
+            return await self.adapter._download(self.picture)
+        except _Unusable as exc:
+            return exc.said(_tr(self.interaction))
+
+    async def refuse(self, text: str) -> None:
+        if self.deferred:
+            await self.adapter._refuse_deferred(self.interaction, text)
+        else:
+            await self.adapter._tell(self.interaction, text)
+
+    def refusal_text(self, refused: Refused) -> str:
+        return _refusal_text(refused)
+
+    async def reply_data(self) -> dict[str, Any] | None:
+        return self.adapter._interaction_reply(self.interaction, self.message_id)
+
+    async def not_started(self) -> None:
+        await self.adapter._delete_original(self.interaction)
+
+    async def answered_already(self) -> None:
+        # The same interaction seen again (Discord refuses a second acknowledgement, so this is
+        # a second process on the token, or a replay): its response is the first copy's status.
+        pass
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        self.interaction.extras["job_id"] = accepted.job_id  # the response is now the job's status message
+        await self.adapter._edit_status_now(accepted.job_id)
+
+
+@dataclass
+class _MentionRestyle:
+    """An "@bot prompt" message (bot/chat/surface.py RestyleSurface): answered with replies in
+    the channel (a DM where the bot may not post); a "Got it" reply, sent once the picture is
+    in, becomes the job's status message."""
+
+    adapter: DiscordAdapter
+    message: discord.Message
+    lang: str | None
+    picture: _Picture | None = None
+    status: discord.Message | None = None  # the "Got it" reply
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.adapter.max_picture_bytes
+
+    @property
+    def _guild_id(self) -> int | None:
+        # message.guild is None for a server not (yet) in the cache: the channel still knows it.
+        message = self.message
+        return message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
+
+    @property
+    def _example(self) -> str:
+        client = self.adapter.client
+        return f"`@{client.user.name if client and client.user else 'bot'} rainy night with neon signs strength=0.5`"
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        channel, guild_id = self.message.channel, self._guild_id
+        place = Place(PLATFORM, chat_id=channel.id, guild_id=guild_id, private=guild_id is None,
+                      parent_id=getattr(channel, "parent_id", None))  # fmt: skip
+        return self.adapter.service.admin.check_place(place, lang)
+
+    async def find_picture(self) -> Found | str:
+        message, tr = self.message, translator(self.lang)
+        pictures = _pictures_in(message)
+        if not pictures and message.reference and message.reference.message_id:
+            source = message.reference.resolved
+            if not isinstance(source, discord.Message):
+                try:
+                    source = await message.channel.fetch_message(message.reference.message_id)
+                except discord.HTTPException:
+                    source = None
+            if source is not None:
+                pictures = _pictures_in(source)
+        if not pictures and message.reference and not self.adapter.config.discord.reply_pictures:
+            return tr.gettext("I cannot see pictures in the messages you reply to here; attach the picture to "
+                              "your mention instead, like {example}.").format(example=self._example)  # fmt: skip
+        if not pictures:
+            return tr.gettext("Reply to a message with a picture (or attach one) and describe a style, like "
+                              "{example}.").format(example=self._example)  # fmt: skip
+        self.picture = pictures[0]
+        problem = _not_a_picture(self.picture)
+        return Found(self.picture.size) if problem is None else problem.render(tr)
+
+    def too_big(self, size: int | None, tr: Translator) -> str:
+        return self.adapter._too_big(size or 0).render(tr)
+
+    def bad_command(self, error: CommandError, tr: Translator) -> str:
+        hint = tr.gettext("For example: {example}").format(example=self._example)
+        return f"{error.render(tr)}\n{hint}"
+
+    async def download(self) -> bytes | str:
+        assert self.picture is not None  # find_picture found it
+        try:
+            return await self.adapter._download(self.picture)
+        except _Unusable as exc:
+            return exc.said(translator(self.lang))
+
+    async def refuse(self, text: str) -> None:
+        if self.status is not None:
+            await self.status.edit(content=text)
+        else:
+            await self.adapter._safe_reply(self.message, text, self.lang)
+
+    def refusal_text(self, refused: Refused) -> str:
+        return _refusal_text(refused, example=self._example)
+
+    async def reply_data(self) -> dict[str, Any] | None:
+        self.status = await self.adapter._safe_reply(
+            self.message, translator(self.lang).gettext("⏳ Got it…"), self.lang
+        )
+        if self.status is None:
+            return None  # nowhere to answer: nothing starts
+        guild_id = self._guild_id
+        return {
+            "kind": "message",
+            "channel_id": str(self.message.channel.id),
+            "guild_id": str(guild_id) if guild_id else None,
+            "user_id": str(self.message.author.id),
+            "message_id": str(self.status.id),
+            "size_limit": DEFAULT_FILE_LIMIT,
+        }
+
+    async def not_started(self) -> None:
+        assert self.status is not None  # reply_data sent it
+        await self.status.delete()
+
+    async def answered_already(self) -> None:
+        assert self.status is not None  # reply_data sent it
+        await self.status.delete()  # the first copy's status message tells it
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        await self.adapter._edit_status_now(accepted.job_id)
 
 
 # Where a button was pressed -------------------------------------------------------------------------

@@ -93,6 +93,19 @@ def _command_from_options(
                           steps=steps, style=style, sweep=sweep)  # fmt: skip
 
 
+def _not_a_picture(picture: _Picture) -> Text | None:
+    """What is wrong with a picture from what Discord declared of it (before any download)."""
+    ctype = (picture.content_type or "").split(";")[0].strip().lower()
+    named = {"name": picture.filename, "type": ctype, "example": EXAMPLE}
+    if ctype and not ctype.startswith("image/"):
+        return Text("**{name}** is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for example:"
+                    "\n`{example}`", named)  # fmt: skip
+    if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
+        return Text("**{name}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for "
+                    "example:\n`{example}`", named)  # fmt: skip
+    return None
+
+
 def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
     """Only a mention written in the text is a request: `message.mentions` also holds the
     replied-to author when a reply keeps its ping (the default), so "thanks!" under a result
