@@ -60,11 +60,11 @@ from bot.adapters.discord.parsing import (
     _command_from_options,
     _int,
     _not_a_picture,
-    _on_discord,
     _Picture,
     _pictures_in,
     _Unusable,
 )
+from bot.adapters.discord.pictures import download_picture, pictures_for, too_big
 from bot.adapters.discord.sweep import file_budget, sweep_message_files
 from bot.adapters.discord.texts import (
     BROKE,
@@ -839,37 +839,14 @@ class DiscordAdapter:
             raise _Unusable(self._too_big(picture.size))
 
     def _too_big(self, size: int) -> Text:
-        return Text("That picture is {size:.1f} MB; the limit is {limit:g} MB. Send a smaller one, for example a "
-                    "screenshot of it:\n`{example}`",
-                    {"size": size / 1_000_000, "limit": self.max_picture_bytes / 1_000_000, "example": EXAMPLE})  # fmt: skip
+        return too_big(size, self.max_picture_bytes)
 
     async def _download(self, picture: _Picture) -> bytes:
         """The picture's bytes, fetched now: Discord's attachment links are signed and expire."""
         assert self._session is not None
-        limit = self.max_picture_bytes
-        try:
-            if not _on_discord(picture.url, self.config.discord.api_base):
-                raise _Unusable(
-                    Text("I only take pictures from Discord itself: attach the picture, or use one posted on Discord.")
-                )
-            async with self._session.get(picture.url, proxy=self.config.discord.proxy) as response:
-                if response.status != 200:
-                    raise _Unusable(Text("I could not download the picture (HTTP {status}); the link may have expired."
-                                         " Please send it again.", {"status": response.status}))  # fmt: skip
-                ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-                    raise _Unusable(Text("That link is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for "
-                                         "example:\n`{example}`", {"type": ctype, "example": EXAMPLE}))  # fmt: skip
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data.extend(chunk)
-                    if len(data) > limit:
-                        raise _Unusable(Text("That picture is over the {limit:g} MB limit. Send a smaller one.",
-                                             {"limit": limit / 1_000_000}))  # fmt: skip
-                return bytes(data)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("download of %s failed: %r", picture.filename, exc)
-            raise _Unusable(Text("I could not download the picture in time. Please try again.")) from None
+        discord_config = self.config.discord
+        return await download_picture(self._session, picture, self.max_picture_bytes, discord_config.api_base,
+                                      discord_config.proxy)  # fmt: skip
 
     # Status messages ---------------------------------------------------------------------------------
 
@@ -1308,16 +1285,7 @@ class _MentionRestyle:
 
     async def find_picture(self) -> Found | str:
         message, tr = self.message, translator(self.lang)
-        pictures = _pictures_in(message)
-        if not pictures and message.reference and message.reference.message_id:
-            source = message.reference.resolved
-            if not isinstance(source, discord.Message):
-                try:
-                    source = await message.channel.fetch_message(message.reference.message_id)
-                except discord.HTTPException:
-                    source = None
-            if source is not None:
-                pictures = _pictures_in(source)
+        pictures = await pictures_for(message)
         if not pictures and message.reference and not self.adapter.config.discord.reply_pictures:
             return tr.gettext("I cannot see pictures in the messages you reply to here; attach the picture to "
                               "your mention instead, like {example}.").format(example=self._example)  # fmt: skip

@@ -82,6 +82,7 @@ from bot.adapters.telegram.parsing import (
     _replied,
     _stale_file_id,
 )
+from bot.adapters.telegram.pictures import fetch_picture, too_big
 from bot.adapters.telegram.replies import answer
 from bot.adapters.telegram.sweep import send_files, send_sweep
 from bot.adapters.telegram.texts import (
@@ -705,20 +706,6 @@ class TelegramAdapter:
         where = _RestyleChat(self, message, caption_form, user.language_code)
         await handle_restyle(self.service, self._member(user), request, where)
 
-    def _too_big(self, size: int | None, tr: Translator) -> str:
-        limit = f"{self.max_download_bytes / 1_000_000:g}"
-        if size:
-            template = tr.gettext(
-                "That picture is {size:.1f} MB; I can download up to {limit} MB. Send it as a photo (Telegram "
-                "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
-            )
-        else:
-            template = tr.gettext(
-                "That picture is too big; I can download up to {limit} MB. Send it as a photo (Telegram "
-                "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
-            )
-        return template.format(size=(size or 0) / 1_000_000, limit=limit, example=EXAMPLE)
-
     async def _open_status(self, result: Accepted, reply: dict[str, Any], message: Message, lang: str | None) -> None:
         """Say "Queued" (with a Cancel button) and remember the status message. A sweep gets
         one, keyed by its lead (the Cancel button cancels the whole sweep)."""
@@ -1279,28 +1266,14 @@ class _RestyleChat:
         return Found(self.picture.size)
 
     def too_big(self, size: int | None, tr: Translator) -> str:
-        return self.adapter._too_big(size, tr)
+        return too_big(size, self.max_download_bytes, tr)
 
     def bad_command(self, error: CommandError, tr: Translator) -> str:
         return _with_example(error.render(tr), tr)
 
     async def download(self) -> bytes | str:
-        """Through getFile, whose answer says the size again: the Bot API gives a bot files of
-        up to 20 MB, and a photo's size is not always in the message."""
         assert self.picture is not None  # find_picture found it
-        tr = translator(self.lang)
-        try:
-            tg_file = await self.adapter.bot.get_file(self.picture.file_id)
-            if tg_file.file_size and tg_file.file_size > self.max_download_bytes:
-                return self.adapter._too_big(tg_file.file_size, tr)
-            return bytes(await tg_file.download_as_bytearray())
-        except BadRequest as exc:
-            if "too big" in str(exc).lower():
-                return self.adapter._too_big(self.picture.size, tr)
-            return tr.gettext("Telegram would not give me that picture; send it again.")
-        except TelegramError as exc:
-            log.warning("download failed: %s", _short(exc))
-            return tr.gettext("I could not download that picture from Telegram; try again in a minute.")
+        return await fetch_picture(self.adapter.bot, self.picture, self.max_download_bytes, translator(self.lang))
 
     async def refuse(self, text: str) -> None:
         await self.adapter._answer(self.message, text)
