@@ -51,7 +51,7 @@ from bot.adapters.discord.connection import (
     _nonce,
     _webhook,
 )
-from bot.adapters.discord.files import _result_files
+from bot.adapters.discord.files import DEFAULT_FILE_LIMIT, _result_files
 from bot.adapters.discord.locales import RecentLocales
 from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view, sweep_view
 from bot.adapters.discord.parsing import (
@@ -62,9 +62,11 @@ from bot.adapters.discord.parsing import (
     _not_a_picture,
     _Picture,
     _pictures_in,
+    _place,
     _Unusable,
 )
-from bot.adapters.discord.pictures import download_picture, pictures_for, too_big
+from bot.adapters.discord.pictures import download_picture, too_big
+from bot.adapters.discord.restyle import _InteractionRestyle, _MentionRestyle
 from bot.adapters.discord.sweep import file_budget, sweep_message_files
 from bot.adapters.discord.texts import (
     BROKE,
@@ -75,7 +77,6 @@ from bot.adapters.discord.texts import (
     LATE_NOTE_DM,
     NOT_STARTED,
     PLATFORM,
-    _refusal_text,
     _result_text,
     _short,
     _stale_text,
@@ -91,7 +92,7 @@ from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
 from bot.chat.statuses import StatusFollower, status_key
-from bot.chat.surface import Found, Style
+from bot.chat.surface import Style
 from bot.chat.sweep import keep_choices, sweep_caption, sweep_status
 from bot.clock import MonotonicClock
 from bot.commands import (
@@ -110,7 +111,6 @@ from bot.config import Config
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
 from bot.i18n import N_, Text, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
-from bot.moderation import Place
 from bot.service import RestyleService
 from engine.pictures import PictureError
 
@@ -118,7 +118,6 @@ log = logging.getLogger("bot.discord")
 
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
 CREATED_AT_SLACK_S = 5.0  # an interaction must be answered within 3 s of its creation: older is a clock off
-DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
 DM_FILE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in a DM: no server boost raises it
 TOO_LARGE = 40005  # "Request entity too large" (discord-api-docs, JSON Error Codes)
 ARCHIVED_THREAD = 50083
@@ -129,12 +128,6 @@ UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 # A sweep's caption: Discord's 2000 characters, less room for what a post elsewhere adds in front
 # (the member's mention, "(The channel you asked in is gone, so here it is.)").
 SWEEP_CAPTION_LIMIT = 1700
-
-
-def _place(interaction: discord.Interaction) -> Place:
-    guild_id = interaction.guild_id
-    return Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
-                 parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
 
 
 def _tr(interaction: discord.Interaction) -> Translator:
@@ -1174,177 +1167,6 @@ class _CommandReply:
 
     async def finish_status(self, job_id: str, text: str) -> None:
         await self.adapter._finish_status(job_id, text)
-
-
-# Where a restyle request came ---------------------------------------------------------------------
-
-
-@dataclass
-class _InteractionRestyle:
-    """A /restyle command or a "Restyle image" form (bot/chat/surface.py RestyleSurface). What
-    needs no network is answered at once, ephemerally; the download defers first (Discord drops
-    an interaction not answered within 3 s), and the deferred ("thinking") response becomes the
-    job's status message."""
-
-    adapter: DiscordAdapter
-    interaction: discord.Interaction
-    picture: _Picture
-    form: bool  # the place and the picture were checked when the form opened
-    deferred: bool = False
-    message_id: int | None = None  # the deferred response's
-
-    @property
-    def max_download_bytes(self) -> int:
-        return self.adapter.max_picture_bytes
-
-    def place_refusal(self, lang: str | None) -> Refused | None:
-        if self.form:
-            return None  # checked when the form was opened (on_restyle_message)
-        refused = self.adapter.service.admin.check_place(_place(self.interaction), self.interaction.locale.value)
-        # Said every time: an interaction must be answered, and an ephemeral answer bothers no one else.
-        return None if refused is None else dataclasses.replace(refused, quiet=False)
-
-    async def find_picture(self) -> Found | str:
-        problem = _not_a_picture(self.picture)
-        return Found(self.picture.size) if problem is None else problem.render(_tr(self.interaction))
-
-    def too_big(self, size: int | None, tr: Translator) -> str:
-        return self.adapter._too_big(size or 0).render(tr)
-
-    def bad_command(self, error: CommandError, tr: Translator) -> str:
-        if not self.form:
-            return error.render(tr)  # a slash option's own error says how to write it
-        hint = tr.gettext("For example: prompt `rainy night with neon signs`, strength `0.5`.")
-        return f"{error.render(tr)}\n{hint}"
-
-    async def download(self) -> bytes | str:
-        self.message_id = await self.adapter._defer(self.interaction)
-        self.deferred = True
-        try:
-            return await self.adapter._download(self.picture)
-        except _Unusable as exc:
-            return exc.said(_tr(self.interaction))
-
-    async def refuse(self, text: str) -> None:
-        if self.deferred:
-            await self.adapter._refuse_deferred(self.interaction, text)
-        else:
-            await self.adapter._tell(self.interaction, text)
-
-    def refusal_text(self, refused: Refused) -> str:
-        return _refusal_text(refused)
-
-    async def reply_data(self) -> dict[str, Any] | None:
-        return self.adapter._interaction_reply(self.interaction, self.message_id)
-
-    async def not_started(self) -> None:
-        await self.adapter._delete_original(self.interaction)
-
-    async def answered_already(self) -> None:
-        # The same interaction seen again (Discord refuses a second acknowledgement, so this is
-        # a second process on the token, or a replay): its response is the first copy's status.
-        pass
-
-    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        self.interaction.extras["job_id"] = accepted.job_id  # the response is now the job's status message
-        await self.adapter._edit_status_now(accepted.job_id)
-
-
-@dataclass
-class _MentionRestyle:
-    """An "@bot prompt" message (bot/chat/surface.py RestyleSurface): answered with replies in
-    the channel (a DM where the bot may not post); a "Got it" reply, sent once the picture is
-    in, becomes the job's status message."""
-
-    adapter: DiscordAdapter
-    message: discord.Message
-    lang: str | None
-    picture: _Picture | None = None
-    status: discord.Message | None = None  # the "Got it" reply
-
-    @property
-    def max_download_bytes(self) -> int:
-        return self.adapter.max_picture_bytes
-
-    @property
-    def _guild_id(self) -> int | None:
-        # message.guild is None for a server not (yet) in the cache: the channel still knows it.
-        message = self.message
-        return message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-
-    @property
-    def _example(self) -> str:
-        client = self.adapter.client
-        return f"`@{client.user.name if client and client.user else 'bot'} rainy night with neon signs strength=0.5`"
-
-    def place_refusal(self, lang: str | None) -> Refused | None:
-        channel, guild_id = self.message.channel, self._guild_id
-        place = Place(PLATFORM, chat_id=channel.id, guild_id=guild_id, private=guild_id is None,
-                      parent_id=getattr(channel, "parent_id", None))  # fmt: skip
-        return self.adapter.service.admin.check_place(place, lang)
-
-    async def find_picture(self) -> Found | str:
-        message, tr = self.message, translator(self.lang)
-        pictures = await pictures_for(message)
-        if not pictures and message.reference and not self.adapter.config.discord.reply_pictures:
-            return tr.gettext("I cannot see pictures in the messages you reply to here; attach the picture to "
-                              "your mention instead, like {example}.").format(example=self._example)  # fmt: skip
-        if not pictures:
-            return tr.gettext("Reply to a message with a picture (or attach one) and describe a style, like "
-                              "{example}.").format(example=self._example)  # fmt: skip
-        self.picture = pictures[0]
-        problem = _not_a_picture(self.picture)
-        return Found(self.picture.size) if problem is None else problem.render(tr)
-
-    def too_big(self, size: int | None, tr: Translator) -> str:
-        return self.adapter._too_big(size or 0).render(tr)
-
-    def bad_command(self, error: CommandError, tr: Translator) -> str:
-        hint = tr.gettext("For example: {example}").format(example=self._example)
-        return f"{error.render(tr)}\n{hint}"
-
-    async def download(self) -> bytes | str:
-        assert self.picture is not None  # find_picture found it
-        try:
-            return await self.adapter._download(self.picture)
-        except _Unusable as exc:
-            return exc.said(translator(self.lang))
-
-    async def refuse(self, text: str) -> None:
-        if self.status is not None:
-            await self.status.edit(content=text)
-        else:
-            await self.adapter._safe_reply(self.message, text, self.lang)
-
-    def refusal_text(self, refused: Refused) -> str:
-        return _refusal_text(refused, example=self._example)
-
-    async def reply_data(self) -> dict[str, Any] | None:
-        self.status = await self.adapter._safe_reply(
-            self.message, translator(self.lang).gettext("⏳ Got it…"), self.lang
-        )
-        if self.status is None:
-            return None  # nowhere to answer: nothing starts
-        guild_id = self._guild_id
-        return {
-            "kind": "message",
-            "channel_id": str(self.message.channel.id),
-            "guild_id": str(guild_id) if guild_id else None,
-            "user_id": str(self.message.author.id),
-            "message_id": str(self.status.id),
-            "size_limit": DEFAULT_FILE_LIMIT,
-        }
-
-    async def not_started(self) -> None:
-        assert self.status is not None  # reply_data sent it
-        await self.status.delete()
-
-    async def answered_already(self) -> None:
-        assert self.status is not None  # reply_data sent it
-        await self.status.delete()  # the first copy's status message tells it
-
-    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._edit_status_now(accepted.job_id)
 
 
 # Where a button was pressed -------------------------------------------------------------------------

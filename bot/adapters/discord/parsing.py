@@ -10,9 +10,10 @@ from typing import Any
 import discord
 import yarl
 
-from bot.adapters.discord.texts import EXAMPLE
+from bot.adapters.discord.texts import EXAMPLE, PLATFORM
 from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, SWEEP_STRENGTHS, RestyleCommand
 from bot.i18n import Text, Translator
+from bot.moderation import Place
 
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -130,6 +131,12 @@ def _pictures_in(message: discord.Message) -> list[_Picture]:
                 found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
                 break
     return found
+
+
+def _place(interaction: discord.Interaction) -> Place:
+    guild_id = interaction.guild_id
+    return Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
+                 parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
 
 
 def _int(value: Any) -> int | None:
