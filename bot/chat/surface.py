@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.commands import CommandError
 from bot.core.types import Accepted, Delivery, JobView, Refused
-from bot.i18n import Text
+from bot.i18n import Text, Translator
 
 
 @dataclass(frozen=True)
@@ -125,4 +126,72 @@ class PressSurface(Protocol):
 
     async def send_result(self, delivery: Delivery) -> None:
         """A result (a sweep's kept one) sent as an ordinary result, with its buttons."""
+        ...
+
+
+@dataclass(frozen=True)
+class Found:
+    """The picture a restyle request names, found: `size` in bytes where the platform declared
+    it (a Telegram photo, a Discord attachment), None where only a download will tell."""
+
+    size: int | None
+
+
+class RestyleSurface(Protocol):
+    """Where one restyle request came (a Telegram message, a Discord slash command, form or
+    @mention): what the shared request flow (bot/chat/restyle.py) asks of a platform. Each keeps
+    its own rules inside: where the picture is, how it is fetched, what the member alone reads,
+    what must be answered when (Discord's 3 seconds)."""
+
+    # Read-only (a property here): a dataclass field or a property gives it.
+    @property
+    def max_download_bytes(self) -> int:
+        """The biggest picture fetched for a request here."""
+        ...
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        """None where a job may start here; else why not ([access] lists)."""
+        ...
+
+    async def find_picture(self) -> Found | str:
+        """The request's picture (kept by the surface for `download`), or what is wrong, in plain
+        words: none there, not a picture."""
+        ...
+
+    def too_big(self, size: int | None, tr: Translator) -> str:
+        """The picture is over max_download_bytes (`size` where known): what to do instead here."""
+        ...
+
+    def bad_command(self, error: CommandError, tr: Translator) -> str:
+        """The command's own error, with how a good one is written here."""
+        ...
+
+    async def download(self) -> bytes | str:
+        """The picture's bytes, or what went wrong, in plain words."""
+        ...
+
+    async def refuse(self, text: str) -> None:
+        """Why no job starts, for the member (privately where the platform can)."""
+        ...
+
+    def refusal_text(self, refused: Refused) -> str:
+        """How the service's refusal reads here (an example where it helps)."""
+        ...
+
+    async def reply_data(self) -> dict[str, Any] | None:
+        """Where the job's answers go (its reply dict); None where nothing can be said here, so
+        nothing starts."""
+        ...
+
+    async def not_started(self) -> None:
+        """Quietly refused (the member was told already): take back what was put in the chat for it."""
+        ...
+
+    async def answered_already(self) -> None:
+        """The same request came before and its first copy answers it: take back what only this
+        copy put in the chat."""
+        ...
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        """The job is queued: its status message, where `reply` says."""
         ...

@@ -51,20 +51,22 @@ from bot.adapters.discord.connection import (
     _nonce,
     _webhook,
 )
-from bot.adapters.discord.files import _result_files
+from bot.adapters.discord.files import DEFAULT_FILE_LIMIT, _result_files
 from bot.adapters.discord.locales import RecentLocales
 from bot.adapters.discord.markup import JobButton, RestyleModal, result_view, status_view, sweep_view
 from bot.adapters.discord.parsing import (
-    PICTURE_SUFFIXES,
     STRENGTH_WORDS,
     _addresses_bot,
     _command_from_options,
     _int,
-    _on_discord,
+    _not_a_picture,
     _Picture,
     _pictures_in,
+    _place,
     _Unusable,
 )
+from bot.adapters.discord.pictures import download_picture, too_big
+from bot.adapters.discord.restyle import _InteractionRestyle, _MentionRestyle
 from bot.adapters.discord.sweep import file_budget, sweep_message_files
 from bot.adapters.discord.texts import (
     BROKE,
@@ -75,7 +77,6 @@ from bot.adapters.discord.texts import (
     LATE_NOTE_DM,
     NOT_STARTED,
     PLATFORM,
-    _refusal_text,
     _result_text,
     _short,
     _stale_text,
@@ -88,6 +89,7 @@ from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
 from bot.chat.presses import Press, handle_press
+from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
 from bot.chat.statuses import StatusFollower, status_key
 from bot.chat.surface import Style
@@ -104,13 +106,11 @@ from bot.commands import (
     SWEEP_STRENGTHS,
     CommandError,
     RestyleCommand,
-    parse_restyle,
 )
 from bot.config import Config
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
 from bot.i18n import N_, Text, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
-from bot.moderation import Place
 from bot.service import RestyleService
 from engine.pictures import PictureError
 
@@ -118,7 +118,6 @@ log = logging.getLogger("bot.discord")
 
 TOKEN_MARGIN_S = 30.0  # stop trusting a token this long before it expires
 CREATED_AT_SLACK_S = 5.0  # an interaction must be answered within 3 s of its creation: older is a clock off
-DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
 DM_FILE_LIMIT = 10 * 1024 * 1024  # a bot's uploads in a DM: no server boost raises it
 TOO_LARGE = 40005  # "Request entity too large" (discord-api-docs, JSON Error Codes)
 ARCHIVED_THREAD = 50083
@@ -129,12 +128,6 @@ UNKNOWN_INTERACTION = 10062  # not answered within 3 s, or the token is gone
 # A sweep's caption: Discord's 2000 characters, less room for what a post elsewhere adds in front
 # (the member's mention, "(The channel you asked in is gone, so here it is.)").
 SWEEP_CAPTION_LIMIT = 1700
-
-
-def _place(interaction: discord.Interaction) -> Place:
-    guild_id = interaction.guild_id
-    return Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
-                 parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
 
 
 def _tr(interaction: discord.Interaction) -> Translator:
@@ -584,16 +577,13 @@ class DiscordAdapter:
         style: str | None = None,
         sweep: bool = False,
     ) -> None:
-        if not await self._allowed_here(interaction):
-            return
-        picture = _Picture(image.url, image.filename, image.size, image.content_type)
+        command: RestyleCommand | CommandError
         try:
-            self._check_picture(picture)
             command = _command_from_options(prompt, strength, seed, steps, style, sweep=sweep)
         except _Unusable as exc:
-            await self._tell(interaction, exc.said(_tr(interaction)))
-            return
-        await self._request(interaction, picture, command)
+            command = CommandError(exc.text)  # said after the place and the picture are checked
+        picture = _Picture(image.url, image.filename, image.size, image.content_type)
+        await self._request(interaction, picture, command, form=False)
 
     async def on_restyle_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if not await self._allowed_here(interaction):
@@ -625,28 +615,15 @@ class DiscordAdapter:
         if strength:
             value = STRENGTH_WORDS.get(strength.lower(), strength)
             text = f"{prompt} strength={value}"
-        try:
-            command = parse_restyle(text)
-        except CommandError as exc:
-            tr = _tr(interaction)
-            hint = tr.gettext("For example: prompt `rainy night with neon signs`, strength `0.5`.")
-            await self._tell(interaction, f"{exc.render(tr)}\n{hint}")
-            return
-        await self._request(interaction, picture, command)
+        await self._request(interaction, picture, text, form=True)
 
-    async def _request(self, interaction: discord.Interaction, picture: _Picture, command: RestyleCommand) -> None:
-        """Defer, download, submit, and turn the deferred response into the status message."""
-        message_id = await self._defer(interaction)
-        try:
-            data = await self._download(picture)
-        except _Unusable as exc:
-            await self._refuse_deferred(interaction, exc.said(_tr(interaction)))
-            return
-        reply = self._interaction_reply(interaction, message_id)
-        outcome = await self.service.jobs.submit(
-            self._asker(interaction), data, command, reply, request_key=f"interaction:{interaction.id}"
-        )
-        await self._after_submit(interaction, outcome)
+    async def _request(
+        self, interaction: discord.Interaction, picture: _Picture, command: str | RestyleCommand | CommandError,
+        *, form: bool,
+    ) -> None:  # fmt: skip
+        request = RestyleRequest(command, f"interaction:{interaction.id}")
+        where = _InteractionRestyle(self, interaction, picture, form=form)
+        await handle_restyle(self.service, self._asker(interaction), request, where)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
         interaction.extras.setdefault("received_at", self._created_at(interaction))
@@ -680,21 +657,6 @@ class DiscordAdapter:
             "size_limit": int(getattr(interaction, "filesize_limit", 0) or DEFAULT_FILE_LIMIT),
             **_as_bot_there(interaction),
         }
-
-    async def _after_submit(self, interaction: discord.Interaction, outcome: Accepted | Refused) -> None:
-        if isinstance(outcome, Refused):
-            if outcome.quiet:
-                await self._delete_original(interaction)
-            else:
-                await self._refuse_deferred(interaction, _refusal_text(outcome))
-            return
-        if outcome.duplicate:
-            # The same interaction seen again (Discord refuses a second acknowledgement, so this
-            # is a second process on the token, or a replay): its first copy answers it.
-            log.info("job %s: interaction %s came again; answered already", outcome.job_id, interaction.id)
-            return
-        interaction.extras["job_id"] = outcome.job_id  # the response is now the job's status message
-        await self._edit_status_now(outcome.job_id)
 
     async def _broke(self, interaction: discord.Interaction) -> None:
         """Something failed on our side: never leave a public "thinking…" behind, say so privately."""
@@ -830,69 +792,12 @@ class DiscordAdapter:
             await self._safe_reply(message, translator(lang).gettext(BROKE), lang)
 
     async def _mention_request(self, message: discord.Message, bot_id: int, lang: str | None = None) -> None:
-        # message.guild is None for a server not (yet) in the cache: the channel still knows it.
-        guild_id = message.guild.id if message.guild else getattr(message.channel, "guild_id", None)
-        tr = translator(lang)
-        refused = self.service.admin.check_place(Place(PLATFORM, chat_id=message.channel.id, guild_id=guild_id,
-                                                 private=guild_id is None, parent_id=getattr(message.channel, "parent_id", None)), lang)  # fmt: skip
-        if refused is not None:
-            if not refused.quiet:
-                await self._safe_reply(message, refused.text, lang)
-            return
         text = re.sub(rf"<@!?{bot_id}>", " ", message.content).strip()
-        pictures = _pictures_in(message)
-        if not pictures and message.reference and message.reference.message_id:
-            source = message.reference.resolved
-            if not isinstance(source, discord.Message):
-                try:
-                    source = await message.channel.fetch_message(message.reference.message_id)
-                except discord.HTTPException:
-                    source = None
-            if source is not None:
-                pictures = _pictures_in(source)
-        example = f"`@{self.client.user.name if self.client and self.client.user else 'bot'} rainy night with neon signs strength=0.5`"
-        if not pictures and message.reference and not self.config.discord.reply_pictures:
-            await self._safe_reply(message, tr.gettext("I cannot see pictures in the messages you reply to here; attach "
-                                   "the picture to your mention instead, like {example}.").format(example=example), lang)  # fmt: skip
-            return
-        if not pictures:
-            await self._safe_reply(message, tr.gettext("Reply to a message with a picture (or attach one) and describe a "
-                                   "style, like {example}.").format(example=example), lang)  # fmt: skip
-            return
-        try:
-            command = parse_restyle(text)
-            self._check_picture(pictures[0])
-            data = await self._download(pictures[0])
-        except CommandError as exc:
-            hint = tr.gettext("For example: {example}").format(example=example)
-            await self._safe_reply(message, f"{exc.render(tr)}\n{hint}", lang)
-            return
-        except _Unusable as exc:
-            await self._safe_reply(message, exc.said(tr), lang)
-            return
-        status = await self._safe_reply(message, tr.gettext("⏳ Got it…"), lang)
-        if status is None:
-            return
-        reply = {
-            "kind": "message",
-            "channel_id": str(message.channel.id),
-            "guild_id": str(guild_id) if guild_id else None,
-            "user_id": str(message.author.id),
-            "message_id": str(status.id),
-            "size_limit": DEFAULT_FILE_LIMIT,
-        }
         # Every gateway session on a token gets every message: two processes sharing one token
         # (or a replayed event) must still queue it once.
-        outcome = await self.service.jobs.submit(
-            self._member(message.author, lang), data, command, reply, request_key=f"message:{message.id}"
-        )
-        if isinstance(outcome, Refused) or outcome.duplicate:
-            if isinstance(outcome, Accepted) or outcome.quiet:
-                await status.delete()  # a duplicate: the first copy's status message tells it
-            else:
-                await status.edit(content=_refusal_text(outcome, example=example))
-            return
-        await self._edit_status_now(outcome.job_id)
+        request = RestyleRequest(text, f"message:{message.id}")
+        where = _MentionRestyle(self, message, lang)
+        await handle_restyle(self.service, self._member(message.author, lang), request, where)
 
     async def _safe_reply(self, message: discord.Message, text: str, lang: str | None = None) -> discord.Message | None:
         """Reply in the channel; where the bot may not post, tell the member by DM instead (in `lang`)."""
@@ -919,47 +824,22 @@ class DiscordAdapter:
     # Pictures in -----------------------------------------------------------------------------------
 
     def _check_picture(self, picture: _Picture) -> None:
-        ctype = (picture.content_type or "").split(";")[0].strip().lower()
-        named = {"name": picture.filename, "type": ctype, "example": EXAMPLE}
-        if ctype and not ctype.startswith("image/"):
-            raise _Unusable(Text("**{name}** is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for example:"
-                                 "\n`{example}`", named))  # fmt: skip
-        if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
-            raise _Unusable(Text("**{name}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for "
-                                 "example:\n`{example}`", named))  # fmt: skip
+        """What is checked before the form opens (before a network call): a picture, small enough."""
+        problem = _not_a_picture(picture)
+        if problem is not None:
+            raise _Unusable(problem)
         if picture.size is not None and picture.size > self.max_picture_bytes:
-            raise _Unusable(Text("That picture is {size:.1f} MB; the limit is {limit:g} MB. Send a smaller one, for "
-                                 "example a screenshot of it:\n`{example}`",
-                                 {"size": picture.size / 1_000_000, "limit": self.max_picture_bytes / 1_000_000,
-                                  "example": EXAMPLE}))  # fmt: skip
+            raise _Unusable(self._too_big(picture.size))
+
+    def _too_big(self, size: int) -> Text:
+        return too_big(size, self.max_picture_bytes)
 
     async def _download(self, picture: _Picture) -> bytes:
         """The picture's bytes, fetched now: Discord's attachment links are signed and expire."""
         assert self._session is not None
-        limit = self.max_picture_bytes
-        try:
-            if not _on_discord(picture.url, self.config.discord.api_base):
-                raise _Unusable(
-                    Text("I only take pictures from Discord itself: attach the picture, or use one posted on Discord.")
-                )
-            async with self._session.get(picture.url, proxy=self.config.discord.proxy) as response:
-                if response.status != 200:
-                    raise _Unusable(Text("I could not download the picture (HTTP {status}); the link may have expired."
-                                         " Please send it again.", {"status": response.status}))  # fmt: skip
-                ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if ctype and not ctype.startswith("image/") and ctype != "application/octet-stream":
-                    raise _Unusable(Text("That link is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for "
-                                         "example:\n`{example}`", {"type": ctype, "example": EXAMPLE}))  # fmt: skip
-                data = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    data.extend(chunk)
-                    if len(data) > limit:
-                        raise _Unusable(Text("That picture is over the {limit:g} MB limit. Send a smaller one.",
-                                             {"limit": limit / 1_000_000}))  # fmt: skip
-                return bytes(data)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("download of %s failed: %r", picture.filename, exc)
-            raise _Unusable(Text("I could not download the picture in time. Please try again.")) from None
+        discord_config = self.config.discord
+        return await download_picture(self._session, picture, self.max_picture_bytes, discord_config.api_base,
+                                      discord_config.proxy)  # fmt: skip
 
     # Status messages ---------------------------------------------------------------------------------
 

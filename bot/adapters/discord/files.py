@@ -10,6 +10,8 @@ from bot.commands import OUTPUT_FORMATS
 from bot.core.types import Delivery
 from engine.pictures import before_after_file, encode_picture
 
+DEFAULT_FILE_LIMIT = 10 * 1024 * 1024  # Discord's default per-file upload limit (no interaction to ask)
+
 
 def _result_files(delivery: Delivery, limit: int) -> list[tuple[str, bytes]]:
     """Before/after first (Discord shows a message's first picture largest, so the comparison

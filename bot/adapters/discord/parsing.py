@@ -10,9 +10,10 @@ from typing import Any
 import discord
 import yarl
 
-from bot.adapters.discord.texts import EXAMPLE
+from bot.adapters.discord.texts import EXAMPLE, PLATFORM
 from bot.commands import MAX_PROMPT_CHARS, MAX_STRENGTH, MIN_STRENGTH, SWEEP_STRENGTHS, RestyleCommand
 from bot.i18n import Text, Translator
+from bot.moderation import Place
 
 STRENGTH_WORDS = {"subtle": 0.25, "low": 0.25, "clear": 0.5, "medium": 0.5, "heavy": 0.8, "high": 0.8}
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -93,6 +94,19 @@ def _command_from_options(
                           steps=steps, style=style, sweep=sweep)  # fmt: skip
 
 
+def _not_a_picture(picture: _Picture) -> Text | None:
+    """What is wrong with a picture from what Discord declared of it (before any download)."""
+    ctype = (picture.content_type or "").split(";")[0].strip().lower()
+    named = {"name": picture.filename, "type": ctype, "example": EXAMPLE}
+    if ctype and not ctype.startswith("image/"):
+        return Text("**{name}** is not a picture ({type}). Attach a PNG, JPEG, WebP or GIF, for example:"
+                    "\n`{example}`", named)  # fmt: skip
+    if not ctype and not picture.filename.lower().endswith(PICTURE_SUFFIXES) and picture.size is not None:
+        return Text("**{name}** does not look like a picture. Attach a PNG, JPEG, WebP or GIF, for "
+                    "example:\n`{example}`", named)  # fmt: skip
+    return None
+
+
 def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
     """Only a mention written in the text is a request: `message.mentions` also holds the
     replied-to author when a reply keeps its ping (the default), so "thanks!" under a result
@@ -117,6 +131,12 @@ def _pictures_in(message: discord.Message) -> list[_Picture]:
                 found.append(_Picture(url, url.rsplit("/", 1)[-1].split("?")[0] or "picture", None, None))
                 break
     return found
+
+
+def _place(interaction: discord.Interaction) -> Place:
+    guild_id = interaction.guild_id
+    return Place(PLATFORM, chat_id=interaction.channel_id, guild_id=guild_id, private=guild_id is None,
+                 parent_id=getattr(interaction.channel, "parent_id", None))  # fmt: skip
 
 
 def _int(value: Any) -> int | None:

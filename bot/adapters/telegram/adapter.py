@@ -82,6 +82,7 @@ from bot.adapters.telegram.parsing import (
     _replied,
     _stale_file_id,
 )
+from bot.adapters.telegram.pictures import fetch_picture, too_big
 from bot.adapters.telegram.replies import answer
 from bot.adapters.telegram.sweep import send_files, send_sweep
 from bot.adapters.telegram.texts import (
@@ -108,9 +109,10 @@ from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.presses import Press, handle_press
+from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, hold
 from bot.chat.statuses import StatusFollower, status_key
-from bot.chat.surface import Style
+from bot.chat.surface import Found, Style
 from bot.chat.sweep import sweep_status
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
@@ -118,7 +120,6 @@ from bot.commands import (
     MAX_PLATFORM_ID,
     OUTPUT_FORMATS,
     CommandError,
-    parse_restyle,
     usage,
     whole_number,
 )
@@ -699,95 +700,15 @@ class TelegramAdapter:
             addressed = match.group(1) if match else None
             if addressed and addressed.lower() != (self.bot.username or "").lower():
                 return  # /restyle@SomeOtherBot: not ours
-        tr = translator(user.language_code)
-        refused = self._place_refusal(message, user.language_code)
-        if refused is not None:
-            if not refused.quiet:
-                await self._answer(message, refused.text)
-            return
-        picture, problem = self._find_picture(message if caption_form else _replied(message), caption_form, tr)
-        if picture is None:
-            await self._answer(message, problem)
-            return
-        try:
-            parse_restyle(text)  # refuse a bad command before downloading anything
-        except CommandError as exc:
-            await self._answer(message, _with_example(exc.render(tr), tr))
-            return
-        try:
-            tg_file = await self.bot.get_file(picture.file_id)
-            if tg_file.file_size and tg_file.file_size > self.max_download_bytes:
-                await self._answer(message, self._too_big(tg_file.file_size, tr))
-                return
-            data = bytes(await tg_file.download_as_bytearray())
-        except BadRequest as exc:
-            if "too big" in str(exc).lower():
-                await self._answer(message, self._too_big(picture.size, tr))
-            else:
-                await self._answer(message, tr.gettext("Telegram would not give me that picture; send it again."))
-            return
-        except TelegramError as exc:
-            log.warning("download failed: %s", _short(exc))
-            await self._answer(
-                message, tr.gettext("I could not download that picture from Telegram; try again in a minute.")
-            )
-            return
-        reply = {
-            "chat_id": message.chat.id,
-            "message_id": message.message_id,
-            "thread_id": message.message_thread_id if message.is_topic_message else None,
-            "group": message.chat.type != "private",
-            "picture_file_id": picture.file_id,
-            "picture_kind": picture.kind,
-        }
         # A chat and message id names the request: an update Telegram delivers again (a restart
         # before its offset was confirmed, a webhook retried) finds the job it queued.
-        result = await self.service.jobs.submit(
-            self._member(user), data, text, reply, request_key=f"message:{message.chat.id}:{message.message_id}"
-        )
-        await self._after_submit(result, reply, message, user.language_code)
+        request = RestyleRequest(text, f"message:{message.chat.id}:{message.message_id}")
+        where = _RestyleChat(self, message, caption_form, user.language_code)
+        await handle_restyle(self.service, self._member(user), request, where)
 
-    def _find_picture(self, source: Message | None, caption_form: bool, tr: Translator) -> tuple[_Picture | None, str]:
-        if source is None:
-            return None, with_example(NO_PICTURE, tr)
-        picture = _picture_of(source)
-        if picture is None:
-            if not caption_form:
-                return None, with_example(NOT_A_PICTURE, tr)
-            return None, tr.gettext(
-                "That file is not a picture. Send a photo, or a picture file (PNG, JPEG, WebP), with "
-                "/restyle as its caption. For example:\n{example}"
-            ).format(example=EXAMPLE)
-        if picture.size is not None and picture.size > self.max_download_bytes:
-            return None, self._too_big(picture.size, tr)
-        return picture, ""
-
-    def _too_big(self, size: int | None, tr: Translator) -> str:
-        limit = f"{self.max_download_bytes / 1_000_000:g}"
-        if size:
-            template = tr.gettext(
-                "That picture is {size:.1f} MB; I can download up to {limit} MB. Send it as a photo (Telegram "
-                "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
-            )
-        else:
-            template = tr.gettext(
-                "That picture is too big; I can download up to {limit} MB. Send it as a photo (Telegram "
-                "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
-            )
-        return template.format(size=(size or 0) / 1_000_000, limit=limit, example=EXAMPLE)
-
-    async def _after_submit(
-        self, result: Accepted | Refused, reply: dict[str, Any], message: Message, lang: str | None
-    ) -> None:
-        """Say "Queued" (with a Cancel button) or why not, and remember the status message. A
-        sweep gets one, keyed by its lead (the Cancel button cancels the whole sweep)."""
-        if isinstance(result, Refused):
-            if not result.quiet:
-                await self._answer(message, result.text)
-            return
-        if result.duplicate:
-            log.info("job %s: its request came again; answered already", result.job_id)
-            return
+    async def _open_status(self, result: Accepted, reply: dict[str, Any], message: Message, lang: str | None) -> None:
+        """Say "Queued" (with a Cancel button) and remember the status message. A sweep gets
+        one, keyed by its lead (the Cancel button cancels the whole sweep)."""
         job_id = result.job_id
         self._statuses.open(job_id)
         tr = translator(lang)
@@ -1311,6 +1232,78 @@ class _CommandChat:
 
 
 @dataclass
+class _RestyleChat:
+    """Where a restyle request came (bot/chat/surface.py RestyleSurface): a /restyle message
+    replying to a picture, or a picture with /restyle as its caption. Everything is answered in
+    the chat: Telegram has no message only one member of a group sees."""
+
+    adapter: TelegramAdapter
+    message: Message
+    caption_form: bool
+    lang: str | None
+    picture: _Picture | None = None
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.adapter.max_download_bytes
+
+    def place_refusal(self, lang: str | None) -> Refused | None:
+        return self.adapter._place_refusal(self.message, lang)
+
+    async def find_picture(self) -> Found | str:
+        tr = translator(self.lang)
+        source = self.message if self.caption_form else _replied(self.message)
+        if source is None:
+            return with_example(NO_PICTURE, tr)
+        self.picture = _picture_of(source)
+        if self.picture is None:
+            if not self.caption_form:
+                return with_example(NOT_A_PICTURE, tr)
+            return tr.gettext(
+                "That file is not a picture. Send a photo, or a picture file (PNG, JPEG, WebP), with "
+                "/restyle as its caption. For example:\n{example}"
+            ).format(example=EXAMPLE)
+        return Found(self.picture.size)
+
+    def too_big(self, size: int | None, tr: Translator) -> str:
+        return too_big(size, self.max_download_bytes, tr)
+
+    def bad_command(self, error: CommandError, tr: Translator) -> str:
+        return _with_example(error.render(tr), tr)
+
+    async def download(self) -> bytes | str:
+        assert self.picture is not None  # find_picture found it
+        return await fetch_picture(self.adapter.bot, self.picture, self.max_download_bytes, translator(self.lang))
+
+    async def refuse(self, text: str) -> None:
+        await self.adapter._answer(self.message, text)
+
+    def refusal_text(self, refused: Refused) -> str:
+        return refused.text
+
+    async def reply_data(self) -> dict[str, Any] | None:
+        assert self.picture is not None  # find_picture found it
+        message = self.message
+        return {
+            "chat_id": message.chat.id,
+            "message_id": message.message_id,
+            "thread_id": message.message_thread_id if message.is_topic_message else None,
+            "group": message.chat.type != "private",
+            "picture_file_id": self.picture.file_id,
+            "picture_kind": self.picture.kind,
+        }
+
+    async def not_started(self) -> None:
+        pass  # nothing was put in the chat before the job was refused
+
+    async def answered_already(self) -> None:
+        pass  # nothing was put in the chat before the service saw the request again
+
+    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
+        await self.adapter._open_status(accepted, reply, self.message, self.lang)
+
+
+@dataclass
 class _PressChat:
     """Where a button was pressed (bot/chat/surface.py PressSurface). Telegram takes one answer
     per press (answerCallbackQuery: a passing toast or an alert of at most 200 characters, and
@@ -1369,7 +1362,7 @@ class _PressChat:
         }
 
     async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._after_submit(accepted, reply, self.message, self.member.lang)
+        await self.adapter._open_status(accepted, reply, self.message, self.member.lang)
 
     async def not_started(self) -> None:
         """reply_data sent nothing: the status message comes only with `queued`."""

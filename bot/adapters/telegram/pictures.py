@@ -1,0 +1,53 @@
+"""A request's picture in: fetched through getFile, within the bot's download limit (the cloud
+Bot API gives a bot files of up to 20 MB; a local Bot API server allows more)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram.error import BadRequest, TelegramError
+
+from bot.adapters.telegram.parsing import _Picture
+from bot.commands import EXAMPLE
+from bot.i18n import Translator
+
+log = logging.getLogger("bot.telegram")
+
+
+def too_big(size: int | None, limit: int, tr: Translator) -> str:
+    """`size`: the picture's bytes where Telegram said them."""
+    megabytes = f"{limit / 1_000_000:g}"
+    if size:
+        template = tr.gettext(
+            "That picture is {size:.1f} MB; I can download up to {limit} MB. Send it as a photo (Telegram "
+            "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
+        )
+    else:
+        template = tr.gettext(
+            "That picture is too big; I can download up to {limit} MB. Send it as a photo (Telegram "
+            "makes photos smaller) or a smaller file, then reply to it with /restyle. For example:\n{example}"
+        )
+    return template.format(size=(size or 0) / 1_000_000, limit=megabytes, example=EXAMPLE)
+
+
+async def fetch_picture(bot: Any, picture: _Picture, limit: int, tr: Translator) -> bytes | str:
+    """The picture's bytes, or what went wrong in plain words. getFile's answer says the size
+    again: a photo's size is not always in the message."""
+    try:
+        tg_file = await bot.get_file(picture.file_id)
+        if tg_file.file_size and tg_file.file_size > limit:
+            return too_big(tg_file.file_size, limit, tr)
+        return bytes(await tg_file.download_as_bytearray())
+    except BadRequest as exc:
+        if "too big" in str(exc).lower():
+            return too_big(picture.size, limit, tr)
+        return tr.gettext("Telegram would not give me that picture; send it again.")
+    except TelegramError as exc:
+        log.warning("download failed: %s", _short(exc))
+        return tr.gettext("I could not download that picture from Telegram; try again in a minute.")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
