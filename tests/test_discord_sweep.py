@@ -402,6 +402,9 @@ async def test_slash_cancel_ends_the_sweeps_one_status(h):
     await h.fake.slash("cancel", {})
     await h.fake.wait_for(lambda: not h.fake.original(interaction)["components"]
                           and "Cancelled" in h.fake.original(interaction)["content"], what="the status ended")  # fmt: skip
+    # The status ends with the sweep's first job cancelled; /cancel answers once it has them all
+    # (the worker may claim the 0.7 one in between: it is cancelled running, not left to run).
+    await h.fake.wait_for(lambda: "Cancelled 4 jobs." in ephemerals(h.fake), what="/cancel's answer")
     gate.set()
     await h.service.dispatch.wait_delivered()
     assert {j.status for j in await sweep_jobs(h)} == {"cancelled"}
