@@ -240,6 +240,25 @@ async def test_queue_limit_counts_waiting_and_running_jobs(store, account):
     assert await store.used_today(account, DAY) == 2
 
 
+async def test_cancelling_a_members_jobs_is_one_step_a_claim_takes_all_of_them_or_none(store, account):
+    for i, job_id in enumerate(("a", "b", "c")):
+        await add(store, job(job_id, account, created_at=100.0 + i))
+    await store.claim_batch(1, "w1", now=101.0, lease_until=160.0)  # "a" runs; "b" and "c" wait
+    cancelling = asyncio.ensure_future(store.mark_cancelled_all(["a", "b", "c"], now=102.0))
+    await asyncio.sleep(0)  # the cancel has begun (not a wait for time: one turn of the loop)
+    claimed = await store.claim_batch(4, "w2", now=102.0, lease_until=160.0)
+    cancelled = await cancelling
+    assert [j.id for j in cancelled] == ["a", "b", "c"]
+    # The claim came after the whole cancel (on SQLite always: the cancel holds the write lock)
+    # or, on PostgreSQL, possibly before it began: never between its jobs.
+    assert {j.id for j in claimed} in (set(), {"b", "c"})
+    waiting = "running" if claimed else "queued"
+    assert [j.status for j in cancelled] == ["running", waiting, waiting]  # as they were
+    assert {(await store.job(j)).status for j in "abc"} == {"cancelled"}
+    assert await store.used_today(account, DAY) == 0  # each gave its quota unit back
+    assert await store.mark_cancelled_all(["a", "b"], now=103.0) == []  # ended already
+
+
 async def test_finish_is_refused_for_a_cancelled_job(store, account):
     await add(store, job("a", account))
     [claimed] = await store.claim_batch(1, "w1", now=101.0, lease_until=160.0)

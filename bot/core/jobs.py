@@ -460,18 +460,17 @@ class Jobs:
                 named = record.sweep_id if record is not None else None
             if named is not None:
                 targets = [job.id for job in active if job.sweep_id == named]
+        # All in one transaction: a worker claiming meanwhile starts none of them.
+        ended = await self.store.mark_cancelled_all([target for target in targets if target in mine], now)
         cancelled = []
-        for target in targets:
-            if target not in mine:
-                continue
-            before = await self.store.mark_cancelled(target, now)
-            if before is not None:
-                cancelled.append(target)
-                if before.status == "running":  # its worker, here or elsewhere, may stop early
-                    self._interrupt(target)
-                    await self.dispatch.publish(target, "cancelled")
-                self.dispatch.notify(target)  # the owning front end replaces its status with "Cancelled"
-                log.info("job %s cancelled by %s", target, member.key)
+        for before in ended:
+            target = before.id
+            cancelled.append(target)
+            if before.status == "running":  # its worker, here or elsewhere, may stop early
+                self._interrupt(target)
+                await self.dispatch.publish(target, "cancelled")
+            self.dispatch.notify(target)  # the owning front end replaces its status with "Cancelled"
+            log.info("job %s cancelled by %s", target, member.key)
         for sweep_id in {sweeps[target] for target in cancelled if target in sweeps}:
             self.dispatch.schedule_sweep_delivery(sweep_id)  # its finished jobs, if any, go out now
         return cancelled

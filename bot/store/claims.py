@@ -117,28 +117,51 @@ class ClaimsStore(StoreBase):
     async def mark_cancelled(self, job_id: str, now: float) -> JobRecord | None:
         """Cancel an active job and give its quota unit back; nothing is delivered for it.
         Returns the job as it was (status queued or running, and its worker) or None."""
-        return await self._end_with_refund(job_id, "cancelled", None, now, None)
+        cancelled = await self.mark_cancelled_all([job_id], now)
+        return cancelled[0] if cancelled else None
+
+    async def mark_cancelled_all(self, job_ids: list[str], now: float) -> list[JobRecord]:
+        """Cancel those of these jobs still active, in one transaction, each giving its quota
+        unit back: a worker claiming meanwhile takes all of them or none (SQLite's claim waits
+        for the write lock; PostgreSQL's skips the rows locked here first), so a /cancel of a
+        member's jobs never lets a batch start on the ones it has not reached yet. Returns the
+        jobs cancelled, as they were."""
+        if not job_ids:
+            return []
+        async with self.db.transaction():
+            if self.db.lock_clause:  # every row first, in one order: the claim skips them all
+                await self.db.fetch_all(
+                    f"SELECT id FROM jobs WHERE id IN {in_list(job_ids)} ORDER BY id {self.db.lock_clause}", *job_ids
+                )
+            ended = [await self._end_locked(job_id, "cancelled", None, now, None) for job_id in job_ids]
+        return [job for job in ended if job is not None]
 
     async def _end_with_refund(
         self, job_id: str, status: str, error: str | None, now: float, worker_id: str | None
     ) -> JobRecord | None:
         async with self.db.transaction():
-            row = await self.db.fetch_one(f"{SELECT_JOB} WHERE id = ? {self.db.lock_clause}", job_id)
-            if row is None or row["status"] not in ACTIVE:
-                return None
-            if worker_id is not None and (row["status"] != "running" or row["worker_id"] != worker_id):
-                return None
-            await self.db.execute(
-                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, delivered_at = ?, lease_until = NULL "
-                "WHERE id = ?",
-                status, error, now, now if status == "cancelled" else None, job_id,
-            )  # fmt: skip
-            await self.db.execute(
-                "UPDATE daily_usage SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END "
-                "WHERE account_id = ? AND day = ?",
-                row["account_id"], row["quota_day"],
-            )  # fmt: skip
-            return job_from_row(row)
+            return await self._end_locked(job_id, status, error, now, worker_id)
+
+    async def _end_locked(
+        self, job_id: str, status: str, error: str | None, now: float, worker_id: str | None
+    ) -> JobRecord | None:
+        """Within a transaction: end an active job (its worker's, where worker_id is given)."""
+        row = await self.db.fetch_one(f"{SELECT_JOB} WHERE id = ? {self.db.lock_clause}", job_id)
+        if row is None or row["status"] not in ACTIVE:
+            return None
+        if worker_id is not None and (row["status"] != "running" or row["worker_id"] != worker_id):
+            return None
+        await self.db.execute(
+            "UPDATE jobs SET status = ?, error = ?, finished_at = ?, delivered_at = ?, lease_until = NULL "
+            "WHERE id = ?",
+            status, error, now, now if status == "cancelled" else None, job_id,
+        )  # fmt: skip
+        await self.db.execute(
+            "UPDATE daily_usage SET used = CASE WHEN used > 0 THEN used - 1 ELSE 0 END "
+            "WHERE account_id = ? AND day = ?",
+            row["account_id"], row["quota_day"],
+        )  # fmt: skip
+        return job_from_row(row)
 
     # Jobs: the front ends' side --------------------------------------------------------------
 
