@@ -248,6 +248,9 @@ class DiscordAdapter:
                 )
         except BaseException:
             waiter.cancel()
+            # It never connected: nothing to let finish. (Left running, discord.py's shard
+            # launcher retries every 5 s and stop() would wait its 10 s for it.)
+            self._task.cancel()
             await self.stop()
             raise
         self._ready.set()
