@@ -9,11 +9,12 @@ how a sent step is recorded. Telegram sends a result as several messages (an alb
 no buttons, then the buttons, then the file asked for), each recorded in the job's reply so none
 is posted twice. Discord sends any outcome as one message, edited into the status or posted once
 with a nonce fixed per job and place (its retries return the first message instead of a second),
-so it records nothing: its surface has no step sent before and records none (`ONE_MESSAGE`)."""
+so it records nothing: its surface (`OneMessage`) has no step sent before and records none."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.core.types import DeliveryFailed, JobView, SweepDelivery
@@ -47,6 +48,25 @@ class DeliverySurface(Protocol):
     async def record(self, step: str) -> None:
         """`step` went out: record it in the job's reply, so no retry or restart sends it again."""
         ...
+
+
+@dataclass(frozen=True)
+class OneMessage:
+    """A surface whose whole outcome is one message (Discord: edited into the status or posted
+    where it finds a place), so there are no steps to record: the platform keeps a retried post
+    from landing twice its own way (Discord's nonce fixed per job and place returns the first
+    message), and dispatch records the delivery done."""
+
+    post: Callable[[], Awaitable[None]]
+
+    def sent(self) -> set[str]:
+        return set()
+
+    async def send(self, step: str) -> None:
+        await self.post()
+
+    async def record(self, step: str) -> None:
+        return None  # the platform's own idempotence does what a record does on Telegram
 
 
 def result_steps(job: JobView) -> list[str]:

@@ -88,7 +88,7 @@ from bot.adapters.discord.translator import CatalogueTranslator, described
 from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
-from bot.chat.delivery import ONE_MESSAGE, failure_reason, refused_for_good, send_steps
+from bot.chat.delivery import ONE_MESSAGE, OneMessage, failure_reason, refused_for_good, send_steps
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
@@ -931,7 +931,7 @@ class DiscordAdapter:
         compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
         view = result_view(job.id, compare_url, job.reply.get("lang"))
         post = functools.partial(self._send_outcome, job, _result_text(job), files, view, key=key)
-        await send_steps(_OneMessage(post), [ONE_MESSAGE])
+        await send_steps(OneMessage(post), [ONE_MESSAGE])
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
         """The whole sweep in one message where its lead's result would go (its status message
@@ -949,7 +949,7 @@ class DiscordAdapter:
         post = functools.partial(
             self._send_outcome, lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang)
         )
-        await send_steps(_OneMessage(post), [ONE_MESSAGE])
+        await send_steps(OneMessage(post), [ONE_MESSAGE])
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
@@ -962,7 +962,7 @@ class DiscordAdapter:
 
         # A sweep with nothing done is told once, in the place of its one status.
         post = functools.partial(self._send_outcome, job, text, no_files, None, key=status_key(job))
-        await send_steps(_OneMessage(post), [ONE_MESSAGE])
+        await send_steps(OneMessage(post), [ONE_MESSAGE])
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1074,25 +1074,6 @@ class DiscordAdapter:
             # Rate limited past our patience, a 5xx, the network: the service retries later.
             self._statuses.undelivered(key)
             raise DeliveryFailed(f"Discord did not take the message: {exc!r}") from exc
-
-
-@dataclass(frozen=True)
-class _OneMessage:
-    """Discord's parts of a delivery (bot/chat/delivery.py DeliverySurface): the whole outcome is
-    one message, edited into the status or posted where _send_outcome finds a place, so there are
-    no steps to record; the nonce fixed per job and place keeps a retried post from landing twice
-    (Discord returns the first message), and dispatch records the delivery done."""
-
-    post: Callable[[], Awaitable[None]]
-
-    def sent(self) -> set[str]:
-        return set()
-
-    async def send(self, step: str) -> None:
-        await self.post()
-
-    async def record(self, step: str) -> None:
-        return None  # the nonce does what a record does on Telegram
 
 
 async def _files_within(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -83,7 +82,7 @@ from bot.adapters.telegram.parsing import (
     _replied,
     _stale_file_id,
 )
-from bot.adapters.telegram.pictures import fetch_picture, too_big
+from bot.adapters.telegram.pictures import fetch_picture, photo_payload, too_big
 from bot.adapters.telegram.replies import answer
 from bot.adapters.telegram.sweep import send_files, send_sweep_step
 from bot.adapters.telegram.texts import (
@@ -145,8 +144,6 @@ from bot.service import RestyleService
 log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
-PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
-PHOTO_MAX_RATIO = 20  # Bot API, sendPhoto: "Width and height ratio must be at most 20"
 CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
 DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
@@ -1069,30 +1066,7 @@ class TelegramAdapter:
                       "a sticker" if sent.sticker is not None else "another kind of message")  # fmt: skip
 
     def _photo_payload(self, data: bytes) -> bytes:
-        """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
-        into one anyway; the lossless PNG is one button away) under the upload limit, within its
-        sides (a sweep's three wide pictures side by side get a margin to a ratio it takes)."""
-        from PIL import Image
-
-        from engine.pictures import LIGHT_GREY
-
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            picture = img.convert("RGB")
-        if max(width, height) > PHOTO_MAX_RATIO * min(width, height):
-            # Rounded up, one short of the limit: the shrinking below rounds each side down.
-            short = -(-max(width, height) // (PHOTO_MAX_RATIO - 1))
-            padded = Image.new("RGB", (width, short) if width > height else (short, height), LIGHT_GREY)
-            padded.paste(picture, (0, (short - height) // 2) if width > height else ((short - width) // 2, 0))
-            picture, (width, height) = padded, padded.size
-        if width + height > PHOTO_MAX_SIDES:
-            scale = (PHOTO_MAX_SIDES - 8) / (width + height)
-            picture = picture.resize(
-                (max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS
-            )
-        from engine.pictures import encode_picture
-
-        return encode_picture(picture, "jpeg", self.photo_limit_bytes)
+        return photo_payload(data, self.photo_limit_bytes)
 
     async def _mark_step(self, job: JobView, step: str) -> None:
         state = self._state(job.id)
