@@ -1,5 +1,6 @@
-"""A PressSurface and a RestyleSurface (bot/chat/surface.py) that record what the press flow and
-the restyle request flow asked of them, in order, for the behaviours tested once on the real
+"""A PressSurface and a RestyleSurface (bot/chat/surface.py), and a DeliverySurface
+(bot/chat/delivery.py), that record what the press flow, the restyle request flow and the
+delivery flow asked of them, in order, for the behaviours tested once on the real
 service (tests/test_chat_presses.py, tests/test_chat_restyle.py); the platforms' own surfaces
 are tested against the strict fakes."""
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from bot.chat.surface import Found
 from bot.commands import CommandError
-from bot.core.types import Accepted, Delivery, JobView, Refused
+from bot.core.jobs import Jobs
+from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Refused
 from bot.i18n import Translator
 
 
@@ -132,3 +134,37 @@ class RecordingRestyleSurface:
 
     async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
         self.calls.append(("queued", (accepted, reply)))
+
+
+@dataclass
+class RecordingDeliverySurface:
+    """A DeliverySurface (bot/chat/delivery.py) that records each step it was asked to send, in
+    order, and records each step sent in the job's reply in the real store, as Telegram does, so a
+    surface opened afterwards (`over`) finds what an earlier try or run sent (tests/test_chat_delivery.py).
+    `fail_at`: the step whose sending raises DeliveryFailed, as a platform's network error would."""
+
+    jobs: Jobs
+    job_id: str
+    recorded: set[str] = field(default_factory=set)
+    fail_at: str | None = None
+    sends: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def over(cls, jobs: Jobs, job_id: str, *, fail_at: str | None = None) -> RecordingDeliverySurface:
+        job = await jobs.job(job_id)
+        assert job is not None, job_id
+        return cls(jobs, job_id, set(job.reply.get("sent", [])), fail_at)
+
+    def sent(self) -> set[str]:
+        return set(self.recorded)
+
+    async def send(self, step: str) -> None:
+        if step == self.fail_at:
+            raise DeliveryFailed(f"network down (recorded) at {step}")
+        self.sends.append(step)
+
+    async def record(self, step: str) -> None:
+        self.recorded.add(step)
+        job = await self.jobs.job(self.job_id)
+        assert job is not None, self.job_id
+        await self.jobs.update_reply(self.job_id, {**job.reply, "sent": sorted(self.recorded)})

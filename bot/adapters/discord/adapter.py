@@ -88,6 +88,7 @@ from bot.adapters.discord.translator import CatalogueTranslator, described
 from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
+from bot.chat.delivery import ONE_MESSAGE, OneMessage, failure_reason, refused_for_good, send_steps
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
@@ -932,7 +933,8 @@ class DiscordAdapter:
         links = self.service.compare_links
         compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
         view = result_view(job.id, compare_url, job.reply.get("lang"))
-        await self._send_outcome(job, _result_text(job), files, view, key=key)
+        post = functools.partial(self._send_outcome, job, _result_text(job), files, view, key=key)
+        await send_steps(OneMessage(post), [ONE_MESSAGE])
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
         """The whole sweep in one message where its lead's result would go (its status message
@@ -945,20 +947,25 @@ class DiscordAdapter:
         files = await _files_within(lambda max_bytes: sweep_message_files(sweep, max_bytes), limit, "the sweep's files")
         tr = translator(lang)
         text = "🎚 " + sweep_caption(sweep, SWEEP_CAPTION_LIMIT, tr)
-        await self._send_outcome(lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang))
+        # Not sweep_steps' sheet-or-album: a Discord message carries a picture and buttons together,
+        # so the sheet, or where none was drawn every done result (sweep_message_files), is one post.
+        post = functools.partial(
+            self._send_outcome, lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang)
+        )
+        await send_steps(OneMessage(post), [ONE_MESSAGE])
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
         tr = translator(job.reply.get("lang"))
-        # job.error is stored in English (the worker writes it): a known sentence is translated.
-        error = tr.gettext(job.error or "The picture engine failed on this job; try again.")
+        error = failure_reason(job, tr, N_("The picture engine failed on this job; try again."))
         text = f"❌ {error}\n“{_short(job.prompt, 200)}”"
 
         async def no_files(max_bytes: int | None = None) -> list[discord.File]:
             return []
 
         # A sweep with nothing done is told once, in the place of its one status.
-        await self._send_outcome(job, text, no_files, None, key=status_key(job))
+        post = functools.partial(self._send_outcome, job, text, no_files, None, key=status_key(job))
+        await send_steps(OneMessage(post), [ONE_MESSAGE])
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.
@@ -1046,7 +1053,7 @@ class DiscordAdapter:
                             note = tr.gettext("(The pictures were too large for {where}, so here they are.)")\
                                 .format(where=where) + "\n"  # fmt: skip
                         elif exc.status < 500 and exc.status != 429:
-                            raise DeliveryFailed(f"Discord refused the post in {where}: {exc}", permanent=True) from exc
+                            raise await refused_for_good(f"Discord refused the post in {where}: {exc}") from exc
                         else:
                             raise
                     log.info("job %s: %s; sending a DM", job.id, note.strip("()\n"))
@@ -1056,18 +1063,13 @@ class DiscordAdapter:
                                               view=view if view is not None else discord.utils.MISSING,
                                               nonce=_nonce(key, "d")))  # fmt: skip
                 except (discord.Forbidden, discord.NotFound) as exc:
-                    raise DeliveryFailed(
-                        f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True
-                    ) from exc
+                    # The DM was the last place to reach the member: nobody is left to tell.
+                    raise await refused_for_good(f"member {user_id} cannot be reached (DMs closed): {exc}") from exc
                 except discord.HTTPException as exc:
                     if exc.code == CANNOT_DM:  # sometimes a 400, not a 403
-                        raise DeliveryFailed(
-                            f"member {user_id} cannot be reached (DMs closed): {exc}", permanent=True
-                        ) from exc
+                        raise await refused_for_good(f"member {user_id} cannot be reached (DMs closed): {exc}") from exc
                     if exc.status < 500 and exc.status != 429:
-                        raise DeliveryFailed(
-                            f"Discord refused the DM to member {user_id}: {exc}", permanent=True
-                        ) from exc
+                        raise await refused_for_good(f"Discord refused the DM to member {user_id}: {exc}") from exc
                     raise
         except DeliveryFailed:
             raise

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -82,9 +82,9 @@ from bot.adapters.telegram.parsing import (
     _replied,
     _stale_file_id,
 )
-from bot.adapters.telegram.pictures import fetch_picture, too_big
+from bot.adapters.telegram.pictures import fetch_picture, photo_payload, too_big
 from bot.adapters.telegram.replies import answer
-from bot.adapters.telegram.sweep import send_files, send_sweep
+from bot.adapters.telegram.sweep import send_files, send_sweep_step
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
     DONE,
@@ -108,6 +108,17 @@ from bot.adapters.telegram.texts import (
 from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
+from bot.chat.delivery import (
+    ALBUM,
+    BUTTONS,
+    FILE,
+    deliver_failure,
+    deliver_result,
+    deliver_sweep,
+    failure_reason,
+    refused_for_good,
+    sweep_lead,
+)
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, hold
@@ -133,8 +144,6 @@ from bot.service import RestyleService
 log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
-PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
-PHOTO_MAX_RATIO = 20  # Bot API, sendPhoto: "Width and height ratio must be at most 20"
 CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
 DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
@@ -890,44 +899,26 @@ class TelegramAdapter:
 
     async def deliver_result(self, delivery: Delivery) -> None:
         job = delivery.job
-        await self._deliver(job, lambda reply, steps: self._send_result(delivery, reply, steps))
+        await self._deliver(job, lambda reply: deliver_result(self._delivery(job, reply, delivery), job))
         await self._finish_status(job.id, DONE)
 
     async def deliver_failure(self, job: JobView) -> None:
-        tr = translator(job.reply.get("lang"))
-        # job.error is stored in English (the worker writes it, maybe before any member's
-        # language is at hand): a known sentence is said in the member's language.
-        error = tr.gettext(job.error) if job.error else tr.gettext("the picture engine failed.")
-
-        async def send(reply: dict[str, Any], steps: set[str]) -> None:
-            if "failure" not in steps:
-                await self.bot.send_message(
-                    reply["chat_id"],
-                    tr.gettext("Sorry, that restyle did not work: {error}").format(error=error),
-                    reply_parameters=_reply_to(reply),
-                    message_thread_id=reply.get("thread_id"),
-                )
-                await self._mark_step(job, "failure")
-
-        await self._deliver(job, send)
+        await self._deliver(job, lambda reply: deliver_failure(self._delivery(job, reply)))
         await self._finish_status(status_key(job), FAILED_TEXT)
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
         """The sweep as one answer to its request (bot/adapters/telegram/sweep.py); each step
         sent is recorded in the lead's reply, so a retry or a restart sends it once."""
-        lead = next((job for job in sweep.jobs if job.id == sweep.sweep_id), sweep.jobs[0])
-
-        async def send(reply: dict[str, Any], steps: set[str]) -> None:
-            async def mark(step: str) -> None:
-                await self._mark_step(lead, step)
-
-            await send_sweep(self.bot, sweep, reply, steps, photo=self._photo_payload, mark=mark,
-                             read_timeout=self.media_read_timeout_s)  # fmt: skip
-
-        await self._deliver(lead, send)
+        lead = sweep_lead(sweep)
+        await self._deliver(lead, lambda reply: deliver_sweep(self._delivery(lead, reply, sweep), sweep))
         await self._finish_status(sweep.sweep_id, DONE)
 
-    async def _deliver(self, job: JobView, send: Callable[[dict[str, Any], set[str]], Awaitable[None]]) -> None:
+    def _delivery(
+        self, job: JobView, reply: dict[str, Any], what: Delivery | SweepDelivery | None = None
+    ) -> _Delivering:
+        return _Delivering(self, job, reply, what)
+
+    async def _deliver(self, job: JobView, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
         if not self.ready:
             # The service resumes deliveries before front ends start, and Telegram may be down
@@ -941,11 +932,10 @@ class TelegramAdapter:
         if moved is not None:
             await self._save_reply(job.id, job.reply, chat_id=moved)
             reply = {**reply, "chat_id": moved}
-        steps = set(reply.get("sent", []))
         for _ in range(3):  # another go only after a group became a supergroup or a topic went away
             try:
                 async with self._sending(int(reply["chat_id"])):
-                    await send(reply, steps | set(self._state(job.id).reply_changes.get("sent", [])))
+                    await send(reply)
                 return
             except ChatMigrated as exc:
                 self._chat_moved(int(reply["chat_id"]), int(exc.new_chat_id))
@@ -954,7 +944,7 @@ class TelegramAdapter:
             except Forbidden as exc:
                 log.warning("job %s: the member blocked the bot or left the chat (%s); the result is kept",
                             job.id, _short(exc))  # fmt: skip
-                raise DeliveryFailed(f"forbidden: {_short(exc)}", permanent=True) from None
+                raise await refused_for_good(f"forbidden: {_short(exc)}") from None
             except BadRequest as exc:
                 text = str(exc).lower()
                 if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
@@ -964,14 +954,16 @@ class TelegramAdapter:
                     reply = {**reply, "thread_id": None}
                     continue
                 if "chat not found" in text:
-                    raise DeliveryFailed(f"chat gone: {_short(exc)}", permanent=True) from None
+                    raise await refused_for_good(f"chat gone: {_short(exc)}") from None
                 if "not enough rights" in text:
                     log.warning("job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), _short(exc))
-                    await self._tell_privately(job, translator(job.reply.get("lang")).gettext(NO_RIGHTS_TEXT))
-                    raise DeliveryFailed(f"no rights in the chat: {_short(exc)}", permanent=True) from None
+                    tell = functools.partial(
+                        self._tell_privately, job, translator(job.reply.get("lang")).gettext(NO_RIGHTS_TEXT)
+                    )
+                    raise await refused_for_good(f"no rights in the chat: {_short(exc)}", tell) from None
                 # The same request gets the same answer: retrying for 20 minutes cannot help.
                 log.error("job %s: Telegram refused the delivery (%s)", job.id, _short(exc))
-                raise DeliveryFailed(f"refused by Telegram: {_short(exc)}", permanent=True) from None
+                raise await refused_for_good(f"refused by Telegram: {_short(exc)}") from None
             except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
                 raise DeliveryFailed(f"network: {_short(exc)}") from None
             except TelegramError as exc:
@@ -988,19 +980,12 @@ class TelegramAdapter:
         except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
             log.info("job %s: could not tell the member privately (%s)", job.id, _short(exc))
 
-    async def _send_result(
-        self, delivery: Delivery, reply: dict[str, Any], steps: set[str], *, record: bool = True
-    ) -> None:
-        """The album (original + result), its buttons and the file asked for; each step sent is
-        recorded in the job's reply unless `record` is False."""
+    async def _send_result_step(self, delivery: Delivery, reply: dict[str, Any], step: str) -> None:
+        """One step of a result (bot/chat/delivery.py chooses them): the album (original +
+        result; an album takes no buttons, Bot API sendMediaGroup), its buttons, the file asked for."""
         job = delivery.job
-
-        async def mark(step: str) -> None:
-            if record:
-                await self._mark_step(job, step)
-
         chat_id, thread = reply["chat_id"], reply.get("thread_id")
-        if "album" not in steps:
+        if step == ALBUM:
             result_bytes = await asyncio.to_thread(self._photo_payload, delivery.result_picture)
             result_name = f"{job.id}.jpg"
             caption = result_caption(job)
@@ -1032,8 +1017,7 @@ class TelegramAdapter:
                     await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
             else:
                 await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
-            await mark("album")
-        if "buttons" not in steps:
+        elif step == BUTTONS:
             tr = translator(job.reply.get("lang"))
             await self.bot.send_message(
                 chat_id,
@@ -1042,15 +1026,25 @@ class TelegramAdapter:
                 reply_markup=result_buttons(job, self._compare_url(job.id), tr),
                 message_thread_id=thread,
             )
-            await mark("buttons")
-        if job.output_format and "file" not in steps:
+        elif step == FILE and job.output_format:
             ext = OUTPUT_FORMATS[job.output_format].extension
             data = await self.service.results.result_file(
                 Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
             )
             if not isinstance(data, Refused):
                 await self._send_file(job.id, chat_id, data, f"restyle-{job.id}.{ext}", _reply_to(reply), thread)
-            await mark("file")
+        else:
+            raise ValueError(f"job {job.id}: no result step {step!r}")
+
+    async def _send_failure(self, job: JobView, reply: dict[str, Any]) -> None:
+        tr = translator(job.reply.get("lang"))
+        error = failure_reason(job, tr, N_("the picture engine failed."))
+        await self.bot.send_message(
+            reply["chat_id"],
+            tr.gettext("Sorry, that restyle did not work: {error}").format(error=error),
+            reply_parameters=_reply_to(reply),
+            message_thread_id=reply.get("thread_id"),
+        )
 
     async def _send_file(
         self,
@@ -1072,30 +1066,7 @@ class TelegramAdapter:
                       "a sticker" if sent.sticker is not None else "another kind of message")  # fmt: skip
 
     def _photo_payload(self, data: bytes) -> bytes:
-        """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo
-        into one anyway; the lossless PNG is one button away) under the upload limit, within its
-        sides (a sweep's three wide pictures side by side get a margin to a ratio it takes)."""
-        from PIL import Image
-
-        from engine.pictures import LIGHT_GREY
-
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            picture = img.convert("RGB")
-        if max(width, height) > PHOTO_MAX_RATIO * min(width, height):
-            # Rounded up, one short of the limit: the shrinking below rounds each side down.
-            short = -(-max(width, height) // (PHOTO_MAX_RATIO - 1))
-            padded = Image.new("RGB", (width, short) if width > height else (short, height), LIGHT_GREY)
-            padded.paste(picture, (0, (short - height) // 2) if width > height else ((short - width) // 2, 0))
-            picture, (width, height) = padded, padded.size
-        if width + height > PHOTO_MAX_SIDES:
-            scale = (PHOTO_MAX_SIDES - 8) / (width + height)
-            picture = picture.resize(
-                (max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS
-            )
-        from engine.pictures import encode_picture
-
-        return encode_picture(picture, "jpeg", self.photo_limit_bytes)
+        return photo_payload(data, self.photo_limit_bytes)
 
     async def _mark_step(self, job: JobView, step: str) -> None:
         state = self._state(job.id)
@@ -1128,6 +1099,39 @@ class TelegramAdapter:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+@dataclass
+class _Delivering:
+    """Telegram's parts of one delivery (bot/chat/delivery.py DeliverySurface): each step is
+    its own message (or album), recorded in `job`'s reply (a sweep's lead's) once sent, unless
+    `recorded` is False (a kept result sent again for a press: a second press sends it again)."""
+
+    adapter: TelegramAdapter
+    job: JobView
+    reply: dict[str, Any]
+    what: Delivery | SweepDelivery | None  # None: the job's failure
+    recorded: bool = True
+
+    def sent(self) -> set[str]:
+        if not self.recorded:
+            return set()
+        state = self.adapter._state(self.job.id)
+        return set(self.job.reply.get("sent", [])) | set(state.reply_changes.get("sent", []))
+
+    async def send(self, step: str) -> None:
+        adapter = self.adapter
+        if isinstance(self.what, Delivery):
+            await adapter._send_result_step(self.what, self.reply, step)
+        elif isinstance(self.what, SweepDelivery):
+            await send_sweep_step(adapter.bot, self.what, self.reply, step, photo=adapter._photo_payload,
+                                  read_timeout=adapter.media_read_timeout_s)  # fmt: skip
+        else:
+            await adapter._send_failure(self.job, self.reply)
+
+    async def record(self, step: str) -> None:
+        if self.recorded:
+            await self.adapter._mark_step(self.job, step)
 
 
 @dataclass
@@ -1411,7 +1415,7 @@ class _PressChat:
         try:
             async with self.adapter._sending(self.message.chat.id):
                 # Not a delivery of the service's: nothing to record (a second press sends it again).
-                await self.adapter._send_result(delivery, reply, set(), record=False)
+                await deliver_result(_Delivering(self.adapter, job, reply, delivery, recorded=False), job)
         except TelegramError as exc:
             log.warning("job %s: could not send the kept result (%s)", job.id, _short(exc))
 

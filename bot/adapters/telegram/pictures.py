@@ -1,8 +1,10 @@
 """A request's picture in: fetched through getFile, within the bot's download limit (the cloud
-Bot API gives a bot files of up to 20 MB; a local Bot API server allows more)."""
+Bot API gives a bot files of up to 20 MB; a local Bot API server allows more). A picture out:
+made one Telegram takes as a photo."""
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -13,6 +15,9 @@ from bot.commands import EXAMPLE
 from bot.i18n import Translator
 
 log = logging.getLogger("bot.telegram")
+
+PHOTO_MAX_SIDES = 10_000  # width + height of an uploaded photo
+PHOTO_MAX_RATIO = 20  # Bot API, sendPhoto: "Width and height ratio must be at most 20"
 
 
 def too_big(size: int | None, limit: int, tr: Translator) -> str:
@@ -51,3 +56,26 @@ async def fetch_picture(bot: Any, picture: _Picture, limit: int, tr: Translator)
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def photo_payload(data: bytes, limit: int) -> bytes:
+    """The picture as Telegram will take it as a photo: JPEG (Telegram turns every photo into
+    one anyway; the lossless PNG is one button away) under `limit` bytes, within its sides (a
+    sweep's three wide pictures side by side get a margin to a ratio it takes)."""
+    from PIL import Image
+
+    from engine.pictures import LIGHT_GREY, encode_picture
+
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        picture = img.convert("RGB")
+    if max(width, height) > PHOTO_MAX_RATIO * min(width, height):
+        # Rounded up, one short of the limit: the shrinking below rounds each side down.
+        short = -(-max(width, height) // (PHOTO_MAX_RATIO - 1))
+        padded = Image.new("RGB", (width, short) if width > height else (short, height), LIGHT_GREY)
+        padded.paste(picture, (0, (short - height) // 2) if width > height else ((short - width) // 2, 0))
+        picture, (width, height) = padded, padded.size
+    if width + height > PHOTO_MAX_SIDES:
+        scale = (PHOTO_MAX_SIDES - 8) / (width + height)
+        picture = picture.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.LANCZOS)
+    return encode_picture(picture, "jpeg", limit)

@@ -1,7 +1,7 @@
 """A strength sweep on Telegram: its answer (one photo of the results side by side, captioned,
 with a Keep button per result and one for the files) and its results as files in one album.
-Plain functions on python-telegram-bot's Bot; the adapter supplies the reply data and records
-each step it reports, so a delivery retried after a restart sends nothing twice."""
+Plain functions on python-telegram-bot's Bot; the shared delivery flow (bot/chat/delivery.py)
+chooses the steps and records each one sent, so a delivery retried after a restart sends nothing twice."""
 
 from __future__ import annotations
 
@@ -16,71 +16,64 @@ from telegram.error import TimedOut
 
 from bot.adapters.telegram.buttons import sweep_buttons
 from bot.adapters.telegram.texts import CAPTION_LIMIT
+from bot.chat.delivery import SWEEP_ALBUM, SWEEP_BUTTONS, SWEEP_SHEET, sweep_alone
 from bot.chat.sweep import sweep_caption, sweep_file_name
 from bot.core.types import SweepDelivery
 from bot.i18n import translator
 
 log = logging.getLogger("bot.telegram")
 
-# The steps of a sweep's delivery, recorded in its lead's reply["sent"].
-SHEET = "sweep-sheet"  # the one photo with its caption and buttons
-ALBUM = "sweep-album"  # no sheet: the results as an album ...
-BUTTONS = "sweep-buttons"  # ... then the caption and buttons as a message
 ALBUM_MIN, ALBUM_MAX = 2, 10  # Bot API, sendMediaGroup: "must include 2-10 items"
 
 
-async def send_sweep(
+async def send_sweep_step(
     bot: Any,
     sweep: SweepDelivery,
     reply: dict[str, Any],
-    steps: set[str],
+    step: str,
     *,
     photo: Callable[[bytes], bytes],
-    mark: Callable[[str], Awaitable[None]],
     read_timeout: float,
 ) -> None:
-    """Answer the sweep's request: the 3-up sheet as one photo (`photo` makes a stored picture
-    one Telegram takes); where there is no sheet, one result alone the same way, or the results
-    as an album followed by the caption and buttons. Steps in `steps` were sent before."""
+    """One step of the sweep's answer (bot/chat/delivery.py chooses them): the one picture
+    (`photo` makes a stored picture one Telegram takes) captioned with its buttons, or the
+    results as an album followed by the caption and buttons as a message."""
     lead = sweep.jobs[0]
     tr = translator(lead.reply.get("lang"))
     chat_id, thread = reply["chat_id"], reply.get("thread_id")
     reply_to = _reply_to(reply)
     caption = sweep_caption(sweep, CAPTION_LIMIT, tr)
-    markup = sweep_buttons(sweep, tr)
-    done = sweep.done
-    alone = sweep.sheet if sweep.sheet is not None else (sweep.results[done[0].id] if len(done) == 1 else None)
-    if alone is not None:
-        if SHEET not in steps:
-            data = await asyncio.to_thread(photo, alone)
-            await _upload(
-                bot.send_photo(chat_id, InputFile(data, filename=f"sweep-{sweep.sweep_id}.jpg"), caption=caption,
-                               reply_markup=markup, reply_parameters=reply_to, message_thread_id=thread,
-                               read_timeout=read_timeout),
-                sweep.sweep_id,
-            )  # fmt: skip
-            await mark(SHEET)
-        return
-    if ALBUM not in steps:
+    if step == SWEEP_SHEET:
+        alone = sweep_alone(sweep)
+        if alone is None:
+            raise ValueError(f"sweep {sweep.sweep_id} has no one picture to send")
+        data = await asyncio.to_thread(photo, alone)
+        await _upload(
+            bot.send_photo(chat_id, InputFile(data, filename=f"sweep-{sweep.sweep_id}.jpg"), caption=caption,
+                           reply_markup=sweep_buttons(sweep, tr), reply_parameters=reply_to,
+                           message_thread_id=thread, read_timeout=read_timeout),
+            sweep.sweep_id,
+        )  # fmt: skip
+    elif step == SWEEP_ALBUM:
         media = [
             InputMediaPhoto(
                 await asyncio.to_thread(photo, sweep.results[job.id]),
                 caption=f"{job.strength:g}",
                 filename=sweep_file_name(job.strength, "jpg"),
             )
-            for job in done[:ALBUM_MAX]
+            for job in sweep.done[:ALBUM_MAX]
         ]
         await _upload(
             bot.send_media_group(chat_id, media, reply_parameters=reply_to, message_thread_id=thread,
                                  read_timeout=read_timeout),
             sweep.sweep_id,
         )  # fmt: skip
-        await mark(ALBUM)
-    if BUTTONS not in steps:
+    elif step == SWEEP_BUTTONS:
         # sendMediaGroup takes no reply_markup (Bot API): the buttons come in a message of their own.
-        await bot.send_message(chat_id, caption, reply_markup=markup, reply_parameters=reply_to,
+        await bot.send_message(chat_id, caption, reply_markup=sweep_buttons(sweep, tr), reply_parameters=reply_to,
                                message_thread_id=thread)  # fmt: skip
-        await mark(BUTTONS)
+    else:
+        raise ValueError(f"sweep {sweep.sweep_id}: no step {step!r}")
 
 
 async def send_files(
