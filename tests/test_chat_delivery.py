@@ -14,17 +14,14 @@ from bot.chat.delivery import (
     BUTTONS,
     FAILURE,
     FILE,
-    ONE_MESSAGE,
     SWEEP_ALBUM,
     SWEEP_BUTTONS,
     SWEEP_SHEET,
-    OneMessage,
     deliver_failure,
     deliver_result,
     deliver_sweep,
     failure_reason,
     refused_for_good,
-    send_steps,
     sweep_alone,
     sweep_lead,
 )
@@ -171,20 +168,4 @@ async def test_a_failure_is_told_once_in_the_members_language(tmp_path):
     again = await RecordingDeliverySurface.over(h.service.jobs, failed.id)
     await deliver_failure(again)
     assert (surface.sends, again.sends) == ([FAILURE], [])
-    await h.close()
-
-
-async def test_a_one_message_platform_posts_each_try_and_records_nothing(tmp_path):
-    # Discord: its nonce, not a record, keeps a retried post from landing twice.
-    h = await make(tmp_path)
-    delivery = await delivered(h, "/restyle oil painting format=png seed=3")
-    posts: list[str] = []
-
-    async def post() -> None:
-        posts.append(delivery.job.id)
-
-    await send_steps(OneMessage(post), [ONE_MESSAGE])
-    await send_steps(OneMessage(post), [ONE_MESSAGE])
-    assert posts == [delivery.job.id, delivery.job.id]
-    assert await sent_steps(h, delivery.job.id) == []
     await h.close()

@@ -9,12 +9,11 @@ how a sent step is recorded. Telegram sends a result as several messages (an alb
 no buttons, then the buttons, then the file asked for), each recorded in the job's reply so none
 is posted twice. Discord sends any outcome as one message, edited into the status or posted once
 with a nonce fixed per job and place (its retries return the first message instead of a second),
-so it records nothing: its surface (`OneMessage`) has no step sent before and records none."""
+so it has no steps to record and uses only the helpers below (failure_reason, refused_for_good)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from bot.core.types import DeliveryFailed, JobView, SweepDelivery
@@ -30,8 +29,6 @@ FAILURE = "failure"  # a failure's one message
 SWEEP_SHEET = "sweep-sheet"
 SWEEP_ALBUM = "sweep-album"
 SWEEP_BUTTONS = "sweep-buttons"
-# Discord's single step: the whole outcome in one message (see the module's docstring).
-ONE_MESSAGE = "message"
 
 
 class DeliverySurface(Protocol):
@@ -48,25 +45,6 @@ class DeliverySurface(Protocol):
     async def record(self, step: str) -> None:
         """`step` went out: record it in the job's reply, so no retry or restart sends it again."""
         ...
-
-
-@dataclass(frozen=True)
-class OneMessage:
-    """A surface whose whole outcome is one message (Discord: edited into the status or posted
-    where it finds a place), so there are no steps to record: the platform keeps a retried post
-    from landing twice its own way (Discord's nonce fixed per job and place returns the first
-    message), and dispatch records the delivery done."""
-
-    post: Callable[[], Awaitable[None]]
-
-    def sent(self) -> set[str]:
-        return set()
-
-    async def send(self, step: str) -> None:
-        await self.post()
-
-    async def record(self, step: str) -> None:
-        return None  # the platform's own idempotence does what a record does on Telegram
 
 
 def result_steps(job: JobView) -> list[str]:

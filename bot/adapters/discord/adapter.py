@@ -88,7 +88,7 @@ from bot.adapters.discord.translator import CatalogueTranslator, described
 from bot.adapters.discord.upgrades import DiscordUpgrades
 from bot.chat import account, presses, texts
 from bot.chat import admin as admin_commands
-from bot.chat.delivery import ONE_MESSAGE, OneMessage, failure_reason, refused_for_good, send_steps
+from bot.chat.delivery import failure_reason, refused_for_good
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.status import FAILED, GONE, SHOWN, Budget, EditOutcome
@@ -933,8 +933,8 @@ class DiscordAdapter:
         links = self.service.compare_links
         compare_url = links.url(job.id, self.service.clock.now()) if links is not None else None
         view = result_view(job.id, compare_url, job.reply.get("lang"))
-        post = functools.partial(self._send_outcome, job, _result_text(job), files, view, key=key)
-        await send_steps(OneMessage(post), [ONE_MESSAGE])
+        # One message, no steps to record: a retried post carries the same nonce (_send_outcome).
+        await self._send_outcome(job, _result_text(job), files, view, key=key)
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
         """The whole sweep in one message where its lead's result would go (its status message
@@ -949,10 +949,7 @@ class DiscordAdapter:
         text = "🎚 " + sweep_caption(sweep, SWEEP_CAPTION_LIMIT, tr)
         # Not sweep_steps' sheet-or-album: a Discord message carries a picture and buttons together,
         # so the sheet, or where none was drawn every done result (sweep_message_files), is one post.
-        post = functools.partial(
-            self._send_outcome, lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang)
-        )
-        await send_steps(OneMessage(post), [ONE_MESSAGE])
+        await self._send_outcome(lead, text, files, sweep_view(sweep, keep_choices(sweep, tr), lang))
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._wait_ready()
@@ -964,8 +961,7 @@ class DiscordAdapter:
             return []
 
         # A sweep with nothing done is told once, in the place of its one status.
-        post = functools.partial(self._send_outcome, job, text, no_files, None, key=status_key(job))
-        await send_steps(OneMessage(post), [ONE_MESSAGE])
+        await self._send_outcome(job, text, no_files, None, key=status_key(job))
 
     async def _wait_ready(self) -> None:
         # Deliveries left from the last run start before the connection is up.

@@ -69,6 +69,7 @@ from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_bu
 from bot.adapters.telegram.connection import (
     LogRedaction,
     _Limiter,
+    short_error,
     webhook_problem,
     webhook_secret,
     webhook_secret_matches,
@@ -331,7 +332,7 @@ class TelegramAdapter:
             await self.stop()
             raise
         except (TelegramError, OSError) as exc:
-            log.warning("Telegram is not reachable (%s); retrying in the background", _short(exc))
+            log.warning("Telegram is not reachable (%s); retrying in the background", short_error(exc))
             self._connect_task = asyncio.create_task(self._connect_forever(), name="telegram-connect")
 
     async def _connect(self) -> None:
@@ -393,7 +394,7 @@ class TelegramAdapter:
                 log.error("%s The Telegram front end stays off until a restart.", exc)
                 return
             except (TelegramError, OSError) as exc:
-                log.warning("Telegram still not reachable (%s); next try in %.0f s", _short(exc),
+                log.warning("Telegram still not reachable (%s); next try in %.0f s", short_error(exc),
                             self.reconnect_delays_s[min(attempt, len(self.reconnect_delays_s) - 1)])  # fmt: skip
 
     async def _register_commands(self) -> None:
@@ -408,7 +409,7 @@ class TelegramAdapter:
                         await self.bot.set_my_commands(commands_in(lang), language_code=lang)
                 return
             except TelegramError as exc:
-                log.warning("could not register the command list (%s); retrying", _short(exc))
+                log.warning("could not register the command list (%s); retrying", short_error(exc))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -448,7 +449,7 @@ class TelegramAdapter:
                          "--role frontend processes); Telegram gives updates to one reader only")  # fmt: skip
             log.error("Telegram answered 409 Conflict: %s. Retrying with backoff until it stops.", cause)
             return
-        log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", _short(exc))
+        log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", short_error(exc))
 
     # Polling under the listener lease (several front ends) -------------------------------------
 
@@ -493,7 +494,7 @@ class TelegramAdapter:
                 if isinstance(exc, TelegramError):
                     self._on_poll_error(exc)
                 else:
-                    log.warning("could not take Telegram updates (%s); trying again", _short(exc))
+                    log.warning("could not take Telegram updates (%s); trying again", short_error(exc))
                 await asyncio.sleep(next(delays, self.reconnect_delays_s[-1]))
                 continue  # the offset stays: what was not written down comes again
             delays = iter(self.reconnect_delays_s)
@@ -546,7 +547,8 @@ class TelegramAdapter:
                 raise
             except Exception as exc:
                 log.warning(
-                    "could not look for Telegram updates left by a stopped front end (%s); trying again", _short(exc)
+                    "could not look for Telegram updates left by a stopped front end (%s); trying again",
+                    short_error(exc),
                 )
             await self.listeners.clock.sleep(self.listeners.lease_s / 3)
 
@@ -568,7 +570,7 @@ class TelegramAdapter:
         self._spawn(handle())
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("error while handling a Telegram update: %s", _short(context.error), exc_info=context.error)
+        log.error("error while handling a Telegram update: %s", short_error(context.error), exc_info=context.error)
         query = update.callback_query if isinstance(update, Update) else None
         if query is not None:
             # The handler failed before (or after) answering: answer now. A second answer is
@@ -617,7 +619,9 @@ class TelegramAdapter:
                 # Not written down: not 200, so Telegram sends it again (Bot API, setWebhook: "In
                 # case of an unsuccessful request, we will give up after a reasonable amount of
                 # attempts"), to this front end or another.
-                log.warning("could not write Telegram %s down (%s); asking Telegram to send it again", key, _short(exc))
+                log.warning(
+                    "could not write Telegram %s down (%s); asking Telegram to send it again", key, short_error(exc)
+                )
                 return web.Response(status=503)
             if new:  # else a retry of one written down before: handled there, or by the holder
                 self._spawn_handling(inbox, key, update)
@@ -737,7 +741,7 @@ class TelegramAdapter:
                 )
         except TelegramError as exc:
             # The result still arrives; only the progress messages are lost.
-            log.warning("job %s: could not send the status message (%s)", job_id, _short(exc))
+            log.warning("job %s: could not send the status message (%s)", job_id, short_error(exc))
             await self._statuses.opened(job_id, False)
             return
         self._messages[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
@@ -943,31 +947,33 @@ class TelegramAdapter:
                 reply = {**reply, "chat_id": exc.new_chat_id}
             except Forbidden as exc:
                 log.warning("job %s: the member blocked the bot or left the chat (%s); the result is kept",
-                            job.id, _short(exc))  # fmt: skip
-                raise await refused_for_good(f"forbidden: {_short(exc)}") from None
+                            job.id, short_error(exc))  # fmt: skip
+                raise await refused_for_good(f"forbidden: {short_error(exc)}") from None
             except BadRequest as exc:
                 text = str(exc).lower()
                 if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
                     # The forum topic was closed or deleted: the chat itself still takes messages.
-                    log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, _short(exc))
+                    log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, short_error(exc))
                     await self._save_reply(job.id, job.reply, thread_id=None)
                     reply = {**reply, "thread_id": None}
                     continue
                 if "chat not found" in text:
-                    raise await refused_for_good(f"chat gone: {_short(exc)}") from None
+                    raise await refused_for_good(f"chat gone: {short_error(exc)}") from None
                 if "not enough rights" in text:
-                    log.warning("job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), _short(exc))
+                    log.warning(
+                        "job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), short_error(exc)
+                    )
                     tell = functools.partial(
                         self._tell_privately, job, translator(job.reply.get("lang")).gettext(NO_RIGHTS_TEXT)
                     )
-                    raise await refused_for_good(f"no rights in the chat: {_short(exc)}", tell) from None
+                    raise await refused_for_good(f"no rights in the chat: {short_error(exc)}", tell) from None
                 # The same request gets the same answer: retrying for 20 minutes cannot help.
-                log.error("job %s: Telegram refused the delivery (%s)", job.id, _short(exc))
-                raise await refused_for_good(f"refused by Telegram: {_short(exc)}") from None
+                log.error("job %s: Telegram refused the delivery (%s)", job.id, short_error(exc))
+                raise await refused_for_good(f"refused by Telegram: {short_error(exc)}") from None
             except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
-                raise DeliveryFailed(f"network: {_short(exc)}") from None
+                raise DeliveryFailed(f"network: {short_error(exc)}") from None
             except TelegramError as exc:
-                raise DeliveryFailed(_short(exc)) from None
+                raise DeliveryFailed(short_error(exc)) from None
         raise DeliveryFailed("the chat moved twice")
 
     def _sending(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
@@ -978,7 +984,7 @@ class TelegramAdapter:
         try:
             await self.bot.send_message(int(job.user_id), text)
         except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
-            log.info("job %s: could not tell the member privately (%s)", job.id, _short(exc))
+            log.info("job %s: could not tell the member privately (%s)", job.id, short_error(exc))
 
     async def _send_result_step(self, delivery: Delivery, reply: dict[str, Any], step: str) -> None:
         """One step of a result (bot/chat/delivery.py chooses them): the album (original +
@@ -1013,7 +1019,7 @@ class TelegramAdapter:
                     if not _stale_file_id(exc):
                         raise
                     # A file_id from another bot token, or one Telegram has forgotten.
-                    log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, _short(exc))
+                    log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, short_error(exc))
                     await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
             else:
                 await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
@@ -1178,17 +1184,17 @@ class _StatusChats:
             adapter._chat_moved(status.chat_id, int(exc.new_chat_id))
             return GONE
         except Forbidden as exc:
-            log.info("job %s: status edits stop (%s)", key, _short(exc))
+            log.info("job %s: status edits stop (%s)", key, short_error(exc))
             return GONE  # blocked, or removed from the group: every further edit fails too
         except BadRequest as exc:
             if "not modified" in str(exc).lower():
                 return NOT_MODIFIED
             if "not found" in str(exc).lower():
                 return GONE  # the member deleted it; stop editing
-            log.info("job %s: status edit refused (%s)", key, _short(exc))
+            log.info("job %s: status edit refused (%s)", key, short_error(exc))
             return FAILED
         except TelegramError as exc:
-            log.info("job %s: status edit failed (%s)", key, _short(exc))  # best effort
+            log.info("job %s: status edit failed (%s)", key, short_error(exc))  # best effort
             return FAILED
 
     async def end(self, key: str, text: str) -> None:
@@ -1213,7 +1219,7 @@ class _StatusChats:
                     await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
                 except TelegramError:
                     pass
-            log.info("job %s: could not finish its status message (%s)", key, _short(exc))
+            log.info("job %s: could not finish its status message (%s)", key, short_error(exc))
 
 
 @dataclass
@@ -1383,14 +1389,14 @@ class _PressChat:
             await self.adapter._send_file(self.job_id, self.message.chat.id, data, name, self._reply_to(),
                                           self._thread)  # fmt: skip
         except TelegramError as exc:
-            log.warning("job %s: could not send %s (%s)", self.job_id, name, _short(exc))
+            log.warning("job %s: could not send %s (%s)", self.job_id, name, short_error(exc))
 
     async def send_files(self, files: list[tuple[str, bytes]]) -> None:
         try:
             await send_files(self.adapter.bot, self.message.chat.id, files, self._reply_to(), self._thread,
                              self.adapter.media_read_timeout_s)  # fmt: skip
         except TelegramError as exc:
-            log.warning("job %s: could not send the files (%s)", self.job_id, _short(exc))
+            log.warning("job %s: could not send the files (%s)", self.job_id, short_error(exc))
 
     async def send_picture(self, data: bytes, caption: str) -> None:
         try:
@@ -1400,7 +1406,7 @@ class _PressChat:
                 message_thread_id=self._thread, read_timeout=self.adapter.media_read_timeout_s,
             )  # fmt: skip
         except TelegramError as exc:
-            log.warning("job %s: could not send the side-by-side picture (%s)", self.job_id, _short(exc))
+            log.warning("job %s: could not send the side-by-side picture (%s)", self.job_id, short_error(exc))
 
     async def send_result(self, delivery: Delivery) -> None:
         """As a delivered result (album and buttons), answering the buttons' message."""
@@ -1417,7 +1423,7 @@ class _PressChat:
                 # Not a delivery of the service's: nothing to record (a second press sends it again).
                 await deliver_result(_Delivering(self.adapter, job, reply, delivery, recorded=False), job)
         except TelegramError as exc:
-            log.warning("job %s: could not send the kept result (%s)", job.id, _short(exc))
+            log.warning("job %s: could not send the kept result (%s)", job.id, short_error(exc))
 
 
 def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
@@ -1426,15 +1432,8 @@ def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
     return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
 
 
-def _short(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
-
-
 async def _quietly(awaitable: Awaitable[Any]) -> None:
     try:
         await awaitable
     except TelegramError as exc:
-        log.info("Telegram call failed (%s)", _short(exc))
+        log.info("Telegram call failed (%s)", short_error(exc))

@@ -149,3 +149,11 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
     from bot.logs import redact
 
     return redact(text, secrets)
+
+
+def short_error(exc: BaseException | None) -> str:
+    """An error as a log line names it: its type and its first words (Telegram's own reason)."""
+    if exc is None:
+        return "unknown error"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -10,6 +10,7 @@ from typing import Any
 
 from telegram.error import BadRequest, TelegramError
 
+from bot.adapters.telegram.connection import short_error
 from bot.adapters.telegram.parsing import _Picture
 from bot.commands import EXAMPLE
 from bot.i18n import Translator
@@ -49,13 +50,8 @@ async def fetch_picture(bot: Any, picture: _Picture, limit: int, tr: Translator)
             return too_big(picture.size, limit, tr)
         return tr.gettext("Telegram would not give me that picture; send it again.")
     except TelegramError as exc:
-        log.warning("download failed: %s", _short(exc))
+        log.warning("download failed: %s", short_error(exc))
         return tr.gettext("I could not download that picture from Telegram; try again in a minute.")
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def photo_payload(data: bytes, limit: int) -> bytes:

@@ -8,6 +8,7 @@ import logging
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import TelegramError
 
+from bot.adapters.telegram.connection import short_error
 from bot.adapters.telegram.texts import addressed_commands
 
 log = logging.getLogger("bot.adapters.telegram")
@@ -29,4 +30,4 @@ async def answer(bot: Bot, message: Message, text: str, markup: InlineKeyboardMa
             reply_markup=markup,
         )
     except TelegramError as exc:
-        log.warning("could not answer a member (%s: %s)", type(exc).__name__, str(exc)[:300])
+        log.warning("could not answer a member (%s)", short_error(exc))
