@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from bot.chat import account, admin, texts
 from bot.chat.buttons import owned_job
-from bot.chat.surface import Style, plain
+from bot.chat.surface import Style
+from bot.core import texts as core_texts
 from bot.core.types import Member
 from tests.harness.service import FREE, FREE2, make
 
@@ -141,9 +142,9 @@ async def test_a_button_is_for_the_member_who_asked_and_a_gone_job_says_how_to_s
     try:
         job_id = (await h.submit(FREE, "/restyle mine")).job_id
         assert (await owned_job(h.service, FREE, job_id)).id == job_id
-        assert await owned_job(h.service, FREE2, job_id) == texts.NOT_YOURS
-        assert await owned_job(h.service, Member("telegram", FREE.user_id), job_id) == texts.NOT_YOURS  # same id, other app
-        assert await owned_job(h.service, FREE, "no-such-job") == texts.JOB_GONE
+        assert await owned_job(h.service, FREE2, job_id) == core_texts.NOT_YOURS
+        assert await owned_job(h.service, Member("telegram", FREE.user_id), job_id) == core_texts.NOT_YOURS  # same id, other app
+        assert await owned_job(h.service, FREE, "no-such-job") == core_texts.JOB_GONE
     finally:
         await h.close()
 

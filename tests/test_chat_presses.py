@@ -13,7 +13,8 @@ from bot.chat import texts
 from bot.chat.presses import Press, handle_press
 from bot.chat.sweep import SENDING_SWEEP_FILES, SWEEP_GONE
 from bot.commands import SWEEP_STRENGTHS
-from bot.core.types import UPGRADE_HINT, Accepted, Delivery, Reason, Refused
+from bot.core.texts import UPGRADE_HINT
+from bot.core.types import Accepted, Delivery, Reason, Refused
 from tests.fakes import wait_until
 from tests.harness.recording_surface import RecordingSurface
 from tests.harness.service import FREE, FREE2, PRO, Harness

@@ -8,7 +8,8 @@ from __future__ import annotations
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.surface import Found
 from bot.commands import CommandError, RestyleCommand
-from bot.core.types import UPGRADE_HINT, Accepted, Reason, Refused
+from bot.core.texts import UPGRADE_HINT
+from bot.core.types import Accepted, Reason, Refused
 from bot.i18n import Text
 from tests.fakes import picture_bytes
 from tests.harness.recording_surface import RecordingRestyleSurface

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from bot.commands import SWEEP_STRENGTHS
-from bot.core.types import UPGRADE_HINT, Accepted, Delivery, Reason, Refused
+from bot.core.texts import UPGRADE_HINT
+from bot.core.types import Accepted, Delivery, Reason, Refused
 from tests.fakes import picture_bytes, wait_parked, wait_until
 from tests.harness.service import FREE, MAX, PRO, Harness
 from tests.harness.sweep import (

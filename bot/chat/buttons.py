@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat import texts
+from bot.core import texts
 from bot.core.types import JobView, Member
 from bot.i18n import translator
 from bot.service import RestyleService

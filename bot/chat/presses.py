@@ -14,8 +14,9 @@ from bot.chat import texts
 from bot.chat.buttons import owned_job
 from bot.chat.compare import side_by_side
 from bot.chat.surface import PressSurface
-from bot.chat.sweep import SENDING_SWEEP_FILES, SWEEP_GONE, SWEEP_NOT_YOURS, sweep_file_name, sweep_refusal
+from bot.chat.sweep import SENDING_SWEEP_FILES, SWEEP_GONE, sweep_file_name, sweep_refusal
 from bot.commands import OUTPUT_FORMATS, STRENGTH_CHANGES
+from bot.core import texts as core_texts
 from bot.core.types import JobView, Member, Refused
 from bot.i18n import N_, Text, translator
 from bot.service import RestyleService
@@ -51,8 +52,8 @@ class Press:
 async def handle_press(service: RestyleService, member: Member, press: Press, surface: PressSurface) -> None:
     tr = translator(member.lang)
     # A sweep's buttons speak of the sweep: a gone one says how to run one again.
-    gone = SWEEP_GONE if press.action in (KEEP, SWEEP_FILES) else texts.JOB_GONE
-    not_yours = SWEEP_NOT_YOURS if press.action == SWEEP_FILES else texts.NOT_YOURS
+    gone = SWEEP_GONE if press.action in (KEEP, SWEEP_FILES) else core_texts.JOB_GONE
+    not_yours = core_texts.SWEEP_NOT_YOURS if press.action == SWEEP_FILES else core_texts.NOT_YOURS
     job = await owned_job(service, member, press.job_id, gone, not_yours)
     if isinstance(job, str):
         await surface.notice(job)

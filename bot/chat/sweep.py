@@ -17,7 +17,6 @@ TRY_SWEEP_BUTTON = TRY_SWEEP_TEMPLATE.format(count=len(SWEEP_STRENGTHS))
 SWEEP_FILES_BUTTON = N_("📁 Files")
 SENDING_SWEEP_FILES = N_("Sending the results as files…")
 SWEEP_GONE = N_("That sweep is gone; send the picture again with /restyle strength=sweep.")
-SWEEP_NOT_YOURS = N_("Only the member who asked for these pictures can use their buttons.")
 
 
 def try_sweep_button(tr: Translator = ENGLISH) -> str:

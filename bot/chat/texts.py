@@ -20,8 +20,6 @@ QUEUE_IN_PRIVATE = N_("For members' privacy, use /queue in a private chat with m
 CANCELLED = N_("Cancelled.")  # where a cancelled job's status was
 CANCELLED_BY_COMMAND = N_("Cancelled with /cancel.")
 NO_LOG = N_("No jobs in the log.")
-JOB_GONE = N_("That job is gone; send the picture again with /restyle.")
-NOT_YOURS = N_("Only the member who asked for this picture can use its buttons.")
 
 
 def fit_lines(lines: list[str], limit: int, tr: Translator = ENGLISH) -> str:

@@ -10,8 +10,9 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.config import Config, is_admin
+from bot.core import texts
 from bot.core.jobs import Jobs
-from bot.core.types import NOT_ADMIN, Member, Reason, Refused
+from bot.core.types import Member, Reason, Refused
 from bot.i18n import translator
 from bot.moderation import Place, place_refusal
 from bot.store import Store
@@ -44,7 +45,7 @@ class Admin:
     async def ban(self, admin: Member, target: Member, reason: str, *, banned: bool = True) -> list[str] | Refused:
         """Ban (or unban) a member; a ban cancels their waiting jobs. Returns the cancelled ids."""
         if not self.is_admin(admin):
-            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(NOT_ADMIN), lang=admin.lang)
+            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(texts.NOT_ADMIN), lang=admin.lang)
         now = self.clock.now()
         account = await self.store.account_for(target.platform, target.user_id, now, target.name)
         await self.store.set_ban(account.id, banned, reason=reason or "no reason given", by=admin.key, now=now)
@@ -86,7 +87,7 @@ class Admin:
         platform, user_id, reply (where it was asked), prompt, status, error, created_at,
         finished_at)."""
         if not self.is_admin(admin):
-            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(NOT_ADMIN), lang=admin.lang)
+            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(texts.NOT_ADMIN), lang=admin.lang)
         rows = await self.store.job_log(limit)
         return [
             {

@@ -15,9 +15,9 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.config import Config
+from bot.core import texts
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.views import JobViews
-from bot.i18n import N_
 from bot.metrics import ServiceMetrics
 from bot.store import JobRecord, Store, StoreError
 from engine.api import EngineJob, EngineOutput, SafetyCheck
@@ -25,8 +25,6 @@ from engine.pictures import open_stored_all, stored_bytes
 
 log = logging.getLogger("bot.core.batches")
 
-WITHHELD = N_("The result was withheld by this server's safety filter. It did not count against your quota.")
-ENGINE_FAILED = N_("The picture engine failed on this job; try again.")
 INPUTS_IN_HAND_MAX = 64  # input pictures kept from claim to delivery (~590 KB each at 512x384)
 
 
@@ -295,14 +293,14 @@ class Batches:
         if record is None:
             return False
         if p.withheld:
-            return await self.store.mark_failed(output.job_id, WITHHELD, now, worker_id=self.instance_id)
+            return await self.store.mark_failed(output.job_id, texts.WITHHELD, now, worker_id=self.instance_id)
         if p.stored is not None:
             deliver_after = self._deliver_after(record)
             return await self.store.finish_job(
                 output.job_id, self.instance_id, p.stored, seed=output.seed, steps=output.steps, seconds=output.seconds,
                 deliver_after=deliver_after, now=now,
             )  # fmt: skip
-        error = output.error or ENGINE_FAILED
+        error = output.error or texts.ENGINE_FAILED
         return await self.store.mark_failed(output.job_id, error, now, worker_id=self.instance_id)
 
     def _deliver_after(self, record: JobRecord) -> float:
@@ -323,7 +321,7 @@ class Batches:
             else:
                 log.info("job %s finished after it was cancelled (or taken over); result dropped", job_id)
         else:
-            log.warning("job %s failed: %s", job_id, output.error or ENGINE_FAILED)
+            log.warning("job %s failed: %s", job_id, output.error or texts.ENGINE_FAILED)
         if finished:
             if record.platform in self.dispatch.frontends:
                 # A stored result's platform and deliver_after are known here: the delivery

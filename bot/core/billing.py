@@ -13,9 +13,10 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.config import Config, PlanSettings, is_admin
+from bot.core import texts
 from bot.core.jobs import Jobs
-from bot.core.types import NOT_ADMIN, Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo, when
-from bot.i18n import N_, translator
+from bot.core.types import Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo, when
+from bot.i18n import translator
 from bot.metrics import ServiceMetrics
 from bot.moderation import BANNED
 from bot.store import Store
@@ -39,7 +40,6 @@ from bot.upgrades import (
 )
 
 log = logging.getLogger("bot.core.billing")
-REFUNDED_ALREADY = N_("The payment {charge} was refunded already.")
 
 
 class Billing:
@@ -79,11 +79,9 @@ class Billing:
     def downgrade_refusal(self, current: str, expiry: float | None, wanted: str, lang: str | None = None) -> Refused:
         tr = translator(lang)
         if expiry:
-            message = tr.gettext("You already have the {tier} tier until {date}, which gives more than {wanted}. "
-                                 "Buy (or redeem) this again when it has ended.")  # fmt: skip
+            message = tr.gettext(texts.HAS_BETTER_UNTIL)
         else:
-            message = tr.gettext("You already have the {tier} tier, which gives more than {wanted}. "
-                                 "Buy (or redeem) this again when it has ended.")  # fmt: skip
+            message = tr.gettext(texts.HAS_BETTER)
         return Refused(Reason.DOWNGRADE, message.format(tier=current, date=when(expiry, lang), wanted=wanted))
 
     async def invoice_payload(self, member: Member, plan_name: str) -> tuple[PlanView, str] | Refused:
@@ -91,9 +89,7 @@ class Billing:
         plan = self._plan(plan_name)
         tr = translator(member.lang)
         if plan is None or plan.stars is None:
-            return Refused(
-                Reason.NOT_FOUND, tr.gettext("That plan is no longer on sale; send /upgrade to see the current ones.")
-            )
+            return Refused(Reason.NOT_FOUND, tr.gettext(texts.PLAN_GONE))
         account_id, tier, expiry = await self.current(member)
         if await self.store.is_banned(account_id):
             return Refused(Reason.BANNED, tr.gettext(BANNED))
@@ -126,17 +122,10 @@ class Billing:
         tr = translator(member.lang)
         if plan is None:
             if self._payload_problem(member, payload) == "other_member":
-                return Refused(
-                    Reason.NOT_YOURS,
-                    tr.gettext("This invoice was made for another member. Send /upgrade for one of your own."),
-                )
-            return Refused(
-                Reason.PAYLOAD, tr.gettext("This invoice is not valid any more. Send /upgrade for a new one.")
-            )
+                return Refused(Reason.NOT_YOURS, tr.gettext(texts.INVOICE_NOT_YOURS))
+            return Refused(Reason.PAYLOAD, tr.gettext(texts.INVOICE_INVALID))
         if currency != "XTR" or amount != plan.stars:
-            return Refused(
-                Reason.PRICE, tr.gettext("The price of this plan has changed. Send /upgrade for a new invoice.")
-            )
+            return Refused(Reason.PRICE, tr.gettext(texts.PRICE_CHANGED))
         account_id, tier, expiry = await self.current(member)
         if await self.store.is_banned(account_id):
             return Refused(Reason.BANNED, tr.gettext(BANNED))
@@ -232,35 +221,27 @@ class Billing:
             log.error("payment %s from %s held, tier not changed (%s: %s); refund it or grant by hand",
                       charge_key, member.key, problem, detail)  # fmt: skip
         tr = translator(member.lang)
-        why = {
-            "other_member": N_("its invoice was made for another member"),
-            "plan_gone": N_("its plan is no longer on sale"),
-            "price": N_("it does not match the price of its plan"),
-            "unreadable": N_("the bot cannot read its invoice"),
-        }[problem]
+        why = texts.PAYMENT_PROBLEMS[problem]
         return Refused(
             Reason.PAYMENT_HELD,
-            tr.gettext("Your payment arrived, but {why}, so your tier was not changed; send /paysupport with the "
-                       "charge id {charge} and support will sort it out.").format(why=tr.gettext(why), charge=charge_id),
+            tr.gettext(texts.PAYMENT_HELD).format(why=tr.gettext(why), charge=charge_id),
             quiet=not first,
-        )  # fmt: skip
+        )
 
     async def payment_to_refund(self, admin: Member, charge_id: str) -> dict[str, Any] | Refused:
         """For an admin's /refund: the payment (platform, platform_user_id, amount ...) before
         the platform is asked to give the money back."""
         tr = translator(admin.lang)
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused(Reason.NOT_ADMIN, tr.gettext(NOT_ADMIN))
+            return Refused(Reason.NOT_ADMIN, tr.gettext(texts.NOT_ADMIN))
         for key in (charge_id, f"telegram-stars:{charge_id}"):
             row = await self.store.payment(key)
             if row is not None:
                 break
         else:
-            return Refused(
-                Reason.NOT_FOUND, tr.gettext("No payment with the charge id {charge}.").format(charge=charge_id)
-            )
+            return Refused(Reason.NOT_FOUND, tr.gettext(texts.NO_SUCH_PAYMENT).format(charge=charge_id))
         if row["status"] == "refunded":
-            return Refused(Reason.REFUNDED, tr.gettext(REFUNDED_ALREADY).format(charge=charge_id))
+            return Refused(Reason.REFUNDED, tr.gettext(texts.REFUNDED_ALREADY).format(charge=charge_id))
         return row
 
     async def refund(self, admin: Member, charge_id: str) -> MemberView | Refused:
@@ -291,7 +272,7 @@ class Billing:
         tier = account.effective_tier(now)
         new = reverted((tier, account.tier_expires_at if tier != "free" else None), row, now)
         if not await self.store.refund_payment(row["charge_id"], new[0], new[1], changed_by=changed_by, now=now):
-            return Refused(Reason.REFUNDED, translator(lang).gettext(REFUNDED_ALREADY).format(charge=charge_id))
+            return Refused(Reason.REFUNDED, translator(lang).gettext(texts.REFUNDED_ALREADY).format(charge=charge_id))
         log.info("%s refunded %s: %s is now %s until %s", changed_by, row["charge_id"], row["platform_user_id"],
                  new[0], when(new[1]))  # fmt: skip
         await self.jobs.rerank_member(row["account_id"], self.config.tier(new[0]))
@@ -400,9 +381,9 @@ class Billing:
         """Admin: give `tier` for `days` (0: without an end), extending the same tier."""
         tr = translator(admin.lang)
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused(Reason.NOT_ADMIN, tr.gettext(NOT_ADMIN))
+            return Refused(Reason.NOT_ADMIN, tr.gettext(texts.NOT_ADMIN))
         if tier not in self.config.tiers:
-            message = tr.gettext("Unknown tier {tier}; the tiers are {tiers}.")
+            message = tr.gettext(texts.UNKNOWN_TIER)
             return Refused(Reason.COMMAND, message.format(tier=repr(tier), tiers=", ".join(self.config.tiers)))
         if tier == "free":
             return await self.revoke(admin, target)
@@ -412,7 +393,7 @@ class Billing:
             or not math.isfinite(days)
             or not (0 <= days <= MAX_GRANT_DAYS)
         ):
-            message = tr.gettext("Days must be a number from 0 (no end) to {most}.")
+            message = tr.gettext(texts.BAD_DAYS)
             return Refused(Reason.COMMAND, message.format(most=MAX_GRANT_DAYS))
         _, current, expiry = await self.current(target)
         if days == 0:
@@ -426,6 +407,6 @@ class Billing:
     async def revoke(self, admin: Member, target: Member) -> MemberView | Refused:
         """Admin: back to free, now."""
         if not is_admin(self.config, admin.platform, admin.user_id):
-            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(NOT_ADMIN))
+            return Refused(Reason.NOT_ADMIN, translator(admin.lang).gettext(texts.NOT_ADMIN))
         log.info("%s revoked the tier of %s", admin.key, target.key)
         return await self.jobs.set_tier(target, "free", None, reason="admin", changed_by=admin.key)

@@ -7,6 +7,7 @@ import logging
 
 from bot.clock import Clock, utc_day
 from bot.config import Config
+from bot.core import texts
 from bot.core.billing import Billing
 from bot.core.jobs import Jobs
 from bot.core.types import Member, MemberView, Reason, Refused, when
@@ -46,7 +47,7 @@ class Codes:
             return None
         wait = window_start + GUESS_WINDOW_S - now
         log.info("%s tried a code past the limit (%d attempts this window)", member.key, tries)
-        message = translator(member.lang).gettext("Too many wrong codes. Try again in {minutes} min.")
+        message = translator(member.lang).gettext(texts.TOO_MANY_GUESSES)
         return Refused(Reason.GUESSING, message.format(minutes=int(wait // 60) + 1))
 
     async def redeem(self, member: Member, code: str) -> MemberView | Refused:
@@ -58,11 +59,11 @@ class Codes:
         row = await self.store.code(code_hash(code))
         # Each refusal here was counted as a wrong guess already.
         if row is None:
-            return Refused(Reason.BAD_CODE, _tr(member).gettext("That code is not valid. Check it and send it again."))
+            return Refused(Reason.BAD_CODE, _tr(member).gettext(texts.BAD_CODE))
         if row["used_at"] is not None:
-            return Refused(Reason.USED_CODE, _tr(member).gettext("That code has already been used."))
+            return Refused(Reason.USED_CODE, _tr(member).gettext(texts.USED_CODE))
         if row["valid_until"] <= now:
-            message = _tr(member).gettext("That code expired on {date}.")
+            message = _tr(member).gettext(texts.EXPIRED_CODE)
             return Refused(Reason.EXPIRED_CODE, message.format(date=when(row["valid_until"], member.lang)))
         await self.store.forgive_guess(member.key)
         account_id, tier, expiry = await self.billing.current(member)
@@ -72,7 +73,7 @@ class Codes:
         if new is None:
             return self.billing.downgrade_refusal(tier, expiry, row["tier"], member.lang)
         if not await self.store.use_code(row["hash"], account_id, new[0], new[1], changed_by=member.key, now=now):
-            return Refused(Reason.USED_CODE, _tr(member).gettext("That code has already been used."))
+            return Refused(Reason.USED_CODE, _tr(member).gettext(texts.USED_CODE))
         log.info("%s redeemed a %s code: %s until %s", member.key, row["tier"], new[0], when(new[1]))
         await self.jobs.rerank_member(account_id, self.config.tier(new[0]))
         return await self.jobs.me(member)
@@ -104,16 +105,14 @@ class Codes:
         now = self.clock.now()
         row = await self.store.link_code(code_hash(code))
         if row is None or row["expires_at"] <= now:
-            return Refused(Reason.BAD_CODE, _tr(member).gettext("That link code is not valid or has expired (they last "
-                                       "10 minutes). Send /link on the other app for a new one."))  # fmt: skip
+            return Refused(Reason.BAD_CODE, _tr(member).gettext(texts.BAD_LINK_CODE))
         mine = await self.store.account_for(member.platform, member.user_id, now, member.name)
         keep = row["account_id"]
         if mine.id == keep:
             await self.store.forgive_guess(member.key)  # the member's own code
-            return Refused(Reason.LINKED, _tr(member).gettext("These are already linked."))
+            return Refused(Reason.LINKED, _tr(member).gettext(texts.LINKED_ALREADY))
         if any(p == member.platform for p, _ in await self.store.identities(keep)):
-            message = _tr(member).gettext("That code was made by another {platform} account; send /link here and "
-                                          "/link CODE on the other app.")  # fmt: skip
+            message = _tr(member).gettext(texts.LINK_FROM_SAME_PLATFORM)
             return Refused(Reason.LINKED, message.format(platform=member.platform))
         # A live code from the other app: the member holds it, so it was no guess. (One made on
         # this app stays counted: a guesser must not learn codes here to use them there.)
@@ -121,10 +120,7 @@ class Codes:
         if await self.store.is_banned(mine.id) or await self.store.is_banned(keep):
             return Refused(Reason.BANNED, _tr(member).gettext(BANNED))
         if await self.store.member_active_jobs(mine.id):
-            return Refused(
-                Reason.BUSY,
-                _tr(member).gettext("Wait until your jobs here have finished (or /cancel them), then link."),
-            )
+            return Refused(Reason.BUSY, _tr(member).gettext(texts.LINK_WHILE_BUSY))
         other = await self.store.account(keep)
         new = merged(self.config, (mine.tier, mine.tier_expires_at), (other.tier, other.tier_expires_at), now)
         await self.store.merge_accounts(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from bot.core import texts
 from bot.core.types import Reason, Refused
 from bot.i18n import translator
 
@@ -30,9 +31,7 @@ class FloodGuard:
         self._warned_until[member_key] = recent[0] + self.window_s
         return Refused(
             Reason.FLOOD,
-            translator(lang)
-            .gettext("You are sending commands too fast. Wait {seconds} s and try again.")
-            .format(seconds=int(recent[0] + self.window_s - now) + 1),
+            translator(lang).gettext(texts.TOO_FAST).format(seconds=int(recent[0] + self.window_s - now) + 1),
             quiet=quiet,
             lang=lang,
         )

@@ -23,13 +23,13 @@ from bot.commands import (
     with_strength_delta,
 )
 from bot.config import Config, TierSettings
-from bot.core import refusals
+from bot.core import refusals, texts
 from bot.core.dispatch import STORE_RETRY_S, Dispatch
 from bot.core.guards import FloodGuard
 from bot.core.types import Accepted, JobView, Member, MemberView, Reason, Refused
 from bot.core.views import DEFAULT_BATCH_SECONDS, JobViews
 from bot.decoding import PictureDecoder
-from bot.i18n import N_, Text, translator
+from bot.i18n import Text, translator
 from bot.moderation import BANNED, REFUSED_BY_RULES, Blocklist
 from bot.queue import compute_rank
 from bot.store import JobRecord, Store, StoreError
@@ -37,8 +37,6 @@ from engine.api import batch_key, random_seed, scheduled_steps
 from engine.pictures import PictureError, decoded_pixel_limit, stored_bytes
 
 log = logging.getLogger("bot.core.jobs")
-
-STORAGE_DOWN = N_("The bot cannot save new requests right now. Try again in a few minutes.")
 
 
 class Jobs:
@@ -231,11 +229,9 @@ class Jobs:
         job = await self.store.job(job_id)
         tr = translator(member.lang)
         if job is None or not await self.store.has_picture(job_id, "input"):
-            return Refused(Reason.NOT_FOUND, tr.gettext("That job is gone; send the picture again with /restyle."))
+            return Refused(Reason.NOT_FOUND, tr.gettext(texts.JOB_GONE))
         if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
-            )
+            return Refused(Reason.NOT_YOURS, tr.gettext(texts.NOT_YOURS))
         return job
 
     async def _answer_from_key(self, member: Member, request_key: str) -> Accepted | Refused | None:
@@ -244,7 +240,7 @@ class Jobs:
             job = await self.store.job_for_request(member.platform, request_key)
         except StoreError as exc:
             log.error("could not look up request %s from %s: %s", request_key, member.key, exc)
-            return Refused(Reason.STORAGE, translator(member.lang).gettext(STORAGE_DOWN))
+            return Refused(Reason.STORAGE, translator(member.lang).gettext(texts.STORAGE_DOWN))
         if job is None:
             return None
         log.info("job %s: request %s from %s seen again; not queued twice", job.id, request_key, member.key)
@@ -296,7 +292,7 @@ class Jobs:
         now = self.clock.now()
         tr = translator(member.lang)
         if not self.dispatch.accepting:
-            return Refused(Reason.STORAGE, tr.gettext("The bot is restarting; send your request again in a minute."))
+            return Refused(Reason.STORAGE, tr.gettext(texts.RESTARTING))
         if self.blocklist.blocks(command.prompt, command.negative_prompt):
             log.info("request from %s refused by the blocklist", member.key)
             return Refused(Reason.RULES, tr.gettext(REFUSED_BY_RULES))
@@ -416,7 +412,7 @@ class Jobs:
             record = added[0]
         except (StoreError, OSError) as exc:
             log.error("could not accept a request from %s: %s", member.key, exc)
-            return Refused(Reason.STORAGE, tr.gettext(STORAGE_DOWN))
+            return Refused(Reason.STORAGE, tr.gettext(texts.STORAGE_DOWN))
         accepted = await self._accepted(record)
 
         self.dispatch.work.set()

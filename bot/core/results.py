@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+from bot.core import texts
 from bot.core.types import Delivery, Member, Reason, Refused
 from bot.core.views import JobViews
 from bot.i18n import translator
-from bot.store import Store
+from bot.store import JobRecord, Store
 from engine.pictures import convert_stored
 
 
@@ -24,14 +25,9 @@ class Results:
         job = await self.store.job(job_id)
         pictures = await self.store.job_pictures(job_id) if job is not None and job.status == "done" else {}
         if job is None or "input" not in pictures or "result" not in pictures:
-            return Refused(
-                Reason.NOT_FOUND, translator(member.lang).gettext("That result is no longer kept; run /restyle again.")
-            )
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS,
-                translator(member.lang).gettext("Only the member who asked for this picture can use its buttons."),
-            )
+            return _refused(member, Reason.NOT_FOUND, texts.RESULT_GONE)
+        if not _owns(member, job):
+            return _refused(member, Reason.NOT_YOURS, texts.NOT_YOURS)
         return Delivery(await self.views.view(job), pictures["input"], pictures["result"])
 
     async def sweep_files(
@@ -41,51 +37,46 @@ class Results:
         (strength, bytes) in strength order; no new GPU work."""
         jobs = await self.store.sweep_jobs(sweep_id)
         if not jobs:
-            return Refused(
-                Reason.NOT_FOUND,
-                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
-            )
-        if (jobs[0].platform, jobs[0].platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS,
-                translator(member.lang).gettext("Only the member who asked for these pictures can use their buttons."),
-            )
+            return _refused(member, Reason.NOT_FOUND, texts.RESULTS_GONE)
+        if not _owns(member, jobs[0]):
+            return _refused(member, Reason.NOT_YOURS, texts.SWEEP_NOT_YOURS)
         files = []
         for job in jobs:
             data = await self.store.picture(job.id, "result") if job.status == "done" else None
             if data is not None:
                 files.append((job.strength, await asyncio.to_thread(convert_stored, data, fmt, max_bytes)))
         if not files:
-            return Refused(
-                Reason.NOT_FOUND,
-                translator(member.lang).gettext("Those results are no longer kept; run /restyle again."),
-            )
+            return _refused(member, Reason.NOT_FOUND, texts.RESULTS_GONE)
         return files
 
     async def result_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The stored result converted to png / jpeg / webp; no new GPU work."""
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "result") if job is not None and job.status == "done" else None
-        tr = translator(member.lang)
         if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, tr.gettext("That result is no longer kept; run /restyle again."))
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(
-                Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can use its buttons.")
-            )
+            return _refused(member, Reason.NOT_FOUND, texts.RESULT_GONE)
+        if not _owns(member, job):
+            return _refused(member, Reason.NOT_YOURS, texts.NOT_YOURS)
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_file(self, member: Member, job_id: str, fmt: str, max_bytes: int | None = None) -> bytes | Refused:
         """The prepared picture (the original as the engine saw it) as png / jpeg / webp."""
         job = await self.store.job(job_id)
         data = await self.store.picture(job_id, "input") if job is not None else None
-        tr = translator(member.lang)
         if job is None or data is None:
-            return Refused(Reason.NOT_FOUND, tr.gettext("That picture is no longer kept; send it again with /restyle."))
-        if (job.platform, job.platform_user_id) != (member.platform, member.user_id):
-            return Refused(Reason.NOT_YOURS, tr.gettext("Only the member who asked for this picture can see it here."))
+            return _refused(member, Reason.NOT_FOUND, texts.PICTURE_GONE)
+        if not _owns(member, job):
+            return _refused(member, Reason.NOT_YOURS, texts.NOT_YOURS_TO_SEE)
         return await asyncio.to_thread(convert_stored, data, fmt, max_bytes)
 
     async def input_picture(self, job_id: str) -> bytes | None:
         """The prepared picture of a job (lossless; open it with Pillow), or None once purged."""
         return await self.store.picture(job_id, "input")
+
+
+def _owns(member: Member, job: JobRecord) -> bool:
+    return (job.platform, job.platform_user_id) == (member.platform, member.user_id)
+
+
+def _refused(member: Member, reason: Reason, text: str) -> Refused:
+    return Refused(reason, translator(member.lang).gettext(text))

@@ -8,11 +8,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from bot.i18n import N_, translator
+from bot.core import texts
+from bot.i18n import translator
 from bot.upgrades import PlanView
-
-UPGRADE_HINT = N_("Upgrade with /upgrade to skip the queue and get more.")
-NOT_ADMIN = N_("Only the bot's admins can do that.")
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ class Refused:
     def text(self) -> str:
         if not self.upgrade_hint:
             return self.message
-        return f"{self.message} {translator(self.lang).gettext(UPGRADE_HINT)}"
+        return f"{self.message} {translator(self.lang).gettext(texts.UPGRADE_HINT)}"
 
 
 @dataclass(frozen=True)
@@ -177,7 +175,7 @@ class PaymentResult:
 
 def when(timestamp: float | None, lang: str | None = None) -> str:
     if timestamp is None:
-        return translator(lang).gettext("no end date")
+        return translator(lang).gettext(texts.NO_END_DATE)
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
