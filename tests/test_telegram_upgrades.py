@@ -90,7 +90,7 @@ async def test_refund_by_an_admin_reverts_the_tier(start_bot, fake):
     _, invoice = await buy(fake, ANA, "max_week")
     fake.successful_payment(ANA, invoice.params["payload"], 150, "stxR")
     await fake.wait_until(lambda: any("Payment received" in (m.get("text") or "") for m in fake.sent(ANA["id"])))
-    assert "Only the bot's admins" in await said(fake, ANA, "/refund stxR")
+    assert "Sorry, only the bot's admins can use /refund." in await said(fake, ANA, "/refund stxR")
     answer = await said(fake, ROOT, "/refund stxR")
     assert "Refunded 150 ⭐" in answer and "free tier" in answer
     [refund] = fake.calls_to("refundStarPayment", ok_only=True)
@@ -163,8 +163,8 @@ async def test_link_gives_a_code_in_private_only(start_bot, fake):
 
 async def test_admin_grant_and_revoke_and_non_admin_refused(start_bot, fake):
     bot = await start_bot(bot=ADMINS)
-    assert "Only the bot's admins can use /grant" in await said(fake, BEN, f"/grant {ANA['id']} max 30")
-    assert "Only the bot's admins can use /revoke" in await said(fake, BEN, f"/revoke {ANA['id']}")
+    assert "Sorry, only the bot's admins can use /grant." in await said(fake, BEN, f"/grant {ANA['id']} max 30")
+    assert "Sorry, only the bot's admins can use /revoke." in await said(fake, BEN, f"/revoke {ANA['id']}")
     assert "Usage: /grant" in await said(fake, ROOT, "/grant someone max")
     answer = await said(fake, ROOT, f"/grant {ANA['id']} max 30")
     assert f"telegram:{ANA['id']}: You are on the max tier until" in answer

@@ -27,6 +27,7 @@ from telegram.ext import (
 )
 
 from bot.adapters.telegram.replies import answer
+from bot.chat import texts
 from bot.commands import MAX_PLATFORM_ID, whole_number
 from bot.config import Config
 from bot.core.types import Member, MemberView, PaymentResult, Reason, Refused, UpgradeInfo
@@ -40,7 +41,6 @@ SUBSCRIPTION_PERIOD_S = 2592000  # 30 days: the only period Telegram Stars subsc
 PRE_CHECKOUT_BUDGET_S = 8.0  # Telegram waits 10 s for the answer; keep a margin for the network
 BUY_DATA = r"^buy:[a-z0-9_-]{1,32}$"
 ENGLISH = translator(None)
-NOT_ADMIN_TEXT = N_("Only the bot's admins can use /{command}.")
 GRANT_USAGE = N_(
     "Usage: /grant ID TIER DAYS, for example /grant 12345 pro 30 (DAYS from 0, no end, to {most}); "
     "ID may be discord:ID."
@@ -319,7 +319,7 @@ class TelegramUpgrades:
             return None
         admin = self.member_of(user)
         if not self.service.admin.is_admin(admin):
-            await self._say(update, translator(admin.lang).gettext(NOT_ADMIN_TEXT).format(command=command))
+            await self._say(update, translator(admin.lang).gettext(texts.NOT_ADMIN).format(command=command))
             return None
         return admin
 
