@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,24 @@ def _check_folder(model: str) -> Path | None:
             f"fix the path, or set [engine] model to a hub id such as {DEFAULT_MODEL}."
         )
     return None
+
+
+def find_model(model: str, local_files_only: bool, hub_probe: Callable[[], bool]) -> tuple[Path | None, bool]:
+    """Where `model` loads from: its local folder (None: a hub id), and whether to stay off the
+    hub (`local_files_only`, or True where the hub cannot be reached but the model is in its cache).
+    ModelLoadError where it cannot be had at all. `hub_probe` is asked only for a hub id when
+    downloads are allowed."""
+    local = _check_folder(model)
+    if local is None and not _hub_offline(local_files_only) and not hub_probe():
+        if not _in_hub_cache(model):
+            raise ModelLoadError(
+                f"Could not load the model '{model}' set in [engine] model: it is not on this machine and the "
+                "model hub cannot be reached; download it once with network access, or set [engine] model "
+                "to a local folder."
+            )
+        log.warning("the model hub cannot be reached; loading '%s' from this machine's cache", model)
+        local_files_only = True  # the cache is all there is; asking the hub would only retry
+    return local, local_files_only
 
 
 def _load_tiny_vae(name: str, torch_dtype: torch.dtype, local_files_only: bool) -> Any:

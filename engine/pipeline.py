@@ -38,16 +38,14 @@ from engine.compiled import CUDA_GRAPHS_NEED_CUDA, ShapeRouted, compile_pipeline
 from engine.loading import (
     DEFAULT_MODEL,
     DTYPES,
-    _check_folder,
     _dtype_name,
     _first_line,
-    _hub_offline,
-    _in_hub_cache,
     _is_out_of_memory,
     _load_failure,
     _load_tiny_vae,
     _one_line_per_hub_warning,
     describe_device,  # noqa: F401  (imported from here by bot/doctor.py, as before the move)
+    find_model,
     hub_reachable,
     looks_turbo,
     resolve_device,
@@ -168,16 +166,7 @@ class DiffusersEngine:
             warm_sizes = [parse_size(size) for size in compile_sizes] if compile or cuda_graphs else []
         except ValueError as exc:
             raise ModelLoadError(f"[engine] compile_sizes: {exc}; fix [engine] compile_sizes.") from None
-        local = _check_folder(model)
-        if local is None and not _hub_offline(local_files_only) and not hub_probe():
-            if not _in_hub_cache(model):
-                raise ModelLoadError(
-                    f"Could not load the model '{model}' set in [engine] model: it is not on this machine and the "
-                    "model hub cannot be reached; download it once with network access, or set [engine] model "
-                    "to a local folder."
-                )
-            log.warning("the model hub cannot be reached; loading '%s' from this machine's cache", model)
-            local_files_only = True  # the cache is all there is; asking the hub would only retry
+        local, local_files_only = find_model(model, local_files_only, hub_probe)
         # Imported after the checks above: diffusers takes seconds to import, and a start that
         # cannot succeed should say so at once.
         from diffusers import AutoPipelineForImage2Image
