@@ -2,9 +2,10 @@
 
 Every setting has its default here (the tiers theirs in DEFAULT_TIERS; only the owner's own
 [plans.<name>] and [styles.<name>] tables must give keys), so `Config()` is the all-defaults
-configuration: no file at all is a working setup (the web page on 127.0.0.1). To add a key: a field with its default on its table's
-class (`Annotated[float, Number(...)]`, `Annotated[int, Whole(...)]`, `Flag`, or a check from
-bot/config/checks.py in `Annotated`), documented in config.example.toml (tests keep the two in step).
+configuration: no file at all is a working setup (the web page on 127.0.0.1). To add a key: a field
+with its default on its table's class (`Annotated[float, Number(...)]`, `Annotated[int, Whole(...)]`,
+`Flag`, or a check from bot/config/checks.py in `Annotated`), documented in config.example.toml
+(tests keep the two in step).
 """
 
 from __future__ import annotations
