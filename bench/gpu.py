@@ -345,7 +345,7 @@ def variant_engine(engine: Any, pipes: dict[tuple[bool, bool], Any], variant: Va
 
 def load_tiny_vae(folder: Path, dtype: Any, device: str) -> Any:
     """An AutoencoderTiny through the engine's own loader."""
-    from engine.pipeline import _load_tiny_vae
+    from engine.loading import _load_tiny_vae
 
     return _load_tiny_vae(str(folder), dtype, True).to(device)
 

@@ -135,7 +135,7 @@ def test_unreachable_hub_is_explained(monkeypatch):
     from huggingface_hub import constants
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from engine.pipeline import _load_failure
+    from engine.loading import _load_failure
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

@@ -299,7 +299,7 @@ class TelegramUpgrades:
         )  # fmt: skip
 
     async def on_paysupport(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        # The admin's own words; the default ones (bot/config.py) are in the catalogue.
+        # The admin's own words; the default ones (bot/config/settings.py) are in the catalogue.
         await self._say(update, self._tr(update).gettext(self.config.payments.support))
 
     async def on_terms(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
