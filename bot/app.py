@@ -87,7 +87,7 @@ def load_safety_check(config: Config) -> Callable[[Any], bool]:
     """diffusers' safety checker from [moderation] safety_checker, on the engine's device (in
     float16 on CUDA): on the CPU it took seconds a picture and capped the bot whatever the GPU;
     the worker checks a whole batch in one call (its check_batch)."""
-    from engine.pipeline import resolve_device
+    from engine.loading import resolve_device
     from engine.safety import load_safety_checker
 
     return load_safety_checker(

@@ -65,7 +65,7 @@ async def check_database(config: Config) -> Check:
 
 def check_device(config: Config) -> Check:
     from engine.api import ModelLoadError
-    from engine.pipeline import describe_device, resolve_device
+    from engine.loading import describe_device, resolve_device
 
     try:
         device = resolve_device(config.engine.device)

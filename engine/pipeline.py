@@ -44,7 +44,6 @@ from engine.loading import (
     _load_failure,
     _load_tiny_vae,
     _one_line_per_hub_warning,
-    describe_device,  # noqa: F401  (imported from here by bot/doctor.py, as before the move)
     find_model,
     hub_reachable,
     looks_turbo,

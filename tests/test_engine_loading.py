@@ -39,7 +39,7 @@ def test_accelerate_is_installed_and_loading_does_not_warn_about_it(tiny_model_d
 
 
 def test_probe_says_a_closed_port_is_out_of_reach(hub_out_of_reach):
-    from engine.pipeline import hub_reachable
+    from engine.loading import hub_reachable
 
     assert hub_reachable() is False
 
