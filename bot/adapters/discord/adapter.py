@@ -18,6 +18,10 @@ channel, the member, the status message id and the upload limit. Buttons carry t
 their custom_id ("restyle:again:<job>") and are handled by a DynamicItem, so they keep working
 after a restart. An interaction token lives 15 minutes: a job that finishes later is posted in
 the channel mentioning the member, or sent by DM when the channel is gone or closed to the bot.
+
+This module holds the event handlers; what they hand on lives by concern (the package's
+docstring lists them): gateway.py connects, commands.py registers the commands, statuses.py
+edits the status message, delivery.py sends the outcome, surfaces.py and restyle.py answer.
 """
 
 from __future__ import annotations
@@ -98,11 +102,11 @@ class DiscordAdapter:
         self._session: aiohttp.ClientSession | None = None
         self.gateway = Gateway(config, self, self._install, ready_timeout_s=ready_timeout_s,
                                max_ratelimit_wait_s=max_ratelimit_wait_s)  # fmt: skip
-        self._status_messages = StatusMessages(service, self.gateway, edit_interval_s=edit_interval_s,
-                                               request_timeout_s=request_timeout_s)  # fmt: skip
-        self._statuses = self._status_messages.follower
+        status_messages = StatusMessages(service, self.gateway, edit_interval_s=edit_interval_s,
+                                         request_timeout_s=request_timeout_s)  # fmt: skip
+        self._statuses = status_messages.follower
         self._status_edits = self._statuses.throttle
-        self._outcomes = OutcomeSender(service, self.gateway, self._status_messages)
+        self._outcomes = OutcomeSender(service, self.gateway, status_messages)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locales = RecentLocales()  # members' languages, for answering their @mentions
         self.messages_handled = 0  # message events whose handler has finished (see RestyleClient.on_message)
