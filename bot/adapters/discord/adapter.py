@@ -130,9 +130,6 @@ class DiscordAdapter:
     def max_picture_bytes(self) -> int:
         return int(self.config.bot.max_upload_mb * 1_000_000)
 
-    def _now(self) -> float:
-        return self.service.clock.now()
-
     @property
     def client(self) -> RestyleClient | None:
         return self.gateway.client
@@ -278,7 +275,7 @@ class DiscordAdapter:
         which is before the event reached us. Clamped to our clock: not after now, and not more
         than CREATED_AT_SLACK_S before (an interaction that old could not be answered at all, so a
         larger gap means our clock is off, not that the event was late)."""
-        now = self._now()
+        now = self.service.clock.now()
         return min(now, max(interaction.created_at.timestamp(), now - CREATED_AT_SLACK_S))
 
     def _interaction_reply(self, interaction: discord.Interaction, message_id: int | None) -> dict[str, Any]:
