@@ -19,8 +19,9 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 from PIL import Image
 
-from bot.adapters.discord.adapter import TOKEN_MARGIN_S, DiscordAdapter, DiscordStartError
+from bot.adapters.discord.adapter import DiscordAdapter, DiscordStartError
 from bot.adapters.discord.connection import TOKEN_TTL_S
+from bot.adapters.discord.statuses import TOKEN_MARGIN_S
 from bot.adapters.discord.texts import _status_text
 from bot.clock import FakeClock
 from bot.core.types import Member
@@ -808,11 +809,11 @@ async def test_an_archived_thread_sends_the_result_by_dm_instead_of_retrying(h):
 
 
 async def test_pictures_too_large_for_the_channel_go_by_dm_re_encoded_to_its_10_mib(h, monkeypatch):
-    import bot.adapters.discord.adapter as adapter_module
+    import bot.adapters.discord.delivery as delivery_module
 
     limits: list[int] = []
-    real = adapter_module._result_files
-    monkeypatch.setattr(adapter_module, "_result_files", lambda d, limit: limits.append(limit) or real(d, limit))
+    real = delivery_module._result_files
+    monkeypatch.setattr(delivery_module, "_result_files", lambda d, limit: limits.append(limit) or real(d, limit))
     await h.start()
     gate = h.hold_engine()
     await h.fake.slash("restyle", {"image": h.fake.attachment(picture_bytes()), "prompt": "oil", "strength": 0.5},

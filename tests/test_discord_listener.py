@@ -68,7 +68,7 @@ class FrontEnds:
         # discord.py's REST base and gateway are class attributes, which a stopping adapter puts
         # back: one process holds one adapter in production; here the others point them again.
         for other in self.adapters:
-            other._library_urls.point_at(self.fake.api_base, self.fake.gateway_url)
+            other.gateway._library_urls.point_at(self.fake.api_base, self.fake.gateway_url)
 
     async def settle_until(self, condition, what: str) -> None:
         """Move the clock a second at a time (the leases' renewals and tries) until `condition`."""
@@ -80,7 +80,7 @@ class FrontEnds:
         raise AssertionError(f"never happened: {what}; shards held: {self.held()}")
 
     def held(self) -> list[list[int]]:
-        return [sorted(getattr(a, "_shard_clients", ())) for a in self.adapters]
+        return [sorted(getattr(a.gateway, "_shard_clients", ())) for a in self.adapters]
 
     async def close(self) -> None:
         for app in reversed(self.apps):
@@ -132,7 +132,7 @@ async def test_when_a_front_end_stops_the_other_takes_its_shard_over(fronts):
     assert len(fronts.fake.sessions_identified) == identified + 1  # a fresh IDENTIFY for the shard taken over
     interaction = await fronts.fake.slash("help", guild_id=None)  # DMs come on shard 0
     await fronts.fake.wait_for(lambda: answers(fronts.fake, interaction), what="the new holder's answer")
-    assert second._shard_clients
+    assert second.gateway._shard_clients
 
 
 async def test_the_fake_sends_every_event_to_every_session_of_its_shard(fronts):

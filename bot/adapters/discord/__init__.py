@@ -1,7 +1,13 @@
 """Discord front end (discord.py 2), one module per concern:
 
-adapter.py     DiscordAdapter: the surface and the event handlers (/restyle, the message menu,
-               "@bot prompt" replies, the result buttons), the gateway listener and the shards.
+adapter.py     DiscordAdapter: the event handlers (/restyle, the message menu, "@bot prompt"
+               replies, the result buttons) and the service's FrontEnd calls, handed on below.
+gateway.py     connecting and closing: READY, the shards' gateway sessions under their leases.
+commands.py    the application commands on the tree, their options and localisations.
+statuses.py    a job's status message: the StatusPlace, its edits (token or bot), one at a time.
+delivery.py    how a result, sweep or failure reaches the member: status, channel post, DM.
+surfaces.py    where a slash command answers and where a button was pressed.
+restyle.py     where a restyle request came: a command, the form, an "@bot prompt" message.
 markup.py      a job's buttons (DynamicItem, outliving restarts), the result and status views,
                the "Restyle image" form.
 texts.py       what it says: fixed texts, the status and result lines, DISCORD_STYLE.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
+
 from bot.chat.surface import Style
 from bot.chat.texts import duration, result_facts
 from bot.commands import (
@@ -138,3 +140,8 @@ DISCORD_STYLE: Style = Style(
     with_style=lambda name: f"`/restyle style:{name}`",
     text_limit=MESSAGE_LIMIT,
 )
+
+
+def _tr(interaction: discord.Interaction) -> Translator:
+    """The member's Discord language (interaction.locale, e.g. es-ES), English where none fits."""
+    return translator(interaction.locale.value)
