@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from telegram import (
     BotCommand,
     CallbackQuery,
     InlineKeyboardMarkup,
-    InputFile,
-    InputMediaPhoto,
     Message,
     ReplyParameters,
     Update,
@@ -46,10 +42,8 @@ from telegram.error import (
     Conflict,
     Forbidden,
     InvalidToken,
-    NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 from telegram.ext import (
     Application,
@@ -65,7 +59,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_buttons, result_buttons
+from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_buttons
 from bot.adapters.telegram.connection import (
     LogRedaction,
     _Limiter,
@@ -74,6 +68,8 @@ from bot.adapters.telegram.connection import (
     webhook_secret,
     webhook_secret_matches,
 )
+from bot.adapters.telegram.delivery import DOCUMENT_LIMIT_BYTES, Delivering, ReplyRecords, TelegramDelivery
+from bot.adapters.telegram.moved_chats import MovedChats
 from bot.adapters.telegram.parsing import (
     CAPTION_COMMAND,
     _is_request,
@@ -81,16 +77,14 @@ from bot.adapters.telegram.parsing import (
     _picture_of,
     _posted_as_chat,
     _replied,
-    _stale_file_id,
 )
-from bot.adapters.telegram.pictures import fetch_picture, photo_payload, too_big
+from bot.adapters.telegram.pictures import fetch_picture, too_big
 from bot.adapters.telegram.replies import answer
-from bot.adapters.telegram.sweep import send_files, send_sweep_step
+from bot.adapters.telegram.sweep import send_files
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
     DONE,
     NO_PICTURE,
-    NO_RIGHTS_TEXT,
     NOT_A_PICTURE,
     POST_AS_YOURSELF,
     START_TEXT,
@@ -99,7 +93,6 @@ from bot.adapters.telegram.texts import (
     addressed_commands,
     position_step_matters,
     queued_text,
-    result_caption,
     status_text,
     with_example,
 )
@@ -110,15 +103,7 @@ from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
 from bot.chat.delivery import (
-    ALBUM,
-    BUTTONS,
-    FILE,
-    deliver_failure,
     deliver_result,
-    deliver_sweep,
-    failure_reason,
-    refused_for_good,
-    sweep_lead,
 )
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
@@ -130,13 +115,12 @@ from bot.clock import Clock, MonotonicClock
 from bot.commands import (
     EXAMPLE,
     MAX_PLATFORM_ID,
-    OUTPUT_FORMATS,
     CommandError,
     usage,
     whole_number,
 )
 from bot.config import Config
-from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
+from bot.core.types import Accepted, Delivery, JobView, Member, Refused, SweepDelivery
 from bot.i18n import LANGUAGES, N_, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place, place_refusal
@@ -146,7 +130,6 @@ log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
 CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
-DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
 MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
@@ -187,13 +170,6 @@ class _StatusMessage:
     lang: str | None = None  # its member's language: how it ends is said in it
 
 
-@dataclass
-class _JobState:
-    """Per-job bookkeeping that must agree between the handler and delivery."""
-
-    reply_changes: dict[str, Any] = field(default_factory=dict)
-
-
 class TelegramAdapter:
     platform = "telegram"
 
@@ -222,21 +198,17 @@ class TelegramAdapter:
         self.max_download_bytes = int(settings.max_download_mb * 1_000_000)
         self.edit_interval_s = edit_interval_s
         self.group_edit_interval_s = group_edit_interval_s
-        self.photo_limit_bytes = photo_limit_bytes
         self.poll_timeout_s = poll_timeout_s
         self.reconnect_delays_s = reconnect_delays_s
         self.ready = False  # connected: getMe answered and updates are coming in
         self._ready_event = asyncio.Event()
-        self.ready_wait_s = ready_wait_s
-        self.media_read_timeout_s = media_read_timeout_s
         self._messages: dict[str, _StatusMessage] = {}  # status key -> its status message
         self._status_clock = status_clock or MonotonicClock()  # spaces status edits out (real time in tests too)
         self._statuses = StatusFollower(_StatusChats(self), service, self._status_clock, name="tg-status")
         self._status_edits = self._statuses.throttle
-        self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
-        self._moved_from: dict[int, int] = {}
+        self._moves = MovedChats(config.access.telegram_chats)
+        self._replies = ReplyRecords(service.jobs.update_reply)
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
-        self._jobs: dict[str, _JobState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
         self._webhook_runner: Any = None
@@ -252,6 +224,11 @@ class TelegramAdapter:
         self._log_redaction = LogRedaction(self.token)
         self._log_redaction.install()  # before building: the Bot logs its URLs as it is made
         self.application = self._build(request, get_updates_request)
+        self._delivery = TelegramDelivery(
+            self.application.bot, service, self._replies, self._moves, self._status_edits.sending,
+            self._connected_within, photo_limit_bytes=photo_limit_bytes,
+            media_read_timeout_s=media_read_timeout_s, ready_wait_s=ready_wait_s,
+        )  # fmt: skip
 
     # Building ----------------------------------------------------------------------------------
 
@@ -677,7 +654,7 @@ class TelegramAdapter:
         if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
             old, new = (message.chat.id, message.migrate_to_chat_id) if message.migrate_to_chat_id else (
                 message.migrate_from_chat_id, message.chat.id)  # fmt: skip
-            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]  # both set: see the if above
+            self._moves.moved(int(old), int(new))  # type: ignore[arg-type]  # both set: see the if above
             raise ApplicationHandlerStop
         if message is not None and _posted_as_chat(message):
             # Never a member account (a shared quota for "Telegram", /ban banning a channel).
@@ -747,7 +724,7 @@ class TelegramAdapter:
         self._messages[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
         self._status_edits.track(job_id, sent.chat.id, self._edit_budget(bool(reply.get("group"))), shown=text,
                                  position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
-        await self._save_reply(job_id, reply, status_id=sent.message_id)
+        await self._replies.save(job_id, reply, status_id=sent.message_id)
         for sibling in result.sweep[1:]:  # each job of a sweep finds the one status after a restart
             try:
                 await self.service.jobs.update_reply(sibling, {**reply, "status_id": sent.message_id})
@@ -801,20 +778,10 @@ class TelegramAdapter:
         """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
         A supergroup made from an allowed group is allowed too (its id changed, not its members)."""
         chat = message.chat
-        old = self._moved_from.get(chat.id)
+        old = self._moves.was(chat.id)
         if old is not None and place_refusal(self.config.access, Place("telegram", chat_id=old)) is None:
             return None
         return self.service.admin.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"), lang)
-
-    def _chat_moved(self, old: int, new: int) -> None:
-        """A group became a supergroup (a new chat id): deliveries go to the new id from now on."""
-        if self._moved_to.get(old) == new:
-            return
-        self._moved_to[old] = new
-        self._moved_from[new] = old
-        listed = old in self.config.access.telegram_chats
-        log.warning("Telegram group %s became supergroup %s; using the new id%s", old, new,
-                    f" (replace {old} with {new} in [access] telegram_chats)" if listed else "")  # fmt: skip
 
     # Admins ------------------------------------------------------------------------------------
 
@@ -883,10 +850,6 @@ class TelegramAdapter:
         # An InaccessibleMessage (too old for the bot to see) still names its chat and id.
         await handle_press(self.service, member, press, _PressChat(self, query, query.message, member, rest))  # type: ignore[arg-type]
 
-    def _compare_url(self, job_id: str) -> str | None:
-        links = self.service.compare_links
-        return links.url(job_id, self.service.clock.now()) if links is not None else None
-
     # The service's side (FrontEnd) -------------------------------------------------------------
 
     async def job_updated(self, job: JobView) -> None:
@@ -902,199 +865,34 @@ class TelegramAdapter:
         return Budget(self.edit_interval_s, min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s))
 
     async def deliver_result(self, delivery: Delivery) -> None:
-        job = delivery.job
-        await self._deliver(job, lambda reply: deliver_result(self._delivery(job, reply, delivery), job))
-        await self._finish_status(job.id, DONE)
+        await self._delivery.result(delivery)
+        await self._finish_status(delivery.job.id, DONE)
 
     async def deliver_failure(self, job: JobView) -> None:
-        await self._deliver(job, lambda reply: deliver_failure(self._delivery(job, reply)))
+        await self._delivery.failure(job)
         await self._finish_status(status_key(job), FAILED_TEXT)
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
-        """The sweep as one answer to its request (bot/adapters/telegram/sweep.py); each step
-        sent is recorded in the lead's reply, so a retry or a restart sends it once."""
-        lead = sweep_lead(sweep)
-        await self._deliver(lead, lambda reply: deliver_sweep(self._delivery(lead, reply, sweep), sweep))
+        await self._delivery.sweep(sweep)
         await self._finish_status(sweep.sweep_id, DONE)
 
-    def _delivery(
-        self, job: JobView, reply: dict[str, Any], what: Delivery | SweepDelivery | None = None
-    ) -> _Delivering:
-        return _Delivering(self, job, reply, what)
-
-    async def _deliver(self, job: JobView, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
-        if not self.ready:
-            # The service resumes deliveries before front ends start, and Telegram may be down
-            # for a moment: wait a little before handing the job back to the retry schedule.
-            try:
-                await asyncio.wait_for(self._ready_event.wait(), self.ready_wait_s)
-            except TimeoutError:
-                raise DeliveryFailed("Telegram is not connected") from None
-        reply = {**job.reply, **self._state(job.id).reply_changes}
-        moved = self._moved_to.get(int(reply["chat_id"]))
-        if moved is not None:
-            await self._save_reply(job.id, job.reply, chat_id=moved)
-            reply = {**reply, "chat_id": moved}
-        for _ in range(3):  # another go only after a group became a supergroup or a topic went away
-            try:
-                async with self._sending(int(reply["chat_id"])):
-                    await send(reply)
-                return
-            except ChatMigrated as exc:
-                self._chat_moved(int(reply["chat_id"]), int(exc.new_chat_id))
-                await self._save_reply(job.id, job.reply, chat_id=exc.new_chat_id)
-                reply = {**reply, "chat_id": exc.new_chat_id}
-            except Forbidden as exc:
-                log.warning("job %s: the member blocked the bot or left the chat (%s); the result is kept",
-                            job.id, short_error(exc))  # fmt: skip
-                raise await refused_for_good(f"forbidden: {short_error(exc)}") from None
-            except BadRequest as exc:
-                text = str(exc).lower()
-                if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
-                    # The forum topic was closed or deleted: the chat itself still takes messages.
-                    log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, short_error(exc))
-                    await self._save_reply(job.id, job.reply, thread_id=None)
-                    reply = {**reply, "thread_id": None}
-                    continue
-                if "chat not found" in text:
-                    raise await refused_for_good(f"chat gone: {short_error(exc)}") from None
-                if "not enough rights" in text:
-                    log.warning(
-                        "job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), short_error(exc)
-                    )
-                    tell = functools.partial(
-                        self._tell_privately, job, translator(job.reply.get("lang")).gettext(NO_RIGHTS_TEXT)
-                    )
-                    raise await refused_for_good(f"no rights in the chat: {short_error(exc)}", tell) from None
-                # The same request gets the same answer: retrying for 20 minutes cannot help.
-                log.error("job %s: Telegram refused the delivery (%s)", job.id, short_error(exc))
-                raise await refused_for_good(f"refused by Telegram: {short_error(exc)}") from None
-            except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
-                raise DeliveryFailed(f"network: {short_error(exc)}") from None
-            except TelegramError as exc:
-                raise DeliveryFailed(short_error(exc)) from None
-        raise DeliveryFailed("the chat moved twice")
+    async def _connected_within(self, seconds: float) -> bool:
+        """Whether Telegram is connected, or gets connected within `seconds`."""
+        if self.ready:
+            return True
+        try:
+            await asyncio.wait_for(self._ready_event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def _sending(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
         """Marks a result or an answer going out in a chat: its status edits wait meanwhile."""
         return self._status_edits.sending(chat_id)
 
-    async def _tell_privately(self, job: JobView, text: str) -> None:
-        try:
-            await self.bot.send_message(int(job.user_id), text)
-        except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
-            log.info("job %s: could not tell the member privately (%s)", job.id, short_error(exc))
-
-    async def _send_result_step(self, delivery: Delivery, reply: dict[str, Any], step: str) -> None:
-        """One step of a result (bot/chat/delivery.py chooses them): the album (original +
-        result; an album takes no buttons, Bot API sendMediaGroup), its buttons, the file asked for."""
-        job = delivery.job
-        chat_id, thread = reply["chat_id"], reply.get("thread_id")
-        if step == ALBUM:
-            result_bytes = await asyncio.to_thread(self._photo_payload, delivery.result_picture)
-            result_name = f"{job.id}.jpg"
-            caption = result_caption(job)
-
-            async def album(original: Any) -> None:
-                media = [
-                    InputMediaPhoto(original, filename="original.jpg" if isinstance(original, bytes) else None),
-                    InputMediaPhoto(result_bytes, caption=caption, filename=result_name),
-                ]
-                try:
-                    await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread,
-                                                    read_timeout=self.media_read_timeout_s)  # fmt: skip
-                except TimedOut as exc:
-                    if not isinstance(exc.__cause__, httpx.ReadTimeout):
-                        raise
-                    # The whole upload was written and only the answer was late: Telegram has
-                    # taken it. Sending it again would post the album twice.
-                    log.warning("job %s: Telegram took the album but answered too late; not sending it again", job.id)
-
-            file_id = reply.get("picture_file_id") if reply.get("picture_kind") == "photo" else None
-            if file_id:
-                try:
-                    await album(file_id)  # no re-upload of the original
-                except BadRequest as exc:
-                    if not _stale_file_id(exc):
-                        raise
-                    # A file_id from another bot token, or one Telegram has forgotten.
-                    log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, short_error(exc))
-                    await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
-            else:
-                await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
-        elif step == BUTTONS:
-            tr = translator(job.reply.get("lang"))
-            await self.bot.send_message(
-                chat_id,
-                tr.gettext("More from this picture:"),
-                reply_parameters=_reply_to(reply),
-                reply_markup=result_buttons(job, self._compare_url(job.id), tr),
-                message_thread_id=thread,
-            )
-        elif step == FILE and job.output_format:
-            ext = OUTPUT_FORMATS[job.output_format].extension
-            data = await self.service.results.result_file(
-                Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
-            )
-            if not isinstance(data, Refused):
-                await self._send_file(job.id, chat_id, data, f"restyle-{job.id}.{ext}", _reply_to(reply), thread)
-        else:
-            raise ValueError(f"job {job.id}: no result step {step!r}")
-
-    async def _send_failure(self, job: JobView, reply: dict[str, Any]) -> None:
-        tr = translator(job.reply.get("lang"))
-        error = failure_reason(job, tr, N_("the picture engine failed."))
-        await self.bot.send_message(
-            reply["chat_id"],
-            tr.gettext("Sorry, that restyle did not work: {error}").format(error=error),
-            reply_parameters=_reply_to(reply),
-            message_thread_id=reply.get("thread_id"),
-        )
-
-    async def _send_file(
-        self,
-        job_id: str,
-        chat_id: int,
-        data: bytes,
-        filename: str,
-        reply_to: ReplyParameters | None,
-        thread: int | None,
-    ) -> None:
-        """A file as a file: without disable_content_type_detection Telegram turns a WebP
-        document into a sticker (Bot API, sendDocument)."""
-        sent = await self.bot.send_document(
-            chat_id, InputFile(data, filename=filename), reply_parameters=reply_to, message_thread_id=thread,
-            disable_content_type_detection=True, read_timeout=self.media_read_timeout_s,
-        )  # fmt: skip
-        if sent.document is None:
-            log.error("job %s: Telegram did not keep %s as a file (it came back as %s)", job_id, filename,
-                      "a sticker" if sent.sticker is not None else "another kind of message")  # fmt: skip
-
-    def _photo_payload(self, data: bytes) -> bytes:
-        return photo_payload(data, self.photo_limit_bytes)
-
-    async def _mark_step(self, job: JobView, step: str) -> None:
-        state = self._state(job.id)
-        done = sorted(set(job.reply.get("sent", [])) | set(state.reply_changes.get("sent", [])) | {step})
-        await self._save_reply(job.id, job.reply, sent=done)
-
-    async def _save_reply(self, job_id: str, base: dict[str, Any], **changes: Any) -> None:
-        """Add to a job's reply dict in SQLite; the handler and delivery both write it, so
-        every write carries every change made so far."""
-        state = self._state(job_id)
-        state.reply_changes.update(changes)
-        try:
-            await self.service.jobs.update_reply(job_id, {**base, **state.reply_changes})
-        except Exception:
-            log.warning("job %s: could not save its reply data", job_id, exc_info=True)
-
-    def _state(self, job_id: str) -> _JobState:
-        return self._jobs.setdefault(job_id, _JobState())
-
     def _forget(self, job_id: str) -> None:
-        if job_id in self._jobs and not self._statuses.opening(job_id):
-            del self._jobs[job_id]
+        if not self._statuses.opening(job_id):
+            self._replies.forget(job_id)
 
     async def _finish_status(self, job_id: str, text: str) -> None:
         """The job is over: end its status message with `text` (DONE deletes it)."""
@@ -1105,39 +903,6 @@ class TelegramAdapter:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-@dataclass
-class _Delivering:
-    """Telegram's parts of one delivery (bot/chat/delivery.py DeliverySurface): each step is
-    its own message (or album), recorded in `job`'s reply (a sweep's lead's) once sent, unless
-    `recorded` is False (a kept result sent again for a press: a second press sends it again)."""
-
-    adapter: TelegramAdapter
-    job: JobView
-    reply: dict[str, Any]
-    what: Delivery | SweepDelivery | None  # None: the job's failure
-    recorded: bool = True
-
-    def sent(self) -> set[str]:
-        if not self.recorded:
-            return set()
-        state = self.adapter._state(self.job.id)
-        return set(self.job.reply.get("sent", [])) | set(state.reply_changes.get("sent", []))
-
-    async def send(self, step: str) -> None:
-        adapter = self.adapter
-        if isinstance(self.what, Delivery):
-            await adapter._send_result_step(self.what, self.reply, step)
-        elif isinstance(self.what, SweepDelivery):
-            await send_sweep_step(adapter.bot, self.what, self.reply, step, photo=adapter._photo_payload,
-                                  read_timeout=adapter.media_read_timeout_s)  # fmt: skip
-        else:
-            await adapter._send_failure(self.job, self.reply)
-
-    async def record(self, step: str) -> None:
-        if self.recorded:
-            await self.adapter._mark_step(self.job, step)
 
 
 @dataclass
@@ -1181,7 +946,7 @@ class _StatusChats:
             return hold(float(seconds))
         except ChatMigrated as exc:
             # The status message stayed in the old group: nothing left to edit.
-            adapter._chat_moved(status.chat_id, int(exc.new_chat_id))
+            adapter._moves.moved(status.chat_id, int(exc.new_chat_id))
             return GONE
         except Forbidden as exc:
             log.info("job %s: status edits stop (%s)", key, short_error(exc))
@@ -1333,7 +1098,7 @@ class _PressChat:
 
     @property
     def picture_limit(self) -> int:
-        return self.adapter.photo_limit_bytes
+        return self.adapter._delivery.photo_limit_bytes
 
     @property
     def _thread(self) -> int | None:
@@ -1386,7 +1151,7 @@ class _PressChat:
 
     async def send_file(self, name: str, data: bytes) -> None:
         try:
-            await self.adapter._send_file(self.job_id, self.message.chat.id, data, name, self._reply_to(),
+            await self.adapter._delivery.send_file(self.job_id, self.message.chat.id, data, name, self._reply_to(),
                                           self._thread)  # fmt: skip
         except TelegramError as exc:
             log.warning("job %s: could not send %s (%s)", self.job_id, name, short_error(exc))
@@ -1394,16 +1159,16 @@ class _PressChat:
     async def send_files(self, files: list[tuple[str, bytes]]) -> None:
         try:
             await send_files(self.adapter.bot, self.message.chat.id, files, self._reply_to(), self._thread,
-                             self.adapter.media_read_timeout_s)  # fmt: skip
+                             self.adapter._delivery.media_read_timeout_s)  # fmt: skip
         except TelegramError as exc:
             log.warning("job %s: could not send the files (%s)", self.job_id, short_error(exc))
 
     async def send_picture(self, data: bytes, caption: str) -> None:
         try:
-            photo = await asyncio.to_thread(self.adapter._photo_payload, data)  # inside Telegram's photo sides
+            photo = await asyncio.to_thread(self.adapter._delivery.photo_payload, data)  # inside Telegram's photo sides
             await self.adapter.bot.send_photo(
                 self.message.chat.id, photo, caption=caption, reply_parameters=self._reply_to(),
-                message_thread_id=self._thread, read_timeout=self.adapter.media_read_timeout_s,
+                message_thread_id=self._thread, read_timeout=self.adapter._delivery.media_read_timeout_s,
             )  # fmt: skip
         except TelegramError as exc:
             log.warning("job %s: could not send the side-by-side picture (%s)", self.job_id, short_error(exc))
@@ -1421,15 +1186,9 @@ class _PressChat:
         try:
             async with self.adapter._sending(self.message.chat.id):
                 # Not a delivery of the service's: nothing to record (a second press sends it again).
-                await deliver_result(_Delivering(self.adapter, job, reply, delivery, recorded=False), job)
+                await deliver_result(Delivering(self.adapter._delivery, job, reply, delivery, recorded=False), job)
         except TelegramError as exc:
             log.warning("job %s: could not send the kept result (%s)", job.id, short_error(exc))
-
-
-def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
-    if not reply.get("message_id"):
-        return None
-    return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:
