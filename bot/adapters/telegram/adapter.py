@@ -19,7 +19,6 @@ a retried delivery does not send the album twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable
@@ -38,11 +37,8 @@ from telegram import (
 )
 from telegram.error import (
     BadRequest,
-    ChatMigrated,
     Conflict,
-    Forbidden,
     InvalidToken,
-    RetryAfter,
     TelegramError,
 )
 from telegram.ext import (
@@ -59,7 +55,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters import AdapterStartError
-from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_buttons
+from bot.adapters.telegram.buttons import BUTTON_DATA, recipe_buttons
 from bot.adapters.telegram.connection import (
     LogRedaction,
     _Limiter,
@@ -80,6 +76,7 @@ from bot.adapters.telegram.parsing import (
 )
 from bot.adapters.telegram.pictures import fetch_picture, too_big
 from bot.adapters.telegram.replies import answer
+from bot.adapters.telegram.statuses import TelegramStatuses
 from bot.adapters.telegram.sweep import send_files
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
@@ -91,9 +88,6 @@ from bot.adapters.telegram.texts import (
     TELEGRAM_STYLE,
     _with_example,
     addressed_commands,
-    position_step_matters,
-    queued_text,
-    status_text,
     with_example,
 )
 from bot.adapters.telegram.texts import (
@@ -107,10 +101,8 @@ from bot.chat.delivery import (
 )
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
-from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, hold
-from bot.chat.statuses import StatusFollower, status_key
+from bot.chat.statuses import status_key
 from bot.chat.surface import Found, Style
-from bot.chat.sweep import sweep_status
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
     EXAMPLE,
@@ -133,7 +125,6 @@ CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 chara
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
 MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
-PRIVATE_CHAT_SPACING_S = 1.0  # Telegram: about one message a second per chat
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
@@ -159,15 +150,6 @@ def commands_in(lang: str | None) -> list[BotCommand]:
 
 
 COMMANDS = commands_in(None)
-
-
-@dataclass(frozen=True)
-class _StatusMessage:
-    """Where a job's status message is (its edits go through the StatusThrottle)."""
-
-    chat_id: int
-    message_id: int
-    lang: str | None = None  # its member's language: how it ends is said in it
 
 
 class TelegramAdapter:
@@ -196,16 +178,10 @@ class TelegramAdapter:
         self.service = service
         self.token = settings.token
         self.max_download_bytes = int(settings.max_download_mb * 1_000_000)
-        self.edit_interval_s = edit_interval_s
-        self.group_edit_interval_s = group_edit_interval_s
         self.poll_timeout_s = poll_timeout_s
         self.reconnect_delays_s = reconnect_delays_s
         self.ready = False  # connected: getMe answered and updates are coming in
         self._ready_event = asyncio.Event()
-        self._messages: dict[str, _StatusMessage] = {}  # status key -> its status message
-        self._status_clock = status_clock or MonotonicClock()  # spaces status edits out (real time in tests too)
-        self._statuses = StatusFollower(_StatusChats(self), service, self._status_clock, name="tg-status")
-        self._status_edits = self._statuses.throttle
         self._moves = MovedChats(config.access.telegram_chats)
         self._replies = ReplyRecords(service.jobs.update_reply)
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
@@ -224,8 +200,12 @@ class TelegramAdapter:
         self._log_redaction = LogRedaction(self.token)
         self._log_redaction.install()  # before building: the Bot logs its URLs as it is made
         self.application = self._build(request, get_updates_request)
+        self._statuses = TelegramStatuses(
+            self.application.bot, service, status_clock or MonotonicClock(), self._moves, self._replies,
+            edit_interval_s=edit_interval_s, group_edit_interval_s=group_edit_interval_s,
+        )  # fmt: skip
         self._delivery = TelegramDelivery(
-            self.application.bot, service, self._replies, self._moves, self._status_edits.sending,
+            self.application.bot, service, self._replies, self._moves, self._statuses.edits.sending,
             self._connected_within, photo_limit_bytes=photo_limit_bytes,
             media_read_timeout_s=media_read_timeout_s, ready_wait_s=ready_wait_s,
         )  # fmt: skip
@@ -407,7 +387,7 @@ class TelegramAdapter:
             await updater.stop()
         if self.application.running:
             await self.application.stop()
-        status_tasks = self._status_edits.tasks()
+        status_tasks = self._statuses.edits.tasks()
         for task in [*status_tasks, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._tasks, *status_tasks, return_exceptions=True)
@@ -696,42 +676,6 @@ class TelegramAdapter:
         where = _RestyleChat(self, message, caption_form, user.language_code)
         await handle_restyle(self.service, self._member(user), request, where)
 
-    async def _open_status(self, result: Accepted, reply: dict[str, Any], message: Message, lang: str | None) -> None:
-        """Say "Queued" (with a Cancel button) and remember the status message. A sweep gets
-        one, keyed by its lead (the Cancel button cancels the whole sweep)."""
-        job_id = result.job_id
-        self._statuses.open(job_id)
-        tr = translator(lang)
-        text = queued_text(result.position, result.eta_s, tr)
-        if result.sweep:
-            lead = await self.service.jobs.job(job_id)
-            if lead is not None:
-                text = sweep_status(lead, tr)
-        try:
-            async with self._sending(reply["chat_id"]):
-                sent = await self.bot.send_message(
-                    reply["chat_id"],
-                    text,
-                    reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
-                    reply_markup=_cancel_markup(job_id, tr),
-                    message_thread_id=reply.get("thread_id"),
-                )
-        except TelegramError as exc:
-            # The result still arrives; only the progress messages are lost.
-            log.warning("job %s: could not send the status message (%s)", job_id, short_error(exc))
-            await self._statuses.opened(job_id, False)
-            return
-        self._messages[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
-        self._status_edits.track(job_id, sent.chat.id, self._edit_budget(bool(reply.get("group"))), shown=text,
-                                 position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
-        await self._replies.save(job_id, reply, status_id=sent.message_id)
-        for sibling in result.sweep[1:]:  # each job of a sweep finds the one status after a restart
-            try:
-                await self.service.jobs.update_reply(sibling, {**reply, "status_id": sent.message_id})
-            except Exception:
-                log.warning("job %s: could not save its reply data", sibling, exc_info=True)
-        await self._statuses.opened(job_id, True)  # an end or an update heard meanwhile is said now
-
     async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         await answer(self.bot, message, text, markup)
 
@@ -854,27 +798,19 @@ class TelegramAdapter:
 
     async def job_updated(self, job: JobView) -> None:
         """Show the job's state in its status message (bot/chat/statuses.py)."""
-        await self._statuses.updated(job)
-
-    def _edit_budget(self, group: bool) -> Budget:
-        """In a group all jobs share one edit every group_edit_interval_s (Telegram allows about
-        20 messages a minute per group, and results come first), and a queued place moves only by
-        a step worth one of them; in a private chat about one a second (Telegram's per-chat limit)."""
-        if group:
-            return Budget(self.group_edit_interval_s, self.group_edit_interval_s, position_step_matters)
-        return Budget(self.edit_interval_s, min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s))
+        await self._statuses.follower.updated(job)
 
     async def deliver_result(self, delivery: Delivery) -> None:
         await self._delivery.result(delivery)
-        await self._finish_status(delivery.job.id, DONE)
+        await self._statuses.finish(delivery.job.id, DONE)
 
     async def deliver_failure(self, job: JobView) -> None:
         await self._delivery.failure(job)
-        await self._finish_status(status_key(job), FAILED_TEXT)
+        await self._statuses.finish(status_key(job), FAILED_TEXT)
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
         await self._delivery.sweep(sweep)
-        await self._finish_status(sweep.sweep_id, DONE)
+        await self._statuses.finish(sweep.sweep_id, DONE)
 
     async def _connected_within(self, seconds: float) -> bool:
         """Whether Telegram is connected, or gets connected within `seconds`."""
@@ -886,105 +822,10 @@ class TelegramAdapter:
             return False
         return True
 
-    def _sending(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
-        """Marks a result or an answer going out in a chat: its status edits wait meanwhile."""
-        return self._status_edits.sending(chat_id)
-
-    def _forget(self, job_id: str) -> None:
-        if not self._statuses.opening(job_id):
-            self._replies.forget(job_id)
-
-    async def _finish_status(self, job_id: str, text: str) -> None:
-        """The job is over: end its status message with `text` (DONE deletes it)."""
-        await self._statuses.end(job_id, text)
-        self._forget(job_id)
-
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-@dataclass
-class _StatusChats:
-    """Telegram's parts of the status lifecycle (bot/chat/statuses.py StatusPlace): plain-text
-    lines, a status message found again from the job's reply after a restart, DONE deleting it."""
-
-    adapter: TelegramAdapter
-
-    def find(self, key: str, job: JobView) -> Budget | None:
-        messages = self.adapter._messages
-        if key not in messages:
-            if not job.reply.get("status_id"):
-                return None
-            # After a restart: the status message we sent in the last run.
-            messages[key] = _StatusMessage(
-                int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang")
-            )
-        return self.adapter._edit_budget(bool(job.reply.get("group")))
-
-    def line(self, job: JobView) -> tuple[str, bool]:
-        return (sweep_status(job), True) if job.sweep_id is not None else status_text(job)
-
-    def held_line(self, job: JobView, held: float) -> str:
-        text = texts.held_result(held, job.tier, TELEGRAM_STYLE, translator(job.reply.get("lang")))
-        return addressed_commands(text, self.adapter.bot.username or "") if job.reply.get("group") else text
-
-    async def edit(self, key: str, job: JobView, text: str, cancel: bool) -> EditOutcome:
-        adapter = self.adapter
-        status = adapter._messages.get(key)
-        if status is None:
-            return GONE
-        try:
-            await adapter.bot.edit_message_text(
-                text, chat_id=status.chat_id, message_id=status.message_id,
-                reply_markup=_cancel_markup(key, translator(status.lang)) if cancel else None,
-            )  # fmt: skip
-            return SHOWN
-        except RetryAfter as exc:
-            seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
-            return hold(float(seconds))
-        except ChatMigrated as exc:
-            # The status message stayed in the old group: nothing left to edit.
-            adapter._moves.moved(status.chat_id, int(exc.new_chat_id))
-            return GONE
-        except Forbidden as exc:
-            log.info("job %s: status edits stop (%s)", key, short_error(exc))
-            return GONE  # blocked, or removed from the group: every further edit fails too
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return NOT_MODIFIED
-            if "not found" in str(exc).lower():
-                return GONE  # the member deleted it; stop editing
-            log.info("job %s: status edit refused (%s)", key, short_error(exc))
-            return FAILED
-        except TelegramError as exc:
-            log.info("job %s: status edit failed (%s)", key, short_error(exc))  # best effort
-            return FAILED
-
-    async def end(self, key: str, text: str) -> None:
-        """Delete the status message (or, if Telegram will not, say `text`; DONE deletes)."""
-        adapter = self.adapter
-        status = adapter._messages.pop(key, None)
-        if status is None:
-            job = await adapter.service.jobs.job(key)
-            if job is None or not job.reply.get("status_id"):
-                return
-            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang"))
-        adapter._forget(key)
-        said = translator(status.lang).gettext(text)
-        try:
-            if text == DONE:
-                await adapter.bot.delete_message(status.chat_id, status.message_id)
-            else:
-                await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
-        except TelegramError as exc:
-            if text == DONE:
-                try:
-                    await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
-                except TelegramError:
-                    pass
-            log.info("job %s: could not finish its status message (%s)", key, short_error(exc))
 
 
 @dataclass
@@ -1003,7 +844,7 @@ class _CommandChat:
         await self.adapter._answer(self.message, text)
 
     async def finish_status(self, job_id: str, text: str) -> None:
-        await self.adapter._finish_status(job_id, text)
+        await self.adapter._statuses.finish(job_id, text)
 
 
 @dataclass
@@ -1075,7 +916,7 @@ class _RestyleChat:
         pass  # nothing was put in the chat before the service saw the request again
 
     async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._open_status(accepted, reply, self.message, self.lang)
+        await self.adapter._statuses.open(accepted, reply, self.lang)
 
 
 @dataclass
@@ -1137,17 +978,17 @@ class _PressChat:
         }
 
     async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._open_status(accepted, reply, self.message, self.member.lang)
+        await self.adapter._statuses.open(accepted, reply, self.member.lang)
 
     async def not_started(self) -> None:
         """reply_data sent nothing: the status message comes only with `queued`."""
 
     async def cancelling(self, job_id: str) -> None:
         # Before the service cancels: a progress edit starting meanwhile could land after "Cancelled".
-        self.adapter._statuses.stop(job_id)
+        self.adapter._statuses.follower.stop(job_id)
 
     async def finish_status(self, job_id: str, text: str) -> None:
-        await self.adapter._finish_status(job_id, text)
+        await self.adapter._statuses.finish(job_id, text)
 
     async def send_file(self, name: str, data: bytes) -> None:
         try:
@@ -1184,7 +1025,7 @@ class _PressChat:
             "picture_kind": job.reply.get("picture_kind"),
         }
         try:
-            async with self.adapter._sending(self.message.chat.id):
+            async with self.adapter._delivery.sending(self.message.chat.id):
                 # Not a delivery of the service's: nothing to record (a second press sends it again).
                 await deliver_result(Delivering(self.adapter._delivery, job, reply, delivery, recorded=False), job)
         except TelegramError as exc:
