@@ -22,16 +22,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from telegram import (
     BotCommand,
-    CallbackQuery,
-    InlineKeyboardMarkup,
     Message,
-    ReplyParameters,
     Update,
     User,
 )
@@ -64,29 +60,22 @@ from bot.adapters.telegram.connection import (
     webhook_secret,
     webhook_secret_matches,
 )
-from bot.adapters.telegram.delivery import DOCUMENT_LIMIT_BYTES, Delivering, ReplyRecords, TelegramDelivery
+from bot.adapters.telegram.delivery import ReplyRecords, TelegramDelivery
 from bot.adapters.telegram.moved_chats import MovedChats
 from bot.adapters.telegram.parsing import (
     CAPTION_COMMAND,
     _is_request,
-    _Picture,
-    _picture_of,
     _posted_as_chat,
     _replied,
 )
-from bot.adapters.telegram.pictures import fetch_picture, too_big
-from bot.adapters.telegram.replies import answer
+from bot.adapters.telegram.replies import answer, quietly
 from bot.adapters.telegram.statuses import TelegramStatuses
-from bot.adapters.telegram.sweep import send_files
+from bot.adapters.telegram.surfaces import ChatParts, CommandChat, PressChat, RestyleChat
 from bot.adapters.telegram.texts import (
     BAN_USAGE,
     DONE,
-    NO_PICTURE,
-    NOT_A_PICTURE,
     POST_AS_YOURSELF,
     START_TEXT,
-    TELEGRAM_STYLE,
-    _with_example,
     addressed_commands,
     with_example,
 )
@@ -96,23 +85,17 @@ from bot.adapters.telegram.texts import (
 from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
-from bot.chat.delivery import (
-    deliver_result,
-)
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.statuses import status_key
-from bot.chat.surface import Found, Style
 from bot.clock import Clock, MonotonicClock
 from bot.commands import (
-    EXAMPLE,
     MAX_PLATFORM_ID,
-    CommandError,
     usage,
     whole_number,
 )
 from bot.config import Config
-from bot.core.types import Accepted, Delivery, JobView, Member, Refused, SweepDelivery
+from bot.core.types import Delivery, JobView, Member, Refused, SweepDelivery
 from bot.i18n import LANGUAGES, N_, Translator, translator
 from bot.listener import Listeners, keep_listening, stream_name
 from bot.moderation import Place, place_refusal
@@ -121,7 +104,6 @@ from bot.service import RestyleService
 log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
-CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
 MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
@@ -209,6 +191,8 @@ class TelegramAdapter:
             self._connected_within, photo_limit_bytes=photo_limit_bytes,
             media_read_timeout_s=media_read_timeout_s, ready_wait_s=ready_wait_s,
         )  # fmt: skip
+        self._parts = ChatParts(self.application.bot, self._statuses, self._delivery, self._place_refusal,
+                                self.max_download_bytes)  # fmt: skip
 
     # Building ----------------------------------------------------------------------------------
 
@@ -533,13 +517,13 @@ class TelegramAdapter:
             # The handler failed before (or after) answering: answer now. A second answer is
             # refused by Telegram and only logged.
             tr = translator(query.from_user.language_code if query.from_user else None)
-            await _quietly(
+            await quietly(
                 query.answer(tr.gettext("Something went wrong on my side; try again in a minute."), show_alert=True)
             )
 
     async def _on_unknown_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.callback_query is not None:
-            await _quietly(
+            await quietly(
                 update.callback_query.answer(
                     self._tr(update).gettext("That button is out of date; send /restyle again."), show_alert=True
                 )
@@ -642,7 +626,7 @@ class TelegramAdapter:
                 chat_id = message.chat.id
                 if chat_id not in self._told_post_as_self:
                     self._told_post_as_self.add(chat_id)
-                    await self._answer(message, self._tr(update).gettext(POST_AS_YOURSELF))
+                    await answer(self.bot, message, self._tr(update).gettext(POST_AS_YOURSELF))
             raise ApplicationHandlerStop
         user = update.effective_user
         if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
@@ -652,11 +636,11 @@ class TelegramAdapter:
             return
         if update.callback_query is not None:
             # Even a quiet refusal answers the press (without text): an unanswered button spins.
-            await _quietly(
+            await quietly(
                 update.callback_query.answer(None if refused.quiet else refused.text, show_alert=not refused.quiet)
             )
         elif not refused.quiet and update.message is not None:
-            await self._answer(update.message, refused.text)
+            await answer(self.bot, update.message, refused.text)
         raise ApplicationHandlerStop
 
     async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -673,15 +657,12 @@ class TelegramAdapter:
         # A chat and message id names the request: an update Telegram delivers again (a restart
         # before its offset was confirmed, a webhook retried) finds the job it queued.
         request = RestyleRequest(text, f"message:{message.chat.id}:{message.message_id}")
-        where = _RestyleChat(self, message, caption_form, user.language_code)
+        where = RestyleChat(self._parts, message, caption_form, user.language_code)
         await handle_restyle(self.service, self._member(user), request, where)
-
-    async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        await answer(self.bot, message, text, markup)
 
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_message:
-            await self._answer(update.effective_message, with_example(START_TEXT, self._tr(update)))
+            await answer(self.bot, update.effective_message, with_example(START_TEXT, self._tr(update)))
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Usage, and a button per ready-made style that copies its command: the member pastes
@@ -697,7 +678,7 @@ class TelegramAdapter:
         tr = self._tr(update)
         markup = recipe_buttons(self.config.styles, addressed)
         note = "\n\n" + tr.gettext(texts.RECIPE_BUTTONS_NOTE) if markup else ""
-        await self._answer(message, usage(tr) + note, markup)
+        await answer(self.bot, message, usage(tr) + note, markup)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
@@ -706,17 +687,17 @@ class TelegramAdapter:
         if update.effective_message is not None:
             user = update.effective_user
             lang = user.language_code if user is not None else None
-            await account.styles(self.config.styles, _CommandChat(self, update.effective_message), lang)
+            await account.styles(self.config.styles, CommandChat(self._parts, update.effective_message), lang)
 
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
         if message is not None and user is not None:
-            await account.me(self.service, self._member(user), _CommandChat(self, message))
+            await account.me(self.service, self._member(user), CommandChat(self._parts, message))
 
     async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
         if message is not None and user is not None:
-            await account.cancel(self.service, self._member(user), _CommandChat(self, message))
+            await account.cancel(self.service, self._member(user), CommandChat(self._parts, message))
 
     def _place_refusal(self, message: Message, lang: str | None) -> Refused | None:
         """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
@@ -745,7 +726,7 @@ class TelegramAdapter:
         admin = self._member(user)
         tr = translator(user.language_code)
         if not self.service.admin.is_admin(admin):
-            await self._answer(message, tr.gettext(texts.NOT_ADMIN).format(command=command))
+            await answer(self.bot, message, tr.gettext(texts.NOT_ADMIN).format(command=command))
             return
         args = list(context.args or [])
         target: Member | None = None
@@ -758,10 +739,10 @@ class TelegramAdapter:
             target = Member("telegram", str(user_id))
         if target is None:
             example = tr.gettext("spamming the group") if banned else tr.gettext("appeal accepted")
-            await self._answer(message, tr.gettext(BAN_USAGE).format(command=command, example=example))
+            await answer(self.bot, message, tr.gettext(BAN_USAGE).format(command=command, example=example))
             return
         await admin_commands.ban(
-            self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned
+            self.service, admin, target, " ".join(args).strip(), CommandChat(self._parts, message), banned=banned
         )
 
     async def _on_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -773,7 +754,7 @@ class TelegramAdapter:
         log_asked = bool(args) and args[0] == "log"
         count = whole_number(args[1], 1, 1_000_000) if log_asked and len(args) > 1 else None
         await admin_commands.queue(
-            self.service, self._member(user), _CommandChat(self, message), log=log_asked, count=count
+            self.service, self._member(user), CommandChat(self._parts, message), log=log_asked, count=count
         )
 
     # Buttons -----------------------------------------------------------------------------------
@@ -783,7 +764,7 @@ class TelegramAdapter:
         if query is None or not query.data:
             return
         if query.message is None:  # an inline message's buttons: ours never are
-            await _quietly(query.answer())
+            await quietly(query.answer())
             return
         action, _, rest = query.data.partition(":")
         fmt = ""
@@ -792,7 +773,7 @@ class TelegramAdapter:
         press = Press(action, rest, f"callback:{query.id}", fmt)
         member = self._member(query.from_user)
         # An InaccessibleMessage (too old for the bot to see) still names its chat and id.
-        await handle_press(self.service, member, press, _PressChat(self, query, query.message, member, rest))  # type: ignore[arg-type]
+        await handle_press(self.service, member, press, PressChat(self._parts, query, query.message, member, rest))  # type: ignore[arg-type]
 
     # The service's side (FrontEnd) -------------------------------------------------------------
 
@@ -826,214 +807,3 @@ class TelegramAdapter:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-@dataclass
-class _CommandChat:
-    """Where a command was given (bot/chat/surface.py): answered in the same chat."""
-
-    adapter: TelegramAdapter
-    message: Message
-    style: Style = field(default_factory=lambda: TELEGRAM_STYLE)
-
-    @property
-    def private(self) -> bool:
-        return self.message.chat.type == "private"
-
-    async def reply(self, text: str) -> None:
-        await self.adapter._answer(self.message, text)
-
-    async def finish_status(self, job_id: str, text: str) -> None:
-        await self.adapter._statuses.finish(job_id, text)
-
-
-@dataclass
-class _RestyleChat:
-    """Where a restyle request came (bot/chat/surface.py RestyleSurface): a /restyle message
-    replying to a picture, or a picture with /restyle as its caption. Everything is answered in
-    the chat: Telegram has no message only one member of a group sees."""
-
-    adapter: TelegramAdapter
-    message: Message
-    caption_form: bool
-    lang: str | None
-    picture: _Picture | None = None
-
-    @property
-    def max_download_bytes(self) -> int:
-        return self.adapter.max_download_bytes
-
-    def place_refusal(self, lang: str | None) -> Refused | None:
-        return self.adapter._place_refusal(self.message, lang)
-
-    async def find_picture(self) -> Found | str:
-        tr = translator(self.lang)
-        source = self.message if self.caption_form else _replied(self.message)
-        if source is None:
-            return with_example(NO_PICTURE, tr)
-        self.picture = _picture_of(source)
-        if self.picture is None:
-            if not self.caption_form:
-                return with_example(NOT_A_PICTURE, tr)
-            return tr.gettext(
-                "That file is not a picture. Send a photo, or a picture file (PNG, JPEG, WebP), with "
-                "/restyle as its caption. For example:\n{example}"
-            ).format(example=EXAMPLE)
-        return Found(self.picture.size)
-
-    def too_big(self, size: int | None, tr: Translator) -> str:
-        return too_big(size, self.max_download_bytes, tr)
-
-    def bad_command(self, error: CommandError, tr: Translator) -> str:
-        return _with_example(error.render(tr), tr)
-
-    async def download(self) -> bytes | str:
-        assert self.picture is not None  # find_picture found it
-        return await fetch_picture(self.adapter.bot, self.picture, self.max_download_bytes, translator(self.lang))
-
-    async def refuse(self, text: str) -> None:
-        await self.adapter._answer(self.message, text)
-
-    def refusal_text(self, refused: Refused) -> str:
-        return refused.text
-
-    async def reply_data(self) -> dict[str, Any] | None:
-        assert self.picture is not None  # find_picture found it
-        message = self.message
-        return {
-            "chat_id": message.chat.id,
-            "message_id": message.message_id,
-            "thread_id": message.message_thread_id if message.is_topic_message else None,
-            "group": message.chat.type != "private",
-            "picture_file_id": self.picture.file_id,
-            "picture_kind": self.picture.kind,
-        }
-
-    async def not_started(self) -> None:
-        pass  # nothing was put in the chat before the job was refused
-
-    async def answered_already(self) -> None:
-        pass  # nothing was put in the chat before the service saw the request again
-
-    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._statuses.open(accepted, reply, self.lang)
-
-
-@dataclass
-class _PressChat:
-    """Where a button was pressed (bot/chat/surface.py PressSurface). Telegram takes one answer
-    per press (answerCallbackQuery: a passing toast or an alert of at most 200 characters, and
-    the button spins until it comes); what is said after that, or is longer, is a message in the
-    chat answering the buttons' message. Files and pictures are sent there too: Telegram has no
-    message only one member of a group sees."""
-
-    adapter: TelegramAdapter
-    query: CallbackQuery
-    message: Message
-    member: Member
-    job_id: str  # the pressed button's
-    answered: bool = False
-    file_limit: int = DOCUMENT_LIMIT_BYTES
-    files_limit: int = DOCUMENT_LIMIT_BYTES  # each document of an album has the whole limit
-    result_name: str = "restyle"
-
-    @property
-    def picture_limit(self) -> int:
-        return self.adapter._delivery.photo_limit_bytes
-
-    @property
-    def _thread(self) -> int | None:
-        return self.message.message_thread_id if self.message.is_topic_message else None
-
-    def _reply_to(self) -> ReplyParameters:
-        return ReplyParameters(self.message.message_id, allow_sending_without_reply=True)
-
-    async def _answer_query(self, text: str | None = None, *, alert: bool = False) -> None:
-        if not self.answered:
-            self.answered = True
-            await _quietly(self.query.answer(text, show_alert=alert))
-
-    async def notice(self, text: str) -> None:
-        if not self.answered and len(text) <= CALLBACK_ANSWER_LIMIT:
-            await self._answer_query(text, alert=True)
-            return
-        await self._answer_query()
-        await self.adapter._answer(self.message, text)
-
-    async def acknowledge(self, text: str | None = None) -> None:
-        await self._answer_query(text)
-
-    def place_refusal(self, lang: str | None) -> Refused | None:
-        return self.adapter._place_refusal(self.message, lang)
-
-    async def reply_data(self, job: JobView) -> dict[str, Any]:
-        return {
-            "chat_id": self.message.chat.id,
-            "message_id": self.message.message_id,  # the buttons message: the new result answers it
-            "thread_id": job.reply.get("thread_id"),
-            "group": job.reply.get("group", False),
-            "picture_file_id": job.reply.get("picture_file_id"),
-            "picture_kind": job.reply.get("picture_kind"),
-            "parent": job.id,
-        }
-
-    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._statuses.open(accepted, reply, self.member.lang)
-
-    async def not_started(self) -> None:
-        """reply_data sent nothing: the status message comes only with `queued`."""
-
-    async def cancelling(self, job_id: str) -> None:
-        # Before the service cancels: a progress edit starting meanwhile could land after "Cancelled".
-        self.adapter._statuses.follower.stop(job_id)
-
-    async def finish_status(self, job_id: str, text: str) -> None:
-        await self.adapter._statuses.finish(job_id, text)
-
-    async def send_file(self, name: str, data: bytes) -> None:
-        try:
-            await self.adapter._delivery.send_file(self.job_id, self.message.chat.id, data, name, self._reply_to(),
-                                          self._thread)  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send %s (%s)", self.job_id, name, short_error(exc))
-
-    async def send_files(self, files: list[tuple[str, bytes]]) -> None:
-        try:
-            await send_files(self.adapter.bot, self.message.chat.id, files, self._reply_to(), self._thread,
-                             self.adapter._delivery.media_read_timeout_s)  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send the files (%s)", self.job_id, short_error(exc))
-
-    async def send_picture(self, data: bytes, caption: str) -> None:
-        try:
-            photo = await asyncio.to_thread(self.adapter._delivery.photo_payload, data)  # inside Telegram's photo sides
-            await self.adapter.bot.send_photo(
-                self.message.chat.id, photo, caption=caption, reply_parameters=self._reply_to(),
-                message_thread_id=self._thread, read_timeout=self.adapter._delivery.media_read_timeout_s,
-            )  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send the side-by-side picture (%s)", self.job_id, short_error(exc))
-
-    async def send_result(self, delivery: Delivery) -> None:
-        """As a delivered result (album and buttons), answering the buttons' message."""
-        job = delivery.job
-        reply = {
-            "chat_id": self.message.chat.id,
-            "message_id": self.message.message_id,
-            "thread_id": job.reply.get("thread_id"),
-            "picture_file_id": job.reply.get("picture_file_id"),
-            "picture_kind": job.reply.get("picture_kind"),
-        }
-        try:
-            async with self.adapter._delivery.sending(self.message.chat.id):
-                # Not a delivery of the service's: nothing to record (a second press sends it again).
-                await deliver_result(Delivering(self.adapter._delivery, job, reply, delivery, recorded=False), job)
-        except TelegramError as exc:
-            log.warning("job %s: could not send the kept result (%s)", job.id, short_error(exc))
-
-
-async def _quietly(awaitable: Awaitable[Any]) -> None:
-    try:
-        await awaitable
-    except TelegramError as exc:
-        log.info("Telegram call failed (%s)", short_error(exc))
