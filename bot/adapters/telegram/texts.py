@@ -165,3 +165,18 @@ def _with_example(error: str, tr: Translator = ENGLISH) -> str:
     if EXAMPLE in error:
         return error
     return error + "\n" + tr.gettext("For example: {example}").format(example=EXAMPLE)
+
+
+# (command, description): the names stay English in every language (they are what members type,
+# and what /help, the README and shared recipes say); the descriptions are translated.
+COMMAND_TEXTS = [
+    ("restyle", N_("Reply to a picture: /restyle <new style>")),
+    ("styles", N_("Ready-made styles: /restyle style=neon")),
+    ("me", N_("Your tier and what is left today")),
+    ("upgrade", N_("Skip the queue and get more restyles")),
+    ("cancel", N_("Cancel your waiting jobs")),
+    ("link", N_("Share your tier with the bot on Discord")),
+    ("terms", N_("Terms of the paid plans")),
+    ("paysupport", N_("Help with a payment")),
+    ("help", N_("How to use the bot, with examples")),
+]
