@@ -14,6 +14,10 @@ Everything the adapter needs to answer later (chat, message to reply to, status 
 original picture's file_id) lives in the job's `reply` dict, which the service keeps in SQLite:
 a restart loses nothing. Delivery steps already done (album, buttons) are recorded there too, so
 a retried delivery does not send the album twice.
+
+This module builds the Application, holds the command and button handlers, and is the service's
+FrontEnd; the rest has a module of its own: how updates arrive (updates.py), status messages
+(statuses.py), delivery (delivery.py), what the bot/chat/ flows answer through (surfaces.py).
 """
 
 from __future__ import annotations
@@ -21,11 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram import (
-    Message,
-    Update,
-    User,
-)
+from telegram import Message, Update, User
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -40,33 +40,15 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot.adapters.telegram.buttons import BUTTON_DATA, recipe_buttons
-from bot.adapters.telegram.connection import (
-    LogRedaction,
-    _Limiter,
-    short_error,
-)
+from bot.adapters.telegram.connection import LogRedaction, _Limiter, short_error
 from bot.adapters.telegram.delivery import ReplyRecords, TelegramDelivery
 from bot.adapters.telegram.moved_chats import MovedChats
-from bot.adapters.telegram.parsing import (
-    CAPTION_COMMAND,
-    _is_request,
-    _posted_as_chat,
-    _replied,
-)
+from bot.adapters.telegram.parsing import CAPTION_COMMAND, _is_request, _posted_as_chat, _replied
 from bot.adapters.telegram.replies import answer, quietly
 from bot.adapters.telegram.statuses import TelegramStatuses
 from bot.adapters.telegram.surfaces import ChatParts, CommandChat, PressChat, RestyleChat
-from bot.adapters.telegram.texts import (
-    BAN_USAGE,
-    DONE,
-    POST_AS_YOURSELF,
-    START_TEXT,
-    addressed_commands,
-    with_example,
-)
-from bot.adapters.telegram.texts import (
-    FAILED as FAILED_TEXT,
-)
+from bot.adapters.telegram.texts import BAN_USAGE, DONE, POST_AS_YOURSELF, START_TEXT, addressed_commands, with_example
+from bot.adapters.telegram.texts import FAILED as FAILED_TEXT
 from bot.adapters.telegram.updates import RECONNECT_DELAYS_S, TelegramUpdates
 from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
@@ -75,11 +57,7 @@ from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
 from bot.chat.statuses import status_key
 from bot.clock import Clock, MonotonicClock
-from bot.commands import (
-    MAX_PLATFORM_ID,
-    usage,
-    whole_number,
-)
+from bot.commands import MAX_PLATFORM_ID, usage, whole_number
 from bot.config import Config
 from bot.core.types import Delivery, JobView, Member, Refused, SweepDelivery
 from bot.i18n import Translator, translator
@@ -204,10 +182,8 @@ class TelegramAdapter:
     # Start and stop ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and take updates. If Telegram cannot be reached, keep trying in the
-        background and return anyway: the rest of the bot (and its queue) runs meanwhile.
-        A refused token or a webhook port that can't be had raise AdapterStartError: no
-        amount of retrying fixes those."""
+        """Connect and take updates (bot/adapters/telegram/updates.py): returns while Telegram
+        cannot be reached yet; raises AdapterStartError for what no retrying fixes."""
         await self._updates.start(self.listeners)
 
     async def stop(self) -> None:

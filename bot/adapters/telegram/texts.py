@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from telegram import BotCommand
+
 from bot.chat.surface import Style, plain
 from bot.chat.texts import result_facts
 from bot.commands import EXAMPLE
@@ -180,3 +182,12 @@ COMMAND_TEXTS = [
     ("paysupport", N_("Help with a payment")),
     ("help", N_("How to use the bot, with examples")),
 ]
+
+
+def commands_in(lang: str | None) -> list[BotCommand]:
+    """The command list with its descriptions in `lang` (None: English, the default list)."""
+    tr = translator(lang)
+    return [BotCommand(name, tr.gettext(description)) for name, description in COMMAND_TEXTS]
+
+
+COMMANDS = commands_in(None)

@@ -11,13 +11,13 @@ update is handed to the Application built there."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-from telegram import BotCommand, Update
+from telegram import Update
 from telegram.error import BadRequest, Conflict, InvalidToken, TelegramError
 from telegram.ext import Application
 
@@ -27,11 +27,11 @@ from bot.adapters.telegram.connection import (
     short_error,
     webhook_problem,
     webhook_secret,
-    webhook_secret_matches,
 )
-from bot.adapters.telegram.texts import COMMAND_TEXTS
+from bot.adapters.telegram.texts import COMMANDS, commands_in
+from bot.adapters.telegram.webhook import serve_webhook
 from bot.config import TelegramSettings
-from bot.i18n import LANGUAGES, translator
+from bot.i18n import LANGUAGES
 from bot.listener import Listeners, keep_listening, stream_name
 
 log = logging.getLogger("bot.telegram")
@@ -39,15 +39,6 @@ log = logging.getLogger("bot.telegram")
 PLATFORM = "telegram"
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-
-
-def commands_in(lang: str | None) -> list[BotCommand]:
-    """The command list with its descriptions in `lang` (None: English, the default list)."""
-    tr = translator(lang)
-    return [BotCommand(name, tr.gettext(description)) for name, description in COMMAND_TEXTS]
-
-
-COMMANDS = commands_in(None)
 
 
 class TelegramUpdates:
@@ -361,58 +352,34 @@ class TelegramUpdates:
         self._spawn(handle())
 
     async def _start_webhook(self, set_it: bool = True) -> None:
-        """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
-        secret token header."""
-        from aiohttp import web
-
-        settings = self.settings
-        assert settings.webhook_url
-        secret = webhook_secret(self.token)
-        path = urlsplit(settings.webhook_url).path or "/"
-        inbox = self.listeners.inbox(PLATFORM) if self.listeners is not None else None
-
-        async def receive(request: web.Request) -> web.Response:
-            if not webhook_secret_matches(request.headers.get("X-Telegram-Bot-Api-Secret-Token"), secret):
-                return web.Response(status=403)
-            try:
-                data = await request.json()
-                update = Update.de_json(data, self.bot)
-            except Exception:
-                return web.Response(status=400)
-            if inbox is None:
-                await self.application.update_queue.put(update)
-                return web.Response(status=200)
-            key = f"update:{update.update_id}"
-            try:
-                new = key not in self.in_hand and await inbox.receive(key, json.dumps(update.to_dict()))
-            except Exception as exc:
-                # Not written down: not 200, so Telegram sends it again (Bot API, setWebhook: "In
-                # case of an unsuccessful request, we will give up after a reasonable amount of
-                # attempts"), to this front end or another.
-                log.warning(
-                    "could not write Telegram %s down (%s); asking Telegram to send it again", key, short_error(exc)
-                )
-                return web.Response(status=503)
-            if new:  # else a retry of one written down before: handled there, or by the holder
-                self._spawn_handling(inbox, key, update)
-            return web.Response(status=200)
-
+        """Take Telegram's posts at the webhook URL (bot/adapters/telegram/webhook.py)."""
         if self._webhook_runner is None:
-            server = web.Application()
-            server.router.add_post(path, receive)
-            runner = web.AppRunner(server, handle_signals=False, access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
-            except OSError as exc:
-                await runner.cleanup()
-                raise AdapterStartError(
-                    f"The Telegram webhook cannot listen on {settings.webhook_listen}:{settings.webhook_port} "
-                    f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
-                ) from None
-            self._webhook_runner = runner
+            inbox = self.listeners.inbox(PLATFORM) if self.listeners is not None else None
+            take = functools.partial(self._take_posted, inbox)
+            self._webhook_runner = await serve_webhook(self.settings, self.token, self.bot, take)
         if set_it:
             await self._set_webhook()
+
+    async def _take_posted(self, inbox: Any, update: Update) -> int:
+        """A webhook post's update: handled (without an inbox), or written down in the inbox and
+        handled; the HTTP status is what Telegram is answered."""
+        if inbox is None:
+            await self.application.update_queue.put(update)
+            return 200
+        key = f"update:{update.update_id}"
+        try:
+            new = key not in self.in_hand and await inbox.receive(key, json.dumps(update.to_dict()))
+        except Exception as exc:
+            # Not written down: not 200, so Telegram sends it again (Bot API, setWebhook: "In
+            # case of an unsuccessful request, we will give up after a reasonable amount of
+            # attempts"), to this front end or another.
+            log.warning(
+                "could not write Telegram %s down (%s); asking Telegram to send it again", key, short_error(exc)
+            )
+            return 503
+        if new:  # else a retry of one written down before: handled there, or by the holder
+            self._spawn_handling(inbox, key, update)
+        return 200
 
     async def _set_webhook(self) -> None:
         settings = self.settings
