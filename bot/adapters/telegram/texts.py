@@ -61,7 +61,7 @@ START_TEXT = N_(
     "/help shows every option, /me your tier and what is left today."
 )
 
-# How a status message ends (bot/adapters/telegram/adapter.py _finish_status): "done" deletes it.
+# How a status message ends (bot/adapters/telegram/statuses.py TelegramStatuses.finish): "done" deletes it.
 DONE = N_("Done ✓")
 FAILED = N_("Failed.")
 CANCELLED = N_("Cancelled.")
