@@ -393,7 +393,7 @@ async def test_a_progress_update_arriving_after_cancel_does_not_reopen_its_statu
     edits = len(fake.calls_to("editMessageText"))
     await bot.adapter.job_updated(replace(running, status="running", progress=0.4))  # late: sent before the cancel
     await bot.adapter.job_updated(replace(running, status="cancelled"))
-    await bot.adapter._status_edits.settled(job_id)
+    await bot.adapter._statuses.edits.settled(job_id)
     assert fake.live(status)["text"] == "Cancelled with /cancel."
     assert len(fake.calls_to("editMessageText")) == edits
     engine.gate.set()
@@ -571,7 +571,7 @@ async def test_a_held_free_result_says_once_when_it_arrives_and_offers_upgrade(s
     assert "reply_markup" not in edit.params  # done: nothing left to cancel
     await clock.advance(15)
     await bot.adapter.job_updated(await bot.app.service.jobs.job(job_id))  # the same held job seen again
-    await bot.adapter._status_edits.settled(job_id)
+    await bot.adapter._statuses.edits.settled(job_id)
     assert len(held()) == 1 and fake.calls_to("sendMediaGroup") == []  # said once; the result waits
     await clock.advance(25)
     await finish(bot, fake)

@@ -103,7 +103,7 @@ async def handled_everything(app: App, adapter: TelegramAdapter, fake: FakeTeleg
 
     await wait_until(confirmed, what="the updates to be confirmed")
     await asyncio.wait_for(adapter.application.update_queue.join(), 5)  # python-telegram-bot's own polling
-    await wait_until(lambda: not getattr(adapter, "_in_hand", ()), what="the leased updates to be handled")
+    await wait_until(lambda: not adapter._updates.in_hand, what="the leased updates to be handled")
     await asyncio.wait_for(app.service.dispatch.wait_delivered(), 5)
 
 
@@ -207,7 +207,7 @@ async def test_with_a_webhook_one_front_end_sets_it_and_a_retried_update_is_hand
     request = fake.message(ANA, text="/restyle ink", reply_to=photo_message(fake), push=False)
     assert await post_update(ports[1], secret, {"update_id": 70_002, "message": request}) == 200
     await wait_until(lambda: queued_answers(fake, request), what="the other front end's answer")
-    await wait_until(lambda: not first_adapter._in_hand and not second_adapter._in_hand, what="the updates to be handled")
+    await wait_until(lambda: not first_adapter._updates.in_hand and not second_adapter._updates.in_hand, what="the updates to be handled")
     assert len(replies_to(fake, question)) == 1
     assert len(fake.calls_to("setWebhook")) == 1
     assert fake.calls_to("getUpdates") == []
@@ -233,7 +233,7 @@ async def test_a_webhook_update_a_stopped_front_end_wrote_down_is_handled_by_the
     await wait_parked(clock, clock.now() + LEASE_S / 3)
     await clock.advance(LEASE_S / 3)
     await wait_until(lambda: queued_answers(fake, orphan), what="the left-over update's answer")
-    await wait_until(lambda: counting.sweeps > sweeps and not adapter._in_hand, what="the sweep to end")
+    await wait_until(lambda: counting.sweeps > sweeps and not adapter._updates.in_hand, what="the sweep to end")
     assert [key for key, _ in await app.store.unhandled("telegram")] == ["update:80002"]
     assert replies_to(fake, in_hand) == []
     await asyncio.wait_for(app.service.dispatch.wait_delivered(), 5)

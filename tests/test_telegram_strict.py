@@ -372,7 +372,7 @@ async def test_status_editing_stops_after_a_403(start_bot, fake):
     fake.blocked.add(ANA["id"])  # Ana blocks the bot while she waits
     engine.gate.set()  # the queue moves: Ana's status wants "#1 in line" and gets the 403
     await fake.wait_until(lambda: any(c.failed and c.params["chat_id"] == ANA["id"] for c in fake.calls_to("editMessageText")))
-    status_edits = bot.adapter._status_edits
+    status_edits = bot.adapter._statuses.edits
     await status_edits.settled(job_id)
     edits = len(fake.calls_to("editMessageText"))
     view = await bot.app.service.jobs.job(job_id)

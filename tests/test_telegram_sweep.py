@@ -310,7 +310,7 @@ async def test_a_sheet_wider_than_telegram_takes_gets_a_margin(start_bot, fake):
     bot = await start_bot()
     wide = io.BytesIO()
     Image.new("RGB", (2400, 100), (90, 30, 200)).save(wide, format="PNG")
-    photo = await asyncio.to_thread(bot.adapter._photo_payload, wide.getvalue())
+    photo = await asyncio.to_thread(bot.adapter._delivery.photo_payload, wide.getvalue())
     with Image.open(io.BytesIO(photo)) as img:
         assert img.width <= 20 * img.height and img.width + img.height <= 10_000
     chat = fake.message(ANA, text="/start", push=False)["chat"]["id"]

@@ -14,43 +14,18 @@ Everything the adapter needs to answer later (chat, message to reply to, status 
 original picture's file_id) lives in the job's `reply` dict, which the service keeps in SQLite:
 a restart loses nothing. Delivery steps already done (album, buttons) are recorded there too, so
 a retried delivery does not send the album twice.
+
+This module builds the Application, holds the command and button handlers, and is the service's
+FrontEnd; the rest has a module of its own: how updates arrive (updates.py), status messages
+(statuses.py), delivery (delivery.py), what the bot/chat/ flows answer through (surfaces.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
-from telegram import (
-    BotCommand,
-    CallbackQuery,
-    InlineKeyboardMarkup,
-    InputFile,
-    InputMediaPhoto,
-    Message,
-    ReplyParameters,
-    Update,
-    User,
-)
-from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    Conflict,
-    Forbidden,
-    InvalidToken,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
-    TimedOut,
-)
+from telegram import Message, Update, User
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -64,134 +39,38 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot.adapters import AdapterStartError
-from bot.adapters.telegram.buttons import BUTTON_DATA, _cancel_markup, recipe_buttons, result_buttons
-from bot.adapters.telegram.connection import (
-    LogRedaction,
-    _Limiter,
-    short_error,
-    webhook_problem,
-    webhook_secret,
-    webhook_secret_matches,
-)
-from bot.adapters.telegram.parsing import (
-    CAPTION_COMMAND,
-    _is_request,
-    _Picture,
-    _picture_of,
-    _posted_as_chat,
-    _replied,
-    _stale_file_id,
-)
-from bot.adapters.telegram.pictures import fetch_picture, photo_payload, too_big
-from bot.adapters.telegram.replies import answer
-from bot.adapters.telegram.sweep import send_files, send_sweep_step
-from bot.adapters.telegram.texts import (
-    BAN_USAGE,
-    DONE,
-    NO_PICTURE,
-    NO_RIGHTS_TEXT,
-    NOT_A_PICTURE,
-    POST_AS_YOURSELF,
-    START_TEXT,
-    TELEGRAM_STYLE,
-    _with_example,
-    addressed_commands,
-    position_step_matters,
-    queued_text,
-    result_caption,
-    status_text,
-    with_example,
-)
-from bot.adapters.telegram.texts import (
-    FAILED as FAILED_TEXT,
-)
+from bot.adapters.telegram.buttons import BUTTON_DATA, recipe_buttons
+from bot.adapters.telegram.connection import LogRedaction, _Limiter, short_error
+from bot.adapters.telegram.delivery import ReplyRecords, TelegramDelivery
+from bot.adapters.telegram.moved_chats import MovedChats
+from bot.adapters.telegram.parsing import CAPTION_COMMAND, _is_request, _posted_as_chat, _replied
+from bot.adapters.telegram.replies import answer, quietly
+from bot.adapters.telegram.statuses import TelegramStatuses
+from bot.adapters.telegram.surfaces import ChatParts, CommandChat, PressChat, RestyleChat
+from bot.adapters.telegram.texts import BAN_USAGE, DONE, POST_AS_YOURSELF, START_TEXT, addressed_commands, with_example
+from bot.adapters.telegram.texts import FAILED as FAILED_TEXT
+from bot.adapters.telegram.updates import RECONNECT_DELAYS_S, TelegramUpdates
 from bot.adapters.telegram.upgrades import TelegramUpgrades
 from bot.chat import account, texts
 from bot.chat import admin as admin_commands
-from bot.chat.delivery import (
-    ALBUM,
-    BUTTONS,
-    FILE,
-    deliver_failure,
-    deliver_result,
-    deliver_sweep,
-    failure_reason,
-    refused_for_good,
-    sweep_lead,
-)
 from bot.chat.presses import Press, handle_press
 from bot.chat.restyle import RestyleRequest, handle_restyle
-from bot.chat.status import FAILED, GONE, NOT_MODIFIED, SHOWN, Budget, EditOutcome, hold
-from bot.chat.statuses import StatusFollower, status_key
-from bot.chat.surface import Found, Style
-from bot.chat.sweep import sweep_status
+from bot.chat.statuses import status_key
 from bot.clock import Clock, MonotonicClock
-from bot.commands import (
-    EXAMPLE,
-    MAX_PLATFORM_ID,
-    OUTPUT_FORMATS,
-    CommandError,
-    usage,
-    whole_number,
-)
+from bot.commands import MAX_PLATFORM_ID, usage, whole_number
 from bot.config import Config
-from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Member, Refused, SweepDelivery
-from bot.i18n import LANGUAGES, N_, Translator, translator
-from bot.listener import Listeners, keep_listening, stream_name
+from bot.core.types import Delivery, JobView, Member, Refused, SweepDelivery
+from bot.i18n import Translator, translator
+from bot.listener import Listeners
 from bot.moderation import Place, place_refusal
 from bot.service import RestyleService
 
 log = logging.getLogger("bot.telegram")
 
 PHOTO_LIMIT_BYTES = 10_000_000  # Telegram's photo upload limit
-CALLBACK_ANSWER_LIMIT = 200  # Bot API, answerCallbackQuery: text of 0-200 characters
-DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 EDIT_INTERVAL_S = 3.0  # one status edit per message per this many seconds (private chats)
 GROUP_EDIT_INTERVAL_S = 10.0  # groups share 20 messages a minute across the whole chat
 MEDIA_READ_TIMEOUT_S = 60.0  # Telegram answers an album only once it has processed every picture
-PRIVATE_CHAT_SPACING_S = 1.0  # Telegram: about one message a second per chat
-RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
-
-# (command, description): the names stay English in every language (they are what members type,
-# and what /help, the README and shared recipes say); the descriptions are translated.
-COMMAND_TEXTS = [
-    ("restyle", N_("Reply to a picture: /restyle <new style>")),
-    ("styles", N_("Ready-made styles: /restyle style=neon")),
-    ("me", N_("Your tier and what is left today")),
-    ("upgrade", N_("Skip the queue and get more restyles")),
-    ("cancel", N_("Cancel your waiting jobs")),
-    ("link", N_("Share your tier with the bot on Discord")),
-    ("terms", N_("Terms of the paid plans")),
-    ("paysupport", N_("Help with a payment")),
-    ("help", N_("How to use the bot, with examples")),
-]
-
-
-def commands_in(lang: str | None) -> list[BotCommand]:
-    """The command list with its descriptions in `lang` (None: English, the default list)."""
-    tr = translator(lang)
-    return [BotCommand(name, tr.gettext(description)) for name, description in COMMAND_TEXTS]
-
-
-COMMANDS = commands_in(None)
-
-
-@dataclass(frozen=True)
-class _StatusMessage:
-    """Where a job's status message is (its edits go through the StatusThrottle)."""
-
-    chat_id: int
-    message_id: int
-    lang: str | None = None  # its member's language: how it ends is said in it
-
-
-@dataclass
-class _JobState:
-    """Per-job bookkeeping that must agree between the handler and delivery."""
-
-    reply_changes: dict[str, Any] = field(default_factory=dict)
 
 
 class TelegramAdapter:
@@ -220,38 +99,30 @@ class TelegramAdapter:
         self.service = service
         self.token = settings.token
         self.max_download_bytes = int(settings.max_download_mb * 1_000_000)
-        self.edit_interval_s = edit_interval_s
-        self.group_edit_interval_s = group_edit_interval_s
-        self.photo_limit_bytes = photo_limit_bytes
-        self.poll_timeout_s = poll_timeout_s
-        self.reconnect_delays_s = reconnect_delays_s
-        self.ready = False  # connected: getMe answered and updates are coming in
-        self._ready_event = asyncio.Event()
-        self.ready_wait_s = ready_wait_s
-        self.media_read_timeout_s = media_read_timeout_s
-        self._messages: dict[str, _StatusMessage] = {}  # status key -> its status message
-        self._status_clock = status_clock or MonotonicClock()  # spaces status edits out (real time in tests too)
-        self._statuses = StatusFollower(_StatusChats(self), service, self._status_clock, name="tg-status")
-        self._status_edits = self._statuses.throttle
-        self._moved_to: dict[int, int] = {}  # group id -> the supergroup it became
-        self._moved_from: dict[int, int] = {}
+        self._moves = MovedChats(config.access.telegram_chats)
+        self._replies = ReplyRecords(service.jobs.update_reply)
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
-        self._jobs: dict[str, _JobState] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._connect_task: asyncio.Task[None] | None = None
-        self._webhook_runner: Any = None
         # Several front ends on one database (set by the app): only the holder of this token's
         # lease calls getUpdates; None (one process) polls as python-telegram-bot does.
         self.listeners: Listeners | None = None
-        self._lease_task: asyncio.Task[None] | None = None
-        self._poll_task: asyncio.Task[None] | None = None
-        self._in_hand: set[str] = set()  # update keys being handled in this process
-        self._handling = asyncio.Semaphore(64)  # as concurrent_updates(64) below
-        self._initialized = False
-        self._stopping = False
         self._log_redaction = LogRedaction(self.token)
         self._log_redaction.install()  # before building: the Bot logs its URLs as it is made
         self.application = self._build(request, get_updates_request)
+        self._statuses = TelegramStatuses(
+            self.application.bot, service, status_clock or MonotonicClock(), self._moves, self._replies,
+            edit_interval_s=edit_interval_s, group_edit_interval_s=group_edit_interval_s,
+        )  # fmt: skip
+        self._updates = TelegramUpdates(
+            self.application, settings, self.token, self._log_redaction, self._statuses.edits.tasks,
+            poll_timeout_s=poll_timeout_s, reconnect_delays_s=reconnect_delays_s,
+        )  # fmt: skip
+        self._delivery = TelegramDelivery(
+            self.application.bot, service, self._replies, self._moves, self._statuses.edits.sending,
+            self._updates.connected_within, photo_limit_bytes=photo_limit_bytes,
+            media_read_timeout_s=media_read_timeout_s, ready_wait_s=ready_wait_s,
+        )  # fmt: skip
+        self._parts = ChatParts(self.application.bot, self._statuses, self._delivery, self._place_refusal,
+                                self.max_download_bytes)  # fmt: skip
 
     # Building ----------------------------------------------------------------------------------
 
@@ -311,263 +182,19 @@ class TelegramAdapter:
     # Start and stop ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and take updates. If Telegram cannot be reached, keep trying in the
-        background and return anyway: the rest of the bot (and its queue) runs meanwhile.
-        A refused token or a webhook port that can't be had raise AdapterStartError: no
-        amount of retrying fixes those."""
-        self._stopping = False
-        problem = webhook_problem(self.config.telegram.webhook_url, self.config.telegram.base_url)
-        if problem is not None:
-            raise AdapterStartError(problem)
-        self._log_redaction.install()
-        try:
-            await self._connect()
-        except InvalidToken:
-            await self.stop()
-            raise AdapterStartError(
-                "Telegram refused the bot token; check [telegram] token (or RESTYLE_TELEGRAM_TOKEN) "
-                "against the one @BotFather gave you."
-            ) from None
-        except AdapterStartError:
-            await self.stop()
-            raise
-        except (TelegramError, OSError) as exc:
-            log.warning("Telegram is not reachable (%s); retrying in the background", short_error(exc))
-            self._connect_task = asyncio.create_task(self._connect_forever(), name="telegram-connect")
-
-    async def _connect(self) -> None:
-        if not self._initialized:
-            await self.application.initialize()  # getMe
-            self._initialized = True
-        if not self.application.running:
-            await self.application.start()
-        if self.config.telegram.webhook_url and self.listeners is not None:
-            await self._start_webhook(set_it=False)
-            if self._lease_task is None or self._lease_task.done():
-                self._lease_task = asyncio.create_task(self._keep_webhook_leases(), name="telegram-lease")
-        elif self.config.telegram.webhook_url:
-            await self._start_webhook()
-        elif self.listeners is not None:
-            if self._lease_task is None or self._lease_task.done():
-                lease = self.listeners.lease(stream_name("telegram", self.token))
-                self._lease_task = asyncio.create_task(
-                    keep_listening(lease, self._start_leased_polling, self._stop_leased_polling), name="telegram-lease"
-                )
-        elif not self.application.updater.running:  # type: ignore[union-attr]  # polling: built with an Updater
-            await self.application.updater.start_polling(  # type: ignore[union-attr]  # as above
-                poll_interval=0.0,
-                timeout=int(self.poll_timeout_s),
-                allowed_updates=ALLOWED_UPDATES,
-                drop_pending_updates=False,  # requests sent while the bot was down still count
-                error_callback=self._on_poll_error,
-            )
-        if not self.ready:
-            self._log_privacy_mode()
-        self.ready = True
-        self._ready_event.set()
-        log.info("Telegram connected as @%s (%s)", self.bot.username,
-                 "webhook" if self.config.telegram.webhook_url else "long polling")  # fmt: skip
-        self._spawn(self._register_commands())
-
-    def _log_privacy_mode(self) -> None:
-        if self.bot.bot.can_read_all_group_messages:
-            log.info("Telegram privacy mode is off: the bot receives every group message (it answers only "
-                     "its commands; @BotFather /setprivacy turns privacy mode back on)")  # fmt: skip
-        else:
-            log.info("Telegram privacy mode is on: in groups the bot receives only /commands meant for it "
-                     "(/restyle@%s, or bare when it is the only bot), replies to its messages and service "
-                     "messages. That is all it needs.", self.bot.username)  # fmt: skip
-
-    async def _connect_forever(self) -> None:
-        attempt = 0
-        while not self._stopping:
-            delay = self.reconnect_delays_s[min(attempt, len(self.reconnect_delays_s) - 1)]
-            await asyncio.sleep(delay)
-            attempt += 1
-            try:
-                await self._connect()
-                return
-            except InvalidToken:
-                log.error("Telegram refused the bot token; the Telegram front end stays off until a restart.")
-                return
-            except AdapterStartError as exc:
-                log.error("%s The Telegram front end stays off until a restart.", exc)
-                return
-            except (TelegramError, OSError) as exc:
-                log.warning("Telegram still not reachable (%s); next try in %.0f s", short_error(exc),
-                            self.reconnect_delays_s[min(attempt, len(self.reconnect_delays_s) - 1)])  # fmt: skip
-
-    async def _register_commands(self) -> None:
-        for delay in (0.0, *self.reconnect_delays_s):
-            await asyncio.sleep(delay)
-            try:
-                # The default list (English) for everyone, then one per translated language:
-                # Telegram shows a member the list of their app's language when there is one.
-                await self.bot.set_my_commands(COMMANDS)
-                for lang in LANGUAGES:
-                    if lang != "en":
-                        await self.bot.set_my_commands(commands_in(lang), language_code=lang)
-                return
-            except TelegramError as exc:
-                log.warning("could not register the command list (%s); retrying", short_error(exc))
+        """Connect and take updates (bot/adapters/telegram/updates.py): returns while Telegram
+        cannot be reached yet; raises AdapterStartError for what no retrying fixes."""
+        await self._updates.start(self.listeners)
 
     async def stop(self) -> None:
-        self._stopping = True
-        self.ready = False
-        self._ready_event.clear()
-        if self._connect_task is not None:
-            self._connect_task.cancel()
-            await asyncio.gather(self._connect_task, return_exceptions=True)
-        if self._webhook_runner is not None:
-            await self._webhook_runner.cleanup()
-            self._webhook_runner = None
-        if self._lease_task is not None:
-            self._lease_task.cancel()  # stops polling and gives the lease to another front end
-            await asyncio.gather(self._lease_task, return_exceptions=True)
-            self._lease_task = None
-        updater = self.application.updater
-        if updater is not None and updater.running:
-            await updater.stop()
-        if self.application.running:
-            await self.application.stop()
-        status_tasks = self._status_edits.tasks()
-        for task in [*status_tasks, *self._tasks]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *status_tasks, return_exceptions=True)
-        if self._initialized:
-            await self.application.shutdown()
-            self._initialized = False
-        self._log_redaction.remove()
+        await self._updates.stop()
 
-    def _on_poll_error(self, exc: TelegramError) -> None:
-        if isinstance(exc, Conflict):
-            # PTB's network loop backs off (1 s, x1.5, up to 30 s) after each error it reports here.
-            if "webhook" in str(exc).lower():
-                cause = "a webhook is set for this bot token (another copy of the bot runs in webhook mode)"
-            else:
-                cause = ("another process is polling with this bot token (a second bot, or several "
-                         "--role frontend processes); Telegram gives updates to one reader only")  # fmt: skip
-            log.error("Telegram answered 409 Conflict: %s. Retrying with backoff until it stops.", cause)
-            return
-        log.warning("polling Telegram failed (%s); python-telegram-bot retries with backoff", short_error(exc))
+    @property
+    def ready(self) -> bool:
+        """Connected: getMe answered and updates are coming in."""
+        return self._updates.ready
 
-    # Polling under the listener lease (several front ends) -------------------------------------
-
-    async def _start_leased_polling(self) -> None:
-        self._poll_task = asyncio.create_task(self._poll_leased(), name="telegram-poll")
-
-    async def _stop_leased_polling(self) -> None:
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            await asyncio.gather(self._poll_task, return_exceptions=True)
-            self._poll_task = None
-
-    async def _poll_leased(self) -> None:
-        """getUpdates as python-telegram-bot's updater does, with one difference: each update is
-        written down in the database (the inbox) before the next getUpdates confirms it. So a
-        front end killed between the two leaves the update to the next holder, which fetches the
-        unconfirmed updates again and skips what the inbox already holds: none is lost, none is
-        handled twice."""
-        assert self.listeners is not None
-        inbox = self.listeners.inbox(self.platform)
-        delays = iter(self.reconnect_delays_s)
-        for key, body in await inbox.left_over():
-            if key not in self._in_hand:
-                log.info(
-                    "Telegram %s was received by a front end that stopped before handling it; handling it here", key
-                )
-                self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
-        offset: int | None = None
-        while True:
-            try:
-                updates = await self.bot.get_updates(
-                    offset=offset, timeout=int(self.poll_timeout_s), allowed_updates=ALLOWED_UPDATES
-                )
-                for update in updates:
-                    key = f"update:{update.update_id}"
-                    if key in self._in_hand or not await inbox.receive(key, json.dumps(update.to_dict())):
-                        continue  # fetched again after a handover or a failed write: handled elsewhere
-                    self._spawn_handling(inbox, key, update)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, TelegramError):
-                    self._on_poll_error(exc)
-                else:
-                    log.warning("could not take Telegram updates (%s); trying again", short_error(exc))
-                await asyncio.sleep(next(delays, self.reconnect_delays_s[-1]))
-                continue  # the offset stays: what was not written down comes again
-            delays = iter(self.reconnect_delays_s)
-            if updates:
-                offset = updates[-1].update_id + 1
-
-    # The webhook under the listener lease (several front ends) --------------------------------
-
-    async def _keep_webhook_leases(self) -> None:
-        """Every front end takes webhook posts (Telegram sends to one URL; behind a load balancer
-        any of them may get one) and writes each down before answering 200. The holder of the
-        token's lease is the one that sets the webhook (one setWebhook, not one per front end)
-        and handles what a front end that died wrote down and never handled: a front end proves
-        it is alive with a presence lease of its own."""
-        assert self.listeners is not None
-        lease = self.listeners.lease(stream_name("telegram", self.token))
-        present = self.listeners.lease(stream_name("telegram", self.token, f"frontend:{self.listeners.holder}"))
-
-        async def nothing() -> None:
-            return None
-
-        await asyncio.gather(
-            keep_listening(present, nothing, nothing),
-            keep_listening(lease, self._start_webhook_holding, self._stop_webhook_holding),
-        )
-
-    async def _start_webhook_holding(self) -> None:
-        await self._set_webhook()
-        self._poll_task = asyncio.create_task(self._sweep_webhook_left_overs(), name="telegram-webhook-sweep")
-
-    async def _stop_webhook_holding(self) -> None:
-        # The webhook stays set: the other front ends go on taking posts.
-        await self._stop_leased_polling()
-
-    async def _sweep_webhook_left_overs(self) -> None:
-        assert self.listeners is not None
-        inbox = self.listeners.inbox(self.platform)
-        prefix = stream_name("telegram", self.token, "frontend:")
-        while True:
-            try:
-                alive = {holder for _, holder in await self.listeners.holders(prefix)}
-                for key, body in await inbox.left_over(received_by_not_in=alive):
-                    if key not in self._in_hand:
-                        log.info(
-                            "Telegram %s was received by a front end that stopped before handling it; handling it here",
-                            key,
-                        )
-                        self._spawn_handling(inbox, key, Update.de_json(json.loads(body), self.bot))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "could not look for Telegram updates left by a stopped front end (%s); trying again",
-                    short_error(exc),
-                )
-            await self.listeners.clock.sleep(self.listeners.lease_s / 3)
-
-    def _spawn_handling(self, inbox: Any, key: str, update: Update) -> None:
-        self._in_hand.add(key)
-
-        async def handle() -> None:
-            try:
-                async with self._handling:
-                    await self.application.process_update(update)
-                await inbox.handled(key)
-            except Exception:
-                # Left unhandled in the inbox: the next holder handles it again, and a job it
-                # asked for is found by its request key instead of being queued twice.
-                log.exception("could not finish Telegram %s", key)
-            finally:
-                self._in_hand.discard(key)
-
-        self._spawn(handle())
+    # Answers to any update ---------------------------------------------------------------------
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling a Telegram update: %s", short_error(context.error), exc_info=context.error)
@@ -576,86 +203,17 @@ class TelegramAdapter:
             # The handler failed before (or after) answering: answer now. A second answer is
             # refused by Telegram and only logged.
             tr = translator(query.from_user.language_code if query.from_user else None)
-            await _quietly(
+            await quietly(
                 query.answer(tr.gettext("Something went wrong on my side; try again in a minute."), show_alert=True)
             )
 
     async def _on_unknown_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.callback_query is not None:
-            await _quietly(
+            await quietly(
                 update.callback_query.answer(
                     self._tr(update).gettext("That button is out of date; send /restyle again."), show_alert=True
                 )
             )
-
-    # Webhook -----------------------------------------------------------------------------------
-
-    async def _start_webhook(self, set_it: bool = True) -> None:
-        """Our own small aiohttp endpoint (no tornado needed); Telegram proves itself with the
-        secret token header."""
-        from aiohttp import web
-
-        settings = self.config.telegram
-        assert settings.webhook_url
-        secret = webhook_secret(self.token)
-        path = urlsplit(settings.webhook_url).path or "/"
-        inbox = self.listeners.inbox(self.platform) if self.listeners is not None else None
-
-        async def receive(request: web.Request) -> web.Response:
-            if not webhook_secret_matches(request.headers.get("X-Telegram-Bot-Api-Secret-Token"), secret):
-                return web.Response(status=403)
-            try:
-                data = await request.json()
-                update = Update.de_json(data, self.bot)
-            except Exception:
-                return web.Response(status=400)
-            if inbox is None:
-                await self.application.update_queue.put(update)
-                return web.Response(status=200)
-            key = f"update:{update.update_id}"
-            try:
-                new = key not in self._in_hand and await inbox.receive(key, json.dumps(update.to_dict()))
-            except Exception as exc:
-                # Not written down: not 200, so Telegram sends it again (Bot API, setWebhook: "In
-                # case of an unsuccessful request, we will give up after a reasonable amount of
-                # attempts"), to this front end or another.
-                log.warning(
-                    "could not write Telegram %s down (%s); asking Telegram to send it again", key, short_error(exc)
-                )
-                return web.Response(status=503)
-            if new:  # else a retry of one written down before: handled there, or by the holder
-                self._spawn_handling(inbox, key, update)
-            return web.Response(status=200)
-
-        if self._webhook_runner is None:
-            server = web.Application()
-            server.router.add_post(path, receive)
-            runner = web.AppRunner(server, handle_signals=False, access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
-            except OSError as exc:
-                await runner.cleanup()
-                raise AdapterStartError(
-                    f"The Telegram webhook cannot listen on {settings.webhook_listen}:{settings.webhook_port} "
-                    f"({exc.strerror or exc}); change [telegram] webhook_listen / webhook_port."
-                ) from None
-            self._webhook_runner = runner
-        if set_it:
-            await self._set_webhook()
-
-    async def _set_webhook(self) -> None:
-        settings = self.config.telegram
-        assert settings.webhook_url
-        try:
-            await self.bot.set_webhook(
-                settings.webhook_url, secret_token=webhook_secret(self.token), allowed_updates=ALLOWED_UPDATES
-            )
-        except BadRequest as exc:
-            # Not a network problem: Telegram will refuse this URL every time.
-            raise AdapterStartError(
-                f"Telegram refused the webhook URL {settings.webhook_url} ({exc.message}); fix [telegram] webhook_url."
-            ) from None
 
     # Members' requests -------------------------------------------------------------------------
 
@@ -677,7 +235,7 @@ class TelegramAdapter:
         if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
             old, new = (message.chat.id, message.migrate_to_chat_id) if message.migrate_to_chat_id else (
                 message.migrate_from_chat_id, message.chat.id)  # fmt: skip
-            self._chat_moved(int(old), int(new))  # type: ignore[arg-type]  # both set: see the if above
+            self._moves.moved(int(old), int(new))  # type: ignore[arg-type]  # both set: see the if above
             raise ApplicationHandlerStop
         if message is not None and _posted_as_chat(message):
             # Never a member account (a shared quota for "Telegram", /ban banning a channel).
@@ -685,7 +243,7 @@ class TelegramAdapter:
                 chat_id = message.chat.id
                 if chat_id not in self._told_post_as_self:
                     self._told_post_as_self.add(chat_id)
-                    await self._answer(message, self._tr(update).gettext(POST_AS_YOURSELF))
+                    await answer(self.bot, message, self._tr(update).gettext(POST_AS_YOURSELF))
             raise ApplicationHandlerStop
         user = update.effective_user
         if user is None or user.is_bot or not _is_request(update, self.bot.username or ""):
@@ -695,11 +253,11 @@ class TelegramAdapter:
             return
         if update.callback_query is not None:
             # Even a quiet refusal answers the press (without text): an unanswered button spins.
-            await _quietly(
+            await quietly(
                 update.callback_query.answer(None if refused.quiet else refused.text, show_alert=not refused.quiet)
             )
         elif not refused.quiet and update.message is not None:
-            await self._answer(update.message, refused.text)
+            await answer(self.bot, update.message, refused.text)
         raise ApplicationHandlerStop
 
     async def _on_restyle(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -716,51 +274,12 @@ class TelegramAdapter:
         # A chat and message id names the request: an update Telegram delivers again (a restart
         # before its offset was confirmed, a webhook retried) finds the job it queued.
         request = RestyleRequest(text, f"message:{message.chat.id}:{message.message_id}")
-        where = _RestyleChat(self, message, caption_form, user.language_code)
+        where = RestyleChat(self._parts, message, caption_form, user.language_code)
         await handle_restyle(self.service, self._member(user), request, where)
-
-    async def _open_status(self, result: Accepted, reply: dict[str, Any], message: Message, lang: str | None) -> None:
-        """Say "Queued" (with a Cancel button) and remember the status message. A sweep gets
-        one, keyed by its lead (the Cancel button cancels the whole sweep)."""
-        job_id = result.job_id
-        self._statuses.open(job_id)
-        tr = translator(lang)
-        text = queued_text(result.position, result.eta_s, tr)
-        if result.sweep:
-            lead = await self.service.jobs.job(job_id)
-            if lead is not None:
-                text = sweep_status(lead, tr)
-        try:
-            async with self._sending(reply["chat_id"]):
-                sent = await self.bot.send_message(
-                    reply["chat_id"],
-                    text,
-                    reply_parameters=ReplyParameters(reply["message_id"], allow_sending_without_reply=True),
-                    reply_markup=_cancel_markup(job_id, tr),
-                    message_thread_id=reply.get("thread_id"),
-                )
-        except TelegramError as exc:
-            # The result still arrives; only the progress messages are lost.
-            log.warning("job %s: could not send the status message (%s)", job_id, short_error(exc))
-            await self._statuses.opened(job_id, False)
-            return
-        self._messages[job_id] = _StatusMessage(sent.chat.id, sent.message_id, lang)
-        self._status_edits.track(job_id, sent.chat.id, self._edit_budget(bool(reply.get("group"))), shown=text,
-                                 position=result.position + 1, edited_at=self._status_clock.now())  # fmt: skip
-        await self._save_reply(job_id, reply, status_id=sent.message_id)
-        for sibling in result.sweep[1:]:  # each job of a sweep finds the one status after a restart
-            try:
-                await self.service.jobs.update_reply(sibling, {**reply, "status_id": sent.message_id})
-            except Exception:
-                log.warning("job %s: could not save its reply data", sibling, exc_info=True)
-        await self._statuses.opened(job_id, True)  # an end or an update heard meanwhile is said now
-
-    async def _answer(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        await answer(self.bot, message, text, markup)
 
     async def _on_start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.effective_message:
-            await self._answer(update.effective_message, with_example(START_TEXT, self._tr(update)))
+            await answer(self.bot, update.effective_message, with_example(START_TEXT, self._tr(update)))
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Usage, and a button per ready-made style that copies its command: the member pastes
@@ -776,7 +295,7 @@ class TelegramAdapter:
         tr = self._tr(update)
         markup = recipe_buttons(self.config.styles, addressed)
         note = "\n\n" + tr.gettext(texts.RECIPE_BUTTONS_NOTE) if markup else ""
-        await self._answer(message, usage(tr) + note, markup)
+        await answer(self.bot, message, usage(tr) + note, markup)
 
     async def _on_upgrade(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.upgrades.on_upgrade(update, context)
@@ -785,36 +304,26 @@ class TelegramAdapter:
         if update.effective_message is not None:
             user = update.effective_user
             lang = user.language_code if user is not None else None
-            await account.styles(self.config.styles, _CommandChat(self, update.effective_message), lang)
+            await account.styles(self.config.styles, CommandChat(self._parts, update.effective_message), lang)
 
     async def _on_me(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
         if message is not None and user is not None:
-            await account.me(self.service, self._member(user), _CommandChat(self, message))
+            await account.me(self.service, self._member(user), CommandChat(self._parts, message))
 
     async def _on_cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message, user = update.effective_message, update.effective_user
         if message is not None and user is not None:
-            await account.cancel(self.service, self._member(user), _CommandChat(self, message))
+            await account.cancel(self.service, self._member(user), CommandChat(self._parts, message))
 
     def _place_refusal(self, message: Message, lang: str | None) -> Refused | None:
         """[access] allow-lists: None where the bot works; elsewhere a refusal said once per chat.
         A supergroup made from an allowed group is allowed too (its id changed, not its members)."""
         chat = message.chat
-        old = self._moved_from.get(chat.id)
+        old = self._moves.was(chat.id)
         if old is not None and place_refusal(self.config.access, Place("telegram", chat_id=old)) is None:
             return None
         return self.service.admin.check_place(Place("telegram", chat_id=chat.id, private=chat.type == "private"), lang)
-
-    def _chat_moved(self, old: int, new: int) -> None:
-        """A group became a supergroup (a new chat id): deliveries go to the new id from now on."""
-        if self._moved_to.get(old) == new:
-            return
-        self._moved_to[old] = new
-        self._moved_from[new] = old
-        listed = old in self.config.access.telegram_chats
-        log.warning("Telegram group %s became supergroup %s; using the new id%s", old, new,
-                    f" (replace {old} with {new} in [access] telegram_chats)" if listed else "")  # fmt: skip
 
     # Admins ------------------------------------------------------------------------------------
 
@@ -834,7 +343,7 @@ class TelegramAdapter:
         admin = self._member(user)
         tr = translator(user.language_code)
         if not self.service.admin.is_admin(admin):
-            await self._answer(message, tr.gettext(texts.NOT_ADMIN).format(command=command))
+            await answer(self.bot, message, tr.gettext(texts.NOT_ADMIN).format(command=command))
             return
         args = list(context.args or [])
         target: Member | None = None
@@ -847,10 +356,10 @@ class TelegramAdapter:
             target = Member("telegram", str(user_id))
         if target is None:
             example = tr.gettext("spamming the group") if banned else tr.gettext("appeal accepted")
-            await self._answer(message, tr.gettext(BAN_USAGE).format(command=command, example=example))
+            await answer(self.bot, message, tr.gettext(BAN_USAGE).format(command=command, example=example))
             return
         await admin_commands.ban(
-            self.service, admin, target, " ".join(args).strip(), _CommandChat(self, message), banned=banned
+            self.service, admin, target, " ".join(args).strip(), CommandChat(self._parts, message), banned=banned
         )
 
     async def _on_queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -862,7 +371,7 @@ class TelegramAdapter:
         log_asked = bool(args) and args[0] == "log"
         count = whole_number(args[1], 1, 1_000_000) if log_asked and len(args) > 1 else None
         await admin_commands.queue(
-            self.service, self._member(user), _CommandChat(self, message), log=log_asked, count=count
+            self.service, self._member(user), CommandChat(self._parts, message), log=log_asked, count=count
         )
 
     # Buttons -----------------------------------------------------------------------------------
@@ -872,7 +381,7 @@ class TelegramAdapter:
         if query is None or not query.data:
             return
         if query.message is None:  # an inline message's buttons: ours never are
-            await _quietly(query.answer())
+            await quietly(query.answer())
             return
         action, _, rest = query.data.partition(":")
         fmt = ""
@@ -881,559 +390,22 @@ class TelegramAdapter:
         press = Press(action, rest, f"callback:{query.id}", fmt)
         member = self._member(query.from_user)
         # An InaccessibleMessage (too old for the bot to see) still names its chat and id.
-        await handle_press(self.service, member, press, _PressChat(self, query, query.message, member, rest))  # type: ignore[arg-type]
-
-    def _compare_url(self, job_id: str) -> str | None:
-        links = self.service.compare_links
-        return links.url(job_id, self.service.clock.now()) if links is not None else None
+        await handle_press(self.service, member, press, PressChat(self._parts, query, query.message, member, rest))  # type: ignore[arg-type]
 
     # The service's side (FrontEnd) -------------------------------------------------------------
 
     async def job_updated(self, job: JobView) -> None:
         """Show the job's state in its status message (bot/chat/statuses.py)."""
-        await self._statuses.updated(job)
-
-    def _edit_budget(self, group: bool) -> Budget:
-        """In a group all jobs share one edit every group_edit_interval_s (Telegram allows about
-        20 messages a minute per group, and results come first), and a queued place moves only by
-        a step worth one of them; in a private chat about one a second (Telegram's per-chat limit)."""
-        if group:
-            return Budget(self.group_edit_interval_s, self.group_edit_interval_s, position_step_matters)
-        return Budget(self.edit_interval_s, min(PRIVATE_CHAT_SPACING_S, self.edit_interval_s))
+        await self._statuses.follower.updated(job)
 
     async def deliver_result(self, delivery: Delivery) -> None:
-        job = delivery.job
-        await self._deliver(job, lambda reply: deliver_result(self._delivery(job, reply, delivery), job))
-        await self._finish_status(job.id, DONE)
+        await self._delivery.result(delivery)
+        await self._statuses.finish(delivery.job.id, DONE)
 
     async def deliver_failure(self, job: JobView) -> None:
-        await self._deliver(job, lambda reply: deliver_failure(self._delivery(job, reply)))
-        await self._finish_status(status_key(job), FAILED_TEXT)
+        await self._delivery.failure(job)
+        await self._statuses.finish(status_key(job), FAILED_TEXT)
 
     async def deliver_sweep(self, sweep: SweepDelivery) -> None:
-        """The sweep as one answer to its request (bot/adapters/telegram/sweep.py); each step
-        sent is recorded in the lead's reply, so a retry or a restart sends it once."""
-        lead = sweep_lead(sweep)
-        await self._deliver(lead, lambda reply: deliver_sweep(self._delivery(lead, reply, sweep), sweep))
-        await self._finish_status(sweep.sweep_id, DONE)
-
-    def _delivery(
-        self, job: JobView, reply: dict[str, Any], what: Delivery | SweepDelivery | None = None
-    ) -> _Delivering:
-        return _Delivering(self, job, reply, what)
-
-    async def _deliver(self, job: JobView, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
-        if not self.ready:
-            # The service resumes deliveries before front ends start, and Telegram may be down
-            # for a moment: wait a little before handing the job back to the retry schedule.
-            try:
-                await asyncio.wait_for(self._ready_event.wait(), self.ready_wait_s)
-            except TimeoutError:
-                raise DeliveryFailed("Telegram is not connected") from None
-        reply = {**job.reply, **self._state(job.id).reply_changes}
-        moved = self._moved_to.get(int(reply["chat_id"]))
-        if moved is not None:
-            await self._save_reply(job.id, job.reply, chat_id=moved)
-            reply = {**reply, "chat_id": moved}
-        for _ in range(3):  # another go only after a group became a supergroup or a topic went away
-            try:
-                async with self._sending(int(reply["chat_id"])):
-                    await send(reply)
-                return
-            except ChatMigrated as exc:
-                self._chat_moved(int(reply["chat_id"]), int(exc.new_chat_id))
-                await self._save_reply(job.id, job.reply, chat_id=exc.new_chat_id)
-                reply = {**reply, "chat_id": exc.new_chat_id}
-            except Forbidden as exc:
-                log.warning("job %s: the member blocked the bot or left the chat (%s); the result is kept",
-                            job.id, short_error(exc))  # fmt: skip
-                raise await refused_for_good(f"forbidden: {short_error(exc)}") from None
-            except BadRequest as exc:
-                text = str(exc).lower()
-                if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
-                    # The forum topic was closed or deleted: the chat itself still takes messages.
-                    log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, short_error(exc))
-                    await self._save_reply(job.id, job.reply, thread_id=None)
-                    reply = {**reply, "thread_id": None}
-                    continue
-                if "chat not found" in text:
-                    raise await refused_for_good(f"chat gone: {short_error(exc)}") from None
-                if "not enough rights" in text:
-                    log.warning(
-                        "job %s: no right to post in chat %s (%s)", job.id, reply.get("chat_id"), short_error(exc)
-                    )
-                    tell = functools.partial(
-                        self._tell_privately, job, translator(job.reply.get("lang")).gettext(NO_RIGHTS_TEXT)
-                    )
-                    raise await refused_for_good(f"no rights in the chat: {short_error(exc)}", tell) from None
-                # The same request gets the same answer: retrying for 20 minutes cannot help.
-                log.error("job %s: Telegram refused the delivery (%s)", job.id, short_error(exc))
-                raise await refused_for_good(f"refused by Telegram: {short_error(exc)}") from None
-            except (NetworkError, RetryAfter) as exc:  # NetworkError includes TimedOut
-                raise DeliveryFailed(f"network: {short_error(exc)}") from None
-            except TelegramError as exc:
-                raise DeliveryFailed(short_error(exc)) from None
-        raise DeliveryFailed("the chat moved twice")
-
-    def _sending(self, chat_id: int) -> contextlib.AbstractAsyncContextManager[None]:
-        """Marks a result or an answer going out in a chat: its status edits wait meanwhile."""
-        return self._status_edits.sending(chat_id)
-
-    async def _tell_privately(self, job: JobView, text: str) -> None:
-        try:
-            await self.bot.send_message(int(job.user_id), text)
-        except TelegramError as exc:  # never started the bot, or blocked it: nothing more to do
-            log.info("job %s: could not tell the member privately (%s)", job.id, short_error(exc))
-
-    async def _send_result_step(self, delivery: Delivery, reply: dict[str, Any], step: str) -> None:
-        """One step of a result (bot/chat/delivery.py chooses them): the album (original +
-        result; an album takes no buttons, Bot API sendMediaGroup), its buttons, the file asked for."""
-        job = delivery.job
-        chat_id, thread = reply["chat_id"], reply.get("thread_id")
-        if step == ALBUM:
-            result_bytes = await asyncio.to_thread(self._photo_payload, delivery.result_picture)
-            result_name = f"{job.id}.jpg"
-            caption = result_caption(job)
-
-            async def album(original: Any) -> None:
-                media = [
-                    InputMediaPhoto(original, filename="original.jpg" if isinstance(original, bytes) else None),
-                    InputMediaPhoto(result_bytes, caption=caption, filename=result_name),
-                ]
-                try:
-                    await self.bot.send_media_group(chat_id, media, reply_parameters=_reply_to(reply), message_thread_id=thread,
-                                                    read_timeout=self.media_read_timeout_s)  # fmt: skip
-                except TimedOut as exc:
-                    if not isinstance(exc.__cause__, httpx.ReadTimeout):
-                        raise
-                    # The whole upload was written and only the answer was late: Telegram has
-                    # taken it. Sending it again would post the album twice.
-                    log.warning("job %s: Telegram took the album but answered too late; not sending it again", job.id)
-
-            file_id = reply.get("picture_file_id") if reply.get("picture_kind") == "photo" else None
-            if file_id:
-                try:
-                    await album(file_id)  # no re-upload of the original
-                except BadRequest as exc:
-                    if not _stale_file_id(exc):
-                        raise
-                    # A file_id from another bot token, or one Telegram has forgotten.
-                    log.info("job %s: the original's file_id was refused (%s); uploading it", job.id, short_error(exc))
-                    await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
-            else:
-                await album(await asyncio.to_thread(self._photo_payload, delivery.input_picture))
-        elif step == BUTTONS:
-            tr = translator(job.reply.get("lang"))
-            await self.bot.send_message(
-                chat_id,
-                tr.gettext("More from this picture:"),
-                reply_parameters=_reply_to(reply),
-                reply_markup=result_buttons(job, self._compare_url(job.id), tr),
-                message_thread_id=thread,
-            )
-        elif step == FILE and job.output_format:
-            ext = OUTPUT_FORMATS[job.output_format].extension
-            data = await self.service.results.result_file(
-                Member("telegram", job.user_id), job.id, job.output_format, DOCUMENT_LIMIT_BYTES
-            )
-            if not isinstance(data, Refused):
-                await self._send_file(job.id, chat_id, data, f"restyle-{job.id}.{ext}", _reply_to(reply), thread)
-        else:
-            raise ValueError(f"job {job.id}: no result step {step!r}")
-
-    async def _send_failure(self, job: JobView, reply: dict[str, Any]) -> None:
-        tr = translator(job.reply.get("lang"))
-        error = failure_reason(job, tr, N_("the picture engine failed."))
-        await self.bot.send_message(
-            reply["chat_id"],
-            tr.gettext("Sorry, that restyle did not work: {error}").format(error=error),
-            reply_parameters=_reply_to(reply),
-            message_thread_id=reply.get("thread_id"),
-        )
-
-    async def _send_file(
-        self,
-        job_id: str,
-        chat_id: int,
-        data: bytes,
-        filename: str,
-        reply_to: ReplyParameters | None,
-        thread: int | None,
-    ) -> None:
-        """A file as a file: without disable_content_type_detection Telegram turns a WebP
-        document into a sticker (Bot API, sendDocument)."""
-        sent = await self.bot.send_document(
-            chat_id, InputFile(data, filename=filename), reply_parameters=reply_to, message_thread_id=thread,
-            disable_content_type_detection=True, read_timeout=self.media_read_timeout_s,
-        )  # fmt: skip
-        if sent.document is None:
-            log.error("job %s: Telegram did not keep %s as a file (it came back as %s)", job_id, filename,
-                      "a sticker" if sent.sticker is not None else "another kind of message")  # fmt: skip
-
-    def _photo_payload(self, data: bytes) -> bytes:
-        return photo_payload(data, self.photo_limit_bytes)
-
-    async def _mark_step(self, job: JobView, step: str) -> None:
-        state = self._state(job.id)
-        done = sorted(set(job.reply.get("sent", [])) | set(state.reply_changes.get("sent", [])) | {step})
-        await self._save_reply(job.id, job.reply, sent=done)
-
-    async def _save_reply(self, job_id: str, base: dict[str, Any], **changes: Any) -> None:
-        """Add to a job's reply dict in SQLite; the handler and delivery both write it, so
-        every write carries every change made so far."""
-        state = self._state(job_id)
-        state.reply_changes.update(changes)
-        try:
-            await self.service.jobs.update_reply(job_id, {**base, **state.reply_changes})
-        except Exception:
-            log.warning("job %s: could not save its reply data", job_id, exc_info=True)
-
-    def _state(self, job_id: str) -> _JobState:
-        return self._jobs.setdefault(job_id, _JobState())
-
-    def _forget(self, job_id: str) -> None:
-        if job_id in self._jobs and not self._statuses.opening(job_id):
-            del self._jobs[job_id]
-
-    async def _finish_status(self, job_id: str, text: str) -> None:
-        """The job is over: end its status message with `text` (DONE deletes it)."""
-        await self._statuses.end(job_id, text)
-        self._forget(job_id)
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-
-@dataclass
-class _Delivering:
-    """Telegram's parts of one delivery (bot/chat/delivery.py DeliverySurface): each step is
-    its own message (or album), recorded in `job`'s reply (a sweep's lead's) once sent, unless
-    `recorded` is False (a kept result sent again for a press: a second press sends it again)."""
-
-    adapter: TelegramAdapter
-    job: JobView
-    reply: dict[str, Any]
-    what: Delivery | SweepDelivery | None  # None: the job's failure
-    recorded: bool = True
-
-    def sent(self) -> set[str]:
-        if not self.recorded:
-            return set()
-        state = self.adapter._state(self.job.id)
-        return set(self.job.reply.get("sent", [])) | set(state.reply_changes.get("sent", []))
-
-    async def send(self, step: str) -> None:
-        adapter = self.adapter
-        if isinstance(self.what, Delivery):
-            await adapter._send_result_step(self.what, self.reply, step)
-        elif isinstance(self.what, SweepDelivery):
-            await send_sweep_step(adapter.bot, self.what, self.reply, step, photo=adapter._photo_payload,
-                                  read_timeout=adapter.media_read_timeout_s)  # fmt: skip
-        else:
-            await adapter._send_failure(self.job, self.reply)
-
-    async def record(self, step: str) -> None:
-        if self.recorded:
-            await self.adapter._mark_step(self.job, step)
-
-
-@dataclass
-class _StatusChats:
-    """Telegram's parts of the status lifecycle (bot/chat/statuses.py StatusPlace): plain-text
-    lines, a status message found again from the job's reply after a restart, DONE deleting it."""
-
-    adapter: TelegramAdapter
-
-    def find(self, key: str, job: JobView) -> Budget | None:
-        messages = self.adapter._messages
-        if key not in messages:
-            if not job.reply.get("status_id"):
-                return None
-            # After a restart: the status message we sent in the last run.
-            messages[key] = _StatusMessage(
-                int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang")
-            )
-        return self.adapter._edit_budget(bool(job.reply.get("group")))
-
-    def line(self, job: JobView) -> tuple[str, bool]:
-        return (sweep_status(job), True) if job.sweep_id is not None else status_text(job)
-
-    def held_line(self, job: JobView, held: float) -> str:
-        text = texts.held_result(held, job.tier, TELEGRAM_STYLE, translator(job.reply.get("lang")))
-        return addressed_commands(text, self.adapter.bot.username or "") if job.reply.get("group") else text
-
-    async def edit(self, key: str, job: JobView, text: str, cancel: bool) -> EditOutcome:
-        adapter = self.adapter
-        status = adapter._messages.get(key)
-        if status is None:
-            return GONE
-        try:
-            await adapter.bot.edit_message_text(
-                text, chat_id=status.chat_id, message_id=status.message_id,
-                reply_markup=_cancel_markup(key, translator(status.lang)) if cancel else None,
-            )  # fmt: skip
-            return SHOWN
-        except RetryAfter as exc:
-            seconds = exc.retry_after if isinstance(exc.retry_after, int) else exc.retry_after.total_seconds()
-            return hold(float(seconds))
-        except ChatMigrated as exc:
-            # The status message stayed in the old group: nothing left to edit.
-            adapter._chat_moved(status.chat_id, int(exc.new_chat_id))
-            return GONE
-        except Forbidden as exc:
-            log.info("job %s: status edits stop (%s)", key, short_error(exc))
-            return GONE  # blocked, or removed from the group: every further edit fails too
-        except BadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return NOT_MODIFIED
-            if "not found" in str(exc).lower():
-                return GONE  # the member deleted it; stop editing
-            log.info("job %s: status edit refused (%s)", key, short_error(exc))
-            return FAILED
-        except TelegramError as exc:
-            log.info("job %s: status edit failed (%s)", key, short_error(exc))  # best effort
-            return FAILED
-
-    async def end(self, key: str, text: str) -> None:
-        """Delete the status message (or, if Telegram will not, say `text`; DONE deletes)."""
-        adapter = self.adapter
-        status = adapter._messages.pop(key, None)
-        if status is None:
-            job = await adapter.service.jobs.job(key)
-            if job is None or not job.reply.get("status_id"):
-                return
-            status = _StatusMessage(int(job.reply["chat_id"]), int(job.reply["status_id"]), job.reply.get("lang"))
-        adapter._forget(key)
-        said = translator(status.lang).gettext(text)
-        try:
-            if text == DONE:
-                await adapter.bot.delete_message(status.chat_id, status.message_id)
-            else:
-                await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
-        except TelegramError as exc:
-            if text == DONE:
-                try:
-                    await adapter.bot.edit_message_text(said, chat_id=status.chat_id, message_id=status.message_id)
-                except TelegramError:
-                    pass
-            log.info("job %s: could not finish its status message (%s)", key, short_error(exc))
-
-
-@dataclass
-class _CommandChat:
-    """Where a command was given (bot/chat/surface.py): answered in the same chat."""
-
-    adapter: TelegramAdapter
-    message: Message
-    style: Style = field(default_factory=lambda: TELEGRAM_STYLE)
-
-    @property
-    def private(self) -> bool:
-        return self.message.chat.type == "private"
-
-    async def reply(self, text: str) -> None:
-        await self.adapter._answer(self.message, text)
-
-    async def finish_status(self, job_id: str, text: str) -> None:
-        await self.adapter._finish_status(job_id, text)
-
-
-@dataclass
-class _RestyleChat:
-    """Where a restyle request came (bot/chat/surface.py RestyleSurface): a /restyle message
-    replying to a picture, or a picture with /restyle as its caption. Everything is answered in
-    the chat: Telegram has no message only one member of a group sees."""
-
-    adapter: TelegramAdapter
-    message: Message
-    caption_form: bool
-    lang: str | None
-    picture: _Picture | None = None
-
-    @property
-    def max_download_bytes(self) -> int:
-        return self.adapter.max_download_bytes
-
-    def place_refusal(self, lang: str | None) -> Refused | None:
-        return self.adapter._place_refusal(self.message, lang)
-
-    async def find_picture(self) -> Found | str:
-        tr = translator(self.lang)
-        source = self.message if self.caption_form else _replied(self.message)
-        if source is None:
-            return with_example(NO_PICTURE, tr)
-        self.picture = _picture_of(source)
-        if self.picture is None:
-            if not self.caption_form:
-                return with_example(NOT_A_PICTURE, tr)
-            return tr.gettext(
-                "That file is not a picture. Send a photo, or a picture file (PNG, JPEG, WebP), with "
-                "/restyle as its caption. For example:\n{example}"
-            ).format(example=EXAMPLE)
-        return Found(self.picture.size)
-
-    def too_big(self, size: int | None, tr: Translator) -> str:
-        return too_big(size, self.max_download_bytes, tr)
-
-    def bad_command(self, error: CommandError, tr: Translator) -> str:
-        return _with_example(error.render(tr), tr)
-
-    async def download(self) -> bytes | str:
-        assert self.picture is not None  # find_picture found it
-        return await fetch_picture(self.adapter.bot, self.picture, self.max_download_bytes, translator(self.lang))
-
-    async def refuse(self, text: str) -> None:
-        await self.adapter._answer(self.message, text)
-
-    def refusal_text(self, refused: Refused) -> str:
-        return refused.text
-
-    async def reply_data(self) -> dict[str, Any] | None:
-        assert self.picture is not None  # find_picture found it
-        message = self.message
-        return {
-            "chat_id": message.chat.id,
-            "message_id": message.message_id,
-            "thread_id": message.message_thread_id if message.is_topic_message else None,
-            "group": message.chat.type != "private",
-            "picture_file_id": self.picture.file_id,
-            "picture_kind": self.picture.kind,
-        }
-
-    async def not_started(self) -> None:
-        pass  # nothing was put in the chat before the job was refused
-
-    async def answered_already(self) -> None:
-        pass  # nothing was put in the chat before the service saw the request again
-
-    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._open_status(accepted, reply, self.message, self.lang)
-
-
-@dataclass
-class _PressChat:
-    """Where a button was pressed (bot/chat/surface.py PressSurface). Telegram takes one answer
-    per press (answerCallbackQuery: a passing toast or an alert of at most 200 characters, and
-    the button spins until it comes); what is said after that, or is longer, is a message in the
-    chat answering the buttons' message. Files and pictures are sent there too: Telegram has no
-    message only one member of a group sees."""
-
-    adapter: TelegramAdapter
-    query: CallbackQuery
-    message: Message
-    member: Member
-    job_id: str  # the pressed button's
-    answered: bool = False
-    file_limit: int = DOCUMENT_LIMIT_BYTES
-    files_limit: int = DOCUMENT_LIMIT_BYTES  # each document of an album has the whole limit
-    result_name: str = "restyle"
-
-    @property
-    def picture_limit(self) -> int:
-        return self.adapter.photo_limit_bytes
-
-    @property
-    def _thread(self) -> int | None:
-        return self.message.message_thread_id if self.message.is_topic_message else None
-
-    def _reply_to(self) -> ReplyParameters:
-        return ReplyParameters(self.message.message_id, allow_sending_without_reply=True)
-
-    async def _answer_query(self, text: str | None = None, *, alert: bool = False) -> None:
-        if not self.answered:
-            self.answered = True
-            await _quietly(self.query.answer(text, show_alert=alert))
-
-    async def notice(self, text: str) -> None:
-        if not self.answered and len(text) <= CALLBACK_ANSWER_LIMIT:
-            await self._answer_query(text, alert=True)
-            return
-        await self._answer_query()
-        await self.adapter._answer(self.message, text)
-
-    async def acknowledge(self, text: str | None = None) -> None:
-        await self._answer_query(text)
-
-    def place_refusal(self, lang: str | None) -> Refused | None:
-        return self.adapter._place_refusal(self.message, lang)
-
-    async def reply_data(self, job: JobView) -> dict[str, Any]:
-        return {
-            "chat_id": self.message.chat.id,
-            "message_id": self.message.message_id,  # the buttons message: the new result answers it
-            "thread_id": job.reply.get("thread_id"),
-            "group": job.reply.get("group", False),
-            "picture_file_id": job.reply.get("picture_file_id"),
-            "picture_kind": job.reply.get("picture_kind"),
-            "parent": job.id,
-        }
-
-    async def queued(self, accepted: Accepted, reply: dict[str, Any]) -> None:
-        await self.adapter._open_status(accepted, reply, self.message, self.member.lang)
-
-    async def not_started(self) -> None:
-        """reply_data sent nothing: the status message comes only with `queued`."""
-
-    async def cancelling(self, job_id: str) -> None:
-        # Before the service cancels: a progress edit starting meanwhile could land after "Cancelled".
-        self.adapter._statuses.stop(job_id)
-
-    async def finish_status(self, job_id: str, text: str) -> None:
-        await self.adapter._finish_status(job_id, text)
-
-    async def send_file(self, name: str, data: bytes) -> None:
-        try:
-            await self.adapter._send_file(self.job_id, self.message.chat.id, data, name, self._reply_to(),
-                                          self._thread)  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send %s (%s)", self.job_id, name, short_error(exc))
-
-    async def send_files(self, files: list[tuple[str, bytes]]) -> None:
-        try:
-            await send_files(self.adapter.bot, self.message.chat.id, files, self._reply_to(), self._thread,
-                             self.adapter.media_read_timeout_s)  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send the files (%s)", self.job_id, short_error(exc))
-
-    async def send_picture(self, data: bytes, caption: str) -> None:
-        try:
-            photo = await asyncio.to_thread(self.adapter._photo_payload, data)  # inside Telegram's photo sides
-            await self.adapter.bot.send_photo(
-                self.message.chat.id, photo, caption=caption, reply_parameters=self._reply_to(),
-                message_thread_id=self._thread, read_timeout=self.adapter.media_read_timeout_s,
-            )  # fmt: skip
-        except TelegramError as exc:
-            log.warning("job %s: could not send the side-by-side picture (%s)", self.job_id, short_error(exc))
-
-    async def send_result(self, delivery: Delivery) -> None:
-        """As a delivered result (album and buttons), answering the buttons' message."""
-        job = delivery.job
-        reply = {
-            "chat_id": self.message.chat.id,
-            "message_id": self.message.message_id,
-            "thread_id": job.reply.get("thread_id"),
-            "picture_file_id": job.reply.get("picture_file_id"),
-            "picture_kind": job.reply.get("picture_kind"),
-        }
-        try:
-            async with self.adapter._sending(self.message.chat.id):
-                # Not a delivery of the service's: nothing to record (a second press sends it again).
-                await deliver_result(_Delivering(self.adapter, job, reply, delivery, recorded=False), job)
-        except TelegramError as exc:
-            log.warning("job %s: could not send the kept result (%s)", job.id, short_error(exc))
-
-
-def _reply_to(reply: dict[str, Any]) -> ReplyParameters | None:
-    if not reply.get("message_id"):
-        return None
-    return ReplyParameters(int(reply["message_id"]), allow_sending_without_reply=True)
-
-
-async def _quietly(awaitable: Awaitable[Any]) -> None:
-    try:
-        await awaitable
-    except TelegramError as exc:
-        log.info("Telegram call failed (%s)", short_error(exc))
+        await self._delivery.sweep(sweep)
+        await self._statuses.finish(sweep.sweep_id, DONE)

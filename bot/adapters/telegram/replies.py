@@ -1,9 +1,11 @@
 """Answering a member's message on Telegram, one way for the adapter and the routers beside it
-(the Stars router never imports the adapter)."""
+(the Stars router never imports the adapter), and answering what needs no more than a try."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.error import TelegramError
@@ -31,3 +33,11 @@ async def answer(bot: Bot, message: Message, text: str, markup: InlineKeyboardMa
         )
     except TelegramError as exc:
         log.warning("could not answer a member (%s)", short_error(exc))
+
+
+async def quietly(awaitable: Awaitable[Any]) -> None:
+    """A call whose failure changes nothing for the member (answering a press): only logged."""
+    try:
+        await awaitable
+    except TelegramError as exc:
+        log.info("Telegram call failed (%s)", short_error(exc))

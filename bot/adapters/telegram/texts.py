@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from telegram import BotCommand
+
 from bot.chat.surface import Style, plain
 from bot.chat.texts import result_facts
 from bot.commands import EXAMPLE
@@ -59,7 +61,7 @@ START_TEXT = N_(
     "/help shows every option, /me your tier and what is left today."
 )
 
-# How a status message ends (bot/adapters/telegram/adapter.py _finish_status): "done" deletes it.
+# How a status message ends (bot/adapters/telegram/statuses.py TelegramStatuses.finish): "done" deletes it.
 DONE = N_("Done ✓")
 FAILED = N_("Failed.")
 CANCELLED = N_("Cancelled.")
@@ -165,3 +167,27 @@ def _with_example(error: str, tr: Translator = ENGLISH) -> str:
     if EXAMPLE in error:
         return error
     return error + "\n" + tr.gettext("For example: {example}").format(example=EXAMPLE)
+
+
+# (command, description): the names stay English in every language (they are what members type,
+# and what /help, the README and shared recipes say); the descriptions are translated.
+COMMAND_TEXTS = [
+    ("restyle", N_("Reply to a picture: /restyle <new style>")),
+    ("styles", N_("Ready-made styles: /restyle style=neon")),
+    ("me", N_("Your tier and what is left today")),
+    ("upgrade", N_("Skip the queue and get more restyles")),
+    ("cancel", N_("Cancel your waiting jobs")),
+    ("link", N_("Share your tier with the bot on Discord")),
+    ("terms", N_("Terms of the paid plans")),
+    ("paysupport", N_("Help with a payment")),
+    ("help", N_("How to use the bot, with examples")),
+]
+
+
+def commands_in(lang: str | None) -> list[BotCommand]:
+    """The command list with its descriptions in `lang` (None: English, the default list)."""
+    tr = translator(lang)
+    return [BotCommand(name, tr.gettext(description)) for name, description in COMMAND_TEXTS]
+
+
+COMMANDS = commands_in(None)
