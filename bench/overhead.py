@@ -97,7 +97,7 @@ class Trace:
         self.wrap(batches, "stored_bytes", "batches.stored_bytes (thread)")
         for attr in ("account_for", "is_banned", "used_today", "member_active_jobs", "add_job", "position",
                      "claim_batch", "picture", "jobs", "job", "finish_job", "claim_delivery", "mark_delivered",
-                     "update_reply"):  # fmt: skip
+                     "add_to_reply"):  # fmt: skip
             self.wrap(store.Store, attr, f"Store.{attr} (SQLite)")
         # (claim_batch is mostly waiting for work)
         self.wrap(jobs.Jobs, "submit", "service.jobs.submit")

@@ -637,3 +637,21 @@ async def test_a_sweep_that_does_not_fit_writes_nothing(store, account):
     added = await store.add_jobs(three, quota_limit=3, **limits)
     assert isinstance(added, list) and [j.seq - added[0].seq for j in added] == [0, 1, 2]
     assert {j.rank for j in added} == {1.0} and await store.used_today(account, DAY) == 3
+
+
+async def test_adding_to_a_reply_changes_only_the_keys_given_and_records_a_step_once(store: Store):
+    account = (await store.account_for("test", "u", 0.0)).id
+    job = JobRecord(
+        id="j1", account_id=account, platform="test", platform_user_id="u", reply={"chat_id": 1, "lang": "es"},
+        prompt="p", negative_prompt=None, strength=0.5, seed=1, steps=4, output_format=None, width=64, height=64,
+        batch_key="k", tier="free", rank=0.0, seq=0, status="queued", created_at=1.0, quota_day="2027-01-15",
+    )  # fmt: skip
+    await store.add_job(job, quota_limit=9, max_active=9, rank_for=lambda _: 1.0)
+    await store.add_to_reply("j1", {}, sent="album")
+    await store.add_to_reply("j1", {"status_id": 7, "chat_id": 2})  # a front end's note, written meanwhile
+    await store.add_to_reply("j1", {}, sent="album")  # a retry recording it again
+    await store.add_to_reply("j1", {}, sent="buttons")
+    stored = await store.job("j1")
+    assert stored is not None
+    assert stored.reply == {"chat_id": 2, "lang": "es", "status_id": 7, "sent": ["album", "buttons"]}
+    await store.add_to_reply("gone", {"status_id": 8})  # purged meanwhile: nothing to add to, no error

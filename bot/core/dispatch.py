@@ -371,6 +371,18 @@ class Dispatch:
                     raise
                 await asyncio.sleep(delay)
 
+    # The steps of one delivery (bot/chat/delivery.py) ----------------------------------------
+
+    async def steps_sent(self, job_id: str) -> set[str]:
+        """The steps of a job's delivery recorded as sent, by an earlier try or an earlier run."""
+        job = await self.store.job(job_id)
+        return set(job.reply.get("sent", [])) if job is not None else set()
+
+    async def step_sent(self, job_id: str, step: str) -> None:
+        """`step` of the job's delivery went out: recorded in its reply data, through a short
+        database outage, so that no retry or restart sends it again."""
+        await self._record_sent(lambda key, _now: self.store.add_to_reply(key, {}, sent=step), job_id)
+
     async def wait_delivered(self) -> None:
         """For tests and shutdown: wait until scheduled deliveries have run."""
         while self._deliveries:

@@ -471,15 +471,11 @@ class Jobs:
             self.dispatch.schedule_sweep_delivery(sweep_id)  # its finished jobs, if any, go out now
         return cancelled
 
-    async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
-        """A front end records where it answered (status message ids), so it can find it again
-        after a restart. The member's language saved at submit stays, whatever dict the front end
-        writes (it may have built its own before the core added the language)."""
-        if "lang" not in reply:
-            job = await self.store.job(job_id)
-            if job is not None and job.reply.get("lang"):
-                reply = {**reply, "lang": job.reply["lang"]}
-        await self.store.update_reply(job_id, reply)
+    async def add_to_reply(self, job_id: str, changes: dict[str, Any]) -> None:
+        """A front end records where it answered (a status message's id, a chat's new id), so it
+        finds it again after a restart. Only the keys given change: what the core wrote at submit
+        (the member's language) and the delivery steps recorded stay."""
+        await self.store.add_to_reply(job_id, changes)
 
 
 REQUEST_KEY_MAX = 200

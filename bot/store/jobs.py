@@ -296,11 +296,23 @@ class JobsStore(StoreBase):
                 [(rank, tier, job_id) for job_id, rank in ranks.items()],
             )
 
-    async def update_reply(self, job_id: str, reply: dict[str, Any]) -> None:
-        """Front ends add to a job's reply data (e.g. the id of the status message they sent)."""
-        await self.db.execute(
-            "UPDATE jobs SET reply_json = ? WHERE id = ?", json.dumps(reply, separators=(",", ":")), job_id
-        )
+    async def add_to_reply(self, job_id: str, changes: dict[str, Any], *, sent: str | None = None) -> None:
+        """Set `changes` in a job's reply data, and add `sent` to its list of delivery steps sent,
+        in one transaction on the row as it is now: the request's handler (where the status is),
+        a delivery (a chat's new id) and the delivery flow (the steps sent) each write only their
+        own keys, so none undoes what another wrote meanwhile."""
+        async with self.db.transaction():
+            stored = await self.db.fetch_value(
+                f"SELECT reply_json FROM jobs WHERE id = ? {self.db.lock_clause}", job_id
+            )
+            if stored is None:
+                return  # purged
+            reply = {**json.loads(stored), **changes}
+            if sent is not None:
+                reply["sent"] = sorted({*reply.get("sent", []), sent})
+            await self.db.execute(
+                "UPDATE jobs SET reply_json = ? WHERE id = ?", json.dumps(reply, separators=(",", ":")), job_id
+            )
 
     # Retention -------------------------------------------------------------------------------
 

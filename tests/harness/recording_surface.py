@@ -11,7 +11,6 @@ from typing import Any
 
 from bot.chat.surface import Found
 from bot.commands import CommandError
-from bot.core.jobs import Jobs
 from bot.core.types import Accepted, Delivery, DeliveryFailed, JobView, Refused
 from bot.i18n import Translator
 
@@ -139,32 +138,13 @@ class RecordingRestyleSurface:
 @dataclass
 class RecordingDeliverySurface:
     """A DeliverySurface (bot/chat/delivery.py) that records each step it was asked to send, in
-    order, and records each step sent in the job's reply in the real store, as Telegram does, so a
-    surface opened afterwards (`over`) finds what an earlier try or run sent (tests/test_chat_delivery.py).
+    order (the flow itself records them as sent in the real store: tests/test_chat_delivery.py).
     `fail_at`: the step whose sending raises DeliveryFailed, as a platform's network error would."""
 
-    jobs: Jobs
-    job_id: str
-    recorded: set[str] = field(default_factory=set)
     fail_at: str | None = None
     sends: list[str] = field(default_factory=list)
-
-    @classmethod
-    async def over(cls, jobs: Jobs, job_id: str, *, fail_at: str | None = None) -> RecordingDeliverySurface:
-        job = await jobs.job(job_id)
-        assert job is not None, job_id
-        return cls(jobs, job_id, set(job.reply.get("sent", [])), fail_at)
-
-    def sent(self) -> set[str]:
-        return set(self.recorded)
 
     async def send(self, step: str) -> None:
         if step == self.fail_at:
             raise DeliveryFailed(f"network down (recorded) at {step}")
         self.sends.append(step)
-
-    async def record(self, step: str) -> None:
-        self.recorded.add(step)
-        job = await self.jobs.job(self.job_id)
-        assert job is not None, self.job_id
-        await self.jobs.update_reply(self.job_id, {**job.reply, "sent": sorted(self.recorded)})

@@ -100,7 +100,7 @@ class TelegramAdapter:
         self.token = settings.token
         self.max_download_bytes = int(settings.max_download_mb * 1_000_000)
         self._moves = MovedChats(config.access.telegram_chats)
-        self._replies = ReplyRecords(service.jobs.update_reply)
+        self._replies = ReplyRecords(service.jobs.add_to_reply)
         self._told_post_as_self: set[int] = set()  # chats told once to post as a person
         # Several front ends on one database (set by the app): only the holder of this token's
         # lease calls getUpdates; None (one process) polls as python-telegram-bot does.

@@ -6,8 +6,9 @@ Telegram's errors are turned here into what the service's retry schedule needs: 
 to try again later, refused_for_good where Telegram would refuse every time. A group that became
 a supergroup or a forum topic that went away gets another go at once, in the new place.
 
-What a delivery learns (the chat's new id, the steps sent) is written into the job's reply dict
-(ReplyRecords), which the service keeps in the database: a retry or a restart sends no step twice."""
+What a delivery learns (a chat's new id, a topic gone) is added to the job's reply data
+(ReplyRecords), which the service keeps in the database, so a retry or a restart delivers to the
+new place; the steps sent are recorded by the shared flow itself."""
 
 from __future__ import annotations
 
@@ -52,30 +53,22 @@ DOCUMENT_LIMIT_BYTES = 50_000_000  # other uploads (cloud Bot API)
 
 
 class ReplyRecords:
-    """The changes made to each job's reply dict in this run. The request's handler (the status
-    message's id) and delivery (a new chat id, the steps sent) both write it, so every write
-    carries every change made so far."""
+    """What this run added to each job's reply data (the status message's id, a chat's new id,
+    a topic gone), kept here too: a delivery reads the job as it was claimed, and a write the
+    database missed must still be known to the next try in this run."""
 
-    def __init__(self, update_reply: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
-        self._update_reply = update_reply
+    def __init__(self, add_to_reply: Callable[[str, dict[str, Any]], Awaitable[None]]) -> None:
+        self._add_to_reply = add_to_reply
         self._changes: dict[str, dict[str, Any]] = {}  # job id -> its reply's changes
 
     def current(self, job: JobView) -> dict[str, Any]:
         return {**job.reply, **self._changes.get(job.id, {})}
 
-    def sent(self, job: JobView) -> set[str]:
-        """The steps of `job`'s delivery recorded as sent, in an earlier run or in this one."""
-        return set(job.reply.get("sent", [])) | set(self._changes.get(job.id, {}).get("sent", []))
-
-    async def mark_sent(self, job: JobView, step: str) -> None:
-        await self.save(job.id, job.reply, sent=sorted(self.sent(job) | {step}))
-
-    async def save(self, job_id: str, base: dict[str, Any], **changes: Any) -> None:
-        """Add to a job's reply dict in the database."""
-        saved = self._changes.setdefault(job_id, {})
-        saved.update(changes)
+    async def save(self, job_id: str, **changes: Any) -> None:
+        """Add `changes` to a job's reply data in the database (only those keys change there)."""
+        self._changes.setdefault(job_id, {}).update(changes)
         try:
-            await self._update_reply(job_id, {**base, **saved})
+            await self._add_to_reply(job_id, changes)
         except Exception:
             log.warning("job %s: could not save its reply data", job_id, exc_info=True)
 
@@ -112,16 +105,20 @@ class TelegramDelivery:
 
     async def result(self, delivery: Delivery) -> None:
         job = delivery.job
-        await self._deliver(job, lambda reply: deliver_result(Delivering(self, job, reply, delivery), job))
+        await self._deliver(
+            job, lambda reply: deliver_result(self.service, Delivering(self, job, reply, delivery), job)
+        )
 
     async def failure(self, job: JobView) -> None:
-        await self._deliver(job, lambda reply: deliver_failure(Delivering(self, job, reply, None)))
+        await self._deliver(job, lambda reply: deliver_failure(self.service, Delivering(self, job, reply, None), job))
 
     async def sweep(self, sweep: SweepDelivery) -> None:
-        """The sweep as one answer to its request (bot/adapters/telegram/sweep.py); each step
-        sent is recorded in the lead's reply, so a retry or a restart sends it once."""
+        """The sweep as one answer to its request (bot/adapters/telegram/sweep.py), sent to where
+        its lead job's request came."""
         lead = sweep_lead(sweep)
-        await self._deliver(lead, lambda reply: deliver_sweep(Delivering(self, lead, reply, sweep), sweep))
+        await self._deliver(
+            lead, lambda reply: deliver_sweep(self.service, Delivering(self, lead, reply, sweep), sweep)
+        )
 
     async def _deliver(self, job: JobView, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Run `send`, turning Telegram's errors into what the service's retry schedule needs."""
@@ -132,7 +129,7 @@ class TelegramDelivery:
         reply = self.replies.current(job)
         moved = self.moves.now(int(reply["chat_id"]))
         if moved is not None:
-            await self.replies.save(job.id, job.reply, chat_id=moved)
+            await self.replies.save(job.id, chat_id=moved)
             reply = {**reply, "chat_id": moved}
         for _ in range(3):  # another go only after a group became a supergroup or a topic went away
             try:
@@ -141,7 +138,7 @@ class TelegramDelivery:
                 return
             except ChatMigrated as exc:
                 self.moves.moved(int(reply["chat_id"]), int(exc.new_chat_id))
-                await self.replies.save(job.id, job.reply, chat_id=exc.new_chat_id)
+                await self.replies.save(job.id, chat_id=exc.new_chat_id)
                 reply = {**reply, "chat_id": exc.new_chat_id}
             except Forbidden as exc:
                 log.warning("job %s: the member blocked the bot or left the chat (%s); the result is kept",
@@ -152,7 +149,7 @@ class TelegramDelivery:
                 if ("topic_closed" in text or "thread not found" in text) and reply.get("thread_id") is not None:
                     # The forum topic was closed or deleted: the chat itself still takes messages.
                     log.info("job %s: its topic is gone (%s); delivering outside the topic", job.id, short_error(exc))
-                    await self.replies.save(job.id, job.reply, thread_id=None)
+                    await self.replies.save(job.id, thread_id=None)
                     reply = {**reply, "thread_id": None}
                     continue
                 if "chat not found" in text:
@@ -276,18 +273,13 @@ class TelegramDelivery:
 
 @dataclass
 class Delivering:
-    """Telegram's parts of one delivery (bot/chat/delivery.py DeliverySurface): each step is
-    its own message (or album), recorded in `job`'s reply (a sweep's lead's) once sent, unless
-    `recorded` is False (a kept result sent again for a press: a second press sends it again)."""
+    """Telegram's part of one delivery (bot/chat/delivery.py DeliverySurface): each step is its
+    own message (or album), sent to `reply`'s chat."""
 
     delivery: TelegramDelivery
     job: JobView
     reply: dict[str, Any]
     what: Delivery | SweepDelivery | None  # None: the job's failure
-    recorded: bool = True
-
-    def sent(self) -> set[str]:
-        return self.delivery.replies.sent(self.job) if self.recorded else set()
 
     async def send(self, step: str) -> None:
         delivery = self.delivery
@@ -298,7 +290,3 @@ class Delivering:
                                   read_timeout=delivery.media_read_timeout_s)  # fmt: skip
         else:
             await delivery.send_failure(self.job, self.reply)
-
-    async def record(self, step: str) -> None:
-        if self.recorded:
-            await self.delivery.replies.mark_sent(self.job, step)

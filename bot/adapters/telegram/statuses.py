@@ -111,10 +111,10 @@ class TelegramStatuses:
         self.messages[job_id] = StatusMessage(sent.chat.id, sent.message_id, lang)
         self.edits.track(job_id, sent.chat.id, self.budget(bool(reply.get("group"))), shown=text,
                          position=result.position + 1, edited_at=self._clock.now())  # fmt: skip
-        await self.replies.save(job_id, reply, status_id=sent.message_id)
+        await self.replies.save(job_id, status_id=sent.message_id)
         for sibling in result.sweep[1:]:  # each job of a sweep finds the one status after a restart
             try:
-                await self.service.jobs.update_reply(sibling, {**reply, "status_id": sent.message_id})
+                await self.service.jobs.add_to_reply(sibling, {"status_id": sent.message_id})
             except Exception:
                 log.warning("job %s: could not save its reply data", sibling, exc_info=True)
         await self.follower.opened(job_id, True)  # an end or an update heard meanwhile is said now

@@ -244,6 +244,7 @@ class PressChat:
         try:
             async with self.parts.delivery.sending(self.message.chat.id):
                 # Not a delivery of the service's: nothing to record (a second press sends it again).
-                await deliver_result(Delivering(self.parts.delivery, job, reply, delivery, recorded=False), job)
+                await deliver_result(self.parts.delivery.service, Delivering(self.parts.delivery, job, reply, delivery),
+                                     job, recorded=False)  # fmt: skip
         except TelegramError as exc:
             log.warning("job %s: could not send the kept result (%s)", job.id, short_error(exc))
