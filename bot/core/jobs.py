@@ -307,18 +307,17 @@ class Jobs:
             account_id, tier = await self._account_and_tier(member)
             if await self.store.is_banned(account_id):
                 return Refused(Reason.BANNED, tr.gettext(BANNED))
-            if command.sweep and not tier.sweep:
-                return refusals.sweep(self.config.tiers, tier, member.lang)
             steps = command.steps if command.steps is not None else self.config.engine.steps
-            if steps > tier.max_steps:
-                return refusals.steps(self.config.tiers, tier, member.lang)
-            active = len(await self.store.member_active_jobs(account_id))
-            if active + count > tier.max_queued:
-                return refusals.queue_limit(self.config.tiers, tier, member.lang, count, active)
             day = utc_day(now)
-            used = await self.store.used_today(account_id, day)
-            if used + count > tier.daily_quota:
-                return refusals.quota(self.config.tiers, tier, member.lang, count, used)
+            # Read before the picture is decoded, for a clear answer; the store checks the quota
+            # and the queue again in its transaction, where two requests at once cannot both pass.
+            refused = refusals.first_limit(
+                self.config.tiers, tier, member.lang, wants_sweep=command.sweep, steps_asked=steps, count=count,
+                active=len(await self.store.member_active_jobs(account_id)),
+                used=await self.store.used_today(account_id, day),
+            )  # fmt: skip
+            if refused is not None:
+                return refused
 
             if picture is not None:
                 try:
@@ -352,38 +351,11 @@ class Jobs:
                     member_gap_s=self.config.queue.member_gap_s,
                 )
 
-            # Each job of a sweep carries the normal batch key, so it batches with any job of
-            # its size and effective steps. Its siblings share a pipeline call only where their
-            # effective steps match too (at 4 steps 0.5 and 0.7 both make 2 UNet calls, 0.3 one):
-            # diffusers runs int(steps * strength) calls, one number per call.
-            records = []
-            for one_id, strength in zip(job_ids, strengths, strict=True):
-                job_steps = scheduled_steps(steps, strength)
-                records.append(JobRecord(
-                    id=one_id,
-                    account_id=account_id,
-                    platform=member.platform,
-                    platform_user_id=member.user_id,
-                    reply=reply,
-                    prompt=command.prompt,
-                    negative_prompt=command.negative_prompt,
-                    strength=strength,
-                    seed=seed,
-                    steps=job_steps,
-                    output_format=command.output_format,
-                    width=width,
-                    height=height,
-                    batch_key=batch_key(width, height, job_steps, strength),
-                    tier=tier.name,
-                    rank=0.0,  # set by the store, under the member's lock
-                    seq=0,
-                    status="queued",
-                    created_at=now,
-                    quota_day=day,
-                    parent_job_id=source_job.id if source_job else None,
-                    request_key=request_key if one_id == job_id else None,  # the lead answers for the sweep
-                    sweep_id=job_id if command.sweep else None,
-                ))  # fmt: skip
+            records = job_records(
+                job_ids, strengths, member=member, account_id=account_id, reply=reply, command=command, seed=seed,
+                steps=steps, size=(width, height), tier=tier.name, now=now, day=day, source_job=source_job,
+                request_key=request_key,
+            )  # fmt: skip
             stored_picture = await asyncio.to_thread(stored_bytes, prepared) if prepared is not None else None
             added = await self._add_jobs_retrying(
                 records,
@@ -476,6 +448,63 @@ class Jobs:
         finds it again after a restart. Only the keys given change: what the core wrote at submit
         (the member's language) and the delivery steps recorded stay."""
         await self.store.add_to_reply(job_id, changes)
+
+
+def job_records(
+    job_ids: list[str],
+    strengths: tuple[float, ...],
+    *,
+    member: Member,
+    account_id: int,
+    reply: dict[str, Any],
+    command: RestyleCommand,
+    seed: int,
+    steps: int,
+    size: tuple[int, int],
+    tier: str,
+    now: float,
+    day: str,
+    source_job: JobRecord | None,
+    request_key: str | None,
+) -> list[JobRecord]:
+    """The jobs of one request, one per strength (three for a sweep, led by the first), as the
+    store queues them; their rank is set by the store, under the member's lock.
+
+    Each job of a sweep carries the normal batch key, so it batches with any job of its size and
+    effective steps. Its siblings share a pipeline call only where their effective steps match
+    too (at 4 steps 0.5 and 0.7 both make 2 UNet calls, 0.3 one): diffusers runs
+    int(steps * strength) calls, one number per call."""
+    width, height = size
+    lead = job_ids[0]
+    records = []
+    for job_id, strength in zip(job_ids, strengths, strict=True):
+        job_steps = scheduled_steps(steps, strength)
+        records.append(JobRecord(
+            id=job_id,
+            account_id=account_id,
+            platform=member.platform,
+            platform_user_id=member.user_id,
+            reply=reply,
+            prompt=command.prompt,
+            negative_prompt=command.negative_prompt,
+            strength=strength,
+            seed=seed,
+            steps=job_steps,
+            output_format=command.output_format,
+            width=width,
+            height=height,
+            batch_key=batch_key(width, height, job_steps, strength),
+            tier=tier,
+            rank=0.0,
+            seq=0,
+            status="queued",
+            created_at=now,
+            quota_day=day,
+            parent_job_id=source_job.id if source_job else None,
+            request_key=request_key if job_id == lead else None,  # the lead answers for the sweep
+            sweep_id=lead if command.sweep else None,
+        ))  # fmt: skip
+    return records
 
 
 REQUEST_KEY_MAX = 200

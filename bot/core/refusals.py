@@ -95,3 +95,27 @@ def quota(
         upgrade_hint=_below_top(tiers, tier),
         lang=lang,
     )
+
+
+def first_limit(
+    tiers: Mapping[str, TierSettings],
+    tier: TierSettings,
+    lang: str | None,
+    *,
+    wants_sweep: bool,
+    steps_asked: int,
+    count: int,
+    active: int,
+    used: int,
+) -> Refused | None:
+    """The first of the tier's limits a request of `count` jobs would pass, in the order a member
+    can act on them (a sweep, the steps, the waiting jobs, the day's quota); None if none."""
+    if wants_sweep and not tier.sweep:
+        return sweep(tiers, tier, lang)
+    if steps_asked > tier.max_steps:
+        return steps(tiers, tier, lang)
+    if active + count > tier.max_queued:
+        return queue_limit(tiers, tier, lang, count, active)
+    if used + count > tier.daily_quota:
+        return quota(tiers, tier, lang, count, used)
+    return None
