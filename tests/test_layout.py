@@ -110,13 +110,32 @@ def test_a_sub_router_never_imports_its_adapter():
     )
     for router, adapters in routers:
         assert not _imports(ROOT / "bot" / "adapters" / router) & adapters, router
-    # The web adapter's rooms (access, jobs, uploads, health, page, compare, sweep ...) get what
+    # Each front end's rooms (Telegram's updates, statuses, delivery, surfaces ...; Discord's
+    # gateway, commands, statuses, delivery ...; the web's access, jobs, uploads ...) get what
     # they need passed in; only the front end itself (adapter.py) puts them together.
-    web = ROOT / "bot" / "adapters" / "web"
-    rooms = [path for path in web.glob("*.py") if path.name not in ("adapter.py", "__init__.py")]
-    assert len(rooms) >= 8, rooms
-    for room in rooms:
-        assert not _imports(room) & {"bot.adapters.web", "bot.adapters.web.adapter"}, room.name
+    for platform, least in (("telegram", 12), ("discord", 14), ("web", 8)):
+        package = ROOT / "bot" / "adapters" / platform
+        rooms = [path for path in package.glob("*.py") if path.name not in ("adapter.py", "__init__.py")]
+        assert len(rooms) >= least, rooms
+        for room in rooms:
+            assert f"bot.adapters.{platform}.adapter" not in _imports(room), f"{platform}/{room.name}"
+
+
+def test_the_rooms_import_one_way_front_ends_then_the_chat_flow_then_the_core():
+    """A front end may use the chat flow and the core; the chat flow the core; the core and the
+    store neither: they call a front end back only through the FrontEnd protocol they are given."""
+
+    def importing(package: str, *, forbidden: tuple[str, ...]) -> list[str]:
+        found = []
+        for path in (ROOT / package).rglob("*.py"):
+            found += [f"{path.relative_to(ROOT)}: {name}" for name in _imports(path) if name.startswith(forbidden)]
+        return found
+
+    assert importing("bot/chat", forbidden=("bot.adapters",)) == []
+    assert importing("bot/core", forbidden=("bot.adapters", "bot.chat")) == []
+    assert importing("bot/store", forbidden=("bot.adapters", "bot.chat", "bot.core")) == []
+    service = [name for name in _imports(ROOT / "bot" / "service.py") if name.startswith(("bot.adapters", "bot.chat"))]
+    assert service == []
 
 
 def test_no_test_module_imports_another():
